@@ -1,0 +1,159 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// List opt-in modes and visibilities.
+const (
+	OptinSingle = "single"
+	OptinDouble = "double"
+
+	ListPublic  = "public"
+	ListPrivate = "private"
+)
+
+// List is a mailing list.
+type List struct {
+	ID          int64
+	Name        string
+	Description string
+	Optin       string
+	Visibility  string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+
+	// Counts by subscription status, filled by the queries that list lists.
+	Unconfirmed  int64 `gorm:"->;-:migration"`
+	Confirmed    int64 `gorm:"->;-:migration"`
+	Unsubscribed int64 `gorm:"->;-:migration"`
+}
+
+// Validate returns a field→message map, empty when the list may be saved.
+func (l *List) Validate() map[string]string {
+	errs := map[string]string{}
+	l.Name = strings.TrimSpace(l.Name)
+	if l.Name == "" {
+		errs["name"] = "Give the list a name."
+	} else if len(l.Name) > 200 {
+		errs["name"] = "Keep the name under 200 characters."
+	}
+	if l.Optin != OptinSingle && l.Optin != OptinDouble {
+		errs["optin"] = "Choose single or double opt-in."
+	}
+	if l.Visibility != ListPublic && l.Visibility != ListPrivate {
+		errs["visibility"] = "Choose public or private."
+	}
+	return errs
+}
+
+const listColumns = `lists.*, COALESCE(ls.unconfirmed, 0) AS unconfirmed,
+	COALESCE(ls.confirmed, 0) AS confirmed, COALESCE(ls.unsubscribed, 0) AS unsubscribed`
+
+// Lists returns every list with its counts, by name.
+func (s *Store) Lists(ctx context.Context) ([]List, error) {
+	var out []List
+	err := s.db.WithContext(ctx).Table("lists").Select(listColumns).
+		Joins("LEFT JOIN list_stats ls ON ls.list_id = lists.id").Order("lower(lists.name), lists.id").Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: lists: %w", err)
+	}
+	return out, nil
+}
+
+// PublicLists returns the lists a subscriber may join on their own.
+func (s *Store) PublicLists(ctx context.Context) ([]List, error) {
+	var out []List
+	err := s.db.WithContext(ctx).Where("visibility = ?", ListPublic).Order("lower(name), id").Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: public lists: %w", err)
+	}
+	return out, nil
+}
+
+// List returns one list with its counts.
+func (s *Store) List(ctx context.Context, id int64) (*List, error) {
+	var out []List
+	err := s.db.WithContext(ctx).Table("lists").Select(listColumns).
+		Joins("LEFT JOIN list_stats ls ON ls.list_id = lists.id").Where("lists.id = ?", id).Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: list %d: %w", id, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("models: list %d: %w", id, ErrNotFound)
+	}
+	return &out[0], nil
+}
+
+// CreateList stores a new list; call Validate first.
+func (s *Store) CreateList(ctx context.Context, l *List) error {
+	l.CreatedAt, l.UpdatedAt = dbNow(), dbNow()
+	if err := s.db.WithContext(ctx).Omit("Unconfirmed", "Confirmed", "Unsubscribed").Create(l).Error; err != nil {
+		return fmt.Errorf("models: create list: %w", err)
+	}
+	return nil
+}
+
+// UpdateList saves a list's name, description, opt-in and visibility.
+func (s *Store) UpdateList(ctx context.Context, l *List) error {
+	res := s.db.WithContext(ctx).Model(&List{}).Where("id = ?", l.ID).Updates(map[string]any{
+		"name": l.Name, "description": l.Description, "optin": l.Optin,
+		"visibility": l.Visibility, "updated_at": dbNow(),
+	})
+	if res.Error != nil {
+		return fmt.Errorf("models: update list %d: %w", l.ID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("models: update list %d: %w", l.ID, ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteList removes a list and its subscriptions. The subscribers stay, and
+// the ledger records a withdrawal for everyone who was subscribed.
+func (s *Store) DeleteList(ctx context.Context, id int64, ev Evidence) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&List{}).Where("id = ?", id).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("models: delete list %d: %w", id, ErrNotFound)
+		}
+		// One ledger row per live subscription, written in chunks so a big
+		// list does not need its members in memory at once.
+		var after int64
+		for {
+			var subs []struct {
+				SubscriberID int64
+				Email        string
+			}
+			err := tx.Raw(`SELECT s.subscriber_id, b.email FROM subscriptions s JOIN subscribers b ON b.id = s.subscriber_id
+				WHERE s.list_id = ? AND s.status <> 'unsubscribed' AND s.subscriber_id > ? ORDER BY s.subscriber_id LIMIT 5000`, id, after).Scan(&subs).Error
+			if err != nil {
+				return err
+			}
+			if len(subs) == 0 {
+				break
+			}
+			rows := make([]Consent, len(subs))
+			for i, sub := range subs {
+				rows[i] = ev.row(ConsentWithdrawn, sub.SubscriberID, id, sub.Email)
+				rows[i].Note = strings.TrimSpace("list deleted " + ev.Note)
+			}
+			if err := s.appendConsents(tx, rows); err != nil {
+				return err
+			}
+			after = subs[len(subs)-1].SubscriberID
+		}
+		if err := tx.Exec("DELETE FROM subscriptions WHERE list_id = ?", id).Error; err != nil {
+			return err
+		}
+		return tx.Exec("DELETE FROM lists WHERE id = ?", id).Error
+	})
+}

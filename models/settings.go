@@ -1,0 +1,143 @@
+package models
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Setting keys.
+const (
+	SettingSecret        = "secret"
+	SettingOrgName       = "org_name"
+	SettingPostalAddress = "postal_address"
+	SettingRootURL       = "root_url"
+)
+
+// Setting returns one setting, "" when unset.
+func (s *Store) Setting(ctx context.Context, key string) (string, error) {
+	var v []string
+	if err := s.db.WithContext(ctx).Raw("SELECT value FROM settings WHERE key = ?", key).Scan(&v).Error; err != nil {
+		return "", fmt.Errorf("models: setting %s: %w", key, err)
+	}
+	if len(v) == 0 {
+		return "", nil
+	}
+	return v[0], nil
+}
+
+// Settings returns every setting.
+func (s *Store) Settings(ctx context.Context) (map[string]string, error) {
+	var rows []struct{ Key, Value string }
+	if err := s.db.WithContext(ctx).Raw("SELECT key, value FROM settings").Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("models: settings: %w", err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.Key] = r.Value
+	}
+	return out, nil
+}
+
+// SetSetting stores one setting.
+func (s *Store) SetSetting(ctx context.Context, key, value string) error {
+	err := s.db.WithContext(ctx).Exec(`INSERT INTO settings (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value).Error
+	if err != nil {
+		return fmt.Errorf("models: set %s: %w", key, err)
+	}
+	return nil
+}
+
+// EnsureSecret returns the stored server secret, generating and storing one
+// on first use. Concurrent first starts agree on one secret.
+func (s *Store) EnsureSecret(ctx context.Context) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	err := s.db.WithContext(ctx).Exec(`INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
+		SettingSecret, hex.EncodeToString(b)).Error
+	if err != nil {
+		return "", fmt.Errorf("models: store secret: %w", err)
+	}
+	return s.Setting(ctx, SettingSecret)
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	ID         int64
+	UserID     *int64
+	Actor      string
+	Action     string
+	ObjectType string
+	ObjectID   string
+	Summary    string
+	IP         string `gorm:"column:ip"`
+	CreatedAt  time.Time
+}
+
+// TableName keeps GORM from pluralising.
+func (AuditEntry) TableName() string { return "audit_log" }
+
+// Audit appends an entry to the audit log.
+func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
+	e.CreatedAt = dbNow()
+	if err := s.db.WithContext(ctx).Create(&e).Error; err != nil {
+		return fmt.Errorf("models: audit: %w", err)
+	}
+	return nil
+}
+
+// AuditLog returns audit entries newest first, before the cursor id.
+func (s *Store) AuditLog(ctx context.Context, before int64, limit int) ([]AuditEntry, error) {
+	q := s.db.WithContext(ctx).Order("id DESC").Limit(limit)
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	var out []AuditEntry
+	if err := q.Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: audit log: %w", err)
+	}
+	return out, nil
+}
+
+// SessionStore keeps dashboard sessions in the sessions table; it implements
+// scs.Store.
+type SessionStore struct{ db *gorm.DB }
+
+// Sessions returns the store's session backend.
+func (s *Store) Sessions() *SessionStore { return &SessionStore{db: s.db} }
+
+// Find returns a live session's data.
+func (ss *SessionStore) Find(token string) ([]byte, bool, error) {
+	var rows []struct{ Data []byte }
+	err := ss.db.Raw("SELECT data FROM sessions WHERE token = ? AND expiry > ?", token, unixNow()).Scan(&rows).Error
+	if err != nil || len(rows) == 0 {
+		return nil, false, err
+	}
+	return rows[0].Data, true, nil
+}
+
+// Commit stores a session until expiry.
+func (ss *SessionStore) Commit(token string, b []byte, expiry time.Time) error {
+	return ss.db.Exec(`INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
+		ON CONFLICT (token) DO UPDATE SET data = excluded.data, expiry = excluded.expiry`,
+		token, b, float64(expiry.UnixNano())/1e9).Error
+}
+
+// Delete removes a session.
+func (ss *SessionStore) Delete(token string) error {
+	return ss.db.Exec("DELETE FROM sessions WHERE token = ?", token).Error
+}
+
+// DeleteExpired removes sessions past their expiry.
+func (ss *SessionStore) DeleteExpired() error {
+	return ss.db.Exec("DELETE FROM sessions WHERE expiry < ?", unixNow()).Error
+}
+
+func unixNow() float64 { return float64(now().UnixNano()) / 1e9 }

@@ -1,0 +1,151 @@
+// Package models holds Herald's data: GORM models and the Store, whose
+// methods are the only place SQL is written.
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/glebarez/sqlite"
+	"github.com/pressly/goose/v3"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/herald-mail/herald/migrations"
+)
+
+// Dialect names the database engine behind a Store.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Sentinel errors that callers branch on. The web layer maps them to status
+// codes; their text is safe to show.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// Store is Herald's data layer. It is safe for concurrent use.
+type Store struct {
+	db      *gorm.DB
+	sql     *sql.DB
+	dialect Dialect
+}
+
+// Open connects to the database named by dsn: a postgres:// or postgresql://
+// URL selects PostgreSQL, anything else is a SQLite file path (an optional
+// "sqlite:" prefix is stripped). It does not migrate; call Migrate.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, PrepareStmt: false}
+	var (
+		db      *gorm.DB
+		err     error
+		dialect Dialect
+	)
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		dialect = Postgres
+		db, err = gorm.Open(postgres.Open(dsn), cfg)
+	default:
+		dialect = SQLite
+		db, err = gorm.Open(sqlite.Open(SQLiteDSN(strings.TrimPrefix(dsn, "sqlite:"))), cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+	}
+	if dialect == SQLite {
+		// WAL allows any number of readers beside the one writer; writers
+		// queue on busy_timeout instead of failing.
+		sqlDB.SetMaxOpenConns(8)
+	} else {
+		sqlDB.SetMaxOpenConns(20)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("models: connect %s: %w", dialect, err)
+	}
+	return &Store{db: db, sql: sqlDB, dialect: dialect}, nil
+}
+
+// SQLiteDSN adds the pragmas Herald relies on to a SQLite file path: WAL,
+// a busy timeout, foreign keys and BEGIN IMMEDIATE, so concurrent writers
+// wait for each other instead of failing with "database is locked".
+func SQLiteDSN(path string) string {
+	if strings.Contains(path, "?") {
+		return path
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	return path + "?" + q.Encode()
+}
+
+// Dialect reports which database engine the store uses.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB exposes the GORM handle to packages that own their own tables (tests,
+// the mailer's store adapter). Prefer a named Store method.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Close releases the connection pool.
+func (s *Store) Close() error { return s.sql.Close() }
+
+// Migrate applies every embedded migration not yet applied and returns the
+// versions it applied.
+func (s *Store) Migrate(ctx context.Context) ([]int64, error) {
+	sub, err := fs.Sub(migrations.FS, string(s.dialect))
+	if err != nil {
+		return nil, fmt.Errorf("models: migrations: %w", err)
+	}
+	gd := goose.DialectSQLite3
+	if s.dialect == Postgres {
+		gd = goose.DialectPostgres
+	}
+	p, err := goose.NewProvider(gd, s.sql, sub)
+	if err != nil {
+		return nil, fmt.Errorf("models: migrations: %w", err)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("models: migrate: %w", err)
+	}
+	var applied []int64
+	for _, r := range res {
+		applied = append(applied, r.Source.Version)
+	}
+	if len(applied) > 0 {
+		slog.Info("migrated", "dialect", s.dialect, "versions", applied)
+	}
+	return applied, nil
+}
+
+// tx runs fn in a transaction. On SQLite the transaction begins IMMEDIATE,
+// so it holds the write lock from the start.
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.db.WithContext(ctx).Transaction(fn)
+}
+
+// notFound turns gorm's record-not-found into ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ErrNotFound
+	}
+	return err
+}

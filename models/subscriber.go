@@ -1,0 +1,434 @@
+package models
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Subscriber statuses and subscription statuses.
+const (
+	SubscriberActive      = "active"
+	SubscriberBlocklisted = "blocklisted"
+	SubscriberErased      = "erased"
+
+	SubUnconfirmed  = "unconfirmed"
+	SubConfirmed    = "confirmed"
+	SubUnsubscribed = "unsubscribed"
+)
+
+// Attributes are a subscriber's free-form JSON fields.
+type Attributes map[string]any
+
+// Value stores attributes as JSON text.
+func (a Attributes) Value() (driver.Value, error) {
+	if a == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(a)
+	return string(b), err
+}
+
+// Scan reads attributes from JSON text.
+func (a *Attributes) Scan(v any) error {
+	var b []byte
+	switch t := v.(type) {
+	case string:
+		b = []byte(t)
+	case []byte:
+		b = t
+	case nil:
+		*a = Attributes{}
+		return nil
+	default:
+		return fmt.Errorf("models: attributes from %T", v)
+	}
+	m := Attributes{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*a = m
+	return nil
+}
+
+// ParseAttributes reads a JSON object typed by a person; the error says what
+// is wrong with it.
+func ParseAttributes(s string) (Attributes, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return Attributes{}, nil
+	}
+	var a Attributes
+	if err := json.Unmarshal([]byte(s), &a); err != nil {
+		return nil, fmt.Errorf("attributes must be a JSON object such as {\"city\": \"Lyon\"}: %v", err)
+	}
+	if a == nil {
+		a = Attributes{}
+	}
+	return a, nil
+}
+
+// Subscriber is one person who can receive mail.
+type Subscriber struct {
+	ID         int64
+	Email      string
+	Name       string
+	Attributes Attributes `gorm:"type:text"`
+	Status     string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Subscription is a subscriber's membership of one list.
+type Subscription struct {
+	SubscriberID int64
+	ListID       int64
+	Status       string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	ListName     string `gorm:"->;-:migration"`
+	ListOptin    string `gorm:"->;-:migration"`
+}
+
+// Subscriber returns one subscriber.
+func (s *Store) Subscriber(ctx context.Context, id int64) (*Subscriber, error) {
+	var sub Subscriber
+	if err := s.db.WithContext(ctx).First(&sub, id).Error; err != nil {
+		return nil, fmt.Errorf("models: subscriber %d: %w", id, notFound(err))
+	}
+	return &sub, nil
+}
+
+// SubscriberByEmail finds a subscriber by address, ignoring case.
+func (s *Store) SubscriberByEmail(ctx context.Context, email string) (*Subscriber, error) {
+	var sub Subscriber
+	if err := s.db.WithContext(ctx).Where("lower(email) = lower(?)", email).First(&sub).Error; err != nil {
+		return nil, fmt.Errorf("models: subscriber %q: %w", email, notFound(err))
+	}
+	return &sub, nil
+}
+
+// SubscriptionsOf returns a subscriber's list memberships with list names.
+func (s *Store) SubscriptionsOf(ctx context.Context, subscriberID int64) ([]Subscription, error) {
+	var out []Subscription
+	err := s.db.WithContext(ctx).Table("subscriptions").
+		Select("subscriptions.*, lists.name AS list_name, lists.optin AS list_optin").
+		Joins("JOIN lists ON lists.id = subscriptions.list_id").
+		Where("subscriptions.subscriber_id = ?", subscriberID).Order("lower(lists.name)").Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: subscriptions of %d: %w", subscriberID, err)
+	}
+	return out, nil
+}
+
+// CreateSubscriber stores a new subscriber with its list memberships
+// (list id → subscription status) and writes their consent rows. The address
+// must already be normalised. It returns ErrConflict when the address exists.
+func (s *Store) CreateSubscriber(ctx context.Context, sub *Subscriber, lists map[int64]string, ev Evidence) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&Subscriber{}).Where("lower(email) = lower(?)", sub.Email).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrConflict
+		}
+		if err := s.checkSuppressed(tx, sub.Email); err != nil {
+			return err
+		}
+		sub.CreatedAt, sub.UpdatedAt = dbNow(), dbNow()
+		if sub.Status == "" {
+			sub.Status = SubscriberActive
+		}
+		if sub.Attributes == nil {
+			sub.Attributes = Attributes{}
+		}
+		if err := tx.Create(sub).Error; err != nil {
+			return err
+		}
+		return s.setSubscriptions(tx, sub, lists, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("models: create subscriber: %w", err)
+	}
+	return nil
+}
+
+// UpdateSubscriber saves a subscriber's address, name and attributes.
+func (s *Store) UpdateSubscriber(ctx context.Context, sub *Subscriber) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&Subscriber{}).Where("lower(email) = lower(?) AND id <> ?", sub.Email, sub.ID).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrConflict
+		}
+		res := tx.Model(&Subscriber{}).Where("id = ?", sub.ID).Updates(map[string]any{
+			"email": sub.Email, "name": sub.Name, "attributes": sub.Attributes, "updated_at": dbNow(),
+		})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("models: update subscriber %d: %w", sub.ID, err)
+	}
+	return nil
+}
+
+// SetSubscriptions changes a subscriber's memberships: list id → new status,
+// or "" to remove the membership. Each real change writes a consent row.
+func (s *Store) SetSubscriptions(ctx context.Context, subscriberID int64, lists map[int64]string, ev Evidence) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var sub Subscriber
+		if err := tx.First(&sub, subscriberID).Error; err != nil {
+			return notFound(err)
+		}
+		return s.setSubscriptions(tx, &sub, lists, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("models: set subscriptions of %d: %w", subscriberID, err)
+	}
+	return nil
+}
+
+// ErrBlocklisted is returned when a blocklisted or erased subscriber would be
+// subscribed to a list.
+var ErrBlocklisted = errors.New("the subscriber is blocklisted; unblock them first")
+
+func (s *Store) setSubscriptions(tx *gorm.DB, sub *Subscriber, lists map[int64]string, ev Evidence) error {
+	if len(lists) == 0 {
+		return nil
+	}
+	var current []Subscription
+	if err := tx.Where("subscriber_id = ?", sub.ID).Find(&current).Error; err != nil {
+		return err
+	}
+	was := map[int64]string{}
+	for _, c := range current {
+		was[c.ListID] = c.Status
+	}
+	var rows []Consent
+	t := dbNow()
+	for listID, status := range lists {
+		old, exists := was[listID]
+		if status == old && exists {
+			continue
+		}
+		if status != "" && status != SubUnsubscribed && sub.Status != SubscriberActive {
+			return ErrBlocklisted
+		}
+		var err error
+		switch {
+		case status == "":
+			if !exists {
+				continue
+			}
+			err = tx.Exec("DELETE FROM subscriptions WHERE subscriber_id = ? AND list_id = ?", sub.ID, listID).Error
+		case exists:
+			err = tx.Exec("UPDATE subscriptions SET status = ?, updated_at = ? WHERE subscriber_id = ? AND list_id = ?", status, t, sub.ID, listID).Error
+		default:
+			var n int64
+			if err := tx.Model(&List{}).Where("id = ?", listID).Count(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("list %d: %w", listID, ErrNotFound)
+			}
+			err = tx.Exec("INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)", sub.ID, listID, status, t, t).Error
+		}
+		if err != nil {
+			return err
+		}
+		action := ConsentGranted
+		switch {
+		case status == "" || status == SubUnsubscribed:
+			if old == SubUnsubscribed || !exists {
+				continue // nothing was withdrawn
+			}
+			action = ConsentWithdrawn
+		case status == SubConfirmed && old == SubUnconfirmed:
+			action = ConsentConfirmed
+		}
+		rows = append(rows, ev.row(action, sub.ID, listID, sub.Email))
+	}
+	return s.appendConsents(tx, rows)
+}
+
+// DeleteSubscriber removes a subscriber and their memberships. Their ledger
+// rows stay (with a withdrawal per live membership) as the record of what
+// they had agreed to; erasure is a separate, stronger operation.
+func (s *Store) DeleteSubscriber(ctx context.Context, id int64, ev Evidence) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var sub Subscriber
+		if err := tx.First(&sub, id).Error; err != nil {
+			return notFound(err)
+		}
+		if err := s.withdrawAll(tx, &sub, ev); err != nil {
+			return err
+		}
+		if err := tx.Exec("DELETE FROM subscriptions WHERE subscriber_id = ?", id).Error; err != nil {
+			return err
+		}
+		return tx.Exec("DELETE FROM subscribers WHERE id = ?", id).Error
+	})
+	if err != nil {
+		return fmt.Errorf("models: delete subscriber %d: %w", id, err)
+	}
+	return nil
+}
+
+// withdrawAll unsubscribes sub from every list it is live on.
+func (s *Store) withdrawAll(tx *gorm.DB, sub *Subscriber, ev Evidence) error {
+	var live []int64
+	if err := tx.Raw("SELECT list_id FROM subscriptions WHERE subscriber_id = ? AND status <> ?", sub.ID, SubUnsubscribed).Scan(&live).Error; err != nil {
+		return err
+	}
+	change := map[int64]string{}
+	for _, l := range live {
+		change[l] = SubUnsubscribed
+	}
+	return s.setSubscriptions(tx, sub, change, ev)
+}
+
+// SetBlocklisted blocks or unblocks a subscriber. Blocking unsubscribes them
+// from every list (with ledger rows); unblocking does not resubscribe.
+func (s *Store) SetBlocklisted(ctx context.Context, id int64, blocked bool, ev Evidence) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var sub Subscriber
+		if err := tx.First(&sub, id).Error; err != nil {
+			return notFound(err)
+		}
+		status := SubscriberActive
+		if blocked {
+			status = SubscriberBlocklisted
+			if err := s.withdrawAll(tx, &sub, ev); err != nil {
+				return err
+			}
+		}
+		return tx.Exec("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?", status, dbNow(), id).Error
+	})
+	if err != nil {
+		return fmt.Errorf("models: blocklist subscriber %d: %w", id, err)
+	}
+	return nil
+}
+
+// SubscriberQuery selects a page of subscribers. Pages run newest first and
+// are addressed by a keyset cursor, never an offset or a total count.
+type SubscriberQuery struct {
+	Search string // prefix of the address or of the name, any case
+	ListID int64  // members of this list only
+	Status string // subscription status on ListID, or subscriber status without it
+	Before int64  // cursor: only ids below this
+	Limit  int    // page size, default 50
+}
+
+// SubscriberRow is one line of a subscriber search.
+type SubscriberRow struct {
+	ID        int64
+	Email     string
+	Name      string
+	Status    string
+	CreatedAt time.Time
+}
+
+// SubscriberPage is one page of results; Next is the cursor of the next
+// page, 0 on the last one.
+type SubscriberPage struct {
+	Rows []SubscriberRow
+	Next int64
+}
+
+// SearchSubscribers answers the subscribers page and the API search. Every
+// shape of query walks an index in id order and stops after one page.
+func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*SubscriberPage, error) {
+	if q.Limit <= 0 || q.Limit > 500 {
+		q.Limit = 50
+	}
+	before := q.Before
+	if before <= 0 {
+		before = 1<<62 - 1
+	}
+	var (
+		where []string
+		args  []any
+	)
+	where = append(where, "s.id < ?")
+	args = append(args, before)
+	if term := strings.ToLower(strings.TrimSpace(q.Search)); term != "" {
+		cond, cargs := s.prefixMatch(term)
+		where = append(where, cond)
+		args = append(args, cargs...)
+	}
+	from := "subscribers s"
+	if q.ListID != 0 {
+		// One index-ordered walk per subscription status, merged: each stops
+		// after a page, so no list is ever sorted whole.
+		statuses := []string{SubUnconfirmed, SubConfirmed, SubUnsubscribed}
+		if q.Status != "" {
+			statuses = []string{q.Status}
+		}
+		var parts []string
+		var jargs []any
+		for _, st := range statuses {
+			parts = append(parts, `SELECT * FROM (SELECT subscriber_id FROM subscriptions
+				WHERE list_id = ? AND status = ? AND subscriber_id < ? ORDER BY subscriber_id DESC LIMIT ?) AS p`)
+			jargs = append(jargs, q.ListID, st, before, q.Limit*4)
+		}
+		if q.Search != "" {
+			// With a search term the page may need more than a page of
+			// members: fall back to the plain membership join.
+			from = "subscribers s JOIN subscriptions m ON m.subscriber_id = s.id AND m.list_id = ?"
+			args = append([]any{q.ListID}, args...)
+			if q.Status != "" {
+				where = append(where, "m.status = ?")
+				args = append(args, q.Status)
+			}
+		} else {
+			from = "(" + strings.Join(parts, " UNION ALL ") + ") AS mm JOIN subscribers s ON s.id = mm.subscriber_id"
+			args = append(jargs, args...)
+		}
+	} else if q.Status != "" {
+		where = append(where, "s.status = ?")
+		args = append(args, q.Status)
+	}
+	sqlText := "SELECT s.id, s.email, s.name, s.status, s.created_at FROM " + from +
+		" WHERE " + strings.Join(where, " AND ") + " ORDER BY s.id DESC LIMIT ?"
+	args = append(args, q.Limit+1)
+	var rows []SubscriberRow
+	if err := s.db.WithContext(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("models: search subscribers: %w", err)
+	}
+	page := &SubscriberPage{Rows: rows}
+	if len(rows) > q.Limit {
+		page.Rows = rows[:q.Limit]
+		page.Next = page.Rows[q.Limit-1].ID
+	}
+	return page, nil
+}
+
+// prefixMatch matches subscribers whose address or name starts with term,
+// through the lower(email) and lower(name) indexes.
+func (s *Store) prefixMatch(term string) (string, []any) {
+	if s.dialect == Postgres {
+		p := likePrefix(term)
+		return `s.id IN (SELECT id FROM subscribers WHERE lower(email) LIKE ? ESCAPE '\'
+			UNION SELECT id FROM subscribers WHERE lower(name) LIKE ? ESCAPE '\')`, []any{p, p}
+	}
+	// SQLite uses an expression index for a range, not for LIKE.
+	hi := term + "\U0010FFFF"
+	return `s.id IN (SELECT id FROM subscribers WHERE lower(email) >= ? AND lower(email) < ?
+		UNION SELECT id FROM subscribers WHERE lower(name) >= ? AND lower(name) < ?)`, []any{term, hi, term, hi}
+}
