@@ -1,0 +1,190 @@
+package bounce
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// fields is one block of an RFC 3464 delivery-status body, keys lowercase.
+type fields map[string]string
+
+// readFields splits a delivery-status body into blocks of fields. A new
+// block starts at a blank line, and also at a second recipient field, because
+// some MTAs forget the blank line between recipients.
+func readFields(text string) []fields {
+	var blocks []fields
+	cur := fields{}
+	var lastKey string
+	push := func() {
+		if len(cur) > 0 {
+			blocks = append(blocks, cur)
+		}
+		cur = fields{}
+		lastKey = ""
+	}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			push()
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && lastKey != "" {
+			cur[lastKey] += " " + strings.TrimSpace(line)
+			continue
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.ContainsAny(k, " \t") {
+			continue
+		}
+		k = strings.ToLower(k)
+		if startsRecipient(cur, k) {
+			push()
+		}
+		if _, dup := cur[k]; !dup {
+			cur[k] = strings.TrimSpace(v)
+		}
+		lastKey = k
+	}
+	push()
+	return blocks
+}
+
+// startsRecipient reports whether field k opens a new recipient block
+// rather than continuing cur. Original-Recipient may come before or after
+// Final-Recipient, so it only opens a block when cur already looks complete.
+func startsRecipient(cur fields, k string) bool {
+	_, hasFinal := cur["final-recipient"]
+	_, hasOrig := cur["original-recipient"]
+	_, hasAction := cur["action"]
+	_, hasStatus := cur["status"]
+	switch k {
+	case "final-recipient":
+		return hasFinal
+	case "original-recipient":
+		return hasOrig || (hasFinal && (hasAction || hasStatus))
+	}
+	return false
+}
+
+// hasInlineStatus reports whether a text part carries delivery-status fields,
+// as some MTAs write them without the message/delivery-status part.
+func hasInlineStatus(m *msg) bool {
+	for _, t := range m.texts {
+		lower := strings.ToLower(t)
+		if strings.Contains(lower, "\nfinal-recipient:") && strings.Contains(lower, "\nstatus:") {
+			return true
+		}
+	}
+	return false
+}
+
+// parseDSN reads RFC 3464 recipient blocks into verdicts.
+func parseDSN(m *msg, rep *Report) {
+	bodies := m.status
+	if len(bodies) == 0 {
+		bodies = m.texts
+	}
+	type block struct {
+		f    fields
+		rcpt string
+	}
+	var blocks []block
+	seen := map[string]bool{}
+	for _, body := range bodies {
+		for _, f := range readFields(body) {
+			if mta := f["reporting-mta"]; mta != "" && rep.ReportingMTA == "" {
+				rep.ReportingMTA = afterType(mta)
+			}
+			rcpt := recipientField(f)
+			if rcpt == "" || seen[rcpt] {
+				continue
+			}
+			seen[rcpt] = true
+			blocks = append(blocks, block{f, rcpt})
+		}
+	}
+	for _, b := range blocks {
+		rep.Recipients = append(rep.Recipients, dsnVerdict(m, b.f, b.rcpt, len(blocks) == 1))
+	}
+}
+
+// recipientField returns the recipient of a block: Final-Recipient, or
+// Original-Recipient when the final one is missing or not an address.
+func recipientField(f fields) string {
+	for _, k := range []string{"final-recipient", "original-recipient", "x-actual-recipient"} {
+		if as := findAddresses(afterType(f[k])); len(as) > 0 {
+			return as[0]
+		}
+	}
+	return ""
+}
+
+// afterType drops the address-type or diagnostic-type prefix ("rfc822;",
+// "smtp;", "dns;").
+func afterType(v string) string {
+	if t, rest, ok := strings.Cut(v, ";"); ok && !strings.ContainsAny(t, " <@") {
+		return strings.TrimSpace(rest)
+	}
+	return strings.TrimSpace(v)
+}
+
+// dsnVerdict classifies one recipient block, using the human-readable text
+// around the recipient when the block itself says little.
+func dsnVerdict(m *msg, f fields, rcpt string, single bool) Verdict {
+	diag := oneLine(afterType(f["diagnostic-code"]))
+	status := normStatus(f["status"])
+	v := Verdict{Recipient: rcpt, Status: status, Diagnostic: diag}
+	action := strings.ToLower(strings.Fields(f["action"] + " x")[0])
+	switch action {
+	case "delivered", "relayed", "expanded", "deliverable":
+		v.Kind = KindNotBounce
+		return v
+	}
+
+	ctx := recipientContext(m.notice, rcpt)
+	if ctx == "" && single {
+		ctx = m.notice
+	}
+	if diag == "" {
+		v.Diagnostic = diagnosticOf(ctx)
+	}
+	v.Code = replyCode(v.Diagnostic)
+	if sub := findStatus(v.Diagnostic); sub != "" && (status == "" || sub[0] == status[0]) {
+		// The remote server's own code is more precise than the one the
+		// reporting MTA put in Status, which is often generic or a guess.
+		v.Status = sub
+	}
+	text := v.Diagnostic
+	if phraseCategory(strings.ToLower(text)) == CategoryNone {
+		text += " " + oneLine(ctx)
+	}
+	if v.Status == "" && v.Code == 0 {
+		v.Status = findStatus(ctx)
+	}
+	if action == "delayed" && (v.Status == "" || v.Status[0] != '4') {
+		v.Status = "4" + strings.TrimLeft(v.Status, "2345")
+		if v.Status == "4" {
+			v.Status = "4.0.0"
+		}
+	}
+	whole := ""
+	if single {
+		whole = m.notice
+	}
+	v.Kind, v.Category = classifyFailure(v.Code, v.Status, text, ctx, whole, m.notice)
+	return v
+}
+
+var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|$)`)
+
+// replyCode returns the first failure reply code (4xx or 5xx) in text, or 0;
+// a 2xx in a failure notice is a byte count or a quoted earlier reply.
+func replyCode(text string) int {
+	m := codeRe.FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}

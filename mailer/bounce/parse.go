@@ -1,0 +1,254 @@
+package bounce
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 bounce texts
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// maxMessageSize caps what Parse reads; bounces that quote a huge original
+// are cut, which loses nothing we use.
+const maxMessageSize = 8 << 20
+
+// Report is what Parse found in one inbound message.
+type Report struct {
+	// Recipients holds one verdict per recipient the message reports on. It
+	// is empty when the message is not a bounce, auto-reply or complaint.
+	Recipients []Verdict
+	// FeedbackType is the ARF Feedback-Type ("abuse", "auth-failure", …) of
+	// a complaint report; empty otherwise.
+	FeedbackType string
+	// MessageID is the Message-ID of the original message, without angle
+	// brackets, when the report quotes it. It lets a bounce be matched to a
+	// delivery when there is no VERP address.
+	MessageID string
+	// Original holds the original message's header when quoted; its zero
+	// value is an empty header.
+	Original mail.Header
+	// ReportingMTA is the host that produced the report, when it says.
+	ReportingMTA string
+}
+
+// Parse reads one message and reports the recipients it bounces, auto-replies
+// for or complains about. A message that is none of these gives a Report with
+// no recipients and no error; only a failure to read r is an error.
+func Parse(r io.Reader) (*Report, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxMessageSize))
+	if err != nil {
+		return nil, fmt.Errorf("bounce: read message: %w", err)
+	}
+	m := readMessage(raw)
+	rep := &Report{}
+	rep.setOriginal(m)
+
+	ses, isSES := sesJSON(m)
+	switch {
+	case isSES:
+		parseSES(ses, rep)
+	case len(m.feedback) > 0:
+		parseFeedback(m, rep)
+	case len(m.status) > 0 || hasInlineStatus(m):
+		parseDSN(m, rep)
+		if len(rep.Recipients) == 0 {
+			parseText(m, rep)
+		}
+	case isAutoReply(m):
+		parseAutoReply(m, rep)
+	case isFeedbackText(m):
+		parseFeedbackText(m, rep)
+	case looksLikeBounce(m):
+		parseText(m, rep)
+	}
+	return rep, nil
+}
+
+// setOriginal records the quoted original header: from a MIME part when
+// there was one, else from a header block embedded in the text.
+func (rep *Report) setOriginal(m *msg) {
+	h := m.original
+	if h == nil {
+		h = m.embedded
+	}
+	if h == nil {
+		return
+	}
+	rep.Original = mail.Header{Header: message.Header{Header: *h}}
+	if id, err := rep.Original.MessageID(); err == nil {
+		rep.MessageID = id
+	}
+	if rep.MessageID == "" {
+		rep.MessageID = strings.Trim(strings.TrimSpace(h.Get("Message-Id")), "<>")
+	}
+}
+
+// msg is an inbound message taken apart into what the parsers need.
+type msg struct {
+	header   mail.Header
+	subject  string
+	from     string // bare address, lowercase
+	texts    []string
+	status   []string // message/delivery-status bodies
+	feedback []string // message/feedback-report bodies
+	original *textproto.Header
+	embedded *textproto.Header // original header found inside the text
+	notice   string            // human-readable text before any quoted original
+}
+
+// maxDepth bounds MIME nesting; real reports nest two or three levels.
+const maxDepth = 8
+
+// readMessage parses raw as MIME. Malformed MIME never fails: whatever
+// cannot be parsed is kept as plain text.
+func readMessage(raw []byte) *msg {
+	m := &msg{}
+	raw = trimEnvelope(raw)
+	e, err := message.Read(bytes.NewReader(raw))
+	if e == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
+		m.fallback(raw)
+		m.finish()
+		return m
+	}
+	m.header = mail.Header{Header: e.Header}
+	if !m.walk(e, 0) {
+		// Keep what the walk found but read the whole body as text too, so
+		// a broken boundary does not hide the diagnostic.
+		m.texts = append(m.texts, bodyText(raw))
+	}
+	m.finish()
+	return m
+}
+
+// trimEnvelope drops the mbox "From " line that saved bounces often start
+// with; it is not a header field and would end the header at once.
+func trimEnvelope(raw []byte) []byte {
+	raw = bytes.TrimLeft(raw, "\r\n")
+	if bytes.HasPrefix(raw, []byte("From ")) {
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			return raw[i+1:]
+		}
+	}
+	return raw
+}
+
+// fallback treats raw as a header we may not be able to parse and a text body.
+func (m *msg) fallback(raw []byte) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err == nil {
+		m.header = mail.Header{Header: message.Header{Header: h}}
+	}
+	m.texts = append(m.texts, bodyText(raw))
+}
+
+// bodyText returns what follows the first blank line, or all of raw.
+func bodyText(raw []byte) string {
+	s := strings.ReplaceAll(string(raw), "\r\n", "\n")
+	if i := strings.Index(s, "\n\n"); i >= 0 {
+		return s[i+2:]
+	}
+	return s
+}
+
+// walk collects the parts of e. It reports false when the MIME structure
+// broke part-way.
+func (m *msg) walk(e *message.Entity, depth int) (ok bool) {
+	defer func() {
+		// go-message is careful, but a bounce is hostile input: a parser bug
+		// must cost us this message's structure, not the process.
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if depth > maxDepth {
+		return true
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for n := 0; ; n++ {
+			p, err := mr.NextPart()
+			if p == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
+				// Bounces often quote a truncated original, so a missing
+				// closing boundary is normal; only a multipart with no
+				// readable part at all is broken.
+				return n > 0 || err == io.EOF
+			}
+			if !m.walk(p, depth+1) {
+				return false
+			}
+		}
+	}
+	mt, _, _ := e.Header.ContentType()
+	body, _ := io.ReadAll(io.LimitReader(e.Body, maxMessageSize))
+	text := strings.ReplaceAll(string(body), "\r\n", "\n")
+	switch mt {
+	case "message/delivery-status", "message/global-delivery-status":
+		m.status = append(m.status, text)
+	case "message/feedback-report":
+		m.feedback = append(m.feedback, text)
+	case "message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers", "message/partial":
+		if m.original == nil {
+			if h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(text))); err == nil || h.Len() > 0 {
+				m.original = &h
+			}
+		}
+	case "text/html":
+		if depth == 0 || len(m.texts) == 0 {
+			m.texts = append(m.texts, stripTags(text))
+		}
+	case "", "text/plain", "text/enriched":
+		m.texts = append(m.texts, text)
+	default:
+		// Attachments (images, logos, the odd zip) say nothing we use.
+	}
+	return true
+}
+
+// finish derives the fields every parser uses.
+func (m *msg) finish() {
+	m.subject, _ = m.header.Subject()
+	if m.subject == "" {
+		m.subject = m.header.Get("Subject")
+	}
+	if as, err := m.header.AddressList("From"); err == nil && len(as) > 0 {
+		m.from = strings.ToLower(as[0].Address)
+	} else if a := findAddresses(m.header.Get("From")); len(a) > 0 {
+		m.from = a[0]
+	}
+	m.notice, m.embedded = splitNotice(strings.Join(m.texts, "\n"))
+}
+
+var (
+	styleRe  = regexp.MustCompile(`(?is)<style.*?</style>`)
+	scriptRe = regexp.MustCompile(`(?is)<script.*?</script>`)
+)
+
+// stripTags turns HTML into rough text, enough to find addresses and codes.
+func stripTags(s string) string {
+	s = styleRe.ReplaceAllString(s, " ")
+	s = scriptRe.ReplaceAllString(s, " ")
+	var b strings.Builder
+	in := false
+	for _, r := range s {
+		switch {
+		case r == '<':
+			in = true
+		case r == '>' && in:
+			in = false
+			b.WriteByte(' ')
+		case !in:
+			b.WriteRune(r)
+		}
+	}
+	for _, ent := range [][2]string{{"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}, {"&nbsp;", " "}, {"&quot;", `"`}, {"&#39;", "'"}} {
+		s = strings.ReplaceAll(b.String(), ent[0], ent[1])
+		b.Reset()
+		b.WriteString(s)
+	}
+	return b.String()
+}
