@@ -337,11 +337,12 @@ type SubscriberQuery struct {
 
 // SubscriberRow is one line of a subscriber search.
 type SubscriberRow struct {
-	ID        int64
-	Email     string
-	Name      string
-	Status    string
-	CreatedAt time.Time
+	ID         int64
+	Email      string
+	Name       string
+	Status     string
+	CreatedAt  time.Time
+	ListStatus string // status on SubscriberQuery.ListID; "" without a list
 }
 
 // SubscriberPage is one page of results; Next is the cursor of the next
@@ -357,56 +358,7 @@ func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*Subs
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
-	before := q.Before
-	if before <= 0 {
-		before = 1<<62 - 1
-	}
-	var (
-		where []string
-		args  []any
-	)
-	where = append(where, "s.id < ?")
-	args = append(args, before)
-	if term := strings.ToLower(strings.TrimSpace(q.Search)); term != "" {
-		cond, cargs := s.prefixMatch(term)
-		where = append(where, cond)
-		args = append(args, cargs...)
-	}
-	from := "subscribers s"
-	if q.ListID != 0 {
-		// One index-ordered walk per subscription status, merged: each stops
-		// after a page, so no list is ever sorted whole.
-		statuses := []string{SubUnconfirmed, SubConfirmed, SubUnsubscribed}
-		if q.Status != "" {
-			statuses = []string{q.Status}
-		}
-		var parts []string
-		var jargs []any
-		for _, st := range statuses {
-			parts = append(parts, `SELECT * FROM (SELECT subscriber_id FROM subscriptions
-				WHERE list_id = ? AND status = ? AND subscriber_id < ? ORDER BY subscriber_id DESC LIMIT ?) AS p`)
-			jargs = append(jargs, q.ListID, st, before, q.Limit*4)
-		}
-		if q.Search != "" {
-			// With a search term the page may need more than a page of
-			// members: fall back to the plain membership join.
-			from = "subscribers s JOIN subscriptions m ON m.subscriber_id = s.id AND m.list_id = ?"
-			args = append([]any{q.ListID}, args...)
-			if q.Status != "" {
-				where = append(where, "m.status = ?")
-				args = append(args, q.Status)
-			}
-		} else {
-			from = "(" + strings.Join(parts, " UNION ALL ") + ") AS mm JOIN subscribers s ON s.id = mm.subscriber_id"
-			args = append(jargs, args...)
-		}
-	} else if q.Status != "" {
-		where = append(where, "s.status = ?")
-		args = append(args, q.Status)
-	}
-	sqlText := "SELECT s.id, s.email, s.name, s.status, s.created_at FROM " + from +
-		" WHERE " + strings.Join(where, " AND ") + " ORDER BY s.id DESC LIMIT ?"
-	args = append(args, q.Limit+1)
+	sqlText, args := s.subscriberSearch(q, q.Limit+1, "")
 	var rows []SubscriberRow
 	if err := s.db.WithContext(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("models: search subscribers: %w", err)
@@ -417,6 +369,66 @@ func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*Subs
 		page.Next = page.Rows[q.Limit-1].ID
 	}
 	return page, nil
+}
+
+// subscriberSearch builds the query for one page of q: limit rows of
+// id, email, name, status, created_at, list_status and any extra columns
+// of subscribers s, newest first, below the cursor.
+func (s *Store) subscriberSearch(q SubscriberQuery, limit int, extra string) (string, []any) {
+	before := q.Before
+	if before <= 0 {
+		before = 1<<62 - 1
+	}
+	var (
+		where []string
+		args  []any
+	)
+	where = append(where, "s.id < ?")
+	args = append(args, before)
+	term := strings.ToLower(strings.TrimSpace(q.Search))
+	if term != "" {
+		cond, cargs := s.prefixMatch(term)
+		where = append(where, cond)
+		args = append(args, cargs...)
+	}
+	from, listStatus := "subscribers s", "''"
+	if q.ListID != 0 {
+		if term != "" {
+			// With a search term a page may need many more members than
+			// it shows: join each candidate to its membership instead.
+			from, listStatus = "subscribers s JOIN subscriptions m ON m.subscriber_id = s.id AND m.list_id = ?", "m.status"
+			args = append([]any{q.ListID}, args...)
+			if q.Status != "" {
+				where = append(where, "m.status = ?")
+				args = append(args, q.Status)
+			}
+		} else {
+			// One index-ordered walk per subscription status, merged: each
+			// stops after a page, so no list is ever sorted whole.
+			statuses := []string{SubUnconfirmed, SubConfirmed, SubUnsubscribed}
+			if q.Status != "" {
+				statuses = []string{q.Status}
+			}
+			var parts []string
+			var jargs []any
+			for _, st := range statuses {
+				parts = append(parts, `SELECT * FROM (SELECT subscriber_id, status FROM subscriptions
+					WHERE list_id = ? AND status = ? AND subscriber_id < ? ORDER BY subscriber_id DESC LIMIT ?) AS p`)
+				jargs = append(jargs, q.ListID, st, before, limit)
+			}
+			from, listStatus = "("+strings.Join(parts, " UNION ALL ")+") AS mm JOIN subscribers s ON s.id = mm.subscriber_id", "mm.status"
+			args = append(jargs, args...)
+		}
+	} else if q.Status != "" {
+		where = append(where, "s.status = ?")
+		args = append(args, q.Status)
+	}
+	cols := "s.id, s.email, s.name, s.status, s.created_at, " + listStatus + " AS list_status"
+	if extra != "" {
+		cols += ", " + extra
+	}
+	args = append(args, limit)
+	return "SELECT " + cols + " FROM " + from + " WHERE " + strings.Join(where, " AND ") + " ORDER BY s.id DESC LIMIT ?", args
 }
 
 // prefixMatch matches subscribers whose address or name starts with term,

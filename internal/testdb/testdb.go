@@ -30,6 +30,9 @@ func Postgres(t testing.TB) *models.Store {
 	t.Helper()
 	dsn := PostgresDSN()
 	if dsn == "" {
+		if os.Getenv("HERALD_REQUIRE_POSTGRES") != "" {
+			t.Fatal("HERALD_REQUIRE_POSTGRES is set but HERALD_TEST_POSTGRES is empty")
+		}
 		t.Skip("HERALD_TEST_POSTGRES not set")
 	}
 	return open(t, PostgresSchema(t, dsn))

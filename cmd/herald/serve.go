@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/web"
+)
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, usage)
+	config.Help(w)
+}
+
+// open parses flags, connects to the database and migrates it.
+func open(ctx context.Context, name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, *models.Store, error) {
+	cfg, err := config.Parse(name, args, os.Getenv, stderr, extra)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := models.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := store.Migrate(ctx); err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	if cfg.Secret == "" {
+		if cfg.Secret, err = store.EnsureSecret(ctx); err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+	}
+	return cfg, store, nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, store, err := open(ctx, "serve", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	srv := web.New(cfg, store, log)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)
+	}
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+
+	n, _ := store.UserCount(ctx)
+	where := cfg.RootURL + "/login"
+	if n == 0 {
+		fmt.Fprintf(stdout, "Herald is running. Open %s to create the first admin account.\n", where)
+	} else {
+		fmt.Fprintf(stdout, "Herald is running. Sign in at %s\n", where)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect())
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shut, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = httpSrv.Shutdown(shut)
+	srv.Shutdown(shut)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := config.Parse("migrate", args, os.Getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	store, err := models.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	applied, err := store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "The database is up to date.")
+	} else {
+		fmt.Fprintf(stdout, "Applied migrations %v.\n", applied)
+	}
+	return nil
+}
+
+func userCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var email, role, password, name string
+	_, store, err := open(ctx, "user create", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "the user's email (required)")
+		fs.StringVar(&role, "role", models.RoleAdmin, "admin, marketer or viewer")
+		fs.StringVar(&password, "password", "", "initial password (default: generated and printed)")
+		fs.StringVar(&name, "name", "", "display name")
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	generated := password == ""
+	if generated {
+		b := make([]byte, 12)
+		rand.Read(b)
+		password = base64.RawURLEncoding.EncodeToString(b)
+	}
+	if errs := models.ValidateNewUser(email, password, role); len(errs) > 0 {
+		for f, m := range errs {
+			fmt.Fprintf(stderr, "%s: %s\n", f, m)
+		}
+		return errors.New("user not created")
+	}
+	u, err := store.CreateUser(ctx, email, name, password, role)
+	if errors.Is(err, models.ErrConflict) {
+		return fmt.Errorf("a user with email %s already exists", email)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Created %s %s.\n", u.Role, u.Email)
+	if generated {
+		fmt.Fprintf(stdout, "Password: %s\n", password)
+	}
+	return nil
+}
+
+func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	_, store, err := open(ctx, "consent verify", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	brk, n, err := store.VerifyConsents(ctx)
+	if err != nil {
+		return err
+	}
+	if brk != nil {
+		fmt.Fprintf(stdout, "BROKEN at consent row %d: %s (%d rows checked)\n", brk.ID, brk.Reason, n)
+		return errors.New("the consent ledger does not verify")
+	}
+	fmt.Fprintf(stdout, "OK: all %d consent rows verify.\n", n)
+	return nil
+}

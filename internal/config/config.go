@@ -1,0 +1,125 @@
+// Package config reads Herald's settings from flags and HERALD_* environment
+// variables into one Config, built once in main and passed down.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Config is every setting Herald reads at start-up. Flags win over
+// environment variables, which win over the defaults.
+type Config struct {
+	// DatabaseURL is a postgres:// URL or a SQLite file path.
+	DatabaseURL string
+	// Listen is the dashboard and public pages' address.
+	Listen string
+	// RootURL is the public base URL written into emails and links. Empty
+	// means http://<Listen>.
+	RootURL string
+	// Secret signs sessions and public links. Empty means: generate one on
+	// first start and keep it in the database.
+	Secret string
+	// InboundListen is the address of the inbound SMTP server for bounces,
+	// complaints and mailto unsubscribes. Empty disables it.
+	InboundListen string
+	// MetricsListen serves /metrics on a separate address when set;
+	// otherwise /metrics is served on Listen to signed-in admins.
+	MetricsListen string
+	// MXOverride sends all direct-delivery traffic to this host:port (tests
+	// and staging).
+	MXOverride string
+	// DNSServer is the host:port of the DNS server for MX lookups and DNS
+	// checks. Empty means the system resolver.
+	DNSServer string
+	// NodeID names this process in delivery leases. Empty means the host name.
+	NodeID string
+}
+
+// Var describes one setting for help and the README.
+type Var struct {
+	Flag, Env, Default, Usage string
+	dst                       *string
+}
+
+// Vars returns the settings of c with their names and defaults.
+func (c *Config) Vars() []Var {
+	return []Var{
+		{"db", "HERALD_DATABASE_URL", "herald.db", "SQLite file path, or postgres://user@host/db URL", &c.DatabaseURL},
+		{"listen", "HERALD_LISTEN", "127.0.0.1:8080", "address of the dashboard and public pages", &c.Listen},
+		{"root-url", "HERALD_ROOT_URL", "", "public base URL used in emails (default http://<listen>)", &c.RootURL},
+		{"secret", "HERALD_SECRET", "", "secret for sessions and signed links (default: generated and stored in the database on first start)", &c.Secret},
+		{"inbound-listen", "HERALD_INBOUND_LISTEN", "", "address of the inbound SMTP server for bounces and complaints (empty: off)", &c.InboundListen},
+		{"metrics-listen", "HERALD_METRICS_LISTEN", "", "separate address for Prometheus /metrics (empty: on the dashboard, admins only)", &c.MetricsListen},
+		{"mx-override", "HERALD_MX_OVERRIDE", "", "host:port that receives all direct deliveries (testing, staging)", &c.MXOverride},
+		{"dns-server", "HERALD_DNS_SERVER", "", "host:port of the DNS server for MX lookups (default: system resolver)", &c.DNSServer},
+		{"node-id", "HERALD_NODE_ID", "", "name of this node in delivery leases (default: host name)", &c.NodeID},
+	}
+}
+
+// Parse fills a Config from the environment and then args (flags). Output of
+// -h goes to out. extra, when not nil, adds a command's own flags.
+func Parse(name string, args []string, getenv func(string) string, out io.Writer, extra func(*flag.FlagSet)) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	if extra != nil {
+		extra(fs)
+	}
+	for _, v := range c.Vars() {
+		def := v.Default
+		if e := getenv(v.Env); e != "" {
+			def = e
+		}
+		fs.StringVar(v.dst, v.Flag, def, v.Usage+" ($"+v.Env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("config: listen address %q must be host:port, e.g. 127.0.0.1:8080", c.Listen)
+	}
+	if c.RootURL == "" {
+		host := c.Listen
+		if strings.HasPrefix(host, ":") {
+			host = "localhost" + host
+		}
+		c.RootURL = "http://" + host
+	}
+	u, err := url.Parse(c.RootURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("config: root URL %q must be an absolute http(s) URL, e.g. https://mail.example.com", c.RootURL)
+	}
+	c.RootURL = strings.TrimRight(c.RootURL, "/")
+	if c.Secret != "" && len(c.Secret) < 32 {
+		return fmt.Errorf("config: the secret must be at least 32 characters (or leave it empty to have one generated)")
+	}
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+	}
+	return nil
+}
+
+// Help writes the configuration table.
+func Help(w io.Writer) {
+	var c Config
+	for _, v := range c.Vars() {
+		def := v.Default
+		if def == "" {
+			def = "(none)"
+		}
+		fmt.Fprintf(w, "  -%-15s %-22s default %s\n  %18s %s\n", v.Flag, v.Env, def, "", v.Usage)
+	}
+}

@@ -1,0 +1,10 @@
+// Package static embeds Herald's CSS, vendored htmx and Pico, so the binary
+// needs nothing from outside at run time.
+package static
+
+import "embed"
+
+// FS holds app.css and vendor/.
+//
+//go:embed app.css vendor
+var FS embed.FS

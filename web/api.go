@@ -1,0 +1,358 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// decodeJSON reads a request body strictly: unknown fields and trailing
+// data are errors that say what is wrong.
+func decodeJSON(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badRequest("The request body is empty; send a JSON object.")
+		}
+		var me *http.MaxBytesError
+		if errors.As(err, &me) {
+			return &userError{http.StatusRequestEntityTooLarge, "too_large", "The request body is too large.", nil}
+		}
+		return badRequest("The request body is not valid JSON for this endpoint: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("Send exactly one JSON object.")
+	}
+	return nil
+}
+
+type apiList struct {
+	ID           int64     `json:"id"`
+	Name         string    `json:"name"`
+	Description  string    `json:"description"`
+	Optin        string    `json:"optin"`
+	Visibility   string    `json:"visibility"`
+	Confirmed    int64     `json:"confirmed"`
+	Unconfirmed  int64     `json:"unconfirmed"`
+	Unsubscribed int64     `json:"unsubscribed"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func toAPIList(l *models.List) apiList {
+	return apiList{l.ID, l.Name, l.Description, l.Optin, l.Visibility, l.Confirmed, l.Unconfirmed, l.Unsubscribed, l.CreatedAt}
+}
+
+type listInput struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Optin       string `json:"optin"`
+	Visibility  string `json:"visibility"`
+}
+
+func (in listInput) list() models.List {
+	l := models.List{Name: in.Name, Description: in.Description, Optin: in.Optin, Visibility: in.Visibility}
+	if l.Optin == "" {
+		l.Optin = models.OptinDouble
+	}
+	if l.Visibility == "" {
+		l.Visibility = models.ListPrivate
+	}
+	return l
+}
+
+func (s *Server) apiLists(c echo.Context) error {
+	lists, err := s.store.Lists(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := make([]apiList, len(lists))
+	for i := range lists {
+		out[i] = toAPIList(&lists[i])
+	}
+	return c.JSON(200, map[string]any{"data": out})
+}
+
+func (s *Server) apiList(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	l, err := s.store.List(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(200, map[string]any{"data": toAPIList(l)})
+}
+
+func (s *Server) apiCreateList(c echo.Context) error {
+	var in listInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	l := in.list()
+	if errs := l.Validate(); len(errs) > 0 {
+		return unprocessable("The list is not valid.", errs)
+	}
+	if err := s.store.CreateList(c.Request().Context(), &l); err != nil {
+		return err
+	}
+	s.audit(c, "list.create", "list", itoa(l.ID), l.Name+" (api)")
+	return c.JSON(http.StatusCreated, map[string]any{"data": toAPIList(&l)})
+}
+
+func (s *Server) apiUpdateList(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	var in listInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	l := in.list()
+	l.ID = id
+	if errs := l.Validate(); len(errs) > 0 {
+		return unprocessable("The list is not valid.", errs)
+	}
+	if err := s.store.UpdateList(c.Request().Context(), &l); err != nil {
+		return err
+	}
+	s.audit(c, "list.update", "list", itoa(id), l.Name+" (api)")
+	return s.apiList(c)
+}
+
+func (s *Server) apiDeleteList(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteList(c.Request().Context(), id, evidence(c, models.SourceAPI)); err != nil {
+		return err
+	}
+	s.audit(c, "list.delete", "list", itoa(id), "(api)")
+	return c.NoContent(http.StatusNoContent)
+}
+
+type apiSubscriber struct {
+	ID          int64               `json:"id"`
+	Email       string              `json:"email"`
+	Name        string              `json:"name"`
+	Status      string              `json:"status"`
+	Attributes  models.Attributes   `json:"attributes,omitempty"`
+	Lists       []apiSubscriptionJS `json:"lists,omitempty"`
+	CreatedAt   time.Time           `json:"created_at"`
+}
+
+type apiSubscriptionJS struct {
+	ListID int64  `json:"list_id"`
+	Name   string `json:"name"`
+	Status string `json:"status"`
+}
+
+func (s *Server) apiSubscriber(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	return s.writeAPISubscriber(c, http.StatusOK, id)
+}
+
+func (s *Server) writeAPISubscriber(c echo.Context, status int, id int64) error {
+	ctx := c.Request().Context()
+	sub, err := s.store.Subscriber(ctx, id)
+	if err != nil {
+		return err
+	}
+	subs, err := s.store.SubscriptionsOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	out := apiSubscriber{ID: sub.ID, Email: sub.Email, Name: sub.Name, Status: sub.Status, Attributes: sub.Attributes, CreatedAt: sub.CreatedAt}
+	for _, m := range subs {
+		out.Lists = append(out.Lists, apiSubscriptionJS{m.ListID, m.ListName, m.Status})
+	}
+	return c.JSON(status, map[string]any{"data": out})
+}
+
+func (s *Server) apiSubscribers(c echo.Context) error {
+	_, q := subscriberQuery(c)
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return badRequest("limit must be a number from 1 to 500.")
+		}
+		q.Limit = n
+	}
+	page, err := s.store.SearchSubscribers(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	out := make([]apiSubscriber, len(page.Rows))
+	for i, r := range page.Rows {
+		out[i] = apiSubscriber{ID: r.ID, Email: r.Email, Name: r.Name, Status: r.Status, CreatedAt: r.CreatedAt}
+	}
+	resp := map[string]any{"data": out}
+	if page.Next != 0 {
+		resp["next"] = fmt.Sprintf("%s?%s", c.Path(), nextQuery(c, page.Next))
+		resp["next_before"] = page.Next
+	}
+	return c.JSON(200, resp)
+}
+
+func nextQuery(c echo.Context, before int64) string {
+	v := c.QueryParams()
+	v.Set("before", itoa(before))
+	return v.Encode()
+}
+
+type subscriberInput struct {
+	Email       string            `json:"email"`
+	Name        string            `json:"name"`
+	Attributes  models.Attributes `json:"attributes"`
+	Lists       []int64           `json:"lists"`
+	Status      string            `json:"status"`
+	LawfulBasis string            `json:"lawful_basis"`
+}
+
+func (s *Server) apiCreateSubscriber(c echo.Context) error {
+	var in subscriberInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	email, err := models.NormalizeEmail(in.Email)
+	if err != nil {
+		return err
+	}
+	status := in.Status
+	if status == "" {
+		status = models.SubConfirmed
+	}
+	if status != models.SubConfirmed && status != models.SubUnconfirmed {
+		return unprocessable("status must be confirmed or unconfirmed.", map[string]string{"status": "confirmed or unconfirmed"})
+	}
+	ev := evidence(c, models.SourceAPI)
+	if in.LawfulBasis != "" {
+		ok := false
+		for _, b := range models.LawfulBases {
+			ok = ok || b == in.LawfulBasis
+		}
+		if !ok {
+			return unprocessable(fmt.Sprintf("lawful_basis must be one of %v.", models.LawfulBases), map[string]string{"lawful_basis": "unknown"})
+		}
+		ev.LawfulBasis = in.LawfulBasis
+	}
+	sub := &models.Subscriber{Email: email, Name: in.Name, Attributes: in.Attributes}
+	lists := map[int64]string{}
+	for _, id := range in.Lists {
+		lists[id] = status
+	}
+	err = s.store.CreateSubscriber(c.Request().Context(), sub, lists, ev)
+	if errors.Is(err, models.ErrConflict) {
+		return conflict("A subscriber with this email already exists.")
+	}
+	if errors.Is(err, models.ErrNotFound) {
+		return unprocessable("One of the lists does not exist.", map[string]string{"lists": "unknown list id"})
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "subscriber.create", "subscriber", itoa(sub.ID), sub.Email+" (api)")
+	return s.writeAPISubscriber(c, http.StatusCreated, sub.ID)
+}
+
+func (s *Server) apiUpdateSubscriber(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	var in subscriberInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if len(in.Lists) > 0 || in.Status != "" || in.LawfulBasis != "" {
+		return unprocessable("Change list memberships with PUT or DELETE /api/v1/subscribers/{id}/lists/{list}.", nil)
+	}
+	email, err := models.NormalizeEmail(in.Email)
+	if err != nil {
+		return err
+	}
+	sub := &models.Subscriber{ID: id, Email: email, Name: in.Name, Attributes: in.Attributes}
+	if err := s.store.UpdateSubscriber(c.Request().Context(), sub); err != nil {
+		if errors.Is(err, models.ErrConflict) {
+			return conflict("Another subscriber already has this email.")
+		}
+		return err
+	}
+	s.audit(c, "subscriber.update", "subscriber", itoa(id), sub.Email+" (api)")
+	return s.writeAPISubscriber(c, http.StatusOK, id)
+}
+
+func (s *Server) apiDeleteSubscriber(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteSubscriber(c.Request().Context(), id, evidence(c, models.SourceAPI)); err != nil {
+		return err
+	}
+	s.audit(c, "subscriber.delete", "subscriber", itoa(id), "(api)")
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiSubscribe(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	listID, err := idParam(c, "list")
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Status      string `json:"status"`
+		LawfulBasis string `json:"lawful_basis"`
+	}
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &in); err != nil {
+			return err
+		}
+	}
+	if in.Status == "" {
+		in.Status = models.SubConfirmed
+	}
+	if in.Status != models.SubConfirmed && in.Status != models.SubUnconfirmed {
+		return unprocessable("status must be confirmed or unconfirmed.", nil)
+	}
+	ev := evidence(c, models.SourceAPI)
+	ev.LawfulBasis = in.LawfulBasis
+	if err := s.store.SetSubscriptions(c.Request().Context(), id, map[int64]string{listID: in.Status}, ev); err != nil {
+		return err
+	}
+	s.audit(c, "subscriber.subscription", "subscriber", itoa(id), fmt.Sprintf("list %d → %s (api)", listID, in.Status))
+	return s.writeAPISubscriber(c, http.StatusOK, id)
+}
+
+func (s *Server) apiUnsubscribe(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	listID, err := idParam(c, "list")
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetSubscriptions(c.Request().Context(), id, map[int64]string{listID: models.SubUnsubscribed}, evidence(c, models.SourceAPI)); err != nil {
+		return err
+	}
+	s.audit(c, "subscriber.subscription", "subscriber", itoa(id), fmt.Sprintf("list %d → unsubscribed (api)", listID))
+	return s.writeAPISubscriber(c, http.StatusOK, id)
+}

@@ -1,0 +1,324 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
+
+// importRunner runs imports in the background and remembers where their
+// uploaded files wait between the upload and the start.
+type importRunner struct {
+	store *models.Store
+	log   *slog.Logger
+	dir   string
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	stop  map[int64]context.CancelFunc
+}
+
+func newImportRunner(store *models.Store, log *slog.Logger) *importRunner {
+	return &importRunner{store: store, log: log, dir: filepath.Join(os.TempDir(), "herald-imports"), stop: map[int64]context.CancelFunc{}}
+}
+
+func (r *importRunner) path(id int64) string { return filepath.Join(r.dir, fmt.Sprintf("%d.csv", id)) }
+
+// Start runs an import in the background; the file is removed when it ends.
+func (r *importRunner) Start(id int64, opts models.ImportOptions) error {
+	f, err := os.Open(r.path(id))
+	if err != nil {
+		return notFoundErr("The uploaded file of this import is gone (Herald was restarted or it already ran). Upload it again.")
+	}
+	st, _ := f.Stat()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.stop[id] = cancel
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer cancel()
+		defer os.Remove(r.path(id))
+		defer f.Close()
+		if err := r.store.RunImport(ctx, id, f, st.Size(), opts); err != nil {
+			r.log.Error("import failed", "import", id, "err", err)
+		}
+		r.mu.Lock()
+		delete(r.stop, id)
+		r.mu.Unlock()
+	}()
+	return nil
+}
+
+// Wait cancels running imports once ctx is done and waits for them to
+// record where they stopped.
+func (r *importRunner) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	for _, c := range r.stop {
+		c()
+	}
+	r.mu.Unlock()
+	<-done
+}
+
+func (s *Server) newImportPage(c echo.Context) error {
+	lists, err := s.store.Lists(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	listID, _ := strconv.ParseInt(c.QueryParam("list"), 10, 64)
+	return s.render(c, 200, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID, ""))
+}
+
+// uploadImport stores the uploaded file on disk (never in memory), checks
+// its header and shows the column mapping.
+func (s *Server) uploadImport(c echo.Context) error {
+	ctx := c.Request().Context()
+	lists, err := s.store.Lists(ctx)
+	if err != nil {
+		return err
+	}
+	listID, _ := strconv.ParseInt(c.FormValue("list"), 10, 64)
+	refuse := func(msg string) error {
+		return s.render(c, http.StatusUnprocessableEntity, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID, msg))
+	}
+	list, err := s.store.List(ctx, listID)
+	if errors.Is(err, models.ErrNotFound) {
+		return refuse("Choose the list to import into.")
+	} else if err != nil {
+		return err
+	}
+	fh, err := c.FormFile("file")
+	if err != nil {
+		return refuse("Choose a CSV file to upload.")
+	}
+	if fh.Size > views.MaxImportMB<<20 {
+		return refuse(fmt.Sprintf("The file is %d MB; the limit is %d MB. Split it into smaller files.", fh.Size>>20, views.MaxImportMB))
+	}
+	src, err := fh.Open()
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	header, err := models.ReadCSVHeader(src)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	u := currentUser(c)
+	im := &models.Import{ListID: list.ID, UserID: u.ID, Filename: filepath.Base(fh.Filename), Status: models.ImportQueued}
+	if err := s.store.CreateImport(ctx, im); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.imports.dir, 0o700); err != nil {
+		return err
+	}
+	dst, err := os.OpenFile(s.imports.path(im.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), mappingFor(im, list, header)))
+}
+
+// mappingFor guesses the email and name columns from the header.
+func mappingFor(im *models.Import, list *models.List, header []string) views.ImportMapping {
+	m := views.ImportMapping{Import: im, List: list, Header: header, Email: 0, Name: -1}
+	for i, h := range header {
+		switch k := strings.ToLower(strings.TrimSpace(h)); {
+		case strings.Contains(k, "mail"):
+			m.Email = i
+		case k == "name" || k == "full name" || k == "fullname":
+			m.Name = i
+		}
+	}
+	return m
+}
+
+func (s *Server) startImport(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	im, err := s.store.Import(ctx, id)
+	if err != nil {
+		return err
+	}
+	if im.Status != models.ImportQueued {
+		return seeOther(c, fmt.Sprintf("/imports/%d", id))
+	}
+	atoi := func(v string, def int) int {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return def
+		}
+		return n
+	}
+	opts := models.ImportOptions{
+		ListID:           im.ListID,
+		Mode:             c.FormValue("mode"),
+		LawfulBasis:      c.FormValue("lawful_basis"),
+		Source:           strings.TrimSpace(c.FormValue("source")),
+		EmailColumn:      atoi(c.FormValue("email_column"), -1),
+		NameColumn:       atoi(c.FormValue("name_column"), -1),
+		Status:           c.FormValue("status"),
+		AttributeColumns: map[string]int{},
+		Evidence:         evidence(c, models.SourceImport),
+	}
+	errs := map[string]string{}
+	if opts.EmailColumn < 0 {
+		errs["email_column"] = "Choose the column that holds the email addresses."
+	}
+	basisOK := false
+	for _, b := range models.LawfulBases {
+		basisOK = basisOK || b == opts.LawfulBasis
+	}
+	if !basisOK {
+		errs["lawful_basis"] = "Declare the lawful basis on which you may mail these people (GDPR Art. 6)."
+	}
+	if opts.Source == "" {
+		errs["source"] = "Say where these addresses and their consent came from; it goes into the consent ledger."
+	}
+	if opts.Mode != models.ImportUpdate {
+		opts.Mode = models.ImportSkip
+	}
+	if opts.Status != models.SubUnconfirmed {
+		opts.Status = models.SubConfirmed
+	}
+	f, err := os.Open(s.imports.path(id))
+	if err != nil {
+		return notFoundErr("The uploaded file of this import is gone (Herald was restarted). Upload it again.")
+	}
+	header, err := models.ReadCSVHeader(f)
+	f.Close()
+	if err != nil {
+		return unprocessable(err.Error(), nil)
+	}
+	form, _ := c.FormParams()
+	for _, v := range form["attr"] {
+		i, err := strconv.Atoi(v)
+		if err == nil && i >= 0 && i < len(header) && i != opts.EmailColumn && i != opts.NameColumn {
+			opts.AttributeColumns[strings.TrimSpace(header[i])] = i
+		}
+	}
+	if opts.EmailColumn >= len(header) || opts.NameColumn >= len(header) {
+		errs["email_column"] = "Choose columns from the file's header."
+	}
+	if len(errs) > 0 {
+		list, err := s.store.List(ctx, im.ListID)
+		if err != nil {
+			return err
+		}
+		m := mappingFor(im, list, header)
+		m.Errors = errs
+		return s.render(c, http.StatusUnprocessableEntity, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), m))
+	}
+	opts.Evidence.LawfulBasis = opts.LawfulBasis
+	opts.Evidence.Note = "import " + itoa(id) + ": " + opts.Source
+	if err := s.imports.Start(id, opts); err != nil {
+		return err
+	}
+	s.audit(c, "import.start", "import", itoa(id), fmt.Sprintf("%s into list %d, basis %s, source %q, mode %s", im.Filename, opts.ListID, opts.LawfulBasis, opts.Source, opts.Mode))
+	return seeOther(c, fmt.Sprintf("/imports/%d", id))
+}
+
+func (s *Server) importPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	im, err := s.store.Import(ctx, id)
+	if err != nil {
+		return err
+	}
+	listName := "(deleted list)"
+	if im.ListID != 0 {
+		if l, err := s.store.List(ctx, im.ListID); err == nil {
+			listName = l.Name
+		}
+	}
+	return s.render(c, 200, views.ImportPage(s.page(c, "Import", "subscribers"), im, listName))
+}
+
+func (s *Server) importProgress(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	im, err := s.store.Import(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ImportProgress(im))
+}
+
+func (s *Server) importErrors(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Import(c.Request().Context(), id); err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="import-%d-report.csv"`, id))
+	w.WriteHeader(200)
+	return s.store.WriteImportErrors(c.Request().Context(), id, w)
+}
+
+func (s *Server) exportCSV(c echo.Context, name string, q models.SubscriberQuery) error {
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, name))
+	w.WriteHeader(200)
+	s.audit(c, "subscriber.export", "export", name, fmt.Sprintf("search %q list %d status %q", q.Search, q.ListID, q.Status))
+	return s.store.ExportSubscribers(c.Request().Context(), q, w)
+}
+
+func (s *Server) exportList(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.List(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return s.exportCSV(c, fmt.Sprintf("list-%d.csv", id), models.SubscriberQuery{ListID: id})
+}
+
+func (s *Server) exportSearch(c echo.Context) error {
+	_, q := subscriberQuery(c)
+	q.Before = 0
+	return s.exportCSV(c, "subscribers.csv", q)
+}

@@ -1,0 +1,173 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
+
+const (
+	ctxUser = "user"
+	ctxCSRF = "csrf"
+)
+
+// currentUser is the signed-in user of a request, nil for anonymous ones.
+func currentUser(c echo.Context) *models.User {
+	u, _ := c.Get(ctxUser).(*models.User)
+	return u
+}
+
+// loadUser puts the session's user, if any, into the context.
+func (s *Server) loadUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		if id := s.sessions.GetInt64(ctx, "user_id"); id != 0 {
+			u, err := s.store.User(ctx, id)
+			if err == nil {
+				c.Set(ctxUser, u)
+			} else {
+				_ = s.sessions.Destroy(ctx)
+			}
+		}
+		return next(c)
+	}
+}
+
+// requireRole lets through users with at least min's power. Anonymous page
+// requests are sent to the login page.
+func (s *Server) requireRole(min string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			u := currentUser(c)
+			if u == nil {
+				if c.Request().Method == http.MethodGet {
+					return c.Redirect(http.StatusSeeOther, "/login")
+				}
+				return echo.NewHTTPError(http.StatusUnauthorized)
+			}
+			if !models.RoleAtLeast(u.Role, min) {
+				return forbidden("Your role (" + u.Role + ") cannot do this; ask an admin.")
+			}
+			return next(c)
+		}
+	}
+}
+
+// requireToken authenticates API requests by bearer token and checks the
+// owner's role: GET needs viewer, anything else marketer (or min).
+func (s *Server) requireToken(min string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Request().Header.Get("Authorization")
+			tok, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || tok == "" {
+				return &userError{http.StatusUnauthorized, "unauthorized", "Send an API token in the Authorization header: \"Bearer hrld_…\". Create one under Settings → API tokens.", nil}
+			}
+			u, err := s.store.UserByAPIToken(c.Request().Context(), strings.TrimSpace(tok))
+			if err != nil {
+				return &userError{http.StatusUnauthorized, "unauthorized", "The API token is not valid (it may have been revoked).", nil}
+			}
+			need := min
+			if c.Request().Method != http.MethodGet && models.RoleAtLeast(models.RoleMarketer, need) {
+				need = models.RoleMarketer
+			}
+			if !models.RoleAtLeast(u.Role, need) {
+				return forbidden("This token's user is a " + u.Role + " and cannot do this.")
+			}
+			c.Set(ctxUser, u)
+			return next(c)
+		}
+	}
+}
+
+// page builds the frame data of a dashboard page.
+func (s *Server) page(c echo.Context, title, active string) views.Page {
+	p := views.Page{Title: title, Active: active, RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
+	if tok, ok := c.Get(ctxCSRF).(string); ok {
+		p.CSRF = tok
+	}
+	if u := currentUser(c); u != nil {
+		p.UserEmail, p.UserRole = u.Email, u.Role
+	}
+	p.Flash = s.sessions.PopString(c.Request().Context(), "flash")
+	return p
+}
+
+// flash shows msg on the next page the user sees.
+func (s *Server) flash(c echo.Context, msg string) {
+	s.sessions.Put(c.Request().Context(), "flash", msg)
+}
+
+// evidence records who made a change from the dashboard or the API.
+func evidence(c echo.Context, source string) models.Evidence {
+	ev := models.Evidence{Source: source, IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
+	if u := currentUser(c); u != nil {
+		ev.Actor = u.Email
+	}
+	return ev
+}
+
+// audit writes an audit entry for a change made by the current user.
+func (s *Server) audit(c echo.Context, action, objectType, objectID, summary string) {
+	e := models.AuditEntry{Action: action, ObjectType: objectType, ObjectID: objectID, Summary: summary, IP: c.RealIP()}
+	if u := currentUser(c); u != nil {
+		e.UserID, e.Actor = &u.ID, u.Email
+	}
+	if err := s.store.Audit(c.Request().Context(), e); err != nil {
+		s.log.Error("audit failed", "err", err, "action", action)
+	}
+}
+
+// loginLimiter counts failed sign-ins per IP and per account in a sliding
+// window, so neither one address nor one account can be guessed at speed.
+type loginLimiter struct {
+	mu       sync.Mutex
+	failures map[string][]time.Time
+	window   time.Duration
+	perIP    int
+	perUser  int
+	now      func() time.Time
+}
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{failures: map[string][]time.Time{}, window: 15 * time.Minute, perIP: 20, perUser: 5, now: time.Now}
+}
+
+func (l *loginLimiter) recent(key string) int {
+	cut := l.now().Add(-l.window)
+	ts := l.failures[key]
+	i := 0
+	for i < len(ts) && ts[i].Before(cut) {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.failures, key)
+	} else {
+		l.failures[key] = ts
+	}
+	return len(ts)
+}
+
+// Allowed reports whether a sign-in from ip for account may be tried now.
+func (l *loginLimiter) Allowed(ip, account string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.recent("ip:"+ip) < l.perIP && l.recent("user:"+strings.ToLower(account)) < l.perUser
+}
+
+// Fail records a failed sign-in.
+func (l *loginLimiter) Fail(ip, account string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	l.failures["ip:"+ip] = append(l.failures["ip:"+ip], t)
+	k := "user:" + strings.ToLower(account)
+	l.failures[k] = append(l.failures[k], t)
+}

@@ -1,0 +1,120 @@
+package web
+
+import (
+	"io/fs"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/static"
+)
+
+// routes is Herald's whole HTTP surface in one table.
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(middleware.Recover())
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "SAMEORIGIN",
+		ReferrerPolicy: "same-origin",
+	}))
+
+	staticFS, _ := fs.Sub(static.FS, ".")
+	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", cacheForever(http.FileServer(http.FS(staticFS))))))
+	e.GET("/healthz", func(c echo.Context) error { return c.String(200, "ok") })
+
+	// The JSON API: bearer tokens, no cookies, so no CSRF.
+	api := e.Group("/api/v1", middleware.BodyLimit("10M"))
+	view := s.requireToken(models.RoleViewer)
+	api.GET("/lists", s.apiLists, view)
+	api.POST("/lists", s.apiCreateList, view)
+	api.GET("/lists/:id", s.apiList, view)
+	api.PUT("/lists/:id", s.apiUpdateList, view)
+	api.DELETE("/lists/:id", s.apiDeleteList, view)
+	api.GET("/subscribers", s.apiSubscribers, view)
+	api.POST("/subscribers", s.apiCreateSubscriber, view)
+	api.GET("/subscribers/:id", s.apiSubscriber, view)
+	api.PUT("/subscribers/:id", s.apiUpdateSubscriber, view)
+	api.DELETE("/subscribers/:id", s.apiDeleteSubscriber, view)
+	api.PUT("/subscribers/:id/lists/:list", s.apiSubscribe, view)
+	api.DELETE("/subscribers/:id/lists/:list", s.apiUnsubscribe, view)
+	api.Any("/*", func(c echo.Context) error { return echo.ErrNotFound })
+
+	// The dashboard: session cookies, CSRF on every state change.
+	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), middleware.CSRFWithConfig(middleware.CSRFConfig{
+		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		ContextKey:     ctxCSRF,
+		CookieName:     "herald_csrf",
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSameSite: http.SameSiteStrictMode,
+		Skipper:        func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/static/") },
+	}), s.loadUser)
+
+	d.GET("/login", s.loginPage)
+	d.POST("/login", s.login)
+	d.POST("/setup", s.setup)
+	d.POST("/logout", s.logout)
+
+	viewer, marketer, admin := s.requireRole(models.RoleViewer), s.requireRole(models.RoleMarketer), s.requireRole(models.RoleAdmin)
+	d.GET("/", s.dashboard, viewer)
+
+	d.GET("/lists", s.listsPage, viewer)
+	d.GET("/lists/new", s.newListPage, marketer)
+	d.POST("/lists", s.createList, marketer)
+	d.GET("/lists/:id/edit", s.editListPage, marketer)
+	d.POST("/lists/:id", s.updateList, marketer)
+	d.GET("/lists/:id/delete", s.deleteListPage, marketer)
+	d.POST("/lists/:id/delete", s.deleteList, marketer)
+	d.GET("/lists/:id/export.csv", s.exportList, viewer)
+
+	d.GET("/subscribers", s.subscribersPage, viewer)
+	d.GET("/subscribers/export.csv", s.exportSearch, viewer)
+	d.GET("/subscribers/new", s.newSubscriberPage, marketer)
+	d.POST("/subscribers", s.createSubscriber, marketer)
+	d.GET("/subscribers/:id", s.subscriberPage, viewer)
+	d.GET("/subscribers/:id/edit", s.editSubscriberPage, marketer)
+	d.POST("/subscribers/:id", s.updateSubscriber, marketer)
+	d.POST("/subscribers/:id/lists", s.changeSubscriptions, marketer)
+	d.POST("/subscribers/:id/blocklist", s.blocklistSubscriber, marketer)
+	d.GET("/subscribers/:id/delete", s.deleteSubscriberPage, marketer)
+	d.POST("/subscribers/:id/delete", s.deleteSubscriber, marketer)
+
+	d.GET("/imports/new", s.newImportPage, marketer)
+	d.POST("/imports", s.uploadImport, marketer)
+	d.POST("/imports/:id/start", s.startImport, marketer)
+	d.GET("/imports/:id", s.importPage, marketer)
+	d.GET("/imports/:id/progress", s.importProgress, marketer)
+	d.GET("/imports/:id/errors.csv", s.importErrors, marketer)
+
+	d.GET("/settings", s.settingsPage, viewer)
+	d.POST("/settings", s.saveSettings, admin)
+	d.GET("/settings/users", s.usersPage, admin)
+	d.POST("/settings/users", s.createUser, admin)
+	d.POST("/settings/users/:id/role", s.setUserRole, admin)
+	d.POST("/settings/users/:id/delete", s.deleteUser, admin)
+	d.GET("/settings/tokens", s.tokensPage, viewer)
+	d.POST("/settings/tokens", s.createToken, viewer)
+	d.POST("/settings/tokens/:id/delete", s.deleteToken, viewer)
+
+	d.GET("/templates", s.comingPage("templates"), viewer)
+	d.GET("/campaigns", s.comingPage("campaigns"), viewer)
+	d.GET("/deliverability", s.comingPage("deliverability"), viewer)
+	d.GET("/compliance", s.comingPage("compliance"), viewer)
+	return e
+}
+
+func cacheForever(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Vendored files carry their version in the name.
+		if strings.HasPrefix(r.URL.Path, "vendor/") {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,177 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
+
+func (s *Server) dashboard(c echo.Context) error {
+	lists, err := s.store.Lists(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, l := range lists {
+		total += l.Confirmed
+	}
+	return s.render(c, 200, views.Dashboard(s.page(c, "Dashboard", "dashboard"), lists, total))
+}
+
+func (s *Server) comingPage(section string) echo.HandlerFunc {
+	titles := map[string]string{"templates": "Templates", "campaigns": "Campaigns", "deliverability": "Deliverability", "compliance": "Compliance"}
+	return func(c echo.Context) error {
+		return s.render(c, 200, views.Coming(s.page(c, titles[section], section),
+			"This section is part of a later release of Herald. Lists, subscribers, imports and the consent ledger work today."))
+	}
+}
+
+func (s *Server) settingsPage(c echo.Context) error {
+	all, err := s.store.Settings(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	f := views.SettingsForm{OrgName: all[models.SettingOrgName], PostalAddress: all[models.SettingPostalAddress]}
+	return s.render(c, 200, views.SettingsPage(s.page(c, "Settings", "settings"), f))
+}
+
+func (s *Server) saveSettings(c echo.Context) error {
+	ctx := c.Request().Context()
+	f := views.SettingsForm{
+		OrgName:       strings.TrimSpace(c.FormValue("org_name")),
+		PostalAddress: strings.TrimSpace(c.FormValue("postal_address")),
+		Errors:        map[string]string{},
+	}
+	if len(f.OrgName) > 200 {
+		f.Errors["org_name"] = "Keep the name under 200 characters."
+	}
+	if len(f.PostalAddress) > 500 {
+		f.Errors["postal_address"] = "Keep the address under 500 characters."
+	}
+	if len(f.Errors) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.SettingsPage(s.page(c, "Settings", "settings"), f))
+	}
+	before, err := s.store.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	for k, v := range map[string]string{models.SettingOrgName: f.OrgName, models.SettingPostalAddress: f.PostalAddress} {
+		if before[k] == v {
+			continue
+		}
+		if err := s.store.SetSetting(ctx, k, v); err != nil {
+			return err
+		}
+		s.audit(c, "settings.update", "setting", k, before[k]+" → "+v)
+	}
+	s.flash(c, "Settings saved.")
+	return seeOther(c, "/settings")
+}
+
+func (s *Server) usersPage(c echo.Context) error {
+	users, err := s.store.Users(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, nil, "", models.RoleMarketer))
+}
+
+func (s *Server) createUser(c echo.Context) error {
+	ctx := c.Request().Context()
+	email, role, password := strings.TrimSpace(c.FormValue("email")), c.FormValue("role"), c.FormValue("password")
+	errs := models.ValidateNewUser(email, password, role)
+	if len(errs) == 0 {
+		u, err := s.store.CreateUser(ctx, email, "", password, role)
+		switch {
+		case errors.Is(err, models.ErrConflict):
+			errs["email"] = "There is already an account with this email."
+		case err != nil:
+			return err
+		default:
+			s.audit(c, "user.create", "user", itoa(u.ID), u.Email+" as "+role)
+			s.flash(c, "User added. Give them their password through a safe channel.")
+			return seeOther(c, "/settings/users")
+		}
+	}
+	users, err := s.store.Users(ctx)
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusUnprocessableEntity, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, errs, email, role))
+}
+
+func (s *Server) setUserRole(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	role := c.FormValue("role")
+	if !models.RoleAtLeast(role, models.RoleViewer) {
+		return badRequest("Choose admin, marketer or viewer.")
+	}
+	if err := s.store.SetUserRole(c.Request().Context(), id, role); err != nil {
+		return err
+	}
+	s.audit(c, "user.role", "user", itoa(id), "→ "+role)
+	s.flash(c, "Role changed.")
+	return seeOther(c, "/settings/users")
+}
+
+func (s *Server) deleteUser(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if id == currentUser(c).ID {
+		return badRequest("You cannot remove your own account.")
+	}
+	if err := s.store.DeleteUser(c.Request().Context(), id); err != nil {
+		return err
+	}
+	s.audit(c, "user.delete", "user", itoa(id), "")
+	s.flash(c, "User removed.")
+	return seeOther(c, "/settings/users")
+}
+
+func (s *Server) tokensPage(c echo.Context) error {
+	return s.renderTokens(c, "")
+}
+
+func (s *Server) renderTokens(c echo.Context, fresh string) error {
+	toks, err := s.store.APITokens(c.Request().Context(), currentUser(c).ID)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.TokensPage(s.page(c, "API tokens", "settings"), toks, fresh))
+}
+
+func (s *Server) createToken(c echo.Context) error {
+	name := strings.TrimSpace(c.FormValue("name"))
+	if name == "" || len(name) > 100 {
+		return unprocessable("Give the token a name of up to 100 characters, so you know later what uses it.", nil)
+	}
+	plain, t, err := s.store.CreateAPIToken(c.Request().Context(), currentUser(c).ID, name)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "token.create", "api_token", itoa(t.ID), name)
+	return s.renderTokens(c, plain)
+}
+
+func (s *Server) deleteToken(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteAPIToken(c.Request().Context(), currentUser(c).ID, id); err != nil {
+		return err
+	}
+	s.audit(c, "token.delete", "api_token", itoa(id), "")
+	s.flash(c, "Token revoked.")
+	return seeOther(c, "/settings/tokens")
+}
