@@ -1,0 +1,402 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/herald-mail/herald/mailer"
+	"github.com/herald-mail/herald/models"
+)
+
+// sendBenchSinkEnv makes the binary (herald, or a test binary) run the
+// benchmark's SMTP sink instead of its main: the sink lives in a child
+// process so its CPU is measured apart from Herald's.
+const sendBenchSinkEnv = "HERALD_BENCH_SINK"
+
+func init() {
+	if os.Getenv(sendBenchSinkEnv) == "1" {
+		if err := runSendBenchSink(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "sink:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// runBenchSend creates N subscribers on SQLite and sends them a
+// personalised HTML campaign (5 tracked links, open pixel, RSA-2048 DKIM
+// unless -dkim=false) through the whole pipeline to a loopback SMTP sink
+// running in a child process, then prints throughput, Herald's CPU per
+// message, peak RSS and the machine's RSA-2048 signing rate.
+func runBenchSend(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench send", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	n := fs.Int("n", 10000, "recipients")
+	useDKIM := fs.Bool("dkim", true, "sign with RSA-2048 DKIM")
+	dbPath := fs.String("db", "", "new SQLite file (default: one in a temporary folder, removed afterwards)")
+	conns := fs.Int("conns", 0, "connections to the sink (default: 4 per CPU)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sending phase to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 {
+		return errors.New("bench send: -n must be at least 1")
+	}
+	if *conns <= 0 {
+		*conns = 4 * runtime.GOMAXPROCS(0)
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "herald-bench-send-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := *dbPath
+	if path == "" {
+		path = filepath.Join(dir, "bench.db")
+	}
+
+	sink, sinkAddr, err := startSendBenchSink()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if sink.ProcessState == nil {
+			sink.Process.Kill()
+			sink.Wait()
+		}
+	}()
+
+	s, err := models.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	cid, secret, err := sendBenchSetup(ctx, s, *n, *useDKIM, *conns)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "setup: %d subscribers in %v\n", *n, time.Since(t0).Round(time.Millisecond))
+
+	// Herald logs its per-attempt line as in production, into a JSON
+	// handler, but discards the bytes.
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	e := mailer.New(mailer.Options{
+		NodeID: "bench", Logger: logger, Secrets: []string{secret}, RootURL: "https://news.bench.test",
+		Transport:   mailer.NewDirect(mailer.DirectOptions{MXOverride: sinkAddr, HELO: "out.bench.test"}),
+		MaxInFlight: 4000, DestinationQueue: 2000, PollInterval: 50 * time.Millisecond,
+	}, s)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			cancel()
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			cancel()
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0, start := sendBenchCPU(), time.Now()
+	if err := e.StartCampaign(ctx, cid); err != nil {
+		cancel()
+		return err
+	}
+	var p *models.CampaignProgress
+	for {
+		time.Sleep(25 * time.Millisecond)
+		if p, err = s.CampaignProgress(ctx, cid); err != nil {
+			cancel()
+			return err
+		}
+		if p.Status == models.CampaignFinished {
+			break
+		}
+		if time.Since(start) > time.Hour {
+			cancel()
+			return errors.New("bench send: not finished after an hour")
+		}
+	}
+	elapsed, cpu := time.Since(start), sendBenchCPU()-cpu0
+	pprof.StopCPUProfile()
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	sinkCPU, sinkMsgs, err := stopSendBenchSink(sink)
+	if err != nil {
+		return err
+	}
+	if p.Sent != int64(*n) || sinkMsgs != int64(*n) {
+		return fmt.Errorf("bench send: %d sent, sink received %d, want %d", p.Sent, sinkMsgs, *n)
+	}
+	rate := float64(*n) / elapsed.Seconds()
+	perMsg := float64(cpu.Microseconds()) / 1000 / float64(*n)
+	signRate := sendBenchSignRate(2 * time.Second)
+	fmt.Fprintf(stdout, "sent:            %d messages (dkim=%v, %d connections) in %v\n", *n, *useDKIM, *conns, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "throughput:      %.0f msg/s\n", rate)
+	fmt.Fprintf(stdout, "herald cpu:      %.3f ms/message (%.2f cores busy)\n", perMsg, cpu.Seconds()/elapsed.Seconds())
+	fmt.Fprintf(stdout, "sink cpu:        %.3f ms/message (child process, not counted above)\n", float64(sinkCPU.Microseconds())/1000/float64(*n))
+	fmt.Fprintf(stdout, "peak rss:        %.1f MB\n", sendBenchPeakRSS())
+	fmt.Fprintf(stdout, "rsa-2048 signs:  %.0f/s on %d cores (signing only)\n", signRate, runtime.GOMAXPROCS(0))
+	if *useDKIM {
+		fmt.Fprintf(stdout, "vs signing only: %.0f%%\n", 100*rate/signRate)
+	}
+	return nil
+}
+
+// sendBenchSetup seeds subscribers, the template, the sending domain and
+// the campaign, and lifts the default domain rule's limits (the sink is
+// one local destination).
+func sendBenchSetup(ctx context.Context, s *models.Store, n int, useDKIM bool, conns int) (int64, string, error) {
+	l := &models.List{Name: "Bench", Optin: models.OptinSingle, Visibility: models.ListPrivate}
+	if err := s.CreateList(ctx, l); err != nil {
+		return 0, "", err
+	}
+	now := time.Now().UTC()
+	domains := []string{"example.com", "example.net", "example.org", "mail.example", "post.example"}
+	for i := 0; i < n; i += 1000 {
+		var sb strings.Builder
+		args := make([]any, 0, 5000)
+		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
+		for k := i; k < min(n, i+1000); k++ {
+			if k > i {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?, ?, ?, 'active', ?, ?)")
+			args = append(args, fmt.Sprintf("reader%d@%s", k, domains[k%len(domains)]), fmt.Sprintf("Reader %d", k),
+				fmt.Sprintf(`{"city":"City %d","plan":"%s","points":%d}`, k%97, []string{"free", "pro", "team"}[k%3], k%1000), now, now)
+		}
+		if err := s.DB().WithContext(ctx).Exec(sb.String(), args...).Error; err != nil {
+			return 0, "", err
+		}
+	}
+	if err := s.DB().WithContext(ctx).Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+		SELECT id, ?, 'confirmed', ?, ? FROM subscribers`, l.ID, now, now).Error; err != nil {
+		return 0, "", err
+	}
+	rules, err := s.DomainRules(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	for _, r := range rules {
+		if r.IsDefault {
+			r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection = 0, 0, 0, conns, 0
+			if err := s.UpdateDomainRule(ctx, &r); err != nil {
+				return 0, "", err
+			}
+		}
+	}
+	for _, k := range []string{models.SettingOrgName, models.SettingPostalAddress} {
+		if err := s.SetSetting(ctx, k, map[string]string{models.SettingOrgName: "Bench Ltd",
+			models.SettingPostalAddress: "1 Bench Street, Lyon"}[k]); err != nil {
+			return 0, "", err
+		}
+	}
+	secret := "bench-secret"
+	var sdID *int64
+	if useDKIM {
+		sd, err := s.CreateSendingDomain(ctx, "bench.test", secret, models.SendingDomainOptions{})
+		if err != nil {
+			return 0, "", err
+		}
+		sdID = &sd.ID
+	}
+	tpl := &models.Template{Kind: models.TemplateCampaign, Name: "Bench newsletter", Subject: "{{.Subscriber.Name}}, your {{.Subscriber.Attributes.plan}} digest", HTML: sendBenchHTML}
+	if err := s.CreateTemplate(ctx, tpl); err != nil {
+		return 0, "", err
+	}
+	c := &models.Campaign{Name: "Bench", TemplateID: &tpl.ID, FromName: "Bench News", FromEmail: "news@bench.test",
+		SendingDomainID: sdID, TrackOpens: true, TrackClicks: true}
+	if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
+		return 0, "", err
+	}
+	return c.ID, secret, nil
+}
+
+// sendBenchHTML is a realistic newsletter: about 5 KB, personalised, with
+// five tracked links.
+var sendBenchHTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>Digest</title>
+<style>body{font-family:Helvetica,Arial,sans-serif;color:#222;background:#f4f4f4}.card{background:#fff;padding:24px;margin:16px auto;max-width:600px}h1{font-size:22px}a.btn{display:inline-block;padding:10px 18px;background:#1a73e8;color:#fff;text-decoration:none;border-radius:4px}</style>
+</head><body>
+<div class="card">
+<h1>Hello {{.Subscriber.Name}},</h1>
+<p>Here is what happened this week in {{.Subscriber.Attributes.city}}. As a {{.Subscriber.Attributes.plan}} member you have {{.Subscriber.Attributes.points}} points to spend before the end of the month.</p>
+<p><a class="btn" href="https://shop.example.com/rewards?src=digest">Spend your points</a></p>
+` + strings.Repeat(`<h2>Story of the week</h2>
+<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit. Integer vitae nisl id lacus faucibus tincidunt. Curabitur posuere, neque vitae tempor dictum, justo lorem facilisis nibh, at gravida risus nulla sed velit. Morbi non purus at lorem varius tempor.</p>
+`, 4) + `<ul>
+<li><a href="https://blog.example.com/2026/spring-collection">The spring collection is here</a></li>
+<li><a href="https://blog.example.com/2026/behind-the-scenes">Behind the scenes at the workshop</a></li>
+<li><a href="https://events.example.com/lyon?utm_source=newsletter">Meet us in Lyon</a></li>
+</ul>
+<p><a href="https://help.example.com/">Questions? Our help centre is open every day.</a></p>
+<p style="font-size:12px;color:#777">{{.Org.Name}} · {{.Org.PostalAddress}}<br>
+<a href="{{.UnsubscribeURL}}">Unsubscribe</a> · <a href="{{.PreferencesURL}}">Manage preferences</a></p>
+</div></body></html>
+`
+
+// startSendBenchSink re-executes this binary as the sink and returns its
+// address.
+func startSendBenchSink() (*exec.Cmd, string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), sendBenchSinkEnv+"=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	sendBenchSinkIO[cmd] = sinkIO{in: in, out: bufio.NewReader(out)}
+	line, err := sendBenchSinkIO[cmd].out.ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		return nil, "", fmt.Errorf("bench send: sink did not start: %w", err)
+	}
+	return cmd, strings.TrimSpace(line), nil
+}
+
+type sinkIO struct {
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+var sendBenchSinkIO = map[*exec.Cmd]sinkIO{}
+
+// stopSendBenchSink closes the sink's stdin, reads how many messages it
+// received and returns its CPU time (from the child's rusage).
+func stopSendBenchSink(cmd *exec.Cmd) (time.Duration, int64, error) {
+	io := sendBenchSinkIO[cmd]
+	io.in.Close()
+	var count int64
+	line, _ := io.out.ReadString('\n')
+	fmt.Sscanf(line, "%d", &count)
+	if err := cmd.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("bench send: sink: %w", err)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, count, nil
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), count, nil
+}
+
+// runSendBenchSink serves SMTP on loopback, discarding messages, until
+// stdin closes; it prints its address first and its message count last.
+func runSendBenchSink(stdin io.Reader, stdout io.Writer) error {
+	var count atomic.Int64
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &sinkSession{&count}, nil }))
+	srv.Domain = "sink.bench.test"
+	srv.MaxMessageBytes = 10 << 20
+	srv.ReadTimeout, srv.WriteTimeout = time.Minute, time.Minute
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go srv.Serve(l)
+	fmt.Fprintln(stdout, l.Addr().String())
+	io.Copy(io.Discard, stdin)
+	srv.Close()
+	fmt.Fprintln(stdout, count.Load())
+	return nil
+}
+
+type sinkSession struct{ n *atomic.Int64 }
+
+func (s *sinkSession) Reset()                               {}
+func (s *sinkSession) Logout() error                        { return nil }
+func (s *sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *sinkSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	s.n.Add(1)
+	return nil
+}
+
+// sendBenchCPU is this process's user+system CPU time so far.
+func sendBenchCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// sendBenchPeakRSS is this process's peak resident set in MB.
+func sendBenchPeakRSS() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Maxrss) / 1024 // Linux reports KiB
+}
+
+// sendBenchSignRate measures RSA-2048 PKCS#1 v1.5 SHA-256 signatures per
+// second with one goroutine per CPU.
+func sendBenchSignRate(d time.Duration) float64 {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return 0
+	}
+	sum := sha256.Sum256([]byte("herald"))
+	var (
+		count atomic.Int64
+		wg    sync.WaitGroup
+	)
+	stop := time.Now().Add(d)
+	start := time.Now()
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if _, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, sum[:]); err == nil {
+					count.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(count.Load()) / time.Since(start).Seconds()
+}

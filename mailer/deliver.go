@@ -1,0 +1,475 @@
+package mailer
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/herald-mail/herald/mailer/bounce"
+	"github.com/herald-mail/herald/models"
+)
+
+// job is one claimed delivery on its way through the engine.
+type job struct {
+	c    models.Claimed
+	camp *campaignState // nil for transactional
+	tx   *txState       // nil for campaign mail
+	tn   string         // transport name
+}
+
+func (j *job) priority() bool { return j.c.Priority > 0 }
+
+// live reports whether the job may still be sent (its campaign runs).
+func (j *job) live() bool { return j.camp == nil || j.camp.running() }
+
+// destination is one receiving side (a rule's provider, an MX host or a
+// domain) seen through one IP pool and transport. It owns its ready queues,
+// its lanes (one per source address) and its connection workers, so a slow
+// or throttling destination holds up nobody else.
+type destination struct {
+	e         *Engine
+	key       string // route key + pool + transport
+	routeKey  string
+	poolKey   string
+	mx        []string
+	domain    string
+	transport Transport
+	strategy  string
+
+	high, normal chan *job
+	lanes        []*lane
+
+	mu        sync.Mutex
+	rule      *rule
+	workers   int
+	idle      int
+	rr        int
+	domains   map[string]struct{}
+	suspended time.Time // all lanes suspended until
+	meter     rateMeter
+}
+
+func (d *destination) queued() int { return len(d.high) + len(d.normal) }
+
+func (d *destination) maxConns() int {
+	if n := d.rule.MaxConnections; n > 0 {
+		return n
+	}
+	return 20
+}
+
+func (d *destination) backoff() (time.Duration, time.Duration) {
+	mn := time.Duration(d.rule.BackoffMinSeconds) * time.Second
+	mx := time.Duration(d.rule.BackoffMaxSeconds) * time.Second
+	if mn <= 0 {
+		mn = time.Minute
+	}
+	if mx < mn {
+		mx = mn
+	}
+	return mn, mx
+}
+
+// push queues a job; when the queue is full the job goes back to the
+// database, due again shortly.
+func (d *destination) push(j *job) {
+	d.mu.Lock()
+	d.domains[j.c.Domain] = struct{}{}
+	susp := d.suspended
+	d.mu.Unlock()
+	if now := time.Now(); susp.After(now) {
+		d.e.release(j, susp)
+		return
+	}
+	q := d.normal
+	if j.priority() {
+		q = d.high
+	}
+	select {
+	case q <- j:
+	default:
+		d.e.release(j, time.Now().Add(2*time.Second))
+		return
+	}
+	d.spawn()
+}
+
+// spawn starts a connection worker when jobs wait, no worker is idle and a
+// lane has room: not suspended, under its warm-up cap and connection limit,
+// and not already rate-bound.
+func (d *destination) spawn() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.idle > 0 || d.queued() == 0 || d.e.ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	var best *lane
+	bestLoad := 0.0
+	for i := range d.lanes {
+		l := d.lanes[(d.rr+i)%len(d.lanes)]
+		if _, s := l.suspendedUntil(now); s {
+			continue
+		}
+		if c, _ := l.src.capped(now); c {
+			continue
+		}
+		l.mu.Lock()
+		conns := l.conns
+		rateBound := conns > 0 && l.lim.second.next(now).After(now.Add(50*time.Millisecond))
+		l.mu.Unlock()
+		if conns >= d.maxConns() || rateBound {
+			continue
+		}
+		load := float64(conns) / float64(max(1, l.src.weight))
+		if d.strategy != models.PoolWeighted {
+			best = l
+			break
+		}
+		if best == nil || load < bestLoad {
+			best, bestLoad = l, load
+		}
+	}
+	if best == nil {
+		return
+	}
+	d.rr++
+	best.mu.Lock()
+	best.conns++
+	best.mu.Unlock()
+	d.workers++
+	d.e.wg.Add(1)
+	go d.worker(best)
+}
+
+// take waits for the next job, high priority first; nil when the worker
+// has been idle for the engine's idle timeout or the engine stops.
+func (d *destination) take(idle *time.Timer) *job {
+	select {
+	case j := <-d.high:
+		return j
+	default:
+	}
+	d.mu.Lock()
+	d.idle++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.idle--
+		d.mu.Unlock()
+	}()
+	idle.Reset(d.e.o.IdleTimeout)
+	select {
+	case j := <-d.high:
+		return j
+	case j := <-d.normal:
+		return j
+	case <-idle.C:
+		return nil
+	case <-d.e.ctx.Done():
+		return nil
+	}
+}
+
+// worker holds one connection of a lane and sends jobs over it.
+func (d *destination) worker(l *lane) {
+	e := d.e
+	var (
+		conn Conn
+		uses int
+	)
+	idle := time.NewTimer(time.Hour)
+	defer func() {
+		idle.Stop()
+		if conn != nil {
+			conn.Close()
+		}
+		l.mu.Lock()
+		l.conns--
+		l.mu.Unlock()
+		d.mu.Lock()
+		d.workers--
+		d.mu.Unlock()
+		e.wg.Done()
+		d.spawn() // jobs may still wait (e.g. we stopped for max-per-connection)
+	}()
+	for {
+		j := d.take(idle)
+		if j == nil {
+			return
+		}
+		if !j.live() {
+			e.release(j, time.Now())
+			continue
+		}
+		if until, s := l.suspendedUntil(time.Now()); s {
+			d.requeue(j, until)
+			return
+		}
+		if c, until := l.src.capped(time.Now()); c {
+			d.requeue(j, until)
+			return
+		}
+		if err := sleepUntil(e.ctx, l.reserve(time.Now())); err != nil {
+			e.release(j, time.Now())
+			return
+		}
+		if !j.live() {
+			e.release(j, time.Now())
+			continue
+		}
+		if conn == nil {
+			c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo})
+			if err != nil {
+				if d.dialFailed(j, l, err) {
+					return
+				}
+				continue
+			}
+			conn, uses = c, 0
+		}
+		res := e.attempt(conn, j, d, l)
+		uses++
+		if res.broken || res.slowDown || (d.rule.MaxPerConnection > 0 && uses >= d.rule.MaxPerConnection) {
+			conn.Close()
+			conn = nil
+		}
+		if res.slowDown {
+			mn, mx := d.backoff()
+			until := l.suspend(time.Now(), mn, mx)
+			e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until)
+			e.metrics.suspensions.WithLabelValues(d.routeKey).Inc()
+			d.checkSuspended()
+			return
+		}
+	}
+}
+
+// requeue puts a job back in front of the line for another lane, or
+// releases it when every lane is suspended.
+func (d *destination) requeue(j *job, until time.Time) {
+	if d.checkSuspended() {
+		d.e.release(j, until)
+		return
+	}
+	q := d.normal
+	if j.priority() {
+		q = d.high
+	}
+	select {
+	case q <- j:
+	default:
+		d.e.release(j, until)
+	}
+}
+
+// checkSuspended suspends the whole destination when no lane can send, and
+// sends its queued jobs back to the database until then. The claimer
+// excludes its domains meanwhile.
+func (d *destination) checkSuspended() bool {
+	now := time.Now()
+	var resume time.Time
+	for _, l := range d.lanes {
+		until, s := l.suspendedUntil(now)
+		if !s {
+			c, day := l.src.capped(now)
+			if !c {
+				return false
+			}
+			until = day
+		}
+		if resume.IsZero() || until.Before(resume) {
+			resume = until
+		}
+	}
+	d.mu.Lock()
+	d.suspended = resume
+	d.mu.Unlock()
+	for {
+		select {
+		case j := <-d.high:
+			d.e.release(j, resume)
+		case j := <-d.normal:
+			d.e.release(j, resume)
+		default:
+			return true
+		}
+	}
+}
+
+// dialFailed handles a failed connection attempt and reports whether the
+// worker should stop.
+func (d *destination) dialFailed(j *job, l *lane, err error) bool {
+	e := d.e
+	var de *DialError
+	errors.As(err, &de)
+	now := time.Now()
+	if de != nil && de.Permanent {
+		e.finish(j, d, outcomeFor(j, models.DeliveryBounced, Reply{Code: 550, Enhanced: "5.1.2", Text: err.Error()}, now, time.Time{}), "")
+		return false
+	}
+	if de != nil && de.Reply.Code != 0 {
+		r := de.Reply
+		if r.Code >= 500 {
+			e.finish(j, d, outcomeFor(j, models.DeliveryBounced, r, now, time.Time{}), "")
+			return false
+		}
+		if !isSlowDown(r) {
+			e.deferJob(j, d, r, now)
+			return false
+		}
+	}
+	// Connection refused, timeouts, 421 at greeting: the host is not
+	// taking mail from this address now. Suspend the lane, retry the job
+	// when it reopens.
+	mn, mx := d.backoff()
+	until := l.suspend(now, mn, mx)
+	r := Reply{Text: err.Error(), SourceIP: l.src.addr}
+	if de != nil && de.Reply.Code != 0 {
+		r = de.Reply
+	}
+	e.finish(j, d, outcomeFor(j, models.DeliveryDeferred, r, now, until), "")
+	e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until, "error", err)
+	e.metrics.suspensions.WithLabelValues(d.routeKey).Inc()
+	d.checkSuspended()
+	return true
+}
+
+type attemptResult struct {
+	broken   bool
+	slowDown bool
+}
+
+// attempt renders, signs and sends one job over conn and records the
+// outcome.
+func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResult {
+	now := time.Now()
+	msg, err := e.render(j, now)
+	if err != nil {
+		e.finish(j, d, outcomeFor(j, models.DeliveryFailed, Reply{Text: "render: " + err.Error()}, now, time.Time{}), "")
+		return attemptResult{}
+	}
+	env := &Envelope{From: msg.mailFrom, To: j.c.Email, DeliveryID: j.c.ID, CampaignID: j.c.CampaignID,
+		Signature: msg.sig, Message: msg.buf.Bytes()}
+	reply, err := conn.Send(e.ctx, env)
+	msgID := msg.messageID
+	msg.release()
+	now = time.Now()
+	if reply.SourceIP == "" {
+		reply.SourceIP = l.src.addr
+	}
+	if err != nil {
+		// The connection failed mid-transaction: the message may or may not
+		// have arrived; RFC 5321 says treat it as not delivered.
+		reply.Text = "connection: " + err.Error()
+		e.deferJob(j, d, reply, now, msgID)
+		return attemptResult{broken: true}
+	}
+	switch {
+	case reply.Code >= 200 && reply.Code < 300:
+		l.succeeded()
+		l.src.countSent(now)
+		d.meter.add(now)
+		e.finish(j, d, outcomeFor(j, models.DeliverySent, reply, now, time.Time{}), msgID)
+		return attemptResult{}
+	case isSlowDown(reply):
+		mn, mx := d.backoff()
+		until := now.Add(l.peekBackoff(mn, mx))
+		e.finish(j, d, outcomeFor(j, models.DeliveryDeferred, reply, now, until), msgID)
+		return attemptResult{slowDown: true}
+	case reply.Code >= 400 && reply.Code < 500:
+		e.deferJob(j, d, reply, now, msgID)
+		return attemptResult{broken: reply.Code == 421}
+	default:
+		e.finish(j, d, outcomeFor(j, models.DeliveryBounced, reply, now, time.Time{}), msgID)
+		return attemptResult{}
+	}
+}
+
+// peekBackoff is the suspension the next suspend call will set.
+func (l *lane) peekBackoff(mn, mx time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.backoff < mn {
+		return mn
+	}
+	return minDur(l.backoff*2, mx)
+}
+
+// deferJob retries a job later with exponential backoff and jitter, or
+// fails it once it is older than the maximum age.
+func (e *Engine) deferJob(j *job, d *destination, r Reply, now time.Time, msgID ...string) {
+	attempts := j.c.Attempts + 1
+	delay := e.o.RetryBase << min(attempts-1, 20)
+	if delay > e.o.RetryMax || delay <= 0 {
+		delay = e.o.RetryMax
+	}
+	delay = time.Duration(float64(delay) * (0.8 + 0.4*rand.Float64()))
+	next := now.Add(delay)
+	status := models.DeliveryDeferred
+	if next.Sub(j.c.CreatedAt) > e.o.MaxAge {
+		status = models.DeliveryFailed
+	}
+	id := ""
+	if len(msgID) > 0 {
+		id = msgID[0]
+	}
+	e.finish(j, d, outcomeFor(j, status, r, now, next), id)
+}
+
+func outcomeFor(j *job, status string, r Reply, now, next time.Time) models.Outcome {
+	return models.Outcome{ID: j.c.ID, CampaignID: j.c.CampaignID, Status: status, Attempted: true,
+		Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, SourceIP: r.SourceIP, MXHost: r.MXHost, At: now, NextAttempt: next}
+}
+
+// isSlowDown reports whether a refusal asks us to send more slowly (421,
+// rate-limit statuses and the big providers' phrasings, as classified by
+// package bounce). Such replies suspend the destination on that source
+// address instead of deferring the one message.
+func isSlowDown(r Reply) bool {
+	if r.Code < 400 || r.Code >= 500 {
+		return false
+	}
+	return bounce.ClassifyReply(r.Code, r.Enhanced, r.Text).SlowDown()
+}
+
+// rateMeter counts messages over the last ten seconds.
+type rateMeter struct {
+	mu     sync.Mutex
+	slots  [10]int
+	second int64
+}
+
+func (m *rateMeter) add(now time.Time) {
+	m.mu.Lock()
+	m.roll(now)
+	m.slots[now.Unix()%10]++
+	m.mu.Unlock()
+}
+
+func (m *rateMeter) roll(now time.Time) {
+	s := now.Unix()
+	if s-m.second >= 10 {
+		m.slots = [10]int{}
+	} else {
+		for t := m.second + 1; t <= s; t++ {
+			m.slots[t%10] = 0
+		}
+	}
+	m.second = s
+}
+
+// rate is messages per second over the last ten full seconds.
+func (m *rateMeter) rate(now time.Time) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.roll(now)
+	n := 0
+	for i, c := range m.slots {
+		if int64(i) != now.Unix()%10 {
+			n += c
+		}
+	}
+	return float64(n) / 9
+}

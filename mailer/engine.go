@@ -1,0 +1,682 @@
+// Package mailer is Herald's delivery engine. Each stage of the pipeline has
+// its file: queue.go materialises and claims deliveries, mx.go routes them
+// to destinations, throttle.go shapes traffic, render.go builds the
+// messages, dkim.go signs them, transport*.go carry them and deliver.go
+// runs the connections and decides each outcome. engine.go wires the stages
+// and is the API the rest of Herald calls.
+package mailer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/models"
+)
+
+// Options configure an Engine. Every zero value means the documented
+// default.
+type Options struct {
+	// NodeID names this engine in delivery leases. Zero: the host name. Two
+	// engines running at once must have different ids; a restarted engine
+	// should keep its id, so it can take its own leases back at once.
+	NodeID string
+	// Logger receives one line per delivery attempt and the engine's events.
+	// Zero: slog.Default().
+	Logger *slog.Logger
+	// Transport carries campaigns whose transport is "" and transactional
+	// mail. Zero: Capture into the store's outbox.
+	Transport Transport
+	// Transports are named transports a campaign may choose (its transport
+	// column). Zero: none besides Transport.
+	Transports map[string]Transport
+	// RootURL is the public base of tracking, unsubscribe and preference
+	// URLs. Zero: the root_url setting, else http://localhost:8080.
+	RootURL string
+	// Secrets sign tokens and seal DKIM keys, newest first; older ones only
+	// verify tokens. Zero: the store's server secret.
+	Secrets []string
+	// FeedbackSender is the sender field of Feedback-ID. Zero: "herald".
+	FeedbackSender string
+	// ClaimBatch is how many deliveries one claim leases. Zero: 500.
+	ClaimBatch int
+	// MaxInFlight caps deliveries held in memory. Zero: 5000.
+	MaxInFlight int
+	// DestinationQueue caps one destination's ready queue. Zero: 1000.
+	DestinationQueue int
+	// Lease is how long claimed deliveries stay leased without renewal.
+	// Zero: 2 minutes.
+	Lease time.Duration
+	// PollInterval is how often due deliveries and campaign changes are
+	// looked for. Zero: 200ms.
+	PollInterval time.Duration
+	// FlushInterval bounds how long an outcome waits before being written
+	// (outcomes are written in batches). Zero: 20ms.
+	FlushInterval time.Duration
+	// RetryBase and RetryMax bound the exponential backoff of deferred
+	// messages. Zero: 5 minutes and 4 hours.
+	RetryBase, RetryMax time.Duration
+	// MaxAge is how long a message may keep being deferred before it
+	// fails. Zero: 72 hours.
+	MaxAge time.Duration
+	// Warmup is the daily cap schedule of new sending IPs. Zero:
+	// DefaultWarmup.
+	Warmup []int
+	// IdleTimeout closes connections with nothing to send. Zero: 5s.
+	IdleTimeout time.Duration
+	// MaterializeBatch is the subscriber-id span materialised per
+	// transaction. Zero: 5000.
+	MaterializeBatch int
+	// RuleRefresh is how often domain rules are reloaded. Zero: 30s.
+	RuleRefresh time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.NodeID == "" {
+		o.NodeID, _ = os.Hostname()
+		if o.NodeID == "" {
+			o.NodeID = "herald"
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.FeedbackSender == "" {
+		o.FeedbackSender = "herald"
+	}
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&o.ClaimBatch, 500)
+	def(&o.MaxInFlight, 5000)
+	def(&o.DestinationQueue, 1000)
+	def(&o.MaterializeBatch, 5000)
+	dur := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	dur(&o.Lease, 2*time.Minute)
+	dur(&o.PollInterval, 200*time.Millisecond)
+	dur(&o.FlushInterval, 20*time.Millisecond)
+	dur(&o.RetryBase, 5*time.Minute)
+	dur(&o.RetryMax, 4*time.Hour)
+	dur(&o.MaxAge, 72*time.Hour)
+	dur(&o.IdleTimeout, 5*time.Second)
+	dur(&o.RuleRefresh, 30*time.Second)
+	if o.Warmup == nil {
+		o.Warmup = DefaultWarmup
+	}
+	return o
+}
+
+// Engine runs deliveries. Create it with New, start it with Run; the
+// control methods (StartCampaign, Pause, …) may be called at any time and
+// take effect in a running engine within a second.
+type Engine struct {
+	o       Options
+	store   Store
+	log     *slog.Logger
+	metrics *metrics
+
+	ctx     context.Context
+	started atomic.Bool
+	wg      sync.WaitGroup
+	wake    chan struct{}
+
+	env       atomic.Pointer[renderEnv]
+	secret    string
+	routers   map[string]*router
+	results   chan models.Outcome
+	resultsWG sync.WaitGroup
+
+	mu        sync.Mutex
+	campaigns map[int64]*campaignState
+	dests     map[string]*destination
+	sources   map[string]*sourceIP
+	inflight  map[int64]*job
+	signers   map[string]*dkimSigner
+	txTmpl    map[int64]*txTemplate
+	resolving map[string][]*job
+
+	lastReclaim time.Time // claimLoop only
+	warned      sync.Map  // sender domains already warned about
+}
+
+// New returns an engine over store. It does no I/O until Run.
+func New(opts Options, store Store) *Engine {
+	o := opts.withDefaults()
+	if o.Transport == nil {
+		o.Transport = NewCapture(store)
+	}
+	e := &Engine{
+		o: o, store: store, log: o.Logger, metrics: newMetrics(),
+		ctx: context.Background(), wake: make(chan struct{}, 1),
+		routers:   map[string]*router{},
+		results:   make(chan models.Outcome, 8192),
+		campaigns: map[int64]*campaignState{}, dests: map[string]*destination{},
+		sources: map[string]*sourceIP{}, inflight: map[int64]*job{}, signers: map[string]*dkimSigner{},
+		txTmpl: map[int64]*txTemplate{}, resolving: map[string][]*job{},
+	}
+	e.metrics.inflight = func() float64 {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return float64(len(e.inflight))
+	}
+	for name, t := range e.transports() {
+		var res *Resolver
+		if mt, ok := t.(interface {
+			UsesMX() bool
+			Resolver() *Resolver
+		}); ok && mt.UsesMX() {
+			res = mt.Resolver()
+		}
+		e.routers[name] = newRouter(res)
+	}
+	return e
+}
+
+func (e *Engine) transports() map[string]Transport {
+	m := map[string]Transport{"": e.o.Transport}
+	for k, v := range e.o.Transports {
+		if k != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Run delivers until ctx ends, then releases what it holds and returns
+// nil; it returns an error only when it cannot start.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("mailer: Run called twice")
+	}
+	if err := e.setup(ctx); err != nil {
+		return err
+	}
+	e.ctx = ctx
+	if n, err := e.store.ExpireNodeLeases(ctx, e.o.NodeID); err != nil {
+		return fmt.Errorf("mailer: %w", err)
+	} else if n > 0 {
+		e.log.Info("reclaiming deliveries leased before restart", "node", e.o.NodeID, "count", n)
+	}
+	e.resultsWG.Add(1)
+	go e.writeResults()
+	var loops sync.WaitGroup
+	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop} {
+		loops.Add(1)
+		go func() { defer loops.Done(); f(ctx) }()
+	}
+	<-ctx.Done()
+	loops.Wait()
+	e.wg.Wait() // workers release their jobs as they stop
+	e.mu.Lock()
+	left := make([]*job, 0, len(e.inflight))
+	for _, j := range e.inflight {
+		left = append(left, j)
+	}
+	e.mu.Unlock()
+	for _, j := range left {
+		e.release(j, time.Now())
+	}
+	close(e.results)
+	e.resultsWG.Wait()
+	return nil
+}
+
+// setup reads the settings, secret and rules.
+func (e *Engine) setup(ctx context.Context) error {
+	secrets := e.o.Secrets
+	if len(secrets) == 0 {
+		s, err := e.store.EnsureSecret(ctx)
+		if err != nil {
+			return fmt.Errorf("mailer: %w", err)
+		}
+		secrets = []string{s}
+	}
+	e.secret = secrets[0]
+	settings, err := e.store.Settings(ctx)
+	if err != nil {
+		return fmt.Errorf("mailer: %w", err)
+	}
+	root := e.o.RootURL
+	if root == "" {
+		root = settings[models.SettingRootURL]
+	}
+	if root == "" {
+		root = "http://localhost:8080"
+	}
+	e.env.Store(&renderEnv{
+		root: strings.TrimSuffix(root, "/"),
+		org:  OrgData{Name: settings[models.SettingOrgName], PostalAddress: settings[models.SettingPostalAddress]},
+		keys: token.NewKeyring(secrets...), feedbackID: e.o.FeedbackSender,
+	})
+	return e.loadRules(ctx)
+}
+
+func (e *Engine) loadRules(ctx context.Context) error {
+	rules, err := e.store.DomainRules(ctx)
+	if err != nil {
+		return fmt.Errorf("mailer: %w", err)
+	}
+	for _, rt := range e.routers {
+		rt.setRules(rules)
+	}
+	byName := map[string]models.DomainRule{}
+	for _, r := range rules {
+		byName[r.Name] = r
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, d := range e.dests {
+		d.mu.Lock()
+		if nr, ok := byName[d.rule.Name]; ok && !nr.UpdatedAt.Equal(d.rule.UpdatedAt) {
+			d.rule = &rule{DomainRule: nr, domains: nr.DomainList(), mxSuffixes: nr.MXSuffixList()}
+			for _, l := range d.lanes {
+				l.mu.Lock()
+				l.lim = newLimits(&nr)
+				l.mu.Unlock()
+			}
+		}
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// Keyring returns the engine's token keyring (valid once Run started).
+func (e *Engine) Keyring() *token.Keyring {
+	if env := e.env.Load(); env != nil {
+		return env.keys
+	}
+	return nil
+}
+
+func (e *Engine) kick() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// StartCampaign starts a draft or scheduled campaign now: its deliveries
+// are materialised in the background and sending begins with the first
+// batch.
+func (e *Engine) StartCampaign(ctx context.Context, id int64) error {
+	if err := e.store.StartCampaign(ctx, id); err != nil {
+		return err
+	}
+	e.kick()
+	return nil
+}
+
+// Pause stops a campaign: messages not yet handed to a server go back to
+// the queue within a second; Resume continues where it stopped.
+func (e *Engine) Pause(ctx context.Context, id int64) error {
+	if err := e.store.PauseCampaign(ctx, id); err != nil {
+		return err
+	}
+	e.setStatus(id, models.CampaignPaused)
+	return nil
+}
+
+// Resume continues a paused campaign.
+func (e *Engine) Resume(ctx context.Context, id int64) error {
+	if err := e.store.ResumeCampaign(ctx, id); err != nil {
+		return err
+	}
+	e.setStatus(id, models.CampaignRunning)
+	e.kick()
+	return nil
+}
+
+// Cancel stops a campaign for good.
+func (e *Engine) Cancel(ctx context.Context, id int64) error {
+	if err := e.store.CancelCampaign(ctx, id); err != nil {
+		return err
+	}
+	e.setStatus(id, models.CampaignCancelled)
+	return nil
+}
+
+// Progress returns a campaign's status and counters (one primary-key read).
+func (e *Engine) Progress(ctx context.Context, id int64) (*models.CampaignProgress, error) {
+	return e.store.CampaignProgress(ctx, id)
+}
+
+func (e *Engine) setStatus(id int64, status string) {
+	e.mu.Lock()
+	cs := e.campaigns[id]
+	e.mu.Unlock()
+	if cs != nil {
+		cs.status.Store(status)
+	}
+}
+
+// TransactionalRequest is one transactional message to send.
+type TransactionalRequest struct {
+	// Template names a transactional template; TemplateID, when set, wins.
+	Template   string
+	TemplateID int64
+	// To is the recipient's address; Name their name (optional).
+	To, Name string
+	// From is the sender address; its domain picks the DKIM key.
+	From, FromName, ReplyTo string
+	// Data is handed to the template as .Data (and .Subscriber.Attributes).
+	Data map[string]any
+}
+
+// ErrInvalidRequest wraps what is wrong with a transactional request.
+var ErrInvalidRequest = errors.New("mailer: invalid request")
+
+// SendTransactional queues one transactional message ahead of all campaign
+// traffic and returns its delivery id; the message goes out through the
+// same pipeline (routing, shaping, DKIM, transport) within moments.
+func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) (int64, error) {
+	to, err := models.NormalizeEmail(r.To)
+	if err != nil {
+		return 0, fmt.Errorf("%w: to: %v", ErrInvalidRequest, err)
+	}
+	from, err := models.NormalizeEmail(r.From)
+	if err != nil {
+		return 0, fmt.Errorf("%w: from: %v", ErrInvalidRequest, err)
+	}
+	id := r.TemplateID
+	if id == 0 {
+		t, err := e.store.TemplateByName(ctx, models.TemplateTransactional, r.Template)
+		if err != nil {
+			return 0, fmt.Errorf("%w: template %q: %v", ErrInvalidRequest, r.Template, err)
+		}
+		id = t.ID
+	}
+	data, err := json.Marshal(txData{From: from, FromName: r.FromName, ReplyTo: r.ReplyTo, Data: r.Data})
+	if err != nil {
+		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
+	}
+	did, err := e.store.EnqueueTransactional(ctx, models.TransactionalMessage{TemplateID: id, Email: to, Name: r.Name, Data: string(data)})
+	if err != nil {
+		return 0, err
+	}
+	e.kick()
+	return did, nil
+}
+
+type txData struct {
+	From     string         `json:"from"`
+	FromName string         `json:"from_name,omitempty"`
+	ReplyTo  string         `json:"reply_to,omitempty"`
+	Data     map[string]any `json:"data,omitempty"`
+}
+
+// campaignState is what the engine keeps of a running campaign.
+type campaignState struct {
+	id        int64
+	status    atomic.Value // string
+	comp      *compiled
+	params    *msgParams
+	pool      []*sourceIP
+	strategy  string
+	poolKey   string
+	tname     string
+	transport Transport
+	matDone   atomic.Bool
+}
+
+func (c *campaignState) running() bool { return c.status.Load() == models.CampaignRunning }
+
+// txState is a transactional job's template and sender.
+type txState struct {
+	comp   *compiled
+	params *msgParams
+	data   map[string]any
+}
+
+type txTemplate struct {
+	comp    *compiled
+	updated time.Time
+	loaded  time.Time
+}
+
+// prepareCampaign compiles a campaign's template and loads its sender,
+// keys and pool.
+func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState, error) {
+	c, err := e.store.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.TemplateID == nil {
+		return nil, errors.New("the campaign has no template")
+	}
+	t, err := e.store.Template(ctx, *c.TemplateID)
+	if err != nil {
+		return nil, err
+	}
+	subject := t.Subject
+	if c.Subject != "" {
+		subject = c.Subject
+	}
+	comp, err := compileTemplate("campaign"+strconv.FormatInt(id, 10), subject, t.HTML, t.Text,
+		compileOptions{TrackClicks: c.TrackClicks, TrackOpens: c.TrackOpens, UTM: c.UTM, CampaignName: c.Name})
+	if err != nil {
+		return nil, fmt.Errorf("template %q: %w", t.Name, err)
+	}
+	if comp.linkIDs, err = e.store.EnsureLinks(ctx, id, comp.links); err != nil {
+		return nil, err
+	}
+	var sd *models.SendingDomain
+	if c.SendingDomainID != nil {
+		if sd, err = e.store.SendingDomain(ctx, *c.SendingDomainID); err != nil {
+			return nil, err
+		}
+	}
+	params, err := e.senderParams(ctx, c.FromEmail, c.FromName, c.ReplyTo, sd)
+	if err != nil {
+		return nil, err
+	}
+	params.campaignID, params.campaignName, params.listHeaders = id, c.Name, true
+	cs := &campaignState{id: id, comp: comp, params: params, tname: c.Transport}
+	cs.status.Store(c.Status)
+	var ok bool
+	if cs.transport, ok = e.transports()[c.Transport]; !ok {
+		return nil, fmt.Errorf("unknown transport %q", c.Transport)
+	}
+	cs.pool, cs.strategy, cs.poolKey, err = e.pool(ctx, c.IPPoolID)
+	if err != nil {
+		return nil, err
+	}
+	cs.matDone.Store(c.MaterializedAt != nil)
+	return cs, nil
+}
+
+// senderParams builds the per-sender message parameters; sd nil means the
+// sending domain matching the From address, if one is configured.
+func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo string, sd *models.SendingDomain) (*msgParams, error) {
+	domain := models.EmailDomain(from)
+	if sd == nil {
+		d, err := e.store.SendingDomainByName(ctx, domain)
+		if err != nil && !errors.Is(err, models.ErrNotFound) {
+			return nil, err
+		}
+		sd = d
+	}
+	p := &msgParams{from: mail.Address{Name: fromName, Address: from}, replyTo: replyTo, domain: domain, returnPath: domain}
+	if sd == nil {
+		if _, seen := e.warned.LoadOrStore(domain, true); !seen {
+			e.log.Warn("no sending domain: mail goes out unsigned", "from", from)
+		}
+		return p, nil
+	}
+	p.domain, p.returnPath = sd.Domain, sd.ReturnPathDomain
+	e.mu.Lock()
+	s, ok := e.signers[sd.Domain]
+	e.mu.Unlock()
+	if !ok {
+		keys, err := sd.Keys(e.secret)
+		if err != nil {
+			return nil, err
+		}
+		s = newDKIMSigner(keys)
+		e.mu.Lock()
+		e.signers[sd.Domain] = s
+		e.mu.Unlock()
+	}
+	p.signer = s
+	return p, nil
+}
+
+// pool returns the source addresses of an IP pool (nil: the default
+// address chosen by the OS).
+func (e *Engine) pool(ctx context.Context, id *int64) ([]*sourceIP, string, string, error) {
+	if id == nil {
+		return []*sourceIP{e.source("", "", 1, nil, 0)}, models.PoolRoundRobin, "default", nil
+	}
+	p, err := e.store.IPPool(ctx, *id)
+	if err != nil {
+		return nil, "", "", err
+	}
+	ips, err := e.store.SendingIPs(ctx, *id)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if len(ips) == 0 {
+		return nil, "", "", fmt.Errorf("IP pool %q has no active address", p.Name)
+	}
+	var out []*sourceIP
+	for _, ip := range ips {
+		s := e.source(ip.Address, ip.HELO, ip.Weight, ip.WarmupStart, ip.PerSecond)
+		if ip.WarmupStart != nil {
+			day := time.Now().UTC().Truncate(24 * time.Hour)
+			if n, err := e.store.SentFromIPSince(ctx, ip.Address, day); err == nil {
+				s.mu.Lock()
+				s.rollDay(time.Now())
+				if n > s.sentToday {
+					s.sentToday = n
+				}
+				s.mu.Unlock()
+			}
+		}
+		out = append(out, s)
+	}
+	return out, p.Strategy, "pool" + strconv.FormatInt(p.ID, 10), nil
+}
+
+func (e *Engine) source(addr, helo string, weight int, warm *time.Time, perSecond float64) *sourceIP {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.sources[addr]
+	if !ok {
+		s = &sourceIP{addr: addr}
+		e.sources[addr] = s
+	}
+	s.mu.Lock()
+	s.helo, s.weight, s.warmStart, s.schedule = helo, max(1, weight), warm, e.o.Warmup
+	s.rate = newGCRA(time.Second, perSecond, burstFor(perSecond))
+	s.mu.Unlock()
+	return s
+}
+
+// txFor prepares a transactional job: template (cached for a few seconds)
+// and sender.
+func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error) {
+	var d txData
+	if err := json.Unmarshal([]byte(c.Data), &d); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	e.mu.Lock()
+	tt := e.txTmpl[c.TemplateID]
+	e.mu.Unlock()
+	if tt == nil || time.Since(tt.loaded) > 5*time.Second {
+		t, err := e.store.Template(ctx, c.TemplateID)
+		if err != nil {
+			return nil, err
+		}
+		if tt == nil || !t.UpdatedAt.Equal(tt.updated) {
+			comp, err := compileTemplate("tx"+strconv.FormatInt(t.ID, 10), t.Subject, t.HTML, t.Text, compileOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("template %q: %w", t.Name, err)
+			}
+			tt = &txTemplate{comp: comp, updated: t.UpdatedAt}
+		}
+		tt.loaded = time.Now()
+		e.mu.Lock()
+		e.txTmpl[c.TemplateID] = tt
+		e.mu.Unlock()
+	}
+	p, err := e.senderParams(ctx, d.From, d.FromName, d.ReplyTo, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &txState{comp: tt.comp, params: p, data: d.Data}, nil
+}
+
+// render builds and signs one job's message.
+func (e *Engine) render(j *job, now time.Time) (*rendered, error) {
+	env := e.env.Load()
+	rc := &recipient{deliveryID: j.c.ID, subscriberID: j.c.SubscriberID, listID: j.c.ListID,
+		email: j.c.Email, name: j.c.Name, attributes: j.c.Attributes}
+	var (
+		comp *compiled
+		p    *msgParams
+	)
+	if j.camp != nil {
+		comp, p = j.camp.comp, j.camp.params
+	} else {
+		comp, p = j.tx.comp, j.tx.params
+		rc.data, rc.attributes = j.tx.data, j.tx.data
+	}
+	msg, err := env.render(comp, p, rc, now)
+	if err != nil {
+		return nil, err
+	}
+	if msg.sig, err = p.signer.sign(msg.buf.Bytes()); err != nil {
+		msg.release()
+		return nil, err
+	}
+	return msg, nil
+}
+
+// finish records a job's outcome: the delivery row (batched), the metrics
+// and the attempt's log line.
+func (e *Engine) finish(j *job, d *destination, o models.Outcome, messageID string) {
+	o.MessageID = messageID
+	e.mu.Lock()
+	delete(e.inflight, j.c.ID)
+	e.mu.Unlock()
+	dest := ""
+	if d != nil {
+		dest = d.routeKey
+	}
+	e.metrics.outcome(dest, o.Status)
+	e.log.Info("delivery attempt", "campaign", j.c.CampaignID, "delivery", j.c.ID, "message_id", messageID,
+		"destination", dest, "domain", j.c.Domain, "source_ip", o.SourceIP, "mx", o.MXHost,
+		"code", o.Code, "enhanced", o.Enhanced, "response", o.Text, "status", o.Status)
+	e.results <- o
+}
+
+// release hands a job back to the database unattempted, due at next.
+func (e *Engine) release(j *job, next time.Time) {
+	e.mu.Lock()
+	_, held := e.inflight[j.c.ID]
+	delete(e.inflight, j.c.ID)
+	e.mu.Unlock()
+	if !held {
+		return
+	}
+	status := models.DeliveryQueued
+	if j.c.Attempts > 0 {
+		status = models.DeliveryDeferred
+	}
+	e.results <- models.Outcome{ID: j.c.ID, CampaignID: j.c.CampaignID, Status: status, At: time.Now(), NextAttempt: next}
+}

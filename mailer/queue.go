@@ -1,0 +1,434 @@
+package mailer
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// claimLoop leases due deliveries whenever there is room in memory, and
+// routes them to their destinations. Transactional deliveries come first.
+func (e *Engine) claimLoop(ctx context.Context) {
+	t := time.NewTicker(e.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-e.wake:
+		}
+		for ctx.Err() == nil {
+			n, full := e.claimOnce(ctx)
+			if !full || n == 0 {
+				break
+			}
+		}
+	}
+}
+
+// claimOnce claims one batch and reports how many it got and whether the
+// batch was full (more may be due).
+func (e *Engine) claimOnce(ctx context.Context) (int, bool) {
+	e.mu.Lock()
+	room := e.o.MaxInFlight - len(e.inflight)
+	var ids []int64
+	for id, cs := range e.campaigns {
+		if cs.running() {
+			ids = append(ids, id)
+		}
+	}
+	now := time.Now()
+	var exclude []string
+	for _, d := range e.dests {
+		d.mu.Lock()
+		if d.suspended.After(now) || d.queued() >= cap(d.normal)*3/4 {
+			for dom := range d.domains {
+				exclude = append(exclude, dom)
+			}
+		}
+		d.mu.Unlock()
+	}
+	e.mu.Unlock()
+	limit := min(room, e.o.ClaimBatch)
+	if limit <= 0 {
+		return 0, false
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	reclaim := now.Sub(e.lastReclaim) >= time.Second
+	claimed, err := e.store.ClaimDeliveries(ctx, models.ClaimRequest{Node: e.o.NodeID, Lease: e.o.Lease, Limit: limit,
+		Transactional: true, CampaignIDs: ids, ExcludeDomains: exclude, Reclaim: reclaim})
+	if reclaim && err == nil && len(claimed) < limit {
+		// A full batch may have left expired leases behind (a restart
+		// after a crash holds thousands): keep reclaiming until one is not.
+		e.lastReclaim = now
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("claim deliveries", "error", err)
+		}
+		return 0, false
+	}
+	for i := range claimed {
+		e.intake(ctx, &claimed[i])
+	}
+	return len(claimed), len(claimed) == limit
+}
+
+// intake turns a claimed row into a job and routes it.
+func (e *Engine) intake(ctx context.Context, c *models.Claimed) {
+	j := &job{c: *c}
+	e.mu.Lock()
+	e.inflight[c.ID] = j
+	if c.CampaignID != 0 {
+		j.camp = e.campaigns[c.CampaignID]
+	}
+	e.mu.Unlock()
+	now := time.Now()
+	switch {
+	case c.Ineligible != "":
+		o := models.Outcome{ID: c.ID, CampaignID: c.CampaignID, Status: models.DeliverySuppressed, Text: c.Ineligible, At: now}
+		e.finish(j, nil, o, "")
+		return
+	case c.CampaignID != 0 && j.camp == nil:
+		e.release(j, now.Add(time.Second))
+		return
+	case c.CampaignID != 0:
+		j.tn = j.camp.tname
+	default:
+		tx, err := e.txFor(ctx, c)
+		if err != nil {
+			e.finish(j, nil, outcomeFor(j, models.DeliveryFailed, Reply{Text: err.Error()}, now, time.Time{}), "")
+			return
+		}
+		j.tx = tx
+	}
+	rt := e.routers[j.tn]
+	if ri := rt.cachedRoute(c.Domain); ri != nil || rt.resolver == nil {
+		if ri == nil {
+			ri = rt.route(ctx, c.Domain)
+		}
+		e.dispatch(j, ri)
+		return
+	}
+	// Resolve each new domain once, off the claim path, so a slow DNS
+	// answer delays only that domain.
+	e.mu.Lock()
+	pending, busy := e.resolving[c.Domain]
+	e.resolving[c.Domain] = append(pending, j)
+	e.mu.Unlock()
+	if busy {
+		return
+	}
+	go func(domain string) {
+		rctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+		ri := rt.route(rctx, domain)
+		cancel()
+		e.mu.Lock()
+		jobs := e.resolving[domain]
+		delete(e.resolving, domain)
+		e.mu.Unlock()
+		for _, j := range jobs {
+			e.dispatch(j, ri)
+		}
+	}(c.Domain)
+}
+
+// dispatch sends a routed job to its destination, or settles it when the
+// route says the domain takes no mail.
+func (e *Engine) dispatch(j *job, ri *routeInfo) {
+	now := time.Now()
+	switch {
+	case ri.err != nil:
+		enh := "5.1.2"
+		if ri.err == ErrNullMX {
+			enh = "5.1.10"
+		}
+		e.finish(j, nil, outcomeFor(j, models.DeliveryBounced, Reply{Code: 550, Enhanced: enh, Text: ri.err.Error()}, now, time.Time{}), "")
+		return
+	case ri.tempErr != nil:
+		e.deferJob(j, nil, Reply{Text: ri.tempErr.Error()}, now)
+		return
+	}
+	e.destination(j, ri).push(j)
+}
+
+// destination returns (creating it on first use) the destination for a
+// route, pool and transport.
+func (e *Engine) destination(j *job, ri *routeInfo) *destination {
+	pool, strategy, poolKey, transport := e.defaultPool(), models.PoolRoundRobin, "default", e.o.Transport
+	if j.camp != nil {
+		pool, strategy, poolKey, transport = j.camp.pool, j.camp.strategy, j.camp.poolKey, j.camp.transport
+	}
+	key := ri.key + "|" + poolKey + "|" + j.tn
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d, ok := e.dests[key]; ok {
+		return d
+	}
+	d := &destination{
+		e: e, key: key, routeKey: ri.key, poolKey: poolKey, mx: ri.mx, domain: j.c.Domain, transport: transport, strategy: strategy,
+		rule: ri.rule, domains: map[string]struct{}{},
+		high: make(chan *job, e.o.DestinationQueue), normal: make(chan *job, e.o.DestinationQueue),
+	}
+	for _, s := range pool {
+		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&ri.rule.DomainRule)})
+	}
+	e.dests[key] = d
+	return d
+}
+
+func (e *Engine) defaultPool() []*sourceIP {
+	e.mu.Lock()
+	s, ok := e.sources[""]
+	e.mu.Unlock()
+	if ok {
+		return []*sourceIP{s}
+	}
+	return []*sourceIP{e.source("", "", 1, nil, 0)}
+}
+
+// writeResults writes outcomes in batches: one transaction per batch keeps
+// the per-message cost of the state write small, and FlushInterval bounds
+// the window in which a sent message's 250 is not yet on disk.
+func (e *Engine) writeResults() {
+	defer e.resultsWG.Done()
+	const maxBatch = 512
+	batch := make([]models.Outcome, 0, maxBatch)
+	flush := func() {
+		for len(batch) > 0 {
+			// Use a context of our own: outcomes must be written even while
+			// the engine shuts down.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, err := e.store.RecordOutcomes(ctx, e.o.NodeID, batch)
+			cancel()
+			if err == nil {
+				batch = batch[:0]
+				return
+			}
+			e.log.Error("record outcomes", "error", err, "count", len(batch))
+			time.Sleep(time.Second)
+		}
+	}
+	t := time.NewTimer(time.Hour)
+	for {
+		select {
+		case o, ok := <-e.results:
+			if !ok {
+				flush()
+				return
+			}
+			if len(batch) == 0 {
+				t.Reset(e.o.FlushInterval)
+			}
+			batch = append(batch, o)
+			if len(batch) >= maxBatch {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
+}
+
+// materializeLoop writes the deliveries of running campaigns batch by
+// batch, letting claims interleave.
+func (e *Engine) materializeLoop(ctx context.Context) {
+	t := time.NewTicker(e.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		var todo []*campaignState
+		for _, cs := range e.campaigns {
+			if cs.running() && !cs.matDone.Load() {
+				todo = append(todo, cs)
+			}
+		}
+		e.mu.Unlock()
+		for _, cs := range todo {
+			for ctx.Err() == nil && cs.running() {
+				done, err := e.store.MaterializeCampaign(ctx, cs.id, e.o.MaterializeBatch)
+				if err != nil {
+					if ctx.Err() == nil {
+						e.log.Error("materialize campaign", "campaign", cs.id, "error", err)
+					}
+					break
+				}
+				e.kick()
+				if done {
+					cs.matDone.Store(true)
+					e.log.Info("campaign materialized", "campaign", cs.id)
+					break
+				}
+			}
+		}
+	}
+}
+
+// leaseLoop renews the leases of everything held in memory.
+func (e *Engine) leaseLoop(ctx context.Context) {
+	t := time.NewTicker(e.o.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		ids := make([]int64, 0, len(e.inflight))
+		for id := range e.inflight {
+			ids = append(ids, id)
+		}
+		e.mu.Unlock()
+		if err := e.store.RenewLeases(ctx, e.o.NodeID, ids, e.o.Lease); err != nil && ctx.Err() == nil {
+			e.log.Error("renew leases", "error", err)
+		}
+	}
+}
+
+// controlLoop follows campaign statuses (changes made by other processes
+// included), starts scheduled campaigns, finishes completed ones, restarts
+// idle destinations and reloads the rules.
+func (e *Engine) controlLoop(ctx context.Context) {
+	tick := min(e.o.PollInterval, 250*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastRules, lastFinish := time.Now(), time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.refreshCampaigns(ctx)
+		now := time.Now()
+		if now.Sub(lastFinish) >= time.Second {
+			lastFinish = now
+			e.finishCampaigns(ctx)
+			if ids, err := e.store.DueScheduledCampaigns(ctx); err == nil {
+				for _, id := range ids {
+					if err := e.store.StartCampaign(ctx, id); err == nil {
+						e.log.Info("scheduled campaign started", "campaign", id)
+					}
+				}
+			}
+		}
+		if now.Sub(lastRules) >= e.o.RuleRefresh {
+			lastRules = now
+			if err := e.loadRules(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("reload domain rules", "error", err)
+			}
+		}
+		e.mu.Lock()
+		dests := make([]*destination, 0, len(e.dests))
+		for _, d := range e.dests {
+			dests = append(dests, d)
+		}
+		e.mu.Unlock()
+		for _, d := range dests {
+			if d.queued() > 0 {
+				if !d.checkSuspendedIfAll() {
+					d.spawn()
+				}
+			}
+			e.metrics.queueDepth.WithLabelValues(d.routeKey).Set(float64(d.queued()))
+			e.metrics.rate.WithLabelValues(d.routeKey).Set(d.meter.rate(now))
+		}
+	}
+}
+
+// checkSuspendedIfAll drains a destination whose lanes are all suspended.
+func (d *destination) checkSuspendedIfAll() bool {
+	now := time.Now()
+	for _, l := range d.lanes {
+		if _, s := l.suspendedUntil(now); !s {
+			if c, _ := l.src.capped(now); !c {
+				return false
+			}
+		}
+	}
+	return d.checkSuspended()
+}
+
+func (e *Engine) refreshCampaigns(ctx context.Context) {
+	e.mu.Lock()
+	known := make([]int64, 0, len(e.campaigns))
+	for id := range e.campaigns {
+		known = append(known, id)
+	}
+	e.mu.Unlock()
+	sts, err := e.store.CampaignStatuses(ctx, known)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("campaign statuses", "error", err)
+		}
+		return
+	}
+	for _, st := range sts {
+		e.mu.Lock()
+		cs := e.campaigns[st.ID]
+		e.mu.Unlock()
+		switch {
+		case cs != nil:
+			if cs.status.Load() != st.Status {
+				cs.status.Store(st.Status)
+				if st.Status == models.CampaignRunning {
+					e.kick()
+				}
+			}
+			if st.Status != models.CampaignRunning && st.Status != models.CampaignPaused {
+				e.mu.Lock()
+				delete(e.campaigns, st.ID)
+				e.mu.Unlock()
+			}
+		case st.Status == models.CampaignRunning:
+			cs, err := e.prepareCampaign(ctx, st.ID)
+			if err != nil {
+				e.log.Error("campaign cannot be sent; pausing it", "campaign", st.ID, "error", err)
+				if perr := e.store.PauseCampaign(ctx, st.ID); perr != nil {
+					e.log.Error("pause campaign", "campaign", st.ID, "error", perr)
+				}
+				continue
+			}
+			e.mu.Lock()
+			e.campaigns[st.ID] = cs
+			e.mu.Unlock()
+			e.log.Info("campaign running", "campaign", st.ID)
+			e.kick()
+		}
+	}
+}
+
+// finishCampaigns marks finished the running campaigns with nothing left.
+func (e *Engine) finishCampaigns(ctx context.Context) {
+	e.mu.Lock()
+	busy := map[int64]bool{}
+	for _, j := range e.inflight {
+		busy[j.c.CampaignID] = true
+	}
+	var cand []int64
+	for id, cs := range e.campaigns {
+		if cs.running() && cs.matDone.Load() && !busy[id] {
+			cand = append(cand, id)
+		}
+	}
+	e.mu.Unlock()
+	for _, id := range cand {
+		if ok, err := e.store.FinishCampaignIfDone(ctx, id); err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("finish campaign", "campaign", id, "error", err)
+			}
+		} else if ok {
+			e.log.Info("campaign finished", "campaign", id)
+			e.setStatus(id, models.CampaignFinished)
+		}
+	}
+}

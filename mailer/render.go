@@ -1,0 +1,526 @@
+package mailer
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	htemplate "html/template"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	ttemplate "text/template"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"github.com/herald-mail/herald/internal/token"
+)
+
+// TemplateData is what campaign and transactional templates see. The
+// subject and text body are text/template, the HTML body html/template; all
+// three get the same data:
+//
+//	.Subscriber.Email        the recipient's address
+//	.Subscriber.Name         their name ("" when unknown)
+//	.Subscriber.Attributes   their JSON attributes, e.g. {{.Subscriber.Attributes.city}}
+//	.UnsubscribeURL          one-click unsubscribe page ({root}/u/{token}); "" for transactional mail
+//	.PreferencesURL          preference centre ({root}/p/{token}); "" when the recipient is no subscriber
+//	.Org.Name                the organisation name (setting org_name)
+//	.Org.PostalAddress       its postal address (setting postal_address)
+//	.Campaign.Name           the campaign's name ("" for transactional mail)
+//	.Campaign.Subject        the campaign's subject line, after template expansion
+//	.Data                    transactional mail only: the data passed by the API caller
+//
+// Links (<a href="http...">) whose URL holds no template action are
+// rewritten to signed click URLs ({root}/t/c/{token}) when click tracking is
+// on, and an open pixel ({root}/t/o/{token}) is added before </body> when
+// open tracking is on.
+type TemplateData struct {
+	Subscriber     SubscriberData
+	UnsubscribeURL string
+	PreferencesURL string
+	Org            OrgData
+	Campaign       CampaignData
+	Data           map[string]any
+}
+
+// SubscriberData is the recipient as templates see them.
+type SubscriberData struct {
+	Email      string
+	Name       string
+	Attributes map[string]any
+}
+
+// OrgData is the sending organisation.
+type OrgData struct {
+	Name          string
+	PostalAddress string
+}
+
+// CampaignData is the campaign being sent.
+type CampaignData struct {
+	Name    string
+	Subject string
+}
+
+// compiled is a template parsed once per campaign, with its tracked links
+// and pixel turned into placeholders and its text part derived from the
+// HTML. The placeholders are literal template text, so executing the
+// template leaves them alone and one scan of the output swaps in each
+// recipient's signed URLs (cheaper than calling back into Go from the
+// template for every link).
+type compiled struct {
+	subject *ttemplate.Template
+	html    *htemplate.Template // nil for a text-only template
+	text    *ttemplate.Template
+	links   []string // tracked link targets (with UTM tags when asked), by index
+	linkIDs []int64  // their ids in the links table, filled by the engine
+}
+
+// compileOptions say how a template is prepared.
+type compileOptions struct {
+	TrackClicks  bool
+	TrackOpens   bool
+	UTM          bool   // add utm_source/utm_medium/utm_campaign to tracked links
+	CampaignName string // utm_campaign
+}
+
+var hrefRE = regexp.MustCompile(`(?is)(<a\s[^>]*?\bhref\s*=\s*)("[^"]*"|'[^']*')`)
+
+// placeholder prefixes a tracked link's number ("…/3/") or the pixel
+// ("…/o/") in compiled templates; .invalid can never be a real host.
+const placeholder = "https://herald.placeholder.invalid/"
+
+var pixelTag = `<img src="` + placeholder + `o/" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+
+// compileTemplate parses a template's subject and bodies.
+func compileTemplate(name, subject, htmlSrc, textSrc string, o compileOptions) (*compiled, error) {
+	c := &compiled{}
+	var err error
+	if c.subject, err = ttemplate.New(name + ".subject").Option("missingkey=zero").Parse(subject); err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	if strings.TrimSpace(htmlSrc) != "" {
+		src := htmlSrc
+		if o.TrackClicks {
+			src = c.rewriteLinks(src, o)
+		}
+		if strings.TrimSpace(textSrc) == "" {
+			textSrc = htmlToText(src)
+		}
+		if o.TrackOpens {
+			if i := strings.LastIndex(strings.ToLower(src), "</body>"); i >= 0 {
+				src = src[:i] + pixelTag + src[i:]
+			} else {
+				src += pixelTag
+			}
+		}
+		if c.html, err = htemplate.New(name + ".html").Option("missingkey=zero").Parse(src); err != nil {
+			return nil, fmt.Errorf("HTML body: %w", err)
+		}
+	}
+	if c.text, err = ttemplate.New(name + ".text").Option("missingkey=zero").Parse(textSrc); err != nil {
+		return nil, fmt.Errorf("text body: %w", err)
+	}
+	return c, nil
+}
+
+// rewriteLinks replaces the URLs of trackable links with TrackedURL calls.
+func (c *compiled) rewriteLinks(src string, o compileOptions) string {
+	index := map[string]int{}
+	return hrefRE.ReplaceAllStringFunc(src, func(m string) string {
+		sub := hrefRE.FindStringSubmatch(m)
+		raw := html.UnescapeString(strings.TrimSpace(sub[2][1 : len(sub[2])-1]))
+		lower := strings.ToLower(raw)
+		if strings.Contains(raw, "{{") || !(strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://")) {
+			return m
+		}
+		target := raw
+		if o.UTM {
+			target = addUTM(raw, o.CampaignName)
+		}
+		i, ok := index[target]
+		if !ok {
+			i = len(c.links)
+			index[target] = i
+			c.links = append(c.links, target)
+		}
+		return sub[1] + `"` + placeholder + strconv.Itoa(i) + `/"`
+	})
+}
+
+func addUTM(raw, campaign string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	for k, v := range map[string]string{"utm_source": "herald", "utm_medium": "email", "utm_campaign": campaign} {
+		if q.Get(k) == "" {
+			q.Set(k, v)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// htmlToText derives a text template from an HTML template source: text
+// nodes (template actions included) with whitespace collapsed, line breaks
+// for blocks, "- " for list items and "text (url)" for links.
+func htmlToText(src string) string {
+	z := html.NewTokenizer(strings.NewReader(src))
+	var b strings.Builder
+	skip := 0
+	var href string
+	nl := func(n int) {
+		s := b.String()
+		have := len(s) - len(strings.TrimRight(s, "\n"))
+		if len(strings.TrimSpace(s)) == 0 {
+			return
+		}
+		for ; have < n; have++ {
+			b.WriteByte('\n')
+		}
+	}
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			return strings.TrimSpace(b.String()) + "\n"
+		case html.TextToken:
+			if skip > 0 {
+				continue
+			}
+			t := strings.Join(strings.Fields(string(z.Text())), " ")
+			if t == "" {
+				continue
+			}
+			s := b.String()
+			if len(s) > 0 && !strings.HasSuffix(s, "\n") && !strings.HasSuffix(s, " ") {
+				b.WriteByte(' ')
+			}
+			b.WriteString(t)
+		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			tag := string(name)
+			switch tag {
+			case "head", "style", "script", "title":
+				if tt == html.StartTagToken {
+					skip++
+				} else if tt == html.EndTagToken && skip > 0 {
+					skip--
+				}
+			case "br":
+				b.WriteByte('\n')
+			case "p", "div", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "hr":
+				if tag == "p" || tag[0] == 'h' || tag == "table" {
+					nl(2)
+				} else {
+					nl(1)
+				}
+			case "li":
+				if tt == html.StartTagToken {
+					nl(1)
+					b.WriteString("- ")
+				}
+			case "a":
+				if tt == html.StartTagToken {
+					href = ""
+					for hasAttr {
+						var k, v []byte
+						k, v, hasAttr = z.TagAttr()
+						if string(k) == "href" {
+							href = string(v)
+						}
+					}
+				} else if tt == html.EndTagToken && href != "" && !strings.HasPrefix(href, "#") {
+					b.WriteString(" (" + href + ")")
+					href = ""
+				}
+			}
+		}
+	}
+}
+
+// org and root settings the renderer needs, read once per campaign.
+type renderEnv struct {
+	root       string // root URL without trailing slash
+	org        OrgData
+	keys       *token.Keyring
+	feedbackID string // sender part of Feedback-ID
+}
+
+// msgParams are the per-campaign parts of every message.
+type msgParams struct {
+	campaignID   int64
+	campaignName string
+	from         mail.Address
+	replyTo      string
+	domain       string // sending domain: Message-ID and List-Id
+	returnPath   string // VERP domain
+	listHeaders  bool   // List-Unsubscribe & co (campaigns)
+	signer       *dkimSigner
+}
+
+// rendered is one message ready for the transport.
+type rendered struct {
+	mailFrom  string
+	messageID string
+	subject   string
+	buf       *bytes.Buffer // headers and body, CRLF line ends, signature not included
+	sig       []byte        // DKIM-Signature header fields to prepend
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (r *rendered) release() {
+	if r.buf != nil && r.buf.Cap() < 1<<20 {
+		r.buf.Reset()
+		bufPool.Put(r.buf)
+	}
+	r.buf = nil
+}
+
+// recipient is what rendering needs of one delivery.
+type recipient struct {
+	deliveryID   int64
+	subscriberID int64
+	listID       int64
+	email, name  string
+	attributes   map[string]any
+	data         map[string]any
+}
+
+// render executes c for one recipient and builds the MIME message.
+func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.Time) (*rendered, error) {
+	kr := env.keys
+	d := &TemplateData{
+		Subscriber: SubscriberData{Email: rc.email, Name: rc.name, Attributes: rc.attributes},
+		Org:        env.org,
+		Campaign:   CampaignData{Name: p.campaignName},
+		Data:       rc.data,
+	}
+	if p.listHeaders {
+		d.UnsubscribeURL = env.root + "/u/" + kr.Sign(token.Unsubscribe, rc.deliveryID)
+	}
+	if rc.subscriberID != 0 {
+		d.PreferencesURL = env.root + "/p/" + kr.Sign(token.Preferences, rc.subscriberID)
+	}
+	urls := &trackedURLs{root: env.root, keys: kr, delivery: rc.deliveryID, linkIDs: c.linkIDs}
+
+	scratch := bufPool.Get().(*bytes.Buffer)
+	defer func() { scratch.Reset(); bufPool.Put(scratch) }()
+	if err := c.subject.Execute(scratch, d); err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	subject := strings.Join(strings.Fields(scratch.String()), " ")
+	d.Campaign.Subject = subject
+	scratch.Reset()
+
+	out := &rendered{
+		mailFrom:  "b-" + kr.Sign(token.Bounce, rc.deliveryID) + "@" + p.returnPath,
+		messageID: "<" + kr.Sign(token.MessageID, rc.deliveryID) + "@" + p.domain + ">",
+		subject:   subject,
+		buf:       bufPool.Get().(*bytes.Buffer),
+	}
+	w := out.buf
+	w.WriteString("From: ")
+	w.WriteString(p.from.String())
+	w.WriteString("\r\nTo: ")
+	w.WriteString((&mail.Address{Name: rc.name, Address: rc.email}).String())
+	w.WriteString("\r\nSubject: ")
+	w.WriteString(mime.QEncoding.Encode("utf-8", subject))
+	w.WriteString("\r\nDate: ")
+	w.WriteString(now.Format(time.RFC1123Z))
+	w.WriteString("\r\nMessage-ID: ")
+	w.WriteString(out.messageID)
+	if p.replyTo != "" {
+		w.WriteString("\r\nReply-To: ")
+		w.WriteString(p.replyTo)
+	}
+	if p.listHeaders {
+		w.WriteString("\r\nList-Unsubscribe: <")
+		w.WriteString(d.UnsubscribeURL)
+		w.WriteString(">,\r\n <mailto:u-")
+		w.WriteString(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:])
+		w.WriteString("@")
+		w.WriteString(p.returnPath)
+		w.WriteString("?subject=unsubscribe>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nList-Id: <")
+		w.WriteString(strconv.FormatInt(rc.listID, 10))
+		w.WriteString(".list-id.")
+		w.WriteString(p.domain)
+		w.WriteString(">\r\nFeedback-ID: ")
+		w.WriteString(strconv.FormatInt(p.campaignID, 10))
+		w.WriteString(":")
+		w.WriteString(strconv.FormatInt(rc.listID, 10))
+		w.WriteString(":")
+		w.WriteString(env.feedbackID)
+	}
+	w.WriteString("\r\nMIME-Version: 1.0\r\n")
+
+	if c.html == nil {
+		if err := c.text.Execute(scratch, d); err != nil {
+			return nil, fmt.Errorf("text body: %w", err)
+		}
+		writePart(w, "text/plain; charset=utf-8", urls.expand(scratch))
+		return out, nil
+	}
+	var bnd [12]byte
+	hex.Encode(bnd[:], []byte(out.messageID[1:7]))
+	boundary := "=_herald_" + string(bnd[:]) + strconv.FormatInt(rc.deliveryID, 36)
+	w.WriteString("Content-Type: multipart/alternative; boundary=\"")
+	w.WriteString(boundary)
+	w.WriteString("\"\r\n\r\n--")
+	w.WriteString(boundary)
+	w.WriteString("\r\n")
+	if err := c.text.Execute(scratch, d); err != nil {
+		return nil, fmt.Errorf("text body: %w", err)
+	}
+	writePart(w, "text/plain; charset=utf-8", urls.expand(scratch))
+	scratch.Reset()
+	w.WriteString("\r\n--")
+	w.WriteString(boundary)
+	w.WriteString("\r\n")
+	if err := c.html.Execute(scratch, d); err != nil {
+		return nil, fmt.Errorf("HTML body: %w", err)
+	}
+	writePart(w, "text/html; charset=utf-8", urls.expand(scratch))
+	w.WriteString("\r\n--")
+	w.WriteString(boundary)
+	w.WriteString("--\r\n")
+	return out, nil
+}
+
+// writePart writes a Content-Type, a transfer encoding and the body: 7bit
+// when the body is plain ASCII with short lines (the common case, and the
+// cheapest), quoted-printable otherwise.
+func writePart(w *bytes.Buffer, ctype string, body []byte) {
+	w.WriteString("Content-Type: ")
+	w.WriteString(ctype)
+	if is7bit(body) {
+		w.WriteString("\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+		writeCRLF(w, body)
+		if len(body) > 0 && body[len(body)-1] != '\n' {
+			w.WriteString("\r\n")
+		}
+		return
+	}
+	w.WriteString("\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	qp := quotedprintable.NewWriter(w)
+	qp.Write(body)
+	qp.Close()
+	w.WriteString("\r\n")
+}
+
+func is7bit(b []byte) bool {
+	line := 0
+	for i, c := range b {
+		switch {
+		case c >= 0x80 || c == 0:
+			return false
+		case c == '\n':
+			line = 0
+		case c == '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return false
+			}
+		default:
+			line++
+			if line > 900 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeCRLF copies b turning bare LF into CRLF.
+func writeCRLF(w io.Writer, b []byte) {
+	bw := w.(*bytes.Buffer)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			bw.Write(b)
+			return
+		}
+		if i > 0 && b[i-1] == '\r' {
+			bw.Write(b[:i+1])
+		} else {
+			bw.Write(b[:i])
+			bw.WriteString("\r\n")
+		}
+		b = b[i+1:]
+	}
+}
+
+// trackedURLs are one recipient's signed tracking URLs, made on demand.
+type trackedURLs struct {
+	root     string
+	keys     *token.Keyring
+	delivery int64
+	linkIDs  []int64
+	clicks   []string
+	open     string
+	out      bytes.Buffer
+}
+
+func (u *trackedURLs) click(i int) string {
+	if u.clicks == nil {
+		u.clicks = make([]string, len(u.linkIDs))
+	}
+	if i < 0 || i >= len(u.linkIDs) {
+		return ""
+	}
+	if u.clicks[i] == "" {
+		u.clicks[i] = u.root + "/t/c/" + u.keys.Sign(token.Click, u.delivery, u.linkIDs[i])
+	}
+	return u.clicks[i]
+}
+
+func (u *trackedURLs) openURL() string {
+	if u.open == "" {
+		u.open = u.root + "/t/o/" + u.keys.Sign(token.Open, u.delivery)
+	}
+	return u.open
+}
+
+// expand returns b's bytes with every placeholder replaced by its URL.
+func (u *trackedURLs) expand(b *bytes.Buffer) []byte {
+	src := b.Bytes()
+	i := bytes.Index(src, []byte(placeholder))
+	if i < 0 {
+		return src
+	}
+	u.out.Reset()
+	for i >= 0 {
+		u.out.Write(src[:i])
+		rest := src[i+len(placeholder):]
+		end := bytes.IndexByte(rest, '/')
+		switch {
+		case end == 1 && rest[0] == 'o':
+			u.out.WriteString(u.openURL())
+		case end > 0:
+			n, err := strconv.Atoi(string(rest[:end]))
+			if err != nil {
+				end = -1
+				break
+			}
+			u.out.WriteString(u.click(n))
+		}
+		if end < 0 {
+			u.out.WriteString(placeholder)
+			src = rest
+		} else {
+			src = rest[end+1:]
+		}
+		i = bytes.Index(src, []byte(placeholder))
+	}
+	u.out.Write(src)
+	return u.out.Bytes()
+}

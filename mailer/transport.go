@@ -1,0 +1,162 @@
+package mailer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"strings"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// Transport carries messages to their destination. The engine dials one
+// Conn per destination lane (destination × source address) and sends
+// messages over it one after another.
+type Transport interface {
+	Dial(ctx context.Context, r Route) (Conn, error)
+}
+
+// Route says where a connection goes and where it comes from.
+type Route struct {
+	// Domain is the recipient domain (the destination's first domain when
+	// a connection serves several).
+	Domain string
+	// MX are the mail exchangers in preference order, already resolved by
+	// the engine for direct delivery; empty for other transports or when
+	// the transport should resolve them itself.
+	MX []string
+	// SourceIP is the local address to bind; "" lets the OS choose.
+	SourceIP string
+	// HELO is the name to greet with; "" means the transport's default.
+	HELO string
+}
+
+// Envelope is one message on its way.
+type Envelope struct {
+	From       string // SMTP MAIL FROM (the VERP return path)
+	To         string // SMTP RCPT TO
+	DeliveryID int64
+	CampaignID int64
+	Signature  []byte // DKIM-Signature fields, prepended to Message
+	Message    []byte // header and body, CRLF line ends
+}
+
+// Conn is an open connection of a Transport.
+type Conn interface {
+	// Send transfers one message. An SMTP refusal comes back as a Reply
+	// with its code (>= 400) and a nil error; a non-nil error means the
+	// connection failed (network, timeout) and must be closed, the message's
+	// fate unknown.
+	Send(ctx context.Context, env *Envelope) (Reply, error)
+	Close() error
+}
+
+// Reply is a server's answer to a message.
+type Reply struct {
+	Code     int
+	Enhanced string // "4.7.0"; "" when the server gave none
+	Text     string
+	MXHost   string // the host that answered
+	SourceIP string // the local address the connection used
+}
+
+// DialError is returned by Dial. Permanent errors (null MX, no such domain,
+// no address) fail the messages at once; others are retried.
+type DialError struct {
+	Permanent bool
+	Reply     Reply // the server's refusal when it answered at all
+	Err       error
+}
+
+func (e *DialError) Error() string {
+	if e.Reply.Code != 0 {
+		return fmt.Sprintf("dial: %d %s %s", e.Reply.Code, e.Reply.Enhanced, e.Reply.Text)
+	}
+	return "dial: " + e.Err.Error()
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Capture keeps messages in the outbox table instead of sending them: the
+// default transport when nothing is configured, so a new install can send a
+// campaign and read what would have gone out.
+type Capture struct {
+	store OutboxStore
+}
+
+var _ Transport = (*Capture)(nil)
+
+// NewCapture returns a capture transport writing to store.
+func NewCapture(store OutboxStore) *Capture { return &Capture{store: store} }
+
+// Dial returns a connection to the outbox.
+func (c *Capture) Dial(ctx context.Context, r Route) (Conn, error) { return captureConn{c.store}, nil }
+
+type captureConn struct{ store OutboxStore }
+
+func (c captureConn) Close() error { return nil }
+
+func (c captureConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
+	raw := make([]byte, 0, len(env.Signature)+len(env.Message))
+	raw = append(append(raw, env.Signature...), env.Message...)
+	m := &models.OutboxMessage{DeliveryID: env.DeliveryID, CampaignID: env.CampaignID, MailFrom: env.From, RcptTo: env.To, Raw: string(raw)}
+	if msg, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
+		dec := new(mime.WordDecoder)
+		m.Subject, _ = dec.DecodeHeader(msg.Header.Get("Subject"))
+		m.MessageID = msg.Header.Get("Message-ID")
+		if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+			m.Headers = string(raw[:i+2])
+		}
+		m.HTML, m.Text = bodies(msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
+	}
+	if err := c.store.SaveOutbox(ctx, m); err != nil {
+		return Reply{}, err
+	}
+	return Reply{Code: 250, Enhanced: "2.0.0", Text: "captured in the outbox", MXHost: "outbox"}, nil
+}
+
+// bodies extracts the HTML and text parts of a message body.
+func bodies(ctype, cte string, body io.Reader) (htmlPart, textPart string) {
+	mt, params, err := mime.ParseMediaType(ctype)
+	if err != nil {
+		mt = "text/plain"
+	}
+	if strings.HasPrefix(mt, "multipart/") {
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			p, err := mr.NextPart() // decodes quoted-printable
+			if err != nil {
+				return
+			}
+			h, t := bodies(p.Header.Get("Content-Type"), "", p)
+			if htmlPart == "" {
+				htmlPart = h
+			}
+			if textPart == "" {
+				textPart = t
+			}
+		}
+	}
+	b, _ := io.ReadAll(body)
+	if strings.EqualFold(cte, "quoted-printable") {
+		b, _ = io.ReadAll(newQPReader(b))
+	}
+	switch mt {
+	case "text/html":
+		return string(b), ""
+	case "text/plain":
+		return "", string(b)
+	}
+	return "", ""
+}
+
+// errConnBroken marks a connection that can no longer be used.
+var errConnBroken = errors.New("connection broken")
+
+func newQPReader(b []byte) io.Reader { return quotedprintable.NewReader(bytes.NewReader(b)) }

@@ -1,0 +1,378 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Campaign statuses.
+const (
+	CampaignDraft     = "draft"
+	CampaignScheduled = "scheduled"
+	CampaignRunning   = "running"
+	CampaignPaused    = "paused"
+	CampaignFinished  = "finished"
+	CampaignCancelled = "cancelled"
+)
+
+// Campaign is one mailing to the subscribers of some lists.
+type Campaign struct {
+	ID              int64
+	Name            string
+	TemplateID      *int64
+	Subject         string // overrides the template's subject when set
+	FromName        string
+	FromEmail       string
+	ReplyTo         string
+	SendingDomainID *int64 // nil: the sending domain matching FromEmail, if any
+	IPPoolID        *int64 // nil: the engine's default source address
+	Transport       string // name of a configured transport; "" the default
+	TrackOpens      bool
+	TrackClicks     bool
+	UTM             bool `gorm:"column:utm"`
+	Status          string
+	ScheduledAt     *time.Time
+	StartedAt       *time.Time
+	FinishedAt      *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+
+	MaterializeCursor int64
+	MaterializedAt    *time.Time
+
+	Counters `gorm:"embedded"`
+}
+
+// Counters are a campaign's deliveries by status, kept exact by the store.
+type Counters struct {
+	Queued     int64
+	Sending    int64
+	Sent       int64
+	Deferred   int64
+	Bounced    int64
+	Failed     int64
+	Suppressed int64
+}
+
+// Total is the number of deliveries materialised so far.
+func (c Counters) Total() int64 {
+	return c.Queued + c.Sending + c.Sent + c.Deferred + c.Bounced + c.Failed + c.Suppressed
+}
+
+// CampaignStateError is returned when a campaign is asked to move to a
+// status its current status does not allow. It matches ErrConflict.
+type CampaignStateError struct {
+	ID     int64
+	Status string // the current status
+	Action string // what was asked: start, pause, resume, cancel, schedule
+}
+
+func (e *CampaignStateError) Error() string {
+	return fmt.Sprintf("campaign %d is %s and cannot %s", e.ID, e.Status, e.Action)
+}
+
+// Unwrap lets errors.Is(err, ErrConflict) hold.
+func (e *CampaignStateError) Unwrap() error { return ErrConflict }
+
+// Validate returns a field→message map, empty when the campaign may be saved.
+func (c *Campaign) Validate() map[string]string {
+	errs := map[string]string{}
+	c.Name = strings.TrimSpace(c.Name)
+	if c.Name == "" {
+		errs["name"] = "Give the campaign a name."
+	}
+	if c.TemplateID == nil {
+		errs["template_id"] = "Choose a template."
+	}
+	if e, err := NormalizeEmail(c.FromEmail); err != nil {
+		errs["from_email"] = err.Error()
+	} else {
+		c.FromEmail = e
+	}
+	return errs
+}
+
+// CreateCampaign stores a draft campaign sent to the given lists.
+func (s *Store) CreateCampaign(ctx context.Context, c *Campaign, listIDs []int64) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		c.CreatedAt, c.UpdatedAt = dbNow(), dbNow()
+		if c.Status == "" {
+			c.Status = CampaignDraft
+		}
+		c.Counters = Counters{}
+		if err := tx.Create(c).Error; err != nil {
+			return err
+		}
+		return setCampaignLists(tx, c.ID, listIDs)
+	})
+	if err != nil {
+		return fmt.Errorf("models: create campaign: %w", err)
+	}
+	return nil
+}
+
+func setCampaignLists(tx *gorm.DB, id int64, listIDs []int64) error {
+	if err := tx.Exec("DELETE FROM campaign_lists WHERE campaign_id = ?", id).Error; err != nil {
+		return err
+	}
+	for _, l := range listIDs {
+		if err := tx.Exec("INSERT INTO campaign_lists (campaign_id, list_id) VALUES (?, ?) ON CONFLICT DO NOTHING", id, l).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdateCampaign saves a draft or scheduled campaign's settings and lists.
+func (s *Store) UpdateCampaign(ctx context.Context, c *Campaign, listIDs []int64) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var cur Campaign
+		if err := tx.First(&cur, c.ID).Error; err != nil {
+			return notFound(err)
+		}
+		if cur.Status != CampaignDraft && cur.Status != CampaignScheduled {
+			return &CampaignStateError{c.ID, cur.Status, "be edited"}
+		}
+		err := tx.Model(&Campaign{}).Where("id = ?", c.ID).Updates(map[string]any{
+			"name": c.Name, "template_id": c.TemplateID, "subject": c.Subject, "from_name": c.FromName,
+			"from_email": c.FromEmail, "reply_to": c.ReplyTo, "sending_domain_id": c.SendingDomainID,
+			"ip_pool_id": c.IPPoolID, "transport": c.Transport, "track_opens": c.TrackOpens,
+			"track_clicks": c.TrackClicks, "utm": c.UTM, "updated_at": dbNow(),
+		}).Error
+		if err != nil {
+			return err
+		}
+		return setCampaignLists(tx, c.ID, listIDs)
+	})
+	if err != nil {
+		return fmt.Errorf("models: update campaign %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Campaign returns one campaign with its counters.
+func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
+	var c Campaign
+	if err := s.db.WithContext(ctx).First(&c, id).Error; err != nil {
+		return nil, fmt.Errorf("models: campaign %d: %w", id, notFound(err))
+	}
+	return &c, nil
+}
+
+// Campaigns returns campaigns newest first, before the cursor id (0: from
+// the newest).
+func (s *Store) Campaigns(ctx context.Context, before int64, limit int) ([]Campaign, error) {
+	q := s.db.WithContext(ctx).Order("id DESC").Limit(limit)
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	var out []Campaign
+	if err := q.Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: campaigns: %w", err)
+	}
+	return out, nil
+}
+
+// CampaignLists returns the ids of the lists a campaign is sent to.
+func (s *Store) CampaignLists(ctx context.Context, id int64) ([]int64, error) {
+	var ids []int64
+	if err := s.db.WithContext(ctx).Raw("SELECT list_id FROM campaign_lists WHERE campaign_id = ? ORDER BY list_id", id).Scan(&ids).Error; err != nil {
+		return nil, fmt.Errorf("models: lists of campaign %d: %w", id, err)
+	}
+	return ids, nil
+}
+
+// CampaignProgress is what the campaign page polls: one primary-key read.
+type CampaignProgress struct {
+	ID         int64
+	Status     string
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	Counters   `gorm:"embedded"`
+}
+
+// CampaignProgress returns a campaign's status and counters.
+func (s *Store) CampaignProgress(ctx context.Context, id int64) (*CampaignProgress, error) {
+	var p []CampaignProgress
+	err := s.db.WithContext(ctx).Raw(`SELECT id, status, started_at, finished_at, queued, sending, sent,
+		deferred, bounced, failed, suppressed FROM campaigns WHERE id = ?`, id).Scan(&p).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: progress of campaign %d: %w", id, err)
+	}
+	if len(p) == 0 {
+		return nil, fmt.Errorf("models: progress of campaign %d: %w", id, ErrNotFound)
+	}
+	return &p[0], nil
+}
+
+// transition moves a campaign from one of from to status to, or returns a
+// CampaignStateError.
+func (s *Store) transition(ctx context.Context, id int64, action string, from []string, to string, extra map[string]any) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var cur []string
+		if err := tx.Raw("SELECT status FROM campaigns WHERE id = ?", id).Scan(&cur).Error; err != nil {
+			return err
+		}
+		if len(cur) == 0 {
+			return ErrNotFound
+		}
+		ok := false
+		for _, f := range from {
+			ok = ok || cur[0] == f
+		}
+		if !ok {
+			return &CampaignStateError{id, cur[0], action}
+		}
+		set := map[string]any{"status": to, "updated_at": dbNow()}
+		for k, v := range extra {
+			set[k] = v
+		}
+		return tx.Model(&Campaign{}).Where("id = ?", id).Updates(set).Error
+	})
+}
+
+// StartCampaign moves a draft or scheduled campaign to running. Its
+// deliveries are materialised by the mailer (MaterializeCampaign).
+func (s *Store) StartCampaign(ctx context.Context, id int64) error {
+	if err := s.transition(ctx, id, "start", []string{CampaignDraft, CampaignScheduled}, CampaignRunning,
+		map[string]any{"started_at": dbNow()}); err != nil {
+		return fmt.Errorf("models: start campaign %d: %w", id, err)
+	}
+	return nil
+}
+
+// ScheduleCampaign sets a draft campaign to start at a time.
+func (s *Store) ScheduleCampaign(ctx context.Context, id int64, at time.Time) error {
+	if err := s.transition(ctx, id, "be scheduled", []string{CampaignDraft, CampaignScheduled}, CampaignScheduled,
+		map[string]any{"scheduled_at": dbTime(at)}); err != nil {
+		return fmt.Errorf("models: schedule campaign %d: %w", id, err)
+	}
+	return nil
+}
+
+// PauseCampaign stops a running or scheduled campaign from being sent.
+func (s *Store) PauseCampaign(ctx context.Context, id int64) error {
+	if err := s.transition(ctx, id, "pause", []string{CampaignRunning, CampaignScheduled}, CampaignPaused, nil); err != nil {
+		return fmt.Errorf("models: pause campaign %d: %w", id, err)
+	}
+	return nil
+}
+
+// ResumeCampaign lets a paused campaign be sent again.
+func (s *Store) ResumeCampaign(ctx context.Context, id int64) error {
+	if err := s.transition(ctx, id, "resume", []string{CampaignPaused}, CampaignRunning,
+		map[string]any{"started_at": gorm.Expr("COALESCE(started_at, ?)", dbNow())}); err != nil {
+		return fmt.Errorf("models: resume campaign %d: %w", id, err)
+	}
+	return nil
+}
+
+// CancelCampaign stops a campaign for good. Deliveries not yet sent stay in
+// their state and are never claimed again.
+func (s *Store) CancelCampaign(ctx context.Context, id int64) error {
+	if err := s.transition(ctx, id, "cancel", []string{CampaignDraft, CampaignScheduled, CampaignRunning, CampaignPaused},
+		CampaignCancelled, map[string]any{"finished_at": dbNow()}); err != nil {
+		return fmt.Errorf("models: cancel campaign %d: %w", id, err)
+	}
+	return nil
+}
+
+// DueScheduledCampaigns returns the ids of scheduled campaigns whose time
+// has come.
+func (s *Store) DueScheduledCampaigns(ctx context.Context) ([]int64, error) {
+	var ids []int64
+	err := s.db.WithContext(ctx).Raw("SELECT id FROM campaigns WHERE status = ? AND scheduled_at <= ?",
+		CampaignScheduled, dbNow()).Scan(&ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: due campaigns: %w", err)
+	}
+	return ids, nil
+}
+
+// CampaignStatus is the little the mailer polls about each live campaign.
+type CampaignStatus struct {
+	ID           int64
+	Status       string
+	Materialized bool
+}
+
+// CampaignStatuses returns the status of every running or paused campaign
+// and of the given ids.
+func (s *Store) CampaignStatuses(ctx context.Context, ids []int64) ([]CampaignStatus, error) {
+	var rows []struct {
+		ID             int64
+		Status         string
+		MaterializedAt *time.Time
+	}
+	q := "SELECT id, status, materialized_at FROM campaigns WHERE status IN (?, ?)"
+	args := []any{CampaignRunning, CampaignPaused}
+	if len(ids) > 0 {
+		q += " OR id IN ?"
+		args = append(args, ids)
+	}
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("models: campaign statuses: %w", err)
+	}
+	out := make([]CampaignStatus, len(rows))
+	for i, r := range rows {
+		out[i] = CampaignStatus{r.ID, r.Status, r.MaterializedAt != nil}
+	}
+	return out, nil
+}
+
+// FinishCampaignIfDone marks a running, fully materialised campaign finished
+// when none of its deliveries is waiting or in flight, and reports whether
+// it did.
+func (s *Store) FinishCampaignIfDone(ctx context.Context, id int64) (bool, error) {
+	res := s.db.WithContext(ctx).Exec(`UPDATE campaigns SET status = ?, finished_at = ?, updated_at = ?
+		WHERE id = ? AND status = ? AND materialized_at IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'queued')
+		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'deferred')
+		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'sending')`,
+		CampaignFinished, dbNow(), dbNow(), id, CampaignRunning, id, id, id)
+	if res.Error != nil {
+		return false, fmt.Errorf("models: finish campaign %d: %w", id, res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}
+
+// Link is a tracked URL of a campaign.
+type Link struct {
+	ID         int64
+	CampaignID int64
+	URL        string `gorm:"column:url"`
+}
+
+// EnsureLinks stores a campaign's tracked URLs (once each) and returns their
+// ids in the order given.
+func (s *Store) EnsureLinks(ctx context.Context, campaignID int64, urls []string) ([]int64, error) {
+	ids := make([]int64, len(urls))
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		for i, u := range urls {
+			if err := tx.Exec("INSERT INTO links (campaign_id, url) VALUES (?, ?) ON CONFLICT (campaign_id, url) DO NOTHING", campaignID, u).Error; err != nil {
+				return err
+			}
+			if err := tx.Raw("SELECT id FROM links WHERE campaign_id = ? AND url = ?", campaignID, u).Scan(&ids[i]).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("models: links of campaign %d: %w", campaignID, err)
+	}
+	return ids, nil
+}
+
+// Link returns one tracked link (the click redirect looks its target up).
+func (s *Store) Link(ctx context.Context, id int64) (*Link, error) {
+	var l Link
+	if err := s.db.WithContext(ctx).First(&l, id).Error; err != nil {
+		return nil, fmt.Errorf("models: link %d: %w", id, notFound(err))
+	}
+	return &l, nil
+}

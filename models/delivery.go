@@ -1,0 +1,686 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Delivery statuses.
+const (
+	DeliveryQueued     = "queued"
+	DeliverySending    = "sending"
+	DeliverySent       = "sent"
+	DeliveryDeferred   = "deferred"
+	DeliveryBounced    = "bounced"
+	DeliveryFailed     = "failed"
+	DeliverySuppressed = "suppressed"
+)
+
+// PriorityTransactional is the priority of transactional deliveries; campaign
+// deliveries have priority 0.
+const PriorityTransactional = 10
+
+// Delivery is one message to one recipient: for a campaign, the idempotency
+// key that keeps a subscriber from receiving it twice.
+type Delivery struct {
+	ID            int64
+	CampaignID    *int64
+	SubscriberID  *int64
+	ListID        *int64
+	TemplateID    *int64
+	Email         string // transactional deliveries only
+	Name          string
+	Data          string // transactional template data, JSON
+	Domain        string
+	Priority      int
+	Status        string
+	Attempts      int
+	NextAttemptAt time.Time
+	LeaseNode     string
+	LeaseUntil    *time.Time
+	LastCode      int
+	LastEnhanced  string
+	LastText      string
+	MessageID     string
+	SourceIP      string `gorm:"column:source_ip"`
+	MXHost        string `gorm:"column:mx_host"`
+	LastAttemptAt *time.Time
+	SentAt        *time.Time
+	CreatedAt     time.Time
+}
+
+// Delivery returns one delivery.
+func (s *Store) Delivery(ctx context.Context, id int64) (*Delivery, error) {
+	var d Delivery
+	if err := s.db.WithContext(ctx).First(&d, id).Error; err != nil {
+		return nil, fmt.Errorf("models: delivery %d: %w", id, notFound(err))
+	}
+	return &d, nil
+}
+
+// DeliveriesOfCampaign returns a page of a campaign's deliveries in one
+// status ("" for all), by id, after the cursor id.
+func (s *Store) DeliveriesOfCampaign(ctx context.Context, campaignID int64, status string, after int64, limit int) ([]Delivery, error) {
+	q := s.db.WithContext(ctx).Where("campaign_id = ? AND id > ?", campaignID, after).Order("id").Limit(limit)
+	if status != "" {
+		q = q.Where("status = ?", status)
+	}
+	var out []Delivery
+	if err := q.Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: deliveries of campaign %d: %w", campaignID, err)
+	}
+	return out, nil
+}
+
+// rebind turns ? placeholders into $n for PostgreSQL, for the hot paths that
+// use database/sql directly.
+func (s *Store) rebind(q string) string {
+	if s.dialect != Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+func placeholders(n int) string {
+	if n == 0 {
+		return "NULL"
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// MaterializeCampaign writes the next batch of a running campaign's
+// deliveries straight from the database: one row per eligible subscriber
+// (confirmed, or unconfirmed on a single opt-in list; active; once even when
+// on several of the lists) whose id falls in the next span of width
+// batch. Suppressed addresses and domains get a row in status suppressed. It
+// reports done once the whole subscriber id range has been covered; call it
+// again until then. Memory is bounded by the batch, never the list.
+func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (done bool, err error) {
+	if batch <= 0 {
+		batch = 5000
+	}
+	domainExpr := "lower(substr(s.email, instr(s.email, '@') + 1))"
+	if s.dialect == Postgres {
+		domainExpr = "lower(split_part(s.email, '@', 2))"
+	}
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		var c []struct {
+			Status            string
+			MaterializeCursor int64
+			MaterializedAt    *time.Time
+		}
+		if err := tx.Raw("SELECT status, materialize_cursor, materialized_at FROM campaigns WHERE id = ?", id).Scan(&c).Error; err != nil {
+			return err
+		}
+		if len(c) == 0 {
+			return ErrNotFound
+		}
+		if c[0].MaterializedAt != nil || c[0].Status == CampaignCancelled {
+			done = true
+			return nil
+		}
+		var maxID []*int64
+		if err := tx.Raw("SELECT MAX(id) FROM subscribers").Scan(&maxID).Error; err != nil {
+			return err
+		}
+		lo := c[0].MaterializeCursor
+		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
+			done = true
+			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
+		}
+		hi := lo + int64(batch)
+		t := dbNow()
+		res := tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at, created_at)
+			SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?
+			FROM subscriptions sp
+			JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
+			JOIN lists l ON l.id = sp.list_id
+			JOIN subscribers s ON s.id = sp.subscriber_id
+			WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
+			  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
+			GROUP BY s.id, s.email
+			ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+		if res.Error != nil {
+			return res.Error
+		}
+		inserted := res.RowsAffected
+		var rows []struct {
+			ID    int64
+			Email string
+		}
+		if inserted > 0 {
+			if err := tx.Raw(`SELECT d.id, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+				WHERE d.campaign_id = ? AND d.subscriber_id > ? AND d.subscriber_id <= ? AND d.status = 'queued'`, id, lo, hi).Scan(&rows).Error; err != nil {
+				return err
+			}
+		}
+		emails := make([]string, len(rows))
+		for i, r := range rows {
+			emails[i] = r.Email
+		}
+		supp, err := suppressedSet(tx, emails)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for _, r := range rows {
+			if supp[strings.ToLower(r.Email)] {
+				ids = append(ids, r.ID)
+			}
+		}
+		for len(ids) > 0 {
+			n := min(len(ids), 500)
+			if err := tx.Exec("UPDATE deliveries SET status = 'suppressed', last_text = 'suppressed' WHERE id IN ?", ids[:n]).Error; err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		nsupp := int64(0)
+		for _, r := range rows {
+			if supp[strings.ToLower(r.Email)] {
+				nsupp++
+			}
+		}
+		return tx.Exec(`UPDATE campaigns SET materialize_cursor = ?, queued = queued + ?, suppressed = suppressed + ?, updated_at = ? WHERE id = ?`,
+			hi, inserted-nsupp, nsupp, dbNow(), id).Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+	}
+	return done, nil
+}
+
+// suppressedSet returns the lower-cased addresses among emails that are
+// suppressed by address or by domain.
+func suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(emails) == 0 {
+		return out, nil
+	}
+	byHash := map[string][]string{}
+	for _, e := range emails {
+		le := strings.ToLower(e)
+		h := SuppressionHash(le)
+		byHash[h] = append(byHash[h], le)
+		d := SuppressionHash("@" + EmailDomain(le))
+		byHash[d] = append(byHash[d], le)
+	}
+	hashes := make([]string, 0, len(byHash))
+	for h := range byHash {
+		hashes = append(hashes, h)
+	}
+	for len(hashes) > 0 {
+		n := min(len(hashes), 500)
+		var hit []string
+		if err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN ?", hashes[:n]).Scan(&hit).Error; err != nil {
+			return nil, err
+		}
+		for _, h := range hit {
+			for _, e := range byHash[h] {
+				out[e] = true
+			}
+		}
+		hashes = hashes[n:]
+	}
+	return out, nil
+}
+
+// ClaimRequest says which due deliveries a node wants to lease.
+type ClaimRequest struct {
+	// Node is the claiming node's id, written to lease_node.
+	Node string
+	// Lease is how long the claim holds before others may reclaim the rows.
+	Lease time.Duration
+	// Limit caps the rows claimed.
+	Limit int
+	// Transactional draws due transactional deliveries first.
+	Transactional bool
+	// CampaignIDs are the running campaigns to draw from, sharing Limit.
+	CampaignIDs []int64
+	// Reclaim also takes rows whose lease expired (their node died).
+	// Scanning for them costs a pass over the rows in flight, so claimers
+	// ask for it now and then rather than on every claim.
+	Reclaim bool
+	// ExcludeDomains are recipient domains whose campaign deliveries are
+	// not to be claimed now (their destination is suspended or its queue is
+	// full). Transactional deliveries are claimed regardless.
+	ExcludeDomains []string
+}
+
+// Claimed is a leased delivery with what rendering it needs.
+type Claimed struct {
+	ID           int64
+	CampaignID   int64 // 0 for transactional
+	SubscriberID int64
+	ListID       int64
+	TemplateID   int64
+	Email        string
+	Name         string
+	Attributes   Attributes
+	Data         string // transactional data, JSON
+	Domain       string
+	Priority     int
+	Attempts     int
+	CreatedAt    time.Time
+	// Ineligible says why the recipient may no longer be mailed (suppressed,
+	// unsubscribed, blocklisted, deleted); "" when they may.
+	Ineligible string
+}
+
+type claimRow struct {
+	id, campaign int64
+	status       string
+}
+
+// ClaimDeliveries leases due deliveries to req.Node: queued and deferred
+// rows whose time has come, and rows whose lease expired (their node
+// crashed). It moves them to sending and returns them with the recipient's
+// current data; on PostgreSQL concurrent claimers skip each other's rows.
+func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claimed, error) {
+	if req.Limit <= 0 {
+		return nil, nil
+	}
+	t := dbNow()
+	lock := ""
+	if s.dialect == Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	excl, exclArgs := "", []any(nil)
+	if len(req.ExcludeDomains) > 0 {
+		excl = " AND domain NOT IN (" + placeholders(len(req.ExcludeDomains)) + ")"
+		for _, d := range req.ExcludeDomains {
+			exclArgs = append(exclArgs, d)
+		}
+	}
+	until := dbTime(t.Add(req.Lease))
+	tx, err := s.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("models: claim: %w", err)
+	}
+	defer tx.Rollback()
+	var picked []claimRow
+	// Each branch leases its rows in one statement whose text never
+	// changes; the old status is the branch's, so the counters need no
+	// second look at the rows.
+	pick := func(campaignCond string, campaignArgs []any, limit int, exclude bool) error {
+		queries := []struct {
+			status, cond, order string
+		}{
+			{DeliverySending, "status = 'sending' AND lease_until < ?", ""},
+			{DeliveryDeferred, "status = 'deferred' AND next_attempt_at <= ?", " ORDER BY next_attempt_at"},
+			{DeliveryQueued, "status = 'queued' AND next_attempt_at <= ?", " ORDER BY next_attempt_at"},
+		}
+		for _, q := range queries {
+			if limit <= 0 {
+				return nil
+			}
+			if q.status == DeliverySending && !req.Reclaim {
+				continue
+			}
+			args := append([]any{req.Node, until}, campaignArgs...)
+			args = append(args, t)
+			cond := campaignCond + " AND " + q.cond
+			if exclude {
+				args = append(args, exclArgs...)
+				cond += excl
+			}
+			args = append(args, limit)
+			rows, err := tx.QueryContext(ctx, s.rebind(`UPDATE deliveries SET status = 'sending', lease_node = ?, lease_until = ?
+				WHERE id IN (SELECT id FROM deliveries WHERE `+cond+q.order+" LIMIT ?"+lock+`)
+				RETURNING id, COALESCE(campaign_id, 0)`), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				r := claimRow{status: q.status}
+				if err := rows.Scan(&r.id, &r.campaign); err != nil {
+					rows.Close()
+					return err
+				}
+				picked = append(picked, r)
+				limit--
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if req.Transactional {
+		if err := pick("campaign_id IS NULL", nil, req.Limit, false); err != nil {
+			return nil, fmt.Errorf("models: claim: %w", err)
+		}
+	}
+	for i, cid := range req.CampaignIDs {
+		left := req.Limit - len(picked)
+		share := (left + len(req.CampaignIDs) - i - 1) / (len(req.CampaignIDs) - i)
+		if err := pick("campaign_id = ?", []any{cid}, share, true); err != nil {
+			return nil, fmt.Errorf("models: claim: %w", err)
+		}
+	}
+	if len(picked) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, 0, len(picked))
+	delta := map[int64]*Counters{}
+	for _, p := range picked {
+		ids = append(ids, p.id)
+		if p.campaign == 0 || p.status == DeliverySending {
+			continue
+		}
+		c := delta[p.campaign]
+		if c == nil {
+			c = &Counters{}
+			delta[p.campaign] = c
+		}
+		c.Sending++
+		c.add(p.status, -1)
+	}
+	if err := s.applyCounters(ctx, tx, delta); err != nil {
+		return nil, fmt.Errorf("models: claim: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("models: claim: %w", err)
+	}
+	out, err := s.claimedDetails(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("models: claim: %w", err)
+	}
+	return out, nil
+}
+
+// idSet passes a list of ids as one parameter (a JSON array for SQLite's
+// json_each, an array literal for PostgreSQL), so the statement text is the
+// same whatever the list's length.
+func (s *Store) idSet(ids []int64) (string, any) {
+	var b strings.Builder
+	open, close := "[", "]"
+	cond := "(SELECT value FROM json_each(?))"
+	if s.dialect == Postgres {
+		open, close = "{", "}"
+		cond = "(SELECT unnest(CAST(? AS bigint[])))"
+	}
+	b.WriteString(open)
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	b.WriteString(close)
+	return cond, b.String()
+}
+
+func (c *Counters) add(status string, n int64) {
+	switch status {
+	case DeliveryQueued:
+		c.Queued += n
+	case DeliverySending:
+		c.Sending += n
+	case DeliverySent:
+		c.Sent += n
+	case DeliveryDeferred:
+		c.Deferred += n
+	case DeliveryBounced:
+		c.Bounced += n
+	case DeliveryFailed:
+		c.Failed += n
+	case DeliverySuppressed:
+		c.Suppressed += n
+	}
+}
+
+func (s *Store) applyCounters(ctx context.Context, tx *sql.Tx, delta map[int64]*Counters) error {
+	for id, c := range delta {
+		if *c == (Counters{}) {
+			continue
+		}
+		_, err := tx.ExecContext(ctx, s.rebind(`UPDATE campaigns SET queued = queued + ?, sending = sending + ?, sent = sent + ?,
+			deferred = deferred + ?, bounced = bounced + ?, failed = failed + ?, suppressed = suppressed + ? WHERE id = ?`),
+			c.Queued, c.Sending, c.Sent, c.Deferred, c.Bounced, c.Failed, c.Suppressed, id)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, error) {
+	out := make([]Claimed, 0, len(ids))
+	for i := 0; i < len(ids); i += 1000 {
+		cond, set := s.idSet(ids[i:min(i+1000, len(ids))])
+		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
+			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, d.created_at,
+			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), COALESCE(s.status, ''),
+			CASE WHEN d.campaign_id IS NULL THEN 1
+			     WHEN EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
+			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 1 ELSE 0 END
+			FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id IN `+cond), set)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var (
+				c                      Claimed
+				sEmail, sName, sStatus string
+				attrs                  string
+				subscribed             int
+			)
+			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
+				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &sStatus, &subscribed); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if c.CampaignID != 0 {
+				c.Email, c.Name = sEmail, sName
+				if err := c.Attributes.Scan(attrs); err != nil {
+					c.Attributes = Attributes{}
+				}
+				switch {
+				case c.SubscriberID == 0 || sStatus == "":
+					c.Ineligible = "subscriber deleted"
+				case sStatus != SubscriberActive:
+					c.Ineligible = "subscriber " + sStatus
+				case subscribed == 0:
+					c.Ineligible = "unsubscribed"
+				}
+			}
+			out = append(out, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	emails := make([]string, 0, len(out))
+	for _, c := range out {
+		if c.Ineligible == "" && c.Email != "" {
+			emails = append(emails, c.Email)
+		}
+	}
+	supp, err := suppressedSet(s.db.WithContext(ctx), emails)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].Ineligible == "" && supp[strings.ToLower(out[i].Email)] {
+			out[i].Ineligible = "suppressed"
+		}
+	}
+	return out, nil
+}
+
+// Outcome is the result of handling one claimed delivery.
+type Outcome struct {
+	ID         int64
+	CampaignID int64 // 0 for transactional
+	// Status is the new status. queued or deferred with Attempted false
+	// releases the row unattempted (paused campaign, suspended destination).
+	Status    string
+	Attempted bool // an SMTP transaction (or its dial) was tried
+	Code      int
+	Enhanced  string
+	Text      string
+	MessageID string
+	SourceIP  string
+	MXHost    string
+	At        time.Time
+	// NextAttempt is when a deferred or released row becomes due again.
+	NextAttempt time.Time
+}
+
+// RecordOutcomes writes outcomes and adjusts the campaign counters in one
+// transaction. A row whose lease node is no longer node (it expired and
+// another node took it) is left alone. It returns how many rows it updated.
+func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome) (int, error) {
+	if len(outs) == 0 {
+		return 0, nil
+	}
+	tx, err := s.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	defer tx.Rollback()
+	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
+		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
+		mx_host = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+	if err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	defer attempt.Close()
+	release, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_node = '', lease_until = NULL,
+		last_text = CASE WHEN ? = '' THEN last_text ELSE ? END WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+	if err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	defer release.Close()
+	delta := map[int64]*Counters{}
+	n := 0
+	for _, o := range outs {
+		next := o.NextAttempt
+		if next.IsZero() {
+			next = o.At
+		}
+		var res sql.Result
+		if o.Attempted {
+			var sentAt any
+			if o.Status == DeliverySent {
+				sentAt = dbTime(o.At)
+			}
+			res, err = attempt.ExecContext(ctx, o.Status, dbTime(next), o.Code, o.Enhanced, truncate(o.Text, 500), o.MessageID,
+				o.SourceIP, o.MXHost, dbTime(o.At), sentAt, o.ID, node)
+		} else {
+			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, node)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
+		}
+		if k, _ := res.RowsAffected(); k == 0 || o.CampaignID == 0 {
+			n += int(k)
+			continue
+		}
+		n++
+		c := delta[o.CampaignID]
+		if c == nil {
+			c = &Counters{}
+			delta[o.CampaignID] = c
+		}
+		c.Sending--
+		c.add(o.Status, 1)
+	}
+	if err := s.applyCounters(ctx, tx, delta); err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	return n, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// RenewLeases extends the leases node holds on the given deliveries.
+func (s *Store) RenewLeases(ctx context.Context, node string, ids []int64, lease time.Duration) error {
+	until := dbTime(now().Add(lease))
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		err := s.db.WithContext(ctx).Exec("UPDATE deliveries SET lease_until = ? WHERE id IN ? AND status = 'sending' AND lease_node = ?",
+			until, ids[:n], node).Error
+		if err != nil {
+			return fmt.Errorf("models: renew leases: %w", err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// ExpireNodeLeases makes every lease node still holds reclaimable at once; a
+// node calls it when it starts, since whatever it held before belonged to a
+// previous life of the process.
+func (s *Store) ExpireNodeLeases(ctx context.Context, node string) (int64, error) {
+	past := dbTime(now().Add(-time.Second))
+	res := s.db.WithContext(ctx).Exec(`UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND lease_node = ? AND
+		(campaign_id IS NULL OR campaign_id IN (SELECT id FROM campaigns WHERE status IN ('running', 'paused')))`, past, node)
+	if res.Error != nil {
+		return 0, fmt.Errorf("models: expire leases of %s: %w", node, res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
+// TransactionalMessage is a transactional send waiting in the deliveries
+// table.
+type TransactionalMessage struct {
+	TemplateID int64
+	Email      string // normalised address
+	Name       string
+	Data       string // JSON object handed to the template as .Data
+}
+
+// EnqueueTransactional stores a transactional delivery, due now, ahead of
+// campaign traffic, and returns its id.
+func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage) (int64, error) {
+	t := dbNow()
+	d := &Delivery{TemplateID: &m.TemplateID, Email: m.Email, Name: m.Name, Data: m.Data, Domain: strings.ToLower(EmailDomain(m.Email)),
+		Priority: PriorityTransactional, Status: DeliveryQueued, NextAttemptAt: t, CreatedAt: t}
+	if d.Data == "" {
+		d.Data = "{}"
+	}
+	if err := s.db.WithContext(ctx).Create(d).Error; err != nil {
+		return 0, fmt.Errorf("models: enqueue transactional: %w", err)
+	}
+	return d.ID, nil
+}
+
+// SentFromIPSince counts the deliveries sent from a source address since t
+// (the warm-up cap counts today's sends).
+func (s *Store) SentFromIPSince(ctx context.Context, ip string, t time.Time) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM deliveries WHERE source_ip = ? AND sent_at >= ?", ip, dbTime(t)).Scan(&n).Error
+	if err != nil {
+		return 0, fmt.Errorf("models: sent from %s: %w", ip, err)
+	}
+	return n, nil
+}

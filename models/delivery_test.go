@@ -1,0 +1,179 @@
+package models_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/models"
+)
+
+// Materialisation picks exactly the eligible subscribers, once each.
+func TestMaterializeCampaign(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		single := &models.List{Name: "Single", Optin: models.OptinSingle, Visibility: models.ListPublic}
+		double := &models.List{Name: "Double", Optin: models.OptinDouble, Visibility: models.ListPublic}
+		other := &models.List{Name: "Other", Optin: models.OptinSingle, Visibility: models.ListPublic}
+		for _, l := range []*models.List{single, double, other} {
+			if err := s.CreateList(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
+		people := []struct {
+			email string
+			lists map[int64]string
+			want  string // delivery status, "" for no delivery
+		}{
+			{"confirmed@a.test", map[int64]string{double.ID: models.SubConfirmed}, models.DeliveryQueued},
+			{"single-unconfirmed@a.test", map[int64]string{single.ID: models.SubUnconfirmed}, models.DeliveryQueued},
+			{"double-unconfirmed@a.test", map[int64]string{double.ID: models.SubUnconfirmed}, ""},
+			{"unsubscribed@a.test", map[int64]string{single.ID: models.SubUnsubscribed}, ""},
+			{"both-lists@a.test", map[int64]string{single.ID: models.SubConfirmed, double.ID: models.SubConfirmed}, models.DeliveryQueued},
+			{"other-list@a.test", map[int64]string{other.ID: models.SubConfirmed}, ""},
+			{"blocked@a.test", map[int64]string{single.ID: models.SubConfirmed}, ""},
+			{"suppressed@a.test", map[int64]string{single.ID: models.SubConfirmed}, models.DeliverySuppressed},
+			{"someone@blocked-domain.test", map[int64]string{single.ID: models.SubConfirmed}, models.DeliverySuppressed},
+		}
+		ids := map[string]int64{}
+		for _, p := range people {
+			sub := &models.Subscriber{Email: p.email}
+			if err := s.CreateSubscriber(ctx, sub, p.lists, ev); err != nil {
+				t.Fatal(err)
+			}
+			ids[p.email] = sub.ID
+		}
+		if err := s.SetBlocklisted(ctx, ids["blocked@a.test"], true, ev); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"suppressed@a.test", "@blocked-domain.test"} {
+			if err := s.AddSuppression(ctx, v, models.SuppressManual, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
+		if err := s.CreateTemplate(ctx, tpl); err != nil {
+			t.Fatal(err)
+		}
+		c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
+		if err := s.CreateCampaign(ctx, c, []int64{single.ID, double.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartCampaign(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			done, err := s.MaterializeCampaign(ctx, c.ID, 2) // tiny spans: many batches
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done {
+				break
+			}
+			if i > 100 {
+				t.Fatal("MaterializeCampaign never reported done")
+			}
+		}
+		if done, err := s.MaterializeCampaign(ctx, c.ID, 2); !done || err != nil {
+			t.Errorf("MaterializeCampaign(again) = %v, %v; want true, nil", done, err)
+		}
+		for _, p := range people {
+			var got []string
+			s.DB().Raw("SELECT status FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?", c.ID, ids[p.email]).Scan(&got)
+			switch {
+			case p.want == "" && len(got) != 0:
+				t.Errorf("%s: deliveries %v, want none", p.email, got)
+			case p.want != "" && (len(got) != 1 || got[0] != p.want):
+				t.Errorf("%s: deliveries %v, want one %s", p.email, got, p.want)
+			}
+		}
+		pr, err := s.CampaignProgress(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pr.Queued != 3 || pr.Suppressed != 2 {
+			t.Errorf("counters = %+v, want 3 queued and 2 suppressed", pr.Counters)
+		}
+	})
+}
+
+// Concurrent claimers never lease the same row, and outcomes keep the
+// counters exact.
+func TestClaimConcurrent(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
+		if err := s.CreateList(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 300; i++ {
+			if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: fmt.Sprintf("u%d@c.test", i)},
+				map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
+		s.CreateTemplate(ctx, tpl)
+		c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
+		if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
+			t.Fatal(err)
+		}
+		s.StartCampaign(ctx, c.ID)
+		for done := false; !done; {
+			var err error
+			if done, err = s.MaterializeCampaign(ctx, c.ID, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var (
+			mu   sync.Mutex
+			seen = map[int64]string{}
+			wg   sync.WaitGroup
+		)
+		for w := 0; w < 4; w++ {
+			node := fmt.Sprintf("node%d", w)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: node, Lease: time.Minute, Limit: 25, CampaignIDs: []int64{c.ID}, Reclaim: true})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(got) == 0 {
+						return
+					}
+					var outs []models.Outcome
+					mu.Lock()
+					for _, g := range got {
+						if prev, dup := seen[g.ID]; dup {
+							t.Errorf("delivery %d claimed by %s and %s", g.ID, prev, node)
+						}
+						seen[g.ID] = node
+						outs = append(outs, models.Outcome{ID: g.ID, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true, Code: 250, At: time.Now()})
+					}
+					mu.Unlock()
+					if n, err := s.RecordOutcomes(ctx, node, outs); err != nil || n != len(outs) {
+						t.Errorf("RecordOutcomes() = %d, %v; want %d, nil", n, err, len(outs))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if len(seen) != 300 {
+			t.Errorf("claimed %d deliveries, want 300", len(seen))
+		}
+		pr, _ := s.CampaignProgress(ctx, c.ID)
+		if pr.Sent != 300 || pr.Queued != 0 || pr.Sending != 0 {
+			t.Errorf("counters = %+v, want 300 sent", pr.Counters)
+		}
+		if done, err := s.FinishCampaignIfDone(ctx, c.ID); !done || err != nil {
+			t.Errorf("FinishCampaignIfDone() = %v, %v; want true, nil", done, err)
+		}
+	})
+}
