@@ -1,0 +1,394 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Bounce kinds.
+const (
+	BounceHard      = "hard"
+	BounceSoft      = "soft"
+	BounceComplaint = "complaint"
+)
+
+// List hygiene: an address that soft-bounces on SoftBounceLimit different
+// deliveries within SoftBounceWindow, with no successful delivery in
+// between, is suppressed like a hard bounce.
+const (
+	SoftBounceLimit  = 3
+	SoftBounceWindow = 30 * 24 * time.Hour
+)
+
+// Bounce is one row of the bounces table: a hard bounce, soft bounce or
+// complaint attributed to a delivery, or for a complaint that named no
+// delivery, to a subscriber.
+type Bounce struct {
+	ID           int64
+	DeliveryID   *int64
+	CampaignID   *int64
+	SubscriberID *int64
+	Kind         string
+	Category     string
+	Status       string // enhanced status code, e.g. 5.1.1
+	Diagnostic   string
+	RemoteMTA    string `gorm:"column:remote_mta"`
+	CreatedAt    time.Time
+}
+
+// BounceNotice is a bounce or complaint to record.
+type BounceNotice struct {
+	// DeliveryID is the delivery the notice is about; 0 when unknown, which
+	// only a complaint may be.
+	DeliveryID int64
+	// Email is the complaining address, used to find the subscriber when
+	// DeliveryID is 0.
+	Email      string
+	Kind       string // hard, soft or complaint
+	Category   string // the classifier's category, or the ARF feedback type
+	Status     string
+	Diagnostic string
+	RemoteMTA  string
+}
+
+// BounceResult says what recording a notice changed.
+type BounceResult struct {
+	CampaignID   int64 // 0 for transactional mail or an unattributed complaint
+	SubscriberID int64 // 0 when the recipient is no subscriber
+	// Duplicate is true when the same kind was already recorded for the
+	// delivery; nothing changed.
+	Duplicate bool
+	// Suppressed is true when the notice put the address on the
+	// suppression list (it may already have been there).
+	Suppressed bool
+	// Unsubscribed is the number of lists the subscriber was removed from.
+	Unsubscribed int
+}
+
+// deliveryRef is what recording needs of a delivery.
+type deliveryRef struct {
+	ID           int64
+	CampaignID   *int64
+	SubscriberID *int64
+	ListID       *int64
+	Status       string
+	Email        string
+}
+
+func deliveryRefTx(tx *gorm.DB, id int64) (*deliveryRef, error) {
+	var r []deliveryRef
+	err := tx.Raw(`SELECT d.id, d.campaign_id, d.subscriber_id, d.list_id, d.status,
+		CASE WHEN s.id IS NULL THEN d.email ELSE s.email END AS email
+		FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id = ?`, id).Scan(&r).Error
+	if err != nil {
+		return nil, err
+	}
+	if len(r) == 0 {
+		return nil, fmt.Errorf("delivery %d: %w", id, ErrNotFound)
+	}
+	return &r[0], nil
+}
+
+// insertBounce writes the bounces row and reports false when the delivery
+// already has one of the same kind.
+func insertBounce(tx *gorm.DB, n BounceNotice, d *deliveryRef, subscriberID *int64) (bool, error) {
+	b := Bounce{
+		Kind: n.Kind, Category: n.Category, Status: truncate(n.Status, 32),
+		Diagnostic: truncate(n.Diagnostic, 1000), RemoteMTA: truncate(n.RemoteMTA, 255), CreatedAt: dbNow(),
+		SubscriberID: subscriberID,
+	}
+	if d != nil {
+		b.DeliveryID, b.CampaignID = &d.ID, d.CampaignID
+	}
+	res := tx.Exec(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id, kind) DO NOTHING`,
+		b.DeliveryID, b.CampaignID, b.SubscriberID, b.Kind, b.Category, b.Status, b.Diagnostic, b.RemoteMTA, b.CreatedAt)
+	return res.RowsAffected > 0, res.Error
+}
+
+func (r *BounceResult) from(d *deliveryRef) {
+	if d.CampaignID != nil {
+		r.CampaignID = *d.CampaignID
+	}
+	if d.SubscriberID != nil {
+		r.SubscriberID = *d.SubscriberID
+	}
+}
+
+// RecordBounce records a hard or soft bounce of a delivery and applies list
+// hygiene in the same transaction: a hard bounce suppresses the address at
+// once and marks the delivery bounced; a soft bounce suppresses it after
+// SoftBounceLimit of them (see there). Recording the same kind twice for a
+// delivery changes nothing. It returns ErrNotFound when the delivery does
+// not exist.
+func (s *Store) RecordBounce(ctx context.Context, n BounceNotice) (*BounceResult, error) {
+	if n.Kind != BounceHard && n.Kind != BounceSoft {
+		return nil, fmt.Errorf("models: record bounce: kind %q is not hard or soft", n.Kind)
+	}
+	res := &BounceResult{}
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		d, err := deliveryRefTx(tx, n.DeliveryID)
+		if err != nil {
+			return err
+		}
+		res.from(d)
+		ok, err := insertBounce(tx, n, d, d.SubscriberID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res.Duplicate = true
+			return nil
+		}
+		if n.Kind == BounceHard {
+			return s.applyHardBounce(ctx, tx, n, d, res)
+		}
+		return s.applySoftBounce(ctx, tx, d, res)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("models: record %s bounce of delivery %d: %w", n.Kind, n.DeliveryID, err)
+	}
+	return res, nil
+}
+
+func (s *Store) applyHardBounce(ctx context.Context, tx *gorm.DB, n BounceNotice, d *deliveryRef, res *BounceResult) error {
+	if d.Email != "" {
+		note := strings.TrimSpace(n.Status + " " + n.Diagnostic)
+		if err := s.withDB(tx).AddSuppression(ctx, d.Email, SuppressHardBounce, truncate(note, 500)); err != nil {
+			return err
+		}
+		res.Suppressed = true
+	}
+	if d.Status != DeliveryBounced {
+		up := tx.Exec("UPDATE deliveries SET status = ?, last_enhanced = ?, last_text = ? WHERE id = ? AND status = ?",
+			DeliveryBounced, truncate(n.Status, 32), truncate(n.Diagnostic, 500), d.ID, d.Status)
+		if up.Error != nil {
+			return up.Error
+		}
+		if up.RowsAffected > 0 && d.CampaignID != nil {
+			c := &Counters{Bounced: 1}
+			c.add(d.Status, -1)
+			if err := tx.Exec(`UPDATE campaigns SET queued = queued + ?, sending = sending + ?, sent = sent + ?, deferred = deferred + ?,
+				bounced = bounced + ?, failed = failed + ?, suppressed = suppressed + ? WHERE id = ?`,
+				c.Queued, c.Sending, c.Sent, c.Deferred, c.Bounced, c.Failed, c.Suppressed, *d.CampaignID).Error; err != nil {
+				return err
+			}
+		}
+	}
+	return bumpCampaign(tx, d.CampaignID, "hard_bounces")
+}
+
+func (s *Store) applySoftBounce(ctx context.Context, tx *gorm.DB, d *deliveryRef, res *BounceResult) error {
+	if err := bumpCampaign(tx, d.CampaignID, "soft_bounces"); err != nil {
+		return err
+	}
+	if d.SubscriberID == nil || d.Email == "" {
+		return nil
+	}
+	since := dbTime(now().Add(-SoftBounceWindow))
+	// A delivery that went through without bouncing shows the address
+	// works: only soft bounces of deliveries sent after it count.
+	var good []time.Time
+	if err := tx.Raw(`SELECT d.sent_at FROM deliveries d WHERE d.subscriber_id = ? AND d.status = ? AND d.sent_at >= ?
+		AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id) ORDER BY d.sent_at DESC LIMIT 1`,
+		*d.SubscriberID, DeliverySent, since).Scan(&good).Error; err != nil {
+		return err
+	}
+	sentAfter := since
+	if len(good) > 0 {
+		sentAfter = dbTime(good[0])
+	}
+	var n int64
+	if err := tx.Raw(`SELECT COUNT(DISTINCT b.delivery_id) FROM bounces b JOIN deliveries d ON d.id = b.delivery_id
+		WHERE b.subscriber_id = ? AND b.kind = ? AND b.created_at >= ? AND COALESCE(d.sent_at, d.created_at) > ?`,
+		*d.SubscriberID, BounceSoft, since, sentAfter).Scan(&n).Error; err != nil {
+		return err
+	}
+	if n < SoftBounceLimit {
+		return nil
+	}
+	note := fmt.Sprintf("%d soft bounces within %d days", n, int(SoftBounceWindow.Hours()/24))
+	if err := s.withDB(tx).AddSuppression(ctx, d.Email, SuppressHardBounce, note); err != nil {
+		return err
+	}
+	res.Suppressed = true
+	return nil
+}
+
+// bumpCampaign adds one to a campaign's bounce or complaint counter.
+func bumpCampaign(tx *gorm.DB, campaignID *int64, column string) error {
+	if campaignID == nil {
+		return nil
+	}
+	return tx.Exec("UPDATE campaigns SET "+column+" = "+column+" + 1 WHERE id = ?", *campaignID).Error
+}
+
+// RecordComplaint records a spam complaint (an ARF report from a feedback
+// loop): the subscriber is unsubscribed from every list, with a consent
+// row of source complaint per list, and the address is suppressed. The
+// complaint is attributed to n.DeliveryID, or without one to the subscriber
+// with address n.Email; an address that is no subscriber is still
+// suppressed. Recording a second complaint about a delivery changes nothing.
+func (s *Store) RecordComplaint(ctx context.Context, n BounceNotice) (*BounceResult, error) {
+	n.Kind = BounceComplaint
+	res := &BounceResult{}
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var (
+			d     *deliveryRef
+			subID *int64
+			email = n.Email
+			err   error
+		)
+		if n.DeliveryID != 0 {
+			if d, err = deliveryRefTx(tx, n.DeliveryID); err != nil {
+				return err
+			}
+			res.from(d)
+			subID, email = d.SubscriberID, d.Email
+		} else if email != "" {
+			var ids []int64
+			if err := tx.Raw("SELECT id FROM subscribers WHERE lower(email) = lower(?)", email).Scan(&ids).Error; err != nil {
+				return err
+			}
+			if len(ids) > 0 {
+				subID, res.SubscriberID = &ids[0], ids[0]
+			}
+		} else {
+			return errors.New("a complaint needs a delivery or an address")
+		}
+		ok, err := insertBounce(tx, n, d, subID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res.Duplicate = true
+			return nil
+		}
+		if d != nil {
+			if err := bumpCampaign(tx, d.CampaignID, "complaints"); err != nil {
+				return err
+			}
+		}
+		if subID != nil {
+			var sub Subscriber
+			if err := tx.First(&sub, *subID).Error; err != nil {
+				return notFound(err)
+			}
+			var live int64
+			if err := tx.Raw("SELECT COUNT(*) FROM subscriptions WHERE subscriber_id = ? AND status <> ?", sub.ID, SubUnsubscribed).Scan(&live).Error; err != nil {
+				return err
+			}
+			ev := Evidence{Source: SourceComplaint, Actor: "feedback loop",
+				Note: truncate(strings.TrimSpace("complaint "+n.Category+" via "+n.RemoteMTA), 200)}
+			if err := s.withdrawAll(tx, &sub, ev); err != nil {
+				return err
+			}
+			res.Unsubscribed = int(live)
+			if email == "" {
+				email = sub.Email
+			}
+		}
+		if email != "" {
+			if err := s.withDB(tx).AddSuppression(ctx, email, SuppressComplaint, truncate("complaint: "+n.Category, 500)); err != nil {
+				return err
+			}
+			res.Suppressed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("models: record complaint (delivery %d): %w", n.DeliveryID, err)
+	}
+	return res, nil
+}
+
+// UnsubscribeDelivery unsubscribes a delivery's subscriber from the lists
+// the campaign was sent to (the one-click unsubscribe of the message), with
+// a consent row per list. ev.Source is usually SourceOneClick. It returns
+// the number of lists left, and ErrNotFound when the delivery does not exist
+// or has no subscriber.
+func (s *Store) UnsubscribeDelivery(ctx context.Context, deliveryID int64, ev Evidence) (int, error) {
+	left := 0
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		d, err := deliveryRefTx(tx, deliveryID)
+		if err != nil {
+			return err
+		}
+		if d.SubscriberID == nil {
+			return fmt.Errorf("delivery %d has no subscriber: %w", deliveryID, ErrNotFound)
+		}
+		var sub Subscriber
+		if err := tx.First(&sub, *d.SubscriberID).Error; err != nil {
+			return notFound(err)
+		}
+		var listIDs []int64
+		if err := tx.Raw(`SELECT sp.list_id FROM subscriptions sp WHERE sp.subscriber_id = ? AND sp.status <> ?
+			AND (sp.list_id = ? OR sp.list_id IN (SELECT list_id FROM campaign_lists WHERE campaign_id = ?))`,
+			sub.ID, SubUnsubscribed, d.ListID, d.CampaignID).Scan(&listIDs).Error; err != nil {
+			return err
+		}
+		change := make(map[int64]string, len(listIDs))
+		for _, l := range listIDs {
+			change[l] = SubUnsubscribed
+		}
+		left = len(change)
+		return s.setSubscriptions(tx, &sub, change, ev)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("models: unsubscribe delivery %d: %w", deliveryID, err)
+	}
+	return left, nil
+}
+
+// DeliveryByMessageID finds the delivery whose message had the given
+// Message-ID, with or without angle brackets. It returns ErrNotFound when
+// none had.
+func (s *Store) DeliveryByMessageID(ctx context.Context, messageID string) (*Delivery, error) {
+	id := strings.Trim(strings.TrimSpace(messageID), "<>")
+	if id == "" {
+		return nil, fmt.Errorf("models: delivery by message-id: %w", ErrNotFound)
+	}
+	var d Delivery
+	err := s.db.WithContext(ctx).Where("message_id IN ?", []string{"<" + id + ">", id}).Order("id DESC").First(&d).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: delivery by message-id %q: %w", id, notFound(err))
+	}
+	return &d, nil
+}
+
+// BounceStats are a campaign's deliveries that bounced or drew a complaint.
+type BounceStats struct {
+	Hard       int64
+	Soft       int64
+	Complaints int64
+}
+
+// CampaignBounceStats returns a campaign's bounce and complaint counters.
+func (s *Store) CampaignBounceStats(ctx context.Context, campaignID int64) (*BounceStats, error) {
+	var st []BounceStats
+	err := s.db.WithContext(ctx).Raw("SELECT hard_bounces AS hard, soft_bounces AS soft, complaints FROM campaigns WHERE id = ?",
+		campaignID).Scan(&st).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: bounce stats of campaign %d: %w", campaignID, err)
+	}
+	if len(st) == 0 {
+		return nil, fmt.Errorf("models: bounce stats of campaign %d: %w", campaignID, ErrNotFound)
+	}
+	return &st[0], nil
+}
+
+// BouncesOfCampaign returns a page of a campaign's bounces and complaints
+// by id, after the cursor id.
+func (s *Store) BouncesOfCampaign(ctx context.Context, campaignID, after int64, limit int) ([]Bounce, error) {
+	var out []Bounce
+	err := s.db.WithContext(ctx).Where("campaign_id = ? AND id > ?", campaignID, after).Order("id").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: bounces of campaign %d: %w", campaignID, err)
+	}
+	return out, nil
+}
