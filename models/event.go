@@ -1,0 +1,294 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Event kinds.
+const (
+	EventOpen        = "open"
+	EventClick       = "click"
+	EventUnsubscribe = "unsubscribe"
+)
+
+// Event is one open, click or one-click unsubscribe of a delivery. Zero ids
+// are stored as NULL.
+type Event struct {
+	DeliveryID   int64
+	CampaignID   int64
+	SubscriberID int64
+	LinkID       int64 // clicks only
+	Kind         string
+	Machine      bool // caused by a proxy or scanner, not a person
+	IP           string
+	UserAgent    string
+	CreatedAt    time.Time
+}
+
+// eventChunk is how many rows one INSERT carries: 9 parameters a row stays
+// well under both SQLite's and PostgreSQL's parameter limits.
+const eventChunk = 500
+
+// InsertEvents appends events with multi-row INSERTs in one transaction.
+func (s *Store) InsertEvents(ctx context.Context, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	tx, err := s.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("models: insert %d events: %w", len(evs), err)
+	}
+	defer tx.Rollback()
+	var b strings.Builder
+	args := make([]any, 0, 9*min(len(evs), eventChunk))
+	for rest := evs; len(rest) > 0; {
+		n := min(len(rest), eventChunk)
+		b.Reset()
+		b.WriteString("INSERT INTO events (delivery_id, campaign_id, subscriber_id, link_id, kind, machine, ip, user_agent, created_at) VALUES ")
+		args = args[:0]
+		for i, e := range rest[:n] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?,?,?,?,?,?,?)")
+			at := e.CreatedAt
+			if at.IsZero() {
+				at = now()
+			}
+			args = append(args, e.DeliveryID, nullID(e.CampaignID), nullID(e.SubscriberID), nullID(e.LinkID), e.Kind,
+				e.Machine, clip(e.IP, 64), clip(e.UserAgent, 512), dbTime(at))
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(b.String()), args...); err != nil {
+			return fmt.Errorf("models: insert %d events: %w", len(evs), err)
+		}
+		rest = rest[n:]
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("models: insert %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// clip makes header text safe to store: valid UTF-8 without NUL (which
+// PostgreSQL rejects, failing the whole batch), at most n bytes, cut on a
+// rune boundary.
+func clip(s string, n int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	s = strings.ReplaceAll(s, "\x00", "")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// MarkMachineClicks flags the clicks of one delivery of a campaign made at
+// or after since as machine traffic, for when a scanner is recognised only
+// by its later clicks. It returns how many rows changed.
+func (s *Store) MarkMachineClicks(ctx context.Context, campaignID, deliveryID int64, since time.Time) (int64, error) {
+	res, err := s.sql.ExecContext(ctx, s.rebind(`UPDATE events SET machine = ? WHERE campaign_id = ? AND kind = ?
+		AND delivery_id = ? AND created_at >= ? AND NOT machine`), true, campaignID, EventClick, deliveryID, dbTime(since))
+	if err != nil {
+		return 0, fmt.Errorf("models: mark clicks of delivery %d: %w", deliveryID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// EventCounts counts the events of one kind.
+type EventCounts struct {
+	Total       int64 // every event, machine traffic included
+	Human       int64 // events not flagged as machine traffic
+	Unique      int64 // deliveries with at least one event
+	UniqueHuman int64 // deliveries with at least one human event
+}
+
+// CampaignEvents are a campaign's engagement figures.
+type CampaignEvents struct {
+	Opens        EventCounts
+	Clicks       EventCounts
+	Unsubscribes EventCounts
+}
+
+const countCols = `COUNT(*), COALESCE(SUM(CASE WHEN machine THEN 0 ELSE 1 END), 0),
+	COUNT(DISTINCT delivery_id), COUNT(DISTINCT CASE WHEN machine THEN NULL ELSE delivery_id END)`
+
+// CampaignEventStats returns a campaign's opens, clicks and unsubscribes,
+// human and total, unique and total.
+func (s *Store) CampaignEventStats(ctx context.Context, campaignID int64) (*CampaignEvents, error) {
+	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT kind, `+countCols+` FROM events WHERE campaign_id = ? GROUP BY kind`), campaignID)
+	if err != nil {
+		return nil, fmt.Errorf("models: event stats of campaign %d: %w", campaignID, err)
+	}
+	defer rows.Close()
+	out := &CampaignEvents{}
+	for rows.Next() {
+		var kind string
+		var c EventCounts
+		if err := rows.Scan(&kind, &c.Total, &c.Human, &c.Unique, &c.UniqueHuman); err != nil {
+			return nil, fmt.Errorf("models: event stats of campaign %d: %w", campaignID, err)
+		}
+		switch kind {
+		case EventOpen:
+			out.Opens = c
+		case EventClick:
+			out.Clicks = c
+		case EventUnsubscribe:
+			out.Unsubscribes = c
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("models: event stats of campaign %d: %w", campaignID, err)
+	}
+	return out, nil
+}
+
+// LinkEvents are the clicks on one tracked link.
+type LinkEvents struct {
+	LinkID int64
+	URL    string
+	EventCounts
+}
+
+// CampaignLinkStats returns the clicks on each of a campaign's links, links
+// nobody clicked included, in the order the links were stored.
+func (s *Store) CampaignLinkStats(ctx context.Context, campaignID int64) ([]LinkEvents, error) {
+	wrap := func(err error) error { return fmt.Errorf("models: link stats of campaign %d: %w", campaignID, err) }
+	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT link_id, `+countCols+` FROM events
+		WHERE campaign_id = ? AND kind = ? GROUP BY link_id`), campaignID, EventClick)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	counts := map[int64]EventCounts{}
+	for rows.Next() {
+		var id sql.NullInt64
+		var c EventCounts
+		if err := rows.Scan(&id, &c.Total, &c.Human, &c.Unique, &c.UniqueHuman); err != nil {
+			rows.Close()
+			return nil, wrap(err)
+		}
+		counts[id.Int64] = c
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err)
+	}
+	rows, err = s.sql.QueryContext(ctx, s.rebind("SELECT id, url FROM links WHERE campaign_id = ? ORDER BY id"), campaignID)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var out []LinkEvents
+	for rows.Next() {
+		var l LinkEvents
+		if err := rows.Scan(&l.LinkID, &l.URL); err != nil {
+			return nil, wrap(err)
+		}
+		l.EventCounts = counts[l.LinkID]
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err)
+	}
+	return out, nil
+}
+
+// DeliveryRef is what the tracker needs to know of a delivery: whose it is
+// and when it went out. Zero ids stand for NULL.
+type DeliveryRef struct {
+	ID           int64
+	CampaignID   int64
+	SubscriberID int64
+	ListID       int64
+	SentAt       time.Time // zero while not sent
+}
+
+// DeliveryRef returns the ids and send time of a delivery; it is one
+// primary-key read on the tracker's hot path.
+func (s *Store) DeliveryRef(ctx context.Context, id int64) (*DeliveryRef, error) {
+	var campaign, subscriber, list sql.NullInt64
+	var sent sql.NullTime
+	err := s.sql.QueryRowContext(ctx, s.rebind("SELECT campaign_id, subscriber_id, list_id, sent_at FROM deliveries WHERE id = ?"), id).
+		Scan(&campaign, &subscriber, &list, &sent)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("models: delivery %d: %w", id, err)
+	}
+	return &DeliveryRef{ID: id, CampaignID: campaign.Int64, SubscriberID: subscriber.Int64, ListID: list.Int64, SentAt: sent.Time}, nil
+}
+
+// TrackedLink is a campaign link with what its click redirect needs.
+type TrackedLink struct {
+	ID           int64
+	CampaignID   int64
+	URL          string
+	UTM          bool   // the campaign asks for UTM parameters
+	CampaignName string // utm_campaign
+}
+
+// TrackedLink returns a link and the campaign settings its redirect needs.
+func (s *Store) TrackedLink(ctx context.Context, id int64) (*TrackedLink, error) {
+	l := &TrackedLink{ID: id}
+	err := s.sql.QueryRowContext(ctx, s.rebind(`SELECT l.campaign_id, l.url, c.utm, c.name FROM links l
+		JOIN campaigns c ON c.id = l.campaign_id WHERE l.id = ?`), id).Scan(&l.CampaignID, &l.URL, &l.UTM, &l.CampaignName)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("models: link %d: %w", id, err)
+	}
+	return l, nil
+}
+
+// DeliveryRefs returns the refs of the deliveries among ids that exist, by
+// id: the tracker resolves a batch of opens in one query instead of one per
+// request.
+func (s *Store) DeliveryRefs(ctx context.Context, ids []int64) (map[int64]DeliveryRef, error) {
+	out := make(map[int64]DeliveryRef, len(ids))
+	for rest := ids; len(rest) > 0; {
+		n := min(len(rest), eventChunk)
+		args := make([]any, n)
+		for i, id := range rest[:n] {
+			args[i] = id
+		}
+		rows, err := s.sql.QueryContext(ctx, s.rebind("SELECT id, campaign_id, subscriber_id, list_id, sent_at FROM deliveries WHERE id IN ("+placeholders(n)+")"), args...)
+		if err != nil {
+			return nil, fmt.Errorf("models: %d deliveries: %w", len(ids), err)
+		}
+		for rows.Next() {
+			var id int64
+			var campaign, subscriber, list sql.NullInt64
+			var sent sql.NullTime
+			if err := rows.Scan(&id, &campaign, &subscriber, &list, &sent); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("models: %d deliveries: %w", len(ids), err)
+			}
+			out[id] = DeliveryRef{ID: id, CampaignID: campaign.Int64, SubscriberID: subscriber.Int64, ListID: list.Int64, SentAt: sent.Time}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("models: %d deliveries: %w", len(ids), err)
+		}
+		rest = rest[n:]
+	}
+	return out, nil
+}
