@@ -267,6 +267,26 @@ func (e *Engine) setup(ctx context.Context) error {
 	return e.loadRules(ctx)
 }
 
+// refreshOrg reloads the organisation's name and postal address, so a
+// campaign started after the settings changed carries the new footer.
+func (e *Engine) refreshOrg(ctx context.Context) error {
+	env := e.env.Load()
+	if env == nil {
+		return nil // setup has not run yet; it reads the settings itself
+	}
+	settings, err := e.store.Settings(ctx)
+	if err != nil {
+		return fmt.Errorf("mailer: %w", err)
+	}
+	org := OrgData{Name: settings[models.SettingOrgName], PostalAddress: settings[models.SettingPostalAddress]}
+	if org != env.org {
+		next := *env
+		next.org = org
+		e.env.Store(&next)
+	}
+	return nil
+}
+
 func (e *Engine) loadRules(ctx context.Context) error {
 	rules, err := e.store.DomainRules(ctx)
 	if err != nil {
@@ -315,6 +335,9 @@ func (e *Engine) kick() {
 // are materialised in the background and sending begins with the first
 // batch.
 func (e *Engine) StartCampaign(ctx context.Context, id int64) error {
+	if err := e.refreshOrg(ctx); err != nil {
+		return err
+	}
 	if err := e.store.StartCampaign(ctx, id); err != nil {
 		return err
 	}

@@ -323,6 +323,9 @@ func (e *Engine) controlLoop(ctx context.Context) {
 		}
 		if now.Sub(lastRules) >= e.o.RuleRefresh {
 			lastRules = now
+			if err := e.refreshOrg(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("reload settings", "err", err)
+			}
 			if err := e.loadRules(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("reload domain rules", "error", err)
 			}

@@ -143,13 +143,13 @@ func (s *Server) apiDeleteList(c echo.Context) error {
 }
 
 type apiSubscriber struct {
-	ID          int64               `json:"id"`
-	Email       string              `json:"email"`
-	Name        string              `json:"name"`
-	Status      string              `json:"status"`
-	Attributes  models.Attributes   `json:"attributes,omitempty"`
-	Lists       []apiSubscriptionJS `json:"lists,omitempty"`
-	CreatedAt   time.Time           `json:"created_at"`
+	ID         int64               `json:"id"`
+	Email      string              `json:"email"`
+	Name       string              `json:"name"`
+	Status     string              `json:"status"`
+	Attributes models.Attributes   `json:"attributes,omitempty"`
+	Lists      []apiSubscriptionJS `json:"lists,omitempty"`
+	CreatedAt  time.Time           `json:"created_at"`
 }
 
 type apiSubscriptionJS struct {

@@ -28,7 +28,7 @@ func badRequest(msg string) error { return &userError{http.StatusBadRequest, "ba
 func unprocessable(msg string, fields map[string]string) error {
 	return &userError{http.StatusUnprocessableEntity, "invalid", msg, fields}
 }
-func conflict(msg string) error   { return &userError{http.StatusConflict, "conflict", msg, nil} }
+func conflict(msg string) error    { return &userError{http.StatusConflict, "conflict", msg, nil} }
 func notFoundErr(msg string) error { return &userError{http.StatusNotFound, "not_found", msg, nil} }
 func forbidden(msg string) error   { return &userError{http.StatusForbidden, "forbidden", msg, nil} }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -31,9 +32,14 @@ func newTestApp(t *testing.T, store *models.Store) *testApp {
 	if store == nil {
 		store = testdb.SQLite(t)
 	}
-	cfg := &config.Config{Listen: "127.0.0.1:0", RootURL: "http://herald.test", Secret: strings.Repeat("s", 32), DatabaseURL: "test"}
+	cfg := &config.Config{Listen: "127.0.0.1:0", RootURL: "http://herald.test", Secret: strings.Repeat("s", 32), DatabaseURL: "test", Transport: "capture"}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := New(cfg, store, log)
+	eng := mailer.New(mailer.Options{Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret}, NodeID: "test"}, store)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { eng.Run(ctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	srv := New(cfg, store, eng, log)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })

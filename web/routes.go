@@ -43,7 +43,21 @@ func (s *Server) routes() *echo.Echo {
 	api.DELETE("/subscribers/:id", s.apiDeleteSubscriber, view)
 	api.PUT("/subscribers/:id/lists/:list", s.apiSubscribe, view)
 	api.DELETE("/subscribers/:id/lists/:list", s.apiUnsubscribe, view)
+	api.GET("/templates", s.apiTemplates, view)
+	api.POST("/templates", s.apiCreateTemplate, view)
+	api.GET("/templates/:id", s.apiTemplate, view)
+	api.PUT("/templates/:id", s.apiUpdateTemplate, view)
+	api.DELETE("/templates/:id", s.apiDeleteTemplate, view)
+	api.GET("/campaigns", s.apiCampaigns, view)
+	api.POST("/campaigns", s.apiCreateCampaign, view)
+	api.GET("/campaigns/:id", s.apiCampaign, view)
+	api.POST("/campaigns/:id/:action", s.apiCampaignAction, view) // start, pause, resume, cancel
+	api.POST("/tx", s.apiTransactional, view)
+	api.GET("/outbox", s.apiOutbox, view)
 	api.Any("/*", func(c echo.Context) error { return echo.ErrNotFound })
+
+	// Public pages and tracking: signed tokens, no session, no CSRF.
+	s.tracking.Routes(e)
 
 	// The dashboard: session cookies, CSRF on every state change.
 	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), middleware.CSRFWithConfig(middleware.CSRFConfig{
@@ -104,7 +118,10 @@ func (s *Server) routes() *echo.Echo {
 
 	d.GET("/templates", s.comingPage("templates"), viewer)
 	d.GET("/campaigns", s.comingPage("campaigns"), viewer)
-	d.GET("/deliverability", s.comingPage("deliverability"), viewer)
+	d.GET("/deliverability", s.outboxPage, viewer)
+	d.GET("/deliverability/outbox/:id", s.outboxMessagePage, viewer)
+	d.GET("/deliverability/outbox/:id/html", s.outboxMessageHTML, viewer)
+	d.GET("/metrics", echo.WrapHandler(s.mailer.MetricsHandler()), admin)
 	d.GET("/compliance", s.comingPage("compliance"), viewer)
 	return e
 }

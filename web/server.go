@@ -12,6 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -24,11 +26,14 @@ type Server struct {
 	log      *slog.Logger
 	limiter  *loginLimiter
 	imports  *importRunner
+	mailer   *mailer.Engine
+	tracking *Tracking
 	echo     *echo.Echo
 }
 
-// New builds the server and its routes.
-func New(cfg *config.Config, store *models.Store, log *slog.Logger) *Server {
+// New builds the server and its routes. eng is the running mailer that
+// campaign actions and transactional sends go to.
+func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.Logger) *Server {
 	sm := scs.New()
 	sm.Store = store.Sessions()
 	sm.Lifetime = 12 * time.Hour
@@ -44,6 +49,8 @@ func New(cfg *config.Config, store *models.Store, log *slog.Logger) *Server {
 		log:      log,
 		limiter:  newLoginLimiter(),
 		imports:  newImportRunner(store, log),
+		mailer:   eng,
+		tracking: NewTracking(store, token.NewKeyring(cfg.Secret), log, TrackingOptions{}),
 	}
 	s.echo = s.routes()
 	return s
@@ -52,5 +59,11 @@ func New(cfg *config.Config, store *models.Store, log *slog.Logger) *Server {
 // ServeHTTP makes the server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// Shutdown waits for running imports to stop after ctx's cancellation.
-func (s *Server) Shutdown(ctx context.Context) { s.imports.Wait(ctx) }
+// Shutdown flushes buffered tracking events and waits for running imports
+// to stop after ctx's cancellation. Call it after the HTTP server stopped.
+func (s *Server) Shutdown(ctx context.Context) {
+	if err := s.tracking.Close(ctx); err != nil {
+		s.log.Error("tracking flush", "err", err)
+	}
+	s.imports.Wait(ctx)
+}

@@ -262,7 +262,9 @@ func TestSubscriberLifecycleWritesConsents(t *testing.T) {
 		p = m.get(path)
 		rows := p.Doc.Find(`[data-testid="consent-history"] tbody tr`)
 		var actions []string
-		rows.Each(func(_ int, r *goquery.Selection) { actions = append(actions, strings.TrimSpace(r.Find("td").Eq(1).Text())) })
+		rows.Each(func(_ int, r *goquery.Selection) {
+			actions = append(actions, strings.TrimSpace(r.Find("td").Eq(1).Text()))
+		})
 		if strings.Join(actions, ",") != "granted,confirmed,withdrawn" {
 			t.Fatalf("consent history actions = %v, want granted,confirmed,withdrawn", actions)
 		}

@@ -1,3 +1,89 @@
+// Command herald runs Herald: the dashboard, the public pages, the JSON API
+// and the mailer, in one process.
 package main
-import (_ "github.com/glebarez/sqlite"; _ "gorm.io/driver/postgres"; _ "github.com/pressly/goose/v3"; _ "github.com/labstack/echo/v4"; _ "github.com/alexedwards/scs/v2"; _ "github.com/a-h/templ")
-func main(){}
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `Herald: self-hosted email campaigns.
+
+Usage:
+  herald [serve] [flags]           start the web server and the mailer (the default)
+  herald migrate [flags]           apply database migrations and exit
+  herald user create --email E --role admin|marketer|viewer [--password P] [flags]
+                                   create a user (a password is generated when omitted)
+  herald consent verify [flags]    check the consent ledger's hash chain
+  herald bounce parse FILE...      classify bounce/complaint messages, one JSON line per recipient
+  herald bench import [-n N]       benchmark CSV import and subscriber search
+  herald bench send [-n N]         benchmark end-to-end sending
+  herald bench track [-d 10s -c 64]
+                                   benchmark the open and click tracking endpoints
+  herald help                      show this help
+
+Flags (each can also be set by its environment variable):
+`
+
+// run dispatches a command line; it is main without the process exit.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	sub := func() (string, []string) {
+		if len(args) == 0 {
+			return "", nil
+		}
+		return args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args, stdout, stderr)
+	case "user":
+		if s, rest := sub(); s == "create" {
+			return userCreate(ctx, rest, stdout, stderr)
+		}
+		return fmt.Errorf("unknown user command; try: herald user create --email you@example.com --role admin")
+	case "consent":
+		if s, rest := sub(); s == "verify" {
+			return consentVerify(ctx, rest, stdout, stderr)
+		}
+		return fmt.Errorf("unknown consent command; try: herald consent verify")
+	case "bounce":
+		if s, rest := sub(); s == "parse" {
+			return runBounceParse(rest, stdout)
+		}
+		return fmt.Errorf("unknown bounce command; try: herald bounce parse FILE...")
+	case "bench":
+		switch s, rest := sub(); s {
+		case "import":
+			return runBenchImport(rest, stdout)
+		case "send":
+			return runBenchSend(rest, stdout)
+		case "track":
+			return runBenchTrack(rest, stdout)
+		}
+		return fmt.Errorf("unknown bench; try: herald bench import, herald bench send, herald bench track")
+	case "help", "-h", "--help":
+		printHelp(stdout)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q; run herald help", cmd)
+}

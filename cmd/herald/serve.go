@@ -11,10 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/web"
 )
@@ -55,14 +59,46 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer store.Close()
 
-	srv := web.New(cfg, store, log)
+	transport, err := newTransport(cfg)
+	if err != nil {
+		return err
+	}
+	eng := mailer.New(mailer.Options{
+		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret},
+		Transport: transport, FeedbackSender: cfg.FeedbackAddress,
+	}, store)
+	engDone := make(chan error, 1)
+	engCtx, stopEngine := context.WithCancel(context.Background())
+	defer stopEngine()
+	go func() { engDone <- eng.Run(engCtx) }()
+
+	srv := web.New(cfg, store, eng, log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)
 	}
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 3)
 	go func() { errc <- httpSrv.Serve(ln) }()
+
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", eng.MetricsHandler())
+		ms := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ms.ListenAndServe() }()
+		defer ms.Close()
+	}
+	if cfg.InboundListen != "" {
+		in, err := mailer.NewInboundServer(store, mailer.InboundOptions{
+			Addr: cfg.InboundListen, Keys: token.NewKeyring(cfg.Secret),
+			FeedbackAddress: cfg.FeedbackAddress, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		go func() { errc <- in.ListenAndServe(ctx) }()
+		log.Info("inbound SMTP listening", "addr", cfg.InboundListen)
+	}
 
 	n, _ := store.UserCount(ctx)
 	where := cfg.RootURL + "/login"
@@ -71,7 +107,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "Herald is running. Sign in at %s\n", where)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect())
+	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect(), "transport", cfg.Transport)
 
 	select {
 	case err := <-errc:
@@ -82,11 +118,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	shut, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shut)
-	srv.Shutdown(shut)
+	srv.Shutdown(shut) // flushes buffered tracking events
+	stopEngine()
+	select {
+	case <-engDone:
+	case <-shut.Done():
+		log.Error("mailer did not stop in time")
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// newTransport builds the configured way out for mail.
+func newTransport(cfg *config.Config) (mailer.Transport, error) {
+	switch cfg.Transport {
+	case "direct":
+		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride}), nil
+	case "relay":
+		u, err := url.Parse(cfg.Relay)
+		if err != nil {
+			return nil, err
+		}
+		h := mailer.RelayHost{Host: u.Hostname(), TLS: mailer.TLSStartTLS}
+		if u.Scheme == "smtps" {
+			h.TLS = mailer.TLSImplicit
+		}
+		if p := u.Port(); p != "" {
+			h.Port, _ = strconv.Atoi(p)
+		}
+		if u.User != nil {
+			h.Username = u.User.Username()
+			h.Password, _ = u.User.Password()
+		}
+		return mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}}), nil
+	}
+	return nil, nil // capture
 }
 
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

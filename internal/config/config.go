@@ -39,6 +39,15 @@ type Config struct {
 	DNSServer string
 	// NodeID names this process in delivery leases. Empty means the host name.
 	NodeID string
+	// Transport is how mail leaves: capture (into the outbox, the default),
+	// direct (to the recipients' MX hosts) or relay.
+	Transport string
+	// Relay is the relay for Transport relay: smtp://user:pass@host:port
+	// (STARTTLS) or smtps://… (implicit TLS).
+	Relay string
+	// FeedbackAddress is the inbound address that receives feedback-loop
+	// (ARF complaint) reports. Empty: none.
+	FeedbackAddress string
 }
 
 // Var describes one setting for help and the README.
@@ -59,6 +68,9 @@ func (c *Config) Vars() []Var {
 		{"mx-override", "HERALD_MX_OVERRIDE", "", "host:port that receives all direct deliveries (testing, staging)", &c.MXOverride},
 		{"dns-server", "HERALD_DNS_SERVER", "", "host:port of the DNS server for MX lookups (default: system resolver)", &c.DNSServer},
 		{"node-id", "HERALD_NODE_ID", "", "name of this node in delivery leases (default: host name)", &c.NodeID},
+		{"transport", "HERALD_TRANSPORT", "capture", "how mail leaves: capture (outbox in the dashboard), direct (MX delivery) or relay", &c.Transport},
+		{"relay", "HERALD_RELAY", "", "relay URL for -transport relay: smtp://user:pass@host:587 or smtps://host:465", &c.Relay},
+		{"feedback-address", "HERALD_FEEDBACK_ADDRESS", "", "inbound address for feedback-loop complaint reports", &c.FeedbackAddress},
 	}
 }
 
@@ -105,6 +117,16 @@ func (c *Config) validate() error {
 	c.RootURL = strings.TrimRight(c.RootURL, "/")
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return fmt.Errorf("config: the secret must be at least 32 characters (or leave it empty to have one generated)")
+	}
+	switch c.Transport {
+	case "capture", "direct":
+	case "relay":
+		u, err := url.Parse(c.Relay)
+		if c.Relay == "" || err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			return fmt.Errorf("config: transport relay needs a relay URL such as smtp://user:pass@smtp.example.com:587")
+		}
+	default:
+		return fmt.Errorf("config: transport %q is not one of capture, direct, relay", c.Transport)
 	}
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()

@@ -1,0 +1,42 @@
+package mailer
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// SampleData is what a template preview or check is executed with.
+func SampleData() TemplateData {
+	return TemplateData{
+		Subscriber:     SubscriberData{Email: "ada@example.com", Name: "Ada Lovelace", Attributes: map[string]any{"city": "London"}},
+		UnsubscribeURL: "https://herald.example/u/sample",
+		PreferencesURL: "https://herald.example/p/sample",
+		Org:            OrgData{Name: "Example Ltd", PostalAddress: "1 Example Street, London"},
+		Campaign:       CampaignData{Name: "Sample", Subject: "Sample subject"},
+		Data:           map[string]any{},
+	}
+}
+
+// CheckTemplate parses a template and executes it once with sample data, so
+// syntax errors and unknown fields (with their line numbers) are reported
+// when the template is saved, never when a campaign sends it.
+func CheckTemplate(subject, html, text string) error {
+	c, err := compileTemplate("template", subject, html, text, compileOptions{TrackClicks: true, TrackOpens: true})
+	if err != nil {
+		return err
+	}
+	d := SampleData()
+	var b bytes.Buffer
+	if err := c.subject.Execute(&b, d); err != nil {
+		return fmt.Errorf("subject: %w", err)
+	}
+	if c.html != nil {
+		if err := c.html.Execute(&b, d); err != nil {
+			return fmt.Errorf("HTML body: %w", err)
+		}
+	}
+	if err := c.text.Execute(&b, d); err != nil {
+		return fmt.Errorf("text body: %w", err)
+	}
+	return nil
+}

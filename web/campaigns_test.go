@@ -1,0 +1,126 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// A campaign created and started through the API on a default install
+// lands in the capture outbox, which the dashboard lists and renders.
+func TestAPICampaignLandsInCaptureOutbox(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	m := app.user(models.RoleMarketer)
+	u, _ := app.store.CreateUser(ctx, "api@example.com", "", "correct horse battery", models.RoleMarketer)
+	tok, _, _ := app.store.CreateAPIToken(ctx, u.ID, "test")
+	app.store.SetSetting(ctx, models.SettingPostalAddress, "1 Herald Way, Lyon")
+
+	mustJSON := func(p *page, status int, v any) {
+		t.Helper()
+		if p.StatusCode != status {
+			t.Fatalf("%s %s: %d %s, want %d", p.Request.Method, p.Request.URL.Path, p.StatusCode, p.Body, status)
+		}
+		if v != nil {
+			json.Unmarshal([]byte(p.Body), v)
+		}
+	}
+	var list struct{ Data struct{ ID int64 } }
+	mustJSON(app.api("POST", "/api/v1/lists", tok, `{"name":"News","optin":"single"}`), 201, &list)
+	for i := 0; i < 5; i++ {
+		mustJSON(app.api("POST", "/api/v1/subscribers", tok, fmt.Sprintf(`{"email":"reader%d@example.org","name":"Reader %d","lists":[%d]}`, i, i, list.Data.ID)), 201, nil)
+	}
+	// Template errors are caught when the template is saved, with a line number.
+	p := app.api("POST", "/api/v1/templates", tok, `{"name":"broken","subject":"Hi","html":"<p>ok</p>\n<p>{{ .Subscriber.Nmae }}</p>"}`)
+	if p.StatusCode != 422 || !strings.Contains(p.Body, "Nmae") || !strings.Contains(p.Body, ":2:") {
+		t.Fatalf("broken template: %d %s; want 422 naming the field and line 2", p.StatusCode, p.Body)
+	}
+	var tmpl struct{ Data struct{ ID int64 } }
+	mustJSON(app.api("POST", "/api/v1/templates", tok, `{"name":"Monthly","subject":"Hello {{.Subscriber.Name}}",
+		"html":"<html><body><p>Hi {{.Subscriber.Name}}</p><a href=\"https://example.com/x\">Read</a><p>{{.Org.PostalAddress}} <a href=\"{{.UnsubscribeURL}}\">Unsubscribe</a></p></body></html>"}`), 201, &tmpl)
+	var cp struct {
+		Data struct {
+			ID       int64
+			Status   string
+			Counters struct{ Sent int64 }
+		}
+	}
+	mustJSON(app.api("POST", "/api/v1/campaigns", tok, fmt.Sprintf(`{"name":"November","template_id":%d,"from_email":"news@acme.test","from_name":"Acme","lists":[%d]}`, tmpl.Data.ID, list.Data.ID)), 201, &cp)
+	id := cp.Data.ID
+	mustJSON(app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/start", id), tok, ""), 200, nil)
+	if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/explode", id), tok, ""); p.StatusCode != 404 {
+		t.Fatalf("unknown action: %d", p.StatusCode)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for cp.Data.Status != models.CampaignFinished {
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign not finished: %+v", cp.Data)
+		}
+		time.Sleep(100 * time.Millisecond)
+		mustJSON(app.api("GET", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, ""), 200, &cp)
+	}
+	if cp.Data.Counters.Sent != 5 {
+		t.Fatalf("sent = %d, want 5", cp.Data.Counters.Sent)
+	}
+	if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/start", id), tok, ""); p.StatusCode != 409 {
+		t.Fatalf("starting a finished campaign: %d %s, want 409", p.StatusCode, p.Body)
+	}
+
+	// The dashboard lists the five messages and renders one.
+	page := m.get("/deliverability")
+	rows := page.Doc.Find(`[data-testid="outbox-table"] tbody tr`)
+	if rows.Length() != 5 || !strings.Contains(rows.Text(), "Hello Reader") {
+		t.Fatalf("outbox rows = %d: %q", rows.Length(), rows.Text())
+	}
+	href, _ := rows.First().Find("a").Attr("href")
+	msg := m.get(href)
+	if got := msg.Doc.Find(`[data-testid="outbox-subject"]`).Text(); !strings.HasPrefix(got, "Hello Reader") {
+		t.Errorf("subject = %q", got)
+	}
+	for sel, want := range map[string]string{
+		`[data-testid="outbox-text"]`:    "1 Herald Way, Lyon",
+		`[data-testid="outbox-headers"]`: "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+		`[data-testid="outbox-raw"]`:     "multipart/alternative",
+	} {
+		if got := msg.Doc.Find(sel).Text(); !strings.Contains(got, want) {
+			t.Errorf("%s lacks %q: %.300q", sel, want, got)
+		}
+	}
+	frame, _ := msg.Doc.Find(`[data-testid="outbox-html"]`).Attr("src")
+	html := m.get(frame)
+	if !strings.Contains(html.Body, "http://herald.test/t/c/") || !strings.Contains(html.Header.Get("Content-Security-Policy"), "sandbox") {
+		t.Errorf("HTML part: %q, CSP %q", html.Body, html.Header.Get("Content-Security-Policy"))
+	}
+	// Transactional send through the API goes to the outbox too.
+	mustJSON(app.api("POST", "/api/v1/templates", tok, `{"kind":"transactional","name":"reset","subject":"Reset","text":"Code {{.Data.code}}"}`), 201, nil)
+	mustJSON(app.api("POST", "/api/v1/tx", tok, `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","data":{"code":"42"}}`), 202, nil)
+	if p := app.api("POST", "/api/v1/tx", tok, `{"template":"nope","to":"solo@example.net","from":"no-reply@acme.test"}`); p.StatusCode != 422 {
+		t.Errorf("tx with unknown template: %d %s", p.StatusCode, p.Body)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{})
+		if len(msgs) == 6 {
+			full, err := app.store.OutboxMessage(ctx, msgs[0].ID)
+			if err != nil || !strings.Contains(full.Text, "Code 42") || full.RcptTo != "solo@example.net" {
+				t.Fatalf("transactional message = %+v, %v", full, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transactional message not captured: %d messages", len(msgs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Viewers may read the outbox but not start campaigns.
+	v, _ := app.store.CreateUser(ctx, "viewer2@example.com", "", "correct horse battery", models.RoleViewer)
+	vtok, _, _ := app.store.CreateAPIToken(ctx, v.ID, "read")
+	if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/pause", id), vtok, ""); p.StatusCode != 403 {
+		t.Errorf("viewer pauses: %d", p.StatusCode)
+	}
+}

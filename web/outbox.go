@@ -1,0 +1,53 @@
+package web
+
+import (
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
+
+func (s *Server) outboxPage(c echo.Context) error {
+	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
+	msgs, err := s.store.Outbox(c.Request().Context(), models.OutboxQuery{Before: before, Limit: 50})
+	if err != nil {
+		return err
+	}
+	var next int64
+	if len(msgs) == 50 {
+		next = msgs[len(msgs)-1].ID
+	}
+	return s.render(c, 200, views.OutboxPage(s.page(c, "Deliverability", "deliverability"), msgs, next, s.cfg.Transport))
+}
+
+func (s *Server) outboxMessage(c echo.Context) (*models.OutboxMessage, error) {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return nil, err
+	}
+	return s.store.OutboxMessage(c.Request().Context(), id)
+}
+
+func (s *Server) outboxMessagePage(c echo.Context) error {
+	m, err := s.outboxMessage(c)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.OutboxMessagePage(s.page(c, m.Subject, "deliverability"), m))
+}
+
+// outboxMessageHTML serves a captured HTML part for the sandboxed preview
+// frame. The CSP forbids scripts and the sandbox gives the frame no origin,
+// so mail content can never act on the dashboard.
+func (s *Server) outboxMessageHTML(c echo.Context) error {
+	m, err := s.outboxMessage(c)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Content-Security-Policy", "sandbox; script-src 'none'; default-src 'none'; img-src * data:; style-src 'unsafe-inline'")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+	return c.HTMLBlob(200, []byte(m.HTML))
+}
