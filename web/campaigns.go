@@ -151,20 +151,20 @@ func toAPITemplate(t *models.Template) apiTemplateJS {
 }
 
 type apiCampaignJS struct {
-	ID          int64      `json:"id"`
-	Name        string     `json:"name"`
-	TemplateID  *int64     `json:"template_id"`
-	Subject     string     `json:"subject"`
-	FromName    string     `json:"from_name"`
-	FromEmail   string     `json:"from_email"`
-	ReplyTo     string     `json:"reply_to"`
-	Status      string     `json:"status"`
-	TrackOpens  bool       `json:"track_opens"`
-	TrackClicks bool       `json:"track_clicks"`
-	ScheduledAt *time.Time `json:"scheduled_at"`
-	StartedAt   *time.Time `json:"started_at"`
-	FinishedAt  *time.Time `json:"finished_at"`
-	Lists       []int64    `json:"lists,omitempty"`
+	ID          int64       `json:"id"`
+	Name        string      `json:"name"`
+	TemplateID  *int64      `json:"template_id"`
+	Subject     string      `json:"subject"`
+	FromName    string      `json:"from_name"`
+	FromEmail   string      `json:"from_email"`
+	ReplyTo     string      `json:"reply_to"`
+	Status      string      `json:"status"`
+	TrackOpens  bool        `json:"track_opens"`
+	TrackClicks bool        `json:"track_clicks"`
+	ScheduledAt *time.Time  `json:"scheduled_at"`
+	StartedAt   *time.Time  `json:"started_at"`
+	FinishedAt  *time.Time  `json:"finished_at"`
+	Lists       []int64     `json:"lists,omitempty"`
 	Counters    apiCounters `json:"counters"`
 }
 
