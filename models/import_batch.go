@@ -84,6 +84,9 @@ func (w *batchWriter) fail(row *importRow, reason string) {
 // changed.
 func (w *batchWriter) consent(subscriberID int64, email string) {
 	o := w.run.opts
+	if w.ledger == nil {
+		w.ledger = make([]Consent, 0, importBatchRows)
+	}
 	ev := o.Evidence
 	ev.Source, ev.LawfulBasis = SourceImport, o.LawfulBasis
 	ev.Note = strings.TrimSpace(fmt.Sprintf("import %d: %s", w.run.id, o.Source))

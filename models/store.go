@@ -89,6 +89,9 @@ func SQLiteDSN(path string) string {
 		return path
 	}
 	q := url.Values{}
+	// 16 KiB pages (set before the first table exists) quarter the number
+	// of page writes, and so of system calls, of bulk imports.
+	q.Add("_pragma", "page_size(16384)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,8 +29,20 @@ func runBenchImport(args []string, stdout io.Writer) error {
 	n := fs.Int("n", 1_000_000, "rows to generate and import")
 	dbPath := fs.String("db", "", "new SQLite file to import into (default: one in a temporary folder, removed afterwards)")
 	runs := fs.Int("runs", 50, "times each search is run")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the import to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *n < 1 {
 		return errors.New("bench import: -n must be at least 1")
