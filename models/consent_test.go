@@ -68,3 +68,22 @@ func TestConsentChainDetectsEdits(t *testing.T) {
 		}
 	})
 }
+
+func TestUnsubscribeNonMemberChangesNothing(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPublic}
+	s.CreateList(ctx, l)
+	sub := &models.Subscriber{Email: "x@example.com"}
+	if err := s.CreateSubscriber(ctx, sub, nil, models.Evidence{Source: models.SourceAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSubscriptions(ctx, sub.ID, map[int64]string{l.ID: models.SubUnsubscribed}, models.Evidence{Source: models.SourceAPI}); err != nil {
+		t.Fatal(err)
+	}
+	subs, _ := s.SubscriptionsOf(ctx, sub.ID)
+	hist, _ := s.ConsentsBySubscriber(ctx, sub.ID)
+	if len(subs) != 0 || len(hist) != 0 {
+		t.Fatalf("subscriptions = %v, consents = %v; want none", subs, hist)
+	}
+}

@@ -223,7 +223,9 @@ func (s *Store) setSubscriptions(tx *gorm.DB, sub *Subscriber, lists map[int64]s
 	t := dbNow()
 	for listID, status := range lists {
 		old, exists := was[listID]
-		if status == old && exists {
+		if (status == old && exists) || (status == SubUnsubscribed && !exists) {
+			// Nothing changes; unsubscribing a non-member must not create
+			// a membership the ledger has no row for.
 			continue
 		}
 		if status != "" && status != SubUnsubscribed && sub.Status != SubscriberActive {
