@@ -32,7 +32,7 @@ func TestMaterializeCampaign(t *testing.T) {
 			{"confirmed@a.test", map[int64]string{double.ID: models.SubConfirmed}, models.DeliveryQueued},
 			{"single-unconfirmed@a.test", map[int64]string{single.ID: models.SubUnconfirmed}, models.DeliveryQueued},
 			{"double-unconfirmed@a.test", map[int64]string{double.ID: models.SubUnconfirmed}, ""},
-			{"unsubscribed@a.test", map[int64]string{single.ID: models.SubUnsubscribed}, ""},
+			{"unsubscribed@a.test", map[int64]string{single.ID: models.SubConfirmed}, ""}, // unsubscribed below
 			{"both-lists@a.test", map[int64]string{single.ID: models.SubConfirmed, double.ID: models.SubConfirmed}, models.DeliveryQueued},
 			{"other-list@a.test", map[int64]string{other.ID: models.SubConfirmed}, ""},
 			{"blocked@a.test", map[int64]string{single.ID: models.SubConfirmed}, ""},
@@ -48,6 +48,9 @@ func TestMaterializeCampaign(t *testing.T) {
 			ids[p.email] = sub.ID
 		}
 		if err := s.SetBlocklisted(ctx, ids["blocked@a.test"], true, ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetSubscriptions(ctx, ids["unsubscribed@a.test"], map[int64]string{single.ID: models.SubUnsubscribed}, ev); err != nil {
 			t.Fatal(err)
 		}
 		for _, v := range []string{"suppressed@a.test", "@blocked-domain.test"} {

@@ -138,7 +138,10 @@ func TestImportUpdateAndSkip(t *testing.T) {
 		}
 		old := mk("old@example.com", "Old Name", models.Attributes{"plan": "free", "city": "Oslo"}, map[int64]string{other.ID: models.SubConfirmed})
 		pending := mk("pending@example.com", "P", nil, map[int64]string{l.ID: models.SubUnconfirmed})
-		gone := mk("gone@example.com", "G", nil, map[int64]string{l.ID: models.SubUnsubscribed})
+		gone := mk("gone@example.com", "G", nil, map[int64]string{l.ID: models.SubConfirmed})
+		if err := s.SetSubscriptions(ctx, gone, map[int64]string{l.ID: models.SubUnsubscribed}, ev); err != nil {
+			t.Fatal(err)
+		}
 		same := mk("same@example.com", "Same", models.Attributes{"city": "Rome"}, map[int64]string{l.ID: models.SubConfirmed})
 		data := "email,name,city\nOLD@example.com,New Name,Lyon\npending@example.com,,\ngone@example.com,G,\nsame@example.com,Same,Rome\nnew@example.com,New,\n"
 
