@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,9 @@ const (
 
 // LawfulBases lists the bases a person may declare for an import or an edit.
 var LawfulBases = []string{BasisConsent, BasisLegitimate, BasisContract, BasisLegal}
+
+// ValidLawfulBasis reports whether b is one of LawfulBases.
+func ValidLawfulBasis(b string) bool { return slices.Contains(LawfulBases, b) }
 
 // Consent is one row of the append-only consent ledger. Hash chains each row
 // to the one before it; PIIDigest stands in for the personal columns once

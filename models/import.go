@@ -107,7 +107,7 @@ func (o *ImportOptions) Validate(columns int) map[string]string {
 	if o.Mode != ImportUpdate && o.Mode != ImportSkip {
 		errs["mode"] = "Choose whether existing subscribers are updated or skipped."
 	}
-	if !slices.Contains(LawfulBases, o.LawfulBasis) {
+	if !ValidLawfulBasis(o.LawfulBasis) {
 		errs["lawful_basis"] = "Declare the lawful basis on which you may mail these people."
 	}
 	o.Source = strings.TrimSpace(o.Source)

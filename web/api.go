@@ -241,11 +241,7 @@ func (s *Server) apiCreateSubscriber(c echo.Context) error {
 	}
 	ev := evidence(c, models.SourceAPI)
 	if in.LawfulBasis != "" {
-		ok := false
-		for _, b := range models.LawfulBases {
-			ok = ok || b == in.LawfulBasis
-		}
-		if !ok {
+		if !models.ValidLawfulBasis(in.LawfulBasis) {
 			return unprocessable(fmt.Sprintf("lawful_basis must be one of %v.", models.LawfulBases), map[string]string{"lawful_basis": "unknown"})
 		}
 		ev.LawfulBasis = in.LawfulBasis

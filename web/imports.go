@@ -194,20 +194,6 @@ func (s *Server) startImport(c echo.Context) error {
 		AttributeColumns: map[string]int{},
 		Evidence:         evidence(c, models.SourceImport),
 	}
-	errs := map[string]string{}
-	if opts.EmailColumn < 0 {
-		errs["email_column"] = "Choose the column that holds the email addresses."
-	}
-	basisOK := false
-	for _, b := range models.LawfulBases {
-		basisOK = basisOK || b == opts.LawfulBasis
-	}
-	if !basisOK {
-		errs["lawful_basis"] = "Declare the lawful basis on which you may mail these people (GDPR Art. 6)."
-	}
-	if opts.Source == "" {
-		errs["source"] = "Say where these addresses and their consent came from; it goes into the consent ledger."
-	}
 	if opts.Mode != models.ImportUpdate {
 		opts.Mode = models.ImportSkip
 	}
@@ -230,10 +216,7 @@ func (s *Server) startImport(c echo.Context) error {
 			opts.AttributeColumns[strings.TrimSpace(header[i])] = i
 		}
 	}
-	if opts.EmailColumn >= len(header) || opts.NameColumn >= len(header) {
-		errs["email_column"] = "Choose columns from the file's header."
-	}
-	if len(errs) > 0 {
+	if errs := opts.Validate(len(header)); len(errs) > 0 {
 		list, err := s.store.List(ctx, im.ListID)
 		if err != nil {
 			return err

@@ -119,11 +119,7 @@ func (s *Server) createSubscriber(c echo.Context) error {
 	if f.Status == models.SubUnconfirmed {
 		status = models.SubUnconfirmed
 	}
-	basisOK := false
-	for _, b := range models.LawfulBases {
-		basisOK = basisOK || b == f.LawfulBasis
-	}
-	if !basisOK {
+	if !models.ValidLawfulBasis(f.LawfulBasis) {
 		f.Errors["lawful_basis"] = "Choose the lawful basis on which you may mail this person."
 	}
 	memberships := map[int64]string{}
