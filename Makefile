@@ -35,8 +35,9 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./models/ ./mailer/...
 	./$(BIN) bench import -n 1000000
 	./$(BIN) bench send -n 10000
-	./$(BIN) bench send -n 200000
+	./$(BIN) bench send -n 10000 -dkim=false
 	./$(BIN) bench send -n 200000 -dkim=false
+	./$(BIN) bench track -d 8s -c 64
 
 clean:
 	rm -rf bin herald.db herald.db-wal herald.db-shm
