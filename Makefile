@@ -23,9 +23,12 @@ check-generated:
 vet:
 	$(GO) vet ./...
 
-## test: every test, including PostgreSQL when HERALD_TEST_POSTGRES is set and the browser journeys
+## test: every test, including PostgreSQL when HERALD_TEST_POSTGRES is set and the browser journeys.
+## One package at a time (-p 1): the mailer's rate tests measure messages per
+## second, and a browser journey in another package on the same two cores
+## would turn them into measurements of the machine.
 test: vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -p 1 -count=1 -timeout 20m ./...
 
 test-short:
 	$(GO) test -short -count=1 ./...
