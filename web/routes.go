@@ -17,6 +17,12 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	// Client addresses (rate limits, consent evidence) come from the TCP
+	// peer, or from X-Forwarded-For only when the peer is a proxy on
+	// loopback or a private network; without this Echo believes any
+	// client's X-Real-IP header, and the per-IP login limit could be
+	// dodged by changing a header.
+	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	e.Use(middleware.RequestID())
 	e.Use(middleware.Recover())
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{

@@ -261,10 +261,10 @@ func TestMachineTraffic(t *testing.T) {
 			open := func(i int) string { return "/t/o/" + f.keys.Sign(token.Open, f.deliveries[i]) }
 			click := func(d int64, l int64) string { return "/t/c/" + f.keys.Sign(token.Click, d, l) }
 
-			f.get(open(0), safari)                                                                             // human
-			f.get(open(0), "Mozilla/5.0")                                                                      // Apple MPP proxy
-			f.request("GET", open(1), "", map[string]string{"User-Agent": safari, "X-Real-IP": "17.58.100.1"}) // Apple's network
-			f.request("GET", open(1), "", map[string]string{"User-Agent": ""})                                 // no agent
+			f.get(open(0), safari)                                                                                   // human
+			f.get(open(0), "Mozilla/5.0")                                                                            // Apple MPP proxy
+			f.request("GET", open(1), "", map[string]string{"User-Agent": safari, "X-Forwarded-For": "17.58.100.1"}) // Apple's network
+			f.request("GET", open(1), "", map[string]string{"User-Agent": ""})                                       // no agent
 
 			f.get(click(f.deliveries[0], f.links[0]), safari) // human
 			// a scanner following both links of b@'s message at once
