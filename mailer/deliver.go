@@ -82,17 +82,25 @@ func (d *destination) push(j *job) {
 		d.e.release(j, susp)
 		return
 	}
+	if d.enqueue(j, time.Now().Add(2*time.Second)) {
+		d.spawn()
+	}
+}
+
+// enqueue puts a job on its priority's queue and reports true, or releases
+// it to the database (due at until) when that queue is full.
+func (d *destination) enqueue(j *job, until time.Time) bool {
 	q := d.normal
 	if j.priority() {
 		q = d.high
 	}
 	select {
 	case q <- j:
+		return true
 	default:
-		d.e.release(j, time.Now().Add(2*time.Second))
-		return
+		d.e.release(j, until)
+		return false
 	}
-	d.spawn()
 }
 
 // spawn starts a connection worker when jobs wait, no worker is idle and a
@@ -253,15 +261,7 @@ func (d *destination) requeue(j *job, until time.Time) {
 		d.e.release(j, until)
 		return
 	}
-	q := d.normal
-	if j.priority() {
-		q = d.high
-	}
-	select {
-	case q <- j:
-	default:
-		d.e.release(j, until)
-	}
+	d.enqueue(j, until)
 }
 
 // checkSuspended suspends the whole destination when no lane can send, and

@@ -238,7 +238,6 @@ func dbNow() time.Time { return dbTime(now()) }
 func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // likePrefix escapes s for use as a LIKE prefix pattern with ESCAPE '\'.
-func likePrefix(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(s) + "%"
-}
+func likePrefix(s string) string { return likeEscaper.Replace(s) + "%" }
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

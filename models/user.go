@@ -27,9 +27,10 @@ var Roles = []string{RoleAdmin, RoleMarketer, RoleViewer}
 
 // RoleAtLeast reports whether role has at least the power of min.
 func RoleAtLeast(role, min string) bool {
-	rank := map[string]int{RoleAdmin: 3, RoleMarketer: 2, RoleViewer: 1}
-	return rank[role] >= rank[min] && rank[min] > 0
+	return roleRank[role] >= roleRank[min] && roleRank[min] > 0
 }
+
+var roleRank = map[string]int{RoleAdmin: 3, RoleMarketer: 2, RoleViewer: 1}
 
 // User is a person who signs in to the dashboard.
 type User struct {
@@ -260,7 +261,11 @@ func (s *Store) UserByAPIToken(ctx context.Context, plain string) (*User, error)
 	if err := s.db.WithContext(ctx).Where("token_hash = ?", hashToken(plain)).First(&t).Error; err != nil {
 		return nil, fmt.Errorf("models: api token: %w", notFound(err))
 	}
-	s.db.WithContext(ctx).Model(&APIToken{}).Where("id = ?", t.ID).Update("last_used_at", dbNow())
+	// Record use at most once a minute: an API client's every GET must
+	// not become a database write.
+	if t.LastUsedAt == nil || now().Sub(*t.LastUsedAt) > time.Minute {
+		s.db.WithContext(ctx).Model(&APIToken{}).Where("id = ?", t.ID).Update("last_used_at", dbNow())
+	}
 	return s.User(ctx, t.UserID)
 }
 

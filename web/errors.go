@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
@@ -41,7 +40,7 @@ func classify(err error) *userError {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		switch {
-		case errors.Is(err, middleware.ErrCSRFInvalid) || (he.Code == http.StatusBadRequest && strings.Contains(fmt.Sprint(he.Message), "csrf")) || he.Code == http.StatusForbidden && strings.Contains(fmt.Sprint(he.Message), "CSRF"):
+		case strings.Contains(strings.ToLower(fmt.Sprint(he.Message)), "csrf"): // missing (400) or invalid (403) token
 			return &userError{http.StatusForbidden, "csrf", "This form has expired or did not come from Herald. Reload the page and try again.", nil}
 		case he.Code == http.StatusNotFound:
 			return &userError{http.StatusNotFound, "not_found", "There is nothing at this address. Check the link, or go back to the dashboard.", nil}
@@ -63,20 +62,14 @@ func classify(err error) *userError {
 		return &userError{http.StatusNotFound, "not_found", "That item does not exist (it may have been deleted).", nil}
 	case errors.Is(err, models.ErrConflict):
 		return &userError{http.StatusConflict, "conflict", "That already exists.", nil}
-	case errors.Is(err, models.ErrBlocklisted), errors.Is(err, models.ErrSuppressed), errors.Is(err, models.ErrLastAdmin):
-		return &userError{http.StatusConflict, "conflict", sentence(err), nil}
 	}
-	return &userError{http.StatusInternalServerError, "internal", "Something went wrong on our side. The error has been logged; try again, and quote the request id if it persists.", nil}
-}
-
-func sentence(err error) string {
 	for _, e := range []error{models.ErrBlocklisted, models.ErrSuppressed, models.ErrLastAdmin} {
 		if errors.Is(err, e) {
 			m := e.Error()
-			return strings.ToUpper(m[:1]) + m[1:] + "."
+			return &userError{http.StatusConflict, "conflict", strings.ToUpper(m[:1]) + m[1:] + ".", nil}
 		}
 	}
-	return err.Error()
+	return &userError{http.StatusInternalServerError, "internal", "Something went wrong on our side. The error has been logged; try again, and quote the request id if it persists.", nil}
 }
 
 // handleError is Echo's central error handler: the full error to the log,
