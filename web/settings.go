@@ -11,26 +11,6 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-func (s *Server) dashboard(c echo.Context) error {
-	lists, err := s.store.Lists(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, l := range lists {
-		total += l.Confirmed
-	}
-	return s.render(c, 200, views.Dashboard(s.page(c, "Dashboard", "dashboard"), lists, total))
-}
-
-func (s *Server) comingPage(section string) echo.HandlerFunc {
-	titles := map[string]string{"templates": "Templates", "campaigns": "Campaigns", "deliverability": "Deliverability", "compliance": "Compliance"}
-	return func(c echo.Context) error {
-		return s.render(c, 200, views.Coming(s.page(c, titles[section], section),
-			"This section is part of a later release of Herald. Lists, subscribers, imports and the consent ledger work today."))
-	}
-}
-
 func (s *Server) settingsPage(c echo.Context) error {
 	all, err := s.store.Settings(c.Request().Context())
 	if err != nil {
