@@ -16,6 +16,23 @@ const (
 	SettingOrgName       = "org_name"
 	SettingPostalAddress = "postal_address"
 	SettingRootURL       = "root_url"
+	SettingLogoURL       = "logo_url"
+
+	// SettingTrackingMode is TrackingFull (the default when unset),
+	// TrackingAggregate (counts only, no per-subscriber events) or
+	// TrackingOff (no pixel, no link rewriting, no events).
+	SettingTrackingMode = "tracking_mode"
+
+	// SettingStaging, when "on", delivers for real only to allow-listed
+	// recipients and captures everything else in the outbox.
+	SettingStaging = "staging"
+)
+
+// Tracking modes, the values of SettingTrackingMode.
+const (
+	TrackingFull      = "full"
+	TrackingAggregate = "aggregate"
+	TrackingOff       = "off"
 )
 
 // Setting returns one setting, "" when unset.
