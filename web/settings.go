@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -16,7 +17,14 @@ func (s *Server) settingsPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := views.SettingsForm{OrgName: all[models.SettingOrgName], PostalAddress: all[models.SettingPostalAddress]}
+	f := views.SettingsForm{
+		OrgName: all[models.SettingOrgName], PostalAddress: all[models.SettingPostalAddress],
+		LogoURL: all[models.SettingLogoURL], TrackingMode: all[models.SettingTrackingMode],
+		OptinFrom: all[models.SettingOptinFrom], OptinDefault: defaultOptinSender(s.cfg.RootURL),
+	}
+	if f.TrackingMode == "" {
+		f.TrackingMode = models.TrackingFull
+	}
 	return s.render(c, 200, views.SettingsPage(s.page(c, "Settings", "settings"), f))
 }
 
@@ -25,6 +33,10 @@ func (s *Server) saveSettings(c echo.Context) error {
 	f := views.SettingsForm{
 		OrgName:       strings.TrimSpace(c.FormValue("org_name")),
 		PostalAddress: strings.TrimSpace(c.FormValue("postal_address")),
+		LogoURL:       strings.TrimSpace(c.FormValue("logo_url")),
+		TrackingMode:  c.FormValue("tracking_mode"),
+		OptinFrom:     strings.TrimSpace(c.FormValue("optin_from")),
+		OptinDefault:  defaultOptinSender(s.cfg.RootURL),
 		Errors:        map[string]string{},
 	}
 	if len(f.OrgName) > 200 {
@@ -33,6 +45,25 @@ func (s *Server) saveSettings(c echo.Context) error {
 	if len(f.PostalAddress) > 500 {
 		f.Errors["postal_address"] = "Keep the address under 500 characters."
 	}
+	if f.LogoURL != "" {
+		if msg := logoURLError(f.LogoURL); msg != "" {
+			f.Errors["logo_url"] = msg
+		}
+	}
+	if f.TrackingMode == "" {
+		f.TrackingMode = models.TrackingFull
+	}
+	if !slices.ContainsFunc(views.TrackingModes, func(m views.TrackingModeOption) bool { return m.Value == f.TrackingMode }) {
+		f.Errors["tracking_mode"] = "Choose full, aggregate counts only, or off."
+		f.TrackingMode = models.TrackingFull
+	}
+	if f.OptinFrom != "" {
+		if e, err := models.NormalizeEmail(f.OptinFrom); err != nil {
+			f.Errors["optin_from"] = err.Error() + "."
+		} else {
+			f.OptinFrom = e
+		}
+	}
 	if len(f.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.SettingsPage(s.page(c, "Settings", "settings"), f))
 	}
@@ -40,7 +71,10 @@ func (s *Server) saveSettings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	for k, v := range map[string]string{models.SettingOrgName: f.OrgName, models.SettingPostalAddress: f.PostalAddress} {
+	for k, v := range map[string]string{
+		models.SettingOrgName: f.OrgName, models.SettingPostalAddress: f.PostalAddress, models.SettingLogoURL: f.LogoURL,
+		models.SettingTrackingMode: f.TrackingMode, models.SettingOptinFrom: f.OptinFrom,
+	} {
 		if before[k] == v {
 			continue
 		}

@@ -77,6 +77,7 @@ func (t *Tracking) unsubTarget(ctx context.Context, tok string) (*unsubTarget, e
 
 func (t *Tracking) unsubView(c echo.Context, u *unsubTarget, state string) views.UnsubscribeView {
 	return views.UnsubscribeView{
+		Brand: brandOf(c.Request().Context(), t.store),
 		State: state, Email: u.subscriber.Email, Lists: u.names, Action: c.Request().URL.Path,
 		PreferencesURL: "/p/" + t.keys.Sign(token.Preferences, u.subscriber.ID),
 	}

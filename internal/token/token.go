@@ -1,6 +1,6 @@
 // Package token makes and checks the short signed tokens that Herald puts in
 // URLs and addresses: open pixels, click redirects, one-click unsubscribe,
-// the preference centre and VERP return paths.
+// the preference centre, double opt-in confirmation and VERP return paths.
 //
 // A token is base64url (no padding) of
 //
@@ -32,6 +32,7 @@ const (
 	Preferences Kind = 'p' // ids: subscriber
 	Bounce      Kind = 'b' // ids: delivery (VERP return path)
 	MessageID   Kind = 'm' // ids: delivery (stable Message-ID local part)
+	Confirm     Kind = 'k' // ids: subscriber, list (double opt-in confirmation)
 )
 
 const tagLen = 12
