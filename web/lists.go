@@ -41,13 +41,13 @@ func (s *Server) listsPage(c echo.Context) error {
 }
 
 func (s *Server) newListPage(c echo.Context) error {
-	return s.render(c, 200, views.ListForm(s.page(c, "New list", "lists"), models.List{Optin: models.OptinDouble, Visibility: models.ListPrivate}, nil))
+	return s.render(c, 200, views.ListForm(s.page(c, "New list", "lists"), models.List{Optin: models.OptinDouble, Visibility: models.ListPrivate}, nil, s.cfg.RootURL))
 }
 
 func (s *Server) createList(c echo.Context) error {
 	l := listFromForm(c)
 	if errs := l.Validate(); len(errs) > 0 {
-		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "New list", "lists"), l, errs))
+		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "New list", "lists"), l, errs, s.cfg.RootURL))
 	}
 	if err := s.store.CreateList(c.Request().Context(), &l); err != nil {
 		return err
@@ -66,7 +66,7 @@ func (s *Server) editListPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, 200, views.ListForm(s.page(c, "Edit list", "lists"), *l, nil))
+	return s.render(c, 200, views.ListForm(s.page(c, "Edit list", "lists"), *l, nil, s.cfg.RootURL))
 }
 
 func (s *Server) updateList(c echo.Context) error {
@@ -81,7 +81,7 @@ func (s *Server) updateList(c echo.Context) error {
 	l := listFromForm(c)
 	l.ID = id
 	if errs := l.Validate(); len(errs) > 0 {
-		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "Edit list", "lists"), l, errs))
+		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "Edit list", "lists"), l, errs, s.cfg.RootURL))
 	}
 	if err := s.store.UpdateList(c.Request().Context(), &l); err != nil {
 		return err
