@@ -3,6 +3,7 @@ package mailer
 import (
 	"bytes"
 	"fmt"
+	"strings"
 )
 
 // SampleData is what a template preview or check is executed with.
@@ -39,4 +40,40 @@ func CheckTemplate(subject, html, text string) error {
 		return fmt.Errorf("text body: %w", err)
 	}
 	return nil
+}
+
+// Preview is a template executed for one recipient, as it will read (links
+// are not rewritten for tracking and no pixel is added).
+type Preview struct {
+	Subject string
+	HTML    string // "" for a text-only template
+	Text    string // the text part, derived from the HTML when the template has none
+}
+
+// RenderPreview executes a template with d. Errors carry the part and the
+// line number, like CheckTemplate's.
+func RenderPreview(subject, html, text string, d TemplateData) (*Preview, error) {
+	c, err := compileTemplate("preview", subject, html, text, compileOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := c.subject.Execute(&b, d); err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	p := &Preview{Subject: strings.Join(strings.Fields(b.String()), " ")}
+	d.Campaign.Subject = p.Subject
+	if c.html != nil {
+		b.Reset()
+		if err := c.html.Execute(&b, d); err != nil {
+			return nil, fmt.Errorf("HTML body: %w", err)
+		}
+		p.HTML = b.String()
+	}
+	b.Reset()
+	if err := c.text.Execute(&b, d); err != nil {
+		return nil, fmt.Errorf("text body: %w", err)
+	}
+	p.Text = b.String()
+	return p, nil
 }

@@ -192,13 +192,16 @@ type CampaignProgress struct {
 	Status     string
 	StartedAt  *time.Time
 	FinishedAt *time.Time
-	Counters   `gorm:"embedded"`
+	// MaterializedAt is set once every delivery exists: until then the
+	// counters' total is still growing.
+	MaterializedAt *time.Time
+	Counters       `gorm:"embedded"`
 }
 
 // CampaignProgress returns a campaign's status and counters.
 func (s *Store) CampaignProgress(ctx context.Context, id int64) (*CampaignProgress, error) {
 	var p []CampaignProgress
-	err := s.db.WithContext(ctx).Raw(`SELECT id, status, started_at, finished_at, queued, sending, sent,
+	err := s.db.WithContext(ctx).Raw(`SELECT id, status, started_at, finished_at, materialized_at, queued, sending, sent,
 		deferred, bounced, failed, suppressed FROM campaigns WHERE id = ?`, id).Scan(&p).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: progress of campaign %d: %w", id, err)
@@ -375,4 +378,118 @@ func (s *Store) Link(ctx context.Context, id int64) (*Link, error) {
 		return nil, fmt.Errorf("models: link %d: %w", id, notFound(err))
 	}
 	return &l, nil
+}
+
+// eligibleFrom is the eligibility rule materialisation applies
+// (MaterializeCampaign), as a FROM/WHERE over subscriptions sp, lists l and
+// subscribers s for the lists bound to the first placeholder: confirmed, or
+// unconfirmed on a single opt-in list; the subscriber active.
+const eligibleFrom = ` FROM subscriptions sp
+	JOIN lists l ON l.id = sp.list_id
+	JOIN subscribers s ON s.id = sp.subscriber_id
+	WHERE sp.list_id IN ? AND s.status = 'active'
+	  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))`
+
+// CountEligibleRecipients counts the people a campaign to listIDs would be
+// sent to right now: each address once however many of the lists it is on,
+// by the rule MaterializeCampaign applies, minus suppressed addresses and
+// domains. (Suppressions of erased people keep only a hash, but an erased
+// person is no active subscriber, so they are never counted either way.)
+func (s *Store) CountEligibleRecipients(ctx context.Context, listIDs []int64) (int64, error) {
+	if len(listIDs) == 0 {
+		return 0, nil
+	}
+	db := s.db.WithContext(ctx)
+	var total int64
+	if err := db.Raw("SELECT COUNT(DISTINCT sp.subscriber_id)"+eligibleFrom, listIDs).Scan(&total).Error; err != nil {
+		return 0, fmt.Errorf("models: count recipients: %w", err)
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	var supp []struct{ Kind, Value string }
+	if err := db.Raw("SELECT kind, lower(value) AS value FROM suppressions WHERE value <> ''").Scan(&supp).Error; err != nil {
+		return 0, fmt.Errorf("models: count recipients: %w", err)
+	}
+	var addrs, domains []string
+	for _, x := range supp {
+		if x.Kind == "domain" {
+			domains = append(domains, strings.TrimPrefix(x.Value, "@"))
+		} else {
+			addrs = append(addrs, x.Value)
+		}
+	}
+	domainExpr := "lower(substr(s.email, instr(s.email, '@') + 1))"
+	if s.dialect == Postgres {
+		domainExpr = "lower(split_part(s.email, '@', 2))"
+	}
+	hit := map[int64]bool{}
+	for _, q := range []struct {
+		expr   string
+		values []string
+	}{{"lower(s.email)", addrs}, {domainExpr, domains}} {
+		for v := q.values; len(v) > 0; {
+			n := min(len(v), 500)
+			var ids []int64
+			if err := db.Raw("SELECT DISTINCT s.id"+eligibleFrom+" AND "+q.expr+" IN ?", listIDs, v[:n]).Scan(&ids).Error; err != nil {
+				return 0, fmt.Errorf("models: count recipients: %w", err)
+			}
+			for _, id := range ids {
+				hit[id] = true
+			}
+			v = v[n:]
+		}
+	}
+	return total - int64(len(hit)), nil
+}
+
+// CampaignsByStatus returns the campaigns in any of the statuses, newest
+// first.
+func (s *Store) CampaignsByStatus(ctx context.Context, statuses ...string) ([]Campaign, error) {
+	var out []Campaign
+	if err := s.db.WithContext(ctx).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: campaigns by status: %w", err)
+	}
+	return out, nil
+}
+
+// ComplaintStats returns the messages sent and the complaints received by
+// the campaigns started since t (the campaign counters, so one small scan).
+func (s *Store) ComplaintStats(ctx context.Context, since time.Time) (sent, complaints int64, err error) {
+	var row struct{ Sent, Complaints int64 }
+	err = s.db.WithContext(ctx).Raw("SELECT COALESCE(SUM(sent), 0) AS sent, COALESCE(SUM(complaints), 0) AS complaints FROM campaigns WHERE started_at >= ?",
+		dbTime(since)).Scan(&row).Error
+	if err != nil {
+		return 0, 0, fmt.Errorf("models: complaint stats: %w", err)
+	}
+	return row.Sent, row.Complaints, nil
+}
+
+// CloneCampaign copies a campaign's settings and lists into a new draft
+// named "Copy of …" and returns it.
+func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) {
+	src, err := s.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	lists, err := s.CampaignLists(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c := &Campaign{Name: "Copy of " + src.Name, TemplateID: src.TemplateID, Subject: src.Subject,
+		FromName: src.FromName, FromEmail: src.FromEmail, ReplyTo: src.ReplyTo, SendingDomainID: src.SendingDomainID,
+		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM}
+	if err := s.CreateCampaign(ctx, c, lists); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// UnscheduleCampaign turns a scheduled campaign back into a draft.
+func (s *Store) UnscheduleCampaign(ctx context.Context, id int64) error {
+	if err := s.transition(ctx, id, "be unscheduled", []string{CampaignScheduled}, CampaignDraft,
+		map[string]any{"scheduled_at": nil}); err != nil {
+		return fmt.Errorf("models: unschedule campaign %d: %w", id, err)
+	}
+	return nil
 }

@@ -91,7 +91,7 @@ func (s *Store) CreateTemplate(ctx context.Context, t *Template) error {
 // UpdateTemplate saves a template's name, subject and bodies.
 func (s *Store) UpdateTemplate(ctx context.Context, t *Template) error {
 	res := s.db.WithContext(ctx).Model(&Template{}).Where("id = ?", t.ID).Updates(map[string]any{
-		"name": t.Name, "subject": t.Subject, "html": t.HTML, "text": t.Text, "updated_at": dbNow(),
+		"name": t.Name, "kind": t.Kind, "subject": t.Subject, "html": t.HTML, "text": t.Text, "updated_at": dbNow(),
 	})
 	if res.Error != nil {
 		return fmt.Errorf("models: update template %d: %w", t.ID, res.Error)
@@ -110,4 +110,15 @@ func (s *Store) DeleteTemplate(ctx context.Context, id int64) error {
 		return fmt.Errorf("models: delete template %d: %w", id, err)
 	}
 	return nil
+}
+
+// TemplateUsage returns how many campaigns not yet finished or cancelled
+// use a template (a template in use must not be deleted).
+func (s *Store) TemplateUsage(ctx context.Context, id int64) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM campaigns WHERE template_id = ? AND status NOT IN ('finished', 'cancelled')", id).Scan(&n).Error
+	if err != nil {
+		return 0, fmt.Errorf("models: usage of template %d: %w", id, err)
+	}
+	return n, nil
 }

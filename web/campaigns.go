@@ -114,10 +114,11 @@ func (s *Server) apiDeleteTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteTemplate(c.Request().Context(), id); err != nil {
+	t, err := s.removeTemplate(c.Request().Context(), id)
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.delete", "template", itoa(id), "(api)")
+	s.audit(c, "template.delete", "template", itoa(id), t.Name+" (api)")
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -227,42 +228,23 @@ func (s *Server) apiCreateCampaign(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	errs := map[string]string{}
-	if strings.TrimSpace(in.Name) == "" {
-		errs["name"] = "give the campaign a name"
-	}
-	if _, err := s.store.Template(ctx, in.TemplateID); err != nil {
-		errs["template_id"] = "choose an existing template"
-	}
-	from, err := models.NormalizeEmail(in.FromEmail)
-	if err != nil {
-		errs["from_email"] = err.Error()
-	}
-	if in.ReplyTo != "" {
-		if _, err := models.NormalizeEmail(in.ReplyTo); err != nil {
-			errs["reply_to"] = err.Error()
-		}
-	}
-	if len(in.Lists) == 0 {
-		errs["lists"] = "choose at least one list"
-	}
-	for _, l := range in.Lists {
-		if _, err := s.store.List(ctx, l); err != nil {
-			errs["lists"] = fmt.Sprintf("list %d does not exist", l)
-		}
-	}
-	if len(errs) > 0 {
-		return unprocessable("The campaign is not valid.", errs)
-	}
 	cp := &models.Campaign{
-		Name: strings.TrimSpace(in.Name), TemplateID: &in.TemplateID, Subject: in.Subject,
-		FromName: in.FromName, FromEmail: from, ReplyTo: in.ReplyTo, Transport: in.Transport,
+		Name: in.Name, TemplateID: &in.TemplateID, Subject: in.Subject,
+		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
 		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
+	}
+	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
+		return unprocessable("The campaign is not valid.", errs)
 	}
 	if err := s.store.CreateCampaign(ctx, cp, in.Lists); err != nil {
 		return err
 	}
 	if in.ScheduledAt != nil {
+		if bad, _, err := s.startBlocker(ctx, cp.ID); err != nil {
+			return err
+		} else if bad != nil {
+			return unprocessable(blockedMessage(bad)+" The campaign was saved as a draft (id "+itoa(cp.ID)+").", map[string]string{bad.ID: bad.Detail})
+		}
 		if err := s.store.ScheduleCampaign(ctx, cp.ID, *in.ScheduledAt); err != nil {
 			return err
 		}
@@ -278,11 +260,25 @@ func (s *Server) apiCampaignAction(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.Campaign(ctx, id); err != nil {
+	cp, err := s.store.Campaign(ctx, id)
+	if err != nil {
 		return err
 	}
 	actions := map[string]func() error{
-		"start":  func() error { return s.mailer.StartCampaign(ctx, id) },
+		"start": func() error {
+			// The readiness rules decide, as for the dashboard's Send now.
+			if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+				return &models.CampaignStateError{ID: id, Status: cp.Status, Action: "start"}
+			}
+			bad, _, err := s.startBlocker(ctx, id)
+			if err != nil {
+				return err
+			}
+			if bad != nil {
+				return unprocessable(blockedMessage(bad), map[string]string{bad.ID: bad.Detail})
+			}
+			return s.mailer.StartCampaign(ctx, id)
+		},
 		"pause":  func() error { return s.mailer.Pause(ctx, id) },
 		"resume": func() error { return s.mailer.Resume(ctx, id) },
 		"cancel": func() error { return s.mailer.Cancel(ctx, id) },

@@ -1,10 +1,786 @@
 package web
 
-import "github.com/labstack/echo/v4"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // the schedule form's time zones, whatever the host has installed
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/mailer"
+	"github.com/herald-mail/herald/mailer/defaults"
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
 
 // composeRoutes registers templates, campaigns, the pre-send checklist and the readiness panel.
 func (s *Server) composeRoutes(d *echo.Group, r roles) {
-	d.GET("/templates", s.comingPage("templates"), r.viewer)
-	d.GET("/campaigns", s.comingPage("campaigns"), r.viewer)
-	d.GET("/compliance/readiness", s.comingPage("compliance"), r.viewer)
+	d.GET("/templates", s.templatesPage, r.viewer)
+	d.GET("/templates/new", s.newTemplatePage, r.marketer)
+	d.POST("/templates", s.createTemplate, r.marketer)
+	d.POST("/templates/preview", s.previewTemplate, r.marketer)
+	d.GET("/templates/:id/edit", s.editTemplatePage, r.marketer)
+	d.POST("/templates/:id", s.updateTemplate, r.marketer)
+	d.GET("/templates/:id/delete", s.deleteTemplatePage, r.marketer)
+	d.POST("/templates/:id/delete", s.deleteTemplate, r.marketer)
+
+	d.GET("/campaigns", s.campaignsPage, r.viewer)
+	d.GET("/campaigns/new", s.newCampaignPage, r.marketer)
+	d.POST("/campaigns", s.createCampaign, r.marketer)
+	d.POST("/campaigns/recipients", s.recipientCount, r.marketer)
+	d.GET("/campaigns/:id", s.campaignPage, r.viewer)
+	d.GET("/campaigns/:id/progress", s.campaignProgress, r.viewer)
+	d.GET("/campaigns/:id/edit", s.editCampaignPage, r.marketer)
+	d.POST("/campaigns/:id", s.updateCampaign, r.marketer)
+	d.POST("/campaigns/:id/test", s.sendCampaignTest, r.marketer)
+	d.POST("/campaigns/:id/start", s.startCampaign, r.marketer)
+	d.POST("/campaigns/:id/schedule", s.scheduleCampaign, r.marketer)
+	d.POST("/campaigns/:id/unschedule", s.campaignAction("unschedule"), r.marketer)
+	d.POST("/campaigns/:id/pause", s.campaignAction("pause"), r.marketer)
+	d.POST("/campaigns/:id/resume", s.campaignAction("resume"), r.marketer)
+	d.GET("/campaigns/:id/cancel", s.cancelCampaignPage, r.marketer)
+	d.POST("/campaigns/:id/cancel", s.campaignAction("cancel"), r.marketer)
+	d.POST("/campaigns/:id/clone", s.cloneCampaign, r.marketer)
+
+	d.GET("/compliance/readiness", s.readinessPage, r.viewer)
+}
+
+// readiness is the one implementation of the sending rules, as this
+// server's configuration sees them.
+func (s *Server) readiness() *mailer.Readiness {
+	return &mailer.Readiness{Store: s.store, DefaultCaptures: s.cfg.Transport == "capture" || s.cfg.Transport == "", RootURL: s.cfg.RootURL}
+}
+
+func toViewChecks(cs []mailer.Check) []views.Check {
+	out := make([]views.Check, len(cs))
+	for i, c := range cs {
+		out[i] = views.Check{ID: c.ID, Title: c.Title, OK: c.OK, Blocking: c.Blocking, Detail: c.Detail, FixHint: c.FixHint}
+	}
+	return out
+}
+
+// startBlocker returns the first blocking rule a campaign fails, nil when
+// it may start, with every check.
+func (s *Server) startBlocker(ctx context.Context, id int64) (*mailer.Check, []mailer.Check, error) {
+	checks, err := s.readiness().CampaignChecks(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mailer.Failed(checks), checks, nil
+}
+
+// blockedMessage is what a refused start says: the rule, what was found
+// and what to do.
+func blockedMessage(c *mailer.Check) string {
+	msg := "The campaign cannot start: " + c.Title + " — " + strings.TrimSuffix(c.Detail, ".") + "."
+	if c.FixHint != "" {
+		msg += " " + c.FixHint
+	}
+	return msg
+}
+
+func (s *Server) readinessPage(c echo.Context) error {
+	checks, err := s.readiness().OrgChecks(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ReadinessPage(s.page(c, "Readiness", "compliance"), toViewChecks(checks)))
+}
+
+// ---- templates
+
+func (s *Server) templatesPage(c echo.Context) error {
+	ts, err := s.store.Templates(c.Request().Context(), "")
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.TemplatesPage(s.page(c, "Templates", "templates"), ts))
+}
+
+func templateFromForm(c echo.Context) templateInput {
+	return templateInput{Kind: c.FormValue("kind"), Name: c.FormValue("name"), Subject: c.FormValue("subject"),
+		HTML: c.FormValue("html"), Text: c.FormValue("text")}
+}
+
+func (in templateInput) model() models.Template {
+	return models.Template{Kind: in.Kind, Name: in.Name, Subject: in.Subject, HTML: in.HTML, Text: in.Text}
+}
+
+// templateForm renders the template form with its preview.
+func (s *Server) templateForm(c echo.Context, status int, title string, t models.Template, errs map[string]string) error {
+	pv := s.preview(c.Request().Context(), t.Subject, t.HTML, t.Text, "")
+	return s.render(c, status, views.TemplateForm(s.page(c, title, "templates"), t, errs, pv))
+}
+
+func (s *Server) newTemplatePage(c echo.Context) error {
+	t := models.Template{Kind: models.TemplateCampaign, Subject: defaults.NewsletterSubject, HTML: defaults.NewsletterHTML, Text: defaults.NewsletterText}
+	if ts, err := s.store.Templates(c.Request().Context(), ""); err == nil && len(ts) == 0 {
+		t.Name = "Newsletter"
+	}
+	return s.templateForm(c, 200, "New template", t, nil)
+}
+
+// fieldErrors extracts the field messages of a validation error.
+func fieldErrors(err error) (map[string]string, bool) {
+	var ue *userError
+	if errors.As(err, &ue) && ue.Code == http.StatusUnprocessableEntity {
+		return ue.Fields, true
+	}
+	return nil, false
+}
+
+func (s *Server) createTemplate(c echo.Context) error {
+	in := templateFromForm(c)
+	t, err := in.template()
+	if errs, ok := fieldErrors(err); ok {
+		return s.templateForm(c, http.StatusUnprocessableEntity, "New template", in.model(), errs)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.store.CreateTemplate(c.Request().Context(), t); errors.Is(err, models.ErrConflict) {
+		return s.templateForm(c, http.StatusUnprocessableEntity, "New template", in.model(),
+			map[string]string{"name": "A " + t.Kind + " template with this name exists; choose another name."})
+	} else if err != nil {
+		return err
+	}
+	s.audit(c, "template.create", "template", itoa(t.ID), t.Name)
+	s.flash(c, fmt.Sprintf("Template “%s” saved.", t.Name))
+	return seeOther(c, fmt.Sprintf("/templates/%d/edit", t.ID))
+}
+
+func (s *Server) editTemplatePage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	t, err := s.store.Template(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.templateForm(c, 200, "Edit template", *t, nil)
+}
+
+func (s *Server) updateTemplate(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Template(ctx, id); err != nil {
+		return err
+	}
+	in := templateFromForm(c)
+	t, err := in.template()
+	if errs, ok := fieldErrors(err); ok {
+		m := in.model()
+		m.ID = id
+		return s.templateForm(c, http.StatusUnprocessableEntity, "Edit template", m, errs)
+	}
+	if err != nil {
+		return err
+	}
+	if other, err := s.store.TemplateByName(ctx, t.Kind, t.Name); err == nil && other.ID != id {
+		m := in.model()
+		m.ID = id
+		return s.templateForm(c, http.StatusUnprocessableEntity, "Edit template", m,
+			map[string]string{"name": "Another " + t.Kind + " template has this name; choose another name."})
+	}
+	t.ID = id
+	if err := s.store.UpdateTemplate(ctx, t); err != nil {
+		return err
+	}
+	s.audit(c, "template.update", "template", itoa(id), t.Name)
+	s.flash(c, fmt.Sprintf("Template “%s” saved.", t.Name))
+	return seeOther(c, fmt.Sprintf("/templates/%d/edit", id))
+}
+
+func (s *Server) deleteTemplatePage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	t, err := s.store.Template(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Delete template", "templates"), "the template “"+t.Name+"”",
+		"The template is deleted for good. Campaigns already sent keep their reports.",
+		fmt.Sprintf("/templates/%d/delete", id), fmt.Sprintf("/templates/%d/edit", id)))
+}
+
+func (s *Server) deleteTemplate(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	t, err := s.removeTemplate(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "template.delete", "template", itoa(id), t.Name)
+	s.flash(c, fmt.Sprintf("Template “%s” deleted.", t.Name))
+	return seeOther(c, "/templates")
+}
+
+// removeTemplate deletes a template no unsent campaign uses (the dashboard
+// and the API share it).
+func (s *Server) removeTemplate(ctx context.Context, id int64) (*models.Template, error) {
+	t, err := s.store.Template(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.store.TemplateUsage(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		return nil, conflict(fmt.Sprintf("The template “%s” is used by %d campaigns not yet sent; choose another template for them (or cancel them) first.", t.Name, n))
+	}
+	if err := s.store.DeleteTemplate(ctx, id); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// preview renders a template for the live preview, with sample data or the
+// data of the subscriber whose address is given.
+func (s *Server) preview(ctx context.Context, subject, html, text, email string) views.TemplatePreview {
+	d := mailer.SampleData()
+	pv := views.TemplatePreview{As: "sample data"}
+	if settings, err := s.store.Settings(ctx); err == nil {
+		if v := settings[models.SettingOrgName]; v != "" {
+			d.Org.Name = v
+		}
+		if v := settings[models.SettingPostalAddress]; v != "" {
+			d.Org.PostalAddress = v
+		}
+	}
+	if email = strings.TrimSpace(email); email != "" {
+		if sub, err := s.store.SubscriberByEmail(ctx, email); err == nil {
+			d.Subscriber = mailer.SubscriberData{Email: sub.Email, Name: sub.Name, Attributes: sub.Attributes}
+			pv.As = "the data of " + sub.Email
+		} else {
+			pv.Notice = "No subscriber has the address " + email + "; sample data shown."
+		}
+	}
+	p, err := mailer.RenderPreview(subject, html, text, d)
+	if err != nil {
+		pv.Error = err.Error()
+		return pv
+	}
+	pv.Subject, pv.HTML, pv.Text = p.Subject, p.HTML, p.Text
+	return pv
+}
+
+func (s *Server) previewTemplate(c echo.Context) error {
+	pv := s.preview(c.Request().Context(), c.FormValue("subject"), c.FormValue("html"), c.FormValue("text"), c.FormValue("preview_email"))
+	return s.render(c, 200, views.TemplatePreviewPane(pv))
+}
+
+// ---- campaigns
+
+func (s *Server) campaignsPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
+	cs, err := s.store.Campaigns(ctx, before, 50)
+	if err != nil {
+		return err
+	}
+	var next int64
+	if len(cs) == 50 {
+		next = cs[len(cs)-1].ID
+	}
+	ts, err := s.store.Templates(ctx, models.TemplateCampaign)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.CampaignsPage(s.page(c, "Campaigns", "campaigns"), cs, next, len(ts) > 0))
+}
+
+// validateCampaign checks a campaign's settings and lists against the
+// store (the form and the API share it).
+func (s *Server) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
+	errs := cp.Validate()
+	if cp.TemplateID != nil {
+		if _, err := s.store.Template(ctx, *cp.TemplateID); err != nil {
+			errs["template_id"] = "Choose an existing template."
+		}
+	}
+	if cp.ReplyTo != "" {
+		if e, err := models.NormalizeEmail(cp.ReplyTo); err != nil {
+			errs["reply_to"] = err.Error()
+		} else {
+			cp.ReplyTo = e
+		}
+	}
+	if len(lists) == 0 {
+		errs["lists"] = "Choose at least one list."
+	}
+	for _, l := range lists {
+		if _, err := s.store.List(ctx, l); err != nil {
+			errs["lists"] = fmt.Sprintf("List %d does not exist.", l)
+		}
+	}
+	if cp.SendingDomainID != nil {
+		if _, err := s.store.SendingDomain(ctx, *cp.SendingDomainID); err != nil {
+			errs["sending_domain_id"] = "Choose an existing sending domain."
+		}
+	}
+	if cp.IPPoolID != nil {
+		if _, err := s.store.IPPool(ctx, *cp.IPPoolID); err != nil {
+			errs["ip_pool_id"] = "Choose an existing IP pool."
+		}
+	}
+	return errs
+}
+
+func optionalID(v string) *int64 {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return nil
+	}
+	return &id
+}
+
+func formLists(c echo.Context) []int64 {
+	form, _ := c.FormParams()
+	var ids []int64
+	for _, v := range form["lists"] {
+		if id, err := strconv.ParseInt(v, 10, 64); err == nil && id > 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
+	cp := models.Campaign{
+		Name: c.FormValue("name"), TemplateID: optionalID(c.FormValue("template_id")), Subject: strings.TrimSpace(c.FormValue("subject")),
+		FromName: strings.TrimSpace(c.FormValue("from_name")), FromEmail: strings.TrimSpace(c.FormValue("from_email")),
+		ReplyTo: strings.TrimSpace(c.FormValue("reply_to")), SendingDomainID: optionalID(c.FormValue("sending_domain_id")),
+		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
+		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
+	}
+	return cp, formLists(c)
+}
+
+// campaignForm renders the campaign form with its choices.
+func (s *Server) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
+	ctx := c.Request().Context()
+	vm := views.CampaignFormVM{Campaign: cp, Selected: map[int64]bool{}, Errs: errs}
+	var err error
+	if vm.Lists, err = s.store.Lists(ctx); err != nil {
+		return err
+	}
+	if vm.Templates, err = s.store.Templates(ctx, models.TemplateCampaign); err != nil {
+		return err
+	}
+	if vm.Domains, err = s.store.SendingDomains(ctx); err != nil {
+		return err
+	}
+	if vm.Pools, err = s.store.IPPools(ctx); err != nil {
+		return err
+	}
+	for _, l := range lists {
+		vm.Selected[l] = true
+	}
+	if vm.Recipients, err = s.store.CountEligibleRecipients(ctx, lists); err != nil {
+		return err
+	}
+	return s.render(c, status, views.CampaignForm(s.page(c, title, "campaigns"), vm))
+}
+
+func (s *Server) newCampaignPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp := models.Campaign{TrackOpens: true, TrackClicks: true, TemplateID: optionalID(c.QueryParam("template"))}
+	if name, err := s.store.Setting(ctx, models.SettingOrgName); err == nil {
+		cp.FromName = name
+	}
+	var lists []int64
+	if ls, err := s.store.Lists(ctx); err == nil && len(ls) == 1 {
+		lists = []int64{ls[0].ID}
+	}
+	if cp.TemplateID == nil {
+		if ts, err := s.store.Templates(ctx, models.TemplateCampaign); err == nil && len(ts) == 1 {
+			cp.TemplateID = &ts[0].ID
+		}
+	}
+	return s.campaignForm(c, 200, "New campaign", cp, lists, nil)
+}
+
+func (s *Server) createCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, lists := campaignFromForm(c)
+	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
+		return s.campaignForm(c, http.StatusUnprocessableEntity, "New campaign", cp, lists, errs)
+	}
+	if err := s.store.CreateCampaign(ctx, &cp, lists); err != nil {
+		return err
+	}
+	s.audit(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name)
+	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft. Send yourself a test, then send it or schedule it.", cp.Name))
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+func (s *Server) recipientCount(c echo.Context) error {
+	n, err := s.store.CountEligibleRecipients(c.Request().Context(), formLists(c))
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.RecipientCount(n))
+}
+
+func (s *Server) campaignParam(c echo.Context) (*models.Campaign, error) {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Campaign(c.Request().Context(), id)
+}
+
+func (s *Server) editCampaignPage(c echo.Context) error {
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and can no longer be edited; clone it to send it again.", cp.Status))
+	}
+	lists, err := s.store.CampaignLists(c.Request().Context(), cp.ID)
+	if err != nil {
+		return err
+	}
+	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)
+}
+
+func (s *Server) updateCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	cur, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	cp, lists := campaignFromForm(c)
+	cp.ID, cp.Status, cp.Transport = cur.ID, cur.Status, cur.Transport
+	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
+		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
+	}
+	if err := s.store.UpdateCampaign(ctx, &cp, lists); err != nil {
+		return s.campaignStateError(err, "edited")
+	}
+	s.audit(c, "campaign.update", "campaign", itoa(cp.ID), cp.Name)
+	s.flash(c, "Campaign saved.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// campaignStateError turns a refused status change into a clear 409.
+func (s *Server) campaignStateError(err error, what string) error {
+	var se *models.CampaignStateError
+	if errors.As(err, &se) {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be %s.", se.Status, what))
+	}
+	return err
+}
+
+// zones are the time zones offered by the schedule form.
+var zones = []string{"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin", "Europe/Madrid",
+	"Europe/Rome", "Europe/Amsterdam", "Europe/Brussels", "Europe/Zurich", "Europe/Stockholm", "Europe/Warsaw", "Europe/Athens",
+	"Europe/Helsinki", "Europe/Istanbul", "Europe/Moscow", "Africa/Casablanca", "Africa/Lagos", "Africa/Cairo", "Africa/Johannesburg",
+	"Africa/Nairobi", "Asia/Dubai", "Asia/Karachi", "Asia/Kolkata", "Asia/Dhaka", "Asia/Bangkok", "Asia/Jakarta", "Asia/Singapore",
+	"Asia/Hong_Kong", "Asia/Shanghai", "Asia/Taipei", "Asia/Seoul", "Asia/Tokyo", "Australia/Perth", "Australia/Adelaide",
+	"Australia/Brisbane", "Australia/Sydney", "Pacific/Auckland", "Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles",
+	"America/Denver", "America/Phoenix", "America/Chicago", "America/Mexico_City", "America/New_York", "America/Toronto",
+	"America/Bogota", "America/Lima", "America/Santiago", "America/Halifax", "America/Sao_Paulo", "America/Argentina/Buenos_Aires"}
+
+// campaignPageVM gathers what the campaign page shows.
+func (s *Server) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.CampaignPageVM, error) {
+	vm := views.CampaignPageVM{Campaign: *cp, Zones: zones, ScheduleZone: "UTC", Errs: map[string]string{}}
+	if cp.TemplateID != nil {
+		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
+			vm.TemplateName = t.Name
+		}
+	}
+	if vm.TemplateName == "" {
+		vm.TemplateName = "none"
+	}
+	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	if err != nil {
+		return vm, err
+	}
+	all, err := s.store.Lists(ctx)
+	if err != nil {
+		return vm, err
+	}
+	for _, l := range all {
+		for _, id := range lists {
+			if l.ID == id {
+				vm.ListNames = append(vm.ListNames, l.Name)
+			}
+		}
+	}
+	checks, err := s.readiness().CampaignChecks(ctx, cp.ID)
+	if err != nil {
+		return vm, err
+	}
+	vm.Checks = toViewChecks(checks)
+	if cp.ScheduledAt != nil {
+		vm.ScheduleAt = cp.ScheduledAt.UTC().Format("2006-01-02T15:04")
+	}
+	pr, err := s.progressVM(ctx, cp.ID)
+	if err != nil {
+		return vm, err
+	}
+	vm.Progress = *pr
+	return vm, nil
+}
+
+func (s *Server) campaignPage(c echo.Context) error {
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	vm, err := s.campaignPageVM(c.Request().Context(), cp)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.CampaignPage(s.page(c, cp.Name, "campaigns"), vm))
+}
+
+// rerenderCampaign answers a refused action on the campaign page: status,
+// the messages beside the fields and a notice at the top.
+func (s *Server) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, adjust func(*views.CampaignPageVM)) error {
+	vm, err := s.campaignPageVM(c.Request().Context(), cp)
+	if err != nil {
+		return err
+	}
+	adjust(&vm)
+	p := s.page(c, cp.Name, "campaigns")
+	return s.render(c, status, views.CampaignPage(p, vm))
+}
+
+// progressVM reads a campaign's live progress.
+func (s *Server) progressVM(ctx context.Context, id int64) (*views.ProgressVM, error) {
+	lp, err := s.mailer.LiveProgress(ctx, id, 5)
+	if err != nil {
+		return nil, err
+	}
+	k := lp.Counters
+	vm := &views.ProgressVM{ID: id, Status: lp.Status, Counters: k, Total: k.Total(), Done: k.Sent + k.Bounced + k.Failed + k.Suppressed}
+	switch {
+	case lp.Status == models.CampaignFinished:
+		vm.Percent = 100
+	case vm.Total > 0:
+		vm.Percent = int(vm.Done * 100 / vm.Total)
+		if vm.Percent == 100 && lp.Status != models.CampaignCancelled {
+			vm.Percent = 99 // until finished: more recipients may come (materialisation) or the end is being recorded
+		}
+	}
+	vm.Poll = lp.Status == models.CampaignScheduled || lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused
+	now := time.Now()
+	for _, d := range lp.Destinations {
+		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
+			Connections: d.Connections, Suspended: d.SuspendedUntil.After(now)})
+	}
+	return vm, nil
+}
+
+// campaignProgress is the partial the campaign page polls every second.
+func (s *Server) campaignProgress(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	vm, err := s.progressVM(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.CampaignProgressPanel(*vm))
+}
+
+// testRecipients parses up to five addresses separated by commas, spaces
+// or new lines.
+func testRecipients(raw string) ([]string, string) {
+	fields := strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
+	if len(fields) == 0 {
+		return nil, "Enter at least one address."
+	}
+	if len(fields) > 5 {
+		return nil, fmt.Sprintf("Send a test to at most 5 addresses (%d given).", len(fields))
+	}
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		e, err := models.NormalizeEmail(f)
+		if err != nil {
+			return nil, err.Error()
+		}
+		out = append(out, e)
+	}
+	return out, ""
+}
+
+// sendCampaignTest sends the campaign's template to a few addresses through
+// the engine's transactional path: the same rendering, signing and
+// transport as the campaign (so a test lands in the capture outbox).
+func (s *Server) sendCampaignTest(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	raw := c.FormValue("emails")
+	to, msg := testRecipients(raw)
+	if msg == "" && cp.TemplateID == nil {
+		msg = "The campaign has no template: edit it and choose one first."
+	}
+	if msg != "" {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			vm.Errs["emails"], vm.TestEmails = msg, raw
+		})
+	}
+	for _, e := range to {
+		_, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e,
+			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}})
+		if errors.Is(err, mailer.ErrInvalidRequest) {
+			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+				vm.Errs["emails"], vm.TestEmails = strings.TrimPrefix(err.Error(), "mailer: invalid request: "), raw
+			})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	s.audit(c, "campaign.test", "campaign", itoa(cp.ID), strings.Join(to, ", "))
+	s.flash(c, "Test sent to "+strings.Join(to, ", ")+". With the capture transport it is in Deliverability → Outbox.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// startCampaign sends a campaign now, unless a blocking rule fails.
+func (s *Server) startCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be started.", cp.Status))
+	}
+	bad, _, err := s.startBlocker(ctx, cp.ID)
+	if err != nil {
+		return err
+	}
+	if bad != nil {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			vm.Errs["start"] = blockedMessage(bad)
+			vm.Notice = ""
+		})
+	}
+	if err := s.mailer.StartCampaign(ctx, cp.ID); err != nil {
+		return s.campaignStateError(err, "started")
+	}
+	s.audit(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)
+	s.flash(c, "Sending started.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// scheduleCampaign sets a campaign to start at a local time in a zone;
+// the time is stored in UTC.
+func (s *Server) scheduleCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	at, zone := c.FormValue("at"), c.FormValue("zone")
+	errs := map[string]string{}
+	loc, lerr := time.LoadLocation(zone)
+	if lerr != nil || zone == "" || zone == "Local" {
+		errs["zone"] = "Choose a time zone from the list."
+		loc = time.UTC
+	}
+	t, perr := time.ParseInLocation("2006-01-02T15:04", at, loc)
+	switch {
+	case perr != nil:
+		errs["at"] = "Enter a date and time, e.g. 2026-12-01T09:00."
+	case !t.After(time.Now()):
+		errs["at"] = "That time has passed; choose a time in the future (or use Send now)."
+	}
+	if len(errs) == 0 {
+		if bad, _, err := s.startBlocker(ctx, cp.ID); err != nil {
+			return err
+		} else if bad != nil {
+			errs["start"] = blockedMessage(bad)
+		}
+	}
+	if len(errs) > 0 {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			for k, v := range errs {
+				vm.Errs[k] = v
+			}
+			vm.ScheduleAt, vm.ScheduleZone = at, zone
+		})
+	}
+	if err := s.store.ScheduleCampaign(ctx, cp.ID, t.UTC()); err != nil {
+		return s.campaignStateError(err, "scheduled")
+	}
+	s.audit(c, "campaign.schedule", "campaign", itoa(cp.ID), t.UTC().Format(time.RFC3339)+" ("+zone+")")
+	s.flash(c, "Scheduled for "+t.Format("2006-01-02 15:04")+" "+zone+" ("+t.UTC().Format("15:04")+" UTC).")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// campaignAction pauses, resumes, cancels or unschedules a campaign.
+func (s *Server) campaignAction(action string) echo.HandlerFunc {
+	past := map[string]string{"pause": "paused", "resume": "resumed", "cancel": "cancelled", "unschedule": "unscheduled"}[action]
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		cp, err := s.campaignParam(c)
+		if err != nil {
+			return err
+		}
+		switch action {
+		case "pause":
+			err = s.mailer.Pause(ctx, cp.ID)
+		case "resume":
+			err = s.mailer.Resume(ctx, cp.ID)
+		case "cancel":
+			err = s.mailer.Cancel(ctx, cp.ID)
+		case "unschedule":
+			err = s.store.UnscheduleCampaign(ctx, cp.ID)
+		}
+		if err != nil {
+			return s.campaignStateError(err, past)
+		}
+		s.audit(c, "campaign."+action, "campaign", itoa(cp.ID), cp.Name)
+		s.flash(c, "Campaign "+past+".")
+		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+	}
+}
+
+func (s *Server) cancelCampaignPage(c echo.Context) error {
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	back := fmt.Sprintf("/campaigns/%d", cp.ID)
+	return s.render(c, 200, views.CampaignConfirm(s.page(c, "Cancel campaign", "campaigns"), "Cancel “"+cp.Name+"”?",
+		"Messages not yet sent are never sent; those already sent stay sent. A cancelled campaign cannot be resumed (clone it to send it again).",
+		back+"/cancel", back, "Yes, cancel the campaign"))
+}
+
+func (s *Server) cloneCampaign(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	cp, err := s.store.CloneCampaign(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "campaign.clone", "campaign", itoa(cp.ID), "from "+itoa(id))
+	s.flash(c, "Copy created as a draft: review it, then send it.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d/edit", cp.ID))
 }

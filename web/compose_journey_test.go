@@ -1,0 +1,173 @@
+package web
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/herald-mail/herald/internal/browsertest"
+	"github.com/herald-mail/herald/models"
+)
+
+// TestJourneyFirstCampaign drives a real Chromium from an empty install to
+// a sent campaign: first admin, a list, 200 subscribers, a template whose
+// preview follows the subject as it is typed, a campaign with its live
+// recipient count, a test message, then the campaign itself through the
+// capture transport, its progress bar reaching 100% without a reload.
+func TestJourneyFirstCampaign(t *testing.T) {
+	ctx := browsertest.New(t, 150*time.Second)
+	app := newTestApp(t, nil)
+	base := app.http.URL
+	shots := filepath.Join(os.TempDir(), "herald-screenshots", "compose")
+	bg := context.Background()
+
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			browsertest.Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+
+	step("create first admin",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="setup"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "Ada Admin"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), "admin@example.com"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "a long enough password"),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="empty"]`)),
+	)
+	step("create a list",
+		chromedp.Navigate(base+"/lists/new"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="list-form"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "Newsletter"),
+		chromedp.Click(chromedp.CSS(`input[name="optin"][value="single"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="list-form"] button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="lists-table"]`)),
+	)
+	// 200 subscribers straight into the list (the import journey covers
+	// importing), and the postal address the checklist asks for.
+	lists, err := app.store.Lists(bg)
+	if err != nil || len(lists) != 1 {
+		t.Fatalf("lists = %v, %v", lists, err)
+	}
+	now := time.Now().UTC()
+	if err := app.store.DB().Exec(`INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at)
+		WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 200)
+		SELECT 'reader' || i || '@example.org', 'Reader ' || i, '{}', 'active', ?, ? FROM seq`, now, now).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := app.store.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+		SELECT id, ?, 'confirmed', ?, ? FROM subscribers`, lists[0].ID, now, now).Error; err != nil {
+		t.Fatal(err)
+	}
+	app.store.SetSetting(bg, models.SettingPostalAddress, "1 Herald Way, 69001 Lyon, France")
+	app.store.SetSetting(bg, models.SettingOrgName, "Acme")
+
+	step("templates empty state leads to a new template",
+		chromedp.Navigate(base+"/templates"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="empty"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="empty"] a[role="button"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="template-form"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="preview-desktop"]`)),
+	)
+	if got := text(`[data-testid="preview-subject"]`); got != "News from Acme" {
+		t.Errorf("initial preview subject = %q", got)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('input[name="subject"]').value = ""`)); err != nil {
+		t.Fatal(err)
+	}
+	step("the preview follows the subject as it is typed",
+		chromedp.SendKeys(chromedp.CSS(`input[name="subject"]`), "November news for {{.Subscriber.Name}}"),
+		chromedp.WaitVisible(chromedp.Search(`//strong[@data-testid="preview-subject" and text()="November news for Ada Lovelace"]`)),
+	)
+	browsertest.Screenshot(t, ctx, shots, "template-editor")
+	step("save the template",
+		chromedp.Click(chromedp.CSS(`[data-testid="save-template"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="flash"]`)),
+	)
+
+	step("campaigns empty state leads to a new campaign",
+		chromedp.Navigate(base+"/campaigns"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="empty"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="empty"] a[role="button"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="campaign-form"]`)),
+	)
+	step("the recipient count follows the lists",
+		chromedp.Click(chromedp.CSS(`input[name="lists"]`)), // untick the preselected list
+		chromedp.WaitVisible(chromedp.Search(`//strong[@data-testid="recipient-count" and text()="0"]`)),
+		chromedp.Click(chromedp.CSS(`input[name="lists"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//strong[@data-testid="recipient-count" and text()="200"]`)),
+	)
+	step("save the campaign",
+		chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "November"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="from_email"]`), "news@acme.test"),
+		chromedp.Click(chromedp.CSS(`[data-testid="save-campaign"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="campaign-status"]`)),
+	)
+	if got := text(`[data-testid="campaign-status"]`); got != "draft" {
+		t.Fatalf("status = %q", got)
+	}
+	if got := text(`[data-testid="check-campaign.recipients"]`); !strings.Contains(got, "200 recipients") {
+		t.Errorf("checklist recipients = %q", got)
+	}
+	step("send a test",
+		chromedp.SendKeys(chromedp.CSS(`textarea[name="emails"]`), "me@acme.test"),
+		chromedp.Click(chromedp.CSS(`[data-testid="send-test"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="flash"]`)),
+	)
+	if got := text(`[data-testid="flash"]`); !strings.Contains(got, "me@acme.test") {
+		t.Errorf("flash after test = %q", got)
+	}
+	step("send now",
+		chromedp.Click(chromedp.CSS(`[data-testid="send-now"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="progress-panel"]`)),
+	)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.heraldNoReload = true`)); err != nil {
+		t.Fatal(err)
+	}
+	step("watch the progress reach 100%", chromedp.WaitVisible(chromedp.CSS(`[data-testid="progress"][data-percent="100"]`)))
+	same, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.heraldNoReload === true`))
+	if err != nil || !same {
+		t.Error("the page reloaded while the campaign was sending")
+	}
+	if got := text(`[data-testid="count-sent"]`); got != "200" {
+		t.Errorf("sent counter = %q, want 200", got)
+	}
+	step("open the campaign page",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="report-link"]`)),
+	)
+	if got := text(`[data-testid="campaign-status"]`); got != "finished" {
+		t.Errorf("status after sending = %q", got)
+	}
+	browsertest.Screenshot(t, ctx, shots, "campaign-sent-1280px")
+	step("phone width", chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`[data-testid="progress"]`)))
+	browsertest.Screenshot(t, ctx, shots, "campaign-sent-390px")
+	t.Logf("campaign page screenshots in %s", shots)
+
+	step("the outbox holds what went out",
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Navigate(base+"/deliverability"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="outbox-table"]`)),
+	)
+	var n int64
+	app.store.DB().Raw("SELECT COUNT(*) FROM outbox").Scan(&n)
+	if n != 201 {
+		t.Errorf("outbox messages = %d, want 200 and the test", n)
+	}
+}
