@@ -1,0 +1,228 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Retention setting keys: how many days to keep each kind of data; 0 keeps
+// it forever.
+const (
+	SettingRetainUnconfirmed = "retention_unconfirmed_days"
+	SettingRetainEvents      = "retention_events_days"
+	SettingRetainBounces     = "retention_bounces_days"
+	SettingRetainOutbox      = "retention_outbox_days"
+)
+
+// SourceRetention marks ledger rows written by the retention job.
+const SourceRetention = "retention"
+
+// RetentionPolicy is how long Herald keeps data, in days; 0 keeps forever.
+type RetentionPolicy struct {
+	// UnconfirmedDays: subscriptions never confirmed are removed after this
+	// many days, and subscribers left on no list with them.
+	UnconfirmedDays int
+	// EventDays: opens and clicks lose their IP, user agent and subscriber
+	// after this many days (the campaign counts stay).
+	EventDays int
+	// BounceDays: bounces lose the remote server's diagnostic text and name
+	// after this many days (kind, category and status code stay).
+	BounceDays int
+	// OutboxDays: captured messages are deleted after this many days.
+	OutboxDays int
+}
+
+// DefaultRetention is the policy until an admin changes it.
+var DefaultRetention = RetentionPolicy{UnconfirmedDays: 30, EventDays: 365, BounceDays: 90, OutboxDays: 30}
+
+// MaxRetentionDays is the longest period a setting may hold (100 years).
+const MaxRetentionDays = 36500
+
+func (p *RetentionPolicy) fields() []struct {
+	key string
+	v   *int
+} {
+	return []struct {
+		key string
+		v   *int
+	}{
+		{SettingRetainUnconfirmed, &p.UnconfirmedDays}, {SettingRetainEvents, &p.EventDays},
+		{SettingRetainBounces, &p.BounceDays}, {SettingRetainOutbox, &p.OutboxDays},
+	}
+}
+
+// ParseRetention reads a policy from form values keyed by the setting keys;
+// the map says, per key, what was wrong.
+func ParseRetention(get func(key string) string) (RetentionPolicy, map[string]string) {
+	var p RetentionPolicy
+	errs := map[string]string{}
+	for _, f := range p.fields() {
+		raw := get(f.key)
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 || n > MaxRetentionDays {
+			errs[f.key] = fmt.Sprintf("Enter a whole number of days from 0 (keep forever) to %d.", MaxRetentionDays)
+			continue
+		}
+		*f.v = n
+	}
+	return p, errs
+}
+
+// Retention returns the stored policy, with defaults for what is unset.
+func (s *Store) Retention(ctx context.Context) (RetentionPolicy, error) {
+	p := DefaultRetention
+	all, err := s.Settings(ctx)
+	if err != nil {
+		return p, err
+	}
+	for _, f := range p.fields() {
+		if v, ok := all[f.key]; ok {
+			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+				*f.v = n
+			}
+		}
+	}
+	return p, nil
+}
+
+// SetRetention stores a policy.
+func (s *Store) SetRetention(ctx context.Context, p RetentionPolicy) error {
+	for _, f := range p.fields() {
+		if err := s.SetSetting(ctx, f.key, strconv.Itoa(*f.v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RetentionReport counts what one enforcement removed.
+type RetentionReport struct {
+	UnconfirmedRemoved int64 // subscriptions never confirmed
+	SubscribersRemoved int64 // subscribers left on no list by that
+	EventsAnonymised   int64
+	BouncesCleared     int64
+	OutboxDeleted      int64
+}
+
+// Total is the number of rows changed.
+func (r RetentionReport) Total() int64 {
+	return r.UnconfirmedRemoved + r.SubscribersRemoved + r.EventsAnonymised + r.BouncesCleared + r.OutboxDeleted
+}
+
+func (r RetentionReport) String() string {
+	return fmt.Sprintf("%d unconfirmed subscriptions and %d subscribers removed, %d tracking events anonymised, %d bounce diagnostics cleared, %d captured messages deleted",
+		r.UnconfirmedRemoved, r.SubscribersRemoved, r.EventsAnonymised, r.BouncesCleared, r.OutboxDeleted)
+}
+
+// retentionBatch is how many rows one statement of EnforceRetention changes.
+const retentionBatch = 2000
+
+// EnforceRetention removes what the policy says is older than it may be at
+// now, in batches, and returns the counts. now is a parameter so the clock
+// can be set by tests and by a job that wants one cut-off for every table.
+func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionReport, error) {
+	var rep RetentionReport
+	p, err := s.Retention(ctx)
+	if err != nil {
+		return rep, err
+	}
+	cut := func(days int) time.Time { return dbTime(now.AddDate(0, 0, -days)) }
+	if p.UnconfirmedDays > 0 {
+		if err := s.expireUnconfirmed(ctx, cut(p.UnconfirmedDays), p.UnconfirmedDays, &rep); err != nil {
+			return rep, err
+		}
+	}
+	steps := []struct {
+		days int
+		n    *int64
+		sql  string
+	}{
+		{p.EventDays, &rep.EventsAnonymised, `UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE id IN (
+			SELECT id FROM events WHERE (ip <> '' OR user_agent <> '' OR subscriber_id IS NOT NULL) AND created_at < ? LIMIT ?)`},
+		{p.BounceDays, &rep.BouncesCleared, `UPDATE bounces SET diagnostic = '', remote_mta = '' WHERE id IN (
+			SELECT id FROM bounces WHERE (diagnostic <> '' OR remote_mta <> '') AND created_at < ? LIMIT ?)`},
+		{p.OutboxDays, &rep.OutboxDeleted, `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created_at < ? LIMIT ?)`},
+	}
+	for _, st := range steps {
+		if st.days <= 0 {
+			continue
+		}
+		for {
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			res := s.db.WithContext(ctx).Exec(st.sql, cut(st.days), retentionBatch)
+			if res.Error != nil {
+				return rep, fmt.Errorf("models: enforce retention: %w", res.Error)
+			}
+			*st.n += res.RowsAffected
+			if res.RowsAffected < retentionBatch {
+				break
+			}
+		}
+	}
+	return rep, nil
+}
+
+// expireUnconfirmed removes subscriptions left unconfirmed since before cut,
+// with a withdrawal in the ledger for each, and then the subscribers that
+// were on no other list.
+func (s *Store) expireUnconfirmed(ctx context.Context, cut time.Time, days int, rep *RetentionReport) error {
+	ev := Evidence{Source: SourceRetention, Actor: "retention job",
+		Note: fmt.Sprintf("unconfirmed for more than %d days", days)}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n int
+		err := s.tx(ctx, func(tx *gorm.DB) error {
+			var rows []struct {
+				SubscriberID, ListID int64
+				Email                string
+			}
+			if err := tx.Raw(`SELECT m.subscriber_id, m.list_id, b.email FROM subscriptions m
+				JOIN subscribers b ON b.id = m.subscriber_id
+				WHERE m.status = 'unconfirmed' AND m.created_at < ? LIMIT ?`, cut, retentionBatch).Scan(&rows).Error; err != nil {
+				return err
+			}
+			n = len(rows)
+			ledger := make([]Consent, 0, n)
+			touched := map[int64]bool{}
+			for _, r := range rows {
+				if err := tx.Exec("DELETE FROM subscriptions WHERE subscriber_id = ? AND list_id = ? AND status = 'unconfirmed'",
+					r.SubscriberID, r.ListID).Error; err != nil {
+					return err
+				}
+				ledger = append(ledger, ev.row(ConsentWithdrawn, r.SubscriberID, r.ListID, r.Email))
+				touched[r.SubscriberID] = true
+			}
+			if err := s.appendConsents(tx, ledger); err != nil {
+				return err
+			}
+			ids := make([]int64, 0, len(touched))
+			for id := range touched {
+				ids = append(ids, id)
+			}
+			for part := range chunks(ids, 500) {
+				res := tx.Exec(`DELETE FROM subscribers WHERE id IN ? AND status = 'active'
+					AND NOT EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = subscribers.id)`, part)
+				if res.Error != nil {
+					return res.Error
+				}
+				rep.SubscribersRemoved += res.RowsAffected
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("models: expire unconfirmed subscriptions: %w", err)
+		}
+		rep.UnconfirmedRemoved += int64(n)
+		if n < retentionBatch {
+			return nil
+		}
+	}
+}

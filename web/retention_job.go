@@ -1,0 +1,51 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// retentionAction is the audit action of every retention run.
+const retentionAction = "retention.enforce"
+
+// RunRetention enforces the retention policy at once and then every
+// interval until ctx ends, logging and auditing what each run removed.
+// Start it beside the server: go web.RunRetention(ctx, store, log, 24*time.Hour).
+// Several nodes may run it; a second run finds nothing left to remove.
+func RunRetention(ctx context.Context, store *models.Store, log *slog.Logger, every time.Duration) {
+	if every <= 0 {
+		every = 24 * time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := enforceRetention(ctx, store, log, time.Now(), "retention job", nil, ""); err != nil && ctx.Err() == nil {
+			log.Error("retention failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// enforceRetention is one retention run, by the daily job or by an admin:
+// it removes what is too old at now, logs the counts and writes them to the
+// audit log.
+func enforceRetention(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time, actor string, userID *int64, ip string) (models.RetentionReport, error) {
+	rep, err := store.EnforceRetention(ctx, now)
+	if err != nil {
+		return rep, err
+	}
+	log.Info("retention enforced", "by", actor, "unconfirmed", rep.UnconfirmedRemoved, "subscribers", rep.SubscribersRemoved,
+		"events", rep.EventsAnonymised, "bounces", rep.BouncesCleared, "outbox", rep.OutboxDeleted)
+	e := models.AuditEntry{UserID: userID, Actor: actor, Action: retentionAction, ObjectType: "retention", Summary: rep.String(), IP: ip}
+	if err := store.Audit(ctx, e); err != nil {
+		log.Error("audit failed", "err", err, "action", retentionAction)
+	}
+	return rep, nil
+}
