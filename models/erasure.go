@@ -37,13 +37,29 @@ func (s *Store) EraseSubscriber(ctx context.Context, id int64, ev Evidence) erro
 			return notFound(err)
 		}
 		email := strings.ToLower(sub.Email)
+		// Every address the person had: rectified ones live on in the
+		// ledger, data-request log and audit summaries.
+		var former []string
+		if err := tx.Raw(`SELECT DISTINCT email FROM consents WHERE subscriber_id = ? AND email <> ''
+			UNION SELECT DISTINCT subject_email FROM dsr_requests WHERE subscriber_id = ? AND subject_email <> ''`,
+			id, id).Scan(&former).Error; err != nil {
+			return err
+		}
+		addresses := []string{email}
+		for _, a := range former {
+			addresses = uniq(append(addresses, strings.ToLower(a))...)
+		}
+		hashes := make([]string, len(addresses))
+		for i, a := range addresses {
+			hashes[i] = SuppressionHash(a)
+		}
 
 		var lists []int64
 		if err := tx.Raw("SELECT list_id FROM subscriptions WHERE subscriber_id = ?", id).Scan(&lists).Error; err != nil {
 			return err
 		}
 		var deliveries []int64
-		if err := tx.Raw("SELECT id FROM deliveries WHERE subscriber_id = ? OR lower(email) = ?", id, email).
+		if err := tx.Raw("SELECT id FROM deliveries WHERE subscriber_id = ? OR lower(email) IN ?", id, addresses).
 			Scan(&deliveries).Error; err != nil {
 			return err
 		}
@@ -56,21 +72,23 @@ func (s *Store) EraseSubscriber(ctx context.Context, id int64, ev Evidence) erro
 			// The ledger: tombstones. pii_digest already holds the hash of
 			// the personal columns, so the chain verifies without them.
 			{`UPDATE consents SET email = '', ip = '', user_agent = '', page = ''
-				WHERE subscriber_id = ? OR lower(email) = ?`, []any{id, email}},
+				WHERE subscriber_id = ? OR lower(email) IN ?`, []any{id, addresses}},
 			{`DELETE FROM subscriptions WHERE subscriber_id = ?`, []any{id}},
 			{`UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
 			{`UPDATE bounces SET diagnostic = '', remote_mta = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
-			{`DELETE FROM outbox WHERE lower(rcpt_to) = ?`, []any{email}},
-			{`DELETE FROM import_errors WHERE lower(email) = ?`, []any{email}},
+			{`DELETE FROM outbox WHERE lower(rcpt_to) IN ?`, []any{addresses}},
+			{`DELETE FROM import_errors WHERE lower(email) IN ?`, []any{addresses}},
 			// Suppressions under the plain address become hash-only.
-			{`UPDATE suppressions SET value = '', note = '' WHERE value_hash = ?`, []any{SuppressionHash(email)}},
+			{`UPDATE suppressions SET value = '', note = '' WHERE value_hash IN ?`, []any{hashes}},
+			// Data-subject requests stay, findable by the address's hash.
+			{`UPDATE dsr_requests SET subject_email = '' WHERE subscriber_id = ? OR subject_hash IN ?`, []any{id, hashes}},
 			{`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at)
 				VALUES ('address', '', ?, ?, '', ?) ON CONFLICT (value_hash) DO NOTHING`,
 				[]any{SuppressionHash(email), SuppressErased, dbNow()}},
 		}
 		// Audit summaries may quote the address as it was typed, and the
 		// name (when it is long enough not to match ordinary words).
-		forms := uniq(sub.Email, email)
+		forms := uniq(append([]string{sub.Email}, append(former, addresses...)...)...)
 		if name := strings.TrimSpace(sub.Name); len(name) >= 4 {
 			forms = append(forms, name)
 		}

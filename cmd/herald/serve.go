@@ -73,6 +73,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { engDone <- eng.Run(engCtx) }()
 
 	srv := web.New(cfg, store, eng, log)
+	// The daily retention run (compliance settings) on every node.
+	go web.RunRetention(engCtx, store, log, 24*time.Hour)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)
