@@ -43,6 +43,10 @@ func classify(code int, status, text string) (Kind, Category) {
 		// Providers send rate limits and blocklistings under all sorts of
 		// codes (4.2.x, 5.1.x, 5.7.x); the text is more precise then.
 		cat = c
+	} else if recipientFilter(lower) {
+		// The same goes for a recipient's own filter, often sent as 5.1.1:
+		// the address exists and chose not to take our mail.
+		cat = CategoryPolicyBlock
 	}
 	if cat == CategoryNone {
 		cat = CategoryOther
@@ -118,6 +122,12 @@ func statusCategory(status string) (cat Category, specific bool) {
 		case 3:
 			return CategoryMessageTooBig, true
 		case 1:
+			// "Mailbox disabled, not accepting messages": the mailbox
+			// exists. Servers pair it with any words, "User Unknown"
+			// included, when a filter refuses us; the code is the verdict.
+			// As a temporary failure it is used loosely (busy, try later).
+			return CategoryMailboxDisabled, status[0] == '5'
+		case 0:
 			return CategoryOther, false
 		}
 	case 3:
@@ -146,6 +156,10 @@ func statusCategory(status string) (cat Category, specific bool) {
 		switch det {
 		case 28:
 			return CategoryRateLimited, true
+		case 13:
+			// "User account disabled" (RFC 3463 as updated): like X.2.1,
+			// the account exists.
+			return CategoryMailboxDisabled, true
 		case 23, 24, 25, 26:
 			return CategoryPolicyBlock, true
 		}
@@ -344,9 +358,9 @@ var phrases = []phrase{
 	{"not our customer", CategoryUserUnknown},
 	{"is not a known user", CategoryUserUnknown},
 	{"no longer available", CategoryUserUnknown},
-	{"has been disabled", CategoryUserUnknown},
-	{"account disabled", CategoryUserUnknown},
-	{"account has been disabled", CategoryUserUnknown},
+	{"has been disabled", CategoryMailboxDisabled},
+	{"account disabled", CategoryMailboxDisabled},
+	{"account has been disabled", CategoryMailboxDisabled},
 	{"bad destination mailbox", CategoryUserUnknown},
 	{"undeliverable address", CategoryUserUnknown},
 	{"said: 550 5.1.1", CategoryUserUnknown},
@@ -393,10 +407,36 @@ var phrases = []phrase{
 	{"try again later", CategoryRateLimited},
 }
 
-// phraseCategory looks for a well-known phrasing in lowercase text.
+// recipientFilterPhrases say the recipient's own settings refused the
+// message: the mailbox exists.
+var recipientFilterPhrases = []string{
+	"recipient preferences",
+	"refuses to receive",
+	"refuse to receive",
+	"only accepting mail from",
+	"has restricted sms e-mail",
+	"blocked by the recipient",
+	"rejected due to user rules",
+	"message filtered",
+}
+
+func recipientFilter(lower string) bool {
+	for _, p := range recipientFilterPhrases {
+		if strings.Contains(lower, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// phraseCategory looks for a well-known phrasing in lowercase text; a
+// recipient's filter comes first, as its wording often mentions the user.
 func phraseCategory(lower string) Category {
 	if lower == "" {
 		return CategoryNone
+	}
+	if recipientFilter(lower) {
+		return CategoryPolicyBlock
 	}
 	for _, p := range phrases {
 		if strings.Contains(lower, p.text) {

@@ -36,6 +36,13 @@ func TestClassifyReply(t *testing.T) {
 		{"greylisting is not a slow down", 451, "4.7.1", "Greylisted, see http://postgrey.schweikert.ch/help/example.com.html", KindSoft, CategoryPolicyBlock, "4.7.1", false},
 		{"folded multi-line reply", 550, "5.1.1", "The email account that you tried to reach does\n not exist.", KindHard, CategoryUserUnknown, "5.1.1", false},
 		{"nothing to go on", 550, "", "", KindSoft, CategoryOther, "", false},
+		{"disabled mailbox exists", 550, "5.2.1", "The email account that you tried to reach is disabled.", KindSoft, CategoryMailboxDisabled, "5.2.1", false},
+		{"X.2.1 outweighs generic words", 550, "5.2.1", "<a@example.jp>... User Unknown", KindSoft, CategoryMailboxDisabled, "5.2.1", false},
+		{"disabled account phrase", 550, "", "This account has been disabled or discontinued", KindSoft, CategoryMailboxDisabled, "", false},
+		{"user account disabled status", 525, "5.7.13", "Disabled recipient address", KindSoft, CategoryMailboxDisabled, "5.7.13", false},
+		{"4.2.1 is used loosely", 421, "4.2.1", "Service refused, please try later", KindSoft, CategoryPolicyBlock, "4.2.1", true},
+		{"recipient's filter under 5.1.1", 550, "5.1.1", "RCP-P2 Refused due to recipient preferences", KindSoft, CategoryPolicyBlock, "5.1.1", false},
+		{"recipient's filter without status", 550, "", "Recipient is only accepting mail from specific email addresses", KindSoft, CategoryPolicyBlock, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -172,8 +172,34 @@ func dsnVerdict(m *msg, f fields, rcpt string, single bool) Verdict {
 	if single {
 		whole = m.notice
 	}
-	v.Kind, v.Category = classifyFailure(v.Code, v.Status, text, ctx, whole, m.notice)
+	v.Kind, v.Category = classifyFailure(rcpt, v.Code, v.Status, text, ctx, whole, m.notice)
+	if c, ok := powerMTACategories[strings.ToLower(strings.TrimSpace(f["x-powermta-bouncecategory"]))]; ok &&
+		(v.Category == CategoryOther || v.Category == CategoryMailboxDisabled) && statusClass(v.Status, v.Code) == 5 {
+		// PowerMTA classifies the remote reply itself; when the reply's
+		// code and words leave it open, its verdict settles it.
+		v.Kind, v.Category = kindOf(5, c), c
+	}
+	if c, specific := statusCategory(v.Status); action == "failed" && v.Kind == KindSoft && specific && c == CategoryUserUnknown && v.Category == c {
+		// The MTA gave up on a recipient the remote side kept calling
+		// unknown with a temporary address status (Postfix's 450 4.1.1
+		// for a user missing from its tables): after the whole retry
+		// period it is as unknown as a 5.1.1.
+		v.Kind = KindHard
+	}
 	return v
+}
+
+// powerMTACategories maps PowerMTA's X-PowerMTA-BounceCategory values to
+// ours.
+var powerMTACategories = map[string]Category{
+	"bad-mailbox":      CategoryUserUnknown,
+	"bad-domain":       CategoryDomainNotFound,
+	"inactive-mailbox": CategoryMailboxDisabled,
+	"quota-issues":     CategoryMailboxFull,
+	"message-expired":  CategoryExpired,
+	"spam-related":     CategoryPolicyBlock,
+	"policy-related":   CategoryPolicyBlock,
+	"content-related":  CategoryPolicyBlock,
 }
 
 var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|$)`)

@@ -45,7 +45,66 @@ func Parse(r io.Reader) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bounce: read message: %w", err)
 	}
+	msgs := splitMbox(raw)
+	rep := parseRaw(msgs[0], 0)
+	for _, more := range msgs[1:] {
+		// A saved mailbox holding several reports: one Report for all.
+		rep.merge(parseRaw(more, 0))
+	}
+	return rep, nil
+}
+
+// splitMbox splits a saved mbox file into its messages: each after the
+// first starts at a "From " line that follows a blank line and precedes a
+// header field (mbox quotes such lines in bodies as ">From "). A file that
+// does not start with "From " is one message.
+func splitMbox(raw []byte) [][]byte {
+	if !bytes.HasPrefix(bytes.TrimLeft(raw, "\r\n"), []byte("From ")) {
+		return [][]byte{raw}
+	}
+	var out [][]byte
+	for start := 0; ; {
+		i := bytes.Index(raw[start:], []byte("\n\nFrom "))
+		if i < 0 {
+			return append(out, raw)
+		}
+		i += start
+		next := raw[i+2:]
+		// A separator is followed by a header, not by more prose.
+		if nl := bytes.IndexByte(next, '\n'); nl > 0 && headerLineRe.Match(next[nl+1:]) {
+			out = append(out, raw[:i+1])
+			raw, start = next, 0
+			continue
+		}
+		start = i + 2
+	}
+}
+
+// merge adds the recipients of other that rep does not have yet.
+func (rep *Report) merge(other *Report) {
+	have := map[string]bool{}
+	for _, v := range rep.Recipients {
+		have[v.Recipient] = true
+	}
+	for _, v := range other.Recipients {
+		if !have[v.Recipient] {
+			rep.Recipients = append(rep.Recipients, v)
+		}
+	}
+	if rep.FeedbackType == "" {
+		rep.FeedbackType = other.FeedbackType
+	}
+}
+
+// maxNesting bounds how deep Parse looks into notices that attach another
+// notice (a gateway forwarding the bounce it received).
+const maxNesting = 2
+
+// parseRaw parses one message; depth counts the attached notices it is
+// inside.
+func parseRaw(raw []byte, depth int) *Report {
 	m := readMessage(raw)
+	m.depth = depth
 	rep := &Report{}
 	rep.setOriginal(m)
 
@@ -60,6 +119,8 @@ func Parse(r io.Reader) (*Report, error) {
 		if len(rep.Recipients) == 0 {
 			parseText(m, rep)
 		}
+	case isFML(m):
+		parseFML(m, rep)
 	case isAutoReply(m):
 		parseAutoReply(m, rep)
 	case isFeedbackText(m):
@@ -67,7 +128,7 @@ func Parse(r io.Reader) (*Report, error) {
 	case looksLikeBounce(m):
 		parseText(m, rep)
 	}
-	return rep, nil
+	return rep
 }
 
 // setOriginal records the quoted original header: from a MIME part when
@@ -100,6 +161,8 @@ type msg struct {
 	original *textproto.Header
 	embedded *textproto.Header // original header found inside the text
 	notice   string            // human-readable text before any quoted original
+	attached string            // the first attached message, whole
+	depth    int               // how many attached messages deep this one is
 }
 
 // maxDepth bounds MIME nesting; real reports nest two or three levels.
@@ -183,7 +246,7 @@ func (m *msg) walk(e *message.Entity, depth int) (ok bool) {
 			}
 		}
 	}
-	mt, _, _ := e.Header.ContentType()
+	mt := mediaType(e.Header.Get("Content-Type"))
 	body, _ := io.ReadAll(io.LimitReader(e.Body, maxMessageSize))
 	text := strings.ReplaceAll(string(body), "\r\n", "\n")
 	switch mt {
@@ -192,6 +255,9 @@ func (m *msg) walk(e *message.Entity, depth int) (ok bool) {
 	case "message/feedback-report":
 		m.feedback = append(m.feedback, text)
 	case "message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers", "message/partial":
+		if m.attached == "" && (mt == "message/rfc822" || mt == "message/global") {
+			m.attached = text
+		}
 		if m.original == nil {
 			if h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(text))); err == nil || h.Len() > 0 {
 				m.original = &h
@@ -221,6 +287,17 @@ func (m *msg) finish() {
 		m.from = a[0]
 	}
 	m.notice, m.embedded = splitNotice(strings.Join(m.texts, "\n"))
+}
+
+// mediaType returns the lowercase media type of a Content-Type value. It is
+// lenient: "text/plain charset=x" (a missing semicolon, seen in real
+// bounces) still gives text/plain rather than hiding the notice.
+func mediaType(v string) string {
+	v, _, _ = strings.Cut(v, ";")
+	if f := strings.Fields(v); len(f) > 0 {
+		return strings.ToLower(f[0])
+	}
+	return ""
 }
 
 var (

@@ -106,7 +106,10 @@ var skipLocal = []string{"mailer-daemon", "postmaster", "mail-daemon", "mailerda
 // Postfix without DSN, the big webmail providers and the rest. It finds the
 // failed addresses in the notice and the remote text near each.
 func parseText(m *msg, rep *Report) {
-	rcpts := noticeRecipients(m)
+	rcpts, guessed := noticeRecipients(m)
+	if guessed && forwardedNotice(m, rep) {
+		return
+	}
 	for _, rcpt := range rcpts {
 		ctx := recipientContext(m.notice, rcpt)
 		if ctx == "" && len(rcpts) == 1 {
@@ -128,16 +131,17 @@ func parseText(m *msg, rep *Report) {
 		if len(rcpts) > 1 {
 			whole = ""
 		}
-		v.Kind, v.Category = classifyFailure(v.Code, v.Status, ctx, "", whole, m.notice)
+		v.Kind, v.Category = classifyFailure(rcpt, v.Code, v.Status, ctx, "", whole, m.notice)
 		rep.Recipients = append(rep.Recipients, v)
 	}
 }
 
-// classifyFailure classifies a recipient a notice reports as failed: by its
-// own text, then by the whole notice when that says more. near is the
-// notice's text about the recipient, notice all of it. A failure notice
-// never means "delivered", whatever stray 2.x.x code it quotes.
-func classifyFailure(code int, status, text, near, whole, notice string) (Kind, Category) {
+// classifyFailure classifies rcpt, which a notice reports as failed: by its
+// own text, then by the whole notice when that says more, then by the
+// command the server refused (see refine). near is the notice's text about
+// the recipient, notice all of it. A failure notice never means
+// "delivered", whatever stray 2.x.x code it quotes.
+func classifyFailure(rcpt string, code int, status, text, near, whole, notice string) (Kind, Category) {
 	kind, cat := classify(code, status, text)
 	if kind == KindNotBounce {
 		kind, cat = classify(code, "", text)
@@ -150,46 +154,10 @@ func classifyFailure(code int, status, text, near, whole, notice string) (Kind, 
 	if kind == KindNotBounce {
 		kind, cat = KindSoft, CategoryOther
 	}
-	if cat == CategoryUserUnknown && rejectedAtData(text+" "+near, notice) {
-		// The server took the recipient at RCPT and refused the content:
-		// "user unknown" after DATA is a filter's disguise, not a verdict
-		// on the address.
-		kind, cat = KindSoft, CategoryPolicyBlock
+	if cat == CategoryPolicyBlock && statusClass(status, code) == 5 && bareRejection(text, rcpt) {
+		kind, cat = KindHard, CategoryUserUnknown
 	}
-	return kind, cat
-}
-
-// rejectedAtData reports whether the failure in text came in answer to DATA
-// or the end of the message rather than to RCPT TO, going by the MTA's own
-// wording or, failing that, by the session transcript in the notice.
-func rejectedAtData(text, notice string) bool {
-	lower := strings.ToLower(oneLine(text))
-	if strings.Contains(lower, "rcpt to") {
-		return false
-	}
-	if strings.Contains(lower, "end of data") || strings.Contains(lower, "after data") || strings.Contains(lower, "data command") {
-		return true
-	}
-	// A sendmail-style transcript: ">>> DATA" then "<<< 550 ...". With
-	// pipelining a RCPT TO reply can arrive after DATA was sent; "503 Need
-	// RCPT" then shows it was the recipient that was refused.
-	if strings.Contains(strings.ToLower(notice), "need rcpt") {
-		return false
-	}
-	var last string
-	for _, l := range strings.Split(notice, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, ">>>"):
-			last = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(l, ">>>")))
-		case strings.HasPrefix(l, "<<<") && replyCode(l) >= 500:
-			reply := strings.ToLower(oneLine(strings.TrimPrefix(l, "<<<")))
-			if len(reply) > 8 && strings.Contains(lower, reply[4:]) {
-				return last == "data" || last == "."
-			}
-		}
-	}
-	return false
+	return refine(kind, cat, text+" "+near+" "+whole, failedCommand(text+" "+near, notice))
 }
 
 // impliedStatus guesses the status class from a notice's wording.
@@ -207,9 +175,12 @@ func impliedStatus(text string) string {
 // delivery-status part, from the most to the least reliable source: Exim's
 // X-Failed-Recipients header, the addresses the notice mentions, and last the
 // recipients of the quoted original.
-func noticeRecipients(m *msg) []string {
-	if as := findAddresses(m.header.Get("X-Failed-Recipients")); len(as) > 0 {
-		return as
+//
+// guessed is true when only the last, weakest source gave the addresses.
+func noticeRecipients(m *msg) (rcpts []string, guessed bool) {
+	xfr := findAddresses(m.header.Get("X-Failed-Recipients"))
+	if len(xfr) > 0 && mentionsAny(m.notice, xfr) {
+		return xfr, false
 	}
 	skip := map[string]bool{m.from: true}
 	h := m.original
@@ -231,16 +202,53 @@ func noticeRecipients(m *msg) []string {
 			ours[a] = true
 		}
 	}
+	if len(xfr) > 0 && len(listed(m.notice)) == 0 {
+		return xfr, false
+	}
+	// A header that names none of the addresses its own notice lists has
+	// been rewritten on the way (or the notice has): the notice's list,
+	// which the quoted original's recipients back, is the better witness.
+	if as := listed(m.notice); len(as) > 0 {
+		return as, false
+	}
 	if as := mentioned(m.notice, skip, ours); len(as) > 0 {
-		return as
+		return as, false
 	}
 	if as := mentioned(m.notice, skip, nil); len(as) > 0 {
-		return as
+		return as, false
 	}
 	if h != nil {
-		return findAddresses(h.Get("To") + ", " + h.Get("Cc"))
+		return findAddresses(h.Get("To") + ", " + h.Get("Cc")), true
 	}
-	return nil
+	return nil, false
+}
+
+// forwardedNotice handles a notice that names no failed address but attaches
+// another delivery notice, as gateways and filtering appliances do when they
+// pass on the bounce they received: the attached one is the report. It
+// reports whether it found recipients there.
+func forwardedNotice(m *msg, rep *Report) bool {
+	if m.attached == "" || m.depth >= maxNesting {
+		return false
+	}
+	inner := parseRaw([]byte(m.attached), m.depth+1)
+	var failed []Verdict
+	for _, v := range inner.Recipients {
+		if v.Kind == KindHard || v.Kind == KindSoft {
+			failed = append(failed, v)
+		}
+	}
+	if len(failed) == 0 {
+		return false
+	}
+	rep.Recipients = append(rep.Recipients, failed...)
+	if inner.ReportingMTA != "" {
+		rep.ReportingMTA = inner.ReportingMTA
+	}
+	if inner.MessageID != "" {
+		rep.MessageID, rep.Original = inner.MessageID, inner.Original
+	}
+	return true
 }
 
 // mentioned returns the addresses in notice that are in neither skip set
@@ -248,9 +256,13 @@ func noticeRecipients(m *msg) []string {
 func mentioned(notice string, skip, ours map[string]bool) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, line := range strings.Split(notice, "\n") {
-		lower := strings.ToLower(line)
-		if strings.Contains(lower, "mail from:") || strings.Contains(lower, "envelope-from") || strings.Contains(lower, "message-id") || strings.Contains(lower, "contact") {
+	lines := strings.Split(notice, "\n")
+	for i, line := range lines {
+		next := ""
+		if i+1 < len(lines) {
+			next = lines[i+1]
+		}
+		if notRecipientLine(strings.ToLower(line), next) {
 			continue
 		}
 		for _, a := range findAddresses(line) {
@@ -262,6 +274,86 @@ func mentioned(notice string, skip, ours map[string]bool) []string {
 		}
 	}
 	return out
+}
+
+// mentionsAny reports whether notice names any of addrs.
+func mentionsAny(notice string, addrs []string) bool {
+	lower := strings.ToLower(notice)
+	for _, a := range addrs {
+		if strings.Contains(lower, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// listHeadRe matches the line with which MTAs introduce the list of failed
+// addresses (Exim, sendmail, Postfix's older wording, Courier, many
+// appliances).
+var listHeadRe = regexp.MustCompile(`(?i)(following address(es|\(es\))?( (had|failed)|\s*$)|following recipients? (failed|could not)|could not be delivered to the following|delivery to the following recipients? failed|undeliverable to the following)`)
+
+// listed returns the addresses the notice lists, one per line, under its
+// "the following address(es) failed" heading. Such a list is the MTA's own
+// statement of the failed recipients, so it is taken whole, even an address
+// that is also the original's sender (someone writing to himself).
+func listed(notice string) []string {
+	lines := strings.Split(notice, "\n")
+	var out []string
+	for i, l := range lines {
+		if !listHeadRe.MatchString(l) {
+			continue
+		}
+		skipped := 0
+		for _, item := range lines[i+1:] {
+			t := strings.TrimSpace(item)
+			if t == "" {
+				if len(out) > 0 {
+					break
+				}
+				continue
+			}
+			if !isAddressLine(t) {
+				// Before the list: the heading's own continuation
+				// ("failed:"); inside it: an entry's indented detail.
+				if skipped++; len(out) == 0 && skipped > 2 {
+					break
+				}
+				continue
+			}
+			a := findAddresses(strings.Fields(t)[0])[0]
+			if !skippedLocal(a) {
+				out = append(out, a)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+// notRecipientLine reports whether a notice line names an address that is
+// not a failed recipient: the envelope or header sender of the quoted
+// message, its identifiers, or a help desk to contact. Japanese puts the
+// verb ("連絡", "問い合わせ") after the address, often on the next line.
+func notRecipientLine(lower, next string) bool {
+	for _, s := range []string{"mail from:", "envelope-from", "message-id", "contact"} {
+		if strings.Contains(lower, s) {
+			return true
+		}
+	}
+	for _, s := range []string{"連絡", "問い合わせ"} {
+		if strings.Contains(lower, s) || strings.Contains(next, s) {
+			return true
+		}
+	}
+	t := strings.TrimSpace(lower)
+	for _, k := range []string{"from:", "sender:", "reply-to:", "return-path:"} {
+		if strings.HasPrefix(t, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func skippedLocal(addr string) bool {
@@ -297,8 +389,11 @@ func recipientContext(notice, rcpt string) string {
 		return ""
 	}
 	from := start
-	if start > 0 && strings.TrimSpace(lines[start-1]) != "" && !isAddressLine(strings.TrimSpace(lines[start-1])) {
-		// Some notices put the reason above the address (Lotus Notes).
+	if prev := strings.TrimSpace(lines[max(start-1, 0)]); start > 0 && prev != "" && (len(findAddresses(prev)) == 0 || strings.HasPrefix(prev, "<<<")) {
+		// Some notices put the reason above the address (Lotus Notes,
+		// and sendmail's transcript: the server's "<<<" reply, then its
+		// own summary line); a line naming another address belongs to
+		// that one.
 		from = start - 1
 	}
 	end := start + 1

@@ -31,9 +31,12 @@ const (
 type Category string
 
 const (
-	CategoryNone            Category = ""
-	CategoryUserUnknown     Category = "user_unknown"
-	CategoryMailboxFull     Category = "mailbox_full"
+	CategoryNone        Category = ""
+	CategoryUserUnknown Category = "user_unknown"
+	CategoryMailboxFull Category = "mailbox_full"
+	// CategoryMailboxDisabled: the mailbox exists but does not take mail
+	// now (RFC 3463 X.2.1); it may be enabled again.
+	CategoryMailboxDisabled Category = "mailbox_disabled"
 	CategoryDomainNotFound  Category = "domain_not_found"
 	CategoryPolicyBlock     Category = "policy_block" // policy or spam content
 	CategoryReputationBlock Category = "reputation_block"
