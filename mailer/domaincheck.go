@@ -2,7 +2,7 @@ package mailer
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -11,25 +11,11 @@ import (
 )
 
 // RecordCheck is the state of one required DNS record.
-type RecordCheck struct {
-	models.DNSRecord
-	OK      bool
-	Found   []string // what the DNS answered for the name and type
-	Problem string   // what is wrong, for people; "" when OK
-}
+type RecordCheck = models.DNSRecordCheck
 
-// DomainCheck is the result of checking a sending domain's DNS.
-type DomainCheck struct {
-	Domain  string
-	OK      bool // every record is right
-	Records []RecordCheck
-}
-
-// JSON is the check as stored in sending_domains.dns_report.
-func (c *DomainCheck) JSON() string {
-	b, _ := json.Marshal(c)
-	return string(b)
-}
+// DomainCheck is the result of checking a sending domain's DNS; its JSON
+// method gives the form stored in sending_domains.dns_report.
+type DomainCheck = models.DNSCheck
 
 // CheckDomain looks up every record the domain needs (DKIM, SPF, DMARC,
 // return path) through res and says which are right and which are missing
@@ -50,31 +36,60 @@ func CheckDomain(ctx context.Context, res *Resolver, d *models.SendingDomain, o 
 		}
 		switch {
 		case err != nil:
-			rc.Problem = "lookup failed: " + err.Error()
+			rc.State, rc.Problem = models.RecordError, "the lookup failed: "+err.Error()
 		default:
-			rc.OK, rc.Problem = judge(rec, rc.Found)
+			rc.State, rc.Problem = judge(rec, rc.Found)
 		}
+		rc.OK = rc.State == models.RecordOK
+		rc.Fix = fixHint(rc)
 		out.OK = out.OK && rc.OK
 		out.Records = append(out.Records, rc)
 	}
 	return out
 }
 
-func judge(rec models.DNSRecord, found []string) (bool, string) {
+// fixHint says what to do about a record that is not right.
+func fixHint(rc RecordCheck) string {
+	switch rc.State {
+	case models.RecordOK:
+		return ""
+	case models.RecordError:
+		return "Try again in a minute; if it keeps failing, check that Herald's DNS server answers."
+	case models.RecordMissing:
+		return "Add a " + rc.Type + " record named " + rc.Name + " with the value shown, at your DNS host. New records can take up to an hour to appear."
+	}
+	switch rc.Purpose {
+	case "spf":
+		return "Edit the SPF record of " + rc.Name + " to the value shown (keep one SPF record per name: merge any other include: terms into it)."
+	case "dkim", "dkim-ed25519":
+		return "Replace the TXT record at " + rc.Name + " with the value shown; copy it whole (long values may be split into several quoted strings)."
+	}
+	return "Change the " + rc.Type + " record of " + rc.Name + " to the value shown."
+}
+
+func judge(rec models.DNSRecord, found []string) (string, string) {
+	const (
+		ok      = models.RecordOK
+		missing = models.RecordMissing
+		wrong   = models.RecordWrong
+	)
 	squash := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), "")) }
 	switch rec.Purpose {
 	case "dkim", "dkim-ed25519":
 		want := squash(rec.Value[strings.Index(rec.Value, "p="):])
 		for _, f := range found {
 			if strings.Contains(squash(f), want) {
-				return true, ""
+				return ok, ""
 			}
 		}
 		if len(found) == 0 {
-			return false, "missing: publish the DKIM key"
+			return missing, "no DKIM key is published at " + rec.Name
 		}
-		return false, "a DKIM record exists but holds another key"
+		return wrong, "a DKIM record exists but holds another key"
 	case "spf":
+		if n := countPrefix(found, "v=spf1"); n > 1 {
+			return wrong, fmt.Sprintf("%d SPF records are published at %s; receivers treat that as an error", n, rec.Name)
+		}
 		for _, f := range found {
 			if !strings.HasPrefix(strings.ToLower(f), "v=spf1") {
 				continue
@@ -84,40 +99,57 @@ func judge(rec models.DNSRecord, found []string) (bool, string) {
 				if need == "v=spf1" || strings.HasSuffix(need, "all") {
 					continue
 				}
-				ok := false
+				found := false
 				for _, t := range terms {
-					ok = ok || t == need
+					found = found || t == need
 				}
-				if !ok {
-					return false, "the SPF record lacks " + need
+				if !found {
+					return wrong, "the SPF record lacks " + need
 				}
 			}
-			return true, ""
+			return ok, ""
 		}
-		return false, "missing: publish the SPF record"
+		return missing, "no SPF record (v=spf1 …) is published at " + rec.Name
 	case "dmarc":
+		if n := countPrefix(found, "v=dmarc1"); n > 1 {
+			return wrong, fmt.Sprintf("%d DMARC records are published at %s; receivers ignore them all", n, rec.Name)
+		}
 		for _, f := range found {
 			if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(f)), "V=DMARC1") {
-				return true, ""
+				return ok, ""
 			}
 		}
-		return false, "missing: publish a DMARC policy"
+		if len(found) > 0 {
+			return wrong, "the TXT record at " + rec.Name + " is not a DMARC policy (it must start with v=DMARC1)"
+		}
+		return missing, "no DMARC policy is published at " + rec.Name
 	case "return-path":
 		want := strings.ToLower(strings.TrimSuffix(rec.Value, "."))
 		for _, f := range found {
 			got := strings.ToLower(strings.TrimSuffix(f, "."))
 			if rec.Type == "MX" {
 				if i := strings.IndexByte(got, ' '); i > 0 && strings.HasSuffix(want, got[i:]) {
-					return true, ""
+					return ok, ""
 				}
 			} else if got == want {
-				return true, ""
+				return ok, ""
 			}
 		}
 		if len(found) == 0 {
-			return false, "missing: publish the return-path " + rec.Type
+			return missing, "no " + rec.Type + " record is published at " + rec.Name
 		}
-		return false, "the return-path " + rec.Type + " points elsewhere"
+		return wrong, "the " + rec.Type + " record of " + rec.Name + " points to " + strings.Join(found, ", ")
 	}
-	return false, "unknown record"
+	return wrong, "unknown record"
+}
+
+// countPrefix counts the records starting with prefix (case-insensitive).
+func countPrefix(found []string, prefix string) int {
+	n := 0
+	for _, f := range found {
+		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(f)), prefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -259,11 +259,55 @@ func (r *Relay) Dial(ctx context.Context, rt Route) (Conn, error) {
 	c, err := dialSMTP(ctx, net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), h.Host, rt.SourceIP, helo, h.TLS, h.TLSConfig, auth, r.o.Timeouts)
 	if err != nil {
 		<-h.slots
-		return nil, err
+		return nil, relayDialError(h.Host, err)
 	}
 	c.relay = h
 	return c, nil
 }
+
+// RelayError is a relay's refusal to take mail from Herald at all: at its
+// greeting, EHLO, STARTTLS or AUTH (wrong credentials). It is about
+// Herald's configuration, never about the recipient, so the message is
+// deferred and the relay's lane suspended with backoff, not bounced.
+type RelayError struct {
+	Host  string
+	Stage string // "greeting" (and EHLO, STARTTLS) or "auth"
+	Reply Reply
+}
+
+func (e *RelayError) Error() string {
+	what := "refused the connection"
+	if e.Stage == "auth" {
+		what = "refused Herald's credentials (check the relay user name and password)"
+	}
+	return fmt.Sprintf("relay %s %s: %d %s %s", e.Host, what, e.Reply.Code, e.Reply.Enhanced, e.Reply.Text)
+}
+
+// Permanent reports whether retrying cannot help until the configuration
+// changes (a 5xx answer, such as 535 for wrong credentials).
+func (e *RelayError) Permanent() bool { return e.Reply.Code >= 500 }
+
+// relayDialError keeps a relay's SMTP refusal out of DialError.Reply: the
+// engine bounces a message whose dial got a 5xx reply, which is right for
+// a recipient's MX host and wrong for our own relay.
+func relayDialError(host string, err error) error {
+	var de *DialError
+	if !errors.As(err, &de) || de.Reply.Code == 0 {
+		return err
+	}
+	stage := "greeting"
+	var ae *authError
+	if errors.As(err, &ae) {
+		stage = "auth"
+	}
+	return &DialError{Err: &RelayError{Host: host, Stage: stage, Reply: de.Reply}}
+}
+
+// authError marks a refusal of AUTH in a DialError.
+type authError struct{ err error }
+
+func (e *authError) Error() string { return "AUTH: " + e.err.Error() }
+func (e *authError) Unwrap() error { return e.err }
 
 // smtpConn is an SMTP client connection shared by Direct and Relay.
 type smtpConn struct {
@@ -291,7 +335,7 @@ func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode
 	source = localIP(raw)
 	switch mode {
 	case TLSImplicit:
-		raw = tls.Client(raw, tlsConfig)
+		raw = tls.Client(raw, tlsFor(tlsConfig, host))
 	case TLSStartTLS, tlsOpportunistic:
 		// go-smtp cannot send our EHLO name before STARTTLS, so the
 		// plain-text opening is ours; the client then starts after a
@@ -333,7 +377,7 @@ func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode
 	}
 	if auth != nil {
 		if err := c.Auth(auth); err != nil {
-			return fail(err)
+			return fail(&authError{err})
 		}
 	}
 	return conn, nil
@@ -386,11 +430,7 @@ func openPlain(raw net.Conn, host, helo string, timeout time.Duration, cfg *tls.
 	if br.Buffered() > 0 {
 		return nil, nil, errors.New("STARTTLS: server sent data before the handshake")
 	}
-	c := cfg.Clone()
-	if c.ServerName == "" && net.ParseIP(host) == nil {
-		c.ServerName = host
-	}
-	tc := tls.Client(raw, c)
+	tc := tls.Client(raw, tlsFor(cfg, host))
 	tc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.Handshake(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errHandshake, err)
@@ -400,6 +440,16 @@ func openPlain(raw net.Conn, host, helo string, timeout time.Duration, cfg *tls.
 }
 
 var errHandshake = errors.New("STARTTLS handshake failed")
+
+// tlsFor returns cfg naming host as the server to verify when cfg names
+// none.
+func tlsFor(cfg *tls.Config, host string) *tls.Config {
+	c := cfg.Clone()
+	if c.ServerName == "" && net.ParseIP(host) == nil {
+		c.ServerName = host
+	}
+	return c
+}
 
 // replayConn replays pre before the connection's own bytes.
 type replayConn struct {
@@ -505,9 +555,6 @@ func (s *smtpConn) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.relay != nil {
-		<-s.relay.slots
-	}
 	done := make(chan struct{})
 	go func() {
 		s.c.Quit()
@@ -517,7 +564,13 @@ func (s *smtpConn) Close() error {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-	return s.c.Close()
+	err := s.c.Close()
+	if s.relay != nil {
+		// The slot is free once the connection is gone, not before: a
+		// relay counts a connection that is still saying QUIT.
+		<-s.relay.slots
+	}
+	return err
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
+	"sort"
 	"strings"
 	"time"
 
@@ -31,9 +33,10 @@ type SendingDomain struct {
 	Ed25519Private   string `gorm:"column:ed25519_private"`
 	Ed25519Public    string `gorm:"column:ed25519_public"` // base64 of the raw 32 bytes
 	ReturnPathDomain string
+	SPFIncludes      string     `gorm:"column:spf_includes"` // space-separated include: domains (a relay's)
 	DNSCheckedAt     *time.Time `gorm:"column:dns_checked_at"`
 	DNSOK            bool       `gorm:"column:dns_ok"`
-	DNSReport        string     `gorm:"column:dns_report"` // JSON written by the mailer's DNS check
+	DNSReport        string     `gorm:"column:dns_report"` // DNSCheck as JSON, written by SaveDNSCheck
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }
@@ -47,6 +50,138 @@ type SendingDomainOptions struct {
 	Ed25519 bool
 	// ReturnPathDomain receives bounces; "" means "bounces." + domain.
 	ReturnPathDomain string
+	// SPFIncludes are include: terms for the return-path SPF record (a
+	// relay's SPF domain), space- or comma-separated; "" means none.
+	SPFIncludes string
+}
+
+// SendingDomainForm is the dashboard's "add a sending domain" form.
+type SendingDomainForm struct {
+	Domain string
+	SendingDomainOptions
+}
+
+// Validate normalises the form (lower case, punycode, defaults filled in)
+// and returns a field→message map, empty when the domain may be added.
+func (f *SendingDomainForm) Validate() map[string]string {
+	errs := map[string]string{}
+	d, problem := normalizeHostname(f.Domain, false)
+	switch {
+	case problem != "":
+		errs["domain"] = problem
+	case !strings.Contains(d, "."):
+		errs["domain"] = "Use the full domain you send from, e.g. news.example.com (it has no dot)."
+	default:
+		f.Domain = d
+	}
+	f.Selector = strings.ToLower(strings.TrimSpace(f.Selector))
+	if f.Selector != "" {
+		if msg := validSelector(f.Selector); msg != "" {
+			errs["selector"] = msg
+		}
+	}
+	if rp := strings.TrimSpace(f.ReturnPathDomain); rp != "" {
+		n, problem := normalizeHostname(rp, false)
+		switch {
+		case problem != "":
+			errs["return_path_domain"] = problem
+		case errs["domain"] == "" && n != f.Domain && !strings.HasSuffix(n, "."+f.Domain):
+			errs["return_path_domain"] = "The return-path domain must be " + f.Domain + " or a subdomain of it (e.g. bounces." + f.Domain + "), or SPF will not align for DMARC."
+		default:
+			f.ReturnPathDomain = n
+		}
+	}
+	incs, msg := normalizeIncludes(f.SPFIncludes)
+	if msg != "" {
+		errs["spf_includes"] = msg
+	}
+	f.SPFIncludes = incs
+	return errs
+}
+
+// ValidationError carries field messages for a form the store refused.
+type ValidationError struct{ Fields map[string]string }
+
+func (e *ValidationError) Error() string {
+	var parts []string
+	for k, v := range e.Fields {
+		parts = append(parts, k+": "+v)
+	}
+	sort.Strings(parts)
+	return "invalid input: " + strings.Join(parts, "; ")
+}
+
+// normalizeHostname lower-cases a host name, turns an internationalised
+// one into punycode and checks its shape. It returns the name, or a
+// message saying what is wrong. allowUnderscore admits the underscore
+// labels of SPF and DKIM names ("_spf.relay.example").
+func normalizeHostname(raw string, allowUnderscore bool) (string, string) {
+	s := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(raw), "."))
+	if s == "" {
+		return "", "Enter a domain name, e.g. example.com."
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return "", "Enter a domain name, not an IP address."
+	}
+	if strings.ContainsAny(s, "@/: ") {
+		return "", fmt.Sprintf("%q is not a domain name: leave out any address, scheme, path or port (e.g. example.com).", raw)
+	}
+	if !allowUnderscore || !strings.Contains(s, "_") {
+		ascii, err := idnaProfile.ToASCII(s)
+		if err != nil {
+			return "", fmt.Sprintf("%q is not a valid domain name: use letters, digits, hyphens and dots (e.g. mail.example.com).", raw)
+		}
+		s = ascii
+	}
+	if len(s) > 253 {
+		return "", "The domain name is longer than 253 characters."
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return "", fmt.Sprintf("%q has an empty or over-long (more than 63 characters) part between dots.", raw)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return "", fmt.Sprintf("%q has a part that starts or ends with a hyphen.", raw)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || allowUnderscore && r == '_') {
+				return "", fmt.Sprintf("%q contains %q; use letters, digits, hyphens and dots.", raw, r)
+			}
+		}
+	}
+	return s, ""
+}
+
+func validSelector(sel string) string {
+	if len(sel) > 63 {
+		return "The selector is longer than 63 characters."
+	}
+	for i, r := range sel {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0) {
+			return "Use letters, digits and hyphens for the selector (e.g. herald2026), starting with a letter or digit."
+		}
+	}
+	return ""
+}
+
+// normalizeIncludes checks a space- or comma-separated list of SPF include
+// domains and returns it space-separated.
+func normalizeIncludes(raw string) (string, string) {
+	var out []string
+	for _, inc := range splitList(raw) {
+		n, problem := normalizeHostname(strings.TrimPrefix(inc, "include:"), true)
+		if problem != "" {
+			return raw, "SPF include: " + problem
+		}
+		if !strings.Contains(n, ".") {
+			return raw, fmt.Sprintf("SPF include %q is not a full domain (e.g. _spf.relay.example).", inc)
+		}
+		out = append(out, n)
+	}
+	if len(out) > 5 {
+		return raw, "At most 5 SPF includes: each costs DNS lookups, and SPF allows 10 in all."
+	}
+	return strings.Join(out, " "), ""
 }
 
 // DKIMKeys are a sending domain's unsealed signing keys.
@@ -63,44 +198,26 @@ var ErrBadSecret = errors.New("the DKIM keys do not decrypt with this server sec
 
 // CreateSendingDomain adds a domain, generates its RSA-2048 key (and an
 // Ed25519 one when asked) and stores the private keys sealed with AES-GCM
-// under secret. ErrConflict when the domain exists.
+// under secret. A *ValidationError when the domain or options are not
+// valid, ErrConflict when the domain exists.
 func (s *Store) CreateSendingDomain(ctx context.Context, domain, secret string, o SendingDomainOptions) (*SendingDomain, error) {
-	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
-	if !strings.Contains(domain, ".") {
-		return nil, fmt.Errorf("models: add sending domain %q: not a domain name", domain)
+	f := SendingDomainForm{Domain: domain, SendingDomainOptions: o}
+	if errs := f.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("models: add sending domain %q: %w", domain, &ValidationError{errs})
 	}
-	d := &SendingDomain{Domain: domain, Selector: o.Selector, ReturnPathDomain: o.ReturnPathDomain}
+	domain, o = f.Domain, f.SendingDomainOptions
+	d := &SendingDomain{Domain: domain, Selector: o.Selector, ReturnPathDomain: o.ReturnPathDomain, SPFIncludes: o.SPFIncludes}
 	if d.Selector == "" {
 		d.Selector = "herald" + now().UTC().Format("200601")
 	}
 	if d.ReturnPathDomain == "" {
 		d.ReturnPathDomain = "bounces." + domain
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
+	if err := d.generateKeys(secret, o.Ed25519); err != nil {
 		return nil, fmt.Errorf("models: add sending domain: %w", err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("models: add sending domain: %w", err)
-	}
-	d.RSAPublic = base64.StdEncoding.EncodeToString(pub)
-	if d.RSAPrivate, err = seal(secret, x509.MarshalPKCS1PrivateKey(key)); err != nil {
-		return nil, fmt.Errorf("models: add sending domain: %w", err)
-	}
-	if o.Ed25519 {
-		epub, epriv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, fmt.Errorf("models: add sending domain: %w", err)
-		}
-		d.Ed25519Selector = d.Selector + "e"
-		d.Ed25519Public = base64.StdEncoding.EncodeToString(epub)
-		if d.Ed25519Private, err = seal(secret, epriv.Seed()); err != nil {
-			return nil, fmt.Errorf("models: add sending domain: %w", err)
-		}
 	}
 	d.CreatedAt, d.UpdatedAt = dbNow(), dbNow()
-	err = s.tx(ctx, func(tx *gorm.DB) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&SendingDomain{}).Where("domain = ?", domain).Count(&n).Error; err != nil {
 			return err
@@ -114,6 +231,97 @@ func (s *Store) CreateSendingDomain(ctx context.Context, domain, secret string, 
 		return nil, fmt.Errorf("models: add sending domain %s: %w", domain, err)
 	}
 	return d, nil
+}
+
+// generateKeys makes a new RSA-2048 key, and an Ed25519 one when ed is
+// set (its selector is the RSA selector plus "e"), sealing the private
+// halves under secret.
+func (d *SendingDomain) generateKeys(secret string, ed bool) error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	d.RSAPublic = base64.StdEncoding.EncodeToString(pub)
+	if d.RSAPrivate, err = seal(secret, x509.MarshalPKCS1PrivateKey(key)); err != nil {
+		return err
+	}
+	d.Ed25519Selector, d.Ed25519Public, d.Ed25519Private = "", "", ""
+	if ed {
+		epub, epriv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		d.Ed25519Selector = d.Selector + "e"
+		d.Ed25519Public = base64.StdEncoding.EncodeToString(epub)
+		if d.Ed25519Private, err = seal(secret, epriv.Seed()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RotateDKIMKey replaces a domain's signing keys with new ones under a new
+// selector (selector "" picks "herald" plus the date, never the current
+// one), keeping an Ed25519 key when the domain had one. The stored DNS
+// check is cleared: the new key must be published and checked again.
+// Leave the old selector's record published for a few days, for messages
+// still in flight.
+func (s *Store) RotateDKIMKey(ctx context.Context, id int64, secret, selector string) (*SendingDomain, error) {
+	selector = strings.ToLower(strings.TrimSpace(selector))
+	if selector != "" {
+		if msg := validSelector(selector); msg != "" {
+			return nil, fmt.Errorf("models: rotate DKIM key of %d: %w", id, &ValidationError{map[string]string{"selector": msg}})
+		}
+	}
+	d, err := s.SendingDomain(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if selector == d.Selector || selector != "" && selector+"e" == d.Ed25519Selector {
+		return nil, fmt.Errorf("models: rotate DKIM key of %d: %w", id, &ValidationError{map[string]string{
+			"selector": "Choose a selector other than the current one (" + d.Selector + "), so both keys can be published while mail signed with the old one is delivered."}})
+	}
+	if selector == "" {
+		selector = nextSelector(d.Selector, now())
+	}
+	old := d.Selector
+	d.Selector = selector
+	if err := d.generateKeys(secret, d.Ed25519Private != ""); err != nil {
+		return nil, fmt.Errorf("models: rotate DKIM key of %d: %w", id, err)
+	}
+	d.UpdatedAt = dbNow()
+	res := s.db.WithContext(ctx).Exec(`UPDATE sending_domains SET selector = ?, rsa_private = ?, rsa_public = ?,
+		ed25519_selector = ?, ed25519_private = ?, ed25519_public = ?,
+		dns_checked_at = NULL, dns_ok = ?, dns_report = '', updated_at = ? WHERE id = ? AND selector = ?`,
+		d.Selector, d.RSAPrivate, d.RSAPublic, d.Ed25519Selector, d.Ed25519Private, d.Ed25519Public, false, d.UpdatedAt, id, old)
+	if res.Error != nil {
+		return nil, fmt.Errorf("models: rotate DKIM key of %d: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 { // deleted or rotated by someone else meanwhile
+		return nil, fmt.Errorf("models: rotate DKIM key of %d: %w", id, ErrConflict)
+	}
+	d.DNSCheckedAt, d.DNSOK, d.DNSReport = nil, false, ""
+	return d, nil
+}
+
+// nextSelector names a rotated key: "herald" plus the month, or plus the
+// day when that is the current selector, or with a counter after that.
+func nextSelector(current string, t time.Time) string {
+	t = t.UTC()
+	for _, c := range []string{"herald" + t.Format("200601"), "herald" + t.Format("20060102")} {
+		if c != current {
+			return c
+		}
+	}
+	for i := 2; ; i++ {
+		if c := fmt.Sprintf("herald%s-%d", t.Format("20060102"), i); c != current {
+			return c
+		}
+	}
 }
 
 // SendingDomain returns one sending domain.
@@ -143,20 +351,30 @@ func (s *Store) SendingDomains(ctx context.Context) ([]SendingDomain, error) {
 	return out, nil
 }
 
-// DeleteSendingDomain removes a sending domain and its keys.
+// DeleteSendingDomain removes a sending domain and its keys. Campaigns
+// that named it keep running and sign with nothing (their column is set to
+// NULL); ErrNotFound when there is no such domain.
 func (s *Store) DeleteSendingDomain(ctx context.Context, id int64) error {
-	if err := s.db.WithContext(ctx).Exec("DELETE FROM sending_domains WHERE id = ?", id).Error; err != nil {
-		return fmt.Errorf("models: delete sending domain %d: %w", id, err)
+	res := s.db.WithContext(ctx).Exec("DELETE FROM sending_domains WHERE id = ?", id)
+	if res.Error != nil {
+		return fmt.Errorf("models: delete sending domain %d: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("models: delete sending domain %d: %w", id, ErrNotFound)
 	}
 	return nil
 }
 
-// SaveDNSCheck records the outcome of a DNS check of a sending domain.
+// SaveDNSCheck records the outcome of a DNS check of a sending domain;
+// report is DNSCheck.JSON().
 func (s *Store) SaveDNSCheck(ctx context.Context, id int64, ok bool, report string) error {
-	err := s.db.WithContext(ctx).Exec("UPDATE sending_domains SET dns_checked_at = ?, dns_ok = ?, dns_report = ?, updated_at = ? WHERE id = ?",
-		dbNow(), ok, report, dbNow(), id).Error
-	if err != nil {
-		return fmt.Errorf("models: save DNS check of %d: %w", id, err)
+	res := s.db.WithContext(ctx).Exec("UPDATE sending_domains SET dns_checked_at = ?, dns_ok = ?, dns_report = ?, updated_at = ? WHERE id = ?",
+		dbNow(), ok, report, dbNow(), id)
+	if res.Error != nil {
+		return fmt.Errorf("models: save DNS check of %d: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("models: save DNS check of %d: %w", id, ErrNotFound)
 	}
 	return nil
 }
@@ -237,7 +455,8 @@ type DNSRecord struct {
 // DNSRecordOptions describe the sending infrastructure the records point at.
 type DNSRecordOptions struct {
 	// SPFIncludes are domains to include in the return-path SPF record
-	// (relays, e.g. "_spf.relay.example"); nil means none.
+	// (relays, e.g. "_spf.relay.example") besides the domain's own
+	// SPFIncludes; nil means none.
 	SPFIncludes []string
 	// SendingIPs are the addresses direct delivery leaves from, added as
 	// ip4:/ip6: terms; nil means none.
@@ -279,7 +498,7 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 				spf = append(spf, "ip4:"+ip)
 			}
 		}
-		for _, inc := range o.SPFIncludes {
+		for _, inc := range append(append([]string(nil), o.SPFIncludes...), splitList(d.SPFIncludes)...) {
 			spf = append(spf, "include:"+inc)
 		}
 		spf = append(spf, "~all")
@@ -294,96 +513,33 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 	return recs
 }
 
-// IP pool strategies.
-const (
-	PoolRoundRobin = "round_robin"
-	PoolWeighted   = "weighted"
-)
-
-// IPPool is a named set of source addresses a campaign sends from.
-type IPPool struct {
-	ID        int64
-	Name      string
-	Strategy  string
-	CreatedAt time.Time
-}
-
-// SendingIP is one source address: its HELO name, weight in its pool, own
-// rate (messages per second, 0 unlimited) and warm-up start (nil: warmed).
-type SendingIP struct {
-	ID          int64
-	PoolID      int64
-	Address     string
-	HELO        string `gorm:"column:helo"`
-	Weight      int
-	PerSecond   float64
-	WarmupStart *time.Time
-	Active      bool
-	CreatedAt   time.Time
-}
-
-// CreateIPPool stores a pool; ErrConflict when the name is taken.
-func (s *Store) CreateIPPool(ctx context.Context, p *IPPool) error {
-	if p.Strategy == "" {
-		p.Strategy = PoolRoundRobin
-	}
-	p.CreatedAt = dbNow()
+// CampaignsUsingSendingDomain counts the campaigns not yet finished or
+// cancelled that sign with a domain.
+func (s *Store) CampaignsUsingSendingDomain(ctx context.Context, id int64) (int64, error) {
 	var n int64
-	if err := s.db.WithContext(ctx).Model(&IPPool{}).Where("name = ?", p.Name).Count(&n).Error; err != nil {
-		return fmt.Errorf("models: create IP pool: %w", err)
+	err := s.db.WithContext(ctx).Table("campaigns").Where("sending_domain_id = ? AND status NOT IN ?", id, []string{"finished", "cancelled"}).Count(&n).Error
+	if err != nil {
+		return 0, fmt.Errorf("models: campaigns using sending domain %d: %w", id, err)
 	}
-	if n > 0 {
-		return fmt.Errorf("models: create IP pool %q: %w", p.Name, ErrConflict)
-	}
-	if err := s.db.WithContext(ctx).Create(p).Error; err != nil {
-		return fmt.Errorf("models: create IP pool: %w", err)
-	}
-	return nil
+	return n, nil
 }
 
-// IPPools returns every pool by name.
-func (s *Store) IPPools(ctx context.Context) ([]IPPool, error) {
-	var out []IPPool
-	if err := s.db.WithContext(ctx).Order("name").Find(&out).Error; err != nil {
-		return nil, fmt.Errorf("models: IP pools: %w", err)
+// ZoneLine is the record in zone-file syntax, TXT values split into the
+// 255-byte strings DNS allows, for pasting into a zone or a DNS host that
+// takes them.
+func (r DNSRecord) ZoneLine() string {
+	v := r.Value
+	switch r.Type {
+	case "TXT":
+		var parts []string
+		for len(v) > 0 {
+			n := min(len(v), 255)
+			parts = append(parts, `"`+strings.ReplaceAll(v[:n], `"`, `\"`)+`"`)
+			v = v[n:]
+		}
+		v = strings.Join(parts, " ")
+	case "MX", "CNAME":
+		v += "."
 	}
-	return out, nil
-}
-
-// IPPool returns one pool.
-func (s *Store) IPPool(ctx context.Context, id int64) (*IPPool, error) {
-	var p IPPool
-	if err := s.db.WithContext(ctx).First(&p, id).Error; err != nil {
-		return nil, fmt.Errorf("models: IP pool %d: %w", id, notFound(err))
-	}
-	return &p, nil
-}
-
-// AddSendingIP adds an address to a pool.
-func (s *Store) AddSendingIP(ctx context.Context, ip *SendingIP) error {
-	ip.CreatedAt = dbNow()
-	if ip.Weight <= 0 {
-		ip.Weight = 1
-	}
-	if err := s.db.WithContext(ctx).Create(ip).Error; err != nil {
-		return fmt.Errorf("models: add sending IP %s: %w", ip.Address, err)
-	}
-	return nil
-}
-
-// SendingIPs returns a pool's active addresses.
-func (s *Store) SendingIPs(ctx context.Context, poolID int64) ([]SendingIP, error) {
-	var out []SendingIP
-	if err := s.db.WithContext(ctx).Where("pool_id = ? AND active = ?", poolID, true).Order("id").Find(&out).Error; err != nil {
-		return nil, fmt.Errorf("models: sending IPs of pool %d: %w", poolID, err)
-	}
-	return out, nil
-}
-
-// DeleteSendingIP removes an address from its pool.
-func (s *Store) DeleteSendingIP(ctx context.Context, id int64) error {
-	if err := s.db.WithContext(ctx).Exec("DELETE FROM sending_ips WHERE id = ?", id).Error; err != nil {
-		return fmt.Errorf("models: delete sending IP %d: %w", id, err)
-	}
-	return nil
+	return r.Name + ". 3600 IN " + r.Type + " " + v
 }

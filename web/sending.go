@@ -1,7 +1,699 @@
 package web
 
-import "github.com/labstack/echo/v4"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/mailer"
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
 
 // sendingRoutes registers sending domains, domain rules and IP pools.
+// Everyone signed in reads them; only admins change them.
 func (s *Server) sendingRoutes(d *echo.Group, r roles) {
+	d.GET("/deliverability/domains", s.domainsPage, r.viewer)
+	d.GET("/deliverability/domains/new", s.newDomainPage, r.admin)
+	d.POST("/deliverability/domains", s.createDomain, r.admin)
+	d.GET("/deliverability/domains/:id", s.domainPage, r.viewer)
+	d.POST("/deliverability/domains/:id/check", s.checkDomain, r.admin)
+	d.GET("/deliverability/domains/:id/rotate", s.rotateDomainPage, r.admin)
+	d.POST("/deliverability/domains/:id/rotate", s.rotateDomain, r.admin)
+	d.GET("/deliverability/domains/:id/delete", s.deleteDomainPage, r.admin)
+	d.POST("/deliverability/domains/:id/delete", s.deleteDomain, r.admin)
+
+	d.GET("/deliverability/rules", s.rulesPage, r.viewer)
+	d.GET("/deliverability/rules/new", s.newRulePage, r.admin)
+	d.POST("/deliverability/rules", s.createRule, r.admin)
+	d.GET("/deliverability/rules/reset", s.resetRulesPage, r.admin)
+	d.POST("/deliverability/rules/reset", s.resetRules, r.admin)
+	d.GET("/deliverability/rules/:id/edit", s.editRulePage, r.admin)
+	d.POST("/deliverability/rules/:id", s.updateRule, r.admin)
+	d.GET("/deliverability/rules/:id/delete", s.deleteRulePage, r.admin)
+	d.POST("/deliverability/rules/:id/delete", s.deleteRule, r.admin)
+
+	d.GET("/deliverability/pools/new", s.newPoolPage, r.admin)
+	d.POST("/deliverability/pools", s.createPool, r.admin)
+	d.GET("/deliverability/pools/:id", s.poolPage, r.viewer)
+	d.GET("/deliverability/pools/:id/edit", s.editPoolPage, r.admin)
+	d.POST("/deliverability/pools/:id", s.updatePool, r.admin)
+	d.GET("/deliverability/pools/:id/delete", s.deletePoolPage, r.admin)
+	d.POST("/deliverability/pools/:id/delete", s.deletePool, r.admin)
+	d.GET("/deliverability/pools/:id/ips/new", s.newIPPage, r.admin)
+	d.POST("/deliverability/pools/:id/ips", s.createIP, r.admin)
+	d.GET("/deliverability/pools/:id/ips/:ip/edit", s.editIPPage, r.admin)
+	d.POST("/deliverability/pools/:id/ips/:ip", s.updateIP, r.admin)
+	d.GET("/deliverability/pools/:id/ips/:ip/delete", s.deleteIPPage, r.admin)
+	d.POST("/deliverability/pools/:id/ips/:ip/delete", s.deleteIP, r.admin)
+}
+
+const (
+	domainsPath = "/deliverability/domains"
+	rulesPath   = "/deliverability/rules"
+)
+
+// --- sending domains ---
+
+func (s *Server) domainsPage(c echo.Context) error {
+	ds, err := s.store.SendingDomainStatuses(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.DomainsPage(s.page(c, "Sending domains", "deliverability"), ds))
+}
+
+func (s *Server) newDomainPage(c echo.Context) error {
+	f := models.SendingDomainForm{SendingDomainOptions: models.SendingDomainOptions{Ed25519: true}}
+	return s.render(c, 200, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), f, nil))
+}
+
+func (s *Server) createDomain(c echo.Context) error {
+	f := models.SendingDomainForm{Domain: c.FormValue("domain"), SendingDomainOptions: models.SendingDomainOptions{
+		Selector: c.FormValue("selector"), Ed25519: c.FormValue("ed25519") != "",
+		ReturnPathDomain: c.FormValue("return_path_domain"), SPFIncludes: c.FormValue("spf_includes"),
+	}}
+	typed := f
+	if errs := f.Validate(); len(errs) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), typed, errs))
+	}
+	d, err := s.store.CreateSendingDomain(c.Request().Context(), f.Domain, s.cfg.Secret, f.SendingDomainOptions)
+	if errors.Is(err, models.ErrConflict) {
+		return s.render(c, http.StatusUnprocessableEntity, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), typed,
+			map[string]string{"domain": f.Domain + " is already a sending domain; open it from the list."}))
+	}
+	if err != nil {
+		return err
+	}
+	keys := "RSA-2048"
+	if d.Ed25519Public != "" {
+		keys += " and Ed25519"
+	}
+	s.audit(c, "sending_domain.create", "sending_domain", itoa(d.ID), fmt.Sprintf("%s (selector %s, %s, return path %s)", d.Domain, d.Selector, keys, d.ReturnPathDomain))
+	s.flash(c, fmt.Sprintf("%s added with a new %s DKIM key. Publish the records below, then check the DNS.", d.Domain, keys))
+	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, d.ID))
+}
+
+// domainView loads a domain and what its page shows, and the options its
+// records were made with.
+func (s *Server) domainView(ctx context.Context, id int64) (*views.DomainView, models.DNSRecordOptions, error) {
+	d, err := s.store.SendingDomain(ctx, id)
+	if err != nil {
+		return nil, models.DNSRecordOptions{}, err
+	}
+	opts, err := s.dnsOptions(ctx)
+	if err != nil {
+		return nil, opts, err
+	}
+	return &views.DomainView{Domain: d, Status: d.Status(), Records: d.DNSRecords(opts), SendingIPs: len(opts.SendingIPs)}, opts, nil
+}
+
+// dnsOptions describes where Herald's mail leaves from and where bounces
+// arrive, for the records every sending domain must publish.
+func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error) {
+	ips, err := s.store.SPFAddresses(ctx)
+	if err != nil {
+		return models.DNSRecordOptions{}, err
+	}
+	o := models.DNSRecordOptions{SendingIPs: ips}
+	// Bounces come back to Herald's inbound server, on the host the
+	// dashboard is published under.
+	if u, err := url.Parse(s.cfg.RootURL); err == nil {
+		if h := u.Hostname(); strings.Contains(h, ".") && net.ParseIP(h) == nil {
+			o.InboundHost = h
+		}
+	}
+	return o, nil
+}
+
+func (s *Server) domainPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	v, _, err := s.domainView(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.DomainPage(s.page(c, v.Domain.Domain, "deliverability"), *v))
+}
+
+// checkDomain runs the DNS check, stores it and shows each record's state:
+// the records panel for htmx, the domain page otherwise.
+func (s *Server) checkDomain(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	v, opts, err := s.domainView(ctx, id)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	// A fresh resolver each time: a record published a minute ago must
+	// not hide behind a cached "missing".
+	chk := mailer.CheckDomain(cctx, mailer.NewResolver(s.cfg.DNSServer), v.Domain, opts)
+	if err := s.store.SaveDNSCheck(ctx, id, chk.OK, chk.JSON()); err != nil {
+		return err
+	}
+	bad := 0
+	for _, r := range chk.Records {
+		if !r.OK {
+			bad++
+		}
+	}
+	summary := v.Domain.Domain + ": all records right"
+	if bad > 0 {
+		summary = fmt.Sprintf("%s: %d of %d records missing or wrong", v.Domain.Domain, bad, len(chk.Records))
+	}
+	s.audit(c, "sending_domain.check", "sending_domain", itoa(id), summary)
+	if v, _, err = s.domainView(ctx, id); err != nil {
+		return err
+	}
+	if isHTMX(c) {
+		return s.render(c, 200, views.DomainRecords(s.page(c, v.Domain.Domain, "deliverability"), *v))
+	}
+	s.flash(c, "DNS checked: "+summary+".")
+	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
+}
+
+func (s *Server) rotateDomainPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	d, err := s.store.SendingDomain(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.RotateKeyPage(s.page(c, "Rotate DKIM key", "deliverability"), d, "", nil))
+}
+
+func (s *Server) rotateDomain(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	before, err := s.store.SendingDomain(ctx, id)
+	if err != nil {
+		return err
+	}
+	selector := c.FormValue("selector")
+	d, err := s.store.RotateDKIMKey(ctx, id, s.cfg.Secret, selector)
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return s.render(c, http.StatusUnprocessableEntity, views.RotateKeyPage(s.page(c, "Rotate DKIM key", "deliverability"), before, selector, ve.Fields))
+	}
+	if errors.Is(err, models.ErrConflict) {
+		return conflict("The key was changed or the domain deleted while you were on this page. Reload it and try again.")
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "sending_domain.rotate", "sending_domain", itoa(id), fmt.Sprintf("%s: selector %s → %s", d.Domain, before.Selector, d.Selector))
+	s.flash(c, fmt.Sprintf("New DKIM key under selector %s. Publish its record, check the DNS, and keep the old %s record for a week while mail signed with it is delivered.", d.Selector, before.Selector))
+	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
+}
+
+func (s *Server) deleteDomainPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d, err := s.store.SendingDomain(ctx, id)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.CampaignsUsingSendingDomain(ctx, id)
+	if err != nil {
+		return err
+	}
+	msg := "Its DKIM keys are destroyed; mail from " + d.Domain + " goes out unsigned, which most mailbox providers treat as suspicious. This cannot be undone."
+	if n > 0 {
+		msg = fmt.Sprintf("%d unfinished campaign(s) sign with this domain and would lose their DKIM signature. ", n) + msg
+	}
+	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Delete sending domain", "deliverability"), "the sending domain "+d.Domain, msg,
+		fmt.Sprintf("%s/%d/delete", domainsPath, id), fmt.Sprintf("%s/%d", domainsPath, id)))
+}
+
+func (s *Server) deleteDomain(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d, err := s.store.SendingDomain(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteSendingDomain(ctx, id); err != nil {
+		return err
+	}
+	s.audit(c, "sending_domain.delete", "sending_domain", itoa(id), d.Domain+" (selector "+d.Selector+")")
+	s.flash(c, d.Domain+" deleted. Remove its DKIM records from your DNS.")
+	return seeOther(c, domainsPath)
+}
+
+// --- domain rules ---
+
+func (s *Server) rulesPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	rules, err := s.store.DomainRules(ctx)
+	if err != nil {
+		return err
+	}
+	pools, err := s.store.IPPools(ctx)
+	if err != nil {
+		return err
+	}
+	ips, err := s.store.AllSendingIPs(ctx)
+	if err != nil {
+		return err
+	}
+	count := map[int64]int{}
+	for _, ip := range ips {
+		count[ip.PoolID]++
+	}
+	return s.render(c, 200, views.RulesPage(s.page(c, "Rules & IPs", "deliverability"), rules, pools, count))
+}
+
+func ruleForm(c echo.Context) models.DomainRuleForm {
+	return models.DomainRuleForm{
+		Name: c.FormValue("name"), Domains: c.FormValue("domains"), MXSuffixes: c.FormValue("mx_suffixes"),
+		PerSecond: c.FormValue("per_second"), PerMinute: c.FormValue("per_minute"), PerHour: c.FormValue("per_hour"),
+		MaxConnections: c.FormValue("max_connections"), MaxPerConnection: c.FormValue("max_per_connection"),
+		BackoffMinSeconds: c.FormValue("backoff_min_seconds"), BackoffMaxSeconds: c.FormValue("backoff_max_seconds"),
+		Position: c.FormValue("position"),
+	}
+}
+
+func (s *Server) newRulePage(c echo.Context) error {
+	f := models.DomainRuleForm{PerSecond: "5", PerMinute: "200", PerHour: "5000", MaxConnections: "3", MaxPerConnection: "100",
+		BackoffMinSeconds: "300", BackoffMaxSeconds: "3600", Position: "100"}
+	return s.render(c, 200, views.RuleForm(s.page(c, "New domain rule", "deliverability"), views.RuleFormView{Form: f}))
+}
+
+func (s *Server) createRule(c echo.Context) error {
+	f := ruleForm(c)
+	var r models.DomainRule
+	v := views.RuleFormView{Form: f}
+	if v.Errors = f.Rule(&r); len(v.Errors) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "New domain rule", "deliverability"), v))
+	}
+	err := s.store.CreateDomainRule(c.Request().Context(), &r)
+	if errors.Is(err, models.ErrConflict) {
+		v.Errors = map[string]string{"name": "A rule named " + r.Name + " exists; choose another name or edit that rule."}
+		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "New domain rule", "deliverability"), v))
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "domain_rule.create", "domain_rule", itoa(r.ID), ruleSummary(&r))
+	s.flash(c, "Rule “"+r.Name+"” added. Running mailers apply it within 30 seconds.")
+	return seeOther(c, rulesPath)
+}
+
+func ruleSummary(r *models.DomainRule) string {
+	match := strings.TrimSpace(r.Domains + " " + r.MXSuffixes)
+	if r.IsDefault {
+		match = "default"
+	}
+	return fmt.Sprintf("%s [%s]: %g/s %d/min %d/h, %d conns, %d per conn, backoff %d–%ds, order %d", r.Name, match,
+		r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection, r.BackoffMinSeconds, r.BackoffMaxSeconds, r.Position)
+}
+
+func (s *Server) editRulePage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	r, err := s.store.DomainRule(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), views.RuleFormView{ID: id, Default: r.IsDefault, Form: r.Form()}))
+}
+
+func (s *Server) updateRule(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	before, err := s.store.DomainRule(ctx, id)
+	if err != nil {
+		return err
+	}
+	f := ruleForm(c)
+	r := models.DomainRule{ID: id, IsDefault: before.IsDefault}
+	v := views.RuleFormView{ID: id, Default: before.IsDefault, Form: f}
+	if v.Errors = f.Rule(&r); len(v.Errors) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), v))
+	}
+	err = s.store.UpdateDomainRule(ctx, &r)
+	if errors.Is(err, models.ErrConflict) {
+		v.Errors = map[string]string{"name": "Another rule is named " + r.Name + "; choose another name."}
+		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), v))
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "domain_rule.update", "domain_rule", itoa(id), ruleSummary(before)+" → "+ruleSummary(&r))
+	s.flash(c, "Rule “"+r.Name+"” saved. Running mailers apply it within 30 seconds.")
+	return seeOther(c, rulesPath)
+}
+
+func (s *Server) deleteRulePage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	r, err := s.store.DomainRule(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	if r.IsDefault {
+		return conflict("The default rule covers every destination no other rule matches, so it cannot be deleted; edit its limits instead.")
+	}
+	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Delete domain rule", "deliverability"), "the rule “"+r.Name+"”",
+		"Mail to "+strings.TrimSpace(r.Domains+" "+r.MXSuffixes)+" falls under the default rule's limits afterwards.",
+		fmt.Sprintf("%s/%d/delete", rulesPath, id), rulesPath))
+}
+
+func (s *Server) deleteRule(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	r, err := s.store.DomainRule(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.IsDefault {
+		return conflict("The default rule cannot be deleted; edit its limits instead.")
+	}
+	if err := s.store.DeleteDomainRule(ctx, id); err != nil {
+		return err
+	}
+	s.audit(c, "domain_rule.delete", "domain_rule", itoa(id), ruleSummary(r))
+	s.flash(c, "Rule “"+r.Name+"” deleted.")
+	return seeOther(c, rulesPath)
+}
+
+func (s *Server) resetRulesPage(c echo.Context) error {
+	return s.render(c, 200, views.ConfirmReset(s.page(c, "Reset domain rules", "deliverability")))
+}
+
+func (s *Server) resetRules(c echo.Context) error {
+	ctx := c.Request().Context()
+	before, err := s.store.DomainRules(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.store.ResetDomainRules(ctx); err != nil {
+		return err
+	}
+	names := make([]string, len(before))
+	for i := range before {
+		names[i] = before[i].Name
+	}
+	s.audit(c, "domain_rule.reset", "domain_rule", "", "replaced "+strings.Join(names, ", ")+" with the defaults")
+	s.flash(c, "Domain rules reset to the defaults. Running mailers apply them within 30 seconds.")
+	return seeOther(c, rulesPath)
+}
+
+// --- IP pools and addresses ---
+
+func (s *Server) newPoolPage(c echo.Context) error {
+	return s.render(c, 200, views.PoolForm(s.page(c, "New IP pool", "deliverability"), models.IPPool{Strategy: models.PoolRoundRobin}, nil))
+}
+
+func poolFromForm(c echo.Context) models.IPPool {
+	return models.IPPool{Name: c.FormValue("name"), Strategy: c.FormValue("strategy")}
+}
+
+func (s *Server) createPool(c echo.Context) error {
+	p := poolFromForm(c)
+	if errs := p.Validate(); len(errs) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "New IP pool", "deliverability"), p, errs))
+	}
+	err := s.store.CreateIPPool(c.Request().Context(), &p)
+	if errors.Is(err, models.ErrConflict) {
+		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "New IP pool", "deliverability"), p,
+			map[string]string{"name": "A pool named " + p.Name + " exists; choose another name."}))
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "ip_pool.create", "ip_pool", itoa(p.ID), p.Name+" ("+p.Strategy+")")
+	s.flash(c, "Pool “"+p.Name+"” created. Add its sending addresses.")
+	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
+}
+
+func (s *Server) poolPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p, err := s.store.IPPool(ctx, id)
+	if err != nil {
+		return err
+	}
+	all, err := s.store.AllSendingIPs(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	today := now.UTC().Truncate(24 * time.Hour)
+	var rows []views.IPRow
+	for _, ip := range all {
+		if ip.PoolID != id {
+			continue
+		}
+		row := views.IPRow{IP: ip}
+		row.Cap, row.WarmupDay, row.Capped = mailer.WarmupCap(mailer.DefaultWarmup, ip.WarmupStart, now)
+		if row.SentToday, err = s.store.SentFromIPSince(ctx, ip.Address, today); err != nil {
+			return err
+		}
+		rows = append(rows, row)
+	}
+	return s.render(c, 200, views.PoolPage(s.page(c, "IP pool "+p.Name, "deliverability"), p, rows))
+}
+
+func (s *Server) editPoolPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	p, err := s.store.IPPool(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), *p, nil))
+}
+
+func (s *Server) updatePool(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	before, err := s.store.IPPool(ctx, id)
+	if err != nil {
+		return err
+	}
+	p := poolFromForm(c)
+	p.ID = id
+	if errs := p.Validate(); len(errs) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), p, errs))
+	}
+	err = s.store.UpdateIPPool(ctx, &p)
+	if errors.Is(err, models.ErrConflict) {
+		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), p,
+			map[string]string{"name": "A pool named " + p.Name + " exists; choose another name."}))
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "ip_pool.update", "ip_pool", itoa(id), before.Name+" ("+before.Strategy+") → "+p.Name+" ("+p.Strategy+")")
+	s.flash(c, "Pool saved.")
+	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", id))
+}
+
+func (s *Server) deletePoolPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p, err := s.store.IPPool(ctx, id)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.CampaignsUsingIPPool(ctx, id)
+	if err != nil {
+		return err
+	}
+	msg := "Its addresses are removed from Herald (not from the machine)."
+	if n > 0 {
+		msg = fmt.Sprintf("%d unfinished campaign(s) send from this pool; they will send from the machine's default address instead. ", n) + msg
+	}
+	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Delete IP pool", "deliverability"), "the IP pool “"+p.Name+"”", msg,
+		fmt.Sprintf("/deliverability/pools/%d/delete", id), fmt.Sprintf("/deliverability/pools/%d", id)))
+}
+
+func (s *Server) deletePool(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p, err := s.store.IPPool(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteIPPool(ctx, id); err != nil {
+		return err
+	}
+	s.audit(c, "ip_pool.delete", "ip_pool", itoa(id), p.Name)
+	s.flash(c, "Pool “"+p.Name+"” deleted.")
+	return seeOther(c, rulesPath)
+}
+
+// poolIP loads the pool of the path and, when the path names one, its
+// address (an address of another pool is not found).
+func (s *Server) poolIP(c echo.Context, withIP bool) (*models.IPPool, *models.SendingIP, error) {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx := c.Request().Context()
+	p, err := s.store.IPPool(ctx, id)
+	if err != nil || !withIP {
+		return p, nil, err
+	}
+	ipID, err := idParam(c, "ip")
+	if err != nil {
+		return nil, nil, err
+	}
+	ip, err := s.store.SendingIP(ctx, ipID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ip.PoolID != p.ID {
+		return nil, nil, models.ErrNotFound
+	}
+	return p, ip, nil
+}
+
+func ipForm(c echo.Context) models.SendingIPForm {
+	return models.SendingIPForm{Address: c.FormValue("address"), HELO: c.FormValue("helo"), Weight: c.FormValue("weight"),
+		PerSecond: c.FormValue("per_second"), WarmupStart: c.FormValue("warmup_start"), Active: c.FormValue("active") != ""}
+}
+
+func ipSummary(ip *models.SendingIP) string {
+	warm := "warm"
+	if ip.WarmupStart != nil {
+		warm = "warm-up from " + ip.WarmupStart.Format("2006-01-02")
+	}
+	return fmt.Sprintf("%s helo=%s weight=%d rate=%g/s %s active=%t", ip.Address, ip.HELO, ip.Weight, ip.PerSecond, warm, ip.Active)
+}
+
+func (s *Server) newIPPage(c echo.Context) error {
+	p, _, err := s.poolIP(c, false)
+	if err != nil {
+		return err
+	}
+	f := models.SendingIPForm{Weight: "1", PerSecond: "0", WarmupStart: time.Now().UTC().Format("2006-01-02"), Active: true}
+	return s.render(c, 200, views.IPForm(s.page(c, "Add a sending address", "deliverability"), views.IPFormView{Pool: p, Form: f}))
+}
+
+func (s *Server) createIP(c echo.Context) error {
+	p, _, err := s.poolIP(c, false)
+	if err != nil {
+		return err
+	}
+	v := views.IPFormView{Pool: p, Form: ipForm(c)}
+	ip := models.SendingIP{PoolID: p.ID}
+	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Add a sending address", "deliverability"), v))
+	}
+	err = s.store.AddSendingIP(c.Request().Context(), &ip)
+	if errors.Is(err, models.ErrConflict) {
+		v.Errors = map[string]string{"address": ip.Address + " is already in this pool."}
+		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Add a sending address", "deliverability"), v))
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "sending_ip.create", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ipSummary(&ip))
+	s.flash(c, ip.Address+" added to “"+p.Name+"”. Add it to your sending domains' SPF records (their DNS pages show the new value).")
+	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
+}
+
+func (s *Server) editIPPage(c echo.Context) error {
+	p, ip, err := s.poolIP(c, true)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.IPForm(s.page(c, "Edit sending address", "deliverability"), views.IPFormView{Pool: p, ID: ip.ID, Form: ip.Form()}))
+}
+
+func (s *Server) updateIP(c echo.Context) error {
+	p, before, err := s.poolIP(c, true)
+	if err != nil {
+		return err
+	}
+	v := views.IPFormView{Pool: p, ID: before.ID, Form: ipForm(c)}
+	ip := models.SendingIP{ID: before.ID, PoolID: p.ID}
+	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) > 0 {
+		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Edit sending address", "deliverability"), v))
+	}
+	err = s.store.UpdateSendingIP(c.Request().Context(), &ip)
+	if errors.Is(err, models.ErrConflict) {
+		v.Errors = map[string]string{"address": ip.Address + " is already in this pool."}
+		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Edit sending address", "deliverability"), v))
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "sending_ip.update", "sending_ip", itoa(ip.ID), ipSummary(before)+" → "+ipSummary(&ip))
+	s.flash(c, ip.Address+" saved.")
+	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
+}
+
+func (s *Server) deleteIPPage(c echo.Context) error {
+	p, ip, err := s.poolIP(c, true)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Remove sending address", "deliverability"), "the address "+ip.Address+" from “"+p.Name+"”",
+		"Campaigns of this pool stop sending from it. To pause it for a while instead, edit it and untick Active.",
+		fmt.Sprintf("/deliverability/pools/%d/ips/%d/delete", p.ID, ip.ID), fmt.Sprintf("/deliverability/pools/%d", p.ID)))
+}
+
+func (s *Server) deleteIP(c echo.Context) error {
+	p, ip, err := s.poolIP(c, true)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteSendingIP(c.Request().Context(), ip.ID); err != nil {
+		return err
+	}
+	s.audit(c, "sending_ip.delete", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ip.Address)
+	s.flash(c, ip.Address+" removed from “"+p.Name+"”.")
+	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
