@@ -55,7 +55,10 @@ func classify(err error) *userError {
 		}
 	}
 	var ie *models.InvalidEmailError
+	var ve *models.ValidationError
 	switch {
+	case errors.As(err, &ve):
+		return &userError{http.StatusUnprocessableEntity, "invalid", "Some fields need attention: " + strings.TrimPrefix(ve.Error(), "invalid input: ") + ".", ve.Fields}
 	case errors.As(err, &ie):
 		return &userError{http.StatusUnprocessableEntity, "invalid_email", ie.Error(), map[string]string{"email": ie.Error()}}
 	case errors.Is(err, models.ErrNotFound):
