@@ -1,7 +1,6 @@
 package mailer
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herald-mail/herald/internal/token"
-	"github.com/herald-mail/herald/mailer/bounce"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -36,6 +34,12 @@ type InboundStore interface {
 	// UnsubscribeDelivery unsubscribes a delivery's recipient from the
 	// campaign's lists.
 	UnsubscribeDelivery(ctx context.Context, deliveryID int64, ev models.Evidence) (int, error)
+	// DeliveryByRecipient finds the latest delivery to an address (ESP
+	// events that carry no Message-ID of ours); models.ErrNotFound when none.
+	DeliveryByRecipient(ctx context.Context, email string) (*models.Delivery, error)
+	// AddSuppression suppresses an address an ESP reports as hard-bouncing
+	// although Herald has no delivery to it.
+	AddSuppression(ctx context.Context, value, reason, note string) error
 }
 
 var _ InboundStore = (*models.Store)(nil)
@@ -137,27 +141,22 @@ func (o InboundOptions) withDefaults() InboundOptions {
 // backscatter. Bounces suppress addresses, complaints unsubscribe and
 // suppress, and unsubscribe mail unsubscribes.
 type InboundServer struct {
-	store   InboundStore
-	opts    InboundOptions
-	log     *slog.Logger
-	domains map[string]bool
-	smtp    *smtp.Server
-	limits  *connLimiter
+	rec    *Recorder
+	opts   InboundOptions
+	log    *slog.Logger
+	smtp   *smtp.Server
+	limits *connLimiter
 }
 
 // NewInboundServer returns a server recording into store. Start it with
 // ListenAndServe or Serve.
 func NewInboundServer(store InboundStore, o InboundOptions) (*InboundServer, error) {
-	if o.Keys == nil {
-		return nil, errors.New("mailer: inbound server: Keys are required to verify VERP addresses")
+	rec, err := NewRecorder(store, o)
+	if err != nil {
+		return nil, err
 	}
 	o = o.withDefaults()
-	s := &InboundServer{store: store, opts: o, log: o.Logger, domains: map[string]bool{}}
-	for _, d := range o.BounceDomains {
-		s.domains[strings.ToLower(strings.TrimSpace(d))] = true
-	}
-	o.FeedbackAddress = strings.ToLower(strings.TrimSpace(o.FeedbackAddress))
-	s.opts.FeedbackAddress = o.FeedbackAddress
+	s := &InboundServer{rec: rec, opts: o, log: o.Logger}
 	s.limits = &connLimiter{perIP: o.MaxConnsPerIP, total: o.MaxConns, rate: rate.Limit(o.RatePerIP), burst: o.RateBurst,
 		ips: map[string]*ipState{}, hostname: o.Hostname, log: o.Logger}
 
@@ -183,6 +182,10 @@ func (s *InboundServer) ListenAndServe(ctx context.Context) error {
 	}
 	return s.Serve(ctx, l)
 }
+
+// Recorder returns the recorder the server applies messages with, for the
+// mailbox poller and the webhooks to share.
+func (s *InboundServer) Recorder() *Recorder { return s.rec }
 
 // Serve serves connections from l until ctx is done (see ListenAndServe).
 // It takes ownership of l.
@@ -220,55 +223,6 @@ var (
 		Message: "Temporary failure recording the message, try again later"}
 )
 
-// rcptKind is what an accepted recipient address is for.
-type rcptKind int
-
-const (
-	rcptBounce      rcptKind = iota + 1 // VERP return path of one delivery
-	rcptUnsubscribe                     // mailto one-click unsubscribe of one delivery
-	rcptFeedback                        // the feedback-loop address
-)
-
-type inboundRcpt struct {
-	kind       rcptKind
-	deliveryID int64
-	addr       string
-}
-
-// classify decides whether addr is one of ours; the error is the RCPT reply.
-func (s *InboundServer) classify(addr string) (inboundRcpt, error) {
-	lower := strings.ToLower(addr)
-	if s.opts.FeedbackAddress != "" && lower == s.opts.FeedbackAddress {
-		return inboundRcpt{kind: rcptFeedback, addr: addr}, nil
-	}
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 {
-		return inboundRcpt{}, errNoSuchUser
-	}
-	local, domain := addr[:at], strings.ToLower(addr[at+1:])
-	ours := s.domains[domain] || (s.opts.FeedbackAddress != "" && strings.HasSuffix(s.opts.FeedbackAddress, "@"+domain))
-	prefix := strings.ToLower(local[:min(2, len(local))])
-	tokenish := prefix == "b-" || prefix == "u-"
-	if !ours && !(len(s.domains) == 0 && tokenish) {
-		return inboundRcpt{}, errRelayDenied
-	}
-	switch prefix {
-	case "b-":
-		id, err := s.opts.Keys.Delivery(local[2:], token.Bounce)
-		if err != nil {
-			return inboundRcpt{}, errBadToken
-		}
-		return inboundRcpt{kind: rcptBounce, deliveryID: id, addr: addr}, nil
-	case "u-":
-		id, err := s.opts.Keys.Delivery(local[2:], token.Unsubscribe)
-		if err != nil {
-			return inboundRcpt{}, errBadToken
-		}
-		return inboundRcpt{kind: rcptUnsubscribe, deliveryID: id, addr: addr}, nil
-	}
-	return inboundRcpt{}, errNoSuchUser
-}
-
 func (s *InboundServer) newSession(c *smtp.Conn) (smtp.Session, error) {
 	ip := ""
 	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
@@ -299,7 +253,7 @@ func (ss *inboundSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	r, err := ss.srv.classify(to)
+	r, err := ss.srv.rec.classify(to)
 	if err != nil {
 		ss.srv.log.Info("inbound rcpt refused", "rcpt", to, "from", ss.from, "ip", ss.ip, "helo", ss.helo, "reason", err.(*smtp.SMTPError).Message)
 		return err
@@ -318,178 +272,17 @@ func (ss *inboundSession) Data(r io.Reader) (err error) {
 		}
 		return err
 	}
-	defer func() {
-		// The message is hostile input; a bug in handling it must cost us
-		// this message, not the server.
-		if p := recover(); p != nil {
-			ss.srv.log.Error("inbound message panic", "ip", ss.ip, "from", ss.from, "panic", fmt.Sprint(p))
-			err = errTryLater
-		}
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.opts.RecordTimeout)
 	defer cancel()
-	var rep *bounce.Report
-	for _, rc := range ss.rcpts {
-		if rc.kind != rcptUnsubscribe && rep == nil {
-			if rep, err = bounce.Parse(bytes.NewReader(raw)); err != nil {
-				return err
-			}
+	src := Source{Via: "smtp", IP: ss.ip, HELO: ss.helo, From: ss.from}
+	if err := ss.srv.rec.process(ctx, raw, ss.rcpts, src); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
 		}
-		if err := ss.srv.handle(ctx, ss, rc, rep); err != nil {
-			ss.srv.log.Error("inbound message not recorded", "ip", ss.ip, "from", ss.from, "rcpt", rc.addr,
-				"delivery", rc.deliveryID, "err", err)
-			return errTryLater
-		}
+		return errTryLater
 	}
 	return nil
-}
-
-// handle applies one accepted message to one of its recipients. Only a
-// database failure is an error; messages that attribute to nothing are
-// logged and dropped.
-func (s *InboundServer) handle(ctx context.Context, ss *inboundSession, rc inboundRcpt, rep *bounce.Report) error {
-	log := s.log.With("ip", ss.ip, "helo", ss.helo, "from", ss.from, "rcpt", rc.addr)
-	if rc.kind == rcptUnsubscribe {
-		n, err := s.store.UnsubscribeDelivery(ctx, rc.deliveryID, models.Evidence{
-			Source: models.SourceOneClick, IP: ss.ip, Actor: "subscriber", Note: "mailto unsubscribe from " + ss.from,
-		})
-		if errors.Is(err, models.ErrNotFound) {
-			log.Warn("inbound unsubscribe for unknown delivery", "delivery", rc.deliveryID)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		log.Info("inbound unsubscribe", "delivery", rc.deliveryID, "lists", n)
-		return nil
-	}
-
-	v, ok := strongest(rep)
-	if !ok {
-		log.Info("inbound message ignored: no bounce or complaint", "delivery", rc.deliveryID, "message_id", rep.MessageID)
-		return nil
-	}
-	if v.Kind == bounce.KindComplaint && !isComplaint(rep.FeedbackType) {
-		log.Info("inbound feedback report ignored", "feedback_type", rep.FeedbackType, "message_id", rep.MessageID)
-		return nil
-	}
-	deliveryID := rc.deliveryID
-	if deliveryID == 0 {
-		var err error
-		if deliveryID, err = s.attribute(ctx, rep); err != nil {
-			return err
-		}
-	}
-	n := models.BounceNotice{
-		DeliveryID: deliveryID, Kind: string(v.Kind), Category: string(v.Category), Status: v.Status,
-		Diagnostic: v.Diagnostic, RemoteMTA: rep.ReportingMTA,
-	}
-	if n.RemoteMTA == "" {
-		n.RemoteMTA = ss.helo + " [" + ss.ip + "]"
-	}
-	var (
-		res *models.BounceResult
-		err error
-	)
-	switch {
-	case v.Kind == bounce.KindComplaint:
-		n.Category = rep.FeedbackType
-		if deliveryID == 0 {
-			n.Email = v.Recipient
-		}
-		if deliveryID == 0 && n.Email == "" {
-			log.Warn("inbound complaint matches no delivery", "message_id", rep.MessageID, "feedback_type", rep.FeedbackType)
-			return nil
-		}
-		res, err = s.store.RecordComplaint(ctx, n)
-	case deliveryID == 0:
-		log.Warn("inbound bounce matches no delivery", "message_id", rep.MessageID, "recipient", v.Recipient, "status", v.Status)
-		return nil
-	default:
-		res, err = s.store.RecordBounce(ctx, n)
-	}
-	if errors.Is(err, models.ErrNotFound) {
-		log.Warn("inbound "+n.Kind+" for unknown delivery", "delivery", deliveryID, "message_id", rep.MessageID, "status", v.Status)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	log.Info("inbound "+n.Kind, "campaign", res.CampaignID, "delivery", deliveryID, "subscriber", res.SubscriberID,
-		"message_id", rep.MessageID, "status", v.Status, "category", n.Category, "remote_mta", n.RemoteMTA,
-		"suppressed", res.Suppressed, "unsubscribed", res.Unsubscribed, "duplicate", res.Duplicate)
-	return nil
-}
-
-// strongest picks the verdict that matters most: a complaint over a hard
-// bounce over a soft one. Auto-replies and non-bounces count for nothing.
-func strongest(rep *bounce.Report) (bounce.Verdict, bool) {
-	rank := map[bounce.Kind]int{bounce.KindSoft: 1, bounce.KindHard: 2, bounce.KindComplaint: 3}
-	var best bounce.Verdict
-	for _, v := range rep.Recipients {
-		if rank[v.Kind] > rank[best.Kind] {
-			best = v
-		}
-	}
-	return best, rank[best.Kind] > 0
-}
-
-// isComplaint reports whether an ARF feedback type is a person's complaint;
-// auth-failure reports (DMARC, DKIM) and not-spam are not.
-func isComplaint(feedbackType string) bool {
-	switch feedbackType {
-	case "auth-failure", "not-spam":
-		return false
-	}
-	return true
-}
-
-// attribute finds the delivery a report without a VERP address is about:
-// by the signed Message-ID Herald writes, by the Message-ID stored on the
-// delivery, or by a VERP or unsubscribe token in the quoted original
-// headers. It returns 0 when nothing matches.
-func (s *InboundServer) attribute(ctx context.Context, rep *bounce.Report) (int64, error) {
-	if id := rep.MessageID; id != "" {
-		local := id
-		if at := strings.LastIndexByte(id, '@'); at > 0 {
-			local = id[:at]
-		}
-		if d, err := s.opts.Keys.Delivery(local, token.MessageID); err == nil {
-			return d, nil
-		}
-		d, err := s.store.DeliveryByMessageID(ctx, id)
-		switch {
-		case err == nil:
-			return d.ID, nil
-		case !errors.Is(err, models.ErrNotFound):
-			return 0, err
-		}
-	}
-	h := rep.Original
-	for _, f := range []struct {
-		field, prefix string
-		kind          token.Kind
-	}{
-		{"Return-Path", "b-", token.Bounce},
-		{"List-Unsubscribe", "u-", token.Unsubscribe},
-	} {
-		v := h.Get(f.field)
-		for {
-			i := strings.Index(strings.ToLower(v), f.prefix)
-			if i < 0 {
-				break
-			}
-			v = v[i+2:]
-			end := strings.IndexAny(v, "@?> ,")
-			if end < 0 {
-				end = len(v)
-			}
-			if d, err := s.opts.Keys.Delivery(v[:end], f.kind); err == nil {
-				return d, nil
-			}
-		}
-	}
-	return 0, nil
 }
 
 // connLimiter bounds connections per source address, in number and rate,

@@ -17,9 +17,10 @@ const (
 	BounceComplaint = "complaint"
 )
 
-// List hygiene: an address that soft-bounces on SoftBounceLimit different
-// deliveries within SoftBounceWindow, with no successful delivery in
-// between, is suppressed like a hard bounce.
+// The default list-hygiene rule (see HygieneRule, which admins change): an
+// address that soft-bounces on SoftBounceLimit different deliveries within
+// SoftBounceWindow, with no successful delivery in between, is suppressed
+// like a hard bounce.
 const (
 	SoftBounceLimit  = 3
 	SoftBounceWindow = 30 * 24 * time.Hour
@@ -190,30 +191,22 @@ func (s *Store) applySoftBounce(ctx context.Context, tx *gorm.DB, d *deliveryRef
 	if d.SubscriberID == nil || d.Email == "" {
 		return nil
 	}
-	since := dbTime(now().Add(-SoftBounceWindow))
+	st := s.withDB(tx)
+	rule, err := st.HygieneRule(ctx)
+	if err != nil {
+		return err
+	}
 	// A delivery that went through without bouncing shows the address
-	// works: only soft bounces of deliveries sent after it count.
-	var good []time.Time
-	if err := tx.Raw(`SELECT d.sent_at FROM deliveries d WHERE d.subscriber_id = ? AND d.status = ? AND d.sent_at >= ?
-		AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id) ORDER BY d.sent_at DESC LIMIT 1`,
-		*d.SubscriberID, DeliverySent, since).Scan(&good).Error; err != nil {
+	// works: softBounceOffenders counts only soft bounces after it.
+	hit, err := softBounceOffenders(tx, rule, *d.SubscriberID)
+	if err != nil || len(hit) == 0 {
 		return err
 	}
-	sentAfter := since
-	if len(good) > 0 {
-		sentAfter = dbTime(good[0])
-	}
-	var n int64
-	if err := tx.Raw(`SELECT COUNT(DISTINCT b.delivery_id) FROM bounces b JOIN deliveries d ON d.id = b.delivery_id
-		WHERE b.subscriber_id = ? AND b.kind = ? AND b.created_at >= ? AND COALESCE(d.sent_at, d.created_at) > ?`,
-		*d.SubscriberID, BounceSoft, since, sentAfter).Scan(&n).Error; err != nil {
+	if ok, err := allowListed(tx, d.Email); err != nil || ok {
 		return err
 	}
-	if n < SoftBounceLimit {
-		return nil
-	}
-	note := fmt.Sprintf("%d soft bounces within %d days", n, int(SoftBounceWindow.Hours()/24))
-	if err := s.withDB(tx).AddSuppression(ctx, d.Email, SuppressHardBounce, note); err != nil {
+	note := fmt.Sprintf("%d soft bounces within %d days", hit[0].Bounces, rule.Days)
+	if err := st.AddSuppression(ctx, d.Email, SuppressHardBounce, note); err != nil {
 		return err
 	}
 	res.Suppressed = true
@@ -359,6 +352,36 @@ func (s *Store) DeliveryByMessageID(ctx context.Context, messageID string) (*Del
 		return nil, fmt.Errorf("models: delivery by message-id %q: %w", id, notFound(err))
 	}
 	return &d, nil
+}
+
+// DeliveryByRecipient finds the latest delivery that went out (sent,
+// bounced or deferred) to an address: a subscriber's campaign mail or
+// transactional mail. It returns ErrNotFound when there is none.
+func (s *Store) DeliveryByRecipient(ctx context.Context, email string) (*Delivery, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return nil, fmt.Errorf("models: delivery to %q: %w", email, ErrNotFound)
+	}
+	db := s.db.WithContext(ctx)
+	sent := []string{DeliverySent, DeliveryBounced, DeliveryDeferred}
+	var out []Delivery
+	var sub []int64
+	if err := db.Raw("SELECT id FROM subscribers WHERE lower(email) = lower(?)", e).Scan(&sub).Error; err != nil {
+		return nil, fmt.Errorf("models: delivery to %q: %w", e, err)
+	}
+	q := db.Where("status IN ?", sent).Order("id DESC").Limit(1)
+	if len(sub) > 0 {
+		q = q.Where("subscriber_id = ? OR email = ?", sub[0], e)
+	} else {
+		q = q.Where("email = ?", e)
+	}
+	if err := q.Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: delivery to %q: %w", e, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("models: delivery to %q: %w", e, ErrNotFound)
+	}
+	return &out[0], nil
 }
 
 // BounceStats are a campaign's deliveries that bounced or drew a complaint.

@@ -1,7 +1,285 @@
 package web
 
-import "github.com/labstack/echo/v4"
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
+)
 
 // hygieneRoutes registers the suppression list, allow list, staging switch and hygiene rules.
 func (s *Server) hygieneRoutes(d *echo.Group, r roles) {
+	d.GET("/deliverability/suppressions", s.suppressionsPage, r.viewer)
+	d.GET("/deliverability/suppressions/export.csv", s.exportSuppressions, r.viewer)
+	d.POST("/deliverability/suppressions", s.addSuppression, r.marketer)
+	d.POST("/deliverability/suppressions/upload", s.uploadSuppressions, r.marketer, middleware.BodyLimit("20M"))
+	d.GET("/deliverability/suppressions/:id/remove", s.removeSuppressionPage, r.marketer)
+	d.POST("/deliverability/suppressions/:id/remove", s.removeSuppression, r.marketer)
+
+	d.GET("/deliverability/hygiene", s.hygienePage, r.viewer)
+	d.POST("/deliverability/hygiene/rule", s.saveHygieneRule, r.admin)
+	d.POST("/deliverability/hygiene/preview", s.previewHygiene, r.admin)
+	d.POST("/deliverability/hygiene/apply", s.applyHygiene, r.admin)
+	d.POST("/deliverability/hygiene/allow", s.addAllowEntry, r.admin)
+	d.POST("/deliverability/hygiene/allow/:id/delete", s.removeAllowEntry, r.admin)
+	d.POST("/deliverability/hygiene/staging", s.setStaging, r.admin)
+}
+
+// suppressionsView renders the suppression list with the given form state.
+func (s *Server) suppressionsView(c echo.Context, status int, form views.SuppressionForm, upload *models.SuppressionImport) error {
+	f := views.SuppressionFilter{Search: strings.TrimSpace(c.QueryParam("q"))}
+	f.Before, _ = strconv.ParseInt(c.QueryParam("before"), 10, 64)
+	page, err := s.store.SearchSuppressions(c.Request().Context(), models.SuppressionQuery{Search: f.Search, Before: f.Before})
+	if err != nil {
+		return err
+	}
+	return s.render(c, status, views.SuppressionsPage(s.page(c, "Suppressions", "deliverability"), f, page, form, upload))
+}
+
+func (s *Server) suppressionsPage(c echo.Context) error {
+	return s.suppressionsView(c, http.StatusOK, views.SuppressionForm{}, nil)
+}
+
+func (s *Server) addSuppression(c echo.Context) error {
+	form := views.SuppressionForm{Value: strings.TrimSpace(c.FormValue("value")), Kind: c.FormValue("kind"), Note: strings.TrimSpace(c.FormValue("note"))}
+	raw := form.Value
+	if form.Kind == "domain" && !strings.HasPrefix(raw, "@") {
+		raw = "@" + strings.TrimPrefix(raw, "*.")
+	}
+	if form.Kind != "domain" && raw != "" && !strings.Contains(raw, "@") {
+		form.Errors = map[string]string{"value": "An address needs an @. To block a whole domain, choose “A whole domain”."}
+		return s.suppressionsView(c, http.StatusUnprocessableEntity, form, nil)
+	}
+	v, err := models.SuppressionValue(raw)
+	if err != nil {
+		form.Errors = map[string]string{"value": err.Error()}
+		return s.suppressionsView(c, http.StatusUnprocessableEntity, form, nil)
+	}
+	note := form.Note
+	if note == "" {
+		note = "added by " + currentUser(c).Email
+	}
+	if err := s.store.AddSuppression(c.Request().Context(), v, models.SuppressManual, note); err != nil {
+		return err
+	}
+	s.audit(c, "suppression.add", "suppression", v, note)
+	s.flash(c, v+" is suppressed.")
+	return seeOther(c, "/deliverability/suppressions")
+}
+
+func (s *Server) uploadSuppressions(c echo.Context) error {
+	fh, err := c.FormFile("file")
+	if err != nil {
+		return s.suppressionsView(c, http.StatusUnprocessableEntity,
+			views.SuppressionForm{Errors: map[string]string{"file": "Choose a CSV file to upload."}}, nil)
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return badRequest("The upload could not be read; try again.")
+	}
+	defer f.Close()
+	note := strings.TrimSpace(c.FormValue("note"))
+	if note == "" {
+		note = "uploaded from " + fh.Filename
+	}
+	res, err := s.store.ImportSuppressions(c.Request().Context(), f, models.SuppressManual, note)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "suppression.upload", "suppression", fh.Filename,
+		fmt.Sprintf("%d added, %d already listed, %d rejected", res.Added, res.Existing, len(res.Rejected)))
+	return s.suppressionsView(c, http.StatusOK, views.SuppressionForm{}, res)
+}
+
+func (s *Server) removeSuppressionPage(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	x, err := s.store.Suppression(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusOK, views.RemoveSuppressionPage(s.page(c, "Remove suppression", "deliverability"), *x, "", nil))
+}
+
+func (s *Server) removeSuppression(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	reason := strings.TrimSpace(c.FormValue("reason"))
+	if reason == "" {
+		x, err := s.store.Suppression(ctx, id)
+		if err != nil {
+			return err
+		}
+		return s.render(c, http.StatusUnprocessableEntity, views.RemoveSuppressionPage(s.page(c, "Remove suppression", "deliverability"), *x, "",
+			map[string]string{"reason": "Say why this address may be mailed again (e.g. “the person asked to be re-subscribed”)."}))
+	}
+	x, err := s.store.RemoveSuppression(ctx, id)
+	if errors.Is(err, models.ErrErasedSuppression) {
+		return conflict("This entry stands for a person whose data was erased at their request; it cannot be removed.")
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "suppression.remove", "suppression", x.Display(), x.Reason+" → removed: "+reason)
+	s.flash(c, x.Display()+" was removed from the suppression list.")
+	return seeOther(c, "/deliverability/suppressions")
+}
+
+func (s *Server) exportSuppressions(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	h.Set(echo.HeaderContentDisposition, `attachment; filename="suppressions.csv"`)
+	c.Response().WriteHeader(http.StatusOK)
+	if err := s.store.ExportSuppressions(c.Request().Context(), c.Response()); err != nil {
+		s.log.Error("suppression export cut short", "err", err)
+	}
+	return nil
+}
+
+// hygieneView loads the hygiene page's state.
+func (s *Server) hygieneView(c echo.Context) (views.HygieneView, error) {
+	ctx := c.Request().Context()
+	var v views.HygieneView
+	var err error
+	if v.Rule, err = s.store.HygieneRule(ctx); err != nil {
+		return v, err
+	}
+	if v.Allow, err = s.store.AllowList(ctx); err != nil {
+		return v, err
+	}
+	st, err := s.store.Setting(ctx, models.SettingStaging)
+	v.Staging = st == "on"
+	return v, err
+}
+
+func (s *Server) hygieneRender(c echo.Context, status int, v views.HygieneView) error {
+	return s.render(c, status, views.HygienePage(s.page(c, "List hygiene", "deliverability"), v))
+}
+
+func (s *Server) hygienePage(c echo.Context) error {
+	v, err := s.hygieneView(c)
+	if err != nil {
+		return err
+	}
+	return s.hygieneRender(c, http.StatusOK, v)
+}
+
+func (s *Server) saveHygieneRule(c echo.Context) error {
+	v, err := s.hygieneView(c)
+	if err != nil {
+		return err
+	}
+	before := v.Rule
+	limit, lerr := strconv.Atoi(strings.TrimSpace(c.FormValue("limit")))
+	days, derr := strconv.Atoi(strings.TrimSpace(c.FormValue("days")))
+	r := models.HygieneRule{Limit: limit, Days: days}
+	errs := r.Validate()
+	if lerr != nil {
+		errs["limit"] = "Enter a whole number of soft bounces, e.g. 3."
+	}
+	if derr != nil {
+		errs["days"] = "Enter a whole number of days, e.g. 30."
+	}
+	if len(errs) > 0 {
+		v.RuleErrors = errs
+		return s.hygieneRender(c, http.StatusUnprocessableEntity, v)
+	}
+	if err := s.store.SetHygieneRule(c.Request().Context(), r); err != nil {
+		return err
+	}
+	s.audit(c, "hygiene.rule", "setting", "soft_bounce_rule",
+		fmt.Sprintf("%d in %d days → %d in %d days", before.Limit, before.Days, r.Limit, r.Days))
+	s.flash(c, "Soft-bounce rule saved. It applies to new bounces; use “Apply to past bounces” for earlier ones.")
+	return seeOther(c, "/deliverability/hygiene")
+}
+
+func (s *Server) previewHygiene(c echo.Context) error {
+	v, err := s.hygieneView(c)
+	if err != nil {
+		return err
+	}
+	if v.Preview, err = s.store.HygienePreview(c.Request().Context(), v.Rule); err != nil {
+		return err
+	}
+	v.Previewed = true
+	return s.hygieneRender(c, http.StatusOK, v)
+}
+
+func (s *Server) applyHygiene(c echo.Context) error {
+	ctx := c.Request().Context()
+	rule, err := s.store.HygieneRule(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.ApplyHygieneRule(ctx, rule)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "hygiene.apply", "setting", "soft_bounce_rule",
+		fmt.Sprintf("%d in %d days applied retroactively: %d suppressed (preview showed %s)", rule.Limit, rule.Days, n, c.FormValue("expected")))
+	s.flash(c, fmt.Sprintf("%d addresses suppressed.", n))
+	return seeOther(c, "/deliverability/hygiene")
+}
+
+func (s *Server) addAllowEntry(c echo.Context) error {
+	value, note := strings.TrimSpace(c.FormValue("value")), strings.TrimSpace(c.FormValue("note"))
+	e, err := s.store.AddAllowEntry(c.Request().Context(), value, note)
+	var ie *models.InvalidEmailError
+	if errors.As(err, &ie) {
+		v, verr := s.hygieneView(c)
+		if verr != nil {
+			return verr
+		}
+		v.AllowValue, v.AllowNote, v.AllowError = value, note, map[string]string{"value": ie.Error()}
+		return s.hygieneRender(c, http.StatusUnprocessableEntity, v)
+	}
+	if err != nil {
+		return err
+	}
+	s.audit(c, "allowlist.add", "allow_list", e.Value, note)
+	s.flash(c, e.Value+" is on the allow list.")
+	return seeOther(c, "/deliverability/hygiene")
+}
+
+func (s *Server) removeAllowEntry(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	e, err := s.store.RemoveAllowEntry(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "allowlist.remove", "allow_list", e.Value, "")
+	s.flash(c, e.Value+" was removed from the allow list.")
+	return seeOther(c, "/deliverability/hygiene")
+}
+
+func (s *Server) setStaging(c echo.Context) error {
+	v := c.FormValue("staging")
+	if v != "on" && v != "off" {
+		return badRequest("Staging is either on or off.")
+	}
+	if err := s.store.SetSetting(c.Request().Context(), models.SettingStaging, v); err != nil {
+		return err
+	}
+	s.audit(c, "staging."+v, "setting", models.SettingStaging, "staging turned "+v)
+	if v == "on" {
+		s.flash(c, "Staging is on: only allow-listed recipients get real mail.")
+	} else {
+		s.flash(c, "Staging is off: mail goes to everyone.")
+	}
+	return seeOther(c, "/deliverability/hygiene")
 }

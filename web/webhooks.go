@@ -1,8 +1,249 @@
 package web
 
-import "github.com/labstack/echo/v4"
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer"
+	"github.com/herald-mail/herald/mailer/esp"
+)
 
 // webhookRoutes registers the ESP bounce and complaint webhooks. No session, no CSRF: signed tokens or the
 // provider's own authentication.
 func (s *Server) webhookRoutes(e *echo.Echo) {
+	rec, err := mailer.NewRecorder(s.store, mailer.InboundOptions{Keys: token.NewKeyring(s.cfg.Secret), Logger: s.log})
+	if err != nil {
+		s.log.Error("webhooks disabled", "err", err)
+		return
+	}
+	NewWebhooks(rec, webhookOptionsFromEnv(os.Getenv), s.log).Routes(e)
+}
+
+// webhookOptionsFromEnv reads the webhook secrets. It stands in until the
+// names below join internal/config.
+func webhookOptionsFromEnv(getenv func(string) string) WebhookOptions {
+	var topics []string
+	for _, t := range strings.Split(getenv("HERALD_WEBHOOK_SES_TOPICS"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			topics = append(topics, t)
+		}
+	}
+	return WebhookOptions{
+		SNS:               esp.SNSOptions{TopicARNs: topics},
+		SendGridKey:       getenv("HERALD_WEBHOOK_SENDGRID_KEY"),
+		PostmarkToken:     getenv("HERALD_WEBHOOK_POSTMARK_TOKEN"),
+		MailgunSigningKey: getenv("HERALD_WEBHOOK_MAILGUN_KEY"),
+	}
+}
+
+// WebhookOptions configure the ESP webhooks. A provider whose secret is
+// zero has its endpoint answer 404.
+type WebhookOptions struct {
+	// SNS configures Amazon SES notifications through SNS; endpoint
+	// /webhooks/ses. Zero TopicARNs: off.
+	SNS esp.SNSOptions
+	// SendGridKey is the signed event webhook's public key (base64, from
+	// the SendGrid console); endpoint /webhooks/sendgrid.
+	SendGridKey string
+	// PostmarkToken is the secret in the webhook URL
+	// (/webhooks/postmark/TOKEN) or the basic-auth password (any user) of
+	// /webhooks/postmark.
+	PostmarkToken string
+	// MailgunSigningKey is the HTTP webhook signing key; endpoint
+	// /webhooks/mailgun.
+	MailgunSigningKey string
+	// MaxBody caps a post's size. Zero: 1 MB.
+	MaxBody int64
+	// Now is the clock for timestamp checks. Zero: time.Now.
+	Now func() time.Time
+}
+
+// Webhooks receives ESP events and applies them through a mailer.Recorder.
+type Webhooks struct {
+	rec *mailer.Recorder
+	o   WebhookOptions
+	sns *esp.SNSVerifier
+	sg  *ecdsa.PublicKey
+	log *slog.Logger
+}
+
+// NewWebhooks builds the webhook handlers. A SendGrid key that does not
+// parse is logged and turns that endpoint off.
+func NewWebhooks(rec *mailer.Recorder, o WebhookOptions, log *slog.Logger) *Webhooks {
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SNS.Now == nil {
+		o.SNS.Now = o.Now
+	}
+	w := &Webhooks{rec: rec, o: o, log: log, sns: esp.NewSNSVerifier(o.SNS)}
+	if o.SendGridKey != "" {
+		k, err := esp.ParseSendGridKey(o.SendGridKey)
+		if err != nil {
+			log.Error("SendGrid webhook off", "err", err)
+		}
+		w.sg = k
+	}
+	return w
+}
+
+// Routes registers the endpoints.
+func (w *Webhooks) Routes(e *echo.Echo) {
+	e.POST("/webhooks/ses", w.ses)
+	e.POST("/webhooks/sendgrid", w.sendgrid)
+	e.POST("/webhooks/postmark", w.postmark)
+	e.POST("/webhooks/postmark/:token", w.postmark)
+	e.POST("/webhooks/mailgun", w.mailgun)
+}
+
+// answer writes a webhook reply as JSON; providers show it in their logs.
+func answer(c echo.Context, code int, msg string) error {
+	return c.JSON(code, map[string]string{"message": msg})
+}
+
+// body reads the post, refusing oversized ones.
+func (w *Webhooks) body(c echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(c.Request().Body, w.o.MaxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > w.o.MaxBody {
+		return nil, errors.New("too large")
+	}
+	return b, nil
+}
+
+// refuse answers a failed check: 401 for authentication, 400 for a body
+// that cannot be read, 503 for anything else (the provider retries).
+func (w *Webhooks) refuse(c echo.Context, provider string, err error) error {
+	w.log.Warn("webhook refused", "provider", provider, "ip", c.RealIP(), "err", err)
+	switch {
+	case errors.Is(err, esp.ErrSignature):
+		return answer(c, http.StatusUnauthorized, "authentication failed: check the webhook's signing key or token in Herald's configuration")
+	case errors.Is(err, esp.ErrMalformed):
+		return answer(c, http.StatusBadRequest, err.Error())
+	}
+	return answer(c, http.StatusServiceUnavailable, "temporary failure, retry later")
+}
+
+// apply records events and answers 200, or 503 so the provider retries.
+func (w *Webhooks) apply(c echo.Context, provider string, evs []mailer.Event) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 30*time.Second)
+	defer cancel()
+	applied := 0
+	for _, ev := range evs {
+		ev.Source.IP = c.RealIP()
+		res, err := w.rec.ApplyEvent(ctx, ev)
+		if err != nil {
+			w.log.Error("webhook event not recorded", "provider", provider, "rcpt", ev.Verdict.Recipient, "err", err)
+			return answer(c, http.StatusServiceUnavailable, "temporary failure recording the event, retry later")
+		}
+		if res != nil {
+			applied++
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]int{"events": len(evs), "applied": applied})
+}
+
+func (w *Webhooks) ses(c echo.Context) error {
+	if len(w.o.SNS.TopicARNs) == 0 {
+		return echo.ErrNotFound
+	}
+	b, err := w.body(c)
+	if err != nil {
+		return answer(c, http.StatusRequestEntityTooLarge, "the post is too large")
+	}
+	m, err := esp.ParseSNS(b)
+	if err != nil {
+		return w.refuse(c, "ses", err)
+	}
+	if err := w.sns.Verify(c.Request().Context(), m); err != nil {
+		return w.refuse(c, "ses", err)
+	}
+	switch m.Type {
+	case "SubscriptionConfirmation":
+		ok, err := w.sns.Confirm(c.Request().Context(), m)
+		w.log.Info("SNS subscription confirmation", "topic", m.TopicArn, "subscribe_url", m.SubscribeURL, "confirmed", ok, "err", err)
+		return answer(c, http.StatusOK, "subscription confirmation received")
+	case "UnsubscribeConfirmation":
+		w.log.Warn("SNS unsubscribe confirmation", "topic", m.TopicArn)
+		return answer(c, http.StatusOK, "noted")
+	}
+	evs, err := esp.SESEvents(m)
+	if err != nil {
+		return w.refuse(c, "ses", err)
+	}
+	return w.apply(c, "ses", evs)
+}
+
+func (w *Webhooks) sendgrid(c echo.Context) error {
+	if w.sg == nil {
+		return echo.ErrNotFound
+	}
+	b, err := w.body(c)
+	if err != nil {
+		return answer(c, http.StatusRequestEntityTooLarge, "the post is too large")
+	}
+	h := c.Request().Header
+	if err := esp.VerifySendGrid(w.sg, h.Get("X-Twilio-Email-Event-Webhook-Signature"), h.Get("X-Twilio-Email-Event-Webhook-Timestamp"), b); err != nil {
+		return w.refuse(c, "sendgrid", err)
+	}
+	evs, err := esp.SendGridEvents(b)
+	if err != nil {
+		return w.refuse(c, "sendgrid", err)
+	}
+	return w.apply(c, "sendgrid", evs)
+}
+
+func (w *Webhooks) postmark(c echo.Context) error {
+	if w.o.PostmarkToken == "" {
+		return echo.ErrNotFound
+	}
+	got := c.Param("token")
+	if got == "" {
+		_, got, _ = c.Request().BasicAuth()
+	}
+	if !esp.PostmarkTokenOK(got, w.o.PostmarkToken) {
+		return w.refuse(c, "postmark", esp.ErrSignature)
+	}
+	b, err := w.body(c)
+	if err != nil {
+		return answer(c, http.StatusRequestEntityTooLarge, "the post is too large")
+	}
+	evs, err := esp.PostmarkEvents(b)
+	if err != nil {
+		return w.refuse(c, "postmark", err)
+	}
+	return w.apply(c, "postmark", evs)
+}
+
+func (w *Webhooks) mailgun(c echo.Context) error {
+	if w.o.MailgunSigningKey == "" {
+		return echo.ErrNotFound
+	}
+	b, err := w.body(c)
+	if err != nil {
+		return answer(c, http.StatusRequestEntityTooLarge, "the post is too large")
+	}
+	p, err := esp.ParseMailgun(b)
+	if err != nil {
+		return w.refuse(c, "mailgun", err)
+	}
+	if err := esp.VerifyMailgun(p, w.o.MailgunSigningKey, w.o.Now(), 15*time.Minute); err != nil {
+		return w.refuse(c, "mailgun", err)
+	}
+	return w.apply(c, "mailgun", p.Events())
 }

@@ -1,0 +1,96 @@
+package mailer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+)
+
+// StagingStore answers whether a recipient may get real mail;
+// *models.Store implements it (true when staging is off or the address is
+// allow-listed).
+type StagingStore interface {
+	StagingAllows(ctx context.Context, rcpt string) (bool, error)
+}
+
+// Staging wraps a transport for a staging system: recipients for whom
+// allowed returns true get real mail through real; everyone else's message
+// goes to capture (the outbox) instead. Both connections of a lane are
+// dialled only when first needed. When allowed fails (it returns false),
+// the message is captured: staging errs on the side of not mailing people.
+func Staging(real, capture Transport, allowed func(ctx context.Context, rcpt string) bool) Transport {
+	return &staging{real: real, capture: capture, allowed: allowed}
+}
+
+// StagingPolicy adapts a StagingStore to Staging's allowed function; a
+// database error is logged and captures the message.
+func StagingPolicy(store StagingStore, log *slog.Logger) func(ctx context.Context, rcpt string) bool {
+	if log == nil {
+		log = slog.Default()
+	}
+	return func(ctx context.Context, rcpt string) bool {
+		ok, err := store.StagingAllows(ctx, rcpt)
+		if err != nil {
+			log.Error("staging check failed; capturing the message", "rcpt", rcpt, "err", err)
+			return false
+		}
+		return ok
+	}
+}
+
+type staging struct {
+	real, capture Transport
+	allowed       func(ctx context.Context, rcpt string) bool
+}
+
+var _ Transport = (*staging)(nil)
+
+func (s *staging) Dial(ctx context.Context, r Route) (Conn, error) {
+	return &stagingConn{t: s, route: r}, nil
+}
+
+type stagingConn struct {
+	t             *staging
+	route         Route
+	real, capture Conn
+}
+
+func (c *stagingConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
+	if c.t.allowed(ctx, env.To) {
+		if c.real == nil {
+			conn, err := c.t.real.Dial(ctx, c.route)
+			if err != nil {
+				return Reply{}, err
+			}
+			c.real = conn
+		}
+		rep, err := c.real.Send(ctx, env)
+		if err != nil {
+			c.real.Close()
+			c.real = nil
+		}
+		return rep, err
+	}
+	if c.capture == nil {
+		conn, err := c.t.capture.Dial(ctx, c.route)
+		if err != nil {
+			return Reply{}, err
+		}
+		c.capture = conn
+	}
+	rep, err := c.capture.Send(ctx, env)
+	if err == nil {
+		rep.Text = "staging: " + rep.Text
+	}
+	return rep, err
+}
+
+func (c *stagingConn) Close() error {
+	var errs []error
+	for _, conn := range []Conn{c.real, c.capture} {
+		if conn != nil {
+			errs = append(errs, conn.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

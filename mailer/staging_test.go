@@ -1,0 +1,77 @@
+package mailer_test
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/mailer"
+	"github.com/herald-mail/herald/models"
+)
+
+// With staging on, a campaign reaches the real SMTP server only for
+// allow-listed recipients; the rest land in the outbox. With staging off,
+// everyone gets real mail.
+func TestStagingTransport(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		sink := startMX(t, "127.0.0.1:0", false, nil)
+		host, port, _ := strings.Cut(sink.Addr, ":")
+		p, _ := strconv.Atoi(port)
+		real := mailer.NewRelay(mailer.RelayOptions{HELO: "herald.test", Hosts: []mailer.RelayHost{{Host: host, Port: p, TLS: mailer.TLSNone}}})
+		tr := mailer.Staging(real, mailer.NewCapture(s), mailer.StagingPolicy(s, testLogger(t)))
+
+		if err := s.SetSetting(ctx, models.SettingStaging, "on"); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"@allowed.test", "user1@other.test"} {
+			if _, err := s.AddAllowEntry(ctx, v, "test inbox"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		list := seed(t, s, 4, []string{"allowed.test", "other.test"}) // user0,2 @allowed; user1,3 @other
+		e := mailer.New(mailer.Options{Logger: testLogger(t), RootURL: "https://herald.test", Transport: tr}, s)
+		runEngine(t, e)
+		cid := campaign(t, s, list, "news@herald.test", nil, nil)
+		if err := e.StartCampaign(ctx, cid); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "campaign to finish", func() bool { return progress(t, s, cid).Status == models.CampaignFinished })
+
+		var real_ []string
+		for _, m := range sink.messages() {
+			real_ = append(real_, m.To)
+		}
+		sort.Strings(real_)
+		if got, want := strings.Join(real_, ","), "user0@allowed.test,user1@other.test,user2@allowed.test"; got != want {
+			t.Errorf("SMTP sink received %q, want %q", got, want)
+		}
+		out, err := s.Outbox(ctx, models.OutboxQuery{CampaignID: cid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 1 || out[0].RcptTo != "user3@other.test" {
+			t.Fatalf("outbox = %+v, want only user3@other.test", out)
+		}
+
+		// Staging off: the same transport sends everyone for real.
+		if err := s.SetSetting(ctx, models.SettingStaging, "off"); err != nil {
+			t.Fatal(err)
+		}
+		cid2 := campaign(t, s, list, "news@herald.test", nil, nil)
+		if err := e.StartCampaign(ctx, cid2); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "second campaign to finish", func() bool { return progress(t, s, cid2).Status == models.CampaignFinished })
+		if n := sink.count(); n != 3+4 {
+			t.Errorf("SMTP sink has %d messages after staging off, want 7", n)
+		}
+		if out, _ := s.Outbox(ctx, models.OutboxQuery{CampaignID: cid2}); len(out) != 0 {
+			t.Errorf("outbox of the second campaign has %d messages, want 0", len(out))
+		}
+	})
+}
