@@ -26,17 +26,17 @@ import (
 	"github.com/herald-mail/herald/models"
 )
 
-// selfSigned makes a certificate for relay.test and 127.0.0.1, and the
-// pool that trusts it.
-func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
+// selfSigned makes a certificate for host and 127.0.0.1, and the pool that
+// trusts it.
+func selfSigned(t testing.TB, host string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relay.test"},
-		DNSNames: []string{"relay.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host},
+		DNSNames: []string{host}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IsCA: true, BasicConstraintsValid: true,
@@ -79,7 +79,7 @@ type relayMsg struct {
 
 func startRelay(t testing.TB, user, pass string, dataDelay time.Duration) *fakeRelay {
 	t.Helper()
-	cert, pool := selfSigned(t)
+	cert, pool := selfSigned(t, "relay.test")
 	r := &fakeRelay{Pool: pool, user: user, pass: pass, dataDelay: dataDelay}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		r.mu.Lock()
