@@ -7,12 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/mailer/esp"
@@ -26,23 +26,22 @@ func (s *Server) webhookRoutes(e *echo.Echo) {
 		s.log.Error("webhooks disabled", "err", err)
 		return
 	}
-	NewWebhooks(rec, webhookOptionsFromEnv(os.Getenv), s.log).Routes(e)
+	NewWebhooks(rec, webhookOptions(s.cfg), s.log).Routes(e)
 }
 
-// webhookOptionsFromEnv reads the webhook secrets. It stands in until the
-// names below join internal/config.
-func webhookOptionsFromEnv(getenv func(string) string) WebhookOptions {
+// webhookOptions takes the webhook secrets from the configuration.
+func webhookOptions(cfg *config.Config) WebhookOptions {
 	var topics []string
-	for _, t := range strings.Split(getenv("HERALD_WEBHOOK_SES_TOPICS"), ",") {
+	for _, t := range strings.Split(cfg.WebhookSESTopics, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			topics = append(topics, t)
 		}
 	}
 	return WebhookOptions{
 		SNS:               esp.SNSOptions{TopicARNs: topics},
-		SendGridKey:       getenv("HERALD_WEBHOOK_SENDGRID_KEY"),
-		PostmarkToken:     getenv("HERALD_WEBHOOK_POSTMARK_TOKEN"),
-		MailgunSigningKey: getenv("HERALD_WEBHOOK_MAILGUN_KEY"),
+		SendGridKey:       cfg.WebhookSendGridKey,
+		PostmarkToken:     cfg.WebhookPostmarkToken,
+		MailgunSigningKey: cfg.WebhookMailgunKey,
 	}
 }
 

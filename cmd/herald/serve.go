@@ -63,6 +63,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if transport != nil {
+		// Under the staging switch only allow-listed recipients get real
+		// mail; the rest goes to the capture outbox.
+		transport = mailer.Staging(transport, mailer.NewCapture(store), mailer.StagingPolicy(store, log))
+	}
 	eng := mailer.New(mailer.Options{
 		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret},
 		Transport: transport, FeedbackSender: cfg.FeedbackAddress,
@@ -100,6 +105,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		go func() { errc <- in.ListenAndServe(ctx) }()
 		log.Info("inbound SMTP listening", "addr", cfg.InboundListen)
+	}
+	if cfg.BounceIMAP != "" {
+		if err := startPoller(ctx, cfg, store, log); err != nil {
+			return err
+		}
 	}
 
 	n, _ := store.UserCount(ctx)
@@ -234,5 +244,22 @@ func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return errors.New("the consent ledger does not verify")
 	}
 	fmt.Fprintf(stdout, "OK: all %d consent rows verify.\n", n)
+	return nil
+}
+
+// startPoller polls the configured bounce mailbox until ctx ends.
+func startPoller(ctx context.Context, cfg *config.Config, store *models.Store, log *slog.Logger) error {
+	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secret),
+		FeedbackAddress: cfg.FeedbackAddress, Logger: log})
+	if err != nil {
+		return err
+	}
+	every, _ := time.ParseDuration(cfg.BounceIMAPInterval) // validated by config
+	p, err := mailer.NewPoller(rec, mailer.PollOptions{URL: cfg.BounceIMAP, Interval: every, MoveTo: cfg.BounceIMAPMove, Logger: log})
+	if err != nil {
+		return err
+	}
+	go p.Run(ctx)
+	log.Info("polling the bounce mailbox", "every", every)
 	return nil
 }

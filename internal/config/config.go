@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // Config is every setting Herald reads at start-up. Flags win over
@@ -48,6 +49,15 @@ type Config struct {
 	// FeedbackAddress is the inbound address that receives feedback-loop
 	// (ARF complaint) reports. Empty: none.
 	FeedbackAddress string
+	// BounceIMAP is a mailbox to poll for bounces and complaints:
+	// imaps://user:pass@host:993/INBOX or imap://… (STARTTLS). Empty: off.
+	BounceIMAP string
+	// BounceIMAPInterval is the time between two polls (a Go duration).
+	BounceIMAPInterval string
+	// BounceIMAPMove is the folder handled messages move to; empty deletes them.
+	BounceIMAPMove string
+	// Webhook secrets of the ESPs; an empty one turns its endpoint off.
+	WebhookSESTopics, WebhookSendGridKey, WebhookPostmarkToken, WebhookMailgunKey string
 }
 
 // Var describes one setting for help and the README.
@@ -71,6 +81,13 @@ func (c *Config) Vars() []Var {
 		{"transport", "HERALD_TRANSPORT", "capture", "how mail leaves: capture (outbox in the dashboard), direct (MX delivery) or relay", &c.Transport},
 		{"relay", "HERALD_RELAY", "", "relay URL for -transport relay: smtp://user:pass@host:587 or smtps://host:465", &c.Relay},
 		{"feedback-address", "HERALD_FEEDBACK_ADDRESS", "", "inbound address for feedback-loop complaint reports", &c.FeedbackAddress},
+		{"bounce-imap", "HERALD_BOUNCE_IMAP", "", "mailbox to poll for bounces: imaps://user:pass@host:993/INBOX (empty: off)", &c.BounceIMAP},
+		{"bounce-imap-interval", "HERALD_BOUNCE_IMAP_INTERVAL", "1m", "time between two polls of the bounce mailbox", &c.BounceIMAPInterval},
+		{"bounce-imap-move", "HERALD_BOUNCE_IMAP_MOVE", "", "folder for handled bounce messages (empty: delete them)", &c.BounceIMAPMove},
+		{"webhook-ses-topics", "HERALD_WEBHOOK_SES_TOPICS", "", "comma-separated SNS topic ARNs accepted at /webhooks/ses (empty: off)", &c.WebhookSESTopics},
+		{"webhook-sendgrid-key", "HERALD_WEBHOOK_SENDGRID_KEY", "", "SendGrid signed event webhook public key, base64 (empty: off)", &c.WebhookSendGridKey},
+		{"webhook-postmark-token", "HERALD_WEBHOOK_POSTMARK_TOKEN", "", "secret in /webhooks/postmark/TOKEN or its basic-auth password (empty: off)", &c.WebhookPostmarkToken},
+		{"webhook-mailgun-key", "HERALD_WEBHOOK_MAILGUN_KEY", "", "Mailgun webhook signing key (empty: off)", &c.WebhookMailgunKey},
 	}
 }
 
@@ -100,6 +117,9 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 }
 
 func (c *Config) validate() error {
+	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
+		return fmt.Errorf("config: bounce mailbox poll interval %q must be a duration of at least 1s, e.g. 1m", c.BounceIMAPInterval)
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("config: listen address %q must be host:port, e.g. 127.0.0.1:8080", c.Listen)
 	}
