@@ -27,11 +27,11 @@ CREATE INDEX consents_created_idx ON consents(created_at);
 CREATE INDEX consents_email_idx ON consents(lower(email));
 
 -- Retention finds what is old without walking whole tables: tracking
--- events that still carry personal data, and unconfirmed subscriptions.
+-- events that still carry personal data, and unconfirmed subscriptions
+-- (bounces by age use bounces_created_idx of 00006).
 CREATE INDEX events_personal_idx ON events(created_at) WHERE (ip <> '' OR user_agent <> '' OR subscriber_id IS NOT NULL);
 CREATE INDEX subscriptions_unconfirmed_idx ON subscriptions(created_at) WHERE status = 'unconfirmed';
 CREATE INDEX outbox_created_idx ON outbox(created_at);
-CREATE INDEX bounces_created_idx ON bounces(created_at);
 
 -- The audit page filters by object type and actor.
 CREATE INDEX audit_log_object_idx ON audit_log(object_type, id);
@@ -40,7 +40,6 @@ CREATE INDEX audit_log_actor_idx ON audit_log(actor, id);
 -- +goose Down
 DROP INDEX audit_log_actor_idx;
 DROP INDEX audit_log_object_idx;
-DROP INDEX bounces_created_idx;
 DROP INDEX outbox_created_idx;
 DROP INDEX subscriptions_unconfirmed_idx;
 DROP INDEX events_personal_idx;
