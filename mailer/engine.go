@@ -304,7 +304,7 @@ func (e *Engine) loadRules(ctx context.Context) error {
 	for _, d := range e.dests {
 		d.mu.Lock()
 		if nr, ok := byName[d.rule.Name]; ok && !nr.UpdatedAt.Equal(d.rule.UpdatedAt) {
-			d.rule = &rule{DomainRule: nr, domains: nr.DomainList(), mxSuffixes: nr.MXSuffixList()}
+			d.rule = &rule{DomainRule: nr}
 			for _, l := range d.lanes {
 				l.mu.Lock()
 				l.lim = newLimits(&nr)

@@ -213,11 +213,9 @@ func (r *Resolver) LookupRaw(ctx context.Context, name string, qtype uint16) ([]
 	return vals, err
 }
 
-// rule is a domain rule ready for matching.
+// rule is a domain rule the router can hand out.
 type rule struct {
 	models.DomainRule
-	domains    []string
-	mxSuffixes []string
 }
 
 // routeInfo is where a recipient domain's mail goes.
@@ -235,7 +233,8 @@ type routeInfo struct {
 type router struct {
 	resolver *Resolver // nil: route by domain rules only
 	mu       sync.Mutex
-	rules    []*rule
+	rules    map[string]*rule // by name
+	match    *models.Providers // the matching the reports use too
 	deflt    *rule
 	cache    map[string]*routeInfo
 }
@@ -247,14 +246,14 @@ func newRouter(res *Resolver) *router {
 func (rt *router) setRules(rules []models.DomainRule) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.rules, rt.deflt = nil, nil
+	rt.rules, rt.deflt, rt.match = map[string]*rule{}, nil, models.NewProviders(rules)
 	for _, r := range rules {
-		rr := &rule{DomainRule: r, domains: r.DomainList(), mxSuffixes: r.MXSuffixList()}
+		rr := &rule{DomainRule: r}
 		if r.IsDefault {
 			rt.deflt = rr
 			continue
 		}
-		rt.rules = append(rt.rules, rr)
+		rt.rules[r.Name] = rr
 	}
 	if rt.deflt == nil {
 		rt.deflt = &rule{DomainRule: models.DomainRule{Name: "default", IsDefault: true, BackoffMinSeconds: 60, BackoffMaxSeconds: 3600}}
@@ -262,28 +261,9 @@ func (rt *router) setRules(rules []models.DomainRule) {
 	rt.cache = map[string]*routeInfo{}
 }
 
-func (rt *router) byDomain(domain string) *rule {
-	for _, r := range rt.rules {
-		for _, d := range r.domains {
-			if d == domain {
-				return r
-			}
-		}
-	}
-	return nil
-}
+func (rt *router) byDomain(domain string) *rule { return rt.rules[rt.match.ByDomain(domain)] }
 
-func (rt *router) byMX(host string) *rule {
-	for _, r := range rt.rules {
-		for _, s := range r.mxSuffixes {
-			s = strings.TrimPrefix(s, ".")
-			if host == s || strings.HasSuffix(host, "."+s) {
-				return r
-			}
-		}
-	}
-	return nil
-}
+func (rt *router) byMX(host string) *rule { return rt.rules[rt.match.ByMX(host)] }
 
 // cachedRoute returns a known route without blocking.
 func (rt *router) cachedRoute(domain string) *routeInfo {
