@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,4 +172,18 @@ func TestJourneyFirstCampaign(t *testing.T) {
 	if n != 201 {
 		t.Errorf("outbox messages = %d, want 200 and the test", n)
 	}
+
+	var campaignID int64
+	app.store.DB().Raw("SELECT id FROM campaigns WHERE name = 'November'").Scan(&campaignID)
+	step("open the report from the campaign page",
+		chromedp.Navigate(fmt.Sprintf("%s/campaigns/%d", base, campaignID)),
+		chromedp.Click(chromedp.CSS(`[data-testid="report-link"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="report"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="providers"]`)),
+	)
+	if got := text(`[data-testid="delivered"]`); got != "200" {
+		t.Errorf("report: delivered = %q, want 200", got)
+	}
+	browsertest.Screenshot(t, ctx, shots, "report-1280px")
+	t.Logf("report screenshot in %s", shots)
 }
