@@ -409,13 +409,18 @@ func TestRelayWrongCredentialsDefersCampaign(t *testing.T) {
 	if err := e.StartCampaign(ctx, cid); err != nil {
 		t.Fatal(err)
 	}
+	// The first refused login defers its message and suspends the relay;
+	// messages still waiting are put back for when it reopens (queued) or
+	// deferred too, depending on how far the workers got. None may bounce.
 	waitFor(t, 15*time.Second, "the campaign's messages to be deferred", func() bool {
 		p := progress(t, s, cid)
-		return p.Deferred+p.Bounced+p.Failed+p.Sent >= 3 || p.Bounced > 0
+		return p.Deferred >= 1 || p.Bounced+p.Failed+p.Sent > 0
 	})
+	time.Sleep(500 * time.Millisecond) // let any wrong outcome land
 	p := progress(t, s, cid)
-	if p.Bounced != 0 || p.Failed != 0 || p.Sent != 0 || p.Deferred != 3 {
-		t.Errorf("progress = %d deferred, %d bounced, %d failed, %d sent; want all 3 deferred", p.Deferred, p.Bounced, p.Failed, p.Sent)
+	if p.Bounced != 0 || p.Failed != 0 || p.Sent != 0 || p.Deferred < 1 || p.Deferred+p.Queued+p.Sending != 3 {
+		t.Errorf("progress = %d deferred, %d queued, %d sending, %d bounced, %d failed, %d sent; want all 3 deferred or waiting, none bounced",
+			p.Deferred, p.Queued, p.Sending, p.Bounced, p.Failed, p.Sent)
 	}
 	var n int64
 	if err := s.DB().Model(&models.Suppression{}).Count(&n).Error; err != nil {
