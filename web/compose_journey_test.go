@@ -27,21 +27,7 @@ func TestJourneyFirstCampaign(t *testing.T) {
 	shots := filepath.Join(os.TempDir(), "herald-screenshots", "compose")
 	bg := context.Background()
 
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			browsertest.Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
+	step, text := browsertest.Steps(t, ctx, shots)
 
 	step("create first admin",
 		chromedp.Navigate(base+"/"),

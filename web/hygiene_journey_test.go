@@ -26,21 +26,7 @@ func TestJourneySuppressionsAndHygiene(t *testing.T) {
 	csv := filepath.Join(t.TempDir(), "old-provider.csv")
 	os.WriteFile(csv, []byte("email\nold1@example.org\nbroken-line\n@spam.example\n"), 0o644)
 	shots := filepath.Join(os.TempDir(), "herald-screenshots")
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			browsertest.Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
+	step, text := browsertest.Steps(t, ctx, shots)
 	// fits checks that the page does not scroll sideways: wide tables
 	// must scroll inside their .table-wrap (static/app.css sizes the
 	// content column minmax(0, 1fr) for that).

@@ -23,21 +23,7 @@ func TestJourneyFirstRunToConsentHistory(t *testing.T) {
 	os.WriteFile(csv, []byte("Email,Name,City\nada@example.com,Ada Lovelace,London\nnot-an-address,Broken Row,Nowhere\ngrace@example.com,Grace Hopper,Arlington\n"), 0o644)
 	shots := filepath.Join(os.TempDir(), "herald-screenshots")
 
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			browsertest.Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
+	step, text := browsertest.Steps(t, ctx, shots)
 
 	step("open setup",
 		chromedp.Navigate(base+"/"),

@@ -34,21 +34,7 @@ func TestJourneySubscriberSelfService(t *testing.T) {
 	downloads := t.TempDir()
 	const email = "journey.person@example.net"
 
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			browsertest.Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
+	step, text := browsertest.Steps(t, ctx, shots)
 	subscribe := func(list int64) {
 		t.Helper()
 		step(fmt.Sprintf("subscribe to list %d", list),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,21 +26,7 @@ func TestJourneySendingDomain(t *testing.T) {
 	if _, err := app.store.CreateUser(context.Background(), "admin@example.com", "Ada", "a long enough password", models.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			browsertest.Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return strings.TrimSpace(s)
-	}
+	step, text := browsertest.Steps(t, ctx, shots)
 	value := func(sel string) string {
 		t.Helper()
 		s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))

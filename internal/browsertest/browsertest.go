@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +89,26 @@ func Screenshot(t *testing.T, ctx context.Context, dir, name string) {
 		return
 	}
 	t.Logf("screenshot: %s", p)
+}
+
+// Steps returns the two helpers every journey uses: step runs named
+// actions and, when they fail, keeps a screenshot in shots and stops the
+// test; text reads the text of the element sel matches, trimmed.
+func Steps(t *testing.T, ctx context.Context, shots string) (step func(name string, actions ...chromedp.Action[chromedp.Void]), text func(sel string) string) {
+	step = func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			Screenshot(t, ctx, shots, "failed-"+strings.ReplaceAll(name, " ", "-"))
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	text = func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	return step, text
 }
