@@ -85,17 +85,12 @@ type sourceIP struct {
 // dailyCap is the warm-up cap for the day: schedule[n] on the n-th day since
 // the warm-up started; no cap past the schedule or without a start.
 func (s *sourceIP) dailyCap(now time.Time) int64 {
-	if s.warmStart == nil || len(s.schedule) == 0 {
+	// One reading of the schedule for the engine and the IP pool page.
+	l, _, limited := WarmupCap(s.schedule, s.warmStart, now)
+	if !limited {
 		return math.MaxInt64
 	}
-	day := int(now.Sub(*s.warmStart) / (24 * time.Hour))
-	if day < 0 {
-		return 0
-	}
-	if day >= len(s.schedule) {
-		return math.MaxInt64
-	}
-	return int64(s.schedule[day])
+	return l
 }
 
 // capped reports whether the address reached today's warm-up cap, and when
