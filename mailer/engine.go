@@ -263,12 +263,14 @@ func (e *Engine) setup(ctx context.Context) error {
 		root: strings.TrimSuffix(root, "/"),
 		org:  OrgData{Name: settings[models.SettingOrgName], PostalAddress: settings[models.SettingPostalAddress]},
 		keys: token.NewKeyring(secrets...), feedbackID: e.o.FeedbackSender,
+		trackingOff: settings[models.SettingTrackingMode] == models.TrackingOff,
 	})
 	return e.loadRules(ctx)
 }
 
-// refreshOrg reloads the organisation's name and postal address, so a
-// campaign started after the settings changed carries the new footer.
+// refreshOrg reloads the organisation's name and postal address and the
+// tracking mode, so a campaign started after the settings changed carries
+// the new footer, and no pixel or tracked links once tracking is off.
 func (e *Engine) refreshOrg(ctx context.Context) error {
 	env := e.env.Load()
 	if env == nil {
@@ -279,9 +281,10 @@ func (e *Engine) refreshOrg(ctx context.Context) error {
 		return fmt.Errorf("mailer: %w", err)
 	}
 	org := OrgData{Name: settings[models.SettingOrgName], PostalAddress: settings[models.SettingPostalAddress]}
-	if org != env.org {
+	off := settings[models.SettingTrackingMode] == models.TrackingOff
+	if org != env.org || off != env.trackingOff {
 		next := *env
-		next.org = org
+		next.org, next.trackingOff = org, off
 		e.env.Store(&next)
 	}
 	return nil
@@ -490,8 +493,14 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	if c.Subject != "" {
 		subject = c.Subject
 	}
+	// With tracking off for the whole organisation, messages carry no
+	// pixel and their links go straight to their targets.
+	track := true
+	if env := e.env.Load(); env != nil && env.trackingOff {
+		track = false
+	}
 	comp, err := compileTemplate("campaign"+strconv.FormatInt(id, 10), subject, t.HTML, t.Text,
-		compileOptions{TrackClicks: c.TrackClicks, TrackOpens: c.TrackOpens, UTM: c.UTM, CampaignName: c.Name})
+		compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name})
 	if err != nil {
 		return nil, fmt.Errorf("template %q: %w", t.Name, err)
 	}

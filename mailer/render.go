@@ -254,6 +254,9 @@ type renderEnv struct {
 	org        OrgData
 	keys       *token.Keyring
 	feedbackID string // sender part of Feedback-ID
+	// trackingOff: the tracking mode setting is off, so campaigns are
+	// compiled without pixel and tracked links.
+	trackingOff bool
 }
 
 // msgParams are the per-campaign parts of every message.
@@ -312,7 +315,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	if rc.subscriberID != 0 {
 		d.PreferencesURL = env.root + "/p/" + kr.Sign(token.Preferences, rc.subscriberID)
 	}
-	urls := &trackedURLs{root: env.root, keys: kr, delivery: rc.deliveryID, linkIDs: c.linkIDs}
+	urls := &trackedURLs{root: env.root, keys: kr, delivery: rc.deliveryID, campaign: p.campaignID, linkIDs: c.linkIDs}
 
 	scratch := bufPool.Get().(*bytes.Buffer)
 	defer func() { scratch.Reset(); bufPool.Put(scratch) }()
@@ -464,6 +467,7 @@ type trackedURLs struct {
 	root     string
 	keys     *token.Keyring
 	delivery int64
+	campaign int64 // carried in click tokens so the redirect needs no database read
 	linkIDs  []int64
 	clicks   []string
 	open     string
@@ -478,7 +482,11 @@ func (u *trackedURLs) click(i int) string {
 		return ""
 	}
 	if u.clicks[i] == "" {
-		u.clicks[i] = u.root + "/t/c/" + u.keys.Sign(token.Click, u.delivery, u.linkIDs[i])
+		if u.campaign != 0 {
+			u.clicks[i] = u.root + "/t/c/" + u.keys.Sign(token.CampaignClick, u.delivery, u.linkIDs[i], u.campaign)
+		} else {
+			u.clicks[i] = u.root + "/t/c/" + u.keys.Sign(token.Click, u.delivery, u.linkIDs[i])
+		}
 	}
 	return u.clicks[i]
 }

@@ -226,18 +226,20 @@ func suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, error) {
 	for h := range byHash {
 		hashes = append(hashes, h)
 	}
-	for len(hashes) > 0 {
-		n := min(len(hashes), 500)
-		var hit []string
-		if err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN ?", hashes[:n]).Scan(&hit).Error; err != nil {
-			return nil, err
+	// One JSON argument rather than a parameter per hash: the SQLite
+	// driver's binding cost grows with the square of the parameters.
+	set := `(SELECT value FROM json_each(?))`
+	if tx.Dialector.Name() == "postgres" {
+		set = `(SELECT value FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value))`
+	}
+	var hit []string
+	if err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN "+set, jsonArray(hashes)).Scan(&hit).Error; err != nil {
+		return nil, err
+	}
+	for _, h := range hit {
+		for _, e := range byHash[h] {
+			out[e] = true
 		}
-		for _, h := range hit {
-			for _, e := range byHash[h] {
-				out[e] = true
-			}
-		}
-		hashes = hashes[n:]
 	}
 	return out, nil
 }
@@ -574,7 +576,29 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 	defer release.Close()
 	delta := map[int64]*Counters{}
 	n := 0
-	for _, o := range outs {
+	count := func(o *Outcome) {
+		n++
+		if o.CampaignID == 0 {
+			return
+		}
+		c := delta[o.CampaignID]
+		if c == nil {
+			c = &Counters{}
+			delta[o.CampaignID] = c
+		}
+		c.Sending--
+		c.add(o.Status, 1)
+	}
+	rest := outs
+	if s.dialect == SQLite {
+		// The SQLite driver parses a statement again on every execution,
+		// prepared or not: attempts go in multi-row UPDATEs instead, the
+		// same condition for each row.
+		if rest, err = s.recordAttempts(ctx, tx, node, outs, count); err != nil {
+			return 0, fmt.Errorf("models: record outcomes: %w", err)
+		}
+	}
+	for _, o := range rest {
 		next := o.NextAttempt
 		if next.IsZero() {
 			next = o.At
@@ -593,18 +617,9 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 		if err != nil {
 			return 0, fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
 		}
-		if k, _ := res.RowsAffected(); k == 0 || o.CampaignID == 0 {
-			n += int(k)
-			continue
+		if k, _ := res.RowsAffected(); k > 0 {
+			count(&o)
 		}
-		n++
-		c := delta[o.CampaignID]
-		if c == nil {
-			c = &Counters{}
-			delta[o.CampaignID] = c
-		}
-		c.Sending--
-		c.add(o.Status, 1)
 	}
 	if err := s.applyCounters(ctx, tx, delta); err != nil {
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
@@ -613,6 +628,112 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
 	}
 	return n, nil
+}
+
+// attemptChunk is how many outcomes one UPDATE carries.
+const attemptChunk = 512
+
+// sqliteTimeLayout is how the SQLite driver writes a time.Time parameter;
+// times passed inside JSON must read back the same.
+const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
+
+// recordAttemptsSQL applies a JSON array of attempts, one array per row:
+// [id, status, next_attempt_at, code, enhanced, text, message_id,
+// source_ip, mx_host, last_attempt_at, sent_at]. Its text never changes, so
+// one parse serves a whole chunk (the SQLite driver parses a statement on
+// every execution, prepared or not), and OR FAIL spares SQLite the
+// statement journal (a failure rolls the whole transaction back anyway).
+const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = v.status, attempts = attempts + 1, next_attempt_at = v.next,
+	lease_node = '', lease_until = NULL, last_code = v.code, last_enhanced = v.enhanced, last_text = v.text,
+	message_id = v.message_id, source_ip = v.source_ip, mx_host = v.mx_host, last_attempt_at = v.at, sent_at = v.sent
+	FROM (SELECT value->>0 AS id, value->>1 AS status, value->>2 AS next, value->>3 AS code, value->>4 AS enhanced,
+		value->>5 AS text, value->>6 AS message_id, value->>7 AS source_ip, value->>8 AS mx_host, value->>9 AS at,
+		value->>10 AS sent FROM json_each(?)) AS v
+	WHERE deliveries.id = v.id AND deliveries.status = 'sending' AND deliveries.lease_node = ?
+	RETURNING deliveries.id`
+
+// recordAttempts writes the attempted outcomes among outs (SQLite) and
+// calls count for each row it changed. It returns the outcomes left for
+// the row-by-row path: releases, and every outcome when one delivery
+// appears twice in outs (one UPDATE would apply only one of them).
+func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(*Outcome)) ([]Outcome, error) {
+	byID := make(map[int64]int, len(outs))
+	var attempts []int
+	var rest []Outcome
+	for i := range outs {
+		if _, dup := byID[outs[i].ID]; dup {
+			return outs, nil
+		}
+		byID[outs[i].ID] = i
+		if outs[i].Attempted {
+			attempts = append(attempts, i)
+		} else {
+			rest = append(rest, outs[i])
+		}
+	}
+	var b []byte
+	str := func(v string) {
+		b = appendJSONString(b, strings.ToValidUTF8(v, "\uFFFD"))
+		b = append(b, ',')
+	}
+	at := func(t time.Time) {
+		b = append(b, '"')
+		b = dbTime(t).AppendFormat(b, sqliteTimeLayout)
+		b = append(b, '"', ',')
+	}
+	for len(attempts) > 0 {
+		k := min(len(attempts), attemptChunk)
+		b = append(b[:0], '[')
+		for j, i := range attempts[:k] {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			o := &outs[i]
+			next := o.NextAttempt
+			if next.IsZero() {
+				next = o.At
+			}
+			b = append(b, '[')
+			b = strconv.AppendInt(b, o.ID, 10)
+			b = append(b, ',')
+			str(o.Status)
+			at(next)
+			b = strconv.AppendInt(b, int64(o.Code), 10)
+			b = append(b, ',')
+			str(o.Enhanced)
+			str(truncate(o.Text, 500))
+			str(o.MessageID)
+			str(o.SourceIP)
+			str(o.MXHost)
+			at(o.At)
+			if o.Status == DeliverySent {
+				at(o.At)
+				b = b[:len(b)-1]
+			} else {
+				b = append(b, "null"...)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+		rows, err := tx.QueryContext(ctx, recordAttemptsSQL, string(b), node)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			count(&outs[byID[id]])
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		attempts = attempts[k:]
+	}
+	return rest, nil
 }
 
 func truncate(s string, n int) string {

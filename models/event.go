@@ -31,32 +31,73 @@ type Event struct {
 	CreatedAt    time.Time
 }
 
-// eventChunk is how many rows one INSERT carries: 9 parameters a row stays
-// well under both SQLite's and PostgreSQL's parameter limits.
-const eventChunk = 500
+// eventChunk is how many rows one INSERT carries. It stays small on
+// purpose: the SQLite driver matches each bound parameter to its argument
+// with a linear search, so a statement's binding cost grows with the
+// square of its parameters, and parsing is paid once per transaction by
+// preparing the statement.
+const eventChunk = 32
 
-// InsertEvents appends events with multi-row INSERTs in one transaction.
+const insertEventsSQL = " INTO events (delivery_id, campaign_id, subscriber_id, link_id, kind, machine, ip, user_agent, created_at) VALUES "
+
+// insertEventsQuery is a rows-row INSERT. On SQLite it is INSERT OR FAIL:
+// a failing row fails the whole transaction anyway, and without the
+// default ABORT SQLite keeps no statement journal, which would otherwise
+// copy every page the statement touches to a temporary file first.
+func (s *Store) insertEventsQuery(rows int) string {
+	var b strings.Builder
+	b.Grow(len(insertEventsSQL) + 20 + rows*20)
+	b.WriteString("INSERT")
+	if s.dialect == SQLite {
+		b.WriteString(" OR FAIL")
+	}
+	b.WriteString(insertEventsSQL)
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
+}
+
+// MachineMark asks for the clicks of one delivery of a campaign made at or
+// after Since to be flagged as machine traffic (see MarkMachineClicks).
+type MachineMark struct {
+	CampaignID, DeliveryID int64
+	Since                  time.Time
+}
+
+// InsertEvents appends events in one transaction, eventChunk rows to a
+// prepared multi-row INSERT.
 func (s *Store) InsertEvents(ctx context.Context, evs []Event) error {
-	if len(evs) == 0 {
+	return s.InsertEventsMarking(ctx, evs, nil)
+}
+
+// InsertEventsMarking is InsertEvents that also applies marks, in the same
+// transaction (one commit for the tracker's whole batch).
+func (s *Store) InsertEventsMarking(ctx context.Context, evs []Event, marks []MachineMark) error {
+	if len(evs) == 0 && len(marks) == 0 {
 		return nil
 	}
+	wrap := func(err error) error { return fmt.Errorf("models: insert %d events: %w", len(evs), err) }
 	tx, err := s.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("models: insert %d events: %w", len(evs), err)
+		return wrap(err)
 	}
 	defer tx.Rollback()
-	var b strings.Builder
-	args := make([]any, 0, 9*min(len(evs), eventChunk))
+	var full *sql.Stmt
+	if len(evs) >= eventChunk {
+		if full, err = tx.PrepareContext(ctx, s.rebind(s.insertEventsQuery(eventChunk))); err != nil {
+			return wrap(err)
+		}
+		defer full.Close()
+	}
+	args := make([]any, 0, 9*eventChunk)
 	for rest := evs; len(rest) > 0; {
 		n := min(len(rest), eventChunk)
-		b.Reset()
-		b.WriteString("INSERT INTO events (delivery_id, campaign_id, subscriber_id, link_id, kind, machine, ip, user_agent, created_at) VALUES ")
 		args = args[:0]
-		for i, e := range rest[:n] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?)")
+		for _, e := range rest[:n] {
 			at := e.CreatedAt
 			if at.IsZero() {
 				at = now()
@@ -64,13 +105,23 @@ func (s *Store) InsertEvents(ctx context.Context, evs []Event) error {
 			args = append(args, e.DeliveryID, nullID(e.CampaignID), nullID(e.SubscriberID), nullID(e.LinkID), e.Kind,
 				e.Machine, clip(e.IP, 64), clip(e.UserAgent, 512), dbTime(at))
 		}
-		if _, err := tx.ExecContext(ctx, s.rebind(b.String()), args...); err != nil {
-			return fmt.Errorf("models: insert %d events: %w", len(evs), err)
+		if n == eventChunk {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, s.rebind(s.insertEventsQuery(n)), args...)
+		}
+		if err != nil {
+			return wrap(err)
 		}
 		rest = rest[n:]
 	}
+	for _, m := range marks {
+		if _, err := tx.ExecContext(ctx, s.rebind(markMachineSQL), true, m.CampaignID, EventClick, m.DeliveryID, dbTime(m.Since)); err != nil {
+			return wrap(err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("models: insert %d events: %w", len(evs), err)
+		return wrap(err)
 	}
 	return nil
 }
@@ -79,6 +130,9 @@ func (s *Store) InsertEvents(ctx context.Context, evs []Event) error {
 // PostgreSQL rejects, failing the whole batch), at most n bytes, cut on a
 // rune boundary.
 func clip(s string, n int) string {
+	if s == "" {
+		return s
+	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -99,12 +153,14 @@ func nullID(id int64) any {
 	return id
 }
 
+const markMachineSQL = `UPDATE events SET machine = ? WHERE campaign_id = ? AND kind = ?
+	AND delivery_id = ? AND created_at >= ? AND NOT machine`
+
 // MarkMachineClicks flags the clicks of one delivery of a campaign made at
 // or after since as machine traffic, for when a scanner is recognised only
 // by its later clicks. It returns how many rows changed.
 func (s *Store) MarkMachineClicks(ctx context.Context, campaignID, deliveryID int64, since time.Time) (int64, error) {
-	res, err := s.sql.ExecContext(ctx, s.rebind(`UPDATE events SET machine = ? WHERE campaign_id = ? AND kind = ?
-		AND delivery_id = ? AND created_at >= ? AND NOT machine`), true, campaignID, EventClick, deliveryID, dbTime(since))
+	res, err := s.sql.ExecContext(ctx, s.rebind(markMachineSQL), true, campaignID, EventClick, deliveryID, dbTime(since))
 	if err != nil {
 		return 0, fmt.Errorf("models: mark clicks of delivery %d: %w", deliveryID, err)
 	}
@@ -127,8 +183,10 @@ type CampaignEvents struct {
 	Unsubscribes EventCounts
 }
 
+// Events recorded in aggregate tracking mode carry delivery 0: they count
+// in the totals but not as unique readers.
 const countCols = `COUNT(*), COALESCE(SUM(CASE WHEN machine THEN 0 ELSE 1 END), 0),
-	COUNT(DISTINCT delivery_id), COUNT(DISTINCT CASE WHEN machine THEN NULL ELSE delivery_id END)`
+	COUNT(DISTINCT NULLIF(delivery_id, 0)), COUNT(DISTINCT CASE WHEN machine THEN NULL ELSE NULLIF(delivery_id, 0) END)`
 
 // CampaignEventStats returns a campaign's opens, clicks and unsubscribes,
 // human and total, unique and total.
@@ -259,13 +317,40 @@ func (s *Store) TrackedLink(ctx context.Context, id int64) (*TrackedLink, error)
 	return l, nil
 }
 
+// CampaignTrackedLinks returns every link of a campaign with what its
+// click redirect needs, in one query: the tracker loads a campaign's links
+// on its first click and redirects the rest from memory.
+func (s *Store) CampaignTrackedLinks(ctx context.Context, campaignID int64) ([]TrackedLink, error) {
+	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT l.id, l.url, c.utm, c.name FROM links l
+		JOIN campaigns c ON c.id = l.campaign_id WHERE l.campaign_id = ?`), campaignID)
+	if err != nil {
+		return nil, fmt.Errorf("models: links of campaign %d: %w", campaignID, err)
+	}
+	defer rows.Close()
+	var out []TrackedLink
+	for rows.Next() {
+		l := TrackedLink{CampaignID: campaignID}
+		if err := rows.Scan(&l.ID, &l.URL, &l.UTM, &l.CampaignName); err != nil {
+			return nil, fmt.Errorf("models: links of campaign %d: %w", campaignID, err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("models: links of campaign %d: %w", campaignID, err)
+	}
+	return out, nil
+}
+
+// refChunk is how many ids one DeliveryRefs query looks up.
+const refChunk = 250
+
 // DeliveryRefs returns the refs of the deliveries among ids that exist, by
 // id: the tracker resolves a batch of opens in one query instead of one per
 // request.
 func (s *Store) DeliveryRefs(ctx context.Context, ids []int64) (map[int64]DeliveryRef, error) {
 	out := make(map[int64]DeliveryRef, len(ids))
 	for rest := ids; len(rest) > 0; {
-		n := min(len(rest), eventChunk)
+		n := min(len(rest), refChunk)
 		args := make([]any, n)
 		for i, id := range rest[:n] {
 			args[i] = id

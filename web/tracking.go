@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -39,6 +41,9 @@ type TrackingOptions struct {
 	// CacheSize is how many deliveries the tracker remembers, so repeated
 	// opens and clicks skip the database. Zero means 100000.
 	CacheSize int
+	// SettingsEvery is how often the tracking mode setting is re-read.
+	// Zero means 5s.
+	SettingsEvery time.Duration
 }
 
 func (o *TrackingOptions) defaults() {
@@ -60,6 +65,9 @@ func (o *TrackingOptions) defaults() {
 	if o.CacheSize <= 0 {
 		o.CacheSize = 100000
 	}
+	if o.SettingsEvery <= 0 {
+		o.SettingsEvery = 5 * time.Second
+	}
 }
 
 // Tracking serves the public endpoints that messages link to: the open
@@ -75,18 +83,40 @@ type Tracking struct {
 
 	mu     sync.RWMutex // held for reading while sending to events; Close takes it to close the channel
 	closed bool
-	events chan models.Event
+	events chan pending
 	done   chan struct{} // closed when the writer has written everything
 
 	deliveries *refCache
 	linksMu    sync.RWMutex
-	links      map[int64]*linkTarget
+	campaigns  map[int64]*campaignLinks
+
+	mode       atomic.Pointer[modeState]
+	refreshing atomic.Bool
 }
 
-// linkTarget is where a tracked link sends the reader.
-type linkTarget struct {
-	campaignID int64
-	url        string // with UTM parameters when the campaign asks for them
+// pending is an event on its way to the writer.
+type pending struct {
+	models.Event
+	// needRef: the writer looks the delivery up to fill in the subscriber
+	// (and the campaign of an open), drops the event when the delivery no
+	// longer exists, and flags a click sooner than ScannerDelay after the
+	// send.
+	needRef bool
+	// anon: aggregate tracking mode; the writer stores the event without
+	// delivery, subscriber, address or User-Agent.
+	anon bool
+}
+
+// modeState is the tracking mode setting and when it was read.
+type modeState struct {
+	mode string
+	at   time.Time
+}
+
+// campaignLinks are a campaign's tracked links, loaded on its first click.
+type campaignLinks struct {
+	loaded time.Time
+	links  map[int64]string // link id → redirect URL (with UTM parameters when the campaign asks)
 }
 
 // NewTracking starts the tracker's writer; call Close to stop it.
@@ -94,10 +124,10 @@ func NewTracking(store *models.Store, keys *token.Keyring, log *slog.Logger, opt
 	opts.defaults()
 	t := &Tracking{
 		store: store, keys: keys, log: log, opts: opts, now: time.Now,
-		events:     make(chan models.Event, opts.Buffer),
+		events:     make(chan pending, opts.Buffer),
 		done:       make(chan struct{}),
 		deliveries: newRefCache(opts.CacheSize),
-		links:      map[int64]*linkTarget{},
+		campaigns:  map[int64]*campaignLinks{},
 	}
 	go t.write()
 	return t
@@ -135,12 +165,61 @@ func (t *Tracking) Close(ctx context.Context) error {
 // pixel is a transparent 1×1 GIF.
 var pixel = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
+// The no-store headers, built once: handlers share the slices (nothing
+// downstream modifies header values).
+var (
+	hdrCacheControl = []string{"no-store, no-cache, must-revalidate, max-age=0, private"}
+	hdrPragma       = []string{"no-cache"}
+	hdrExpires      = []string{"0"}
+	hdrRobots       = []string{"noindex, nofollow"}
+	hdrGIF          = []string{"image/gif"}
+	hdrPixelLen     = []string{strconv.Itoa(len(pixel))}
+)
+
 func noStore(c echo.Context) {
 	h := c.Response().Header()
-	h.Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0, private")
-	h.Set("Pragma", "no-cache")
-	h.Set("Expires", "0")
-	h.Set("X-Robots-Tag", "noindex, nofollow")
+	h["Cache-Control"] = hdrCacheControl
+	h["Pragma"] = hdrPragma
+	h["Expires"] = hdrExpires
+	h["X-Robots-Tag"] = hdrRobots
+}
+
+// trackingMode returns the tracking mode setting, read at most every
+// SettingsEvery: in the background once it has been read the first time,
+// so requests never wait on the database for it.
+func (t *Tracking) trackingMode(ctx context.Context) string {
+	st := t.mode.Load()
+	if st == nil {
+		return t.loadMode(ctx)
+	}
+	if t.now().Sub(st.at) > t.opts.SettingsEvery && t.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer t.refreshing.Store(false)
+			t.loadMode(context.Background())
+		}()
+	}
+	return st.mode
+}
+
+// loadMode reads the tracking mode setting. When it cannot be read, the
+// mode stays what it was (full at first) and is tried again after
+// SettingsEvery.
+func (t *Tracking) loadMode(ctx context.Context) string {
+	v, err := t.store.Setting(context.WithoutCancel(ctx), models.SettingTrackingMode)
+	if err != nil {
+		t.log.Error("reading the tracking mode", "err", err)
+		v = models.TrackingFull
+		if st := t.mode.Load(); st != nil {
+			v = st.mode
+		}
+	}
+	switch v {
+	case models.TrackingAggregate, models.TrackingOff:
+	default:
+		v = models.TrackingFull
+	}
+	t.mode.Store(&modeState{mode: v, at: t.now()})
+	return v
 }
 
 // open answers the open pixel. A forged token gets 404; a genuine one for
@@ -151,54 +230,83 @@ func (t *Tracking) open(c echo.Context) error {
 	if err != nil {
 		return c.NoContent(http.StatusNotFound)
 	}
-	// The pixel needs nothing from the database: a delivery not in memory
-	// is looked up by the writer, a batch at a time, and an event for one
-	// that no longer exists is dropped there.
-	ev := models.Event{DeliveryID: id, Kind: models.EventOpen, CreatedAt: t.now()}
-	if ref, ok := t.deliveries.get(id); ok {
-		ev.CampaignID, ev.SubscriberID = ref.CampaignID, ref.SubscriberID
+	req := c.Request()
+	if mode := t.trackingMode(req.Context()); mode != models.TrackingOff {
+		// The pixel needs nothing from the database: a delivery not in
+		// memory is looked up by the writer, a batch at a time, and an
+		// event for one that no longer exists is dropped there.
+		p := pending{Event: models.Event{DeliveryID: id, Kind: models.EventOpen, CreatedAt: t.now()}, anon: mode == models.TrackingAggregate}
+		if ref, ok := t.deliveries.get(id); ok {
+			p.CampaignID, p.SubscriberID = ref.CampaignID, ref.SubscriberID
+		} else {
+			p.needRef = true
+		}
+		p.UserAgent, p.IP = req.UserAgent(), c.RealIP()
+		p.Machine = machineOpen(p.UserAgent, p.IP)
+		t.enqueue(req.Context(), p)
 	}
-	ev.UserAgent, ev.IP = c.Request().UserAgent(), c.RealIP()
-	ev.Machine = machineOpen(ev.UserAgent, ev.IP)
-	t.record(c.Request().Context(), ev)
 	noStore(c)
-	return c.Blob(http.StatusOK, "image/gif", pixel)
+	h := c.Response().Header()
+	h["Content-Type"] = hdrGIF
+	h["Content-Length"] = hdrPixelLen
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = c.Response().Write(pixel)
+	return err
 }
 
 // click redirects to the URL stored for the token's link, never to one
-// taken from the request. The link must belong to the delivery's campaign.
-// HEAD requests (link checkers) get the same answer but are not recorded.
+// taken from the request. The link must belong to the token's campaign
+// (for older tokens without one, the delivery's). HEAD requests (link
+// checkers) get the same answer but are not recorded.
 func (t *Tracking) click(c echo.Context) error {
-	deliveryID, linkID, err := t.keys.ClickIDs(c.Param("token"))
+	deliveryID, linkID, campaignID, err := t.keys.ClickRef(c.Param("token"))
 	if err != nil {
 		return c.NoContent(http.StatusNotFound)
 	}
-	ctx := c.Request().Context()
-	ref, err := t.delivery(ctx, deliveryID)
+	req := c.Request()
+	ctx := req.Context()
+	var ref models.DeliveryRef
+	known := false
+	if campaignID == 0 {
+		// An older token: the delivery says which campaign it is of.
+		if ref, err = t.delivery(ctx, deliveryID); errors.Is(err, models.ErrNotFound) {
+			return c.NoContent(http.StatusNotFound)
+		} else if err != nil {
+			return err
+		}
+		campaignID, known = ref.CampaignID, true
+	} else {
+		ref, known = t.deliveries.get(deliveryID)
+	}
+	target, err := t.link(ctx, campaignID, linkID)
 	if errors.Is(err, models.ErrNotFound) {
+		t.log.Warn("click: no such link in the campaign", "delivery", deliveryID, "campaign", campaignID, "link", linkID)
 		return c.NoContent(http.StatusNotFound)
 	} else if err != nil {
 		return err
 	}
-	link, err := t.link(ctx, linkID)
-	if errors.Is(err, models.ErrNotFound) {
-		return c.NoContent(http.StatusNotFound)
-	} else if err != nil {
-		return err
-	}
-	if link.campaignID != ref.CampaignID {
-		t.log.Warn("click: link of another campaign", "delivery", deliveryID, "campaign", ref.CampaignID, "link", linkID, "link_campaign", link.campaignID)
-		return c.NoContent(http.StatusNotFound)
-	}
-	if c.Request().Method == http.MethodGet {
-		ua, ip := c.Request().UserAgent(), c.RealIP()
-		at := t.now()
-		machine := machineUA(ua) || (!ref.SentAt.IsZero() && at.Sub(ref.SentAt) < t.opts.ScannerDelay)
-		t.record(ctx, models.Event{DeliveryID: deliveryID, CampaignID: ref.CampaignID, SubscriberID: ref.SubscriberID,
-			LinkID: linkID, Kind: models.EventClick, Machine: machine, IP: ip, UserAgent: ua, CreatedAt: at})
+	if req.Method == http.MethodGet {
+		if mode := t.trackingMode(ctx); mode != models.TrackingOff {
+			p := pending{Event: models.Event{DeliveryID: deliveryID, CampaignID: campaignID, LinkID: linkID, Kind: models.EventClick,
+				IP: c.RealIP(), UserAgent: req.UserAgent(), CreatedAt: t.now()}, anon: mode == models.TrackingAggregate}
+			p.Machine = machineUA(p.UserAgent)
+			if known && ref.CampaignID == campaignID {
+				p.SubscriberID = ref.SubscriberID
+				p.Machine = p.Machine || scannerDelay(ref, p.CreatedAt, t.opts.ScannerDelay)
+			} else {
+				p.needRef = true
+			}
+			t.enqueue(ctx, p)
+		}
 	}
 	noStore(c)
-	return c.Redirect(http.StatusFound, link.url)
+	return c.Redirect(http.StatusFound, target)
+}
+
+// scannerDelay says whether a click at came too soon after the delivery
+// was sent to be a person's.
+func scannerDelay(ref models.DeliveryRef, at time.Time, delay time.Duration) bool {
+	return !ref.SentAt.IsZero() && at.Sub(ref.SentAt) < delay
 }
 
 // Machine traffic. These are heuristics, documented so reports can say
@@ -250,6 +358,11 @@ func machineOpen(ua, ip string) bool {
 // record hands an event to the writer, waiting for room when the buffer is
 // full. After Close it writes the event itself.
 func (t *Tracking) record(ctx context.Context, ev models.Event) {
+	t.enqueue(ctx, pending{Event: ev})
+}
+
+// enqueue is record for an event that may need the writer's completion.
+func (t *Tracking) enqueue(ctx context.Context, ev pending) {
 	t.mu.RLock()
 	if !t.closed {
 		select {
@@ -261,9 +374,7 @@ func (t *Tracking) record(ctx context.Context, ev models.Event) {
 		return
 	}
 	t.mu.RUnlock()
-	if err := t.store.InsertEvents(context.WithoutCancel(ctx), []models.Event{ev}); err != nil {
-		t.log.Error("event lost", "err", err, "kind", ev.Kind, "delivery", ev.DeliveryID)
-	}
+	t.flush([]pending{ev}, nil)
 }
 
 // delivery returns a delivery's ids and send time, from memory when it can.
@@ -282,37 +393,50 @@ func (t *Tracking) delivery(ctx context.Context, id int64) (models.DeliveryRef, 
 	return *r, nil
 }
 
-// link returns where a tracked link redirects. Links never change once a
-// campaign sends, so they are kept for the life of the process (a bounded
-// number of them).
-func (t *Tracking) link(ctx context.Context, id int64) (*linkTarget, error) {
+// link returns where a tracked link of a campaign redirects. Links never
+// change once a campaign sends, so a campaign's links are loaded in one
+// query on its first click and kept for the life of the process (for a
+// bounded number of campaigns). A link not among them is looked for again
+// at most once a second, in case it was added after they were loaded.
+func (t *Tracking) link(ctx context.Context, campaignID, linkID int64) (string, error) {
 	t.linksMu.RLock()
-	l, ok := t.links[id]
+	cl := t.campaigns[campaignID]
 	t.linksMu.RUnlock()
-	if ok {
-		return l, nil
+	if cl != nil {
+		if u, ok := cl.links[linkID]; ok {
+			return u, nil
+		}
+		if t.now().Sub(cl.loaded) < time.Second {
+			return "", models.ErrNotFound
+		}
 	}
-	tl, err := t.store.TrackedLink(ctx, id)
+	tls, err := t.store.CampaignTrackedLinks(ctx, campaignID)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	u := tl.URL
-	if !isWebURL(u) {
-		// The mailer tracks only http(s) links; anything else is not ours to
-		// redirect to.
-		return nil, models.ErrNotFound
+	cl = &campaignLinks{loaded: t.now(), links: make(map[int64]string, len(tls))}
+	for _, tl := range tls {
+		// The mailer tracks only http(s) links; anything else is not ours
+		// to redirect to.
+		if !isWebURL(tl.URL) {
+			continue
+		}
+		u := tl.URL
+		if tl.UTM {
+			u = withUTM(u, tl.CampaignName)
+		}
+		cl.links[tl.ID] = u
 	}
-	if tl.UTM {
-		u = withUTM(u, tl.CampaignName)
-	}
-	l = &linkTarget{campaignID: tl.CampaignID, url: u}
 	t.linksMu.Lock()
-	if len(t.links) >= 10000 {
-		clear(t.links)
+	if len(t.campaigns) >= 1000 {
+		clear(t.campaigns)
 	}
-	t.links[id] = l
+	t.campaigns[campaignID] = cl
 	t.linksMu.Unlock()
-	return l, nil
+	if u, ok := cl.links[linkID]; ok {
+		return u, nil
+	}
+	return "", models.ErrNotFound
 }
 
 func isWebURL(s string) bool {
@@ -400,19 +524,13 @@ type lastClick struct {
 	idx      int // its index in that batch
 }
 
-// scanMark asks for already written clicks to be flagged as a scanner's.
-type scanMark struct {
-	campaign, delivery int64
-	since              time.Time
-}
-
 // write is the background writer: it gathers events into batches of up to
 // BatchSize, writes a batch when it is full or FlushEvery has passed, and
 // writes the rest once Close closes the channel.
 func (t *Tracking) write() {
 	defer close(t.done)
-	batch := make([]models.Event, 0, t.opts.BatchSize)
-	var marks []scanMark
+	batch := make([]pending, 0, t.opts.BatchSize)
+	var marks []models.MachineMark
 	recent := map[int64]lastClick{}
 	gen := 0
 	tick := time.NewTicker(t.opts.FlushEvery)
@@ -442,8 +560,8 @@ func (t *Tracking) write() {
 					ev.Machine = true
 					if lc.gen == gen {
 						batch[lc.idx].Machine = true
-					} else {
-						marks = append(marks, scanMark{lc.campaign, ev.DeliveryID, lc.at})
+					} else if !ev.anon {
+						marks = append(marks, models.MachineMark{CampaignID: lc.campaign, DeliveryID: ev.DeliveryID, Since: lc.at})
 					}
 				}
 				recent[ev.DeliveryID] = lastClick{at: ev.CreatedAt, link: ev.LinkID, campaign: ev.CampaignID, gen: gen, idx: len(batch)}
@@ -458,48 +576,75 @@ func (t *Tracking) write() {
 	}
 }
 
-// resolve fills in the campaign and subscriber of events recorded without
-// them (opens of deliveries not in memory) with one query per batch, and
-// drops the events of deliveries that do not exist.
-func (t *Tracking) resolve(ctx context.Context, batch []models.Event) []models.Event {
+// resolve completes the events that need their delivery looked up (see
+// pending.needRef), from memory or with one query per batch, strips the
+// identity from aggregate-mode events, and returns what is to be stored:
+// events of deliveries that no longer exist (or are of another campaign
+// than the click's token says) are dropped.
+func (t *Tracking) resolve(ctx context.Context, batch []pending) []models.Event {
 	var ids []int64
-	for _, e := range batch {
-		if e.CampaignID == 0 && e.SubscriberID == 0 {
-			ids = append(ids, e.DeliveryID)
+	for i := range batch {
+		p := &batch[i]
+		if !p.needRef {
+			continue
 		}
-	}
-	if len(ids) == 0 {
-		return batch
+		if r, ok := t.deliveries.get(p.DeliveryID); ok {
+			t.complete(p, r)
+		} else {
+			ids = append(ids, p.DeliveryID)
+		}
 	}
 	var refs map[int64]models.DeliveryRef
-	wait := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		var err error
-		if refs, err = t.store.DeliveryRefs(ctx, ids); err == nil {
-			break
-		} else if attempt == 10 {
-			// Better stored without campaign than lost.
-			t.log.Error("resolving tracked deliveries failed", "err", err, "events", len(ids))
-			return batch
+	if len(ids) > 0 {
+		wait := 50 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			var err error
+			if refs, err = t.store.DeliveryRefs(ctx, ids); err == nil {
+				break
+			} else if attempt == 10 {
+				// Better stored without subscriber than lost.
+				t.log.Error("resolving tracked deliveries failed", "err", err, "events", len(ids))
+				refs = nil
+				for i := range batch {
+					batch[i].needRef = false
+				}
+				break
+			}
+			time.Sleep(wait)
+			wait = min(2*wait, 5*time.Second)
 		}
-		time.Sleep(wait)
-		wait = min(2*wait, 5*time.Second)
 	}
-	out := batch[:0]
-	for _, e := range batch {
-		if e.CampaignID == 0 && e.SubscriberID == 0 {
-			r, ok := refs[e.DeliveryID]
-			if !ok {
+	out := make([]models.Event, 0, len(batch))
+	for i := range batch {
+		p := &batch[i]
+		if p.needRef {
+			r, ok := refs[p.DeliveryID]
+			if !ok || (p.CampaignID != 0 && p.CampaignID != r.CampaignID) {
 				continue
 			}
-			e.CampaignID, e.SubscriberID = r.CampaignID, r.SubscriberID
 			if !r.SentAt.IsZero() {
 				t.deliveries.put(r)
 			}
+			t.complete(p, r)
 		}
-		out = append(out, e)
+		if p.anon {
+			p.DeliveryID, p.SubscriberID, p.IP, p.UserAgent = 0, 0, "", ""
+		}
+		out = append(out, p.Event)
 	}
 	return out
+}
+
+// complete fills in an event from its delivery.
+func (t *Tracking) complete(p *pending, r models.DeliveryRef) {
+	if p.CampaignID != 0 && p.CampaignID != r.CampaignID {
+		return // dropped by resolve
+	}
+	p.needRef = false
+	p.CampaignID, p.SubscriberID = r.CampaignID, r.SubscriberID
+	if p.Kind == models.EventClick && scannerDelay(r, p.CreatedAt, t.opts.ScannerDelay) {
+		p.Machine = true
+	}
 }
 
 func absDur(d time.Duration) time.Duration {
@@ -509,29 +654,25 @@ func absDur(d time.Duration) time.Duration {
 	return d
 }
 
-// flush writes one batch, retrying with backoff while the database is
-// unavailable; after about half a minute of failures it gives the batch up
-// and says so in the log.
-func (t *Tracking) flush(batch []models.Event, marks []scanMark) {
+// flush writes one batch and applies its scanner marks in one
+// transaction, retrying with backoff while the database is unavailable;
+// after about half a minute of failures it gives the batch up and says so
+// in the log.
+func (t *Tracking) flush(batch []pending, marks []models.MachineMark) {
 	ctx := context.Background()
-	batch = t.resolve(ctx, batch)
+	evs := t.resolve(ctx, batch)
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := t.store.InsertEvents(ctx, batch)
+		err := t.store.InsertEventsMarking(ctx, evs, marks)
 		if err == nil {
-			break
-		}
-		if attempt == 10 {
-			t.log.Error("tracking events lost", "err", err, "events", len(batch))
 			return
 		}
-		t.log.Warn("writing tracking events failed; retrying", "err", err, "events", len(batch), "attempt", attempt)
+		if attempt == 10 {
+			t.log.Error("tracking events lost", "err", err, "events", len(evs), "marks", len(marks))
+			return
+		}
+		t.log.Warn("writing tracking events failed; retrying", "err", err, "events", len(evs), "attempt", attempt)
 		time.Sleep(wait)
 		wait = min(2*wait, 5*time.Second)
-	}
-	for _, m := range marks {
-		if _, err := t.store.MarkMachineClicks(ctx, m.campaign, m.delivery, m.since); err != nil {
-			t.log.Error("flagging scanner clicks failed", "err", err, "campaign", m.campaign, "delivery", m.delivery)
-		}
 	}
 }

@@ -140,6 +140,22 @@ func (f *trackFixture) request(method, path string, body string, header map[stri
 	return resp, string(b)
 }
 
+// clickPath is the click URL path of a delivery's link in a token of kind:
+// the older Click (delivery, link) or CampaignClick (delivery, link,
+// campaign), which the mailer signs now.
+func (f *trackFixture) clickPath(kind token.Kind, delivery, link int64) string {
+	if kind == token.Click {
+		return "/t/c/" + f.keys.Sign(token.Click, delivery, link)
+	}
+	campaign := f.campaign
+	if delivery == f.otherDelivery {
+		campaign = f.other
+	}
+	return "/t/c/" + f.keys.Sign(token.CampaignClick, delivery, link, campaign)
+}
+
+var clickKinds = map[string]token.Kind{"old token": token.Click, "campaign token": token.CampaignClick}
+
 const safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"
 
 func (f *trackFixture) get(path, ua string) *http.Response {
@@ -179,37 +195,46 @@ func TestOpenPixel(t *testing.T) {
 }
 
 func TestClickRedirect(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, s *models.Store) {
-		f := newTrackFixture(t, s, TrackingOptions{})
-		tests := []struct {
-			name, path, want string
-		}{
-			{"utm added, query and fragment kept", "/t/c/" + f.keys.Sign(token.Click, f.deliveries[0], f.links[0]),
-				"https://shop.example/a?x=1&y=%20z&utm_campaign=Spring&utm_medium=email&utm_source=herald#frag"},
-			{"request query ignored", "/t/c/" + f.keys.Sign(token.Click, f.deliveries[1], f.links[1]) + "?url=https://evil.example/&to=https://evil.example/",
-				"https://shop.example/b?utm_campaign=Spring&utm_medium=email&utm_source=herald"},
-			{"no utm when the campaign does not ask", "/t/c/" + f.keys.Sign(token.Click, f.otherDelivery, f.otherLink),
-				"https://other.example/p?q=1#top"},
-		}
-		for _, tt := range tests {
-			resp := f.get(tt.path, safari)
-			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != tt.want {
-				t.Errorf("%s: %d Location %q, want 302 %q", tt.name, resp.StatusCode, resp.Header.Get("Location"), tt.want)
-			}
-		}
-		// A HEAD from a link checker is answered but not recorded.
-		resp, _ := f.request("HEAD", "/t/c/"+f.keys.Sign(token.Click, f.deliveries[0], f.links[1]), "", map[string]string{"User-Agent": safari})
-		if resp.StatusCode != http.StatusFound {
-			t.Errorf("HEAD click = %d, want 302", resp.StatusCode)
-		}
-		evs := f.events()
-		if len(evs) != 3 {
-			t.Fatalf("recorded %d events, want 3: %+v", len(evs), evs)
-		}
-		if e := evs[0]; e.Kind != models.EventClick || e.LinkID != f.links[0] || e.DeliveryID != f.deliveries[0] || e.CampaignID != f.campaign || e.Machine {
-			t.Errorf("first click recorded as %+v", e)
-		}
-	})
+	for name, kind := range clickKinds {
+		t.Run(name, func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, s *models.Store) {
+				f := newTrackFixture(t, s, TrackingOptions{})
+				tests := []struct {
+					name, path, want string
+				}{
+					{"utm added, query and fragment kept", f.clickPath(kind, f.deliveries[0], f.links[0]),
+						"https://shop.example/a?x=1&y=%20z&utm_campaign=Spring&utm_medium=email&utm_source=herald#frag"},
+					{"request query ignored", f.clickPath(kind, f.deliveries[1], f.links[1]) + "?url=https://evil.example/&to=https://evil.example/",
+						"https://shop.example/b?utm_campaign=Spring&utm_medium=email&utm_source=herald"},
+					{"no utm when the campaign does not ask", f.clickPath(kind, f.otherDelivery, f.otherLink),
+						"https://other.example/p?q=1#top"},
+				}
+				for _, tt := range tests {
+					resp := f.get(tt.path, safari)
+					if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != tt.want {
+						t.Errorf("%s: %d Location %q, want 302 %q", tt.name, resp.StatusCode, resp.Header.Get("Location"), tt.want)
+					}
+				}
+				// A HEAD from a link checker is answered but not recorded.
+				resp, _ := f.request("HEAD", f.clickPath(kind, f.deliveries[0], f.links[1]), "", map[string]string{"User-Agent": safari})
+				if resp.StatusCode != http.StatusFound {
+					t.Errorf("HEAD click = %d, want 302", resp.StatusCode)
+				}
+				evs := f.events()
+				if len(evs) != 3 {
+					t.Fatalf("recorded %d events, want 3: %+v", len(evs), evs)
+				}
+				want := models.Event{DeliveryID: f.deliveries[0], CampaignID: f.campaign, SubscriberID: f.subs[0], LinkID: f.links[0],
+					Kind: models.EventClick, IP: "127.0.0.1", UserAgent: safari}
+				if evs[0] != want {
+					t.Errorf("first click recorded as %+v, want %+v", evs[0], want)
+				}
+				if e := evs[2]; e.CampaignID != f.other || e.SubscriberID != f.subs[0] || e.LinkID != f.otherLink {
+					t.Errorf("click of the other campaign recorded as %+v", e)
+				}
+			})
+		})
+	}
 }
 
 func TestTrackingRefusesBadTokens(t *testing.T) {
@@ -232,6 +257,10 @@ func TestTrackingRefusesBadTokens(t *testing.T) {
 			{"unknown link", "/t/c/" + f.keys.Sign(token.Click, f.deliveries[0], 999999)},
 			{"unknown delivery", "/t/c/" + f.keys.Sign(token.Click, 999999, f.links[0])},
 			{"forged click", "/t/c/" + foreign.Sign(token.Click, f.deliveries[0], f.links[0])},
+			{"campaign token, link of another campaign", "/t/c/" + f.keys.Sign(token.CampaignClick, f.deliveries[0], f.otherLink, f.campaign)},
+			{"campaign token, unknown link", "/t/c/" + f.keys.Sign(token.CampaignClick, f.deliveries[0], 999999, f.campaign)},
+			{"campaign token, unknown campaign", "/t/c/" + f.keys.Sign(token.CampaignClick, f.deliveries[0], f.links[0], 999999)},
+			{"forged campaign token", "/t/c/" + foreign.Sign(token.CampaignClick, f.deliveries[0], f.links[0], f.campaign)},
 		}
 		for _, tt := range tests {
 			resp := f.get(tt.path, safari)
@@ -247,6 +276,11 @@ func TestTrackingRefusesBadTokens(t *testing.T) {
 		if resp := f.get("/t/o/"+f.keys.Sign(token.Open, 999999), safari); resp.StatusCode != 200 {
 			t.Errorf("open of unknown delivery: status %d, want 200", resp.StatusCode)
 		}
+		// Likewise a campaign click token still redirects (the token says
+		// where), and the writer drops the event.
+		if resp := f.get("/t/c/"+f.keys.Sign(token.CampaignClick, 999999, f.links[0], f.campaign), safari); resp.StatusCode != http.StatusFound {
+			t.Errorf("campaign click of unknown delivery: status %d, want 302", resp.StatusCode)
+		}
 		if evs := f.events(); len(evs) != 0 {
 			t.Errorf("recorded %+v, want nothing", evs)
 		}
@@ -254,12 +288,20 @@ func TestTrackingRefusesBadTokens(t *testing.T) {
 }
 
 func TestMachineTraffic(t *testing.T) {
-	for _, batch := range []int{0, 1} { // 1: every event is its own batch, so scanner bursts are flagged after the fact
-		t.Run(map[int]string{0: "batched", 1: "one per batch"}[batch], func(t *testing.T) {
+	for name, kind := range clickKinds {
+		for _, batch := range []int{0, 1} { // 1: every event is its own batch, so scanner bursts are flagged after the fact
+			t.Run(name+"/"+map[int]string{0: "batched", 1: "one per batch"}[batch], func(t *testing.T) { testMachineTraffic(t, kind, batch) })
+		}
+	}
+}
+
+func testMachineTraffic(t *testing.T, kind token.Kind, batch int) {
+	{
+		{
 			f := newTrackFixture(t, testdb.SQLite(t), TrackingOptions{BatchSize: batch})
 			ctx := context.Background()
 			open := func(i int) string { return "/t/o/" + f.keys.Sign(token.Open, f.deliveries[i]) }
-			click := func(d int64, l int64) string { return "/t/c/" + f.keys.Sign(token.Click, d, l) }
+			click := func(d int64, l int64) string { return f.clickPath(kind, d, l) }
 
 			f.get(open(0), safari)                                                                                   // human
 			f.get(open(0), "Mozilla/5.0")                                                                            // Apple MPP proxy
@@ -299,7 +341,7 @@ func TestMachineTraffic(t *testing.T) {
 			if other.Clicks != (models.EventCounts{Total: 1, Unique: 1}) {
 				t.Errorf("early click counted as %+v, want machine", other.Clicks)
 			}
-		})
+		}
 	}
 }
 
@@ -316,7 +358,7 @@ func TestTrackingCloseWritesBufferedEvents(t *testing.T) {
 				d := f.deliveries[i%2]
 				path := "/t/o/" + f.keys.Sign(token.Open, d)
 				if i%3 == 0 {
-					path = "/t/c/" + f.keys.Sign(token.Click, d, f.links[i%2])
+					path = f.clickPath([]token.Kind{token.Click, token.CampaignClick}[i%2], d, f.links[i%2])
 				}
 				f.get(path, safari)
 			}()
@@ -481,6 +523,80 @@ func TestOneClickUnsubscribe(t *testing.T) {
 		ds := f.materialize(next.ID)
 		if len(ds) != 1 || ds[0].SubscriberID == nil || *ds[0].SubscriberID != f.subs[1] {
 			t.Errorf("next campaign's deliveries = %+v, want only b@ (%d)", ds, f.subs[1])
+		}
+	})
+}
+
+// The tracking mode setting. Off: pixels and redirects still answer (mail
+// already sent keeps working) but nothing is recorded. Aggregate: events
+// count per campaign and link, without delivery, subscriber, address or
+// User-Agent. The tracker notices a change within SettingsEvery.
+func TestTrackingModes(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		f := newTrackFixture(t, s, TrackingOptions{SettingsEvery: 20 * time.Millisecond})
+		hit := func() {
+			t.Helper()
+			if resp := f.get("/t/o/"+f.keys.Sign(token.Open, f.deliveries[0]), safari); resp.StatusCode != http.StatusOK {
+				t.Fatalf("open = %d, want 200", resp.StatusCode)
+			}
+			for _, kind := range []token.Kind{token.Click, token.CampaignClick} {
+				resp := f.get(f.clickPath(kind, f.deliveries[1], f.links[1]), safari)
+				if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "https://shop.example/b") {
+					t.Fatalf("click = %d to %q, want 302 to the link", resp.StatusCode, resp.Header.Get("Location"))
+				}
+			}
+		}
+		setMode := func(mode string) {
+			t.Helper()
+			if err := s.SetSetting(ctx, models.SettingTrackingMode, mode); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for f.tr.trackingMode(ctx) != mode {
+				if time.Now().After(deadline) {
+					t.Fatalf("the tracker did not notice mode %q", mode)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+
+		setMode(models.TrackingOff)
+		hit()
+		setMode(models.TrackingAggregate)
+		hit()
+		setMode(models.TrackingFull)
+		f.get("/t/o/"+f.keys.Sign(token.Open, f.deliveries[0]), safari)
+
+		evs := f.events()
+		// Off recorded nothing; aggregate three anonymous events; full one.
+		anon := []models.Event{
+			{CampaignID: f.campaign, Kind: models.EventOpen},
+			{CampaignID: f.campaign, LinkID: f.links[1], Kind: models.EventClick},
+			{CampaignID: f.campaign, LinkID: f.links[1], Kind: models.EventClick},
+		}
+		full := models.Event{DeliveryID: f.deliveries[0], CampaignID: f.campaign, SubscriberID: f.subs[0], Kind: models.EventOpen, IP: "127.0.0.1", UserAgent: safari}
+		if len(evs) != 4 || evs[0] != anon[0] || evs[1] != anon[1] || evs[2] != anon[2] || evs[3] != full {
+			t.Fatalf("events = %+v, want %+v then %+v", evs, anon, full)
+		}
+		stats, err := s.CampaignEventStats(ctx, f.campaign)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Anonymous events count in the totals, not as unique readers.
+		want := models.CampaignEvents{
+			Opens:  models.EventCounts{Total: 2, Human: 2, Unique: 1, UniqueHuman: 1},
+			Clicks: models.EventCounts{Total: 2, Human: 2},
+		}
+		if *stats != want {
+			t.Errorf("stats = %+v, want %+v", *stats, want)
+		}
+		links, err := s.CampaignLinkStats(ctx, f.campaign)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(links) != 2 || links[1].Total != 2 || links[0].Total != 0 {
+			t.Errorf("link stats = %+v, want 2 clicks on the second link", links)
 		}
 	})
 }

@@ -26,13 +26,16 @@ import (
 type Kind byte
 
 const (
-	Open        Kind = 'o' // ids: delivery
-	Click       Kind = 'c' // ids: delivery, link
-	Unsubscribe Kind = 'u' // ids: delivery
-	Preferences Kind = 'p' // ids: subscriber
-	Bounce      Kind = 'b' // ids: delivery (VERP return path)
-	MessageID   Kind = 'm' // ids: delivery (stable Message-ID local part)
-	Confirm     Kind = 'k' // ids: subscriber, list (double opt-in confirmation)
+	Open  Kind = 'o' // ids: delivery
+	Click Kind = 'c' // ids: delivery, link (older mail; still verifies)
+	// CampaignClick is the click token the mailer signs now: it carries the
+	// campaign too, so the redirect needs no database read.
+	CampaignClick Kind = 'k' // ids: delivery, link, campaign
+	Unsubscribe   Kind = 'u' // ids: delivery
+	Preferences   Kind = 'p' // ids: subscriber
+	Bounce        Kind = 'b' // ids: delivery (VERP return path)
+	MessageID     Kind = 'm' // ids: delivery (stable Message-ID local part)
+	Confirm       Kind = 'd' // ids: subscriber, list (double opt-in confirmation)
 )
 
 const tagLen = 12
@@ -156,7 +159,22 @@ func (kr *Keyring) Delivery(tok string, kind Kind) (int64, error) {
 	return ids[0], nil
 }
 
-// ClickIDs verifies a click token and returns its delivery and link ids.
+// ClickRef verifies a click token of either kind and returns its ids;
+// campaignID is 0 for the older Click tokens, which do not carry it.
+func (kr *Keyring) ClickRef(tok string) (deliveryID, linkID, campaignID int64, err error) {
+	ids, err := kr.Verify(tok, CampaignClick, 3)
+	if errors.Is(err, ErrWrongKind) {
+		deliveryID, linkID, err = kr.ClickIDs(tok)
+		return deliveryID, linkID, 0, err
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return ids[0], ids[1], ids[2], nil
+}
+
+// ClickIDs verifies an older Click token and returns its delivery and link
+// ids.
 func (kr *Keyring) ClickIDs(tok string) (deliveryID, linkID int64, err error) {
 	ids, err := kr.Verify(tok, Click, 2)
 	if err != nil {

@@ -66,3 +66,16 @@ func BenchmarkSign(b *testing.B) {
 		kr.Sign(token.Click, int64(i), 3)
 	}
 }
+
+// TestKindsAreDistinct: a token of one kind must never verify as another,
+// which two kinds sharing a letter would allow.
+func TestKindsAreDistinct(t *testing.T) {
+	seen := map[token.Kind]string{}
+	for name, k := range map[string]token.Kind{"Open": token.Open, "Click": token.Click, "CampaignClick": token.CampaignClick,
+		"Unsubscribe": token.Unsubscribe, "Preferences": token.Preferences, "Bounce": token.Bounce, "MessageID": token.MessageID, "Confirm": token.Confirm} {
+		if other, ok := seen[k]; ok {
+			t.Errorf("kinds %s and %s share the letter %q", name, other, k)
+		}
+		seen[k] = name
+	}
+}

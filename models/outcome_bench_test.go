@@ -1,0 +1,47 @@
+package models_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/models"
+)
+
+// BenchmarkRecordOutcomes writes a batch of 512 sent outcomes, the way
+// the engine's result writer does. "row by row" repeats one delivery in
+// the batch, which makes RecordOutcomes take the one-UPDATE-a-row path
+// (the only path before the multi-row statement).
+func BenchmarkRecordOutcomes(b *testing.B) {
+	const n = 512
+	for _, mode := range []string{"batched", "row by row"} {
+		b.Run(mode, func(b *testing.B) {
+			s := testdb.SQLite(b)
+			ctx := context.Background()
+			cid, got := claimedCampaignB(b, s, n, "a")
+			at := time.Now().UTC()
+			outs := make([]models.Outcome, 0, n+1)
+			for i, g := range got {
+				outs = append(outs, models.Outcome{ID: g.ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250,
+					Enhanced: "2.0.0", Text: "queued as " + fmt.Sprint(i), MessageID: fmt.Sprintf("<%d@bench.test>", i), SourceIP: "192.0.2.1", MXHost: "mx.bench.test", At: at})
+			}
+			if mode == "row by row" {
+				outs = append(outs, outs[0])
+			}
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				if err := s.DB().Exec("UPDATE deliveries SET status = 'sending', lease_node = 'a', sent_at = NULL WHERE campaign_id = ?", cid).Error; err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if k, err := s.RecordOutcomes(ctx, "a", outs); err != nil || k != n {
+					b.Fatalf("RecordOutcomes() = %d, %v; want %d", k, err, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/outcome")
+		})
+	}
+}
