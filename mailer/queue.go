@@ -315,6 +315,19 @@ func (e *Engine) controlLoop(ctx context.Context) {
 			e.finishCampaigns(ctx)
 			if ids, err := e.store.DueScheduledCampaigns(ctx); err == nil {
 				for _, id := range ids {
+					f, err := e.blockingRule(ctx, id)
+					if err != nil {
+						e.log.Error("readiness of a scheduled campaign; trying again", "campaign", id, "err", err)
+						continue
+					}
+					if f != nil {
+						// The campaign or its template changed since it was
+						// scheduled: hold it where the user will see it.
+						if err := e.store.PauseCampaign(ctx, id); err == nil {
+							e.log.Warn("scheduled campaign paused: a sending rule blocks it", "campaign", id, "rule", f.ID, "detail", f.Detail)
+						}
+						continue
+					}
 					if err := e.store.StartCampaign(ctx, id); err == nil {
 						e.log.Info("scheduled campaign started", "campaign", id)
 					}

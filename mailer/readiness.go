@@ -42,6 +42,23 @@ func Failed(checks []Check) *Check {
 	return nil
 }
 
+// blockingRule checks a campaign against the sending rules when the engine
+// itself starts it (a scheduled one): the failed blocking rule, or nil.
+// A store that cannot answer the rules (one made for tests of the engine
+// alone) blocks nothing.
+func (e *Engine) blockingRule(ctx context.Context, id int64) (*Check, error) {
+	rs, ok := e.store.(ReadinessStore)
+	if !ok {
+		return nil, nil
+	}
+	_, captures := e.o.Transport.(*Capture)
+	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, RootURL: e.o.RootURL}).CampaignChecks(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return Failed(checks), nil
+}
+
 // ReadinessStore is what the readiness rules read; *models.Store
 // implements it.
 type ReadinessStore interface {

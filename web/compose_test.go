@@ -641,3 +641,39 @@ func TestScheduledCampaignSurvivesRestart(t *testing.T) {
 		t.Errorf("outbox has %d messages, sent = %d; want 4", len(msgs), cp.Sent)
 	}
 }
+
+// TestScheduledCampaignRecheckedAtItsTime: rules are checked again when the
+// engine starts a scheduled campaign, so a template that lost its
+// unsubscribe link after scheduling holds the campaign (paused) instead of
+// sending it.
+func TestScheduledCampaignRecheckedAtItsTime(t *testing.T) {
+	ctx := context.Background()
+	s := testdb.SQLite(t)
+	list, tmpl := composeFixture(t, s, 3)
+	id := newCampaign(t, s, tmpl, []int64{list}, nil)
+	if err := s.ScheduleCampaign(ctx, id, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := s.Template(ctx, tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl.HTML = "<p>Hello {{.Subscriber.Name}}</p><p>{{.Org.PostalAddress}}</p>"
+	if err := s.UpdateTemplate(ctx, tpl); err != nil {
+		t.Fatal(err)
+	}
+	e := mailer.New(mailer.Options{NodeID: "n1", RootURL: "http://herald.test", Secrets: []string{strings.Repeat("s", 32)}}, s)
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(run) }()
+	defer func() { stop(); <-done }()
+	waitFor(t, "the scheduled campaign to be held", 20*time.Second, func() bool {
+		cp, _ := s.Campaign(ctx, id)
+		return cp.Status != models.CampaignScheduled
+	})
+	cp, _ := s.Campaign(ctx, id)
+	msgs, _ := s.Outbox(ctx, models.OutboxQuery{CampaignID: id})
+	if cp.Status != models.CampaignPaused || len(msgs) != 0 {
+		t.Errorf("status = %s with %d messages sent; want paused with none", cp.Status, len(msgs))
+	}
+}
