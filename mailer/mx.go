@@ -233,7 +233,7 @@ type routeInfo struct {
 type router struct {
 	resolver *Resolver // nil: route by domain rules only
 	mu       sync.Mutex
-	rules    map[string]*rule // by name
+	rules    map[string]*rule  // by name
 	match    *models.Providers // the matching the reports use too
 	deflt    *rule
 	cache    map[string]*routeInfo
