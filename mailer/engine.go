@@ -319,6 +319,10 @@ func (e *Engine) loadRules(ctx context.Context) error {
 	return nil
 }
 
+// ReloadRules applies domain rule changes now rather than at the next
+// periodic reload (other nodes still take up to RuleRefresh).
+func (e *Engine) ReloadRules(ctx context.Context) error { return e.loadRules(ctx) }
+
 // Keyring returns the engine's token keyring (valid once Run started).
 func (e *Engine) Keyring() *token.Keyring {
 	if env := e.env.Load(); env != nil {
@@ -552,7 +556,7 @@ func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo strin
 	}
 	p.domain, p.returnPath = sd.Domain, sd.ReturnPathDomain
 	e.mu.Lock()
-	s, ok := e.signers[sd.Domain]
+	s, ok := e.signers[sd.Domain+"/"+sd.Selector]
 	e.mu.Unlock()
 	if !ok {
 		keys, err := sd.Keys(e.secret)
@@ -561,7 +565,7 @@ func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo strin
 		}
 		s = newDKIMSigner(keys)
 		e.mu.Lock()
-		e.signers[sd.Domain] = s
+		e.signers[sd.Domain+"/"+sd.Selector] = s
 		e.mu.Unlock()
 	}
 	p.signer = s

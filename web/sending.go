@@ -319,8 +319,9 @@ func (s *Server) createRule(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.applyRules(c)
 	s.audit(c, "domain_rule.create", "domain_rule", itoa(r.ID), ruleSummary(&r))
-	s.flash(c, "Rule “"+r.Name+"” added. Running mailers apply it within 30 seconds.")
+	s.flash(c, "Rule “"+r.Name+"” added. This server applies it now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
 
@@ -369,8 +370,9 @@ func (s *Server) updateRule(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.applyRules(c)
 	s.audit(c, "domain_rule.update", "domain_rule", itoa(id), ruleSummary(before)+" → "+ruleSummary(&r))
-	s.flash(c, "Rule “"+r.Name+"” saved. Running mailers apply it within 30 seconds.")
+	s.flash(c, "Rule “"+r.Name+"” saved. This server applies it now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
 
@@ -407,6 +409,7 @@ func (s *Server) deleteRule(c echo.Context) error {
 	if err := s.store.DeleteDomainRule(ctx, id); err != nil {
 		return err
 	}
+	s.applyRules(c)
 	s.audit(c, "domain_rule.delete", "domain_rule", itoa(id), ruleSummary(r))
 	s.flash(c, "Rule “"+r.Name+"” deleted.")
 	return seeOther(c, rulesPath)
@@ -429,8 +432,9 @@ func (s *Server) resetRules(c echo.Context) error {
 	for i := range before {
 		names[i] = before[i].Name
 	}
+	s.applyRules(c)
 	s.audit(c, "domain_rule.reset", "domain_rule", "", "replaced "+strings.Join(names, ", ")+" with the defaults")
-	s.flash(c, "Domain rules reset to the defaults. Running mailers apply them within 30 seconds.")
+	s.flash(c, "Domain rules reset to the defaults. This server applies them now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
 
@@ -696,4 +700,11 @@ func (s *Server) deleteIP(c echo.Context) error {
 	s.audit(c, "sending_ip.delete", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ip.Address)
 	s.flash(c, ip.Address+" removed from “"+p.Name+"”.")
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
+}
+
+// applyRules hands changed domain rules to this node's mailer at once.
+func (s *Server) applyRules(c echo.Context) {
+	if err := s.mailer.ReloadRules(c.Request().Context()); err != nil {
+		s.log.Error("reload domain rules", "err", err)
+	}
 }
