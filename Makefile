@@ -36,6 +36,7 @@ test-short:
 ## bench: Go benchmarks and the load commands (figures for the closing note)
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./models/ ./mailer/...
+	$(GO) test -run '^$$' -bench CampaignProgressPoll -benchtime 1000x ./web/
 	./$(BIN) bench import -n 1000000
 	./$(BIN) bench send -n 10000
 	./$(BIN) bench send -n 10000 -dkim=false
