@@ -190,11 +190,13 @@ func TestCampaignAcrossProviders(t *testing.T) {
 		}
 		// Full speed is the provider's own average over its whole run (the
 		// rule's rate when the machine keeps up, less when the CPU does
-		// not): the suspension elsewhere must not slow it.
+		// not): the suspension elsewhere must not slow it. Being held up
+		// behind p3 would bring it near zero; the margin below that is for
+		// two seconds of a shared machine's CPU going elsewhere.
 		avg := float64(len(msgs)) / last.Sub(first).Seconds()
 		t.Logf("%s during p3's suspension: %.0f/s (average %.0f/s, rule %.0f/s)", p.name, float64(got)/2, avg, p.rate)
-		if float64(got)/2 < 0.8*avg {
-			t.Errorf("%s ran at %.0f/s while p3 was suspended, want >= 80%% of its average %.0f/s", p.name, float64(got)/2, avg)
+		if float64(got)/2 < 0.6*avg {
+			t.Errorf("%s ran at %.0f/s while p3 was suspended, want >= 60%% of its average %.0f/s", p.name, float64(got)/2, avg)
 		}
 	}
 	var lastRefusal time.Time
