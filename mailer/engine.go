@@ -402,6 +402,9 @@ type TransactionalRequest struct {
 	TemplateID int64
 	// To is the recipient's address; Name their name (optional).
 	To, Name string
+	// Subject, when set, replaces the template's subject line (a
+	// campaign's test send uses the campaign's).
+	Subject string
 	// From is the sender address; its domain picks the DKIM key.
 	From, FromName, ReplyTo string
 	// Data is handed to the template as .Data (and .Subscriber.Attributes).
@@ -431,7 +434,12 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 		}
 		id = t.ID
 	}
-	data, err := json.Marshal(txData{From: from, FromName: r.FromName, ReplyTo: r.ReplyTo, Data: r.Data})
+	if r.Subject != "" {
+		if _, err := compileSubject("tx", r.Subject); err != nil {
+			return 0, fmt.Errorf("%w: subject: %v", ErrInvalidRequest, err)
+		}
+	}
+	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: r.ReplyTo, Data: r.Data})
 	if err != nil {
 		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
 	}
@@ -444,6 +452,7 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 }
 
 type txData struct {
+	Subject  string         `json:"subject,omitempty"` // overrides the template's
 	From     string         `json:"from"`
 	FromName string         `json:"from_name,omitempty"`
 	ReplyTo  string         `json:"reply_to,omitempty"`
@@ -654,7 +663,18 @@ func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error)
 	if err != nil {
 		return nil, err
 	}
-	return &txState{comp: tt.comp, params: p, data: d.Data}, nil
+	comp := tt.comp
+	if d.Subject != "" {
+		// A campaign's test send: its own subject over the template's.
+		sub, err := compileSubject("tx", d.Subject)
+		if err != nil {
+			return nil, fmt.Errorf("subject: %w", err)
+		}
+		c := *comp
+		c.subject = sub
+		comp = &c
+	}
+	return &txState{comp: comp, params: p, data: d.Data}, nil
 }
 
 // render builds and signs one job's message.

@@ -99,11 +99,16 @@ const placeholder = "https://herald.placeholder.invalid/"
 
 var pixelTag = `<img src="` + placeholder + `o/" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
 
+// compileSubject parses a subject line, the template's or an override.
+func compileSubject(name, subject string) (*ttemplate.Template, error) {
+	return ttemplate.New(name + ".subject").Option("missingkey=zero").Parse(subject)
+}
+
 // compileTemplate parses a template's subject and bodies.
 func compileTemplate(name, subject, htmlSrc, textSrc string, o compileOptions) (*compiled, error) {
 	c := &compiled{}
 	var err error
-	if c.subject, err = ttemplate.New(name + ".subject").Option("missingkey=zero").Parse(subject); err != nil {
+	if c.subject, err = compileSubject(name, subject); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
 	if strings.TrimSpace(htmlSrc) != "" {

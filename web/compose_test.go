@@ -297,6 +297,10 @@ func TestCampaignLifecycle(t *testing.T) {
 		msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{})
 		return len(msgs) == 2
 	})
+	// A test shows what the campaign will send: its own subject line.
+	if msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{}); msgs[0].Subject != "Our November news" {
+		t.Errorf("test message subject = %q, want the campaign's", msgs[0].Subject)
+	}
 
 	// Schedule: a past time is refused; a local time in a zone is stored in UTC.
 	if p := m.postForm(base+"/schedule", url.Values{"at": {"2001-01-01T09:00"}, "zone": {"UTC"}}); p.StatusCode != 422 || p.Doc.Find(`[data-testid="err-at"]`).Length() == 0 {
