@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/herald-mail/herald/models"
 )
 
-// StagingStore answers whether a recipient may get real mail;
-// *models.Store implements it (true when staging is off or the address is
-// allow-listed).
+// StagingStore is what the staging policy reads; *models.Store
+// implements it.
 type StagingStore interface {
-	StagingAllows(ctx context.Context, rcpt string) (bool, error)
+	Setting(ctx context.Context, key string) (string, error)
+	AllowListed(ctx context.Context, rcpt string) (bool, error)
 }
 
 // Staging wraps a transport for a staging system: recipients for whom
@@ -22,14 +26,43 @@ func Staging(real, capture Transport, allowed func(ctx context.Context, rcpt str
 	return &staging{real: real, capture: capture, allowed: allowed}
 }
 
-// StagingPolicy adapts a StagingStore to Staging's allowed function; a
+// StagingPolicy is Staging's allowed function over a store: everyone while
+// the staging switch is off, only allow-listed recipients while it is on.
+// The switch is read at most once per refresh (zero: for every message),
+// so a production send with staging off costs no query per message; the
+// allow list is looked up per recipient only while staging is on. A
 // database error is logged and captures the message.
-func StagingPolicy(store StagingStore, log *slog.Logger) func(ctx context.Context, rcpt string) bool {
+func StagingPolicy(store StagingStore, log *slog.Logger, refresh time.Duration) func(ctx context.Context, rcpt string) bool {
 	if log == nil {
 		log = slog.Default()
 	}
+	var (
+		mu     sync.Mutex
+		on     bool
+		readAt time.Time
+	)
+	stagingOn := func(ctx context.Context) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if refresh > 0 && !readAt.IsZero() && time.Since(readAt) < refresh {
+			return on, nil
+		}
+		v, err := store.Setting(ctx, models.SettingStaging)
+		if err != nil {
+			return false, err
+		}
+		on, readAt = v == "on", time.Now()
+		return on, nil
+	}
 	return func(ctx context.Context, rcpt string) bool {
-		ok, err := store.StagingAllows(ctx, rcpt)
+		on, err := stagingOn(ctx)
+		if err == nil && !on {
+			return true
+		}
+		ok := false
+		if err == nil {
+			ok, err = store.AllowListed(ctx, rcpt)
+		}
 		if err != nil {
 			log.Error("staging check failed; capturing the message", "rcpt", rcpt, "err", err)
 			return false

@@ -2,6 +2,7 @@ package mailer_test
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ func TestStagingTransport(t *testing.T) {
 		host, port, _ := strings.Cut(sink.Addr, ":")
 		p, _ := strconv.Atoi(port)
 		real := mailer.NewRelay(mailer.RelayOptions{HELO: "herald.test", Hosts: []mailer.RelayHost{{Host: host, Port: p, TLS: mailer.TLSNone}}})
-		tr := mailer.Staging(real, mailer.NewCapture(s), mailer.StagingPolicy(s, testLogger(t)))
+		tr := mailer.Staging(real, mailer.NewCapture(s), mailer.StagingPolicy(s, testLogger(t), 0))
 
 		if err := s.SetSetting(ctx, models.SettingStaging, "on"); err != nil {
 			t.Fatal(err)
@@ -74,4 +75,40 @@ func TestStagingTransport(t *testing.T) {
 			t.Errorf("outbox of the second campaign has %d messages, want 0", len(out))
 		}
 	})
+}
+
+// countingStaging counts the staging switch reads made through a real store.
+type countingStaging struct {
+	*models.Store
+	reads int
+}
+
+func (c *countingStaging) Setting(ctx context.Context, key string) (string, error) {
+	c.reads++
+	return c.Store.Setting(ctx, key)
+}
+
+// With staging off, the policy reads the switch once per refresh, not once
+// per message: a production send pays no query per recipient.
+func TestStagingPolicyReadsTheSwitchOncePerRefresh(t *testing.T) {
+	ctx := context.Background()
+	s := &countingStaging{Store: testdb.SQLite(t)}
+	allowed := mailer.StagingPolicy(s, testLogger(t), time.Hour)
+	for i := range 100 {
+		if !allowed(ctx, fmt.Sprintf("user%d@example.org", i)) {
+			t.Fatal("staging is off, yet a recipient was held back")
+		}
+	}
+	if s.reads != 1 {
+		t.Errorf("switch read %d times for 100 messages, want 1", s.reads)
+	}
+	// With no refresh interval every message reads it (what the tests above
+	// rely on to flip the switch mid-test).
+	s.reads = 0
+	each := mailer.StagingPolicy(s, testLogger(t), 0)
+	each(ctx, "a@example.org")
+	each(ctx, "b@example.org")
+	if s.reads != 2 {
+		t.Errorf("switch read %d times with refresh 0, want 2", s.reads)
+	}
 }

@@ -98,16 +98,6 @@ func allowListed(tx *gorm.DB, email string) (bool, error) {
 	return n > 0, err
 }
 
-// StagingAllows answers the staging transport: true when staging is off,
-// or the recipient is allow-listed.
-func (s *Store) StagingAllows(ctx context.Context, rcpt string) (bool, error) {
-	on, err := s.Setting(ctx, SettingStaging)
-	if err != nil || on != "on" {
-		return err == nil, err
-	}
-	return s.AllowListed(ctx, rcpt)
-}
-
 // HygieneRule is the soft-bounce rule: an address that soft-bounces on
 // Limit different deliveries within Days days, with no delivery getting
 // through in between, is suppressed like a hard bounce.

@@ -277,9 +277,9 @@ func (s *Server) setStaging(c echo.Context) error {
 	}
 	s.audit(c, "staging."+v, "setting", models.SettingStaging, "staging turned "+v)
 	if v == "on" {
-		s.flash(c, "Staging is on: only allow-listed recipients get real mail.")
+		s.flash(c, "Staging is on: within 5 seconds, only allow-listed recipients get real mail.")
 	} else {
-		s.flash(c, "Staging is off: mail goes to everyone.")
+		s.flash(c, "Staging is off: within 5 seconds, mail goes to everyone.")
 	}
 	return seeOther(c, "/deliverability/hygiene")
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -323,10 +324,11 @@ func TestHygieneSettings(t *testing.T) {
 		if v, _ := s.Setting(ctx, models.SettingStaging); v != "on" || !strings.Contains(p.Doc.Find(`[data-testid="staging-state"]`).Text(), "on") {
 			t.Errorf("staging = %q after turning it on", v)
 		}
-		if ok, _ := s.StagingAllows(ctx, "tester@ourco.example"); !ok {
+		allowed := mailer.StagingPolicy(s, nil, 0)
+		if !allowed(ctx, "tester@ourco.example") {
 			t.Error("allow-listed address not allowed in staging")
 		}
-		if ok, _ := s.StagingAllows(ctx, "fine@example.net"); ok {
+		if allowed(ctx, "fine@example.net") {
 			t.Error("other address allowed in staging")
 		}
 		if p := admin.postForm("/deliverability/hygiene/staging", url.Values{"staging": {"maybe"}}); p.StatusCode != 400 {

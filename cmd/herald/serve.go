@@ -66,7 +66,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if transport != nil {
 		// Under the staging switch only allow-listed recipients get real
 		// mail; the rest goes to the capture outbox.
-		transport = mailer.Staging(transport, mailer.NewCapture(store), mailer.StagingPolicy(store, log))
+		transport = mailer.Staging(transport, mailer.NewCapture(store), mailer.StagingPolicy(store, log, 5*time.Second))
 	}
 	eng := mailer.New(mailer.Options{
 		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret},
