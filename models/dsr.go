@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"gorm.io/gorm"
 )
 
 // Data-subject request kinds and statuses.
@@ -178,55 +176,6 @@ func (s *Store) CloseDSR(ctx context.Context, id int64, status, handledBy, outco
 			return err
 		}
 		return ErrDSRClosed
-	}
-	return nil
-}
-
-// SubjectAddresses returns every address a subscriber is known to have had:
-// the ones in their consent rows and in requests about them (a
-// rectification changes the address; the old one stays in those records).
-func (s *Store) SubjectAddresses(ctx context.Context, subscriberID int64) ([]string, error) {
-	var raw []string
-	err := s.db.WithContext(ctx).Raw(`SELECT DISTINCT email FROM consents WHERE subscriber_id = ? AND email <> ''
-		UNION SELECT DISTINCT subject_email FROM dsr_requests WHERE subscriber_id = ? AND subject_email <> ''`,
-		subscriberID, subscriberID).Scan(&raw).Error
-	if err != nil {
-		return nil, fmt.Errorf("models: addresses of subscriber %d: %w", subscriberID, err)
-	}
-	var out []string
-	for _, e := range raw {
-		out = uniq(append(out, e, strings.ToLower(e))...)
-	}
-	return out, nil
-}
-
-// ForgetDSRSubject runs after an erasure: it blanks the address on every
-// request about the person (by subscriber or by any of their addresses; the
-// requests stay, findable by hash) and replaces their former addresses in
-// audit summaries, which erasure scrubs only for the current one.
-func (s *Store) ForgetDSRSubject(ctx context.Context, subscriberID int64, addresses []string) error {
-	hashes := []string{""}
-	for _, a := range addresses {
-		hashes = append(hashes, SuppressionHash(strings.TrimSpace(a)))
-	}
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		if err := tx.Exec("UPDATE dsr_requests SET subject_email = '' WHERE subscriber_id = ? OR subject_hash IN ?",
-			subscriberID, hashes).Error; err != nil {
-			return err
-		}
-		for _, a := range addresses {
-			if a == "" {
-				continue
-			}
-			if err := tx.Exec(`UPDATE audit_log SET summary = replace(summary, ?, ?) WHERE summary LIKE ? ESCAPE '\'`,
-				a, erasedMarker, "%"+likeEscaper.Replace(a)+"%").Error; err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("models: forget data-subject request subject: %w", err)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 // place personal data can reach; none may survive erasure, in any column of
 // any table.
 var erasedPII = []string{
-	"ada.erase@lovelace-q7.example", "lovelace-q7", "adaqz", "markerson", "attrville-51",
+	"ada.erase@lovelace-q7.example", "lovelace-q7", "adaqz", "markerson", "attrville-51", "q7-rectified",
 	"203.0.113.77", "markerbrowser", "pagemarker.example",
 }
 
@@ -85,6 +85,13 @@ func TestEraseSubscriberLeavesNoPersonalData(t *testing.T) {
 			strings.ToLower(email)).Error)
 		must(t, s.Audit(ctx, models.AuditEntry{Action: "subscriber.update", ObjectType: "subscriber",
 			ObjectID: fmt.Sprint(subID), Summary: "name of " + email + ": Ada → Adaqz Markerson"}))
+		// A data-subject request about them, then a rectified address: the
+		// old one lives on in the ledger, the request and the audit log.
+		must(t, s.CreateDSR(ctx, &models.DSRRequest{Kind: models.DSRRectification, SubjectEmail: email, SubscriberID: &subID}))
+		sub.Email = "ada@q7-rectified.example"
+		must(t, s.UpdateSubscriber(ctx, sub))
+		must(t, s.Audit(ctx, models.AuditEntry{Action: "dsr.rectify", ObjectType: "subscriber",
+			ObjectID: fmt.Sprint(subID), Summary: `email "` + email + `" → "ada@q7-rectified.example"`}))
 
 		// Someone else, who must keep everything.
 		keep := &models.Subscriber{Email: "grace@hopper.example", Name: "Grace Hopper"}

@@ -663,8 +663,9 @@ func (s *Server) erasePage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.ErasePage(s.page(c, "Erase", "compliance"), d))
 }
 
-// erase answers an erasure request through the store's one erasure, then
-// blanks the address on every request about the person.
+// erase answers an erasure request through the store's one erasure. The
+// request is logged (open) first, so the erasure blanks its address like
+// every other trace, and closed after; if erasure fails it stays open.
 func (s *Server) erase(c echo.Context) error {
 	ctx := c.Request().Context()
 	sub, err := s.subscriberParam(c)
@@ -675,9 +676,11 @@ func (s *Server) erase(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	addresses, err := s.store.SubjectAddresses(ctx, sub.ID)
-	if err != nil {
-		return err
+	if req == nil {
+		req = &models.DSRRequest{Kind: models.DSRErasure, SubjectEmail: sub.Email, SubscriberID: &sub.ID, CreatedBy: evidence(c, "").Actor}
+		if err := s.store.CreateDSR(ctx, req); err != nil {
+			return err
+		}
 	}
 	ev := evidence(c, models.SourceAdmin)
 	ev.Note = strings.TrimSpace("erasure request " + strings.TrimSpace(c.FormValue("note")))
@@ -688,13 +691,10 @@ func (s *Server) erase(c echo.Context) error {
 		return err
 	}
 	rid, err := s.recordRequest(c, req, models.DSRErasure, sub, "erased")
-	if err == nil {
-		err = s.store.ForgetDSRSubject(ctx, sub.ID, append(addresses, sub.Email))
-	}
-	s.audit(c, "dsr.erase", "subscriber", itoa(sub.ID), fmt.Sprintf("request #%d: subscriber %d erased", rid, sub.ID))
 	if err != nil {
 		return err
 	}
+	s.audit(c, "dsr.erase", "subscriber", itoa(sub.ID), fmt.Sprintf("request #%d: subscriber %d erased", rid, sub.ID))
 	s.flash(c, fmt.Sprintf("Subscriber %d was erased; request #%d is logged.", sub.ID, rid))
 	return seeOther(c, "/compliance/requests")
 }

@@ -6,8 +6,6 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
-
-	"github.com/herald-mail/herald/views"
 )
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -37,13 +35,4 @@ func seeOther(c echo.Context, to string) error {
 		return c.NoContent(200)
 	}
 	return c.Redirect(303, to)
-}
-
-// comingPage stands in for a section whose pages are not built yet.
-func (s *Server) comingPage(section string) echo.HandlerFunc {
-	titles := map[string]string{"templates": "Templates", "campaigns": "Campaigns", "deliverability": "Deliverability", "compliance": "Compliance"}
-	return func(c echo.Context) error {
-		return s.render(c, 200, views.Coming(s.page(c, titles[section], section),
-			"This section is part of a later release of Herald. Lists, subscribers, imports and the consent ledger work today."))
-	}
 }
