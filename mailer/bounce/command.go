@@ -120,6 +120,10 @@ func labelledCommand(notice string) command {
 //     X.2.1 ("mailbox disabled"), which sendmail-style filters put on
 //     every refusal; without the command, X.2.1 decides.
 //
+// With the command unknown, "user unknown" stays hard: servers check
+// recipients at RCPT TO, and a filter that answers DATA with these words is
+// the exception, which notices that show the stage let us catch.
+//
 // text is all the notice says about the recipient.
 func refine(kind Kind, cat Category, text string, cmd command) (Kind, Category) {
 	switch {
