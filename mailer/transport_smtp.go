@@ -311,7 +311,8 @@ func (e *authError) Unwrap() error { return e.err }
 
 // smtpConn is an SMTP client connection shared by Direct and Relay.
 type smtpConn struct {
-	c         *smtp.Client
+	c         *smtp.Client // opens the session: EHLO, AUTH
+	x         *txWriter    // runs the transactions
 	host      string
 	source    string
 	needReset bool
@@ -380,6 +381,10 @@ func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode
 			return fail(&authError{err})
 		}
 	}
+	// The server has answered everything go-smtp sent, so nothing is
+	// left in its read buffer: the transactions can read raw directly.
+	pipelining, _ := c.Extension("PIPELINING")
+	conn.x = newTxWriter(raw, pipelining, t)
 	return conn, nil
 }
 
@@ -497,57 +502,16 @@ func (s *smtpConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 			return Reply{}, err
 		}
 	}
-	if s.needReset {
-		if err := s.c.Reset(); err != nil {
-			return s.fail(err)
-		}
-		s.needReset = false
-	}
-	if err := s.c.Mail(env.From, nil); err != nil {
-		return s.fail(err)
-	}
-	if err := s.c.Rcpt(env.To, nil); err != nil {
-		return s.fail(err)
-	}
-	w, err := s.c.Data()
+	r, err := s.x.transaction(s.needReset, env.From, env.To, env.Signature, env.Message)
 	if err != nil {
-		return s.fail(err)
+		return Reply{MXHost: s.host, SourceIP: s.source}, err
 	}
-	if len(env.Signature) > 0 {
-		if _, err := w.Write(env.Signature); err != nil {
-			return Reply{}, err
-		}
-	}
-	if _, err := w.Write(env.Message); err != nil {
-		return Reply{}, err
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return s.fail(err)
-	}
-	r := Reply{Code: 250, Text: resp.StatusText, MXHost: s.host, SourceIP: s.source}
-	if len(r.Text) > 6 && r.Text[0] == '2' && r.Text[1] == '.' {
-		if i := strings.IndexByte(r.Text, ' '); i > 0 {
-			r.Enhanced, r.Text = r.Text[:i], r.Text[i+1:]
-		}
-	}
-	return r, nil
-}
-
-// fail turns an SMTP refusal into a Reply, anything else into a broken
-// connection.
-func (s *smtpConn) fail(err error) (Reply, error) {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code >= 400 {
-		s.needReset = true
-		r := replyOf(se, s.host, s.source)
-		if se.Code == 421 {
-			// 421 closes the channel (RFC 5321 3.8).
-			return r, nil
-		}
-		return r, nil
-	}
-	return Reply{MXHost: s.host, SourceIP: s.source}, err
+	// After a refusal the server may still hold part of the transaction
+	// (a MAIL accepted before a refused RCPT): the next one starts with
+	// RSET. A message the server took or refused at its end of data left
+	// no state behind.
+	s.needReset = r.code >= 400 && r.code != 421
+	return replyFrom(r, s.host, s.source), nil
 }
 
 func (s *smtpConn) Close() error {
@@ -555,15 +519,7 @@ func (s *smtpConn) Close() error {
 		return nil
 	}
 	s.closed = true
-	done := make(chan struct{})
-	go func() {
-		s.c.Quit()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
+	s.x.quit()
 	err := s.c.Close()
 	if s.relay != nil {
 		// The slot is free once the connection is gone, not before: a

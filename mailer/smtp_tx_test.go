@@ -1,0 +1,271 @@
+package mailer
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// rcptGate is a go-smtp backend that refuses RCPT TO for addresses
+// starting with "nobody" and keeps what it accepts.
+type rcptGate struct {
+	mu   sync.Mutex
+	msgs map[string][]byte
+}
+
+type rcptGateSession struct {
+	g  *rcptGate
+	to string
+}
+
+func (s *rcptGateSession) Reset()                               {}
+func (s *rcptGateSession) Logout() error                        { return nil }
+func (s *rcptGateSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *rcptGateSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if strings.HasPrefix(to, "nobody") {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+	}
+	s.to = to
+	return nil
+}
+func (s *rcptGateSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.g.mu.Lock()
+	s.g.msgs[s.to] = b
+	s.g.mu.Unlock()
+	return nil
+}
+
+func startRcptGate(t *testing.T) (*rcptGate, string) {
+	g := &rcptGate{msgs: map[string][]byte{}}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &rcptGateSession{g: g}, nil }))
+	srv.Domain = "gate.test"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return g, l.Addr().String()
+}
+
+// TestPipelinedTransactions runs transactions over one pipelined
+// connection to a real go-smtp server: dots at line starts survive, a
+// refused recipient comes back as its reply and leaves the connection
+// usable for the next message.
+func TestPipelinedTransactions(t *testing.T) {
+	g, addr := startRcptGate(t)
+	ctx := context.Background()
+	c, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test"}).Dial(ctx, Route{Domain: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.(*smtpConn).x.pipelined {
+		t.Fatal("go-smtp offers PIPELINING; the connection does not use it")
+	}
+	body := "Subject: dots\r\n\r\n.starts with a dot\r\nmiddle\r\n.\r\n..two\r\nlast line without end"
+	r, err := c.Send(ctx, &Envelope{From: "b@sender.test", To: "reader@example.com", Signature: []byte("X-Sig: 1\r\n"), Message: []byte(body)})
+	if err != nil || r.Code != 250 {
+		t.Fatalf("Send() = %+v, %v; want 250", r, err)
+	}
+	r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "nobody@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
+	if err != nil || r.Code != 550 || r.Enhanced != "5.1.1" || r.Text != "No such user" {
+		t.Fatalf("Send(nobody) = %+v, %v; want 550 5.1.1 No such user", r, err)
+	}
+	r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "second@example.com", Message: []byte("Subject: y\r\n\r\nagain\r\n")})
+	if err != nil || r.Code != 250 {
+		t.Fatalf("Send() after a refusal = %+v, %v; want 250", r, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if got, want := string(g.msgs["reader@example.com"]), "X-Sig: 1\r\n"+body+"\r\n"; got != want {
+		t.Errorf("received %q\nwant     %q", got, want)
+	}
+	if _, ok := g.msgs["second@example.com"]; !ok || len(g.msgs) != 2 {
+		t.Errorf("received for %v; want reader@ and second@", g.msgs)
+	}
+}
+
+// scriptedServer is an SMTP peer that answers line by line from a
+// function and records the command lines it read, each with how many bytes
+// were already waiting behind it (a client that waits for each reply never
+// has any).
+type scriptedServer struct {
+	mu    sync.Mutex
+	lines []string
+	ahead []int
+}
+
+func startScripted(t *testing.T, ehlo string, answer func(cmd string) string) (*scriptedServer, string) {
+	s := &scriptedServer{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				io.WriteString(c, "220 scripted.test ESMTP\r\n")
+				inData := false
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if inData {
+						if line == ".\r\n" {
+							inData = false
+							io.WriteString(c, answer("."))
+						}
+						continue
+					}
+					cmd := strings.TrimRight(line, "\r\n")
+					s.mu.Lock()
+					s.lines, s.ahead = append(s.lines, cmd), append(s.ahead, r.Buffered())
+					s.mu.Unlock()
+					switch {
+					case strings.HasPrefix(cmd, "EHLO"):
+						io.WriteString(c, ehlo)
+					case cmd == "QUIT":
+						io.WriteString(c, "221 bye\r\n")
+						return
+					default:
+						a := answer(cmd)
+						inData = strings.HasPrefix(a, "354")
+						io.WriteString(c, a)
+					}
+				}
+			}()
+		}
+	}()
+	return s, l.Addr().String()
+}
+
+func (s *scriptedServer) commands() ([]string, []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.lines...), append([]int(nil), s.ahead...)
+}
+
+// TestLockStepWithoutPipelining: a server that does not offer PIPELINING
+// gets one command at a time, and nothing after a refused RCPT.
+func TestLockStepWithoutPipelining(t *testing.T) {
+	srv, addr := startScripted(t, "250-scripted.test\r\n250 8BITMIME\r\n", func(cmd string) string {
+		switch {
+		case strings.HasPrefix(cmd, "RCPT TO:<nobody"):
+			return "550-5.1.1 No such user\r\n550 5.1.1 try another address\r\n"
+		case cmd == "DATA":
+			return "354 go ahead\r\n"
+		case cmd == ".":
+			return "250 2.0.0 queued as 42\r\n"
+		}
+		return "250 2.0.0 ok\r\n"
+	})
+	ctx := context.Background()
+	c, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test"}).Dial(ctx, Route{Domain: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Send(ctx, &Envelope{From: "b@sender.test", To: "nobody@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
+	if err != nil || r.Code != 550 || r.Enhanced != "5.1.1" || r.Text != "No such user\ntry another address" {
+		t.Fatalf("Send(nobody) = %+v, %v; want 550 5.1.1 with both lines", r, err)
+	}
+	r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "reader@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
+	if err != nil || r.Code != 250 || r.Enhanced != "2.0.0" || r.Text != "queued as 42" {
+		t.Fatalf("Send() = %+v, %v; want 250 2.0.0 queued as 42", r, err)
+	}
+	c.Close()
+	cmds, ahead := srv.commands()
+	// The first EHLO is the plain-text opening that looks for STARTTLS.
+	want := []string{"EHLO out.test", "EHLO out.test", "MAIL FROM:<b@sender.test>", "RCPT TO:<nobody@example.com>",
+		"RSET", "MAIL FROM:<b@sender.test>", "RCPT TO:<reader@example.com>", "DATA", "QUIT"}
+	if strings.Join(cmds, "|") != strings.Join(want, "|") {
+		t.Fatalf("server read %q\nwant %q", cmds, want)
+	}
+	for i, n := range ahead {
+		if n != 0 {
+			t.Errorf("%q arrived with %d bytes behind it; a server without PIPELINING must get one command at a time", cmds[i], n)
+		}
+	}
+}
+
+// TestDataAcceptedAfterRefusedRecipient: a pipelining server that accepts
+// DATA although it refused the only recipient gets an empty message
+// (RFC 2920 3.1), and the recipient's refusal is the reply.
+func TestDataAcceptedAfterRefusedRecipient(t *testing.T) {
+	srv, addr := startScripted(t, "250-scripted.test\r\n250 PIPELINING\r\n", func(cmd string) string {
+		switch {
+		case strings.HasPrefix(cmd, "RCPT"):
+			return "550 5.1.1 no such user\r\n"
+		case cmd == "DATA":
+			return "354 go ahead\r\n"
+		case cmd == ".":
+			return "554 5.5.1 no valid recipients\r\n"
+		}
+		return "250 ok\r\n"
+	})
+	ctx := context.Background()
+	c, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test"}).Dial(ctx, Route{Domain: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Send(ctx, &Envelope{From: "b@sender.test", To: "nobody@example.com", Message: []byte("Subject: x\r\n\r\nsecret body\r\n")})
+	if err != nil || r.Code != 550 {
+		t.Fatalf("Send() = %+v, %v; want the RCPT refusal", r, err)
+	}
+	// The replies are still in step with the commands: the next
+	// transaction gets its own answers.
+	r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "nobody2@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
+	if err != nil || r.Code != 550 {
+		t.Fatalf("second Send() = %+v, %v; want 550 again (replies out of step?)", r, err)
+	}
+	c.Close()
+	cmds, ahead := srv.commands()
+	mail := 0
+	for mail < len(cmds) && !strings.HasPrefix(cmds[mail], "MAIL") {
+		mail++
+	}
+	if mail == len(cmds) || ahead[mail] == 0 {
+		t.Errorf("MAIL arrived alone; with PIPELINING, MAIL, RCPT and DATA go in one write")
+	}
+	for _, c := range cmds {
+		if strings.Contains(c, "secret") {
+			t.Fatalf("the message body reached a server that refused its recipient: %q", cmds)
+		}
+	}
+}
+
+func TestReplyFrom(t *testing.T) {
+	for _, c := range []struct {
+		in                 smtpReply
+		enhanced, wantText string
+	}{
+		{smtpReply{250, "2.0.0 Ok: queued as 1"}, "2.0.0", "Ok: queued as 1"},
+		{smtpReply{550, "5.7.1 [1.2.3.4] blocked\n5.7.1 see https://x.test"}, "5.7.1", "[1.2.3.4] blocked\nsee https://x.test"},
+		{smtpReply{421, "mx.test closing"}, "", "mx.test closing"},
+		{smtpReply{250, "2.0 is not a code"}, "", "2.0 is not a code"},
+		{smtpReply{451, "4.7.650 The mail server has been temporarily rate limited"}, "4.7.650", "The mail server has been temporarily rate limited"},
+	} {
+		got := replyFrom(c.in, "mx", "127.0.0.1")
+		if got.Enhanced != c.enhanced || got.Text != c.wantText || got.Code != c.in.code {
+			t.Errorf("replyFrom(%q) = %q %q; want %q %q", c.in.text, got.Enhanced, got.Text, c.enhanced, c.wantText)
+		}
+	}
+}
