@@ -113,6 +113,7 @@ func placeholders(n int) string {
 // reports done once the whole subscriber id range has been covered; call it
 // again until then. Memory is bounded by the batch, never the list.
 func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (done bool, err error) {
+	s = s.hot()
 	if batch <= 0 {
 		batch = 5000
 	}
@@ -296,6 +297,7 @@ type claimRow struct {
 // crashed). It moves them to sending and returns them with the recipient's
 // current data; on PostgreSQL concurrent claimers skip each other's rows.
 func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claimed, error) {
+	s = s.hot()
 	if req.Limit <= 0 {
 		return nil, nil
 	}
@@ -553,6 +555,7 @@ type Outcome struct {
 // transaction. A row whose lease node is no longer node (it expired and
 // another node took it) is left alone. It returns how many rows it updated.
 func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome) (int, error) {
+	s = s.hot()
 	if len(outs) == 0 {
 		return 0, nil
 	}
@@ -745,6 +748,7 @@ func truncate(s string, n int) string {
 
 // RenewLeases extends the leases node holds on the given deliveries.
 func (s *Store) RenewLeases(ctx context.Context, node string, ids []int64, lease time.Duration) error {
+	s = s.hot()
 	until := dbTime(now().Add(lease))
 	for len(ids) > 0 {
 		n := min(len(ids), 500)
@@ -762,6 +766,7 @@ func (s *Store) RenewLeases(ctx context.Context, node string, ids []int64, lease
 // node calls it when it starts, since whatever it held before belonged to a
 // previous life of the process.
 func (s *Store) ExpireNodeLeases(ctx context.Context, node string) (int64, error) {
+	s = s.hot()
 	past := dbTime(now().Add(-time.Second))
 	res := s.db.WithContext(ctx).Exec(`UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND lease_node = ? AND
 		(campaign_id IS NULL OR campaign_id IN (SELECT id FROM campaigns WHERE status IN ('running', 'paused')))`, past, node)

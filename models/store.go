@@ -41,6 +41,22 @@ type Store struct {
 	db      *gorm.DB
 	sql     *sql.DB
 	dialect Dialect
+	// queue is where the mailer's hot path (materialise, claim, record
+	// outcomes, leases) runs: on SQLite a pool of its own with a single
+	// connection, so that connection is the only one writing deliveries
+	// and its page cache stays valid between transactions (SQLite drops a
+	// connection's whole cache whenever another connection has written),
+	// and its writers queue in Go rather than in SQLite's sleeping busy
+	// handler. On PostgreSQL it is the store itself.
+	queue *Store
+}
+
+// hot returns the store the mailer's hot path runs on (see queue).
+func (s *Store) hot() *Store {
+	if s.queue == nil {
+		return s
+	}
+	return s.queue
 }
 
 // Open connects to the database named by dsn: a postgres:// or postgresql://
@@ -59,7 +75,8 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db, err = gorm.Open(postgres.Open(dsn), cfg)
 	default:
 		dialect = SQLite
-		db, err = gorm.Open(sqlite.Open(SQLiteDSN(strings.TrimPrefix(dsn, "sqlite:"))), cfg)
+		dsn = SQLiteDSN(strings.TrimPrefix(dsn, "sqlite:"))
+		db, err = gorm.Open(sqlite.Open(dsn), cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("models: open %s: %w", dialect, err)
@@ -78,7 +95,22 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err := sqlDB.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("models: connect %s: %w", dialect, err)
 	}
-	return &Store{db: db, sql: sqlDB, dialect: dialect}, nil
+	s := &Store{db: db, sql: sqlDB, dialect: dialect}
+	if dialect == SQLite {
+		qdb, err := gorm.Open(sqlite.Open(dsn), cfg)
+		if err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+		}
+		qsql, err := qdb.DB()
+		if err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+		}
+		qsql.SetMaxOpenConns(1)
+		s.queue = &Store{db: qdb, sql: qsql, dialect: dialect}
+	}
+	return s, nil
 }
 
 // SQLiteDSN adds the pragmas Herald relies on to a SQLite file path: WAL,
@@ -108,7 +140,12 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 func (s *Store) DB() *gorm.DB { return s.db }
 
 // Close releases the connection pool.
-func (s *Store) Close() error { return s.sql.Close() }
+func (s *Store) Close() error {
+	if s.queue != nil {
+		s.queue.sql.Close()
+	}
+	return s.sql.Close()
+}
 
 // Migrate applies every embedded migration not yet applied and returns the
 // versions it applied.
