@@ -564,33 +564,21 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
 	}
 	defer tx.Rollback()
-	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
-		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
-		mx_host = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
-	if err != nil {
-		return 0, fmt.Errorf("models: record outcomes: %w", err)
-	}
-	defer attempt.Close()
-	release, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_node = '', lease_until = NULL,
-		last_text = CASE WHEN ? = '' THEN last_text ELSE ? END WHERE id = ? AND status = 'sending' AND lease_node = ?`))
-	if err != nil {
-		return 0, fmt.Errorf("models: record outcomes: %w", err)
-	}
-	defer release.Close()
 	delta := map[int64]*Counters{}
 	n := 0
-	count := func(o *Outcome) {
-		n++
-		if o.CampaignID == 0 {
+	// count books k rows of a campaign moved from sending to status.
+	count := func(campaignID int64, status string, k int) {
+		n += k
+		if campaignID == 0 || k == 0 {
 			return
 		}
-		c := delta[o.CampaignID]
+		c := delta[campaignID]
 		if c == nil {
 			c = &Counters{}
-			delta[o.CampaignID] = c
+			delta[campaignID] = c
 		}
-		c.Sending--
-		c.add(o.Status, 1)
+		c.Sending -= int64(k)
+		c.add(status, int64(k))
 	}
 	rest := outs
 	if s.dialect == SQLite {
@@ -601,7 +589,37 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 			return 0, fmt.Errorf("models: record outcomes: %w", err)
 		}
 	}
-	for _, o := range rest {
+	if len(rest) > 0 {
+		if err := s.recordOneByOne(ctx, tx, node, rest, count); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.applyCounters(ctx, tx, delta); err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	return n, nil
+}
+
+// recordOneByOne writes outcomes one UPDATE each: releases, every outcome
+// on PostgreSQL, and a batch naming one delivery twice on SQLite.
+func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) error {
+	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
+		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
+		mx_host = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+	if err != nil {
+		return fmt.Errorf("models: record outcomes: %w", err)
+	}
+	defer attempt.Close()
+	release, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_node = '', lease_until = NULL,
+		last_text = CASE WHEN ? = '' THEN last_text ELSE ? END WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+	if err != nil {
+		return fmt.Errorf("models: record outcomes: %w", err)
+	}
+	defer release.Close()
+	for _, o := range outs {
 		next := o.NextAttempt
 		if next.IsZero() {
 			next = o.At
@@ -618,19 +636,13 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, node)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
+			return fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
 		}
 		if k, _ := res.RowsAffected(); k > 0 {
-			count(&o)
+			count(o.CampaignID, o.Status, 1)
 		}
 	}
-	if err := s.applyCounters(ctx, tx, delta); err != nil {
-		return 0, fmt.Errorf("models: record outcomes: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("models: record outcomes: %w", err)
-	}
-	return n, nil
+	return nil
 }
 
 // attemptChunk is how many outcomes one UPDATE carries.
@@ -652,27 +664,38 @@ const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = v.status, atte
 	FROM (SELECT value->>0 AS id, value->>1 AS status, value->>2 AS next, value->>3 AS code, value->>4 AS enhanced,
 		value->>5 AS text, value->>6 AS message_id, value->>7 AS source_ip, value->>8 AS mx_host, value->>9 AS at,
 		value->>10 AS sent FROM json_each(?)) AS v
-	WHERE deliveries.id = v.id AND deliveries.status = 'sending' AND deliveries.lease_node = ?
-	RETURNING deliveries.id`
+	WHERE deliveries.id = v.id AND deliveries.status = 'sending' AND deliveries.lease_node = ?`
 
 // recordAttempts writes the attempted outcomes among outs (SQLite) and
-// calls count for each row it changed. It returns the outcomes left for
-// the row-by-row path: releases, and every outcome when one delivery
-// appears twice in outs (one UPDATE would apply only one of them).
-func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(*Outcome)) ([]Outcome, error) {
-	byID := make(map[int64]int, len(outs))
-	var attempts []int
+// counts the rows it changed. Attempts go in groups of one campaign and
+// one new status, so each UPDATE's count of changed rows is all the
+// counters need (RETURNING a row at a time cost more than the UPDATE). It
+// returns the outcomes left for the row-by-row path: releases, and every
+// outcome when one delivery appears twice in outs (one UPDATE would apply
+// only one of them).
+func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]Outcome, error) {
+	type group struct {
+		campaign int64
+		status   string
+	}
+	seen := make(map[int64]bool, len(outs))
+	groups := map[group][]int{}
+	var order []group
 	var rest []Outcome
 	for i := range outs {
-		if _, dup := byID[outs[i].ID]; dup {
+		if seen[outs[i].ID] {
 			return outs, nil
 		}
-		byID[outs[i].ID] = i
-		if outs[i].Attempted {
-			attempts = append(attempts, i)
-		} else {
+		seen[outs[i].ID] = true
+		if !outs[i].Attempted {
 			rest = append(rest, outs[i])
+			continue
 		}
+		g := group{outs[i].CampaignID, outs[i].Status}
+		if groups[g] == nil {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], i)
 	}
 	var b []byte
 	str := func(v string) {
@@ -684,57 +707,53 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 		b = dbTime(t).AppendFormat(b, sqliteTimeLayout)
 		b = append(b, '"', ',')
 	}
-	for len(attempts) > 0 {
-		k := min(len(attempts), attemptChunk)
-		b = append(b[:0], '[')
-		for j, i := range attempts[:k] {
-			if j > 0 {
+	for _, g := range order {
+		attempts := groups[g]
+		for len(attempts) > 0 {
+			k := min(len(attempts), attemptChunk)
+			b = append(b[:0], '[')
+			for j, i := range attempts[:k] {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				o := &outs[i]
+				next := o.NextAttempt
+				if next.IsZero() {
+					next = o.At
+				}
+				b = append(b, '[')
+				b = strconv.AppendInt(b, o.ID, 10)
 				b = append(b, ',')
-			}
-			o := &outs[i]
-			next := o.NextAttempt
-			if next.IsZero() {
-				next = o.At
-			}
-			b = append(b, '[')
-			b = strconv.AppendInt(b, o.ID, 10)
-			b = append(b, ',')
-			str(o.Status)
-			at(next)
-			b = strconv.AppendInt(b, int64(o.Code), 10)
-			b = append(b, ',')
-			str(o.Enhanced)
-			str(truncate(o.Text, 500))
-			str(o.MessageID)
-			str(o.SourceIP)
-			str(o.MXHost)
-			at(o.At)
-			if o.Status == DeliverySent {
+				str(o.Status)
+				at(next)
+				b = strconv.AppendInt(b, int64(o.Code), 10)
+				b = append(b, ',')
+				str(o.Enhanced)
+				str(truncate(o.Text, 500))
+				str(o.MessageID)
+				str(o.SourceIP)
+				str(o.MXHost)
 				at(o.At)
-				b = b[:len(b)-1]
-			} else {
-				b = append(b, "null"...)
+				if o.Status == DeliverySent {
+					at(o.At)
+					b = b[:len(b)-1]
+				} else {
+					b = append(b, "null"...)
+				}
+				b = append(b, ']')
 			}
 			b = append(b, ']')
-		}
-		b = append(b, ']')
-		rows, err := tx.QueryContext(ctx, recordAttemptsSQL, string(b), node)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
+			res, err := tx.ExecContext(ctx, recordAttemptsSQL, string(b), node)
+			if err != nil {
 				return nil, err
 			}
-			count(&outs[byID[id]])
+			changed, err := res.RowsAffected()
+			if err != nil {
+				return nil, err
+			}
+			count(g.campaign, g.status, int(changed))
+			attempts = attempts[k:]
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		attempts = attempts[k:]
 	}
 	return rest, nil
 }
