@@ -101,5 +101,18 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if title == "" {
 		title = http.StatusText(ue.Code)
 	}
-	_ = s.render(c, ue.Code, views.ErrorPage(ue.Code, title, ue.Message, rid))
+	_ = s.render(c, ue.Code, views.ErrorPage(ue.Code, title, ue.Message, rid, !subscriberFacing(c.Request().URL.Path)))
+}
+
+// subscriberFacing reports whether path is one of the pages subscribers
+// reach from their email (subscribe, confirm, preferences, unsubscribe,
+// tracking): their error pages offer no way into the dashboard, which
+// only staff can use.
+func subscriberFacing(path string) bool {
+	for _, p := range []string{"/subscribe/", "/confirm/", "/p/", "/u/", "/t/"} {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -615,6 +615,9 @@ func TestPreferenceTokens(t *testing.T) {
 				if strings.Contains(resp.Body, "a@example.com") {
 					t.Errorf("%s token: %s %s shows the subscriber's address", name, r.method, r.path)
 				}
+				if !strings.Contains(resp.Body, `data-testid="error-page"`) || strings.Contains(resp.Body, "dashboard") {
+					t.Errorf("%s token: %s %s: want the error page without a way into the dashboard (subscribers cannot use it)", name, r.method, r.path)
+				}
 			}
 		}
 		sub, err := s.Subscriber(ctx, a)

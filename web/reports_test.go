@@ -184,6 +184,9 @@ func TestCampaignReportNotFoundAndRoles(t *testing.T) {
 		if p.StatusCode != 404 || p.Doc.Find(`[data-testid="error-page"]`).Length() == 0 {
 			t.Errorf("GET %s = %d, want the 404 page", path, p.StatusCode)
 		}
+		if href, _ := p.Doc.Find(`[data-testid="error-home"]`).Attr("href"); href != "/" {
+			t.Errorf("GET %s: the 404 page offers no way back to the dashboard", path)
+		}
 	}
 	anon := app.client()
 	for _, path := range []string{fmt.Sprintf("/campaigns/%d/report", fx.ID), fmt.Sprintf("/campaigns/%d/report.csv", fx.ID), "/deliverability/bounces"} {
