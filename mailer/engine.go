@@ -409,6 +409,11 @@ type TransactionalRequest struct {
 	From, FromName, ReplyTo string
 	// Data is handed to the template as .Data (and .Subscriber.Attributes).
 	Data map[string]any
+	// OverrideSuppression sends the message even when the address is
+	// suppressed (bounced, complained, unsubscribed everywhere): for mail
+	// the recipient asked for, such as a password reset or a receipt. The
+	// choice is recorded on the delivery.
+	OverrideSuppression bool
 }
 
 // ErrInvalidRequest wraps what is wrong with a transactional request.
@@ -443,7 +448,8 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 	if err != nil {
 		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
 	}
-	did, err := e.store.EnqueueTransactional(ctx, models.TransactionalMessage{TemplateID: id, Email: to, Name: r.Name, Data: string(data)})
+	did, err := e.store.EnqueueTransactional(ctx, models.TransactionalMessage{TemplateID: id, Email: to, Name: r.Name, Data: string(data),
+		OverrideSuppression: r.OverrideSuppression})
 	if err != nil {
 		return 0, err
 	}

@@ -12,7 +12,9 @@ import (
 
 // Address and domain suppressions hold for campaigns (at materialisation)
 // and for transactional mail (at claim time): nothing reaches the SMTP
-// server for a suppressed recipient.
+// server for a suppressed recipient, unless a transactional message
+// explicitly overrides the suppression (a password reset), which the
+// delivery row then records.
 func TestSuppressionsHoldForCampaignsAndTransactional(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
@@ -46,7 +48,13 @@ func TestSuppressionsHoldForCampaignsAndTransactional(t *testing.T) {
 			}
 			ids = append(ids, id)
 		}
-		want := []string{models.DeliverySuppressed, models.DeliverySuppressed, models.DeliverySent}
+		reset, err := e.SendTransactional(ctx, mailer.TransactionalRequest{Template: "reset", To: "user2@ok.test", From: "hello@sender.test",
+			OverrideSuppression: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, reset)
+		want := []string{models.DeliverySuppressed, models.DeliverySuppressed, models.DeliverySent, models.DeliverySent}
 		waitFor(t, 20*time.Second, "transactional mail to settle", func() bool {
 			for i, id := range ids {
 				if d, err := s.Delivery(ctx, id); err != nil || d.Status != want[i] {
@@ -59,8 +67,14 @@ func TestSuppressionsHoldForCampaignsAndTransactional(t *testing.T) {
 		for _, m := range mx.messages() {
 			got[m.To]++
 		}
-		if got["user2@ok.test"] != 0 || got["someone@blocked.test"] != 0 || got["user1@blocked.test"] != 0 || got["user0@ok.test"] != 2 {
-			t.Errorf("SMTP server received %v; suppressed recipients must get nothing, user0 two messages", got)
+		if got["user2@ok.test"] != 1 || got["someone@blocked.test"] != 0 || got["user1@blocked.test"] != 0 || got["user0@ok.test"] != 2 {
+			t.Errorf("SMTP server received %v; suppressed recipients must get nothing but the overriding reset (user2 once), user0 two messages", got)
+		}
+		for i, id := range ids {
+			d, err := s.Delivery(ctx, id)
+			if err != nil || d.OverrideSuppression != (id == reset) {
+				t.Errorf("delivery %d: override recorded = %v (%v), want %v", i, d.OverrideSuppression, err, id == reset)
+			}
 		}
 	})
 }

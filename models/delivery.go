@@ -53,6 +53,9 @@ type Delivery struct {
 	LastAttemptAt *time.Time
 	SentAt        *time.Time
 	CreatedAt     time.Time
+	// OverrideSuppression: a transactional message sent to the address even
+	// when it is suppressed, because its sender said so.
+	OverrideSuppression bool
 }
 
 // Delivery returns one delivery.
@@ -285,6 +288,9 @@ type Claimed struct {
 	// Ineligible says why the recipient may no longer be mailed (suppressed,
 	// unsubscribed, blocklisted, deleted); "" when they may.
 	Ineligible string
+	// OverrideSuppression: a transactional message whose sender chose to
+	// reach the address even if it is suppressed.
+	OverrideSuppression bool
 }
 
 type claimRow struct {
@@ -473,7 +479,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 		cond, set := s.idSet(ids[i:min(i+1000, len(ids))])
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
 			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, d.created_at,
-			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), COALESCE(s.status, ''),
+			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), COALESCE(s.status, ''), d.override_suppression,
 			CASE WHEN d.campaign_id IS NULL THEN 1
 			     WHEN EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
 			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 1 ELSE 0 END
@@ -487,9 +493,10 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				sEmail, sName, sStatus string
 				attrs                  string
 				subscribed             int
+				override               bool
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &sStatus, &subscribed); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &sStatus, &override, &subscribed); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -507,6 +514,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 					c.Ineligible = "unsubscribed"
 				}
 			}
+			c.OverrideSuppression = override && c.CampaignID == 0
 			out = append(out, c)
 		}
 		rows.Close()
@@ -516,7 +524,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 	}
 	emails := make([]string, 0, len(out))
 	for _, c := range out {
-		if c.Ineligible == "" && c.Email != "" {
+		if c.Ineligible == "" && c.Email != "" && !c.OverrideSuppression {
 			emails = append(emails, c.Email)
 		}
 	}
@@ -525,7 +533,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 		return nil, err
 	}
 	for i := range out {
-		if out[i].Ineligible == "" && supp[strings.ToLower(out[i].Email)] {
+		if out[i].Ineligible == "" && !out[i].OverrideSuppression && supp[strings.ToLower(out[i].Email)] {
 			out[i].Ineligible = "suppressed"
 		}
 	}
@@ -802,6 +810,9 @@ type TransactionalMessage struct {
 	Email      string // normalised address
 	Name       string
 	Data       string // JSON object handed to the template as .Data
+	// OverrideSuppression sends even to a suppressed address (password
+	// resets, receipts): the caller's explicit choice, kept on the row.
+	OverrideSuppression bool
 }
 
 // EnqueueTransactional stores a transactional delivery, due now, ahead of
@@ -809,7 +820,7 @@ type TransactionalMessage struct {
 func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage) (int64, error) {
 	t := dbNow()
 	d := &Delivery{TemplateID: &m.TemplateID, Email: m.Email, Name: m.Name, Data: m.Data, Domain: strings.ToLower(EmailDomain(m.Email)),
-		Priority: PriorityTransactional, Status: DeliveryQueued, NextAttemptAt: t, CreatedAt: t}
+		Priority: PriorityTransactional, Status: DeliveryQueued, NextAttemptAt: t, CreatedAt: t, OverrideSuppression: m.OverrideSuppression}
 	if d.Data == "" {
 		d.Data = "{}"
 	}

@@ -312,6 +312,9 @@ type txInput struct {
 	FromName   string         `json:"from_name"`
 	ReplyTo    string         `json:"reply_to"`
 	Data       map[string]any `json:"data"`
+	// OverrideSuppression sends even to a suppressed address (password
+	// resets, receipts); it must be asked for explicitly.
+	OverrideSuppression bool `json:"override_suppression"`
 }
 
 // apiTransactional sends one transactional message ahead of campaign traffic.
@@ -322,7 +325,7 @@ func (s *Server) apiTransactional(c echo.Context) error {
 	}
 	id, err := s.mailer.SendTransactional(c.Request().Context(), mailer.TransactionalRequest{
 		Template: in.Template, TemplateID: in.TemplateID, To: in.To, Name: in.Name,
-		From: in.From, FromName: in.FromName, ReplyTo: in.ReplyTo, Data: in.Data,
+		From: in.From, FromName: in.FromName, ReplyTo: in.ReplyTo, Data: in.Data, OverrideSuppression: in.OverrideSuppression,
 	})
 	if errors.Is(err, mailer.ErrInvalidRequest) {
 		return unprocessable(strings.TrimPrefix(err.Error(), "mailer: invalid request: "), nil)
