@@ -522,22 +522,69 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 			return nil, err
 		}
 	}
-	emails := make([]string, 0, len(out))
-	for _, c := range out {
-		if c.Ineligible == "" && c.Email != "" && !c.OverrideSuppression {
-			emails = append(emails, c.Email)
-		}
-	}
-	supp, err := suppressedSet(s.db.WithContext(ctx), emails)
-	if err != nil {
+	if err := s.markSuppressed(ctx, out); err != nil {
 		return nil, err
 	}
-	for i := range out {
-		if out[i].Ineligible == "" && !out[i].OverrideSuppression && supp[strings.ToLower(out[i].Email)] {
-			out[i].Ineligible = "suppressed"
+	return out, nil
+}
+
+// suppressionMargin is how far before a delivery row was written a
+// suppression may have been stamped yet not been seen by the
+// materialisation that wrote the row (a transaction in flight).
+const suppressionMargin = 10 * time.Minute
+
+// markSuppressed marks the claimed deliveries whose address or domain is
+// suppressed. Materialisation left out whoever was suppressed when it
+// wrote a campaign's rows, so campaign rows are checked only against the
+// suppressions added since (usually none, which costs one indexed look and
+// no hashing); transactional rows, written without that check, against
+// all of them.
+func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
+	db := s.db.WithContext(ctx)
+	var tx []string
+	var since time.Time
+	for _, c := range out {
+		switch {
+		case c.Ineligible != "" || c.Email == "" || c.OverrideSuppression:
+		case c.CampaignID == 0:
+			tx = append(tx, c.Email)
+		case since.IsZero() || c.CreatedAt.Before(since):
+			since = c.CreatedAt
 		}
 	}
-	return out, nil
+	supp, err := suppressedSet(db, tx)
+	if err != nil {
+		return err
+	}
+	var recent map[string]bool
+	if !since.IsZero() {
+		var hashes []string
+		if err := db.Raw("SELECT value_hash FROM suppressions WHERE created_at >= ?", dbTime(since.Add(-suppressionMargin))).
+			Scan(&hashes).Error; err != nil {
+			return err
+		}
+		recent = make(map[string]bool, len(hashes))
+		for _, h := range hashes {
+			recent[h] = true
+		}
+	}
+	for i := range out {
+		c := &out[i]
+		if c.Ineligible != "" || c.Email == "" || c.OverrideSuppression {
+			continue
+		}
+		email := strings.ToLower(c.Email)
+		if c.CampaignID == 0 {
+			if supp[email] {
+				c.Ineligible = "suppressed"
+			}
+			continue
+		}
+		if len(recent) > 0 && (recent[SuppressionHash(email)] || recent[SuppressionHash("@"+EmailDomain(email))]) {
+			c.Ineligible = "suppressed"
+		}
+	}
+	return nil
 }
 
 // Outcome is the result of handling one claimed delivery.

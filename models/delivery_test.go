@@ -180,3 +180,57 @@ func TestClaimConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimHonoursLaterSuppressions: an address or a domain suppressed
+// after a campaign was materialised is not mailed: the claim marks those
+// rows suppressed, and only those.
+func TestClaimHonoursLaterSuppressions(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
+		if err := s.CreateList(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []string{"keep@a.test", "gone@a.test", "x@blocked.test", "y@blocked.test", "other@c.test"} {
+			if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: e}, map[int64]string{l.ID: models.SubConfirmed},
+				models.Evidence{Source: models.SourceAdmin}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
+		if err := s.CreateTemplate(ctx, tpl); err != nil {
+			t.Fatal(err)
+		}
+		c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
+		if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartCampaign(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		for done := false; !done; {
+			var err error
+			if done, err = s.MaterializeCampaign(ctx, c.ID, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, v := range []string{"GONE@a.test", "@blocked.test"} {
+			if err := s.AddSuppression(ctx, v, models.SuppressManual, "after materialisation"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n", Lease: time.Minute, Limit: 10, CampaignIDs: []int64{c.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdict := map[string]string{}
+		for _, g := range got {
+			verdict[g.Email] = g.Ineligible
+		}
+		want := map[string]string{"keep@a.test": "", "gone@a.test": "suppressed", "x@blocked.test": "suppressed",
+			"y@blocked.test": "suppressed", "other@c.test": ""}
+		if fmt.Sprint(verdict) != fmt.Sprint(want) {
+			t.Errorf("claim verdicts = %v\nwant %v", verdict, want)
+		}
+	})
+}
