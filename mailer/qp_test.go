@@ -1,0 +1,72 @@
+package mailer
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"mime/quotedprintable"
+	"strings"
+	"testing"
+)
+
+// TestWriteQP: whatever the input, the encoding decodes (with the standard
+// library's reader) to the input with CRLF line ends, keeps every line
+// within 76 characters, and never ends a line with a space or a tab.
+func TestWriteQP(t *testing.T) {
+	inputs := []string{
+		"",
+		"plain ascii line",
+		"caf\u00e9 \u00b7 \u00a9 2026\r\nsecond line",
+		"trailing space \r\ntrailing tab\t\nbare lf\nend ",
+		"a=b==c\r\n=",
+		strings.Repeat("x", 200),
+		strings.Repeat("\u00e9", 100),
+		strings.Repeat("abc ", 60) + "\r\n" + strings.Repeat(" ", 80),
+		"lone\rcarriage return",
+		strings.Repeat("y", 74) + " \r\n" + strings.Repeat("z", 75) + "=",
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("ab =\t\r\n\x00\xc3\xa9.~")
+	for range 2000 {
+		b := make([]byte, r.IntN(300))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, in := range inputs {
+		var w bytes.Buffer
+		writeQP(&w, []byte(in))
+		enc := w.String()
+		got, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(enc)))
+		if err != nil {
+			t.Fatalf("decoding the encoding of %q: %v\n%s", in, err, enc)
+		}
+		if want := crlf(in); string(got) != want {
+			t.Fatalf("round trip of %q = %q, want %q\nencoded: %q", in, got, want, enc)
+		}
+		for _, line := range strings.Split(enc, "\r\n") {
+			if len(line) > 76 {
+				t.Fatalf("line of %d characters in the encoding of %q: %q", len(line), in, line)
+			}
+			if strings.HasSuffix(line, " ") || strings.HasSuffix(line, "\t") {
+				t.Fatalf("line ends with white space in the encoding of %q: %q", in, line)
+			}
+			if strings.ContainsAny(line, "\r\n") {
+				t.Fatalf("bare CR or LF in the encoding of %q: %q", in, line)
+			}
+		}
+	}
+}
+
+// crlf turns bare LF into CRLF, as the encoder does with line breaks.
+func crlf(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' && (i == 0 || s[i-1] != '\r') {
+			b.WriteByte('\r')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
