@@ -6,27 +6,31 @@ import (
 	"errors"
 	"net"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // txWriter runs mail transactions on a connection that go-smtp opened
 // (greeting, EHLO, STARTTLS, AUTH). go-smtp's client sends one command and
-// waits for its reply, and dot-stuffs the message a byte at a time; with
+// waits for its reply, and dot-stuffs the message a byte at a time. With
 // PIPELINING (RFC 2920), which every large receiver offers, MAIL, RCPT and
 // DATA go out in one write, so a message costs two round trips instead of
-// four, and the body is stuffed a line start at a time.
+// four, and the body is stuffed a line start at a time. With CHUNKING too
+// (RFC 3030), the message follows in the same write as BDAT's payload: one
+// round trip, and nothing to stuff.
 type txWriter struct {
 	conn      net.Conn
 	w         *bufio.Writer
 	r         *textproto.Reader
 	pipelined bool
+	chunking  bool
 	t         Timeouts
 }
 
-func newTxWriter(conn net.Conn, pipelined bool, t Timeouts) *txWriter {
+func newTxWriter(conn net.Conn, pipelined, chunking bool, t Timeouts) *txWriter {
 	return &txWriter{conn: conn, w: bufio.NewWriterSize(conn, 32<<10), r: textproto.NewReader(bufio.NewReader(conn)),
-		pipelined: pipelined, t: t}
+		pipelined: pipelined, chunking: chunking && pipelined, t: t}
 }
 
 // smtpReply is one reply as read; code 0 never reaches callers.
@@ -84,6 +88,9 @@ func (x *txWriter) exchange(n int) ([]smtpReply, error) {
 // refusal, or the reply to the end of data. A non-nil error means the
 // connection is broken.
 func (x *txWriter) transaction(reset bool, from, to string, header, body []byte) (smtpReply, error) {
+	if x.chunking {
+		return x.chunked(reset, from, to, header, body)
+	}
 	cmds := []struct{ verb, arg string }{{"MAIL FROM:", "<" + from + ">"}, {"RCPT TO:", "<" + to + ">"}, {"DATA", ""}}
 	if reset {
 		cmds = append([]struct{ verb, arg string }{{"RSET", ""}}, cmds...)
@@ -138,6 +145,51 @@ func (x *txWriter) transaction(reset bool, from, to string, header, body []byte)
 		return smtpReply{}, err
 	}
 	return x.read(x.t.Data)
+}
+
+// chunked sends a whole transaction in one write: [RSET,] MAIL, RCPT and
+// "BDAT n LAST" followed by the n bytes of the message, then reads the
+// replies. A server that refused MAIL or RCPT refuses the BDAT too, after
+// reading (and dropping) its payload (RFC 3030 2); the earliest refusal
+// is the message's reply.
+func (x *txWriter) chunked(reset bool, from, to string, header, body []byte) (smtpReply, error) {
+	n := 3
+	if reset {
+		x.command("RSET", "")
+		n++
+	}
+	x.command("MAIL FROM:", "<"+from+">")
+	x.command("RCPT TO:", "<"+to+">")
+	size := len(header) + len(body)
+	crlf := len(body) < 2 || body[len(body)-2] != '\r' || body[len(body)-1] != '\n'
+	if crlf {
+		size += 2
+	}
+	x.command("BDAT ", strconv.Itoa(size)+" LAST")
+	x.w.Write(header)
+	x.w.Write(body)
+	if crlf {
+		x.w.WriteString("\r\n")
+	}
+	x.conn.SetWriteDeadline(time.Now().Add(x.t.Data))
+	if err := x.w.Flush(); err != nil {
+		return smtpReply{}, err
+	}
+	var refused, last smtpReply
+	for range n {
+		r, err := x.read(x.t.Data)
+		if err != nil {
+			return smtpReply{}, err
+		}
+		if refused.code == 0 && r.code >= 400 {
+			refused = r
+		}
+		last = r
+	}
+	if refused.code != 0 {
+		return refused, nil
+	}
+	return last, nil
 }
 
 // writeDotStuffed writes b (CRLF line ends) doubling the dot that starts a

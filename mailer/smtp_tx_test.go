@@ -59,40 +59,47 @@ func startRcptGate(t *testing.T) (*rcptGate, string) {
 }
 
 // TestPipelinedTransactions runs transactions over one pipelined
-// connection to a real go-smtp server: dots at line starts survive, a
-// refused recipient comes back as its reply and leaves the connection
-// usable for the next message.
+// connection to a real go-smtp server, with CHUNKING (BDAT, as go-smtp
+// offers) and without (DATA, dot-stuffed): the message arrives exactly as
+// sent, dots at line starts included; a refused recipient comes back as
+// its reply and leaves the connection usable for the next message.
 func TestPipelinedTransactions(t *testing.T) {
-	g, addr := startRcptGate(t)
-	ctx := context.Background()
-	c, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test"}).Dial(ctx, Route{Domain: "example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if !c.(*smtpConn).x.pipelined {
-		t.Fatal("go-smtp offers PIPELINING; the connection does not use it")
-	}
-	body := "Subject: dots\r\n\r\n.starts with a dot\r\nmiddle\r\n.\r\n..two\r\nlast line without end"
-	r, err := c.Send(ctx, &Envelope{From: "b@sender.test", To: "reader@example.com", Signature: []byte("X-Sig: 1\r\n"), Message: []byte(body)})
-	if err != nil || r.Code != 250 {
-		t.Fatalf("Send() = %+v, %v; want 250", r, err)
-	}
-	r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "nobody@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
-	if err != nil || r.Code != 550 || r.Enhanced != "5.1.1" || r.Text != "No such user" {
-		t.Fatalf("Send(nobody) = %+v, %v; want 550 5.1.1 No such user", r, err)
-	}
-	r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "second@example.com", Message: []byte("Subject: y\r\n\r\nagain\r\n")})
-	if err != nil || r.Code != 250 {
-		t.Fatalf("Send() after a refusal = %+v, %v; want 250", r, err)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if got, want := string(g.msgs["reader@example.com"]), "X-Sig: 1\r\n"+body+"\r\n"; got != want {
-		t.Errorf("received %q\nwant     %q", got, want)
-	}
-	if _, ok := g.msgs["second@example.com"]; !ok || len(g.msgs) != 2 {
-		t.Errorf("received for %v; want reader@ and second@", g.msgs)
+	for _, mode := range []string{"BDAT", "DATA"} {
+		t.Run(mode, func(t *testing.T) {
+			g, addr := startRcptGate(t)
+			ctx := context.Background()
+			c, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test"}).Dial(ctx, Route{Domain: "example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			x := c.(*smtpConn).x
+			if !x.pipelined || !x.chunking {
+				t.Fatalf("go-smtp offers PIPELINING and CHUNKING; the connection uses pipelining %v, chunking %v", x.pipelined, x.chunking)
+			}
+			x.chunking = mode == "BDAT"
+			body := "Subject: dots\r\n\r\n.starts with a dot\r\nmiddle\r\n.\r\n..two\r\nlast line without end"
+			r, err := c.Send(ctx, &Envelope{From: "b@sender.test", To: "reader@example.com", Signature: []byte("X-Sig: 1\r\n"), Message: []byte(body)})
+			if err != nil || r.Code != 250 {
+				t.Fatalf("Send() = %+v, %v; want 250", r, err)
+			}
+			r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "nobody@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
+			if err != nil || r.Code != 550 || r.Enhanced != "5.1.1" || r.Text != "No such user" {
+				t.Fatalf("Send(nobody) = %+v, %v; want 550 5.1.1 No such user", r, err)
+			}
+			r, err = c.Send(ctx, &Envelope{From: "b@sender.test", To: "second@example.com", Message: []byte("Subject: y\r\n\r\nagain\r\n")})
+			if err != nil || r.Code != 250 {
+				t.Fatalf("Send() after a refusal = %+v, %v; want 250", r, err)
+			}
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if got, want := string(g.msgs["reader@example.com"]), "X-Sig: 1\r\n"+body+"\r\n"; got != want {
+				t.Errorf("received %q\nwant     %q", got, want)
+			}
+			if got, want := string(g.msgs["second@example.com"]), "Subject: y\r\n\r\nagain\r\n"; got != want || len(g.msgs) != 2 {
+				t.Errorf("received %d messages, second@ %q; want 2, %q", len(g.msgs), got, want)
+			}
+		})
 	}
 }
 

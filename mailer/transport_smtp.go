@@ -384,7 +384,8 @@ func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode
 	// The server has answered everything go-smtp sent, so nothing is
 	// left in its read buffer: the transactions can read raw directly.
 	pipelining, _ := c.Extension("PIPELINING")
-	conn.x = newTxWriter(raw, pipelining, t)
+	chunking, _ := c.Extension("CHUNKING")
+	conn.x = newTxWriter(raw, pipelining, chunking, t)
 	return conn, nil
 }
 

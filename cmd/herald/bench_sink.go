@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 )
 
@@ -13,10 +14,10 @@ import (
 // stdin closes; it prints its address first and its message count last.
 //
 // The sink shares the machine's cores with Herald, so it is as cheap as an
-// SMTP server can be: it speaks just enough of RFC 5321 for a sender that
-// behaves (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT; PIPELINING and
-// 8BITMIME offered) and answers a pipelined group of commands with one
-// write. It checks nothing a real receiver would.
+// SMTP server can be: it speaks just enough SMTP for a sender that behaves
+// (EHLO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT) and answers a pipelined
+// group of commands with one write. It checks nothing a real receiver
+// would. It offers PIPELINING and CHUNKING, as Gmail and Outlook do.
 func runSendBenchSink(stdin io.Reader, stdout io.Writer) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +65,20 @@ func serveSinkConn(c net.Conn, count *atomic.Int64) {
 		}
 		switch string(bytes.ToUpper(verb)) {
 		case "EHLO":
-			err = reply("250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n")
+			err = reply("250-sink.bench.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n")
+		case "BDAT":
+			var size int
+			var last string
+			if n, _ := fmt.Sscanf(string(line[4:]), "%d %s", &size, &last); n < 1 || size < 0 {
+				return
+			}
+			if _, err := r.Discard(size); err != nil {
+				return
+			}
+			if strings.EqualFold(last, "LAST") {
+				count.Add(1)
+			}
+			err = reply("250 2.0.0 Ok\r\n")
 		case "HELO":
 			err = reply("250 sink.bench.test\r\n")
 		case "DATA":
