@@ -409,6 +409,10 @@ type TransactionalRequest struct {
 	From, FromName, ReplyTo string
 	// Data is handed to the template as .Data (and .Subscriber.Attributes).
 	Data map[string]any
+	// Test marks a campaign's test send: the message carries the
+	// campaign's unsubscribe header and links, pointing at TestLinkToken
+	// pages that explain they do nothing in a test.
+	Test bool
 	// OverrideSuppression sends the message even when the address is
 	// suppressed (bounced, complained, unsubscribed everywhere): for mail
 	// the recipient asked for, such as a password reset or a receipt. The
@@ -444,7 +448,7 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 			return 0, fmt.Errorf("%w: subject: %v", ErrInvalidRequest, err)
 		}
 	}
-	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: r.ReplyTo, Data: r.Data})
+	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: r.ReplyTo, Data: r.Data, Test: r.Test})
 	if err != nil {
 		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
 	}
@@ -463,6 +467,7 @@ type txData struct {
 	FromName string         `json:"from_name,omitempty"`
 	ReplyTo  string         `json:"reply_to,omitempty"`
 	Data     map[string]any `json:"data,omitempty"`
+	Test     bool           `json:"test,omitempty"` // a campaign's test send
 }
 
 // campaignState is what the engine keeps of a running campaign.
@@ -668,6 +673,11 @@ func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error)
 	p, err := e.senderParams(ctx, d.From, d.FromName, d.ReplyTo, nil)
 	if err != nil {
 		return nil, err
+	}
+	if d.Test {
+		tp := *p
+		tp.testLinks = true
+		p = &tp
 	}
 	comp := tt.comp
 	if d.Subject != "" {

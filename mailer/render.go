@@ -272,8 +272,14 @@ type msgParams struct {
 	domain       string // sending domain: Message-ID and List-Id
 	returnPath   string // VERP domain
 	listHeaders  bool   // List-Unsubscribe & co (campaigns)
+	testLinks    bool   // a campaign's test send: unsubscribe and preference links to TestLinkToken
 	signer       *dkimSigner
 }
+
+// TestLinkToken stands in for the unsubscribe and preference tokens of a
+// campaign's test send: the test is not tied to a subscriber, so its links
+// lead to a page saying what they do in the campaign, and change nothing.
+const TestLinkToken = "test"
 
 // rendered is one message ready for the transport.
 type rendered struct {
@@ -313,7 +319,11 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		Campaign:   CampaignData{Name: p.campaignName},
 		Data:       rc.data,
 	}
-	if p.listHeaders {
+	switch {
+	case p.testLinks:
+		d.UnsubscribeURL = env.root + "/u/" + TestLinkToken
+		d.PreferencesURL = env.root + "/p/" + TestLinkToken
+	case p.listHeaders:
 		d.UnsubscribeURL = env.root + "/u/" + kr.Sign(token.Unsubscribe, rc.deliveryID)
 	}
 	if rc.subscriberID != 0 {
@@ -351,14 +361,17 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		w.WriteString("\r\nReply-To: ")
 		w.WriteString(p.replyTo)
 	}
-	if p.listHeaders {
+	if p.listHeaders || p.testLinks {
 		w.WriteString("\r\nList-Unsubscribe: <")
 		w.WriteString(d.UnsubscribeURL)
 		w.WriteString(">,\r\n <mailto:u-")
 		w.WriteString(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:])
 		w.WriteString("@")
 		w.WriteString(p.returnPath)
-		w.WriteString("?subject=unsubscribe>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nList-Id: <")
+		w.WriteString("?subject=unsubscribe>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click")
+	}
+	if p.listHeaders {
+		w.WriteString("\r\nList-Id: <")
 		w.WriteString(strconv.FormatInt(rc.listID, 10))
 		w.WriteString(".list-id.")
 		w.WriteString(p.domain)

@@ -644,7 +644,7 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 	}
 	for _, e := range to {
 		_, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
-			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}})
+			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}, Test: true})
 		if errors.Is(err, mailer.ErrInvalidRequest) {
 			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
 				vm.Errs["emails"], vm.TestEmails = strings.TrimPrefix(err.Error(), "mailer: invalid request: "), raw

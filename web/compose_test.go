@@ -297,9 +297,33 @@ func TestCampaignLifecycle(t *testing.T) {
 		msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{})
 		return len(msgs) == 2
 	})
-	// A test shows what the campaign will send: its own subject line.
-	if msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{}); msgs[0].Subject != "Our November news" {
+	// A test shows what the campaign will send: its own subject line, and
+	// the unsubscribe header and links, which lead to a page explaining
+	// what they do in the campaign (a test is not tied to a subscriber).
+	msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{})
+	if msgs[0].Subject != "Our November news" {
 		t.Errorf("test message subject = %q, want the campaign's", msgs[0].Subject)
+	}
+	full, err := app.store.OutboxMessage(ctx, msgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(full.Raw, "/u/test>,") || !strings.Contains(full.Raw, "List-Unsubscribe-Post: List-Unsubscribe=One-Click") {
+		t.Errorf("test message has no unsubscribe header leading to the test page:\n%s", full.Headers)
+	}
+	anon := app.client()
+	for _, r := range []struct{ method, path, link string }{
+		{"GET", "/u/test", "unsubscribe"}, {"POST", "/u/test", "unsubscribe"}, {"GET", "/p/test", "preferences"},
+	} {
+		var p *page
+		if r.method == "GET" {
+			p = anon.get(r.path)
+		} else {
+			p = anon.postRaw(r.path, url.Values{"List-Unsubscribe": {"One-Click"}})
+		}
+		if link, _ := p.Doc.Find(`[data-testid="test-link"]`).Attr("data-link"); p.StatusCode != 200 || link != r.link {
+			t.Errorf("%s %s = %d, link %q; want 200 and the test page about %s", r.method, r.path, p.StatusCode, link, r.link)
+		}
 	}
 
 	// Schedule: a past time is refused; a local time in a zone is stored in UTC.
