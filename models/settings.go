@@ -110,19 +110,6 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// AuditLog returns audit entries newest first, before the cursor id.
-func (s *Store) AuditLog(ctx context.Context, before int64, limit int) ([]AuditEntry, error) {
-	q := s.db.WithContext(ctx).Order("id DESC").Limit(limit)
-	if before > 0 {
-		q = q.Where("id < ?", before)
-	}
-	var out []AuditEntry
-	if err := q.Find(&out).Error; err != nil {
-		return nil, fmt.Errorf("models: audit log: %w", err)
-	}
-	return out, nil
-}
-
 // SessionStore keeps dashboard sessions in the sessions table; it implements
 // scs.Store.
 type SessionStore struct{ db *gorm.DB }

@@ -40,7 +40,7 @@ func (c *client) uploadFile(path, field, name, content string, fields url.Values
 
 func auditHas(t *testing.T, s *models.Store, action, contains string) bool {
 	t.Helper()
-	log, err := s.AuditLog(context.Background(), 0, 200)
+	log, _, err := s.AuditPage(context.Background(), models.AuditQuery{Limit: 200})
 	if err != nil {
 		t.Fatal(err)
 	}

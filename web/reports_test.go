@@ -162,7 +162,7 @@ func TestCampaignReportCSV(t *testing.T) {
 			}
 		}
 	}
-	entries, err := app.store.AuditLog(context.Background(), 0, 10)
+	entries, _, err := app.store.AuditPage(context.Background(), models.AuditQuery{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

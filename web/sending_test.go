@@ -86,7 +86,7 @@ func (f *localDNS) publishLine(t *testing.T, line string) {
 // auditActions returns the actions of the audit log, oldest first.
 func auditActions(t *testing.T, s *models.Store) []string {
 	t.Helper()
-	es, err := s.AuditLog(context.Background(), 0, 500)
+	es, _, err := s.AuditPage(context.Background(), models.AuditQuery{Limit: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
