@@ -243,6 +243,10 @@ func (d *destination) worker(l *lane) {
 			conn.Close()
 			conn = nil
 		}
+		if res.notSent {
+			d.requeue(j, time.Now())
+			continue
+		}
 		if res.slowDown {
 			mn, mx := d.backoff()
 			until := l.suspend(time.Now(), mn, mx)
@@ -339,6 +343,7 @@ func (d *destination) dialFailed(j *job, l *lane, err error) bool {
 type attemptResult struct {
 	broken   bool
 	slowDown bool
+	notSent  bool // the connection was found closed before anything was sent: try again on a new one
 }
 
 // attempt renders, signs and sends one job over conn and records the
@@ -355,24 +360,30 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 	reply, err := conn.Send(e.ctx, env)
 	msgID := msg.messageID
 	msg.release()
+	if errors.Is(err, ErrConnClosed) {
+		return attemptResult{broken: true, notSent: true}
+	}
 	now = time.Now()
 	if reply.SourceIP == "" {
 		reply.SourceIP = l.src.addr
 	}
-	if err != nil {
+	if err != nil && reply.Code == 0 {
 		// The connection failed mid-transaction: the message may or may not
 		// have arrived; RFC 5321 says treat it as not delivered.
 		reply.Text = "connection: " + err.Error()
 		e.deferJob(j, d, reply, now, msgID)
 		return attemptResult{broken: true}
 	}
+	// The server answered for the message; with err set, it then hung up
+	// or said 421, and the connection is done either way.
+	broken := err != nil
 	switch {
 	case reply.Code >= 200 && reply.Code < 300:
 		l.succeeded()
 		l.src.countSent(now)
 		d.meter.add(now)
 		e.finish(j, d, outcomeFor(j, models.DeliverySent, reply, now, time.Time{}), msgID)
-		return attemptResult{}
+		return attemptResult{broken: broken}
 	case isSlowDown(reply):
 		mn, mx := d.backoff()
 		until := now.Add(l.peekBackoff(mn, mx))
@@ -380,10 +391,10 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 		return attemptResult{slowDown: true}
 	case reply.Code >= 400 && reply.Code < 500:
 		e.deferJob(j, d, reply, now, msgID)
-		return attemptResult{broken: reply.Code == 421}
+		return attemptResult{broken: broken || reply.Code == 421}
 	default:
 		e.finish(j, d, outcomeFor(j, models.DeliveryBounced, reply, now, time.Time{}), msgID)
-		return attemptResult{}
+		return attemptResult{broken: broken}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -21,6 +23,7 @@ import (
 // round trip, and nothing to stuff.
 type txWriter struct {
 	conn      net.Conn
+	guard     *replyGuard
 	w         *bufio.Writer
 	r         *textproto.Reader
 	pipelined bool
@@ -29,19 +32,65 @@ type txWriter struct {
 }
 
 func newTxWriter(conn net.Conn, pipelined, chunking bool, t Timeouts) *txWriter {
-	return &txWriter{conn: conn, w: bufio.NewWriterSize(conn, 32<<10), r: textproto.NewReader(bufio.NewReader(conn)),
+	g := &replyGuard{r: conn}
+	return &txWriter{conn: conn, guard: g, w: bufio.NewWriterSize(conn, 32<<10), r: textproto.NewReader(bufio.NewReader(g)),
 		pipelined: pipelined, chunking: chunking && pipelined, t: t}
 }
 
-// smtpReply is one reply as read; code 0 never reaches callers.
+// replyGuard bounds what a server may send: lines of at most 2,000 bytes
+// (go-smtp's limit; RFC 5321 allows 512) and 64 KiB per reply, so a
+// hostile MX host cannot make Herald buffer without end.
+type replyGuard struct {
+	r    io.Reader
+	line int // bytes since the last LF
+	left int // bytes this reply may still take
+}
+
+var errReplyTooLong = errors.New("SMTP reply too long")
+
+func (g *replyGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.left -= n
+	for _, c := range p[:n] {
+		if g.line++; c == '\n' {
+			g.line = 0
+		} else if g.line > 2000 {
+			return 0, errReplyTooLong
+		}
+	}
+	if g.left < 0 {
+		return 0, errReplyTooLong
+	}
+	return n, err
+}
+
+// smtpReply is one reply as read.
 type smtpReply struct {
 	code int
 	text string // the lines joined with "\n", enhanced code included
 }
 
+// step is one command of a transaction and the reply it expects: 2 for
+// any 2xx, 354 for DATA.
+type step struct {
+	verb, arg string
+	want      int
+}
+
+func (s step) ok(code int) bool {
+	if s.want == 354 {
+		return code == 354
+	}
+	return code/100 == 2
+}
+
+// errClosing: the server answered 421, so the connection is going away.
+var errClosing = errors.New("the server is closing the connection (421)")
+
 // read reads one (possibly multi-line) reply.
 func (x *txWriter) read(timeout time.Duration) (smtpReply, error) {
 	x.conn.SetReadDeadline(time.Now().Add(timeout))
+	x.guard.left = 64 << 10
 	code, msg, err := x.r.ReadResponse(0)
 	if err != nil {
 		var te *textproto.Error
@@ -53,86 +102,137 @@ func (x *txWriter) read(timeout time.Duration) (smtpReply, error) {
 	return smtpReply{code: code, text: msg}, nil
 }
 
-// command queues one command line; it is sent by the next flush.
-func (x *txWriter) command(verb, arg string) {
-	x.w.WriteString(verb)
-	x.w.WriteString(arg)
-	x.w.WriteString("\r\n")
-}
-
-func (x *txWriter) flush() error {
-	x.conn.SetWriteDeadline(time.Now().Add(x.t.Command))
-	return x.w.Flush()
-}
-
-// exchange sends the queued commands and reads one reply per command,
-// all at once when pipelining, else command by command (the caller queues
-// one at a time then).
-func (x *txWriter) exchange(n int) ([]smtpReply, error) {
-	if err := x.flush(); err != nil {
-		return nil, err
-	}
-	out := make([]smtpReply, n)
-	for i := range out {
-		r, err := x.read(x.t.Command)
+// readN reads up to n replies, stopping at the first error; it returns
+// those read.
+func (x *txWriter) readN(n int, timeout time.Duration) ([]smtpReply, error) {
+	out := make([]smtpReply, 0, n)
+	for range n {
+		r, err := x.read(timeout)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		out[i] = r
+		out = append(out, r)
 	}
 	return out, nil
 }
 
-// transaction sends one message. It returns the reply that decided the
-// message's fate: the first refusal among RSET, MAIL and RCPT, DATA's
-// refusal, or the reply to the end of data. A non-nil error means the
-// connection is broken.
-func (x *txWriter) transaction(reset bool, from, to string, header, body []byte) (smtpReply, error) {
-	if x.chunking {
-		return x.chunked(reset, from, to, header, body)
+// send writes what is queued. When the write fails, the server may still
+// have answered before it hung up (a 421 or a 5xx to MAIL, then close):
+// salvage reads, briefly, up to n replies that reached us.
+func (x *txWriter) send(timeout time.Duration, n int) (salvaged []smtpReply, err error) {
+	x.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if err = x.w.Flush(); err != nil {
+		salvaged, _ = x.readN(n, time.Second)
 	}
-	cmds := []struct{ verb, arg string }{{"MAIL FROM:", "<" + from + ">"}, {"RCPT TO:", "<" + to + ">"}, {"DATA", ""}}
-	if reset {
-		cmds = append([]struct{ verb, arg string }{{"RSET", ""}}, cmds...)
-	}
-	var replies []smtpReply
-	if x.pipelined {
-		for _, c := range cmds {
-			x.command(c.verb, c.arg)
+	return salvaged, err
+}
+
+// closedByPeer reports whether the server has closed the connection (or
+// sent something unasked, such as a 421 before closing): a read that
+// finds data or the end of the stream within a millisecond. Nothing is
+// pending on a connection in step, so the read normally just times out.
+func (x *txWriter) closedByPeer() bool {
+	x.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := x.r.R.Peek(1)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// command queues one command line; it is sent by the next send.
+func (x *txWriter) command(s step) {
+	x.w.WriteString(s.verb)
+	x.w.WriteString(s.arg)
+	x.w.WriteString("\r\n")
+}
+
+// verdict reads the replies to steps: the first one that is not what its
+// step expects decides the message when it is a refusal (4xx or 5xx) and
+// breaks the connection when it is anything else. stopped is the error
+// that ended reading early, if any. It returns the deciding refusal (code
+// 0: none), whether the last step got what it expected, and the error
+// that ends the connection (421 anywhere, a protocol violation, or
+// stopped).
+func verdict(steps []step, replies []smtpReply, stopped error) (refusal smtpReply, lastOK bool, err error) {
+	for i, r := range replies {
+		if r.code == 421 && err == nil {
+			err = errClosing
 		}
-		var err error
-		if replies, err = x.exchange(len(cmds)); err != nil {
-			return smtpReply{}, err
+		if steps[i].ok(r.code) {
+			continue
+		}
+		if r.code < 400 || r.code > 599 {
+			if err == nil {
+				err = fmt.Errorf("unexpected SMTP reply %d to %s", r.code, strings.TrimSuffix(steps[i].verb, ":"))
+			}
+			continue
+		}
+		if refusal.code == 0 {
+			refusal = r
+		}
+	}
+	if err == nil {
+		err = stopped
+	}
+	if len(replies) == len(steps) {
+		lastOK = steps[len(steps)-1].ok(replies[len(replies)-1].code)
+	}
+	return refusal, lastOK, err
+}
+
+// transaction sends one message and returns the reply that decided its
+// fate: the first refusal among RSET, MAIL, RCPT and DATA (or BDAT), or
+// the reply to the end of the message. A non-nil error means the
+// connection is done; the reply still decides the message when it has a
+// code (the server answered, then hung up or said 421), and the message's
+// fate is unknown when it has none.
+func (x *txWriter) transaction(reset bool, from, to string, header, body []byte) (smtpReply, error) {
+	steps := make([]step, 0, 4)
+	if reset {
+		steps = append(steps, step{"RSET", "", 2})
+	}
+	steps = append(steps, step{"MAIL FROM:", "<" + from + ">", 2}, step{"RCPT TO:", "<" + to + ">", 2})
+	if x.chunking {
+		return x.chunked(steps, header, body)
+	}
+	steps = append(steps, step{"DATA", "", 354})
+	var replies []smtpReply
+	var stopped error
+	if x.pipelined {
+		for _, s := range steps {
+			x.command(s)
+		}
+		if replies, stopped = x.send(x.t.Command, len(steps)); stopped == nil {
+			replies, stopped = x.readN(len(steps), x.t.Command)
 		}
 	} else {
-		for _, c := range cmds {
-			x.command(c.verb, c.arg)
-			r, err := x.exchange(1)
-			if err != nil {
-				return smtpReply{}, err
+		for _, s := range steps {
+			x.command(s)
+			got, err := x.send(x.t.Command, 1)
+			if err == nil {
+				got, err = x.readN(1, x.t.Command)
 			}
-			replies = append(replies, r[0])
-			if r[0].code >= 400 {
+			replies = append(replies, got...)
+			if err != nil || !s.ok(got[0].code) {
+				stopped = err
 				break // nothing after a refusal in a lock-step dialogue
 			}
 		}
+		steps = steps[:len(replies)]
 	}
-	last := len(replies) - 1
-	for i, r := range replies[:last] {
-		if r.code >= 400 {
-			if replies[last].code == 354 {
-				// RFC 2920 3.1: a server that accepts DATA after refusing
-				// every recipient gets an empty message, to be refused.
-				x.w.WriteString(".\r\n")
-				if _, err := x.exchange(1); err != nil {
-					return smtpReply{}, err
-				}
-			}
-			return replies[i], nil
+	refusal, dataOK, err := verdict(steps, replies, stopped)
+	switch {
+	case refusal.code != 0 && dataOK && err == nil:
+		// RFC 2920 3.1: a server that accepts DATA after refusing every
+		// recipient gets an empty message, to be refused.
+		x.w.WriteString(".\r\n")
+		if _, err = x.send(x.t.Command, 0); err == nil {
+			_, err = x.readN(1, x.t.Data)
 		}
-	}
-	if replies[last].code != 354 {
-		return replies[last], nil
+		return refusal, err
+	case refusal.code != 0 || err != nil:
+		return refusal, err
+	case !dataOK:
+		return smtpReply{}, errors.New("SMTP server gave no reply to DATA")
 	}
 	writeDotStuffed(x.w, header)
 	writeDotStuffed(x.w, body)
@@ -140,11 +240,26 @@ func (x *txWriter) transaction(reset bool, from, to string, header, body []byte)
 		x.w.WriteString("\r\n")
 	}
 	x.w.WriteString(".\r\n")
-	x.conn.SetWriteDeadline(time.Now().Add(x.t.Data))
-	if err := x.w.Flush(); err != nil {
-		return smtpReply{}, err
+	return x.final([]step{{".", "", 2}}, x.t.Data)
+}
+
+// final sends the queued message and reads the replies to steps (the end
+// of data, or everything of a chunked transaction).
+func (x *txWriter) final(steps []step, timeout time.Duration) (smtpReply, error) {
+	replies, stopped := x.send(timeout, len(steps))
+	if stopped == nil {
+		replies, stopped = x.readN(len(steps), timeout)
 	}
-	return x.read(x.t.Data)
+	refusal, ok, err := verdict(steps, replies, stopped)
+	switch {
+	case refusal.code != 0:
+		return refusal, err
+	case ok:
+		return replies[len(replies)-1], err
+	case err == nil:
+		err = errors.New("SMTP server gave no final reply")
+	}
+	return smtpReply{}, err
 }
 
 // chunked sends a whole transaction in one write: [RSET,] MAIL, RCPT and
@@ -152,44 +267,22 @@ func (x *txWriter) transaction(reset bool, from, to string, header, body []byte)
 // replies. A server that refused MAIL or RCPT refuses the BDAT too, after
 // reading (and dropping) its payload (RFC 3030 2); the earliest refusal
 // is the message's reply.
-func (x *txWriter) chunked(reset bool, from, to string, header, body []byte) (smtpReply, error) {
-	n := 3
-	if reset {
-		x.command("RSET", "")
-		n++
-	}
-	x.command("MAIL FROM:", "<"+from+">")
-	x.command("RCPT TO:", "<"+to+">")
+func (x *txWriter) chunked(steps []step, header, body []byte) (smtpReply, error) {
 	size := len(header) + len(body)
 	crlf := len(body) < 2 || body[len(body)-2] != '\r' || body[len(body)-1] != '\n'
 	if crlf {
 		size += 2
 	}
-	x.command("BDAT ", strconv.Itoa(size)+" LAST")
+	steps = append(steps, step{"BDAT ", strconv.Itoa(size) + " LAST", 2})
+	for _, s := range steps {
+		x.command(s)
+	}
 	x.w.Write(header)
 	x.w.Write(body)
 	if crlf {
 		x.w.WriteString("\r\n")
 	}
-	x.conn.SetWriteDeadline(time.Now().Add(x.t.Data))
-	if err := x.w.Flush(); err != nil {
-		return smtpReply{}, err
-	}
-	var refused, last smtpReply
-	for range n {
-		r, err := x.read(x.t.Data)
-		if err != nil {
-			return smtpReply{}, err
-		}
-		if refused.code == 0 && r.code >= 400 {
-			refused = r
-		}
-		last = r
-	}
-	if refused.code != 0 {
-		return refused, nil
-	}
-	return last, nil
+	return x.final(steps, x.t.Data)
 }
 
 // writeDotStuffed writes b (CRLF line ends) doubling the dot that starts a
@@ -212,7 +305,7 @@ func writeDotStuffed(w *bufio.Writer, b []byte) {
 
 // quit says goodbye; the caller closes the connection.
 func (x *txWriter) quit() {
-	x.command("QUIT", "")
+	x.command(step{"QUIT", "", 2})
 	x.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	if x.w.Flush() == nil {
 		x.read(2 * time.Second)

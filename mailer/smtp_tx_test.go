@@ -3,11 +3,13 @@ package mailer
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -154,9 +156,12 @@ func startScripted(t *testing.T, ehlo string, answer func(cmd string) string) (*
 						io.WriteString(c, "221 bye\r\n")
 						return
 					default:
-						a := answer(cmd)
+						a, hangUp := strings.CutSuffix(answer(cmd), closeAfter)
 						inData = strings.HasPrefix(a, "354")
 						io.WriteString(c, a)
+						if hangUp {
+							return
+						}
 					}
 				}
 			}()
@@ -164,6 +169,10 @@ func startScripted(t *testing.T, ehlo string, answer func(cmd string) string) (*
 	}()
 	return s, l.Addr().String()
 }
+
+// closeAfter, at the end of a scripted answer, makes the server hang up
+// once it has written the answer.
+const closeAfter = "\x00close"
 
 func (s *scriptedServer) commands() ([]string, []int) {
 	s.mu.Lock()
@@ -274,5 +283,84 @@ func TestReplyFrom(t *testing.T) {
 		if got.Enhanced != c.enhanced || got.Text != c.wantText || got.Code != c.in.code {
 			t.Errorf("replyFrom(%q) = %q %q; want %q %q", c.in.text, got.Enhanced, got.Text, c.enhanced, c.wantText)
 		}
+	}
+}
+
+// TestRepliesThatEndTheConnection: an answer the server gives before it
+// hangs up still decides the message (and the connection is reported
+// done); a reply that breaks the protocol or never ends leaves the
+// message's fate unknown instead of counting as sent.
+func TestRepliesThatEndTheConnection(t *testing.T) {
+	big := []byte("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 4000))
+	for _, c := range []struct {
+		name, ehlo string
+		answer     func(cmd string) string
+		msg        []byte
+		code       int  // 0: fate unknown
+		later      bool // the hang-up shows only on the next message, which must not be sent
+	}{
+		{"421 to MAIL, then hang up", "250-s.test\r\n250 PIPELINING\r\n", func(cmd string) string {
+			if strings.HasPrefix(cmd, "MAIL") {
+				return "421 4.7.0 too many connections, closing" + closeAfter
+			}
+			return "250 ok\r\n"
+		}, nil, 421, false},
+		{"421 to MAIL with CHUNKING, body unread", "250-s.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n", func(cmd string) string {
+			if strings.HasPrefix(cmd, "MAIL") {
+				return "421 4.7.0 try later" + closeAfter
+			}
+			return "250 ok\r\n"
+		}, big, 421, false},
+		{"550 to MAIL, then hang up (lock step)", "250 s.test\r\n", func(cmd string) string {
+			if strings.HasPrefix(cmd, "MAIL") {
+				return "550 5.7.1 your IP is listed" + closeAfter
+			}
+			return "250 ok\r\n"
+		}, nil, 550, true},
+		{"550 to RCPT, 421 to DATA", "250-s.test\r\n250 PIPELINING\r\n", func(cmd string) string {
+			switch {
+			case strings.HasPrefix(cmd, "RCPT"):
+				return "550 5.1.1 no such user\r\n"
+			case cmd == "DATA":
+				return "421 4.3.2 shutting down\r\n"
+			}
+			return "250 ok\r\n"
+		}, nil, 550, false},
+		{"250 to DATA", "250-s.test\r\n250 PIPELINING\r\n", func(cmd string) string { return "250 ok\r\n" }, nil, 0, false},
+		{"endless reply line", "250-s.test\r\n250 PIPELINING\r\n", func(cmd string) string {
+			if strings.HasPrefix(cmd, "MAIL") {
+				return "250 " + strings.Repeat("a", 5000) + "\r\n"
+			}
+			return "250 ok\r\n"
+		}, nil, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, addr := startScripted(t, c.ehlo, c.answer)
+			ctx := context.Background()
+			conn, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test", Timeouts: Timeouts{Command: 5 * time.Second, Data: 5 * time.Second}}).
+				Dial(ctx, Route{Domain: "example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			msg := c.msg
+			if msg == nil {
+				msg = []byte("Subject: x\r\n\r\nhi\r\n")
+			}
+			r, err := conn.Send(ctx, &Envelope{From: "b@sender.test", To: "someone@example.com", Message: msg})
+			if r.Code != c.code {
+				t.Fatalf("Send() = %d %q (%v); want code %d", r.Code, r.Text, err, c.code)
+			}
+			if c.later {
+				time.Sleep(50 * time.Millisecond) // let the hang-up arrive
+				if r, err = conn.Send(ctx, &Envelope{From: "b@sender.test", To: "next@example.com", Message: msg}); !errors.Is(err, ErrConnClosed) {
+					t.Fatalf("next Send() = %+v, %v; want ErrConnClosed (nothing sent, try a new connection)", r, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Send() = %+v with no error; the connection is done and must be reported so", r)
+			}
+		})
 	}
 }

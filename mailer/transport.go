@@ -50,9 +50,11 @@ type Envelope struct {
 // Conn is an open connection of a Transport.
 type Conn interface {
 	// Send transfers one message. An SMTP refusal comes back as a Reply
-	// with its code (>= 400) and a nil error; a non-nil error means the
-	// connection failed (network, timeout) and must be closed, the message's
-	// fate unknown.
+	// with its code (>= 400) and a nil error. A non-nil error means the
+	// connection is done and must be closed; with a Reply that has a code,
+	// the server answered for the message first (a refusal, then a hang-up
+	// or a 421) and that answer decides it; with none (network, timeout,
+	// protocol violation), the message's fate is unknown.
 	Send(ctx context.Context, env *Envelope) (Reply, error)
 	Close() error
 }
@@ -155,6 +157,12 @@ func bodies(ctype, cte string, body io.Reader) (htmlPart, textPart string) {
 	}
 	return "", ""
 }
+
+// ErrConnClosed is returned by Conn.Send when the connection turns out to
+// have been closed by the server before anything of the message was sent
+// (a server that hangs up after refusing the previous one): the message
+// was not attempted and should go out on a new connection.
+var ErrConnClosed = errors.New("the server had closed the connection; nothing was sent")
 
 // errConnBroken marks a connection that can no longer be used.
 var errConnBroken = errors.New("connection broken")

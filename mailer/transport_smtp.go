@@ -503,8 +503,16 @@ func (s *smtpConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 			return Reply{}, err
 		}
 	}
+	// Servers often hang up after a refusal, so before the next
+	// transaction on such a connection, look whether it is still there.
+	if s.needReset && s.x.closedByPeer() {
+		return Reply{MXHost: s.host, SourceIP: s.source}, ErrConnClosed
+	}
 	r, err := s.x.transaction(s.needReset, env.From, env.To, env.Signature, env.Message)
 	if err != nil {
+		if r.code != 0 {
+			return replyFrom(r, s.host, s.source), err
+		}
 		return Reply{MXHost: s.host, SourceIP: s.source}, err
 	}
 	// After a refusal the server may still hold part of the transaction
