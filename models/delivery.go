@@ -291,6 +291,8 @@ type Claimed struct {
 	// OverrideSuppression: a transactional message whose sender chose to
 	// reach the address even if it is suppressed.
 	OverrideSuppression bool
+
+	editedSince bool // the subscriber changed after the row was written
 }
 
 type claimRow struct {
@@ -479,7 +481,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 		cond, set := s.idSet(ids[i:min(i+1000, len(ids))])
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
 			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, d.created_at,
-			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), COALESCE(s.status, ''), d.override_suppression,
+			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), COALESCE(s.status, ''), s.updated_at, d.override_suppression,
 			CASE WHEN d.campaign_id IS NULL THEN 1
 			     WHEN EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
 			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 1 ELSE 0 END
@@ -494,9 +496,10 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				attrs                  string
 				subscribed             int
 				override               bool
+				sUpdated               sql.NullTime
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &sStatus, &override, &subscribed); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &sStatus, &sUpdated, &override, &subscribed); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -515,6 +518,9 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				}
 			}
 			c.OverrideSuppression = override && c.CampaignID == 0
+			// A subscriber edited since the row was written may have
+			// taken an address that was suppressed long ago.
+			c.editedSince = sUpdated.Valid && !sUpdated.Time.Before(c.CreatedAt.Add(-suppressionMargin))
 			out = append(out, c)
 		}
 		rows.Close()
@@ -537,8 +543,8 @@ const suppressionMargin = 10 * time.Minute
 // suppressed. Materialisation left out whoever was suppressed when it
 // wrote a campaign's rows, so campaign rows are checked only against the
 // suppressions added since (usually none, which costs one indexed look and
-// no hashing); transactional rows, written without that check, against
-// all of them.
+// no hashing); transactional rows, written without that check, and rows
+// whose subscriber was edited since (a new address), against all of them.
 func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 	db := s.db.WithContext(ctx)
 	var tx []string
@@ -546,7 +552,7 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 	for _, c := range out {
 		switch {
 		case c.Ineligible != "" || c.Email == "" || c.OverrideSuppression:
-		case c.CampaignID == 0:
+		case c.CampaignID == 0 || c.editedSince:
 			tx = append(tx, c.Email)
 		case since.IsZero() || c.CreatedAt.Before(since):
 			since = c.CreatedAt
@@ -574,7 +580,7 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 			continue
 		}
 		email := strings.ToLower(c.Email)
-		if c.CampaignID == 0 {
+		if c.CampaignID == 0 || c.editedSince {
 			if supp[email] {
 				c.Ineligible = "suppressed"
 			}

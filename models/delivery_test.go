@@ -182,8 +182,9 @@ func TestClaimConcurrent(t *testing.T) {
 }
 
 // TestClaimHonoursLaterSuppressions: an address or a domain suppressed
-// after a campaign was materialised is not mailed: the claim marks those
-// rows suppressed, and only those.
+// after a campaign was materialised is not mailed, nor is a subscriber
+// whose address was changed since to one suppressed long ago: the claim
+// marks those rows suppressed, and only those.
 func TestClaimHonoursLaterSuppressions(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
@@ -219,6 +220,22 @@ func TestClaimHonoursLaterSuppressions(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A complaint from a year ago, and a subscriber whose address is
+		// changed to it after materialisation.
+		if err := s.AddSuppression(ctx, "complained@z.test", models.SuppressManual, "long ago"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB().Exec("UPDATE suppressions SET created_at = ? WHERE value = 'complained@z.test'", time.Now().AddDate(-1, 0, 0).UTC()).Error; err != nil {
+			t.Fatal(err)
+		}
+		var other models.Subscriber
+		if err := s.DB().Where("email = ?", "other@c.test").First(&other).Error; err != nil {
+			t.Fatal(err)
+		}
+		other.Email = "complained@z.test"
+		if err := s.UpdateSubscriber(ctx, &other); err != nil {
+			t.Fatal(err)
+		}
 		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n", Lease: time.Minute, Limit: 10, CampaignIDs: []int64{c.ID}})
 		if err != nil {
 			t.Fatal(err)
@@ -228,7 +245,7 @@ func TestClaimHonoursLaterSuppressions(t *testing.T) {
 			verdict[g.Email] = g.Ineligible
 		}
 		want := map[string]string{"keep@a.test": "", "gone@a.test": "suppressed", "x@blocked.test": "suppressed",
-			"y@blocked.test": "suppressed", "other@c.test": ""}
+			"y@blocked.test": "suppressed", "complained@z.test": "suppressed"}
 		if fmt.Sprint(verdict) != fmt.Sprint(want) {
 			t.Errorf("claim verdicts = %v\nwant %v", verdict, want)
 		}
