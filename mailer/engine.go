@@ -414,9 +414,9 @@ type TransactionalRequest struct {
 	// pages that explain they do nothing in a test.
 	Test bool
 	// OverrideSuppression sends the message even when the address is
-	// suppressed (bounced, complained, unsubscribed everywhere): for mail
-	// the recipient asked for, such as a password reset or a receipt. The
-	// choice is recorded on the delivery.
+	// suppressed, whatever the reason (a bounce, a complaint, a domain
+	// block, an erasure): for mail the recipient asked for, such as a
+	// password reset or a receipt. The choice is recorded on the delivery.
 	OverrideSuppression bool
 }
 

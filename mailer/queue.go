@@ -60,7 +60,7 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 	}
 	e.mu.Unlock()
 	limit := min(room, e.o.ClaimBatch)
-	if limit <= 0 || (!woken && limit < e.o.ClaimBatch/2) {
+	if limit <= 0 || (!woken && limit < min(e.o.ClaimBatch, e.o.MaxInFlight)/2) {
 		return 0, false
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
