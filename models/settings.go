@@ -1,10 +1,12 @@
 package models
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -112,10 +114,31 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 
 // SessionStore keeps dashboard sessions in the sessions table; it implements
 // scs.Store.
-type SessionStore struct{ db *gorm.DB }
+//
+// With an idle timeout, scs commits the session on every request to push
+// its expiry on, which made every page load, and every one-second progress
+// poll of an open campaign page, a database write. The store remembers
+// what it last wrote for each session and skips a commit that changes
+// nothing but moves the expiry by less than sessionRefresh.
+type SessionStore struct {
+	db      *gorm.DB
+	mu      sync.Mutex
+	written map[string]writtenSession
+}
 
-// Sessions returns the store's session backend.
-func (s *Store) Sessions() *SessionStore { return &SessionStore{db: s.db} }
+type writtenSession struct {
+	data   []byte
+	expiry time.Time
+}
+
+// sessionRefresh is how far a session's stored expiry may lag behind the
+// one scs asks for.
+const sessionRefresh = time.Minute
+
+// Sessions returns the store's session backend; call it once and share it.
+func (s *Store) Sessions() *SessionStore {
+	return &SessionStore{db: s.db, written: map[string]writtenSession{}}
+}
 
 // Find returns a live session's data.
 func (ss *SessionStore) Find(token string) ([]byte, bool, error) {
@@ -124,23 +147,54 @@ func (ss *SessionStore) Find(token string) ([]byte, bool, error) {
 	if err != nil || len(rows) == 0 {
 		return nil, false, err
 	}
+	ss.mu.Lock()
+	if w, ok := ss.written[token]; ok && !bytes.Equal(w.data, rows[0].Data) {
+		delete(ss.written, token) // another node wrote it since: the next commit must write
+	}
+	ss.mu.Unlock()
 	return rows[0].Data, true, nil
 }
 
-// Commit stores a session until expiry.
+// Commit stores a session until expiry, unless this store last wrote the
+// same data with an expiry less than sessionRefresh earlier.
 func (ss *SessionStore) Commit(token string, b []byte, expiry time.Time) error {
-	return ss.db.Exec(`INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
+	ss.mu.Lock()
+	w, ok := ss.written[token]
+	ss.mu.Unlock()
+	if ok && bytes.Equal(w.data, b) && !expiry.Before(w.expiry) && expiry.Sub(w.expiry) < sessionRefresh {
+		return nil
+	}
+	err := ss.db.Exec(`INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
 		ON CONFLICT (token) DO UPDATE SET data = excluded.data, expiry = excluded.expiry`,
 		token, b, float64(expiry.UnixNano())/1e9).Error
+	ss.mu.Lock()
+	if err == nil {
+		ss.written[token] = writtenSession{data: bytes.Clone(b), expiry: expiry}
+	} else {
+		delete(ss.written, token)
+	}
+	ss.mu.Unlock()
+	return err
 }
 
 // Delete removes a session.
 func (ss *SessionStore) Delete(token string) error {
+	ss.mu.Lock()
+	delete(ss.written, token)
+	ss.mu.Unlock()
 	return ss.db.Exec("DELETE FROM sessions WHERE token = ?", token).Error
 }
 
 // DeleteExpired removes sessions past their expiry.
 func (ss *SessionStore) DeleteExpired() error {
+	t := now()
+	ss.mu.Lock()
+	for token, w := range ss.written {
+		if w.expiry.Before(t) {
+			delete(ss.written, token)
+		}
+	}
+	ss.mu.Unlock()
 	return ss.db.Exec("DELETE FROM sessions WHERE expiry < ?", unixNow()).Error
 }
 
