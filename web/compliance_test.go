@@ -345,7 +345,9 @@ func TestComplianceDSRPaths(t *testing.T) {
 				t.Errorf("certificate lacks %q", want)
 			}
 		}
-		if !strings.Contains(cert.Body, "@media print") {
+		css := admin.get("/static/app.css")
+		if !strings.Contains(cert.Body, `href="/static/app.css"`) || !strings.Contains(css.Body, "@media print") ||
+			!strings.Contains(css.Body, ".certificate section { break-inside: avoid; }") {
 			t.Error("certificate has no print styles")
 		}
 		if p := admin.get("/compliance/subscribers/999999/certificate"); p.StatusCode != 404 {
