@@ -2,6 +2,8 @@ package models_test
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,4 +129,41 @@ func TestParseRetention(t *testing.T) {
 	if p.UnconfirmedDays != 7 || p.OutboxDays != 0 {
 		t.Errorf("policy = %+v", p)
 	}
+}
+
+// TestTakeJob: once due, exactly one of many concurrent callers gets the
+// job; nobody gets it again within the period; it is due again after.
+func TestTakeJob(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		now := time.Now()
+		var wg sync.WaitGroup
+		var got atomic.Int32
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mine, err := s.TakeJob(ctx, "daily", now, 24*time.Hour)
+				if err != nil {
+					t.Error(err)
+				}
+				if mine {
+					got.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if got.Load() != 1 {
+			t.Fatalf("%d callers got the job, want 1", got.Load())
+		}
+		if mine, _ := s.TakeJob(ctx, "daily", now.Add(23*time.Hour), 24*time.Hour); mine {
+			t.Error("job taken again within its period")
+		}
+		if mine, _ := s.TakeJob(ctx, "daily", now.Add(24*time.Hour+time.Second), 24*time.Hour); !mine {
+			t.Error("job not due again after its period")
+		}
+		if mine, _ := s.TakeJob(ctx, "other", now, time.Hour); !mine {
+			t.Error("a second job is not independent of the first")
+		}
+	})
 }

@@ -11,19 +11,30 @@ import (
 // retentionAction is the audit action of every retention run.
 const retentionAction = "retention.enforce"
 
-// RunRetention enforces the retention policy at once and then every
-// interval until ctx ends, logging and auditing what each run removed.
-// Start it beside the server: go web.RunRetention(ctx, store, log, 24*time.Hour).
-// Several nodes may run it; a second run finds nothing left to remove.
+// RunRetention enforces the retention policy once every interval until ctx
+// ends, logging and auditing what each run removed. Start it beside the
+// server on every node: go web.RunRetention(ctx, store, log, 24*time.Hour).
+// The jobs table hands each period's run to one node (and a node that
+// restarts within the period does not run it again); the others look
+// again every few minutes, so the daily run does not depend on any one
+// node staying up.
 func RunRetention(ctx context.Context, store *models.Store, log *slog.Logger, every time.Duration) {
 	if every <= 0 {
 		every = 24 * time.Hour
 	}
-	t := time.NewTicker(every)
+	look := min(every, 5*time.Minute)
+	t := time.NewTicker(look)
 	defer t.Stop()
 	for {
-		if _, err := enforceRetention(ctx, store, log, time.Now(), "retention job", nil, ""); err != nil && ctx.Err() == nil {
-			log.Error("retention failed", "err", err)
+		now := time.Now()
+		mine, err := store.TakeJob(ctx, retentionAction, now, every)
+		if err != nil && ctx.Err() == nil {
+			log.Error("retention job", "err", err)
+		}
+		if mine {
+			if _, err := enforceRetention(ctx, store, log, now, "retention job", nil, ""); err != nil && ctx.Err() == nil {
+				log.Error("retention failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
