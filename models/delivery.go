@@ -292,7 +292,10 @@ type Claimed struct {
 	// reach the address even if it is suppressed.
 	OverrideSuppression bool
 
-	editedSince bool // the subscriber changed after the row was written
+	// fullCheck: look this row's address up against every suppression, not
+	// only those added since materialisation (the subscriber was edited
+	// since, or too many were added to read them all).
+	fullCheck bool
 }
 
 type claimRow struct {
@@ -520,7 +523,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 			c.OverrideSuppression = override && c.CampaignID == 0
 			// A subscriber edited since the row was written may have
 			// taken an address that was suppressed long ago.
-			c.editedSince = sUpdated.Valid && !sUpdated.Time.Before(c.CreatedAt.Add(-suppressionMargin))
+			c.fullCheck = sUpdated.Valid && !sUpdated.Time.Before(c.CreatedAt.Add(-subscriberEditMargin))
 			out = append(out, c)
 		}
 		rows.Close()
@@ -539,6 +542,15 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 // materialisation that wrote the row (a transaction in flight).
 const suppressionMargin = 10 * time.Minute
 
+// subscriberEditMargin is the same allowance for an edit of the subscriber
+// (a single-row transaction). A list imported or edited this shortly before
+// its campaign is materialised gets the full check on every row.
+const subscriberEditMargin = time.Minute
+
+// maxRecentSuppressions caps the suppressions added since materialisation
+// that a claim reads; past it, the claim looks its own addresses up.
+const maxRecentSuppressions = 2000
+
 // markSuppressed marks the claimed deliveries whose address or domain is
 // suppressed. Materialisation left out whoever was suppressed when it
 // wrote a campaign's rows, so campaign rows are checked only against the
@@ -552,7 +564,7 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 	for _, c := range out {
 		switch {
 		case c.Ineligible != "" || c.Email == "" || c.OverrideSuppression:
-		case c.CampaignID == 0 || c.editedSince:
+		case c.CampaignID == 0 || c.fullCheck:
 			tx = append(tx, c.Email)
 		case since.IsZero() || c.CreatedAt.Before(since):
 			since = c.CreatedAt
@@ -565,9 +577,19 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 	var recent map[string]bool
 	if !since.IsZero() {
 		var hashes []string
-		if err := db.Raw("SELECT value_hash FROM suppressions WHERE created_at >= ?", dbTime(since.Add(-suppressionMargin))).
-			Scan(&hashes).Error; err != nil {
+		if err := db.Raw("SELECT value_hash FROM suppressions WHERE created_at >= ? LIMIT ?",
+			dbTime(since.Add(-suppressionMargin)), maxRecentSuppressions+1).Scan(&hashes).Error; err != nil {
 			return err
+		}
+		if len(hashes) > maxRecentSuppressions {
+			// A big suppression import meanwhile: look the batch's own
+			// addresses up instead, as for transactional rows.
+			for i := range out {
+				if out[i].CampaignID != 0 {
+					out[i].fullCheck = true
+				}
+			}
+			return s.markSuppressed(ctx, out)
 		}
 		recent = make(map[string]bool, len(hashes))
 		for _, h := range hashes {
@@ -580,7 +602,7 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 			continue
 		}
 		email := strings.ToLower(c.Email)
-		if c.CampaignID == 0 || c.editedSince {
+		if c.CampaignID == 0 || c.fullCheck {
 			if supp[email] {
 				c.Ineligible = "suppressed"
 			}

@@ -186,6 +186,12 @@ func TestClaimConcurrent(t *testing.T) {
 // whose address was changed since to one suppressed long ago: the claim
 // marks those rows suppressed, and only those.
 func TestClaimHonoursLaterSuppressions(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		t.Run(map[bool]string{false: "few", true: "after a big upload"}[bulk], func(t *testing.T) { claimHonoursLaterSuppressions(t, bulk) })
+	}
+}
+
+func claimHonoursLaterSuppressions(t *testing.T, bulk bool) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
@@ -197,6 +203,12 @@ func TestClaimHonoursLaterSuppressions(t *testing.T) {
 				models.Evidence{Source: models.SourceAdmin}); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// The list was imported an hour before the send, so the claim
+		// checks only the suppressions added since materialisation (a list
+		// touched just before gets the full check on every row).
+		if err := s.DB().Exec("UPDATE subscribers SET updated_at = ?", time.Now().Add(-time.Hour).UTC()).Error; err != nil {
+			t.Fatal(err)
 		}
 		tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
 		if err := s.CreateTemplate(ctx, tpl); err != nil {
@@ -235,6 +247,15 @@ func TestClaimHonoursLaterSuppressions(t *testing.T) {
 		other.Email = "complained@z.test"
 		if err := s.UpdateSubscriber(ctx, &other); err != nil {
 			t.Fatal(err)
+		}
+		if bulk {
+			// A big suppression upload meanwhile: more than a claim reads.
+			if err := s.DB().Exec(`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at)
+				SELECT 'address', 'x' || CAST(n AS TEXT) || '@bulk.test', 'filler' || CAST(n AS TEXT), 'manual', '', ?
+				FROM (WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2500) SELECT n FROM c) AS seq`,
+				time.Now().UTC()).Error; err != nil {
+				t.Fatal(err)
+			}
 		}
 		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n", Lease: time.Minute, Limit: 10, CampaignIDs: []int64{c.ID}})
 		if err != nil {
