@@ -228,18 +228,28 @@ func (s *Store) expireUnconfirmed(ctx context.Context, cut time.Time, days int, 
 }
 
 // TakeJob reports whether the caller should run the periodic job name now:
-// the first caller once the job is due gets true and moves it to now+every;
-// other nodes asking meanwhile, or a node restarting within the period, get
-// false. A job never seen before is due.
-func (s *Store) TakeJob(ctx context.Context, name string, now time.Time, every time.Duration) (bool, error) {
+// the first caller once the job is due gets true and holds it until
+// now+lease; other nodes asking meanwhile get false. The caller moves the
+// job to its next period with JobDone when the run succeeded; a run that
+// failed, or a node that died running it, leaves it due again once the
+// lease is over. A job never seen before is due.
+func (s *Store) TakeJob(ctx context.Context, name string, now time.Time, lease time.Duration) (bool, error) {
 	db := s.db.WithContext(ctx)
 	if err := db.Exec(`INSERT INTO jobs (name, next_run_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
 		name, dbTime(time.Unix(0, 0))).Error; err != nil {
 		return false, fmt.Errorf("models: take job %s: %w", name, err)
 	}
-	res := db.Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ? AND next_run_at <= ?`, dbTime(now.Add(every)), name, dbTime(now))
+	res := db.Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ? AND next_run_at <= ?`, dbTime(now.Add(lease)), name, dbTime(now))
 	if res.Error != nil {
 		return false, fmt.Errorf("models: take job %s: %w", name, res.Error)
 	}
 	return res.RowsAffected == 1, nil
+}
+
+// JobDone records that the job name ran and is next due at next.
+func (s *Store) JobDone(ctx context.Context, name string, next time.Time) error {
+	if err := s.db.WithContext(ctx).Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ?`, dbTime(next), name).Error; err != nil {
+		return fmt.Errorf("models: job %s done: %w", name, err)
+	}
+	return nil
 }

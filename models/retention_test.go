@@ -132,7 +132,8 @@ func TestParseRetention(t *testing.T) {
 }
 
 // TestTakeJob: once due, exactly one of many concurrent callers gets the
-// job; nobody gets it again within the period; it is due again after.
+// job; a run that did not finish is taken up again after its lease; after
+// a finished run nobody gets it within the period, and it is due after.
 func TestTakeJob(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
@@ -143,7 +144,7 @@ func TestTakeJob(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				mine, err := s.TakeJob(ctx, "daily", now, 24*time.Hour)
+				mine, err := s.TakeJob(ctx, "daily", now, 15*time.Minute)
 				if err != nil {
 					t.Error(err)
 				}
@@ -156,10 +157,23 @@ func TestTakeJob(t *testing.T) {
 		if got.Load() != 1 {
 			t.Fatalf("%d callers got the job, want 1", got.Load())
 		}
-		if mine, _ := s.TakeJob(ctx, "daily", now.Add(23*time.Hour), 24*time.Hour); mine {
+		// The run fails (JobDone is not called): the job is due again once
+		// the lease is over, not a day later.
+		if mine, _ := s.TakeJob(ctx, "daily", now.Add(10*time.Minute), 15*time.Minute); mine {
+			t.Error("job taken again within its lease")
+		}
+		later := now.Add(16 * time.Minute)
+		if mine, _ := s.TakeJob(ctx, "daily", later, 15*time.Minute); !mine {
+			t.Fatal("a failed run was not taken up again after its lease")
+		}
+		// This run succeeds: nobody runs it again within the period.
+		if err := s.JobDone(ctx, "daily", later.Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if mine, _ := s.TakeJob(ctx, "daily", later.Add(23*time.Hour), 15*time.Minute); mine {
 			t.Error("job taken again within its period")
 		}
-		if mine, _ := s.TakeJob(ctx, "daily", now.Add(24*time.Hour+time.Second), 24*time.Hour); !mine {
+		if mine, _ := s.TakeJob(ctx, "daily", later.Add(24*time.Hour+time.Second), 15*time.Minute); !mine {
 			t.Error("job not due again after its period")
 		}
 		if mine, _ := s.TakeJob(ctx, "other", now, time.Hour); !mine {
