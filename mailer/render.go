@@ -364,11 +364,16 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	if p.listHeaders || p.testLinks {
 		w.WriteString("\r\nList-Unsubscribe: <")
 		w.WriteString(d.UnsubscribeURL)
-		w.WriteString(">,\r\n <mailto:u-")
-		w.WriteString(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:])
-		w.WriteString("@")
-		w.WriteString(p.returnPath)
-		w.WriteString("?subject=unsubscribe>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click")
+		if p.listHeaders {
+			// The mailto form too; a test's would only bounce (the inbound
+			// server refuses tokens it did not sign).
+			w.WriteString(">,\r\n <mailto:u-")
+			w.WriteString(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:])
+			w.WriteString("@")
+			w.WriteString(p.returnPath)
+			w.WriteString("?subject=unsubscribe")
+		}
+		w.WriteString(">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click")
 	}
 	if p.listHeaders {
 		w.WriteString("\r\nList-Id: <")

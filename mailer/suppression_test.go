@@ -72,8 +72,11 @@ func TestSuppressionsHoldForCampaignsAndTransactional(t *testing.T) {
 		}
 		for i, id := range ids {
 			d, err := s.Delivery(ctx, id)
-			if err != nil || d.OverrideSuppression != (id == reset) {
-				t.Errorf("delivery %d: override recorded = %v (%v), want %v", i, d.OverrideSuppression, err, id == reset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.OverrideSuppression != (id == reset) {
+				t.Errorf("delivery %d: override recorded = %v, want %v", i, d.OverrideSuppression, id == reset)
 			}
 		}
 	})

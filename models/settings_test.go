@@ -59,5 +59,21 @@ func TestSessionCommitSkipsIdleRenewals(t *testing.T) {
 		if d, _ := stored(); d != "b" {
 			t.Errorf("after another node's write, %q was kept; want this node's new write", d)
 		}
+		// DeleteExpired forgets what it deleted: a session committed again
+		// is written, not skipped as unchanged.
+		past := time.Now().Add(-time.Minute)
+		if err := ss.Commit("gone", []byte("x"), past); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.DeleteExpired(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.Commit("gone", []byte("x"), past.Add(30*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if err := s.DB().Raw("SELECT COUNT(*) FROM sessions WHERE token = 'gone'").Scan(&n).Error; err != nil || n != 1 {
+			t.Errorf("session committed after DeleteExpired: %d rows (%v), want 1", n, err)
+		}
 	})
 }

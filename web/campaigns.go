@@ -333,6 +333,10 @@ func (s *Server) apiTransactional(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if in.OverrideSuppression {
+		// Overrides are rare and consequential: each is in the audit log.
+		s.audit(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")
+	}
 	return c.JSON(http.StatusAccepted, map[string]any{"data": map[string]any{"delivery_id": id}})
 }
 

@@ -102,6 +102,14 @@ func TestAPICampaignLandsInCaptureOutbox(t *testing.T) {
 	if p := app.api("POST", "/api/v1/tx", tok, `{"template":"nope","to":"solo@example.net","from":"no-reply@acme.test"}`); p.StatusCode != 422 {
 		t.Errorf("tx with unknown template: %d %s", p.StatusCode, p.Body)
 	}
+	// An override of the suppression list is audited; an ordinary send is not.
+	if a := auditCount(t, app.store, "tx.override_suppression"); len(a) != 0 {
+		t.Errorf("audit before any override: %+v", a)
+	}
+	mustJSON(app.api("POST", "/api/v1/tx", tok, `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","override_suppression":true}`), 202, nil)
+	if a := auditCount(t, app.store, "tx.override_suppression"); len(a) != 1 || !strings.Contains(a[0].Summary, "solo@example.net") || a[0].Actor == "" {
+		t.Errorf("override audit = %+v, want one entry naming the address and the token's user", a)
+	}
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		msgs, _ := app.store.Outbox(ctx, models.OutboxQuery{})

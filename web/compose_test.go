@@ -308,7 +308,7 @@ func TestCampaignLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(full.Raw, "/u/test>,") || !strings.Contains(full.Raw, "List-Unsubscribe-Post: List-Unsubscribe=One-Click") {
+	if !strings.Contains(full.Raw, "/u/test>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click") {
 		t.Errorf("test message has no unsubscribe header leading to the test page:\n%s", full.Headers)
 	}
 	anon := app.client()

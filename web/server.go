@@ -56,6 +56,28 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 	return s
 }
 
+// RunSessionCleanup removes expired sessions (from the table and from the
+// session store's memory of what it wrote) every interval until ctx ends.
+// Start it beside the server.
+func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
+	ss, ok := s.sessions.Store.(*models.SessionStore)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := ss.DeleteExpired(); err != nil && ctx.Err() == nil {
+			s.log.Error("expired sessions", "err", err)
+		}
+	}
+}
+
 // ServeHTTP makes the server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 

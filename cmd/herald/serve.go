@@ -78,6 +78,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { engDone <- eng.Run(engCtx) }()
 
 	srv := web.New(cfg, store, eng, log)
+	go srv.RunSessionCleanup(engCtx, time.Hour)
 	// The daily retention run (compliance settings) on every node.
 	go web.RunRetention(engCtx, store, log, 24*time.Hour)
 	ln, err := net.Listen("tcp", cfg.Listen)
