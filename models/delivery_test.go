@@ -109,29 +109,11 @@ func TestMaterializeCampaign(t *testing.T) {
 func TestClaimConcurrent(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
-		l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
-		if err := s.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
+		emails := make([]string, 300)
+		for i := range emails {
+			emails[i] = fmt.Sprintf("u%d@c.test", i)
 		}
-		for i := 0; i < 300; i++ {
-			if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: fmt.Sprintf("u%d@c.test", i)},
-				map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
-		s.CreateTemplate(ctx, tpl)
-		c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
-		if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
-			t.Fatal(err)
-		}
-		s.StartCampaign(ctx, c.ID)
-		for done := false; !done; {
-			var err error
-			if done, err = s.MaterializeCampaign(ctx, c.ID, 1000); err != nil {
-				t.Fatal(err)
-			}
-		}
+		cid := materializedCampaign(t, s, emails, nil)
 		var (
 			mu   sync.Mutex
 			seen = map[int64]string{}
@@ -143,7 +125,7 @@ func TestClaimConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for {
-					got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: node, Lease: time.Minute, Limit: 25, CampaignIDs: []int64{c.ID}, Reclaim: true})
+					got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: node, Lease: time.Minute, Limit: 25, CampaignIDs: []int64{cid}, Reclaim: true})
 					if err != nil {
 						t.Error(err)
 						return
@@ -158,7 +140,7 @@ func TestClaimConcurrent(t *testing.T) {
 							t.Errorf("delivery %d claimed by %s and %s", g.ID, prev, node)
 						}
 						seen[g.ID] = node
-						outs = append(outs, models.Outcome{ID: g.ID, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true, Code: 250, At: time.Now()})
+						outs = append(outs, models.Outcome{ID: g.ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: time.Now()})
 					}
 					mu.Unlock()
 					if n, err := s.RecordOutcomes(ctx, node, outs); err != nil || n != len(outs) {
@@ -171,11 +153,11 @@ func TestClaimConcurrent(t *testing.T) {
 		if len(seen) != 300 {
 			t.Errorf("claimed %d deliveries, want 300", len(seen))
 		}
-		pr, _ := s.CampaignProgress(ctx, c.ID)
+		pr, _ := s.CampaignProgress(ctx, cid)
 		if pr.Sent != 300 || pr.Queued != 0 || pr.Sending != 0 {
 			t.Errorf("counters = %+v, want 300 sent", pr.Counters)
 		}
-		if done, err := s.FinishCampaignIfDone(ctx, c.ID); !done || err != nil {
+		if done, err := s.FinishCampaignIfDone(ctx, cid); !done || err != nil {
 			t.Errorf("FinishCampaignIfDone() = %v, %v; want true, nil", done, err)
 		}
 	})
@@ -194,39 +176,14 @@ func TestClaimHonoursLaterSuppressions(t *testing.T) {
 func claimHonoursLaterSuppressions(t *testing.T, bulk bool) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
-		l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
-		if err := s.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range []string{"keep@a.test", "gone@a.test", "x@blocked.test", "y@blocked.test", "other@c.test"} {
-			if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: e}, map[int64]string{l.ID: models.SubConfirmed},
-				models.Evidence{Source: models.SourceAdmin}); err != nil {
-				t.Fatal(err)
-			}
-		}
 		// The list was imported an hour before the send, so the claim
 		// checks only the suppressions added since materialisation (a list
 		// touched just before gets the full check on every row).
-		if err := s.DB().Exec("UPDATE subscribers SET updated_at = ?", time.Now().Add(-time.Hour).UTC()).Error; err != nil {
-			t.Fatal(err)
-		}
-		tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
-		if err := s.CreateTemplate(ctx, tpl); err != nil {
-			t.Fatal(err)
-		}
-		c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
-		if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.StartCampaign(ctx, c.ID); err != nil {
-			t.Fatal(err)
-		}
-		for done := false; !done; {
-			var err error
-			if done, err = s.MaterializeCampaign(ctx, c.ID, 1000); err != nil {
+		cid := materializedCampaign(t, s, []string{"keep@a.test", "gone@a.test", "x@blocked.test", "y@blocked.test", "other@c.test"}, func() {
+			if err := s.DB().Exec("UPDATE subscribers SET updated_at = ?", time.Now().Add(-time.Hour).UTC()).Error; err != nil {
 				t.Fatal(err)
 			}
-		}
+		})
 		for _, v := range []string{"GONE@a.test", "@blocked.test"} {
 			if err := s.AddSuppression(ctx, v, models.SuppressManual, "after materialisation"); err != nil {
 				t.Fatal(err)
@@ -257,7 +214,7 @@ func claimHonoursLaterSuppressions(t *testing.T, bulk bool) {
 				t.Fatal(err)
 			}
 		}
-		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n", Lease: time.Minute, Limit: 10, CampaignIDs: []int64{c.ID}})
+		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n", Lease: time.Minute, Limit: 10, CampaignIDs: []int64{cid}})
 		if err != nil {
 			t.Fatal(err)
 		}

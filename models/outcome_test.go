@@ -19,16 +19,36 @@ func claimedCampaign(t *testing.T, s *models.Store, n int, node string) (int64, 
 
 func claimedCampaignB(t testing.TB, s *models.Store, n int, node string) (int64, []models.Claimed) {
 	t.Helper()
+	emails := make([]string, n)
+	for i := range emails {
+		emails[i] = fmt.Sprintf("u%d@c.test", i)
+	}
+	cid := materializedCampaign(t, s, emails, nil)
+	got, err := s.ClaimDeliveries(context.Background(), models.ClaimRequest{Node: node, Lease: time.Minute, Limit: n, CampaignIDs: []int64{cid}})
+	if err != nil || len(got) != n {
+		t.Fatalf("ClaimDeliveries() = %d, %v; want %d", len(got), err, n)
+	}
+	return cid, got
+}
+
+// materializedCampaign starts a campaign to one list of confirmed
+// subscribers with the given addresses and materialises all its
+// deliveries. beforeStart, when not nil, runs once the subscribers exist.
+func materializedCampaign(t testing.TB, s *models.Store, emails []string, beforeStart func()) int64 {
+	t.Helper()
 	ctx := context.Background()
 	l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
 	if err := s.CreateList(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
-		if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: fmt.Sprintf("u%d@c.test", i)},
+	for _, e := range emails {
+		if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: e},
 			map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if beforeStart != nil {
+		beforeStart()
 	}
 	tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
 	if err := s.CreateTemplate(ctx, tpl); err != nil {
@@ -47,11 +67,7 @@ func claimedCampaignB(t testing.TB, s *models.Store, n int, node string) (int64,
 			t.Fatal(err)
 		}
 	}
-	got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: node, Lease: time.Minute, Limit: n, CampaignIDs: []int64{c.ID}})
-	if err != nil || len(got) != n {
-		t.Fatalf("ClaimDeliveries() = %d, %v; want %d", len(got), err, n)
-	}
-	return c.ID, got
+	return c.ID
 }
 
 // One batch of mixed outcomes (more than one multi-row statement's worth):
