@@ -20,26 +20,11 @@ func SampleData() TemplateData {
 
 // CheckTemplate parses a template and executes it once with sample data, so
 // syntax errors and unknown fields (with their line numbers) are reported
-// when the template is saved, never when a campaign sends it.
+// when the template is saved, never when a campaign sends it. It compiles
+// as a campaign does, with tracked links and the pixel.
 func CheckTemplate(subject, html, text string) error {
-	c, err := compileTemplate("template", subject, html, text, compileOptions{TrackClicks: true, TrackOpens: true})
-	if err != nil {
-		return err
-	}
-	d := SampleData()
-	var b bytes.Buffer
-	if err := c.subject.Execute(&b, d); err != nil {
-		return fmt.Errorf("subject: %w", err)
-	}
-	if c.html != nil {
-		if err := c.html.Execute(&b, d); err != nil {
-			return fmt.Errorf("HTML body: %w", err)
-		}
-	}
-	if err := c.text.Execute(&b, d); err != nil {
-		return fmt.Errorf("text body: %w", err)
-	}
-	return nil
+	_, err := renderTemplate(subject, html, text, compileOptions{TrackClicks: true, TrackOpens: true}, SampleData())
+	return err
 }
 
 // Preview is a template executed for one recipient, as it will read (links
@@ -53,7 +38,12 @@ type Preview struct {
 // RenderPreview executes a template with d. Errors carry the part and the
 // line number, like CheckTemplate's.
 func RenderPreview(subject, html, text string, d TemplateData) (*Preview, error) {
-	c, err := compileTemplate("preview", subject, html, text, compileOptions{})
+	return renderTemplate(subject, html, text, compileOptions{}, d)
+}
+
+// renderTemplate compiles a template with o and executes it with d.
+func renderTemplate(subject, html, text string, o compileOptions, d TemplateData) (*Preview, error) {
+	c, err := compileTemplate("template", subject, html, text, o)
 	if err != nil {
 		return nil, err
 	}

@@ -227,6 +227,10 @@ func (d *destination) worker(l *lane) {
 			e.release(j, time.Now())
 			continue
 		}
+		if conn != nil && stale(conn) {
+			conn.Close()
+			conn = nil
+		}
 		if conn == nil {
 			c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo})
 			if err != nil {
@@ -242,10 +246,6 @@ func (d *destination) worker(l *lane) {
 		if res.broken || res.slowDown || (d.rule.MaxPerConnection > 0 && uses >= d.rule.MaxPerConnection) {
 			conn.Close()
 			conn = nil
-		}
-		if res.notSent {
-			d.requeue(j, time.Now())
-			continue
 		}
 		if res.slowDown {
 			mn, mx := d.backoff()
@@ -343,7 +343,6 @@ func (d *destination) dialFailed(j *job, l *lane, err error) bool {
 type attemptResult struct {
 	broken   bool
 	slowDown bool
-	notSent  bool // the connection was found closed before anything was sent: try again on a new one
 }
 
 // attempt renders, signs and sends one job over conn and records the
@@ -360,9 +359,6 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 	reply, err := conn.Send(e.ctx, env)
 	msgID := msg.messageID
 	msg.release()
-	if errors.Is(err, ErrConnClosed) {
-		return attemptResult{broken: true, notSent: true}
-	}
 	now = time.Now()
 	if reply.SourceIP == "" {
 		reply.SourceIP = l.src.addr

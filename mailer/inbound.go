@@ -183,10 +183,6 @@ func (s *InboundServer) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ctx, l)
 }
 
-// Recorder returns the recorder the server applies messages with, for the
-// mailbox poller and the webhooks to share.
-func (s *InboundServer) Recorder() *Recorder { return s.rec }
-
 // Serve serves connections from l until ctx is done (see ListenAndServe).
 // It takes ownership of l.
 func (s *InboundServer) Serve(ctx context.Context, l net.Listener) error {

@@ -40,7 +40,11 @@ func (e *Engine) claimLoop(ctx context.Context) {
 // CPU.
 func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 	e.mu.Lock()
-	room := e.o.MaxInFlight - len(e.inflight)
+	limit := min(e.o.MaxInFlight-len(e.inflight), e.o.ClaimBatch)
+	if limit <= 0 || (!woken && limit < min(e.o.ClaimBatch, e.o.MaxInFlight)/2) {
+		e.mu.Unlock()
+		return 0, false
+	}
 	var ids []int64
 	for id, cs := range e.campaigns {
 		if cs.running() {
@@ -59,10 +63,6 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 		d.mu.Unlock()
 	}
 	e.mu.Unlock()
-	limit := min(room, e.o.ClaimBatch)
-	if limit <= 0 || (!woken && limit < min(e.o.ClaimBatch, e.o.MaxInFlight)/2) {
-		return 0, false
-	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	reclaim := now.Sub(e.lastReclaim) >= time.Second
 	claimed, err := e.store.ClaimDeliveries(ctx, models.ClaimRequest{Node: e.o.NodeID, Lease: e.o.Lease, Limit: limit,

@@ -29,6 +29,10 @@ type txWriter struct {
 	pipelined bool
 	chunking  bool
 	t         Timeouts
+	// dirty: the last transaction was refused before its message was
+	// through, so the server may hold part of it (a MAIL accepted before a
+	// refused RCPT); the next starts with RSET.
+	dirty bool
 }
 
 func newTxWriter(conn net.Conn, pipelined, chunking bool, t Timeouts) *txWriter {
@@ -91,13 +95,9 @@ var errClosing = errors.New("the server is closing the connection (421)")
 func (x *txWriter) read(timeout time.Duration) (smtpReply, error) {
 	x.conn.SetReadDeadline(time.Now().Add(timeout))
 	x.guard.left = 64 << 10
-	code, msg, err := x.r.ReadResponse(0)
+	code, msg, err := x.r.ReadResponse(0) // 0: any code; only a malformed reply is an error
 	if err != nil {
-		var te *textproto.Error
-		if !errors.As(err, &te) {
-			return smtpReply{}, err
-		}
-		code, msg = te.Code, te.Msg
+		return smtpReply{}, err
 	}
 	return smtpReply{code: code, text: msg}, nil
 }
@@ -131,6 +131,7 @@ func (x *txWriter) send(timeout time.Duration, n int) (salvaged []smtpReply, err
 // sent something unasked, such as a 421 before closing): a read that
 // finds data or the end of the stream within a millisecond. Nothing is
 // pending on a connection in step, so the read normally just times out.
+// Servers often hang up after a refusal, so it is asked only then.
 func (x *txWriter) closedByPeer() bool {
 	x.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := x.r.R.Peek(1)
@@ -185,14 +186,16 @@ func verdict(steps []step, replies []smtpReply, stopped error) (refusal smtpRepl
 // connection is done; the reply still decides the message when it has a
 // code (the server answered, then hung up or said 421), and the message's
 // fate is unknown when it has none.
-func (x *txWriter) transaction(reset bool, from, to string, header, body []byte) (smtpReply, error) {
+func (x *txWriter) transaction(from, to string, header, body []byte) (smtpReply, error) {
 	steps := make([]step, 0, 4)
-	if reset {
+	if x.dirty {
 		steps = append(steps, step{"RSET", "", 2})
 	}
 	steps = append(steps, step{"MAIL FROM:", "<" + from + ">", 2}, step{"RCPT TO:", "<" + to + ">", 2})
 	if x.chunking {
-		return x.chunked(steps, header, body)
+		r, err := x.chunked(steps, header, body)
+		x.dirty = r.code >= 400
+		return r, err
 	}
 	steps = append(steps, step{"DATA", "", 354})
 	var replies []smtpReply
@@ -220,6 +223,7 @@ func (x *txWriter) transaction(reset bool, from, to string, header, body []byte)
 		steps = steps[:len(replies)]
 	}
 	refusal, dataOK, err := verdict(steps, replies, stopped)
+	x.dirty = refusal.code != 0
 	switch {
 	case refusal.code != 0 && dataOK && err == nil:
 		// RFC 2920 3.1: a server that accepts DATA after refusing every
@@ -236,7 +240,7 @@ func (x *txWriter) transaction(reset bool, from, to string, header, body []byte)
 	}
 	writeDotStuffed(x.w, header)
 	writeDotStuffed(x.w, body)
-	if n := len(body); n < 2 || body[n-2] != '\r' || body[n-1] != '\n' {
+	if !endsWithCRLF(body) {
 		x.w.WriteString("\r\n")
 	}
 	x.w.WriteString(".\r\n")
@@ -269,7 +273,7 @@ func (x *txWriter) final(steps []step, timeout time.Duration) (smtpReply, error)
 // is the message's reply.
 func (x *txWriter) chunked(steps []step, header, body []byte) (smtpReply, error) {
 	size := len(header) + len(body)
-	crlf := len(body) < 2 || body[len(body)-2] != '\r' || body[len(body)-1] != '\n'
+	crlf := !endsWithCRLF(body)
 	if crlf {
 		size += 2
 	}
@@ -284,6 +288,8 @@ func (x *txWriter) chunked(steps []step, header, body []byte) (smtpReply, error)
 	}
 	return x.final(steps, x.t.Data)
 }
+
+func endsWithCRLF(b []byte) bool { return bytes.HasSuffix(b, []byte("\r\n")) }
 
 // writeDotStuffed writes b (CRLF line ends) doubling the dot that starts a
 // line (RFC 5321 4.5.2); b is taken to start at a line start.

@@ -90,6 +90,10 @@ type stagingConn struct {
 
 func (c *stagingConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 	if c.t.allowed(ctx, env.To) {
+		if c.real != nil && stale(c.real) {
+			c.real.Close()
+			c.real = nil
+		}
 		if c.real == nil {
 			conn, err := c.t.real.Dial(ctx, c.route)
 			if err != nil {

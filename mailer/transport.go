@@ -3,7 +3,6 @@ package mailer
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -158,13 +157,12 @@ func bodies(ctype, cte string, body io.Reader) (htmlPart, textPart string) {
 	return "", ""
 }
 
-// ErrConnClosed is returned by Conn.Send when the connection turns out to
-// have been closed by the server before anything of the message was sent
-// (a server that hangs up after refusing the previous one): the message
-// was not attempted and should go out on a new connection.
-var ErrConnClosed = errors.New("the server had closed the connection; nothing was sent")
-
-// errConnBroken marks a connection that can no longer be used.
-var errConnBroken = errors.New("connection broken")
+// stale reports whether conn is known to be closed by the other side
+// (a Conn may tell, by having a Stale method), so that the next message
+// goes out on a new connection instead of failing on this one.
+func stale(conn Conn) bool {
+	s, ok := conn.(interface{ Stale() bool })
+	return ok && s.Stale()
+}
 
 func newQPReader(b []byte) io.Reader { return quotedprintable.NewReader(bytes.NewReader(b)) }

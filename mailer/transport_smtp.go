@@ -311,13 +311,12 @@ func (e *authError) Unwrap() error { return e.err }
 
 // smtpConn is an SMTP client connection shared by Direct and Relay.
 type smtpConn struct {
-	c         *smtp.Client // opens the session: EHLO, AUTH
-	x         *txWriter    // runs the transactions
-	host      string
-	source    string
-	needReset bool
-	relay     *relayHost
-	closed    bool
+	x      *txWriter // runs the transactions (go-smtp opened the session: EHLO, AUTH)
+	host   string
+	source string
+	relay  *relayHost
+	broken bool // a transaction failed: Close skips QUIT
+	closed bool
 }
 
 func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode, tlsConfig *tls.Config, auth sasl.Client, t Timeouts) (*smtpConn, error) {
@@ -364,7 +363,7 @@ func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode
 	}
 	c := smtp.NewClient(raw)
 	c.CommandTimeout, c.SubmissionTimeout = t.Command, t.Data
-	conn := &smtpConn{c: c, host: host, source: source}
+	conn := &smtpConn{host: host, source: source}
 	fail := func(err error) (*smtpConn, error) {
 		c.Close()
 		var se *smtp.SMTPError
@@ -400,13 +399,8 @@ func openPlain(raw net.Conn, host, helo string, timeout time.Duration, cfg *tls.
 	refusal := func(err error) (net.Conn, *Reply, error) {
 		var te *textproto.Error
 		if errors.As(err, &te) {
-			r := &Reply{Code: te.Code, Text: te.Msg, MXHost: host, SourceIP: localIP(raw)}
-			if len(r.Text) > 6 && r.Text[1] == '.' {
-				if i := strings.IndexByte(r.Text, ' '); i > 0 {
-					r.Enhanced, r.Text = r.Text[:i], r.Text[i+1:]
-				}
-			}
-			return nil, r, nil
+			r := replyFrom(smtpReply{code: te.Code, text: te.Msg}, host, localIP(raw))
+			return nil, &r, nil
 		}
 		return nil, nil, err
 	}
@@ -503,33 +497,30 @@ func (s *smtpConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 			return Reply{}, err
 		}
 	}
-	// Servers often hang up after a refusal, so before the next
-	// transaction on such a connection, look whether it is still there.
-	if s.needReset && s.x.closedByPeer() {
-		return Reply{MXHost: s.host, SourceIP: s.source}, ErrConnClosed
-	}
-	r, err := s.x.transaction(s.needReset, env.From, env.To, env.Signature, env.Message)
+	r, err := s.x.transaction(env.From, env.To, env.Signature, env.Message)
 	if err != nil {
-		if r.code != 0 {
-			return replyFrom(r, s.host, s.source), err
+		s.broken = true
+		if r.code == 0 {
+			return Reply{MXHost: s.host, SourceIP: s.source}, err
 		}
-		return Reply{MXHost: s.host, SourceIP: s.source}, err
 	}
-	// After a refusal the server may still hold part of the transaction
-	// (a MAIL accepted before a refused RCPT): the next one starts with
-	// RSET. A message the server took or refused at its end of data left
-	// no state behind.
-	s.needReset = r.code >= 400 && r.code != 421
-	return replyFrom(r, s.host, s.source), nil
+	return replyFrom(r, s.host, s.source), err
 }
+
+// Stale reports whether the server has closed the connection since a
+// refusal (see closedByPeer), before anything of the next message is
+// rendered or sent.
+func (s *smtpConn) Stale() bool { return s.x.dirty && s.x.closedByPeer() }
 
 func (s *smtpConn) Close() error {
 	if s.closed {
 		return nil
 	}
 	s.closed = true
-	s.x.quit()
-	err := s.c.Close()
+	if !s.broken {
+		s.x.quit()
+	}
+	err := s.x.conn.Close()
 	if s.relay != nil {
 		// The slot is free once the connection is gone, not before: a
 		// relay counts a connection that is still saying QUIT.

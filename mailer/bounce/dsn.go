@@ -206,6 +206,13 @@ var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|$)`)
 
 // replyCode returns the first failure reply code (4xx or 5xx) in text, or 0;
 // a 2xx in a failure notice is a byte count or a quoted earlier reply.
+// ReplyCodes finds the SMTP reply code (4xx, 5xx) and the enhanced status
+// code in free text, such as an ESP's bounce reason; zero values when
+// there are none.
+func ReplyCodes(text string) (code int, status string) {
+	return replyCode(text), findStatus(text)
+}
+
 func replyCode(text string) int {
 	m := codeRe.FindStringSubmatch(text)
 	if m == nil {

@@ -202,13 +202,14 @@ func noticeRecipients(m *msg) (rcpts []string, guessed bool) {
 			ours[a] = true
 		}
 	}
-	if len(xfr) > 0 && len(listed(m.notice)) == 0 {
+	as := listed(m.notice)
+	if len(xfr) > 0 && len(as) == 0 {
 		return xfr, false
 	}
 	// A header that names none of the addresses its own notice lists has
 	// been rewritten on the way (or the notice has): the notice's list,
 	// which the quoted original's recipients back, is the better witness.
-	if as := listed(m.notice); len(as) > 0 {
+	if len(as) > 0 {
 		return as, false
 	}
 	if as := mentioned(m.notice, skip, ours); len(as) > 0 {

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,28 +23,7 @@ import (
 func verdict(kind bounce.Kind, rcpt string, code int, status, text string) bounce.Verdict {
 	v := bounce.ClassifyReply(code, status, text)
 	v.Kind, v.Recipient = kind, strings.ToLower(strings.TrimSpace(rcpt))
-	if v.Status == "" {
-		v.Status = status
-	}
 	return v
-}
-
-var (
-	statusRe = regexp.MustCompile(`\b([245]\.\d{1,3}\.\d{1,3})\b`)
-	codeRe   = regexp.MustCompile(`\b([245]\d\d)\b`)
-)
-
-// firstCode finds the SMTP reply code and enhanced status in a provider's text.
-func firstCode(text string) (int, string) {
-	code := 0
-	if m := codeRe.FindStringSubmatch(text); m != nil {
-		code, _ = strconv.Atoi(m[1])
-	}
-	status := ""
-	if m := statusRe.FindStringSubmatch(text); m != nil {
-		status = m[1]
-	}
-	return code, status
 }
 
 // ParseSendGridKey reads the public key SendGrid shows for a signed event
@@ -104,7 +82,7 @@ func SendGridEvents(body []byte) ([]mailer.Event, error) {
 			continue
 		}
 		ev := mailer.Event{MessageID: e.SMTPID, Source: mailer.Source{Via: "webhook:sendgrid"}}
-		code, _ := firstCode(e.Reason)
+		code, _ := bounce.ReplyCodes(e.Reason)
 		switch {
 		case e.Event == "bounce" && e.Type == "blocked":
 			ev.Verdict = verdict(bounce.KindSoft, e.Email, code, e.Status, e.Reason)
@@ -149,7 +127,7 @@ func PostmarkEvents(body []byte) ([]mailer.Event, error) {
 			ev.MessageID = h.Value
 		}
 	}
-	code, status := firstCode(p.Details)
+	code, status := bounce.ReplyCodes(p.Details)
 	text := strings.TrimSpace(p.Description + " " + p.Details)
 	switch {
 	case p.RecordType == "SpamComplaint" || p.Type == "SpamComplaint":
@@ -225,7 +203,7 @@ func (p *MailgunPost) Events() []mailer.Event {
 	d := p.EventData
 	ev := mailer.Event{MessageID: d.Message.Headers.MessageID, Source: mailer.Source{Via: "webhook:mailgun"}}
 	text := strings.TrimSpace(d.DeliveryStatus.Message + " " + d.DeliveryStatus.Description)
-	_, status := firstCode(text)
+	_, status := bounce.ReplyCodes(text)
 	switch {
 	case d.Event == "complained":
 		ev.Verdict, ev.FeedbackType = bounce.Verdict{Kind: bounce.KindComplaint, Recipient: strings.ToLower(d.Recipient)}, "abuse"

@@ -273,13 +273,11 @@ func SESEvents(m *SNSMessage) ([]mailer.Event, error) {
 	return reportEvents(rep, "webhook:ses"), nil
 }
 
-// reportEvents turns a parsed report's bounces and complaints into events.
+// reportEvents turns a parsed report's verdicts into events (the recorder
+// ignores those that are neither bounces nor complaints).
 func reportEvents(rep *bounce.Report, via string) []mailer.Event {
 	var out []mailer.Event
 	for _, v := range rep.Recipients {
-		if v.Kind != bounce.KindHard && v.Kind != bounce.KindSoft && v.Kind != bounce.KindComplaint {
-			continue
-		}
 		out = append(out, mailer.Event{Verdict: v, FeedbackType: rep.FeedbackType, MessageID: rep.MessageID,
 			RemoteMTA: rep.ReportingMTA, Source: mailer.Source{Via: via}})
 	}
