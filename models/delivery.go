@@ -179,7 +179,7 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 		for i, r := range rows {
 			emails[i] = r.Email
 		}
-		supp, err := suppressedSet(tx, emails)
+		supp, err := s.suppressedSet(tx, emails)
 		if err != nil {
 			return err
 		}
@@ -213,7 +213,7 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 
 // suppressedSet returns the lower-cased addresses among emails that are
 // suppressed by address or by domain.
-func suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, error) {
+func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, error) {
 	out := map[string]bool{}
 	if len(emails) == 0 {
 		return out, nil
@@ -232,12 +232,8 @@ func suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, error) {
 	}
 	// One JSON argument rather than a parameter per hash: the SQLite
 	// driver's binding cost grows with the square of the parameters.
-	set := `(SELECT value FROM json_each(?))`
-	if tx.Dialector.Name() == "postgres" {
-		set = `(SELECT value FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value))`
-	}
 	var hit []string
-	if err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN "+set, jsonArray(hashes)).Scan(&hit).Error; err != nil {
+	if err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN "+s.jsonTextSet(), jsonArray(hashes)).Scan(&hit).Error; err != nil {
 		return nil, err
 	}
 	for _, h := range hit {
@@ -570,7 +566,7 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 			since = c.CreatedAt
 		}
 	}
-	supp, err := suppressedSet(db, tx)
+	supp, err := s.suppressedSet(db, tx)
 	if err != nil {
 		return err
 	}
@@ -893,6 +889,7 @@ type TransactionalMessage struct {
 // EnqueueTransactional stores a transactional delivery, due now, ahead of
 // campaign traffic, and returns its id.
 func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage) (int64, error) {
+	s = s.hot() // a writer of deliveries, like the mailer (see Store.queue)
 	t := dbNow()
 	d := &Delivery{TemplateID: &m.TemplateID, Email: m.Email, Name: m.Name, Data: m.Data, Domain: strings.ToLower(EmailDomain(m.Email)),
 		Priority: PriorityTransactional, Status: DeliveryQueued, NextAttemptAt: t, CreatedAt: t, OverrideSuppression: m.OverrideSuppression}

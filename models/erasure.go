@@ -101,7 +101,7 @@ func (s *Store) EraseSubscriber(ctx context.Context, id int64, ev Evidence) erro
 				return err
 			}
 		}
-		for ids := range chunks(deliveries, 500) {
+		for ids := range slices.Chunk(deliveries, 500) {
 			if err := tx.Exec(`UPDATE deliveries SET email = '', name = '', data = '', last_text = '', mx_host = '',
 				domain = ?, subscriber_id = NULL WHERE id IN ?`, erasedDomain, ids).Error; err != nil {
 				return err
@@ -147,19 +147,6 @@ func uniq(ss ...string) []string {
 		}
 	}
 	return out
-}
-
-// chunks yields ids in slices of at most n.
-func chunks(ids []int64, n int) func(func([]int64) bool) {
-	return func(yield func([]int64) bool) {
-		for len(ids) > 0 {
-			k := min(n, len(ids))
-			if !yield(ids[:k]) {
-				return
-			}
-			ids = ids[k:]
-		}
-	}
 }
 
 // SubjectData is everything Herald holds on one person: the answer to an

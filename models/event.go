@@ -156,18 +156,6 @@ func nullID(id int64) any {
 const markMachineSQL = `UPDATE events SET machine = ? WHERE campaign_id = ? AND kind = ?
 	AND delivery_id = ? AND created_at >= ? AND NOT machine`
 
-// MarkMachineClicks flags the clicks of one delivery of a campaign made at
-// or after since as machine traffic, for when a scanner is recognised only
-// by its later clicks. It returns how many rows changed.
-func (s *Store) MarkMachineClicks(ctx context.Context, campaignID, deliveryID int64, since time.Time) (int64, error) {
-	res, err := s.sql.ExecContext(ctx, s.rebind(markMachineSQL), true, campaignID, EventClick, deliveryID, dbTime(since))
-	if err != nil {
-		return 0, fmt.Errorf("models: mark clicks of delivery %d: %w", deliveryID, err)
-	}
-	n, _ := res.RowsAffected()
-	return n, nil
-}
-
 // EventCounts counts the events of one kind.
 type EventCounts struct {
 	Total       int64 // every event, machine traffic included
@@ -185,8 +173,10 @@ type CampaignEvents struct {
 
 // Events recorded in aggregate tracking mode carry delivery 0: they count
 // in the totals but not as unique readers.
-const countCols = `COUNT(*), COALESCE(SUM(CASE WHEN machine THEN 0 ELSE 1 END), 0),
-	COUNT(DISTINCT NULLIF(delivery_id, 0)), COUNT(DISTINCT CASE WHEN machine THEN NULL ELSE NULLIF(delivery_id, 0) END)`
+const countCols = `COUNT(*), COALESCE(SUM(CASE WHEN machine THEN 0 ELSE 1 END), 0), ` + uniqueCols
+
+// uniqueCols counts unique readers, all and human.
+const uniqueCols = `COUNT(DISTINCT NULLIF(delivery_id, 0)), COUNT(DISTINCT CASE WHEN machine THEN NULL ELSE NULLIF(delivery_id, 0) END)`
 
 // CampaignEventStats returns a campaign's opens, clicks and unsubscribes,
 // human and total, unique and total.
@@ -301,20 +291,6 @@ type TrackedLink struct {
 	URL          string
 	UTM          bool   // the campaign asks for UTM parameters
 	CampaignName string // utm_campaign
-}
-
-// TrackedLink returns a link and the campaign settings its redirect needs.
-func (s *Store) TrackedLink(ctx context.Context, id int64) (*TrackedLink, error) {
-	l := &TrackedLink{ID: id}
-	err := s.sql.QueryRowContext(ctx, s.rebind(`SELECT l.campaign_id, l.url, c.utm, c.name FROM links l
-		JOIN campaigns c ON c.id = l.campaign_id WHERE l.id = ?`), id).Scan(&l.CampaignID, &l.URL, &l.UTM, &l.CampaignName)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("models: link %d: %w", id, err)
-	}
-	return l, nil
 }
 
 // CampaignTrackedLinks returns every link of a campaign with what its

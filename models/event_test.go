@@ -104,7 +104,7 @@ func TestInsertEventsLargeBatchAndDirtyHeaders(t *testing.T) {
 	})
 }
 
-func TestMarkMachineClicks(t *testing.T) {
+func TestMachineMarks(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		c, links := eventCampaign(t, s)
@@ -117,33 +117,65 @@ func TestMarkMachineClicks(t *testing.T) {
 		if err := s.InsertEvents(ctx, evs); err != nil {
 			t.Fatal(err)
 		}
-		n, err := s.MarkMachineClicks(ctx, c, 7, t0.Add(time.Second))
-		if err != nil || n != 1 {
-			t.Fatalf("MarkMachineClicks() = %d, %v; want 1, nil", n, err)
+		// A later click reveals delivery 7's scanner: its clicks from the
+		// mark's time on become machine traffic, delivery 8's stay human.
+		later := models.Event{DeliveryID: 7, CampaignID: c, LinkID: links[0], Kind: models.EventClick, Machine: true, CreatedAt: t0.Add(2 * time.Second)}
+		if err := s.InsertEventsMarking(ctx, []models.Event{later}, []models.MachineMark{{CampaignID: c, DeliveryID: 7, Since: t0.Add(time.Second)}}); err != nil {
+			t.Fatal(err)
 		}
 		got, _ := s.CampaignEventStats(ctx, c)
-		if want := (models.EventCounts{Total: 3, Human: 2, Unique: 2, UniqueHuman: 2}); got.Clicks != want {
+		if want := (models.EventCounts{Total: 4, Human: 2, Unique: 2, UniqueHuman: 2}); got.Clicks != want {
 			t.Errorf("clicks = %+v, want %+v", got.Clicks, want)
+		}
+		// A click recorded in aggregate mode (no delivery) counts in the
+		// total, not as a reader, in the report and in the campaign list.
+		if err := s.InsertEvents(ctx, []models.Event{{CampaignID: c, LinkID: links[0], Kind: models.EventClick, CreatedAt: t0}}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.CampaignEventStats(ctx, c); got.Clicks.Total != 5 || got.Clicks.Unique != 2 {
+			t.Errorf("clicks with an aggregate one = %+v, want 5 total, 2 unique", got.Clicks)
+		}
+		if err := s.StartCampaign(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.CampaignRatesList(ctx, models.CampaignRatesQuery{Engagement: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range list {
+			if r.ID == c {
+				found = true
+				if r.Clicks != 2 || r.HumanClicks != 2 {
+					t.Errorf("campaign list clicks = %d (%d human), want 2 unique readers as in the report", r.Clicks, r.HumanClicks)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("campaign %d missing from the campaign list %+v", c, list)
 		}
 	})
 }
 
-func TestDeliveryRefAndTrackedLink(t *testing.T) {
+func TestDeliveryRefAndTrackedLinks(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		if _, err := s.DeliveryRef(ctx, 424242); !errors.Is(err, models.ErrNotFound) {
 			t.Errorf("DeliveryRef(missing) error = %v, want ErrNotFound", err)
 		}
-		if _, err := s.TrackedLink(ctx, 424242); !errors.Is(err, models.ErrNotFound) {
-			t.Errorf("TrackedLink(missing) error = %v, want ErrNotFound", err)
-		}
 		c, links := eventCampaign(t, s)
-		l, err := s.TrackedLink(ctx, links[1])
+		ls, err := s.CampaignTrackedLinks(ctx, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l.CampaignID != c || l.URL != "https://example.com/b" || l.UTM || l.CampaignName != "Spring" {
-			t.Errorf("TrackedLink() = %+v", l)
+		var l *models.TrackedLink
+		for i := range ls {
+			if ls[i].ID == links[1] {
+				l = &ls[i]
+			}
+		}
+		if l == nil || l.URL != "https://example.com/b" || l.UTM || l.CampaignName != "Spring" {
+			t.Errorf("CampaignTrackedLinks() = %+v, want link %d to https://example.com/b", ls, links[1])
 		}
 	})
 }

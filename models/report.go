@@ -205,8 +205,7 @@ func (s *Store) fillEngagement(ctx context.Context, rs []CampaignRates) error {
 		idx[rs[i].ID] = &rs[i]
 		args = append(args, rs[i].ID)
 	}
-	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT campaign_id, kind, COUNT(DISTINCT delivery_id),
-		COUNT(DISTINCT CASE WHEN machine THEN NULL ELSE delivery_id END) FROM events
+	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT campaign_id, kind, `+uniqueCols+` FROM events
 		WHERE kind IN (?, ?) AND campaign_id IN (`+placeholders(len(rs))+`) GROUP BY campaign_id, kind`), args...)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -207,7 +208,7 @@ func (s *Store) expireUnconfirmed(ctx context.Context, cut time.Time, days int, 
 			for id := range touched {
 				ids = append(ids, id)
 			}
-			for part := range chunks(ids, 500) {
+			for part := range slices.Chunk(ids, 500) {
 				res := tx.Exec(`DELETE FROM subscribers WHERE id IN ? AND status = 'active'
 					AND NOT EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = subscribers.id)`, part)
 				if res.Error != nil {
