@@ -138,14 +138,8 @@ func (s *Server) removeSuppression(c echo.Context) error {
 }
 
 func (s *Server) exportSuppressions(c echo.Context) error {
-	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-	h.Set(echo.HeaderContentDisposition, `attachment; filename="suppressions.csv"`)
-	c.Response().WriteHeader(http.StatusOK)
-	if err := s.store.ExportSuppressions(c.Request().Context(), c.Response()); err != nil {
-		s.log.Error("suppression export cut short", "err", err)
-	}
-	return nil
+	download(c, "text/csv; charset=utf-8", "suppressions.csv")
+	return s.streamFailed(c, "suppressions", s.store.ExportSuppressions(c.Request().Context(), c.Response()))
 }
 
 // hygieneView loads the hygiene page's state.

@@ -12,7 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/token"
-	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -79,9 +78,6 @@ var prefSaved = map[string]string{
 
 // preferences shows the preference centre.
 func (p *publicPages) preferences(c echo.Context) error {
-	if c.Param("token") == mailer.TestLinkToken {
-		return renderPublic(c, http.StatusOK, views.TestLinkPage(brandOf(c.Request().Context(), p.store), "preferences"))
-	}
 	sub, err := p.prefSubscriber(c)
 	if err != nil {
 		return err

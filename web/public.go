@@ -46,6 +46,7 @@ func (s *Server) publicRoutes(e *echo.Echo) {
 	e.POST("/confirm/:token", p.confirm, small)
 
 	e.GET("/p/:token", p.preferences)
+	e.GET("/p/"+mailer.TestLinkToken, testLinkPage(p.store, "preferences"))
 	e.POST("/p/:token/lists", p.saveLists, small)
 	e.POST("/p/:token/name", p.saveName, small)
 	e.POST("/p/:token/export", p.export, small)

@@ -118,16 +118,9 @@ func (s *Server) campaignReportCSV(c echo.Context) error {
 	if _, err := s.store.CampaignProgress(ctx, id); err != nil {
 		return err
 	}
-	w := c.Response()
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="campaign-%d-recipients.csv"`, id))
-	w.WriteHeader(200)
+	download(c, "text/csv; charset=utf-8", fmt.Sprintf("campaign-%d-recipients.csv", id))
 	s.audit(c, "campaign.export", "campaign", strconv.FormatInt(id, 10), "per-recipient report exported")
-	if err := s.store.ExportRecipientOutcomes(ctx, id, w); err != nil {
-		// The status line is gone; the log has it and the file ends short.
-		s.log.Error("campaign export failed", "campaign", id, "err", err)
-	}
-	return nil
+	return s.streamFailed(c, "campaign recipients", s.store.ExportRecipientOutcomes(ctx, id, c.Response()))
 }
 
 func (s *Server) bouncesReport(c echo.Context) error {

@@ -16,7 +16,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
 )
 
 // TrackingOptions tune the tracker. The zero value is ready to use.
@@ -142,6 +144,18 @@ func (t *Tracking) Routes(e *echo.Echo) {
 	e.HEAD("/t/c/:token", t.click)
 	e.GET("/u/:token", t.unsubscribePage)
 	e.POST("/u/:token", t.unsubscribe)
+	// A campaign's test send links here (Echo prefers the static route).
+	test := testLinkPage(t.store, "unsubscribe")
+	e.GET("/u/"+mailer.TestLinkToken, test)
+	e.POST("/u/"+mailer.TestLinkToken, test)
+}
+
+// testLinkPage answers the links of a campaign's test send: what the link
+// does in the campaign itself. It changes nothing.
+func testLinkPage(store *models.Store, what string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return renderPublic(c, http.StatusOK, views.TestLinkPage(brandOf(c.Request().Context(), store), what))
+	}
 }
 
 // Close stops accepting events into the buffer and waits, until ctx ends,

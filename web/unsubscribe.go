@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/token"
-	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -87,9 +86,6 @@ func (t *Tracking) unsubView(c echo.Context, u *unsubTarget, state string) views
 // unsubscribePage shows what the link would do and a button to do it.
 // Opening it changes nothing: link scanners fetch every URL in a message.
 func (t *Tracking) unsubscribePage(c echo.Context) error {
-	if c.Param("token") == mailer.TestLinkToken {
-		return renderPublic(c, http.StatusOK, views.TestLinkPage(brandOf(c.Request().Context(), t.store), "unsubscribe"))
-	}
 	u, err := t.unsubTarget(c.Request().Context(), c.Param("token"))
 	if err != nil {
 		return err
@@ -114,9 +110,6 @@ func (t *Tracking) unsubscribe(c echo.Context) error {
 		return badRequest(`Send the form field List-Unsubscribe=One-Click to unsubscribe (RFC 8058).`)
 	}
 	ctx := r.Context()
-	if c.Param("token") == mailer.TestLinkToken {
-		return renderPublic(c, http.StatusOK, views.TestLinkPage(brandOf(ctx, t.store), "unsubscribe"))
-	}
 	u, err := t.unsubTarget(ctx, c.Param("token"))
 	if err != nil {
 		return err

@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/config"
-	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/mailer/esp"
 )
@@ -21,7 +20,7 @@ import (
 // webhookRoutes registers the ESP bounce and complaint webhooks. No session, no CSRF: signed tokens or the
 // provider's own authentication.
 func (s *Server) webhookRoutes(e *echo.Echo) {
-	rec, err := mailer.NewRecorder(s.store, mailer.InboundOptions{Keys: token.NewKeyring(s.cfg.Secret), Logger: s.log})
+	rec, err := mailer.NewRecorder(s.store, mailer.InboundOptions{Keys: s.tracking.keys, Logger: s.log})
 	if err != nil {
 		s.log.Error("webhooks disabled", "err", err)
 		return
