@@ -23,9 +23,9 @@ import (
 // InboundStore is what the inbound server records through; *models.Store
 // implements it.
 type InboundStore interface {
-	// DeliveryByMessageID finds a delivery by the Message-ID of its message;
-	// models.ErrNotFound when none matches.
-	DeliveryByMessageID(ctx context.Context, messageID string) (*models.Delivery, error)
+	// DeliveryWithMessageID returns delivery id when its message had the
+	// given Message-ID, and models.ErrNotFound otherwise.
+	DeliveryWithMessageID(ctx context.Context, id int64, messageID string) (*models.Delivery, error)
 	// RecordBounce records a hard or soft bounce of a delivery, looking the
 	// delivery up itself; models.ErrNotFound when it does not exist.
 	RecordBounce(ctx context.Context, n models.BounceNotice) (*models.BounceResult, error)

@@ -342,12 +342,16 @@ func (r *Recorder) attribute(ctx context.Context, messageID string, h mail.Heade
 		if d, err := r.keys.Delivery(local, token.MessageID); err == nil {
 			return d, nil
 		}
-		d, err := r.store.DeliveryByMessageID(ctx, id)
-		switch {
-		case err == nil:
-			return d.ID, nil
-		case !errors.Is(err, models.ErrNotFound):
-			return 0, err
+		// Signed with a secret since retired: the token still names its
+		// delivery, whose stored Message-ID must match.
+		if ids, err := token.Peek(local, token.MessageID, 1); err == nil {
+			d, err := r.store.DeliveryWithMessageID(ctx, ids[0], id)
+			switch {
+			case err == nil:
+				return d.ID, nil
+			case !errors.Is(err, models.ErrNotFound):
+				return 0, err
+			}
 		}
 	}
 	for _, f := range []struct {

@@ -338,18 +338,20 @@ func (s *Store) UnsubscribeDelivery(ctx context.Context, deliveryID int64, ev Ev
 	return left, nil
 }
 
-// DeliveryByMessageID finds the delivery whose message had the given
-// Message-ID, with or without angle brackets. It returns ErrNotFound when
-// none had.
-func (s *Store) DeliveryByMessageID(ctx context.Context, messageID string) (*Delivery, error) {
-	id := strings.Trim(strings.TrimSpace(messageID), "<>")
-	if id == "" {
+// DeliveryWithMessageID returns delivery id when its message had the given
+// Message-ID (with or without angle brackets), and ErrNotFound otherwise.
+// The id comes from the caller (the mailer reads it from the Message-ID's
+// token) and the stored Message-ID confirms it, so no index over
+// Message-IDs is kept up for this rare lookup.
+func (s *Store) DeliveryWithMessageID(ctx context.Context, id int64, messageID string) (*Delivery, error) {
+	mid := strings.Trim(strings.TrimSpace(messageID), "<>")
+	if mid == "" {
 		return nil, fmt.Errorf("models: delivery by message-id: %w", ErrNotFound)
 	}
 	var d Delivery
-	err := s.db.WithContext(ctx).Where("message_id IN ?", []string{"<" + id + ">", id}).Order("id DESC").First(&d).Error
+	err := s.db.WithContext(ctx).Where("id = ? AND message_id IN ?", id, []string{"<" + mid + ">", mid}).First(&d).Error
 	if err != nil {
-		return nil, fmt.Errorf("models: delivery by message-id %q: %w", id, notFound(err))
+		return nil, fmt.Errorf("models: delivery %d by message-id %q: %w", id, mid, notFound(err))
 	}
 	return &d, nil
 }

@@ -131,3 +131,25 @@ func TestComplaintWithoutDelivery(t *testing.T) {
 		}
 	})
 }
+
+func TestDeliveryWithMessageID(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		_, ids := sentCampaigns(t, s, "mid@example.com", 2)
+		for _, mid := range []string{fmt.Sprintf("<m%d@example.com>", ids[0]), fmt.Sprintf("m%d@example.com", ids[0])} {
+			d, err := s.DeliveryWithMessageID(ctx, ids[0], mid)
+			if err != nil || d.ID != ids[0] {
+				t.Errorf("DeliveryWithMessageID(%d, %q) = %v, %v; want delivery %d", ids[0], mid, d, err, ids[0])
+			}
+		}
+		// Another delivery's id with this Message-ID, and an empty one.
+		for _, c := range []struct {
+			id  int64
+			mid string
+		}{{ids[1], fmt.Sprintf("<m%d@example.com>", ids[0])}, {ids[0], " <> "}} {
+			if d, err := s.DeliveryWithMessageID(ctx, c.id, c.mid); !errors.Is(err, models.ErrNotFound) {
+				t.Errorf("DeliveryWithMessageID(%d, %q) = %v, %v; want ErrNotFound", c.id, c.mid, d, err)
+			}
+		}
+	})
+}

@@ -63,7 +63,7 @@ func newHookWorld(t *testing.T, s *models.Store, o WebhookOptions) *hookWorld {
 }
 
 func (w *hookWorld) msgID(email string) string {
-	return fmt.Sprintf("<m%d@herald.test>", w.del[email][0])
+	return sentMessageID(w.del[email][0])
 }
 
 func (w *hookWorld) post(t *testing.T, path, body string, hdr map[string]string) (int, string) {

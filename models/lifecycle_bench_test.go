@@ -1,0 +1,122 @@
+package models_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/models"
+)
+
+// BenchmarkDeliveryLifecycle is the database's share of sending one
+// campaign message on SQLite: materialise the row, claim it, record its
+// outcome, in the batch sizes the engine uses. Each phase reports its own
+// µs per delivery (`herald bench send` measures the whole pipeline).
+func BenchmarkDeliveryLifecycle(b *testing.B) {
+	const n = 20000
+	ctx := context.Background()
+	var mat, claim, record time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		s := testdb.SQLite(b)
+		cid := lifecycleCampaign(b, s, n)
+		b.StartTimer()
+
+		t0 := time.Now()
+		for done := false; !done; {
+			var err error
+			if done, err = s.MaterializeCampaign(ctx, cid, 5000); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mat += time.Since(t0)
+
+		var claimed []models.Claimed
+		t0 = time.Now()
+		for len(claimed) < n {
+			got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n1", Lease: time.Minute, Limit: 500, CampaignIDs: []int64{cid}})
+			if err != nil || len(got) == 0 {
+				b.Fatalf("ClaimDeliveries() = %d, %v", len(got), err)
+			}
+			claimed = append(claimed, got...)
+		}
+		claim += time.Since(t0)
+
+		outs := make([]models.Outcome, len(claimed))
+		at := time.Now().UTC()
+		for k, c := range claimed {
+			var tag [18]byte
+			rand.Read(tag[:])
+			outs[k] = models.Outcome{ID: c.ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, Enhanced: "2.0.0",
+				Text: "2.0.0 Ok: queued", MessageID: "<" + base64.RawURLEncoding.EncodeToString(tag[:]) + "@news.bench.test>",
+				SourceIP: "127.0.0.1", MXHost: "mx" + fmt.Sprint(k%5) + ".bench.test", At: at}
+		}
+		t0 = time.Now()
+		for k := 0; k < len(outs); k += 160 {
+			if _, err := s.RecordOutcomes(ctx, "n1", outs[k:min(k+160, len(outs))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		record += time.Since(t0)
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N*n) }
+	b.ReportMetric(per(mat), "µs/materialise")
+	b.ReportMetric(per(claim), "µs/claim")
+	b.ReportMetric(per(record), "µs/record")
+	b.ReportMetric(per(mat+claim+record), "µs/delivery")
+}
+
+// lifecycleCampaign makes n subscribers on one list and a campaign to it,
+// started and not yet materialised.
+func lifecycleCampaign(b *testing.B, s *models.Store, n int) int64 {
+	ctx := context.Background()
+	if h := os.Getenv("HERALD_BENCH_HACK"); h != "" {
+		for _, q := range strings.Split(h, ";") {
+			if err := s.DB().Exec(q).Error; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
+	if err := s.CreateList(ctx, l); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC().Add(-time.Hour)
+	for i := 0; i < n; i += 1000 {
+		var sb strings.Builder
+		var args []any
+		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
+		for k := i; k < min(n, i+1000); k++ {
+			if k > i {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?, ?, ?, 'active', ?, ?)")
+			args = append(args, fmt.Sprintf("reader%d@example%d.com", k, k%5), fmt.Sprintf("Reader %d", k), `{"city":"Lyon","plan":"pro"}`, now, now)
+		}
+		if err := s.DB().Exec(sb.String(), args...).Error; err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+		SELECT id, ?, 'confirmed', ?, ? FROM subscribers`, l.ID, now, now).Error; err != nil {
+		b.Fatal(err)
+	}
+	tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
+	if err := s.CreateTemplate(ctx, tpl); err != nil {
+		b.Fatal(err)
+	}
+	c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
+	if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.StartCampaign(ctx, c.ID); err != nil {
+		b.Fatal(err)
+	}
+	return c.ID
+}
