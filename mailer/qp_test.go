@@ -70,3 +70,60 @@ func crlf(s string) string {
 	}
 	return b.String()
 }
+
+// is7bitByByte is the rule is7bit implements, a byte at a time.
+func is7bitByByte(b []byte) bool {
+	line := 0
+	for i, c := range b {
+		switch {
+		case c >= 0x80 || c == 0:
+			return false
+		case c == '\n':
+			line = 0
+		case c == '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return false
+			}
+		default:
+			line++
+			if line > 900 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func TestIs7bit(t *testing.T) {
+	inputs := []string{"", "a", "a\r\nb", "a\rb", "a\r", "\r\n", "x\n", "\x00", "caf\u00e9",
+		strings.Repeat("x", 900), strings.Repeat("x", 901), strings.Repeat("x", 900) + "\r\n" + strings.Repeat("y", 900),
+		strings.Repeat("x", 900) + "\r", strings.Repeat("x", 899) + "\r\r\n", strings.Repeat("x", 901) + "\n"}
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("ab \r\n\x00\x7f\x80\xff")
+	for range 5000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+			if r.IntN(4) > 0 {
+				b[i] = 'a' + byte(r.IntN(26))
+			}
+		}
+		inputs = append(inputs, string(b))
+	}
+	for range 300 { // long lines around the limit
+		n := 880 + r.IntN(40)
+		b := []byte(strings.Repeat("z", n))
+		if r.IntN(2) == 0 {
+			b = append(b, '\r')
+		}
+		if r.IntN(2) == 0 {
+			b = append(b, '\n')
+		}
+		inputs = append(inputs, string(b)+strings.Repeat("q", r.IntN(3)))
+	}
+	for _, in := range inputs {
+		if got, want := is7bit([]byte(in)), is7bitByByte([]byte(in)); got != want {
+			t.Errorf("is7bit(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

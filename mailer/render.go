@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	htemplate "html/template"
@@ -75,9 +76,9 @@ type CampaignData struct {
 // recipient's signed URLs (cheaper than calling back into Go from the
 // template for every link).
 type compiled struct {
-	subject *ttemplate.Template
-	html    *htemplate.Template // nil for a text-only template
-	text    *ttemplate.Template
+	subject *textTemplate
+	html    *htmlTemplate // nil for a text-only template
+	text    *textTemplate
 	links   []string // tracked link targets (with UTM tags when asked), by index
 	linkIDs []int64  // their ids in the links table, filled by the engine
 }
@@ -99,8 +100,48 @@ const placeholder = "https://herald.placeholder.invalid/"
 var pixelTag = `<img src="` + placeholder + `o/" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
 
 // compileSubject parses a subject line, the template's or an override.
-func compileSubject(name, subject string) (*ttemplate.Template, error) {
-	return ttemplate.New(name + ".subject").Option("missingkey=zero").Parse(subject)
+func compileSubject(name, subject string) (*textTemplate, error) {
+	return parseText(name+".subject", subject)
+}
+
+// textTemplate is a parsed subject or text body, with its straight form
+// when it has one.
+type textTemplate struct {
+	*ttemplate.Template
+	fast *straight
+}
+
+func parseText(name, src string) (*textTemplate, error) {
+	t, err := ttemplate.New(name).Option("missingkey=zero").Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	return &textTemplate{t, straightText(t)}, nil
+}
+
+// htmlTemplate is a parsed HTML body, with its straight form when it has
+// one.
+type htmlTemplate struct {
+	*htemplate.Template
+	fast *straight
+}
+
+func parseHTML(name, src string) (*htmlTemplate, error) {
+	t, err := htemplate.New(name).Option("missingkey=zero").Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	return &htmlTemplate{t, straightHTML(t)}, nil
+}
+
+// render executes a template for d into w, straight when it can.
+func render(w *bytes.Buffer, fast *straight, t interface{ Execute(io.Writer, any) error }, d *TemplateData) error {
+	n := w.Len()
+	if fast != nil && fast.execute(w, d) {
+		return nil
+	}
+	w.Truncate(n)
+	return t.Execute(w, d)
 }
 
 // compileTemplate parses a template's subject and bodies.
@@ -125,11 +166,11 @@ func compileTemplate(name, subject, htmlSrc, textSrc string, o compileOptions) (
 				src += pixelTag
 			}
 		}
-		if c.html, err = htemplate.New(name + ".html").Option("missingkey=zero").Parse(src); err != nil {
+		if c.html, err = parseHTML(name+".html", src); err != nil {
 			return nil, fmt.Errorf("HTML body: %w", err)
 		}
 	}
-	if c.text, err = ttemplate.New(name + ".text").Option("missingkey=zero").Parse(textSrc); err != nil {
+	if c.text, err = parseText(name+".text", textSrc); err != nil {
 		return nil, fmt.Errorf("text body: %w", err)
 	}
 	return c, nil
@@ -329,11 +370,13 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	if rc.subscriberID != 0 {
 		d.PreferencesURL = env.root + "/p/" + kr.Sign(token.Preferences, rc.subscriberID)
 	}
-	urls := &trackedURLs{root: env.root, keys: kr, delivery: rc.deliveryID, campaign: p.campaignID, linkIDs: c.linkIDs}
+	urls := &trackedURLs{root: env.root, keys: kr, delivery: rc.deliveryID, campaign: p.campaignID, linkIDs: c.linkIDs,
+		out: bufPool.Get().(*bytes.Buffer)}
+	defer func() { urls.out.Reset(); bufPool.Put(urls.out) }()
 
 	scratch := bufPool.Get().(*bytes.Buffer)
 	defer func() { scratch.Reset(); bufPool.Put(scratch) }()
-	if err := c.subject.Execute(scratch, d); err != nil {
+	if err := render(scratch, c.subject.fast, c.subject, d); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
 	subject := strings.Join(strings.Fields(scratch.String()), " ")
@@ -390,7 +433,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString("\r\nMIME-Version: 1.0\r\n")
 
 	if c.html == nil {
-		if err := c.text.Execute(scratch, d); err != nil {
+		if err := render(scratch, c.text.fast, c.text, d); err != nil {
 			return nil, fmt.Errorf("text body: %w", err)
 		}
 		writePart(w, "text/plain; charset=utf-8", urls.expand(scratch))
@@ -404,7 +447,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString("\"\r\n\r\n--")
 	w.WriteString(boundary)
 	w.WriteString("\r\n")
-	if err := c.text.Execute(scratch, d); err != nil {
+	if err := render(scratch, c.text.fast, c.text, d); err != nil {
 		return nil, fmt.Errorf("text body: %w", err)
 	}
 	writePart(w, "text/plain; charset=utf-8", urls.expand(scratch))
@@ -412,7 +455,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString("\r\n--")
 	w.WriteString(boundary)
 	w.WriteString("\r\n")
-	if err := c.html.Execute(scratch, d); err != nil {
+	if err := render(scratch, c.html.fast, c.html, d); err != nil {
 		return nil, fmt.Errorf("HTML body: %w", err)
 	}
 	writePart(w, "text/html; charset=utf-8", urls.expand(scratch))
@@ -501,23 +544,40 @@ func qpLiteral(c byte) bool {
 	return (c >= 33 && c <= 126 && c != '=') || c == ' ' || c == '\t'
 }
 
+// is7bit reports whether b may go as 7bit (RFC 5322): no NUL and no byte
+// above 0x7F, CR only before LF, and lines of at most 900 characters (998
+// allowed). It tests eight bytes at a time and finds line ends with
+// IndexByte: it runs over every body, and a byte loop was a tenth of
+// rendering.
 func is7bit(b []byte) bool {
-	line := 0
-	for i, c := range b {
-		switch {
-		case c >= 0x80 || c == 0:
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if x&hi != 0 || (x-lo)&^x&hi != 0 { // a high bit, or a zero byte
 			return false
-		case c == '\n':
-			line = 0
-		case c == '\r':
-			if i+1 >= len(b) || b[i+1] != '\n' {
-				return false
+		}
+	}
+	for _, c := range b[i:] {
+		if c >= 0x80 || c == 0 {
+			return false
+		}
+	}
+	for len(b) > 0 {
+		line := b
+		if k := bytes.IndexByte(b, '\n'); k >= 0 {
+			line, b = b[:k], b[k+1:]
+		} else {
+			b = nil
+			if len(line) > 0 && line[len(line)-1] == '\r' {
+				return false // a CR ending the body has no LF after it
 			}
-		default:
-			line++
-			if line > 900 {
-				return false
-			}
+		}
+		if k := bytes.IndexByte(line, '\r'); k >= 0 && k != len(line)-1 {
+			return false
+		}
+		if n := len(line); n > 900 && !(n == 901 && line[900] == '\r') {
+			return false
 		}
 	}
 	return true
@@ -551,7 +611,7 @@ type trackedURLs struct {
 	linkIDs  []int64
 	clicks   []string
 	open     string
-	out      bytes.Buffer
+	out      *bytes.Buffer // expand's output, reused
 }
 
 func (u *trackedURLs) click(i int) string {
