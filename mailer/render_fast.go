@@ -31,9 +31,9 @@ type straight struct {
 }
 
 type straightPart struct {
-	text string     // literal text; when path is nil, the whole part
-	path []string   // field path of an action
-	esc  []escaper  // escapers applied to the value, in order
+	text string    // literal text; when path is nil, the whole part
+	path []string  // field path of an action
+	esc  []escaper // escapers applied to the value, in order
 }
 
 type escaper func(string) string
