@@ -151,8 +151,9 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 		}
 		hi := lo + int64(batch)
 		t := dbNow()
-		res := tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at, created_at)
-			SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?
+		res := tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at, created_at,
+				subscriber_updated_at)
+			SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
 			FROM subscriptions sp
 			JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
 			JOIN lists l ON l.id = sp.list_id
@@ -309,9 +310,11 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 		return nil, nil
 	}
 	t := dbNow()
-	lock := ""
+	// OR FAIL spares SQLite the statement journal: an error rolls the
+	// whole transaction back anyway.
+	update, lock := "UPDATE OR FAIL", ""
 	if s.dialect == Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
+		update, lock = "UPDATE", " FOR UPDATE SKIP LOCKED"
 	}
 	excl, exclArgs := "", []any(nil)
 	if len(req.ExcludeDomains) > 0 {
@@ -353,7 +356,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 				cond += excl
 			}
 			args = append(args, limit)
-			rows, err := tx.QueryContext(ctx, s.rebind(`UPDATE deliveries SET status = 'sending', lease_node = ?, lease_until = ?
+			rows, err := tx.QueryContext(ctx, s.rebind(update+` deliveries SET status = 'sending', lease_node = ?, lease_until = ?
 				WHERE id IN (SELECT id FROM deliveries WHERE `+cond+q.order+" LIMIT ?"+lock+`)
 				RETURNING id, COALESCE(campaign_id, 0)`), args...)
 			if err != nil {
@@ -480,25 +483,28 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 		cond, set := s.idSet(ids[i:min(i+1000, len(ids))])
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
 			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, d.created_at,
-			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), COALESCE(s.status, ''), s.updated_at, d.override_suppression,
-			CASE WHEN d.campaign_id IS NULL THEN 1
-			     WHEN EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
-			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 1 ELSE 0 END
+			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), d.override_suppression,
+			CASE WHEN d.campaign_id IS NULL THEN ''
+			     WHEN s.id IS NULL THEN 'subscriber deleted'
+			     WHEN s.status <> 'active' THEN 'subscriber ' || s.status
+			     WHEN NOT EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
+			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 'unsubscribed'
+			     ELSE '' END,
+			CASE WHEN d.subscriber_updated_at IS NULL OR s.updated_at <> d.subscriber_updated_at THEN 1 ELSE 0 END
 			FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id IN `+cond), set)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var (
-				c                      Claimed
-				sEmail, sName, sStatus string
-				attrs                  string
-				subscribed             int
-				override               bool
-				sUpdated               sql.NullTime
+				c             Claimed
+				sEmail, sName string
+				attrs         string
+				override      bool
+				changed       int
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &sStatus, &sUpdated, &override, &subscribed); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &override, &c.Ineligible, &changed); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -507,19 +513,11 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				if err := c.Attributes.Scan(attrs); err != nil {
 					c.Attributes = Attributes{}
 				}
-				switch {
-				case c.SubscriberID == 0 || sStatus == "":
-					c.Ineligible = "subscriber deleted"
-				case sStatus != SubscriberActive:
-					c.Ineligible = "subscriber " + sStatus
-				case subscribed == 0:
-					c.Ineligible = "unsubscribed"
-				}
 			}
 			c.OverrideSuppression = override && c.CampaignID == 0
-			// A subscriber edited since the row was written may have
+			// A subscriber changed since the row was written may have
 			// taken an address that was suppressed long ago.
-			c.fullCheck = sUpdated.Valid && !sUpdated.Time.Before(c.CreatedAt.Add(-subscriberEditMargin))
+			c.fullCheck = changed == 1
 			out = append(out, c)
 		}
 		rows.Close()
@@ -537,11 +535,6 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 // suppression may have been stamped yet not been seen by the
 // materialisation that wrote the row (a transaction in flight).
 const suppressionMargin = 10 * time.Minute
-
-// subscriberEditMargin is the same allowance for an edit of the subscriber
-// (a single-row transaction). A list imported or edited this shortly before
-// its campaign is materialised gets the full check on every row.
-const subscriberEditMargin = time.Minute
 
 // maxRecentSuppressions caps the suppressions added since materialisation
 // that a claim reads; past it, the claim looks its own addresses up.
