@@ -166,42 +166,49 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 			return res.Error
 		}
 		inserted := res.RowsAffected
-		var rows []struct {
-			ID    int64
-			Email string
-		}
+		var (
+			ids    []int64
+			emails []string
+		)
 		if inserted > 0 {
-			if err := tx.Raw(`SELECT d.id, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-				WHERE d.campaign_id = ? AND d.subscriber_id > ? AND d.subscriber_id <= ? AND d.status = 'queued'`, id, lo, hi).Scan(&rows).Error; err != nil {
+			rows, err := tx.Raw(`SELECT d.id, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+				WHERE d.campaign_id = ? AND d.subscriber_id > ? AND d.subscriber_id <= ? AND d.status = 'queued'`, id, lo, hi).Rows()
+			if err != nil {
 				return err
 			}
-		}
-		emails := make([]string, len(rows))
-		for i, r := range rows {
-			emails[i] = r.Email
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					id    int64
+					email string
+				)
+				if err := rows.Scan(&id, &email); err != nil {
+					return err
+				}
+				ids, emails = append(ids, id), append(emails, email)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			rows.Close()
 		}
 		supp, err := s.suppressedSet(tx, emails)
 		if err != nil {
 			return err
 		}
-		var ids []int64
-		for _, r := range rows {
-			if supp[strings.ToLower(r.Email)] {
-				ids = append(ids, r.ID)
+		var suppressed []int64
+		for i, e := range emails {
+			if supp[strings.ToLower(e)] {
+				suppressed = append(suppressed, ids[i])
 			}
 		}
-		for len(ids) > 0 {
-			n := min(len(ids), 500)
-			if err := tx.Exec("UPDATE deliveries SET status = 'suppressed', last_text = 'suppressed' WHERE id IN ?", ids[:n]).Error; err != nil {
+		nsupp := int64(len(suppressed))
+		for len(suppressed) > 0 {
+			n := min(len(suppressed), 500)
+			if err := tx.Exec("UPDATE deliveries SET status = 'suppressed', last_text = 'suppressed' WHERE id IN ?", suppressed[:n]).Error; err != nil {
 				return err
 			}
-			ids = ids[n:]
-		}
-		nsupp := int64(0)
-		for _, r := range rows {
-			if supp[strings.ToLower(r.Email)] {
-				nsupp++
-			}
+			suppressed = suppressed[n:]
 		}
 		return tx.Exec(`UPDATE campaigns SET materialize_cursor = ?, queued = queued + ?, suppressed = suppressed + ?, updated_at = ? WHERE id = ?`,
 			hi, inserted-nsupp, nsupp, dbNow(), id).Error
@@ -219,12 +226,18 @@ func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, er
 	if len(emails) == 0 {
 		return out, nil
 	}
-	byHash := map[string][]string{}
+	byHash := make(map[string][]string, len(emails)+8)
+	domains := map[string]string{} // domain → its hash: a batch has few domains
 	for _, e := range emails {
 		le := strings.ToLower(e)
 		h := SuppressionHash(le)
 		byHash[h] = append(byHash[h], le)
-		d := SuppressionHash("@" + EmailDomain(le))
+		dom := EmailDomain(le)
+		d, ok := domains[dom]
+		if !ok {
+			d = SuppressionHash("@" + dom)
+			domains[dom] = d
+		}
 		byHash[d] = append(byHash[d], le)
 	}
 	hashes := make([]string, 0, len(byHash))
@@ -232,17 +245,24 @@ func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, er
 		hashes = append(hashes, h)
 	}
 	// One JSON argument rather than a parameter per hash: the SQLite
-	// driver's binding cost grows with the square of the parameters.
-	var hit []string
-	if err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN "+s.jsonTextSet(), jsonArray(hashes)).Scan(&hit).Error; err != nil {
+	// driver's binding cost grows with the square of the parameters. Rows
+	// rather than Scan: Scan has GORM print the statement, argument
+	// included, for its error messages.
+	rows, err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN "+s.jsonTextSet(), jsonArray(hashes)).Rows()
+	if err != nil {
 		return nil, err
 	}
-	for _, h := range hit {
+	defer rows.Close()
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
 		for _, e := range byHash[h] {
 			out[e] = true
 		}
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // ClaimRequest says which due deliveries a node wants to lease.
