@@ -48,7 +48,7 @@ type Options struct {
 	Secrets []string
 	// FeedbackSender is the sender field of Feedback-ID. Zero: "herald".
 	FeedbackSender string
-	// ClaimBatch is how many deliveries one claim leases. Zero: 500.
+	// ClaimBatch is how many deliveries one claim leases. Zero: 1000.
 	ClaimBatch int
 	// MaxInFlight caps deliveries held in memory. Zero: 5000.
 	MaxInFlight int
@@ -61,7 +61,7 @@ type Options struct {
 	// looked for. Zero: 200ms.
 	PollInterval time.Duration
 	// FlushInterval bounds how long an outcome waits before being written
-	// (outcomes are written in batches). Zero: 20ms.
+	// (outcomes are written in batches of up to 512). Zero: 50ms.
 	FlushInterval time.Duration
 	// RetryBase and RetryMax bound the exponential backoff of deferred
 	// messages. Zero: 5 minutes and 4 hours.
@@ -99,7 +99,11 @@ func (o Options) withDefaults() Options {
 			*p = v
 		}
 	}
-	def(&o.ClaimBatch, 500)
+	// Each claim and each write of outcomes commits a set of index and
+	// table pages that hardly grows with its rows: BenchmarkDeliveryLifecycle
+	// spends 62 µs a delivery claiming 500 and writing 160 outcomes at a
+	// time, 54 µs claiming 1000 and writing 512.
+	def(&o.ClaimBatch, 1000)
 	def(&o.MaxInFlight, 5000)
 	def(&o.DestinationQueue, 1000)
 	def(&o.MaterializeBatch, 5000)
@@ -110,7 +114,7 @@ func (o Options) withDefaults() Options {
 	}
 	dur(&o.Lease, 2*time.Minute)
 	dur(&o.PollInterval, 200*time.Millisecond)
-	dur(&o.FlushInterval, 20*time.Millisecond)
+	dur(&o.FlushInterval, 50*time.Millisecond)
 	dur(&o.RetryBase, 5*time.Minute)
 	dur(&o.RetryMax, 4*time.Hour)
 	dur(&o.MaxAge, 72*time.Hour)
