@@ -94,6 +94,10 @@ var errClosing = errors.New("the server is closing the connection (421)")
 // read reads one (possibly multi-line) reply.
 func (x *txWriter) read(timeout time.Duration) (smtpReply, error) {
 	x.conn.SetReadDeadline(time.Now().Add(timeout))
+	return x.reply()
+}
+
+func (x *txWriter) reply() (smtpReply, error) {
 	x.guard.left = 64 << 10
 	code, msg, err := x.r.ReadResponse(0) // 0: any code; only a malformed reply is an error
 	if err != nil {
@@ -103,11 +107,13 @@ func (x *txWriter) read(timeout time.Duration) (smtpReply, error) {
 }
 
 // readN reads up to n replies, stopping at the first error; it returns
-// those read.
+// those read. The timeout is the group's: a pipelined group's replies
+// come together.
 func (x *txWriter) readN(n int, timeout time.Duration) ([]smtpReply, error) {
+	x.conn.SetReadDeadline(time.Now().Add(timeout))
 	out := make([]smtpReply, 0, n)
 	for range n {
-		r, err := x.read(timeout)
+		r, err := x.reply()
 		if err != nil {
 			return out, err
 		}
