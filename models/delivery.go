@@ -248,7 +248,8 @@ func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, er
 	// driver's binding cost grows with the square of the parameters. Rows
 	// rather than Scan: Scan has GORM print the statement, argument
 	// included, for its error messages.
-	rows, err := tx.Raw("SELECT value_hash FROM suppressions WHERE value_hash IN "+s.jsonTextSet(), jsonArray(hashes)).Rows()
+	rows, err := tx.Raw("SELECT j.value FROM "+s.jsonTextRows()+" WHERE EXISTS (SELECT 1 FROM suppressions WHERE value_hash = j.value)",
+		jsonArray(hashes)).Rows()
 	if err != nil {
 		return nil, err
 	}

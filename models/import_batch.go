@@ -602,6 +602,14 @@ func (s *Store) jsonTextSet() string {
 	return `(SELECT value FROM json_each(?))`
 }
 
+// jsonTextRows is jsonTextSet as a FROM item: rows j with a column value.
+func (s *Store) jsonTextRows() string {
+	if s.dialect == Postgres {
+		return `jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value)`
+	}
+	return `json_each(?) AS j`
+}
+
 func (s *Store) jsonIntSet() string {
 	if s.dialect == Postgres {
 		return `(SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value))`
