@@ -446,12 +446,28 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 // json_each, an array literal for PostgreSQL), so the statement text is the
 // same whatever the list's length.
 func (s *Store) idSet(ids []int64) (string, any) {
+	if s.dialect == Postgres {
+		return "(SELECT unnest(CAST(? AS bigint[])))", s.idArray(ids)
+	}
+	return "(SELECT value FROM json_each(?))", s.idArray(ids)
+}
+
+// idRows is idSet as a FROM item, rows j with a column value, to join
+// against: "id IN (list)" makes SQLite sort the list into a temporary
+// index first. (CROSS JOIN keeps the list the outer loop on SQLite.)
+func (s *Store) idRows(ids []int64) (string, any) {
+	if s.dialect == Postgres {
+		return "unnest(CAST(? AS bigint[])) AS j(value)", s.idArray(ids)
+	}
+	return "json_each(?) AS j", s.idArray(ids)
+}
+
+// idArray writes ids as the array idSet and idRows pass.
+func (s *Store) idArray(ids []int64) string {
 	var b strings.Builder
 	open, close := "[", "]"
-	cond := "(SELECT value FROM json_each(?))"
 	if s.dialect == Postgres {
 		open, close = "{", "}"
-		cond = "(SELECT unnest(CAST(? AS bigint[])))"
 	}
 	b.WriteString(open)
 	for i, id := range ids {
@@ -461,7 +477,7 @@ func (s *Store) idSet(ids []int64) (string, any) {
 		b.WriteString(strconv.FormatInt(id, 10))
 	}
 	b.WriteString(close)
-	return cond, b.String()
+	return b.String()
 }
 
 func (c *Counters) add(status string, n int64) {
@@ -501,7 +517,7 @@ func (s *Store) applyCounters(ctx context.Context, tx *sql.Tx, delta map[int64]*
 func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, error) {
 	out := make([]Claimed, 0, len(ids))
 	for i := 0; i < len(ids); i += 1000 {
-		cond, set := s.idSet(ids[i:min(i+1000, len(ids))])
+		from, set := s.idRows(ids[i:min(i+1000, len(ids))])
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
 			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, d.created_at,
 			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), d.override_suppression,
@@ -512,7 +528,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 'unsubscribed'
 			     ELSE '' END,
 			CASE WHEN d.subscriber_updated_at IS NULL OR s.updated_at <> d.subscriber_updated_at THEN 1 ELSE 0 END
-			FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id IN `+cond), set)
+			FROM `+from+` CROSS JOIN deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id = j.value`), set)
 		if err != nil {
 			return nil, err
 		}
