@@ -1,13 +1,16 @@
 package models
 
 import (
+	"bytes"
 	"context"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 )
@@ -49,12 +52,161 @@ func (a *Attributes) Scan(v any) error {
 	default:
 		return fmt.Errorf("models: attributes from %T", v)
 	}
+	if m, ok := scanFlatObject(b); ok {
+		*a = m
+		return nil
+	}
 	m := Attributes{}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
 	*a = m
 	return nil
+}
+
+// scanFlatObject reads the common shape of attributes, an object of
+// strings, numbers, booleans and nulls with no escapes, as json.Unmarshal
+// would, without its reflection: every claimed delivery's subscriber is
+// read this way. It reports false for anything else (nesting, escapes,
+// invalid UTF-8, a malformed or out-of-range number), which is left to
+// json.Unmarshal. TestScanFlatObjectMatchesJSON holds the two together.
+func scanFlatObject(b []byte) (Attributes, bool) {
+	i := 0
+	ws := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	str := func() (string, bool) {
+		if i >= len(b) || b[i] != '"' {
+			return "", false
+		}
+		start := i + 1
+		for j := start; j < len(b); j++ {
+			switch c := b[j]; {
+			case c == '"':
+				s := string(b[start:j])
+				if !utf8.ValidString(s) {
+					return "", false
+				}
+				i = j + 1
+				return s, true
+			case c == '\\' || c < 0x20:
+				return "", false
+			}
+		}
+		return "", false
+	}
+	m := Attributes{}
+	ws()
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i++
+	ws()
+	if i < len(b) && b[i] == '}' {
+		i++
+		ws()
+		return m, i == len(b)
+	}
+	for {
+		ws()
+		k, ok := str()
+		if !ok {
+			return nil, false
+		}
+		ws()
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i++
+		ws()
+		if i >= len(b) {
+			return nil, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			v, ok := str()
+			if !ok {
+				return nil, false
+			}
+			m[k] = v
+		case c == 't' || c == 'f' || c == 'n':
+			switch {
+			case bytes.HasPrefix(b[i:], []byte("true")):
+				m[k], i = true, i+4
+			case bytes.HasPrefix(b[i:], []byte("false")):
+				m[k], i = false, i+5
+			case bytes.HasPrefix(b[i:], []byte("null")):
+				m[k], i = nil, i+4
+			default:
+				return nil, false
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			j := jsonNumberEnd(b, i)
+			if j < 0 {
+				return nil, false
+			}
+			f, err := strconv.ParseFloat(string(b[i:j]), 64)
+			if err != nil {
+				return nil, false
+			}
+			m[k], i = f, j
+		default:
+			return nil, false
+		}
+		ws()
+		if i >= len(b) {
+			return nil, false
+		}
+		if b[i] == '}' {
+			i++
+			ws()
+			return m, i == len(b)
+		}
+		if b[i] != ',' {
+			return nil, false
+		}
+		i++
+	}
+}
+
+// jsonNumberEnd returns the end of the JSON number at b[i:] (RFC 8259:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), or -1.
+func jsonNumberEnd(b []byte, i int) int {
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return -1
+		}
+	}
+	return i
 }
 
 // ParseAttributes reads a JSON object typed by a person; the error says what
