@@ -211,15 +211,16 @@ func (d *destination) worker(l *lane) {
 			e.release(j, time.Now())
 			continue
 		}
-		if until, s := l.suspendedUntil(time.Now()); s {
+		now := time.Now()
+		if until, s := l.suspendedUntil(now); s {
 			d.requeue(j, until)
 			return
 		}
-		if c, until := l.src.capped(time.Now()); c {
+		if c, until := l.src.capped(now); c {
 			d.requeue(j, until)
 			return
 		}
-		if err := sleepUntil(e.ctx, l.reserve(time.Now())); err != nil {
+		if err := sleepUntil(e.ctx, l.reserve(now)); err != nil {
 			e.release(j, time.Now())
 			return
 		}

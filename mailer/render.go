@@ -504,8 +504,8 @@ func writeQP(w *bytes.Buffer, b []byte) {
 			i++
 			continue
 		case qpLiteral(c):
-			j := i + 1
-			for j < len(b) && j-i < max-line && qpLiteral(b[j]) {
+			j, end := i+1, min(len(b), i+max-line)
+			for j < end && qpSafe[b[j]] {
 				j++
 			}
 			// Space and tab may not end a line: leave one before a break
@@ -537,6 +537,14 @@ func writeQP(w *bytes.Buffer, b []byte) {
 }
 
 const upperHex = "0123456789ABCDEF"
+
+// qpSafe is qpLiteral as a table, for the loop over runs of plain bytes.
+var qpSafe = func() (t [256]bool) {
+	for c := range t {
+		t[c] = qpLiteral(byte(c))
+	}
+	return t
+}()
 
 // qpLiteral reports whether c may appear as itself in quoted-printable
 // (space and tab too, except at the end of a line, which writeQP handles).
