@@ -151,17 +151,44 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 		}
 		hi := lo + int64(batch)
 		t := dbNow()
-		res := tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at, created_at,
-				subscriber_updated_at)
-			SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-			FROM subscriptions sp
-			JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
-			JOIN lists l ON l.id = sp.list_id
-			JOIN subscribers s ON s.id = sp.subscriber_id
-			WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-			  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
-			GROUP BY s.id, s.email
-			ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+		var lists []struct {
+			ListID int64
+			Optin  string
+		}
+		if err := tx.Raw(`SELECT cl.list_id, l.optin FROM campaign_lists cl JOIN lists l ON l.id = cl.list_id
+			WHERE cl.campaign_id = ?`, id).Scan(&lists).Error; err != nil {
+			return err
+		}
+		var res *gorm.DB
+		if len(lists) == 1 {
+			// One list, the usual case: each subscriber is on it once, so
+			// no grouping (SQLite sorted every batch into a temporary
+			// index for it) and no join to the list for its opt-in.
+			statuses := []string{SubConfirmed}
+			if lists[0].Optin == OptinSingle {
+				statuses = append(statuses, SubUnconfirmed)
+			}
+			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+					created_at, subscriber_updated_at)
+				SELECT ?, s.id, sp.list_id, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, lists[0].ListID, statuses, lo, hi)
+		} else {
+			// Someone on several of the lists gets one delivery, attributed
+			// to the first list.
+			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+					created_at, subscriber_updated_at)
+				SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM subscriptions sp
+				JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
+				JOIN lists l ON l.id = sp.list_id
+				JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
+				  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
+				GROUP BY s.id, s.email
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+		}
 		if res.Error != nil {
 			return res.Error
 		}
