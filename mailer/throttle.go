@@ -78,7 +78,7 @@ type sourceIP struct {
 	rate      gcra
 	warmStart *time.Time
 	schedule  []int
-	day       string
+	day       int64
 	sentToday int64
 }
 
@@ -104,7 +104,7 @@ func (s *sourceIP) capped(now time.Time) (bool, time.Time) {
 }
 
 func (s *sourceIP) rollDay(now time.Time) {
-	d := now.UTC().Format("2006-01-02")
+	d := now.Unix() / 86400 // the UTC day: checked for every message, so no date string
 	if d != s.day {
 		s.day, s.sentToday = d, 0
 	}
