@@ -49,7 +49,16 @@ var (
 
 type key struct {
 	id   byte
-	pool sync.Pool // of hash.Hash (HMAC under this key)
+	pool sync.Pool // of *mac
+}
+
+// mac is an HMAC under one key with room for its sum, pooled together so
+// that a tag costs no allocation (a sum buffer passed through the
+// hash.Hash interface escapes to the heap).
+type mac struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+	buf [64]byte // a token being signed or checked
 }
 
 // Keyring signs with its newest key and verifies with all of them. It is safe
@@ -72,33 +81,39 @@ func NewKeyring(secrets ...string) *Keyring {
 		m.Write([]byte("herald token v1"))
 		derived := m.Sum(nil)
 		k := &key{id: derived[31]}
-		k.pool.New = func() any { return hmac.New(sha256.New, derived[:]) }
+		k.pool.New = func() any { return &mac{h: hmac.New(sha256.New, derived[:])} }
 		kr.keys = append(kr.keys, k)
 	}
 	return kr
 }
 
+// tag appends the tag of msg to dst.
+func (m *mac) tag(dst, msg []byte) []byte {
+	m.h.Reset()
+	m.h.Write(msg)
+	return append(dst, m.h.Sum(m.sum[:0])[:tagLen]...)
+}
+
 func (k *key) tag(dst, msg []byte) []byte {
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write(msg)
-	var sum [sha256.Size]byte
-	out := h.Sum(sum[:0])
-	k.pool.Put(h)
-	return append(dst, out[:tagLen]...)
+	m := k.pool.Get().(*mac)
+	dst = m.tag(dst, msg)
+	k.pool.Put(m)
+	return dst
 }
 
 // Sign returns a token of kind for ids.
 func (kr *Keyring) Sign(kind Kind, ids ...int64) string {
-	var buf [64]byte
-	b := append(buf[:0], byte(kind))
+	k := kr.keys[0]
+	m := k.pool.Get().(*mac) // its buffer too: a local one would escape through the hash
+	b := append(m.buf[:0], byte(kind))
 	for _, id := range ids {
 		b = binary.AppendUvarint(b, uint64(id))
 	}
-	k := kr.keys[0]
 	b = append(b, k.id)
-	b = k.tag(b, b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	b = m.tag(b, b)
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	k.pool.Put(m)
+	return tok
 }
 
 // Verify checks tok and returns its ids. want is the kind the caller
