@@ -342,12 +342,17 @@ func isEnhancedCode(s string) bool {
 	if len(s) < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.' {
 		return false
 	}
-	parts := strings.Split(s[2:], ".")
-	if len(parts) != 2 {
+	subject, detail, ok := strings.Cut(s[2:], ".")
+	return ok && isCodeNumber(subject) && isCodeNumber(detail)
+}
+
+// isCodeNumber: one to three digits.
+func isCodeNumber(p string) bool {
+	if len(p) == 0 || len(p) > 3 {
 		return false
 	}
-	for _, p := range parts {
-		if len(p) == 0 || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
 			return false
 		}
 	}

@@ -366,3 +366,12 @@ func TestRepliesThatEndTheConnection(t *testing.T) {
 		})
 	}
 }
+
+func TestIsEnhancedCode(t *testing.T) {
+	for s, want := range map[string]bool{"2.0.0": true, "5.1.1": true, "4.7.28": true, "5.100.999": true, "3.0.0": false, "5.1": false,
+		"5.1.1.1": false, "5..1": false, "5.1.": false, "5.1000.1": false, "5.a.1": false, "5-1-1": false, "": false} {
+		if got := isEnhancedCode(s); got != want {
+			t.Errorf("isEnhancedCode(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -489,6 +489,38 @@ func (s *Store) idRows(ids []int64) (string, any) {
 	return "json_each(?) AS j", s.idArray(ids)
 }
 
+// timeText selects a time column for scanTime: on SQLite as its text, which
+// the driver would otherwise try to read as t.String()'s format first and
+// fail at, for every row.
+func (s *Store) timeText(col string) string {
+	if s.dialect == Postgres {
+		return col
+	}
+	return "CAST(" + col + " AS TEXT)"
+}
+
+// scanTime reads a time selected with timeText.
+type scanTime time.Time
+
+func (t *scanTime) Scan(v any) error {
+	switch v := v.(type) {
+	case time.Time:
+		*t = scanTime(v)
+	case string:
+		// The layout the driver writes, then others SQLite text may hold.
+		for _, layout := range []string{sqliteTimeLayout, time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02"} {
+			if p, err := time.Parse(layout, v); err == nil {
+				*t = scanTime(p)
+				return nil
+			}
+		}
+		return fmt.Errorf("models: %q is not a time", v)
+	default:
+		return fmt.Errorf("models: time from %T", v)
+	}
+	return nil
+}
+
 // idArray writes ids as the array idSet and idRows pass.
 func (s *Store) idArray(ids []int64) string {
 	var b strings.Builder
@@ -546,7 +578,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 	for i := 0; i < len(ids); i += 1000 {
 		from, set := s.idRows(ids[i:min(i+1000, len(ids))])
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
-			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, d.created_at,
+			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, `+s.timeText("d.created_at")+`,
 			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), d.override_suppression,
 			CASE WHEN d.campaign_id IS NULL THEN ''
 			     WHEN s.id IS NULL THEN 'subscriber deleted'
@@ -568,7 +600,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				changed       int
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, &c.CreatedAt, &sEmail, &sName, &attrs, &override, &c.Ineligible, &changed); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, (*scanTime)(&c.CreatedAt), &sEmail, &sName, &attrs, &override, &c.Ineligible, &changed); err != nil {
 				rows.Close()
 				return nil, err
 			}
