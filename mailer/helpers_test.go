@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
@@ -222,35 +223,10 @@ func (f *fakeDNS) publish(t testing.TB, sd *models.SendingDomain) {
 // user{i}@{domains[i % len]}, confirmed, in bulk.
 func seed(t testing.TB, s *models.Store, n int, domains []string) int64 {
 	t.Helper()
-	ctx := context.Background()
-	l := &models.List{Name: fmt.Sprintf("list-%d", time.Now().UnixNano()), Optin: models.OptinSingle, Visibility: models.ListPrivate}
-	if err := s.CreateList(ctx, l); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	for i := 0; i < n; i += 500 {
-		var sb strings.Builder
-		var args []any
-		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
-		for k := i; k < min(n, i+500); k++ {
-			if k > i {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?, ?, ?, 'active', ?, ?)")
-			args = append(args, fmt.Sprintf("user%d@%s", k, domains[k%len(domains)]), fmt.Sprintf("User %d", k),
-				fmt.Sprintf(`{"city":"City %d","plan":"pro"}`, k%7), now, now)
-		}
-		if err := s.DB().Exec(sb.String(), args...).Error; err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := s.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
-		SELECT id, ?, 'confirmed', ?, ? FROM subscribers WHERE id NOT IN (SELECT subscriber_id FROM subscriptions WHERE list_id = ?)`,
-		l.ID, now, now, l.ID).Error
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.ID
+	return testdb.Readers(t, s, fmt.Sprintf("list-%d", time.Now().UnixNano()), n, func(k int) testdb.Reader {
+		return testdb.Reader{Email: fmt.Sprintf("user%d@%s", k, domains[k%len(domains)]), Name: fmt.Sprintf("User %d", k),
+			Attributes: fmt.Sprintf(`{"city":"City %d","plan":"pro"}`, k%7)}
+	})
 }
 
 const testHTML = `<!doctype html><html><head><title>News</title><style>p{color:red}</style></head><body>

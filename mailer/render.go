@@ -134,14 +134,24 @@ func parseHTML(name, src string) (*htmlTemplate, error) {
 	return &htmlTemplate{t, straightHTML(t)}, nil
 }
 
-// render executes a template for d into w, straight when it can.
-func render(w *bytes.Buffer, fast *straight, t interface{ Execute(io.Writer, any) error }, d *TemplateData) error {
+// run executes t for d into w.
+func (t *textTemplate) run(w *bytes.Buffer, d *TemplateData) error {
+	return t.fast.runOr(t.Template, w, d)
+}
+
+// run executes t for d into w.
+func (t *htmlTemplate) run(w *bytes.Buffer, d *TemplateData) error {
+	return t.fast.runOr(t.Template, w, d)
+}
+
+// runOr executes st (which may be nil) for d into w, or lib when st cannot.
+func (st *straight) runOr(lib interface{ Execute(io.Writer, any) error }, w *bytes.Buffer, d *TemplateData) error {
 	n := w.Len()
-	if fast != nil && fast.execute(w, d) {
+	if st != nil && st.execute(w, d) {
 		return nil
 	}
 	w.Truncate(n)
-	return t.Execute(w, d)
+	return lib.Execute(w, d)
 }
 
 // compileTemplate parses a template's subject and bodies.
@@ -376,7 +386,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 
 	scratch := bufPool.Get().(*bytes.Buffer)
 	defer func() { scratch.Reset(); bufPool.Put(scratch) }()
-	if err := render(scratch, c.subject.fast, c.subject, d); err != nil {
+	if err := c.subject.run(scratch, d); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
 	subject := strings.Join(strings.Fields(scratch.String()), " ")
@@ -433,7 +443,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString("\r\nMIME-Version: 1.0\r\n")
 
 	if c.html == nil {
-		if err := render(scratch, c.text.fast, c.text, d); err != nil {
+		if err := c.text.run(scratch, d); err != nil {
 			return nil, fmt.Errorf("text body: %w", err)
 		}
 		writePart(w, "text/plain; charset=utf-8", urls.expand(scratch))
@@ -447,7 +457,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString("\"\r\n\r\n--")
 	w.WriteString(boundary)
 	w.WriteString("\r\n")
-	if err := render(scratch, c.text.fast, c.text, d); err != nil {
+	if err := c.text.run(scratch, d); err != nil {
 		return nil, fmt.Errorf("text body: %w", err)
 	}
 	writePart(w, "text/plain; charset=utf-8", urls.expand(scratch))
@@ -455,7 +465,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString("\r\n--")
 	w.WriteString(boundary)
 	w.WriteString("\r\n")
-	if err := render(scratch, c.html.fast, c.html, d); err != nil {
+	if err := c.html.run(scratch, d); err != nil {
 		return nil, fmt.Errorf("HTML body: %w", err)
 	}
 	writePart(w, "text/html; charset=utf-8", urls.expand(scratch))

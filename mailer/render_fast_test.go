@@ -151,7 +151,7 @@ func TestStraightFallsBackPerRecipient(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := bytes.NewBufferString("before|")
-		if err := render(got, h.fast, h, d); err != nil {
+		if err := h.run(got, d); err != nil {
 			t.Fatal(err)
 		}
 		if got.String() != "before|"+want.String() {

@@ -272,10 +272,11 @@ func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, er
 		hashes = append(hashes, h)
 	}
 	// One JSON argument rather than a parameter per hash: the SQLite
-	// driver's binding cost grows with the square of the parameters. Rows
-	// rather than Scan: Scan has GORM print the statement, argument
-	// included, for its error messages.
-	rows, err := tx.Raw("SELECT j.value FROM "+s.jsonTextRows()+" WHERE EXISTS (SELECT 1 FROM suppressions WHERE value_hash = j.value)",
+	// driver's binding cost grows with the square of the parameters. Each
+	// hash probes the index, as in the import's lookup. Rows rather than
+	// Scan: Scan has GORM print the statement, argument included, for its
+	// error messages.
+	rows, err := tx.Raw("SELECT s.value_hash FROM "+s.jsonTextRows()+" CROSS JOIN suppressions s WHERE s.value_hash = j.value",
 		jsonArray(hashes)).Rows()
 	if err != nil {
 		return nil, err
@@ -489,7 +490,7 @@ func (s *Store) idRows(ids []int64) (string, any) {
 	return "json_each(?) AS j", s.idArray(ids)
 }
 
-// timeText selects a time column for scanTime: on SQLite as its text, which
+// timeText selects a time column for aggTime: on SQLite as its text, which
 // the driver would otherwise try to read as t.String()'s format first and
 // fail at, for every row.
 func (s *Store) timeText(col string) string {
@@ -497,28 +498,6 @@ func (s *Store) timeText(col string) string {
 		return col
 	}
 	return "CAST(" + col + " AS TEXT)"
-}
-
-// scanTime reads a time selected with timeText.
-type scanTime time.Time
-
-func (t *scanTime) Scan(v any) error {
-	switch v := v.(type) {
-	case time.Time:
-		*t = scanTime(v)
-	case string:
-		// The layout the driver writes, then others SQLite text may hold.
-		for _, layout := range []string{sqliteTimeLayout, time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02"} {
-			if p, err := time.Parse(layout, v); err == nil {
-				*t = scanTime(p)
-				return nil
-			}
-		}
-		return fmt.Errorf("models: %q is not a time", v)
-	default:
-		return fmt.Errorf("models: time from %T", v)
-	}
-	return nil
 }
 
 // idArray writes ids as the array idSet and idRows pass.
@@ -598,9 +577,10 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				attrs         string
 				override      bool
 				changed       int
+				created       aggTime
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, (*scanTime)(&c.CreatedAt), &sEmail, &sName, &attrs, &override, &c.Ineligible, &changed); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, &created, &sEmail, &sName, &attrs, &override, &c.Ineligible, &changed); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -610,6 +590,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 					c.Attributes = Attributes{}
 				}
 			}
+			c.CreatedAt = created.t
 			c.OverrideSuppression = override && c.CampaignID == 0
 			// A subscriber changed since the row was written may have
 			// taken an address that was suppressed long ago.

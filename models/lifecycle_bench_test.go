@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -76,36 +75,17 @@ func BenchmarkDeliveryLifecycle(b *testing.B) {
 // started and not yet materialised.
 func lifecycleCampaign(b *testing.B, s *models.Store, n int) int64 {
 	ctx := context.Background()
-	l := &models.List{Name: "L", Optin: models.OptinSingle, Visibility: models.ListPublic}
-	if err := s.CreateList(ctx, l); err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now().UTC() // imported just before the send, as in `herald bench send`
-	for i := 0; i < n; i += 1000 {
-		var sb strings.Builder
-		var args []any
-		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
-		for k := i; k < min(n, i+1000); k++ {
-			if k > i {
-				sb.WriteByte(',')
-			}
-			sb.WriteString("(?, ?, ?, 'active', ?, ?)")
-			args = append(args, fmt.Sprintf("reader%d@example%d.com", k, k%5), fmt.Sprintf("Reader %d", k), `{"city":"Lyon","plan":"pro"}`, now, now)
-		}
-		if err := s.DB().Exec(sb.String(), args...).Error; err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := s.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
-		SELECT id, ?, 'confirmed', ?, ? FROM subscribers`, l.ID, now, now).Error; err != nil {
-		b.Fatal(err)
-	}
+	// Imported just before the send, as in `herald bench send`.
+	list := testdb.Readers(b, s, "L", n, func(k int) testdb.Reader {
+		return testdb.Reader{Email: fmt.Sprintf("reader%d@example%d.com", k, k%5), Name: fmt.Sprintf("Reader %d", k),
+			Attributes: `{"city":"Lyon","plan":"pro"}`}
+	})
 	tpl := &models.Template{Kind: models.TemplateCampaign, Name: "t", HTML: "<p>x</p>"}
 	if err := s.CreateTemplate(ctx, tpl); err != nil {
 		b.Fatal(err)
 	}
 	c := &models.Campaign{Name: "c", TemplateID: &tpl.ID, FromEmail: "a@b.test"}
-	if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
+	if err := s.CreateCampaign(ctx, c, []int64{list}); err != nil {
 		b.Fatal(err)
 	}
 	if err := s.StartCampaign(ctx, c.ID); err != nil {

@@ -17,33 +17,9 @@ import (
 // named {prefix}{i}@example.org, in bulk.
 func seedList(t testing.TB, s *models.Store, name, prefix string, n int) int64 {
 	t.Helper()
-	ctx := context.Background()
-	l := &models.List{Name: name, Optin: models.OptinSingle, Visibility: models.ListPrivate}
-	if err := s.CreateList(ctx, l); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	for i := 0; i < n; i += 400 {
-		var sb strings.Builder
-		var args []any
-		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
-		for k := i; k < min(n, i+400); k++ {
-			if k > i {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?, ?, '{}', 'active', ?, ?)")
-			args = append(args, fmt.Sprintf("%s%d@example.org", prefix, k), fmt.Sprintf("Reader %d", k), now, now)
-		}
-		if err := s.DB().Exec(sb.String(), args...).Error; err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := s.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
-		SELECT id, ?, 'confirmed', ?, ? FROM subscribers WHERE email LIKE ?`, l.ID, now, now, prefix+"%@example.org").Error
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.ID
+	return testdb.Readers(t, s, name, n, func(k int) testdb.Reader {
+		return testdb.Reader{Email: fmt.Sprintf("%s%d@example.org", prefix, k), Name: fmt.Sprintf("Reader %d", k)}
+	})
 }
 
 const goodHTML = `<html><body><p>Hi {{.Subscriber.Name}}, here is our news, with enough words to read.</p>
