@@ -138,7 +138,11 @@ type Engine struct {
 	ctx     context.Context
 	started atomic.Bool
 	wg      sync.WaitGroup
-	wake    chan struct{}
+	wake    chan struct{} // claimLoop: something may be due
+	// A started or resumed campaign is taken up at once, not on the next
+	// tick of the control loop and then of the materialiser's.
+	refreshNow     chan struct{} // controlLoop: campaign statuses changed
+	materializeNow chan struct{} // materializeLoop: a campaign is running
 
 	env       atomic.Pointer[renderEnv]
 	secret    string
@@ -168,6 +172,7 @@ func New(opts Options, store Store) *Engine {
 	e := &Engine{
 		o: o, store: store, log: o.Logger, metrics: newMetrics(),
 		ctx: context.Background(), wake: make(chan struct{}, 1),
+		refreshNow: make(chan struct{}, 1), materializeNow: make(chan struct{}, 1),
 		routers:   map[string]*router{},
 		results:   make(chan models.Outcome, 8192),
 		campaigns: map[int64]*campaignState{}, dests: map[string]*destination{},
@@ -335,9 +340,12 @@ func (e *Engine) Keyring() *token.Keyring {
 	return nil
 }
 
-func (e *Engine) kick() {
+func (e *Engine) kick() { signal(e.wake) }
+
+// signal wakes whoever waits on c, unless a wake-up is already pending.
+func signal(c chan struct{}) {
 	select {
-	case e.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -352,7 +360,7 @@ func (e *Engine) StartCampaign(ctx context.Context, id int64) error {
 	if err := e.store.StartCampaign(ctx, id); err != nil {
 		return err
 	}
-	e.kick()
+	signal(e.refreshNow)
 	return nil
 }
 
@@ -373,6 +381,8 @@ func (e *Engine) Resume(ctx context.Context, id int64) error {
 	}
 	e.setStatus(id, models.CampaignRunning)
 	e.kick()
+	signal(e.refreshNow) // not known yet if it was paused before this engine started
+	signal(e.materializeNow)
 	return nil
 }
 

@@ -250,6 +250,7 @@ func (e *Engine) materializeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-e.materializeNow:
 		}
 		e.mu.Lock()
 		var todo []*campaignState
@@ -314,6 +315,7 @@ func (e *Engine) controlLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-e.refreshNow:
 		}
 		e.refreshCampaigns(ctx)
 		now := time.Now()
@@ -405,6 +407,7 @@ func (e *Engine) refreshCampaigns(ctx context.Context) {
 				cs.status.Store(st.Status)
 				if st.Status == models.CampaignRunning {
 					e.kick()
+					signal(e.materializeNow)
 				}
 			}
 			if st.Status != models.CampaignRunning && st.Status != models.CampaignPaused {
@@ -426,6 +429,7 @@ func (e *Engine) refreshCampaigns(ctx context.Context) {
 			e.mu.Unlock()
 			e.log.Info("campaign running", "campaign", st.ID)
 			e.kick()
+			signal(e.materializeNow)
 		}
 	}
 }

@@ -97,7 +97,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{db: db, sql: sqlDB, dialect: dialect}
 	if dialect == SQLite {
-		qdb, err := gorm.Open(sqlite.Open(dsn), cfg)
+		// The queue's statements touch a batch of rows at a time. A
+		// statement that updates many rows keeps a statement journal
+		// (the pages it changed, to undo it alone), which SQLite spills
+		// to a temporary file past 64 KiB: a write system call per page,
+		// for every batch of outcomes. In memory it is a copy.
+		qdb, err := gorm.Open(sqlite.Open(dsn+"&_pragma=temp_store(MEMORY)"), cfg)
 		if err != nil {
 			sqlDB.Close()
 			return nil, fmt.Errorf("models: open %s: %w", dialect, err)

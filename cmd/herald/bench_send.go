@@ -124,6 +124,9 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.Run(runCtx) }()
+	// On a server the engine is running when a campaign starts: its own
+	// start (settings, rules, expired leases) is not sending time.
+	time.Sleep(200 * time.Millisecond)
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
