@@ -216,7 +216,7 @@ func (s *Store) hygieneTargets(tx *gorm.DB, r HygieneRule) ([]SoftBounceCandidat
 	for i, c := range all {
 		emails[i] = c.Email
 	}
-	supp, err := s.suppressedSet(tx, emails)
+	supp, err := s.suppressedSet(tx, emails, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -193,11 +193,19 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 			return res.Error
 		}
 		inserted := res.RowsAffected
+		// The rows just written are checked against the suppression list.
+		// A young list has few suppressions or none: then reading them all
+		// is cheaper than looking every address up, and with none there is
+		// nothing to read back.
+		few, err := s.suppressionsUpTo(tx, batch/8)
+		if err != nil {
+			return err
+		}
 		var (
 			ids    []int64
 			emails []string
 		)
-		if inserted > 0 {
+		if inserted > 0 && (few == nil || len(few) > 0) {
 			rows, err := tx.Raw(`SELECT d.id, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
 				WHERE d.campaign_id = ? AND d.subscriber_id > ? AND d.subscriber_id <= ? AND d.status = 'queued'`, id, lo, hi).Rows()
 			if err != nil {
@@ -219,7 +227,7 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 			}
 			rows.Close()
 		}
-		supp, err := s.suppressedSet(tx, emails)
+		supp, err := s.suppressedSet(tx, emails, few)
 		if err != nil {
 			return err
 		}
@@ -246,11 +254,33 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 	return done, nil
 }
 
+// suppressionsUpTo returns the hash of every suppression when there are
+// at most n, and nil when there are more.
+func (s *Store) suppressionsUpTo(tx *gorm.DB, n int) (map[string]bool, error) {
+	rows, err := tx.Raw("SELECT value_hash FROM suppressions LIMIT ?", n+1).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	all := map[string]bool{}
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		if all[h] = true; len(all) > n {
+			return nil, nil
+		}
+	}
+	return all, rows.Err()
+}
+
 // suppressedSet returns the lower-cased addresses among emails that are
-// suppressed by address or by domain.
-func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, error) {
+// suppressed by address or by domain. all, when not nil, holds every
+// suppression (from suppressionsUpTo), which spares the lookups.
+func (s *Store) suppressedSet(tx *gorm.DB, emails []string, all map[string]bool) (map[string]bool, error) {
 	out := map[string]bool{}
-	if len(emails) == 0 {
+	if len(emails) == 0 || (all != nil && len(all) == 0) {
 		return out, nil
 	}
 	byHash := make(map[string][]string, len(emails)+8)
@@ -266,6 +296,16 @@ func (s *Store) suppressedSet(tx *gorm.DB, emails []string) (map[string]bool, er
 			domains[dom] = d
 		}
 		byHash[d] = append(byHash[d], le)
+	}
+	if all != nil {
+		for h, es := range byHash {
+			if all[h] {
+				for _, e := range es {
+					out[e] = true
+				}
+			}
+		}
+		return out, nil
 	}
 	hashes := make([]string, 0, len(byHash))
 	for h := range byHash {
@@ -636,7 +676,7 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 			since = c.CreatedAt
 		}
 	}
-	supp, err := s.suppressedSet(db, tx)
+	supp, err := s.suppressedSet(db, tx, nil)
 	if err != nil {
 		return err
 	}

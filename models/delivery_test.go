@@ -103,36 +103,40 @@ func TestMaterializeCampaign(t *testing.T) {
 		}
 
 		// A campaign to one list takes its own path (no grouping): the
-		// same people, as each list alone would have them.
-		for _, one := range []struct {
-			list *models.List
-			want map[string]string
-		}{
-			{single, map[string]string{"single-unconfirmed@a.test": models.DeliveryQueued, "both-lists@a.test": models.DeliveryQueued,
-				"suppressed@a.test": models.DeliverySuppressed, "someone@blocked-domain.test": models.DeliverySuppressed}},
-			{double, map[string]string{"confirmed@a.test": models.DeliveryQueued, "both-lists@a.test": models.DeliveryQueued}},
-		} {
-			c := &models.Campaign{Name: "to " + one.list.Name, TemplateID: &tpl.ID, FromEmail: "a@b.test"}
-			if err := s.CreateCampaign(ctx, c, []int64{one.list.ID}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.StartCampaign(ctx, c.ID); err != nil {
-				t.Fatal(err)
-			}
-			for done := false; !done; {
-				if done, err = s.MaterializeCampaign(ctx, c.ID, 2); err != nil {
+		// same people, as each list alone would have them. Batches of two
+		// look each address up among the suppressions (more of them than
+		// a batch's eighth); batches of 1,000 read all of them instead.
+		for _, batch := range []int{2, 1000} {
+			for _, one := range []struct {
+				list *models.List
+				want map[string]string
+			}{
+				{single, map[string]string{"single-unconfirmed@a.test": models.DeliveryQueued, "both-lists@a.test": models.DeliveryQueued,
+					"suppressed@a.test": models.DeliverySuppressed, "someone@blocked-domain.test": models.DeliverySuppressed}},
+				{double, map[string]string{"confirmed@a.test": models.DeliveryQueued, "both-lists@a.test": models.DeliveryQueued}},
+			} {
+				c := &models.Campaign{Name: fmt.Sprintf("to %s in batches of %d", one.list.Name, batch), TemplateID: &tpl.ID, FromEmail: "a@b.test"}
+				if err := s.CreateCampaign(ctx, c, []int64{one.list.ID}); err != nil {
 					t.Fatal(err)
 				}
-			}
-			for _, p := range people {
-				var got []string
-				s.DB().Raw("SELECT status FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?", c.ID, ids[p.email]).Scan(&got)
-				want := one.want[p.email]
-				switch {
-				case want == "" && len(got) != 0:
-					t.Errorf("list %s, %s: deliveries %v, want none", one.list.Name, p.email, got)
-				case want != "" && (len(got) != 1 || got[0] != want):
-					t.Errorf("list %s, %s: deliveries %v, want one %s", one.list.Name, p.email, got, want)
+				if err := s.StartCampaign(ctx, c.ID); err != nil {
+					t.Fatal(err)
+				}
+				for done := false; !done; {
+					if done, err = s.MaterializeCampaign(ctx, c.ID, batch); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, p := range people {
+					var got []string
+					s.DB().Raw("SELECT status FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?", c.ID, ids[p.email]).Scan(&got)
+					want := one.want[p.email]
+					switch {
+					case want == "" && len(got) != 0:
+						t.Errorf("%s, %s: deliveries %v, want none", c.Name, p.email, got)
+					case want != "" && (len(got) != 1 || got[0] != want):
+						t.Errorf("%s, %s: deliveries %v, want one %s", c.Name, p.email, got, want)
+					}
 				}
 			}
 		}
