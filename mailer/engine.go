@@ -581,7 +581,7 @@ func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo strin
 		}
 		sd = d
 	}
-	p := &msgParams{from: mail.Address{Name: fromName, Address: from}, replyTo: replyTo, domain: domain, returnPath: domain}
+	p := &msgParams{from: (&mail.Address{Name: fromName, Address: from}).String(), replyTo: replyTo, domain: domain, returnPath: domain}
 	if sd == nil {
 		if _, seen := e.warned.LoadOrStore(domain, true); !seen {
 			e.log.Warn("no sending domain: mail goes out unsigned", "from", from)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"net/mail"
 	"net/textproto"
 	"net/url"
 	"regexp"
@@ -260,7 +259,7 @@ func oneClickCheck(root string, org OrgData) Check {
 	comp, err := compileTemplate("probe", "Probe", "<p>probe</p>", "", compileOptions{})
 	if err == nil {
 		var msg *rendered
-		p := &msgParams{campaignID: 1, from: mail.Address{Address: "probe@example.com"}, domain: "example.com", returnPath: "example.com", listHeaders: true}
+		p := &msgParams{campaignID: 1, from: "<probe@example.com>", domain: "example.com", returnPath: "example.com", listHeaders: true}
 		msg, err = env.render(comp, p, &recipient{deliveryID: 1, subscriberID: 1, listID: 1, email: "probe@example.org"}, time.Now())
 		if err == nil {
 			h, herr := textproto.NewReader(bufio.NewReader(strings.NewReader(msg.buf.String()))).ReadMIMEHeader()

@@ -16,6 +16,8 @@ import (
 	"sync"
 	ttemplate "text/template"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 
@@ -318,7 +320,7 @@ type renderEnv struct {
 type msgParams struct {
 	campaignID   int64
 	campaignName string
-	from         mail.Address
+	from         string // the From header's value, formatted once per campaign
 	replyTo      string
 	domain       string // sending domain: Message-ID and List-Id
 	returnPath   string // VERP domain
@@ -389,7 +391,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	if err := c.subject.run(scratch, d); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
-	subject := strings.Join(strings.Fields(scratch.String()), " ")
+	subject := oneLine(scratch.Bytes())
 	d.Campaign.Subject = subject
 	scratch.Reset()
 
@@ -401,13 +403,14 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	}
 	w := out.buf
 	w.WriteString("From: ")
-	w.WriteString(p.from.String())
+	w.WriteString(p.from)
 	w.WriteString("\r\nTo: ")
 	w.WriteString((&mail.Address{Name: rc.name, Address: rc.email}).String())
 	w.WriteString("\r\nSubject: ")
 	w.WriteString(mime.QEncoding.Encode("utf-8", subject))
 	w.WriteString("\r\nDate: ")
-	w.WriteString(now.Format(time.RFC1123Z))
+	var date [40]byte
+	w.Write(now.AppendFormat(date[:0], time.RFC1123Z))
 	w.WriteString("\r\nMessage-ID: ")
 	w.WriteString(out.messageID)
 	if p.replyTo != "" {
@@ -473,6 +476,29 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	w.WriteString(boundary)
 	w.WriteString("--\r\n")
 	return out, nil
+}
+
+// oneLine is s with its runs of white space made single spaces and trimmed,
+// as strings.Fields and strings.Join would make it: a Subject is one line.
+// Most subjects need no change and are not split and joined.
+func oneLine(s []byte) string {
+	prevSpace := true // a leading space goes too
+	for i := 0; i < len(s); {
+		r, n := rune(s[i]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(s[i:])
+		}
+		space := unicode.IsSpace(r)
+		if space && (r != ' ' || prevSpace) {
+			return strings.Join(strings.Fields(string(s)), " ")
+		}
+		prevSpace = space
+		i += n
+	}
+	if prevSpace && len(s) > 0 {
+		return strings.Join(strings.Fields(string(s)), " ")
+	}
+	return string(s)
 }
 
 // writePart writes a Content-Type, a transfer encoding and the body: 7bit
