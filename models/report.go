@@ -269,9 +269,10 @@ func (s *Store) ProviderStatsOf(ctx context.Context, campaignIDs []int64) ([]Pro
 		}
 		return p
 	}
-	// One query per campaign: with campaign_id = ? the rows come in the
-	// covering index's order and group without a sort (an IN list makes
-	// SQLite sort 200,000 rows first, four times slower).
+	// One query per campaign: on PostgreSQL, with campaign_id = ? the rows
+	// come in the covering index's order and group without a sort. SQLite
+	// has no such index (migration 16: it cost more on every send than it
+	// saved on every report) and sorts each campaign's rows.
 	for _, id := range campaignIDs {
 		if err := s.providerDeliveries(ctx, id, get); err != nil {
 			return nil, wrap(err)
