@@ -597,15 +597,22 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 	out := make([]Claimed, 0, len(ids))
 	for i := 0; i < len(ids); i += 1000 {
 		from, set := s.idRows(ids[i:min(i+1000, len(ids))])
+		// Every column read costs the driver a few calls into SQLite, each
+		// under the connection's mutex: a campaign row's address and name
+		// are its subscriber's, a transactional row's its own, and the two
+		// flags share a column.
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0),
-			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0), d.email, d.name, d.data, d.domain, d.priority, d.attempts, `+s.timeText("d.created_at")+`,
-			COALESCE(s.email, ''), COALESCE(s.name, ''), COALESCE(s.attributes, '{}'), d.override_suppression,
+			COALESCE(d.list_id, 0), COALESCE(d.template_id, 0),
+			CASE WHEN d.campaign_id IS NULL THEN d.email ELSE COALESCE(s.email, '') END,
+			CASE WHEN d.campaign_id IS NULL THEN d.name ELSE COALESCE(s.name, '') END,
+			d.data, d.domain, d.priority, d.attempts, `+s.timeText("d.created_at")+`, COALESCE(s.attributes, '{}'),
 			CASE WHEN d.campaign_id IS NULL THEN ''
 			     WHEN s.id IS NULL THEN 'subscriber deleted'
 			     WHEN s.status <> 'active' THEN 'subscriber ' || s.status
 			     WHEN NOT EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
 			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 'unsubscribed'
 			     ELSE '' END,
+			CASE WHEN d.override_suppression AND d.campaign_id IS NULL THEN 2 ELSE 0 END +
 			CASE WHEN d.subscriber_updated_at IS NULL OR s.updated_at <> d.subscriber_updated_at THEN 1 ELSE 0 END
 			FROM `+from+` CROSS JOIN deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id = j.value`), set)
 		if err != nil {
@@ -613,29 +620,26 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 		}
 		for rows.Next() {
 			var (
-				c             Claimed
-				sEmail, sName string
-				attrs         string
-				override      bool
-				changed       int
-				created       aggTime
+				c       Claimed
+				attrs   string
+				flags   int
+				created aggTime
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, &created, &sEmail, &sName, &attrs, &override, &c.Ineligible, &changed); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, &created, &attrs, &c.Ineligible, &flags); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			if c.CampaignID != 0 {
-				c.Email, c.Name = sEmail, sName
 				if err := c.Attributes.Scan(attrs); err != nil {
 					c.Attributes = Attributes{}
 				}
 			}
 			c.CreatedAt = created.t
-			c.OverrideSuppression = override && c.CampaignID == 0
+			c.OverrideSuppression = flags&2 != 0
 			// A subscriber changed since the row was written may have
 			// taken an address that was suppressed long ago.
-			c.fullCheck = changed == 1
+			c.fullCheck = flags&1 != 0
 			out = append(out, c)
 		}
 		rows.Close()
