@@ -29,9 +29,10 @@ type txWriter struct {
 	pipelined bool
 	chunking  bool
 	t         Timeouts
-	// dirty: the last transaction was refused before its message was
-	// through, so the server may hold part of it (a MAIL accepted before a
-	// refused RCPT); the next starts with RSET.
+	// dirty: the last transaction was refused. The server may hold part
+	// of it (a MAIL accepted before a refused RCPT), so the next starts
+	// with RSET; and servers often hang up after a refusal, so the
+	// connection is looked at first (smtpConn.Stale).
 	dirty bool
 }
 
@@ -193,15 +194,19 @@ func verdict(steps []step, replies []smtpReply, stopped error) (refusal smtpRepl
 // code (the server answered, then hung up or said 421), and the message's
 // fate is unknown when it has none.
 func (x *txWriter) transaction(from, to string, header, body []byte) (smtpReply, error) {
+	r, err := x.run(from, to, header, body)
+	x.dirty = r.code >= 400
+	return r, err
+}
+
+func (x *txWriter) run(from, to string, header, body []byte) (smtpReply, error) {
 	steps := make([]step, 0, 4)
 	if x.dirty {
 		steps = append(steps, step{"RSET", "", 2})
 	}
 	steps = append(steps, step{"MAIL FROM:", "<" + from + ">", 2}, step{"RCPT TO:", "<" + to + ">", 2})
 	if x.chunking {
-		r, err := x.chunked(steps, header, body)
-		x.dirty = r.code >= 400
-		return r, err
+		return x.chunked(steps, header, body)
 	}
 	steps = append(steps, step{"DATA", "", 354})
 	var replies []smtpReply
@@ -229,7 +234,6 @@ func (x *txWriter) transaction(from, to string, header, body []byte) (smtpReply,
 		steps = steps[:len(replies)]
 	}
 	refusal, dataOK, err := verdict(steps, replies, stopped)
-	x.dirty = refusal.code != 0
 	switch {
 	case refusal.code != 0 && dataOK && err == nil:
 		// RFC 2920 3.1: a server that accepts DATA after refusing every

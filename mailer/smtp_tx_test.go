@@ -270,6 +270,41 @@ func TestDataAcceptedAfterRefusedRecipient(t *testing.T) {
 	}
 }
 
+// TestStaleAfterRefusalAtEndOfData: a server that refuses a message at
+// its end of data and hangs up leaves a connection the worker sees as
+// stale, so the next message goes out on a new one (with CHUNKING or
+// without) instead of failing on this one.
+func TestStaleAfterRefusalAtEndOfData(t *testing.T) {
+	for _, ehlo := range []string{"250-scripted.test\r\n250 PIPELINING\r\n", "250-scripted.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"} {
+		_, addr := startScripted(t, ehlo, func(cmd string) string {
+			switch {
+			case cmd == "DATA":
+				return "354 go ahead\r\n"
+			case cmd == "." || strings.HasPrefix(cmd, "BDAT"):
+				return "554 5.7.1 rejected as spam\r\n" + closeAfter
+			}
+			return "250 ok\r\n"
+		})
+		ctx := context.Background()
+		c, err := NewDirect(DirectOptions{MXOverride: addr, HELO: "out.test"}).Dial(ctx, Route{Domain: "example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := c.Send(ctx, &Envelope{From: "b@sender.test", To: "reader@example.com", Message: []byte("Subject: x\r\n\r\nhi\r\n")})
+		if r.Code != 554 {
+			t.Fatalf("%q: Send() = %+v; want the 554", ehlo, r)
+		}
+		gone := stale(c)
+		for end := time.Now().Add(2 * time.Second); !gone && time.Now().Before(end); gone = stale(c) {
+			time.Sleep(5 * time.Millisecond) // the hang-up may still be on its way
+		}
+		if !gone {
+			t.Errorf("%q: a connection the server closed after refusing at the end of data is not reported stale", ehlo)
+		}
+		c.Close()
+	}
+}
+
 func TestReplyFrom(t *testing.T) {
 	for _, c := range []struct {
 		in                 smtpReply
