@@ -198,14 +198,17 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 		// A young list has few suppressions or none: then reading them all
 		// is cheaper than looking every address up, and with none there is
 		// nothing to read back.
-		few, err := s.suppressionsUpTo(tx, batch/8)
-		if err != nil {
-			return err
-		}
 		var (
+			few    map[string]bool
 			ids    []int64
 			emails []string
 		)
+		if inserted > 0 {
+			var err error
+			if few, err = s.suppressionsUpTo(tx, batch/8); err != nil {
+				return err
+			}
+		}
 		if inserted > 0 && (few == nil || len(few) > 0) {
 			rows, err := tx.Raw(`SELECT d.id, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
 				WHERE d.campaign_id = ? AND d.subscriber_id > ? AND d.subscriber_id <= ? AND d.status = 'queued'`, id, lo, hi).Rows()
@@ -850,9 +853,9 @@ const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 // (the first two parameters), one array per row: [id, next_attempt_at,
 // code, enhanced, text, message_id, source_ip, mx_host, last_attempt_at].
 // Its text never changes, so one parse serves a whole chunk (the SQLite
-// driver parses a statement on every execution, prepared or not), and OR
-// FAIL spares SQLite the statement journal (a failure rolls the whole
-// transaction back anyway). jsonb_each hands each row's array over as
+// driver parses a statement on every execution, prepared or not). An
+// UPDATE with FROM keeps a statement journal even under OR FAIL; the
+// queue connection keeps it in memory (see Open). jsonb_each hands each row's array over as
 // JSONB, which ->> reads in place; json_each would print it as text for
 // ->> to parse again, a third of the statement's cost. Each ->> costs
 // about a third of a microsecond: what a chunk shares is a parameter.

@@ -97,11 +97,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{db: db, sql: sqlDB, dialect: dialect}
 	if dialect == SQLite {
-		// The queue's statements touch a batch of rows at a time. A
-		// statement that updates many rows keeps a statement journal
-		// (the pages it changed, to undo it alone), which SQLite spills
-		// to a temporary file past 64 KiB: a write system call per page,
-		// for every batch of outcomes. In memory it is a copy.
+		// The queue's statements touch a batch of rows at a time. Some
+		// keep a statement journal (the pages they changed, to undo the
+		// statement alone): recording outcomes is an UPDATE with FROM,
+		// which does even under OR FAIL. Past 64 KiB SQLite spills the
+		// journal to a temporary file, a write system call per page for
+		// every batch of outcomes; in memory it is a copy.
 		qdb, err := gorm.Open(sqlite.Open(dsn+"&_pragma=temp_store(MEMORY)"), cfg)
 		if err != nil {
 			sqlDB.Close()
