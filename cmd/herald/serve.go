@@ -148,7 +148,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func newTransport(cfg *config.Config) (mailer.Transport, error) {
 	switch cfg.Transport {
 	case "direct":
-		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride}), nil
+		port, _ := strconv.Atoi(cfg.MXPort) // validated by config; "" is 0, the default
+		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port}), nil
 	case "relay":
 		u, err := url.Parse(cfg.Relay)
 		if err != nil {

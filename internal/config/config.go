@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,6 +36,10 @@ type Config struct {
 	// MXOverride sends all direct-delivery traffic to this host:port (tests
 	// and staging).
 	MXOverride string
+	// MXPort is the SMTP port of MX hosts for direct delivery. Empty means
+	// 25; tests and staging point it at receivers on another port while MX
+	// lookups stay real, so routing, MX grouping and null MX still apply.
+	MXPort string
 	// DNSServer is the host:port of the DNS server for MX lookups and DNS
 	// checks. Empty means the system resolver.
 	DNSServer string
@@ -76,6 +81,7 @@ func (c *Config) Vars() []Var {
 		{"inbound-listen", "HERALD_INBOUND_LISTEN", "", "address of the inbound SMTP server for bounces and complaints (empty: off)", &c.InboundListen},
 		{"metrics-listen", "HERALD_METRICS_LISTEN", "", "separate address for Prometheus /metrics (empty: on the dashboard, admins only)", &c.MetricsListen},
 		{"mx-override", "HERALD_MX_OVERRIDE", "", "host:port that receives all direct deliveries (testing, staging)", &c.MXOverride},
+		{"mx-port", "HERALD_MX_PORT", "25", "SMTP port of MX hosts for direct delivery (testing, staging; MX lookups stay real)", &c.MXPort},
 		{"dns-server", "HERALD_DNS_SERVER", "", "host:port of the DNS server for MX lookups (default: system resolver)", &c.DNSServer},
 		{"node-id", "HERALD_NODE_ID", "", "name of this node in delivery leases (default: host name)", &c.NodeID},
 		{"transport", "HERALD_TRANSPORT", "capture", "how mail leaves: capture (outbox in the dashboard), direct (MX delivery) or relay", &c.Transport},
@@ -137,6 +143,9 @@ func (c *Config) validate() error {
 	c.RootURL = strings.TrimRight(c.RootURL, "/")
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return fmt.Errorf("config: the secret must be at least 32 characters (or leave it empty to have one generated)")
+	}
+	if p, err := strconv.Atoi(c.MXPort); c.MXPort != "" && (err != nil || p < 1 || p > 65535) {
+		return fmt.Errorf("config: MX port %q must be a port number from 1 to 65535", c.MXPort)
 	}
 	switch c.Transport {
 	case "capture", "direct":
