@@ -450,6 +450,12 @@ type DNSRecord struct {
 	Name    string // fully qualified, no trailing dot
 	Value   string // TXT text, "preference host" for MX, target for CNAME
 	Purpose string // dkim, dkim-ed25519, spf, dmarc, return-path
+	// Incomplete says Herald cannot name every source the record must
+	// allow (Note says why); Value then holds what it knows, or nothing.
+	Incomplete bool `json:",omitempty"`
+	// Note is shown beside the record: why it is incomplete, or why it
+	// is optional.
+	Note string `json:",omitempty"`
 }
 
 // DNSRecordOptions describe the sending infrastructure the records point at.
@@ -470,7 +476,22 @@ type DNSRecordOptions struct {
 	ReturnPathCNAME string
 	// DMARCReports is the rua mailbox; "" means "dmarc@" + the domain.
 	DMARCReports string
+	// SourcesUnknown, when set, says why Herald cannot list every server
+	// the mail leaves from (direct delivery without configured sending
+	// addresses, a relay whose SPF include it does not know); the SPF
+	// record is then marked incomplete. "" means the addresses and
+	// includes above are all of them.
+	SourcesUnknown string
+	// OrgDMARC is the policy the domain's organisational domain sets for
+	// its subdomains, when the domain is a subdomain and one is published
+	// (the last DNS check found it); nil means none. The advised DMARC
+	// record then asks for no less.
+	OrgDMARC *OrgDMARC
 }
+
+// noSourcesNote explains an SPF record Herald cannot fill in.
+const noSourcesNote = "Herald knows no address your mail leaves from: no sending addresses are configured under Rules & IPs and no relay SPF include is set. " +
+	"Publish an SPF record naming your sending servers (ip4:/ip6: terms, or your relay's include:), or add them to Herald so it can show the record."
 
 // DNSRecords returns the exact records to publish for the domain.
 func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
@@ -501,15 +522,37 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 		for _, inc := range append(append([]string(nil), o.SPFIncludes...), splitList(d.SPFIncludes)...) {
 			spf = append(spf, "include:"+inc)
 		}
-		spf = append(spf, "~all")
-		recs = append(recs, DNSRecord{Type: "TXT", Name: d.ReturnPathDomain, Value: strings.Join(spf, " "), Purpose: "spf"})
+		rec := DNSRecord{Type: "TXT", Name: d.ReturnPathDomain, Purpose: "spf"}
+		switch {
+		case len(spf) == 1:
+			// "v=spf1 ~all" would authorise nothing: say what is missing
+			// instead of a record that looks complete.
+			rec.Incomplete, rec.Note = true, o.SourcesUnknown
+			if rec.Note == "" {
+				rec.Note = noSourcesNote
+			}
+		case o.SourcesUnknown != "":
+			rec.Incomplete, rec.Note = true, o.SourcesUnknown
+			fallthrough
+		default:
+			rec.Value = strings.Join(append(spf, "~all"), " ")
+		}
+		recs = append(recs, rec)
 	}
 	rua := o.DMARCReports
 	if rua == "" {
 		rua = "dmarc@" + d.Domain
 	}
-	recs = append(recs, DNSRecord{Type: "TXT", Name: "_dmarc." + d.Domain,
-		Value: "v=DMARC1; p=none; rua=mailto:" + rua + "; adkim=r; aspf=r", Purpose: "dmarc"})
+	dmarc := DNSRecord{Type: "TXT", Name: "_dmarc." + d.Domain,
+		Value: "v=DMARC1; p=none; rua=mailto:" + rua + "; adkim=r; aspf=r", Purpose: "dmarc"}
+	if org := o.OrgDMARC; org != nil && org.Domain != d.Domain {
+		// A record at a subdomain replaces the organisational domain's
+		// policy for it: never advise a weaker one.
+		dmarc.Value = "v=DMARC1; p=" + org.Policy + "; rua=mailto:" + rua + "; adkim=" + org.ADKIM + "; aspf=" + org.ASPF
+		dmarc.Note = "Optional: " + org.Domain + "'s DMARC policy already applies to " + d.Domain + " (p=" + org.Policy +
+			" for subdomains). Publish this record only to receive reports here; a weaker policy at this name would override " + org.Domain + "'s."
+	}
+	recs = append(recs, dmarc)
 	return recs
 }
 
