@@ -68,22 +68,32 @@ func (r *Readiness) dnsGate(ctx context.Context, cp *models.Campaign) Check {
 	default:
 		domain = sd.Domain
 		when := sd.DNSCheckedAt.UTC().Format("2006-01-02 15:04 UTC")
-		if chk = sd.LastCheck(); chk == nil || !sd.DNSOK {
-			var problems []string
-			if chk != nil {
-				for _, rc := range chk.Records {
-					if !rc.OK {
-						problems = append(problems, strings.ToUpper(rc.Purpose)+" "+rc.Name+": "+rc.Problem)
-					}
+		chk = sd.LastCheck()
+		var problems, unsure []string
+		if chk == nil {
+			problems = append(problems, "the stored result could not be read")
+		} else {
+			for _, rc := range chk.Records {
+				switch {
+				case rc.State == models.RecordIncomplete:
+					unsure = append(unsure, strings.ToUpper(rc.Purpose)+" "+rc.Name)
+				case !rc.OK:
+					problems = append(problems, strings.ToUpper(rc.Purpose)+" "+rc.Name+": "+rc.Problem)
 				}
 			}
-			if len(problems) == 0 {
-				problems = append(problems, "the check failed")
-			}
+		}
+		if len(problems) > 0 {
 			c.OK, c.Detail = false, "The last DNS check of "+sd.Domain+" ("+when+") failed: "+strings.Join(problems, "; ")+"."
 			break
 		}
-		c.Detail = "All records of " + sd.Domain + " right at the last check (" + when + ")."
+		if len(unsure) > 0 {
+			// Valid, but Herald cannot tell whether it names every
+			// source: the domain page says so; it does not block.
+			c.Detail = "The records of " + sd.Domain + " are valid at the last check (" + when + "), but Herald cannot confirm that " +
+				strings.Join(unsure, ", ") + " covers every server the mail leaves from (see the domain's page)."
+		} else {
+			c.Detail = "All records of " + sd.Domain + " right at the last check (" + when + ")."
+		}
 		if a := chk.Alignment; a != nil && from != sd.Domain {
 			// A From on a subdomain: align under the modes the check found.
 			al := Align(from, sd.Domain, sd.ReturnPathDomain, &DMARCRecord{ADKIM: a.ADKIM, ASPF: a.ASPF})

@@ -482,11 +482,37 @@ type DNSRecordOptions struct {
 	// record is then marked incomplete. "" means the addresses and
 	// includes above are all of them.
 	SourcesUnknown string
+	// SourceHost is a host whose address is probably where mail leaves
+	// from when nothing else is known (the EHLO name of direct delivery,
+	// the relay's host): the incomplete SPF record then allows it (a:host,
+	// or ip4:/ip6: for an address, with or without brackets). "" means no
+	// guess.
+	SourceHost string
 	// OrgDMARC is the policy the domain's organisational domain sets for
 	// its subdomains, when the domain is a subdomain and one is published
 	// (the last DNS check found it); nil means none. The advised DMARC
 	// record then asks for no less.
 	OrgDMARC *OrgDMARC
+}
+
+// guessTerm is the SPF term allowing host: a: for a name, ip4:/ip6: for
+// an address (an EHLO address literal such as [192.0.2.1] or
+// [IPv6:2001:db8::1] too); "" for none.
+func guessTerm(host string) string {
+	h := strings.TrimPrefix(strings.Trim(host, "[]"), "IPv6:")
+	if h == "" {
+		return ""
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Is4() {
+			return "ip4:" + a.String()
+		}
+		return "ip6:" + a.String()
+	}
+	if n, problem := normalizeHostname(h, false); problem == "" && strings.Contains(n, ".") {
+		return "a:" + n
+	}
+	return ""
 }
 
 // noSourcesNote explains an SPF record Herald cannot fill in.
@@ -525,11 +551,16 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 		rec := DNSRecord{Type: "TXT", Name: d.ReturnPathDomain, Purpose: "spf"}
 		switch {
 		case len(spf) == 1:
-			// "v=spf1 ~all" would authorise nothing: say what is missing
-			// instead of a record that looks complete.
+			// "v=spf1 ~all" would authorise nothing: allow the likely
+			// source and say that it is a guess, or leave the value empty.
 			rec.Incomplete, rec.Note = true, o.SourcesUnknown
 			if rec.Note == "" {
 				rec.Note = noSourcesNote
+			}
+			if term := guessTerm(o.SourceHost); term != "" {
+				rec.Value = "v=spf1 " + term + " ~all"
+				rec.Note += " The value shown allows " + strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(term, "a:"), "ip4:"), "ip6:") +
+					", where Herald guesses your mail leaves from; check that this is so."
 			}
 		case o.SourcesUnknown != "":
 			rec.Incomplete, rec.Note = true, o.SourcesUnknown

@@ -287,6 +287,7 @@ func TestCheckDNSButton(t *testing.T) {
 		// for DMARC, and the return-path MX pointing elsewhere.
 		ns.publish(t, recs["dkim"])
 		ns.publishLine(t, `bounces.brand.example. 300 IN TXT "v=spf1 include:_spf.other.example ~all"`)
+		ns.publishLine(t, `_spf.other.example. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
 		ns.publishLine(t, `bounces.brand.example. 300 IN MX 10 mx.elsewhere.example.`)
 
 		if p := viewer.htmxPost(path+"/check", url.Values{}); p.StatusCode != 403 {
