@@ -138,7 +138,7 @@ func DNSGateDomain(ctx context.Context, rs ReadinessStore, cp *models.Campaign) 
 
 // gateSendingDomain is the sending domain whose DNS check the campaign's
 // DNS rule reads, as the checklist's DKIM rule finds it (the signing
-// domain); nil when none covers the From domain.
+// domain, the most specific one); nil when none covers the From domain.
 // TODO(issue 14 item 3): use the one signing-domain decision once merged.
 func gateSendingDomain(ctx context.Context, rs ReadinessStore, cp *models.Campaign) *models.SendingDomain {
 	from := strings.ToLower(models.EmailDomain(cp.FromEmail))
@@ -148,10 +148,19 @@ func gateSendingDomain(ctx context.Context, rs ReadinessStore, cp *models.Campai
 		}
 		return nil
 	}
-	if ds, err := rs.SendingDomains(ctx); err == nil {
-		return coveringDomain(ds, from)
+	ds, err := rs.SendingDomains(ctx)
+	if err != nil {
+		return nil
 	}
-	return nil
+	// The most specific domain: the engine signs a From on a configured
+	// subdomain with that subdomain's own key.
+	var best *models.SendingDomain
+	for i := range ds {
+		if d := &ds[i]; d.RSAPublic != "" && (from == d.Domain || strings.HasSuffix(from, "."+d.Domain)) && (best == nil || len(d.Domain) > len(best.Domain)) {
+			best = d
+		}
+	}
+	return best
 }
 
 // hostChecks are the panel's rules on how direct delivery introduces
