@@ -136,6 +136,40 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 			return cp.Status != models.CampaignDraft
 		})
 
+		// The API: admins' tokens only, with a reason.
+		id3 := newCampaign(t, s, tmpl, []int64{list}, nil)
+		token := func(email, role string) string {
+			u, err := s.CreateUser(ctx, email, "", "correct horse battery", role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, _, err := s.CreateAPIToken(ctx, u.ID, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		adminTok, marketerTok := token("ops@example.com", models.RoleAdmin), token("api@example.com", models.RoleMarketer)
+		path := fmt.Sprintf("/api/v1/campaigns/%d/dns-override", id3)
+		if p := app.api("POST", path, marketerTok, `{"reason":"please"}`); p.StatusCode != 403 {
+			t.Errorf("API override with a marketer's token = %d, want 403", p.StatusCode)
+		}
+		if p := app.api("POST", path, adminTok, `{"reason":""}`); p.StatusCode != 422 || !strings.Contains(p.Body, "Say why") {
+			t.Errorf("API override without a reason = %d %s", p.StatusCode, p.Body)
+		}
+		if p := app.api("POST", path, adminTok, `{"reason":"scripted: DNS host is slow"}`); p.StatusCode != 200 {
+			t.Errorf("API override = %d %s", p.StatusCode, p.Body)
+		}
+		if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/start", id3), marketerTok, ""); p.StatusCode != 200 {
+			t.Errorf("API start after the API override = %d %s", p.StatusCode, p.Body)
+		}
+		if o, err := s.CampaignDNSOverride(ctx, id3); err != nil || o.UserEmail != "ops@example.com" || o.Domain != "acme.test" {
+			t.Errorf("stored API override = %+v, %v", o, err)
+		}
+		if n := countAction(auditActions(t, s), "campaign.dns_override"); n != 2 {
+			t.Errorf("%d override audit entries, want 2 (dashboard and API)", n)
+		}
+
 		// A second campaign, with the records right: it starts without an override.
 		id2 := newCampaign(t, s, tmpl, []int64{list}, nil)
 		if err := s.AddSendingIP(ctx, &models.SendingIP{PoolID: mustPool(t, s, "main"), Address: "192.0.2.10", Active: true}); err != nil {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -184,19 +185,7 @@ func (s *Server) overrideCampaignDNS(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	domain := mailer.DNSGateDomain(ctx, s.store, cp)
-	reason := strings.TrimSpace(c.FormValue("reason"))
-	if len(reason) > 500 {
-		reason = reason[:500]
-	}
-	e := models.AuditEntry{Action: "campaign.dns_override", ObjectType: "campaign", ObjectID: itoa(id), IP: c.RealIP(),
-		Summary: cp.Name + ": start allowed although the DNS check of " + domain + " fails or never ran — " + reason}
-	o := models.CampaignDNSOverride{CampaignID: id, Domain: domain, Reason: reason}
-	if u := currentUser(c); u != nil {
-		e.UserID, e.Actor = &u.ID, u.Email
-		o.UserID, o.UserEmail = &u.ID, u.Email
-	}
-	err = s.store.OverrideCampaignDNS(ctx, o, e)
+	domain, err := s.overrideDNS(c, cp, c.FormValue("reason"))
 	var ve *models.ValidationError
 	if errors.As(err, &ve) {
 		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
@@ -208,6 +197,52 @@ func (s *Server) overrideCampaignDNS(c echo.Context) error {
 	}
 	s.flash(c, "The DNS rule is overridden for this campaign ("+domain+"); the override is shown in its checklist and kept in the audit log.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", id))
+}
+
+// apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
+// ({"reason": "…"}), for admins' tokens.
+func (s *Server) apiOverrideCampaignDNS(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	cp, err := s.store.Campaign(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.NewDecoder(c.Request().Body).Decode(&in); err != nil {
+		return unprocessable(`Send a JSON object with the reason: {"reason": "…"}.`, map[string]string{"reason": "missing"})
+	}
+	_, err = s.overrideDNS(c, cp, in.Reason)
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return unprocessable(ve.Fields["reason"], ve.Fields)
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusOK, id)
+}
+
+// overrideDNS stores an admin's override of the DNS rule for a campaign,
+// with its audit entry; it returns the domain it holds for.
+func (s *Server) overrideDNS(c echo.Context, cp *models.Campaign, reason string) (string, error) {
+	domain := mailer.DNSGateDomain(c.Request().Context(), s.store, cp)
+	if r := []rune(strings.TrimSpace(reason)); len(r) > 500 {
+		reason = string(r[:500])
+	}
+	reason = strings.TrimSpace(reason)
+	e := models.AuditEntry{Action: "campaign.dns_override", ObjectType: "campaign", ObjectID: itoa(cp.ID), IP: c.RealIP(),
+		Summary: cp.Name + ": start allowed although the DNS check of " + domain + " fails or never ran — " + reason}
+	o := models.CampaignDNSOverride{CampaignID: cp.ID, Domain: domain, Reason: reason}
+	if u := currentUser(c); u != nil {
+		e.UserID, e.Actor = &u.ID, u.Email
+		o.UserID, o.UserEmail = &u.ID, u.Email
+	}
+	return domain, s.store.OverrideCampaignDNS(c.Request().Context(), o, e)
 }
 
 // checkDomain runs the DNS check, stores it and shows each record's state:
