@@ -82,6 +82,9 @@ func (r *Readiness) dnsGate(ctx context.Context, cp *models.Campaign) Check {
 				}
 			}
 		}
+		if chk != nil && direct {
+			problems = append(problems, r.uncheckedAddresses(ctx, chk)...)
+		}
 		if len(problems) > 0 {
 			c.OK, c.Detail = false, "The last DNS check of "+sd.Domain+" ("+when+") failed: "+strings.Join(problems, "; ")+"."
 			break
@@ -125,6 +128,43 @@ func (r *Readiness) dnsGate(ctx context.Context, cp *models.Campaign) Check {
 		c.Detail += " (This campaign does not deliver directly, so this only warns.)"
 	}
 	return c
+}
+
+// uncheckedAddresses names the active sending addresses the stored check's
+// SPF record did not cover (added to a pool since): the check no longer
+// says whether their mail passes SPF.
+func (r *Readiness) uncheckedAddresses(ctx context.Context, chk *models.DNSCheck) []string {
+	ls, ok := r.Store.(sendingIPStore)
+	if !ok {
+		return nil
+	}
+	var spf *models.DNSRecordCheck
+	for i := range chk.Records {
+		if chk.Records[i].Purpose == "spf" {
+			spf = &chk.Records[i]
+		}
+	}
+	if spf == nil {
+		return nil // the return path is a CNAME to a hosted bounce domain
+	}
+	ips, err := ls.AllSendingIPs(ctx)
+	if err != nil {
+		return []string{"the sending addresses could not be read"}
+	}
+	terms := map[string]bool{}
+	for _, t := range strings.Fields(spf.Value) {
+		terms[t] = true
+	}
+	var missing []string
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip.Address); err == nil && ip.Active && !terms["ip4:"+a.String()] && !terms["ip6:"+a.String()] {
+			missing = append(missing, ip.Address)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return []string{"sending addresses added since (" + strings.Join(missing, ", ") + ") are not in the SPF record checked; publish the new value and run Check DNS again"}
 }
 
 // DNSGateDomain is the domain whose DNS the campaign's DNS rule reads:

@@ -190,6 +190,28 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if st := p.Doc.Find(`[data-testid="check-campaign.dns"]`).AttrOr("data-state", ""); st != "ok" {
 			t.Errorf("DNS rule with the records published = %q: %q", st, p.Doc.Find(`[data-testid="check-campaign.dns"]`).Text())
 		}
+		// A sending address added after the check: the check no longer
+		// covers it, and the rule says so.
+		if err := s.AddSendingIP(ctx, &models.SendingIP{PoolID: mustPool(t, s, "extra"), Address: "192.0.2.11", Active: true}); err != nil {
+			t.Fatal(err)
+		}
+		p = marketer.postForm(fmt.Sprintf("/campaigns/%d/start", id2), nil)
+		if msg := p.Doc.Find(`[data-testid="start-error"]`).Text(); p.StatusCode != 422 || !strings.Contains(msg, "192.0.2.11") {
+			t.Errorf("start after a new address = %d %q, want 422 naming 192.0.2.11", p.StatusCode, msg)
+		}
+		v, _, err = app.srv.domainView(ctx, sd.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.mu.Lock()
+		delete(ns.rrs, "TXT bounces.acme.test.")
+		ns.mu.Unlock()
+		for _, r := range v.Records {
+			if r.Purpose == "spf" {
+				ns.publish(t, r)
+			}
+		}
+		admin.postForm(fmt.Sprintf("/deliverability/domains/%d/check", sd.ID), url.Values{})
 		if p := marketer.postForm(fmt.Sprintf("/campaigns/%d/start", id2), nil); p.StatusCode != 200 {
 			t.Errorf("start with DNS right: status %d %q", p.StatusCode, p.Doc.Find(`[data-testid="start-error"]`).Text())
 		}
