@@ -392,6 +392,9 @@ func (r *Readiness) dnsChecks(domains []models.SendingDomain) []Check {
 		when := sd.DNSCheckedAt.UTC().Format("2006-01-02 15:04 UTC")
 		if c.OK {
 			c.Detail = "All records right at the last check (" + when + "); DKIM signs as " + sd.Domain + " and bounces return to " + rp + "."
+			if a := rep.Alignment; a != nil {
+				c.Detail += " " + a.Explain() + "."
+			}
 		} else {
 			c.Detail = strings.Join(problems, "; ") + " (checked " + when + ")."
 			c.FixHint = "Publish the records listed for " + sd.Domain + " under Deliverability → Sending domains, then check again."
