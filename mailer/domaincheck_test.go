@@ -260,15 +260,24 @@ func startDNSTCP(t testing.TB) *fakeDNS {
 	t.Helper()
 	f := &fakeDNS{rrs: map[string][]dns.RR{}}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { f.serve(truncating{w}, r) })
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A UDP port free may be taken for TCP by tests running beside.
+	var pc net.PacketConn
+	var l net.Listener
+	for range 20 {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		pc, l = nil, nil
+	}
+	if pc == nil {
+		t.Fatal("no port free for UDP and TCP at once")
 	}
 	f.Addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { srv.Shutdown() })
