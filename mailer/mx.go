@@ -72,6 +72,11 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]stri
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
+	// EDNS0: a 2048-bit DKIM key does not fit the 512 bytes of plain DNS
+	// over UDP; 1232 bytes is the size that avoids IP fragmentation (DNS
+	// flag day 2020). Larger answers come truncated and are asked again
+	// over TCP.
+	m.SetEdns0(1232, false)
 	c := &dns.Client{Timeout: r.timeout}
 	in, _, err := c.ExchangeContext(ctx, m, r.server)
 	if err == nil && in.Truncated {

@@ -51,7 +51,7 @@ func (e *Engine) blockingRule(ctx context.Context, id int64) (*Check, error) {
 		return nil, nil
 	}
 	_, captures := e.o.Transport.(*Capture)
-	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, RootURL: e.o.RootURL}).CampaignChecks(ctx, id)
+	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(e.o.Transport), RootURL: e.o.RootURL}).CampaignChecks(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +83,17 @@ type Readiness struct {
 	// the outbox (nothing leaves the machine). Campaigns on it may start
 	// without DKIM and DNS: those rules then warn instead of blocking.
 	DefaultCaptures bool
+	// DirectTransport says the default transport delivers straight to
+	// the recipients' MX hosts: a campaign on it cannot start while its
+	// From domain's DNS check fails or never ran, unless an admin
+	// overrode that for the campaign. False: the DNS rule only warns.
+	DirectTransport bool
+	// Hostname is the EHLO name of direct delivery, checked for being
+	// fully qualified. "": not checked.
+	Hostname string
+	// Resolver answers the reverse DNS questions of the panel (FCrDNS of
+	// each sending address). Nil: the panel asks no DNS question.
+	Resolver *Resolver
 	// RootURL is the public base of unsubscribe links. Zero: the root_url
 	// setting.
 	RootURL string
@@ -217,6 +228,7 @@ func (r *Readiness) OrgChecks(ctx context.Context) ([]Check, error) {
 	}
 	out = append(out, r.senderCheck(ctx, domains))
 	out = append(out, r.dnsChecks(domains)...)
+	out = append(out, r.hostChecks(ctx)...)
 
 	sent, complaints, err := r.Store.ComplaintStats(ctx, r.now().Add(-30*24*time.Hour))
 	if err != nil {
@@ -380,6 +392,9 @@ func (r *Readiness) dnsChecks(domains []models.SendingDomain) []Check {
 		when := sd.DNSCheckedAt.UTC().Format("2006-01-02 15:04 UTC")
 		if c.OK {
 			c.Detail = "All records right at the last check (" + when + "); DKIM signs as " + sd.Domain + " and bounces return to " + rp + "."
+			if a := rep.Alignment; a != nil {
+				c.Detail += " " + a.Explain() + "."
+			}
 		} else {
 			c.Detail = strings.Join(problems, "; ") + " (checked " + when + ")."
 			c.FixHint = "Publish the records listed for " + sd.Domain + " under Deliverability → Sending domains, then check again."
@@ -445,6 +460,7 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	out = append(out, c)
 
 	out = append(out, r.dkimCheck(ctx, cp, captured))
+	out = append(out, r.dnsGate(ctx, cp))
 
 	c = Check{ID: "campaign.subject", Title: "The subject is not empty", Blocking: true, OK: t != nil && strings.TrimSpace(f.subject) != ""}
 	if c.OK {

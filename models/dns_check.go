@@ -14,6 +14,10 @@ const (
 	RecordMissing = "missing" // nothing of the kind at that name
 	RecordWrong   = "wrong"   // something is there, but not what is needed
 	RecordError   = "error"   // the lookup itself failed; try again
+	// RecordIncomplete: what is published is valid, but Herald cannot
+	// tell whether it covers every server the mail leaves from (direct
+	// delivery from an unknown address, a relay it does not know).
+	RecordIncomplete = "incomplete"
 )
 
 // DNSRecordCheck is the state of one required DNS record after a check.
@@ -24,6 +28,10 @@ type DNSRecordCheck struct {
 	Found   []string // what the DNS answered for the name and type
 	Problem string   // what is wrong, for people; "" when OK
 	Fix     string   // what to do about it; "" when OK
+	// Notes are remarks on a record that passes or fails: where a policy
+	// was found, how many DNS lookups SPF needs, what each sending
+	// address gets.
+	Notes []string `json:",omitempty"`
 }
 
 // DNSCheck is the result of checking a sending domain's DNS, as stored in
@@ -32,6 +40,51 @@ type DNSCheck struct {
 	Domain  string
 	OK      bool // every record is right
 	Records []DNSRecordCheck
+	// OrgDomain is the domain's organisational domain (Public Suffix
+	// List); OrgDMARC the policy published there when it differs from
+	// Domain and publishes a valid one (the DMARC advice for a subdomain
+	// never asks for less).
+	OrgDomain string        `json:",omitempty"`
+	OrgDMARC  *OrgDMARC     `json:",omitempty"`
+	Alignment *DNSAlignment `json:",omitempty"` // of mail From Domain; nil when no DMARC policy was readable
+}
+
+// OrgDMARC is the DMARC policy an organisational domain sets for its
+// subdomains.
+type OrgDMARC struct {
+	Domain string // the organisational domain
+	Policy string // sp=, or p= when sp= is absent
+	ADKIM  string // "r" or "s"
+	ASPF   string // "r" or "s"
+}
+
+// DNSAlignment is how the identities of a message line up with its From
+// domain under a DMARC policy's adkim and aspf (RFC 7489 §3.1).
+type DNSAlignment struct {
+	From       string // the From domain
+	DKIMDomain string // the DKIM signature's d=
+	Envelope   string // the envelope (Return-Path) domain SPF checks
+	ADKIM      string // "r" or "s"
+	ASPF       string
+	DKIM       bool // d= aligns with From
+	SPF        bool // the envelope domain aligns with From
+	// PolicyDomain is where the DMARC policy applied was found, Policy
+	// the policy that applies to From ("" when none was found).
+	PolicyDomain string `json:",omitempty"`
+	Policy       string `json:",omitempty"`
+}
+
+// Explain says in words how the identities align.
+func (a DNSAlignment) Explain() string {
+	mode := map[string]string{"r": "relaxed", "s": "strict"}
+	word := func(ok bool) string {
+		if ok {
+			return "aligns"
+		}
+		return "does not align"
+	}
+	return fmt.Sprintf("DKIM d=%s %s with From %s (adkim=%s, %s); the envelope domain %s %s (aspf=%s, %s)",
+		a.DKIMDomain, word(a.DKIM), a.From, a.ADKIM, mode[a.ADKIM], a.Envelope, word(a.SPF), a.ASPF, mode[a.ASPF])
 }
 
 // JSON is the check as stored in sending_domains.dns_report.

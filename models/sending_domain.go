@@ -450,6 +450,12 @@ type DNSRecord struct {
 	Name    string // fully qualified, no trailing dot
 	Value   string // TXT text, "preference host" for MX, target for CNAME
 	Purpose string // dkim, dkim-ed25519, spf, dmarc, return-path
+	// Incomplete says Herald cannot name every source the record must
+	// allow (Note says why); Value then holds what it knows, or nothing.
+	Incomplete bool `json:",omitempty"`
+	// Note is shown beside the record: why it is incomplete, or why it
+	// is optional.
+	Note string `json:",omitempty"`
 }
 
 // DNSRecordOptions describe the sending infrastructure the records point at.
@@ -470,7 +476,48 @@ type DNSRecordOptions struct {
 	ReturnPathCNAME string
 	// DMARCReports is the rua mailbox; "" means "dmarc@" + the domain.
 	DMARCReports string
+	// SourcesUnknown, when set, says why Herald cannot list every server
+	// the mail leaves from (direct delivery without configured sending
+	// addresses, a relay whose SPF include it does not know); the SPF
+	// record is then marked incomplete. "" means the addresses and
+	// includes above are all of them.
+	SourcesUnknown string
+	// SourceHost is a host whose address is probably where mail leaves
+	// from when nothing else is known (the EHLO name of direct delivery,
+	// the relay's host): the incomplete SPF record then allows it (a:host,
+	// or ip4:/ip6: for an address, with or without brackets). "" means no
+	// guess.
+	SourceHost string
+	// OrgDMARC is the policy the domain's organisational domain sets for
+	// its subdomains, when the domain is a subdomain and one is published
+	// (the last DNS check found it); nil means none. The advised DMARC
+	// record then asks for no less.
+	OrgDMARC *OrgDMARC
 }
+
+// guessTerm is the SPF term allowing host: a: for a name, ip4:/ip6: for
+// an address (an EHLO address literal such as [192.0.2.1] or
+// [IPv6:2001:db8::1] too); "" for none.
+func guessTerm(host string) string {
+	h := strings.TrimPrefix(strings.Trim(host, "[]"), "IPv6:")
+	if h == "" {
+		return ""
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Is4() {
+			return "ip4:" + a.String()
+		}
+		return "ip6:" + a.String()
+	}
+	if n, problem := normalizeHostname(h, false); problem == "" && strings.Contains(n, ".") {
+		return "a:" + n
+	}
+	return ""
+}
+
+// noSourcesNote explains an SPF record Herald cannot fill in.
+const noSourcesNote = "Herald knows no address your mail leaves from: no sending addresses are configured under Rules & IPs and no relay SPF include is set. " +
+	"Publish an SPF record naming your sending servers (ip4:/ip6: terms, or your relay's include:), or add them to Herald so it can show the record."
 
 // DNSRecords returns the exact records to publish for the domain.
 func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
@@ -501,15 +548,42 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 		for _, inc := range append(append([]string(nil), o.SPFIncludes...), splitList(d.SPFIncludes)...) {
 			spf = append(spf, "include:"+inc)
 		}
-		spf = append(spf, "~all")
-		recs = append(recs, DNSRecord{Type: "TXT", Name: d.ReturnPathDomain, Value: strings.Join(spf, " "), Purpose: "spf"})
+		rec := DNSRecord{Type: "TXT", Name: d.ReturnPathDomain, Purpose: "spf"}
+		switch {
+		case len(spf) == 1:
+			// "v=spf1 ~all" would authorise nothing: allow the likely
+			// source and say that it is a guess, or leave the value empty.
+			rec.Incomplete, rec.Note = true, o.SourcesUnknown
+			if rec.Note == "" {
+				rec.Note = noSourcesNote
+			}
+			if term := guessTerm(o.SourceHost); term != "" {
+				rec.Value = "v=spf1 " + term + " ~all"
+				rec.Note += " The value shown allows " + strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(term, "a:"), "ip4:"), "ip6:") +
+					", where Herald guesses your mail leaves from; check that this is so."
+			}
+		case o.SourcesUnknown != "":
+			rec.Incomplete, rec.Note = true, o.SourcesUnknown
+			fallthrough
+		default:
+			rec.Value = strings.Join(append(spf, "~all"), " ")
+		}
+		recs = append(recs, rec)
 	}
 	rua := o.DMARCReports
 	if rua == "" {
 		rua = "dmarc@" + d.Domain
 	}
-	recs = append(recs, DNSRecord{Type: "TXT", Name: "_dmarc." + d.Domain,
-		Value: "v=DMARC1; p=none; rua=mailto:" + rua + "; adkim=r; aspf=r", Purpose: "dmarc"})
+	dmarc := DNSRecord{Type: "TXT", Name: "_dmarc." + d.Domain,
+		Value: "v=DMARC1; p=none; rua=mailto:" + rua + "; adkim=r; aspf=r", Purpose: "dmarc"}
+	if org := o.OrgDMARC; org != nil && org.Domain != d.Domain {
+		// A record at a subdomain replaces the organisational domain's
+		// policy for it: never advise a weaker one.
+		dmarc.Value = "v=DMARC1; p=" + org.Policy + "; rua=mailto:" + rua + "; adkim=" + org.ADKIM + "; aspf=" + org.ASPF
+		dmarc.Note = "Optional: " + org.Domain + "'s DMARC policy already applies to " + d.Domain + " (p=" + org.Policy +
+			" for subdomains). Publish this record only to receive reports here; a weaker policy at this name would override " + org.Domain + "'s."
+	}
+	recs = append(recs, dmarc)
 	return recs
 }
 

@@ -44,6 +44,25 @@ func (v DomainView) stale() bool {
 	return false
 }
 
+// alignment is the stored check's alignment of the domain's own mail.
+func (v DomainView) alignment() *models.DNSAlignment {
+	if v.Status.Check == nil {
+		return nil
+	}
+	return v.Status.Check.Alignment
+}
+
+// DNSOverridable reports whether the checklist's DNS rule blocks the
+// campaign, so that an admin may override it.
+func DNSOverridable(checks []Check) bool {
+	for _, c := range checks {
+		if c.ID == "campaign.dns" && !c.OK && c.Blocking {
+			return true
+		}
+	}
+	return false
+}
+
 // RuleFormView is the domain rule form: what was typed and what is wrong.
 type RuleFormView struct {
 	ID      int64 // 0 for a new rule
@@ -106,6 +125,8 @@ func stateClass(state string) string {
 		return "badge ok"
 	case models.RecordMissing, models.RecordWrong:
 		return "badge bad"
+	case models.RecordIncomplete:
+		return "badge warn"
 	}
 	return "badge unconfirmed"
 }
@@ -134,7 +155,9 @@ func strategyLabel(s string) string {
 func zoneFile(recs []models.DNSRecord) string {
 	out := ""
 	for _, r := range recs {
-		out += r.ZoneLine() + "\n"
+		if r.Value != "" {
+			out += r.ZoneLine() + "\n"
+		}
 	}
 	return out
 }

@@ -53,7 +53,13 @@ func (s *Server) composeRoutes(d *echo.Group, r roles) {
 // readiness is the one implementation of the sending rules, as this
 // server's configuration sees them.
 func (s *Server) readiness() *mailer.Readiness {
-	return &mailer.Readiness{Store: s.store, DefaultCaptures: s.cfg.Transport == "capture" || s.cfg.Transport == "", RootURL: s.cfg.RootURL}
+	r := &mailer.Readiness{Store: s.store, DefaultCaptures: s.cfg.Transport == "capture" || s.cfg.Transport == "", RootURL: s.cfg.RootURL}
+	if s.cfg.Transport == "direct" {
+		// How direct delivery introduces itself: its EHLO name and the
+		// reverse DNS of its addresses.
+		r.DirectTransport, r.Hostname, r.Resolver = true, s.cfg.Hostname, mailer.NewResolver(s.cfg.DNSServer)
+	}
+	return r
 }
 
 func toViewChecks(cs []mailer.Check) []views.Check {

@@ -58,6 +58,7 @@ func (s *Server) routes() *echo.Echo {
 	api.POST("/campaigns", s.apiCreateCampaign, view)
 	api.GET("/campaigns/:id", s.apiCampaign, view)
 	api.POST("/campaigns/:id/:action", s.apiCampaignAction, view) // start, pause, resume, cancel
+	api.POST("/campaigns/:id/dns-override", s.apiOverrideCampaignDNS, s.requireToken(models.RoleAdmin))
 	api.POST("/tx", s.apiTransactional, view)
 	api.GET("/outbox", s.apiOutbox, view)
 	api.Any("/*", func(c echo.Context) error { return echo.ErrNotFound })

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +29,8 @@ func (s *Server) sendingRoutes(d *echo.Group, r roles) {
 	d.GET("/deliverability/domains/:id/rotate", s.rotateDomainPage, r.admin)
 	d.POST("/deliverability/domains/:id/rotate", s.rotateDomain, r.admin)
 	d.GET("/deliverability/domains/:id/delete", s.deleteDomainPage, r.admin)
+	// The DNS rule of direct delivery, overridden for one campaign: admins only.
+	d.POST("/campaigns/:id/dns-override", s.overrideCampaignDNS, r.admin)
 	d.POST("/deliverability/domains/:id/delete", s.deleteDomain, r.admin)
 
 	d.GET("/deliverability/rules", s.rulesPage, r.viewer)
@@ -112,6 +115,12 @@ func (s *Server) domainView(ctx context.Context, id int64) (*views.DomainView, m
 	if err != nil {
 		return nil, opts, err
 	}
+	if s.cfg.Transport == "relay" && opts.SourcesUnknown != "" && d.SPFIncludes != "" {
+		opts.SourcesUnknown = "" // the domain names its relay's include itself
+	}
+	if c := d.LastCheck(); c != nil {
+		opts.OrgDMARC = c.OrgDMARC // the advice for a subdomain never asks for less than its organisation
+	}
 	return &views.DomainView{Domain: d, Status: d.Status(), Records: d.DNSRecords(opts), SendingIPs: len(opts.SendingIPs)}, opts, nil
 }
 
@@ -123,6 +132,24 @@ func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error
 		return models.DNSRecordOptions{}, err
 	}
 	o := models.DNSRecordOptions{SendingIPs: ips}
+	switch s.cfg.Transport {
+	case "relay":
+		if u, err := url.Parse(s.cfg.Relay); err == nil {
+			if inc := mailer.RelaySPFInclude(u.Hostname()); inc != "" {
+				o.SPFIncludes = append(o.SPFIncludes, inc)
+			} else {
+				o.SourcesUnknown = "Herald does not know the servers of the relay " + u.Hostname() + ": add the SPF include your relay provider documents to this domain (or its addresses to the record)."
+				o.SourceHost = u.Hostname()
+			}
+		}
+	case "direct":
+		if len(ips) == 0 {
+			o.SourcesUnknown = "Direct delivery leaves from this machine's default address, which Herald does not know: add the machine's public addresses under Rules & IPs, so that the record names them and Check DNS can confirm they pass."
+			o.SourceHost = s.cfg.Hostname
+		}
+	default:
+		o.SourceHost = s.cfg.Hostname
+	}
 	// Bounces come back to Herald's inbound server, on the host the
 	// dashboard is published under.
 	if u, err := url.Parse(s.cfg.RootURL); err == nil {
@@ -143,6 +170,79 @@ func (s *Server) domainPage(c echo.Context) error {
 		return err
 	}
 	return s.render(c, 200, views.DomainPage(s.page(c, v.Domain.Domain, "deliverability"), *v))
+}
+
+// overrideCampaignDNS lets a campaign on the direct transport start
+// although its From domain's DNS check fails or never ran: an admin's
+// decision, with a reason, kept with the campaign and in the audit log.
+func (s *Server) overrideCampaignDNS(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	cp, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	domain, err := s.overrideDNS(c, cp, c.FormValue("reason"))
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			vm.Errs["dns_override"] = ve.Fields["reason"]
+		})
+	}
+	if err != nil {
+		return err
+	}
+	s.flash(c, "The DNS rule is overridden for this campaign ("+domain+"); the override is shown in its checklist and kept in the audit log.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", id))
+}
+
+// apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
+// ({"reason": "…"}), for admins' tokens.
+func (s *Server) apiOverrideCampaignDNS(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	cp, err := s.store.Campaign(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.NewDecoder(c.Request().Body).Decode(&in); err != nil {
+		return unprocessable(`Send a JSON object with the reason: {"reason": "…"}.`, map[string]string{"reason": "missing"})
+	}
+	_, err = s.overrideDNS(c, cp, in.Reason)
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return unprocessable(ve.Fields["reason"], ve.Fields)
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusOK, id)
+}
+
+// overrideDNS stores an admin's override of the DNS rule for a campaign,
+// with its audit entry; it returns the domain it holds for.
+func (s *Server) overrideDNS(c echo.Context, cp *models.Campaign, reason string) (string, error) {
+	domain := mailer.DNSGateDomain(c.Request().Context(), s.store, cp)
+	if r := []rune(strings.TrimSpace(reason)); len(r) > 500 {
+		reason = string(r[:500])
+	}
+	reason = strings.TrimSpace(reason)
+	e := models.AuditEntry{Action: "campaign.dns_override", ObjectType: "campaign", ObjectID: itoa(cp.ID), IP: c.RealIP(),
+		Summary: cp.Name + ": start allowed although the DNS check of " + domain + " fails or never ran — " + reason}
+	o := models.CampaignDNSOverride{CampaignID: cp.ID, Domain: domain, Reason: reason}
+	if u := currentUser(c); u != nil {
+		e.UserID, e.Actor = &u.ID, u.Email
+		o.UserID, o.UserEmail = &u.ID, u.Email
+	}
+	return domain, s.store.OverrideCampaignDNS(c.Request().Context(), o, e)
 }
 
 // checkDomain runs the DNS check, stores it and shows each record's state:

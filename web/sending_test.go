@@ -41,15 +41,25 @@ func startLocalDNS(t *testing.T) *localDNS {
 		}
 		w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port: a UDP port free may be taken for TCP (by
+	// tests running beside), so try a few.
+	var pc net.PacketConn
+	var l net.Listener
+	for range 20 {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		pc, l = nil, nil
+	}
+	if pc == nil {
+		t.Fatal("no port free for UDP and TCP at once")
 	}
 	f.Addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { srv.Shutdown() })
@@ -287,6 +297,7 @@ func TestCheckDNSButton(t *testing.T) {
 		// for DMARC, and the return-path MX pointing elsewhere.
 		ns.publish(t, recs["dkim"])
 		ns.publishLine(t, `bounces.brand.example. 300 IN TXT "v=spf1 include:_spf.other.example ~all"`)
+		ns.publishLine(t, `_spf.other.example. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
 		ns.publishLine(t, `bounces.brand.example. 300 IN MX 10 mx.elsewhere.example.`)
 
 		if p := viewer.htmxPost(path+"/check", url.Values{}); p.StatusCode != 403 {

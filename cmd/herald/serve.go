@@ -149,7 +149,7 @@ func newTransport(cfg *config.Config) (mailer.Transport, error) {
 	switch cfg.Transport {
 	case "direct":
 		port, _ := strconv.Atoi(cfg.MXPort) // validated by config; "" is 0, the default
-		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port}), nil
+		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port, HELO: cfg.Hostname}), nil
 	case "relay":
 		u, err := url.Parse(cfg.Relay)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -24,6 +25,10 @@ type Config struct {
 	// RootURL is the public base URL written into emails and links. Empty
 	// means http://<Listen>.
 	RootURL string
+	// Hostname is the name Herald greets receiving servers with (EHLO)
+	// when delivering directly. Empty means the root URL's host (an
+	// address literal such as [192.0.2.1] when that host is an address).
+	Hostname string
 	// Secret signs sessions and public links. Empty means: generate one on
 	// first start and keep it in the database.
 	Secret string
@@ -77,6 +82,7 @@ func (c *Config) Vars() []Var {
 		{"db", "HERALD_DATABASE_URL", "herald.db", "SQLite file path, or postgres://user@host/db URL", &c.DatabaseURL},
 		{"listen", "HERALD_LISTEN", "127.0.0.1:8080", "address of the dashboard and public pages", &c.Listen},
 		{"root-url", "HERALD_ROOT_URL", "", "public base URL used in emails (default http://<listen>)", &c.RootURL},
+		{"hostname", "HERALD_HOSTNAME", "", "EHLO name of direct delivery, a fully qualified name whose address's reverse DNS points back to it (default: the root URL's host)", &c.Hostname},
 		{"secret", "HERALD_SECRET", "", "secret for sessions and signed links (default: generated and stored in the database on first start)", &c.Secret},
 		{"inbound-listen", "HERALD_INBOUND_LISTEN", "", "address of the inbound SMTP server for bounces and complaints (empty: off)", &c.InboundListen},
 		{"metrics-listen", "HERALD_METRICS_LISTEN", "", "separate address for Prometheus /metrics (empty: on the dashboard, admins only)", &c.MetricsListen},
@@ -141,6 +147,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: root URL %q must be an absolute http(s) URL, e.g. https://mail.example.com", c.RootURL)
 	}
 	c.RootURL = strings.TrimRight(c.RootURL, "/")
+	if err := c.hostname(u.Hostname()); err != nil {
+		return err
+	}
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return fmt.Errorf("config: the secret must be at least 32 characters (or leave it empty to have one generated)")
 	}
@@ -160,6 +169,41 @@ func (c *Config) validate() error {
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
 	}
+	return nil
+}
+
+// hostname checks the EHLO name, or makes it from the root URL's host.
+func (c *Config) hostname(rootHost string) error {
+	h := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(c.Hostname), "."))
+	if h == "" {
+		h = strings.ToLower(rootHost)
+		if ip, err := netip.ParseAddr(h); err == nil {
+			// RFC 5321 §4.1.3: an address greets as an address literal.
+			if ip.Is6() {
+				h = "[IPv6:" + ip.String() + "]"
+			} else {
+				h = "[" + ip.String() + "]"
+			}
+		}
+		c.Hostname = h
+		return nil
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return fmt.Errorf("config: hostname %q is an address; give the fully qualified name whose A record is that address, e.g. mail.example.com", c.Hostname)
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("config: hostname %q is longer than 253 characters", c.Hostname)
+	}
+	for _, label := range strings.Split(h, ".") {
+		ok := label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-'
+		for _, r := range label {
+			ok = ok && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
+		}
+		if !ok {
+			return fmt.Errorf("config: hostname %q is not a host name: use letters, digits, hyphens and dots, e.g. mail.example.com", c.Hostname)
+		}
+	}
+	c.Hostname = h
 	return nil
 }
 
