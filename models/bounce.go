@@ -55,6 +55,9 @@ type BounceNotice struct {
 	Status     string
 	Diagnostic string
 	RemoteMTA  string
+	// DuringDelivery is true for a refusal during delivery, false for a
+	// bounce reported later (DSN, webhook).
+	DuringDelivery bool
 }
 
 // BounceResult says what recording a notice changed.
@@ -317,9 +320,9 @@ func insertBounces(tx *gorm.DB, ns []BounceNotice, refs map[int64]*deliveryRef) 
 			if len(args) > 0 {
 				q.WriteString(", ")
 			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 			args = append(args, d.ID, d.CampaignID, d.SubscriberID, n.Kind, n.Category, truncate(n.Status, 32),
-				truncate(n.Diagnostic, 1000), truncate(n.RemoteMTA, 255), at)
+				truncate(n.Diagnostic, 1000), truncate(n.RemoteMTA, 255), n.DuringDelivery, at)
 		}
 		ns = ns[k:]
 		if len(args) == 0 {
@@ -329,8 +332,8 @@ func insertBounces(tx *gorm.DB, ns []BounceNotice, refs map[int64]*deliveryRef) 
 			DeliveryID int64
 			Kind       string
 		}
-		err := tx.Raw(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta, created_at)
-			VALUES `+q.String()+` ON CONFLICT (delivery_id, kind) DO NOTHING RETURNING delivery_id, kind`, args...).Scan(&rows).Error
+		err := tx.Raw(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta,
+			during_delivery, created_at) VALUES `+q.String()+` ON CONFLICT (delivery_id, kind) DO NOTHING RETURNING delivery_id, kind`, args...).Scan(&rows).Error
 		if err != nil {
 			return nil, err
 		}

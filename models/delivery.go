@@ -759,7 +759,7 @@ func (o *Outcome) bounceNotice() (BounceNotice, bool) {
 		return BounceNotice{}, false
 	}
 	return BounceNotice{DeliveryID: o.ID, Kind: o.BounceKind, Category: o.BounceCategory, Status: o.Enhanced,
-		Diagnostic: strings.TrimSpace(strconv.Itoa(o.Code) + " " + o.Text), RemoteMTA: o.MXHost}, true
+		Diagnostic: strings.TrimSpace(strconv.Itoa(o.Code) + " " + o.Text), RemoteMTA: o.MXHost, DuringDelivery: true}, true
 }
 
 // RecordOutcomes writes outcomes and adjusts the campaign counters in one
