@@ -62,7 +62,7 @@ type CampaignRates struct {
 	// refused outright is also in Bounced.
 	HardBounces int64
 	SoftBounces int64
-	Complaints int64
+	Complaints  int64
 	// Unique deliveries opened or clicked, all and by people (machine
 	// opens and scanner clicks left out).
 	Opens, HumanOpens, Clicks, HumanClicks int64
