@@ -187,15 +187,21 @@ func New(opts Options, store Store) *Engine {
 	}
 	for name, t := range e.transports() {
 		var res *Resolver
-		if mt, ok := t.(interface {
-			UsesMX() bool
-			Resolver() *Resolver
-		}); ok && mt.UsesMX() {
+		if mt, ok := t.(mxTransport); ok && mt.UsesMX() {
 			res = mt.Resolver()
 		}
 		e.routers[name] = newRouter(res)
 	}
 	return e
+}
+
+// mxTransport is a transport that delivers to MX hosts (Direct, and the
+// wrappers around it): the engine routes its mail with the transport's
+// resolver, so null MX and missing domains bounce before any dial and
+// domains sharing an MX host share a destination and its rule.
+type mxTransport interface {
+	UsesMX() bool
+	Resolver() *Resolver
 }
 
 func (e *Engine) transports() map[string]Transport {

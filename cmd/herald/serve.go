@@ -11,9 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
@@ -59,19 +57,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer store.Close()
 
-	transport, err := newTransport(cfg)
+	// The one wiring of the engine (transport, staging wrapper, options),
+	// the one the mailer's tests and the end-to-end tests run too.
+	eng, err := mailer.FromConfig(cfg, store, log)
 	if err != nil {
 		return err
 	}
-	if transport != nil {
-		// Under the staging switch only allow-listed recipients get real
-		// mail; the rest goes to the capture outbox.
-		transport = mailer.Staging(transport, mailer.NewCapture(store), mailer.StagingPolicy(store, log, 5*time.Second))
-	}
-	eng := mailer.New(mailer.Options{
-		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret},
-		Transport: transport, FeedbackSender: cfg.FeedbackAddress,
-	}, store)
 	engDone := make(chan error, 1)
 	engCtx, stopEngine := context.WithCancel(context.Background())
 	defer stopEngine()
@@ -142,33 +133,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = nil
 	}
 	return err
-}
-
-// newTransport builds the configured way out for mail.
-func newTransport(cfg *config.Config) (mailer.Transport, error) {
-	switch cfg.Transport {
-	case "direct":
-		port, _ := strconv.Atoi(cfg.MXPort) // validated by config; "" is 0, the default
-		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port, HELO: cfg.Hostname}), nil
-	case "relay":
-		u, err := url.Parse(cfg.Relay)
-		if err != nil {
-			return nil, err
-		}
-		h := mailer.RelayHost{Host: u.Hostname(), TLS: mailer.TLSStartTLS}
-		if u.Scheme == "smtps" {
-			h.TLS = mailer.TLSImplicit
-		}
-		if p := u.Port(); p != "" {
-			h.Port, _ = strconv.Atoi(p)
-		}
-		if u.User != nil {
-			h.Username = u.User.Username()
-			h.Password, _ = u.User.Password()
-		}
-		return mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}}), nil
-	}
-	return nil, nil // capture
 }
 
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
