@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
@@ -192,6 +194,47 @@ func userCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if generated {
 		fmt.Fprintf(stdout, "Password: %s\n", password)
 	}
+	return nil
+}
+
+// tokenCreate prints a new API token for an existing user, for scripts and
+// deployments that drive Herald without the dashboard.
+func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var email, name string
+	_, store, err := open(ctx, "token create", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "the email of the user the token acts as (required)")
+		fs.StringVar(&name, "name", "", "what the token is for, shown on the API tokens page (default: created by herald token create)")
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if strings.TrimSpace(email) == "" {
+		return errors.New("token create needs the user's email: herald token create --email you@example.com [--name deploy]")
+	}
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = "created by herald token create"
+	}
+	if len(name) > 100 {
+		return errors.New("the token's name is longer than 100 characters; give a shorter --name")
+	}
+	u, err := store.UserByEmail(ctx, email)
+	if errors.Is(err, models.ErrNotFound) {
+		return fmt.Errorf("no user has the email %s; create one first with herald user create --email %s", strings.TrimSpace(email), strings.TrimSpace(email))
+	}
+	if err != nil {
+		return err
+	}
+	plain, t, err := store.CreateAPIToken(ctx, u.ID, name)
+	if err != nil {
+		return err
+	}
+	if err := store.Audit(ctx, models.AuditEntry{UserID: &u.ID, Actor: "herald token create", Action: "token.create",
+		ObjectType: "api_token", ObjectID: strconv.FormatInt(t.ID, 10), Summary: name}); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, plain)
 	return nil
 }
 
