@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -350,6 +351,9 @@ func suppressHardBounces(tx *gorm.DB, ns []BounceNotice) error {
 	if len(ns) == 0 {
 		return nil
 	}
+	// One order for every writer, so two transactions suppressing the
+	// same addresses wait for each other instead of deadlocking.
+	sort.Slice(ns, func(i, j int) bool { return SuppressionHash(ns[i].Email) < SuppressionHash(ns[j].Email) })
 	var q strings.Builder
 	args := make([]any, 0, 6*len(ns))
 	at := dbNow()
