@@ -216,7 +216,12 @@ func TestGreetingRefusalPauses(t *testing.T) {
 	if attempted > int64(conns) {
 		t.Errorf("%d attempts recorded for %d connections, want at most one a connection", attempted, conns)
 	}
-	t.Logf("connections %d, attempts recorded %d", conns, attempted)
+	// One event per failed connection, not one per message.
+	events := strings.Count(h.Logs(), "destination suspended")
+	if events < 1 || events > conns {
+		t.Errorf("%d suspension events for %d failed connections and 40 messages, want 1 to %d", events, conns, conns)
+	}
+	t.Logf("connections %d, attempts recorded %d, suspension events %d", conns, attempted, events)
 }
 
 // TestSharedMXSharesDestination: two domains whose MX is the same host go
