@@ -243,6 +243,9 @@ func (d *destination) worker(l *lane) {
 			conn, uses = c, 0
 		}
 		res := e.attempt(conn, j, d, l)
+		if res.stop {
+			return
+		}
 		uses++
 		if res.broken || res.slowDown || (d.rule.MaxPerConnection > 0 && uses >= d.rule.MaxPerConnection) {
 			conn.Close()
@@ -344,6 +347,7 @@ func (d *destination) dialFailed(j *job, l *lane, err error) bool {
 type attemptResult struct {
 	broken   bool
 	slowDown bool
+	stop     bool // the worker is done: dialFailed has handled it
 }
 
 // attempt renders, signs and sends one job over conn and records the
@@ -363,6 +367,11 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 	now = time.Now()
 	if reply.SourceIP == "" {
 		reply.SourceIP = l.src.addr
+	}
+	if de := (*DialError)(nil); err != nil && reply.Code == 0 && errors.As(err, &de) {
+		// A transport that dials lazily (Staging) could not open its
+		// connection: a failed dial, not a broken transaction.
+		return attemptResult{broken: true, stop: d.dialFailed(j, l, err)}
 	}
 	if err != nil && reply.Code == 0 {
 		// The connection failed mid-transaction: the message may or may not

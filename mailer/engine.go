@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer/bounce"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -186,15 +187,21 @@ func New(opts Options, store Store) *Engine {
 	}
 	for name, t := range e.transports() {
 		var res *Resolver
-		if mt, ok := t.(interface {
-			UsesMX() bool
-			Resolver() *Resolver
-		}); ok && mt.UsesMX() {
+		if mt, ok := t.(mxTransport); ok && mt.UsesMX() {
 			res = mt.Resolver()
 		}
 		e.routers[name] = newRouter(res)
 	}
 	return e
+}
+
+// mxTransport is a transport that delivers to MX hosts (Direct, and the
+// wrappers around it): the engine routes its mail with the transport's
+// resolver, so null MX and missing domains bounce before any dial and
+// domains sharing an MX host share a destination and its rule.
+type mxTransport interface {
+	UsesMX() bool
+	Resolver() *Resolver
 }
 
 func (e *Engine) transports() map[string]Transport {
@@ -737,6 +744,14 @@ func (e *Engine) render(j *job, now time.Time) (*rendered, error) {
 // and the attempt's log line.
 func (e *Engine) finish(j *job, d *destination, o models.Outcome, messageID string) {
 	o.MessageID = messageID
+	if o.Status == models.DeliveryBounced {
+		// A refusal is classified like a DSN, and recorded with the
+		// outcome as one: its bounce row, counters and suppression.
+		v := bounce.ClassifyReply(o.Code, o.Enhanced, o.Text)
+		if v.Kind == bounce.KindHard || v.Kind == bounce.KindSoft {
+			o.BounceKind, o.BounceCategory = string(v.Kind), string(v.Category)
+		}
+	}
 	e.mu.Lock()
 	delete(e.inflight, j.c.ID)
 	e.mu.Unlock()

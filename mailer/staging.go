@@ -22,6 +22,12 @@ type StagingStore interface {
 // goes to capture (the outbox) instead. Both connections of a lane are
 // dialled only when first needed. When allowed fails (it returns false),
 // the message is captured: staging errs on the side of not mailing people.
+//
+// The wrapper changes where a message goes, never how the real transport
+// reports it: it routes with real's resolver (UsesMX, Resolver), and when
+// real cannot be dialled, Send returns real's *DialError, which the engine
+// handles as a failed dial (a null MX bounces, a refused connection
+// suspends the destination) rather than as a broken transaction.
 func Staging(real, capture Transport, allowed func(ctx context.Context, rcpt string) bool) Transport {
 	return &staging{real: real, capture: capture, allowed: allowed}
 }
@@ -76,7 +82,24 @@ type staging struct {
 	allowed       func(ctx context.Context, rcpt string) bool
 }
 
-var _ Transport = (*staging)(nil)
+var (
+	_ Transport   = (*staging)(nil)
+	_ mxTransport = (*staging)(nil)
+)
+
+// UsesMX reports whether the real transport routes by MX hosts.
+func (s *staging) UsesMX() bool {
+	mt, ok := s.real.(mxTransport)
+	return ok && mt.UsesMX()
+}
+
+// Resolver returns the real transport's resolver, if it has one.
+func (s *staging) Resolver() *Resolver {
+	if mt, ok := s.real.(mxTransport); ok {
+		return mt.Resolver()
+	}
+	return nil
+}
 
 func (s *staging) Dial(ctx context.Context, r Route) (Conn, error) {
 	return &stagingConn{t: s, route: r}, nil
@@ -97,6 +120,10 @@ func (c *stagingConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 		if c.real == nil {
 			conn, err := c.t.real.Dial(ctx, c.route)
 			if err != nil {
+				var de *DialError
+				if !errors.As(err, &de) {
+					err = &DialError{Err: err}
+				}
 				return Reply{}, err
 			}
 			c.real = conn

@@ -2,7 +2,9 @@ package mailer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,5 +112,47 @@ func TestStagingPolicyReadsTheSwitchOncePerRefresh(t *testing.T) {
 	each(ctx, "b@example.org")
 	if s.reads != 2 {
 		t.Errorf("switch read %d times with refresh 0, want 2", s.reads)
+	}
+}
+
+// The staging wrapper changes where a message goes, not how the real
+// transport reports it: it routes with the real transport's resolver, and
+// a real dial that fails comes back from Send as the transport's
+// *DialError (which the engine handles as a failed dial).
+func TestStagingKeepsTransportBehaviour(t *testing.T) {
+	s := testdb.SQLite(t)
+	res := mailer.NewResolver("127.0.0.1:1")
+	direct := mailer.NewDirect(mailer.DirectOptions{Resolver: res})
+	tr := mailer.Staging(direct, mailer.NewCapture(s), func(context.Context, string) bool { return true })
+	mt, ok := tr.(interface {
+		UsesMX() bool
+		Resolver() *mailer.Resolver
+	})
+	if !ok || !mt.UsesMX() || mt.Resolver() != res {
+		t.Fatalf("Staging(direct) UsesMX/Resolver = %v; want the direct transport's resolver", ok)
+	}
+	relay := mailer.Staging(mailer.NewRelay(mailer.RelayOptions{}), mailer.NewCapture(s), nil)
+	if mt, ok := relay.(interface{ UsesMX() bool }); ok && mt.UsesMX() {
+		t.Error("Staging(relay).UsesMX() = true, want false")
+	}
+
+	// A port nothing listens on: the connection is refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	refused := mailer.Staging(mailer.NewDirect(mailer.DirectOptions{Resolver: res, MXOverride: addr}), mailer.NewCapture(s),
+		func(context.Context, string) bool { return true })
+	conn, err := refused.Dial(context.Background(), mailer.Route{Domain: "example.com"})
+	if err != nil {
+		t.Fatalf("Dial() = %v; staging dials the real transport when a recipient needs it", err)
+	}
+	defer conn.Close()
+	rep, err := conn.Send(context.Background(), &mailer.Envelope{From: "a@herald.test", To: "b@example.com", Message: []byte("Subject: x\r\n\r\nx\r\n")})
+	var de *mailer.DialError
+	if !errors.As(err, &de) || rep.Code != 0 {
+		t.Fatalf("Send() = %+v, %v; want the real transport's *DialError", rep, err)
 	}
 }

@@ -53,7 +53,9 @@ type Conn interface {
 	// connection is done and must be closed; with a Reply that has a code,
 	// the server answered for the message first (a refusal, then a hang-up
 	// or a 421) and that answer decides it; with none (network, timeout,
-	// protocol violation), the message's fate is unknown.
+	// protocol violation), the message's fate is unknown. A *DialError
+	// means the connection could not be opened at all (a wrapper that
+	// dials lazily, such as Staging): it is handled as a failed Dial.
 	Send(ctx context.Context, env *Envelope) (Reply, error)
 	Close() error
 }

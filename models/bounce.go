@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ type BounceNotice struct {
 	Status     string
 	Diagnostic string
 	RemoteMTA  string
+	// DuringDelivery is true for a refusal during delivery, false for a
+	// bounce reported later (DSN, webhook).
+	DuringDelivery bool
 }
 
 // BounceResult says what recording a notice changed.
@@ -121,35 +125,23 @@ func (r *BounceResult) from(d *deliveryRef) {
 	}
 }
 
-// RecordBounce records a hard or soft bounce of a delivery and applies list
-// hygiene in the same transaction: a hard bounce suppresses the address at
-// once and marks the delivery bounced; a soft bounce suppresses it after
-// SoftBounceLimit of them (see there). Recording the same kind twice for a
-// delivery changes nothing. It returns ErrNotFound when the delivery does
-// not exist.
+// RecordBounce records a hard or soft bounce of a delivery reported after
+// the fact (a DSN by mail or an ESP webhook) through applyBounces, in one
+// transaction. It returns ErrNotFound when the delivery does not exist.
 func (s *Store) RecordBounce(ctx context.Context, n BounceNotice) (*BounceResult, error) {
 	if n.Kind != BounceHard && n.Kind != BounceSoft {
 		return nil, fmt.Errorf("models: record bounce: kind %q is not hard or soft", n.Kind)
 	}
-	res := &BounceResult{}
+	var res *BounceResult
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		d, err := deliveryRefTx(tx, n.DeliveryID)
+		out, err := s.applyBounces(ctx, tx, []BounceNotice{n})
 		if err != nil {
 			return err
 		}
-		res.from(d)
-		ok, err := insertBounce(tx, n, d, d.SubscriberID)
-		if err != nil {
-			return err
+		if res = out[0]; res == nil {
+			return fmt.Errorf("delivery %d: %w", n.DeliveryID, ErrNotFound)
 		}
-		if !ok {
-			res.Duplicate = true
-			return nil
-		}
-		if n.Kind == BounceHard {
-			return s.applyHardBounce(ctx, tx, n, d, res)
-		}
-		return s.applySoftBounce(ctx, tx, d, res)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("models: record %s bounce of delivery %d: %w", n.Kind, n.DeliveryID, err)
@@ -157,60 +149,241 @@ func (s *Store) RecordBounce(ctx context.Context, n BounceNotice) (*BounceResult
 	return res, nil
 }
 
-func (s *Store) applyHardBounce(ctx context.Context, tx *gorm.DB, n BounceNotice, d *deliveryRef, res *BounceResult) error {
-	if d.Email != "" {
-		note := strings.TrimSpace(n.Status + " " + n.Diagnostic)
-		if err := s.withDB(tx).AddSuppression(ctx, d.Email, SuppressHardBounce, truncate(note, 500)); err != nil {
-			return err
-		}
-		res.Suppressed = true
+// applyBounces is the one way a hard or soft bounce is applied, whatever
+// its source: a refusal during delivery (RecordOutcomes), a DSN by mail or
+// a webhook (RecordBounce). Within the caller's transaction, for each
+// notice it writes the bounces row and, unless the delivery already had a
+// bounce of that kind, counts it on the campaign (hard_bounces or
+// soft_bounces) and applies list hygiene: a hard bounce suppresses the
+// address at once and marks the delivery bounced if it was not (a DSN for
+// a message the server had accepted); a soft bounce suppresses it once
+// the hygiene rule (HygieneRule) says so. A whole batch of notices costs a
+// few statements, not a few per notice. The result has one entry per
+// notice, nil where the delivery does not exist.
+func (s *Store) applyBounces(ctx context.Context, tx *gorm.DB, ns []BounceNotice) ([]*BounceResult, error) {
+	out := make([]*BounceResult, len(ns))
+	if len(ns) == 0 {
+		return out, nil
 	}
-	if d.Status != DeliveryBounced {
-		up := tx.Exec("UPDATE deliveries SET status = ?, last_enhanced = ?, last_text = ? WHERE id = ? AND status = ?",
-			DeliveryBounced, truncate(n.Status, 32), truncate(n.Diagnostic, 500), d.ID, d.Status)
-		if up.Error != nil {
-			return up.Error
+	ids := make([]int64, 0, len(ns))
+	for _, n := range ns {
+		if n.Kind != BounceHard && n.Kind != BounceSoft {
+			return nil, fmt.Errorf("bounce of delivery %d: kind %q is not hard or soft", n.DeliveryID, n.Kind)
 		}
-		if up.RowsAffected > 0 && d.CampaignID != nil {
-			c := &Counters{Bounced: 1}
-			c.add(d.Status, -1)
-			if err := tx.Exec(`UPDATE campaigns SET queued = queued + ?, sending = sending + ?, sent = sent + ?, deferred = deferred + ?,
-				bounced = bounced + ?, failed = failed + ?, suppressed = suppressed + ? WHERE id = ?`,
-				c.Queued, c.Sending, c.Sent, c.Deferred, c.Bounced, c.Failed, c.Suppressed, *d.CampaignID).Error; err != nil {
-				return err
+		ids = append(ids, n.DeliveryID)
+	}
+	refs, err := deliveryRefsTx(tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	inserted, err := insertBounces(tx, ns, refs)
+	if err != nil {
+		return nil, err
+	}
+	type bump struct{ hard, soft int64 }
+	bumps := map[int64]*bump{}
+	var (
+		hardAddrs []BounceNotice // Email: the address to suppress
+		softSubs  []*BounceResult
+		softRefs  []*deliveryRef
+	)
+	for i, n := range ns {
+		d := refs[n.DeliveryID]
+		if d == nil {
+			continue
+		}
+		res := &BounceResult{}
+		res.from(d)
+		out[i] = res
+		key := bounceKey{n.DeliveryID, n.Kind}
+		if !inserted[key] {
+			res.Duplicate = true
+			continue
+		}
+		delete(inserted, key) // a second notice of the same kind in ns is a duplicate
+		if d.CampaignID != nil {
+			b := bumps[*d.CampaignID]
+			if b == nil {
+				b = &bump{}
+				bumps[*d.CampaignID] = b
+			}
+			if n.Kind == BounceHard {
+				b.hard++
+			} else {
+				b.soft++
 			}
 		}
+		if n.Kind == BounceSoft {
+			if d.SubscriberID != nil && d.Email != "" {
+				softSubs, softRefs = append(softSubs, res), append(softRefs, d)
+			}
+			continue
+		}
+		if d.Email != "" {
+			hardAddrs = append(hardAddrs, BounceNotice{Email: d.Email, Status: n.Status, Diagnostic: n.Diagnostic})
+			res.Suppressed = true
+		}
+		if d.Status != DeliveryBounced {
+			if err := markBounced(tx, n, d); err != nil {
+				return nil, err
+			}
+			d.Status = DeliveryBounced // a second notice in ns finds it bounced
+		}
 	}
-	return bumpCampaign(tx, d.CampaignID, "hard_bounces")
-}
-
-func (s *Store) applySoftBounce(ctx context.Context, tx *gorm.DB, d *deliveryRef, res *BounceResult) error {
-	if err := bumpCampaign(tx, d.CampaignID, "soft_bounces"); err != nil {
-		return err
+	if err := suppressHardBounces(tx, hardAddrs); err != nil {
+		return nil, err
 	}
-	if d.SubscriberID == nil || d.Email == "" {
-		return nil
+	for id, b := range bumps {
+		if err := tx.Exec("UPDATE campaigns SET hard_bounces = hard_bounces + ?, soft_bounces = soft_bounces + ? WHERE id = ?",
+			b.hard, b.soft, id).Error; err != nil {
+			return nil, err
+		}
+	}
+	if len(softRefs) == 0 {
+		return out, nil
 	}
 	st := s.withDB(tx)
 	rule, err := st.HygieneRule(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// A delivery that went through without bouncing shows the address
-	// works: softBounceOffenders counts only soft bounces after it.
-	hit, err := softBounceOffenders(tx, rule, *d.SubscriberID)
-	if err != nil || len(hit) == 0 {
-		return err
+	done := map[int64]bool{}
+	for i, d := range softRefs {
+		if done[*d.SubscriberID] {
+			continue
+		}
+		done[*d.SubscriberID] = true
+		// A delivery that went through without bouncing shows the address
+		// works: softBounceOffenders counts only soft bounces after it.
+		hit, err := softBounceOffenders(tx, rule, *d.SubscriberID)
+		if err != nil {
+			return nil, err
+		}
+		if len(hit) == 0 {
+			continue
+		}
+		if ok, err := allowListed(tx, d.Email); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		note := fmt.Sprintf("%d soft bounces within %d days", hit[0].Bounces, rule.Days)
+		if err := st.AddSuppression(ctx, d.Email, SuppressHardBounce, note); err != nil {
+			return nil, err
+		}
+		softSubs[i].Suppressed = true
 	}
-	if ok, err := allowListed(tx, d.Email); err != nil || ok {
-		return err
+	return out, nil
+}
+
+// deliveryRefsTx reads what applying bounces needs of each delivery.
+func deliveryRefsTx(tx *gorm.DB, ids []int64) (map[int64]*deliveryRef, error) {
+	var rows []deliveryRef
+	err := tx.Raw(`SELECT d.id, d.campaign_id, d.subscriber_id, d.list_id, d.status,
+		CASE WHEN s.id IS NULL THEN d.email ELSE s.email END AS email
+		FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id IN ?`, ids).Scan(&rows).Error
+	if err != nil {
+		return nil, err
 	}
-	note := fmt.Sprintf("%d soft bounces within %d days", hit[0].Bounces, rule.Days)
-	if err := st.AddSuppression(ctx, d.Email, SuppressHardBounce, note); err != nil {
-		return err
+	out := make(map[int64]*deliveryRef, len(rows))
+	for i := range rows {
+		out[rows[i].ID] = &rows[i]
 	}
-	res.Suppressed = true
-	return nil
+	return out, nil
+}
+
+type bounceKey struct {
+	delivery int64
+	kind     string
+}
+
+// insertBounces writes the bounces rows of the notices whose delivery
+// exists and reports which (delivery, kind) pairs are new: a delivery
+// keeps one row of each kind.
+func insertBounces(tx *gorm.DB, ns []BounceNotice, refs map[int64]*deliveryRef) (map[bounceKey]bool, error) {
+	inserted := map[bounceKey]bool{}
+	const chunk = 500
+	var (
+		q    strings.Builder
+		args []any
+	)
+	at := dbNow()
+	for len(ns) > 0 {
+		k := min(len(ns), chunk)
+		q.Reset()
+		args = args[:0]
+		for _, n := range ns[:k] {
+			d := refs[n.DeliveryID]
+			if d == nil {
+				continue
+			}
+			if len(args) > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, d.ID, d.CampaignID, d.SubscriberID, n.Kind, n.Category, truncate(n.Status, 32),
+				truncate(n.Diagnostic, 1000), truncate(n.RemoteMTA, 255), n.DuringDelivery, at)
+		}
+		ns = ns[k:]
+		if len(args) == 0 {
+			continue
+		}
+		var rows []struct {
+			DeliveryID int64
+			Kind       string
+		}
+		err := tx.Raw(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta,
+			during_delivery, created_at) VALUES `+q.String()+` ON CONFLICT (delivery_id, kind) DO NOTHING RETURNING delivery_id, kind`, args...).Scan(&rows).Error
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			inserted[bounceKey{r.DeliveryID, r.Kind}] = true
+		}
+	}
+	return inserted, nil
+}
+
+// suppressHardBounces suppresses the addresses (Email) of hard bounces in
+// one statement; an address already suppressed keeps its entry.
+func suppressHardBounces(tx *gorm.DB, ns []BounceNotice) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	// One order for every writer, so two transactions suppressing the
+	// same addresses wait for each other instead of deadlocking.
+	sort.Slice(ns, func(i, j int) bool { return SuppressionHash(ns[i].Email) < SuppressionHash(ns[j].Email) })
+	var q strings.Builder
+	args := make([]any, 0, 6*len(ns))
+	at := dbNow()
+	for i, n := range ns {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?)")
+		note := strings.TrimSpace(n.Status + " " + n.Diagnostic)
+		args = append(args, "address", strings.ToLower(strings.TrimSpace(n.Email)), SuppressionHash(n.Email),
+			SuppressHardBounce, truncate(note, 500), at)
+	}
+	return tx.Exec(`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at) VALUES `+q.String()+
+		` ON CONFLICT (value_hash) DO NOTHING`, args...).Error
+}
+
+// markBounced turns a delivery the server had accepted into a bounced one
+// when a hard bounce comes back later, moving it between the campaign's
+// counters.
+func markBounced(tx *gorm.DB, n BounceNotice, d *deliveryRef) error {
+	up := tx.Exec("UPDATE deliveries SET status = ?, last_enhanced = ?, last_text = ? WHERE id = ? AND status = ?",
+		DeliveryBounced, truncate(n.Status, 32), truncate(n.Diagnostic, 500), d.ID, d.Status)
+	if up.Error != nil || up.RowsAffected == 0 || d.CampaignID == nil {
+		return up.Error
+	}
+	c := &Counters{Bounced: 1}
+	c.add(d.Status, -1)
+	return tx.Exec(`UPDATE campaigns SET queued = queued + ?, sending = sending + ?, sent = sent + ?, deferred = deferred + ?,
+		bounced = bounced + ?, failed = failed + ?, suppressed = suppressed + ? WHERE id = ?`,
+		c.Queued, c.Sending, c.Sent, c.Deferred, c.Bounced, c.Failed, c.Suppressed, *d.CampaignID).Error
 }
 
 // bumpCampaign adds one to a campaign's bounce or complaint counter.

@@ -746,11 +746,28 @@ type Outcome struct {
 	At        time.Time
 	// NextAttempt is when a deferred or released row becomes due again.
 	NextAttempt time.Time
+	// BounceKind (hard or soft) and BounceCategory classify a bounced
+	// outcome (a refusal during delivery) the way a DSN would be: the
+	// bounce is applied with the outcome, by the rules of applyBounces.
+	// "" records no bounce.
+	BounceKind, BounceCategory string
+}
+
+// bounceNotice is the bounce a bounced outcome carries, if any.
+func (o *Outcome) bounceNotice() (BounceNotice, bool) {
+	if o.Status != DeliveryBounced || o.BounceKind == "" {
+		return BounceNotice{}, false
+	}
+	return BounceNotice{DeliveryID: o.ID, Kind: o.BounceKind, Category: o.BounceCategory, Status: o.Enhanced,
+		Diagnostic: strings.TrimSpace(strconv.Itoa(o.Code) + " " + o.Text), RemoteMTA: o.MXHost, DuringDelivery: true}, true
 }
 
 // RecordOutcomes writes outcomes and adjusts the campaign counters in one
 // transaction. A row whose lease node is no longer node (it expired and
-// another node took it) is left alone. It returns how many rows it updated.
+// another node took it) is left alone. The bounces that bounced outcomes
+// carry (BounceKind) are applied in the same transaction, by applyBounces
+// as for a DSN, for the rows that changed. It returns how many rows it
+// updated.
 func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome) (int, error) {
 	s = s.hot()
 	if len(outs) == 0 {
@@ -777,6 +794,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 		c.Sending -= int64(k)
 		c.add(status, int64(k))
 	}
+	var bounces []BounceNotice
 	rest := outs
 	if s.dialect == SQLite {
 		// The SQLite driver parses a statement again on every execution,
@@ -787,12 +805,20 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 		}
 	}
 	if len(rest) > 0 {
-		if err := s.recordOneByOne(ctx, tx, node, rest, count); err != nil {
+		if bounces, err = s.recordOneByOne(ctx, tx, node, rest, count); err != nil {
 			return 0, err
 		}
 	}
 	if err := s.applyCounters(ctx, tx, delta); err != nil {
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
+	}
+	if len(bounces) > 0 {
+		// gorm over the same transaction, as Transaction does it.
+		g := s.db.WithContext(ctx).Session(&gorm.Session{NewDB: true})
+		g.Statement.ConnPool = tx
+		if _, err := s.applyBounces(ctx, g, bounces); err != nil {
+			return 0, fmt.Errorf("models: record outcomes: apply bounces: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
@@ -801,21 +827,24 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 }
 
 // recordOneByOne writes outcomes one UPDATE each: releases, every outcome
-// on PostgreSQL, and a batch naming one delivery twice on SQLite.
-func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) error {
+// on PostgreSQL, and on SQLite bounces that carry a bounce to apply and a
+// batch naming one delivery twice. It returns the bounces of the rows it
+// changed.
+func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]BounceNotice, error) {
 	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
 		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
 		mx_host = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
 	if err != nil {
-		return fmt.Errorf("models: record outcomes: %w", err)
+		return nil, fmt.Errorf("models: record outcomes: %w", err)
 	}
 	defer attempt.Close()
 	release, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_node = '', lease_until = NULL,
 		last_text = CASE WHEN ? = '' THEN last_text ELSE ? END WHERE id = ? AND status = 'sending' AND lease_node = ?`))
 	if err != nil {
-		return fmt.Errorf("models: record outcomes: %w", err)
+		return nil, fmt.Errorf("models: record outcomes: %w", err)
 	}
 	defer release.Close()
+	var bounces []BounceNotice
 	for _, o := range outs {
 		next := o.NextAttempt
 		if next.IsZero() {
@@ -833,13 +862,16 @@ func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, out
 			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, node)
 		}
 		if err != nil {
-			return fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
+			return nil, fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
 		}
 		if k, _ := res.RowsAffected(); k > 0 {
 			count(o.CampaignID, o.Status, 1)
+			if n, ok := o.bounceNotice(); ok {
+				bounces = append(bounces, n)
+			}
 		}
 	}
-	return nil
+	return bounces, nil
 }
 
 // attemptChunk is how many outcomes one UPDATE carries.
@@ -875,9 +907,10 @@ var attemptsBuf = sync.Pool{New: func() any { return new([]byte) }}
 // counts the rows it changed. Attempts go in groups of one campaign and
 // one new status, so each UPDATE's count of changed rows is all the
 // counters need (RETURNING a row at a time cost more than the UPDATE). It
-// returns the outcomes left for the row-by-row path: releases, and every
-// outcome when one delivery appears twice in outs (one UPDATE would apply
-// only one of them).
+// returns the outcomes left for the row-by-row path: releases, bounces
+// that carry a bounce to apply (which must know whether their row
+// changed), and every outcome when one delivery appears twice in outs (one
+// UPDATE would apply only one of them).
 func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]Outcome, error) {
 	type group struct {
 		campaign int64
@@ -892,7 +925,9 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 			return outs, nil
 		}
 		seen[outs[i].ID] = true
-		if !outs[i].Attempted {
+		if _, ok := outs[i].bounceNotice(); !outs[i].Attempted || ok {
+			// A bounce to apply needs to know its row changed: rare
+			// enough to take the row-by-row path.
 			rest = append(rest, outs[i])
 			continue
 		}

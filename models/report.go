@@ -56,9 +56,13 @@ type CampaignRates struct {
 	StartedAt  *time.Time
 	FinishedAt *time.Time
 	Counters
-	HardDSN    int64 // hard bounces that came back later (DSN, webhook); part of Bounced
-	SoftDSN    int64 // soft bounces that came back later
-	Complaints int64
+	// HardBounces and SoftBounces count the deliveries with a bounce of
+	// that kind, refused during delivery or reported later (DSN,
+	// webhook). Every hard-bounced address is suppressed; a delivery
+	// refused outright is also in Bounced.
+	HardBounces int64
+	SoftBounces int64
+	Complaints  int64
 	// Unique deliveries opened or clicked, all and by people (machine
 	// opens and scanner clicks left out).
 	Opens, HumanOpens, Clicks, HumanClicks int64
@@ -105,9 +109,11 @@ func (r CampaignRates) Warnings() []Warning {
 	var out []Warning
 	href := "/campaigns/" + strconv.FormatInt(r.ID, 10) + "/report"
 	if p := r.BouncePct(); p > HardBounceWarnPct {
+		// Only hard bounces suppress: say how many addresses that was,
+		// not that every bounced one is.
 		out = append(out, Warning{Severe: p > 2*HardBounceWarnPct, Href: href, Text: fmt.Sprintf(
-			"%q: %.1f%% hard bounces (keep it under %.0f%%). The addresses are suppressed now; clean or re-confirm the list before the next send.",
-			r.Name, p, HardBounceWarnPct)})
+			"%q: %.1f%% of attempted deliveries bounced (keep it under %.0f%%); %s. Clean or re-confirm the list before the next send.",
+			r.Name, p, HardBounceWarnPct, suppressedWords(r.HardBounces))})
 	}
 	switch p := r.ComplaintPct(); {
 	case p >= ComplaintLimitPct:
@@ -120,6 +126,17 @@ func (r CampaignRates) Warnings() []Warning {
 			r.Name, p, ComplaintWarnPct, ComplaintLimitPct)})
 	}
 	return out
+}
+
+// suppressedWords says how many hard-bounced addresses were suppressed.
+func suppressedWords(hard int64) string {
+	switch hard {
+	case 0:
+		return "none was a hard bounce, so no address was suppressed"
+	case 1:
+		return "the 1 hard-bounced address is suppressed now"
+	}
+	return fmt.Sprintf("the %d hard-bounced addresses are suppressed now", hard)
 }
 
 // campaignRateCols reads a campaign row into CampaignRates.
@@ -138,7 +155,7 @@ func (s *Store) queryRates(ctx context.Context, clause string, args ...any) ([]C
 		var r CampaignRates
 		var started, finished sql.NullTime
 		if err := rows.Scan(&r.ID, &r.Name, &r.Status, &started, &finished, &r.Queued, &r.Sending, &r.Sent, &r.Deferred,
-			&r.Bounced, &r.Failed, &r.Suppressed, &r.HardDSN, &r.SoftDSN, &r.Complaints); err != nil {
+			&r.Bounced, &r.Failed, &r.Suppressed, &r.HardBounces, &r.SoftBounces, &r.Complaints); err != nil {
 			return nil, err
 		}
 		if started.Valid {

@@ -39,14 +39,15 @@ func (s *Store) ReportWindow(ctx context.Context, days int) (Window, error) {
 }
 
 // BounceGroup is a number of bounces or complaints sharing a kind and
-// category. SMTP rejections (a 5xx during sending) have no bounces row; they
-// come grouped by reply code with an empty Category, for the caller to
-// classify from Code, Status and Sample.
+// category, and whether they were refusals during sending. Refusals
+// recorded before those got a bounces row (migration 19) come grouped by
+// reply code with an empty Category, for the caller to classify from
+// Code, Status and Sample.
 type BounceGroup struct {
 	Kind     string // hard, soft or complaint
 	Category string
 	SMTP     bool   // rejected during the SMTP transaction
-	Code     int    // SMTP reply code, SMTP rejections only
+	Code     int    // SMTP reply code, old SMTP rejections only
 	Status   string // enhanced status code
 	Sample   string // one diagnostic text of the group
 	N        int64
@@ -74,14 +75,15 @@ func (s *Store) bounceGroups(ctx context.Context, bounceCond string, bounceArgs 
 		lim = " LIMIT " + strconv.Itoa(limit)
 	}
 	var out []BounceGroup
-	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT b.kind, b.category, MIN(b.status), MIN(b.diagnostic), COUNT(*)
-		FROM bounces b WHERE `+bounceCond+` GROUP BY b.kind, b.category ORDER BY COUNT(*) DESC, b.kind, b.category`+lim), bounceArgs...)
+	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT b.kind, b.category, b.during_delivery, MIN(b.status), MIN(b.diagnostic), COUNT(*)
+		FROM bounces b WHERE `+bounceCond+` GROUP BY b.kind, b.category, b.during_delivery
+		ORDER BY COUNT(*) DESC, b.kind, b.category`+lim), bounceArgs...)
 	if err != nil {
 		return nil, wrap(err)
 	}
 	for rows.Next() {
 		var g BounceGroup
-		if err := rows.Scan(&g.Kind, &g.Category, &g.Status, &g.Sample, &g.N); err != nil {
+		if err := rows.Scan(&g.Kind, &g.Category, &g.SMTP, &g.Status, &g.Sample, &g.N); err != nil {
 			rows.Close()
 			return nil, wrap(err)
 		}
@@ -91,13 +93,13 @@ func (s *Store) bounceGroups(ctx context.Context, bounceCond string, bounceArgs 
 	if err := rows.Err(); err != nil {
 		return nil, wrap(err)
 	}
-	// A hard bounce reported later also leaves its delivery bounced: only
-	// rows without a bounces row were refused in the SMTP transaction.
+	// Bounced deliveries without a hard or soft bounces row were refused
+	// before refusals were recorded as bounces.
 	rows, err = s.sql.QueryContext(ctx, s.rebind(`SELECT d.last_code, d.last_enhanced, MIN(d.last_text), COUNT(*)
 		FROM deliveries d WHERE `+deliveryCond+` AND d.status = ?
-		AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id AND b.kind = ?)
+		AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id AND b.kind IN (?, ?))
 		GROUP BY d.last_code, d.last_enhanced ORDER BY COUNT(*) DESC, d.last_code`+lim),
-		append(append([]any{}, deliveryArgs...), DeliveryBounced, BounceHard)...)
+		append(append([]any{}, deliveryArgs...), DeliveryBounced, BounceHard, BounceSoft)...)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -133,10 +135,10 @@ func (s *Store) TopDiagnostics(ctx context.Context, w Window, limit int) ([]Diag
 		UNION ALL
 		SELECT d.last_enhanced, d.last_text, COUNT(*) FROM deliveries d
 		WHERE d.id >= ? AND d.last_attempt_at >= ? AND d.campaign_id IS NOT NULL AND d.status = ?
-		AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id AND b.kind = ?)
+		AND NOT EXISTS (SELECT 1 FROM bounces b WHERE b.delivery_id = d.id AND b.kind IN (?, ?))
 		GROUP BY d.last_enhanced, d.last_text) u
 		GROUP BY status, diagnostic ORDER BY SUM(n) DESC, status, diagnostic LIMIT ?`),
-		dbTime(w.From), BounceComplaint, w.FirstDelivery, dbTime(w.From), DeliveryBounced, BounceHard, limit)
+		dbTime(w.From), BounceComplaint, w.FirstDelivery, dbTime(w.From), DeliveryBounced, BounceHard, BounceSoft, limit)
 	if err != nil {
 		return nil, wrap(err)
 	}

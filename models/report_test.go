@@ -49,7 +49,7 @@ func TestCampaignReport(t *testing.T) {
 		}
 		rt := r.Rates
 		wantCounters := models.Counters{Sent: 15, Bounced: 2, Deferred: 1, Failed: 1, Suppressed: 1}
-		if rt.Counters != wantCounters || rt.HardDSN != 1 || rt.SoftDSN != 1 || rt.Complaints != 1 {
+		if rt.Counters != wantCounters || rt.HardBounces != 1 || rt.SoftBounces != 1 || rt.Complaints != 1 {
 			t.Errorf("rates = %+v, want counters %+v, 1 hard DSN, 1 soft DSN, 1 complaint", rt, wantCounters)
 		}
 		if rt.Attempted() != 18 || !near(rt.DeliveredPct(), 100*15.0/18) || !near(rt.BouncePct(), 100*2.0/18) || !near(rt.ComplaintPct(), 100/15.0) {
@@ -128,7 +128,7 @@ func TestCampaignReport(t *testing.T) {
 		}
 
 		w := rt.Warnings()
-		if len(w) != 2 || !w[0].Severe || !strings.Contains(w[0].Text, "hard bounces") || !w[1].Severe || !strings.Contains(w[1].Text, "0.3%") {
+		if len(w) != 2 || !w[0].Severe || !strings.Contains(w[0].Text, "11.1% of attempted deliveries bounced") || !strings.Contains(w[0].Text, "the 1 hard-bounced address is suppressed") || !w[1].Severe || !strings.Contains(w[1].Text, "0.3%") {
 			t.Errorf("warnings = %+v, want a severe bounce and a severe complaint warning", w)
 		}
 	})
@@ -142,7 +142,8 @@ func TestRatesWarnings(t *testing.T) {
 		sever []bool
 	}{
 		{"clean", models.CampaignRates{Counters: models.Counters{Sent: 10000, Bounced: 100}, Complaints: 5}, nil, nil},
-		{"bounces over 2%", models.CampaignRates{Counters: models.Counters{Sent: 970, Bounced: 30}}, []string{"3.0% hard bounces"}, []bool{false}},
+		{"bounces over 2%, none hard", models.CampaignRates{Counters: models.Counters{Sent: 970, Bounced: 30}}, []string{"3.0% of attempted deliveries bounced (keep it under 2%); none was a hard bounce, so no address was suppressed"}, []bool{false}},
+		{"hard bounces over 2%", models.CampaignRates{Counters: models.Counters{Sent: 970, Bounced: 30}, HardBounces: 25}, []string{"3.0% of attempted deliveries bounced (keep it under 2%); the 25 hard-bounced addresses are suppressed now"}, []bool{false}},
 		{"complaints over 0.1%", models.CampaignRates{Counters: models.Counters{Sent: 10000}, Complaints: 15}, []string{"0.15% spam complaints"}, []bool{false}},
 		{"complaints at 0.3%", models.CampaignRates{Counters: models.Counters{Sent: 10000}, Complaints: 30}, []string{"0.30% spam complaints, at or over"}, []bool{true}},
 	}

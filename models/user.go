@@ -162,6 +162,20 @@ func (s *Store) User(ctx context.Context, id int64) (*User, error) {
 	return &u, nil
 }
 
+// UserByEmail returns the user with that email (any case), or
+// ErrNotFound.
+func (s *Store) UserByEmail(ctx context.Context, email string) (*User, error) {
+	var u []User
+	e := strings.ToLower(strings.TrimSpace(email))
+	if err := s.db.WithContext(ctx).Where("email = ?", e).Limit(1).Find(&u).Error; err != nil {
+		return nil, fmt.Errorf("models: user %s: %w", e, err)
+	}
+	if len(u) == 0 {
+		return nil, fmt.Errorf("models: user %s: %w", e, ErrNotFound)
+	}
+	return &u[0], nil
+}
+
 // Users returns every user by email.
 func (s *Store) Users(ctx context.Context) ([]User, error) {
 	var out []User

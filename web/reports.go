@@ -174,9 +174,9 @@ func (s *Server) bouncesReport(c echo.Context) error {
 }
 
 // bounceRows merges bounce groups into rows by kind, category and source,
-// largest first. SMTP refusals carry no category in the database; the
-// mailer's classifier names it from the reply, as it would have at send
-// time.
+// largest first. SMTP refusals recorded before they became bounces rows
+// carry no category in the database; the mailer's classifier names it from
+// the reply, as it does at send time now.
 func bounceRows(groups []models.BounceGroup) []views.BounceRow {
 	type key struct {
 		kind, category string
@@ -186,7 +186,7 @@ func bounceRows(groups []models.BounceGroup) []views.BounceRow {
 	var out []views.BounceRow
 	for _, g := range groups {
 		cat := g.Category
-		if g.SMTP {
+		if g.SMTP && cat == "" {
 			cat = string(bounce.ClassifyReply(g.Code, g.Status, g.Sample).Category)
 		}
 		k := key{g.Kind, cat, g.SMTP}

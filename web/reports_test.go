@@ -88,7 +88,7 @@ func TestCampaignReportPage(t *testing.T) {
 			t.Errorf("timeline draws %d lines, want 4", p.Doc.Find(`[data-testid="timeline-chart"] polyline`).Length())
 		}
 		warn := p.cell(`[data-testid="warnings"]`)
-		if !strings.Contains(warn, "11.1% hard bounces") || !strings.Contains(warn, "Gmail and Yahoo's 0.3% line") {
+		if !strings.Contains(warn, "11.1% of attempted deliveries bounced") || !strings.Contains(warn, "Gmail and Yahoo's 0.3% line") {
 			t.Errorf("warnings = %q", warn)
 		}
 		if got := p.cell(`.mainnav a[aria-current="page"]`); got != "Campaigns" {
@@ -299,7 +299,7 @@ func TestDashboardHome(t *testing.T) {
 		}
 	}
 	warn := p.cell(`[data-testid="warnings"]`)
-	for _, want := range []string{"11.1% hard bounces", "0.3% line", "news.example.com"} {
+	for _, want := range []string{"11.1% of attempted deliveries bounced", "0.3% line", "news.example.com"} {
 		if !strings.Contains(warn, want) {
 			t.Errorf("dashboard warnings lack %q: %q", want, warn)
 		}
@@ -338,7 +338,7 @@ func TestBouncesReportPage(t *testing.T) {
 		if diag := p.cell(`[data-testid="diagnostics"]`); !strings.Contains(diag, "mailbox full") || !strings.Contains(diag, "does not exist") {
 			t.Errorf("diagnostics = %q", diag)
 		}
-		if warn := p.cell(`[data-testid="warnings"]`); !strings.Contains(warn, "0.3%") || !strings.Contains(warn, "hard bounces") {
+		if warn := p.cell(`[data-testid="warnings"]`); !strings.Contains(warn, "0.3%") || !strings.Contains(warn, "of attempted deliveries bounced") {
 			t.Errorf("warnings = %q", warn)
 		}
 	})

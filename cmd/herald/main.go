@@ -28,6 +28,8 @@ Usage:
   herald migrate [flags]           apply database migrations and exit
   herald user create --email E --role admin|marketer|viewer [--password P] [flags]
                                    create a user (a password is generated when omitted)
+  herald token create --email E [--name N] [flags]
+                                   print a new API token for that user (for scripts)
   herald consent verify [flags]    check the consent ledger's hash chain
   herald bounce parse FILE...      classify bounce/complaint messages, one JSON line per recipient
   herald bench import [-n N]       benchmark CSV import and subscriber search
@@ -61,6 +63,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return userCreate(ctx, rest, stdout, stderr)
 		}
 		return fmt.Errorf("unknown user command; try: herald user create --email you@example.com --role admin")
+	case "token":
+		if s, rest := sub(); s == "create" {
+			return tokenCreate(ctx, rest, stdout, stderr)
+		}
+		return fmt.Errorf("unknown token command; try: herald token create --email you@example.com")
 	case "consent":
 		if s, rest := sub(); s == "verify" {
 			return consentVerify(ctx, rest, stdout, stderr)

@@ -11,9 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
@@ -59,19 +59,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer store.Close()
 
-	transport, err := newTransport(cfg)
+	// The one wiring of the engine (transport, staging wrapper, options),
+	// the one the mailer's tests and the end-to-end tests run too.
+	eng, err := mailer.FromConfig(cfg, store, log)
 	if err != nil {
 		return err
 	}
-	if transport != nil {
-		// Under the staging switch only allow-listed recipients get real
-		// mail; the rest goes to the capture outbox.
-		transport = mailer.Staging(transport, mailer.NewCapture(store), mailer.StagingPolicy(store, log, 5*time.Second))
-	}
-	eng := mailer.New(mailer.Options{
-		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret},
-		Transport: transport, FeedbackSender: cfg.FeedbackAddress,
-	}, store)
 	engDone := make(chan error, 1)
 	engCtx, stopEngine := context.WithCancel(context.Background())
 	defer stopEngine()
@@ -144,33 +137,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// newTransport builds the configured way out for mail.
-func newTransport(cfg *config.Config) (mailer.Transport, error) {
-	switch cfg.Transport {
-	case "direct":
-		port, _ := strconv.Atoi(cfg.MXPort) // validated by config; "" is 0, the default
-		return mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port, HELO: cfg.Hostname}), nil
-	case "relay":
-		u, err := url.Parse(cfg.Relay)
-		if err != nil {
-			return nil, err
-		}
-		h := mailer.RelayHost{Host: u.Hostname(), TLS: mailer.TLSStartTLS}
-		if u.Scheme == "smtps" {
-			h.TLS = mailer.TLSImplicit
-		}
-		if p := u.Port(); p != "" {
-			h.Port, _ = strconv.Atoi(p)
-		}
-		if u.User != nil {
-			h.Username = u.User.Username()
-			h.Password, _ = u.User.Password()
-		}
-		return mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}}), nil
-	}
-	return nil, nil // capture
-}
-
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := config.Parse("migrate", args, os.Getenv, stderr, nil)
 	if err != nil {
@@ -228,6 +194,47 @@ func userCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if generated {
 		fmt.Fprintf(stdout, "Password: %s\n", password)
 	}
+	return nil
+}
+
+// tokenCreate prints a new API token for an existing user, for scripts and
+// deployments that drive Herald without the dashboard.
+func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var email, name string
+	_, store, err := open(ctx, "token create", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "the email of the user the token acts as (required)")
+		fs.StringVar(&name, "name", "", "what the token is for, shown on the API tokens page (default: created by herald token create)")
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if strings.TrimSpace(email) == "" {
+		return errors.New("token create needs the user's email: herald token create --email you@example.com [--name deploy]")
+	}
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = "created by herald token create"
+	}
+	if len(name) > 100 {
+		return errors.New("the token's name is longer than 100 characters; give a shorter --name")
+	}
+	u, err := store.UserByEmail(ctx, email)
+	if errors.Is(err, models.ErrNotFound) {
+		return fmt.Errorf("no user has the email %s; create one first with herald user create --email %s", strings.TrimSpace(email), strings.TrimSpace(email))
+	}
+	if err != nil {
+		return err
+	}
+	plain, t, err := store.CreateAPIToken(ctx, u.ID, name)
+	if err != nil {
+		return err
+	}
+	if err := store.Audit(ctx, models.AuditEntry{UserID: &u.ID, Actor: "herald token create", Action: "token.create",
+		ObjectType: "api_token", ObjectID: strconv.FormatInt(t.ID, 10), Summary: name}); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, plain)
 	return nil
 }
 
