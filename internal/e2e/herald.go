@@ -143,19 +143,18 @@ func Start(t testing.TB, o Options) *Herald {
 	return h
 }
 
-// createToken makes an API token for the admin. It goes through the store
-// the binary uses (the same database file or schema).
+// createToken makes an API token for the admin with `herald token create`,
+// as a deployment script would.
 func (h *Herald) createToken(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
-	s := h.Store(t)
-	u, err := s.Authenticate(ctx, h.Admin, h.Password)
-	if err != nil {
-		t.Fatalf("e2e: admin user: %v", err)
-	}
-	tok, _, err := s.CreateAPIToken(ctx, u.ID, "e2e")
-	if err != nil {
-		t.Fatalf("e2e: API token: %v", err)
+	cmd := exec.Command(h.bin, "token", "create", "--email", h.Admin, "--name", "e2e")
+	cmd.Env = h.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	tok := strings.TrimSpace(string(out))
+	if err != nil || tok == "" || strings.ContainsAny(tok, " \n") {
+		t.Fatalf("e2e: herald token create = %q, %v\n%s", out, err, stderr.String())
 	}
 	return tok
 }
