@@ -323,3 +323,34 @@ func TestHandshakeFallback(t *testing.T) {
 		t.Errorf("with TLS required: %v, %d messages; want a dial error and no new message", err, m.count())
 	}
 }
+
+// TestMTASTSPerRecipient: a connection opened for one domain of a
+// destination that serves several (one MX provider) carries another
+// domain's mail only when that domain's policy allows the connection: an
+// enforce policy refuses it (451 4.7.5, nothing sent) when the
+// certificate does not verify.
+func TestMTASTSPerRecipient(t *testing.T) {
+	w := newTLSWorld(t)
+	wrong := w.ca.issue(t, "wrong.example.net")
+	mx := w.mx(t, "shared-a.test", "mx.shared.test", "127.0.3.50", &wrong)
+	w.ns.add(t, "shared-b.test. 300 IN MX 10 mx.shared.test.")
+	w.sts(t, "shared-b.test", "127.0.3.150", "version: STSv1\nmode: enforce\nmx: mx.shared.test\nmax_age: 86400\n")
+	ctx := context.Background()
+	c, err := w.direct(mailer.DirectOptions{}).Dial(ctx, mailer.Route{Domain: "shared-a.test", MX: []string{"mx.shared.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := []byte("Subject: x\r\n\r\nhi\r\n")
+	r, err := c.Send(ctx, &mailer.Envelope{From: "b@sender.test", To: "reader@shared-b.test", Message: msg})
+	if err != nil || r.Code != 451 || r.Enhanced != "4.7.5" || !strings.Contains(r.Text, "the MTA-STS policy of shared-b.test (mode enforce) requires TLS with a valid certificate") {
+		t.Errorf("Send(shared-b.test) = %+v, %v; want 451 4.7.5 naming the policy", r, err)
+	}
+	r, err = c.Send(ctx, &mailer.Envelope{From: "b@sender.test", To: "reader@shared-a.test", Message: msg})
+	if err != nil || r.Code != 250 || r.TLS != "TLSv1.3 unverified" {
+		t.Errorf("Send(shared-a.test) = %+v, %v; want 250 over unverified TLS", r, err)
+	}
+	if got := mx.count(); got != 1 {
+		t.Errorf("%d messages received; want 1 (shared-a's only)", got)
+	}
+}

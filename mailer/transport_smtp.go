@@ -144,12 +144,9 @@ func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 		plan.policy = d.policyFor(ctx, r.Domain, r.RequireTLS, false)
 		plan.addr, plan.host = d.o.MXOverride, "mx-override"
 		plan.verifyName, _, _ = net.SplitHostPort(d.o.MXOverride)
-		c, err := dialSMTP(ctx, plan)
-		if err != nil {
-			return nil, err
-		}
-		c.direct, c.domain = d, r.Domain
-		return c, nil
+		// Not c.direct: with no real MX host, other domains' MTA-STS
+		// policies are not applied to its messages either.
+		return dialSMTP(ctx, plan)
 	}
 	hosts := r.MX
 	if len(hosts) == 0 {
@@ -205,7 +202,7 @@ func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 // policy of its domain does not allow this connection.
 func (s *smtpConn) checkRecipient(ctx context.Context, to string) (Reply, bool) {
 	_, domain, ok := strings.Cut(to, "@")
-	if !ok || strings.EqualFold(domain, s.domain) || s.direct.sts == nil || s.host == "mx-override" {
+	if !ok || strings.EqualFold(domain, s.domain) || s.direct.sts == nil {
 		return Reply{}, true
 	}
 	p := s.direct.policyFor(ctx, domain, false, true)
@@ -490,7 +487,7 @@ func dialSMTP(ctx context.Context, p dialPlan) (*smtpConn, error) {
 		}
 	}
 	if st, ok := c.TLS(); ok {
-		if p.tlsConfig != nil || p.mode == TLSImplicit {
+		if p.tlsConfig != nil { // the relay's own configuration verified, or not
 			verified = len(st.VerifiedChains) > 0
 		}
 		conn.tls = tlsVersionName(st.Version) + map[bool]string{true: " verified", false: " unverified"}[verified]
