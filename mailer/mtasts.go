@@ -152,10 +152,11 @@ type mtaSTS struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	cache  map[string]*stsPolicy // by domain: the last valid policy, until it expires
-	failed map[string]time.Time  // by domain: a fetch failed; not retried until then
-	now    func() time.Time
+	mu       sync.Mutex
+	cache    map[string]*stsPolicy    // by domain: the last valid policy, until it expires
+	failed   map[string]time.Time     // by domain: a fetch failed; not retried until then
+	inflight map[string]chan struct{} // by domain: a fetch under way, closed when done
+	now      func() time.Time
 }
 
 func newMTASTS(res *Resolver, roots *x509.CertPool, o MTASTSOptions, log *slog.Logger) *mtaSTS {
@@ -163,7 +164,8 @@ func newMTASTS(res *Resolver, roots *x509.CertPool, o MTASTSOptions, log *slog.L
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	s := &mtaSTS{res: res, log: log, cache: map[string]*stsPolicy{}, failed: map[string]time.Time{}, now: time.Now}
+	s := &mtaSTS{res: res, log: log, cache: map[string]*stsPolicy{}, failed: map[string]time.Time{},
+		inflight: map[string]chan struct{}{}, now: time.Now}
 	dialer := &net.Dialer{Timeout: timeout}
 	s.client = &http.Client{
 		Timeout: timeout,
@@ -226,13 +228,33 @@ func (s *mtaSTS) policy(ctx context.Context, domain string) *stsPolicy {
 	}
 	s.mu.Lock()
 	retry, failedBefore := s.failed[domain]
-	s.mu.Unlock()
 	if failedBefore && now.Before(retry) {
+		s.mu.Unlock()
 		return effective(cached)
 	}
+	if wait, busy := s.inflight[domain]; busy {
+		// Workers opening connections to one domain at once share one
+		// fetch.
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if p := s.cache[domain]; p != nil && p.ID == id {
+			return effective(p)
+		}
+		return effective(cached)
+	}
+	done := make(chan struct{})
+	s.inflight[domain] = done
+	s.mu.Unlock()
 	p, err := s.fetch(ctx, domain)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.inflight, domain)
+	close(done)
 	if err != nil {
 		s.failed[domain] = now.Add(5 * time.Minute)
 		s.log.Warn("MTA-STS policy fetch failed", "domain", domain, "id", id, "error", err)

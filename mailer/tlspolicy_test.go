@@ -354,3 +354,31 @@ func TestMTASTSPerRecipient(t *testing.T) {
 		t.Errorf("%d messages received; want 1 (shared-a's only)", got)
 	}
 }
+
+// TestMTASTSOneFetch: connections opened to one domain at once share one
+// policy fetch.
+func TestMTASTSOneFetch(t *testing.T) {
+	w := newTLSWorld(t)
+	good := w.ca.issue(t, "mx.many.test")
+	mx := w.mx(t, "many.test", "mx.many.test", "127.0.3.60", &good)
+	hits := w.sts(t, "many.test", "127.0.3.160", "version: STSv1\nmode: enforce\nmx: mx.many.test\nmax_age: 86400\n")
+	d := w.direct(mailer.DirectOptions{})
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			r, err := sendOne(t, d, mailer.Route{Domain: "many.test"})
+			if err == nil && r.Code != 250 {
+				err = fmt.Errorf("reply %+v", r)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if hits.Load() != 1 || mx.count() != 8 {
+		t.Errorf("policy fetches %d, messages %d; want 1, 8", hits.Load(), mx.count())
+	}
+}
