@@ -209,12 +209,12 @@ func (c *Client) Greeting() error {
 func (c *Client) Hello(name string) error {
 	c.helo = name
 	c.ext, c.pipelining, c.chunking = map[string]string{}, false, false
-	r, err := c.cmd(c.t.Command, "EHLO ", name)
+	r, err := c.cmd("EHLO", "EHLO ", name)
 	if err != nil {
 		return err
 	}
 	if r.code == 500 || r.code == 502 {
-		if r, err = c.cmd(c.t.Command, "HELO ", name); err != nil {
+		if r, err = c.cmd("HELO", "HELO ", name); err != nil {
 			return err
 		}
 		if r.code != 250 {
@@ -262,7 +262,7 @@ func (c *Client) Chunking() bool   { return c.chunking }
 // A failed handshake is ErrHandshake (wrapping the cause): the connection
 // is then done.
 func (c *Client) StartTLS(cfg *tls.Config) error {
-	r, err := c.cmd(c.t.Command, "STARTTLS", "")
+	r, err := c.cmd("STARTTLS", "STARTTLS", "")
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (c *Client) Auth(user, pass string) error {
 	switch {
 	case strings.Contains(mechs, " PLAIN "):
 		ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
-		r, err := c.cmd(c.t.Command, "AUTH PLAIN ", ir)
+		r, err := c.cmd("AUTH", "AUTH PLAIN ", ir)
 		if err != nil {
 			return err
 		}
@@ -313,7 +313,7 @@ func (c *Client) Auth(user, pass string) error {
 		}
 		return nil
 	case strings.Contains(mechs, " LOGIN "):
-		r, err := c.cmd(c.t.Command, "AUTH LOGIN", "")
+		r, err := c.cmd("AUTH", "AUTH LOGIN", "")
 		for _, v := range []string{user, pass} {
 			if err != nil {
 				return err
@@ -321,7 +321,7 @@ func (c *Client) Auth(user, pass string) error {
 			if r.code != 334 {
 				return &Error{Stage: "AUTH", Reply: r.parse()}
 			}
-			r, err = c.cmd(c.t.Command, base64.StdEncoding.EncodeToString([]byte(v)), "")
+			r, err = c.cmd("AUTH", base64.StdEncoding.EncodeToString([]byte(v)), "")
 		}
 		if err != nil {
 			return err
@@ -334,8 +334,10 @@ func (c *Client) Auth(user, pass string) error {
 	return fmt.Errorf("smtpclient: AUTH: the server offers neither PLAIN nor LOGIN (it offers %q)", strings.TrimSpace(mechs))
 }
 
-// cmd sends one command line (verb and argument) and reads its reply.
-func (c *Client) cmd(timeout time.Duration, verb, arg string) (rawReply, error) {
+// cmd sends one command line of the session's opening (verb and
+// argument) and reads its reply under the command timeout. A 421 is an
+// *Error of stage (never the line itself: it may carry credentials).
+func (c *Client) cmd(stage, verb, arg string) (rawReply, error) {
 	c.dw.timeout = c.t.Command
 	c.w.WriteString(verb)
 	c.w.WriteString(arg)
@@ -343,9 +345,9 @@ func (c *Client) cmd(timeout time.Duration, verb, arg string) (rawReply, error) 
 	if err := c.w.Flush(); err != nil {
 		return rawReply{}, err
 	}
-	r, err := c.read(timeout)
+	r, err := c.read(c.t.Command)
 	if err == nil && r.code == 421 {
-		return r, &Error{Stage: strings.TrimSpace(verb), Reply: r.parse()}
+		return r, &Error{Stage: stage, Reply: r.parse()}
 	}
 	return r, err
 }
