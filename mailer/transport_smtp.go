@@ -161,7 +161,7 @@ func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 	for _, h := range hosts {
 		plan.note = ""
 		if why := plan.policy.mxProblem(h); why != "" {
-			if plan.policy.require != "" {
+			if plan.policy.sts.Mode == stsEnforce {
 				// RFC 8461 5.1: in enforce mode, such a host is not a
 				// candidate at all.
 				lastErr = &DialError{Err: errors.New(why + "; not delivering to it")}
