@@ -227,6 +227,11 @@ func (s *mtaSTS) policy(ctx context.Context, domain string) *stsPolicy {
 		return effective(cached)
 	}
 	s.mu.Lock()
+	if p := s.cache[domain]; p != nil && p.ID == id && now.Before(p.expires) {
+		// Fetched by another worker since we looked.
+		s.mu.Unlock()
+		return effective(p)
+	}
 	retry, failedBefore := s.failed[domain]
 	if failedBefore && now.Before(retry) {
 		s.mu.Unlock()
