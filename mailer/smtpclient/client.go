@@ -121,7 +121,8 @@ type Client struct {
 	// looks at the connection first.
 	dirty bool
 
-	steps   []stepKind // reused by every transaction
+	mail    MailOptions // of the transaction under way
+	steps   []stepKind  // reused by every transaction
 	replies []rawReply
 	num     [24]byte
 }

@@ -237,6 +237,11 @@ func TestTransactions(t *testing.T) {
 			{cmd: "DATA", reply: "354 go ahead\r\n"}, {cmd: ".", data: msgStuffed, reply: "250 2.0.0 queued as 7\r\n"},
 			{cmd: "QUIT", reply: "221 bye\r\n"},
 		}, []msg{{"r@x.test", 250, "2.0.0", false}}, true, false},
+		{"SMTPUTF8", ehloPipe, []exchange{
+			{cmd: "MAIL FROM:<b@s.test> SMTPUTF8", reply: "250 ok\r\n"}, {cmd: "RCPT TO:<rü@x.test>", reply: "250 ok\r\n"},
+			{cmd: "DATA", reply: "354 go ahead\r\n"}, {cmd: ".", reply: "250 queued\r\n"},
+			{cmd: "QUIT", reply: "221 bye\r\n"},
+		}, []msg{{"rü@x.test", 250, "", false}}, true, false},
 		{"lock step without PIPELINING", ehloLock, []exchange{
 			{cmd: "MAIL FROM:<b@s.test>", reply: "250 ok\r\n"}, {cmd: "RCPT TO:<r@x.test>", reply: "250 ok\r\n"},
 			{cmd: "DATA", reply: "354 go ahead\r\n"}, {cmd: ".", data: msgStuffed, reply: "250 queued\r\n"},
@@ -297,7 +302,7 @@ func TestTransactions(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, m := range c.msgs {
-				r, err := cl.Send("b@s.test", m.to, []byte(msgHeader), []byte(msgBody))
+				r, err := cl.SendWith(MailOptions{SMTPUTF8: strings.Contains(m.to, "ü")}, "b@s.test", m.to, []byte(msgHeader), []byte(msgBody))
 				if r.Code != m.code || r.Enhanced != m.enhanced || (err != nil) != m.broken {
 					t.Fatalf("message %d: Send() = %+v, %v; want %d %s, error %v", i, r, err, m.code, m.enhanced, m.broken)
 				}

@@ -53,7 +53,11 @@ func (c *Client) command(k stepKind, from, to string, size int) {
 	case stepMAIL:
 		c.w.WriteString("MAIL FROM:<")
 		c.w.WriteString(from)
-		c.w.WriteString(">\r\n")
+		c.w.WriteString(">")
+		if c.mail.SMTPUTF8 {
+			c.w.WriteString(" SMTPUTF8")
+		}
+		c.w.WriteString("\r\n")
 	case stepRCPT:
 		c.w.WriteString("RCPT TO:<")
 		c.w.WriteString(to)
@@ -75,6 +79,19 @@ func (c *Client) command(k stepKind, from, to string, size int) {
 // decides the message when it has a code (the server answered, then hung
 // up or said 421), and the message's fate is unknown when it has none.
 func (c *Client) Send(from, to string, header, body []byte) (Reply, error) {
+	return c.SendWith(MailOptions{}, from, to, header, body)
+}
+
+// MailOptions are parameters of MAIL FROM.
+type MailOptions struct {
+	// SMTPUTF8 asks for RFC 6531 handling (an address or header with
+	// UTF-8); only for a server that offers it (Ext("SMTPUTF8")).
+	SMTPUTF8 bool
+}
+
+// SendWith is Send with MAIL FROM parameters.
+func (c *Client) SendWith(o MailOptions, from, to string, header, body []byte) (Reply, error) {
+	c.mail = o
 	r, err := c.run(from, to, header, body)
 	c.dirty = r.code >= 400
 	if r.code == 0 {
