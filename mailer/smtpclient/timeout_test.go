@@ -119,7 +119,7 @@ func TestDataBlockTimeout(t *testing.T) {
 	if err := cl.Hello("out.test"); err != nil {
 		t.Fatal(err)
 	}
-	big := []byte(strings.Repeat(strings.Repeat("x", 998)+"\r\n", 64<<10)) // 64 MiB: more than the socket buffers hold
+	big := []byte(strings.Repeat(strings.Repeat("x", 998)+"\r\n", 16<<10)) // 16 MiB: more than the socket buffers hold
 	start := time.Now()
 	_, err = cl.Send("b@s.test", "r@x.test", []byte(msgHeader), big)
 	var ne net.Error
