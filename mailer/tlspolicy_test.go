@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/mailer"
+	"github.com/herald-mail/herald/models"
 )
 
 // testCA is a throwaway certificate authority.
@@ -380,5 +382,40 @@ func TestMTASTSOneFetch(t *testing.T) {
 	}
 	if hits.Load() != 1 || mx.count() != 8 {
 		t.Errorf("policy fetches %d, messages %d; want 1, 8", hits.Load(), mx.count())
+	}
+}
+
+// TestRequireTLSRuleInEngine: a domain rule stored with RequireTLS reaches
+// the transport through the engine: its destination's receiver, which
+// offers no STARTTLS, gets nothing and the delivery is deferred with the
+// reason, while another destination's plain-text receiver gets its mail.
+func TestRequireTLSRuleInEngine(t *testing.T) {
+	ctx := context.Background()
+	s := testdb.SQLite(t)
+	setDefaultRule(t, s, 0, 2)
+	w := newTLSWorld(t)
+	strict := w.mx(t, "strict.test", "mx.strict.test", "127.0.7.1", nil)
+	open := w.mx(t, "open.test", "mx.open.test", "127.0.7.2", nil)
+	if err := s.CreateDomainRule(ctx, &models.DomainRule{Name: "strict", Domains: "strict.test", RequireTLS: true,
+		BackoffMinSeconds: 60, BackoffMaxSeconds: 120}); err != nil {
+		t.Fatal(err)
+	}
+	list := seed(t, s, 2, []string{"strict.test", "open.test"})
+	cid := campaign(t, s, list, "news@sender.test", nil, nil)
+	e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{"s"}, Transport: w.direct(mailer.DirectOptions{})}, s)
+	runEngine(t, e)
+	if err := e.StartCampaign(ctx, cid); err != nil {
+		t.Fatal(err)
+	}
+	var d models.Delivery
+	waitFor(t, 30*time.Second, "open.test delivered and strict.test deferred", func() bool {
+		if err := s.DB().Where("campaign_id = ? AND domain = ?", cid, "strict.test").First(&d).Error; err != nil {
+			return false
+		}
+		return open.count() == 1 && d.Status == models.DeliveryDeferred
+	})
+	const reason = "the domain rule for strict.test requires TLS with a valid certificate, and mx.strict.test does not offer STARTTLS"
+	if !strings.Contains(d.LastText, reason) || strict.count() != 0 {
+		t.Errorf("strict.test delivery: %q, %d messages at its MX; want deferred saying %q, 0 messages", d.LastText, strict.count(), reason)
 	}
 }
