@@ -233,7 +233,7 @@ func (d *destination) worker(l *lane) {
 			conn = nil
 		}
 		if conn == nil {
-			c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo})
+			c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo, RequireTLS: d.rule.RequireTLS})
 			if err != nil {
 				if d.dialFailed(j, l, err) {
 					return

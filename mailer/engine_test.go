@@ -226,7 +226,7 @@ func TestReplyHandling(t *testing.T) {
 	list := seed(t, s, 5, []string{"r.test"})
 	cid := campaign(t, s, list, "news@sender.test", nil, nil)
 	e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{"s"}, RetryBase: 200 * time.Millisecond, RetryMax: 400 * time.Millisecond,
-		Transport: mailer.NewDirect(mailer.DirectOptions{MXOverride: mx.Addr, Timeouts: mailer.Timeouts{Command: time.Second, Data: time.Second}})}, s)
+		Transport: mailer.NewDirect(mailer.DirectOptions{MXOverride: mx.Addr, Timeouts: mailer.Timeouts{Command: time.Second, DataEnd: time.Second}})}, s)
 	runEngine(t, e)
 	if err := e.StartCampaign(ctx, cid); err != nil {
 		t.Fatal(err)

@@ -197,8 +197,8 @@ func TestRelayUpgradesAuthenticatesAndDeliversIntact(t *testing.T) {
 	for i := range 2 { // two transactions on one connection
 		to := "ann" + strconv.Itoa(i) + "@example.org"
 		reply, err := conn.Send(ctx, &mailer.Envelope{From: "b+1@bounces.sender.test", To: to, Signature: relaySignature, Message: relayMessage})
-		if err != nil || reply.Code != 250 {
-			t.Fatalf("Send() = %+v, %v; want 250", reply, err)
+		if err != nil || reply.Code != 250 || reply.TLS != "TLSv1.3 verified" {
+			t.Fatalf("Send() = %+v, %v; want 250 over TLSv1.3 verified", reply, err)
 		}
 	}
 	conn.Close()

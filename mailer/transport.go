@@ -34,6 +34,11 @@ type Route struct {
 	SourceIP string
 	// HELO is the name to greet with; "" means the transport's default.
 	HELO string
+	// RequireTLS: the destination's domain rule requires TLS with a
+	// certificate valid for the MX host (no plain text, no unverified
+	// certificate: the mail is deferred instead); false leaves TLS
+	// opportunistic unless the domain's MTA-STS policy says otherwise.
+	RequireTLS bool
 }
 
 // Envelope is one message on its way.
@@ -67,6 +72,15 @@ type Reply struct {
 	Text     string
 	MXHost   string // the host that answered
 	SourceIP string // the local address the connection used
+	// TLS: "" = plain text; otherwise the version and whether the
+	// certificate was verified, e.g. "TLSv1.3 verified", "TLSv1.2
+	// unverified"; or "plain text after a failed STARTTLS handshake (…)"
+	// when opportunistic TLS fell back to a new plain-text connection.
+	TLS string
+	// TLSPolicy is a TLS policy failure that did not stop the message
+	// (MTA-STS in testing mode: the MX host not in the policy, no
+	// STARTTLS, an invalid certificate), to be reported; "" when none.
+	TLSPolicy string
 }
 
 // DialError is returned by Dial. Permanent errors (null MX, no such domain,

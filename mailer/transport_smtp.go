@@ -1,70 +1,66 @@
 package mailer
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
-	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/herald-mail/herald/mailer/smtpclient"
 )
 
-// Timeouts of an SMTP conversation; zero fields take the defaults below.
-type Timeouts struct {
-	Connect time.Duration // TCP connect, default 30s
-	Command time.Duration // each command's reply (greeting, EHLO, MAIL, RCPT, RSET), default 5m (RFC 5321 4.5.3.2)
-	Data    time.Duration // the final reply after DATA's dot, default 10m
-}
-
-func (t Timeouts) withDefaults() Timeouts {
-	if t.Connect == 0 {
-		t.Connect = 30 * time.Second
-	}
-	if t.Command == 0 {
-		t.Command = 5 * time.Minute
-	}
-	if t.Data == 0 {
-		t.Data = 10 * time.Minute
-	}
-	return t
-}
+// Timeouts of an SMTP conversation (RFC 5321 4.5.3.2); zero fields take
+// the defaults documented on smtpclient.Timeouts.
+type Timeouts = smtpclient.Timeouts
 
 // DirectOptions configure delivery straight to recipients' MX hosts.
 type DirectOptions struct {
-	// Resolver answers MX and A/AAAA questions; nil means the system's
-	// first nameserver.
+	// Resolver answers MX, A/AAAA and TXT questions (MTA-STS records and
+	// policy hosts included); nil means the system's first nameserver.
 	Resolver *Resolver
 	// Port is the SMTP port of MX hosts; 0 means 25.
 	Port int
 	// MXOverride ("host:port") sends every connection there instead of the
 	// MX hosts (tests, staging: HERALD_MX_OVERRIDE); "" means real MX.
+	// There are no MX hosts to check then, so MTA-STS is not applied; a
+	// domain rule's RequireTLS is, against the override's host name.
 	MXOverride string
 	// HELO is the EHLO name when the source address has none; "" means
 	// the machine's host name.
 	HELO string
-	// TLSConfig is used for opportunistic STARTTLS; nil means a config
-	// that does not verify certificates (opportunistic TLS protects against
-	// passive eavesdropping only, as with every MTA).
-	TLSConfig *tls.Config
+	// RootCAs verify MX hosts' certificates and MTA-STS policy hosts';
+	// nil means the system roots (SSL_CERT_FILE and SSL_CERT_DIR name
+	// others). STARTTLS is used whenever offered; the certificate is
+	// checked every time and recorded as verified or not, and required to
+	// be valid only where a policy says so (MTA-STS enforce, a domain
+	// rule's RequireTLS).
+	RootCAs *x509.CertPool
+	// MTASTS configures MTA-STS (RFC 8461); the zero value honours it.
+	MTASTS MTASTSOptions
+	// Logger receives TLS events (a handshake that fell back to plain
+	// text, MTA-STS failures); nil means slog.Default().
+	Logger *slog.Logger
 	// Timeouts of each conversation.
 	Timeouts Timeouts
 }
 
 // Direct delivers to the recipient domain's MX hosts in preference order,
 // falling back to A/AAAA when there is no MX, binding to the route's source
-// address and upgrading with STARTTLS when offered.
+// address and upgrading with STARTTLS when offered, under the TLS policy of
+// the destination (MTA-STS, domain rule).
 type Direct struct {
-	o DirectOptions
+	o   DirectOptions
+	sts *mtaSTS // nil: MTA-STS disabled
+	log *slog.Logger
 }
 
 var _ Transport = (*Direct)(nil)
@@ -80,11 +76,15 @@ func NewDirect(o DirectOptions) *Direct {
 	if o.HELO == "" {
 		o.HELO, _ = os.Hostname()
 	}
-	if o.TLSConfig == nil {
-		o.TLSConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
-	o.Timeouts = o.Timeouts.withDefaults()
-	return &Direct{o: o}
+	o.Timeouts = o.Timeouts.WithDefaults()
+	d := &Direct{o: o, log: o.Logger}
+	if !o.MTASTS.Disabled {
+		d.sts = newMTASTS(o.Resolver, o.RootCAs, o.MTASTS, o.Logger)
+	}
+	return d
 }
 
 // Resolver returns the transport's resolver (the engine routes with it).
@@ -93,14 +93,60 @@ func (d *Direct) Resolver() *Resolver { return d.o.Resolver }
 // UsesMX reports whether routes need MX hosts: not when overridden.
 func (d *Direct) UsesMX() bool { return d.o.MXOverride == "" }
 
-// Dial connects to the first MX host that answers.
+// tlsPolicy is what a destination asks of TLS.
+type tlsPolicy struct {
+	// require names who requires TLS with a valid certificate ("the
+	// MTA-STS policy of example.com (mode enforce)"); "" when nobody does.
+	require string
+	// sts is the recipient domain's MTA-STS policy (enforce or testing);
+	// nil when it has none.
+	sts    *stsPolicy
+	domain string
+}
+
+// policyFor returns the TLS policy of mail to domain.
+func (d *Direct) policyFor(ctx context.Context, domain string, ruleRequires bool, useSTS bool) tlsPolicy {
+	p := tlsPolicy{domain: domain}
+	if useSTS && d.sts != nil {
+		p.sts = d.sts.policy(ctx, domain)
+	}
+	switch {
+	case p.sts != nil && p.sts.Mode == stsEnforce:
+		p.require = fmt.Sprintf("the MTA-STS policy of %s (mode enforce)", domain)
+	case ruleRequires:
+		p.require = fmt.Sprintf("the domain rule for %s", domain)
+	}
+	return p
+}
+
+// testing reports whether failures are only to be recorded (MTA-STS
+// testing mode).
+func (p tlsPolicy) testing() bool { return p.require == "" && p.sts != nil && p.sts.Mode == stsTesting }
+
+// mxProblem says why host may not receive the domain's mail under its
+// MTA-STS policy; "" when it may.
+func (p tlsPolicy) mxProblem(host string) string {
+	if p.sts == nil || p.sts.allows(host) {
+		return ""
+	}
+	return fmt.Sprintf("MX host %s is not listed in the MTA-STS policy of %s (mx: %s)", host, p.domain, strings.Join(p.sts.MX, ", "))
+}
+
+// Dial connects to the first MX host that answers and that the domain's
+// TLS policy allows.
 func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 	helo := r.HELO
 	if helo == "" {
 		helo = d.o.HELO
 	}
+	plan := dialPlan{source: r.SourceIP, helo: helo, mode: tlsOpportunistic, roots: d.o.RootCAs, t: d.o.Timeouts, log: d.log}
 	if d.o.MXOverride != "" {
-		return dialSMTP(ctx, d.o.MXOverride, "mx-override", r.SourceIP, helo, tlsOpportunistic, d.o.TLSConfig, nil, d.o.Timeouts)
+		plan.policy = d.policyFor(ctx, r.Domain, r.RequireTLS, false)
+		plan.addr, plan.host = d.o.MXOverride, "mx-override"
+		plan.verifyName, _, _ = net.SplitHostPort(d.o.MXOverride)
+		// Not c.direct: with no real MX host, other domains' MTA-STS
+		// policies are not applied to its messages either.
+		return dialSMTP(ctx, plan)
 	}
 	hosts := r.MX
 	if len(hosts) == 0 {
@@ -109,9 +155,20 @@ func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 			return nil, &DialError{Permanent: errors.Is(err, ErrNullMX) || errors.Is(err, ErrNoDomain), Err: err}
 		}
 	}
+	plan.policy = d.policyFor(ctx, r.Domain, r.RequireTLS, true)
 	var lastErr error = &DialError{Permanent: true, Err: ErrNoAddress}
 	src, _ := netip.ParseAddr(r.SourceIP)
 	for _, h := range hosts {
+		plan.note = ""
+		if why := plan.policy.mxProblem(h); why != "" {
+			if plan.policy.sts.Mode == stsEnforce {
+				// RFC 8461 5.1: in enforce mode, such a host is not a
+				// candidate at all.
+				lastErr = &DialError{Err: errors.New(why + "; not delivering to it")}
+				continue
+			}
+			plan.note = "MTA-STS (testing): " + why
+		}
 		addrs, err := d.o.Resolver.LookupHost(ctx, h)
 		if err != nil {
 			if !errors.Is(err, ErrNoAddress) {
@@ -123,9 +180,10 @@ func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 			if src.IsValid() && src.Is4() != a.Is4() {
 				continue // cannot reach this family from the bound address
 			}
-			c, err := dialSMTP(ctx, net.JoinHostPort(a.String(), strconv.Itoa(d.o.Port)), h, r.SourceIP, helo,
-				tlsOpportunistic, d.o.TLSConfig, nil, d.o.Timeouts)
+			plan.addr, plan.host, plan.verifyName = net.JoinHostPort(a.String(), strconv.Itoa(d.o.Port)), h, h
+			c, err := dialSMTP(ctx, plan)
 			if err == nil {
+				c.direct, c.domain = d, r.Domain
 				return c, nil
 			}
 			lastErr = err
@@ -136,6 +194,36 @@ func (d *Direct) Dial(ctx context.Context, r Route) (Conn, error) {
 		}
 	}
 	return nil, lastErr
+}
+
+// checkRecipient applies the TLS policy of a recipient whose domain is
+// not the one the connection was opened for (a destination that serves
+// several domains through one MX provider): a refusal reply when the
+// policy of its domain does not allow this connection.
+func (s *smtpConn) checkRecipient(ctx context.Context, to string) (Reply, bool) {
+	_, domain, ok := strings.Cut(to, "@")
+	if !ok || strings.EqualFold(domain, s.domain) || s.direct.sts == nil {
+		return Reply{}, true
+	}
+	p := s.direct.policyFor(ctx, domain, false, true)
+	if p.require == "" {
+		return Reply{}, true
+	}
+	why := p.mxProblem(s.host)
+	if why == "" && !s.verified {
+		why = fmt.Sprintf("%s requires TLS with a valid certificate, and this connection to %s has %s", p.require, s.host, tlsOrPlain(s.tls))
+	}
+	if why == "" {
+		return Reply{}, true
+	}
+	return Reply{Code: 451, Enhanced: "4.7.5", Text: why + " (not sent; Herald will retry)", MXHost: s.host, SourceIP: s.source, TLS: s.tls}, false
+}
+
+func tlsOrPlain(desc string) string {
+	if desc == "" {
+		return "plain text"
+	}
+	return desc
 }
 
 // TLS modes of an SMTP connection.
@@ -195,7 +283,7 @@ func NewRelay(o RelayOptions) *Relay {
 	if o.HELO == "" {
 		o.HELO, _ = os.Hostname()
 	}
-	o.Timeouts = o.Timeouts.withDefaults()
+	o.Timeouts = o.Timeouts.WithDefaults()
 	r := &Relay{o: o}
 	for _, h := range o.Hosts {
 		if h.TLS == "" {
@@ -248,15 +336,12 @@ func (r *Relay) Dial(ctx context.Context, rt Route) (Conn, error) {
 			return nil, ctx.Err()
 		}
 	}
-	var auth sasl.Client
-	if h.Username != "" {
-		auth = sasl.NewPlainClient("", h.Username, h.Password)
-	}
 	helo := rt.HELO
 	if helo == "" {
 		helo = r.o.HELO
 	}
-	c, err := dialSMTP(ctx, net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), h.Host, rt.SourceIP, helo, h.TLS, h.TLSConfig, auth, r.o.Timeouts)
+	c, err := dialSMTP(ctx, dialPlan{addr: net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), host: h.Host, source: rt.SourceIP,
+		helo: helo, mode: h.TLS, tlsConfig: h.TLSConfig, user: h.Username, pass: h.Password, t: r.o.Timeouts})
 	if err != nil {
 		<-h.slots
 		return nil, relayDialError(h.Host, err)
@@ -309,137 +394,178 @@ type authError struct{ err error }
 func (e *authError) Error() string { return "AUTH: " + e.err.Error() }
 func (e *authError) Unwrap() error { return e.err }
 
-// smtpConn is an SMTP client connection shared by Direct and Relay.
-type smtpConn struct {
-	x      *txWriter // runs the transactions (go-smtp opened the session: EHLO, AUTH)
-	host   string
-	source string
-	relay  *relayHost
-	broken bool // a transaction failed: Close skips QUIT
-	closed bool
+// dialPlan is one connection attempt.
+type dialPlan struct {
+	addr   string // host:port to connect to
+	host   string // the name reported as MXHost
+	source string // local address to bind; "" lets the OS choose
+	helo   string
+	mode   TLSMode
+	// tlsConfig is the relay's (verifying its host unless configured
+	// otherwise); nil for direct delivery, which builds its own.
+	tlsConfig *tls.Config
+	// Direct delivery: the name the certificate must be valid for, the
+	// roots to verify it against (nil: system roots) and the TLS policy.
+	verifyName string
+	roots      *x509.CertPool
+	policy     tlsPolicy
+	// note is a policy failure already known that does not stop the mail
+	// (MTA-STS testing mode).
+	note string
+	// fallback is why this is a plain-text retry after a failed handshake.
+	fallback   string
+	user, pass string
+	t          Timeouts
+	log        *slog.Logger
 }
 
-func dialSMTP(ctx context.Context, addr, host, source, helo string, mode TLSMode, tlsConfig *tls.Config, auth sasl.Client, t Timeouts) (*smtpConn, error) {
-	dialer := net.Dialer{Timeout: t.Connect}
-	if source != "" {
-		ip := net.ParseIP(source)
-		if ip == nil {
-			return nil, &DialError{Permanent: true, Err: fmt.Errorf("bad source address %q", source)}
-		}
-		dialer.LocalAddr = &net.TCPAddr{IP: ip}
+// dialSMTP opens a session: connect, greeting, EHLO, STARTTLS (and EHLO
+// again), AUTH. Under an opportunistic policy a failed handshake is
+// retried in plain text on a new connection, which the outcome says; where
+// a policy requires TLS with a valid certificate, no plain text at all.
+func dialSMTP(ctx context.Context, p dialPlan) (*smtpConn, error) {
+	o := smtpclient.Options{LocalAddr: p.source, Timeouts: p.t}
+	if p.mode == TLSImplicit {
+		o.ImplicitTLS = tlsFor(p.tlsConfig, p.host)
 	}
-	raw, err := dialer.DialContext(ctx, "tcp", addr)
+	c, err := smtpclient.Dial(ctx, p.addr, o)
 	if err != nil {
+		if p.source != "" && net.ParseIP(p.source) == nil {
+			return nil, &DialError{Permanent: true, Err: err}
+		}
 		return nil, &DialError{Err: err}
 	}
-	source = localIP(raw)
-	switch mode {
-	case TLSImplicit:
-		raw = tls.Client(raw, tlsFor(tlsConfig, host))
-	case TLSStartTLS, tlsOpportunistic:
-		// go-smtp cannot send our EHLO name before STARTTLS, so the
-		// plain-text opening is ours; the client then starts after a
-		// replayed greeting and says EHLO again (over TLS when upgraded).
-		upgraded, r, err := openPlain(raw, host, helo, t.Command, tlsConfig)
-		switch {
-		case r != nil:
-			raw.Close()
-			return nil, &DialError{Reply: *r, Err: fmt.Errorf("%d %s", r.Code, r.Text)}
-		case errors.Is(err, errHandshake) && mode == tlsOpportunistic:
-			// A broken TLS stack on the other side must not stop the
-			// mail: start again in plain text.
-			raw.Close()
-			return dialSMTP(ctx, addr, host, source, helo, TLSNone, tlsConfig, auth, t)
-		case err != nil:
-			raw.Close()
-			return nil, &DialError{Err: err}
-		case upgraded == nil && mode == TLSStartTLS:
-			raw.Close()
-			return nil, &DialError{Err: errors.New("relay does not offer STARTTLS")}
-		case upgraded != nil:
-			raw = upgraded
-		}
-		raw = &replayConn{Conn: raw, pre: []byte("220 ready\r\n")}
-	}
-	c := smtp.NewClient(raw)
-	c.CommandTimeout, c.SubmissionTimeout = t.Command, t.Data
-	conn := &smtpConn{host: host, source: source}
+	conn := &smtpConn{c: c, host: p.host, source: c.LocalIP()}
 	fail := func(err error) (*smtpConn, error) {
 		c.Close()
-		var se *smtp.SMTPError
+		var se *smtpclient.Error
 		if errors.As(err, &se) {
-			return nil, &DialError{Permanent: false, Reply: replyOf(se, host, conn.source), Err: err}
+			return nil, &DialError{Reply: conn.reply(se.Reply), Err: err}
 		}
 		return nil, &DialError{Err: err}
 	}
-	if err := c.Hello(helo); err != nil {
+	if err := c.Greeting(); err != nil {
 		return fail(err)
 	}
-	if auth != nil {
-		if err := c.Auth(auth); err != nil {
+	if err := c.Hello(p.helo); err != nil {
+		return fail(err)
+	}
+	verified := false
+	switch {
+	case p.mode != TLSStartTLS && p.mode != tlsOpportunistic:
+	case !c.Ext("STARTTLS"):
+		switch {
+		case p.mode == TLSStartTLS:
+			return fail(errors.New("relay does not offer STARTTLS"))
+		case p.policy.require != "":
+			return fail(fmt.Errorf("%s requires TLS with a valid certificate, and %s does not offer STARTTLS", p.policy.require, p.host))
+		case p.policy.testing():
+			p.note = joinNote(p.note, fmt.Sprintf("MTA-STS (testing): %s does not offer STARTTLS", p.host))
+		}
+	default:
+		cfg, verr := p.tlsFor(&verified)
+		if err := c.StartTLS(cfg); err != nil {
+			switch {
+			case *verr != nil && p.policy.require != "":
+				return fail(fmt.Errorf("%s requires TLS with a valid certificate, and the certificate of %s is not valid: %w",
+					p.policy.require, p.host, *verr))
+			case errors.Is(err, smtpclient.ErrHandshake) && p.policy.require != "":
+				return fail(fmt.Errorf("%s requires TLS, and the TLS handshake with %s failed: %w", p.policy.require, p.host, err))
+			case errors.Is(err, smtpclient.ErrHandshake) && p.mode == tlsOpportunistic:
+				// A broken TLS stack on the other side must not stop the
+				// mail when nothing requires TLS: a new connection in
+				// plain text, and the outcome says so.
+				c.Close()
+				p.log.Warn("STARTTLS handshake failed; retrying in plain text on a new connection", "mx_host", p.host, "error", err)
+				p.mode, p.fallback = TLSNone, err.Error()
+				return dialSMTP(ctx, p)
+			}
+			return fail(err)
+		}
+		if *verr != nil && p.policy.testing() {
+			p.note = joinNote(p.note, fmt.Sprintf("MTA-STS (testing): the certificate of %s is not valid: %v", p.host, *verr))
+		}
+	}
+	if st, ok := c.TLS(); ok {
+		if p.tlsConfig != nil { // the relay's own configuration verified, or not
+			verified = len(st.VerifiedChains) > 0
+		}
+		conn.tls = tlsVersionName(st.Version) + map[bool]string{true: " verified", false: " unverified"}[verified]
+	} else if p.fallback != "" {
+		conn.tls = "plain text after a failed STARTTLS handshake (" + p.fallback + ")"
+	}
+	conn.verified, conn.note = verified, p.note
+	if p.note != "" {
+		p.log.Warn("TLS policy not met (testing mode: delivering anyway)", "mx_host", p.host, "problem", p.note)
+	}
+	if p.user != "" {
+		if err := c.Auth(p.user, p.pass); err != nil {
 			return fail(&authError{err})
 		}
 	}
-	// The server has answered everything go-smtp sent, so nothing is
-	// left in its read buffer: the transactions can read raw directly.
-	pipelining, _ := c.Extension("PIPELINING")
-	chunking, _ := c.Extension("CHUNKING")
-	conn.x = newTxWriter(raw, pipelining, chunking, t)
 	return conn, nil
 }
 
-// openPlain reads the greeting, says EHLO and, when STARTTLS is offered,
-// upgrades the connection. It returns the TLS connection (nil when staying
-// in plain text) or the server's refusal.
-func openPlain(raw net.Conn, host, helo string, timeout time.Duration, cfg *tls.Config) (net.Conn, *Reply, error) {
-	raw.SetDeadline(time.Now().Add(timeout))
-	defer raw.SetDeadline(time.Time{})
-	br := bufio.NewReader(raw)
-	tp := textproto.NewReader(br)
-	refusal := func(err error) (net.Conn, *Reply, error) {
-		var te *textproto.Error
-		if errors.As(err, &te) {
-			r := replyFrom(smtpReply{code: te.Code, text: te.Msg}, host, localIP(raw))
-			return nil, &r, nil
+// tlsFor returns the TLS configuration of a STARTTLS upgrade: the relay's
+// own, or for direct delivery one that completes the handshake whatever
+// the certificate, checks it against the roots and the MX name, records
+// the result in *verified, and fails the handshake when the policy
+// requires a valid certificate. *verr is the verification failure.
+func (p *dialPlan) tlsFor(verified *bool) (*tls.Config, *error) {
+	verr := new(error)
+	if p.tlsConfig != nil {
+		return tlsFor(p.tlsConfig, p.host), verr
+	}
+	name := strings.TrimSuffix(strings.ToLower(p.verifyName), ".")
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}
+	if net.ParseIP(name) == nil {
+		cfg.ServerName = name
+	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		*verr = verifyPeer(cs, name, p.roots)
+		*verified = *verr == nil
+		if *verr != nil && p.policy.require != "" {
+			return *verr
 		}
-		return nil, nil, err
+		return nil
 	}
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return refusal(err)
-	}
-	if _, err := fmt.Fprintf(raw, "EHLO %s\r\n", helo); err != nil {
-		return nil, nil, err
-	}
-	_, ext, err := tp.ReadResponse(250)
-	if err != nil {
-		return refusal(err)
-	}
-	offered := false
-	for _, line := range strings.Split(ext, "\n") {
-		offered = offered || strings.EqualFold(strings.TrimSpace(line), "STARTTLS")
-	}
-	if !offered {
-		return nil, nil, nil
-	}
-	if _, err := fmt.Fprintf(raw, "STARTTLS\r\n"); err != nil {
-		return nil, nil, err
-	}
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return refusal(err)
-	}
-	if br.Buffered() > 0 {
-		return nil, nil, errors.New("STARTTLS: server sent data before the handshake")
-	}
-	tc := tls.Client(raw, tlsFor(cfg, host))
-	tc.SetDeadline(time.Now().Add(timeout))
-	if err := tc.Handshake(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errHandshake, err)
-	}
-	tc.SetDeadline(time.Time{})
-	return tc, nil, nil
+	return cfg, verr
 }
 
-var errHandshake = errors.New("STARTTLS handshake failed")
+// verifyPeer checks the server's certificate chain against roots (nil:
+// the system's) and name.
+func verifyPeer(cs tls.ConnectionState, name string, roots *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter})
+	return err
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS10:
+		return "TLSv1.0"
+	}
+	return fmt.Sprintf("TLS(0x%04x)", v)
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
 
 // tlsFor returns cfg naming host as the server to verify when cfg names
 // none.
@@ -449,84 +575,6 @@ func tlsFor(cfg *tls.Config, host string) *tls.Config {
 		c.ServerName = host
 	}
 	return c
-}
-
-// replayConn replays pre before the connection's own bytes.
-type replayConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (c *replayConn) Read(b []byte) (int, error) {
-	if len(c.pre) > 0 {
-		n := copy(b, c.pre)
-		c.pre = c.pre[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
-}
-
-func localIP(c net.Conn) string {
-	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	if tc, ok := c.(*tls.Conn); ok {
-		return localIP(tc.NetConn())
-	}
-	return ""
-}
-
-func replyOf(se *smtp.SMTPError, host, source string) Reply {
-	r := Reply{Code: se.Code, Text: se.Message, MXHost: host, SourceIP: source}
-	if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
-		e := se.EnhancedCode
-		r.Enhanced = fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
-	}
-	return r
-}
-
-// Send runs one MAIL/RCPT/DATA transaction. After a refused transaction
-// the next one starts with RSET.
-func (s *smtpConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
-	if s.relay != nil {
-		s.relay.mu.Lock()
-		at := s.relay.rate.next(time.Now())
-		s.relay.rate.book(at)
-		s.relay.mu.Unlock()
-		if err := sleepUntil(ctx, at); err != nil {
-			return Reply{}, err
-		}
-	}
-	r, err := s.x.transaction(env.From, env.To, env.Signature, env.Message)
-	if err != nil {
-		s.broken = true
-		if r.code == 0 {
-			return Reply{MXHost: s.host, SourceIP: s.source}, err
-		}
-	}
-	return replyFrom(r, s.host, s.source), err
-}
-
-// Stale reports whether the server has closed the connection since a
-// refusal (see closedByPeer), before anything of the next message is
-// rendered or sent.
-func (s *smtpConn) Stale() bool { return s.x.dirty && s.x.closedByPeer() }
-
-func (s *smtpConn) Close() error {
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	if !s.broken {
-		s.x.quit()
-	}
-	err := s.x.conn.Close()
-	if s.relay != nil {
-		// The slot is free once the connection is gone, not before: a
-		// relay counts a connection that is still saying QUIT.
-		<-s.relay.slots
-	}
-	return err
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

@@ -29,7 +29,11 @@ type DomainRule struct {
 	BackoffMaxSeconds int
 	Position          int
 	IsDefault         bool
-	UpdatedAt         time.Time
+	// RequireTLS: mail to this destination goes only over TLS with a
+	// certificate valid for the MX host, else it is deferred; false keeps
+	// TLS opportunistic (unless the domain's MTA-STS policy enforces it).
+	RequireTLS bool `gorm:"column:require_tls"`
+	UpdatedAt  time.Time
 }
 
 // DomainList splits Domains into lower-cased names.
@@ -106,6 +110,7 @@ func (r *DomainRule) Validate() map[string]string {
 type DomainRuleForm struct {
 	Name, Domains, MXSuffixes, PerSecond, PerMinute, PerHour, MaxConnections,
 	MaxPerConnection, BackoffMinSeconds, BackoffMaxSeconds, Position string
+	RequireTLS bool // the "require TLS with a valid certificate" box
 }
 
 // Rule parses the form into r (ID and IsDefault are the caller's) and
@@ -124,7 +129,7 @@ func (f DomainRuleForm) Rule(r *DomainRule) map[string]string {
 		}
 		*dst = n
 	}
-	r.Name, r.Domains, r.MXSuffixes = f.Name, f.Domains, f.MXSuffixes
+	r.Name, r.Domains, r.MXSuffixes, r.RequireTLS = f.Name, f.Domains, f.MXSuffixes, f.RequireTLS
 	r.PerSecond = 0
 	if raw := strings.TrimSpace(f.PerSecond); raw != "" {
 		v, err := strconv.ParseFloat(raw, 64)
@@ -235,7 +240,7 @@ func (s *Store) UpdateDomainRule(ctx context.Context, r *DomainRule) error {
 			"name": r.Name, "domains": r.Domains, "mx_suffixes": r.MXSuffixes, "per_second": r.PerSecond,
 			"per_minute": r.PerMinute, "per_hour": r.PerHour, "max_connections": r.MaxConnections,
 			"max_per_connection": r.MaxPerConnection, "backoff_min_seconds": r.BackoffMinSeconds,
-			"backoff_max_seconds": r.BackoffMaxSeconds, "position": r.Position, "updated_at": dbNow(),
+			"backoff_max_seconds": r.BackoffMaxSeconds, "position": r.Position, "require_tls": r.RequireTLS, "updated_at": dbNow(),
 		})
 		if res.Error == nil && res.RowsAffected == 0 {
 			return ErrNotFound
@@ -268,5 +273,6 @@ func (r *DomainRule) Form() DomainRuleForm {
 		PerSecond: strconv.FormatFloat(r.PerSecond, 'f', -1, 64), PerMinute: i(r.PerMinute), PerHour: i(r.PerHour),
 		MaxConnections: i(r.MaxConnections), MaxPerConnection: i(r.MaxPerConnection),
 		BackoffMinSeconds: i(r.BackoffMinSeconds), BackoffMaxSeconds: i(r.BackoffMaxSeconds), Position: i(r.Position),
+		RequireTLS: r.RequireTLS,
 	}
 }

@@ -394,7 +394,7 @@ func ruleForm(c echo.Context) models.DomainRuleForm {
 		PerSecond: c.FormValue("per_second"), PerMinute: c.FormValue("per_minute"), PerHour: c.FormValue("per_hour"),
 		MaxConnections: c.FormValue("max_connections"), MaxPerConnection: c.FormValue("max_per_connection"),
 		BackoffMinSeconds: c.FormValue("backoff_min_seconds"), BackoffMaxSeconds: c.FormValue("backoff_max_seconds"),
-		Position: c.FormValue("position"),
+		Position: c.FormValue("position"), RequireTLS: c.FormValue("require_tls") != "",
 	}
 }
 
@@ -430,8 +430,12 @@ func ruleSummary(r *models.DomainRule) string {
 	if r.IsDefault {
 		match = "default"
 	}
-	return fmt.Sprintf("%s [%s]: %g/s %d/min %d/h, %d conns, %d per conn, backoff %d–%ds, order %d", r.Name, match,
-		r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection, r.BackoffMinSeconds, r.BackoffMaxSeconds, r.Position)
+	tls := ""
+	if r.RequireTLS {
+		tls = ", TLS with a valid certificate required"
+	}
+	return fmt.Sprintf("%s [%s]: %g/s %d/min %d/h, %d conns, %d per conn, backoff %d–%ds, order %d%s", r.Name, match,
+		r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection, r.BackoffMinSeconds, r.BackoffMaxSeconds, r.Position, tls)
 }
 
 func (s *Server) editRulePage(c echo.Context) error {

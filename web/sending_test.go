@@ -459,8 +459,23 @@ func TestDomainRulesPage(t *testing.T) {
 	if p := admin.postForm(fmt.Sprintf("/deliverability/rules/%d", fm.ID), edit); p.StatusCode != 200 {
 		t.Errorf("edit rule: status %d", p.StatusCode)
 	}
-	if r, _ := app.store.DomainRule(ctx, fm.ID); r.PerSecond != 4 {
-		t.Errorf("edited rule per second = %v, want 4", r.PerSecond)
+	if r, _ := app.store.DomainRule(ctx, fm.ID); r.PerSecond != 4 || r.RequireTLS {
+		t.Errorf("edited rule per second = %v, require TLS %v; want 4, false", r.PerSecond, r.RequireTLS)
+	}
+	// Requiring TLS with a valid certificate: stored, shown in the table
+	// and ticked in the form; unticking it turns it off again.
+	if p := admin.postForm(fmt.Sprintf("/deliverability/rules/%d", fm.ID), with("require_tls", "1")); p.StatusCode != 200 ||
+		strings.TrimSpace(p.Doc.Find(`[data-testid="rule-fastmail"] [data-testid="require-tls"]`).Text()) != "required" {
+		t.Errorf("rule requiring TLS: status %d, table says %q", p.StatusCode, p.Doc.Find(`[data-testid="rule-fastmail"] [data-testid="require-tls"]`).Text())
+	}
+	if r, _ := app.store.DomainRule(ctx, fm.ID); !r.RequireTLS {
+		t.Errorf("stored rule does not require TLS after the box was ticked")
+	}
+	if p := admin.get(fmt.Sprintf("/deliverability/rules/%d/edit", fm.ID)); p.Doc.Find(`[data-testid="require-tls"][checked]`).Length() != 1 {
+		t.Errorf("edit form does not show the require-TLS box ticked")
+	}
+	if admin.postForm(fmt.Sprintf("/deliverability/rules/%d", fm.ID), edit); func() bool { r, _ := app.store.DomainRule(ctx, fm.ID); return r.RequireTLS }() {
+		t.Errorf("rule still requires TLS after the box was unticked")
 	}
 	// The default rule takes no domains and cannot be deleted.
 	if p := admin.postForm(fmt.Sprintf("/deliverability/rules/%d", def.ID), with("domains", "x.example")); p.StatusCode != 422 {
@@ -498,7 +513,7 @@ func TestDomainRulesPage(t *testing.T) {
 		t.Errorf("rules after reset = %+v", got)
 	}
 	acts := auditActions(t, app.store)
-	for a, n := range map[string]int{"domain_rule.create": 1, "domain_rule.update": 1, "domain_rule.delete": 1, "domain_rule.reset": 1} {
+	for a, n := range map[string]int{"domain_rule.create": 1, "domain_rule.update": 3, "domain_rule.delete": 1, "domain_rule.reset": 1} {
 		if countAction(acts, a) != n {
 			t.Errorf("audit log %v: want %d %s", acts, n, a)
 		}
