@@ -32,7 +32,7 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 	if log == nil {
 		log = slog.Default()
 	}
-	t, err := TransportFromConfig(cfg)
+	t, err := TransportFromConfig(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -48,8 +48,10 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 
 // TransportFromConfig returns the transport cfg.Transport names: Direct
 // (with cfg's DNS server, MX port, override and EHLO name), Relay
-// (cfg.Relay), or nil for capture, the engine's default.
-func TransportFromConfig(cfg *config.Config) (Transport, error) {
+// (cfg.Relay), or nil for capture, the engine's default. log receives the
+// transport's own events (TLS fallbacks, MTA-STS testing failures); nil
+// means slog.Default().
+func TransportFromConfig(cfg *config.Config, log *slog.Logger) (Transport, error) {
 	switch cfg.Transport {
 	case "direct":
 		port := 0
@@ -61,7 +63,7 @@ func TransportFromConfig(cfg *config.Config) (Transport, error) {
 			port = p
 		}
 		return NewDirect(DirectOptions{Resolver: NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port,
-			HELO: cfg.Hostname}), nil
+			HELO: cfg.Hostname, Logger: log}), nil
 	case "relay":
 		u, err := url.Parse(cfg.Relay)
 		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {

@@ -97,7 +97,7 @@ func TestTransportFromConfig(t *testing.T) {
 		{config.Config{Transport: "relay", Relay: "ftp://x"}, "the relay must be a URL such as smtp://", false, true},
 		{config.Config{Transport: "pigeon"}, `transport "pigeon" is not one of capture, direct, relay`, false, true},
 	} {
-		tr, err := mailer.TransportFromConfig(&c.cfg)
+		tr, err := mailer.TransportFromConfig(&c.cfg, nil)
 		if c.wantErr {
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("TransportFromConfig(%+v) = %v; want an error saying %q", c.cfg, err, c.want)
