@@ -16,7 +16,7 @@ func TestClassifyReply(t *testing.T) {
 		{"accepted", 250, "2.0.0", "OK queued as 12345", KindNotBounce, CategoryNone, "2.0.0", false},
 		{"gmail no such user", 550, "5.1.1", "The email account that you tried to reach does not exist. Please try double-checking the recipient's email address", KindHard, CategoryUserUnknown, "5.1.1", false},
 		{"status in text", 550, "", "5.1.1 <a@example.com>: Recipient address rejected: User unknown in local recipient table", KindHard, CategoryUserUnknown, "5.1.1", false},
-		{"no status, phrase only", 550, "", "Requested action not taken: mailbox unavailable", KindHard, CategoryUserUnknown, "", false},
+		{"unknown words without a stage are not sure", 550, "", "Requested action not taken: mailbox unavailable", KindSoft, CategoryUserUnknown, "", false},
 		{"null MX", 556, "5.1.10", "Recipient address has null MX", KindHard, CategoryDomainNotFound, "5.1.10", false},
 		{"temporary user unknown stays soft", 450, "4.1.1", "<a@example.com>: Recipient address rejected: User unknown", KindSoft, CategoryUserUnknown, "4.1.1", false},
 		{"mailbox full", 552, "5.2.2", "The email account that you tried to reach is over quota", KindSoft, CategoryMailboxFull, "5.2.2", false},

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 bounce texts
+	"github.com/emersion/go-message/charset" // also decodes non-UTF-8 parts for go-message
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
@@ -39,19 +39,63 @@ type Report struct {
 
 // Parse reads one message and reports the recipients it bounces, auto-replies
 // for or complains about. A message that is none of these gives a Report with
-// no recipients and no error; only a failure to read r is an error.
+// no recipients and no error; only a failure to read r is an error. Parse is
+// lenient: whatever it can read of a damaged message it uses, which suits
+// mail arriving at the inbound server. ParseStrict also refuses input that is
+// not a message at all.
 func Parse(r io.Reader) (*Report, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, maxMessageSize))
 	if err != nil {
 		return nil, fmt.Errorf("bounce: read message: %w", err)
 	}
+	return parseBytes(normalizeNewlines(raw)), nil
+}
+
+// ParseStrict is Parse for files a person hands us: input that is not a
+// readable message (binary data, an empty file, a header cut off before its
+// end, a report cut off before its machine-readable part) is an error that
+// says what is wrong, never an empty report.
+func ParseStrict(r io.Reader) (*Report, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxMessageSize))
+	if err != nil {
+		return nil, fmt.Errorf("bounce: read message: %w", err)
+	}
+	raw = normalizeNewlines(raw)
+	if err := checkMessage(raw); err != nil {
+		return nil, err
+	}
+	return parseBytes(raw), nil
+}
+
+// normalizeNewlines turns CRLF and lone CR (classic Mac OS) line endings
+// into LF, so that a file saved on any system reads alike. A CR never
+// occurs inside a multi-byte character of the charsets mail uses.
+func normalizeNewlines(b []byte) []byte {
+	if bytes.IndexByte(b, '\r') < 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '\r' {
+			if i+1 < len(b) && b[i+1] == '\n' {
+				continue
+			}
+			c = '\n'
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func parseBytes(raw []byte) *Report {
 	msgs := splitMbox(raw)
 	rep := parseRaw(msgs[0], 0)
 	for _, more := range msgs[1:] {
 		// A saved mailbox holding several reports: one Report for all.
 		rep.merge(parseRaw(more, 0))
 	}
-	return rep, nil
+	return rep
 }
 
 // splitMbox splits a saved mbox file into its messages: each after the
@@ -163,6 +207,7 @@ type msg struct {
 	notice   string            // human-readable text before any quoted original
 	attached string            // the first attached message, whole
 	depth    int               // how many attached messages deep this one is
+	oursSet  map[string]bool   // cache of ours()
 }
 
 // maxDepth bounds MIME nesting; real reports nest two or three levels.
@@ -207,7 +252,30 @@ func (m *msg) fallback(raw []byte) {
 	if err == nil {
 		m.header = mail.Header{Header: message.Header{Header: h}}
 	}
-	m.texts = append(m.texts, bodyText(raw))
+	m.texts = append(m.texts, decodeText([]byte(bodyText(raw)), ""))
+}
+
+// decodeText returns body as UTF-8: from the charset label when there is
+// one (and go-message has not decoded it), and from ISO-2022-JP when the
+// text carries its escape sequences without a label, as Japanese MTAs
+// write their notices and delivery-status fields.
+func decodeText(body []byte, label string) string {
+	label = strings.ToLower(strings.TrimSpace(label))
+	if label != "" && label != "us-ascii" && label != "utf-8" && label != "utf8" {
+		if r, err := charset.Reader(label, bytes.NewReader(body)); err == nil {
+			if out, err := io.ReadAll(r); err == nil {
+				return string(out)
+			}
+		}
+	}
+	if bytes.Contains(body, []byte("\x1b$B")) || bytes.Contains(body, []byte("\x1b$@")) || bytes.Contains(body, []byte("\x1b(J")) {
+		if r, err := charset.Reader("iso-2022-jp", bytes.NewReader(body)); err == nil {
+			if out, err := io.ReadAll(r); err == nil {
+				return string(out)
+			}
+		}
+	}
+	return string(body)
 }
 
 // bodyText returns what follows the first blank line, or all of raw.
@@ -248,7 +316,14 @@ func (m *msg) walk(e *message.Entity, depth int) (ok bool) {
 	}
 	mt := mediaType(e.Header.Get("Content-Type"))
 	body, _ := io.ReadAll(io.LimitReader(e.Body, maxMessageSize))
-	text := strings.ReplaceAll(string(body), "\r\n", "\n")
+	label := ""
+	if !strings.HasPrefix(mt, "text/") {
+		// go-message decodes the charset of text/* parts only; a
+		// delivery-status part may carry one too.
+		_, params, _ := e.Header.ContentType()
+		label = params["charset"]
+	}
+	text := decodeText(normalizeNewlines(body), label)
 	switch mt {
 	case "message/delivery-status", "message/global-delivery-status":
 		m.status = append(m.status, text)
@@ -281,6 +356,7 @@ func (m *msg) finish() {
 	if m.subject == "" {
 		m.subject = m.header.Get("Subject")
 	}
+	m.subject = decodeText([]byte(m.subject), "")
 	if as, err := m.header.AddressList("From"); err == nil && len(as) > 0 {
 		m.from = strings.ToLower(as[0].Address)
 	} else if a := findAddresses(m.header.Get("From")); len(a) > 0 {
@@ -328,4 +404,38 @@ func stripTags(s string) string {
 		b.WriteString(s)
 	}
 	return b.String()
+}
+
+// ours returns the addresses on our side of a notice: its own To (our
+// return path) and From (the reporting daemon), and the quoted original's
+// sender fields. A refusal that names one of them, and not the recipient,
+// is about us.
+func (m *msg) ours() map[string]bool {
+	if m.oursSet != nil {
+		return m.oursSet
+	}
+	set := map[string]bool{}
+	for _, k := range []string{"To", "From", "Return-Path", "Delivered-To"} {
+		for _, a := range findAddresses(m.header.Get(k)) {
+			set[a] = true
+		}
+	}
+	if h := m.originalHeader(); h != nil {
+		for _, k := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
+			for _, a := range findAddresses(h.Get(k)) {
+				set[a] = true
+			}
+		}
+	}
+	m.oursSet = set
+	return set
+}
+
+// originalHeader is the quoted original's header, from its MIME part or
+// from the text; nil when the notice quotes none.
+func (m *msg) originalHeader() *textproto.Header {
+	if m.original != nil {
+		return m.original
+	}
+	return m.embedded
 }
