@@ -11,11 +11,6 @@ import (
 	"github.com/herald-mail/herald/mailer/bounce"
 )
 
-// runBounceParse implements "herald bounce parse [--explain] FILE...".
-func runBounceParse(args []string, stdout io.Writer) error {
-	return bounceParse(args, stdout, os.Stderr)
-}
-
 // bounceLine is one output line of "herald bounce parse".
 type bounceLine struct {
 	File       string `json:"file"`

@@ -77,9 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown consent command; try: herald consent verify")
 	case "bounce":
 		if s, rest := sub(); s == "parse" {
-			return runBounceParse(rest, stdout)
+			return bounceParse(rest, stdout, stderr)
 		}
-		return fmt.Errorf("unknown bounce command; try: herald bounce parse FILE...")
+		return fmt.Errorf("unknown bounce command; try: herald bounce parse [--explain] FILE...")
 	case "bench":
 		switch s, rest := sub(); s {
 		case "import":

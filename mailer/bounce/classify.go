@@ -41,7 +41,8 @@ func verdictOf(s signal, failure bool) Verdict {
 	v := Verdict{Recipient: s.rcpt, Code: e.Code, Status: e.Status, Diagnostic: e.Diagnostic, Evidence: e}
 	v.Kind, v.Category, v.Rule, v.Reason = decide(e)
 	if failure && v.Kind == KindNotBounce {
-		v.Kind, v.Category = KindSoft, CategoryOther
+		v.Kind, v.Category, v.Rule = KindSoft, CategoryOther, "R12"
+		v.Reason = "a failure notice with nothing about the failure: " + v.Reason
 	}
 	return v
 }

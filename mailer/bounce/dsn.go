@@ -152,6 +152,13 @@ func dsnVerdict(m *msg, f fields, rcpt string, all []string, reportingMTA string
 	}
 	if diag == "" {
 		diag = diagnosticOf(ctx)
+		if single && replyCode(diag) == 0 && findStatus(diag) == "" {
+			// The only recipient's reply may stand apart from its
+			// address, in a transcript below it.
+			if d := diagnosticOf(m.notice); replyCode(d) != 0 {
+				diag = d
+			}
+		}
 	}
 	code := replyCode(diag)
 	if sub := findStatus(diag); sub != "" && (status == "" || sub[0] == status[0]) {
@@ -193,7 +200,7 @@ var powerMTACategories = map[string]Category{
 	"content-related":  CategoryPolicyBlock,
 }
 
-var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|:[ :]|$)`)
+var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|[:,][ :]|$)`)
 
 // replyCode returns the first failure reply code (4xx or 5xx) in text, or 0;
 // a 2xx in a failure notice is a byte count or a quoted earlier reply.

@@ -198,7 +198,14 @@ func gather(s signal) Evidence {
 	if e.Stage == StageUnknown {
 		e.Stage, e.StageHint = failedStage(own+" "+near, s.notice)
 	}
-	e.NamesRecipient = s.rcpt != "" && strings.Contains(own, s.rcpt)
+	// The reply names the recipient when the address follows its code; a
+	// notice's prose that starts with the address names it as a matter of
+	// layout, not as the server's answer.
+	if loc := codeRe.FindStringIndex(own); s.rcpt != "" && loc != nil {
+		e.NamesRecipient = strings.Contains(own[loc[0]:], s.rcpt)
+	} else if s.rcpt != "" && findStatus(own) != "" {
+		e.NamesRecipient = strings.Contains(own[strings.Index(own, findStatus(own)):], s.rcpt)
+	}
 	e.localLookup = s.source != "smtp reply" && s.remoteMTA == "" && s.code == 0 && replyCode(s.near) == 0 && replyCode(s.whole) == 0
 	e.Concerns, e.ConcernHint = concernOf(&e, own, s)
 	return e
@@ -263,7 +270,10 @@ func concernOf(e *Evidence, own string, s signal) (Concern, string) {
 	if m := senderRe.FindString(bare); m != "" {
 		return ConcernSender, fmt.Sprintf("the reply speaks of %q", m)
 	}
-	if a := namesOurs(own, s); a != "" {
+	// A notice's own prose names our address as a matter of course
+	// ("Message from <us> could not be delivered"); only a reply with a
+	// code of its own that names it is about us.
+	if a := namesOurs(own, s); a != "" && (replyCode(own) != 0 || findStatus(own) != "") {
 		return ConcernSender, "the reply names our own " + a + ", not the recipient"
 	}
 	switch {

@@ -61,6 +61,7 @@ var phrases = []phrase{
 	{"over quota", CategoryMailboxFull},
 	{"overquota", CategoryMailboxFull},
 	{"over the quota", CategoryMailboxFull},
+	{"over its quota", CategoryMailboxFull},
 	{"quota exceeded", CategoryMailboxFull},
 	{"exceeded storage", CategoryMailboxFull},
 	{"exceeded quota", CategoryMailboxFull},

@@ -134,13 +134,15 @@ func recipientStageEvidence(e Evidence) string {
 		return "the DSN reports Action: failed with the recipient's address status " + e.Status
 	case recipientStatus(e.Status) && statusClass(e.Status, 0) == 5:
 		return "the status " + e.Status + " is about the recipient's address"
+	}
+	if m := lookupRe.FindString(strings.ToLower(e.Diagnostic + " " + e.PhraseText)); m != "" {
+		return fmt.Sprintf("the receiving system looked the address up (%q)", m)
+	}
+	switch {
 	case e.NamesRecipient:
 		return "the reply names the address it refuses, as servers do at RCPT TO"
 	case e.localLookup:
 		return "the reporting system decided by itself, with no remote SMTP reply (its own directory)"
-	}
-	if m := lookupRe.FindString(strings.ToLower(e.Diagnostic + " " + e.PhraseText)); m != "" {
-		return fmt.Sprintf("the receiving system looked the address up (%q)", m)
 	}
 	return ""
 }

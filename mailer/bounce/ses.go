@@ -95,7 +95,8 @@ func parseSES(n *sesNotification, rep *Report) {
 		addComplaints(rep, rcpts)
 	case "delivery":
 		for _, r := range n.Delivery.Recipients {
-			rep.Recipients = append(rep.Recipients, Verdict{Kind: KindNotBounce, Recipient: strings.ToLower(r)})
+			rep.Recipients = append(rep.Recipients, Verdict{Kind: KindNotBounce, Recipient: strings.ToLower(r),
+				Rule: "R1", Reason: "SES reports the message as delivered"})
 		}
 	}
 }

@@ -20,7 +20,7 @@ import (
 var stageRe = regexp.MustCompile(`(?:in reply to|in response to|after|after pipelined|while sending|for)\s+(?:the\s+)?(rcpt to|rcpt|mail from|end of data|data|text command)\b` +
 	`|after\s+(?:the\s+)?(initial connection|connection|greeting|banner|helo|ehlo|starttls)\b` +
 	`|does not like (recipient|sender)|(failed after i sent the message|failed on data command)` +
-	`|(recipient address rejected|sender address rejected|client host rejected|helo command rejected)` +
+	`|(recipient address rejected|sender address rejected|client host rejected|helo command rejected|address rejected)` +
 	`|\[(rcpt_to|mail_from|data)\]|\bsmtp[: ]+(rcpt|mail|data)\b`)
 
 // failedStage tells which stage the failure in text answered, going by the
@@ -56,7 +56,7 @@ func failedStage(lower, notice string) (Stage, string) {
 func stageOf(s string) Stage {
 	s = strings.ToLower(strings.TrimSpace(s))
 	switch {
-	case strings.HasPrefix(s, "rcpt"), strings.Contains(s, "recipient"):
+	case strings.HasPrefix(s, "rcpt"), strings.Contains(s, "recipient"), s == "address rejected":
 		return StageRcpt
 	case strings.HasPrefix(s, "mail"), strings.Contains(s, "sender"):
 		return StageMail
