@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Stage is the point of the SMTP conversation at which a remote server
@@ -169,9 +170,23 @@ func gather(s signal) Evidence {
 
 	// The words: the remote's reply first; the notice's lines about the
 	// recipient when the reply names no reason; the whole notice last.
-	own := strings.ToLower(oneLine(s.diag))
-	near := strings.ToLower(oneLine(s.near))
-	for _, t := range []string{own, near, strings.ToLower(oneLine(s.whole))} {
+	own := clipText(strings.ToLower(oneLine(s.diag)))
+	near := clipText(strings.ToLower(oneLine(s.near)))
+	// around is the reply with the notice's lines about it, once.
+	around := own
+	if near != "" && !strings.Contains(near, own) {
+		around = own + " " + near
+	} else if near != "" {
+		around = near
+	}
+	for i := 0; i < 3; i++ {
+		t := own
+		switch i {
+		case 1:
+			t = near
+		case 2:
+			t = clipText(strings.ToLower(oneLine(s.whole)))
+		}
 		if c, p, generic := phraseClass(t); c != CategoryNone && (e.Phrase == CategoryNone || e.Generic && !generic) {
 			e.Phrase, e.PhraseText, e.Generic = c, p, generic
 		}
@@ -191,12 +206,14 @@ func gather(s signal) Evidence {
 	}
 	e.Temporary = temporaryWording(reply)
 	if e.Temporary == "" {
-		e.Temporary = expiryRe.FindString(own + " " + near)
+		if anyOf(around, "queue", "expired", "retry timeout", "could not be delivered for") {
+			e.Temporary = expiryRe.FindString(around)
+		}
 	}
 
 	e.Stage, e.StageHint = s.stage, ""
 	if e.Stage == StageUnknown {
-		e.Stage, e.StageHint = failedStage(own+" "+near, s.notice)
+		e.Stage, e.StageHint = failedStage(around, s.notice)
 	}
 	// The reply names the recipient when the address follows its code; a
 	// notice's prose that starts with the address names it as a matter of
@@ -209,6 +226,21 @@ func gather(s signal) Evidence {
 	e.localLookup = s.source != "smtp reply" && s.remoteMTA == "" && s.code == 0 && replyCode(s.near) == 0 && replyCode(s.whole) == 0
 	e.Concerns, e.ConcernHint = concernOf(&e, own, s)
 	return e
+}
+
+// maxText bounds the text the rules read about one recipient: a reason is
+// stated near its code, and the regular expressions cost time per byte.
+const maxText = 2000
+
+func clipText(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	n := maxText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // do not cut a character in two
+	}
+	return s[:n]
 }
 
 // temporaryRe matches explicit wording that a failure is temporary. It
@@ -237,6 +269,9 @@ func firstReply(lower string) string {
 }
 
 func temporaryWording(lower string) string {
+	if !anyOf(lower, "tempor", "try", "retri", "hour", "grey", "gray", "busy", "deferred") {
+		return ""
+	}
 	return temporaryRe.FindString(lower)
 }
 
@@ -246,6 +281,31 @@ var senderRe = regexp.MustCompile(`sender address|sender domain|domain of sender
 
 // Wording that shows the refusal is about the message itself.
 var messageRe = regexp.MustCompile(`\bspam\b|spamming|\bjunk\b|virus|malware|phish|\bcontent\b(?:[^-]|$)|attachments? (?:not allowed|rejected|blocked)|(?:message|mail) (?:rejected|refused|blocked|not accepted)|(?:message|mail) (?:size|too (?:big|large)|is too large)|size limit`)
+
+// The words without which senderRe and messageRe cannot match: a cheap
+// test that spares most replies the regular expression.
+var (
+	senderWords  = []string{"sender", "envelope", "your", "client", "helo", "ehlo", "relay", "ip", "banned", "host", "network", "connection", "sending", "spf", "dkim", "dmarc", "reverse", "ptr", "authenticat"}
+	messageWords = []string{"spam", "junk", "virus", "malware", "phish", "content", "attachment", "rejected", "refused", "blocked", "accepted", "size", "too "}
+)
+
+// findIf is re.FindString(s), run only when s contains one of words.
+func findIf(re *regexp.Regexp, s string, words []string) string {
+	if !anyOf(s, words...) {
+		return ""
+	}
+	return re.FindString(s)
+}
+
+// anyOf reports whether s contains any of words.
+func anyOf(s string, words ...string) bool {
+	for _, w := range words {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // concernOf decides whom the reason is about: our side, the message, or
 // the recipient, in that order, because a reply that mentions the
@@ -266,8 +326,11 @@ func concernOf(e *Evidence, own string, s signal) (Concern, string) {
 	}
 	// Addresses are names, not words: "privaterelay" in the recipient's
 	// domain says nothing about relaying.
-	bare := addrRe.ReplaceAllString(own, "<address>")
-	if m := senderRe.FindString(bare); m != "" {
+	bare := own
+	if strings.Contains(own, "@") {
+		bare = addrRe.ReplaceAllString(own, "<address>")
+	}
+	if m := findIf(senderRe, bare, senderWords); m != "" {
 		return ConcernSender, fmt.Sprintf("the reply speaks of %q", m)
 	}
 	// A notice's own prose names our address as a matter of course
@@ -284,7 +347,7 @@ func concernOf(e *Evidence, own string, s signal) (Concern, string) {
 	case e.Phrase == CategoryMessageTooBig:
 		return ConcernMessage, "the words are about the message size"
 	}
-	if m := messageRe.FindString(bare); m != "" {
+	if m := findIf(messageRe, bare, messageWords); m != "" {
 		return ConcernMessage, fmt.Sprintf("the reply speaks of %q", m)
 	}
 	switch {

@@ -28,7 +28,9 @@ var stageRe = regexp.MustCompile(`(?:in reply to|in response to|after|after pipe
 // then "<<< 550 …") or a labelled "SMTP command" line. hint is the words
 // that showed it.
 func failedStage(lower, notice string) (Stage, string) {
-	if m := stageRe.FindStringSubmatch(lower); m != nil {
+	if !anyOf(lower, "rcpt", "mail from", "data", "text command", "after", "does not like", "rejected", "_", "smtp", "sent the message") {
+		// none of stageRe's words: skip it
+	} else if m := stageRe.FindStringSubmatch(lower); m != nil {
 		for _, g := range m[1:] {
 			if g != "" {
 				return stageOf(g), m[0]
