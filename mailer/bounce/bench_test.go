@@ -16,15 +16,8 @@ const minParseRate = 2000
 // loadMessages reads every fixture and corpus message into memory.
 func loadMessages(tb testing.TB) [][]byte {
 	tb.Helper()
-	t, ok := tb.(*testing.T)
-	var files []string
-	if ok {
-		files = messageFiles(t)
-	} else {
-		files = messageFiles(&testing.T{})
-	}
 	var msgs [][]byte
-	for _, f := range files {
+	for _, f := range messageFiles(tb) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			tb.Fatal(err)

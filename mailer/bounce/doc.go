@@ -58,7 +58,7 @@
 //	                                                     "try again later", "this hour", greylisting), whatever code
 //	                                                     it carries: explicit temporary wording beats a permanent code
 //	R3   temporary code                                  4xx reply, 4.x.x status or Action: delayed                     soft
-//	R4   about the sender                                the reason concerns our side: refused at MAIL FROM or at        soft
+//	R4   about the sender                                the reason concerns our side: refused at MAIL FROM or at       soft
 //	                                                     connection, X.1.7/X.1.8, X.7.23-27, sender/SPF/DKIM/DMARC/
 //	                                                     relay/IP wording, rate limits, blocklists, or the reply names
 //	                                                     our own address or domain rather than the recipient
@@ -66,16 +66,24 @@
 //	                                                     X.3.4, X.2.3, spam/virus/content/size wording
 //	R6   recipient's filter                              the recipient's own settings refused us ("recipient            soft
 //	                                                     preferences", "only accepting mail from"): the address exists
-//	R7   mailbox full or disabled                        X.2.2, X.2.1, X.7.13 or such words; also when other words call soft
-//	                                                     the user unknown (mixed evidence)
+//	R7   mailbox full or disabled                        X.2.2, X.2.1, X.7.13 or such words, also when other words      soft
+//	                                                     call the user unknown (mixed evidence); only X.2.1 with "User
+//	                                                     Unknown" refused at RCPT TO goes on to R8 (sendmail-style
+//	                                                     servers put X.2.1 on any refusal)
 //	R8   unknown recipient, recipient-stage evidence     "user unknown" words or an X.1.1 status, and recipient-stage    hard
-//	                                                     evidence: refused at RCPT TO, a 5.1.x address status (in the
-//	                                                     reply or as a DSN Action: failed status), or a directory or
-//	                                                     recipient-table lookup ("not listed in … Directory")
+//	                                                     evidence: refused at RCPT TO; a 5.1.x address status (in the
+//	                                                     reply or as a DSN Action: failed status); a directory or
+//	                                                     recipient-table lookup ("not listed in … Directory"); a reply
+//	                                                     that names the address it refuses ("550 <rcpt>... No such
+//	                                                     user", as servers answer RCPT TO); or a notice with no remote
+//	                                                     reply at all, where the recipient's own system looked it up.
+//	                                                     A 4.1.1 counts only once the MTA gave up (Action: failed)
 //	R9   unknown domain                                  X.1.2/X.1.10, or "host not found", "no such domain", null MX   hard
 //	                                                     and no contrary status
 //	R10  bare refusal of the recipient at RCPT TO        5xx to RCPT TO naming the recipient with no reason at all      hard
-//	                                                     ("<rcpt>: Recipient address rejected: Access denied")
+//	                                                     ("<rcpt>: Recipient address rejected: Access denied"); any
+//	                                                     other word ("On hold", "Mail rejected by …") is a reason we
+//	                                                     do not know, and R12 decides
 //	R11  unknown recipient, no recipient-stage evidence  "user unknown" words with no stage, no X.1.1, no lookup         soft
 //	                                                     (mobile carriers' filters answer "550 : User unknown")
 //	R12  other failure                                   anything else: a permanent failure that names no reason about  soft
@@ -83,7 +91,10 @@
 //
 // The words are matched only in a recipient's own part of a notice, after
 // decoding, and a phrase that is negated or hedged ("not listed in",
-// "may not exist") does not count.
+// "may not exist") does not count. Temporary wording counts only in the
+// same reply as the code ("550 … User unknown 421 … Deferred" is two
+// replies). A reply that names one of our own addresses (the notice's To,
+// the original's From) and not the recipient concerns the sender.
 //
 // A soft verdict is not forgotten: the list-hygiene rule in models
 // suppresses an address after repeated soft bounces.

@@ -205,11 +205,13 @@ var bareWords = map[string]bool{
 	"recipient": true, "address": true, "rejected": true, "refused": true, "denied": true, "access": true,
 	"rcpt": true, "to": true, "user": true, "the": true, "is": true, "was": true, "has": true, "been": true,
 	"smtp": true, "error": true, "reply": true, "in": true, "command": true,
+	// the trailers providers append ("for more information see <url>")
+	"for": true, "more": true, "information": true, "info": true, "see": true, "please": true, "visit": true, "details": true,
 }
 
 var (
 	urlRe     = regexp.MustCompile(`\bhttps?://\S+`)
-	bracketRe = regexp.MustCompile(`\[[^\]]*\]|\([^)]*\)`)
+	bracketRe = regexp.MustCompile(`\[[^\]]*\]|[a-z]*\([^)]*\)`)
 )
 
 // bareRefusal reports whether a reply, once its codes, addresses, host
@@ -225,7 +227,9 @@ func bareRefusal(diag string) bool {
 	s = bracketRe.ReplaceAllString(s, " ")
 	for _, f := range strings.Fields(s) {
 		f = strings.Trim(f, "<>:;,.!'\"-")
-		if f == "" || codesRe.MatchString(f) || strings.Count(f, ".") >= 1 {
+		if f == "" || codesRe.MatchString(f) || strings.Count(f, ".") >= 1 || strings.ContainsAny(f, "0123456789") {
+			// codes, host names, and providers' reference tags such
+			// as "AS(201806281)"
 			continue
 		}
 		if !bareWords[f] {

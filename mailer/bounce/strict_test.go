@@ -13,7 +13,7 @@ import (
 
 // messageFiles returns the fixtures and, when present, every file of the
 // shared corpus.
-func messageFiles(t *testing.T) []string {
+func messageFiles(t testing.TB) []string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
 	if err != nil {

@@ -262,17 +262,6 @@ func mentioned(notice string, skip, ours map[string]bool) []string {
 	return out
 }
 
-// mentionsAny reports whether notice names any of addrs.
-func mentionsAny(notice string, addrs []string) bool {
-	lower := strings.ToLower(notice)
-	for _, a := range addrs {
-		if strings.Contains(lower, a) {
-			return true
-		}
-	}
-	return false
-}
-
 // listHeadRe matches the line with which MTAs introduce the list of failed
 // addresses (Exim, sendmail, Postfix's older wording, Courier, many
 // appliances).
