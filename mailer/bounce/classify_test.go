@@ -101,6 +101,7 @@ func TestClassifyReplyAt(t *testing.T) {
 		{"too many recipients this hour under X.1.1", StageRcpt, 550, "5.1.1", "You have sent to too many recipients this hour", KindSoft, CategoryRateLimited, "R2"},
 		{"bare refusal of the address at RCPT TO", StageRcpt, 554, "5.7.1", "<a@example.org>: Recipient address rejected: Access denied", KindHard, CategoryUserUnknown, "R10"},
 		{"bare refusal with a provider's tag and help link", StageRcpt, 550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281) For more information see https://aka.ms/smtperr [host.example.net]", KindHard, CategoryUserUnknown, "R10"},
+		{"a bare \"Address rejected\" alone is too little", StageUnknown, 550, "5.1.0", "Address rejected", KindSoft, CategoryPolicyBlock, "R12"},
 		{"a refusal that gives a reason we do not know", StageRcpt, 550, "5.0.0", "<a@example.org>: Recipient address rejected: On hold", KindSoft, CategoryPolicyBlock, "R12"},
 		{"directory lookup, not a blocklist", StageUnknown, 550, "", "User kato not listed in Domino Directory", KindHard, CategoryUserUnknown, "R8"},
 		{"blocklist wording", StageRcpt, 554, "5.7.1", "Client host [192.0.2.1] listed in bl.example.org", KindSoft, CategoryReputationBlock, "R4"},

@@ -107,7 +107,10 @@ func decide(e Evidence) (Kind, Category, string, string) {
 		e.Phrase == CategoryDomainNotFound && (e.StatusCategory == CategoryNone || e.StatusCategory == CategoryDomainNotFound || !e.StatusSpecific)) {
 		return KindHard, CategoryDomainNotFound, "R9", "the recipient's domain does not exist or takes no mail (" + codeWords(e) + ")"
 	}
-	if class == 5 && (e.Stage == StageRcpt || e.NamesRecipient) && e.Concerns == ConcernRecipient &&
+	// A bare "Address rejected" shows the RCPT stage only by its own
+	// wording; on its own it is too little to suppress anyone.
+	rcptStage := e.Stage == StageRcpt && e.StageHint != "address rejected"
+	if class == 5 && (rcptStage || e.NamesRecipient) && e.Concerns == ConcernRecipient &&
 		(e.NamesRecipient || strings.Contains(strings.ToLower(e.Diagnostic), "address rejected")) && e.Generic && bareRefusal(e.Diagnostic) {
 		return KindHard, CategoryUserUnknown, "R10", "the server refused the recipient's address at RCPT TO and gave no other reason (" + codeWords(e) + ")"
 	}
