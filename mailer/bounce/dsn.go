@@ -200,7 +200,7 @@ var powerMTACategories = map[string]Category{
 	"content-related":  CategoryPolicyBlock,
 }
 
-var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|[:,][ :]|$)`)
+var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\['"])([45][0-9][0-9])(?:[ -]|[:,][ :]|$)`)
 
 // replyCode returns the first failure reply code (4xx or 5xx) in text, or 0;
 // a 2xx in a failure notice is a byte count or a quoted earlier reply.

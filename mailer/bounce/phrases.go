@@ -166,6 +166,7 @@ var phrases = []phrase{
 	{"invalid mailbox", CategoryUserUnknown},
 	{"invalid address", CategoryUserUnknown},
 	{"recipient not found", CategoryUserUnknown},
+	{"recipientnotfound", CategoryUserUnknown}, // Exchange's RESOLVER.ADR.RecipientNotFound
 	{"not a valid mailbox", CategoryUserUnknown},
 	{"unknown local part", CategoryUserUnknown},
 	{"unknown address", CategoryUserUnknown},
