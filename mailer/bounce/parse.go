@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset" // also decodes non-UTF-8 parts for go-message
@@ -208,6 +209,9 @@ type msg struct {
 	attached string            // the first attached message, whole
 	depth    int               // how many attached messages deep this one is
 	oursSet  map[string]bool   // cache of ours()
+	// charsetHint is the charset the message declares somewhere, for
+	// unlabelled 8-bit text.
+	charsetHint string
 }
 
 // maxDepth bounds MIME nesting; real reports nest two or three levels.
@@ -218,6 +222,7 @@ const maxDepth = 8
 func readMessage(raw []byte) *msg {
 	m := &msg{}
 	raw = trimEnvelope(raw)
+	m.charsetHint = charsetHint(raw)
 	e, err := message.Read(bytes.NewReader(raw))
 	if e == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
 		m.fallback(raw)
@@ -228,10 +233,41 @@ func readMessage(raw []byte) *msg {
 	if !m.walk(e, 0) {
 		// Keep what the walk found but read the whole body as text too, so
 		// a broken boundary does not hide the diagnostic.
-		m.texts = append(m.texts, bodyText(raw))
+		m.texts = append(m.texts, decodeText([]byte(bodyText(raw)), "", m.charsetHint))
 	}
 	m.finish()
 	return m
+}
+
+// charsetHint returns the first charset a part of raw declares other than
+// ASCII and UTF-8: the charset to read unlabelled 8-bit text in, since a
+// notice and the message it returns are usually written in the same one.
+func charsetHint(raw []byte) string {
+	rest := raw[:min(len(raw), 64<<10)]
+	for n := 0; n < 8; n++ {
+		i := bytes.Index(rest, []byte("harset")) // charset, Charset, CHARSET aside
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i+len("harset"):]
+		v := bytes.TrimLeft(rest, " \t")
+		if len(v) == 0 || v[0] != '=' {
+			continue
+		}
+		v = bytes.TrimLeft(v[1:], " \t\"")
+		end := bytes.IndexFunc(v, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:-", r))
+		})
+		if end < 0 {
+			end = len(v)
+		}
+		switch cs := strings.ToLower(string(v[:end])); cs {
+		case "", "us-ascii", "utf-8", "utf8", "ascii":
+		default:
+			return cs
+		}
+	}
+	return ""
 }
 
 // trimEnvelope drops the mbox "From " line that saved bounces often start
@@ -252,30 +288,48 @@ func (m *msg) fallback(raw []byte) {
 	if err == nil {
 		m.header = mail.Header{Header: message.Header{Header: h}}
 	}
-	m.texts = append(m.texts, decodeText([]byte(bodyText(raw)), ""))
+	m.texts = append(m.texts, decodeText([]byte(bodyText(raw)), "", m.charsetHint))
 }
 
 // decodeText returns body as UTF-8: from the charset label when there is
-// one (and go-message has not decoded it), and from ISO-2022-JP when the
-// text carries its escape sequences without a label, as Japanese MTAs
-// write their notices and delivery-status fields.
-func decodeText(body []byte, label string) string {
-	label = strings.ToLower(strings.TrimSpace(label))
-	if label != "" && label != "us-ascii" && label != "utf-8" && label != "utf8" {
-		if r, err := charset.Reader(label, bytes.NewReader(body)); err == nil {
-			if out, err := io.ReadAll(r); err == nil {
-				return string(out)
-			}
-		}
+// one (and go-message has not decoded it); from ISO-2022-JP when the text
+// carries its escape sequences without a label, as Japanese MTAs write
+// their notices and delivery-status fields; and when unlabelled text is not
+// UTF-8, from the charset the message declares elsewhere (hint).
+func decodeText(body []byte, label, hint string) string {
+	if out, ok := decodeAs(body, label); ok {
+		return out
 	}
 	if bytes.Contains(body, []byte("\x1b$B")) || bytes.Contains(body, []byte("\x1b$@")) || bytes.Contains(body, []byte("\x1b(J")) {
-		if r, err := charset.Reader("iso-2022-jp", bytes.NewReader(body)); err == nil {
-			if out, err := io.ReadAll(r); err == nil {
-				return string(out)
-			}
+		if out, ok := decodeAs(body, "iso-2022-jp"); ok {
+			return out
+		}
+	}
+	if label == "" && !utf8.Valid(body) {
+		if out, ok := decodeAs(body, hint); ok {
+			return out
 		}
 	}
 	return string(body)
+}
+
+// decodeAs decodes body from charset; ok is false for no charset, ASCII or
+// UTF-8 (nothing to do) or one the charset package does not know.
+func decodeAs(body []byte, cs string) (string, bool) {
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	switch cs {
+	case "", "us-ascii", "ascii", "utf-8", "utf8":
+		return "", false
+	}
+	r, err := charset.Reader(cs, bytes.NewReader(body))
+	if err != nil {
+		return "", false
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return "", false
+	}
+	return string(out), true
 }
 
 // bodyText returns what follows the first blank line, or all of raw.
@@ -323,7 +377,7 @@ func (m *msg) walk(e *message.Entity, depth int) (ok bool) {
 		_, params, _ := e.Header.ContentType()
 		label = params["charset"]
 	}
-	text := decodeText(normalizeNewlines(body), label)
+	text := decodeText(normalizeNewlines(body), label, m.charsetHint)
 	switch mt {
 	case "message/delivery-status", "message/global-delivery-status":
 		m.status = append(m.status, text)
@@ -356,7 +410,7 @@ func (m *msg) finish() {
 	if m.subject == "" {
 		m.subject = m.header.Get("Subject")
 	}
-	m.subject = decodeText([]byte(m.subject), "")
+	m.subject = decodeText([]byte(m.subject), "", m.charsetHint)
 	if as, err := m.header.AddressList("From"); err == nil && len(as) > 0 {
 		m.from = strings.ToLower(as[0].Address)
 	} else if a := findAddresses(m.header.Get("From")); len(a) > 0 {
