@@ -39,7 +39,7 @@ func checkMessage(raw []byte) error {
 	if end < 0 {
 		return notMessage("truncated: the header never ends (no blank line before the body)")
 	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body[:end+2])))
+	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(body[:end+2]), 512))
 	if err != nil {
 		return notMessage("the header cannot be read: %v", err)
 	}
@@ -98,12 +98,7 @@ func checkMultipart(h textproto.Header, body []byte) error {
 			return nil // closed
 		}
 		if len(rest) == 0 && i <= len(body) {
-			ph, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body[i:])))
-			t := mediaType(ph.Get("Content-Type"))
-			if t == "" {
-				t = "text/plain"
-			}
-			types = append(types, t)
+			types = append(types, partType(body[i:]))
 		}
 	}
 	if len(types) == 0 {
@@ -150,4 +145,26 @@ func clip(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// partType returns the media type a part's header declares (text/plain
+// when it declares none), reading only up to the blank line.
+func partType(part []byte) string {
+	for len(part) > 0 {
+		line := part
+		if j := bytes.IndexByte(part, '\n'); j >= 0 {
+			line, part = part[:j], part[j+1:]
+		} else {
+			part = nil
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			break
+		}
+		if k := bytes.IndexByte(line, ':'); k > 0 && strings.EqualFold(string(bytes.TrimSpace(line[:k])), "content-type") {
+			if t := mediaType(string(line[k+1:])); t != "" {
+				return t
+			}
+		}
+	}
+	return "text/plain"
 }

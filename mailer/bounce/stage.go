@@ -10,32 +10,53 @@ import (
 // address, in answer to DATA it is a content filter's disguise, and any
 // refusal of MAIL FROM is about our sender, not the recipient.
 
-// stageRe matches the MTAs' own account of the refused command: Postfix
+// stageRes match the MTAs' own account of the refused command: Postfix
 // "(in reply to RCPT TO command)", Exim "SMTP error from remote mail server
 // after RCPT TO:<…>", "after end of data", "in response to", qmail's
 // "does not like recipient" and "failed after I sent the message", and the
 // restriction names Postfix puts in its replies ("Recipient address
 // rejected" is a RCPT TO restriction, "Sender address rejected" a MAIL FROM
 // one, "Client host rejected" one on the connection).
-var stageRe = regexp.MustCompile(`(?:in reply to|in response to|after|after pipelined|while sending|for)\s+(?:the\s+)?(rcpt to|rcpt|mail from|end of data|data|text command)\b` +
-	`|after\s+(?:the\s+)?(initial connection|connection|greeting|banner|helo|ehlo|starttls)\b` +
-	`|does not like (recipient|sender)|(failed after i sent the message|failed on data command)` +
-	`|(recipient address rejected|sender address rejected|client host rejected|helo command rejected|address rejected)` +
-	`|\[(rcpt_to|mail_from|data)\]|\bsmtp[: ]+(rcpt|mail|data)\b`)
+var stageRes = []struct {
+	gate string // a word without which re cannot match: spares most texts the expression
+	re   *regexp.Regexp
+}{
+	{"", regexp.MustCompile(`(?:in reply to|in response to|after|after pipelined|while sending|for)\s+(?:the\s+)?(rcpt to|rcpt|mail from|end of data|data|text command)\b`)},
+	{"after", regexp.MustCompile(`after\s+(?:the\s+)?(initial connection|connection|greeting|banner|helo|ehlo|starttls)\b`)},
+	{"does not like", regexp.MustCompile(`does not like (recipient|sender)`)},
+	{"failed", regexp.MustCompile(`(failed after i sent the message|failed on data command)`)},
+	{"rejected", regexp.MustCompile(`(recipient address rejected|sender address rejected|client host rejected|helo command rejected|address rejected)`)},
+	{"[", regexp.MustCompile(`\[(rcpt_to|mail_from|data)\]`)},
+	{"smtp", regexp.MustCompile(`\bsmtp[: ]+(rcpt|mail|data)\b`)},
+}
+
+// stageWords gate the first of stageRes: the commands it names.
+var stageWords = []string{"rcpt", "mail from", "data", "text command"}
+
+// matchStage returns the first (leftmost) of the stageRes matches in lower:
+// the stage words and the whole match.
+func matchStage(lower string) (group, whole string) {
+	best := -1
+	for i, sr := range stageRes {
+		if i == 0 && !anyOf(lower, stageWords...) || i > 0 && !strings.Contains(lower, sr.gate) {
+			continue
+		}
+		loc := sr.re.FindStringSubmatchIndex(lower)
+		if loc == nil || (best >= 0 && loc[0] >= best) {
+			continue
+		}
+		best, whole, group = loc[0], lower[loc[0]:loc[1]], lower[loc[2]:loc[3]]
+	}
+	return group, whole
+}
 
 // failedStage tells which stage the failure in text answered, going by the
 // MTA's own wording, then by a session transcript in the notice (">>> DATA"
 // then "<<< 550 …") or a labelled "SMTP command" line. hint is the words
 // that showed it.
 func failedStage(lower, notice string) (Stage, string) {
-	if !anyOf(lower, "rcpt", "mail from", "data", "text command", "after", "does not like", "rejected", "_", "smtp", "sent the message") {
-		// none of stageRe's words: skip it
-	} else if m := stageRe.FindStringSubmatch(lower); m != nil {
-		for _, g := range m[1:] {
-			if g != "" {
-				return stageOf(g), m[0]
-			}
-		}
+	if g, whole := matchStage(lower); g != "" {
+		return stageOf(g), whole
 	}
 	ln := strings.ToLower(notice)
 	// With pipelining a RCPT TO reply can arrive after DATA was sent;
