@@ -10,7 +10,7 @@ import (
 // RecentBounce is one bounce or complaint, with the address it concerns and
 // why the classifier decided as it did.
 type RecentBounce struct {
-	BounceID     int64 // 0 for a refusal during sending, which has no bounces row
+	BounceID     int64 // 0 for a refusal during sending recorded without a bounces row
 	DeliveryID   int64
 	Email        string
 	CampaignID   int64
@@ -23,7 +23,7 @@ type RecentBounce struct {
 	// refusal during sending (the caller classifies Code, Status and
 	// Diagnostic) and for rows recorded before reasons were kept.
 	Reason string
-	Code   int  // SMTP reply code, refusals during sending only
+	Code   int  // SMTP reply code, refusals during sending without a bounces row only
 	SMTP   bool // refused during sending rather than reported later
 	At     time.Time
 }
@@ -37,11 +37,12 @@ func (s *Store) RecentBounces(ctx context.Context, w Window, limit int) ([]Recen
 		ID, DeliveryID, CampaignID                 int64
 		Email, CampaignName                        string
 		Kind, Category, Status, Diagnostic, Reason string
+		DuringDelivery                             bool
 		CreatedAt                                  time.Time
 	}
 	err := s.db.WithContext(ctx).Raw(`SELECT b.id, COALESCE(b.delivery_id, 0) AS delivery_id,
 		COALESCE(b.campaign_id, 0) AS campaign_id, COALESCE(s.email, d.email, '') AS email,
-		COALESCE(c.name, '') AS campaign_name, b.kind, b.category, b.status, b.diagnostic, b.reason, b.created_at
+		COALESCE(c.name, '') AS campaign_name, b.kind, b.category, b.status, b.diagnostic, b.reason, b.during_delivery, b.created_at
 		FROM bounces b
 		LEFT JOIN deliveries d ON d.id = b.delivery_id
 		LEFT JOIN subscribers s ON s.id = COALESCE(b.subscriber_id, d.subscriber_id)
@@ -75,7 +76,7 @@ func (s *Store) RecentBounces(ctx context.Context, w Window, limit int) ([]Recen
 	for _, r := range reported {
 		out = append(out, RecentBounce{BounceID: r.ID, DeliveryID: r.DeliveryID, Email: r.Email, CampaignID: r.CampaignID,
 			CampaignName: r.CampaignName, Kind: r.Kind, Category: r.Category, Status: r.Status, Diagnostic: r.Diagnostic,
-			Reason: r.Reason, At: r.CreatedAt})
+			Reason: r.Reason, SMTP: r.DuringDelivery, At: r.CreatedAt})
 	}
 	for _, r := range refused {
 		out = append(out, RecentBounce{DeliveryID: r.ID, Email: r.Email, CampaignID: r.CampaignID, CampaignName: r.CampaignName,

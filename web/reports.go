@@ -207,13 +207,13 @@ func bounceRows(groups []models.BounceGroup) []views.BounceRow {
 }
 
 // recentBounceRows gives each bounce its reason: the one recorded with it,
-// or for a refusal during sending, the classifier's reading of the reply,
-// as it decided at send time.
+// or for a refusal during sending recorded without a bounces row (before
+// refusals had one), the classifier's reading of the reply.
 func recentBounceRows(bs []models.RecentBounce) []views.RecentBounceRow {
 	out := make([]views.RecentBounceRow, len(bs))
 	for i, b := range bs {
 		out[i] = views.RecentBounceRow{RecentBounce: b, Why: b.Reason}
-		if b.SMTP {
+		if b.SMTP && b.BounceID == 0 {
 			v := bounce.ClassifyReply(b.Code, b.Status, b.Diagnostic)
 			out[i].Category, out[i].Why = string(v.Category), v.Explain()
 		}

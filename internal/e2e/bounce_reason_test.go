@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/mail"
-	"net/smtp"
+	netsmtp "net/smtp"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/emersion/go-smtp"
 
 	"github.com/herald-mail/herald/internal/e2e"
 )
 
 // TestBounceReasons runs the built binary: a campaign goes out over direct
-// delivery, two delivery notices come back to Herald's inbound SMTP server
+// delivery (one address refused at RCPT TO), two delivery notices come back to Herald's inbound SMTP server
 // at the VERP addresses the messages carried, and the Bounces page shows
 // for each address the verdict and the row of the precedence table that
 // decided. A carrier's "550 : User unknown", which names no address and no
@@ -31,13 +32,20 @@ func TestBounceReasons(t *testing.T) {
 	}
 	dns := e2e.StartDNS(t)
 	port := e2e.FreePort(t)
-	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{})
+	// cy is refused at RCPT TO during delivery: a bounce row written by
+	// the mailer itself, with the classifier's reason.
+	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{Rcpt: func(rcpt string) *smtp.SMTPError {
+		if rcpt == "cy@alpha.test" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<cy@alpha.test>: no such mailbox here"}
+		}
+		return nil
+	}})
 	dns.Provider(t, "mx.alpha.test", "127.0.0.2", "alpha.test")
 	inbound := "127.0.0.1:" + strconv.Itoa(e2e.FreePort(t))
 
 	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port, Env: []string{"HERALD_INBOUND_LISTEN=" + inbound}})
 	h.SendingDomain(t, dns, "news.example")
-	list := h.List(t, "Bounce readers", "ann@alpha.test", "bob@alpha.test")
+	list := h.List(t, "Bounce readers", "ann@alpha.test", "bob@alpha.test", "cy@alpha.test")
 	id := h.NewCampaign(t, e2e.Campaign{FromEmail: "hello@news.example", Lists: []int64{list}})
 	h.StartCampaign(t, id)
 	h.WaitCampaign(t, id, 60*time.Second, "finished")
@@ -73,14 +81,14 @@ func TestBounceReasons(t *testing.T) {
 			t.Fatalf("unexpected recipient %s", rcpt)
 		}
 		notices[rcpt] = notice
-		if err := smtp.SendMail(inbound, nil, "", []string{verp}, []byte(notice)); err != nil {
+		if err := netsmtp.SendMail(inbound, nil, "", []string{verp}, []byte(notice)); err != nil {
 			t.Fatalf("deliver the notice for %s to the inbound server: %v", rcpt, err)
 		}
 	}
 
 	d := h.Dashboard(t)
 	var doc *goquery.Document
-	e2e.Eventually(t, 20*time.Second, "both bounces on the bounces page", func() bool {
+	e2e.Eventually(t, 20*time.Second, "the three bounces on the bounces page", func() bool {
 		code, body := d.Get(t, "/deliverability/bounces")
 		if code != 200 {
 			return false
@@ -89,7 +97,7 @@ func TestBounceReasons(t *testing.T) {
 		if doc, err = goquery.NewDocumentFromReader(strings.NewReader(body)); err != nil {
 			t.Fatal(err)
 		}
-		return doc.Find(`[data-testid="recent-bounces"] tr[data-email]`).Length() == 2
+		return doc.Find(`[data-testid="recent-bounces"] tr[data-email]`).Length() == 3
 	})
 	row := func(email string) (kind, why string) {
 		tr := doc.Find(`[data-testid="recent-bounces"] tr[data-email="` + email + `"]`)
@@ -101,6 +109,9 @@ func TestBounceReasons(t *testing.T) {
 	if kind, why := row("bob@alpha.test"); kind != "hard" || !strings.Contains(why, "R8 unknown recipient, recipient-stage evidence") ||
 		!strings.Contains(why, "RCPT TO") {
 		t.Errorf("bob: %s, %q; want hard decided by R8 at RCPT TO", kind, why)
+	}
+	if kind, why := row("cy@alpha.test"); kind != "hard" || !strings.Contains(why, "R8 unknown recipient, recipient-stage evidence") {
+		t.Errorf("cy (refused during delivery): %s, %q; want hard decided by R8", kind, why)
 	}
 	code, body := d.Get(t, "/deliverability/suppressions")
 	if code != 200 || !strings.Contains(body, "bob@alpha.test") || strings.Contains(body, "ann@alpha.test") {
