@@ -749,7 +749,7 @@ func (e *Engine) finish(j *job, d *destination, o models.Outcome, messageID stri
 		// outcome as one: its bounce row, counters and suppression.
 		v := bounce.ClassifyReply(o.Code, o.Enhanced, o.Text)
 		if v.Kind == bounce.KindHard || v.Kind == bounce.KindSoft {
-			o.BounceKind, o.BounceCategory = string(v.Kind), string(v.Category)
+			o.BounceKind, o.BounceCategory, o.BounceReason = string(v.Kind), string(v.Category), v.Explain()
 		}
 	}
 	e.mu.Lock()

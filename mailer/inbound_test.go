@@ -305,6 +305,9 @@ func TestInboundBouncesAndComplaints(t *testing.T) {
 			rows[0].Status != "5.1.1" || rows[0].Category != "user_unknown" || rows[0].RemoteMTA == "" {
 			t.Errorf("bounces of campaign 1 = %+v, want alice's hard 5.1.1 user_unknown", rows)
 		}
+		if len(rows) == 1 && !strings.HasPrefix(rows[0].Reason, "R8 unknown recipient, recipient-stage evidence: ") {
+			t.Errorf("bounce reason = %q, want the classifier's deciding row R8 and its reason", rows[0].Reason)
+		}
 		// The same DSN again (the sender retried) changes nothing.
 		if err := send(t, addr, "", verp, dsn); err != nil {
 			t.Fatalf("repeated DSN: %v", err)

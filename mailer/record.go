@@ -255,7 +255,7 @@ func (r *Recorder) record(ctx context.Context, log *slog.Logger, deliveryID int6
 	v := ev.Verdict
 	n := models.BounceNotice{
 		DeliveryID: deliveryID, Kind: string(v.Kind), Category: string(v.Category), Status: v.Status,
-		Diagnostic: v.Diagnostic, RemoteMTA: ev.RemoteMTA,
+		Diagnostic: v.Diagnostic, RemoteMTA: ev.RemoteMTA, Reason: v.Explain(),
 	}
 	var (
 		res *models.BounceResult

@@ -40,6 +40,7 @@ type Bounce struct {
 	Status       string // enhanced status code, e.g. 5.1.1
 	Diagnostic   string
 	RemoteMTA    string `gorm:"column:remote_mta"`
+	Reason       string // why the classifier decided: its rule and reason in words
 	CreatedAt    time.Time
 }
 
@@ -59,6 +60,9 @@ type BounceNotice struct {
 	// DuringDelivery is true for a refusal during delivery, false for a
 	// bounce reported later (DSN, webhook).
 	DuringDelivery bool
+	// Reason is why the classifier decided (bounce.Verdict.Explain), shown
+	// with the bounce so a user can see why an address was suppressed.
+	Reason string
 }
 
 // BounceResult says what recording a notice changed.
@@ -104,15 +108,15 @@ func deliveryRefTx(tx *gorm.DB, id int64) (*deliveryRef, error) {
 func insertBounce(tx *gorm.DB, n BounceNotice, d *deliveryRef, subscriberID *int64) (bool, error) {
 	b := Bounce{
 		Kind: n.Kind, Category: n.Category, Status: truncate(n.Status, 32),
-		Diagnostic: truncate(n.Diagnostic, 1000), RemoteMTA: truncate(n.RemoteMTA, 255), CreatedAt: dbNow(),
+		Diagnostic: truncate(n.Diagnostic, 1000), RemoteMTA: truncate(n.RemoteMTA, 255), Reason: truncate(n.Reason, 1000), CreatedAt: dbNow(),
 		SubscriberID: subscriberID,
 	}
 	if d != nil {
 		b.DeliveryID, b.CampaignID = &d.ID, d.CampaignID
 	}
-	res := tx.Exec(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id, kind) DO NOTHING`,
-		b.DeliveryID, b.CampaignID, b.SubscriberID, b.Kind, b.Category, b.Status, b.Diagnostic, b.RemoteMTA, b.CreatedAt)
+	res := tx.Exec(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta, reason, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id, kind) DO NOTHING`,
+		b.DeliveryID, b.CampaignID, b.SubscriberID, b.Kind, b.Category, b.Status, b.Diagnostic, b.RemoteMTA, b.Reason, b.CreatedAt)
 	return res.RowsAffected > 0, res.Error
 }
 
@@ -321,9 +325,9 @@ func insertBounces(tx *gorm.DB, ns []BounceNotice, refs map[int64]*deliveryRef) 
 			if len(args) > 0 {
 				q.WriteString(", ")
 			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 			args = append(args, d.ID, d.CampaignID, d.SubscriberID, n.Kind, n.Category, truncate(n.Status, 32),
-				truncate(n.Diagnostic, 1000), truncate(n.RemoteMTA, 255), n.DuringDelivery, at)
+				truncate(n.Diagnostic, 1000), truncate(n.RemoteMTA, 255), truncate(n.Reason, 1000), n.DuringDelivery, at)
 		}
 		ns = ns[k:]
 		if len(args) == 0 {
@@ -334,7 +338,7 @@ func insertBounces(tx *gorm.DB, ns []BounceNotice, refs map[int64]*deliveryRef) 
 			Kind       string
 		}
 		err := tx.Raw(`INSERT INTO bounces (delivery_id, campaign_id, subscriber_id, kind, category, status, diagnostic, remote_mta,
-			during_delivery, created_at) VALUES `+q.String()+` ON CONFLICT (delivery_id, kind) DO NOTHING RETURNING delivery_id, kind`, args...).Scan(&rows).Error
+			reason, during_delivery, created_at) VALUES `+q.String()+` ON CONFLICT (delivery_id, kind) DO NOTHING RETURNING delivery_id, kind`, args...).Scan(&rows).Error
 		if err != nil {
 			return nil, err
 		}

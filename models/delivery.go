@@ -751,6 +751,9 @@ type Outcome struct {
 	// bounce is applied with the outcome, by the rules of applyBounces.
 	// "" records no bounce.
 	BounceKind, BounceCategory string
+	// BounceReason is the classifier's rule and reason for it, kept with
+	// the bounce row.
+	BounceReason string
 }
 
 // bounceNotice is the bounce a bounced outcome carries, if any.
@@ -759,7 +762,8 @@ func (o *Outcome) bounceNotice() (BounceNotice, bool) {
 		return BounceNotice{}, false
 	}
 	return BounceNotice{DeliveryID: o.ID, Kind: o.BounceKind, Category: o.BounceCategory, Status: o.Enhanced,
-		Diagnostic: strings.TrimSpace(strconv.Itoa(o.Code) + " " + o.Text), RemoteMTA: o.MXHost, DuringDelivery: true}, true
+		Diagnostic: strings.TrimSpace(strconv.Itoa(o.Code) + " " + o.Text), RemoteMTA: o.MXHost, DuringDelivery: true,
+		Reason: o.BounceReason}, true
 }
 
 // RecordOutcomes writes outcomes and adjusts the campaign counters in one

@@ -46,6 +46,18 @@ type BouncesData struct {
 	Categories  []BounceRow
 	Diagnostics []models.DiagnosticCount
 	Warnings    []models.Warning
+	// Recent are the latest bounces, each with the reason the classifier
+	// gave, so a user can see why an address was suppressed.
+	Recent []RecentBounceRow
+}
+
+// RecentBounceRow is one bounce on the bounces page.
+type RecentBounceRow struct {
+	models.RecentBounce
+	// Why is the classifier's rule and reason: as recorded with the
+	// bounce, or for a refusal during sending, as the classifier reads
+	// the reply. Empty for bounces recorded before reasons were kept.
+	Why string
 }
 
 // pct formats a percentage: two decimals below 1% (complaint rates live

@@ -170,6 +170,11 @@ func (s *Server) bouncesReport(c echo.Context) error {
 	if d.Diagnostics, err = s.store.TopDiagnostics(ctx, w, 10); err != nil {
 		return err
 	}
+	latest, err := s.store.RecentBounces(ctx, w, 50)
+	if err != nil {
+		return err
+	}
+	d.Recent = recentBounceRows(latest)
 	return s.render(c, 200, views.BouncesReport(s.page(c, "Bounces & complaints", "deliverability"), d))
 }
 
@@ -198,5 +203,20 @@ func bounceRows(groups []models.BounceGroup) []views.BounceRow {
 		out = append(out, views.BounceRow{Kind: g.Kind, Category: cat, SMTP: g.SMTP, Sample: g.Sample, N: g.N})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].N > out[j].N })
+	return out
+}
+
+// recentBounceRows gives each bounce its reason: the one recorded with it,
+// or for a refusal during sending recorded without a bounces row (before
+// refusals had one), the classifier's reading of the reply.
+func recentBounceRows(bs []models.RecentBounce) []views.RecentBounceRow {
+	out := make([]views.RecentBounceRow, len(bs))
+	for i, b := range bs {
+		out[i] = views.RecentBounceRow{RecentBounce: b, Why: b.Reason}
+		if b.SMTP && b.BounceID == 0 {
+			v := bounce.ClassifyReply(b.Code, b.Status, b.Diagnostic)
+			out[i].Category, out[i].Why = string(v.Category), v.Explain()
+		}
+	}
 	return out
 }

@@ -31,7 +31,9 @@ Usage:
   herald token create --email E [--name N] [flags]
                                    print a new API token for that user (for scripts)
   herald consent verify [flags]    check the consent ledger's hash chain
-  herald bounce parse FILE...      classify bounce/complaint messages, one JSON line per recipient
+  herald bounce parse [--explain] FILE...
+                                   classify bounce/complaint messages, one JSON line per recipient
+                                   (--explain: the evidence and the rule that decided)
   herald bench import [-n N]       benchmark CSV import and subscriber search
   herald bench send [-n N]         benchmark end-to-end sending
   herald bench track [-d 10s -c 64]
@@ -75,9 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown consent command; try: herald consent verify")
 	case "bounce":
 		if s, rest := sub(); s == "parse" {
-			return runBounceParse(rest, stdout)
+			return bounceParse(rest, stdout, stderr)
 		}
-		return fmt.Errorf("unknown bounce command; try: herald bounce parse FILE...")
+		return fmt.Errorf("unknown bounce command; try: herald bounce parse [--explain] FILE...")
 	case "bench":
 		switch s, rest := sub(); s {
 		case "import":

@@ -16,7 +16,7 @@ func TestClassifyReply(t *testing.T) {
 		{"accepted", 250, "2.0.0", "OK queued as 12345", KindNotBounce, CategoryNone, "2.0.0", false},
 		{"gmail no such user", 550, "5.1.1", "The email account that you tried to reach does not exist. Please try double-checking the recipient's email address", KindHard, CategoryUserUnknown, "5.1.1", false},
 		{"status in text", 550, "", "5.1.1 <a@example.com>: Recipient address rejected: User unknown in local recipient table", KindHard, CategoryUserUnknown, "5.1.1", false},
-		{"no status, phrase only", 550, "", "Requested action not taken: mailbox unavailable", KindHard, CategoryUserUnknown, "", false},
+		{"unknown words without a stage are not sure", 550, "", "Requested action not taken: mailbox unavailable", KindSoft, CategoryUserUnknown, "", false},
 		{"null MX", 556, "5.1.10", "Recipient address has null MX", KindHard, CategoryDomainNotFound, "5.1.10", false},
 		{"temporary user unknown stays soft", 450, "4.1.1", "<a@example.com>: Recipient address rejected: User unknown", KindSoft, CategoryUserUnknown, "4.1.1", false},
 		{"mailbox full", 552, "5.2.2", "The email account that you tried to reach is over quota", KindSoft, CategoryMailboxFull, "5.2.2", false},
@@ -76,5 +76,51 @@ func TestVerdictTemporary(t *testing.T) {
 		if got := tt.v.Temporary(); got != tt.want {
 			t.Errorf("%+v.Temporary() = %v, want %v", tt.v, got, tt.want)
 		}
+	}
+}
+
+// The synchronous classifier uses the same table as reports; the stage the
+// mailer knows is recipient-stage evidence.
+func TestClassifyReplyAt(t *testing.T) {
+	tests := []struct {
+		name     string
+		stage    Stage
+		code     int
+		enhanced string
+		text     string
+		kind     Kind
+		cat      Category
+		rule     string
+	}{
+		{"unknown at RCPT TO", StageRcpt, 550, "", "Requested action not taken: mailbox unavailable", KindHard, CategoryUserUnknown, "R8"},
+		{"same words, stage unknown", StageUnknown, 550, "", "Requested action not taken: mailbox unavailable", KindSoft, CategoryUserUnknown, "R11"},
+		{"unknown after DATA is a filter", StageData, 550, "", "User unknown", KindSoft, CategoryPolicyBlock, "R5"},
+		{"X.1.1 after DATA is a pipelined RCPT refusal", StageData, 550, "5.1.1", "<a@example.org>: User unknown", KindHard, CategoryUserUnknown, "R8"},
+		{"any refusal of MAIL FROM is about us", StageMail, 550, "5.1.1", "User unknown", KindSoft, CategoryPolicyBlock, "R4"},
+		{"temporary wording beats X.1.1", StageRcpt, 552, "5.1.1", "Mailbox over quota, temporarily unavailable", KindSoft, CategoryMailboxFull, "R2"},
+		{"too many recipients this hour under X.1.1", StageRcpt, 550, "5.1.1", "You have sent to too many recipients this hour", KindSoft, CategoryRateLimited, "R2"},
+		{"bare refusal of the address at RCPT TO", StageRcpt, 554, "5.7.1", "<a@example.org>: Recipient address rejected: Access denied", KindHard, CategoryUserUnknown, "R10"},
+		{"bare refusal with a provider's tag and help link", StageRcpt, 550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281) For more information see https://aka.ms/smtperr [host.example.net]", KindHard, CategoryUserUnknown, "R10"},
+		{"a bare \"Address rejected\" alone is too little", StageUnknown, 550, "5.1.0", "Address rejected", KindSoft, CategoryPolicyBlock, "R12"},
+		{"a refusal that gives a reason we do not know", StageRcpt, 550, "5.0.0", "<a@example.org>: Recipient address rejected: On hold", KindSoft, CategoryPolicyBlock, "R12"},
+		{"directory lookup, not a blocklist", StageUnknown, 550, "", "User kato not listed in Domino Directory", KindHard, CategoryUserUnknown, "R8"},
+		{"blocklist wording", StageRcpt, 554, "5.7.1", "Client host [192.0.2.1] listed in bl.example.org", KindSoft, CategoryReputationBlock, "R4"},
+		{"sender address rejected at RCPT TO", StageRcpt, 553, "5.1.8", "<news@herald.test>: Sender address rejected: Domain not found", KindSoft, CategoryPolicyBlock, "R4"},
+		{"null MX", StageRcpt, 556, "5.1.10", "Recipient address has null MX", KindHard, CategoryDomainNotFound, "R9"},
+		{"no such domain", StageUnknown, 550, "", "Host or domain name not found", KindHard, CategoryDomainNotFound, "R9"},
+		{"name server trouble is not a missing domain", StageUnknown, 550, "5.4.4", "Name service error: Malformed or unexpected name server reply", KindSoft, CategoryNetwork, "R12"},
+		{"negated phrase does not count", StageRcpt, 550, "5.7.1", "Your host is not listed in our allow list", KindSoft, CategoryPolicyBlock, "R4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := ClassifyReplyAt(tt.stage, tt.code, tt.enhanced, tt.text)
+			if v.Kind != tt.kind || v.Category != tt.cat || v.Rule != tt.rule {
+				t.Errorf("ClassifyReplyAt(%q, %d, %q, %q) = %s/%s by %s, want %s/%s by %s\nevidence: %s\nreason: %s",
+					tt.stage, tt.code, tt.enhanced, tt.text, v.Kind, v.Category, v.Rule, tt.kind, tt.cat, tt.rule, v.Evidence, v.Reason)
+			}
+			if v.Reason == "" || v.Explain() == "" {
+				t.Error("verdict without a reason")
+			}
+		})
 	}
 }

@@ -27,18 +27,19 @@ import (
 //
 // testdata/corpus-disputes.tsv lists the rows where we judge the reference
 // wrong, each with the reason. The confusion table and the raw figures count
-// them as misses; the gated figures leave them out. A listed row that stops
-// being a miss fails the test, so the list cannot go stale.
+// them as misses; the undisputed figures leave them out. A listed row that
+// stops being a miss fails the test, so the list cannot go stale.
 //
-// Thresholds sit just under what the classifier reaches. The issue asks for
-// 95% raw agreement; the reference labels identical replies hard in one file
-// and soft in another (part 1 of the disputes), so a general classifier
-// cannot agree with both, and the honest raw floor is lower.
+// The floors are those of issue 17: undisputed agreement 99%, raw 94%,
+// extraction 98%, and no undisputed recipient the reference calls soft
+// classified hard (a false hard suppresses a live subscriber). The
+// reference labels identical replies hard in one file and soft in another
+// (part 1 of the disputes), so a general classifier cannot agree with both.
 const (
 	minRawAgreement    = 0.94
 	minRawExtraction   = 0.98
 	minGatedAgreement  = 0.99
-	minGatedExtraction = 0.99
+	minGatedExtraction = 0.98
 )
 
 type label struct {
@@ -158,6 +159,7 @@ func TestCorpus(t *testing.T) {
 	const unparsed, notFound = "unparsed", "none"
 	confusion := map[[2]string]int{}
 	var raw, gated score
+	var falseHard, falseHardDisputed int
 	var misses []string
 	missed := map[string]bool{}
 	record := func(file, rcpt, ref, got string, found, hasRcpt bool, detail string) {
@@ -171,6 +173,14 @@ func TestCorpus(t *testing.T) {
 		raw.add(ref == got, found, hasRcpt)
 		if !disputed {
 			gated.add(ref == got, found, hasRcpt)
+		}
+		if ref == "soft" && got == "hard" {
+			// A live subscriber suppressed: the costly mistake.
+			if disputed {
+				falseHardDisputed++
+			} else {
+				falseHard++
+			}
 		}
 		if ref == got && (found || !hasRcpt) {
 			return
@@ -245,17 +255,21 @@ func TestCorpus(t *testing.T) {
 		t.Log("miss: " + m)
 	}
 
-	t.Logf("raw:     agreement %s, recipient extraction %s", raw.agreement(), raw.extraction())
-	t.Logf("gated (without %d disputed rows): agreement %s, recipient extraction %s",
+	t.Logf("raw:        agreement %s, recipient extraction %s", raw.agreement(), raw.extraction())
+	t.Logf("undisputed (without %d disputed rows): agreement %s, recipient extraction %s",
 		len(disputes), gated.agreement(), gated.extraction())
+	t.Logf("false hard (reference soft, ours hard): %d undisputed, %d disputed", falseHard, falseHardDisputed)
+	if falseHard > 0 {
+		t.Errorf("%d recipients labelled soft by the reference, undisputed, are classified hard; want none", falseHard)
+	}
 	for _, c := range []struct {
 		name      string
 		got, want float64
 	}{
 		{"raw agreement", raw.agreeRate(), minRawAgreement},
 		{"raw recipient extraction", raw.extractRate(), minRawExtraction},
-		{"gated agreement", gated.agreeRate(), minGatedAgreement},
-		{"gated recipient extraction", gated.extractRate(), minGatedExtraction},
+		{"undisputed agreement", gated.agreeRate(), minGatedAgreement},
+		{"undisputed recipient extraction", gated.extractRate(), minGatedExtraction},
 	} {
 		if c.got < c.want {
 			t.Errorf("%s %.1f%%, want at least %.1f%%", c.name, 100*c.got, 100*c.want)

@@ -104,8 +104,12 @@ func parseDSN(m *msg, rep *Report) {
 			blocks = append(blocks, block{f, rcpt})
 		}
 	}
+	all := make([]string, len(blocks))
+	for i, b := range blocks {
+		all[i] = b.rcpt
+	}
 	for _, b := range blocks {
-		rep.Recipients = append(rep.Recipients, dsnVerdict(m, b.f, b.rcpt, len(blocks) == 1))
+		rep.Recipients = append(rep.Recipients, dsnVerdict(m, b.f, b.rcpt, all, rep.ReportingMTA))
 	}
 }
 
@@ -131,62 +135,56 @@ func afterType(v string) string {
 
 // dsnVerdict classifies one recipient block, using the human-readable text
 // around the recipient when the block itself says little.
-func dsnVerdict(m *msg, f fields, rcpt string, single bool) Verdict {
+func dsnVerdict(m *msg, f fields, rcpt string, all []string, reportingMTA string) Verdict {
+	single := len(all) == 1
 	diag := oneLine(afterType(f["diagnostic-code"]))
 	status := normStatus(f["status"])
-	v := Verdict{Recipient: rcpt, Status: status, Diagnostic: diag}
 	action := strings.ToLower(strings.Fields(f["action"] + " x")[0])
 	switch action {
 	case "delivered", "relayed", "expanded", "deliverable":
-		v.Kind = KindNotBounce
-		return v
+		return Verdict{Kind: KindNotBounce, Recipient: rcpt, Status: status, Diagnostic: diag, Rule: "R1",
+			Reason: "the report says the message was " + action}
 	}
 
-	ctx := recipientContext(m.notice, rcpt)
+	ctx := recipientContext(m.notice, rcpt, all)
 	if ctx == "" && single {
 		ctx = m.notice
 	}
 	if diag == "" {
-		v.Diagnostic = diagnosticOf(ctx)
+		diag = diagnosticOf(ctx)
+		if single && replyCode(diag) == 0 && findStatus(diag) == "" {
+			// The only recipient's reply may stand apart from its
+			// address, in a transcript below it.
+			if d := diagnosticOf(m.notice); replyCode(d) != 0 {
+				diag = d
+			}
+		}
 	}
-	v.Code = replyCode(v.Diagnostic)
-	if sub := findStatus(v.Diagnostic); sub != "" && (status == "" || sub[0] == status[0]) {
+	code := replyCode(diag)
+	if sub := findStatus(diag); sub != "" && (status == "" || sub[0] == status[0]) {
 		// The remote server's own code is more precise than the one the
 		// reporting MTA put in Status, which is often generic or a guess.
-		v.Status = sub
+		status = sub
 	}
-	text := v.Diagnostic
-	if phraseCategory(strings.ToLower(text)) == CategoryNone {
-		text += " " + oneLine(ctx)
+	if status == "" && code == 0 {
+		status = findStatus(ctx)
 	}
-	if v.Status == "" && v.Code == 0 {
-		v.Status = findStatus(ctx)
-	}
-	if action == "delayed" && (v.Status == "" || v.Status[0] != '4') {
-		v.Status = "4" + strings.TrimLeft(v.Status, "2345")
-		if v.Status == "4" {
-			v.Status = "4.0.0"
+	if action == "delayed" && (status == "" || status[0] != '4') {
+		status = "4" + strings.TrimLeft(status, "2345")
+		if status == "4" {
+			status = "4.0.0"
 		}
 	}
 	whole := ""
 	if single {
 		whole = m.notice
 	}
-	v.Kind, v.Category = classifyFailure(rcpt, v.Code, v.Status, text, ctx, whole, m.notice)
-	if c, ok := powerMTACategories[strings.ToLower(strings.TrimSpace(f["x-powermta-bouncecategory"]))]; ok &&
-		(v.Category == CategoryOther || v.Category == CategoryMailboxDisabled) && statusClass(v.Status, v.Code) == 5 {
-		// PowerMTA classifies the remote reply itself; when the reply's
-		// code and words leave it open, its verdict settles it.
-		v.Kind, v.Category = kindOf(5, c), c
-	}
-	if c, specific := statusCategory(v.Status); action == "failed" && v.Kind == KindSoft && specific && c == CategoryUserUnknown && v.Category == c {
-		// The MTA gave up on a recipient the remote side kept calling
-		// unknown with a temporary address status (Postfix's 450 4.1.1
-		// for a user missing from its tables): after the whole retry
-		// period it is as unknown as a 5.1.1.
-		v.Kind = KindHard
-	}
-	return v
+	return verdictOf(signal{
+		source: "dsn", rcpt: rcpt, code: code, status: status, action: action,
+		diag: diag, near: ctx, whole: whole, notice: m.notice, ours: m.ours(),
+		mtaCategory:  powerMTACategories[strings.ToLower(strings.TrimSpace(f["x-powermta-bouncecategory"]))],
+		reportingMTA: reportingMTA, remoteMTA: afterType(f["remote-mta"]),
+	}, true)
 }
 
 // powerMTACategories maps PowerMTA's X-PowerMTA-BounceCategory values to
@@ -202,7 +200,7 @@ var powerMTACategories = map[string]Category{
 	"content-related":  CategoryPolicyBlock,
 }
 
-var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\[])([45][0-9][0-9])(?:[ -]|$)`)
+var codeRe = regexp.MustCompile(`(?:^|[\s;:(<\['"])([45][0-9][0-9])(?:[ -]|[:,][ :]|$)`)
 
 // replyCode returns the first failure reply code (4xx or 5xx) in text, or 0;
 // a 2xx in a failure notice is a byte count or a quoted earlier reply.

@@ -61,6 +61,7 @@ func addComplaints(rep *Report, rcpts []string) {
 			Kind:       KindComplaint,
 			Recipient:  r,
 			Diagnostic: rep.FeedbackType,
+			Reason:     "complaint report (feedback type " + rep.FeedbackType + ")",
 		})
 	}
 }
@@ -115,5 +116,6 @@ func parseAutoReply(m *msg, rep *Report) {
 		Kind:       KindAutoReply,
 		Recipient:  m.from,
 		Diagnostic: oneLine(m.subject),
+		Reason:     "automatic reply from the recipient's mailbox (vacation, out of office): the address works",
 	})
 }

@@ -40,12 +40,14 @@ func parseFML(m *msg, rep *Report) {
 		}
 		seen[as[0]] = true
 		diag := oneLine(line)
+		// "Not a member", loops: the list refused our post; the list
+		// address exists. The words only name the category.
 		cat := phraseCategory(strings.ToLower(diag))
-		if cat == CategoryNone || kindOf(5, cat) == KindHard {
-			// "Not a member", loops: the list refused the post, the list
-			// address is fine.
+		if cat == CategoryNone || cat == CategoryUserUnknown || cat == CategoryDomainNotFound || cat == categoryFilter {
 			cat = CategoryPolicyBlock
 		}
-		rep.Recipients = append(rep.Recipients, Verdict{Recipient: as[0], Kind: KindSoft, Category: cat, Diagnostic: diag})
+		e := Evidence{Source: "fml", Concerns: ConcernSender, ConcernHint: "a mailing list (fml) refused our post", Diagnostic: diag, Phrase: cat}
+		rep.Recipients = append(rep.Recipients, Verdict{Recipient: as[0], Kind: KindSoft, Category: cat, Diagnostic: diag,
+			Rule: "R4", Reason: "the reason concerns our side, not the recipient: " + e.ConcernHint, Evidence: e})
 	}
 }

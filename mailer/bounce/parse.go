@@ -7,9 +7,10 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 bounce texts
+	"github.com/emersion/go-message/charset" // also decodes non-UTF-8 parts for go-message
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
@@ -39,19 +40,63 @@ type Report struct {
 
 // Parse reads one message and reports the recipients it bounces, auto-replies
 // for or complains about. A message that is none of these gives a Report with
-// no recipients and no error; only a failure to read r is an error.
+// no recipients and no error; only a failure to read r is an error. Parse is
+// lenient: whatever it can read of a damaged message it uses, which suits
+// mail arriving at the inbound server. ParseStrict also refuses input that is
+// not a message at all.
 func Parse(r io.Reader) (*Report, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, maxMessageSize))
 	if err != nil {
 		return nil, fmt.Errorf("bounce: read message: %w", err)
 	}
+	return parseBytes(normalizeNewlines(raw)), nil
+}
+
+// ParseStrict is Parse for files a person hands us: input that is not a
+// readable message (binary data, an empty file, a header cut off before its
+// end, a report cut off before its machine-readable part) is an error that
+// says what is wrong, never an empty report.
+func ParseStrict(r io.Reader) (*Report, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxMessageSize))
+	if err != nil {
+		return nil, fmt.Errorf("bounce: read message: %w", err)
+	}
+	raw = normalizeNewlines(raw)
+	if err := checkMessage(raw); err != nil {
+		return nil, err
+	}
+	return parseBytes(raw), nil
+}
+
+// normalizeNewlines turns CRLF and lone CR (classic Mac OS) line endings
+// into LF, so that a file saved on any system reads alike. A CR never
+// occurs inside a multi-byte character of the charsets mail uses.
+func normalizeNewlines(b []byte) []byte {
+	if bytes.IndexByte(b, '\r') < 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '\r' {
+			if i+1 < len(b) && b[i+1] == '\n' {
+				continue
+			}
+			c = '\n'
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func parseBytes(raw []byte) *Report {
 	msgs := splitMbox(raw)
 	rep := parseRaw(msgs[0], 0)
 	for _, more := range msgs[1:] {
 		// A saved mailbox holding several reports: one Report for all.
 		rep.merge(parseRaw(more, 0))
 	}
-	return rep, nil
+	return rep
 }
 
 // splitMbox splits a saved mbox file into its messages: each after the
@@ -163,6 +208,10 @@ type msg struct {
 	notice   string            // human-readable text before any quoted original
 	attached string            // the first attached message, whole
 	depth    int               // how many attached messages deep this one is
+	oursSet  map[string]bool   // cache of ours()
+	// charsetHint is the charset the message declares somewhere, for
+	// unlabelled 8-bit text.
+	charsetHint string
 }
 
 // maxDepth bounds MIME nesting; real reports nest two or three levels.
@@ -173,6 +222,7 @@ const maxDepth = 8
 func readMessage(raw []byte) *msg {
 	m := &msg{}
 	raw = trimEnvelope(raw)
+	m.charsetHint = charsetHint(raw)
 	e, err := message.Read(bytes.NewReader(raw))
 	if e == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
 		m.fallback(raw)
@@ -183,10 +233,41 @@ func readMessage(raw []byte) *msg {
 	if !m.walk(e, 0) {
 		// Keep what the walk found but read the whole body as text too, so
 		// a broken boundary does not hide the diagnostic.
-		m.texts = append(m.texts, bodyText(raw))
+		m.texts = append(m.texts, decodeText([]byte(bodyText(raw)), "", m.charsetHint))
 	}
 	m.finish()
 	return m
+}
+
+// charsetHint returns the first charset a part of raw declares other than
+// ASCII and UTF-8: the charset to read unlabelled 8-bit text in, since a
+// notice and the message it returns are usually written in the same one.
+func charsetHint(raw []byte) string {
+	rest := raw[:min(len(raw), 64<<10)]
+	for n := 0; n < 8; n++ {
+		i := bytes.Index(rest, []byte("harset")) // charset, Charset, CHARSET aside
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i+len("harset"):]
+		v := bytes.TrimLeft(rest, " \t")
+		if len(v) == 0 || v[0] != '=' {
+			continue
+		}
+		v = bytes.TrimLeft(v[1:], " \t\"")
+		end := bytes.IndexFunc(v, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:-", r))
+		})
+		if end < 0 {
+			end = len(v)
+		}
+		switch cs := strings.ToLower(string(v[:end])); cs {
+		case "", "us-ascii", "utf-8", "utf8", "ascii":
+		default:
+			return cs
+		}
+	}
+	return ""
 }
 
 // trimEnvelope drops the mbox "From " line that saved bounces often start
@@ -207,7 +288,48 @@ func (m *msg) fallback(raw []byte) {
 	if err == nil {
 		m.header = mail.Header{Header: message.Header{Header: h}}
 	}
-	m.texts = append(m.texts, bodyText(raw))
+	m.texts = append(m.texts, decodeText([]byte(bodyText(raw)), "", m.charsetHint))
+}
+
+// decodeText returns body as UTF-8: from the charset label when there is
+// one (and go-message has not decoded it); from ISO-2022-JP when the text
+// carries its escape sequences without a label, as Japanese MTAs write
+// their notices and delivery-status fields; and when unlabelled text is not
+// UTF-8, from the charset the message declares elsewhere (hint).
+func decodeText(body []byte, label, hint string) string {
+	if out, ok := decodeAs(body, label); ok {
+		return out
+	}
+	if bytes.Contains(body, []byte("\x1b$B")) || bytes.Contains(body, []byte("\x1b$@")) || bytes.Contains(body, []byte("\x1b(J")) {
+		if out, ok := decodeAs(body, "iso-2022-jp"); ok {
+			return out
+		}
+	}
+	if label == "" && !utf8.Valid(body) {
+		if out, ok := decodeAs(body, hint); ok {
+			return out
+		}
+	}
+	return string(body)
+}
+
+// decodeAs decodes body from charset; ok is false for no charset, ASCII or
+// UTF-8 (nothing to do) or one the charset package does not know.
+func decodeAs(body []byte, cs string) (string, bool) {
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	switch cs {
+	case "", "us-ascii", "ascii", "utf-8", "utf8":
+		return "", false
+	}
+	r, err := charset.Reader(cs, bytes.NewReader(body))
+	if err != nil {
+		return "", false
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return "", false
+	}
+	return string(out), true
 }
 
 // bodyText returns what follows the first blank line, or all of raw.
@@ -248,7 +370,14 @@ func (m *msg) walk(e *message.Entity, depth int) (ok bool) {
 	}
 	mt := mediaType(e.Header.Get("Content-Type"))
 	body, _ := io.ReadAll(io.LimitReader(e.Body, maxMessageSize))
-	text := strings.ReplaceAll(string(body), "\r\n", "\n")
+	label := ""
+	if !strings.HasPrefix(mt, "text/") {
+		// go-message decodes the charset of text/* parts only; a
+		// delivery-status part may carry one too.
+		_, params, _ := e.Header.ContentType()
+		label = params["charset"]
+	}
+	text := decodeText(normalizeNewlines(body), label, m.charsetHint)
 	switch mt {
 	case "message/delivery-status", "message/global-delivery-status":
 		m.status = append(m.status, text)
@@ -281,6 +410,7 @@ func (m *msg) finish() {
 	if m.subject == "" {
 		m.subject = m.header.Get("Subject")
 	}
+	m.subject = decodeText([]byte(m.subject), "", m.charsetHint)
 	if as, err := m.header.AddressList("From"); err == nil && len(as) > 0 {
 		m.from = strings.ToLower(as[0].Address)
 	} else if a := findAddresses(m.header.Get("From")); len(a) > 0 {
@@ -328,4 +458,38 @@ func stripTags(s string) string {
 		b.WriteString(s)
 	}
 	return b.String()
+}
+
+// ours returns the addresses on our side of a notice: its own To (our
+// return path) and From (the reporting daemon), and the quoted original's
+// sender fields. A refusal that names one of them, and not the recipient,
+// is about us.
+func (m *msg) ours() map[string]bool {
+	if m.oursSet != nil {
+		return m.oursSet
+	}
+	set := map[string]bool{}
+	for _, k := range []string{"To", "From", "Return-Path", "Delivered-To"} {
+		for _, a := range findAddresses(m.header.Get(k)) {
+			set[a] = true
+		}
+	}
+	if h := m.originalHeader(); h != nil {
+		for _, k := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
+			for _, a := range findAddresses(h.Get(k)) {
+				set[a] = true
+			}
+		}
+	}
+	m.oursSet = set
+	return set
+}
+
+// originalHeader is the quoted original's header, from its MIME part or
+// from the text; nil when the notice quotes none.
+func (m *msg) originalHeader() *textproto.Header {
+	if m.original != nil {
+		return m.original
+	}
+	return m.embedded
 }

@@ -11,10 +11,12 @@ type sesNotification struct {
 	NotificationType string `json:"notificationType"`
 	Bounce           struct {
 		BounceType        string `json:"bounceType"`
+		BounceSubType     string `json:"bounceSubType"`
 		ReportingMTA      string `json:"reportingMTA"`
 		BouncedRecipients []struct {
 			EmailAddress   string `json:"emailAddress"`
 			Status         string `json:"status"`
+			Action         string `json:"action"`
 			DiagnosticCode string `json:"diagnosticCode"`
 		} `json:"bouncedRecipients"`
 	} `json:"bounce"`
@@ -70,16 +72,15 @@ func parseSES(n *sesNotification, rep *Report) {
 		rep.ReportingMTA = afterType(n.Bounce.ReportingMTA)
 		for _, r := range n.Bounce.BouncedRecipients {
 			diag := afterType(r.DiagnosticCode)
-			v := Verdict{
-				Recipient:  strings.ToLower(r.EmailAddress),
-				Status:     normStatus(r.Status),
-				Code:       replyCode(diag),
-				Diagnostic: oneLine(diag),
+			status := normStatus(r.Status)
+			if status == "" && replyCode(diag) == 0 && strings.EqualFold(n.Bounce.BounceType, "Transient") {
+				status = "4.0.0"
 			}
-			if v.Status == "" && v.Code == 0 && strings.EqualFold(n.Bounce.BounceType, "Transient") {
-				v.Status = "4.0.0"
-			}
-			v.Kind, v.Category = classify(v.Code, v.Status, diag)
+			v := verdictOf(signal{
+				source: "ses", rcpt: strings.ToLower(r.EmailAddress), code: replyCode(diag), status: status,
+				action: strings.ToLower(r.Action), diag: diag, reportingMTA: rep.ReportingMTA,
+				mtaCategory: sesSubTypes[strings.ToLower(n.Bounce.BounceSubType)],
+			}, true)
 			rep.Recipients = append(rep.Recipients, v)
 		}
 	case "complaint":
@@ -94,7 +95,19 @@ func parseSES(n *sesNotification, rep *Report) {
 		addComplaints(rep, rcpts)
 	case "delivery":
 		for _, r := range n.Delivery.Recipients {
-			rep.Recipients = append(rep.Recipients, Verdict{Kind: KindNotBounce, Recipient: strings.ToLower(r)})
+			rep.Recipients = append(rep.Recipients, Verdict{Kind: KindNotBounce, Recipient: strings.ToLower(r),
+				Rule: "R1", Reason: "SES reports the message as delivered"})
 		}
 	}
+}
+
+// sesSubTypes maps SES's own bounce sub-types to the class of reason they
+// name; like a reporting MTA's category, they count as the words when the
+// diagnostic names none.
+var sesSubTypes = map[string]Category{
+	"noemail":            CategoryUserUnknown,
+	"mailboxfull":        CategoryMailboxFull,
+	"messagetoolarge":    CategoryMessageTooBig,
+	"contentrejected":    CategoryPolicyBlock,
+	"attachmentrejected": CategoryPolicyBlock,
 }

@@ -111,53 +111,37 @@ func parseText(m *msg, rep *Report) {
 		return
 	}
 	for _, rcpt := range rcpts {
-		ctx := recipientContext(m.notice, rcpt)
+		ctx := recipientContext(m.notice, rcpt, rcpts)
 		if ctx == "" && len(rcpts) == 1 {
 			ctx = m.notice
 		}
-		v := Verdict{Recipient: rcpt, Diagnostic: diagnosticOf(ctx)}
-		v.Status = findStatus(v.Diagnostic)
-		v.Code = replyCode(v.Diagnostic)
-		if v.Status == "" && v.Code == 0 {
-			v.Status = findStatus(ctx)
-			v.Code = replyCode(ctx)
+		diag := diagnosticOf(ctx)
+		status, code := findStatus(diag), replyCode(diag)
+		if status == "" && code == 0 {
+			status, code = findStatus(ctx), replyCode(ctx)
 		}
-		if v.Status == "" && v.Code == 0 {
+		if status == "" && code == 0 && len(rcpts) == 1 {
+			// The only recipient's reply may stand apart from its
+			// address, under a heading of its own.
+			if d := diagnosticOf(m.notice); replyCode(d) != 0 || findStatus(d) != "" {
+				diag = d
+				status, code = findStatus(diag), replyCode(diag)
+			}
+		}
+		if status == "" && code == 0 {
 			// No code near the address: the notice's wording says whether
 			// it gave up or will retry.
-			v.Status = impliedStatus(m.subject + " " + m.notice)
+			status = impliedStatus(m.subject + " " + m.notice)
 		}
 		whole := m.notice
 		if len(rcpts) > 1 {
 			whole = ""
 		}
-		v.Kind, v.Category = classifyFailure(rcpt, v.Code, v.Status, ctx, "", whole, m.notice)
-		rep.Recipients = append(rep.Recipients, v)
+		rep.Recipients = append(rep.Recipients, verdictOf(signal{
+			source: "notice", rcpt: rcpt, code: code, status: status,
+			diag: diag, near: ctx, whole: whole, notice: m.notice, ours: m.ours(),
+		}, true))
 	}
-}
-
-// classifyFailure classifies rcpt, which a notice reports as failed: by its
-// own text, then by the whole notice when that says more, then by the
-// command the server refused (see refine). near is the notice's text about
-// the recipient, notice all of it. A failure notice never means
-// "delivered", whatever stray 2.x.x code it quotes.
-func classifyFailure(rcpt string, code int, status, text, near, whole, notice string) (Kind, Category) {
-	kind, cat := classify(code, status, text)
-	if kind == KindNotBounce {
-		kind, cat = classify(code, "", text)
-	}
-	if (cat == CategoryOther || kind == KindNotBounce) && whole != "" {
-		if c := phraseCategory(strings.ToLower(whole)); c != CategoryNone {
-			kind, cat = classify(code, status, text+" "+whole)
-		}
-	}
-	if kind == KindNotBounce {
-		kind, cat = KindSoft, CategoryOther
-	}
-	if cat == CategoryPolicyBlock && statusClass(status, code) == 5 && bareRejection(text, rcpt) {
-		kind, cat = KindHard, CategoryUserUnknown
-	}
-	return refine(kind, cat, text+" "+near+" "+whole, failedCommand(text+" "+near, notice))
 }
 
 // impliedStatus guesses the status class from a notice's wording.
@@ -172,21 +156,34 @@ func impliedStatus(text string) string {
 }
 
 // noticeRecipients returns the failed recipients of a notice without a
-// delivery-status part, from the most to the least reliable source: Exim's
-// X-Failed-Recipients header, the addresses the notice mentions, and last the
-// recipients of the quoted original.
+// delivery-status part, from the most to the least reliable source: the
+// addresses the failure text lists or mentions, then the X-Failed-Recipients
+// header, and last the recipients of the quoted original. The notice's own
+// addressing (To, From, Return-Path, Delivered-To: our return path and the
+// reporting daemon) is never guessed to be a recipient: a notice names its
+// addressee as the sender of the failed message, and that is us. Only the
+// MTA's explicit list of failed addresses (or its X-Failed-Recipients
+// header) can name it, as when someone mails himself.
 //
 // guessed is true when only the last, weakest source gave the addresses.
 func noticeRecipients(m *msg) (rcpts []string, guessed bool) {
-	xfr := findAddresses(m.header.Get("X-Failed-Recipients"))
-	if len(xfr) > 0 && mentionsAny(m.notice, xfr) {
-		return xfr, false
+	ours := map[string]bool{m.from: true}
+	for _, k := range []string{"To", "From", "Return-Path", "Delivered-To"} {
+		for _, a := range findAddresses(m.header.Get(k)) {
+			ours[a] = true
+		}
 	}
-	skip := map[string]bool{m.from: true}
-	h := m.original
-	if h == nil {
-		h = m.embedded
+	notOurs := func(as []string) []string {
+		var out []string
+		for _, a := range as {
+			if !ours[a] {
+				out = append(out, a)
+			}
+		}
+		return out
 	}
+	skip := map[string]bool{}
+	h := m.originalHeader()
 	if h != nil {
 		for _, k := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
 			for _, a := range findAddresses(h.Get(k)) {
@@ -194,32 +191,20 @@ func noticeRecipients(m *msg) (rcpts []string, guessed bool) {
 			}
 		}
 	}
-	// The notice's addressee is our own sender and is mentioned as such,
-	// unless it is also the failed recipient, as when someone mails himself.
-	ours := map[string]bool{}
-	for _, k := range []string{"To", "Return-Path", "Reply-To", "Sender", "Cc", "Delivered-To", "X-Original-To"} {
-		for _, a := range findAddresses(m.header.Get(k)) {
-			ours[a] = true
-		}
-	}
-	as := listed(m.notice)
-	if len(xfr) > 0 && len(as) == 0 {
-		return xfr, false
-	}
-	// A header that names none of the addresses its own notice lists has
-	// been rewritten on the way (or the notice has): the notice's list,
-	// which the quoted original's recipients back, is the better witness.
-	if len(as) > 0 {
+	// The MTA's own list of failed addresses is taken whole, even an
+	// address that is also ours (someone writing to himself); a mere
+	// mention skips our addresses and the original's sender.
+	if as := listed(m.notice); len(as) > 0 {
 		return as, false
 	}
 	if as := mentioned(m.notice, skip, ours); len(as) > 0 {
 		return as, false
 	}
-	if as := mentioned(m.notice, skip, nil); len(as) > 0 {
+	if as := findAddresses(m.header.Get("X-Failed-Recipients")); len(as) > 0 {
 		return as, false
 	}
 	if h != nil {
-		return findAddresses(h.Get("To") + ", " + h.Get("Cc")), true
+		return notOurs(findAddresses(h.Get("To") + ", " + h.Get("Cc"))), true
 	}
 	return nil, false
 }
@@ -277,21 +262,10 @@ func mentioned(notice string, skip, ours map[string]bool) []string {
 	return out
 }
 
-// mentionsAny reports whether notice names any of addrs.
-func mentionsAny(notice string, addrs []string) bool {
-	lower := strings.ToLower(notice)
-	for _, a := range addrs {
-		if strings.Contains(lower, a) {
-			return true
-		}
-	}
-	return false
-}
-
 // listHeadRe matches the line with which MTAs introduce the list of failed
 // addresses (Exim, sendmail, Postfix's older wording, Courier, many
 // appliances).
-var listHeadRe = regexp.MustCompile(`(?i)(following address(es|\(es\))?( (had|failed)|\s*$)|following recipients? (failed|could not)|could not be delivered to the following|delivery to the following recipients? failed|undeliverable to the following)`)
+var listHeadRe = regexp.MustCompile(`(?i)(following address(es|\(es\))?( (had|failed)|[.:]?\s*$)|following recipients? (failed|could not)|could not be delivered to the following|delivery to the following recipients? failed|undeliverable to the following)`)
 
 // listed returns the addresses the notice lists, one per line, under its
 // "the following address(es) failed" heading. Such a list is the MTA's own
@@ -305,10 +279,13 @@ func listed(notice string) []string {
 			continue
 		}
 		skipped := 0
-		for _, item := range lines[i+1:] {
+		rest := lines[i+1:]
+		for k, item := range rest {
 			t := strings.TrimSpace(item)
 			if t == "" {
-				if len(out) > 0 {
+				if len(out) > 0 && !nextIsAddress(rest[k+1:]) {
+					// Entries may be a blank line apart (qmail); the
+					// list ends where no address follows.
 					break
 				}
 				continue
@@ -331,6 +308,17 @@ func listed(notice string) []string {
 		}
 	}
 	return nil
+}
+
+// nextIsAddress reports whether the first non-blank line of lines is an
+// address line.
+func nextIsAddress(lines []string) bool {
+	for _, l := range lines {
+		if t := strings.TrimSpace(l); t != "" {
+			return isAddressLine(t)
+		}
+	}
+	return false
 }
 
 // notRecipientLine reports whether a notice line names an address that is
@@ -369,7 +357,7 @@ func skippedLocal(addr string) bool {
 
 // recipientContext returns the notice lines that belong to rcpt: from its
 // first mention up to a blank-line gap or the next address-only line.
-func recipientContext(notice, rcpt string) string {
+func recipientContext(notice, rcpt string, others []string) string {
 	if rcpt == "" {
 		return ""
 	}
@@ -409,14 +397,26 @@ func recipientContext(notice, rcpt string) string {
 			continue
 		}
 		blank = 0
-		if isAddressLine(l) && !strings.Contains(strings.ToLower(l), rcpt) {
+		if lower := strings.ToLower(l); !strings.Contains(lower, rcpt) && (isAddressLine(l) || mentionsOther(lower, rcpt, others)) {
 			break
 		}
-		if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "===") {
+		if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "===") || strings.HasPrefix(strings.ToLower(l), "while talking to") {
+			// A new section, or sendmail's transcript of another session.
 			break
 		}
 	}
 	return strings.Join(lines[from:end], "\n")
+}
+
+// mentionsOther reports whether a lowercase line names another of the
+// failed recipients: it belongs to that one.
+func mentionsOther(lower, rcpt string, others []string) bool {
+	for _, o := range others {
+		if o != rcpt && strings.Contains(lower, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // isAddressLine reports whether l is an address alone, as notices list the

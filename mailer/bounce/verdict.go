@@ -1,13 +1,3 @@
-// Package bounce classifies delivery failures: synchronous SMTP replies from
-// our own mailer, delivery status notifications (RFC 3464 and the
-// non-standard formats of the big providers and MTAs), auto-replies and ARF
-// complaint reports (RFC 5965).
-//
-// Every signal ends as a Verdict. Kind answers "what do we do with this
-// address?": only a permanent failure of the address itself (no such user,
-// no such domain) is hard and should suppress it; a failure caused by the
-// message, our reputation, a full mailbox or the network is soft, because
-// the address is still good.
 package bounce
 
 // Kind is what a signal means for the recipient address.
@@ -60,6 +50,23 @@ type Verdict struct {
 	Diagnostic string
 	// Recipient is the failed address; empty for a synchronous reply.
 	Recipient string
+	// Rule is the ID of the precedence table's row that decided ("R8"),
+	// and Reason says why in words, for the user who wonders why an
+	// address was suppressed. Both are empty for complaints and
+	// auto-replies, which no table decides.
+	Rule   string
+	Reason string
+	// Evidence is what the decision was made from.
+	Evidence Evidence
+}
+
+// Explain is the verdict's rule and reason on one line, as stored with a
+// bounce and shown on the bounces page.
+func (v Verdict) Explain() string {
+	if v.Rule == "" {
+		return v.Reason
+	}
+	return v.Rule + " " + ruleName(v.Rule) + ": " + v.Reason
 }
 
 // SlowDown reports whether the remote side asked us to send more slowly: the
