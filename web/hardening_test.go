@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -219,4 +220,82 @@ func TestHTTPServerTimeouts(t *testing.T) {
 	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.IdleTimeout <= 0 {
 		t.Errorf("HTTPServer() timeouts: header %v, read %v, idle %v; want all set", s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout)
 	}
+}
+
+var (
+	inlineScript  = regexp.MustCompile(`(?i)<script\b[^>]*>`)
+	handlerAttrRE = regexp.MustCompile(`(?i)<[a-z][^>]*\son[a-z]+\s*=`)
+)
+
+// Every registered route answers with the Content-Security-Policy and the
+// other security headers, signed out and as an admin, and no dashboard
+// page holds an inline script or an on…= handler the policy would block.
+func TestEveryRouteSendsSecurityHeaders(t *testing.T) {
+	app := newTestApp(t, nil)
+	admin := app.user(models.RoleAdmin)
+	anon := app.client()
+	// Rows with id 1 where the pages have actions (remove a user, revoke a
+	// token, copy a DNS record, print a certificate).
+	ctx := t.Context()
+	other, err := app.store.CreateUser(ctx, "other@example.com", "Other", "correct horse battery", models.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := app.store.CreateAPIToken(ctx, other.ID, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.store.CreateSendingDomain(ctx, "news.example.com", app.srv.cfg.Secret, models.SendingDomainOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPublic}
+	if err := app.store.CreateList(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.store.CreateSubscriber(ctx, &models.Subscriber{Email: "ada@example.org"}, map[int64]string{l.ID: models.SubConfirmed},
+		models.Evidence{Source: models.SourceAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"Content-Security-Policy": "script-src 'self';",
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "same-origin",
+		"X-Frame-Options":         "SAMEORIGIN",
+	}
+	routes := app.srv.echo.Routes()
+	if len(routes) < 100 {
+		t.Fatalf("Routes() = %d routes, want the whole table", len(routes))
+	}
+	checked, pages := 0, 0
+	for _, r := range routes {
+		if r.Method == echo.RouteNotFound {
+			continue
+		}
+		path := regexp.MustCompile(`:[a-z_]+`).ReplaceAllString(r.Path, "1")
+		path = strings.ReplaceAll(path, "*", "x")
+		for who, c := range map[string]*client{"anonymous": anon, "admin": admin} {
+			req, _ := http.NewRequest(r.Method, app.http.URL+path, nil)
+			p := c.do(req)
+			for h, v := range want {
+				if got := p.Header.Get(h); !strings.Contains(got, v) {
+					t.Errorf("%s %s (%s, status %d): %s = %q, want it to contain %q", r.Method, r.Path, who, p.StatusCode, h, got, v)
+				}
+			}
+			if csp := p.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors") {
+				t.Errorf("%s %s (%s): CSP %q has no frame-ancestors", r.Method, r.Path, who, csp)
+			}
+			if strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") && p.StatusCode == 200 {
+				pages++
+				for _, m := range inlineScript.FindAllString(p.Body, -1) {
+					if !strings.Contains(m, " src=") {
+						t.Errorf("%s %s (%s): inline script %q", r.Method, r.Path, who, m)
+					}
+				}
+				if m := handlerAttrRE.FindString(p.Body); m != "" && !strings.Contains(r.Path, "/outbox/") {
+					t.Errorf("%s %s (%s): inline handler in %q", r.Method, r.Path, who, m)
+				}
+			}
+			checked++
+		}
+	}
+	t.Logf("checked %d routes twice (%d requests), %d HTML pages for inline script", len(routes), checked, pages)
 }

@@ -23,6 +23,7 @@ func (s *Server) routes() *echo.Echo {
 	e.IPExtractor = clientIP(s.cfg.Proxies)
 	e.Use(middleware.RequestID())
 	e.Use(middleware.Recover())
+	e.Use(securityHeaders)
 	e.Use(s.limitBodies)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "SAMEORIGIN",
