@@ -43,10 +43,19 @@ func open(ctx context.Context, name string, args []string, stderr io.Writer, ext
 		return nil, nil, err
 	}
 	if cfg.Secret == "" {
+		if name == "serve" {
+			if err := cfg.RequireSecret(); err != nil {
+				store.Close()
+				return nil, nil, err
+			}
+		}
 		if cfg.Secret, err = store.EnsureSecret(ctx); err != nil {
 			store.Close()
 			return nil, nil, err
 		}
+	} else if err := adoptSecret(ctx, cfg, store, stderr); err != nil {
+		store.Close()
+		return nil, nil, err
 	}
 	return cfg, store, nil
 }
@@ -69,7 +78,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		transport = mailer.Staging(transport, mailer.NewCapture(store), mailer.StagingPolicy(store, log, 5*time.Second))
 	}
 	eng := mailer.New(mailer.Options{
-		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret},
+		NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Secrets: cfg.Secrets(),
 		Transport: transport, FeedbackSender: cfg.FeedbackAddress,
 	}, store)
 	engDone := make(chan error, 1)
@@ -98,7 +107,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.InboundListen != "" {
 		in, err := mailer.NewInboundServer(store, mailer.InboundOptions{
-			Addr: cfg.InboundListen, Keys: token.NewKeyring(cfg.Secret),
+			Addr: cfg.InboundListen, Keys: token.NewKeyring(cfg.Secrets()...),
 			FeedbackAddress: cfg.FeedbackAddress, Logger: log,
 		})
 		if err != nil {
@@ -251,7 +260,7 @@ func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // startPoller polls the configured bounce mailbox until ctx ends.
 func startPoller(ctx context.Context, cfg *config.Config, store *models.Store, log *slog.Logger) error {
-	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secret),
+	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secrets()...),
 		FeedbackAddress: cfg.FeedbackAddress, Logger: log})
 	if err != nil {
 		return err

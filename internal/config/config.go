@@ -73,6 +73,10 @@ type Config struct {
 	// ImportMaxMB is the largest subscriber import upload, in megabytes.
 	ImportMaxMB string
 
+	// PreviousSecrets are older secrets whose links (in mail already
+	// sent) are still accepted; serve fills it with the database's stored
+	// secret when Secret replaces it.
+	PreviousSecrets []string
 	// Proxies is TrustedProxies parsed.
 	Proxies []*net.IPNet
 	// ImportMaxBytes is ImportMaxMB in bytes.
@@ -230,4 +234,27 @@ func Help(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  -%-15s %-22s default %s\n  %18s %s\n", v.Flag, v.Env, def, "", v.Usage)
 	}
+}
+
+// Secrets is Secret then PreviousSecrets: the first signs, all verify.
+func (c *Config) Secrets() []string {
+	return append([]string{c.Secret}, c.PreviousSecrets...)
+}
+
+// Production reports whether the root URL is https, which Herald takes to
+// mean a public installation.
+func (c *Config) Production() bool {
+	return strings.HasPrefix(c.RootURL, "https://")
+}
+
+// RequireSecret refuses a production installation without a secret from
+// outside the database: the generated one is stored in the database
+// beside the DKIM keys it seals and the data its links open, so a dump of
+// the database would give away all three.
+func (c *Config) RequireSecret() error {
+	if c.Secret == "" && c.Production() {
+		return fmt.Errorf("config: the root URL %s is https (a production installation), which needs a secret kept outside the database: "+
+			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
+	}
+	return nil
 }
