@@ -337,6 +337,9 @@ func (s *Server) validateCampaign(ctx context.Context, cp *models.Campaign, list
 			errs["ip_pool_id"] = "Choose an existing IP pool."
 		}
 	}
+	if s.mailer != nil && !s.mailer.HasTransport(cp.Transport) {
+		errs["transport"] = fmt.Sprintf("Transport %q is not configured; leave it empty for the default, or use one of %q.", cp.Transport, s.mailer.TransportNames())
+	}
 	return errs
 }
 

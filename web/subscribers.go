@@ -85,20 +85,18 @@ func parseSubscriberForm(c echo.Context) (views.SubscriberForm, *models.Subscrib
 		Attributes: c.FormValue("attributes"), Status: c.FormValue("status"),
 		LawfulBasis: c.FormValue("lawful_basis"), Lists: map[int64]bool{}, Errors: map[string]string{},
 	}
-	sub := &models.Subscriber{Name: f.Name}
-	email, err := models.NormalizeEmail(f.Email)
-	if err != nil {
-		f.Errors["email"] = err.Error()
-	}
-	sub.Email = email
-	if len(f.Name) > 200 {
-		f.Errors["name"] = "Keep the name under 200 characters."
-	}
+	sub := &models.Subscriber{Name: f.Name, Email: f.Email}
 	attrs, err := models.ParseAttributes(f.Attributes)
 	if err != nil {
 		f.Errors["attributes"] = err.Error()
 	}
 	sub.Attributes = attrs
+	// The store's own checks (the API gets the same).
+	for k, v := range sub.Validate() {
+		if f.Errors[k] == "" {
+			f.Errors[k] = v
+		}
+	}
 	form, _ := c.FormParams()
 	for _, v := range form["lists"] {
 		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
