@@ -153,7 +153,7 @@ func bound(main string, trees map[string]*parse.Tree) error {
 		return err
 	}
 	if w > maxSteps {
-		return &limitError{msg: fmt.Sprintf("the template would run more than %d steps (loops times the actions in them); make its loops shorter", maxSteps)}
+		return &limitError{msg: fmt.Sprintf("the template would run over the limit of %d steps per part (loops times the actions in them); make its loops shorter", maxSteps)}
 	}
 	return nil
 }

@@ -9,9 +9,11 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -298,4 +300,33 @@ func TestEveryRouteSendsSecurityHeaders(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d routes twice (%d requests), %d HTML pages for inline script", len(routes), checked, pages)
+}
+
+// The reported templates, through the dashboard's preview and save: each
+// is answered within 2 s with a message naming the limit, and the process
+// does not grow by the 150 MB the printf case used to allocate.
+func TestTemplatePreviewIsBounded(t *testing.T) {
+	app := newTestApp(t, nil)
+	m := app.user(models.RoleMarketer)
+	for _, src := range []string{`{{range 50000000}}{{end}}`, `{{range 5}}{{printf "%010000000d" 0}}{{end}}`, `{{range 100000}}{{range 100000}}{{end}}{{end}}`} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		p := m.postForm("/templates/preview", url.Values{"subject": {"Hi"}, "text": {src}})
+		took := time.Since(start)
+		runtime.ReadMemStats(&after)
+		grew := int64(after.TotalAlloc - before.TotalAlloc)
+		t.Logf("%s: preview status %d in %v, %.1f MB allocated", src, p.StatusCode, took, float64(grew)/(1<<20))
+		if !strings.Contains(p.Body, "limit") {
+			t.Errorf("%s: preview %.300s, want a message naming the limit", src, p.Body)
+		}
+		if took > 2*time.Second || grew > 50<<20 {
+			t.Errorf("%s: preview took %v and allocated %d MB, want under 2 s and 50 MB", src, took, grew>>20)
+		}
+		save := m.postForm("/templates", url.Values{"kind": {"campaign"}, "name": {"loop"}, "subject": {"Hi"}, "text": {src}})
+		if save.StatusCode != 422 || !strings.Contains(save.Body, "limit") {
+			t.Errorf("%s: save status %d, want 422 naming the limit", src, save.StatusCode)
+		}
+	}
 }
