@@ -135,10 +135,9 @@ func (s *Server) apiDeleteList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteList(c.Request().Context(), id, evidence(c, models.SourceAPI)); err != nil {
+	if err := s.store.DeleteList(s.audited(c, "list.delete", "list", "(api)", &id), id, evidence(c, models.SourceAPI)); err != nil {
 		return err
 	}
-	s.audit(c, "list.delete", "list", itoa(id), "(api)")
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -214,14 +214,13 @@ func (s *Server) blocklistSubscriber(c echo.Context) error {
 		return err
 	}
 	blocked := c.FormValue("blocked") != "false"
-	if err := s.store.SetBlocklisted(c.Request().Context(), id, blocked, evidence(c, models.SourceAdmin)); err != nil {
-		return err
-	}
 	action, msg := "subscriber.unblock", "Subscriber unblocked. They are not resubscribed to any list."
 	if blocked {
 		action, msg = "subscriber.blocklist", "Subscriber blocklisted and unsubscribed from every list."
 	}
-	s.audit(c, action, "subscriber", itoa(id), "")
+	if err := s.store.SetBlocklisted(s.audited(c, action, "subscriber", "", &id), id, blocked, evidence(c, models.SourceAdmin)); err != nil {
+		return err
+	}
 	s.flash(c, msg)
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }

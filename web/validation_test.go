@@ -119,3 +119,30 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 		t.Errorf("unknown transport, API: status %d %.200s, want 422 naming transport", p.StatusCode, p.Body)
 	}
 }
+
+// Changes made through the dashboard and the API write their audit entry
+// once, in the change's transaction, naming the object.
+func TestAuditedChangesWriteOneEntry(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	m := app.user(models.RoleMarketer)
+	l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPrivate}
+	if err := app.store.CreateList(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if p := m.postForm("/subscribers", url.Values{"email": {"ada@example.org"}, "lawful_basis": {"consent"}, "lists": {fmt.Sprint(l.ID)}}); p.StatusCode != 200 {
+		t.Fatalf("create subscriber: status %d", p.StatusCode)
+	}
+	if p := m.postForm(fmt.Sprintf("/lists/%d/delete", l.ID), url.Values{}); p.StatusCode != 200 {
+		t.Fatalf("delete list: status %d", p.StatusCode)
+	}
+	type row struct{ Action, ObjectID, Actor string }
+	var rows []row
+	app.store.DB().Raw("SELECT action, object_id, actor FROM audit_log WHERE action IN ('subscriber.create', 'list.delete') ORDER BY id").Scan(&rows)
+	var sub models.Subscriber
+	app.store.DB().Where("email = ?", "ada@example.org").First(&sub)
+	want := []row{{"subscriber.create", fmt.Sprint(sub.ID), "marketer@example.com"}, {"list.delete", fmt.Sprint(l.ID), "marketer@example.com"}}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("audit rows = %v, want %v", rows, want)
+	}
+}
