@@ -47,21 +47,23 @@ func renderTemplate(subject, html, text string, o compileOptions, d TemplateData
 	if err != nil {
 		return nil, err
 	}
+	// The same bounded execution as sending (run): a preview or a check
+	// must not be the way to pin the server either.
 	var b bytes.Buffer
-	if err := c.subject.Execute(&b, d); err != nil {
+	if err := c.subject.run(&b, &d); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
 	p := &Preview{Subject: strings.Join(strings.Fields(b.String()), " ")}
 	d.Campaign.Subject = p.Subject
 	if c.html != nil {
 		b.Reset()
-		if err := c.html.Execute(&b, d); err != nil {
+		if err := c.html.run(&b, &d); err != nil {
 			return nil, fmt.Errorf("HTML body: %w", err)
 		}
 		p.HTML = b.String()
 	}
 	b.Reset()
-	if err := c.text.Execute(&b, d); err != nil {
+	if err := c.text.run(&b, &d); err != nil {
 		return nil, fmt.Errorf("text body: %w", err)
 	}
 	p.Text = b.String()

@@ -82,6 +82,11 @@ type InboundOptions struct {
 	// ReadTimeout and WriteTimeout bound each command and reply. Zero: 2
 	// minutes each.
 	ReadTimeout, WriteTimeout time.Duration
+	// MessageTimeout bounds one message from MAIL to the end of its data.
+	// Zero: 5 minutes.
+	MessageTimeout time.Duration
+	// SessionTimeout bounds a whole connection. Zero: 15 minutes.
+	SessionTimeout time.Duration
 	// RecordTimeout bounds the database work for one message; when it
 	// fails the sender gets a temporary error and retries. Zero: 30s.
 	RecordTimeout time.Duration
@@ -126,6 +131,12 @@ func (o InboundOptions) withDefaults() InboundOptions {
 	}
 	if o.RecordTimeout <= 0 {
 		o.RecordTimeout = 30 * time.Second
+	}
+	if o.MessageTimeout <= 0 {
+		o.MessageTimeout = 5 * time.Minute
+	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = 15 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -189,7 +200,9 @@ func (s *InboundServer) Serve(ctx context.Context, l net.Listener) error {
 	s.log.Info("inbound smtp listening", "addr", l.Addr().String(), "bounce_domains", s.opts.BounceDomains,
 		"feedback_address", s.opts.FeedbackAddress)
 	errc := make(chan error, 1)
-	go func() { errc <- s.smtp.Serve(&limitedListener{Listener: l, limits: s.limits}) }()
+	go func() {
+		errc <- s.smtp.Serve(&timedListener{Listener: &limitedListener{Listener: l, limits: s.limits}, session: s.opts.SessionTimeout})
+	}()
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -224,7 +237,7 @@ func (s *InboundServer) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		ip = a.IP.String()
 	}
-	return &inboundSession{srv: s, ip: ip, helo: c.Hostname()}, nil
+	return &inboundSession{srv: s, ip: ip, helo: c.Hostname(), conn: timedConnOf(c.Conn())}, nil
 }
 
 // inboundSession is one SMTP session.
@@ -234,16 +247,23 @@ type inboundSession struct {
 	helo  string
 	from  string
 	rcpts []inboundRcpt
+	conn  *timedConn // the session's hard deadlines (inbound_limits.go)
 }
 
 func (ss *inboundSession) Reset() {
 	ss.from = ""
 	ss.rcpts = nil
+	if ss.conn != nil {
+		ss.conn.startMessage(0)
+	}
 }
 
 func (ss *inboundSession) Logout() error { return nil }
 
 func (ss *inboundSession) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.conn != nil {
+		ss.conn.startMessage(ss.srv.opts.MessageTimeout)
+	}
 	ss.from = from
 	return nil
 }

@@ -609,3 +609,55 @@ func TestInboundSwaks(t *testing.T) {
 		t.Errorf("campaign 2 stats = %+v, want one hard bounce", got)
 	}
 }
+
+// A client cannot hold a connection by keeping every command under the
+// per-command timeout: the session ends at SessionTimeout, and a message
+// fed a line at a time ends at MessageTimeout.
+func TestInboundTotalTimeLimits(t *testing.T) {
+	s := testdb.SQLite(t)
+	w := newWorld(t, s)
+	addr := startInbound(t, s, mailer.InboundOptions{Keys: w.kr, ReadTimeout: 2 * time.Second,
+		MessageTimeout: 2 * time.Second, SessionTimeout: 6 * time.Second})
+
+	// held sends lines every 300ms (each well within ReadTimeout) until
+	// the server closes the connection, and says how long that took.
+	held := func(lines func(i int) string) time.Duration {
+		c, line, err := greeting(addr)
+		if err != nil || !strings.HasPrefix(line, "220") {
+			t.Fatalf("greeting: %q, %v", line, err)
+		}
+		defer c.Close()
+		start := time.Now()
+		go io.Copy(io.Discard, c)
+		for i := 0; time.Since(start) < 20*time.Second; i++ {
+			if _, err := io.WriteString(c, lines(i)); err != nil {
+				return time.Since(start)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	noops := held(func(i int) string { return "NOOP\r\n" })
+	t.Logf("NOOP every 300ms: closed after %v", noops)
+	if noops < 5*time.Second || noops > 12*time.Second {
+		t.Errorf("NOOP every 300ms held the connection %v, want it closed at the 6s session limit", noops)
+	}
+	verp := w.verp(w.c1, "alice@example.net")
+	drip := held(func(i int) string {
+		switch i {
+		case 0:
+			return "EHLO mx.example.net\r\n"
+		case 1:
+			return "MAIL FROM:<>\r\n"
+		case 2:
+			return "RCPT TO:<" + verp + ">\r\n"
+		case 3:
+			return "DATA\r\n"
+		}
+		return "X-Drip: a line\r\n"
+	})
+	t.Logf("message a line every 300ms: closed after %v", drip)
+	if drip < 1500*time.Millisecond || drip > 4500*time.Millisecond {
+		t.Errorf("message fed a line every 300ms held the connection %v, want it closed at the 2s message limit", drip)
+	}
+}

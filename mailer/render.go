@@ -50,6 +50,8 @@ type TemplateData struct {
 	Org            OrgData
 	Campaign       CampaignData
 	Data           map[string]any
+
+	budget *budget // what this execution may still use (limits.go)
 }
 
 // SubscriberData is the recipient as templates see them.
@@ -115,6 +117,9 @@ type textTemplate struct {
 
 func parseText(name, src string) (*textTemplate, error) {
 	t, err := ttemplate.New(name).Option("missingkey=zero").Parse(src)
+	if err == nil {
+		err = boundText(t)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +135,9 @@ type htmlTemplate struct {
 
 func parseHTML(name, src string) (*htmlTemplate, error) {
 	t, err := htemplate.New(name).Option("missingkey=zero").Parse(src)
+	if err == nil {
+		err = boundHTML(t)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -146,14 +154,15 @@ func (t *htmlTemplate) run(w *bytes.Buffer, d *TemplateData) error {
 	return t.fast.runOr(t.Template, w, d)
 }
 
-// runOr executes st (which may be nil) for d into w, or lib when st cannot.
+// runOr executes st (which may be nil) for d into w, or lib when st cannot,
+// within the template limits (limits.go).
 func (st *straight) runOr(lib interface{ Execute(io.Writer, any) error }, w *bytes.Buffer, d *TemplateData) error {
 	n := w.Len()
 	if st != nil && st.execute(w, d) {
-		return nil
+		return checkStraight(w.Len() - n)
 	}
 	w.Truncate(n)
-	return lib.Execute(w, d)
+	return executeBounded(lib, w, d)
 }
 
 // compileTemplate parses a template's subject and bodies.

@@ -41,7 +41,7 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 	}
 	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress}
 	if cfg.Secret != "" {
-		o.Secrets = []string{cfg.Secret}
+		o.Secrets = cfg.Secrets()
 	}
 	return New(o, store), nil
 }

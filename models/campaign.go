@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 )
@@ -84,6 +85,11 @@ func (c *Campaign) Validate() map[string]string {
 	c.Name = strings.TrimSpace(c.Name)
 	if c.Name == "" {
 		errs["name"] = "Give the campaign a name."
+	} else if utf8.RuneCountInString(c.Name) > MaxNameLength {
+		errs["name"] = fmt.Sprintf("Keep the name under %d characters.", MaxNameLength)
+	}
+	if utf8.RuneCountInString(c.Subject) > MaxSubjectLength {
+		errs["subject"] = fmt.Sprintf("Keep the subject under %d characters.", MaxSubjectLength)
 	}
 	if c.TemplateID == nil {
 		errs["template_id"] = "Choose a template."

@@ -80,6 +80,15 @@ func (r *DSRRequest) Validate() map[string]string {
 
 // CreateDSR logs a request. An empty Status means open.
 func (s *Store) CreateDSR(ctx context.Context, r *DSRRequest) error {
+	prepareDSR(r)
+	if err := s.db.WithContext(ctx).Create(r).Error; err != nil {
+		return fmt.Errorf("models: create data-subject request: %w", err)
+	}
+	return nil
+}
+
+// prepareDSR fills a new request's hash, status and times.
+func prepareDSR(r *DSRRequest) {
 	r.SubjectHash = SuppressionHash(r.SubjectEmail)
 	if r.Status == "" {
 		r.Status = DSROpen
@@ -92,10 +101,6 @@ func (s *Store) CreateDSR(ctx context.Context, r *DSRRequest) error {
 		t := dbTime(*r.HandledAt)
 		r.HandledAt = &t
 	}
-	if err := s.db.WithContext(ctx).Create(r).Error; err != nil {
-		return fmt.Errorf("models: create data-subject request: %w", err)
-	}
-	return nil
 }
 
 // DSR returns one request.

@@ -31,111 +31,115 @@ const erasedMarker = "[erased]"
 // The preference centre and the compliance centre both call this: one
 // implementation of erasure.
 func (s *Store) EraseSubscriber(ctx context.Context, id int64, ev Evidence) error {
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var sub Subscriber
-		if err := tx.First(&sub, id).Error; err != nil {
-			return notFound(err)
-		}
-		email := strings.ToLower(sub.Email)
-		// Every address the person had: rectified ones live on in the
-		// ledger, data-request log and audit summaries.
-		var former []string
-		if err := tx.Raw(`SELECT DISTINCT email FROM consents WHERE subscriber_id = ? AND email <> ''
-			UNION SELECT DISTINCT subject_email FROM dsr_requests WHERE subscriber_id = ? AND subject_email <> ''`,
-			id, id).Scan(&former).Error; err != nil {
-			return err
-		}
-		addresses := []string{email}
-		for _, a := range former {
-			addresses = uniq(append(addresses, strings.ToLower(a))...)
-		}
-		hashes := make([]string, len(addresses))
-		for i, a := range addresses {
-			hashes[i] = SuppressionHash(a)
-		}
-
-		var lists []int64
-		if err := tx.Raw("SELECT list_id FROM subscriptions WHERE subscriber_id = ?", id).Scan(&lists).Error; err != nil {
-			return err
-		}
-		var deliveries []int64
-		if err := tx.Raw("SELECT id FROM deliveries WHERE subscriber_id = ? OR lower(email) IN ?", id, addresses).
-			Scan(&deliveries).Error; err != nil {
-			return err
-		}
-
-		type step struct {
-			sql  string
-			args []any
-		}
-		steps := []step{
-			// The ledger: tombstones. pii_digest already holds the hash of
-			// the personal columns, so the chain verifies without them.
-			{`UPDATE consents SET email = '', ip = '', user_agent = '', page = ''
-				WHERE subscriber_id = ? OR lower(email) IN ?`, []any{id, addresses}},
-			{`DELETE FROM subscriptions WHERE subscriber_id = ?`, []any{id}},
-			{`UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
-			{`UPDATE bounces SET diagnostic = '', remote_mta = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
-			{`DELETE FROM outbox WHERE lower(rcpt_to) IN ?`, []any{addresses}},
-			{`DELETE FROM import_errors WHERE lower(email) IN ?`, []any{addresses}},
-			// Suppressions under the plain address become hash-only.
-			{`UPDATE suppressions SET value = '', note = '' WHERE value_hash IN ?`, []any{hashes}},
-			// Data-subject requests stay, findable by the address's hash.
-			{`UPDATE dsr_requests SET subject_email = '' WHERE subscriber_id = ? OR subject_hash IN ?`, []any{id, hashes}},
-			{`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at)
-				VALUES ('address', '', ?, ?, '', ?) ON CONFLICT (value_hash) DO NOTHING`,
-				[]any{SuppressionHash(email), SuppressErased, dbNow()}},
-		}
-		// Audit summaries may quote the address as it was typed, and the
-		// name (when it is long enough not to match ordinary words).
-		forms := uniq(append([]string{sub.Email}, append(former, addresses...)...)...)
-		if name := strings.TrimSpace(sub.Name); len(name) >= 4 {
-			forms = append(forms, name)
-		}
-		for _, form := range forms {
-			steps = append(steps, step{`UPDATE audit_log SET summary = replace(summary, ?, ?) WHERE summary LIKE ? ESCAPE '\'`,
-				[]any{form, erasedMarker, "%" + likeEscaper.Replace(form) + "%"}})
-		}
-		for _, st := range steps {
-			if err := tx.Exec(st.sql, st.args...).Error; err != nil {
-				return err
-			}
-		}
-		for ids := range slices.Chunk(deliveries, 500) {
-			if err := tx.Exec(`UPDATE deliveries SET email = '', name = '', data = '', last_text = '', mx_host = '',
-				domain = ?, subscriber_id = NULL WHERE id IN ?`, erasedDomain, ids).Error; err != nil {
-				return err
-			}
-			if err := tx.Exec(`UPDATE bounces SET diagnostic = '', remote_mta = '' WHERE delivery_id IN ?`, ids).Error; err != nil {
-				return err
-			}
-			if err := tx.Exec(`UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE delivery_id IN ?`, ids).Error; err != nil {
-				return err
-			}
-			if err := tx.Exec(`DELETE FROM outbox WHERE delivery_id IN ?`, ids).Error; err != nil {
-				return err
-			}
-		}
-		if err := tx.Exec("DELETE FROM subscribers WHERE id = ?", id).Error; err != nil {
-			return err
-		}
-
-		// The record that erasure happened, per list, and once for the
-		// person when they were on none: no personal columns.
-		clean := Evidence{Source: ev.Source, Actor: ev.Actor, Note: ev.Note}
-		if len(lists) == 0 {
-			lists = []int64{0}
-		}
-		rows := make([]Consent, 0, len(lists))
-		for _, l := range lists {
-			rows = append(rows, clean.row(ConsentErased, id, l, ""))
-		}
-		return s.appendConsents(tx, rows)
-	})
+	err := s.tx(ctx, func(tx *gorm.DB) error { return s.eraseTx(tx, id, ev) })
 	if err != nil {
 		return fmt.Errorf("models: erase subscriber %d: %w", id, err)
 	}
 	return nil
+}
+
+// eraseTx is EraseSubscriber inside tx, for workflows that erase as one
+// step of their transaction (EraseForRequest).
+func (s *Store) eraseTx(tx *gorm.DB, id int64, ev Evidence) error {
+	var sub Subscriber
+	if err := tx.First(&sub, id).Error; err != nil {
+		return notFound(err)
+	}
+	email := strings.ToLower(sub.Email)
+	// Every address the person had: rectified ones live on in the
+	// ledger, data-request log and audit summaries.
+	var former []string
+	if err := tx.Raw(`SELECT DISTINCT email FROM consents WHERE subscriber_id = ? AND email <> ''
+		UNION SELECT DISTINCT subject_email FROM dsr_requests WHERE subscriber_id = ? AND subject_email <> ''`,
+		id, id).Scan(&former).Error; err != nil {
+		return err
+	}
+	addresses := []string{email}
+	for _, a := range former {
+		addresses = uniq(append(addresses, strings.ToLower(a))...)
+	}
+	hashes := make([]string, len(addresses))
+	for i, a := range addresses {
+		hashes[i] = SuppressionHash(a)
+	}
+
+	var lists []int64
+	if err := tx.Raw("SELECT list_id FROM subscriptions WHERE subscriber_id = ?", id).Scan(&lists).Error; err != nil {
+		return err
+	}
+	var deliveries []int64
+	if err := tx.Raw("SELECT id FROM deliveries WHERE subscriber_id = ? OR lower(email) IN ?", id, addresses).
+		Scan(&deliveries).Error; err != nil {
+		return err
+	}
+
+	type step struct {
+		sql  string
+		args []any
+	}
+	steps := []step{
+		// The ledger: tombstones. pii_digest already holds the hash of
+		// the personal columns, so the chain verifies without them.
+		{`UPDATE consents SET email = '', ip = '', user_agent = '', page = ''
+			WHERE subscriber_id = ? OR lower(email) IN ?`, []any{id, addresses}},
+		{`DELETE FROM subscriptions WHERE subscriber_id = ?`, []any{id}},
+		{`UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
+		{`UPDATE bounces SET diagnostic = '', remote_mta = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
+		{`DELETE FROM outbox WHERE lower(rcpt_to) IN ?`, []any{addresses}},
+		{`DELETE FROM import_errors WHERE lower(email) IN ?`, []any{addresses}},
+		// Suppressions under the plain address become hash-only.
+		{`UPDATE suppressions SET value = '', note = '' WHERE value_hash IN ?`, []any{hashes}},
+		// Data-subject requests stay, findable by the address's hash.
+		{`UPDATE dsr_requests SET subject_email = '' WHERE subscriber_id = ? OR subject_hash IN ?`, []any{id, hashes}},
+		{`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at)
+			VALUES ('address', '', ?, ?, '', ?) ON CONFLICT (value_hash) DO NOTHING`,
+			[]any{SuppressionHash(email), SuppressErased, dbNow()}},
+	}
+	// Audit summaries may quote the address as it was typed, and the
+	// name (when it is long enough not to match ordinary words).
+	forms := uniq(append([]string{sub.Email}, append(former, addresses...)...)...)
+	if name := strings.TrimSpace(sub.Name); len(name) >= 4 {
+		forms = append(forms, name)
+	}
+	for _, form := range forms {
+		steps = append(steps, step{`UPDATE audit_log SET summary = replace(summary, ?, ?) WHERE summary LIKE ? ESCAPE '\'`,
+			[]any{form, erasedMarker, "%" + likeEscaper.Replace(form) + "%"}})
+	}
+	for _, st := range steps {
+		if err := tx.Exec(st.sql, st.args...).Error; err != nil {
+			return err
+		}
+	}
+	for ids := range slices.Chunk(deliveries, 500) {
+		if err := tx.Exec(`UPDATE deliveries SET email = '', name = '', data = '', last_text = '', mx_host = '',
+			domain = ?, subscriber_id = NULL WHERE id IN ?`, erasedDomain, ids).Error; err != nil {
+			return err
+		}
+		if err := tx.Exec(`UPDATE bounces SET diagnostic = '', remote_mta = '' WHERE delivery_id IN ?`, ids).Error; err != nil {
+			return err
+		}
+		if err := tx.Exec(`UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE delivery_id IN ?`, ids).Error; err != nil {
+			return err
+		}
+		if err := tx.Exec(`DELETE FROM outbox WHERE delivery_id IN ?`, ids).Error; err != nil {
+			return err
+		}
+	}
+	if err := tx.Exec("DELETE FROM subscribers WHERE id = ?", id).Error; err != nil {
+		return err
+	}
+
+	// The record that erasure happened, per list, and once for the
+	// person when they were on none: no personal columns.
+	clean := Evidence{Source: ev.Source, Actor: ev.Actor, Note: ev.Note}
+	if len(lists) == 0 {
+		lists = []int64{0}
+	}
+	rows := make([]Consent, 0, len(lists))
+	for _, l := range lists {
+		rows = append(rows, clean.row(ConsentErased, id, l, ""))
+	}
+	return s.appendConsents(tx, rows)
 }
 
 // uniq returns its arguments without repeats.

@@ -1,6 +1,7 @@
 package models_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -74,6 +75,32 @@ func TestSessionCommitSkipsIdleRenewals(t *testing.T) {
 		var n int64
 		if err := s.DB().Raw("SELECT COUNT(*) FROM sessions WHERE token = 'gone'").Scan(&n).Error; err != nil || n != 1 {
 			t.Errorf("session committed after DeleteExpired: %d rows (%v), want 1", n, err)
+		}
+	})
+}
+
+func TestWebhookSeen(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		now := time.Now()
+		steps := []struct {
+			key  string
+			at   time.Time
+			want bool
+		}{
+			{"sig-a", now, true},
+			{"sig-a", now.Add(time.Minute), false}, // a replay within the window
+			{"sig-b", now.Add(time.Minute), true},
+			{"sig-a", now.Add(10 * time.Minute), true}, // forgotten: its timestamp is refused anyway
+		}
+		for i, st := range steps {
+			got, err := s.WebhookSeen(ctx, st.key, st.at, 5*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != st.want {
+				t.Errorf("step %d: WebhookSeen(%q) = %v, want %v", i, st.key, got, st.want)
+			}
 		}
 	})
 }

@@ -187,8 +187,22 @@ func (s *Store) Migrate(ctx context.Context) ([]int64, error) {
 
 // tx runs fn in a transaction. On SQLite the transaction begins IMMEDIATE,
 // so it holds the write lock from the start.
+// When ctx carries an audit entry (WithAudit), it is written in the same
+// transaction, after fn's change (audit_tx.go).
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return s.db.WithContext(ctx).Transaction(fn)
+	var pending *pendingAudit
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		var err error
+		pending, err = writePendingAudit(ctx, tx)
+		return err
+	})
+	if err == nil && pending != nil {
+		pending.written = true
+	}
+	return err
 }
 
 // notFound turns gorm's record-not-found into ErrNotFound.

@@ -283,6 +283,12 @@ func (s *Store) SubscriptionsOf(ctx context.Context, subscriberID int64) ([]Subs
 // (list id → subscription status) and writes their consent rows. The address
 // must already be normalised. It returns ErrConflict when the address exists.
 func (s *Store) CreateSubscriber(ctx context.Context, sub *Subscriber, lists map[int64]string, ev Evidence) error {
+	if err := invalid(sub.Validate()); err != nil {
+		return fmt.Errorf("models: create subscriber: %w", err)
+	}
+	if err := validLawfulBasis(ev); err != nil {
+		return fmt.Errorf("models: create subscriber: %w", err)
+	}
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&Subscriber{}).Where("lower(email) = lower(?)", sub.Email).Count(&n).Error; err != nil {
@@ -314,6 +320,9 @@ func (s *Store) CreateSubscriber(ctx context.Context, sub *Subscriber, lists map
 
 // UpdateSubscriber saves a subscriber's address, name and attributes.
 func (s *Store) UpdateSubscriber(ctx context.Context, sub *Subscriber) error {
+	if err := invalid(sub.Validate()); err != nil {
+		return fmt.Errorf("models: update subscriber %d: %w", sub.ID, err)
+	}
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&Subscriber{}).Where("lower(email) = lower(?) AND id <> ?", sub.Email, sub.ID).Count(&n).Error; err != nil {
@@ -342,6 +351,9 @@ func (s *Store) UpdateSubscriber(ctx context.Context, sub *Subscriber) error {
 // SetSubscriptions changes a subscriber's memberships: list id → new status,
 // or "" to remove the membership. Each real change writes a consent row.
 func (s *Store) SetSubscriptions(ctx context.Context, subscriberID int64, lists map[int64]string, ev Evidence) error {
+	if err := validLawfulBasis(ev); err != nil {
+		return fmt.Errorf("models: subscriptions of %d: %w", subscriberID, err)
+	}
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var sub Subscriber
 		if err := tx.First(&sub, subscriberID).Error; err != nil {

@@ -41,6 +41,7 @@ func (t *Template) Validate() map[string]string {
 	if strings.TrimSpace(t.HTML) == "" && strings.TrimSpace(t.Text) == "" {
 		errs["html"] = "Write an HTML or a text body."
 	}
+	checkTemplateSizes(t, errs)
 	return errs
 }
 
@@ -78,6 +79,9 @@ func (s *Store) Templates(ctx context.Context, kind string) ([]Template, error) 
 // CreateTemplate stores a new template; ErrConflict when the name is taken
 // for its kind.
 func (s *Store) CreateTemplate(ctx context.Context, t *Template) error {
+	if err := invalid(t.Validate()); err != nil {
+		return fmt.Errorf("models: create template: %w", err)
+	}
 	if _, err := s.TemplateByName(ctx, t.Kind, t.Name); err == nil {
 		return fmt.Errorf("models: create template %q: %w", t.Name, ErrConflict)
 	}
@@ -90,6 +94,9 @@ func (s *Store) CreateTemplate(ctx context.Context, t *Template) error {
 
 // UpdateTemplate saves a template's name, subject and bodies.
 func (s *Store) UpdateTemplate(ctx context.Context, t *Template) error {
+	if err := invalid(t.Validate()); err != nil {
+		return fmt.Errorf("models: update template %d: %w", t.ID, err)
+	}
 	res := s.db.WithContext(ctx).Model(&Template{}).Where("id = ?", t.ID).Updates(map[string]any{
 		"name": t.Name, "kind": t.Kind, "subject": t.Subject, "html": t.HTML, "text": t.Text, "updated_at": dbNow(),
 	})

@@ -4,7 +4,7 @@ package static
 
 import "embed"
 
-// FS holds app.css and vendor/.
+// FS holds app.css, app.js and vendor/.
 //
-//go:embed app.css vendor
+//go:embed app.css app.js vendor
 var FS embed.FS

@@ -1843,7 +1843,7 @@ func CertificatePage(p Page, c Certificate) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 149, " UTC, from the hash-chained consent ledger</dd></dl></header><div class=\"actions noprint\" data-testid=\"certificate-actions\" style=\"margin-bottom:1.5rem\"><button type=\"button\" class=\"outline\" onclick=\"window.print()\">Print</button> <a role=\"button\" class=\"outline\" href=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 149, " UTC, from the hash-chained consent ledger</dd></dl></header><div class=\"actions noprint\" data-testid=\"certificate-actions\" style=\"margin-bottom:1.5rem\"><button type=\"button\" class=\"outline\" data-print>Print</button> <a role=\"button\" class=\"outline\" href=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -135,10 +135,9 @@ func (s *Server) apiDeleteList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteList(c.Request().Context(), id, evidence(c, models.SourceAPI)); err != nil {
+	if err := s.store.DeleteList(s.audited(c, "list.delete", "list", "(api)", &id), id, evidence(c, models.SourceAPI)); err != nil {
 		return err
 	}
-	s.audit(c, "list.delete", "list", itoa(id), "(api)")
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -251,7 +250,7 @@ func (s *Server) apiCreateSubscriber(c echo.Context) error {
 	for _, id := range in.Lists {
 		lists[id] = status
 	}
-	err = s.store.CreateSubscriber(c.Request().Context(), sub, lists, ev)
+	err = s.store.CreateSubscriber(s.audited(c, "subscriber.create", "subscriber", sub.Email+" (api)", &sub.ID), sub, lists, ev)
 	if errors.Is(err, models.ErrConflict) {
 		return conflict("A subscriber with this email already exists.")
 	}
@@ -261,7 +260,6 @@ func (s *Server) apiCreateSubscriber(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "subscriber.create", "subscriber", itoa(sub.ID), sub.Email+" (api)")
 	return s.writeAPISubscriber(c, http.StatusCreated, sub.ID)
 }
 
@@ -282,13 +280,12 @@ func (s *Server) apiUpdateSubscriber(c echo.Context) error {
 		return err
 	}
 	sub := &models.Subscriber{ID: id, Email: email, Name: in.Name, Attributes: in.Attributes}
-	if err := s.store.UpdateSubscriber(c.Request().Context(), sub); err != nil {
+	if err := s.store.UpdateSubscriber(s.audited(c, "subscriber.update", "subscriber", sub.Email+" (api)", &sub.ID), sub); err != nil {
 		if errors.Is(err, models.ErrConflict) {
 			return conflict("Another subscriber already has this email.")
 		}
 		return err
 	}
-	s.audit(c, "subscriber.update", "subscriber", itoa(id), sub.Email+" (api)")
 	return s.writeAPISubscriber(c, http.StatusOK, id)
 }
 
@@ -297,10 +294,9 @@ func (s *Server) apiDeleteSubscriber(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteSubscriber(c.Request().Context(), id, evidence(c, models.SourceAPI)); err != nil {
+	if err := s.store.DeleteSubscriber(s.audited(c, "subscriber.delete", "subscriber", "(api)", &id), id, evidence(c, models.SourceAPI)); err != nil {
 		return err
 	}
-	s.audit(c, "subscriber.delete", "subscriber", itoa(id), "(api)")
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -330,10 +326,10 @@ func (s *Server) apiSubscribe(c echo.Context) error {
 	}
 	ev := evidence(c, models.SourceAPI)
 	ev.LawfulBasis = in.LawfulBasis
-	if err := s.store.SetSubscriptions(c.Request().Context(), id, map[int64]string{listID: in.Status}, ev); err != nil {
+	ctx := s.audited(c, "subscriber.subscription", "subscriber", fmt.Sprintf("list %d → %s (api)", listID, in.Status), &id)
+	if err := s.store.SetSubscriptions(ctx, id, map[int64]string{listID: in.Status}, ev); err != nil {
 		return err
 	}
-	s.audit(c, "subscriber.subscription", "subscriber", itoa(id), fmt.Sprintf("list %d → %s (api)", listID, in.Status))
 	return s.writeAPISubscriber(c, http.StatusOK, id)
 }
 
@@ -346,9 +342,9 @@ func (s *Server) apiUnsubscribe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.SetSubscriptions(c.Request().Context(), id, map[int64]string{listID: models.SubUnsubscribed}, evidence(c, models.SourceAPI)); err != nil {
+	ctx := s.audited(c, "subscriber.subscription", "subscriber", fmt.Sprintf("list %d → unsubscribed (api)", listID), &id)
+	if err := s.store.SetSubscriptions(ctx, id, map[int64]string{listID: models.SubUnsubscribed}, evidence(c, models.SourceAPI)); err != nil {
 		return err
 	}
-	s.audit(c, "subscriber.subscription", "subscriber", itoa(id), fmt.Sprintf("list %d → unsubscribed (api)", listID))
 	return s.writeAPISubscriber(c, http.StatusOK, id)
 }

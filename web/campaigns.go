@@ -29,18 +29,11 @@ func (in templateInput) template() (*models.Template, error) {
 	if t.Kind == "" {
 		t.Kind = models.TemplateCampaign
 	}
-	errs := map[string]string{}
-	if t.Kind != models.TemplateCampaign && t.Kind != models.TemplateTransactional {
-		errs["kind"] = "kind must be campaign or transactional"
-	}
-	if t.Name == "" {
-		errs["name"] = "give the template a name"
-	}
-	if strings.TrimSpace(t.HTML) == "" && strings.TrimSpace(t.Text) == "" {
-		errs["html"] = "a template needs an HTML or a text body"
-	}
-	if err := mailer.CheckTemplate(t.Subject, t.HTML, t.Text); err != nil {
-		errs["template"] = err.Error()
+	errs := t.Validate() // the store's own checks, so both ways in say the same
+	if len(errs) == 0 {
+		if err := mailer.CheckTemplate(t.Subject, t.HTML, t.Text); err != nil {
+			errs["template"] = err.Error()
+		}
 	}
 	if len(errs) > 0 {
 		return nil, unprocessable("The template is not valid.", errs)

@@ -518,6 +518,14 @@ func (s *Server) requestFor(c echo.Context, sub *models.Subscriber, kinds ...str
 
 // recordRequest closes req as done, or, when the action was taken without
 // a logged request, logs one that is done already. It returns its id.
+// actor is the signed-in user's address ("" for none).
+func (s *Server) actor(c echo.Context) string {
+	if u := currentUser(c); u != nil {
+		return u.Email
+	}
+	return ""
+}
+
 func (s *Server) recordRequest(c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
 	ctx := c.Request().Context()
 	actor := ""
@@ -611,8 +619,15 @@ func (s *Server) rectify(c echo.Context) error {
 	if req != nil {
 		f.RequestID = req.ID
 	}
+	var rid int64
 	if len(f.Errors) == 0 {
-		err = s.store.UpdateSubscriber(ctx, after)
+		// One transaction: the correction, the request's record and the
+		// audit entry.
+		var reqID int64
+		if req != nil {
+			reqID = req.ID
+		}
+		rid, _, err = s.store.RectifyForRequest(ctx, after, reqID, s.actor(c), s.auditEntry(c, "", "", "", ""))
 		if errors.Is(err, models.ErrConflict) {
 			f.Errors["email"] = "Another subscriber already has this address."
 		} else if err != nil {
@@ -622,25 +637,6 @@ func (s *Server) rectify(c echo.Context) error {
 	if len(f.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RectifyPage(s.page(c, "Rectify", "compliance"), f))
 	}
-	var changes []string
-	if before.Email != after.Email {
-		changes = append(changes, fmt.Sprintf("email %q → %q", before.Email, after.Email))
-	}
-	if before.Name != after.Name {
-		changes = append(changes, fmt.Sprintf("name %q → %q", before.Name, after.Name))
-	}
-	if a, b := views.AttributesJSON(before.Attributes), views.AttributesJSON(after.Attributes); a != b {
-		changes = append(changes, fmt.Sprintf("attributes %s → %s", a, b))
-	}
-	if len(changes) == 0 {
-		changes = []string{"nothing changed"}
-	}
-	summary := strings.Join(changes, "; ")
-	rid, err := s.recordRequest(c, req, models.DSRRectification, before, "rectified: "+summary)
-	if err != nil {
-		return err
-	}
-	s.audit(c, "dsr.rectify", "subscriber", itoa(before.ID), fmt.Sprintf("request #%d: %s", rid, summary))
 	s.flash(c, fmt.Sprintf("Correction saved and logged as request #%d.", rid))
 	return seeOther(c, fmt.Sprintf("/compliance/subscribers/%d/certificate", before.ID))
 }
@@ -676,25 +672,21 @@ func (s *Server) erase(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if req == nil {
-		req = &models.DSRRequest{Kind: models.DSRErasure, SubjectEmail: sub.Email, SubscriberID: &sub.ID, CreatedBy: evidence(c, "").Actor}
-		if err := s.store.CreateDSR(ctx, req); err != nil {
-			return err
-		}
+	var reqID int64
+	if req != nil {
+		reqID = req.ID
 	}
 	ev := evidence(c, models.SourceAdmin)
 	ev.Note = strings.TrimSpace("erasure request " + strings.TrimSpace(c.FormValue("note")))
 	if len(ev.Note) > 500 {
 		ev.Note = ev.Note[:500]
 	}
-	if err := s.store.EraseSubscriber(ctx, sub.ID, ev); err != nil {
-		return err
-	}
-	rid, err := s.recordRequest(c, req, models.DSRErasure, sub, "erased")
+	// One transaction: the request's record, the erasure and the audit
+	// entry.
+	rid, err := s.store.EraseForRequest(ctx, sub.ID, reqID, ev, evidence(c, "").Actor, s.auditEntry(c, "", "", "", ""))
 	if err != nil {
 		return err
 	}
-	s.audit(c, "dsr.erase", "subscriber", itoa(sub.ID), fmt.Sprintf("request #%d: subscriber %d erased", rid, sub.ID))
 	s.flash(c, fmt.Sprintf("Subscriber %d was erased; request #%d is logged.", sub.ID, rid))
 	return seeOther(c, "/compliance/requests")
 }

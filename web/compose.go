@@ -343,6 +343,9 @@ func (s *Server) validateCampaign(ctx context.Context, cp *models.Campaign, list
 			errs["ip_pool_id"] = "Choose an existing IP pool."
 		}
 	}
+	if s.mailer != nil && !s.mailer.HasTransport(cp.Transport) {
+		errs["transport"] = fmt.Sprintf("Transport %q is not configured; leave it empty for the default, or use one of %q.", cp.Transport, s.mailer.TransportNames())
+	}
 	return errs
 }
 
@@ -426,10 +429,9 @@ func (s *Server) createCampaign(c echo.Context) error {
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
 		return s.campaignForm(c, http.StatusUnprocessableEntity, "New campaign", cp, lists, errs)
 	}
-	if err := s.store.CreateCampaign(ctx, &cp, lists); err != nil {
+	if err := s.store.CreateCampaign(s.audited(c, "campaign.create", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
 		return err
 	}
-	s.audit(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name)
 	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft. Send yourself a test, then send it or schedule it.", cp.Name))
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -476,10 +478,9 @@ func (s *Server) updateCampaign(c echo.Context) error {
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
 		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
 	}
-	if err := s.store.UpdateCampaign(ctx, &cp, lists); err != nil {
+	if err := s.store.UpdateCampaign(s.audited(c, "campaign.update", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
 		return s.campaignStateError(err, "edited")
 	}
-	s.audit(c, "campaign.update", "campaign", itoa(cp.ID), cp.Name)
 	s.flash(c, "Campaign saved.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }

@@ -29,10 +29,20 @@ type testApp struct {
 
 func newTestApp(t *testing.T, store *models.Store) *testApp {
 	t.Helper()
+	return newTestAppWith(t, store, nil)
+}
+
+// newTestAppWith is newTestApp with mod applied to the configuration
+// first.
+func newTestAppWith(t *testing.T, store *models.Store, mod func(*config.Config)) *testApp {
+	t.Helper()
 	if store == nil {
 		store = testdb.SQLite(t)
 	}
 	cfg := &config.Config{Listen: "127.0.0.1:0", RootURL: "http://herald.test", Secret: strings.Repeat("s", 32), DatabaseURL: "test", Transport: "capture"}
+	if mod != nil {
+		mod(cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	eng := mailer.New(mailer.Options{Logger: log, RootURL: cfg.RootURL, Secrets: []string{cfg.Secret}, NodeID: "test"}, store)
 	ctx, stop := context.WithCancel(context.Background())

@@ -141,9 +141,11 @@ func (s *Server) uploadImport(c echo.Context) error {
 	}
 	if _, err := io.Copy(dst, src); err != nil {
 		dst.Close()
+		os.Remove(dst.Name()) // subscriber data: never left behind
 		return err
 	}
 	if err := dst.Close(); err != nil {
+		os.Remove(dst.Name())
 		return err
 	}
 	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), mappingFor(im, list, header)))

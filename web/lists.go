@@ -113,10 +113,9 @@ func (s *Server) deleteList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteList(c.Request().Context(), id, evidence(c, models.SourceAdmin)); err != nil {
+	if err := s.store.DeleteList(s.audited(c, "list.delete", "list", l.Name, &id), id, evidence(c, models.SourceAdmin)); err != nil {
 		return err
 	}
-	s.audit(c, "list.delete", "list", itoa(id), l.Name)
 	s.flash(c, fmt.Sprintf("List “%s” deleted.", l.Name))
 	return seeOther(c, "/lists")
 }

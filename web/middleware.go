@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -115,13 +116,27 @@ func evidence(c echo.Context, source string) models.Evidence {
 
 // audit writes an audit entry for a change made by the current user.
 func (s *Server) audit(c echo.Context, action, objectType, objectID, summary string) {
+	if err := s.store.Audit(c.Request().Context(), s.auditEntry(c, action, objectType, objectID, summary)); err != nil {
+		s.log.Error("audit failed", "err", err, "action", action)
+	}
+}
+
+// auditEntry is an entry for the request's user and address.
+func (s *Server) auditEntry(c echo.Context, action, objectType, objectID, summary string) models.AuditEntry {
 	e := models.AuditEntry{Action: action, ObjectType: objectType, ObjectID: objectID, Summary: summary, IP: c.RealIP()}
 	if u := currentUser(c); u != nil {
 		e.UserID, e.Actor = &u.ID, u.Email
 	}
-	if err := s.store.Audit(c.Request().Context(), e); err != nil {
-		s.log.Error("audit failed", "err", err, "action", action)
-	}
+	return e
+}
+
+// audited returns the request's context carrying an audit entry: the
+// store change made with it writes the entry in its own transaction
+// (models.WithAudit), so the change and its entry commit together.
+// objectID, when not nil, is read after the change (a created row's id).
+// Use it for the change alone, not for reads before it.
+func (s *Server) audited(c echo.Context, action, objectType, summary string, objectID *int64) context.Context {
+	return models.WithAudit(c.Request().Context(), s.auditEntry(c, action, objectType, "", summary), objectID)
 }
 
 // loginLimiter counts failed sign-ins per IP and per account in a sliding

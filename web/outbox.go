@@ -47,7 +47,7 @@ func (s *Server) outboxMessageHTML(c echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("Content-Security-Policy", "sandbox; script-src 'none'; default-src 'none'; img-src * data:; style-src 'unsafe-inline'")
+	h.Set("Content-Security-Policy", "sandbox; script-src 'none'; default-src 'none'; img-src * data:; style-src 'unsafe-inline'; frame-ancestors 'self'")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
 	return c.HTMLBlob(200, []byte(m.HTML))
 }

@@ -18,13 +18,13 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// Client addresses (rate limits, consent evidence) come from the TCP
-	// peer, or from X-Forwarded-For only when the peer is a proxy on
-	// loopback or a private network; without this Echo believes any
-	// client's X-Real-IP header, and the per-IP login limit could be
-	// dodged by changing a header.
-	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	// peer, or from X-Forwarded-For only when the peer is one of the
+	// configured trusted proxies (clientIP).
+	e.IPExtractor = clientIP(s.cfg.Proxies)
 	e.Use(middleware.RequestID())
 	e.Use(middleware.Recover())
+	e.Use(securityHeaders)
+	e.Use(s.limitBodies)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "SAMEORIGIN",
 		ReferrerPolicy: "same-origin",
@@ -69,12 +69,13 @@ func (s *Server) routes() *echo.Echo {
 	s.webhookRoutes(e)
 
 	// The dashboard: session cookies, CSRF on every state change.
-	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), middleware.CSRFWithConfig(middleware.CSRFConfig{
+	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), stripQueryCSRF, middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
 		ContextKey:     ctxCSRF,
 		CookieName:     "herald_csrf",
 		CookiePath:     "/",
 		CookieHTTPOnly: true,
+		CookieSecure:   strings.HasPrefix(s.cfg.RootURL, "https://"),
 		CookieSameSite: http.SameSiteStrictMode,
 		Skipper:        func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/static/") },
 	}), s.loadUser)

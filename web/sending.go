@@ -673,10 +673,9 @@ func (s *Server) deletePool(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteIPPool(ctx, id); err != nil {
+	if err := s.store.DeleteIPPool(s.audited(c, "ip_pool.delete", "ip_pool", p.Name, &id), id); err != nil {
 		return err
 	}
-	s.audit(c, "ip_pool.delete", "ip_pool", itoa(id), p.Name)
 	s.flash(c, "Pool “"+p.Name+"” deleted.")
 	return seeOther(c, rulesPath)
 }

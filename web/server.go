@@ -50,7 +50,7 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 		limiter:  newLoginLimiter(),
 		imports:  newImportRunner(store, log),
 		mailer:   eng,
-		tracking: NewTracking(store, token.NewKeyring(cfg.Secret), log, TrackingOptions{}),
+		tracking: NewTracking(store, token.NewKeyring(cfg.Secrets()...), log, TrackingOptions{}),
 	}
 	s.echo = s.routes()
 	return s

@@ -128,10 +128,9 @@ func (s *Server) setUserRole(c echo.Context) error {
 	if !models.RoleAtLeast(role, models.RoleViewer) {
 		return badRequest("Choose admin, marketer or viewer.")
 	}
-	if err := s.store.SetUserRole(c.Request().Context(), id, role); err != nil {
+	if err := s.store.SetUserRole(s.audited(c, "user.role", "user", "→ "+role, &id), id, role); err != nil {
 		return err
 	}
-	s.audit(c, "user.role", "user", itoa(id), "→ "+role)
 	s.flash(c, "Role changed.")
 	return seeOther(c, "/settings/users")
 }
@@ -144,10 +143,9 @@ func (s *Server) deleteUser(c echo.Context) error {
 	if id == currentUser(c).ID {
 		return badRequest("You cannot remove your own account.")
 	}
-	if err := s.store.DeleteUser(c.Request().Context(), id); err != nil {
+	if err := s.store.DeleteUser(s.audited(c, "user.delete", "user", "", &id), id); err != nil {
 		return err
 	}
-	s.audit(c, "user.delete", "user", itoa(id), "")
 	s.flash(c, "User removed.")
 	return seeOther(c, "/settings/users")
 }

@@ -85,20 +85,18 @@ func parseSubscriberForm(c echo.Context) (views.SubscriberForm, *models.Subscrib
 		Attributes: c.FormValue("attributes"), Status: c.FormValue("status"),
 		LawfulBasis: c.FormValue("lawful_basis"), Lists: map[int64]bool{}, Errors: map[string]string{},
 	}
-	sub := &models.Subscriber{Name: f.Name}
-	email, err := models.NormalizeEmail(f.Email)
-	if err != nil {
-		f.Errors["email"] = err.Error()
-	}
-	sub.Email = email
-	if len(f.Name) > 200 {
-		f.Errors["name"] = "Keep the name under 200 characters."
-	}
+	sub := &models.Subscriber{Name: f.Name, Email: f.Email}
 	attrs, err := models.ParseAttributes(f.Attributes)
 	if err != nil {
 		f.Errors["attributes"] = err.Error()
 	}
 	sub.Attributes = attrs
+	// The store's own checks (the API gets the same).
+	for k, v := range sub.Validate() {
+		if f.Errors[k] == "" {
+			f.Errors[k] = v
+		}
+	}
 	form, _ := c.FormParams()
 	for _, v := range form["lists"] {
 		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -129,7 +127,7 @@ func (s *Server) createSubscriber(c echo.Context) error {
 	if len(f.Errors) == 0 {
 		ev := evidence(c, models.SourceAdmin)
 		ev.LawfulBasis = f.LawfulBasis
-		err = s.store.CreateSubscriber(ctx, sub, memberships, ev)
+		err = s.store.CreateSubscriber(s.audited(c, "subscriber.create", "subscriber", sub.Email, &sub.ID), sub, memberships, ev)
 		switch {
 		case errors.Is(err, models.ErrConflict):
 			f.Errors["email"] = "A subscriber with this address already exists."
@@ -144,7 +142,6 @@ func (s *Server) createSubscriber(c echo.Context) error {
 	if len(f.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.SubscriberFormPage(s.page(c, "Add subscriber", "subscribers"), f, lists))
 	}
-	s.audit(c, "subscriber.create", "subscriber", itoa(sub.ID), sub.Email)
 	s.flash(c, "Subscriber added.")
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", sub.ID))
 }
@@ -175,7 +172,8 @@ func (s *Server) updateSubscriber(c echo.Context) error {
 	f, sub := parseSubscriberForm(c)
 	f.ID, sub.ID = id, id
 	if len(f.Errors) == 0 {
-		err = s.store.UpdateSubscriber(ctx, sub)
+		err = s.store.UpdateSubscriber(s.audited(c, "subscriber.update", "subscriber",
+			fmt.Sprintf("%s (%s) → %s (%s)", before.Email, before.Name, sub.Email, sub.Name), &sub.ID), sub)
 		if errors.Is(err, models.ErrConflict) {
 			f.Errors["email"] = "Another subscriber already has this address."
 		} else if err != nil {
@@ -185,7 +183,6 @@ func (s *Server) updateSubscriber(c echo.Context) error {
 	if len(f.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.SubscriberFormPage(s.page(c, "Edit subscriber", "subscribers"), f, nil))
 	}
-	s.audit(c, "subscriber.update", "subscriber", itoa(id), fmt.Sprintf("%s (%s) → %s (%s)", before.Email, before.Name, sub.Email, sub.Name))
 	s.flash(c, "Subscriber saved.")
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }
@@ -203,10 +200,10 @@ func (s *Server) changeSubscriptions(c echo.Context) error {
 	if status != models.SubConfirmed && status != models.SubUnconfirmed && status != models.SubUnsubscribed {
 		return badRequest("Choose confirmed, unconfirmed or unsubscribed.")
 	}
-	if err := s.store.SetSubscriptions(c.Request().Context(), id, map[int64]string{listID: status}, evidence(c, models.SourceAdmin)); err != nil {
+	ctx := s.audited(c, "subscriber.subscription", "subscriber", fmt.Sprintf("list %d → %s", listID, status), &id)
+	if err := s.store.SetSubscriptions(ctx, id, map[int64]string{listID: status}, evidence(c, models.SourceAdmin)); err != nil {
 		return err
 	}
-	s.audit(c, "subscriber.subscription", "subscriber", itoa(id), fmt.Sprintf("list %d → %s", listID, status))
 	s.flash(c, "Membership updated.")
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }
@@ -217,14 +214,13 @@ func (s *Server) blocklistSubscriber(c echo.Context) error {
 		return err
 	}
 	blocked := c.FormValue("blocked") != "false"
-	if err := s.store.SetBlocklisted(c.Request().Context(), id, blocked, evidence(c, models.SourceAdmin)); err != nil {
-		return err
-	}
 	action, msg := "subscriber.unblock", "Subscriber unblocked. They are not resubscribed to any list."
 	if blocked {
 		action, msg = "subscriber.blocklist", "Subscriber blocklisted and unsubscribed from every list."
 	}
-	s.audit(c, action, "subscriber", itoa(id), "")
+	if err := s.store.SetBlocklisted(s.audited(c, action, "subscriber", "", &id), id, blocked, evidence(c, models.SourceAdmin)); err != nil {
+		return err
+	}
 	s.flash(c, msg)
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }
@@ -252,10 +248,9 @@ func (s *Server) deleteSubscriber(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteSubscriber(c.Request().Context(), id, evidence(c, models.SourceAdmin)); err != nil {
+	if err := s.store.DeleteSubscriber(s.audited(c, "subscriber.delete", "subscriber", sub.Email, &id), id, evidence(c, models.SourceAdmin)); err != nil {
 		return err
 	}
-	s.audit(c, "subscriber.delete", "subscriber", itoa(id), sub.Email)
 	s.flash(c, "Subscriber deleted.")
 	return seeOther(c, "/subscribers")
 }

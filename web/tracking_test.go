@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/models"
@@ -41,7 +43,11 @@ func newTrackFixture(t *testing.T, store *models.Store, opts TrackingOptions) *t
 	t.Helper()
 	ctx := context.Background()
 	f := &trackFixture{t: t, store: store, keys: token.NewKeyring("tracking-test-secret")}
-	f.app = newTestApp(t, store)
+	// The test client stands for a proxy on loopback that passes the
+	// visitor's address in X-Forwarded-For.
+	f.app = newTestAppWith(t, store, func(c *config.Config) {
+		c.Proxies = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(32, 32)}}
+	})
 	f.tr = NewTracking(store, f.keys, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
 	f.tr.Routes(f.app.srv.echo)
 	t.Cleanup(func() { f.close() })

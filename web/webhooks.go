@@ -25,7 +25,9 @@ func (s *Server) webhookRoutes(e *echo.Echo) {
 		s.log.Error("webhooks disabled", "err", err)
 		return
 	}
-	NewWebhooks(rec, webhookOptions(s.cfg), s.log).Routes(e)
+	o := webhookOptions(s.cfg)
+	o.Replays = s.store
+	NewWebhooks(rec, o, s.log).Routes(e)
 }
 
 // webhookOptions takes the webhook secrets from the configuration.
@@ -64,6 +66,10 @@ type WebhookOptions struct {
 	MaxBody int64
 	// Now is the clock for timestamp checks. Zero: time.Now.
 	Now func() time.Time
+	// Replays remembers accepted SendGrid and Mailgun posts, so a
+	// captured post cannot be applied again. Zero: in memory, this
+	// process only.
+	Replays ReplayStore
 }
 
 // Webhooks receives ESP events and applies them through a mailer.Recorder.
@@ -83,6 +89,9 @@ func NewWebhooks(rec *mailer.Recorder, o WebhookOptions, log *slog.Logger) *Webh
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Replays == nil {
+		o.Replays = &memoryReplays{}
 	}
 	if o.SNS.Now == nil {
 		o.SNS.Now = o.Now
@@ -196,7 +205,13 @@ func (w *Webhooks) sendgrid(c echo.Context) error {
 		return answer(c, http.StatusRequestEntityTooLarge, "the post is too large")
 	}
 	h := c.Request().Header
-	if err := esp.VerifySendGrid(w.sg, h.Get("X-Twilio-Email-Event-Webhook-Signature"), h.Get("X-Twilio-Email-Event-Webhook-Timestamp"), b); err != nil {
+	ts := h.Get("X-Twilio-Email-Event-Webhook-Timestamp")
+	if err := esp.VerifySendGrid(w.sg, h.Get("X-Twilio-Email-Event-Webhook-Signature"), ts, b); err != nil {
+		return w.refuse(c, "sendgrid", err)
+	}
+	// Keyed by what was signed, not by the signature: an ECDSA signature
+	// has a second valid form.
+	if err := w.checkFresh(c.Request().Context(), "sendgrid", ts, ts+"\x00"+string(b)); err != nil {
 		return w.refuse(c, "sendgrid", err)
 	}
 	evs, err := esp.SendGridEvents(b)
@@ -240,7 +255,10 @@ func (w *Webhooks) mailgun(c echo.Context) error {
 	if err != nil {
 		return w.refuse(c, "mailgun", err)
 	}
-	if err := esp.VerifyMailgun(p, w.o.MailgunSigningKey, w.o.Now(), 15*time.Minute); err != nil {
+	if err := esp.VerifyMailgun(p, w.o.MailgunSigningKey, w.o.Now(), webhookMaxAge); err != nil {
+		return w.refuse(c, "mailgun", err)
+	}
+	if err := w.checkFresh(c.Request().Context(), "mailgun", p.Signature.Timestamp, p.Signature.Token); err != nil {
 		return w.refuse(c, "mailgun", err)
 	}
 	return w.apply(c, "mailgun", p.Events())

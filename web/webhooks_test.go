@@ -392,7 +392,7 @@ func TestMailgunWebhook(t *testing.T) {
 		const key = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 		w := newHookWorld(t, s, WebhookOptions{MailgunSigningKey: key})
 		post := func(signKey, event string) string {
-			ts, tok := fmt.Sprint(time.Now().Unix()), "c0a5d1c3e3d1a4f1b56ad3f5d1b2a9e1f0c7e5a4b3"
+			ts, tok := fmt.Sprint(time.Now().Unix()), fmt.Sprintf("c0a5d1c3e3d1a4f1b56ad3f5d1b2a9e1f0c7e5a4b3%d", time.Now().UnixNano()) // a new token per post, as Mailgun sends
 			mac := hmac.New(sha256.New, []byte(signKey))
 			mac.Write([]byte(ts + tok))
 			return `{"signature":{"timestamp":"` + ts + `","token":"` + tok + `","signature":"` + hex.EncodeToString(mac.Sum(nil)) + `"},"event-data":` + event + `}`
@@ -439,4 +439,50 @@ func TestWebhooksOffWithoutSecrets(t *testing.T) {
 			t.Errorf("POST %s without configuration: status %d, want 404", p, code)
 		}
 	}
+}
+
+// Signed posts older than five minutes are refused, and a post accepted
+// once is refused when it comes again (remembered in the database, so on
+// every node).
+func TestWebhookReplays(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		const mgKey = "key-replay"
+		w := newHookWorld(t, s, WebhookOptions{SendGridKey: base64.StdEncoding.EncodeToString(der), MailgunSigningKey: mgKey, Replays: s})
+		sgSign := func(ts, body string) map[string]string {
+			h := sha256.Sum256([]byte(ts + body))
+			sig, _ := ecdsa.SignASN1(rand.Reader, key, h[:])
+			return map[string]string{"X-Twilio-Email-Event-Webhook-Signature": base64.StdEncoding.EncodeToString(sig),
+				"X-Twilio-Email-Event-Webhook-Timestamp": ts}
+		}
+		sg := `[{"email":"carol@example.org","smtp-id":"` + w.msgID("carol@example.org") + `","event":"bounce","reason":"550 5.1.1 no such user","status":"5.1.1","type":"bounce"}]`
+		mgPost := func(ts time.Time, tok string) string {
+			mac := hmac.New(sha256.New, []byte(mgKey))
+			mac.Write([]byte(fmt.Sprint(ts.Unix()) + tok))
+			return `{"signature":{"timestamp":"` + fmt.Sprint(ts.Unix()) + `","token":"` + tok + `","signature":"` + hex.EncodeToString(mac.Sum(nil)) +
+				`"},"event-data":{"event":"complained","recipient":"dave@example.org","message":{"headers":{"message-id":"` + strings.Trim(w.msgID("dave@example.org"), "<>") + `"}}}}`
+		}
+		now := time.Now()
+		old := fmt.Sprint(now.Add(-6 * time.Minute).Unix())
+		fresh := fmt.Sprint(now.Unix())
+		steps := []struct {
+			name, path, body string
+			hdr              map[string]string
+			want             int
+		}{
+			{"SendGrid, six minutes old", "/webhooks/sendgrid", sg, sgSign(old, sg), 401},
+			{"SendGrid, fresh", "/webhooks/sendgrid", sg, sgSign(fresh, sg), 200},
+			{"SendGrid, the same post again", "/webhooks/sendgrid", sg, sgSign(fresh, sg), 401},
+			{"Mailgun, six minutes old", "/webhooks/mailgun", mgPost(now.Add(-6*time.Minute), "tok-1"), nil, 401},
+			{"Mailgun, fresh", "/webhooks/mailgun", mgPost(now, "tok-2"), nil, 200},
+			{"Mailgun, the same token again", "/webhooks/mailgun", mgPost(now, "tok-2"), nil, 401},
+			{"Mailgun, a new token", "/webhooks/mailgun", mgPost(now, "tok-3"), nil, 200},
+		}
+		for _, st := range steps {
+			if code, resp := w.post(t, st.path, st.body, st.hdr); code != st.want {
+				t.Errorf("%s: status %d %s, want %d", st.name, code, resp, st.want)
+			}
+		}
+	})
 }

@@ -43,10 +43,19 @@ func open(ctx context.Context, name string, args []string, stderr io.Writer, ext
 		return nil, nil, err
 	}
 	if cfg.Secret == "" {
+		if name == "serve" {
+			if err := cfg.RequireSecret(); err != nil {
+				store.Close()
+				return nil, nil, err
+			}
+		}
 		if cfg.Secret, err = store.EnsureSecret(ctx); err != nil {
 			store.Close()
 			return nil, nil, err
 		}
+	} else if err := adoptSecret(ctx, cfg, store, stderr); err != nil {
+		store.Close()
+		return nil, nil, err
 	}
 	return cfg, store, nil
 }
@@ -78,7 +87,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)
 	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := web.HTTPServer(srv)
 	errc := make(chan error, 3)
 	go func() { errc <- httpSrv.Serve(ln) }()
 
@@ -91,7 +100,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.InboundListen != "" {
 		in, err := mailer.NewInboundServer(store, mailer.InboundOptions{
-			Addr: cfg.InboundListen, Keys: token.NewKeyring(cfg.Secret),
+			Addr: cfg.InboundListen, Keys: token.NewKeyring(cfg.Secrets()...),
 			FeedbackAddress: cfg.FeedbackAddress, Logger: log,
 		})
 		if err != nil {
@@ -258,7 +267,7 @@ func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // startPoller polls the configured bounce mailbox until ctx ends.
 func startPoller(ctx context.Context, cfg *config.Config, store *models.Store, log *slog.Logger) error {
-	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secret),
+	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secrets()...),
 		FeedbackAddress: cfg.FeedbackAddress, Logger: log})
 	if err != nil {
 		return err

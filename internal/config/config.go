@@ -68,6 +68,24 @@ type Config struct {
 	BounceIMAPMove string
 	// Webhook secrets of the ESPs; an empty one turns its endpoint off.
 	WebhookSESTopics, WebhookSendGridKey, WebhookPostmarkToken, WebhookMailgunKey string
+	// SecretFile is a file holding Secret (its first line), for secret
+	// stores that mount files. Empty: none.
+	SecretFile string
+	// TrustedProxies is a comma-separated list of CIDRs (or addresses) of
+	// reverse proxies whose X-Forwarded-For header is believed. Empty: none,
+	// the client address is the TCP peer's.
+	TrustedProxies string
+	// ImportMaxMB is the largest subscriber import upload, in megabytes.
+	ImportMaxMB string
+
+	// PreviousSecrets are older secrets whose links (in mail already
+	// sent) are still accepted; serve fills it with the database's stored
+	// secret when Secret replaces it.
+	PreviousSecrets []string
+	// Proxies is TrustedProxies parsed.
+	Proxies []*net.IPNet
+	// ImportMaxBytes is ImportMaxMB in bytes.
+	ImportMaxBytes int64
 }
 
 // Var describes one setting for help and the README.
@@ -100,6 +118,9 @@ func (c *Config) Vars() []Var {
 		{"webhook-sendgrid-key", "HERALD_WEBHOOK_SENDGRID_KEY", "", "SendGrid signed event webhook public key, base64 (empty: off)", &c.WebhookSendGridKey},
 		{"webhook-postmark-token", "HERALD_WEBHOOK_POSTMARK_TOKEN", "", "secret in /webhooks/postmark/TOKEN or its basic-auth password (empty: off)", &c.WebhookPostmarkToken},
 		{"webhook-mailgun-key", "HERALD_WEBHOOK_MAILGUN_KEY", "", "Mailgun webhook signing key (empty: off)", &c.WebhookMailgunKey},
+		{"secret-file", "HERALD_SECRET_FILE", "", "file holding the secret (instead of -secret)", &c.SecretFile},
+		{"trusted-proxies", "HERALD_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (empty: none)", &c.TrustedProxies},
+		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
 	}
 }
 
@@ -150,6 +171,20 @@ func (c *Config) validate() error {
 	if err := c.hostname(u.Hostname()); err != nil {
 		return err
 	}
+	if c.SecretFile != "" {
+		if c.Secret != "" {
+			return fmt.Errorf("config: set the secret or the secret file, not both")
+		}
+		b, err := os.ReadFile(c.SecretFile)
+		if err != nil {
+			return fmt.Errorf("config: secret file: %w", err)
+		}
+		c.Secret, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+		c.Secret = strings.TrimSpace(c.Secret)
+		if c.Secret == "" {
+			return fmt.Errorf("config: secret file %s is empty", c.SecretFile)
+		}
+	}
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return fmt.Errorf("config: the secret must be at least 32 characters (or leave it empty to have one generated)")
 	}
@@ -168,6 +203,32 @@ func (c *Config) validate() error {
 	}
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
+	}
+	c.Proxies = nil
+	for _, p := range strings.Split(c.TrustedProxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+				p += "/32"
+			} else {
+				p += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return fmt.Errorf("config: trusted proxy %q is not an address or CIDR such as 10.0.0.0/8", p)
+		}
+		c.Proxies = append(c.Proxies, n)
+	}
+	c.ImportMaxBytes = 1024 << 20
+	if c.ImportMaxMB != "" {
+		n, err := strconv.ParseInt(c.ImportMaxMB, 10, 64)
+		if err != nil || n < 1 || n > 1<<20 {
+			return fmt.Errorf("config: import limit %q must be a number of megabytes from 1 to 1048576", c.ImportMaxMB)
+		}
+		c.ImportMaxBytes = n << 20
 	}
 	return nil
 }
@@ -217,4 +278,27 @@ func Help(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  -%-15s %-22s default %s\n  %18s %s\n", v.Flag, v.Env, def, "", v.Usage)
 	}
+}
+
+// Secrets is Secret then PreviousSecrets: the first signs, all verify.
+func (c *Config) Secrets() []string {
+	return append([]string{c.Secret}, c.PreviousSecrets...)
+}
+
+// Production reports whether the root URL is https, which Herald takes to
+// mean a public installation.
+func (c *Config) Production() bool {
+	return strings.HasPrefix(c.RootURL, "https://")
+}
+
+// RequireSecret refuses a production installation without a secret from
+// outside the database: the generated one is stored in the database
+// beside the DKIM keys it seals and the data its links open, so a dump of
+// the database would give away all three.
+func (c *Config) RequireSecret() error {
+	if c.Secret == "" && c.Production() {
+		return fmt.Errorf("config: the root URL %s is https (a production installation), which needs a secret kept outside the database: "+
+			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,63 @@ func TestHostname(t *testing.T) {
 		case cfg.Hostname != c.want:
 			t.Errorf("Parse(%v, %v).Hostname = %q, want %q", c.args, c.env, cfg.Hostname, c.want)
 		}
+	}
+}
+
+func parse(t *testing.T, args ...string) (*Config, error) {
+	t.Helper()
+	return Parse("serve", args, func(string) string { return "" }, io.Discard, nil)
+}
+
+func TestHardeningSettings(t *testing.T) {
+	dir := t.TempDir()
+	secret := strings.Repeat("f", 40)
+	file := filepath.Join(dir, "secret")
+	os.WriteFile(file, []byte(secret+"\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+
+	c, err := parse(t, "-secret-file", file, "-trusted-proxies", "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32", "-import-max-mb", "50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Secret != secret {
+		t.Errorf("Secret from file = %q, want %q", c.Secret, secret)
+	}
+	var got []string
+	for _, p := range c.Proxies {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.7/32 2001:db8::/32" {
+		t.Errorf("Proxies = %v", got)
+	}
+	if c.ImportMaxBytes != 50<<20 {
+		t.Errorf("ImportMaxBytes = %d, want 50 MB", c.ImportMaxBytes)
+	}
+	if c, _ := parse(t); len(c.Proxies) != 0 || c.ImportMaxBytes != 1024<<20 {
+		t.Errorf("defaults: proxies %v, import limit %d; want none and 1 GB", c.Proxies, c.ImportMaxBytes)
+	}
+
+	for _, bad := range [][]string{
+		{"-secret-file", filepath.Join(dir, "missing")},
+		{"-secret-file", empty},
+		{"-secret-file", file, "-secret", secret},
+		{"-trusted-proxies", "10.0.0.0/33"},
+		{"-trusted-proxies", "proxy.example.com"},
+		{"-import-max-mb", "0"},
+		{"-import-max-mb", "lots"},
+	} {
+		if _, err := parse(t, bad...); err == nil {
+			t.Errorf("Parse(%q) = nil error, want a refusal", bad)
+		}
+	}
+
+	prod, _ := parse(t, "-root-url", "https://mail.example.com")
+	if err := prod.RequireSecret(); err == nil || !strings.Contains(err.Error(), "HERALD_SECRET") {
+		t.Errorf("RequireSecret() under https without a secret = %v, want a refusal naming HERALD_SECRET", err)
+	}
+	dev, _ := parse(t, "-root-url", "http://localhost:8080")
+	if err := dev.RequireSecret(); err != nil {
+		t.Errorf("RequireSecret() under http = %v, want nil", err)
 	}
 }

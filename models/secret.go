@@ -1,0 +1,62 @@
+package models
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// AdoptSecret makes secret, given from outside the database (HERALD_SECRET
+// or a secret file), the one that seals DKIM private keys. A database that
+// ran without it holds a generated secret beside the keys it sealed, so a
+// dump of the database gave both; each key sealed under that stored
+// secret is re-sealed under secret, in one transaction. It returns the
+// stored secret (still needed to check links in mail sent before; "" when
+// there is none or it is secret) and how many domains were re-sealed.
+func (s *Store) AdoptSecret(ctx context.Context, secret string) (previous string, resealed int, err error) {
+	stored, err := s.Setting(ctx, SettingSecret)
+	if err != nil || stored == "" || stored == secret {
+		return "", 0, err
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var domains []SendingDomain
+		if err := tx.Find(&domains).Error; err != nil {
+			return err
+		}
+		for _, d := range domains {
+			if d.RSAPrivate == "" {
+				continue
+			}
+			if _, err := open(secret, d.RSAPrivate); err == nil {
+				continue // sealed under secret already
+			}
+			rsa, err := open(stored, d.RSAPrivate)
+			if err != nil {
+				continue // under neither: left alone, signing reports it
+			}
+			up := map[string]any{}
+			if up["rsa_private"], err = seal(secret, rsa); err != nil {
+				return err
+			}
+			if d.Ed25519Private != "" {
+				ed, err := open(stored, d.Ed25519Private)
+				if err != nil {
+					return fmt.Errorf("ed25519 key of %s: %w", d.Domain, ErrBadSecret)
+				}
+				if up["ed25519_private"], err = seal(secret, ed); err != nil {
+					return err
+				}
+			}
+			if err := tx.Table("sending_domains").Where("id = ?", d.ID).Updates(up).Error; err != nil {
+				return err
+			}
+			resealed++
+		}
+		return nil
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("models: re-seal DKIM keys: %w", err)
+	}
+	return stored, resealed, nil
+}

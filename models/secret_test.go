@@ -1,0 +1,45 @@
+package models_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/models"
+)
+
+// A database that ran on its generated secret has its DKIM keys re-sealed
+// under the secret given from outside, once; the stored secret is handed
+// back for old links.
+func TestAdoptSecret(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		stored, err := s.EnsureSecret(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := s.CreateSendingDomain(ctx, "news.example.com", stored, models.SendingDomainOptions{Ed25519: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outside := strings.Repeat("o", 40)
+		prev, n, err := s.AdoptSecret(ctx, outside)
+		if err != nil || prev != stored || n != 1 {
+			t.Fatalf("AdoptSecret() = %q, %d, %v; want the stored secret, 1 domain re-sealed", prev, n, err)
+		}
+		d, err = s.SendingDomain(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, err := d.Keys(outside); err != nil || k.RSA == nil || k.Ed25519 == nil {
+			t.Errorf("Keys(outside secret) = %v, %v; want both keys", k, err)
+		}
+		if _, err := d.Keys(stored); err == nil {
+			t.Errorf("Keys(stored secret) opened the re-sealed keys; the database's secret must not open them")
+		}
+		if _, n, err := s.AdoptSecret(ctx, outside); err != nil || n != 0 {
+			t.Errorf("second AdoptSecret() re-sealed %d, %v; want 0", n, err)
+		}
+	})
+}
