@@ -86,7 +86,7 @@ type window struct {
 	ends     []int64
 	head     int   // ends[head:head+size] (mod len) are the ends of the last span, oldest first
 	size     int   //
-	clock    int64 // latest time seen: times taken before the lock never go back
+	clock    int64 // latest time seen (times read before the lock may be older)
 }
 
 // newWindow is a window of n messages per span. Past maxWindow, n per span
@@ -100,7 +100,7 @@ func newWindow(n int, per time.Duration) *window {
 		k := (n + maxWindow - 1) / maxWindow
 		n, per = n/k, (per+time.Duration(k)-1)/time.Duration(k)
 	}
-	return &window{n: n, per: int64(per)}
+	return &window{n: n, per: int64(per), clock: math.MinInt64}
 }
 
 // perSecondWindow is a rate's window: r per second when r is whole, else
