@@ -327,3 +327,23 @@ func TestRetuneKeepsHistory(t *testing.T) {
 		t.Errorf("messages in the minute after tightening 100/min to 50/min = %d, want the 60 already sent and no more", got)
 	}
 }
+
+// BenchmarkLaneReserveSettle is the shaping cost of one message under the
+// default rule (three windows) and a source with a per-second limit and a
+// warm-up cap: no allocation once the windows have grown.
+func BenchmarkLaneReserveSettle(b *testing.B) {
+	day := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	src := &sourceIP{warmStart: &day, schedule: []int{1 << 30}}
+	src.setRate(50)
+	l := &lane{src: src, lim: newLimits(&models.DomainRule{PerSecond: 5, PerMinute: 200, PerHour: 5000})}
+	now := day.Add(time.Hour)
+	var tk ticket
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Second)
+		if v, _ := l.reserve(now, &tk, true); v != slotBooked {
+			b.Fatalf("message %d not booked", i)
+		}
+		l.settle(&tk, now.Add(time.Millisecond), true)
+	}
+}
