@@ -242,6 +242,12 @@ func (d *destination) worker(l *lane) {
 				}
 				conn, uses = c, 0
 			case slotWait:
+				if conn != nil && time.Until(at) > e.o.IdleTimeout {
+					// Servers drop idle connections: open a new one when
+					// the window has room rather than keep this one idle.
+					conn.Close()
+					conn = nil
+				}
 				if err := sleepUntil(e.ctx, at); err != nil {
 					e.release(j, time.Now())
 					return
@@ -253,6 +259,10 @@ func (d *destination) worker(l *lane) {
 		}
 		res := e.attempt(conn, j, d, l, &tk)
 		if res.stop {
+			return
+		}
+		if res.stopped {
+			d.requeue(j, res.until)
 			return
 		}
 		uses++
@@ -356,7 +366,9 @@ func (d *destination) dialFailed(j *job, l *lane, began time.Time, err error) bo
 type attemptResult struct {
 	broken   bool
 	slowDown bool
-	stop     bool // the worker is done: dialFailed has handled it
+	stop     bool      // the worker is done: dialFailed has handled it
+	stopped  bool      // not sent: the lane was suspended meanwhile, until
+	until    time.Time //
 }
 
 // attempt renders, signs and sends one job over conn and records the
@@ -368,6 +380,14 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		l.cancel(tk)
 		e.finish(j, d, outcomeFor(j, models.DeliveryFailed, Reply{Text: "render: " + err.Error()}, now, time.Time{}), "")
 		return attemptResult{}
+	}
+	if now := time.Now(); !l.handOver(tk, now) {
+		// Another connection was told to slow down while this message
+		// was being signed: it stays here.
+		msg.release()
+		l.cancel(tk)
+		until, _ := l.suspendedUntil(now)
+		return attemptResult{stopped: true, until: until}
 	}
 	env := &Envelope{From: msg.mailFrom, To: j.c.Email, DeliveryID: j.c.ID, CampaignID: j.c.CampaignID,
 		Signature: msg.sig, Message: msg.buf.Bytes()}

@@ -3,6 +3,7 @@ package mailer
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -263,6 +264,9 @@ type lane struct {
 	suspended time.Time     // no message begins before
 	event     time.Time     // when the latest suspension began
 	backoff   time.Duration // of the latest suspension; 0 after a message got through
+	// paused is suspended on the windows' clock, read without the lock by
+	// the last look before a rendered message is handed over.
+	paused atomic.Int64
 }
 
 // ticket is one message's claim on a lane, taken right before it is
@@ -396,7 +400,19 @@ func (l *lane) slowDown(began, now time.Time, min, max time.Duration) (until tim
 		l.backoff = minDur(l.backoff*2, max)
 	}
 	l.event, l.suspended = now, now.Add(l.backoff)
+	l.paused.Store(clockOf(l.suspended))
 	return l.suspended, true
+}
+
+// handOver is the last look before a reserved message goes out (after it
+// was rendered and signed, which takes a while): false when the lane was
+// suspended meanwhile. It marks when the message began.
+func (l *lane) handOver(tk *ticket, now time.Time) bool {
+	if clockOf(now) < l.paused.Load() {
+		return false
+	}
+	tk.began = now
+	return true
 }
 
 func (l *lane) suspendedUntil(now time.Time) (time.Time, bool) {
@@ -405,18 +421,25 @@ func (l *lane) suspendedUntil(now time.Time) (time.Time, bool) {
 	return l.suspended, l.suspended.After(now)
 }
 
-// rateBound reports whether the lane's per-second window keeps its next
-// message waiting more than a moment (another connection would not help).
+// rateBound reports whether the lane's windows keep its next message
+// waiting more than a moment while it has a connection (another one would
+// not help).
 func (l *lane) rateBound(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w := l.lim.second
-	if w == nil || l.conns == 0 {
+	if l.conns == 0 {
 		return false
 	}
 	c := clockOf(now)
-	n, ok := w.next(c)
-	return !ok || n > c+int64(50*time.Millisecond)
+	for _, w := range [3]*window{l.lim.second, l.lim.minute, l.lim.hour} {
+		if w == nil {
+			continue
+		}
+		if n, ok := w.next(c); !ok || n > c+int64(50*time.Millisecond) {
+			return true
+		}
+	}
+	return false
 }
 
 func minDur(a, b time.Duration) time.Duration {

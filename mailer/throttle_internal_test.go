@@ -294,8 +294,15 @@ func TestSlowDownEscalatesOncePerEvent(t *testing.T) {
 				until.Sub(t0), fresh, s.until.Sub(t0), s.fresh)
 		}
 	}
-	// While suspended, no slot is given, whatever the windows say.
+	// While suspended, no slot is given, whatever the windows say, and a
+	// message reserved before the suspension is not handed over.
 	var tk ticket
+	if l.handOver(&tk, t0.Add(3400*time.Millisecond)) {
+		t.Errorf("handOver during the suspension = true, want false")
+	}
+	if !l.handOver(&tk, t0.Add(3310*time.Millisecond+mn)) || !tk.began.Equal(t0.Add(3310*time.Millisecond+mn)) {
+		t.Errorf("handOver at the end of the suspension = false or began %v, want true", tk.began)
+	}
 	if v, until := l.reserve(t0.Add(3400*time.Millisecond), &tk, true); v != slotStopped || !until.Equal(t0.Add(3310*time.Millisecond+mn)) {
 		t.Errorf("reserve while suspended = %v until %v, want stopped until %v", v, until.Sub(t0), (3310*time.Millisecond + mn))
 	}
