@@ -232,9 +232,10 @@ func (d *destination) worker(l *lane) {
 				d.requeue(j, at)
 				return
 			case slotDial:
+				seen := l.seen()
 				c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo, RequireTLS: d.rule.RequireTLS})
 				if err != nil {
-					if d.dialFailed(j, l, now, err) {
+					if d.dialFailed(j, l, seen, err) {
 						return
 					}
 					j = nil
@@ -323,7 +324,7 @@ func (d *destination) checkSuspended() bool {
 
 // dialFailed handles a failed connection attempt and reports whether the
 // worker should stop.
-func (d *destination) dialFailed(j *job, l *lane, began time.Time, err error) bool {
+func (d *destination) dialFailed(j *job, l *lane, seen uint64, err error) bool {
 	e := d.e
 	var de *DialError
 	errors.As(err, &de)
@@ -349,7 +350,7 @@ func (d *destination) dialFailed(j *job, l *lane, began time.Time, err error) bo
 	// One event: connections begun before it that fail as well do not
 	// suspend again.
 	mn, mx := d.backoff()
-	until, fresh := l.slowDown(began, now, mn, mx)
+	until, fresh := l.slowDown(seen, now, mn, mx)
 	r := Reply{Text: err.Error(), SourceIP: l.src.addr}
 	if de != nil && de.Reply.Code != 0 {
 		r = de.Reply
@@ -399,9 +400,9 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		// A transport that dials lazily (Staging) could not open its
 		// connection: a failed dial, not a broken transaction, and no
 		// message went out.
-		began := tk.began
+		seen := tk.seen
 		l.cancel(tk)
-		return attemptResult{broken: true, stop: d.dialFailed(j, l, began, err)}
+		return attemptResult{broken: true, stop: d.dialFailed(j, l, seen, err)}
 	}
 	ok := reply.Code >= 200 && reply.Code < 300
 	l.settle(tk, now, ok)
@@ -428,7 +429,7 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		// refusal of a message begun before the latest suspension is part
 		// of that event, not a new one.
 		mn, mx := d.backoff()
-		until, fresh := l.slowDown(tk.began, now, mn, mx)
+		until, fresh := l.slowDown(tk.seen, now, mn, mx)
 		e.finish(j, d, outcomeFor(j, models.DeliveryDeferred, reply, now, until), msgID)
 		if fresh {
 			e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until)

@@ -27,7 +27,7 @@ type stampMX struct {
 	mu     sync.Mutex
 	conns  int
 	txs    []stampTx
-	decide func(c *stampConn) *smtp.SMTPError // nil: accept all; called without mu
+	decide func(c *stampConn, mail time.Time) *smtp.SMTPError // nil: accept all; called without mu
 }
 
 type stampConn struct {
@@ -98,7 +98,7 @@ func (s *stampSession) Data(r io.Reader) error {
 	io.Copy(io.Discard, r)
 	var verdict *smtp.SMTPError
 	if s.m.decide != nil {
-		verdict = s.m.decide(s.c)
+		verdict = s.m.decide(s.c, s.mail)
 	}
 	tx := stampTx{conn: s.c, mail: s.mail, at: time.Now(), code: 250}
 	if verdict != nil {
@@ -190,17 +190,13 @@ func TestSlowDownPausesOncePerEvent(t *testing.T) {
 		events   []time.Time // when the receiver answered each event's first 421
 		accepted int
 	)
-	mx.decide = func(c *stampConn) *smtp.SMTPError {
+	mx.decide = func(_ *stampConn, mail time.Time) *smtp.SMTPError {
 		pmu.Lock()
-		ce := 0 // the receiver's phase when the connection was opened
-		for _, at := range events {
-			if at.Before(c.opened) {
-				ce++
-			}
-		}
 		switch {
-		case ce < epoch:
-			// On the wire since before the last event: refused with it.
+		case epoch > 0 && mail.Before(events[epoch-1].Add(minBackoff/2)):
+			// Begun before the last event, or so soon after it that the
+			// client cannot have seen it yet (no new message can begin
+			// before its pause ends): on the wire, refused with it.
 			pmu.Unlock()
 			return slow
 		case epoch == 0 && accepted < 30:
@@ -318,7 +314,7 @@ func TestWarmupCapUnderConcurrency(t *testing.T) {
 	s := testdb.SQLite(t)
 	setRule(t, s, func(r *models.DomainRule) { r.MaxConnections = 10 })
 	mx := startStampMX(t, "127.0.0.1:0")
-	mx.decide = func(*stampConn) *smtp.SMTPError {
+	mx.decide = func(*stampConn, time.Time) *smtp.SMTPError {
 		time.Sleep(time.Duration(20+rand.IntN(60)) * time.Millisecond) // many messages on the wire at once
 		return nil
 	}
@@ -361,7 +357,7 @@ func TestRulesHoldAtTheReceiver(t *testing.T) {
 	s := testdb.SQLite(t)
 	setRule(t, s, func(r *models.DomainRule) { r.PerSecond, r.PerMinute, r.MaxConnections = 20, 45, 4 })
 	mx := startStampMX(t, "127.0.0.1:0")
-	mx.decide = func(*stampConn) *smtp.SMTPError {
+	mx.decide = func(*stampConn, time.Time) *smtp.SMTPError {
 		time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
 		return nil
 	}

@@ -262,11 +262,26 @@ type lane struct {
 	lim       limits
 	conns     int
 	suspended time.Time     // no message begins before
-	event     time.Time     // when the latest suspension began
+	events    uint64        // suspension events so far
 	backoff   time.Duration // of the latest suspension; 0 after a message got through
-	// paused is suspended on the windows' clock, read without the lock by
-	// the last look before a rendered message is handed over.
-	paused atomic.Int64
+	// pause is the latest suspension as handOver sees it, without the
+	// lock: its end and its number in one value, so that a message handed
+	// over is either stopped by an event or known to have begun before it.
+	pause atomic.Pointer[pause]
+}
+
+// pause is a lane's latest suspension event.
+type pause struct {
+	until  int64  // on the windows' clock
+	events uint64 // its number: the lane's events so far
+}
+
+// seen is the number of the latest suspension event visible now.
+func (l *lane) seen() uint64 {
+	if p := l.pause.Load(); p != nil {
+		return p.events
+	}
+	return 0
 }
 
 // ticket is one message's claim on a lane, taken right before it is
@@ -279,6 +294,7 @@ type ticket struct {
 	day     int64      // the warm-up day counted on
 	counted bool       // a warm-up message is counted
 	began   time.Time  // when the message was handed to the connection
+	seen    uint64     // the suspension events seen by then
 }
 
 // slot is what reserve decided.
@@ -335,7 +351,7 @@ func (l *lane) reserve(now time.Time, tk *ticket, connected bool) (slot, time.Ti
 		}
 	}
 	s.sentToday++
-	*tk = ticket{w: ws, day: s.day, counted: true, began: now}
+	*tk = ticket{w: ws, day: s.day, counted: true, began: now, seen: l.events}
 	return slotBooked, now
 }
 
@@ -359,7 +375,8 @@ func (l *lane) cancel(tk *ticket) {
 // settle records that the message ended at now (the server's answer, or a
 // broken connection: it counts against the limits either way). accepted
 // says the server took it, which ends a run of backoffs unless the message
-// began before the latest suspension (the receiver was throttling then).
+// was handed over before the latest suspension (the receiver was
+// throttling then).
 func (l *lane) settle(tk *ticket, now time.Time, accepted bool) {
 	c := clockOf(now)
 	l.mu.Lock()
@@ -368,7 +385,7 @@ func (l *lane) settle(tk *ticket, now time.Time, accepted bool) {
 			w.end(c)
 		}
 	}
-	if accepted && tk.began.After(l.event) {
+	if accepted && tk.seen == l.events {
 		l.backoff = 0
 	}
 	l.mu.Unlock()
@@ -381,17 +398,17 @@ func (l *lane) settle(tk *ticket, now time.Time, accepted bool) {
 }
 
 // slowDown suspends the lane after a refusal that asks us to slow down (or
-// a failed connection) of a message or connection attempt begun at began.
-// One event suspends once: a refusal of something begun before the latest
-// suspension belongs to it (the other connections' messages already on the
-// wire), so it neither extends the suspension nor doubles the backoff. A
-// new event suspends for the backoff, which doubles from min up to max with
-// each event not separated by a message getting through. fresh reports a
-// new event.
-func (l *lane) slowDown(began, now time.Time, min, max time.Duration) (until time.Time, fresh bool) {
+// a failed connection) of a message or connection attempt begun when seen
+// suspension events had been seen. One event suspends once: a refusal of
+// something begun before the latest suspension belongs to it (the other
+// connections' messages already on the wire), so it neither extends the
+// pause nor doubles the backoff. A new event suspends for the backoff,
+// which doubles from min up to max with each event not separated by a
+// message getting through. fresh reports a new event.
+func (l *lane) slowDown(seen uint64, now time.Time, min, max time.Duration) (until time.Time, fresh bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.event.IsZero() && !began.After(l.event) {
+	if seen < l.events {
 		return l.suspended, false
 	}
 	if l.backoff < min {
@@ -399,19 +416,25 @@ func (l *lane) slowDown(began, now time.Time, min, max time.Duration) (until tim
 	} else {
 		l.backoff = minDur(l.backoff*2, max)
 	}
-	l.event, l.suspended = now, now.Add(l.backoff)
-	l.paused.Store(clockOf(l.suspended))
+	l.events++
+	l.suspended = now.Add(l.backoff)
+	l.pause.Store(&pause{until: clockOf(l.suspended), events: l.events})
 	return l.suspended, true
 }
 
 // handOver is the last look before a reserved message goes out (after it
 // was rendered and signed, which takes a while): false when the lane was
-// suspended meanwhile. It marks when the message began.
+// suspended meanwhile. It marks when the message began and the events it
+// began after.
 func (l *lane) handOver(tk *ticket, now time.Time) bool {
-	if clockOf(now) < l.paused.Load() {
+	p := l.pause.Load()
+	if p != nil && clockOf(now) < p.until {
 		return false
 	}
-	tk.began = now
+	tk.began, tk.seen = now, 0
+	if p != nil {
+		tk.seen = p.events
+	}
 	return true
 }
 

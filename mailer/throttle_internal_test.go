@@ -254,57 +254,70 @@ func TestWarmupCapReservedBeforeSend(t *testing.T) {
 	}
 }
 
-// One slow-down event suspends once: refusals of messages begun before it
-// neither extend the pause nor double the backoff; the next event doubles
-// it unless a message begun after the pause got through.
+// One slow-down event suspends once: refusals of messages handed over
+// before it neither extend the pause nor double the backoff; the next event
+// doubles it unless a message handed over after the pause got through.
 func TestSlowDownEscalatesOncePerEvent(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	l := &lane{src: &sourceIP{}}
 	mn, mx := time.Second, 8*time.Second
-	type step struct {
-		began, at time.Time
-		accepted  bool // a success instead of a refusal
-		until     time.Time
-		fresh     bool
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Four messages on four connections, handed over before any refusal.
+	onWire := make([]ticket, 4)
+	for i := range onWire {
+		if !l.handOver(&onWire[i], at(i)) {
+			t.Fatalf("handOver %d before any suspension = false", i)
+		}
 	}
+	type step struct {
+		tk       *ticket
+		at       int  // ms
+		accepted bool // a success instead of a refusal
+		until    int  // ms
+		fresh    bool
+	}
+	var later, last, afterReset ticket
 	steps := []step{
-		{began: t0, at: t0.Add(10 * time.Millisecond), until: t0.Add(10*time.Millisecond + mn), fresh: true},
-		// Three other connections' messages, begun before the 421 was seen.
-		{began: t0.Add(time.Millisecond), at: t0.Add(15 * time.Millisecond), until: t0.Add(10*time.Millisecond + mn)},
-		{began: t0.Add(5 * time.Millisecond), at: t0.Add(20 * time.Millisecond), until: t0.Add(10*time.Millisecond + mn)},
-		{began: t0.Add(10 * time.Millisecond), at: t0.Add(900 * time.Millisecond), until: t0.Add(10*time.Millisecond + mn)},
+		{tk: &onWire[0], at: 10, until: 1010, fresh: true},
+		// The other connections' messages, handed over before the 421
+		// was seen: the same event, however late their answers.
+		{tk: &onWire[1], at: 15, until: 1010},
+		{tk: &onWire[2], at: 900, until: 1010},
 		// One of them got through: it began before the event, so it does
 		// not end the run of backoffs.
-		{began: t0.Add(2 * time.Millisecond), at: t0.Add(30 * time.Millisecond), accepted: true},
+		{tk: &onWire[3], at: 30, accepted: true},
 		// After the pause, refused again: a new event, backoff doubled.
-		{began: t0.Add(1100 * time.Millisecond), at: t0.Add(1110 * time.Millisecond), until: t0.Add(1110*time.Millisecond + 2*mn), fresh: true},
-		// A message begun after that pause gets through: the run ends.
-		{began: t0.Add(3200 * time.Millisecond), at: t0.Add(3210 * time.Millisecond), accepted: true},
-		{began: t0.Add(3300 * time.Millisecond), at: t0.Add(3310 * time.Millisecond), until: t0.Add(3310*time.Millisecond + mn), fresh: true},
+		{tk: &later, at: 1110, until: 1110 + 2000, fresh: true},
+		// A message handed over after that pause gets through: the run
+		// ends, and the next event starts from the minimum.
+		{tk: &last, at: 3210, accepted: true},
+		{tk: &afterReset, at: 3310, until: 3310 + 1000, fresh: true},
 	}
+	handed := map[*ticket]int{&later: 1100, &last: 3200, &afterReset: 3300}
 	for i, s := range steps {
+		if ms, ok := handed[s.tk]; ok && !l.handOver(s.tk, at(ms)) {
+			t.Fatalf("step %d: handOver at %d ms = false, want true (the pause is over)", i, ms)
+		}
 		if s.accepted {
-			tk := ticket{began: s.began}
-			l.settle(&tk, s.at, true)
+			l.settle(s.tk, at(s.at), true)
 			continue
 		}
-		until, fresh := l.slowDown(s.began, s.at, mn, mx)
-		if !until.Equal(s.until) || fresh != s.fresh {
-			t.Errorf("step %d: slowDown(began %v, at %v) = %v, %v; want %v, %v", i, s.began.Sub(t0), s.at.Sub(t0),
-				until.Sub(t0), fresh, s.until.Sub(t0), s.fresh)
+		until, fresh := l.slowDown(s.tk.seen, at(s.at), mn, mx)
+		if !until.Equal(at(s.until)) || fresh != s.fresh {
+			t.Errorf("step %d: slowDown at %d ms = %v, %v; want %d ms, %v", i, s.at, until.Sub(t0), fresh, s.until, s.fresh)
 		}
 	}
 	// While suspended, no slot is given, whatever the windows say, and a
 	// message reserved before the suspension is not handed over.
 	var tk ticket
-	if l.handOver(&tk, t0.Add(3400*time.Millisecond)) {
+	if l.handOver(&tk, at(3400)) {
 		t.Errorf("handOver during the suspension = true, want false")
 	}
-	if !l.handOver(&tk, t0.Add(3310*time.Millisecond+mn)) || !tk.began.Equal(t0.Add(3310*time.Millisecond+mn)) {
+	if !l.handOver(&tk, at(4310)) || !tk.began.Equal(at(4310)) {
 		t.Errorf("handOver at the end of the suspension = false or began %v, want true", tk.began)
 	}
-	if v, until := l.reserve(t0.Add(3400*time.Millisecond), &tk, true); v != slotStopped || !until.Equal(t0.Add(3310*time.Millisecond+mn)) {
-		t.Errorf("reserve while suspended = %v until %v, want stopped until %v", v, until.Sub(t0), (3310*time.Millisecond + mn))
+	if v, until := l.reserve(at(3400), &tk, true); v != slotStopped || !until.Equal(at(4310)) {
+		t.Errorf("reserve while suspended = %v until %v, want stopped until 4310 ms", v, until.Sub(t0))
 	}
 }
 
