@@ -125,9 +125,8 @@ func (d *destination) spawn() {
 		}
 		l.mu.Lock()
 		conns := l.conns
-		rateBound := conns > 0 && l.lim.second.next(now).After(now.Add(50*time.Millisecond))
 		l.mu.Unlock()
-		if conns >= d.maxConns() || rateBound {
+		if conns >= d.maxConns() || l.rateBound(now) {
 			continue
 		}
 		load := float64(conns) / float64(max(1, l.src.weight))
@@ -202,48 +201,69 @@ func (d *destination) worker(l *lane) {
 		e.wg.Done()
 		d.spawn() // jobs may still wait (e.g. we stopped for max-per-connection)
 	}()
+	var tk ticket
 	for {
 		j := d.take(idle)
 		if j == nil {
 			return
 		}
-		if !j.live() {
-			e.release(j, time.Now())
-			continue
-		}
-		now := time.Now()
-		if until, s := l.suspendedUntil(now); s {
-			d.requeue(j, until)
-			return
-		}
-		if c, until := l.src.capped(now); c {
-			d.requeue(j, until)
-			return
-		}
-		if err := sleepUntil(e.ctx, l.reserve(now)); err != nil {
-			e.release(j, time.Now())
-			return
-		}
-		if !j.live() {
-			e.release(j, time.Now())
-			continue
-		}
-		if conn != nil && stale(conn) {
-			conn.Close()
-			conn = nil
-		}
-		if conn == nil {
-			c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo, RequireTLS: d.rule.RequireTLS})
-			if err != nil {
-				if d.dialFailed(j, l, err) {
+		// Wait until the lane's windows have room, with a connection open,
+		// then take the message's places and send it at once: the
+		// suspension and the caps are checked in the same step that books,
+		// so a message begun after another connection's "slow down" was
+		// seen is never sent.
+		for j != nil {
+			if !j.live() {
+				e.release(j, time.Now())
+				j = nil
+				break
+			}
+			if conn != nil && stale(conn) {
+				conn.Close()
+				conn = nil
+			}
+			now := time.Now()
+			v, at := l.reserve(now, &tk, conn != nil)
+			if v == slotBooked {
+				break
+			}
+			switch v {
+			case slotStopped:
+				d.requeue(j, at)
+				return
+			case slotDial:
+				seen := l.seen()
+				c, err := d.transport.Dial(e.ctx, Route{Domain: d.domain, MX: d.mx, SourceIP: l.src.addr, HELO: l.src.helo, RequireTLS: d.rule.RequireTLS})
+				if err != nil {
+					if d.dialFailed(j, l, seen, err) {
+						return
+					}
+					j = nil
+					break
+				}
+				conn, uses = c, 0
+			case slotWait:
+				if conn != nil && time.Until(at) > e.o.IdleTimeout {
+					// Servers drop idle connections: open a new one when
+					// the window has room rather than keep this one idle.
+					conn.Close()
+					conn = nil
+				}
+				if err := sleepUntil(e.ctx, at); err != nil {
+					e.release(j, time.Now())
 					return
 				}
-				continue
 			}
-			conn, uses = c, 0
 		}
-		res := e.attempt(conn, j, d, l)
+		if j == nil {
+			continue
+		}
+		res := e.attempt(conn, j, d, l, &tk)
 		if res.stop {
+			return
+		}
+		if res.stopped {
+			d.requeue(j, res.until)
 			return
 		}
 		uses++
@@ -252,10 +272,6 @@ func (d *destination) worker(l *lane) {
 			conn = nil
 		}
 		if res.slowDown {
-			mn, mx := d.backoff()
-			until := l.suspend(time.Now(), mn, mx)
-			e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until)
-			e.metrics.suspensions.WithLabelValues(d.routeKey).Inc()
 			d.checkSuspended()
 			return
 		}
@@ -308,7 +324,7 @@ func (d *destination) checkSuspended() bool {
 
 // dialFailed handles a failed connection attempt and reports whether the
 // worker should stop.
-func (d *destination) dialFailed(j *job, l *lane, err error) bool {
+func (d *destination) dialFailed(j *job, l *lane, seen uint64, err error) bool {
 	e := d.e
 	var de *DialError
 	errors.As(err, &de)
@@ -331,15 +347,19 @@ func (d *destination) dialFailed(j *job, l *lane, err error) bool {
 	// Connection refused, timeouts, 421 at greeting: the host is not
 	// taking mail from this address now. Suspend the lane, retry the job
 	// when it reopens.
+	// One event: connections begun before it that fail as well do not
+	// suspend again.
 	mn, mx := d.backoff()
-	until := l.suspend(now, mn, mx)
+	until, fresh := l.slowDown(seen, now, mn, mx)
 	r := Reply{Text: err.Error(), SourceIP: l.src.addr}
 	if de != nil && de.Reply.Code != 0 {
 		r = de.Reply
 	}
 	e.finish(j, d, outcomeFor(j, models.DeliveryDeferred, r, now, until), "")
-	e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until, "error", err)
-	e.metrics.suspensions.WithLabelValues(d.routeKey).Inc()
+	if fresh {
+		e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until, "error", err)
+		e.metrics.suspensions.WithLabelValues(d.routeKey).Inc()
+	}
 	d.checkSuspended()
 	return true
 }
@@ -347,17 +367,28 @@ func (d *destination) dialFailed(j *job, l *lane, err error) bool {
 type attemptResult struct {
 	broken   bool
 	slowDown bool
-	stop     bool // the worker is done: dialFailed has handled it
+	stop     bool      // the worker is done: dialFailed has handled it
+	stopped  bool      // not sent: the lane was suspended meanwhile, until
+	until    time.Time //
 }
 
 // attempt renders, signs and sends one job over conn and records the
-// outcome.
-func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResult {
+// outcome; tk holds the message's places on the lane, settled here.
+func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket) attemptResult {
 	now := time.Now()
 	msg, err := e.render(j, now)
 	if err != nil {
+		l.cancel(tk)
 		e.finish(j, d, outcomeFor(j, models.DeliveryFailed, Reply{Text: "render: " + err.Error()}, now, time.Time{}), "")
 		return attemptResult{}
+	}
+	if now := time.Now(); !l.handOver(tk, now) {
+		// Another connection was told to slow down while this message
+		// was being signed: it stays here.
+		msg.release()
+		l.cancel(tk)
+		until, _ := l.suspendedUntil(now)
+		return attemptResult{stopped: true, until: until}
 	}
 	env := &Envelope{From: msg.mailFrom, To: j.c.Email, DeliveryID: j.c.ID, CampaignID: j.c.CampaignID,
 		Signature: msg.sig, Message: msg.buf.Bytes()}
@@ -365,13 +396,18 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 	msgID := msg.messageID
 	msg.release()
 	now = time.Now()
-	if reply.SourceIP == "" {
-		reply.SourceIP = l.src.addr
-	}
 	if de := (*DialError)(nil); err != nil && reply.Code == 0 && errors.As(err, &de) {
 		// A transport that dials lazily (Staging) could not open its
-		// connection: a failed dial, not a broken transaction.
-		return attemptResult{broken: true, stop: d.dialFailed(j, l, err)}
+		// connection: a failed dial, not a broken transaction, and no
+		// message went out.
+		seen := tk.seen
+		l.cancel(tk)
+		return attemptResult{broken: true, stop: d.dialFailed(j, l, seen, err)}
+	}
+	ok := reply.Code >= 200 && reply.Code < 300
+	l.settle(tk, now, ok)
+	if reply.SourceIP == "" {
+		reply.SourceIP = l.src.addr
 	}
 	if err != nil && reply.Code == 0 {
 		// The connection failed mid-transaction: the message may or may not
@@ -384,16 +420,21 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 	// or said 421, and the connection is done either way.
 	broken := err != nil
 	switch {
-	case reply.Code >= 200 && reply.Code < 300:
-		l.succeeded()
-		l.src.countSent(now)
+	case ok:
 		d.meter.add(now)
 		e.finish(j, d, outcomeFor(j, models.DeliverySent, reply, now, time.Time{}), msgID)
 		return attemptResult{broken: broken}
 	case isSlowDown(reply):
+		// The lane stops before its other connections' next messages; a
+		// refusal of a message begun before the latest suspension is part
+		// of that event, not a new one.
 		mn, mx := d.backoff()
-		until := now.Add(l.peekBackoff(mn, mx))
+		until, fresh := l.slowDown(tk.seen, now, mn, mx)
 		e.finish(j, d, outcomeFor(j, models.DeliveryDeferred, reply, now, until), msgID)
+		if fresh {
+			e.log.Warn("destination suspended", "destination", d.routeKey, "source_ip", l.src.addr, "until", until)
+			e.metrics.suspensions.WithLabelValues(d.routeKey).Inc()
+		}
 		return attemptResult{slowDown: true}
 	case reply.Code >= 400 && reply.Code < 500:
 		e.deferJob(j, d, reply, now, msgID)
@@ -402,16 +443,6 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane) attemptResu
 		e.finish(j, d, outcomeFor(j, models.DeliveryBounced, reply, now, time.Time{}), msgID)
 		return attemptResult{broken: broken}
 	}
-}
-
-// peekBackoff is the suspension the next suspend call will set.
-func (l *lane) peekBackoff(mn, mx time.Duration) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.backoff < mn {
-		return mn
-	}
-	return minDur(l.backoff*2, mx)
 }
 
 // deferJob retries a job later with exponential backoff and jitter, or

@@ -326,7 +326,7 @@ func (e *Engine) loadRules(ctx context.Context) error {
 			d.rule = &rule{DomainRule: nr}
 			for _, l := range d.lanes {
 				l.mu.Lock()
-				l.lim = newLimits(&nr)
+				l.lim.retune(&nr)
 				l.mu.Unlock()
 			}
 		}
@@ -659,7 +659,7 @@ func (e *Engine) source(addr, helo string, weight int, warm *time.Time, perSecon
 	}
 	s.mu.Lock()
 	s.helo, s.weight, s.warmStart, s.schedule = helo, max(1, weight), warm, e.o.Warmup
-	s.rate = newGCRA(time.Second, perSecond, burstFor(perSecond))
+	s.setRate(perSecond)
 	s.mu.Unlock()
 	return s
 }
