@@ -467,8 +467,35 @@ func (e *Engine) deferJob(j *job, d *destination, r Reply, now time.Time, msgID 
 }
 
 func outcomeFor(j *job, status string, r Reply, now, next time.Time) models.Outcome {
-	return models.Outcome{ID: j.c.ID, CampaignID: j.c.CampaignID, Status: status, Attempted: true,
+	o := models.Outcome{ID: j.c.ID, CampaignID: j.c.CampaignID, Status: status, Attempted: true,
 		Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, SourceIP: r.SourceIP, MXHost: r.MXHost, At: now, NextAttempt: next}
+	if status == models.DeliveryBounced {
+		// A refusal is classified like a DSN, by the same precedence
+		// table, with the stage we know for certain (a 550 to RCPT TO is
+		// about the recipient, one to MAIL FROM about us), and recorded
+		// with the outcome as one: its bounce row, counters and
+		// suppression.
+		v := bounce.ClassifyReplyAt(replyStage(r.Command), r.Code, r.Enhanced, r.Text)
+		if v.Kind == bounce.KindHard || v.Kind == bounce.KindSoft {
+			o.BounceKind, o.BounceCategory, o.BounceReason = string(v.Kind), string(v.Category), v.Explain()
+		}
+	}
+	return o
+}
+
+// replyStage is the classifier's stage of the command a reply answered.
+func replyStage(command string) bounce.Stage {
+	switch command {
+	case "MAIL":
+		return bounce.StageMail
+	case "RCPT":
+		return bounce.StageRcpt
+	case "DATA", "BDAT", "end of data":
+		return bounce.StageData
+	case "greeting", "HELO", "EHLO", "STARTTLS", "AUTH":
+		return bounce.StageConnect
+	}
+	return bounce.StageUnknown
 }
 
 // isSlowDown reports whether a refusal asks us to send more slowly (421,

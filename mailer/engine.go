@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/token"
-	"github.com/herald-mail/herald/mailer/bounce"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -744,14 +743,6 @@ func (e *Engine) render(j *job, now time.Time) (*rendered, error) {
 // and the attempt's log line.
 func (e *Engine) finish(j *job, d *destination, o models.Outcome, messageID string) {
 	o.MessageID = messageID
-	if o.Status == models.DeliveryBounced {
-		// A refusal is classified like a DSN, and recorded with the
-		// outcome as one: its bounce row, counters and suppression.
-		v := bounce.ClassifyReply(o.Code, o.Enhanced, o.Text)
-		if v.Kind == bounce.KindHard || v.Kind == bounce.KindSoft {
-			o.BounceKind, o.BounceCategory, o.BounceReason = string(v.Kind), string(v.Category), v.Explain()
-		}
-	}
 	e.mu.Lock()
 	delete(e.inflight, j.c.ID)
 	e.mu.Unlock()

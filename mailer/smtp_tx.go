@@ -27,7 +27,7 @@ type smtpConn struct {
 
 // reply completes a server's reply with what the connection knows.
 func (s *smtpConn) reply(r smtpclient.Reply) Reply {
-	return Reply{Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, MXHost: s.host, SourceIP: s.source, TLS: s.tls, TLSPolicy: s.note}
+	return Reply{Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, Command: r.Command, MXHost: s.host, SourceIP: s.source, TLS: s.tls, TLSPolicy: s.note}
 }
 
 // Send runs one transaction. After a refused transaction the next one

@@ -71,6 +71,10 @@ type Reply struct {
 	Enhanced string // "4.7.0"; "" when the server gave none
 	Text     string
 	MXHost   string // the host that answered
+	// Command is what the reply answered, as smtpclient.Reply.Command
+	// ("RCPT", "end of data", "greeting", …); "" when not known. It is
+	// the stage the bounce classifier weighs a refusal by.
+	Command  string
 	SourceIP string // the local address the connection used
 	// TLS: "" = plain text; otherwise the version and whether the
 	// certificate was verified, e.g. "TLSv1.3 verified", "TLSv1.2

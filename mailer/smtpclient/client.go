@@ -61,6 +61,11 @@ type Reply struct {
 	Code     int
 	Enhanced string // "5.1.1"; "" when the server gave none
 	Text     string // the lines joined with "\n"
+	// Command is what the reply answered: "greeting", "EHLO", "HELO",
+	// "STARTTLS", "AUTH", "RSET", "MAIL", "RCPT", "DATA", "BDAT" or "end
+	// of data"; "" when unknown. A refusal's command says whom it
+	// concerns: RCPT the recipient, MAIL the sender, DATA the message.
+	Command string
 }
 
 func (r Reply) String() string {
@@ -74,6 +79,12 @@ func (r Reply) String() string {
 type Error struct {
 	Stage string // "greeting", "EHLO", "STARTTLS" or "AUTH"
 	Reply Reply
+}
+
+// opening is the error of a refusal during the opening at stage.
+func opening(stage string, r rawReply) *Error {
+	r.cmd = stage
+	return &Error{Stage: stage, Reply: r.parse()}
 }
 
 func (e *Error) Error() string { return "smtpclient: " + e.Stage + ": " + e.Reply.String() }
@@ -200,7 +211,7 @@ func (c *Client) Greeting() error {
 		return err
 	}
 	if r.code != 220 {
-		return &Error{Stage: "greeting", Reply: r.parse()}
+		return opening("greeting", r)
 	}
 	return nil
 }
@@ -219,12 +230,12 @@ func (c *Client) Hello(name string) error {
 			return err
 		}
 		if r.code != 250 {
-			return &Error{Stage: "HELO", Reply: r.parse()}
+			return opening("HELO", r)
 		}
 		return nil
 	}
 	if r.code != 250 {
-		return &Error{Stage: "EHLO", Reply: r.parse()}
+		return opening("EHLO", r)
 	}
 	lines := strings.Split(r.text, "\n")
 	for _, l := range lines[1:] {
@@ -268,7 +279,7 @@ func (c *Client) StartTLS(cfg *tls.Config) error {
 		return err
 	}
 	if r.code != 220 {
-		return &Error{Stage: "STARTTLS", Reply: r.parse()}
+		return opening("STARTTLS", r)
 	}
 	if c.br.Buffered() > 0 {
 		// Bytes sent before the handshake would be taken as part of the
@@ -310,7 +321,7 @@ func (c *Client) Auth(user, pass string) error {
 			return err
 		}
 		if r.code != 235 {
-			return &Error{Stage: "AUTH", Reply: r.parse()}
+			return opening("AUTH", r)
 		}
 		return nil
 	case strings.Contains(mechs, " LOGIN "):
@@ -320,7 +331,7 @@ func (c *Client) Auth(user, pass string) error {
 				return err
 			}
 			if r.code != 334 {
-				return &Error{Stage: "AUTH", Reply: r.parse()}
+				return opening("AUTH", r)
 			}
 			r, err = c.cmd("AUTH", base64.StdEncoding.EncodeToString([]byte(v)), "")
 		}
@@ -328,7 +339,7 @@ func (c *Client) Auth(user, pass string) error {
 			return err
 		}
 		if r.code != 235 {
-			return &Error{Stage: "AUTH", Reply: r.parse()}
+			return opening("AUTH", r)
 		}
 		return nil
 	}
@@ -348,7 +359,7 @@ func (c *Client) cmd(stage, verb, arg string) (rawReply, error) {
 	}
 	r, err := c.read(c.t.Command)
 	if err == nil && r.code == 421 {
-		return r, &Error{Stage: stage, Reply: r.parse()}
+		return r, opening(stage, r)
 	}
 	return r, err
 }
@@ -423,6 +434,7 @@ func (g *replyGuard) Read(p []byte) (int, error) {
 type rawReply struct {
 	code int
 	text string // the lines joined with "\n", enhanced codes included
+	cmd  string // what it answered, when known
 }
 
 // read reads one (possibly multi-line) reply within timeout.
@@ -439,7 +451,7 @@ func (c *Client) read(timeout time.Duration) (rawReply, error) {
 // parse splits the enhanced status code (RFC 2034) off the text, from
 // every line, as go-smtp does.
 func (r rawReply) parse() Reply {
-	out := Reply{Code: r.code, Text: r.text}
+	out := Reply{Code: r.code, Text: r.text, Command: r.cmd}
 	code, rest, ok := strings.Cut(r.text, " ")
 	if ok && IsEnhancedCode(code) {
 		out.Enhanced = code
@@ -450,7 +462,7 @@ func (r rawReply) parse() Reply {
 
 // ParseReply parses a reply's code and text (lines joined with "\n") as
 // the client does.
-func ParseReply(code int, text string) Reply { return rawReply{code, text}.parse() }
+func ParseReply(code int, text string) Reply { return rawReply{code: code, text: text}.parse() }
 
 // IsEnhancedCode reports whether s looks like "5.1.1": a class digit 2, 4
 // or 5, then two dot-separated numbers of one to three digits.

@@ -474,3 +474,61 @@ func TestIsEnhancedCode(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyNamesItsCommand: the reply that decides a message says which
+// command it answered, the stage the bounce classifier weighs it by (a 550
+// to RCPT is about the recipient, one to MAIL about the sender).
+func TestReplyNamesItsCommand(t *testing.T) {
+	for _, c := range []struct {
+		name, ehlo string
+		script     []exchange
+		want       string
+	}{
+		{"refused MAIL", ehloPipe, []exchange{
+			{cmd: "MAIL FROM:<b@s.test>", reply: "550 5.7.1 sender blocked\r\n"}, {cmd: "RCPT TO:<r@x.test>", reply: "503 5.5.1 MAIL first\r\n"},
+			{cmd: "DATA", reply: "503 5.5.1 no recipients\r\n"},
+		}, "MAIL"},
+		{"refused RCPT, BDAT refused behind it", ehloChunk, []exchange{
+			{cmd: "MAIL FROM:<b@s.test>", reply: "250 ok\r\n"}, {cmd: "RCPT TO:<r@x.test>", reply: "550 no such user\r\n"},
+			{cmd: "BDAT 27 LAST", reply: "554 5.5.1 no valid recipients\r\n"},
+		}, "RCPT"},
+		{"refused DATA", ehloPipe, []exchange{
+			{cmd: "MAIL FROM:<b@s.test>", reply: "250 ok\r\n"}, {cmd: "RCPT TO:<r@x.test>", reply: "250 ok\r\n"},
+			{cmd: "DATA", reply: "554 5.7.1 not from you\r\n"},
+		}, "DATA"},
+		{"refused at the end of data", ehloLock, []exchange{
+			{cmd: "MAIL FROM:<b@s.test>", reply: "250 ok\r\n"}, {cmd: "RCPT TO:<r@x.test>", reply: "250 ok\r\n"},
+			{cmd: "DATA", reply: "354 go\r\n"}, {cmd: ".", reply: "550 mailbox unavailable\r\n"},
+		}, "end of data"},
+		{"accepted with BDAT", ehloChunk, []exchange{
+			{cmd: "MAIL FROM:<b@s.test>", reply: "250 ok\r\n"}, {cmd: "RCPT TO:<r@x.test>", reply: "250 ok\r\n"},
+			{cmd: "BDAT 27 LAST", reply: "250 2.0.0 got it\r\n"},
+		}, "BDAT"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := play(t, append([]exchange{{reply: greet}, {cmd: "EHLO out.test", reply: c.ehlo}}, append(c.script,
+				exchange{cmd: "QUIT", reply: "221 bye\r\n"})...))
+			cl := open(t, srv.Addr, testTimeouts)
+			if err := cl.Greeting(); err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.Hello("out.test"); err != nil {
+				t.Fatal(err)
+			}
+			r, err := cl.Send("b@s.test", "r@x.test", []byte(msgHeader), []byte(msgBody))
+			if err != nil || r.Command != c.want {
+				t.Errorf("Send() = %+v, %v; want the reply to %q", r, err, c.want)
+			}
+			cl.Quit()
+			cl.Close()
+			srv.check(t)
+		})
+	}
+	srv := play(t, []exchange{{reply: "554 5.7.1 not you\r\n", hangUp: true}})
+	cl := open(t, srv.Addr, testTimeouts)
+	var e *Error
+	if err := cl.Greeting(); !errors.As(err, &e) || e.Reply.Command != "greeting" {
+		t.Errorf("Greeting() = %v; want an *Error whose reply answered the greeting", err)
+	}
+	srv.check(t)
+}

@@ -207,7 +207,9 @@ func (c *Client) final(steps []stepKind) (rawReply, error) {
 	case refusal.code != 0:
 		return refusal, err
 	case ok:
-		return replies[len(replies)-1], err
+		r := replies[len(replies)-1]
+		r.cmd = stepNames[steps[len(steps)-1]]
+		return r, err
 	case err == nil:
 		err = errors.New("smtpclient: no final reply")
 	}
@@ -280,6 +282,7 @@ func verdict(steps []stepKind, replies []rawReply, stopped error) (refusal rawRe
 		}
 		if refusal.code == 0 {
 			refusal = r
+			refusal.cmd = stepNames[steps[i]]
 		}
 	}
 	if err == nil {
