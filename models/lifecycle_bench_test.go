@@ -16,7 +16,7 @@ import (
 // campaign message on SQLite: materialise the row, claim it, record its
 // outcome, in the batch sizes the engine uses (mailer.Options: ClaimBatch,
 // and outcomes written up to 512 at a time). Each phase reports its own
-// µs per delivery (`herald bench send` measures the whole pipeline).
+// µs per delivery (`herald-bench send` measures the whole pipeline).
 func BenchmarkDeliveryLifecycle(b *testing.B) {
 	const n = 20000
 	ctx := context.Background()
@@ -75,7 +75,7 @@ func BenchmarkDeliveryLifecycle(b *testing.B) {
 // started and not yet materialised.
 func lifecycleCampaign(b *testing.B, s *models.Store, n int) int64 {
 	ctx := context.Background()
-	// Imported just before the send, as in `herald bench send`.
+	// Imported just before the send, as in `herald-bench send`.
 	list := testdb.Readers(b, s, "L", n, func(k int) testdb.Reader {
 		return testdb.Reader{Email: fmt.Sprintf("reader%d@example%d.com", k, k%5), Name: fmt.Sprintf("Reader %d", k),
 			Attributes: `{"city":"Lyon","plan":"pro"}`}
