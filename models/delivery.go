@@ -51,6 +51,8 @@ type Delivery struct {
 	MessageID     string
 	SourceIP      string `gorm:"column:source_ip"`
 	MXHost        string `gorm:"column:mx_host"`
+	// TLS is how the last attempt crossed the network (TLSCode).
+	TLS           int16 `gorm:"column:tls"`
 	LastAttemptAt *time.Time
 	SentAt        *time.Time
 	CreatedAt     time.Time
@@ -743,7 +745,10 @@ type Outcome struct {
 	MessageID string
 	SourceIP  string
 	MXHost    string
-	At        time.Time
+	// TLS is how the message crossed the network (TLSCode); 0 when that
+	// is not known (no server answered, or the message was captured).
+	TLS int16
+	At  time.Time
 	// NextAttempt is when a deferred or released row becomes due again.
 	NextAttempt time.Time
 	// BounceKind (hard or soft) and BounceCategory classify a bounced
@@ -837,7 +842,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]BounceNotice, error) {
 	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
 		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
-		mx_host = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+		mx_host = ?, tls = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
 	if err != nil {
 		return nil, fmt.Errorf("models: record outcomes: %w", err)
 	}
@@ -861,7 +866,7 @@ func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, out
 				sentAt = dbTime(o.At)
 			}
 			res, err = attempt.ExecContext(ctx, o.Status, dbTime(next), o.Code, o.Enhanced, truncate(o.Text, 500), o.MessageID,
-				o.SourceIP, o.MXHost, dbTime(o.At), sentAt, o.ID, node)
+				o.SourceIP, o.MXHost, o.TLS, dbTime(o.At), sentAt, o.ID, node)
 		} else {
 			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, node)
 		}
@@ -885,9 +890,10 @@ const attemptChunk = 512
 // times passed inside JSON must read back the same.
 const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 
-// recordAttemptsSQL applies a JSON array of attempts of one new status
-// (the first two parameters), one array per row: [id, next_attempt_at,
-// code, enhanced, text, message_id, source_ip, mx_host, last_attempt_at].
+// recordAttemptsSQL applies a JSON array of attempts of one new status and
+// one TLS state (the first three parameters), one array per row: [id,
+// next_attempt_at, code, enhanced, text, message_id, source_ip, mx_host,
+// last_attempt_at].
 // Its text never changes, so one parse serves a whole chunk (the SQLite
 // driver parses a statement on every execution, prepared or not). An
 // UPDATE with FROM keeps a statement journal even under OR FAIL; the
@@ -895,7 +901,7 @@ const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 // JSONB, which ->> reads in place; json_each would print it as text for
 // ->> to parse again, a third of the statement's cost. Each ->> costs
 // about a third of a microsecond: what a chunk shares is a parameter.
-const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = v.next,
+const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, tls = ?, attempts = attempts + 1, next_attempt_at = v.next,
 	lease_node = '', lease_until = NULL, last_code = v.code, last_enhanced = v.enhanced, last_text = v.text,
 	message_id = v.message_id, source_ip = v.source_ip, mx_host = v.mx_host, last_attempt_at = v.at,
 	sent_at = CASE WHEN ? = 'sent' THEN v.at END
@@ -919,6 +925,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 	type group struct {
 		campaign int64
 		status   string
+		tls      int16
 	}
 	seen := make(map[int64]bool, len(outs))
 	groups := map[group][]int{}
@@ -935,7 +942,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 			rest = append(rest, outs[i])
 			continue
 		}
-		g := group{outs[i].CampaignID, outs[i].Status}
+		g := group{outs[i].CampaignID, outs[i].Status, outs[i].TLS}
 		if groups[g] == nil {
 			order = append(order, g)
 		}
@@ -982,7 +989,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 				b[len(b)-1] = ']'
 			}
 			b = append(b, ']')
-			res, err := tx.ExecContext(ctx, recordAttemptsSQL, g.status, g.status, string(b), node)
+			res, err := tx.ExecContext(ctx, recordAttemptsSQL, g.status, g.tls, g.status, string(b), node)
 			if err != nil {
 				return nil, err
 			}
