@@ -412,5 +412,26 @@ func TestReportProviderTLS(t *testing.T) {
 				}
 			}
 		}
+		// Each recipient's row of the export says how its message went.
+		p := v.get(fmt.Sprintf("/campaigns/%d/report.csv", fx.ID))
+		mustStatus(t, p, 200)
+		recs, err := csv.NewReader(strings.NewReader(p.Body)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := map[string]int{}
+		for i, h := range recs[0] {
+			col[h] = i
+		}
+		got := map[string]string{}
+		for _, r := range recs[1:] {
+			got[r[col["email"]]] = r[col["tls"]]
+		}
+		for email, want := range map[string]string{"g1@gmail.com": "TLSv1.3 verified", "g4@gmail.com": "TLSv1.3 unverified",
+			"g6@gmail.com": "plain text", "m1@contoso.example": "TLSv1.2 unverified", "y1@yahoo.com": ""} {
+			if got[email] != want {
+				t.Errorf("report.csv: tls of %s = %q, want %q", email, got[email], want)
+			}
+		}
 	})
 }
