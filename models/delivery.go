@@ -890,10 +890,12 @@ const attemptChunk = 512
 // times passed inside JSON must read back the same.
 const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 
-// recordAttemptsSQL applies a JSON array of attempts of one new status and
-// one TLS state (the first three parameters), one array per row: [id,
-// next_attempt_at, code, enhanced, text, message_id, source_ip, mx_host,
-// last_attempt_at].
+// recordAttemptsSQL applies a JSON array of attempts of one new status
+// (the first two parameters), one array per row: [id, next_attempt_at,
+// code×100 + tls, enhanced, text, message_id, source_ip, mx_host,
+// last_attempt_at]. The TLS state (< 100, see TLSCode) rides in the reply
+// code's field: integer arithmetic is nearly free where one more ->> is
+// not.
 // Its text never changes, so one parse serves a whole chunk (the SQLite
 // driver parses a statement on every execution, prepared or not). An
 // UPDATE with FROM keeps a statement journal even under OR FAIL; the
@@ -901,8 +903,8 @@ const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 // JSONB, which ->> reads in place; json_each would print it as text for
 // ->> to parse again, a third of the statement's cost. Each ->> costs
 // about a third of a microsecond: what a chunk shares is a parameter.
-const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, tls = ?, attempts = attempts + 1, next_attempt_at = v.next,
-	lease_node = '', lease_until = NULL, last_code = v.code, last_enhanced = v.enhanced, last_text = v.text,
+const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, tls = v.code % 100, attempts = attempts + 1, next_attempt_at = v.next,
+	lease_node = '', lease_until = NULL, last_code = v.code / 100, last_enhanced = v.enhanced, last_text = v.text,
 	message_id = v.message_id, source_ip = v.source_ip, mx_host = v.mx_host, last_attempt_at = v.at,
 	sent_at = CASE WHEN ? = 'sent' THEN v.at END
 	FROM (SELECT value->>0 AS id, value->>1 AS next, value->>2 AS code, value->>3 AS enhanced, value->>4 AS text,
@@ -925,7 +927,6 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 	type group struct {
 		campaign int64
 		status   string
-		tls      int16
 	}
 	seen := make(map[int64]bool, len(outs))
 	groups := map[group][]int{}
@@ -942,7 +943,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 			rest = append(rest, outs[i])
 			continue
 		}
-		g := group{outs[i].CampaignID, outs[i].Status, outs[i].TLS}
+		g := group{outs[i].CampaignID, outs[i].Status}
 		if groups[g] == nil {
 			order = append(order, g)
 		}
@@ -978,7 +979,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 				b = strconv.AppendInt(b, o.ID, 10)
 				b = append(b, ',')
 				at(next)
-				b = strconv.AppendInt(b, int64(o.Code), 10)
+				b = strconv.AppendInt(b, int64(o.Code)*100+int64(o.TLS), 10)
 				b = append(b, ',')
 				str(o.Enhanced)
 				str(truncate(o.Text, 500))
@@ -989,7 +990,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 				b[len(b)-1] = ']'
 			}
 			b = append(b, ']')
-			res, err := tx.ExecContext(ctx, recordAttemptsSQL, g.status, g.tls, g.status, string(b), node)
+			res, err := tx.ExecContext(ctx, recordAttemptsSQL, g.status, g.status, string(b), node)
 			if err != nil {
 				return nil, err
 			}
