@@ -3,7 +3,6 @@ package mailer_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,17 +53,10 @@ type fakeMX struct {
 
 func startMX(t testing.TB, addr string, keep bool, b behaviour) *fakeMX {
 	t.Helper()
-	return startTLSMX(t, addr, keep, b, nil)
-}
-
-// startTLSMX is startMX offering STARTTLS with cfg (none when nil).
-func startTLSMX(t testing.TB, addr string, keep bool, b behaviour, cfg *tls.Config) *fakeMX {
-	t.Helper()
 	m := &fakeMX{keep: keep, behave: b}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &fakeSession{m: m, conn: c}, nil
 	}))
-	s.TLSConfig = cfg
 	s.Domain = "mx.test"
 	s.AllowInsecureAuth = true
 	s.ReadTimeout, s.WriteTimeout = 30*time.Second, 30*time.Second

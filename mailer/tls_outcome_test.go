@@ -30,16 +30,20 @@ func TestTLSOutcomeRecorded(t *testing.T) {
 	roots.AddCert(otherCert.Leaf)
 	mxs := []struct {
 		domain, ip string
-		tls        *tls.Config
+		cert       *tls.Certificate
+		maxVersion uint16
 		want       string // Reply.TLS
 	}{
-		{"good.test", "127.0.3.1", &tls.Config{Certificates: []tls.Certificate{goodCert}}, "TLSv1.3 verified"},
-		{"wrong.test", "127.0.3.2", &tls.Config{Certificates: []tls.Certificate{otherCert}, MaxVersion: tls.VersionTLS12}, "TLSv1.2 unverified"},
-		{"plain.test", "127.0.3.3", nil, ""},
+		{"good.test", "127.0.3.1", &goodCert, 0, "TLSv1.3 verified"},
+		{"wrong.test", "127.0.3.2", &otherCert, tls.VersionTLS12, "TLSv1.2 unverified"},
+		{"plain.test", "127.0.3.3", nil, 0, ""},
 	}
 	var domains []string
 	for _, m := range mxs {
-		startTLSMX(t, fmt.Sprintf("%s:%d", m.ip, port), false, nil, m.tls)
+		mx := startTLSMX(t, fmt.Sprintf("%s:%d", m.ip, port), m.cert)
+		if m.maxVersion != 0 {
+			mx.srv.TLSConfig.MaxVersion = m.maxVersion // before any connection
+		}
 		ns.add(t, fmt.Sprintf("mx.%s. 300 IN A %s", m.domain, m.ip), fmt.Sprintf("%s. 300 IN MX 10 mx.%s.", m.domain, m.domain))
 		domains = append(domains, m.domain)
 	}
@@ -48,7 +52,7 @@ func TestTLSOutcomeRecorded(t *testing.T) {
 	// Opportunistic, as by default (a certificate that does not verify is
 	// still used), with roots that trust the test's certificates.
 	tr := mailer.NewDirect(mailer.DirectOptions{Resolver: mailer.NewResolver(ns.Addr), Port: port, HELO: "out.sender.test",
-		TLSConfig: &tls.Config{InsecureSkipVerify: true, RootCAs: roots, MinVersion: tls.VersionTLS12}})
+		RootCAs: roots})
 	e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{"tls secret"}, Transport: tr}, s)
 	runEngine(t, e)
 	if err := e.StartCampaign(ctx, cid); err != nil {

@@ -15,11 +15,11 @@ const (
 	TLSVerified int16 = 10 // added to a TLS state whose certificate verified
 )
 
-// TLSCode encodes the mailer's description of a connection ("" for plain
-// text, else "TLSv1.3 verified", "TLSv1.2 unverified", …) for the tls
-// column.
+// TLSCode encodes the mailer's description of a connection (mailer.Reply.TLS:
+// "" or "plain text after a failed STARTTLS handshake (…)" for plain text,
+// else "TLSv1.3 verified", "TLSv1.2 unverified", …) for the tls column.
 func TLSCode(s string) int16 {
-	if s == "" {
+	if s == "" || strings.HasPrefix(s, "plain text") {
 		return TLSPlain
 	}
 	code := TLSOver + 9

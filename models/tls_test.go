@@ -16,6 +16,8 @@ func TestTLSCode(t *testing.T) {
 		text string
 	}{
 		{"", models.TLSPlain, "plain text"},
+		{"plain text after a failed STARTTLS handshake (remote error: tls: handshake failure)", models.TLSPlain, "plain text"},
+		{"TLS(0x0305) verified", 29, "TLS verified"},
 		{"TLSv1.3 verified", 23, "TLSv1.3 verified"},
 		{"TLSv1.3 unverified", 13, "TLSv1.3 unverified"},
 		{"TLSv1.2 verified", 22, "TLSv1.2 verified"},
