@@ -1,11 +1,16 @@
 # Herald: `make run` to start on SQLite, `make test` to run every test.
 GO ?= go
 BIN := bin/herald
+BENCH_BIN := bin/herald-bench
 
-.PHONY: run build test test-short generate check-generated bench bench-go vet clean
+.PHONY: run build build-bench test test-short generate check-generated tidy-check bench bench-go vet clean
 
 build: generate
 	$(GO) build -o $(BIN) ./cmd/herald
+
+## build-bench: the load-test command (cmd/herald-bench), apart from the server
+build-bench: generate
+	$(GO) build -o $(BENCH_BIN) ./cmd/herald-bench
 
 ## run: build and start Herald on SQLite (./herald.db), printing where to log in
 run: build
@@ -23,6 +28,10 @@ check-generated:
 vet:
 	$(GO) vet ./...
 
+## tidy-check: fail when go.mod or go.sum is not what go mod tidy would write
+tidy-check:
+	@$(GO) mod tidy -diff >/dev/null 2>&1 || { $(GO) mod tidy -diff; echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result"; exit 1; }
+
 ## test: every test, including PostgreSQL when HERALD_TEST_POSTGRES is set and the browser journeys.
 ## One package at a time (-p 1): the mailer's rate tests measure messages per
 ## second, and a browser journey in another package on the same two cores
@@ -34,14 +43,14 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: Go benchmarks and the load commands (figures for the closing note)
-bench: build
+bench: build-bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./models/ ./mailer/...
 	$(GO) test -run '^$$' -bench CampaignProgressPoll -benchtime 1000x ./web/
-	./$(BIN) bench import -n 1000000
-	./$(BIN) bench send -n 10000
-	./$(BIN) bench send -n 10000 -dkim=false
-	./$(BIN) bench send -n 200000 -dkim=false
-	./$(BIN) bench track -d 8s -c 64
+	./$(BENCH_BIN) import -n 1000000
+	./$(BENCH_BIN) send -n 10000
+	./$(BENCH_BIN) send -n 10000 -dkim=false
+	./$(BENCH_BIN) send -n 200000 -dkim=false
+	./$(BENCH_BIN) track -d 8s -c 64
 
 clean:
 	rm -rf bin herald.db herald.db-wal herald.db-shm

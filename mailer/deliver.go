@@ -468,7 +468,8 @@ func (e *Engine) deferJob(j *job, d *destination, r Reply, now time.Time, msgID 
 
 func outcomeFor(j *job, status string, r Reply, now, next time.Time) models.Outcome {
 	o := models.Outcome{ID: j.c.ID, CampaignID: j.c.CampaignID, Status: status, Attempted: true,
-		Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, SourceIP: r.SourceIP, MXHost: r.MXHost, At: now, NextAttempt: next}
+		Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, SourceIP: r.SourceIP, MXHost: r.MXHost, TLS: tlsCode(r),
+		At: now, NextAttempt: next}
 	if status == models.DeliveryBounced {
 		// A refusal is classified like a DSN, by the same precedence
 		// table, with the stage we know for certain (a 550 to RCPT TO is
@@ -496,6 +497,15 @@ func replyStage(command string) bounce.Stage {
 		return bounce.StageConnect
 	}
 	return bounce.StageUnknown
+}
+
+// tlsCode is the TLS state to record for r: only a server's answer over a
+// connection has one (a reply the engine made up names no host).
+func tlsCode(r Reply) int16 {
+	if r.Code == 0 || r.MXHost == "" || r.MXHost == captureHost {
+		return models.TLSUnknown
+	}
+	return models.TLSCode(r.TLS)
 }
 
 // isSlowDown reports whether a refusal asks us to send more slowly (421,

@@ -118,7 +118,7 @@ func newWorld(t *testing.T, s *models.Store) *world {
 }
 
 func (w *world) verp(campaign int64, email string) string {
-	return "b-" + w.kr.Sign(token.Bounce, w.del[campaign][email]) + "@" + bounceDomain
+	return "b-" + w.kr.SignAddress(token.Bounce, w.del[campaign][email]) + "@" + bounceDomain
 }
 
 func (w *world) messageID(t *testing.T, campaign int64, email string) string {

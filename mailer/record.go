@@ -98,13 +98,13 @@ func (r *Recorder) classify(addr string) (inboundRcpt, error) {
 	}
 	switch prefix {
 	case "b-":
-		id, err := r.keys.Delivery(local[2:], token.Bounce)
+		id, err := r.keys.AddressDelivery(local[2:], token.Bounce)
 		if err != nil {
 			return inboundRcpt{}, errBadToken
 		}
 		return inboundRcpt{kind: rcptBounce, deliveryID: id, addr: addr}, nil
 	case "u-":
-		id, err := r.keys.Delivery(local[2:], token.Unsubscribe)
+		id, err := r.keys.AddressDelivery(local[2:], token.Unsubscribe)
 		if err != nil {
 			return inboundRcpt{}, errBadToken
 		}
@@ -372,7 +372,7 @@ func (r *Recorder) attribute(ctx context.Context, messageID string, h mail.Heade
 			if end < 0 {
 				end = len(v)
 			}
-			if d, err := r.keys.Delivery(v[:end], f.kind); err == nil {
+			if d, err := r.keys.AddressDelivery(v[:end], f.kind); err == nil {
 				return d, nil
 			}
 		}

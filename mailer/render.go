@@ -405,7 +405,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	scratch.Reset()
 
 	out := &rendered{
-		mailFrom:  "b-" + kr.Sign(token.Bounce, rc.deliveryID) + "@" + p.returnPath,
+		mailFrom:  "b-" + kr.SignAddress(token.Bounce, rc.deliveryID) + "@" + p.returnPath,
 		messageID: "<" + kr.Sign(token.MessageID, rc.deliveryID) + "@" + p.domain + ">",
 		subject:   subject,
 		buf:       bufPool.Get().(*bytes.Buffer),
@@ -432,8 +432,10 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		if p.listHeaders {
 			// The mailto form too; a test's would only bounce (the inbound
 			// server refuses tokens it did not sign).
+			// In the address form of the URL's token: a mail server may
+			// change the case of the local part.
 			w.WriteString(">,\r\n <mailto:u-")
-			w.WriteString(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:])
+			w.WriteString(token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]))
 			w.WriteString("@")
 			w.WriteString(p.returnPath)
 			w.WriteString("?subject=unsubscribe")

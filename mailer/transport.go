@@ -87,6 +87,10 @@ type Reply struct {
 	TLSPolicy string
 }
 
+// captureHost is the MXHost of a captured message's reply. A captured
+// message crossed no network, so its TLS state is not recorded.
+const captureHost = "outbox"
+
 // DialError is returned by Dial. Permanent errors (null MX, no such domain,
 // no address) fail the messages at once; others are retried.
 type DialError struct {
@@ -139,7 +143,7 @@ func (c captureConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 	if err := c.store.SaveOutbox(ctx, m); err != nil {
 		return Reply{}, err
 	}
-	return Reply{Code: 250, Enhanced: "2.0.0", Text: "captured in the outbox", MXHost: "outbox"}, nil
+	return Reply{Code: 250, Enhanced: "2.0.0", Text: "captured in the outbox", MXHost: captureHost}, nil
 }
 
 // bodies extracts the HTML and text parts of a message body.

@@ -27,7 +27,7 @@ func benchCSV(n, offset int) string {
 
 // BenchmarkImport imports 20,000 rows per iteration into one growing
 // database; rows/s is the figure to watch. For a million rows use
-// `herald bench import`.
+// `herald-bench import`.
 func BenchmarkImport(b *testing.B) {
 	s := testdb.SQLite(b)
 	l := &models.List{Name: "Bench", Optin: models.OptinSingle, Visibility: models.ListPublic}
@@ -54,7 +54,7 @@ func BenchmarkImport(b *testing.B) {
 }
 
 // BenchmarkSearch times each shape of subscriber search on 100,000
-// subscribers (a million with `herald bench import`).
+// subscribers (a million with `herald-bench import`).
 func BenchmarkSearch(b *testing.B) {
 	s := testdb.SQLite(b)
 	ctx := context.Background()

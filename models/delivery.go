@@ -51,6 +51,8 @@ type Delivery struct {
 	MessageID     string
 	SourceIP      string `gorm:"column:source_ip"`
 	MXHost        string `gorm:"column:mx_host"`
+	// TLS is how the last attempt crossed the network (TLSCode).
+	TLS           int16 `gorm:"column:tls"`
 	LastAttemptAt *time.Time
 	SentAt        *time.Time
 	CreatedAt     time.Time
@@ -743,7 +745,10 @@ type Outcome struct {
 	MessageID string
 	SourceIP  string
 	MXHost    string
-	At        time.Time
+	// TLS is how the message crossed the network (TLSCode); 0 when that
+	// is not known (no server answered, or the message was captured).
+	TLS int16
+	At  time.Time
 	// NextAttempt is when a deferred or released row becomes due again.
 	NextAttempt time.Time
 	// BounceKind (hard or soft) and BounceCategory classify a bounced
@@ -837,7 +842,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]BounceNotice, error) {
 	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
 		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
-		mx_host = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+		mx_host = ?, tls = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
 	if err != nil {
 		return nil, fmt.Errorf("models: record outcomes: %w", err)
 	}
@@ -861,7 +866,7 @@ func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, out
 				sentAt = dbTime(o.At)
 			}
 			res, err = attempt.ExecContext(ctx, o.Status, dbTime(next), o.Code, o.Enhanced, truncate(o.Text, 500), o.MessageID,
-				o.SourceIP, o.MXHost, dbTime(o.At), sentAt, o.ID, node)
+				o.SourceIP, o.MXHost, o.TLS, dbTime(o.At), sentAt, o.ID, node)
 		} else {
 			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, node)
 		}
@@ -887,7 +892,10 @@ const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 
 // recordAttemptsSQL applies a JSON array of attempts of one new status
 // (the first two parameters), one array per row: [id, next_attempt_at,
-// code, enhanced, text, message_id, source_ip, mx_host, last_attempt_at].
+// code×100 + tls, enhanced, text, message_id, source_ip, mx_host,
+// last_attempt_at]. The TLS state (< 100, see TLSCode) rides in the reply
+// code's field: integer arithmetic is nearly free where one more ->> is
+// not.
 // Its text never changes, so one parse serves a whole chunk (the SQLite
 // driver parses a statement on every execution, prepared or not). An
 // UPDATE with FROM keeps a statement journal even under OR FAIL; the
@@ -895,8 +903,8 @@ const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 // JSONB, which ->> reads in place; json_each would print it as text for
 // ->> to parse again, a third of the statement's cost. Each ->> costs
 // about a third of a microsecond: what a chunk shares is a parameter.
-const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = v.next,
-	lease_node = '', lease_until = NULL, last_code = v.code, last_enhanced = v.enhanced, last_text = v.text,
+const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, tls = v.code % 100, attempts = attempts + 1, next_attempt_at = v.next,
+	lease_node = '', lease_until = NULL, last_code = v.code / 100, last_enhanced = v.enhanced, last_text = v.text,
 	message_id = v.message_id, source_ip = v.source_ip, mx_host = v.mx_host, last_attempt_at = v.at,
 	sent_at = CASE WHEN ? = 'sent' THEN v.at END
 	FROM (SELECT value->>0 AS id, value->>1 AS next, value->>2 AS code, value->>3 AS enhanced, value->>4 AS text,
@@ -971,7 +979,7 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 				b = strconv.AppendInt(b, o.ID, 10)
 				b = append(b, ',')
 				at(next)
-				b = strconv.AppendInt(b, int64(o.Code), 10)
+				b = strconv.AppendInt(b, int64(o.Code)*100+int64(o.TLS), 10)
 				b = append(b, ',')
 				str(o.Enhanced)
 				str(truncate(o.Text, 500))

@@ -252,11 +252,23 @@ type ProviderStats struct {
 	Outcomes
 	Deferred int64 // deferred now, or deferred before a later outcome
 	Waiting  int64 // queued, sending or deferred now
+	// Delivered messages whose connection's TLS state was recorded
+	// (deliveries.tls), and of those the ones that went over TLS and the
+	// ones whose server presented a certificate that verified.
+	TLSKnown, OverTLS, VerifiedTLS int64
 }
 
 // DeferralPct is the share of tried deliveries that were told to come back
 // later at least once.
 func (p ProviderStats) DeferralPct() float64 { return Percent(p.Deferred, p.Attempted()+p.Waiting) }
+
+// TLSPct is the share of delivered messages (of those whose TLS state is
+// known) that went over TLS.
+func (p ProviderStats) TLSPct() float64 { return Percent(p.OverTLS, p.TLSKnown) }
+
+// VerifiedTLSPct is the share of delivered messages (of those whose TLS
+// state is known) sent to a server whose certificate verified.
+func (p ProviderStats) VerifiedTLSPct() float64 { return Percent(p.VerifiedTLS, p.TLSKnown) }
 
 // providerOrder puts the big four first, then custom rules by name, then
 // everyone else.
@@ -340,20 +352,28 @@ func (s *Store) ProviderStatsOf(ctx context.Context, campaignIDs []int64) ([]Pro
 	return out, nil
 }
 
+// providerDeliveriesSQL groups a campaign's deliveries by domain, MX host
+// and status, with how many were retried and their TLS states (see
+// TLSCode).
+var providerDeliveriesSQL = `SELECT domain, mx_host, status, COUNT(*),
+	SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END),
+	SUM(CASE WHEN tls > ` + strconv.Itoa(int(TLSUnknown)) + ` THEN 1 ELSE 0 END),
+	SUM(CASE WHEN tls >= ` + strconv.Itoa(int(TLSOver)) + ` THEN 1 ELSE 0 END),
+	SUM(CASE WHEN tls >= ` + strconv.Itoa(int(TLSOver+TLSVerified)) + ` THEN 1 ELSE 0 END)
+	FROM deliveries WHERE campaign_id = ? GROUP BY domain, mx_host, status`
+
 // providerDeliveries adds one campaign's deliveries, grouped by domain, MX
 // host and status, to the provider each group rolls up to.
 func (s *Store) providerDeliveries(ctx context.Context, campaignID int64, get func(domain, mx string) *ProviderStats) error {
-	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT domain, mx_host, status, COUNT(*),
-		SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) FROM deliveries WHERE campaign_id = ?
-		GROUP BY domain, mx_host, status`), campaignID)
+	rows, err := s.sql.QueryContext(ctx, s.rebind(providerDeliveriesSQL), campaignID)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var domain, mx, status string
-		var n, retried int64
-		if err := rows.Scan(&domain, &mx, &status, &n, &retried); err != nil {
+		var n, retried, tlsKnown, overTLS, verified int64
+		if err := rows.Scan(&domain, &mx, &status, &n, &retried, &tlsKnown, &overTLS, &verified); err != nil {
 			return err
 		}
 		p := get(domain, mx)
@@ -362,6 +382,9 @@ func (s *Store) providerDeliveries(ctx context.Context, campaignID int64, get fu
 		case DeliverySent:
 			p.Sent += n
 			p.Deferred += retried
+			p.TLSKnown += tlsKnown
+			p.OverTLS += overTLS
+			p.VerifiedTLS += verified
 		case DeliveryBounced:
 			p.Bounced += n
 			p.Deferred += retried

@@ -14,7 +14,7 @@ import (
 // export.
 var RecipientOutcomeHeader = []string{"email", "status", "smtp_code", "enhanced_code", "diagnostic", "bounce_kind",
 	"bounce_category", "complained", "unsubscribed", "opened", "opened_by_person", "opens", "first_open_at", "clicked",
-	"clicked_by_person", "clicks", "first_click_at", "sent_at", "last_attempt_at"}
+	"clicked_by_person", "clicks", "first_click_at", "sent_at", "last_attempt_at", "tls"}
 
 // ExportRecipientOutcomes writes a campaign's per-recipient outcome as CSV
 // (RecipientOutcomeHeader), streaming page by page. It returns ErrNotFound
@@ -49,7 +49,7 @@ func (s *Store) ExportRecipientOutcomes(ctx context.Context, campaignID int64, w
 		rec = append(rec[:0], csvSafe(o.Email), o.Status, code, o.Enhanced, csvSafe(o.Diagnostic), o.BounceKind,
 			csvSafe(o.BounceCategory), yes(o.Complained), yes(o.Unsubscribed), yes(o.Opens > 0), yes(o.HumanOpens > 0),
 			strconv.FormatInt(o.Opens, 10), at(o.FirstOpen), yes(o.Clicks > 0), yes(o.HumanClicks > 0),
-			strconv.FormatInt(o.Clicks, 10), at(o.FirstClick), at(o.SentAt), at(o.LastAttemptAt))
+			strconv.FormatInt(o.Clicks, 10), at(o.FirstClick), at(o.SentAt), at(o.LastAttemptAt), TLSText(o.TLS))
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -86,6 +86,7 @@ type RecipientOutcome struct {
 	Unsubscribed        bool
 	SentAt              time.Time
 	LastAttemptAt       time.Time
+	TLS                 int16 // how the last attempt crossed the network (TLSCode)
 }
 
 // outcomePage is how many deliveries an export reads per query.
@@ -105,7 +106,7 @@ func (s *Store) EachRecipientOutcome(ctx context.Context, campaignID int64, fn f
 	for after := int64(0); ; {
 		ids, page = ids[:0], page[:0]
 		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(s.email, d.email), d.status, d.last_code,
-			d.last_enhanced, d.last_text, d.sent_at, d.last_attempt_at
+			d.last_enhanced, d.last_text, d.sent_at, d.last_attempt_at, d.tls
 			FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id
 			WHERE d.campaign_id = ? AND d.id > ? ORDER BY d.id LIMIT ?`), campaignID, after, outcomePage)
 		if err != nil {
@@ -115,7 +116,7 @@ func (s *Store) EachRecipientOutcome(ctx context.Context, campaignID int64, fn f
 			var id int64
 			var o RecipientOutcome
 			var sent, tried sql.NullTime
-			if err := rows.Scan(&id, &o.Email, &o.Status, &o.Code, &o.Enhanced, &o.Diagnostic, &sent, &tried); err != nil {
+			if err := rows.Scan(&id, &o.Email, &o.Status, &o.Code, &o.Enhanced, &o.Diagnostic, &sent, &tried, &o.TLS); err != nil {
 				rows.Close()
 				return wrap(err)
 			}

@@ -371,3 +371,67 @@ func TestBouncesReportPages(t *testing.T) {
 	// A cursor that is not a number is ignored, not an error.
 	mustStatus(t, v.get("/deliverability/bounces?before=abc"), 200)
 }
+
+// The per-provider table shows, of delivered messages whose connection
+// was recorded, the share sent over TLS and the share whose certificate
+// verified, on the campaign report and the deliverability report; a
+// provider with nothing recorded shows a dash, not 0%.
+func TestReportProviderTLS(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		app := newTestApp(t, s)
+		fx := testdb.ReportFixture(t, s)
+		set := func(code int16, locals ...string) {
+			for _, l := range locals {
+				if err := s.DB().Exec("UPDATE deliveries SET tls = ? WHERE id = ?", code, fx.Deliveries[l]).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Google: 6 delivered (3 verified TLS 1.3, 2 unverified, 1 plain);
+		// g7 bounced over verified TLS and does not count.
+		set(models.TLSCode("TLSv1.3 verified"), "g1", "g2", "g3", "g7")
+		set(models.TLSCode("TLSv1.3 unverified"), "g4", "g5")
+		set(models.TLSPlain, "g6")
+		// Microsoft: one of three recorded, unverified TLS 1.2.
+		set(models.TLSCode("TLSv1.2 unverified"), "m1")
+		v := app.user(models.RoleViewer)
+		for _, path := range []string{fmt.Sprintf("/campaigns/%d/report", fx.ID), "/deliverability/bounces"} {
+			p := v.get(path)
+			mustStatus(t, p, 200)
+			checks := map[string]string{
+				`[data-provider="google"] [data-col="tls"]`:             "83.3%",
+				`[data-provider="google"] [data-col="tls-verified"]`:    "50.0%",
+				`[data-provider="microsoft"] [data-col="tls"]`:          "100.0%",
+				`[data-provider="microsoft"] [data-col="tls-verified"]`: "0.0%",
+				`[data-provider="yahoo"] [data-col="tls"]`:              "—",
+				`[data-provider="yahoo"] [data-col="tls-verified"]`:     "—",
+			}
+			for sel, want := range checks {
+				if got := p.cell(sel); got != want {
+					t.Errorf("%s: %s = %q, want %q", path, sel, got, want)
+				}
+			}
+		}
+		// Each recipient's row of the export says how its message went.
+		p := v.get(fmt.Sprintf("/campaigns/%d/report.csv", fx.ID))
+		mustStatus(t, p, 200)
+		recs, err := csv.NewReader(strings.NewReader(p.Body)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := map[string]int{}
+		for i, h := range recs[0] {
+			col[h] = i
+		}
+		got := map[string]string{}
+		for _, r := range recs[1:] {
+			got[r[col["email"]]] = r[col["tls"]]
+		}
+		for email, want := range map[string]string{"g1@gmail.com": "TLSv1.3 verified", "g4@gmail.com": "TLSv1.3 unverified",
+			"g6@gmail.com": "plain text", "m1@contoso.example": "TLSv1.2 unverified", "y1@yahoo.com": ""} {
+			if got[email] != want {
+				t.Errorf("report.csv: tls of %s = %q, want %q", email, got[email], want)
+			}
+		}
+	})
+}

@@ -34,10 +34,6 @@ Usage:
   herald bounce parse [--explain] FILE...
                                    classify bounce/complaint messages, one JSON line per recipient
                                    (--explain: the evidence and the rule that decided)
-  herald bench import [-n N]       benchmark CSV import and subscriber search
-  herald bench send [-n N]         benchmark end-to-end sending
-  herald bench track [-d 10s -c 64]
-                                   benchmark the open and click tracking endpoints
   herald help                      show this help
 
 Flags (each can also be set by its environment variable):
@@ -81,15 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("unknown bounce command; try: herald bounce parse [--explain] FILE...")
 	case "bench":
-		switch s, rest := sub(); s {
-		case "import":
-			return runBenchImport(rest, stdout)
-		case "send":
-			return runBenchSend(rest, stdout)
-		case "track":
-			return runBenchTrack(rest, stdout)
-		}
-		return fmt.Errorf("unknown bench; try: herald bench import, herald bench send, herald bench track")
+		return fmt.Errorf("the benchmarks are their own command now: go run ./cmd/herald-bench help")
 	case "help", "-h", "--help":
 		printHelp(stdout)
 		return nil

@@ -9,11 +9,19 @@
 // The tag covers everything before it. Keys rotate: the first key of a
 // Keyring signs, every key verifies, so tokens in mail already sent keep
 // working after a new secret is introduced.
+//
+// A token in the local part of an address (the VERP return path, the
+// mailto unsubscribe address) is the same bytes in lowercase base32 instead
+// (SignAddress, AddressForm): some MTAs lowercase the address a bounce is
+// sent to, and base64url does not survive that. VerifyAddress reads either
+// case of it, and base64url tokens of addresses handed out before, as long
+// as their case is intact.
 package token
 
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -101,8 +109,22 @@ func (k *key) tag(dst, msg []byte) []byte {
 	return dst
 }
 
-// Sign returns a token of kind for ids.
+// addressEncoding writes address tokens: lowercase base32, no padding.
+// Decoding folds the token to lowercase first, so any case reads back.
+var addressEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Sign returns a token of kind for ids, for a URL.
 func (kr *Keyring) Sign(kind Kind, ids ...int64) string {
+	return kr.sign(base64.RawURLEncoding, kind, ids)
+}
+
+// SignAddress returns a token of kind for ids that survives a change of
+// case, for the local part of an address.
+func (kr *Keyring) SignAddress(kind Kind, ids ...int64) string {
+	return kr.sign(addressEncoding, kind, ids)
+}
+
+func (kr *Keyring) sign(enc interface{ EncodeToString([]byte) string }, kind Kind, ids []int64) string {
 	k := kr.keys[0]
 	m := k.pool.Get().(*mac) // its buffer too: a local one would escape through the hash
 	b := append(m.buf[:0], byte(kind))
@@ -111,9 +133,20 @@ func (kr *Keyring) Sign(kind Kind, ids ...int64) string {
 	}
 	b = append(b, k.id)
 	b = m.tag(b, b)
-	tok := base64.RawURLEncoding.EncodeToString(b)
+	tok := enc.EncodeToString(b)
 	k.pool.Put(m)
 	return tok
+}
+
+// AddressForm returns the address form of a token made by Sign (the same
+// signed bytes; nothing is signed again), or "" when tok is malformed.
+func AddressForm(tok string) string {
+	var buf [66]byte
+	body, tag, err := split(tok, buf[:])
+	if err != nil {
+		return ""
+	}
+	return addressEncoding.EncodeToString(buf[:len(body)+len(tag)])
 }
 
 // Verify checks tok and returns its ids. want is the kind the caller
@@ -124,6 +157,11 @@ func (kr *Keyring) Verify(tok string, want Kind, n int) ([]int64, error) {
 	if err != nil {
 		return nil, err
 	}
+	return kr.check(body, tag, want, n)
+}
+
+// check verifies a decoded token's tag and returns its ids.
+func (kr *Keyring) check(body, tag []byte, want Kind, n int) ([]int64, error) {
 	kid := body[len(body)-1]
 	ok := false
 	for _, k := range kr.keys {
@@ -140,6 +178,38 @@ func (kr *Keyring) Verify(tok string, want Kind, n int) ([]int64, error) {
 		return nil, ErrBadSig
 	}
 	return ids(body, want, n)
+}
+
+// VerifyAddress is Verify for a token taken from the local part of an
+// address: an address token in any case (SignAddress, AddressForm), or a
+// URL token with its case intact (addresses handed out before address
+// tokens existed).
+func (kr *Keyring) VerifyAddress(tok string, want Kind, n int) ([]int64, error) {
+	var buf [66]byte
+	body, tag, err := splitAddress(tok, buf[:])
+	if err == nil {
+		var ids []int64
+		if ids, err = kr.check(body, tag, want, n); err == nil {
+			return ids, nil
+		}
+	}
+	// A base32 string is often valid base64url too: only a verified tag
+	// tells which one was meant.
+	ids, err64 := kr.Verify(tok, want, n)
+	if err64 == nil || errors.Is(err, ErrMalformed) {
+		return ids, err64
+	}
+	return nil, err
+}
+
+// AddressDelivery is Delivery for a token taken from an address (see
+// VerifyAddress).
+func (kr *Keyring) AddressDelivery(tok string, kind Kind) (int64, error) {
+	ids, err := kr.VerifyAddress(tok, kind, 1)
+	if err != nil {
+		return 0, err
+	}
+	return ids[0], nil
 }
 
 // Peek returns the ids a token of kind want carries without checking its
@@ -163,6 +233,27 @@ func split(tok string, buf []byte) (body, tag []byte, err error) {
 	}
 	b := buf[:base64.RawURLEncoding.DecodedLen(len(tok))]
 	m, err := base64.RawURLEncoding.Decode(b, []byte(tok))
+	if err != nil || m < 2+tagLen {
+		return nil, nil, ErrMalformed
+	}
+	return b[:m-tagLen], b[m-tagLen : m], nil
+}
+
+// splitAddress is split for an address token, in any case.
+func splitAddress(tok string, buf []byte) (body, tag []byte, err error) {
+	if len(tok) > 88 {
+		return nil, nil, ErrMalformed
+	}
+	var lower [88]byte
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	b := buf[:addressEncoding.DecodedLen(len(tok))]
+	m, err := addressEncoding.Decode(b, lower[:len(tok)])
 	if err != nil || m < 2+tagLen {
 		return nil, nil, ErrMalformed
 	}

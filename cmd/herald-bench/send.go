@@ -27,21 +27,6 @@ import (
 	"github.com/herald-mail/herald/models"
 )
 
-// sendBenchSinkEnv makes the binary (herald, or a test binary) run the
-// benchmark's SMTP sink instead of its main: the sink lives in a child
-// process so its CPU is measured apart from Herald's.
-const sendBenchSinkEnv = "HERALD_BENCH_SINK"
-
-func init() {
-	if os.Getenv(sendBenchSinkEnv) == "1" {
-		if err := runSendBenchSink(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "sink:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-}
-
 // runBenchSend creates N subscribers on SQLite and sends them a
 // personalised HTML campaign (5 tracked links, open pixel, RSA-2048 DKIM
 // unless -dkim=false) through the whole pipeline to a loopback SMTP sink
@@ -298,15 +283,14 @@ var sendBenchHTML = `<!doctype html>
 </div></body></html>
 `
 
-// startSendBenchSink re-executes this binary as the sink and returns its
-// address.
+// startSendBenchSink runs this binary again as the sink (see sinkCommand)
+// and returns its address.
 func startSendBenchSink() (*exec.Cmd, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), sendBenchSinkEnv+"=1")
+	cmd := exec.Command(exe, sinkCommand)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -98,7 +98,7 @@ func runBenchImport(args []string, stdout io.Writer) error {
 		return err
 	}
 	opts := models.ImportOptions{
-		ListID: list.ID, Mode: models.ImportUpdate, LawfulBasis: models.BasisConsent, Source: "herald bench import",
+		ListID: list.ID, Mode: models.ImportUpdate, LawfulBasis: models.BasisConsent, Source: "herald-bench import",
 		EmailColumn: slices.Index(header, "email"), NameColumn: slices.Index(header, "name"),
 		AttributeColumns: map[string]int{"city": slices.Index(header, "city"), "plan": slices.Index(header, "plan")},
 		Status:           models.SubConfirmed,

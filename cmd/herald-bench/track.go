@@ -197,22 +197,14 @@ func benchTrackFixture(ctx context.Context, store *models.Store, n, nLinks int) 
 	return c.ID, ids, links, nil
 }
 
-// trackClientEnv makes the binary (herald, or a test binary) run the
-// tracking benchmark's load client instead of its main.
-const trackClientEnv = "HERALD_BENCH_TRACK_CLIENT"
-
-func init() {
-	if os.Getenv(trackClientEnv) == "1" {
-		var job trackClientJob
-		if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
-			fmt.Fprintln(os.Stderr, "track client:", err)
-			os.Exit(1)
-		}
-		if err := json.NewEncoder(os.Stdout).Encode(runTrackClient(job)); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
+// runTrackClientJob is the load client's process (see trackClientCommand):
+// it reads its job from stdin as JSON and writes its result to stdout.
+func runTrackClientJob(stdin io.Reader, stdout io.Writer) error {
+	var job trackClientJob
+	if err := json.NewDecoder(stdin).Decode(&job); err != nil {
+		return fmt.Errorf("track client: %w", err)
 	}
+	return json.NewEncoder(stdout).Encode(runTrackClient(job))
 }
 
 // trackClientJob is what the load client is to do.
@@ -243,8 +235,7 @@ func runTrackClientProcess(job trackClientJob) (*trackClientResult, time.Duratio
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), trackClientEnv+"=1")
+	cmd := exec.Command(exe, trackClientCommand)
 	cmd.Stdin, cmd.Stderr = bytes.NewReader(in), os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
