@@ -7,8 +7,6 @@ import (
 	"fmt"
 	htemplate "html/template"
 	"io"
-	"mime"
-	"net/mail"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -329,8 +327,9 @@ type renderEnv struct {
 type msgParams struct {
 	campaignID   int64
 	campaignName string
-	from         string // the From header's value, formatted once per campaign
-	replyTo      string
+	fromName     string // the From header's display name
+	fromAddr     string // and address
+	replyTo      string // the Reply-To address; "" for none
 	domain       string // sending domain: Message-ID and List-Id
 	returnPath   string // VERP domain
 	listHeaders  bool   // List-Unsubscribe & co (campaigns)
@@ -348,6 +347,7 @@ type rendered struct {
 	mailFrom  string
 	messageID string
 	subject   string
+	utf8      bool          // an address in the header is not ASCII: the message needs SMTPUTF8
 	buf       *bytes.Buffer // headers and body, CRLF line ends, signature not included
 	sig       []byte        // DKIM-Signature header fields to prepend
 }
@@ -400,7 +400,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	if err := c.subject.run(scratch, d); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
-	subject := oneLine(scratch.Bytes())
+	subject := headerText(oneLine(scratch.Bytes()))
 	d.Campaign.Subject = subject
 	scratch.Reset()
 
@@ -411,50 +411,44 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		buf:       bufPool.Get().(*bytes.Buffer),
 	}
 	w := out.buf
-	w.WriteString("From: ")
-	w.WriteString(p.from)
-	w.WriteString("\r\nTo: ")
-	w.WriteString((&mail.Address{Name: rc.name, Address: rc.email}).String())
-	w.WriteString("\r\nSubject: ")
-	w.WriteString(mime.QEncoding.Encode("utf-8", subject))
-	w.WriteString("\r\nDate: ")
+	h := headerWriter{w: w}
+	if err := h.mailbox("From", p.fromName, p.fromAddr); err != nil {
+		out.release()
+		return nil, err
+	}
+	if err := h.mailbox("To", rc.name, rc.email); err != nil {
+		out.release()
+		return nil, err
+	}
+	h.text("Subject", subject)
 	var date [40]byte
-	w.Write(now.AppendFormat(date[:0], time.RFC1123Z))
-	w.WriteString("\r\nMessage-ID: ")
-	w.WriteString(out.messageID)
+	h.field("Date", string(now.AppendFormat(date[:0], time.RFC1123Z)))
+	h.field("Message-ID", out.messageID)
 	if p.replyTo != "" {
-		w.WriteString("\r\nReply-To: ")
-		w.WriteString(p.replyTo)
+		if err := h.mailbox("Reply-To", "", p.replyTo); err != nil {
+			out.release()
+			return nil, err
+		}
 	}
 	if p.listHeaders || p.testLinks {
-		w.WriteString("\r\nList-Unsubscribe: <")
-		w.WriteString(d.UnsubscribeURL)
+		lu := "<" + d.UnsubscribeURL + ">"
 		if p.listHeaders {
 			// The mailto form too; a test's would only bounce (the inbound
 			// server refuses tokens it did not sign).
 			// In the address form of the URL's token: a mail server may
 			// change the case of the local part.
-			w.WriteString(">,\r\n <mailto:u-")
-			w.WriteString(token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]))
-			w.WriteString("@")
-			w.WriteString(p.returnPath)
-			w.WriteString("?subject=unsubscribe")
+			lu += ", <mailto:u-" + token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]) + "@" + p.returnPath + "?subject=unsubscribe>"
 		}
-		w.WriteString(">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click")
+		h.field("List-Unsubscribe", lu)
+		h.field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	}
 	if p.listHeaders {
-		w.WriteString("\r\nList-Id: <")
-		w.WriteString(strconv.FormatInt(rc.listID, 10))
-		w.WriteString(".list-id.")
-		w.WriteString(p.domain)
-		w.WriteString(">\r\nFeedback-ID: ")
-		w.WriteString(strconv.FormatInt(p.campaignID, 10))
-		w.WriteString(":")
-		w.WriteString(strconv.FormatInt(rc.listID, 10))
-		w.WriteString(":")
-		w.WriteString(env.feedbackID)
+		list := strconv.FormatInt(rc.listID, 10)
+		h.field("List-Id", "<"+list+".list-id."+p.domain+">")
+		h.field("Feedback-ID", strconv.FormatInt(p.campaignID, 10)+":"+list+":"+env.feedbackID)
 	}
-	w.WriteString("\r\nMIME-Version: 1.0\r\n")
+	h.field("MIME-Version", "1.0")
+	out.utf8 = h.utf8
 
 	if c.html == nil {
 		if err := c.text.run(scratch, d); err != nil {

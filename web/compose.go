@@ -319,7 +319,9 @@ func (s *Server) validateCampaign(ctx context.Context, cp *models.Campaign, list
 		}
 	}
 	if cp.ReplyTo != "" {
-		if e, err := models.NormalizeEmail(cp.ReplyTo); err != nil {
+		// The check the transactional API makes too: the value goes into
+		// a header field.
+		if e, err := mailer.HeaderAddress(cp.ReplyTo); err != nil {
 			errs["reply_to"] = err.Error()
 		} else {
 			cp.ReplyTo = e
