@@ -606,7 +606,11 @@ func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo strin
 		return nil, err
 	}
 	sd := models.SigningDomain(covering, chosen, domain)
-	p := &msgParams{fromName: fromName, fromAddr: from, replyTo: replyTo, domain: domain, returnPath: domain}
+	snd, err := newSender(fromName, from, replyTo)
+	if err != nil {
+		return nil, err
+	}
+	p := &msgParams{sender: snd, domain: domain, returnPath: domain}
 	if sd == nil {
 		if _, seen := e.warned.LoadOrStore(domain, true); !seen {
 			e.log.Warn("no sending domain covers the From domain: mail goes out unsigned", "from", from)

@@ -48,9 +48,13 @@ type headerWriter struct {
 	utf8 bool
 }
 
-// field writes a field whose value Herald made (a date, an id, a URL, a
-// media type): ASCII without line breaks, folded at its spaces when long.
-// Anything else in it is made safe as in text.
+// field writes a structured field whose value Herald made (a date, an
+// id, URLs in angle brackets, a media type): folded at its spaces when
+// long, never encoded (encoded words are not allowed in structured
+// fields). A token longer than a line goes on a line of its own. Line
+// breaks and other control characters become spaces and non-ASCII bytes
+// "?", so even a misconfigured value cannot start a field or make the
+// header 8-bit.
 func (h *headerWriter) field(name, value string) {
 	if len(name)+2+len(value) <= maxLine && plainASCII(value, false) {
 		h.w.WriteString(name)
@@ -59,12 +63,34 @@ func (h *headerWriter) field(name, value string) {
 		h.w.WriteString("\r\n")
 		return
 	}
-	h.text(name, value)
+	if !plainASCII(value, false) {
+		value = strings.Map(func(r rune) rune {
+			switch {
+			case r < ' ' || r == 0x7f:
+				return ' '
+			case r >= utf8.RuneSelf:
+				return '?'
+			}
+			return r
+		}, value)
+	}
+	h.start(name)
+	for _, w := range strings.Fields(value) {
+		h.token(w)
+	}
+	h.end()
 }
 
 // text writes an unstructured field (Subject): as it is when it is plain
 // ASCII, folded at spaces when long, and as encoded words otherwise.
 func (h *headerWriter) text(name, value string) {
+	if len(name)+2+len(value) <= maxLine && simpleText(value) { // a short ASCII subject
+		h.w.WriteString(name)
+		h.w.WriteString(": ")
+		h.w.WriteString(value)
+		h.w.WriteString("\r\n")
+		return
+	}
 	value = headerText(value)
 	h.start(name)
 	if plainASCII(value, true) && !strings.Contains(value, "=?") && longestWord(value) <= maxLine-h.col-1 {
@@ -85,6 +111,18 @@ func (h *headerWriter) mailbox(field, name, addr string) error {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	h.utf8 = h.utf8 || utf8Local
+	if len(field)+len(name)+5+len(a) <= maxLine && simpleText(name) && isAtoms(name) { // "Ann Smith <ann@…>"
+		h.w.WriteString(field)
+		h.w.WriteString(": ")
+		if name != "" {
+			h.w.WriteString(name)
+			h.w.WriteByte(' ')
+		}
+		h.w.WriteByte('<')
+		h.w.WriteString(a)
+		h.w.WriteString(">\r\n")
+		return nil
+	}
 	name = headerText(name)
 	h.start(field)
 	ascii := plainASCII(name, true) && !strings.Contains(name, "=?")
@@ -108,6 +146,78 @@ func (h *headerWriter) mailbox(field, name, addr string) error {
 	h.w.WriteString(">\r\n")
 	h.col = 0
 	return nil
+}
+
+// sender is the From and Reply-To fields of a sender's messages, written
+// by the header builder once per campaign or transactional sender, and
+// copied into each message.
+type sender struct {
+	fields string // "From: …\r\n", then "Reply-To: …\r\n" when there is one
+	utf8   bool   // an address has a local part that is not ASCII
+}
+
+// newSender formats a sender's fields; replyTo "" means none.
+func newSender(fromName, fromAddr, replyTo string) (sender, error) {
+	var b bytes.Buffer
+	h := headerWriter{w: &b}
+	if err := h.mailbox("From", fromName, fromAddr); err != nil {
+		return sender{}, err
+	}
+	if replyTo != "" {
+		if err := h.mailbox("Reply-To", "", replyTo); err != nil {
+			return sender{}, err
+		}
+	}
+	return sender{fields: b.String(), utf8: h.utf8}, nil
+}
+
+// fieldOf writes a structured field whose value is the concatenation of
+// parts (Herald's own: ids, A-label domains, URLs, settings), without
+// making the string when the parts are plain ASCII and fit on one line.
+func (h *headerWriter) fieldOf(name string, parts ...string) {
+	n := len(name) + 2
+	plain := true
+	for _, p := range parts {
+		n += len(p)
+		plain = plain && plainASCII(p, false)
+	}
+	if n > maxLine || !plain {
+		h.field(name, strings.Join(parts, ""))
+		return
+	}
+	h.w.WriteString(name)
+	h.w.WriteString(": ")
+	for _, p := range parts {
+		h.w.WriteString(p)
+	}
+	h.w.WriteString("\r\n")
+}
+
+// listUnsubscribe writes List-Unsubscribe (RFC 2369) with the HTTPS URL
+// and, when domain is not "", the mailto URL
+// mailto:u-{tok}@{domain}?subject=unsubscribe on a line of its own. The
+// common case is written piece by piece, without building the value.
+func (h *headerWriter) listUnsubscribe(https, tok, domain string) {
+	mailto := domain != ""
+	if !plainASCII(https, false) || !plainASCII(tok, false) || !plainASCII(domain, false) ||
+		strings.ContainsAny(https, " <>") || strings.ContainsAny(tok, " <>@?") || strings.ContainsAny(domain, " <>?") {
+		v := "<" + https + ">"
+		if mailto {
+			v += ", <mailto:u-" + tok + "@" + domain + "?subject=unsubscribe>"
+		}
+		h.field("List-Unsubscribe", v)
+		return
+	}
+	h.w.WriteString("List-Unsubscribe: <")
+	h.w.WriteString(https)
+	if mailto {
+		h.w.WriteString(">,\r\n <mailto:u-")
+		h.w.WriteString(tok)
+		h.w.WriteByte('@')
+		h.w.WriteString(domain)
+		h.w.WriteString("?subject=unsubscribe")
+	}
+	h.w.WriteString(">\r\n")
 }
 
 // start writes a field's name and colon.
@@ -254,6 +364,21 @@ func plainASCII(s string, oneSpace bool) bool {
 		prev = c
 	}
 	return !oneSpace || prev != ' ' || s == ""
+}
+
+// simpleText reports whether s is text that headerText leaves alone and
+// that needs no encoding: printable ASCII, single spaces inside, and no
+// "=?" that a reader could take for an encoded word.
+func simpleText(s string) bool {
+	prev := byte(' ')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c > '~' || c == ' ' && prev == ' ' || c == '?' && prev == '=' {
+			return false
+		}
+		prev = c
+	}
+	return prev != ' ' || s == ""
 }
 
 // longestWord is the length of s's longest space-separated word.

@@ -160,6 +160,23 @@ func TestHeaderWriterMailbox(t *testing.T) {
 	}
 }
 
+func TestHeaderWriterField(t *testing.T) {
+	long := "<https://herald.example.com/u/" + strings.Repeat("t", 90) + ">, <mailto:u-" + strings.Repeat("t", 40) + "@bounces.example.com?subject=unsubscribe>"
+	cases := []struct{ in, raw string }{
+		{"<a@b>", "List-Id: <a@b>\r\n"},
+		{long, "List-Id: <https://herald.example.com/u/" + strings.Repeat("t", 90) + ">,\r\n <mailto:u-" + strings.Repeat("t", 40) + "@bounces.example.com?subject=unsubscribe>\r\n"},
+		{"1:2:herald\r\nBcc: x@y.z", "List-Id: 1:2:herald Bcc: x@y.z\r\n"},
+		{"1:2:héra", "List-Id: 1:2:h?ra\r\n"},
+	}
+	for _, c := range cases {
+		var b bytes.Buffer
+		(&headerWriter{w: &b}).field("List-Id", c.in)
+		if b.String() != c.raw {
+			t.Errorf("field(%q) = %q, want %q", c.in, b.String(), c.raw)
+		}
+	}
+}
+
 func TestHeaderAddress(t *testing.T) {
 	cases := []struct {
 		in, want, reason string
@@ -226,7 +243,7 @@ func TestRenderedHeadersProperty(t *testing.T) {
 	ap := &mail.AddressParser{WordDecoder: wd}
 	for i := range n {
 		subject, name, fromName := randomHeaderText(r), randomHeaderText(r), randomHeaderText(r)
-		p := &msgParams{campaignID: 1, fromName: fromName, fromAddr: "news@example.com", replyTo: "help@example.com",
+		p := &msgParams{campaignID: 1, sender: mustSender(t, fromName, "news@example.com", "help@example.com"),
 			domain: "example.com", returnPath: "bounces.example.com", listHeaders: true}
 		rc := &recipient{deliveryID: int64(i + 1), subscriberID: 1, listID: 1, email: "ann@example.org", name: name,
 			attributes: map[string]any{"subject": subject}}
@@ -264,8 +281,12 @@ func TestRenderedHeadersProperty(t *testing.T) {
 		if a, err := ap.Parse(msg.Header.Get("To")); err != nil || a.Name != wantText(name) || a.Address != rc.email {
 			t.Errorf("To reads as %+v, %v; want %q <%s>", a, err, wantText(name), rc.email)
 		}
-		if a, err := ap.Parse(msg.Header.Get("From")); err != nil || a.Name != wantText(fromName) || a.Address != p.fromAddr {
-			t.Errorf("From reads as %+v, %v; want %q <%s>", a, err, wantText(fromName), p.fromAddr)
+		if a, err := ap.Parse(msg.Header.Get("From")); err != nil || a.Name != wantText(fromName) || a.Address != "news@example.com" {
+			t.Errorf("From reads as %+v, %v; want %q <news@example.com>", a, err, wantText(fromName))
+		}
+		lu := msg.Header.Get("List-Unsubscribe")
+		if !strings.HasPrefix(lu, "<https://h.example.com/u/") || !strings.Contains(lu, ">, <mailto:u-") || strings.Contains(lu, "=?") {
+			t.Errorf("List-Unsubscribe = %q, want the HTTPS and mailto URLs in angle brackets", lu)
 		}
 		if t.Failed() {
 			t.Fatalf("message %d:\n%s", i, head)

@@ -271,7 +271,8 @@ func oneClickCheck(root string, org OrgData) Check {
 	comp, err := compileTemplate("probe", "Probe", "<p>probe</p>", "", compileOptions{})
 	if err == nil {
 		var msg *rendered
-		p := &msgParams{campaignID: 1, fromAddr: "probe@example.com", domain: "example.com", returnPath: "example.com", listHeaders: true}
+		snd, _ := newSender("", "probe@example.com", "")
+		p := &msgParams{campaignID: 1, sender: snd, domain: "example.com", returnPath: "example.com", listHeaders: true}
 		msg, err = env.render(comp, p, &recipient{deliveryID: 1, subscriberID: 1, listID: 1, email: "probe@example.org"}, time.Now())
 		if err == nil {
 			h, herr := textproto.NewReader(bufio.NewReader(strings.NewReader(msg.buf.String()))).ReadMIMEHeader()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	htemplate "html/template"
 	"io"
@@ -327,9 +328,7 @@ type renderEnv struct {
 type msgParams struct {
 	campaignID   int64
 	campaignName string
-	fromName     string // the From header's display name
-	fromAddr     string // and address
-	replyTo      string // the Reply-To address; "" for none
+	sender       sender // From and Reply-To, formatted once (newSender)
 	domain       string // sending domain: Message-ID and List-Id
 	returnPath   string // VERP domain
 	listHeaders  bool   // List-Unsubscribe & co (campaigns)
@@ -411,41 +410,37 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		buf:       bufPool.Get().(*bytes.Buffer),
 	}
 	w := out.buf
-	h := headerWriter{w: w}
-	if err := h.mailbox("From", p.fromName, p.fromAddr); err != nil {
+	if p.sender.fields == "" {
 		out.release()
-		return nil, err
+		return nil, errors.New("the message has no sender (From)")
 	}
+	w.WriteString(p.sender.fields)
+	h := headerWriter{w: w, utf8: p.sender.utf8}
 	if err := h.mailbox("To", rc.name, rc.email); err != nil {
 		out.release()
 		return nil, err
 	}
 	h.text("Subject", subject)
-	var date [40]byte
-	h.field("Date", string(now.AppendFormat(date[:0], time.RFC1123Z)))
+	w.WriteString("Date: ") // Herald's own, short: appended without a string
+	w.Write(now.AppendFormat(w.AvailableBuffer(), time.RFC1123Z))
+	w.WriteString("\r\n")
 	h.field("Message-ID", out.messageID)
-	if p.replyTo != "" {
-		if err := h.mailbox("Reply-To", "", p.replyTo); err != nil {
-			out.release()
-			return nil, err
-		}
-	}
 	if p.listHeaders || p.testLinks {
-		lu := "<" + d.UnsubscribeURL + ">"
+		domain := ""
 		if p.listHeaders {
 			// The mailto form too; a test's would only bounce (the inbound
 			// server refuses tokens it did not sign).
-			// In the address form of the URL's token: a mail server may
-			// change the case of the local part.
-			lu += ", <mailto:u-" + token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]) + "@" + p.returnPath + "?subject=unsubscribe>"
+			domain = p.returnPath
 		}
-		h.field("List-Unsubscribe", lu)
+		// The mailto address carries the URL's token in its address form:
+		// a mail server may change the case of the local part.
+		h.listUnsubscribe(d.UnsubscribeURL, token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]), domain)
 		h.field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	}
 	if p.listHeaders {
 		list := strconv.FormatInt(rc.listID, 10)
-		h.field("List-Id", "<"+list+".list-id."+p.domain+">")
-		h.field("Feedback-ID", strconv.FormatInt(p.campaignID, 10)+":"+list+":"+env.feedbackID)
+		h.fieldOf("List-Id", "<", list, ".list-id.", p.domain, ">")
+		h.fieldOf("Feedback-ID", strconv.FormatInt(p.campaignID, 10), ":", list, ":", env.feedbackID)
 	}
 	h.field("MIME-Version", "1.0")
 	out.utf8 = h.utf8

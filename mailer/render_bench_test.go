@@ -27,8 +27,7 @@ func benchRender(b *testing.B, subject, name string) {
 		b.Fatal(err)
 	}
 	comp.linkIDs = []int64{1, 2}
-	p := &msgParams{campaignID: 7, campaignName: "Spring", fromName: "Example News", fromAddr: "news@example.com",
-		replyTo: "support@example.com", domain: "example.com", returnPath: "bounces.example.com", listHeaders: true}
+	p := &msgParams{campaignID: 7, campaignName: "Spring", sender: mustSender(b, "Example News", "news@example.com", "support@example.com"), domain: "example.com", returnPath: "bounces.example.com", listHeaders: true}
 	rc := &recipient{deliveryID: 1, subscriberID: 1, listID: 3, email: "someone@example.org", name: name,
 		attributes: map[string]any{"city": "Lyon"}}
 	now := time.Now()
@@ -41,6 +40,15 @@ func benchRender(b *testing.B, subject, name string) {
 		}
 		m.release()
 	}
+}
+
+func mustSender(t testing.TB, name, from, replyTo string) sender {
+	t.Helper()
+	s, err := newSender(name, from, replyTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // BenchmarkRender is the common case: a short ASCII subject and name.
@@ -67,7 +75,7 @@ func BenchmarkSignHeaders(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &msgParams{campaignID: 7, fromAddr: "news@example.com", domain: "example.com", returnPath: "example.com", listHeaders: true}
+	p := &msgParams{campaignID: 7, sender: mustSender(b, "", "news@example.com", ""), domain: "example.com", returnPath: "example.com", listHeaders: true}
 	m, err := env.render(comp, p, &recipient{deliveryID: 1, subscriberID: 1, listID: 1, email: "a@example.org"}, time.Now())
 	if err != nil {
 		b.Fatal(err)
