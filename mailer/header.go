@@ -25,8 +25,10 @@ import (
 //   - fields are folded (RFC 5322 2.2.3) at white space into lines of at
 //     most 78 characters where the value allows it, and no line is ever
 //     longer than 998;
-//   - text that is not plain ASCII, or has a word too long to fold, goes as
-//     RFC 2047 encoded words of at most 75 characters, one per line;
+//   - text (a subject, a display name) that is not plain ASCII, or has a
+//     word too long to fold, goes as RFC 2047 encoded words of at most 75
+//     characters, one per line; Herald's own structured values (ids, URLs,
+//     dates) are only folded, never encoded;
 //   - domains go as A-labels (xn--…); a local part that is not ASCII is
 //     written as is and marks the message as needing SMTPUTF8 (RFC 6531).
 
