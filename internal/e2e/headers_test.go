@@ -191,3 +191,70 @@ print(json.dumps(out))
 	}
 	return res
 }
+
+// TestReplyToInjectionRefused: through the binary's JSON API, a reply_to
+// of "ok@example.com\r\nBcc: …" is refused with a 422 that says why, on
+// the transactional API and the campaign API alike; a good request then
+// reaches the receiver with its one Reply-To and no Bcc field.
+func TestReplyToInjectionRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	dns := e2e.StartDNS(t)
+	port := e2e.FreePort(t)
+	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{})
+	dns.Provider(t, "mx.rcpt.test", "127.0.0.2", "rcpt.test")
+	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port})
+	h.MustAPI(t, http.StatusCreated, "POST", "/templates", map[string]any{"kind": "transactional", "name": "reset",
+		"subject": "Reset", "text": "Code 42"}, nil)
+
+	const injected = "ok@example.com\r\nBcc: victim@rcpt.test"
+	post := func(path string, in map[string]any) (int, string) {
+		b, _ := json.Marshal(in)
+		req, _ := http.NewRequest("POST", h.URL+"/api/v1"+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+h.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		return resp.StatusCode, body.String()
+	}
+	code, body := post("/tx", map[string]any{"template": "reset", "to": "ann@rcpt.test", "from": "no-reply@sender.example", "reply_to": injected})
+	if code != 422 || !strings.Contains(body, "reply_to") || !strings.Contains(body, "contains a line break") {
+		t.Errorf("POST /api/v1/tx with an injected reply_to = %d %s; want 422 saying it contains a line break", code, body)
+	}
+	list := h.List(t, "Readers", "bob@rcpt.test")
+	code, body = post("/campaigns", map[string]any{"name": "Inject", "template_id": 1, "from_email": "news@sender.example",
+		"reply_to": injected, "lists": []int64{list}})
+	if code != 422 || !strings.Contains(body, `"reply_to"`) || !strings.Contains(body, "contains a line break") {
+		t.Errorf("POST /api/v1/campaigns with an injected reply_to = %d %s; want 422 on reply_to saying it contains a line break", code, body)
+	}
+
+	if code, body := post("/tx", map[string]any{"template": "reset", "to": "ann@rcpt.test", "from": "no-reply@sender.example",
+		"reply_to": "help@sender.example"}); code != http.StatusAccepted {
+		t.Fatalf("good tx = %d %s", code, body)
+	}
+	e2e.Eventually(t, 30*time.Second, "the good message", func() bool { return rcv.Count() == 1 })
+	time.Sleep(500 * time.Millisecond) // anything else queued would have followed by now
+	for _, m := range rcv.Messages() {
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg.Header["Bcc"]) != 0 || len(msg.Header["Reply-To"]) != 1 || msg.Header.Get("Reply-To") != "<help@sender.example>" {
+			t.Errorf("message to %v: Bcc %q, Reply-To %q; want no Bcc and the one good Reply-To", m.To, msg.Header["Bcc"], msg.Header["Reply-To"])
+		}
+		for _, to := range m.To {
+			if to != "ann@rcpt.test" {
+				t.Errorf("the receiver got a message for %s", to)
+			}
+		}
+	}
+	if rcv.Count() != 1 {
+		t.Errorf("the receiver got %d messages, want 1", rcv.Count())
+	}
+}
