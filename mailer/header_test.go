@@ -3,6 +3,9 @@ package mailer
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	crand "crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -234,6 +237,12 @@ func TestRenderedHeadersProperty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rsaKey, err := rsa.GenerateKey(crand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, edKey, _ := ed25519.GenerateKey(crand.Reader)
+	signer := newDKIMSigner(&models.DKIMKeys{Domain: "example.com", Selector: "s1", RSA: rsaKey, Ed25519Selector: "s1e", Ed25519: edKey})
 	r := rand.New(rand.NewPCG(14, 4))
 	n := 3000
 	if testing.Short() {
@@ -252,6 +261,13 @@ func TestRenderedHeadersProperty(t *testing.T) {
 			t.Fatalf("render: %v", err)
 		}
 		raw := m.buf.String()
+		if i%20 == 0 { // the signatures' lines too, on a sample (RSA is slow)
+			sig, err := signer.sign(m.buf.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLines(t, "DKIM-Signature", string(sig), 998)
+		}
 		m.release()
 		head, _, _ := strings.Cut(raw, "\r\n\r\n")
 		checkLines(t, "message", raw, 998)
