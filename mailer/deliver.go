@@ -390,8 +390,9 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		until, _ := l.suspendedUntil(now)
 		return attemptResult{stopped: true, until: until}
 	}
-	env := &Envelope{From: msg.mailFrom, To: j.c.Email, DeliveryID: j.c.ID, CampaignID: j.c.CampaignID,
-		Signature: msg.sig, Message: msg.buf.Bytes()}
+	to, utf8To := envelopeAddress(j.c.Email)
+	env := &Envelope{From: msg.mailFrom, To: to, DeliveryID: j.c.ID, CampaignID: j.c.CampaignID,
+		Signature: msg.sig, Message: msg.buf.Bytes(), UTF8: utf8To || msg.utf8}
 	reply, err := conn.Send(e.ctx, env)
 	msgID := msg.messageID
 	msg.release()
@@ -403,6 +404,16 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		seen := tk.seen
 		l.cancel(tk)
 		return attemptResult{broken: true, stop: d.dialFailed(j, l, seen, err)}
+	}
+	var ue *SMTPUTF8Error
+	if errors.As(err, &ue) {
+		// Not the address's fault, and nothing went out: the message fails
+		// (no bounce, no suppression), its place on the lane is given
+		// back, and the connection carries on.
+		l.cancel(tk)
+		reply = Reply{Code: 553, Enhanced: "5.6.7", Text: "not sent: " + ue.Error(), MXHost: ue.Host, SourceIP: l.src.addr}
+		e.finish(j, d, outcomeFor(j, models.DeliveryFailed, reply, now, time.Time{}), msgID)
+		return attemptResult{}
 	}
 	ok := reply.Code >= 200 && reply.Code < 300
 	l.settle(tk, now, ok)

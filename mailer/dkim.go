@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"crypto"
 	"fmt"
-	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/herald-mail/herald/models"
 )
 
-// SignedHeaders are the header fields covered by Herald's DKIM signatures
-// when present in the message.
+// SignedHeaders are the header fields Herald's DKIM signatures cover, each
+// oversigned: named in h= once more than the message has it (once when it
+// has none), so that a field of that name added on the way, whether above
+// or below the others, breaks the signature (RFC 6376 5.4.2 and 8.15)
+// instead of changing what a signed message says.
 var SignedHeaders = []string{
-	"From", "To", "Subject", "Date", "Message-ID", "Reply-To",
+	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
 	"List-Unsubscribe", "List-Unsubscribe-Post", "List-Id", "Feedback-ID",
-	"MIME-Version", "Content-Type",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 }
 
 // dkimSigner signs messages for one sending domain: RSA-2048 always, and a
@@ -51,7 +53,7 @@ func (s *dkimSigner) sign(msg []byte) ([]byte, error) {
 	if s == nil {
 		return nil, nil
 	}
-	keys := presentHeaders(msg)
+	keys := headerKeys(msg)
 	var out []byte
 	for i := len(s.opts) - 1; i >= 0; i-- {
 		o := *s.opts[i]
@@ -72,32 +74,63 @@ func (s *dkimSigner) sign(msg []byte) ([]byte, error) {
 	return out, nil
 }
 
-// presentHeaders returns the SignedHeaders found in msg's header.
-func presentHeaders(msg []byte) []string {
+// headerKeys returns the h= list for msg: each of SignedHeaders as many
+// times as msg's header has it, plus one.
+func headerKeys(msg []byte) []string {
 	end := bytes.Index(msg, []byte("\r\n\r\n"))
 	if end < 0 {
 		end = len(msg)
 	}
-	head := msg[:end]
-	keys := make([]string, 0, len(SignedHeaders))
-	for _, h := range SignedHeaders {
-		if hasHeader(head, h) {
+	count := make([]int, len(SignedHeaders))
+	for head := msg[:end+2]; len(head) > 0; {
+		line := head
+		if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
+			line, head = head[:i], head[i+2:]
+		} else {
+			head = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
+			continue // a continuation line, or no field
+		}
+		name := bytes.TrimRight(line[:colon], " \t")
+		for i, h := range SignedHeaders {
+			if equalFoldASCII(h, name) {
+				count[i]++
+				break
+			}
+		}
+	}
+	n := len(SignedHeaders)
+	for i := range SignedHeaders {
+		n += count[i]
+	}
+	keys := make([]string, 0, n)
+	for i, h := range SignedHeaders {
+		for range count[i] + 1 {
 			keys = append(keys, h)
 		}
 	}
 	return keys
 }
 
-func hasHeader(head []byte, name string) bool {
-	for len(head) > 0 {
-		if len(head) > len(name) && head[len(name)] == ':' && strings.EqualFold(string(head[:len(name)]), name) {
-			return true
+// equalFoldASCII reports whether the field names a and b are equal
+// ignoring ASCII case.
+func equalFoldASCII(a string, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
 		}
-		i := bytes.Index(head, []byte("\r\n"))
-		if i < 0 {
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
-		head = head[i+2:]
 	}
-	return false
+	return true
 }

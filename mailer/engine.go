@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/mail"
 	"os"
 	"strconv"
 	"strings"
@@ -447,13 +446,22 @@ var ErrInvalidRequest = errors.New("mailer: invalid request")
 // traffic and returns its delivery id; the message goes out through the
 // same pipeline (routing, shaping, DKIM, transport) within moments.
 func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) (int64, error) {
-	to, err := models.NormalizeEmail(r.To)
+	// The addresses go into header fields: the header builder's check
+	// (HeaderAddress) refuses line breaks and anything net/mail cannot
+	// read as one address, as the campaign form does for its Reply-To.
+	to, err := HeaderAddress(r.To)
 	if err != nil {
 		return 0, fmt.Errorf("%w: to: %v", ErrInvalidRequest, err)
 	}
-	from, err := models.NormalizeEmail(r.From)
+	from, err := HeaderAddress(r.From)
 	if err != nil {
 		return 0, fmt.Errorf("%w: from: %v", ErrInvalidRequest, err)
+	}
+	replyTo := ""
+	if strings.TrimSpace(r.ReplyTo) != "" {
+		if replyTo, err = HeaderAddress(r.ReplyTo); err != nil {
+			return 0, fmt.Errorf("%w: reply_to: %v", ErrInvalidRequest, err)
+		}
 	}
 	id := r.TemplateID
 	if id == 0 {
@@ -468,7 +476,7 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 			return 0, fmt.Errorf("%w: subject: %v", ErrInvalidRequest, err)
 		}
 	}
-	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: r.ReplyTo, Data: r.Data, Test: r.Test})
+	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: replyTo, Data: r.Data, Test: r.Test})
 	if err != nil {
 		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
 	}
@@ -576,21 +584,36 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	return cs, nil
 }
 
-// senderParams builds the per-sender message parameters; sd nil means the
-// sending domain matching the From address, if one is configured.
-func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo string, sd *models.SendingDomain) (*msgParams, error) {
-	domain := models.EmailDomain(from)
-	if sd == nil {
-		d, err := e.store.SendingDomainByName(ctx, domain)
-		if err != nil && !errors.Is(err, models.ErrNotFound) {
-			return nil, err
-		}
-		sd = d
+// senderParams builds the per-sender message parameters. The key that
+// signs is models.SigningDomain's choice between chosen (a campaign's
+// sending domain; nil for none) and the sending domains covering the From
+// domain, the same decision the pre-send checklist reports. The addresses
+// are checked again here (HeaderAddress), for rows written before the
+// checks existed.
+func (e *Engine) senderParams(ctx context.Context, from, fromName, replyTo string, chosen *models.SendingDomain) (*msgParams, error) {
+	from, err := HeaderAddress(from)
+	if err != nil {
+		return nil, fmt.Errorf("from: %w", err)
 	}
-	p := &msgParams{from: (&mail.Address{Name: fromName, Address: from}).String(), replyTo: replyTo, domain: domain, returnPath: domain}
+	if replyTo != "" {
+		if replyTo, err = HeaderAddress(replyTo); err != nil {
+			return nil, fmt.Errorf("reply-to: %w", err)
+		}
+	}
+	domain := models.EmailDomain(from)
+	covering, err := e.store.SendingDomainsCovering(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	sd := models.SigningDomain(covering, chosen, domain)
+	snd, err := newSender(fromName, from, replyTo)
+	if err != nil {
+		return nil, err
+	}
+	p := &msgParams{sender: snd, domain: domain, returnPath: domain}
 	if sd == nil {
 		if _, seen := e.warned.LoadOrStore(domain, true); !seen {
-			e.log.Warn("no sending domain: mail goes out unsigned", "from", from)
+			e.log.Warn("no sending domain covers the From domain: mail goes out unsigned", "from", from)
 		}
 		return p, nil
 	}

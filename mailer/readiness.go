@@ -271,7 +271,8 @@ func oneClickCheck(root string, org OrgData) Check {
 	comp, err := compileTemplate("probe", "Probe", "<p>probe</p>", "", compileOptions{})
 	if err == nil {
 		var msg *rendered
-		p := &msgParams{campaignID: 1, from: "<probe@example.com>", domain: "example.com", returnPath: "example.com", listHeaders: true}
+		snd, _ := newSender("", "probe@example.com", "")
+		p := &msgParams{campaignID: 1, sender: snd, domain: "example.com", returnPath: "example.com", listHeaders: true}
 		msg, err = env.render(comp, p, &recipient{deliveryID: 1, subscriberID: 1, listID: 1, email: "probe@example.org"}, time.Now())
 		if err == nil {
 			h, herr := textproto.NewReader(bufio.NewReader(strings.NewReader(msg.buf.String()))).ReadMIMEHeader()
@@ -310,7 +311,7 @@ func (r *Readiness) senderCheck(ctx context.Context, domains []models.SendingDom
 				continue
 			}
 			seen[d] = true
-			if coveringDomain(domains, d) == nil {
+			if models.SigningDomain(domains, nil, d) == nil {
 				bad = append(bad, d)
 			}
 		}
@@ -329,18 +330,6 @@ func (r *Readiness) senderCheck(ctx context.Context, domains []models.SendingDom
 		c.Detail = fmt.Sprintf("%d sender domains checked.", len(seen))
 	}
 	return c
-}
-
-// coveringDomain returns the sending domain with a DKIM key that signs for
-// domain d (the same domain or a parent, so DKIM aligns relaxed).
-func coveringDomain(domains []models.SendingDomain, d string) *models.SendingDomain {
-	for i := range domains {
-		sd := &domains[i]
-		if sd.RSAPublic != "" && (d == sd.Domain || strings.HasSuffix(d, "."+sd.Domain)) {
-			return sd
-		}
-	}
-	return nil
 }
 
 // dnsChecks read each sending domain's last stored DNS check (the check
@@ -494,25 +483,36 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	return out, nil
 }
 
+// dkimCheck reports the key the engine will sign the campaign's mail with:
+// models.SigningDomain decides for both.
 func (r *Readiness) dkimCheck(ctx context.Context, cp *models.Campaign, captured bool) Check {
 	from := strings.ToLower(models.EmailDomain(cp.FromEmail))
 	c := Check{ID: "campaign.dkim", Title: "The From domain has a DKIM key", Blocking: !captured}
-	var sd *models.SendingDomain
+	var chosen *models.SendingDomain
 	if cp.SendingDomainID != nil {
-		if d, err := r.Store.SendingDomain(ctx, *cp.SendingDomainID); err == nil && d.RSAPublic != "" &&
-			(from == d.Domain || strings.HasSuffix(from, "."+d.Domain)) {
-			sd = d
-		}
-	} else if ds, err := r.Store.SendingDomains(ctx); err == nil {
-		sd = coveringDomain(ds, from)
+		chosen, _ = r.Store.SendingDomain(ctx, *cp.SendingDomainID)
 	}
-	c.OK = sd != nil
-	if c.OK {
-		c.Detail = "Signed by " + sd.Domain + " (selector " + sd.Selector + ")."
+	ds, err := r.Store.SendingDomains(ctx)
+	if err != nil {
+		c.Detail, c.FixHint = "The sending domains could not be read.", "Try again; the error is in the server's log."
 		return c
 	}
-	c.Detail = "No DKIM key signs for " + from + "."
-	c.FixHint = "Add " + from + " under Deliverability → Sending domains (or send from a domain that is set up)."
+	sd := models.SigningDomain(ds, chosen, from)
+	c.OK = sd != nil
+	switch {
+	case c.OK && sd.Domain == from:
+		c.Detail = "Signed by " + sd.Domain + " (selector " + sd.Selector + ")."
+		return c
+	case c.OK:
+		c.Detail = "Signed by " + sd.Domain + " (selector " + sd.Selector + ") for " + from + ": d=" + sd.Domain +
+			" aligns with the From domain under relaxed DKIM alignment (adkim=r, as in the DMARC record Herald advises; a strict adkim=s would not)."
+		return c
+	}
+	c.Detail = "No DKIM key signs for " + from + ": its mail would go out unsigned."
+	if chosen != nil {
+		c.Detail = "The chosen sending domain " + chosen.Domain + " does not cover " + from + ", and no other does: its mail would go out unsigned."
+	}
+	c.FixHint = "Add " + from + " (or a parent domain of it) under Deliverability → Sending domains, or send from a domain that is set up."
 	if captured {
 		c.Detail += " Mail is only captured into the outbox now, so this does not block; it will before sending for real."
 	}

@@ -177,30 +177,19 @@ func DNSGateDomain(ctx context.Context, rs ReadinessStore, cp *models.Campaign) 
 }
 
 // gateSendingDomain is the sending domain whose DNS check the campaign's
-// DNS rule reads, as the checklist's DKIM rule finds it (the signing
-// domain, the most specific one); nil when none covers the From domain.
-// TODO(issue 14 item 3): use the one signing-domain decision once merged.
+// DNS rule reads: the one whose key signs the campaign's mail
+// (models.SigningDomain, the decision the engine and the DKIM rule use);
+// nil when none covers the From domain.
 func gateSendingDomain(ctx context.Context, rs ReadinessStore, cp *models.Campaign) *models.SendingDomain {
-	from := strings.ToLower(models.EmailDomain(cp.FromEmail))
+	var chosen *models.SendingDomain
 	if cp.SendingDomainID != nil {
-		if d, err := rs.SendingDomain(ctx, *cp.SendingDomainID); err == nil && (from == d.Domain || strings.HasSuffix(from, "."+d.Domain)) {
-			return d
-		}
-		return nil
+		chosen, _ = rs.SendingDomain(ctx, *cp.SendingDomainID)
 	}
 	ds, err := rs.SendingDomains(ctx)
 	if err != nil {
 		return nil
 	}
-	// The most specific domain: the engine signs a From on a configured
-	// subdomain with that subdomain's own key.
-	var best *models.SendingDomain
-	for i := range ds {
-		if d := &ds[i]; d.RSAPublic != "" && (from == d.Domain || strings.HasSuffix(from, "."+d.Domain)) && (best == nil || len(d.Domain) > len(best.Domain)) {
-			best = d
-		}
-	}
-	return best
+	return models.SigningDomain(ds, chosen, models.EmailDomain(cp.FromEmail))
 }
 
 // hostChecks are the panel's rules on how direct delivery introduces

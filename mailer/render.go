@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	htemplate "html/template"
 	"io"
-	"mime"
-	"net/mail"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -329,8 +328,7 @@ type renderEnv struct {
 type msgParams struct {
 	campaignID   int64
 	campaignName string
-	from         string // the From header's value, formatted once per campaign
-	replyTo      string
+	sender       sender // From and Reply-To, formatted once (newSender)
 	domain       string // sending domain: Message-ID and List-Id
 	returnPath   string // VERP domain
 	listHeaders  bool   // List-Unsubscribe & co (campaigns)
@@ -348,6 +346,7 @@ type rendered struct {
 	mailFrom  string
 	messageID string
 	subject   string
+	utf8      bool          // an address in the header is not ASCII: the message needs SMTPUTF8
 	buf       *bytes.Buffer // headers and body, CRLF line ends, signature not included
 	sig       []byte        // DKIM-Signature header fields to prepend
 }
@@ -400,7 +399,7 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 	if err := c.subject.run(scratch, d); err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
-	subject := oneLine(scratch.Bytes())
+	subject := headerText(oneLine(scratch.Bytes()))
 	d.Campaign.Subject = subject
 	scratch.Reset()
 
@@ -411,50 +410,40 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		buf:       bufPool.Get().(*bytes.Buffer),
 	}
 	w := out.buf
-	w.WriteString("From: ")
-	w.WriteString(p.from)
-	w.WriteString("\r\nTo: ")
-	w.WriteString((&mail.Address{Name: rc.name, Address: rc.email}).String())
-	w.WriteString("\r\nSubject: ")
-	w.WriteString(mime.QEncoding.Encode("utf-8", subject))
-	w.WriteString("\r\nDate: ")
-	var date [40]byte
-	w.Write(now.AppendFormat(date[:0], time.RFC1123Z))
-	w.WriteString("\r\nMessage-ID: ")
-	w.WriteString(out.messageID)
-	if p.replyTo != "" {
-		w.WriteString("\r\nReply-To: ")
-		w.WriteString(p.replyTo)
+	if p.sender.fields == "" {
+		out.release()
+		return nil, errors.New("the message has no sender (From)")
 	}
+	w.WriteString(p.sender.fields)
+	h := headerWriter{w: w, utf8: p.sender.utf8}
+	if err := h.mailbox("To", rc.name, rc.email); err != nil {
+		out.release()
+		return nil, err
+	}
+	h.text("Subject", subject)
+	w.WriteString("Date: ") // Herald's own, short: appended without a string
+	w.Write(now.AppendFormat(w.AvailableBuffer(), time.RFC1123Z))
+	w.WriteString("\r\n")
+	h.field("Message-ID", out.messageID)
 	if p.listHeaders || p.testLinks {
-		w.WriteString("\r\nList-Unsubscribe: <")
-		w.WriteString(d.UnsubscribeURL)
+		domain := ""
 		if p.listHeaders {
 			// The mailto form too; a test's would only bounce (the inbound
 			// server refuses tokens it did not sign).
-			// In the address form of the URL's token: a mail server may
-			// change the case of the local part.
-			w.WriteString(">,\r\n <mailto:u-")
-			w.WriteString(token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]))
-			w.WriteString("@")
-			w.WriteString(p.returnPath)
-			w.WriteString("?subject=unsubscribe")
+			domain = p.returnPath
 		}
-		w.WriteString(">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click")
+		// The mailto address carries the URL's token in its address form:
+		// a mail server may change the case of the local part.
+		h.listUnsubscribe(d.UnsubscribeURL, token.AddressForm(d.UnsubscribeURL[strings.LastIndexByte(d.UnsubscribeURL, '/')+1:]), domain)
+		h.field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	}
 	if p.listHeaders {
-		w.WriteString("\r\nList-Id: <")
-		w.WriteString(strconv.FormatInt(rc.listID, 10))
-		w.WriteString(".list-id.")
-		w.WriteString(p.domain)
-		w.WriteString(">\r\nFeedback-ID: ")
-		w.WriteString(strconv.FormatInt(p.campaignID, 10))
-		w.WriteString(":")
-		w.WriteString(strconv.FormatInt(rc.listID, 10))
-		w.WriteString(":")
-		w.WriteString(env.feedbackID)
+		list := strconv.FormatInt(rc.listID, 10)
+		h.fieldOf("List-Id", "<", list, ".list-id.", p.domain, ">")
+		h.fieldOf("Feedback-ID", strconv.FormatInt(p.campaignID, 10), ":", list, ":", env.feedbackID)
 	}
-	w.WriteString("\r\nMIME-Version: 1.0\r\n")
+	h.field("MIME-Version", "1.0")
+	out.utf8 = h.utf8
 
 	if c.html == nil {
 		if err := c.text.run(scratch, d); err != nil {

@@ -47,7 +47,10 @@ func (s *smtpConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 			return r, nil
 		}
 	}
-	r, err := s.c.Send(env.From, env.To, env.Signature, env.Message)
+	if env.UTF8 && !s.c.Ext("SMTPUTF8") {
+		return Reply{}, &SMTPUTF8Error{Host: s.host}
+	}
+	r, err := s.c.SendWith(smtpclient.MailOptions{SMTPUTF8: env.UTF8}, env.From, env.To, env.Signature, env.Message)
 	if err != nil {
 		s.broken = true
 	}

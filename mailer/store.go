@@ -38,7 +38,7 @@ type ConfigStore interface {
 	Template(ctx context.Context, id int64) (*models.Template, error)
 	TemplateByName(ctx context.Context, kind, name string) (*models.Template, error)
 	SendingDomain(ctx context.Context, id int64) (*models.SendingDomain, error)
-	SendingDomainByName(ctx context.Context, domain string) (*models.SendingDomain, error)
+	SendingDomainsCovering(ctx context.Context, domain string) ([]models.SendingDomain, error)
 	SendingIPs(ctx context.Context, poolID int64) ([]models.SendingIP, error)
 	IPPool(ctx context.Context, id int64) (*models.IPPool, error)
 	DomainRules(ctx context.Context) ([]models.DomainRule, error)

@@ -49,6 +49,23 @@ type Envelope struct {
 	CampaignID int64
 	Signature  []byte // DKIM-Signature fields, prepended to Message
 	Message    []byte // header and body, CRLF line ends
+	// UTF8 says an address (To's local part, or one in the header) is not
+	// ASCII: the message goes only to a server offering SMTPUTF8 (RFC
+	// 6531), with that parameter on MAIL FROM; a server that does not
+	// offer it gets nothing, and Send returns an *SMTPUTF8Error.
+	UTF8 bool
+}
+
+// SMTPUTF8Error is returned by Send for a message that needs SMTPUTF8
+// (Envelope.UTF8) when the server does not offer it. Nothing was sent and
+// the connection stays usable; the message cannot go to that server.
+type SMTPUTF8Error struct {
+	Host string
+}
+
+func (e *SMTPUTF8Error) Error() string {
+	return "the address has characters that are not ASCII before the @, and " + e.Host +
+		" does not offer SMTPUTF8 (RFC 6531), so it cannot take mail for it"
 }
 
 // Conn is an open connection of a Transport.

@@ -342,6 +342,51 @@ func (s *Store) SendingDomainByName(ctx context.Context, domain string) (*Sendin
 	return &d, nil
 }
 
+// SendingDomainsCovering returns the sending domains that are domain or
+// one of its parents (for news.example.com: news.example.com and
+// example.com), the candidates SigningDomain chooses from.
+func (s *Store) SendingDomainsCovering(ctx context.Context, domain string) ([]SendingDomain, error) {
+	var names []string
+	for d := strings.ToLower(strings.TrimSuffix(domain, ".")); strings.Contains(d, "."); {
+		names = append(names, d)
+		_, d, _ = strings.Cut(d, ".")
+	}
+	var out []SendingDomain
+	if len(names) == 0 {
+		return out, nil
+	}
+	if err := s.db.WithContext(ctx).Where("domain IN ?", names).Order("domain").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: sending domains covering %q: %w", domain, err)
+	}
+	return out, nil
+}
+
+// SigningDomain decides whose DKIM key signs mail From an address in
+// fromDomain; the engine signs with it and the pre-send checklist reports
+// it, so the two cannot disagree. It is chosen (a campaign's own choice,
+// nil for none) when that is fromDomain or a parent of it, else the
+// closest of domains that is (fromDomain itself, else its nearest parent).
+// A parent's key gives d= the parent, which aligns with a From on its
+// subdomain under relaxed DKIM alignment (DMARC adkim=r: the default, and
+// what Herald's DMARC record sets). nil means no key covers fromDomain: the
+// mail goes out unsigned.
+func SigningDomain(domains []SendingDomain, chosen *SendingDomain, fromDomain string) *SendingDomain {
+	from := strings.ToLower(strings.TrimSuffix(fromDomain, "."))
+	covers := func(d *SendingDomain) bool {
+		return d != nil && d.RSAPublic != "" && (from == d.Domain || strings.HasSuffix(from, "."+d.Domain))
+	}
+	if covers(chosen) {
+		return chosen
+	}
+	var best *SendingDomain
+	for i := range domains {
+		if d := &domains[i]; covers(d) && (best == nil || len(d.Domain) > len(best.Domain)) {
+			best = d
+		}
+	}
+	return best
+}
+
 // SendingDomains returns every sending domain by name.
 func (s *Store) SendingDomains(ctx context.Context) ([]SendingDomain, error) {
 	var out []SendingDomain

@@ -313,13 +313,20 @@ func (s *Server) campaignsPage(c echo.Context) error {
 // store (the form and the API share it).
 func (s *Server) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
 	errs := cp.Validate()
+	if errs["from_email"] == "" {
+		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
+			errs["from_email"] = err.Error()
+		}
+	}
 	if cp.TemplateID != nil {
 		if _, err := s.store.Template(ctx, *cp.TemplateID); err != nil {
 			errs["template_id"] = "Choose an existing template."
 		}
 	}
 	if cp.ReplyTo != "" {
-		if e, err := models.NormalizeEmail(cp.ReplyTo); err != nil {
+		// The check the transactional API makes too: the value goes into
+		// a header field.
+		if e, err := mailer.HeaderAddress(cp.ReplyTo); err != nil {
 			errs["reply_to"] = err.Error()
 		} else {
 			cp.ReplyTo = e
