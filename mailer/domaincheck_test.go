@@ -2,12 +2,10 @@ package mailer_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 
-	"github.com/miekg/dns"
-
+	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
@@ -128,10 +126,10 @@ func TestCheckDomainWrongRecords(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ns := startDNSTCP(t)
-			ns.publish(t, c.domain)
-			ns.add(t, "bounces."+c.domain.Domain+". 300 IN MX 10 mx.herald.test.")
-			ns.add(t, c.records...)
+			ns := e2e.StartDNS(t)
+			ns.Records(t, dkimRecords(c.domain)...)
+			ns.Add(t, "bounces."+c.domain.Domain+". 300 IN MX 10 mx.herald.test.")
+			ns.Add(t, c.records...)
 			chk := mailer.CheckDomain(ctx, mailer.NewResolver(ns.Addr), c.domain, c.opts)
 			if chk.OK {
 				t.Errorf("CheckDomain().OK = true, want false")
@@ -164,9 +162,9 @@ func TestCheckDomainDMARCDiscoveryAndAlignment(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := models.DNSRecordOptions{SendingIPs: []string{"192.0.2.10"}, InboundHost: "mx.herald.test"}
-	ns := startDNSTCP(t)
-	ns.publish(t, sub)
-	ns.add(t,
+	ns := e2e.StartDNS(t)
+	ns.Records(t, dkimRecords(sub)...)
+	ns.Add(t,
 		"bounces.news.brand.test. 300 IN MX 10 mx.herald.test.",
 		`bounces.news.brand.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 ~all"`,
 		`_dmarc.brand.test. 300 IN TXT "v=DMARC1; p=none; sp=quarantine; aspf=s; rua=mailto:dmarc@brand.test"`,
@@ -251,45 +249,4 @@ func TestParseDMARCAndAlign(t *testing.T) {
 			t.Errorf("Align(%s, d=%s, env=%s) = DKIM %v SPF %v, want %v %v", c.from, c.d, c.env, a.DKIM, a.SPF, c.dkim, c.spf)
 		}
 	}
-}
-
-// startDNSTCP is startDNS answering over TCP too, and truncating UDP
-// answers that do not fit 512 bytes as real servers do (a subdomain's
-// 2048-bit DKIM record does not), so the resolver retries over TCP.
-func startDNSTCP(t testing.TB) *fakeDNS {
-	t.Helper()
-	f := &fakeDNS{rrs: map[string][]dns.RR{}}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { f.serve(truncating{w}, r) })
-	// A UDP port free may be taken for TCP by tests running beside.
-	var pc net.PacketConn
-	var l net.Listener
-	for range 20 {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-		pc, l = nil, nil
-	}
-	if pc == nil {
-		t.Fatal("no port free for UDP and TCP at once")
-	}
-	f.Addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
-		go srv.ActivateAndServe()
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	return f
-}
-
-type truncating struct{ dns.ResponseWriter }
-
-func (w truncating) WriteMsg(m *dns.Msg) error {
-	if _, udp := w.LocalAddr().(*net.UDPAddr); udp {
-		m.Truncate(dns.MinMsgSize)
-	}
-	return w.ResponseWriter.WriteMsg(m)
 }

@@ -204,19 +204,21 @@ func (f *fakeDNS) txtLookup(domain string) ([]string, error) {
 
 // publish adds a sending domain's DKIM key records to the fake DNS.
 func (f *fakeDNS) publish(t testing.TB, sd *models.SendingDomain) {
-	for _, r := range sd.DNSRecords(models.DNSRecordOptions{}) {
-		if r.Purpose != "dkim" && r.Purpose != "dkim-ed25519" {
-			continue
-		}
-		// TXT strings are limited to 255 bytes: split.
-		var parts []string
-		for v := r.Value; len(v) > 0; {
-			n := min(len(v), 250)
-			parts = append(parts, `"`+v[:n]+`"`)
-			v = v[n:]
-		}
-		f.add(t, r.Name+". 300 IN TXT "+strings.Join(parts, " "))
+	for _, r := range dkimRecords(sd) {
+		f.add(t, r.ZoneLine())
 	}
+}
+
+// dkimRecords are a sending domain's DKIM key records, as its page shows
+// them.
+func dkimRecords(sd *models.SendingDomain) []models.DNSRecord {
+	var out []models.DNSRecord
+	for _, r := range sd.DNSRecords(models.DNSRecordOptions{}) {
+		if r.Purpose == "dkim" || r.Purpose == "dkim-ed25519" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // seed creates a list and n subscribers on it with addresses

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/models"
 )
@@ -63,7 +64,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		ctx := context.Background()
 		app := newTestApp(t, s)
 		app.srv.cfg.Transport = "direct"
-		ns := startLocalDNS(t)
+		ns := e2e.StartDNS(t)
 		app.srv.cfg.DNSServer = ns.Addr
 		admin, marketer := app.user(models.RoleAdmin), app.user(models.RoleMarketer)
 		list, tmpl := composeFixture(t, s, 2)
@@ -90,7 +91,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		}
 
 		// A failing check blocks too, naming the record and why.
-		ns.publishLine(t, `_dmarc.acme.test. 300 IN TXT "v=DMARC1; rua=mailto:dmarc@acme.test"`)
+		ns.Add(t, `_dmarc.acme.test. 300 IN TXT "v=DMARC1; rua=mailto:dmarc@acme.test"`)
 		admin.postForm(fmt.Sprintf("/deliverability/domains/%d/check", sd.ID), url.Values{})
 		p = marketer.postForm(base+"/start", nil)
 		if msg := p.Doc.Find(`[data-testid="start-error"]`).Text(); p.StatusCode != 422 || !strings.Contains(msg, "no p= tag") || !strings.Contains(msg, "admin can let this campaign start") {
@@ -179,11 +180,9 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ns.mu.Lock()
-		delete(ns.rrs, "TXT _dmarc.acme.test.")
-		ns.mu.Unlock()
+		ns.Remove("_dmarc.acme.test", "TXT")
 		for _, r := range v.Records {
-			ns.publish(t, r)
+			ns.Records(t, r)
 		}
 		admin.postForm(fmt.Sprintf("/deliverability/domains/%d/check", sd.ID), url.Values{})
 		p = admin.get(fmt.Sprintf("/campaigns/%d", id2))
@@ -203,12 +202,10 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ns.mu.Lock()
-		delete(ns.rrs, "TXT bounces.acme.test.")
-		ns.mu.Unlock()
+		ns.Remove("bounces.acme.test", "TXT")
 		for _, r := range v.Records {
 			if r.Purpose == "spf" {
-				ns.publish(t, r)
+				ns.Records(t, r)
 			}
 		}
 		admin.postForm(fmt.Sprintf("/deliverability/domains/%d/check", sd.ID), url.Values{})

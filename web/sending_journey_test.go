@@ -10,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/herald-mail/herald/internal/browsertest"
+	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestJourneySendingDomain(t *testing.T) {
 	ctx := browsertest.New(t, 90*time.Second)
 	app := newTestApp(t, nil)
-	ns := startLocalDNS(t)
+	ns := e2e.StartDNS(t)
 	app.srv.cfg.DNSServer = ns.Addr
 	base := app.http.URL
 	shots := filepath.Join(os.TempDir(), "herald-screenshots")
@@ -54,7 +55,7 @@ func TestJourneySendingDomain(t *testing.T) {
 	// Publish what the page says for DKIM (both keys) and DMARC, not SPF.
 	for _, purpose := range []string{"dkim", "dkim-ed25519", "dmarc"} {
 		row := `[data-testid="record-` + purpose + `"] `
-		ns.publish(t, models.DNSRecord{Type: text(row + "td:nth-child(2)"), Name: text(row + `[data-testid="name"]`), Value: value(row + `[data-testid="value"]`)})
+		ns.Records(t, models.DNSRecord{Type: text(row + "td:nth-child(2)"), Name: text(row + `[data-testid="name"]`), Value: value(row + `[data-testid="value"]`)})
 	}
 	step("check DNS",
 		chromedp.Click(chromedp.CSS(`[data-testid="check-dns"]`)),

@@ -3,95 +3,18 @@ package web
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
-	"github.com/miekg/dns"
 
+	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/models"
 )
-
-// localDNS is a small authoritative DNS server on loopback standing in for
-// the internet's DNS (a trimmed copy of the mailer tests' fake).
-type localDNS struct {
-	Addr string
-	mu   sync.Mutex
-	rrs  map[string][]dns.RR // by "TYPE name."
-}
-
-func startLocalDNS(t *testing.T) *localDNS {
-	t.Helper()
-	f := &localDNS{rrs: map[string][]dns.RR{}}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		f.mu.Lock()
-		m.Answer = append(m.Answer, f.rrs[dns.TypeToString[q.Qtype]+" "+strings.ToLower(q.Name)]...)
-		f.mu.Unlock()
-		if _, udp := w.LocalAddr().(*net.UDPAddr); udp {
-			m.Truncate(dns.MinMsgSize) // as real servers do: the client retries over TCP
-		}
-		w.WriteMsg(m)
-	})
-	// UDP and TCP on one port: a UDP port free may be taken for TCP (by
-	// tests running beside), so try a few.
-	var pc net.PacketConn
-	var l net.Listener
-	for range 20 {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-		pc, l = nil, nil
-	}
-	if pc == nil {
-		t.Fatal("no port free for UDP and TCP at once")
-	}
-	f.Addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
-		go srv.ActivateAndServe()
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	return f
-}
-
-// publish adds a record as the dashboard shows it (long TXT values split
-// into 255-byte strings, as a DNS host stores them).
-func (f *localDNS) publish(t *testing.T, r models.DNSRecord) {
-	t.Helper()
-	rr, err := dns.NewRR(r.ZoneLine())
-	if err != nil {
-		t.Fatalf("zone line %q: %v", r.ZoneLine(), err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k := dns.TypeToString[rr.Header().Rrtype] + " " + strings.ToLower(rr.Header().Name)
-	f.rrs[k] = append(f.rrs[k], rr)
-}
-
-func (f *localDNS) publishLine(t *testing.T, line string) {
-	t.Helper()
-	rr, err := dns.NewRR(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k := dns.TypeToString[rr.Header().Rrtype] + " " + strings.ToLower(rr.Header().Name)
-	f.rrs[k] = append(f.rrs[k], rr)
-}
 
 // auditActions returns the actions of the audit log, oldest first.
 func auditActions(t *testing.T, s *models.Store) []string {
@@ -271,7 +194,7 @@ func TestCheckDNSButton(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		app := newTestApp(t, s)
-		ns := startLocalDNS(t)
+		ns := e2e.StartDNS(t)
 		app.srv.cfg.DNSServer = ns.Addr
 		admin, viewer := app.user(models.RoleAdmin), app.user(models.RoleViewer)
 		sd, err := s.CreateSendingDomain(ctx, "brand.example", app.srv.cfg.Secret, models.SendingDomainOptions{})
@@ -295,10 +218,10 @@ func TestCheckDNSButton(t *testing.T) {
 		}
 		// Publish DKIM as shown, an SPF record without our address, nothing
 		// for DMARC, and the return-path MX pointing elsewhere.
-		ns.publish(t, recs["dkim"])
-		ns.publishLine(t, `bounces.brand.example. 300 IN TXT "v=spf1 include:_spf.other.example ~all"`)
-		ns.publishLine(t, `_spf.other.example. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
-		ns.publishLine(t, `bounces.brand.example. 300 IN MX 10 mx.elsewhere.example.`)
+		ns.Records(t, recs["dkim"])
+		ns.Add(t, `bounces.brand.example. 300 IN TXT "v=spf1 include:_spf.other.example ~all"`)
+		ns.Add(t, `_spf.other.example. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
+		ns.Add(t, `bounces.brand.example. 300 IN MX 10 mx.elsewhere.example.`)
 
 		if p := viewer.htmxPost(path+"/check", url.Values{}); p.StatusCode != 403 {
 			t.Errorf("viewer checks DNS: status %d, want 403", p.StatusCode)
@@ -326,12 +249,10 @@ func TestCheckDNSButton(t *testing.T) {
 		}
 
 		// Fix everything as the page says: all right, stored as such.
-		ns.mu.Lock()
-		delete(ns.rrs, "TXT bounces.brand.example.")
-		delete(ns.rrs, "MX bounces.brand.example.")
-		ns.mu.Unlock()
+		ns.Remove("bounces.brand.example", "TXT")
+		ns.Remove("bounces.brand.example", "MX")
 		for _, purpose := range []string{"spf", "dmarc", "return-path"} {
-			ns.publish(t, recs[purpose])
+			ns.Records(t, recs[purpose])
 		}
 		p = admin.postForm(path+"/check", url.Values{}) // without htmx: back to the page with a flash
 		if p.StatusCode != 200 || p.Request.URL.Path != path || !strings.Contains(p.Doc.Find(`[data-testid="flash"]`).Text(), "all records right") {

@@ -51,14 +51,7 @@ func (h *Herald) SendingDomain(t testing.TB, dns *DNS, domain string) (int64, []
 	}
 	recs := h.DomainRecords(t, d, id)
 	for _, r := range recs {
-		switch r.Type {
-		case "TXT":
-			dns.AddTXT(t, r.Name, r.Value)
-		case "MX", "CNAME":
-			dns.Add(t, fmt.Sprintf("%s. 300 IN %s %s.", r.Name, r.Type, strings.TrimSuffix(r.Value, ".")))
-		default:
-			t.Fatalf("e2e: record type %q not handled", r.Type)
-		}
+		dns.Records(t, models.DNSRecord{Type: r.Type, Name: r.Name, Value: r.Value})
 	}
 	if code, body := d.Post(t, fmt.Sprintf("/deliverability/domains/%d/check", id), nil); code >= 400 {
 		t.Fatalf("e2e: check DNS of %s = %d: %s", domain, code, tail(body, 20))

@@ -7,12 +7,16 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/herald-mail/herald/models"
 )
 
 // DNS is a small authoritative DNS server on 127.0.0.1 (UDP and TCP on one
 // port) answering from records the test adds: a real protocol peer for
 // public names. A name with no record of any type, and nothing below it,
-// is NXDOMAIN; a name with records of other types answers NODATA.
+// is NXDOMAIN; a name with records of other types answers NODATA. Like a
+// real server, it truncates a UDP answer larger than the client's EDNS0
+// buffer (512 bytes without EDNS0), so the client retries over TCP.
 type DNS struct {
 	// Addr is host:port, for HERALD_DNS_SERVER.
 	Addr string
@@ -79,6 +83,16 @@ func (d *DNS) AddTXT(t testing.TB, name, value string) {
 	d.Add(t, dns.Fqdn(name)+" 300 IN TXT "+strings.Join(parts, " "))
 }
 
+// Records publishes records as Herald's pages show them (their zone
+// lines, long TXT values split into 255-byte strings as a DNS host stores
+// them).
+func (d *DNS) Records(t testing.TB, recs ...models.DNSRecord) {
+	t.Helper()
+	for _, r := range recs {
+		d.Add(t, r.ZoneLine())
+	}
+}
+
 // Remove drops every record of type typ (e.g. "MX") at name.
 func (d *DNS) Remove(name, typ string) {
 	d.mu.Lock()
@@ -123,6 +137,13 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	d.mu.Unlock()
 	if !exists {
 		m.Rcode = dns.RcodeNameError
+	}
+	if _, udp := w.LocalAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if o := r.IsEdns0(); o != nil {
+			size = max(int(o.UDPSize()), dns.MinMsgSize)
+		}
+		m.Truncate(size)
 	}
 	w.WriteMsg(m)
 }
