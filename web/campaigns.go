@@ -74,10 +74,17 @@ func (s *Server) apiCreateTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.CreateTemplate(c.Request().Context(), t); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.create", "template", itoa(t.ID), t.Name+" (api)")
+	defer chg.End()
+	if err := s.store.CreateTemplate(chg.Ctx(), t); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.create", "template", itoa(t.ID), t.Name+" (api)")); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusCreated, map[string]any{"data": toAPITemplate(t)})
 }
 
@@ -95,10 +102,17 @@ func (s *Server) apiUpdateTemplate(c echo.Context) error {
 		return err
 	}
 	t.ID = id
-	if err := s.store.UpdateTemplate(c.Request().Context(), t); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.update", "template", itoa(id), t.Name+" (api)")
+	defer chg.End()
+	if err := s.store.UpdateTemplate(chg.Ctx(), t); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.update", "template", itoa(id), t.Name+" (api)")); err != nil {
+		return err
+	}
 	return s.apiTemplate(c)
 }
 
@@ -107,11 +121,18 @@ func (s *Server) apiDeleteTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.removeTemplate(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "template.delete", "template", itoa(id), t.Name+" (api)")
+	defer chg.End()
+	t, err := s.removeTemplate(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.delete", "template", itoa(id), t.Name+" (api)")); err != nil {
+		return err
+	}
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -149,13 +149,20 @@ func (s *Server) createTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.CreateTemplate(c.Request().Context(), t); errors.Is(err, models.ErrConflict) {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.CreateTemplate(chg.Ctx(), t); errors.Is(err, models.ErrConflict) {
 		return s.templateForm(c, http.StatusUnprocessableEntity, "New template", in.model(),
 			map[string]string{"name": "A " + t.Kind + " template with this name exists; choose another name."})
 	} else if err != nil {
 		return err
 	}
-	s.audit(c, "template.create", "template", itoa(t.ID), t.Name)
+	if err := chg.Commit(s.auditEntry(c, "template.create", "template", itoa(t.ID), t.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Template “%s” saved.", t.Name))
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", t.ID))
 }
@@ -198,10 +205,17 @@ func (s *Server) updateTemplate(c echo.Context) error {
 			map[string]string{"name": "Another " + t.Kind + " template has this name; choose another name."})
 	}
 	t.ID = id
-	if err := s.store.UpdateTemplate(ctx, t); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.update", "template", itoa(id), t.Name)
+	defer chg.End()
+	if err := s.store.UpdateTemplate(chg.Ctx(), t); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.update", "template", itoa(id), t.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Template “%s” saved.", t.Name))
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", id))
 }
@@ -225,11 +239,18 @@ func (s *Server) deleteTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.removeTemplate(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "template.delete", "template", itoa(id), t.Name)
+	defer chg.End()
+	t, err := s.removeTemplate(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.delete", "template", itoa(id), t.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Template “%s” deleted.", t.Name))
 	return seeOther(c, "/templates")
 }
@@ -738,10 +759,17 @@ func (s *Server) scheduleCampaign(c echo.Context) error {
 			vm.ScheduleAt, vm.ScheduleZone = at, zone
 		})
 	}
-	if err := s.store.ScheduleCampaign(ctx, cp.ID, t.UTC()); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, t.UTC()); err != nil {
 		return s.campaignStateError(err, "scheduled")
 	}
-	s.audit(c, "campaign.schedule", "campaign", itoa(cp.ID), t.UTC().Format(time.RFC3339)+" ("+zone+")")
+	if err := chg.Commit(s.auditEntry(c, "campaign.schedule", "campaign", itoa(cp.ID), t.UTC().Format(time.RFC3339)+" ("+zone+")")); err != nil {
+		return err
+	}
 	s.flash(c, "Scheduled for "+t.Format("2006-01-02 15:04")+" "+zone+" ("+t.UTC().Format("15:04")+" UTC).")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -790,11 +818,18 @@ func (s *Server) cloneCampaign(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, err := s.store.CloneCampaign(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "campaign.clone", "campaign", itoa(cp.ID), "from "+itoa(id))
+	defer chg.End()
+	cp, err := s.store.CloneCampaign(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.clone", "campaign", itoa(cp.ID), "from "+itoa(id))); err != nil {
+		return err
+	}
 	s.flash(c, "Copy created as a draft: review it, then send it.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d/edit", cp.ID))
 }
