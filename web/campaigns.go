@@ -250,20 +250,32 @@ func (s *Server) apiCreateCampaign(c echo.Context) error {
 	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
-	if err := s.store.CreateCampaign(ctx, cp, in.Lists); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
+	defer chg.End()
+	if err := s.store.CreateCampaign(chg.Ctx(), cp, in.Lists); err != nil {
+		return err
+	}
+	created := s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
 	if in.ScheduledAt != nil {
-		if bad, _, err := s.startBlocker(ctx, cp.ID); err != nil {
+		if bad, _, err := s.startBlocker(chg.Ctx(), cp.ID); err != nil {
 			return err
 		} else if bad != nil {
+			// The draft stays, with its entry; only the schedule is refused.
+			if err := chg.Commit(created); err != nil {
+				return err
+			}
 			return unprocessable(blockedMessage(bad)+" The campaign was saved as a draft (id "+itoa(cp.ID)+").", map[string]string{bad.ID: bad.Detail})
 		}
-		if err := s.store.ScheduleCampaign(ctx, cp.ID, *in.ScheduledAt); err != nil {
+		if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, *in.ScheduledAt); err != nil {
 			return err
 		}
 	}
-	s.audit(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
+	if err := chg.Commit(created); err != nil {
+		return err
+	}
 	return s.writeAPICampaign(c, http.StatusCreated, cp.ID)
 }
 

@@ -399,11 +399,17 @@ func (s *Server) unsubscribeLacking(c echo.Context) error {
 	}
 	ev := evidence(c, models.SourceAdmin)
 	ev.Note = "no lawful basis on record (compliance coverage)"
-	n, err := s.store.UnsubscribeLacking(c.Request().Context(), l.ID, ev)
-	if n > 0 || err == nil {
-		s.audit(c, "consent.unsubscribe_lacking", "list", itoa(l.ID), fmt.Sprintf("%s: %d members without a basis unsubscribed", l.Name, n))
-	}
+	// One transaction with its entry: a failure unsubscribes no one.
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
+		return err
+	}
+	defer chg.End()
+	n, err := s.store.UnsubscribeLacking(chg.Ctx(), l.ID, ev)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "consent.unsubscribe_lacking", "list", itoa(l.ID), fmt.Sprintf("%s: %d members without a basis unsubscribed", l.Name, n))); err != nil {
 		return err
 	}
 	s.flash(c, fmt.Sprintf("%d members of “%s” without a lawful basis were unsubscribed.", n, l.Name))

@@ -269,7 +269,12 @@ func (s *Server) checkDomain(c echo.Context) error {
 	// A fresh resolver each time: a record published a minute ago must
 	// not hide behind a cached "missing".
 	chk := mailer.CheckDomain(cctx, mailer.NewResolver(s.cfg.DNSServer), v.Domain, opts)
-	if err := s.store.SaveDNSCheck(ctx, id, chk.OK, chk.JSON()); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.SaveDNSCheck(chg.Ctx(), id, chk.OK, chk.JSON()); err != nil {
 		return err
 	}
 	bad := 0
@@ -282,7 +287,9 @@ func (s *Server) checkDomain(c echo.Context) error {
 	if bad > 0 {
 		summary = fmt.Sprintf("%s: %d of %d records missing or wrong", v.Domain.Domain, bad, len(chk.Records))
 	}
-	s.audit(c, "sending_domain.check", "sending_domain", itoa(id), summary)
+	if err := chg.Commit(s.auditEntry(c, "sending_domain.check", "sending_domain", itoa(id), summary)); err != nil {
+		return err
+	}
 	if v, _, err = s.domainView(ctx, id); err != nil {
 		return err
 	}
