@@ -205,9 +205,21 @@ type txCtxKey struct{}
 // A store method that has its own transaction (tx) nests in it as a
 // savepoint.
 type Tx struct {
-	db   *gorm.DB
-	ctx  context.Context
-	done bool
+	db    *gorm.DB
+	ctx   context.Context
+	done  bool
+	after []func()
+}
+
+// AfterCommit runs fn once the change ctx carries commits (not at all if
+// it rolls back), or now when ctx carries none: a wake-up or an in-memory
+// state that must not run ahead of the database.
+func AfterCommit(ctx context.Context, fn func()) {
+	if t, ok := ctx.Value(txCtxKey{}).(*Tx); ok && !t.done {
+		t.after = append(t.after, fn)
+		return
+	}
+	fn()
 }
 
 // Begin starts a change. Defer End, and finish with Commit: End rolls
@@ -245,6 +257,9 @@ func (t *Tx) Commit(entries ...AuditEntry) error {
 	}
 	if err := t.db.Commit().Error; err != nil {
 		return fmt.Errorf("models: commit: %w", err)
+	}
+	for _, fn := range t.after {
+		fn()
 	}
 	return nil
 }

@@ -290,6 +290,14 @@ func (s *Server) apiCampaignAction(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The action and its entry commit together (models.Tx); the engine
+	// hears of it after the commit.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	ctx = chg.Ctx()
 	actions := map[string]func() error{
 		"start": func() error {
 			// The readiness rules decide, as for the dashboard's Send now.
@@ -321,7 +329,9 @@ func (s *Server) apiCampaignAction(c echo.Context) error {
 		}
 		return err
 	}
-	s.audit(c, "campaign."+action, "campaign", itoa(id), "(api)")
+	if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(id), "(api)")); err != nil {
+		return err
+	}
 	return s.writeAPICampaign(c, http.StatusOK, id)
 }
 
@@ -349,7 +359,19 @@ func (s *Server) apiTransactional(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	id, err := s.mailer.SendTransactional(c.Request().Context(), mailer.TransactionalRequest{
+	// An override is queued together with its entry (models.Tx); other
+	// messages, the hot path, need no transaction of their own.
+	ctx := c.Request().Context()
+	var chg *models.Tx
+	if in.OverrideSuppression {
+		var err error
+		if chg, err = s.store.Begin(ctx); err != nil {
+			return err
+		}
+		defer chg.End()
+		ctx = chg.Ctx()
+	}
+	id, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{
 		Template: in.Template, TemplateID: in.TemplateID, To: in.To, Name: in.Name,
 		From: in.From, FromName: in.FromName, ReplyTo: in.ReplyTo, Data: in.Data, OverrideSuppression: in.OverrideSuppression,
 	})
@@ -361,7 +383,9 @@ func (s *Server) apiTransactional(c echo.Context) error {
 	}
 	if in.OverrideSuppression {
 		// Overrides are rare and consequential: each is in the audit log.
-		s.audit(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")
+		if err := chg.Commit(s.auditEntry(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"data": map[string]any{"delivery_id": id}})
 }

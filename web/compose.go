@@ -677,8 +677,14 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 			vm.Errs["emails"], vm.TestEmails = msg, raw
 		})
 	}
+	// The tests are queued together with their entry: all or none.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
 	for _, e := range to {
-		_, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
+		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
 			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}, Test: true})
 		if errors.Is(err, mailer.ErrInvalidRequest) {
 			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
@@ -689,7 +695,9 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 			return err
 		}
 	}
-	s.audit(c, "campaign.test", "campaign", itoa(cp.ID), strings.Join(to, ", "))
+	if err := chg.Commit(s.auditEntry(c, "campaign.test", "campaign", itoa(cp.ID), strings.Join(to, ", "))); err != nil {
+		return err
+	}
 	s.flash(c, "Test sent to "+strings.Join(to, ", ")+". With the capture transport it is in Deliverability → Outbox.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -714,10 +722,17 @@ func (s *Server) startCampaign(c echo.Context) error {
 			vm.Notice = ""
 		})
 	}
-	if err := s.mailer.StartCampaign(ctx, cp.ID); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.mailer.StartCampaign(chg.Ctx(), cp.ID); err != nil {
 		return s.campaignStateError(err, "started")
 	}
-	s.audit(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)
+	if err := chg.Commit(s.auditEntry(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)); err != nil {
+		return err
+	}
 	s.flash(c, "Sending started.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -783,20 +798,27 @@ func (s *Server) campaignAction(action string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		chg, err := s.store.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer chg.End()
 		switch action {
 		case "pause":
-			err = s.mailer.Pause(ctx, cp.ID)
+			err = s.mailer.Pause(chg.Ctx(), cp.ID)
 		case "resume":
-			err = s.mailer.Resume(ctx, cp.ID)
+			err = s.mailer.Resume(chg.Ctx(), cp.ID)
 		case "cancel":
-			err = s.mailer.Cancel(ctx, cp.ID)
+			err = s.mailer.Cancel(chg.Ctx(), cp.ID)
 		case "unschedule":
-			err = s.store.UnscheduleCampaign(ctx, cp.ID)
+			err = s.store.UnscheduleCampaign(chg.Ctx(), cp.ID)
 		}
 		if err != nil {
 			return s.campaignStateError(err, past)
 		}
-		s.audit(c, "campaign."+action, "campaign", itoa(cp.ID), cp.Name)
+		if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(cp.ID), cp.Name)); err != nil {
+			return err
+		}
 		s.flash(c, "Campaign "+past+".")
 		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 	}
