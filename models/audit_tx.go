@@ -15,6 +15,10 @@ import (
 // store (WithAudit), and the store's transaction (tx) writes it after the
 // change, before the commit: both land or neither. Multi-step workflows
 // (RectifyForRequest, EraseForRequest) take their entry as an argument.
+// A handler whose change is several store calls, or a store method
+// without a transaction of its own, uses Begin: every store method reaches
+// the database through conn(ctx), so the calls made with the change's
+// context join its transaction and Commit writes the entries in it.
 
 type auditCtxKey struct{}
 
