@@ -365,7 +365,8 @@ func (e *Engine) StartCampaign(ctx context.Context, id int64) error {
 	if err := e.store.StartCampaign(ctx, id); err != nil {
 		return err
 	}
-	signal(e.refreshNow)
+	// Woken once the start is committed (a handler's change, models.Tx).
+	models.AfterCommit(ctx, func() { signal(e.refreshNow) })
 	return nil
 }
 
@@ -375,7 +376,7 @@ func (e *Engine) Pause(ctx context.Context, id int64) error {
 	if err := e.store.PauseCampaign(ctx, id); err != nil {
 		return err
 	}
-	e.setStatus(id, models.CampaignPaused)
+	models.AfterCommit(ctx, func() { e.setStatus(id, models.CampaignPaused) })
 	return nil
 }
 
@@ -384,10 +385,12 @@ func (e *Engine) Resume(ctx context.Context, id int64) error {
 	if err := e.store.ResumeCampaign(ctx, id); err != nil {
 		return err
 	}
-	e.setStatus(id, models.CampaignRunning)
-	e.kick()
-	signal(e.refreshNow) // not known yet if it was paused before this engine started
-	signal(e.materializeNow)
+	models.AfterCommit(ctx, func() {
+		e.setStatus(id, models.CampaignRunning)
+		e.kick()
+		signal(e.refreshNow) // not known yet if it was paused before this engine started
+		signal(e.materializeNow)
+	})
 	return nil
 }
 
@@ -396,7 +399,7 @@ func (e *Engine) Cancel(ctx context.Context, id int64) error {
 	if err := e.store.CancelCampaign(ctx, id); err != nil {
 		return err
 	}
-	e.setStatus(id, models.CampaignCancelled)
+	models.AfterCommit(ctx, func() { e.setStatus(id, models.CampaignCancelled) })
 	return nil
 }
 
@@ -485,7 +488,7 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 	if err != nil {
 		return 0, err
 	}
-	e.kick()
+	models.AfterCommit(ctx, e.kick)
 	return did, nil
 }
 

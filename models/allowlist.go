@@ -34,7 +34,7 @@ func (AllowEntry) TableName() string { return "allow_list" }
 // The list is meant to be short (test inboxes, the team's own domain).
 func (s *Store) AllowList(ctx context.Context) ([]AllowEntry, error) {
 	var out []AllowEntry
-	if err := s.db.WithContext(ctx).Order("kind, value").Limit(5000).Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Order("kind, value").Limit(5000).Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: allow list: %w", err)
 	}
 	return out, nil
@@ -52,10 +52,10 @@ func (s *Store) AddAllowEntry(ctx context.Context, raw, note string) (*AllowEntr
 	if strings.HasPrefix(v, "@") {
 		e.Kind = "domain"
 	}
-	err = s.db.WithContext(ctx).Exec(`INSERT INTO allow_list (kind, value, note, created_at) VALUES (?, ?, ?, ?)
+	err = s.conn(ctx).Exec(`INSERT INTO allow_list (kind, value, note, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (value) DO NOTHING`, e.Kind, e.Value, e.Note, e.CreatedAt).Error
 	if err == nil {
-		err = s.db.WithContext(ctx).Where("value = ?", v).First(&e).Error
+		err = s.conn(ctx).Where("value = ?", v).First(&e).Error
 	}
 	if err != nil {
 		return nil, fmt.Errorf("models: add allow entry: %w", err)
@@ -81,7 +81,7 @@ func (s *Store) RemoveAllowEntry(ctx context.Context, id int64) (*AllowEntry, er
 
 // AllowListed reports whether an address, or its domain, is on the allow list.
 func (s *Store) AllowListed(ctx context.Context, email string) (bool, error) {
-	ok, err := allowListed(s.db.WithContext(ctx), email)
+	ok, err := allowListed(s.conn(ctx), email)
 	if err != nil {
 		return false, fmt.Errorf("models: allow listed: %w", err)
 	}
@@ -128,7 +128,7 @@ func (r HygieneRule) window() time.Duration { return time.Duration(r.Days) * 24 
 func (s *Store) HygieneRule(ctx context.Context) (HygieneRule, error) {
 	r := DefaultHygieneRule
 	var rows []struct{ Key, Value string }
-	err := s.db.WithContext(ctx).Raw("SELECT key, value FROM settings WHERE key IN ?",
+	err := s.conn(ctx).Raw("SELECT key, value FROM settings WHERE key IN ?",
 		[]string{SettingSoftBounceLimit, SettingSoftBounceDays}).Scan(&rows).Error
 	if err != nil {
 		return r, fmt.Errorf("models: hygiene rule: %w", err)
@@ -200,7 +200,7 @@ func softBounceOffenders(tx *gorm.DB, r HygieneRule, subscriberID int64) ([]Soft
 // HygienePreview lists who applying the rule to past soft bounces would
 // suppress now: offenders not yet suppressed and not allow-listed.
 func (s *Store) HygienePreview(ctx context.Context, r HygieneRule) ([]SoftBounceCandidate, error) {
-	out, err := s.hygieneTargets(s.db.WithContext(ctx), r)
+	out, err := s.hygieneTargets(s.conn(ctx), r)
 	if err != nil {
 		return nil, fmt.Errorf("models: hygiene preview: %w", err)
 	}

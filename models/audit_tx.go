@@ -15,6 +15,10 @@ import (
 // store (WithAudit), and the store's transaction (tx) writes it after the
 // change, before the commit: both land or neither. Multi-step workflows
 // (RectifyForRequest, EraseForRequest) take their entry as an argument.
+// A handler whose change is several store calls, or a store method
+// without a transaction of its own, uses Begin: every store method reaches
+// the database through conn(ctx), so the calls made with the change's
+// context join its transaction and Commit writes the entries in it.
 
 type auditCtxKey struct{}
 
@@ -77,7 +81,7 @@ func (s *Store) RectifyForRequest(ctx context.Context, after *Subscriber, reques
 	}
 	var rid int64
 	var summary string
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		var before Subscriber
 		if err := tx.First(&before, after.ID).Error; err != nil {
 			return notFound(err)
@@ -130,7 +134,7 @@ func (s *Store) RectifyForRequest(ctx context.Context, after *Subscriber, reques
 // done. audit gives who did it. It returns the request's id.
 func (s *Store) EraseForRequest(ctx context.Context, id, requestID int64, ev Evidence, actor string, audit AuditEntry) (int64, error) {
 	var rid int64
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		var sub Subscriber
 		if err := tx.First(&sub, id).Error; err != nil {
 			return notFound(err)
@@ -194,4 +198,80 @@ func attributesText(a Attributes) string {
 		return "?"
 	}
 	return fmt.Sprint(v)
+}
+
+type txCtxKey struct{}
+
+// Tx is a change a caller assembles from several store calls, committed
+// together with its audit entry. Begin starts it; every store call made
+// with its context (Ctx) joins the transaction, so a handler keeps calling
+// the usual store methods and its entry lands with them or not at all.
+// A store method that has its own transaction (tx) nests in it as a
+// savepoint.
+type Tx struct {
+	db    *gorm.DB
+	ctx   context.Context
+	done  bool
+	after []func()
+}
+
+// AfterCommit runs fn once the change ctx carries commits (not at all if
+// it rolls back), or now when ctx carries none: a wake-up or an in-memory
+// state that must not run ahead of the database.
+func AfterCommit(ctx context.Context, fn func()) {
+	if t, ok := ctx.Value(txCtxKey{}).(*Tx); ok && !t.done {
+		t.after = append(t.after, fn)
+		return
+	}
+	fn()
+}
+
+// Begin starts a change. Defer End, and finish with Commit: End rolls
+// back what was not committed (an early return, a refused input, a
+// panic). Keep the work between them to the database: on SQLite the
+// transaction holds the write lock until it ends.
+func (s *Store) Begin(ctx context.Context) (*Tx, error) {
+	if t, ok := ctx.Value(txCtxKey{}).(*Tx); ok && !t.done {
+		return nil, fmt.Errorf("models: begin: a change is already open on this context")
+	}
+	db := s.db.WithContext(ctx).Begin()
+	if db.Error != nil {
+		return nil, fmt.Errorf("models: begin: %w", db.Error)
+	}
+	t := &Tx{db: db}
+	t.ctx = context.WithValue(ctx, txCtxKey{}, t)
+	return t, nil
+}
+
+// Ctx is the context whose store calls join the change.
+func (t *Tx) Ctx() context.Context { return t.ctx }
+
+// Commit writes the audit entries in the change's transaction and
+// commits all; when any fails, nothing of the change stays.
+func (t *Tx) Commit(entries ...AuditEntry) error {
+	if t.done {
+		return fmt.Errorf("models: commit: the change has ended")
+	}
+	t.done = true
+	for _, e := range entries {
+		if err := auditTx(t.db, e); err != nil {
+			t.db.Rollback()
+			return fmt.Errorf("models: commit: %w", err)
+		}
+	}
+	if err := t.db.Commit().Error; err != nil {
+		return fmt.Errorf("models: commit: %w", err)
+	}
+	for _, fn := range t.after {
+		fn()
+	}
+	return nil
+}
+
+// End rolls the change back unless it was committed.
+func (t *Tx) End() {
+	if !t.done {
+		t.done = true
+		t.db.Rollback()
+	}
 }

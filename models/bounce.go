@@ -526,7 +526,7 @@ func (s *Store) DeliveryWithMessageID(ctx context.Context, id int64, messageID s
 		return nil, fmt.Errorf("models: delivery by message-id: %w", ErrNotFound)
 	}
 	var d Delivery
-	err := s.db.WithContext(ctx).Where("id = ? AND message_id IN ?", id, []string{"<" + mid + ">", mid}).First(&d).Error
+	err := s.conn(ctx).Where("id = ? AND message_id IN ?", id, []string{"<" + mid + ">", mid}).First(&d).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: delivery %d by message-id %q: %w", id, mid, notFound(err))
 	}
@@ -541,7 +541,7 @@ func (s *Store) DeliveryByRecipient(ctx context.Context, email string) (*Deliver
 	if err != nil {
 		return nil, fmt.Errorf("models: delivery to %q: %w", email, ErrNotFound)
 	}
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	sent := []string{DeliverySent, DeliveryBounced, DeliveryDeferred}
 	var out []Delivery
 	var sub []int64
@@ -573,7 +573,7 @@ type BounceStats struct {
 // CampaignBounceStats returns a campaign's bounce and complaint counters.
 func (s *Store) CampaignBounceStats(ctx context.Context, campaignID int64) (*BounceStats, error) {
 	var st []BounceStats
-	err := s.db.WithContext(ctx).Raw("SELECT hard_bounces AS hard, soft_bounces AS soft, complaints FROM campaigns WHERE id = ?",
+	err := s.conn(ctx).Raw("SELECT hard_bounces AS hard, soft_bounces AS soft, complaints FROM campaigns WHERE id = ?",
 		campaignID).Scan(&st).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: bounce stats of campaign %d: %w", campaignID, err)
@@ -588,7 +588,7 @@ func (s *Store) CampaignBounceStats(ctx context.Context, campaignID int64) (*Bou
 // by id, after the cursor id.
 func (s *Store) BouncesOfCampaign(ctx context.Context, campaignID, after int64, limit int) ([]Bounce, error) {
 	var out []Bounce
-	err := s.db.WithContext(ctx).Where("campaign_id = ? AND id > ?", campaignID, after).Order("id").Limit(limit).Find(&out).Error
+	err := s.conn(ctx).Where("campaign_id = ? AND id > ?", campaignID, after).Order("id").Limit(limit).Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: bounces of campaign %d: %w", campaignID, err)
 	}

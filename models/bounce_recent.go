@@ -40,7 +40,7 @@ func (s *Store) RecentBounces(ctx context.Context, w Window, limit int) ([]Recen
 		DuringDelivery                             bool
 		CreatedAt                                  time.Time
 	}
-	err := s.db.WithContext(ctx).Raw(`SELECT b.id, COALESCE(b.delivery_id, 0) AS delivery_id,
+	err := s.conn(ctx).Raw(`SELECT b.id, COALESCE(b.delivery_id, 0) AS delivery_id,
 		COALESCE(b.campaign_id, 0) AS campaign_id, COALESCE(s.email, d.email, '') AS email,
 		COALESCE(c.name, '') AS campaign_name, b.kind, b.category, b.status, b.diagnostic, b.reason, b.during_delivery, b.created_at
 		FROM bounces b
@@ -60,7 +60,7 @@ func (s *Store) RecentBounces(ctx context.Context, w Window, limit int) ([]Recen
 	}
 	// A hard bounce reported later also leaves its delivery bounced: only
 	// rows without a bounces row were refused in the SMTP transaction.
-	err = s.db.WithContext(ctx).Raw(`SELECT d.id, d.campaign_id, COALESCE(s.email, d.email) AS email,
+	err = s.conn(ctx).Raw(`SELECT d.id, d.campaign_id, COALESCE(s.email, d.email) AS email,
 		COALESCE(c.name, '') AS campaign_name, d.last_code, d.last_enhanced, d.last_text, d.last_attempt_at
 		FROM deliveries d
 		LEFT JOIN subscribers s ON s.id = d.subscriber_id

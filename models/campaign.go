@@ -163,7 +163,7 @@ func (s *Store) UpdateCampaign(ctx context.Context, c *Campaign, listIDs []int64
 // Campaign returns one campaign with its counters.
 func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
 	var c Campaign
-	if err := s.db.WithContext(ctx).First(&c, id).Error; err != nil {
+	if err := s.conn(ctx).First(&c, id).Error; err != nil {
 		return nil, fmt.Errorf("models: campaign %d: %w", id, notFound(err))
 	}
 	return &c, nil
@@ -172,7 +172,7 @@ func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
 // Campaigns returns campaigns newest first, before the cursor id (0: from
 // the newest).
 func (s *Store) Campaigns(ctx context.Context, before int64, limit int) ([]Campaign, error) {
-	q := s.db.WithContext(ctx).Order("id DESC").Limit(limit)
+	q := s.conn(ctx).Order("id DESC").Limit(limit)
 	if before > 0 {
 		q = q.Where("id < ?", before)
 	}
@@ -186,7 +186,7 @@ func (s *Store) Campaigns(ctx context.Context, before int64, limit int) ([]Campa
 // CampaignLists returns the ids of the lists a campaign is sent to.
 func (s *Store) CampaignLists(ctx context.Context, id int64) ([]int64, error) {
 	var ids []int64
-	if err := s.db.WithContext(ctx).Raw("SELECT list_id FROM campaign_lists WHERE campaign_id = ? ORDER BY list_id", id).Scan(&ids).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT list_id FROM campaign_lists WHERE campaign_id = ? ORDER BY list_id", id).Scan(&ids).Error; err != nil {
 		return nil, fmt.Errorf("models: lists of campaign %d: %w", id, err)
 	}
 	return ids, nil
@@ -207,7 +207,7 @@ type CampaignProgress struct {
 // CampaignProgress returns a campaign's status and counters.
 func (s *Store) CampaignProgress(ctx context.Context, id int64) (*CampaignProgress, error) {
 	var p []CampaignProgress
-	err := s.db.WithContext(ctx).Raw(`SELECT id, status, started_at, finished_at, materialized_at, queued, sending, sent,
+	err := s.conn(ctx).Raw(`SELECT id, status, started_at, finished_at, materialized_at, queued, sending, sent,
 		deferred, bounced, failed, suppressed FROM campaigns WHERE id = ?`, id).Scan(&p).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: progress of campaign %d: %w", id, err)
@@ -294,7 +294,7 @@ func (s *Store) CancelCampaign(ctx context.Context, id int64) error {
 // has come.
 func (s *Store) DueScheduledCampaigns(ctx context.Context) ([]int64, error) {
 	var ids []int64
-	err := s.db.WithContext(ctx).Raw("SELECT id FROM campaigns WHERE status = ? AND scheduled_at <= ?",
+	err := s.conn(ctx).Raw("SELECT id FROM campaigns WHERE status = ? AND scheduled_at <= ?",
 		CampaignScheduled, dbNow()).Scan(&ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: due campaigns: %w", err)
@@ -323,7 +323,7 @@ func (s *Store) CampaignStatuses(ctx context.Context, ids []int64) ([]CampaignSt
 		q += " OR id IN ?"
 		args = append(args, ids)
 	}
-	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	if err := s.conn(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("models: campaign statuses: %w", err)
 	}
 	out := make([]CampaignStatus, len(rows))
@@ -337,7 +337,7 @@ func (s *Store) CampaignStatuses(ctx context.Context, ids []int64) ([]CampaignSt
 // when none of its deliveries is waiting or in flight, and reports whether
 // it did.
 func (s *Store) FinishCampaignIfDone(ctx context.Context, id int64) (bool, error) {
-	res := s.db.WithContext(ctx).Exec(`UPDATE campaigns SET status = ?, finished_at = ?, updated_at = ?
+	res := s.conn(ctx).Exec(`UPDATE campaigns SET status = ?, finished_at = ?, updated_at = ?
 		WHERE id = ? AND status = ? AND materialized_at IS NOT NULL
 		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'queued')
 		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'deferred')
@@ -380,7 +380,7 @@ func (s *Store) EnsureLinks(ctx context.Context, campaignID int64, urls []string
 // Link returns one tracked link (the click redirect looks its target up).
 func (s *Store) Link(ctx context.Context, id int64) (*Link, error) {
 	var l Link
-	if err := s.db.WithContext(ctx).First(&l, id).Error; err != nil {
+	if err := s.conn(ctx).First(&l, id).Error; err != nil {
 		return nil, fmt.Errorf("models: link %d: %w", id, notFound(err))
 	}
 	return &l, nil
@@ -405,7 +405,7 @@ func (s *Store) CountEligibleRecipients(ctx context.Context, listIDs []int64) (i
 	if len(listIDs) == 0 {
 		return 0, nil
 	}
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	var total int64
 	if err := db.Raw("SELECT COUNT(DISTINCT sp.subscriber_id)"+eligibleFrom, listIDs).Scan(&total).Error; err != nil {
 		return 0, fmt.Errorf("models: count recipients: %w", err)
@@ -453,7 +453,7 @@ func (s *Store) CountEligibleRecipients(ctx context.Context, listIDs []int64) (i
 // first.
 func (s *Store) CampaignsByStatus(ctx context.Context, statuses ...string) ([]Campaign, error) {
 	var out []Campaign
-	if err := s.db.WithContext(ctx).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: campaigns by status: %w", err)
 	}
 	return out, nil
@@ -463,7 +463,7 @@ func (s *Store) CampaignsByStatus(ctx context.Context, statuses ...string) ([]Ca
 // the campaigns started since t (the campaign counters, so one small scan).
 func (s *Store) ComplaintStats(ctx context.Context, since time.Time) (sent, complaints int64, err error) {
 	var row struct{ Sent, Complaints int64 }
-	err = s.db.WithContext(ctx).Raw("SELECT COALESCE(SUM(sent), 0) AS sent, COALESCE(SUM(complaints), 0) AS complaints FROM campaigns WHERE started_at >= ?",
+	err = s.conn(ctx).Raw("SELECT COALESCE(SUM(sent), 0) AS sent, COALESCE(SUM(complaints), 0) AS complaints FROM campaigns WHERE started_at >= ?",
 		dbTime(since)).Scan(&row).Error
 	if err != nil {
 		return 0, 0, fmt.Errorf("models: complaint stats: %w", err)

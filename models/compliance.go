@@ -84,7 +84,7 @@ func (s *Store) ConsentPage(ctx context.Context, q ConsentQuery) ([]ConsentEntry
 		args = append(args, q.Before)
 	}
 	var rows []ConsentEntry
-	err := s.db.WithContext(ctx).Raw("SELECT "+consentEntryColumns+" FROM consents c LEFT JOIN lists l ON l.id = c.list_id WHERE "+
+	err := s.conn(ctx).Raw("SELECT "+consentEntryColumns+" FROM consents c LEFT JOIN lists l ON l.id = c.list_id WHERE "+
 		where+" ORDER BY c.id DESC LIMIT ?", append(args, q.Limit+1)...).Scan(&rows).Error
 	if err != nil {
 		return nil, 0, fmt.Errorf("models: consent page: %w", err)
@@ -108,7 +108,7 @@ func (s *Store) EachConsent(ctx context.Context, q ConsentQuery, fn func(*Consen
 	var after int64
 	for {
 		var rows []ConsentEntry
-		err := s.db.WithContext(ctx).Raw("SELECT "+consentEntryColumns+" FROM consents c LEFT JOIN lists l ON l.id = c.list_id WHERE "+
+		err := s.conn(ctx).Raw("SELECT "+consentEntryColumns+" FROM consents c LEFT JOIN lists l ON l.id = c.list_id WHERE "+
 			where+" AND c.id > ? ORDER BY c.id LIMIT ?", append(append([]any{}, args...), after, streamPage)...).Scan(&rows).Error
 		if err != nil {
 			return fmt.Errorf("models: consents: %w", err)
@@ -156,7 +156,7 @@ func (c ListCoverage) Lacking() int64 { return c.Live - c.Covered }
 // ConsentCoverage returns the coverage of every list, by name.
 func (s *Store) ConsentCoverage(ctx context.Context) ([]ListCoverage, error) {
 	var out []ListCoverage
-	err := s.db.WithContext(ctx).Raw(`SELECT l.id AS list_id, l.name, l.optin, count(m.subscriber_id) AS live,
+	err := s.conn(ctx).Raw(`SELECT l.id AS list_id, l.name, l.optin, count(m.subscriber_id) AS live,
 		COALESCE(sum(CASE WHEN ` + basisCond + ` THEN 1 ELSE 0 END), 0) AS covered
 		FROM lists l LEFT JOIN subscriptions m ON m.list_id = l.id AND m.status <> 'unsubscribed'
 		GROUP BY l.id, l.name, l.optin ORDER BY lower(l.name), l.id`).Scan(&out).Error
@@ -182,7 +182,7 @@ func (s *Store) LackingBasis(ctx context.Context, listID, after int64, limit int
 	if limit <= 0 || limit > 1000 {
 		limit = 50
 	}
-	rows, err := s.lackingBasis(s.db.WithContext(ctx), listID, after, limit+1)
+	rows, err := s.lackingBasis(s.conn(ctx), listID, after, limit+1)
 	if err != nil {
 		return nil, 0, fmt.Errorf("models: lacking basis on list %d: %w", listID, err)
 	}
@@ -208,7 +208,7 @@ func (s *Store) lackingBasis(db *gorm.DB, listID, after int64, limit int) ([]Lac
 func (s *Store) EachLackingBasis(ctx context.Context, listID int64, fn func(*LackingMember) error) error {
 	var after int64
 	for {
-		rows, err := s.lackingBasis(s.db.WithContext(ctx), listID, after, streamPage)
+		rows, err := s.lackingBasis(s.conn(ctx), listID, after, streamPage)
 		if err != nil {
 			return fmt.Errorf("models: lacking basis on list %d: %w", listID, err)
 		}
@@ -293,7 +293,7 @@ func (s *Store) FindPeople(ctx context.Context, term string, limit int) ([]Perso
 	if err != nil {
 		return nil, err
 	}
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	var out []PersonMatch
 	seen := map[string]bool{}
 	for _, r := range page.Rows {
@@ -373,7 +373,7 @@ func (s *Store) AuditPage(ctx context.Context, q AuditQuery) ([]AuditEntry, int6
 		args = append(args, q.Before)
 	}
 	var rows []AuditEntry
-	if err := s.db.WithContext(ctx).Where(where, args...).Order("id DESC").Limit(q.Limit + 1).Find(&rows).Error; err != nil {
+	if err := s.conn(ctx).Where(where, args...).Order("id DESC").Limit(q.Limit + 1).Find(&rows).Error; err != nil {
 		return nil, 0, fmt.Errorf("models: audit page: %w", err)
 	}
 	var next int64
@@ -409,7 +409,7 @@ func (s *Store) EachAudit(ctx context.Context, q AuditQuery, fn func(*AuditEntry
 // for the filter's choices.
 func (s *Store) AuditObjectTypes(ctx context.Context) ([]string, error) {
 	var out []string
-	if err := s.db.WithContext(ctx).Raw("SELECT DISTINCT object_type FROM audit_log ORDER BY object_type").Scan(&out).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT DISTINCT object_type FROM audit_log ORDER BY object_type").Scan(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: audit object types: %w", err)
 	}
 	return out, nil
@@ -422,7 +422,7 @@ func CSVSafe(v string) string { return csvSafe(v) }
 // SubscriberFootprint counts a subscriber's consent events and deliveries,
 // for the erasure confirmation.
 func (s *Store) SubscriberFootprint(ctx context.Context, id int64) (consents, deliveries int64, err error) {
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	if err = db.Raw("SELECT count(*) FROM consents WHERE subscriber_id = ?", id).Scan(&consents).Error; err == nil {
 		err = db.Raw("SELECT count(*) FROM deliveries WHERE subscriber_id = ?", id).Scan(&deliveries).Error
 	}

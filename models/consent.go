@@ -197,7 +197,7 @@ func (s *Store) VerifyConsents(ctx context.Context) (brk *ChainBreak, checked in
 	var after int64
 	for {
 		var rows []Consent
-		if err := s.db.WithContext(ctx).Where("id > ?", after).Order("id").Limit(2000).Find(&rows).Error; err != nil {
+		if err := s.conn(ctx).Where("id > ?", after).Order("id").Limit(2000).Find(&rows).Error; err != nil {
 			return nil, checked, fmt.Errorf("models: verify consents: %w", err)
 		}
 		if len(rows) == 0 {
@@ -223,7 +223,7 @@ func (s *Store) VerifyConsents(ctx context.Context) (brk *ChainBreak, checked in
 // ConsentsBySubscriber returns a subscriber's ledger rows, oldest first.
 func (s *Store) ConsentsBySubscriber(ctx context.Context, subscriberID int64) ([]Consent, error) {
 	var rows []Consent
-	err := s.db.WithContext(ctx).Where("subscriber_id = ?", subscriberID).Order("id").Find(&rows).Error
+	err := s.conn(ctx).Where("subscriber_id = ?", subscriberID).Order("id").Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: consents of subscriber %d: %w", subscriberID, err)
 	}

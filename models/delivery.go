@@ -64,7 +64,7 @@ type Delivery struct {
 // Delivery returns one delivery.
 func (s *Store) Delivery(ctx context.Context, id int64) (*Delivery, error) {
 	var d Delivery
-	if err := s.db.WithContext(ctx).First(&d, id).Error; err != nil {
+	if err := s.conn(ctx).First(&d, id).Error; err != nil {
 		return nil, fmt.Errorf("models: delivery %d: %w", id, notFound(err))
 	}
 	return &d, nil
@@ -73,7 +73,7 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*Delivery, error) {
 // DeliveriesOfCampaign returns a page of a campaign's deliveries in one
 // status ("" for all), by id, after the cursor id.
 func (s *Store) DeliveriesOfCampaign(ctx context.Context, campaignID int64, status string, after int64, limit int) ([]Delivery, error) {
-	q := s.db.WithContext(ctx).Where("campaign_id = ? AND id > ?", campaignID, after).Order("id").Limit(limit)
+	q := s.conn(ctx).Where("campaign_id = ? AND id > ?", campaignID, after).Order("id").Limit(limit)
 	if status != "" {
 		q = q.Where("status = ?", status)
 	}
@@ -674,7 +674,7 @@ const maxRecentSuppressions = 2000
 // no hashing); transactional rows, written without that check, and rows
 // whose subscriber was edited since (a new address), against all of them.
 func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	var tx []string
 	var since time.Time
 	for _, c := range out {
@@ -823,7 +823,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 	}
 	if len(bounces) > 0 {
 		// gorm over the same transaction, as Transaction does it.
-		g := s.db.WithContext(ctx).Session(&gorm.Session{NewDB: true})
+		g := s.conn(ctx).Session(&gorm.Session{NewDB: true})
 		g.Statement.ConnPool = tx
 		if _, err := s.applyBounces(ctx, g, bounces); err != nil {
 			return 0, fmt.Errorf("models: record outcomes: apply bounces: %w", err)
@@ -1018,7 +1018,7 @@ func (s *Store) RenewLeases(ctx context.Context, node string, ids []int64, lease
 	until := dbTime(now().Add(lease))
 	for len(ids) > 0 {
 		n := min(len(ids), 500)
-		err := s.db.WithContext(ctx).Exec("UPDATE deliveries SET lease_until = ? WHERE id IN ? AND status = 'sending' AND lease_node = ?",
+		err := s.conn(ctx).Exec("UPDATE deliveries SET lease_until = ? WHERE id IN ? AND status = 'sending' AND lease_node = ?",
 			until, ids[:n], node).Error
 		if err != nil {
 			return fmt.Errorf("models: renew leases: %w", err)
@@ -1034,7 +1034,7 @@ func (s *Store) RenewLeases(ctx context.Context, node string, ids []int64, lease
 func (s *Store) ExpireNodeLeases(ctx context.Context, node string) (int64, error) {
 	s = s.hot()
 	past := dbTime(now().Add(-time.Second))
-	res := s.db.WithContext(ctx).Exec(`UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND lease_node = ? AND
+	res := s.conn(ctx).Exec(`UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND lease_node = ? AND
 		(campaign_id IS NULL OR campaign_id IN (SELECT id FROM campaigns WHERE status IN ('running', 'paused')))`, past, node)
 	if res.Error != nil {
 		return 0, fmt.Errorf("models: expire leases of %s: %w", node, res.Error)
@@ -1064,7 +1064,7 @@ func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage
 	if d.Data == "" {
 		d.Data = "{}"
 	}
-	if err := s.db.WithContext(ctx).Create(d).Error; err != nil {
+	if err := s.conn(ctx).Create(d).Error; err != nil {
 		return 0, fmt.Errorf("models: enqueue transactional: %w", err)
 	}
 	return d.ID, nil
@@ -1074,7 +1074,7 @@ func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage
 // (the warm-up cap counts today's sends).
 func (s *Store) SentFromIPSince(ctx context.Context, ip string, t time.Time) (int64, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM deliveries WHERE source_ip = ? AND sent_at >= ?", ip, dbTime(t)).Scan(&n).Error
+	err := s.conn(ctx).Raw("SELECT COUNT(*) FROM deliveries WHERE source_ip = ? AND sent_at >= ?", ip, dbTime(t)).Scan(&n).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: sent from %s: %w", ip, err)
 	}

@@ -62,7 +62,7 @@ func (s *Store) OverrideCampaignDNS(ctx context.Context, o CampaignDNSOverride, 
 // it has none.
 func (s *Store) CampaignDNSOverride(ctx context.Context, campaignID int64) (*CampaignDNSOverride, error) {
 	var o CampaignDNSOverride
-	if err := s.db.WithContext(ctx).Where("campaign_id = ?", campaignID).First(&o).Error; err != nil {
+	if err := s.conn(ctx).Where("campaign_id = ?", campaignID).First(&o).Error; err != nil {
 		return nil, fmt.Errorf("models: DNS override of campaign %d: %w", campaignID, notFound(err))
 	}
 	return &o, nil

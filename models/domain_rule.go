@@ -166,7 +166,7 @@ var DefaultDomainRules = []DomainRule{
 // DomainRule returns one rule.
 func (s *Store) DomainRule(ctx context.Context, id int64) (*DomainRule, error) {
 	var r DomainRule
-	if err := s.db.WithContext(ctx).First(&r, id).Error; err != nil {
+	if err := s.conn(ctx).First(&r, id).Error; err != nil {
 		return nil, fmt.Errorf("models: domain rule %d: %w", id, notFound(err))
 	}
 	return &r, nil
@@ -206,7 +206,7 @@ func ruleNameFree(tx *gorm.DB, name string, except int64) error {
 // DomainRules returns every rule in matching order.
 func (s *Store) DomainRules(ctx context.Context) ([]DomainRule, error) {
 	var out []DomainRule
-	if err := s.db.WithContext(ctx).Order("position, id").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Order("position, id").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: domain rules: %w", err)
 	}
 	return out, nil
@@ -255,7 +255,7 @@ func (s *Store) UpdateDomainRule(ctx context.Context, r *DomainRule) error {
 
 // DeleteDomainRule removes a rule; the default rule cannot be removed.
 func (s *Store) DeleteDomainRule(ctx context.Context, id int64) error {
-	res := s.db.WithContext(ctx).Exec("DELETE FROM domain_rules WHERE id = ? AND is_default = ?", id, false)
+	res := s.conn(ctx).Exec("DELETE FROM domain_rules WHERE id = ? AND is_default = ?", id, false)
 	if res.Error != nil {
 		return fmt.Errorf("models: delete domain rule %d: %w", id, res.Error)
 	}

@@ -81,7 +81,7 @@ func (r *DSRRequest) Validate() map[string]string {
 // CreateDSR logs a request. An empty Status means open.
 func (s *Store) CreateDSR(ctx context.Context, r *DSRRequest) error {
 	prepareDSR(r)
-	if err := s.db.WithContext(ctx).Create(r).Error; err != nil {
+	if err := s.conn(ctx).Create(r).Error; err != nil {
 		return fmt.Errorf("models: create data-subject request: %w", err)
 	}
 	return nil
@@ -106,7 +106,7 @@ func prepareDSR(r *DSRRequest) {
 // DSR returns one request.
 func (s *Store) DSR(ctx context.Context, id int64) (*DSRRequest, error) {
 	var r DSRRequest
-	if err := s.db.WithContext(ctx).First(&r, id).Error; err != nil {
+	if err := s.conn(ctx).First(&r, id).Error; err != nil {
 		return nil, fmt.Errorf("models: data-subject request %d: %w", id, notFound(err))
 	}
 	return &r, nil
@@ -125,7 +125,7 @@ func (s *Store) DSRs(ctx context.Context, q DSRQuery) ([]DSRRequest, int64, erro
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
-	db := s.db.WithContext(ctx).Order("id DESC").Limit(q.Limit + 1)
+	db := s.conn(ctx).Order("id DESC").Limit(q.Limit + 1)
 	if q.Status != "" {
 		db = db.Where("status = ?", q.Status)
 	}
@@ -148,7 +148,7 @@ func (s *Store) DSRs(ctx context.Context, q DSRQuery) ([]DSRRequest, int64, erro
 // overdue at t.
 func (s *Store) OpenDSRCount(ctx context.Context, t time.Time) (open, overdue int64, err error) {
 	var row struct{ Open, Overdue int64 }
-	err = s.db.WithContext(ctx).Raw(`SELECT count(*) AS open,
+	err = s.conn(ctx).Raw(`SELECT count(*) AS open,
 		COALESCE(sum(CASE WHEN received_at < ? THEN 1 ELSE 0 END), 0) AS overdue
 		FROM dsr_requests WHERE status = 'open'`, dbTime(t.Add(-DSRDeadline))).Scan(&row).Error
 	if err != nil {
@@ -172,7 +172,7 @@ func (s *Store) CloseDSR(ctx context.Context, id int64, status, handledBy, outco
 	if subscriberID != 0 {
 		updates["subscriber_id"] = subscriberID
 	}
-	res := s.db.WithContext(ctx).Model(&DSRRequest{}).Where("id = ? AND status = ?", id, DSROpen).Updates(updates)
+	res := s.conn(ctx).Model(&DSRRequest{}).Where("id = ? AND status = ?", id, DSROpen).Updates(updates)
 	if res.Error != nil {
 		return fmt.Errorf("models: close data-subject request %d: %w", id, res.Error)
 	}
@@ -188,7 +188,7 @@ func (s *Store) CloseDSR(ctx context.Context, id int64, status, handledBy, outco
 // DSRsBySubject returns the requests about an address, newest first.
 func (s *Store) DSRsBySubject(ctx context.Context, email string) ([]DSRRequest, error) {
 	var rows []DSRRequest
-	err := s.db.WithContext(ctx).Where("subject_hash = ?", SuppressionHash(strings.TrimSpace(email))).Order("id DESC").Find(&rows).Error
+	err := s.conn(ctx).Where("subject_hash = ?", SuppressionHash(strings.TrimSpace(email))).Order("id DESC").Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: data-subject requests by subject: %w", err)
 	}

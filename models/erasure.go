@@ -242,7 +242,7 @@ type SubjectSuppressed struct {
 
 // SubjectExport gathers everything Herald holds on subscriber id.
 func (s *Store) SubjectExport(ctx context.Context, id int64) (*SubjectData, error) {
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	var sub Subscriber
 	if err := db.First(&sub, id).Error; err != nil {
 		return nil, notFound(err)

@@ -146,7 +146,7 @@ func (s *Store) CreateImport(ctx context.Context, im *Import) error {
 	if im.Status == "" {
 		im.Status = ImportQueued
 	}
-	err := s.db.WithContext(ctx).Raw(`INSERT INTO imports (list_id, user_id, filename, mode, lawful_basis, source, status, total_bytes, message, created_at)
+	err := s.conn(ctx).Raw(`INSERT INTO imports (list_id, user_id, filename, mode, lawful_basis, source, status, total_bytes, message, created_at)
 		VALUES (NULLIF(?, 0), NULLIF(?, 0), ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		im.ListID, im.UserID, im.Filename, im.Mode, im.LawfulBasis, im.Source, im.Status, im.TotalBytes, im.Message, im.CreatedAt).
 		Scan(&im.ID).Error
@@ -162,7 +162,7 @@ const importColumns = `id, COALESCE(list_id, 0) AS list_id, COALESCE(user_id, 0)
 // Import returns one import with its progress.
 func (s *Store) Import(ctx context.Context, id int64) (*Import, error) {
 	var out []Import
-	if err := s.db.WithContext(ctx).Raw("SELECT "+importColumns+" FROM imports WHERE id = ?", id).Scan(&out).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT "+importColumns+" FROM imports WHERE id = ?", id).Scan(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: import %d: %w", id, err)
 	}
 	if len(out) == 0 {
@@ -177,7 +177,7 @@ func (s *Store) Imports(ctx context.Context, limit int) ([]Import, error) {
 		limit = 50
 	}
 	var out []Import
-	if err := s.db.WithContext(ctx).Raw("SELECT "+importColumns+" FROM imports ORDER BY id DESC LIMIT ?", limit).Scan(&out).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT "+importColumns+" FROM imports ORDER BY id DESC LIMIT ?", limit).Scan(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: imports: %w", err)
 	}
 	return out, nil
@@ -249,13 +249,13 @@ func (s *Store) RunImport(ctx context.Context, id int64, r io.Reader, totalBytes
 		return fmt.Errorf("%w: %s", ErrImportOptions, strings.Join(msgs, " "))
 	}
 	var listN int64
-	if err := s.db.WithContext(ctx).Raw("SELECT count(*) FROM lists WHERE id = ?", opts.ListID).Scan(&listN).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT count(*) FROM lists WHERE id = ?", opts.ListID).Scan(&listN).Error; err != nil {
 		return err
 	}
 	if listN == 0 {
 		return fmt.Errorf("%w: the list no longer exists", ErrImportOptions)
 	}
-	err = s.db.WithContext(ctx).Exec(`UPDATE imports SET status = ?, list_id = ?, mode = ?, lawful_basis = ?, source = ?, total_bytes = ? WHERE id = ?`,
+	err = s.conn(ctx).Exec(`UPDATE imports SET status = ?, list_id = ?, mode = ?, lawful_basis = ?, source = ?, total_bytes = ? WHERE id = ?`,
 		ImportRunning, opts.ListID, opts.Mode, opts.LawfulBasis, opts.Source, totalBytes, id).Error
 	if err != nil {
 		return err
@@ -422,7 +422,7 @@ func (r *importRun) commit(res *batchResult) {
 
 // finish records the final status and message.
 func (r *importRun) finish(ctx context.Context, status, msg string) error {
-	err := r.s.db.WithContext(ctx).Exec(`UPDATE imports SET status = ?, message = ?, finished_at = ? WHERE id = ?`,
+	err := r.s.conn(ctx).Exec(`UPDATE imports SET status = ?, message = ?, finished_at = ? WHERE id = ?`,
 		status, msg, dbNow(), r.id).Error
 	if err != nil {
 		return fmt.Errorf("record the end of the import: %w", err)
@@ -445,7 +445,7 @@ func (s *Store) WriteImportErrors(ctx context.Context, id int64, w io.Writer) er
 			Email  string
 			Reason string
 		}
-		err := s.db.WithContext(ctx).Raw(`SELECT row_num, email, reason FROM import_errors
+		err := s.conn(ctx).Raw(`SELECT row_num, email, reason FROM import_errors
 			WHERE import_id = ? AND row_num > ? ORDER BY row_num LIMIT 5000`, id, after).Scan(&rows).Error
 		if err != nil {
 			return fmt.Errorf("models: import %d errors: %w", id, err)

@@ -192,7 +192,7 @@ func (s *Store) DeleteIPPool(ctx context.Context, id int64) error {
 // IPPools returns every pool by name.
 func (s *Store) IPPools(ctx context.Context) ([]IPPool, error) {
 	var out []IPPool
-	if err := s.db.WithContext(ctx).Order("name").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Order("name").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: IP pools: %w", err)
 	}
 	return out, nil
@@ -201,7 +201,7 @@ func (s *Store) IPPools(ctx context.Context) ([]IPPool, error) {
 // IPPool returns one pool.
 func (s *Store) IPPool(ctx context.Context, id int64) (*IPPool, error) {
 	var p IPPool
-	if err := s.db.WithContext(ctx).First(&p, id).Error; err != nil {
+	if err := s.conn(ctx).First(&p, id).Error; err != nil {
 		return nil, fmt.Errorf("models: IP pool %d: %w", id, notFound(err))
 	}
 	return &p, nil
@@ -211,7 +211,7 @@ func (s *Store) IPPool(ctx context.Context, id int64) (*IPPool, error) {
 // that send from a pool.
 func (s *Store) CampaignsUsingIPPool(ctx context.Context, id int64) (int64, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Table("campaigns").Where("ip_pool_id = ? AND status NOT IN ?", id, []string{"finished", "cancelled"}).Count(&n).Error
+	err := s.conn(ctx).Table("campaigns").Where("ip_pool_id = ? AND status NOT IN ?", id, []string{"finished", "cancelled"}).Count(&n).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: campaigns using IP pool %d: %w", id, err)
 	}
@@ -271,7 +271,7 @@ func (s *Store) UpdateSendingIP(ctx context.Context, ip *SendingIP) error {
 // SendingIP returns one address.
 func (s *Store) SendingIP(ctx context.Context, id int64) (*SendingIP, error) {
 	var ip SendingIP
-	if err := s.db.WithContext(ctx).First(&ip, id).Error; err != nil {
+	if err := s.conn(ctx).First(&ip, id).Error; err != nil {
 		return nil, fmt.Errorf("models: sending IP %d: %w", id, notFound(err))
 	}
 	return &ip, nil
@@ -280,7 +280,7 @@ func (s *Store) SendingIP(ctx context.Context, id int64) (*SendingIP, error) {
 // SendingIPs returns a pool's active addresses.
 func (s *Store) SendingIPs(ctx context.Context, poolID int64) ([]SendingIP, error) {
 	var out []SendingIP
-	if err := s.db.WithContext(ctx).Where("pool_id = ? AND active = ?", poolID, true).Order("id").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Where("pool_id = ? AND active = ?", poolID, true).Order("id").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: sending IPs of pool %d: %w", poolID, err)
 	}
 	return out, nil
@@ -290,7 +290,7 @@ func (s *Store) SendingIPs(ctx context.Context, poolID int64) ([]SendingIP, erro
 // pool and id.
 func (s *Store) AllSendingIPs(ctx context.Context) ([]SendingIP, error) {
 	var out []SendingIP
-	if err := s.db.WithContext(ctx).Order("pool_id, id").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Order("pool_id, id").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: sending IPs: %w", err)
 	}
 	return out, nil
@@ -300,7 +300,7 @@ func (s *Store) AllSendingIPs(ctx context.Context) ([]SendingIP, error) {
 // pools, which every sending domain's SPF record must allow.
 func (s *Store) SPFAddresses(ctx context.Context) ([]string, error) {
 	var out []string
-	if err := s.db.WithContext(ctx).Model(&SendingIP{}).Where("active = ?", true).Distinct("address").Order("address").Pluck("address", &out).Error; err != nil {
+	if err := s.conn(ctx).Model(&SendingIP{}).Where("active = ?", true).Distinct("address").Order("address").Pluck("address", &out).Error; err != nil {
 		return nil, fmt.Errorf("models: SPF addresses: %w", err)
 	}
 	return out, nil
@@ -308,7 +308,7 @@ func (s *Store) SPFAddresses(ctx context.Context) ([]string, error) {
 
 // DeleteSendingIP removes an address from its pool.
 func (s *Store) DeleteSendingIP(ctx context.Context, id int64) error {
-	res := s.db.WithContext(ctx).Exec("DELETE FROM sending_ips WHERE id = ?", id)
+	res := s.conn(ctx).Exec("DELETE FROM sending_ips WHERE id = ?", id)
 	if res.Error != nil {
 		return fmt.Errorf("models: delete sending IP %d: %w", id, res.Error)
 	}

@@ -58,7 +58,7 @@ const listColumns = `lists.*, COALESCE(ls.unconfirmed, 0) AS unconfirmed,
 // Lists returns every list with its counts, by name.
 func (s *Store) Lists(ctx context.Context) ([]List, error) {
 	var out []List
-	err := s.db.WithContext(ctx).Table("lists").Select(listColumns).
+	err := s.conn(ctx).Table("lists").Select(listColumns).
 		Joins("LEFT JOIN list_stats ls ON ls.list_id = lists.id").Order("lower(lists.name), lists.id").Scan(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: lists: %w", err)
@@ -69,7 +69,7 @@ func (s *Store) Lists(ctx context.Context) ([]List, error) {
 // PublicLists returns the lists a subscriber may join on their own.
 func (s *Store) PublicLists(ctx context.Context) ([]List, error) {
 	var out []List
-	err := s.db.WithContext(ctx).Where("visibility = ?", ListPublic).Order("lower(name), id").Find(&out).Error
+	err := s.conn(ctx).Where("visibility = ?", ListPublic).Order("lower(name), id").Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: public lists: %w", err)
 	}
@@ -79,7 +79,7 @@ func (s *Store) PublicLists(ctx context.Context) ([]List, error) {
 // List returns one list with its counts.
 func (s *Store) List(ctx context.Context, id int64) (*List, error) {
 	var out []List
-	err := s.db.WithContext(ctx).Table("lists").Select(listColumns).
+	err := s.conn(ctx).Table("lists").Select(listColumns).
 		Joins("LEFT JOIN list_stats ls ON ls.list_id = lists.id").Where("lists.id = ?", id).Scan(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: list %d: %w", id, err)
@@ -93,7 +93,7 @@ func (s *Store) List(ctx context.Context, id int64) (*List, error) {
 // CreateList stores a new list; call Validate first.
 func (s *Store) CreateList(ctx context.Context, l *List) error {
 	l.CreatedAt, l.UpdatedAt = dbNow(), dbNow()
-	if err := s.db.WithContext(ctx).Omit("Unconfirmed", "Confirmed", "Unsubscribed").Create(l).Error; err != nil {
+	if err := s.conn(ctx).Omit("Unconfirmed", "Confirmed", "Unsubscribed").Create(l).Error; err != nil {
 		return fmt.Errorf("models: create list: %w", err)
 	}
 	return nil
@@ -101,7 +101,7 @@ func (s *Store) CreateList(ctx context.Context, l *List) error {
 
 // UpdateList saves a list's name, description, opt-in and visibility.
 func (s *Store) UpdateList(ctx context.Context, l *List) error {
-	res := s.db.WithContext(ctx).Model(&List{}).Where("id = ?", l.ID).Updates(map[string]any{
+	res := s.conn(ctx).Model(&List{}).Where("id = ?", l.ID).Updates(map[string]any{
 		"name": l.Name, "description": l.Description, "optin": l.Optin,
 		"visibility": l.Visibility, "updated_at": dbNow(),
 	})

@@ -49,7 +49,7 @@ Manage your subscriptions: {{.Data.preferences_url}}
 // uses agree on one row.
 func (s *Store) EnsureOptinTemplate(ctx context.Context) (*Template, error) {
 	t := dbNow()
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO templates (kind, name, subject, html, text, created_at, updated_at)
+	err := s.conn(ctx).Exec(`INSERT INTO templates (kind, name, subject, html, text, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO NOTHING`,
 		TemplateTransactional, OptinTemplate, optinSubject, optinHTML, optinText, t, t).Error
 	if err != nil {
@@ -194,7 +194,7 @@ func (s *Store) ConfirmSubscription(ctx context.Context, subscriberID, listID in
 // SetSubscriberName changes only a subscriber's name (the preference
 // centre's form: the address is the identity and stays).
 func (s *Store) SetSubscriberName(ctx context.Context, id int64, name string) error {
-	res := s.db.WithContext(ctx).Exec("UPDATE subscribers SET name = ?, updated_at = ? WHERE id = ?", name, dbNow(), id)
+	res := s.conn(ctx).Exec("UPDATE subscribers SET name = ?, updated_at = ? WHERE id = ?", name, dbNow(), id)
 	if res.Error != nil {
 		return fmt.Errorf("models: set name of subscriber %d: %w", id, res.Error)
 	}

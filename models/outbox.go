@@ -30,7 +30,7 @@ func (OutboxMessage) TableName() string { return "outbox" }
 // SaveOutbox stores a captured message.
 func (s *Store) SaveOutbox(ctx context.Context, m *OutboxMessage) error {
 	m.CreatedAt = dbNow()
-	if err := s.db.WithContext(ctx).Create(m).Error; err != nil {
+	if err := s.conn(ctx).Create(m).Error; err != nil {
 		return fmt.Errorf("models: save outbox message: %w", err)
 	}
 	return nil
@@ -49,7 +49,7 @@ func (s *Store) Outbox(ctx context.Context, q OutboxQuery) ([]OutboxMessage, err
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
-	db := s.db.WithContext(ctx).Select("id, delivery_id, campaign_id, mail_from, rcpt_to, subject, message_id, created_at").
+	db := s.conn(ctx).Select("id, delivery_id, campaign_id, mail_from, rcpt_to, subject, message_id, created_at").
 		Order("id DESC").Limit(q.Limit)
 	if q.CampaignID != 0 {
 		db = db.Where("campaign_id = ?", q.CampaignID)
@@ -67,7 +67,7 @@ func (s *Store) Outbox(ctx context.Context, q OutboxQuery) ([]OutboxMessage, err
 // OutboxMessage returns one captured message in full.
 func (s *Store) OutboxMessage(ctx context.Context, id int64) (*OutboxMessage, error) {
 	var m OutboxMessage
-	if err := s.db.WithContext(ctx).First(&m, id).Error; err != nil {
+	if err := s.conn(ctx).First(&m, id).Error; err != nil {
 		return nil, fmt.Errorf("models: outbox message %d: %w", id, notFound(err))
 	}
 	return &m, nil

@@ -156,7 +156,7 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) (RetentionR
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			res := s.db.WithContext(ctx).Exec(st.sql, cut(st.days), retentionBatch)
+			res := s.conn(ctx).Exec(st.sql, cut(st.days), retentionBatch)
 			if res.Error != nil {
 				return rep, fmt.Errorf("models: enforce retention: %w", res.Error)
 			}
@@ -235,7 +235,7 @@ func (s *Store) expireUnconfirmed(ctx context.Context, cut time.Time, days int, 
 // failed, or a node that died running it, leaves it due again once the
 // lease is over. A job never seen before is due.
 func (s *Store) TakeJob(ctx context.Context, name string, now time.Time, lease time.Duration) (bool, error) {
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	if err := db.Exec(`INSERT INTO jobs (name, next_run_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
 		name, dbTime(time.Unix(0, 0))).Error; err != nil {
 		return false, fmt.Errorf("models: take job %s: %w", name, err)
@@ -249,7 +249,7 @@ func (s *Store) TakeJob(ctx context.Context, name string, now time.Time, lease t
 
 // JobDone records that the job name ran and is next due at next.
 func (s *Store) JobDone(ctx context.Context, name string, next time.Time) error {
-	if err := s.db.WithContext(ctx).Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ?`, dbTime(next), name).Error; err != nil {
+	if err := s.conn(ctx).Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ?`, dbTime(next), name).Error; err != nil {
 		return fmt.Errorf("models: job %s done: %w", name, err)
 	}
 	return nil

@@ -19,7 +19,7 @@ func (s *Store) AdoptSecret(ctx context.Context, secret string) (previous string
 	if err != nil || stored == "" || stored == secret {
 		return "", 0, err
 	}
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		var domains []SendingDomain
 		if err := tx.Find(&domains).Error; err != nil {
 			return err

@@ -294,7 +294,7 @@ func (s *Store) RotateDKIMKey(ctx context.Context, id int64, secret, selector st
 		return nil, fmt.Errorf("models: rotate DKIM key of %d: %w", id, err)
 	}
 	d.UpdatedAt = dbNow()
-	res := s.db.WithContext(ctx).Exec(`UPDATE sending_domains SET selector = ?, rsa_private = ?, rsa_public = ?,
+	res := s.conn(ctx).Exec(`UPDATE sending_domains SET selector = ?, rsa_private = ?, rsa_public = ?,
 		ed25519_selector = ?, ed25519_private = ?, ed25519_public = ?,
 		dns_checked_at = NULL, dns_ok = ?, dns_report = '', updated_at = ? WHERE id = ? AND selector = ?`,
 		d.Selector, d.RSAPrivate, d.RSAPublic, d.Ed25519Selector, d.Ed25519Private, d.Ed25519Public, false, d.UpdatedAt, id, old)
@@ -327,7 +327,7 @@ func nextSelector(current string, t time.Time) string {
 // SendingDomain returns one sending domain.
 func (s *Store) SendingDomain(ctx context.Context, id int64) (*SendingDomain, error) {
 	var d SendingDomain
-	if err := s.db.WithContext(ctx).First(&d, id).Error; err != nil {
+	if err := s.conn(ctx).First(&d, id).Error; err != nil {
 		return nil, fmt.Errorf("models: sending domain %d: %w", id, notFound(err))
 	}
 	return &d, nil
@@ -336,7 +336,7 @@ func (s *Store) SendingDomain(ctx context.Context, id int64) (*SendingDomain, er
 // SendingDomainByName returns the sending domain for a domain name.
 func (s *Store) SendingDomainByName(ctx context.Context, domain string) (*SendingDomain, error) {
 	var d SendingDomain
-	if err := s.db.WithContext(ctx).Where("domain = ?", strings.ToLower(domain)).First(&d).Error; err != nil {
+	if err := s.conn(ctx).Where("domain = ?", strings.ToLower(domain)).First(&d).Error; err != nil {
 		return nil, fmt.Errorf("models: sending domain %q: %w", domain, notFound(err))
 	}
 	return &d, nil
@@ -355,7 +355,7 @@ func (s *Store) SendingDomainsCovering(ctx context.Context, domain string) ([]Se
 	if len(names) == 0 {
 		return out, nil
 	}
-	if err := s.db.WithContext(ctx).Where("domain IN ?", names).Order("domain").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Where("domain IN ?", names).Order("domain").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: sending domains covering %q: %w", domain, err)
 	}
 	return out, nil
@@ -390,7 +390,7 @@ func SigningDomain(domains []SendingDomain, chosen *SendingDomain, fromDomain st
 // SendingDomains returns every sending domain by name.
 func (s *Store) SendingDomains(ctx context.Context) ([]SendingDomain, error) {
 	var out []SendingDomain
-	if err := s.db.WithContext(ctx).Order("domain").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Order("domain").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: sending domains: %w", err)
 	}
 	return out, nil
@@ -400,7 +400,7 @@ func (s *Store) SendingDomains(ctx context.Context) ([]SendingDomain, error) {
 // that named it keep running and sign with nothing (their column is set to
 // NULL); ErrNotFound when there is no such domain.
 func (s *Store) DeleteSendingDomain(ctx context.Context, id int64) error {
-	res := s.db.WithContext(ctx).Exec("DELETE FROM sending_domains WHERE id = ?", id)
+	res := s.conn(ctx).Exec("DELETE FROM sending_domains WHERE id = ?", id)
 	if res.Error != nil {
 		return fmt.Errorf("models: delete sending domain %d: %w", id, res.Error)
 	}
@@ -413,7 +413,7 @@ func (s *Store) DeleteSendingDomain(ctx context.Context, id int64) error {
 // SaveDNSCheck records the outcome of a DNS check of a sending domain;
 // report is DNSCheck.JSON().
 func (s *Store) SaveDNSCheck(ctx context.Context, id int64, ok bool, report string) error {
-	res := s.db.WithContext(ctx).Exec("UPDATE sending_domains SET dns_checked_at = ?, dns_ok = ?, dns_report = ?, updated_at = ? WHERE id = ?",
+	res := s.conn(ctx).Exec("UPDATE sending_domains SET dns_checked_at = ?, dns_ok = ?, dns_report = ?, updated_at = ? WHERE id = ?",
 		dbNow(), ok, report, dbNow(), id)
 	if res.Error != nil {
 		return fmt.Errorf("models: save DNS check of %d: %w", id, res.Error)
@@ -636,7 +636,7 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 // cancelled that sign with a domain.
 func (s *Store) CampaignsUsingSendingDomain(ctx context.Context, id int64) (int64, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Table("campaigns").Where("sending_domain_id = ? AND status NOT IN ?", id, []string{"finished", "cancelled"}).Count(&n).Error
+	err := s.conn(ctx).Table("campaigns").Where("sending_domain_id = ? AND status NOT IN ?", id, []string{"finished", "cancelled"}).Count(&n).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: campaigns using sending domain %d: %w", id, err)
 	}

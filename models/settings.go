@@ -40,7 +40,7 @@ const (
 // Setting returns one setting, "" when unset.
 func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 	var v []string
-	if err := s.db.WithContext(ctx).Raw("SELECT value FROM settings WHERE key = ?", key).Scan(&v).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT value FROM settings WHERE key = ?", key).Scan(&v).Error; err != nil {
 		return "", fmt.Errorf("models: setting %s: %w", key, err)
 	}
 	if len(v) == 0 {
@@ -52,7 +52,7 @@ func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 // Settings returns every setting.
 func (s *Store) Settings(ctx context.Context) (map[string]string, error) {
 	var rows []struct{ Key, Value string }
-	if err := s.db.WithContext(ctx).Raw("SELECT key, value FROM settings").Scan(&rows).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT key, value FROM settings").Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("models: settings: %w", err)
 	}
 	out := make(map[string]string, len(rows))
@@ -64,7 +64,7 @@ func (s *Store) Settings(ctx context.Context) (map[string]string, error) {
 
 // SetSetting stores one setting.
 func (s *Store) SetSetting(ctx context.Context, key, value string) error {
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO settings (key, value) VALUES (?, ?)
+	err := s.conn(ctx).Exec(`INSERT INTO settings (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value).Error
 	if err != nil {
 		return fmt.Errorf("models: set %s: %w", key, err)
@@ -79,7 +79,7 @@ func (s *Store) EnsureSecret(ctx context.Context) (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
+	err := s.conn(ctx).Exec(`INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
 		SettingSecret, hex.EncodeToString(b)).Error
 	if err != nil {
 		return "", fmt.Errorf("models: store secret: %w", err)
@@ -106,7 +106,7 @@ func (AuditEntry) TableName() string { return "audit_log" }
 // Audit appends an entry to the audit log.
 func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	e.CreatedAt = dbNow()
-	if err := s.db.WithContext(ctx).Create(&e).Error; err != nil {
+	if err := s.conn(ctx).Create(&e).Error; err != nil {
 		return fmt.Errorf("models: audit: %w", err)
 	}
 	return nil

@@ -191,7 +191,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int64, error) {
 // transaction, after fn's change (audit_tx.go).
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	var pending *pendingAudit
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -203,6 +203,15 @@ func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 		pending.written = true
 	}
 	return err
+}
+
+// conn is the handle for a store call made with ctx: the transaction ctx
+// carries (Begin), so the call joins it, or else the pool.
+func (s *Store) conn(ctx context.Context) *gorm.DB {
+	if t, ok := ctx.Value(txCtxKey{}).(*Tx); ok && !t.done {
+		return t.db.WithContext(ctx)
+	}
+	return s.db.WithContext(ctx)
 }
 
 // notFound turns gorm's record-not-found into ErrNotFound.

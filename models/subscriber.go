@@ -251,7 +251,7 @@ type Subscription struct {
 // Subscriber returns one subscriber.
 func (s *Store) Subscriber(ctx context.Context, id int64) (*Subscriber, error) {
 	var sub Subscriber
-	if err := s.db.WithContext(ctx).First(&sub, id).Error; err != nil {
+	if err := s.conn(ctx).First(&sub, id).Error; err != nil {
 		return nil, fmt.Errorf("models: subscriber %d: %w", id, notFound(err))
 	}
 	return &sub, nil
@@ -260,7 +260,7 @@ func (s *Store) Subscriber(ctx context.Context, id int64) (*Subscriber, error) {
 // SubscriberByEmail finds a subscriber by address, ignoring case.
 func (s *Store) SubscriberByEmail(ctx context.Context, email string) (*Subscriber, error) {
 	var sub Subscriber
-	if err := s.db.WithContext(ctx).Where("lower(email) = lower(?)", email).First(&sub).Error; err != nil {
+	if err := s.conn(ctx).Where("lower(email) = lower(?)", email).First(&sub).Error; err != nil {
 		return nil, fmt.Errorf("models: subscriber %q: %w", email, notFound(err))
 	}
 	return &sub, nil
@@ -269,7 +269,7 @@ func (s *Store) SubscriberByEmail(ctx context.Context, email string) (*Subscribe
 // SubscriptionsOf returns a subscriber's list memberships with list names.
 func (s *Store) SubscriptionsOf(ctx context.Context, subscriberID int64) ([]Subscription, error) {
 	var out []Subscription
-	err := s.db.WithContext(ctx).Table("subscriptions").
+	err := s.conn(ctx).Table("subscriptions").
 		Select("subscriptions.*, lists.name AS list_name, lists.optin AS list_optin").
 		Joins("JOIN lists ON lists.id = subscriptions.list_id").
 		Where("subscriptions.subscriber_id = ?", subscriberID).Order("lower(lists.name)").Scan(&out).Error
@@ -542,7 +542,7 @@ func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*Subs
 				return nil, fmt.Errorf("models: search subscribers: %w", err)
 			}
 			sqlText, args := s.subscriberSearch(q, q.Limit+1, "", true, floor)
-			if err := s.db.WithContext(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
+			if err := s.conn(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
 				return nil, fmt.Errorf("models: search subscribers: %w", err)
 			}
 			if floor == 0 { // the window held everything below the cursor
@@ -553,7 +553,7 @@ func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*Subs
 	if len(rows) <= q.Limit {
 		sqlText, args := s.subscriberSearch(q, q.Limit+1, "", false, 0)
 		rows = nil
-		if err := s.db.WithContext(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
+		if err := s.conn(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
 			return nil, fmt.Errorf("models: search subscribers: %w", err)
 		}
 	}
@@ -577,7 +577,7 @@ func (s *Store) windowFloor(ctx context.Context, before int64) (int64, error) {
 		before = 1<<62 - 1
 	}
 	var ids []int64
-	err := s.db.WithContext(ctx).Raw("SELECT id FROM subscribers WHERE id < ? ORDER BY id DESC LIMIT 1 OFFSET ?", before, searchWindow-1).Scan(&ids).Error
+	err := s.conn(ctx).Raw("SELECT id FROM subscribers WHERE id < ? ORDER BY id DESC LIMIT 1 OFFSET ?", before, searchWindow-1).Scan(&ids).Error
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
@@ -602,7 +602,7 @@ func (s *Store) commonPrefix(ctx context.Context, term string) (bool, error) {
 	for _, col := range []string{"email", "name"} {
 		cond, args := s.prefixCond("lower("+col+")", term)
 		var c int64
-		err := s.db.WithContext(ctx).Raw("SELECT count(*) FROM (SELECT 1 FROM subscribers WHERE "+cond+" LIMIT ?) AS p",
+		err := s.conn(ctx).Raw("SELECT count(*) FROM (SELECT 1 FROM subscribers WHERE "+cond+" LIMIT ?) AS p",
 			append(args, commonPrefixCount)...).Scan(&c).Error
 		if err != nil {
 			return false, err

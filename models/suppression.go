@@ -72,7 +72,7 @@ func (s *Store) AddSuppression(ctx context.Context, value, reason, note string) 
 	if reason == SuppressErased {
 		stored = ""
 	}
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at)
+	err := s.conn(ctx).Exec(`INSERT INTO suppressions (kind, value, value_hash, reason, note, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (value_hash) DO NOTHING`,
 		kind, stored, SuppressionHash(value), reason, note, dbNow()).Error
 	if err != nil {
@@ -132,7 +132,7 @@ func (s *Store) SearchSuppressions(ctx context.Context, q SuppressionQuery) (*Su
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
-	db := s.db.WithContext(ctx).Order("id DESC").Limit(q.Limit + 1)
+	db := s.conn(ctx).Order("id DESC").Limit(q.Limit + 1)
 	if q.Before > 0 {
 		db = db.Where("id < ?", q.Before)
 	}
@@ -154,7 +154,7 @@ func (s *Store) SearchSuppressions(ctx context.Context, q SuppressionQuery) (*Su
 // Suppression returns one entry of the suppression list.
 func (s *Store) Suppression(ctx context.Context, id int64) (*Suppression, error) {
 	var x Suppression
-	if err := s.db.WithContext(ctx).First(&x, id).Error; err != nil {
+	if err := s.conn(ctx).First(&x, id).Error; err != nil {
 		return nil, fmt.Errorf("models: suppression %d: %w", id, notFound(err))
 	}
 	return &x, nil
@@ -314,7 +314,7 @@ func (s *Store) ExportSuppressions(ctx context.Context, w io.Writer) error {
 	var after int64
 	for {
 		var rows []Suppression
-		if err := s.db.WithContext(ctx).Where("id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
+		if err := s.conn(ctx).Where("id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
 			return fmt.Errorf("models: export suppressions: %w", err)
 		}
 		for _, r := range rows {
@@ -345,7 +345,7 @@ func (x Suppression) Display() string {
 // IsSuppressed reports whether an address, or its domain, is on the
 // suppression list.
 func (s *Store) IsSuppressed(ctx context.Context, email string) (bool, error) {
-	err := s.checkSuppressed(s.db.WithContext(ctx), email)
+	err := s.checkSuppressed(s.conn(ctx), email)
 	if errors.Is(err, ErrSuppressed) {
 		return true, nil
 	}

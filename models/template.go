@@ -48,7 +48,7 @@ func (t *Template) Validate() map[string]string {
 // Template returns one template.
 func (s *Store) Template(ctx context.Context, id int64) (*Template, error) {
 	var t Template
-	if err := s.db.WithContext(ctx).First(&t, id).Error; err != nil {
+	if err := s.conn(ctx).First(&t, id).Error; err != nil {
 		return nil, fmt.Errorf("models: template %d: %w", id, notFound(err))
 	}
 	return &t, nil
@@ -57,7 +57,7 @@ func (s *Store) Template(ctx context.Context, id int64) (*Template, error) {
 // TemplateByName returns the template of kind named name.
 func (s *Store) TemplateByName(ctx context.Context, kind, name string) (*Template, error) {
 	var t Template
-	if err := s.db.WithContext(ctx).Where("kind = ? AND name = ?", kind, name).First(&t).Error; err != nil {
+	if err := s.conn(ctx).Where("kind = ? AND name = ?", kind, name).First(&t).Error; err != nil {
 		return nil, fmt.Errorf("models: template %s %q: %w", kind, name, notFound(err))
 	}
 	return &t, nil
@@ -65,7 +65,7 @@ func (s *Store) TemplateByName(ctx context.Context, kind, name string) (*Templat
 
 // Templates returns the templates of one kind ("" for all), by name.
 func (s *Store) Templates(ctx context.Context, kind string) ([]Template, error) {
-	q := s.db.WithContext(ctx).Order("lower(name), id")
+	q := s.conn(ctx).Order("lower(name), id")
 	if kind != "" {
 		q = q.Where("kind = ?", kind)
 	}
@@ -86,7 +86,7 @@ func (s *Store) CreateTemplate(ctx context.Context, t *Template) error {
 		return fmt.Errorf("models: create template %q: %w", t.Name, ErrConflict)
 	}
 	t.CreatedAt, t.UpdatedAt = dbNow(), dbNow()
-	if err := s.db.WithContext(ctx).Create(t).Error; err != nil {
+	if err := s.conn(ctx).Create(t).Error; err != nil {
 		return fmt.Errorf("models: create template: %w", err)
 	}
 	return nil
@@ -97,7 +97,7 @@ func (s *Store) UpdateTemplate(ctx context.Context, t *Template) error {
 	if err := invalid(t.Validate()); err != nil {
 		return fmt.Errorf("models: update template %d: %w", t.ID, err)
 	}
-	res := s.db.WithContext(ctx).Model(&Template{}).Where("id = ?", t.ID).Updates(map[string]any{
+	res := s.conn(ctx).Model(&Template{}).Where("id = ?", t.ID).Updates(map[string]any{
 		"name": t.Name, "kind": t.Kind, "subject": t.Subject, "html": t.HTML, "text": t.Text, "updated_at": dbNow(),
 	})
 	if res.Error != nil {
@@ -113,7 +113,7 @@ func (s *Store) UpdateTemplate(ctx context.Context, t *Template) error {
 // nothing (their template_id becomes NULL), so the web layer should refuse
 // to delete a template in use.
 func (s *Store) DeleteTemplate(ctx context.Context, id int64) error {
-	if err := s.db.WithContext(ctx).Exec("DELETE FROM templates WHERE id = ?", id).Error; err != nil {
+	if err := s.conn(ctx).Exec("DELETE FROM templates WHERE id = ?", id).Error; err != nil {
 		return fmt.Errorf("models: delete template %d: %w", id, err)
 	}
 	return nil
@@ -123,7 +123,7 @@ func (s *Store) DeleteTemplate(ctx context.Context, id int64) error {
 // use a template (a template in use must not be deleted).
 func (s *Store) TemplateUsage(ctx context.Context, id int64) (int64, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM campaigns WHERE template_id = ? AND status NOT IN ('finished', 'cancelled')", id).Scan(&n).Error
+	err := s.conn(ctx).Raw("SELECT COUNT(*) FROM campaigns WHERE template_id = ? AND status NOT IN ('finished', 'cancelled')", id).Scan(&n).Error
 	if err != nil {
 		return 0, fmt.Errorf("models: usage of template %d: %w", id, err)
 	}

@@ -82,13 +82,13 @@ func (s *Store) CreateUser(ctx context.Context, email, name, password, role stri
 	}
 	u := &User{Email: strings.ToLower(email), Name: name, PasswordHash: string(hash), Role: role, CreatedAt: dbNow(), UpdatedAt: dbNow()}
 	var n int64
-	if err := s.db.WithContext(ctx).Model(&User{}).Where("email = ?", u.Email).Count(&n).Error; err != nil {
+	if err := s.conn(ctx).Model(&User{}).Where("email = ?", u.Email).Count(&n).Error; err != nil {
 		return nil, fmt.Errorf("models: create user: %w", err)
 	}
 	if n > 0 {
 		return nil, fmt.Errorf("models: create user %s: %w", u.Email, ErrConflict)
 	}
-	if err := s.db.WithContext(ctx).Create(u).Error; err != nil {
+	if err := s.conn(ctx).Create(u).Error; err != nil {
 		return nil, fmt.Errorf("models: create user: %w", err)
 	}
 	return u, nil
@@ -126,7 +126,7 @@ func (s *Store) withDB(tx *gorm.DB) *Store {
 // UserCount returns how many users exist.
 func (s *Store) UserCount(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.db.WithContext(ctx).Model(&User{}).Count(&n).Error; err != nil {
+	if err := s.conn(ctx).Model(&User{}).Count(&n).Error; err != nil {
 		return 0, fmt.Errorf("models: count users: %w", err)
 	}
 	return n, nil
@@ -135,7 +135,7 @@ func (s *Store) UserCount(ctx context.Context) (int64, error) {
 // Authenticate returns the user whose email and password match.
 func (s *Store) Authenticate(ctx context.Context, email, password string) (*User, error) {
 	var u User
-	err := s.db.WithContext(ctx).Where("email = ?", strings.ToLower(strings.TrimSpace(email))).First(&u).Error
+	err := s.conn(ctx).Where("email = ?", strings.ToLower(strings.TrimSpace(email))).First(&u).Error
 	if err != nil {
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			// Spend the same time as a real check so timing does not reveal
@@ -156,7 +156,7 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a real password"), bc
 // User returns one user.
 func (s *Store) User(ctx context.Context, id int64) (*User, error) {
 	var u User
-	if err := s.db.WithContext(ctx).First(&u, id).Error; err != nil {
+	if err := s.conn(ctx).First(&u, id).Error; err != nil {
 		return nil, fmt.Errorf("models: user %d: %w", id, notFound(err))
 	}
 	return &u, nil
@@ -167,7 +167,7 @@ func (s *Store) User(ctx context.Context, id int64) (*User, error) {
 func (s *Store) UserByEmail(ctx context.Context, email string) (*User, error) {
 	var u []User
 	e := strings.ToLower(strings.TrimSpace(email))
-	if err := s.db.WithContext(ctx).Where("email = ?", e).Limit(1).Find(&u).Error; err != nil {
+	if err := s.conn(ctx).Where("email = ?", e).Limit(1).Find(&u).Error; err != nil {
 		return nil, fmt.Errorf("models: user %s: %w", e, err)
 	}
 	if len(u) == 0 {
@@ -179,7 +179,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*User, error) {
 // Users returns every user by email.
 func (s *Store) Users(ctx context.Context) ([]User, error) {
 	var out []User
-	if err := s.db.WithContext(ctx).Order("email").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Order("email").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: users: %w", err)
 	}
 	return out, nil
@@ -263,7 +263,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, userID int64, name string) (
 	}
 	plain := "hrld_" + base64.RawURLEncoding.EncodeToString(b)
 	t := &APIToken{UserID: userID, Name: name, Prefix: plain[:12], TokenHash: hashToken(plain), CreatedAt: dbNow()}
-	if err := s.db.WithContext(ctx).Create(t).Error; err != nil {
+	if err := s.conn(ctx).Create(t).Error; err != nil {
 		return "", nil, fmt.Errorf("models: create api token: %w", err)
 	}
 	return plain, t, nil
@@ -272,13 +272,13 @@ func (s *Store) CreateAPIToken(ctx context.Context, userID int64, name string) (
 // UserByAPIToken returns the owner of a token, or ErrNotFound.
 func (s *Store) UserByAPIToken(ctx context.Context, plain string) (*User, error) {
 	var t APIToken
-	if err := s.db.WithContext(ctx).Where("token_hash = ?", hashToken(plain)).First(&t).Error; err != nil {
+	if err := s.conn(ctx).Where("token_hash = ?", hashToken(plain)).First(&t).Error; err != nil {
 		return nil, fmt.Errorf("models: api token: %w", notFound(err))
 	}
 	// Record use at most once a minute: an API client's every GET must
 	// not become a database write.
 	if t.LastUsedAt == nil || now().Sub(*t.LastUsedAt) > time.Minute {
-		s.db.WithContext(ctx).Model(&APIToken{}).Where("id = ?", t.ID).Update("last_used_at", dbNow())
+		s.conn(ctx).Model(&APIToken{}).Where("id = ?", t.ID).Update("last_used_at", dbNow())
 	}
 	return s.User(ctx, t.UserID)
 }
@@ -286,7 +286,7 @@ func (s *Store) UserByAPIToken(ctx context.Context, plain string) (*User, error)
 // APITokens returns a user's tokens (without their secrets).
 func (s *Store) APITokens(ctx context.Context, userID int64) ([]APIToken, error) {
 	var out []APIToken
-	if err := s.db.WithContext(ctx).Where("user_id = ?", userID).Order("id").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Where("user_id = ?", userID).Order("id").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: api tokens: %w", err)
 	}
 	return out, nil
@@ -294,7 +294,7 @@ func (s *Store) APITokens(ctx context.Context, userID int64) ([]APIToken, error)
 
 // DeleteAPIToken revokes one of a user's tokens.
 func (s *Store) DeleteAPIToken(ctx context.Context, userID, id int64) error {
-	res := s.db.WithContext(ctx).Exec("DELETE FROM api_tokens WHERE id = ? AND user_id = ?", id, userID)
+	res := s.conn(ctx).Exec("DELETE FROM api_tokens WHERE id = ? AND user_id = ?", id, userID)
 	if res.Error != nil {
 		return fmt.Errorf("models: delete api token: %w", res.Error)
 	}

@@ -13,7 +13,7 @@ import (
 // The table is shared by every node, so a replay to another node is
 // caught too.
 func (s *Store) WebhookSeen(ctx context.Context, key string, now time.Time, window time.Duration) (bool, error) {
-	db := s.db.WithContext(ctx)
+	db := s.conn(ctx)
 	if err := db.Exec(`DELETE FROM webhook_seen WHERE seen_at < ?`, now.Add(-window).UTC()).Error; err != nil {
 		return false, fmt.Errorf("models: webhook seen: %w", err)
 	}

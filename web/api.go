@@ -102,10 +102,17 @@ func (s *Server) apiCreateList(c echo.Context) error {
 	if errs := l.Validate(); len(errs) > 0 {
 		return unprocessable("The list is not valid.", errs)
 	}
-	if err := s.store.CreateList(c.Request().Context(), &l); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "list.create", "list", itoa(l.ID), l.Name+" (api)")
+	defer chg.End()
+	if err := s.store.CreateList(chg.Ctx(), &l); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "list.create", "list", itoa(l.ID), l.Name+" (api)")); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusCreated, map[string]any{"data": toAPIList(&l)})
 }
 
@@ -123,10 +130,17 @@ func (s *Server) apiUpdateList(c echo.Context) error {
 	if errs := l.Validate(); len(errs) > 0 {
 		return unprocessable("The list is not valid.", errs)
 	}
-	if err := s.store.UpdateList(c.Request().Context(), &l); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "list.update", "list", itoa(id), l.Name+" (api)")
+	defer chg.End()
+	if err := s.store.UpdateList(chg.Ctx(), &l); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "list.update", "list", itoa(id), l.Name+" (api)")); err != nil {
+		return err
+	}
 	return s.apiList(c)
 }
 

@@ -39,7 +39,12 @@ func (s *Server) setup(c echo.Context) error {
 	if f.Errors = models.ValidateNewUser(f.Email, password, models.RoleAdmin); len(f.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.Setup(csrfToken(c), f))
 	}
-	u, err := s.store.CreateFirstAdmin(ctx, f.Email, f.Name, password)
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	u, err := s.store.CreateFirstAdmin(chg.Ctx(), f.Email, f.Name, password)
 	if errors.Is(err, models.ErrConflict) {
 		// Someone finished setup first: the form is gone for good.
 		return forbidden("Herald is already set up. Sign in with your account, or ask an admin to invite you.")
@@ -47,10 +52,12 @@ func (s *Server) setup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := chg.Commit(s.auditEntry(c, "user.setup", "user", itoa(u.ID), "first admin "+u.Email)); err != nil {
+		return err
+	}
 	if err := s.signIn(c, u); err != nil {
 		return err
 	}
-	s.audit(c, "user.setup", "user", itoa(u.ID), "first admin "+u.Email)
 	s.flash(c, "Welcome! Start by creating a list, then add or import subscribers.")
 	return c.Redirect(http.StatusSeeOther, "/")
 }

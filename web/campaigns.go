@@ -74,10 +74,17 @@ func (s *Server) apiCreateTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.CreateTemplate(c.Request().Context(), t); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.create", "template", itoa(t.ID), t.Name+" (api)")
+	defer chg.End()
+	if err := s.store.CreateTemplate(chg.Ctx(), t); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.create", "template", itoa(t.ID), t.Name+" (api)")); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusCreated, map[string]any{"data": toAPITemplate(t)})
 }
 
@@ -95,10 +102,17 @@ func (s *Server) apiUpdateTemplate(c echo.Context) error {
 		return err
 	}
 	t.ID = id
-	if err := s.store.UpdateTemplate(c.Request().Context(), t); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.update", "template", itoa(id), t.Name+" (api)")
+	defer chg.End()
+	if err := s.store.UpdateTemplate(chg.Ctx(), t); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.update", "template", itoa(id), t.Name+" (api)")); err != nil {
+		return err
+	}
 	return s.apiTemplate(c)
 }
 
@@ -107,11 +121,18 @@ func (s *Server) apiDeleteTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.removeTemplate(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "template.delete", "template", itoa(id), t.Name+" (api)")
+	defer chg.End()
+	t, err := s.removeTemplate(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.delete", "template", itoa(id), t.Name+" (api)")); err != nil {
+		return err
+	}
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -229,20 +250,32 @@ func (s *Server) apiCreateCampaign(c echo.Context) error {
 	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
-	if err := s.store.CreateCampaign(ctx, cp, in.Lists); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
+	defer chg.End()
+	if err := s.store.CreateCampaign(chg.Ctx(), cp, in.Lists); err != nil {
+		return err
+	}
+	created := s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
 	if in.ScheduledAt != nil {
-		if bad, _, err := s.startBlocker(ctx, cp.ID); err != nil {
+		if bad, _, err := s.startBlocker(chg.Ctx(), cp.ID); err != nil {
 			return err
 		} else if bad != nil {
+			// The draft stays, with its entry; only the schedule is refused.
+			if err := chg.Commit(created); err != nil {
+				return err
+			}
 			return unprocessable(blockedMessage(bad)+" The campaign was saved as a draft (id "+itoa(cp.ID)+").", map[string]string{bad.ID: bad.Detail})
 		}
-		if err := s.store.ScheduleCampaign(ctx, cp.ID, *in.ScheduledAt); err != nil {
+		if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, *in.ScheduledAt); err != nil {
 			return err
 		}
 	}
-	s.audit(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
+	if err := chg.Commit(created); err != nil {
+		return err
+	}
 	return s.writeAPICampaign(c, http.StatusCreated, cp.ID)
 }
 
@@ -257,6 +290,14 @@ func (s *Server) apiCampaignAction(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The action and its entry commit together (models.Tx); the engine
+	// hears of it after the commit.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	ctx = chg.Ctx()
 	actions := map[string]func() error{
 		"start": func() error {
 			// The readiness rules decide, as for the dashboard's Send now.
@@ -288,7 +329,9 @@ func (s *Server) apiCampaignAction(c echo.Context) error {
 		}
 		return err
 	}
-	s.audit(c, "campaign."+action, "campaign", itoa(id), "(api)")
+	if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(id), "(api)")); err != nil {
+		return err
+	}
 	return s.writeAPICampaign(c, http.StatusOK, id)
 }
 
@@ -316,7 +359,19 @@ func (s *Server) apiTransactional(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	id, err := s.mailer.SendTransactional(c.Request().Context(), mailer.TransactionalRequest{
+	// An override is queued together with its entry (models.Tx); other
+	// messages, the hot path, need no transaction of their own.
+	ctx := c.Request().Context()
+	var chg *models.Tx
+	if in.OverrideSuppression {
+		var err error
+		if chg, err = s.store.Begin(ctx); err != nil {
+			return err
+		}
+		defer chg.End()
+		ctx = chg.Ctx()
+	}
+	id, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{
 		Template: in.Template, TemplateID: in.TemplateID, To: in.To, Name: in.Name,
 		From: in.From, FromName: in.FromName, ReplyTo: in.ReplyTo, Data: in.Data, OverrideSuppression: in.OverrideSuppression,
 	})
@@ -328,7 +383,9 @@ func (s *Server) apiTransactional(c echo.Context) error {
 	}
 	if in.OverrideSuppression {
 		// Overrides are rare and consequential: each is in the audit log.
-		s.audit(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")
+		if err := chg.Commit(s.auditEntry(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"data": map[string]any{"delivery_id": id}})
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -187,7 +188,9 @@ func (s *Server) verifyLedger(c echo.Context) error {
 	if brk != nil {
 		summary = fmt.Sprintf("broken at row %d after %d rows: %s", brk.ID, n, brk.Reason)
 	}
-	s.audit(c, "consent.verify", "consents", "", summary)
+	if err := s.audit(c, "consent.verify", "consents", "", summary); err != nil {
+		return err
+	}
 	if isHTMX(c) {
 		return s.render(c, http.StatusOK, views.VerifyPanel(res))
 	}
@@ -242,8 +245,12 @@ func (s *Server) exportConsentsCSV(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The entry is written before the data leaves: an export that
+	// cannot be recorded is not served.
+	if err := s.audit(c, "consent.export", "consents", "csv", v.Encode()); err != nil {
+		return err
+	}
 	download(c, "text/csv; charset=utf-8", "consents.csv")
-	s.audit(c, "consent.export", "consents", "csv", v.Encode())
 	cw := csv.NewWriter(c.Response())
 	if err := cw.Write(consentCSVHeader); err != nil {
 		return err
@@ -287,8 +294,12 @@ func (s *Server) exportConsentsJSON(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The entry is written before the data leaves: an export that
+	// cannot be recorded is not served.
+	if err := s.audit(c, "consent.export", "consents", "json", v.Encode()); err != nil {
+		return err
+	}
 	download(c, "application/json", "consents.json")
-	s.audit(c, "consent.export", "consents", "json", v.Encode())
 	w := c.Response()
 	if _, err := w.Write([]byte("[")); err != nil {
 		return err
@@ -349,8 +360,12 @@ func (s *Server) exportLacking(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The entry is written before the data leaves: an export that
+	// cannot be recorded is not served.
+	if err := s.audit(c, "consent.export_lacking", "list", itoa(l.ID), l.Name); err != nil {
+		return err
+	}
 	download(c, "text/csv; charset=utf-8", fmt.Sprintf("list-%d-without-basis.csv", l.ID))
-	s.audit(c, "consent.export_lacking", "list", itoa(l.ID), l.Name)
 	cw := csv.NewWriter(c.Response())
 	if err := cw.Write([]string{"email", "name", "list_status", "member_since"}); err != nil {
 		return err
@@ -384,11 +399,17 @@ func (s *Server) unsubscribeLacking(c echo.Context) error {
 	}
 	ev := evidence(c, models.SourceAdmin)
 	ev.Note = "no lawful basis on record (compliance coverage)"
-	n, err := s.store.UnsubscribeLacking(c.Request().Context(), l.ID, ev)
-	if n > 0 || err == nil {
-		s.audit(c, "consent.unsubscribe_lacking", "list", itoa(l.ID), fmt.Sprintf("%s: %d members without a basis unsubscribed", l.Name, n))
-	}
+	// One transaction with its entry: a failure unsubscribes no one.
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
+		return err
+	}
+	defer chg.End()
+	n, err := s.store.UnsubscribeLacking(chg.Ctx(), l.ID, ev)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "consent.unsubscribe_lacking", "list", itoa(l.ID), fmt.Sprintf("%s: %d members without a basis unsubscribed", l.Name, n))); err != nil {
 		return err
 	}
 	s.flash(c, fmt.Sprintf("%d members of “%s” without a lawful basis were unsubscribed.", n, l.Name))
@@ -526,8 +547,7 @@ func (s *Server) actor(c echo.Context) string {
 	return ""
 }
 
-func (s *Server) recordRequest(c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
-	ctx := c.Request().Context()
+func (s *Server) recordRequest(ctx context.Context, c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
 	actor := ""
 	if u := currentUser(c); u != nil {
 		actor = u.Email
@@ -576,11 +596,18 @@ func (s *Server) subjectExport(c echo.Context) error {
 	if req != nil {
 		kind = req.Kind
 	}
-	rid, err := s.recordRequest(c, req, kind, sub, "all data exported as JSON")
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "dsr.export", "subscriber", itoa(sub.ID), fmt.Sprintf("request #%d: %s export of subscriber %d (JSON)", rid, kind, sub.ID))
+	defer chg.End()
+	rid, err := s.recordRequest(chg.Ctx(), c, req, kind, sub, "all data exported as JSON")
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "dsr.export", "subscriber", itoa(sub.ID), fmt.Sprintf("request #%d: %s export of subscriber %d (JSON)", rid, kind, sub.ID))); err != nil {
+		return err
+	}
 	c.Response().Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="subscriber-%d-data.json"`, sub.ID))
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Blob(http.StatusOK, "application/json", append(body, '\n'))
@@ -744,10 +771,17 @@ func (s *Server) createRequest(c echo.Context) error {
 		}
 		return s.render(c, http.StatusUnprocessableEntity, views.RequestsPage(s.page(c, "Data requests", "compliance"), d))
 	}
-	if err := s.store.CreateDSR(c.Request().Context(), r); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "dsr.create", "dsr_request", itoa(r.ID), fmt.Sprintf("%s request from %s received %s", r.Kind, r.SubjectEmail, f.ReceivedAt))
+	defer chg.End()
+	if err := s.store.CreateDSR(chg.Ctx(), r); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "dsr.create", "dsr_request", itoa(r.ID), fmt.Sprintf("%s request from %s received %s", r.Kind, r.SubjectEmail, f.ReceivedAt))); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Request #%d logged.", r.ID))
 	return seeOther(c, fmt.Sprintf("/compliance/requests/%d", r.ID))
 }
@@ -784,13 +818,20 @@ func (s *Server) closeRequest(c echo.Context) error {
 		return unprocessable("Say what was decided and why before closing the request; go back and fill in the outcome.", map[string]string{"outcome": "Required."})
 	}
 	actor := currentUser(c).Email
-	if err := s.store.CloseDSR(c.Request().Context(), id, status, actor, outcome, 0); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.CloseDSR(chg.Ctx(), id, status, actor, outcome, 0); err != nil {
 		if errors.Is(err, models.ErrDSRClosed) {
 			return conflict(fmt.Sprintf("Request #%d is already closed.", id))
 		}
 		return err
 	}
-	s.audit(c, "dsr.close", "dsr_request", itoa(id), status+": "+outcome)
+	if err := chg.Commit(s.auditEntry(c, "dsr.close", "dsr_request", itoa(id), status+": "+outcome)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Request #%d closed as %s.", id, status))
 	return seeOther(c, "/compliance/requests")
 }
@@ -848,10 +889,17 @@ func (s *Server) saveRetention(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.SetRetention(ctx, p); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "settings.retention", "settings", "retention", fmt.Sprintf("%+v → %+v", old, p))
+	defer chg.End()
+	if err := s.store.SetRetention(chg.Ctx(), p); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "settings.retention", "settings", "retention", fmt.Sprintf("%+v → %+v", old, p))); err != nil {
+		return err
+	}
 	s.flash(c, "Retention saved. It applies at the next daily run, or now if you run it.")
 	return seeOther(c, "/compliance/retention")
 }
@@ -871,10 +919,17 @@ func (s *Server) saveComplianceAccess(c echo.Context) error {
 	if v != "none" && v != models.ComplianceMarketersRead {
 		return unprocessable("Choose whether marketers have no access or may read.", map[string]string{"marketers": "Choose none or read."})
 	}
-	if err := s.store.SetSetting(c.Request().Context(), models.SettingComplianceMarketers, v); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "settings.compliance_access", "settings", models.SettingComplianceMarketers, "marketers: "+v)
+	defer chg.End()
+	if err := s.store.SetSetting(chg.Ctx(), models.SettingComplianceMarketers, v); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "settings.compliance_access", "settings", models.SettingComplianceMarketers, "marketers: "+v)); err != nil {
+		return err
+	}
 	s.flash(c, "Access to the compliance centre saved.")
 	return seeOther(c, "/compliance/retention")
 }
@@ -917,8 +972,12 @@ func (s *Server) exportAudit(c echo.Context) error {
 	for _, msg := range errs {
 		return badRequest(msg)
 	}
+	// The entry is written before the data leaves: an export that
+	// cannot be recorded is not served.
+	if err := s.audit(c, "audit.export", "audit_log", "csv", v.Encode()); err != nil {
+		return err
+	}
 	download(c, "text/csv; charset=utf-8", "audit-log.csv")
-	s.audit(c, "audit.export", "audit_log", "csv", v.Encode())
 	cw := csv.NewWriter(c.Response())
 	if err := cw.Write([]string{"id", "created_at", "actor", "action", "object_type", "object_id", "summary", "ip"}); err != nil {
 		return err

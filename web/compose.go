@@ -149,13 +149,20 @@ func (s *Server) createTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.CreateTemplate(c.Request().Context(), t); errors.Is(err, models.ErrConflict) {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.CreateTemplate(chg.Ctx(), t); errors.Is(err, models.ErrConflict) {
 		return s.templateForm(c, http.StatusUnprocessableEntity, "New template", in.model(),
 			map[string]string{"name": "A " + t.Kind + " template with this name exists; choose another name."})
 	} else if err != nil {
 		return err
 	}
-	s.audit(c, "template.create", "template", itoa(t.ID), t.Name)
+	if err := chg.Commit(s.auditEntry(c, "template.create", "template", itoa(t.ID), t.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Template “%s” saved.", t.Name))
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", t.ID))
 }
@@ -198,10 +205,17 @@ func (s *Server) updateTemplate(c echo.Context) error {
 			map[string]string{"name": "Another " + t.Kind + " template has this name; choose another name."})
 	}
 	t.ID = id
-	if err := s.store.UpdateTemplate(ctx, t); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "template.update", "template", itoa(id), t.Name)
+	defer chg.End()
+	if err := s.store.UpdateTemplate(chg.Ctx(), t); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.update", "template", itoa(id), t.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Template “%s” saved.", t.Name))
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", id))
 }
@@ -225,11 +239,18 @@ func (s *Server) deleteTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.removeTemplate(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "template.delete", "template", itoa(id), t.Name)
+	defer chg.End()
+	t, err := s.removeTemplate(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "template.delete", "template", itoa(id), t.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("Template “%s” deleted.", t.Name))
 	return seeOther(c, "/templates")
 }
@@ -656,8 +677,14 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 			vm.Errs["emails"], vm.TestEmails = msg, raw
 		})
 	}
+	// The tests are queued together with their entry: all or none.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
 	for _, e := range to {
-		_, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
+		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
 			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}, Test: true})
 		if errors.Is(err, mailer.ErrInvalidRequest) {
 			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
@@ -668,7 +695,9 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 			return err
 		}
 	}
-	s.audit(c, "campaign.test", "campaign", itoa(cp.ID), strings.Join(to, ", "))
+	if err := chg.Commit(s.auditEntry(c, "campaign.test", "campaign", itoa(cp.ID), strings.Join(to, ", "))); err != nil {
+		return err
+	}
 	s.flash(c, "Test sent to "+strings.Join(to, ", ")+". With the capture transport it is in Deliverability → Outbox.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -693,10 +722,17 @@ func (s *Server) startCampaign(c echo.Context) error {
 			vm.Notice = ""
 		})
 	}
-	if err := s.mailer.StartCampaign(ctx, cp.ID); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.mailer.StartCampaign(chg.Ctx(), cp.ID); err != nil {
 		return s.campaignStateError(err, "started")
 	}
-	s.audit(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)
+	if err := chg.Commit(s.auditEntry(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)); err != nil {
+		return err
+	}
 	s.flash(c, "Sending started.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -738,10 +774,17 @@ func (s *Server) scheduleCampaign(c echo.Context) error {
 			vm.ScheduleAt, vm.ScheduleZone = at, zone
 		})
 	}
-	if err := s.store.ScheduleCampaign(ctx, cp.ID, t.UTC()); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, t.UTC()); err != nil {
 		return s.campaignStateError(err, "scheduled")
 	}
-	s.audit(c, "campaign.schedule", "campaign", itoa(cp.ID), t.UTC().Format(time.RFC3339)+" ("+zone+")")
+	if err := chg.Commit(s.auditEntry(c, "campaign.schedule", "campaign", itoa(cp.ID), t.UTC().Format(time.RFC3339)+" ("+zone+")")); err != nil {
+		return err
+	}
 	s.flash(c, "Scheduled for "+t.Format("2006-01-02 15:04")+" "+zone+" ("+t.UTC().Format("15:04")+" UTC).")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
@@ -755,20 +798,27 @@ func (s *Server) campaignAction(action string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		chg, err := s.store.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer chg.End()
 		switch action {
 		case "pause":
-			err = s.mailer.Pause(ctx, cp.ID)
+			err = s.mailer.Pause(chg.Ctx(), cp.ID)
 		case "resume":
-			err = s.mailer.Resume(ctx, cp.ID)
+			err = s.mailer.Resume(chg.Ctx(), cp.ID)
 		case "cancel":
-			err = s.mailer.Cancel(ctx, cp.ID)
+			err = s.mailer.Cancel(chg.Ctx(), cp.ID)
 		case "unschedule":
-			err = s.store.UnscheduleCampaign(ctx, cp.ID)
+			err = s.store.UnscheduleCampaign(chg.Ctx(), cp.ID)
 		}
 		if err != nil {
 			return s.campaignStateError(err, past)
 		}
-		s.audit(c, "campaign."+action, "campaign", itoa(cp.ID), cp.Name)
+		if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(cp.ID), cp.Name)); err != nil {
+			return err
+		}
 		s.flash(c, "Campaign "+past+".")
 		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 	}
@@ -790,11 +840,18 @@ func (s *Server) cloneCampaign(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, err := s.store.CloneCampaign(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "campaign.clone", "campaign", itoa(cp.ID), "from "+itoa(id))
+	defer chg.End()
+	cp, err := s.store.CloneCampaign(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.clone", "campaign", itoa(cp.ID), "from "+itoa(id))); err != nil {
+		return err
+	}
 	s.flash(c, "Copy created as a draft: review it, then send it.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d/edit", cp.ID))
 }

@@ -66,10 +66,17 @@ func (s *Server) addSuppression(c echo.Context) error {
 	if note == "" {
 		note = "added by " + currentUser(c).Email
 	}
-	if err := s.store.AddSuppression(c.Request().Context(), v, models.SuppressManual, note); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "suppression.add", "suppression", v, note)
+	defer chg.End()
+	if err := s.store.AddSuppression(chg.Ctx(), v, models.SuppressManual, note); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "suppression.add", "suppression", v, note)); err != nil {
+		return err
+	}
 	s.flash(c, v+" is suppressed.")
 	return seeOther(c, "/deliverability/suppressions")
 }
@@ -89,12 +96,19 @@ func (s *Server) uploadSuppressions(c echo.Context) error {
 	if note == "" {
 		note = "uploaded from " + fh.Filename
 	}
-	res, err := s.store.ImportSuppressions(c.Request().Context(), f, models.SuppressManual, note)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "suppression.upload", "suppression", fh.Filename,
-		fmt.Sprintf("%d added, %d already listed, %d rejected", res.Added, res.Existing, len(res.Rejected)))
+	defer chg.End()
+	res, err := s.store.ImportSuppressions(chg.Ctx(), f, models.SuppressManual, note)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "suppression.upload", "suppression", fh.Filename,
+		fmt.Sprintf("%d added, %d already listed, %d rejected", res.Added, res.Existing, len(res.Rejected)))); err != nil {
+		return err
+	}
 	return s.suppressionsView(c, http.StatusOK, views.SuppressionForm{}, res)
 }
 
@@ -125,14 +139,21 @@ func (s *Server) removeSuppression(c echo.Context) error {
 		return s.render(c, http.StatusUnprocessableEntity, views.RemoveSuppressionPage(s.page(c, "Remove suppression", "deliverability"), *x, "",
 			map[string]string{"reason": "Say why this address may be mailed again (e.g. “the person asked to be re-subscribed”)."}))
 	}
-	x, err := s.store.RemoveSuppression(ctx, id)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	x, err := s.store.RemoveSuppression(chg.Ctx(), id)
 	if errors.Is(err, models.ErrErasedSuppression) {
 		return conflict("This entry stands for a person whose data was erased at their request; it cannot be removed.")
 	}
 	if err != nil {
 		return err
 	}
-	s.audit(c, "suppression.remove", "suppression", x.Display(), x.Reason+" → removed: "+reason)
+	if err := chg.Commit(s.auditEntry(c, "suppression.remove", "suppression", x.Display(), x.Reason+" → removed: "+reason)); err != nil {
+		return err
+	}
 	s.flash(c, x.Display()+" was removed from the suppression list.")
 	return seeOther(c, "/deliverability/suppressions")
 }
@@ -190,11 +211,18 @@ func (s *Server) saveHygieneRule(c echo.Context) error {
 		v.RuleErrors = errs
 		return s.hygieneRender(c, http.StatusUnprocessableEntity, v)
 	}
-	if err := s.store.SetHygieneRule(c.Request().Context(), r); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "hygiene.rule", "setting", "soft_bounce_rule",
-		fmt.Sprintf("%d in %d days → %d in %d days", before.Limit, before.Days, r.Limit, r.Days))
+	defer chg.End()
+	if err := s.store.SetHygieneRule(chg.Ctx(), r); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "hygiene.rule", "setting", "soft_bounce_rule",
+		fmt.Sprintf("%d in %d days → %d in %d days", before.Limit, before.Days, r.Limit, r.Days))); err != nil {
+		return err
+	}
 	s.flash(c, "Soft-bounce rule saved. It applies to new bounces; use “Apply to past bounces” for earlier ones.")
 	return seeOther(c, "/deliverability/hygiene")
 }
@@ -217,19 +245,31 @@ func (s *Server) applyHygiene(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.store.ApplyHygieneRule(ctx, rule)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "hygiene.apply", "setting", "soft_bounce_rule",
-		fmt.Sprintf("%d in %d days applied retroactively: %d suppressed (preview showed %s)", rule.Limit, rule.Days, n, c.FormValue("expected")))
+	defer chg.End()
+	n, err := s.store.ApplyHygieneRule(chg.Ctx(), rule)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "hygiene.apply", "setting", "soft_bounce_rule",
+		fmt.Sprintf("%d in %d days applied retroactively: %d suppressed (preview showed %s)", rule.Limit, rule.Days, n, c.FormValue("expected")))); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("%d addresses suppressed.", n))
 	return seeOther(c, "/deliverability/hygiene")
 }
 
 func (s *Server) addAllowEntry(c echo.Context) error {
 	value, note := strings.TrimSpace(c.FormValue("value")), strings.TrimSpace(c.FormValue("note"))
-	e, err := s.store.AddAllowEntry(c.Request().Context(), value, note)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	e, err := s.store.AddAllowEntry(chg.Ctx(), value, note)
 	var ie *models.InvalidEmailError
 	if errors.As(err, &ie) {
 		v, verr := s.hygieneView(c)
@@ -242,7 +282,9 @@ func (s *Server) addAllowEntry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "allowlist.add", "allow_list", e.Value, note)
+	if err := chg.Commit(s.auditEntry(c, "allowlist.add", "allow_list", e.Value, note)); err != nil {
+		return err
+	}
 	s.flash(c, e.Value+" is on the allow list.")
 	return seeOther(c, "/deliverability/hygiene")
 }
@@ -252,11 +294,18 @@ func (s *Server) removeAllowEntry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	e, err := s.store.RemoveAllowEntry(c.Request().Context(), id)
+	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "allowlist.remove", "allow_list", e.Value, "")
+	defer chg.End()
+	e, err := s.store.RemoveAllowEntry(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "allowlist.remove", "allow_list", e.Value, "")); err != nil {
+		return err
+	}
 	s.flash(c, e.Value+" was removed from the allow list.")
 	return seeOther(c, "/deliverability/hygiene")
 }
@@ -266,10 +315,17 @@ func (s *Server) setStaging(c echo.Context) error {
 	if v != "on" && v != "off" {
 		return badRequest("Staging is either on or off.")
 	}
-	if err := s.store.SetSetting(c.Request().Context(), models.SettingStaging, v); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "staging."+v, "setting", models.SettingStaging, "staging turned "+v)
+	defer chg.End()
+	if err := s.store.SetSetting(chg.Ctx(), models.SettingStaging, v); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "staging."+v, "setting", models.SettingStaging, "staging turned "+v)); err != nil {
+		return err
+	}
 	if v == "on" {
 		s.flash(c, "Staging is on: within 5 seconds, only allow-listed recipients get real mail.")
 	} else {

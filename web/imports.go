@@ -229,10 +229,14 @@ func (s *Server) startImport(c echo.Context) error {
 	}
 	opts.Evidence.LawfulBasis = opts.LawfulBasis
 	opts.Evidence.Note = "import " + itoa(id) + ": " + opts.Source
+	// Recorded before it runs (in the background, in its own
+	// transactions): an import that cannot be recorded does not start.
+	if err := s.audit(c, "import.start", "import", itoa(id), fmt.Sprintf("%s into list %d, basis %s, source %q, mode %s", im.Filename, opts.ListID, opts.LawfulBasis, opts.Source, opts.Mode)); err != nil {
+		return err
+	}
 	if err := s.imports.Start(id, opts); err != nil {
 		return err
 	}
-	s.audit(c, "import.start", "import", itoa(id), fmt.Sprintf("%s into list %d, basis %s, source %q, mode %s", im.Filename, opts.ListID, opts.LawfulBasis, opts.Source, opts.Mode))
 	return seeOther(c, fmt.Sprintf("/imports/%d", id))
 }
 
@@ -283,11 +287,15 @@ func (s *Server) importErrors(c echo.Context) error {
 }
 
 func (s *Server) exportCSV(c echo.Context, name string, q models.SubscriberQuery) error {
+	// Recorded before the data leaves: an export that cannot be recorded
+	// is not served.
+	if err := s.audit(c, "subscriber.export", "export", name, fmt.Sprintf("search %q list %d status %q", q.Search, q.ListID, q.Status)); err != nil {
+		return err
+	}
 	w := c.Response()
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, name))
 	w.WriteHeader(200)
-	s.audit(c, "subscriber.export", "export", name, fmt.Sprintf("search %q list %d status %q", q.Search, q.ListID, q.Status))
 	return s.store.ExportSubscribers(c.Request().Context(), q, w)
 }
 

@@ -49,10 +49,17 @@ func (s *Server) createList(c echo.Context) error {
 	if errs := l.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "New list", "lists"), l, errs, s.cfg.RootURL))
 	}
-	if err := s.store.CreateList(c.Request().Context(), &l); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "list.create", "list", itoa(l.ID), l.Name)
+	defer chg.End()
+	if err := s.store.CreateList(chg.Ctx(), &l); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "list.create", "list", itoa(l.ID), l.Name)); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("List “%s” created.", l.Name))
 	return seeOther(c, "/lists")
 }
@@ -83,10 +90,17 @@ func (s *Server) updateList(c echo.Context) error {
 	if errs := l.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "Edit list", "lists"), l, errs, s.cfg.RootURL))
 	}
-	if err := s.store.UpdateList(c.Request().Context(), &l); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "list.update", "list", itoa(id), fmt.Sprintf("%s/%s/%s → %s/%s/%s", before.Name, before.Optin, before.Visibility, l.Name, l.Optin, l.Visibility))
+	defer chg.End()
+	if err := s.store.UpdateList(chg.Ctx(), &l); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "list.update", "list", itoa(id), fmt.Sprintf("%s/%s/%s → %s/%s/%s", before.Name, before.Optin, before.Visibility, l.Name, l.Optin, l.Visibility))); err != nil {
+		return err
+	}
 	s.flash(c, "List saved.")
 	return seeOther(c, "/lists")
 }

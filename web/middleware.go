@@ -115,13 +115,24 @@ func evidence(c echo.Context, source string) models.Evidence {
 }
 
 // audit writes an audit entry for a change made by the current user.
-func (s *Server) audit(c echo.Context, action, objectType, objectID, summary string) {
+func (s *Server) audit(c echo.Context, action, objectType, objectID, summary string) error {
 	if err := s.store.Audit(c.Request().Context(), s.auditEntry(c, action, objectType, objectID, summary)); err != nil {
 		s.log.Error("audit failed", "err", err, "action", action)
+		return err
 	}
+	return nil
 }
 
-// auditEntry is an entry for the request's user and address.
+// auditEntry is an entry for the request's user and address. A handler
+// that changes the database commits it with the change (models.Tx):
+//
+//	t, err := s.store.Begin(c.Request().Context())
+//	defer t.End() // rolls back what was not committed
+//	... store calls made with t.Ctx() ...
+//	err = t.Commit(s.auditEntry(c, ...))
+//
+// so an entry that cannot be written undoes the change. s.audit is for
+// actions that change nothing else (an export, a test send).
 func (s *Server) auditEntry(c echo.Context, action, objectType, objectID, summary string) models.AuditEntry {
 	e := models.AuditEntry{Action: action, ObjectType: objectType, ObjectID: objectID, Summary: summary, IP: c.RealIP()}
 	if u := currentUser(c); u != nil {

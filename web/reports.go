@@ -118,8 +118,12 @@ func (s *Server) campaignReportCSV(c echo.Context) error {
 	if _, err := s.store.CampaignProgress(ctx, id); err != nil {
 		return err
 	}
+	// Recorded before the data leaves: an export that cannot be recorded
+	// is not served.
+	if err := s.audit(c, "campaign.export", "campaign", strconv.FormatInt(id, 10), "per-recipient report exported"); err != nil {
+		return err
+	}
 	download(c, "text/csv; charset=utf-8", fmt.Sprintf("campaign-%d-recipients.csv", id))
-	s.audit(c, "campaign.export", "campaign", strconv.FormatInt(id, 10), "per-recipient report exported")
 	return s.streamFailed(c, "campaign recipients", s.store.ExportRecipientOutcomes(ctx, id, c.Response()))
 }
 

@@ -87,7 +87,12 @@ func (s *Server) createDomain(c echo.Context) error {
 	if errs := f.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), typed, errs))
 	}
-	d, err := s.store.CreateSendingDomain(c.Request().Context(), f.Domain, s.cfg.Secret, f.SendingDomainOptions)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	d, err := s.store.CreateSendingDomain(chg.Ctx(), f.Domain, s.cfg.Secret, f.SendingDomainOptions)
 	if errors.Is(err, models.ErrConflict) {
 		return s.render(c, http.StatusUnprocessableEntity, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), typed,
 			map[string]string{"domain": f.Domain + " is already a sending domain; open it from the list."}))
@@ -99,7 +104,9 @@ func (s *Server) createDomain(c echo.Context) error {
 	if d.Ed25519Public != "" {
 		keys += " and Ed25519"
 	}
-	s.audit(c, "sending_domain.create", "sending_domain", itoa(d.ID), fmt.Sprintf("%s (selector %s, %s, return path %s)", d.Domain, d.Selector, keys, d.ReturnPathDomain))
+	if err := chg.Commit(s.auditEntry(c, "sending_domain.create", "sending_domain", itoa(d.ID), fmt.Sprintf("%s (selector %s, %s, return path %s)", d.Domain, d.Selector, keys, d.ReturnPathDomain))); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("%s added with a new %s DKIM key. Publish the records below, then check the DNS.", d.Domain, keys))
 	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, d.ID))
 }
@@ -262,7 +269,12 @@ func (s *Server) checkDomain(c echo.Context) error {
 	// A fresh resolver each time: a record published a minute ago must
 	// not hide behind a cached "missing".
 	chk := mailer.CheckDomain(cctx, mailer.NewResolver(s.cfg.DNSServer), v.Domain, opts)
-	if err := s.store.SaveDNSCheck(ctx, id, chk.OK, chk.JSON()); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.SaveDNSCheck(chg.Ctx(), id, chk.OK, chk.JSON()); err != nil {
 		return err
 	}
 	bad := 0
@@ -275,7 +287,9 @@ func (s *Server) checkDomain(c echo.Context) error {
 	if bad > 0 {
 		summary = fmt.Sprintf("%s: %d of %d records missing or wrong", v.Domain.Domain, bad, len(chk.Records))
 	}
-	s.audit(c, "sending_domain.check", "sending_domain", itoa(id), summary)
+	if err := chg.Commit(s.auditEntry(c, "sending_domain.check", "sending_domain", itoa(id), summary)); err != nil {
+		return err
+	}
 	if v, _, err = s.domainView(ctx, id); err != nil {
 		return err
 	}
@@ -309,7 +323,12 @@ func (s *Server) rotateDomain(c echo.Context) error {
 		return err
 	}
 	selector := c.FormValue("selector")
-	d, err := s.store.RotateDKIMKey(ctx, id, s.cfg.Secret, selector)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	d, err := s.store.RotateDKIMKey(chg.Ctx(), id, s.cfg.Secret, selector)
 	var ve *models.ValidationError
 	if errors.As(err, &ve) {
 		return s.render(c, http.StatusUnprocessableEntity, views.RotateKeyPage(s.page(c, "Rotate DKIM key", "deliverability"), before, selector, ve.Fields))
@@ -320,7 +339,9 @@ func (s *Server) rotateDomain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "sending_domain.rotate", "sending_domain", itoa(id), fmt.Sprintf("%s: selector %s → %s", d.Domain, before.Selector, d.Selector))
+	if err := chg.Commit(s.auditEntry(c, "sending_domain.rotate", "sending_domain", itoa(id), fmt.Sprintf("%s: selector %s → %s", d.Domain, before.Selector, d.Selector))); err != nil {
+		return err
+	}
 	s.flash(c, fmt.Sprintf("New DKIM key under selector %s. Publish its record, check the DNS, and keep the old %s record for a week while mail signed with it is delivered.", d.Selector, before.Selector))
 	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
 }
@@ -357,10 +378,17 @@ func (s *Server) deleteDomain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteSendingDomain(ctx, id); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "sending_domain.delete", "sending_domain", itoa(id), d.Domain+" (selector "+d.Selector+")")
+	defer chg.End()
+	if err := s.store.DeleteSendingDomain(chg.Ctx(), id); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "sending_domain.delete", "sending_domain", itoa(id), d.Domain+" (selector "+d.Selector+")")); err != nil {
+		return err
+	}
 	s.flash(c, d.Domain+" deleted. Remove its DKIM records from your DNS.")
 	return seeOther(c, domainsPath)
 }
@@ -411,7 +439,12 @@ func (s *Server) createRule(c echo.Context) error {
 	if v.Errors = f.Rule(&r); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "New domain rule", "deliverability"), v))
 	}
-	err := s.store.CreateDomainRule(c.Request().Context(), &r)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	err = s.store.CreateDomainRule(chg.Ctx(), &r)
 	if errors.Is(err, models.ErrConflict) {
 		v.Errors = map[string]string{"name": "A rule named " + r.Name + " exists; choose another name or edit that rule."}
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "New domain rule", "deliverability"), v))
@@ -419,8 +452,10 @@ func (s *Server) createRule(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := chg.Commit(s.auditEntry(c, "domain_rule.create", "domain_rule", itoa(r.ID), ruleSummary(&r))); err != nil {
+		return err
+	}
 	s.applyRules(c)
-	s.audit(c, "domain_rule.create", "domain_rule", itoa(r.ID), ruleSummary(&r))
 	s.flash(c, "Rule “"+r.Name+"” added. This server applies it now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
@@ -466,7 +501,12 @@ func (s *Server) updateRule(c echo.Context) error {
 	if v.Errors = f.Rule(&r); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), v))
 	}
-	err = s.store.UpdateDomainRule(ctx, &r)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	err = s.store.UpdateDomainRule(chg.Ctx(), &r)
 	if errors.Is(err, models.ErrConflict) {
 		v.Errors = map[string]string{"name": "Another rule is named " + r.Name + "; choose another name."}
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), v))
@@ -474,8 +514,10 @@ func (s *Server) updateRule(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := chg.Commit(s.auditEntry(c, "domain_rule.update", "domain_rule", itoa(id), ruleSummary(before)+" → "+ruleSummary(&r))); err != nil {
+		return err
+	}
 	s.applyRules(c)
-	s.audit(c, "domain_rule.update", "domain_rule", itoa(id), ruleSummary(before)+" → "+ruleSummary(&r))
 	s.flash(c, "Rule “"+r.Name+"” saved. This server applies it now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
@@ -510,11 +552,18 @@ func (s *Server) deleteRule(c echo.Context) error {
 	if r.IsDefault {
 		return conflict("The default rule cannot be deleted; edit its limits instead.")
 	}
-	if err := s.store.DeleteDomainRule(ctx, id); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.DeleteDomainRule(chg.Ctx(), id); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "domain_rule.delete", "domain_rule", itoa(id), ruleSummary(r))); err != nil {
 		return err
 	}
 	s.applyRules(c)
-	s.audit(c, "domain_rule.delete", "domain_rule", itoa(id), ruleSummary(r))
 	s.flash(c, "Rule “"+r.Name+"” deleted.")
 	return seeOther(c, rulesPath)
 }
@@ -529,15 +578,22 @@ func (s *Server) resetRules(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.ResetDomainRules(ctx); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.ResetDomainRules(chg.Ctx()); err != nil {
 		return err
 	}
 	names := make([]string, len(before))
 	for i := range before {
 		names[i] = before[i].Name
 	}
+	if err := chg.Commit(s.auditEntry(c, "domain_rule.reset", "domain_rule", "", "replaced "+strings.Join(names, ", ")+" with the defaults")); err != nil {
+		return err
+	}
 	s.applyRules(c)
-	s.audit(c, "domain_rule.reset", "domain_rule", "", "replaced "+strings.Join(names, ", ")+" with the defaults")
 	s.flash(c, "Domain rules reset to the defaults. This server applies them now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
@@ -557,7 +613,12 @@ func (s *Server) createPool(c echo.Context) error {
 	if errs := p.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "New IP pool", "deliverability"), p, errs))
 	}
-	err := s.store.CreateIPPool(c.Request().Context(), &p)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	err = s.store.CreateIPPool(chg.Ctx(), &p)
 	if errors.Is(err, models.ErrConflict) {
 		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "New IP pool", "deliverability"), p,
 			map[string]string{"name": "A pool named " + p.Name + " exists; choose another name."}))
@@ -565,7 +626,9 @@ func (s *Server) createPool(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "ip_pool.create", "ip_pool", itoa(p.ID), p.Name+" ("+p.Strategy+")")
+	if err := chg.Commit(s.auditEntry(c, "ip_pool.create", "ip_pool", itoa(p.ID), p.Name+" ("+p.Strategy+")")); err != nil {
+		return err
+	}
 	s.flash(c, "Pool “"+p.Name+"” created. Add its sending addresses.")
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
@@ -628,7 +691,12 @@ func (s *Server) updatePool(c echo.Context) error {
 	if errs := p.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), p, errs))
 	}
-	err = s.store.UpdateIPPool(ctx, &p)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	err = s.store.UpdateIPPool(chg.Ctx(), &p)
 	if errors.Is(err, models.ErrConflict) {
 		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), p,
 			map[string]string{"name": "A pool named " + p.Name + " exists; choose another name."}))
@@ -636,7 +704,9 @@ func (s *Server) updatePool(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "ip_pool.update", "ip_pool", itoa(id), before.Name+" ("+before.Strategy+") → "+p.Name+" ("+p.Strategy+")")
+	if err := chg.Commit(s.auditEntry(c, "ip_pool.update", "ip_pool", itoa(id), before.Name+" ("+before.Strategy+") → "+p.Name+" ("+p.Strategy+")")); err != nil {
+		return err
+	}
 	s.flash(c, "Pool saved.")
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", id))
 }
@@ -738,7 +808,12 @@ func (s *Server) createIP(c echo.Context) error {
 	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Add a sending address", "deliverability"), v))
 	}
-	err = s.store.AddSendingIP(c.Request().Context(), &ip)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	err = s.store.AddSendingIP(chg.Ctx(), &ip)
 	if errors.Is(err, models.ErrConflict) {
 		v.Errors = map[string]string{"address": ip.Address + " is already in this pool."}
 		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Add a sending address", "deliverability"), v))
@@ -746,7 +821,9 @@ func (s *Server) createIP(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "sending_ip.create", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ipSummary(&ip))
+	if err := chg.Commit(s.auditEntry(c, "sending_ip.create", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ipSummary(&ip))); err != nil {
+		return err
+	}
 	s.flash(c, ip.Address+" added to “"+p.Name+"”. Add it to your sending domains' SPF records (their DNS pages show the new value).")
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
@@ -769,7 +846,12 @@ func (s *Server) updateIP(c echo.Context) error {
 	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Edit sending address", "deliverability"), v))
 	}
-	err = s.store.UpdateSendingIP(c.Request().Context(), &ip)
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	err = s.store.UpdateSendingIP(chg.Ctx(), &ip)
 	if errors.Is(err, models.ErrConflict) {
 		v.Errors = map[string]string{"address": ip.Address + " is already in this pool."}
 		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Edit sending address", "deliverability"), v))
@@ -777,7 +859,9 @@ func (s *Server) updateIP(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "sending_ip.update", "sending_ip", itoa(ip.ID), ipSummary(before)+" → "+ipSummary(&ip))
+	if err := chg.Commit(s.auditEntry(c, "sending_ip.update", "sending_ip", itoa(ip.ID), ipSummary(before)+" → "+ipSummary(&ip))); err != nil {
+		return err
+	}
 	s.flash(c, ip.Address+" saved.")
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
@@ -797,10 +881,17 @@ func (s *Server) deleteIP(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteSendingIP(c.Request().Context(), ip.ID); err != nil {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "sending_ip.delete", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ip.Address)
+	defer chg.End()
+	if err := s.store.DeleteSendingIP(chg.Ctx(), ip.ID); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "sending_ip.delete", "sending_ip", itoa(ip.ID), "pool "+p.Name+": "+ip.Address)); err != nil {
+		return err
+	}
 	s.flash(c, ip.Address+" removed from “"+p.Name+"”.")
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }

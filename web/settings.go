@@ -71,6 +71,12 @@ func (s *Server) saveSettings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	t, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.End()
+	var entries []models.AuditEntry
 	for k, v := range map[string]string{
 		models.SettingOrgName: f.OrgName, models.SettingPostalAddress: f.PostalAddress, models.SettingLogoURL: f.LogoURL,
 		models.SettingTrackingMode: f.TrackingMode, models.SettingOptinFrom: f.OptinFrom,
@@ -78,10 +84,13 @@ func (s *Server) saveSettings(c echo.Context) error {
 		if before[k] == v {
 			continue
 		}
-		if err := s.store.SetSetting(ctx, k, v); err != nil {
+		if err := s.store.SetSetting(t.Ctx(), k, v); err != nil {
 			return err
 		}
-		s.audit(c, "settings.update", "setting", k, before[k]+" → "+v)
+		entries = append(entries, s.auditEntry(c, "settings.update", "setting", k, before[k]+" → "+v))
+	}
+	if err := t.Commit(entries...); err != nil {
+		return err
 	}
 	s.flash(c, "Settings saved.")
 	return seeOther(c, "/settings")
@@ -100,14 +109,21 @@ func (s *Server) createUser(c echo.Context) error {
 	email, role, password := strings.TrimSpace(c.FormValue("email")), c.FormValue("role"), c.FormValue("password")
 	errs := models.ValidateNewUser(email, password, role)
 	if len(errs) == 0 {
-		u, err := s.store.CreateUser(ctx, email, "", password, role)
+		t, err := s.store.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer t.End()
+		u, err := s.store.CreateUser(t.Ctx(), email, "", password, role)
+		if err == nil {
+			err = t.Commit(s.auditEntry(c, "user.create", "user", itoa(u.ID), u.Email+" as "+role))
+		}
 		switch {
 		case errors.Is(err, models.ErrConflict):
 			errs["email"] = "There is already an account with this email."
 		case err != nil:
 			return err
 		default:
-			s.audit(c, "user.create", "user", itoa(u.ID), u.Email+" as "+role)
 			s.flash(c, "User added. Give them their password through a safe channel.")
 			return seeOther(c, "/settings/users")
 		}
@@ -167,11 +183,18 @@ func (s *Server) createToken(c echo.Context) error {
 	if name == "" || len(name) > 100 {
 		return unprocessable("Give the token a name of up to 100 characters, so you know later what uses it.", nil)
 	}
-	plain, t, err := s.store.CreateAPIToken(c.Request().Context(), currentUser(c).ID, name)
+	tx, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	s.audit(c, "token.create", "api_token", itoa(t.ID), name)
+	defer tx.End()
+	plain, t, err := s.store.CreateAPIToken(tx.Ctx(), currentUser(c).ID, name)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(s.auditEntry(c, "token.create", "api_token", itoa(t.ID), name)); err != nil {
+		return err
+	}
 	return s.renderTokens(c, plain)
 }
 
@@ -180,10 +203,17 @@ func (s *Server) deleteToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteAPIToken(c.Request().Context(), currentUser(c).ID, id); err != nil {
+	t, err := s.store.Begin(c.Request().Context())
+	if err != nil {
 		return err
 	}
-	s.audit(c, "token.delete", "api_token", itoa(id), "")
+	defer t.End()
+	if err := s.store.DeleteAPIToken(t.Ctx(), currentUser(c).ID, id); err != nil {
+		return err
+	}
+	if err := t.Commit(s.auditEntry(c, "token.delete", "api_token", itoa(id), "")); err != nil {
+		return err
+	}
 	s.flash(c, "Token revoked.")
 	return seeOther(c, "/settings/tokens")
 }
