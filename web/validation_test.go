@@ -13,7 +13,8 @@ import (
 
 // The same bad input is refused the same way by the dashboard and by the
 // API, because both go through the store's validation: 1 MB names, a
-// 100 KB attribute object, an unknown lawful basis, an unknown transport.
+// 100 KB attribute object, an unknown lawful basis, an unknown transport,
+// a list's overlong name or description and unknown opt-in or visibility.
 func TestBadInputRefusedBothWays(t *testing.T) {
 	app := newTestApp(t, nil)
 	ctx := context.Background()
@@ -35,6 +36,7 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 		t.Fatal(err)
 	}
 	bigName := strings.Repeat("n", 1<<20)
+	longDesc := strings.Repeat("é", models.MaxListDescriptionLength+1)
 	bigAttrs := `{"blob":"` + strings.Repeat("a", 100<<10) + `"}`
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 
@@ -89,6 +91,34 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 			func() *page {
 				return app.api("PUT", fmt.Sprintf("/api/v1/subscribers/%d/lists/%d", sub.ID, l.ID), tok, `{"status":"confirmed","lawful_basis":"whatever"}`)
 			}},
+		{"1 MB list name", "name",
+			func() *page {
+				return m.postForm("/lists", url.Values{"name": {bigName}, "optin": {"single"}, "visibility": {"private"}})
+			},
+			func() *page {
+				return app.api("POST", "/api/v1/lists", tok, js(map[string]any{"name": bigName, "optin": "single", "visibility": "private"}))
+			}},
+		{"3,000-character list description", "description",
+			func() *page {
+				return m.postForm("/lists", url.Values{"name": {"L"}, "description": {longDesc}, "optin": {"single"}, "visibility": {"private"}})
+			},
+			func() *page {
+				return app.api("POST", "/api/v1/lists", tok, js(map[string]any{"name": "L", "description": longDesc}))
+			}},
+		{"unknown opt-in on list update", "optin",
+			func() *page {
+				return m.postForm(fmt.Sprintf("/lists/%d", l.ID), url.Values{"name": {"News"}, "optin": {"triple"}, "visibility": {"private"}})
+			},
+			func() *page {
+				return app.api("PUT", fmt.Sprintf("/api/v1/lists/%d", l.ID), tok, js(map[string]any{"name": "News", "optin": "triple", "visibility": "private"}))
+			}},
+		{"unknown visibility on list update", "visibility",
+			func() *page {
+				return m.postForm(fmt.Sprintf("/lists/%d", l.ID), url.Values{"name": {"News"}, "optin": {"single"}, "visibility": {"secret"}})
+			},
+			func() *page {
+				return app.api("PUT", fmt.Sprintf("/api/v1/lists/%d", l.ID), tok, js(map[string]any{"name": "News", "optin": "single", "visibility": "secret"}))
+			}},
 	}
 	for _, c := range cases {
 		d := c.dashboard()
@@ -105,6 +135,15 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 	app.store.DB().Raw(`SELECT count(*) FROM consents WHERE lawful_basis = 'whatever'`).Scan(&n)
 	if n != 0 {
 		t.Errorf("%d consent rows with an unknown lawful basis", n)
+	}
+	// Nor any list change: the one list is as it was created.
+	lists, err := app.store.Lists(ctx)
+	if err != nil || len(lists) != 1 || lists[0].Optin != models.OptinSingle || lists[0].Visibility != models.ListPrivate {
+		var got []string
+		for _, l := range lists {
+			got = append(got, fmt.Sprintf("%.20s/%s/%s", l.Name, l.Optin, l.Visibility))
+		}
+		t.Errorf("lists after refused changes = %v, %v; want only News/single/private", got, err)
 	}
 
 	// A campaign's transport: the API names it, the dashboard keeps the
