@@ -128,16 +128,19 @@ func (s *Server) uploadImport(c echo.Context) error {
 			os.Remove(dst.Name()) // subscriber data: never left behind
 		}
 	}()
-	limit := s.importMaxBytes()
-	n, err := io.Copy(dst, io.LimitReader(up, limit+1))
+	// The body's MaxBytesReader (limitBodies) stops a file far over the
+	// limit, chunked or not, while it arrives; this catches one that fits
+	// in the form's allowance.
+	n, err := io.Copy(dst, up)
 	if err != nil {
 		if f := up.failure(); f != nil {
 			return f
 		}
 		return err
 	}
-	if n > limit {
-		return refuse(fmt.Sprintf("The file is over the limit of %d MB. Split it into smaller files.", limit>>20))
+	if limit := s.importMaxBytes(); n > limit {
+		return s.render(c, http.StatusRequestEntityTooLarge, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID,
+			fmt.Sprintf("The file is %d MB; the limit is %d MB. Split it into smaller files.", (n+1<<20-1)>>20, limit>>20)))
 	}
 	if _, err := dst.Seek(0, io.SeekStart); err != nil {
 		return err
