@@ -169,3 +169,14 @@ func (s *Store) DeleteList(ctx context.Context, id int64, ev Evidence) error {
 		return tx.Exec("DELETE FROM lists WHERE id = ?", id).Error
 	})
 }
+
+// ValidateSubscriptionStatus checks a membership status a caller asks
+// for (the dashboard's membership form, the API's PUT of a subscription);
+// it returns a field→message map, empty when valid.
+func ValidateSubscriptionStatus(status string) map[string]string {
+	switch status {
+	case SubConfirmed, SubUnconfirmed, SubUnsubscribed:
+		return map[string]string{}
+	}
+	return map[string]string{"status": "Choose confirmed, unconfirmed or unsubscribed (status: \"confirmed\", \"unconfirmed\" or \"unsubscribed\")."}
+}

@@ -185,3 +185,47 @@ func TestAuditedChangesWriteOneEntry(t *testing.T) {
 		t.Errorf("audit rows = %v, want %v", rows, want)
 	}
 }
+
+// A membership status the store does not know is refused by the
+// dashboard's membership form and the API's PUT alike, with the same
+// message, and changes nothing.
+func TestSubscriptionStatusRefusedBothWays(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	m := app.user(models.RoleMarketer)
+	users, _ := app.store.Users(ctx)
+	tok, _, err := app.store.CreateAPIToken(ctx, users[0].ID, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPrivate}
+	if err := app.store.CreateList(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	sub := &models.Subscriber{Email: "ada@example.org"}
+	if err := app.store.CreateSubscriber(ctx, sub, map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	want := models.ValidateSubscriptionStatus("maybe")["status"]
+	if want == "" {
+		t.Fatal(`ValidateSubscriptionStatus("maybe") accepted it`)
+	}
+	d := m.postForm(fmt.Sprintf("/subscribers/%d/lists", sub.ID), url.Values{"list": {fmt.Sprint(l.ID)}, "status": {"maybe"}})
+	if d.StatusCode != 422 || !strings.Contains(d.Body, strings.ReplaceAll(want, `"`, "&#34;")) {
+		t.Errorf("dashboard: status %d, want 422 saying %q", d.StatusCode, want)
+	}
+	a := app.api("PUT", fmt.Sprintf("/api/v1/subscribers/%d/lists/%d", sub.ID, l.ID), tok, `{"status":"maybe"}`)
+	var body struct {
+		Error struct {
+			Fields map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	json.Unmarshal([]byte(a.Body), &body)
+	if a.StatusCode != 422 || body.Error.Fields["status"] != want {
+		t.Errorf("API: status %d %.200s, want 422 naming status", a.StatusCode, a.Body)
+	}
+	subs, err := app.store.SubscriptionsOf(ctx, sub.ID)
+	if err != nil || len(subs) != 1 || subs[0].Status != models.SubConfirmed {
+		t.Errorf("subscriptions after refused changes = %+v, %v; want one, confirmed", subs, err)
+	}
+}
