@@ -92,7 +92,7 @@ func streamUploads(next echo.HandlerFunc) echo.HandlerFunc {
 		body := r.Body
 		defer io.Copy(io.Discard, body)
 		post := url.Values{}
-		for len(post) < maxLeadingFields {
+		for n := 0; n < maxLeadingFields; n++ {
 			p, err := mr.NextPart()
 			if errors.As(err, new(*http.MaxBytesError)) {
 				return (&streamedUpload{err: err}).failure()

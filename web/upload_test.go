@@ -291,3 +291,31 @@ func TestStreamedUploadCSRF(t *testing.T) {
 		t.Errorf("note = %q, want the field sent before the file", note)
 	}
 }
+
+// The fields before the file are bounded in size and number, so a form of
+// endless small fields cannot fill memory before the CSRF check.
+func TestStreamedUploadLeadingFieldsBounded(t *testing.T) {
+	app := newTestApp(t, nil)
+	m := app.user(models.RoleMarketer)
+	m.get("/imports/new")
+	long := [][2]string{{"_csrf", m.csrf}, {"list", strings.Repeat("1", maxLeadingField+1)}}
+	p, err := m.streamPost("/imports", long, "people.csv", csvRows(10), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StatusCode != http.StatusBadRequest || !strings.Contains(p.Body, "longer than 64 KB") {
+		t.Errorf("a 64 KB field: status %d %.200s, want 400 naming the limit", p.StatusCode, p.Body)
+	}
+	many := [][2]string{}
+	for range maxLeadingFields + 5 {
+		many = append(many, [2]string{"x", "y"})
+	}
+	many = append(many, [2]string{"_csrf", m.csrf})
+	p, err = m.streamPost("/imports", many, "people.csv", csvRows(10), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StatusCode != http.StatusBadRequest && p.StatusCode != http.StatusForbidden {
+		t.Errorf("%d fields before the token: status %d, want the token unread (400 or 403)", len(many), p.StatusCode)
+	}
+}
