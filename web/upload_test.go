@@ -141,7 +141,7 @@ func TestLargeImportStreams(t *testing.T) {
 	if p.StatusCode != 200 {
 		t.Fatalf("upload: status %d %.300s, want 200", p.StatusCode, p.Body)
 	}
-	t.Logf("sent %d MB; heap in use grew by %d MB at most; temp folder during the upload: %v", sent>>20, (peak-base)>>20, during)
+	t.Logf("sent %d MB; heap in use grew by %d KB at most; temp folder during the upload: %v", sent>>20, (peak-base)>>10, during)
 	for _, f := range during {
 		if strings.HasPrefix(f, "multipart-") {
 			t.Errorf("during the upload the temp folder holds %s, a multipart spool file", f)
