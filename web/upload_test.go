@@ -319,3 +319,38 @@ func TestStreamedUploadLeadingFieldsBounded(t *testing.T) {
 		t.Errorf("%d fields before the token: status %d, want the token unread (400 or 403)", len(many), p.StatusCode)
 	}
 }
+
+// A suppression upload cut off half way keeps none of its rows: it is
+// read in the transaction that commits with its audit entry, and a body
+// that fails is not committed.
+func TestBrokenSuppressionUploadKeepsNothing(t *testing.T) {
+	app := newTestApp(t, nil)
+	m := app.user(models.RoleMarketer)
+	m.get("/deliverability/suppressions")
+	tokenHeader := http.Header{"X-Csrf-Token": {m.csrf}}
+	_, err := m.streamPost("/deliverability/suppressions/upload", nil, "cut.csv", func(w io.Writer) error {
+		for i := range 2000 { // four batches written inside the transaction
+			if _, err := fmt.Fprintf(w, "gone%04d@example.com\n", i); err != nil {
+				return err
+			}
+		}
+		return errors.New("cable pulled")
+	}, nil, tokenHeader)
+	if err == nil {
+		t.Fatal("broken upload: no error, want the request to fail")
+	}
+	// A later upload commits after the broken one has ended (SQLite has
+	// one writer), so the count below sees the broken one's outcome.
+	p, err := m.streamPost("/deliverability/suppressions/upload", nil, "ok.csv", func(w io.Writer) error {
+		_, err := io.WriteString(w, "kept@example.com\n")
+		return err
+	}, nil, tokenHeader)
+	if err != nil || p.StatusCode != 200 {
+		t.Fatalf("second upload: %v %v", p, err)
+	}
+	var n int64
+	app.store.DB().Raw("SELECT count(*) FROM suppressions").Scan(&n)
+	if n != 1 || auditHas(t, app.store, "suppression.upload", "cut.csv") {
+		t.Errorf("after a broken and a good upload: %d suppressed, audit of the broken one %v; want 1 and none", n, auditHas(t, app.store, "suppression.upload", "cut.csv"))
+	}
+}
