@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 )
@@ -34,20 +35,31 @@ type List struct {
 	Unsubscribed int64 `gorm:"->;-:migration"`
 }
 
-// Validate returns a field→message map, empty when the list may be saved.
+// MaxListDescriptionLength is the longest list description, in
+// characters: it shows on the public subscribe page and in the
+// preference centre.
+const MaxListDescriptionLength = 2000
+
+// Validate trims the name and description and returns a field→message
+// map, empty when the list may be saved. The dashboard and the API both
+// call it, so the same input is refused the same way on both.
 func (l *List) Validate() map[string]string {
 	errs := map[string]string{}
 	l.Name = strings.TrimSpace(l.Name)
+	l.Description = strings.TrimSpace(l.Description)
 	if l.Name == "" {
 		errs["name"] = "Give the list a name."
-	} else if len(l.Name) > 200 {
-		errs["name"] = "Keep the name under 200 characters."
+	} else if utf8.RuneCountInString(l.Name) > MaxNameLength {
+		errs["name"] = fmt.Sprintf("Keep the name under %d characters.", MaxNameLength)
+	}
+	if utf8.RuneCountInString(l.Description) > MaxListDescriptionLength {
+		errs["description"] = fmt.Sprintf("Keep the description under %d characters.", MaxListDescriptionLength)
 	}
 	if l.Optin != OptinSingle && l.Optin != OptinDouble {
-		errs["optin"] = "Choose single or double opt-in."
+		errs["optin"] = "Choose single or double opt-in (optin: \"single\" or \"double\")."
 	}
 	if l.Visibility != ListPublic && l.Visibility != ListPrivate {
-		errs["visibility"] = "Choose public or private."
+		errs["visibility"] = "Choose public or private (visibility: \"public\" or \"private\")."
 	}
 	return errs
 }
@@ -156,4 +168,15 @@ func (s *Store) DeleteList(ctx context.Context, id int64, ev Evidence) error {
 		}
 		return tx.Exec("DELETE FROM lists WHERE id = ?", id).Error
 	})
+}
+
+// ValidateSubscriptionStatus checks a membership status a caller asks
+// for (the dashboard's membership form, the API's PUT of a subscription);
+// it returns a field→message map, empty when valid.
+func ValidateSubscriptionStatus(status string) map[string]string {
+	switch status {
+	case SubConfirmed, SubUnconfirmed, SubUnsubscribed:
+		return map[string]string{}
+	}
+	return map[string]string{"status": "Choose confirmed, unconfirmed or unsubscribed (status: \"confirmed\", \"unconfirmed\" or \"unsubscribed\")."}
 }

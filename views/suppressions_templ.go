@@ -403,14 +403,14 @@ func SuppressionsPage(p Page, f SuppressionFilter, page *models.SuppressionPage,
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 36, "<p class=\"muted\">One address or @domain per line, in the first column. A header row is skipped.</p><label>File <input type=\"file\" name=\"file\" accept=\".csv,text/csv,text/plain\" required aria-invalid=\"")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 36, "<p class=\"muted\">One address or @domain per line, in the first column. A header row is skipped.</p><label>Note <input type=\"text\" name=\"note\" placeholder=\"e.g. list from the old provider\"></label> <label>File <input type=\"file\" name=\"file\" accept=\".csv,text/csv,text/plain\" required aria-invalid=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var18 string
 				templ_7745c5c3_Var18, templ_7745c5c3_Err = templ.JoinStringErrs(Invalid(form.Errors, "file"))
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `suppressions.templ`, Line: 120, Col: 134}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `suppressions.templ`, Line: 121, Col: 134}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var18))
 				if templ_7745c5c3_Err != nil {
@@ -424,7 +424,7 @@ func SuppressionsPage(p Page, f SuppressionFilter, page *models.SuppressionPage,
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 38, "<label>Note <input type=\"text\" name=\"note\" placeholder=\"e.g. list from the old provider\"></label> <button type=\"submit\">Upload</button></form></div>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 38, "<button type=\"submit\">Upload</button></form></div>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -335,8 +335,8 @@ func (s *Server) apiSubscribe(c echo.Context) error {
 	if in.Status == "" {
 		in.Status = models.SubConfirmed
 	}
-	if in.Status != models.SubConfirmed && in.Status != models.SubUnconfirmed {
-		return unprocessable("status must be confirmed or unconfirmed.", nil)
+	if errs := models.ValidateSubscriptionStatus(in.Status); len(errs) > 0 {
+		return unprocessable(errs["status"], errs)
 	}
 	ev := evidence(c, models.SourceAPI)
 	ev.LawfulBasis = in.LawfulBasis

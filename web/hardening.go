@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/views"
 )
 
 // Request body limits. Every route that reads a body is bounded: a route
@@ -21,15 +23,19 @@ const (
 	formOverhead = 1 << 20
 )
 
+// importMaxBytes is the largest import file (-import-max-mb).
+func (s *Server) importMaxBytes() int64 {
+	if s.cfg.ImportMaxBytes == 0 {
+		return views.MaxImportMB << 20
+	}
+	return s.cfg.ImportMaxBytes
+}
+
 // bodyLimit is the largest body accepted for path.
 func (s *Server) bodyLimit(path string) int64 {
 	switch {
 	case path == "/imports":
-		n := s.cfg.ImportMaxBytes
-		if n == 0 {
-			n = 1024 << 20
-		}
-		return n + formOverhead
+		return s.importMaxBytes() + formOverhead
 	case path == "/deliverability/suppressions/upload":
 		return suppressionBodyLimit
 	case strings.HasPrefix(path, "/api/"):

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
@@ -19,7 +18,7 @@ func (s *Server) hygieneRoutes(d *echo.Group, r roles) {
 	d.GET("/deliverability/suppressions", s.suppressionsPage, r.viewer)
 	d.GET("/deliverability/suppressions/export.csv", s.exportSuppressions, r.viewer)
 	d.POST("/deliverability/suppressions", s.addSuppression, r.marketer)
-	d.POST("/deliverability/suppressions/upload", s.uploadSuppressions, r.marketer, middleware.BodyLimit("20M"))
+	d.POST("/deliverability/suppressions/upload", s.uploadSuppressions, r.marketer) // limit: bodyLimit
 	d.GET("/deliverability/suppressions/:id/remove", s.removeSuppressionPage, r.marketer)
 	d.POST("/deliverability/suppressions/:id/remove", s.removeSuppression, r.marketer)
 
@@ -81,17 +80,14 @@ func (s *Server) addSuppression(c echo.Context) error {
 	return seeOther(c, "/deliverability/suppressions")
 }
 
+// uploadSuppressions reads the uploaded CSV as it arrives (see
+// streamUploads): the note comes before the file in the form.
 func (s *Server) uploadSuppressions(c echo.Context) error {
-	fh, err := c.FormFile("file")
-	if err != nil {
+	fh := upload(c)
+	if fh == nil {
 		return s.suppressionsView(c, http.StatusUnprocessableEntity,
 			views.SuppressionForm{Errors: map[string]string{"file": "Choose a CSV file to upload."}}, nil)
 	}
-	f, err := fh.Open()
-	if err != nil {
-		return badRequest("The upload could not be read; try again.")
-	}
-	defer f.Close()
 	note := strings.TrimSpace(c.FormValue("note"))
 	if note == "" {
 		note = "uploaded from " + fh.Filename
@@ -101,7 +97,10 @@ func (s *Server) uploadSuppressions(c echo.Context) error {
 		return err
 	}
 	defer chg.End()
-	res, err := s.store.ImportSuppressions(chg.Ctx(), f, models.SuppressManual, note)
+	res, err := s.store.ImportSuppressions(chg.Ctx(), fh, models.SuppressManual, note)
+	if f := fh.failure(); f != nil {
+		return f // an upload cut off or over the limit: nothing is kept
+	}
 	if err != nil {
 		return err
 	}

@@ -90,8 +90,10 @@ func (s *Server) newImportPage(c echo.Context) error {
 	return s.render(c, 200, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID, ""))
 }
 
-// uploadImport stores the uploaded file on disk (never in memory), checks
-// its header and shows the column mapping.
+// uploadImport streams the uploaded file to the import folder (never to
+// memory, never through a temp copy: see streamUploads), checks its
+// header and shows the column mapping. The file waits there for the
+// start; it is removed on every other way out.
 func (s *Server) uploadImport(c echo.Context) error {
 	ctx := c.Request().Context()
 	lists, err := s.store.Lists(ctx)
@@ -108,46 +110,57 @@ func (s *Server) uploadImport(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	fh, err := c.FormFile("file")
-	if err != nil {
+	up := upload(c)
+	if up == nil {
 		return refuse("Choose a CSV file to upload.")
-	}
-	if fh.Size > views.MaxImportMB<<20 {
-		return refuse(fmt.Sprintf("The file is %d MB; the limit is %d MB. Split it into smaller files.", fh.Size>>20, views.MaxImportMB))
-	}
-	src, err := fh.Open()
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	header, err := models.ReadCSVHeader(src)
-	if err != nil {
-		return refuse(err.Error())
-	}
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	u := currentUser(c)
-	im := &models.Import{ListID: list.ID, UserID: u.ID, Filename: filepath.Base(fh.Filename), Status: models.ImportQueued}
-	if err := s.store.CreateImport(ctx, im); err != nil {
-		return err
 	}
 	if err := os.MkdirAll(s.imports.dir, 0o700); err != nil {
 		return err
 	}
-	dst, err := os.OpenFile(s.imports.path(im.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	dst, err := os.CreateTemp(s.imports.dir, "upload-*.csv")
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(dst, src); err != nil {
+	kept := false
+	defer func() {
 		dst.Close()
-		os.Remove(dst.Name()) // subscriber data: never left behind
+		if !kept {
+			os.Remove(dst.Name()) // subscriber data: never left behind
+		}
+	}()
+	// The body's MaxBytesReader (limitBodies) stops a file far over the
+	// limit, chunked or not, while it arrives; this catches one that fits
+	// in the form's allowance.
+	n, err := io.Copy(dst, up)
+	if err != nil {
+		if f := up.failure(); f != nil {
+			return f
+		}
 		return err
+	}
+	if limit := s.importMaxBytes(); n > limit {
+		return s.render(c, http.StatusRequestEntityTooLarge, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID,
+			fmt.Sprintf("The file is %d MB; the limit is %d MB. Split it into smaller files.", (n+1<<20-1)>>20, limit>>20)))
+	}
+	if _, err := dst.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	header, err := models.ReadCSVHeader(dst)
+	if err != nil {
+		return refuse(err.Error())
 	}
 	if err := dst.Close(); err != nil {
-		os.Remove(dst.Name())
 		return err
 	}
+	u := currentUser(c)
+	im := &models.Import{ListID: list.ID, UserID: u.ID, Filename: filepath.Base(up.Filename), Status: models.ImportQueued}
+	if err := s.store.CreateImport(ctx, im); err != nil {
+		return err
+	}
+	if err := os.Rename(dst.Name(), s.imports.path(im.ID)); err != nil {
+		return err
+	}
+	kept = true
 	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), mappingFor(im, list, header)))
 }
 

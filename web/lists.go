@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -26,7 +25,7 @@ func idParam(c echo.Context, name string) (int64, error) {
 func listFromForm(c echo.Context) models.List {
 	return models.List{
 		Name:        c.FormValue("name"),
-		Description: strings.TrimSpace(c.FormValue("description")),
+		Description: c.FormValue("description"),
 		Optin:       c.FormValue("optin"),
 		Visibility:  c.FormValue("visibility"),
 	}

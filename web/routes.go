@@ -69,7 +69,7 @@ func (s *Server) routes() *echo.Echo {
 	s.webhookRoutes(e)
 
 	// The dashboard: session cookies, CSRF on every state change.
-	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), stripQueryCSRF, middleware.CSRFWithConfig(middleware.CSRFConfig{
+	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), stripQueryCSRF, streamUploads, middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
 		ContextKey:     ctxCSRF,
 		CookieName:     "herald_csrf",

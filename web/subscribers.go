@@ -197,8 +197,8 @@ func (s *Server) changeSubscriptions(c echo.Context) error {
 		return badRequest("Choose a list.")
 	}
 	status := c.FormValue("status")
-	if status != models.SubConfirmed && status != models.SubUnconfirmed && status != models.SubUnsubscribed {
-		return badRequest("Choose confirmed, unconfirmed or unsubscribed.")
+	if errs := models.ValidateSubscriptionStatus(status); len(errs) > 0 {
+		return unprocessable(errs["status"], errs)
 	}
 	ctx := s.audited(c, "subscriber.subscription", "subscriber", fmt.Sprintf("list %d → %s", listID, status), &id)
 	if err := s.store.SetSubscriptions(ctx, id, map[int64]string{listID: status}, evidence(c, models.SourceAdmin)); err != nil {

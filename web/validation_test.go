@@ -13,7 +13,8 @@ import (
 
 // The same bad input is refused the same way by the dashboard and by the
 // API, because both go through the store's validation: 1 MB names, a
-// 100 KB attribute object, an unknown lawful basis, an unknown transport.
+// 100 KB attribute object, an unknown lawful basis, an unknown transport,
+// a list's overlong name or description and unknown opt-in or visibility.
 func TestBadInputRefusedBothWays(t *testing.T) {
 	app := newTestApp(t, nil)
 	ctx := context.Background()
@@ -35,6 +36,7 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 		t.Fatal(err)
 	}
 	bigName := strings.Repeat("n", 1<<20)
+	longDesc := strings.Repeat("é", models.MaxListDescriptionLength+1)
 	bigAttrs := `{"blob":"` + strings.Repeat("a", 100<<10) + `"}`
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 
@@ -89,6 +91,34 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 			func() *page {
 				return app.api("PUT", fmt.Sprintf("/api/v1/subscribers/%d/lists/%d", sub.ID, l.ID), tok, `{"status":"confirmed","lawful_basis":"whatever"}`)
 			}},
+		{"1 MB list name", "name",
+			func() *page {
+				return m.postForm("/lists", url.Values{"name": {bigName}, "optin": {"single"}, "visibility": {"private"}})
+			},
+			func() *page {
+				return app.api("POST", "/api/v1/lists", tok, js(map[string]any{"name": bigName, "optin": "single", "visibility": "private"}))
+			}},
+		{"3,000-character list description", "description",
+			func() *page {
+				return m.postForm("/lists", url.Values{"name": {"L"}, "description": {longDesc}, "optin": {"single"}, "visibility": {"private"}})
+			},
+			func() *page {
+				return app.api("POST", "/api/v1/lists", tok, js(map[string]any{"name": "L", "description": longDesc}))
+			}},
+		{"unknown opt-in on list update", "optin",
+			func() *page {
+				return m.postForm(fmt.Sprintf("/lists/%d", l.ID), url.Values{"name": {"News"}, "optin": {"triple"}, "visibility": {"private"}})
+			},
+			func() *page {
+				return app.api("PUT", fmt.Sprintf("/api/v1/lists/%d", l.ID), tok, js(map[string]any{"name": "News", "optin": "triple", "visibility": "private"}))
+			}},
+		{"unknown visibility on list update", "visibility",
+			func() *page {
+				return m.postForm(fmt.Sprintf("/lists/%d", l.ID), url.Values{"name": {"News"}, "optin": {"single"}, "visibility": {"secret"}})
+			},
+			func() *page {
+				return app.api("PUT", fmt.Sprintf("/api/v1/lists/%d", l.ID), tok, js(map[string]any{"name": "News", "optin": "single", "visibility": "secret"}))
+			}},
 	}
 	for _, c := range cases {
 		d := c.dashboard()
@@ -105,6 +135,15 @@ func TestBadInputRefusedBothWays(t *testing.T) {
 	app.store.DB().Raw(`SELECT count(*) FROM consents WHERE lawful_basis = 'whatever'`).Scan(&n)
 	if n != 0 {
 		t.Errorf("%d consent rows with an unknown lawful basis", n)
+	}
+	// Nor any list change: the one list is as it was created.
+	lists, err := app.store.Lists(ctx)
+	if err != nil || len(lists) != 1 || lists[0].Optin != models.OptinSingle || lists[0].Visibility != models.ListPrivate {
+		var got []string
+		for _, l := range lists {
+			got = append(got, fmt.Sprintf("%.20s/%s/%s", l.Name, l.Optin, l.Visibility))
+		}
+		t.Errorf("lists after refused changes = %v, %v; want only News/single/private", got, err)
 	}
 
 	// A campaign's transport: the API names it, the dashboard keeps the
@@ -144,5 +183,49 @@ func TestAuditedChangesWriteOneEntry(t *testing.T) {
 	want := []row{{"subscriber.create", fmt.Sprint(sub.ID), "marketer@example.com"}, {"list.delete", fmt.Sprint(l.ID), "marketer@example.com"}}
 	if fmt.Sprint(rows) != fmt.Sprint(want) {
 		t.Errorf("audit rows = %v, want %v", rows, want)
+	}
+}
+
+// A membership status the store does not know is refused by the
+// dashboard's membership form and the API's PUT alike, with the same
+// message, and changes nothing.
+func TestSubscriptionStatusRefusedBothWays(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	m := app.user(models.RoleMarketer)
+	users, _ := app.store.Users(ctx)
+	tok, _, err := app.store.CreateAPIToken(ctx, users[0].ID, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPrivate}
+	if err := app.store.CreateList(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	sub := &models.Subscriber{Email: "ada@example.org"}
+	if err := app.store.CreateSubscriber(ctx, sub, map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	want := models.ValidateSubscriptionStatus("maybe")["status"]
+	if want == "" {
+		t.Fatal(`ValidateSubscriptionStatus("maybe") accepted it`)
+	}
+	d := m.postForm(fmt.Sprintf("/subscribers/%d/lists", sub.ID), url.Values{"list": {fmt.Sprint(l.ID)}, "status": {"maybe"}})
+	if d.StatusCode != 422 || !strings.Contains(d.Body, strings.ReplaceAll(want, `"`, "&#34;")) {
+		t.Errorf("dashboard: status %d, want 422 saying %q", d.StatusCode, want)
+	}
+	a := app.api("PUT", fmt.Sprintf("/api/v1/subscribers/%d/lists/%d", sub.ID, l.ID), tok, `{"status":"maybe"}`)
+	var body struct {
+		Error struct {
+			Fields map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	json.Unmarshal([]byte(a.Body), &body)
+	if a.StatusCode != 422 || body.Error.Fields["status"] != want {
+		t.Errorf("API: status %d %.200s, want 422 naming status", a.StatusCode, a.Body)
+	}
+	subs, err := app.store.SubscriptionsOf(ctx, sub.ID)
+	if err != nil || len(subs) != 1 || subs[0].Status != models.SubConfirmed {
+		t.Errorf("subscriptions after refused changes = %+v, %v; want one, confirmed", subs, err)
 	}
 }
