@@ -11,7 +11,6 @@ import (
 	"net/mail"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
@@ -50,51 +50,6 @@ func publishDisplayed(t *testing.T, ns *fakeDNS, sd *models.SendingDomain) {
 // oversigned are the fields the issue requires oversigned.
 var oversigned = []string{"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "List-Unsubscribe",
 	"List-Unsubscribe-Post", "List-Id", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
-
-// dkimpyVerdicts runs dkimpy, looking keys up in the test's DNS server,
-// over each message as received and with each of prepend's fields added
-// on top; it returns, per message, "ok" or the failure, keyed by "" for
-// the message as received and by field name for the altered copies.
-func dkimpyVerdicts(t *testing.T, dnsAddr string, msgs [][]byte, prepend []string) []map[string]bool {
-	t.Helper()
-	dir := t.TempDir()
-	for i, m := range msgs {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%03d.eml", i)), m, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host, port, _ := net.SplitHostPort(dnsAddr)
-	script := `
-import dkim, dns.message, dns.query, json, os, sys
-host, port, names = sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
-def dnsfunc(name, timeout=5):
-    n = name.decode() if isinstance(name, bytes) else name
-    r = dns.query.udp(dns.message.make_query(n, 'TXT'), host, port=port, timeout=timeout)
-    for rrset in r.answer:
-        for rd in rrset:
-            return b''.join(rd.strings)
-    return None
-out = []
-for f in sorted(os.listdir(sys.argv[1])):
-    with open(os.path.join(sys.argv[1], f), 'rb') as fh:
-        m = fh.read()
-    v = {"": dkim.verify(m, dnsfunc=dnsfunc)}
-    for n in names:
-        v[n] = dkim.verify(n.encode() + b': injected@example.net\r\n' + m, dnsfunc=dnsfunc)
-    out.append(v)
-print(json.dumps(out))
-`
-	names, _ := json.Marshal(prepend)
-	out, err := exec.Command("/usr/bin/python3", "-c", script, dir, host, port, string(names)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, out)
-	}
-	var res []map[string]bool
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("dkimpy output %q: %v", out, err)
-	}
-	return res
-}
 
 // A campaign and a transactional message From a subdomain of a sending
 // domain are signed with the sending domain's key (d= the parent), as the
@@ -176,7 +131,7 @@ func TestSubdomainFromSignedAndOversigned(t *testing.T) {
 	}
 
 	prepend := append(append([]string(nil), oversigned...), "Feedback-ID", "X-Not-Signed")
-	res := dkimpyVerdicts(t, ns.Addr, msgs, prepend)
+	res := e2e.DKIMPy(t, ns.Addr, msgs, prepend)
 	if len(res) != len(msgs) {
 		t.Fatalf("dkimpy checked %d messages, want %d", len(res), len(msgs))
 	}

@@ -3,14 +3,11 @@ package e2e_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"mime"
-	"net"
 	"net/http"
 	"net/mail"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -95,7 +92,7 @@ func TestSubdomainSignedLongSubject(t *testing.T) {
 	}
 
 	prepend := append(append([]string(nil), oversigned...), "X-Not-Signed")
-	res := dkimpy(t, dns.Addr, msgs, prepend)
+	res := e2e.DKIMPy(t, dns.Addr, msgs, prepend)
 	broken := 0
 	for i, v := range res {
 		if !v[""] {
@@ -124,7 +121,7 @@ for f in sorted(os.listdir(sys.argv[1])):
         out.append(str(email.message_from_bytes(fh.read(), policy=email.policy.default)["Subject"]))
 print(json.dumps(out))
 `
-	dir := writeMessages(t, msgs)
+	dir := e2e.WriteMessages(t, msgs)
 	out, err := exec.Command("/usr/bin/python3", "-c", script, dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python email: %v\n%s", err, out)
@@ -138,58 +135,6 @@ print(json.dumps(out))
 			t.Errorf("Python reads message %d's Subject as %q, want the 400-character subject", i, s)
 		}
 	}
-}
-
-func writeMessages(t *testing.T, msgs [][]byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	for i, m := range msgs {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%03d.eml", i)), m, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// dkimpy has dkimpy verify each message, looking keys up in the DNS server
-// at dnsAddr, as received (key "") and with each of prepend's fields added
-// on top (key: the field's name).
-func dkimpy(t *testing.T, dnsAddr string, msgs [][]byte, prepend []string) []map[string]bool {
-	t.Helper()
-	host, port, _ := net.SplitHostPort(dnsAddr)
-	script := `
-import dkim, dns.message, dns.query, json, os, sys
-host, port, names = sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
-def dnsfunc(name, timeout=5):
-    n = name.decode() if isinstance(name, bytes) else name
-    r = dns.query.udp(dns.message.make_query(n, 'TXT'), host, port=port, timeout=timeout)
-    for rrset in r.answer:
-        for rd in rrset:
-            return b''.join(rd.strings)
-    return None
-out = []
-for f in sorted(os.listdir(sys.argv[1])):
-    with open(os.path.join(sys.argv[1], f), 'rb') as fh:
-        m = fh.read()
-    v = {"": dkim.verify(m, dnsfunc=dnsfunc)}
-    for n in names:
-        v[n] = dkim.verify(n.encode() + b': injected@example.net\r\n' + m, dnsfunc=dnsfunc)
-    out.append(v)
-print(json.dumps(out))
-`
-	names, _ := json.Marshal(prepend)
-	out, err := exec.Command("/usr/bin/python3", "-c", script, writeMessages(t, msgs), host, port, string(names)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, out)
-	}
-	var res []map[string]bool
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("dkimpy output %q: %v", out, err)
-	}
-	if len(res) != len(msgs) {
-		t.Fatalf("dkimpy checked %d messages, want %d", len(res), len(msgs))
-	}
-	return res
 }
 
 // TestReplyToInjectionRefused: through the binary's JSON API, a reply_to
