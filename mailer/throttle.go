@@ -88,6 +88,11 @@ type window struct {
 	head     int   // ends[head:head+size] (mod len) are the ends of the last span, oldest first
 	size     int   //
 	clock    int64 // latest time seen (times read before the lock may be older)
+	// gap paces beginnings: one at most every gap (0: none), so the
+	// window's messages are spread over the span instead of sent in one
+	// burst at its start, and a message that jumps the queue (a
+	// transactional one) waits for the next gap, not for the next span.
+	gap, last int64
 }
 
 // newWindow is a window of n messages per span. Past maxWindow, n per span
@@ -101,7 +106,7 @@ func newWindow(n int, per time.Duration) *window {
 		k := (n + maxWindow - 1) / maxWindow
 		n, per = n/k, (per+time.Duration(k)-1)/time.Duration(k)
 	}
-	return &window{n: n, per: int64(per), clock: math.MinInt64}
+	return &window{n: n, per: int64(per), clock: math.MinInt64, last: math.MinInt64}
 }
 
 // perSecondWindow is a rate's window: r per second when r is whole, else
@@ -111,7 +116,9 @@ func perSecondWindow(r float64) *window {
 	case r <= 0:
 		return nil
 	case r == math.Trunc(r) && r <= math.MaxInt32:
-		return newWindow(int(r), time.Second)
+		w := newWindow(int(r), time.Second)
+		w.gap = w.per / int64(w.n)
+		return w
 	default:
 		return newWindow(1, max(time.Duration(float64(time.Second)/r), 1))
 	}
@@ -124,7 +131,7 @@ func (w *window) retuned(n *window) *window {
 	if w == nil || n == nil {
 		return n
 	}
-	w.n, w.per = n.n, n.per
+	w.n, w.per, w.gap = n.n, n.per, n.gap
 	return w
 }
 
@@ -138,18 +145,26 @@ func (w *window) next(now int64) (int64, bool) {
 		w.head = (w.head + 1) % len(w.ends)
 		w.size--
 	}
+	paced := now
+	if w.gap > 0 && w.last != math.MinInt64 {
+		paced = max(now, w.last+w.gap)
+	}
 	over := w.inflight + w.size - w.n + 1 // how many must leave first
 	switch {
 	case over <= 0:
-		return now, true
+		return paced, true
 	case over > w.size:
 		return 0, false
 	}
-	return w.ends[(w.head+over-1)%len(w.ends)] + w.per, true
+	return max(paced, w.ends[(w.head+over-1)%len(w.ends)]+w.per), true
 }
 
-// begin counts a message that begins now (next allowed it).
-func (w *window) begin() { w.inflight++ }
+// begin counts a message that begins now, at the clock next last saw
+// (next allowed it).
+func (w *window) begin() {
+	w.inflight++
+	w.last = w.clock
+}
 
 // end records that a begun message ended at a clock.
 func (w *window) end(at int64) {

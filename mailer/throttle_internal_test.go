@@ -367,3 +367,28 @@ func BenchmarkLaneReserveSettle(b *testing.B) {
 		l.settle(&tk, now.Add(time.Millisecond), true)
 	}
 }
+
+// TestPerSecondWindowPaces: a whole per-second rate spreads its messages
+// over the second (one every 1/r) instead of letting the whole second's
+// worth go at its start, so a message that jumps the queue waits at most
+// 1/r for a place, not a second.
+func TestPerSecondWindowPaces(t *testing.T) {
+	w := perSecondWindow(20)
+	c := int64(0)
+	for i := range 20 {
+		// As reserve does: ask, wait until the time given, ask again and
+		// begin then.
+		n, ok := w.next(c)
+		if !ok || n < c {
+			t.Fatalf("message %d: next(%d) = %d, %v", i, c, n, ok)
+		}
+		if want := int64(i) * int64(50*time.Millisecond); n != want {
+			t.Fatalf("message %d may begin at %v, want %v (one every 50ms)", i, time.Duration(n), time.Duration(want))
+		}
+		if c = n; func() bool { n, ok := w.next(c); return !ok || n != c }() {
+			t.Fatalf("message %d: not allowed at the time next gave", i)
+		}
+		w.begin()
+		w.end(c + int64(time.Millisecond))
+	}
+}
