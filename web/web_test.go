@@ -290,25 +290,32 @@ func TestSubscriberLifecycleWritesConsents(t *testing.T) {
 	})
 }
 
+// The per-IP login limit cannot be dodged by claiming another address in
+// X-Real-IP or X-Forwarded-For from a loopback or LAN peer when no proxy
+// is configured.
 func TestLoginLimitIgnoresSpoofedRealIP(t *testing.T) {
-	app := newTestApp(t, nil)
-	app.user(models.RoleAdmin)
-	c := app.client()
-	c.get("/login")
-	// 20 failures for 20 different accounts, each claiming another address:
-	// the per-IP limit must still count them all against this client.
-	for i := 0; i <= 20; i++ {
-		email, password := fmt.Sprintf("nobody%d@example.com", i), "wrong"
-		if i == 20 {
-			email, password = "admin@example.com", "correct horse battery"
-		}
-		v := url.Values{"email": {email}, "password": {password}, "_csrf": {c.csrf}}
-		req, _ := http.NewRequest("POST", app.http.URL+"/login", strings.NewReader(v.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("X-Real-IP", fmt.Sprintf("203.0.113.%d", i))
-		p := c.do(req)
-		if i == 20 && p.StatusCode != 429 {
-			t.Fatalf("21st attempt with a new X-Real-IP: status %d, want 429", p.StatusCode)
-		}
+	for _, header := range []string{"X-Real-IP", "X-Forwarded-For"} {
+		t.Run(header, func(t *testing.T) {
+			app := newTestApp(t, nil)
+			app.user(models.RoleAdmin)
+			c := app.client()
+			c.get("/login")
+			// 20 failures for 20 different accounts, each claiming another
+			// address: the per-IP limit must still count them all.
+			for i := 0; i <= 20; i++ {
+				email, password := fmt.Sprintf("nobody%d@example.com", i), "wrong"
+				if i == 20 {
+					email, password = "admin@example.com", "correct horse battery"
+				}
+				v := url.Values{"email": {email}, "password": {password}, "_csrf": {c.csrf}}
+				req, _ := http.NewRequest("POST", app.http.URL+"/login", strings.NewReader(v.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set(header, fmt.Sprintf("203.0.113.%d", i))
+				p := c.do(req)
+				if i == 20 && p.StatusCode != 429 {
+					t.Fatalf("21st attempt with a new %s: status %d, want 429", header, p.StatusCode)
+				}
+			}
+		})
 	}
 }
