@@ -16,6 +16,9 @@ type job struct {
 	camp *campaignState // nil for transactional
 	tx   *txState       // nil for campaign mail
 	tn   string         // transport name
+	// settled: its outcome or release is on its way to the database
+	// (guarded by the engine's mu).
+	settled bool
 }
 
 func (j *job) priority() bool { return j.c.Priority > 0 }
@@ -147,6 +150,7 @@ func (d *destination) spawn() {
 	best.mu.Unlock()
 	d.workers++
 	d.e.wg.Add(1)
+	d.e.out.connOpened()
 	go d.worker(best)
 }
 
@@ -198,6 +202,7 @@ func (d *destination) worker(l *lane) {
 		d.mu.Lock()
 		d.workers--
 		d.mu.Unlock()
+		e.out.connClosed()
 		e.wg.Done()
 		d.spawn() // jobs may still wait (e.g. we stopped for max-per-connection)
 	}()
@@ -205,6 +210,10 @@ func (d *destination) worker(l *lane) {
 	for {
 		j := d.take(idle)
 		if j == nil {
+			return
+		}
+		if !e.out.wait(e.ctx) {
+			e.release(j, time.Now())
 			return
 		}
 		// Wait until the lane's windows have room, with a connection open,

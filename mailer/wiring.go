@@ -39,7 +39,8 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 	if t != nil {
 		t = Staging(t, NewCapture(store), StagingPolicy(store, log, 5*time.Second))
 	}
-	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress}
+	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress,
+		Lease: cfg.Lease, Heartbeat: cfg.LeaseHeartbeat}
 	if cfg.Secret != "" {
 		o.Secrets = cfg.Secrets()
 	}

@@ -3,7 +3,6 @@ package models
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -41,12 +40,14 @@ type Delivery struct {
 	NextAttemptAt time.Time
 	LeaseNode     string
 	LeaseUntil    *time.Time
-	LastCode      int
-	LastEnhanced  string
-	LastText      string
-	MessageID     string
-	SourceIP      string `gorm:"column:source_ip"`
-	MXHost        string `gorm:"column:mx_host"`
+	// LeaseGen is the lease's fencing token: every claim adds one.
+	LeaseGen     int64
+	LastCode     int
+	LastEnhanced string
+	LastText     string
+	MessageID    string
+	SourceIP     string `gorm:"column:source_ip"`
+	MXHost       string `gorm:"column:mx_host"`
 	// TLS is how the last attempt crossed the network (TLSCode).
 	TLS           int16 `gorm:"column:tls"`
 	LastAttemptAt *time.Time
@@ -80,26 +81,6 @@ func (s *Store) DeliveriesOfCampaign(ctx context.Context, campaignID int64, stat
 	return out, nil
 }
 
-// rebind turns ? placeholders into $n for PostgreSQL, for the hot paths that
-// use database/sql directly.
-func (s *Store) rebind(q string) string {
-	if s.dialect != Postgres {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
-}
-
 func placeholders(n int) string {
 	if n == 0 {
 		return "NULL"
@@ -119,19 +100,46 @@ type ClaimRequest struct {
 	Transactional bool
 	// CampaignIDs are the running campaigns to draw from, sharing Limit.
 	CampaignIDs []int64
-	// Reclaim also takes rows whose lease expired (their node died).
+	// Reclaim says which rows whose lease expired the claim also takes.
 	// Scanning for them costs a pass over the rows in flight, so claimers
 	// ask for it now and then rather than on every claim.
-	Reclaim bool
+	Reclaim Reclaim
 	// ExcludeDomains are recipient domains whose campaign deliveries are
 	// not to be claimed now (their destination is suspended or its queue is
 	// full). Transactional deliveries are claimed regardless.
 	ExcludeDomains []string
 }
 
+// Reclaim is a claim's choice among rows whose lease expired. A node
+// never reclaims rows leased to itself: it still holds them in memory,
+// and will record their outcomes (a row stays leased until then).
+type Reclaim int
+
+const (
+	// ReclaimNone takes no leased row.
+	ReclaimNone Reclaim = iota
+	// ReclaimDisowned takes the rows a restarted node gave up
+	// (ExpireNodeLeases): nobody holds their outcomes.
+	ReclaimDisowned
+	// ReclaimExpired takes those and the expired leases of other nodes
+	// (dead, or cut off from the database). A node asks for it only once
+	// it has been connected for a whole lease: a node coming back from a
+	// database outage with outcomes in memory writes them first.
+	ReclaimExpired
+)
+
+// Lease names one leased row and its generation (Claimed.LeaseGen).
+type Lease struct {
+	ID, Gen int64
+}
+
 // Claimed is a leased delivery with what rendering it needs.
 type Claimed struct {
-	ID           int64
+	ID int64
+	// LeaseGen is the claim's fencing token: outcomes, renewals and
+	// releases of the row must carry it, and change nothing once another
+	// claim has taken the row.
+	LeaseGen     int64
 	CampaignID   int64 // 0 for transactional
 	SubscriberID int64
 	ListID       int64
@@ -159,7 +167,10 @@ type Claimed struct {
 
 // Outcome is the result of handling one claimed delivery.
 type Outcome struct {
-	ID         int64
+	ID int64
+	// LeaseGen is the generation of the claim the outcome answers
+	// (Claimed.LeaseGen): a row claimed again since is left alone.
+	LeaseGen   int64
 	CampaignID int64 // 0 for transactional
 	// Status is the new status. queued or deferred with Attempted false
 	// releases the row unattempted (paused campaign, suspended destination).

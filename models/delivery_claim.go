@@ -8,26 +8,22 @@ import (
 )
 
 type claimRow struct {
-	id, campaign int64
-	status       string
+	id, campaign, gen int64
+	status            string
 }
 
 // ClaimDeliveries leases due deliveries to req.Node: queued and deferred
-// rows whose time has come, and rows whose lease expired (their node
-// crashed). It moves them to sending and returns them with the recipient's
-// current data; on PostgreSQL concurrent claimers skip each other's rows.
+// rows whose time has come, and the expired leases req.Reclaim names. It
+// moves them to sending, adds one to each row's lease generation and
+// returns them, generation included, with the recipient's current data;
+// on PostgreSQL concurrent claimers skip each other's rows.
 func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claimed, error) {
 	s = s.hot()
 	if req.Limit <= 0 {
 		return nil, nil
 	}
+	d := s.sqlDialect()
 	t := dbNow()
-	// OR FAIL spares SQLite the statement journal: an error rolls the
-	// whole transaction back anyway.
-	update, lock := "UPDATE OR FAIL", ""
-	if s.dialect == Postgres {
-		update, lock = "UPDATE", " FOR UPDATE SKIP LOCKED"
-	}
 	excl, exclArgs := "", []any(nil)
 	if len(req.ExcludeDomains) > 0 {
 		excl = " AND domain NOT IN (" + placeholders(len(req.ExcludeDomains)) + ")"
@@ -42,41 +38,46 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 	}
 	defer tx.Rollback()
 	var picked []claimRow
+	type branch struct {
+		status, cond, order string
+		args                []any
+	}
+	var branches []branch
+	switch req.Reclaim {
+	case ReclaimDisowned:
+		branches = append(branches, branch{DeliverySending, "status = 'sending' AND lease_until < ? AND lease_node = ''", "", []any{t}})
+	case ReclaimExpired:
+		branches = append(branches, branch{DeliverySending, "status = 'sending' AND lease_until < ? AND lease_node <> ?", "", []any{t, req.Node}})
+	}
+	branches = append(branches,
+		branch{DeliveryDeferred, "status = 'deferred' AND next_attempt_at <= ?", " ORDER BY next_attempt_at", []any{t}},
+		branch{DeliveryQueued, "status = 'queued' AND next_attempt_at <= ?", " ORDER BY next_attempt_at", []any{t}})
 	// Each branch leases its rows in one statement whose text never
 	// changes; the old status is the branch's, so the counters need no
 	// second look at the rows.
 	pick := func(campaignCond string, campaignArgs []any, limit int, exclude bool) error {
-		queries := []struct {
-			status, cond, order string
-		}{
-			{DeliverySending, "status = 'sending' AND lease_until < ?", ""},
-			{DeliveryDeferred, "status = 'deferred' AND next_attempt_at <= ?", " ORDER BY next_attempt_at"},
-			{DeliveryQueued, "status = 'queued' AND next_attempt_at <= ?", " ORDER BY next_attempt_at"},
-		}
-		for _, q := range queries {
+		for _, q := range branches {
 			if limit <= 0 {
 				return nil
 			}
-			if q.status == DeliverySending && !req.Reclaim {
-				continue
-			}
 			args := append([]any{req.Node, until}, campaignArgs...)
-			args = append(args, t)
+			args = append(args, q.args...)
 			cond := campaignCond + " AND " + q.cond
 			if exclude {
 				args = append(args, exclArgs...)
 				cond += excl
 			}
 			args = append(args, limit)
-			rows, err := tx.QueryContext(ctx, s.rebind(update+` deliveries SET status = 'sending', lease_node = ?, lease_until = ?
-				WHERE id IN (SELECT id FROM deliveries WHERE `+cond+q.order+" LIMIT ?"+lock+`)
-				RETURNING id, COALESCE(campaign_id, 0)`), args...)
+			rows, err := tx.QueryContext(ctx, d.rebind(d.update()+` deliveries SET status = 'sending', lease_node = ?, lease_until = ?,
+				lease_gen = lease_gen + 1
+				WHERE id IN (SELECT id FROM deliveries WHERE `+cond+q.order+" LIMIT ?"+d.lockClause()+`)
+				RETURNING id, COALESCE(campaign_id, 0), lease_gen`), args...)
 			if err != nil {
 				return err
 			}
 			for rows.Next() {
 				r := claimRow{status: q.status}
-				if err := rows.Scan(&r.id, &r.campaign); err != nil {
+				if err := rows.Scan(&r.id, &r.campaign, &r.gen); err != nil {
 					rows.Close()
 					return err
 				}
@@ -106,9 +107,11 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 		return nil, nil
 	}
 	ids := make([]int64, 0, len(picked))
+	gens := make(map[int64]int64, len(picked))
 	delta := map[int64]*Counters{}
 	for _, p := range picked {
 		ids = append(ids, p.id)
+		gens[p.id] = p.gen
 		if p.campaign == 0 || p.status == DeliverySending {
 			continue
 		}
@@ -129,6 +132,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 	out, err := s.claimedDetails(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("models: claim: %w", err)
+	}
+	for i := range out {
+		out[i].LeaseGen = gens[out[i].ID]
 	}
 	return out, nil
 }
@@ -266,29 +272,39 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 	return nil
 }
 
-// RenewLeases extends the leases node holds on the given deliveries.
-func (s *Store) RenewLeases(ctx context.Context, node string, ids []int64, lease time.Duration) error {
+// RenewLeases extends the given leases, those whose generation is still
+// the row's (nobody claimed it since).
+func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Duration) error {
 	s = s.hot()
+	d := s.sqlDialect()
 	until := dbTime(now().Add(lease))
-	for len(ids) > 0 {
-		n := min(len(ids), 500)
-		err := s.conn(ctx).Exec("UPDATE deliveries SET lease_until = ? WHERE id IN ? AND status = 'sending' AND lease_node = ?",
-			until, ids[:n], node).Error
+	for len(leases) > 0 {
+		n := min(len(leases), 1000)
+		from, arg := d.leaseRows(leases[:n])
+		args := []any{until}
+		if a, ok := arg.([]any); ok {
+			args = append(args, a...)
+		} else {
+			args = append(args, arg)
+		}
+		_, err := s.sql.ExecContext(ctx, d.rebind(d.update()+` deliveries SET lease_until = ? FROM `+from+`
+			WHERE deliveries.id = v.id AND deliveries.lease_gen = v.gen AND deliveries.status = 'sending'`), args...)
 		if err != nil {
 			return fmt.Errorf("models: renew leases: %w", err)
 		}
-		ids = ids[n:]
+		leases = leases[n:]
 	}
 	return nil
 }
 
-// ExpireNodeLeases makes every lease node still holds reclaimable at once; a
-// node calls it when it starts, since whatever it held before belonged to a
-// previous life of the process.
+// ExpireNodeLeases gives up every lease node still holds, for any node to
+// reclaim at once (ReclaimDisowned), its own next claims included; a node
+// calls it when it starts, since whatever it held before belonged to a
+// previous life of the process, whose outcomes died with it.
 func (s *Store) ExpireNodeLeases(ctx context.Context, node string) (int64, error) {
 	s = s.hot()
 	past := dbTime(now().Add(-time.Second))
-	res := s.conn(ctx).Exec(`UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND lease_node = ? AND
+	res := s.conn(ctx).Exec(`UPDATE deliveries SET lease_until = ?, lease_node = '' WHERE status = 'sending' AND lease_node = ? AND
 		(campaign_id IS NULL OR campaign_id IN (SELECT id FROM campaigns WHERE status IN ('running', 'paused')))`, past, node)
 	if res.Error != nil {
 		return 0, fmt.Errorf("models: expire leases of %s: %w", node, res.Error)

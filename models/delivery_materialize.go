@@ -21,10 +21,7 @@ func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (d
 	if batch <= 0 {
 		batch = 5000
 	}
-	domainExpr := "lower(substr(s.email, instr(s.email, '@') + 1))"
-	if s.dialect == Postgres {
-		domainExpr = "lower(split_part(s.email, '@', 2))"
-	}
+	domainExpr := s.sqlDialect().emailDomain("s.email")
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		var c []struct {
 			Status            string

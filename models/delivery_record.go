@@ -23,12 +23,13 @@ func (o *Outcome) bounceNotice() (BounceNotice, bool) {
 }
 
 // RecordOutcomes writes outcomes and adjusts the campaign counters in one
-// transaction. A row whose lease node is no longer node (it expired and
-// another node took it) is left alone. The bounces that bounced outcomes
+// transaction. A row claimed again since the outcome's claim (its lease
+// generation moved on: another node took it over) is left alone; one whose
+// lease merely expired is still recorded. The bounces that bounced outcomes
 // carry (BounceKind) are applied in the same transaction, by applyBounces
 // as for a DSN, for the rows that changed. It returns how many rows it
 // updated.
-func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome) (int, error) {
+func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) (int, error) {
 	s = s.hot()
 	if len(outs) == 0 {
 		return 0, nil
@@ -54,20 +55,16 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 		c.Sending -= int64(k)
 		c.add(status, int64(k))
 	}
-	var bounces []BounceNotice
-	rest := outs
-	if s.dialect == SQLite {
-		// The SQLite driver parses a statement again on every execution,
-		// prepared or not: attempts go in multi-row UPDATEs instead, the
-		// same condition for each row.
-		if rest, err = s.recordAttempts(ctx, tx, node, outs, count); err != nil {
-			return 0, fmt.Errorf("models: record outcomes: %w", err)
-		}
+	rest, bounces, err := s.sqlDialect().recordBatch(ctx, tx, outs, count)
+	if err != nil {
+		return 0, fmt.Errorf("models: record outcomes: %w", err)
 	}
 	if len(rest) > 0 {
-		if bounces, err = s.recordOneByOne(ctx, tx, node, rest, count); err != nil {
+		more, err := s.recordOneByOne(ctx, tx, rest, count)
+		if err != nil {
 			return 0, err
 		}
+		bounces = append(bounces, more...)
 	}
 	if err := s.applyCounters(ctx, tx, delta); err != nil {
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
@@ -86,20 +83,20 @@ func (s *Store) RecordOutcomes(ctx context.Context, node string, outs []Outcome)
 	return n, nil
 }
 
-// recordOneByOne writes outcomes one UPDATE each: releases, every outcome
-// on PostgreSQL, and on SQLite bounces that carry a bounce to apply and a
-// batch naming one delivery twice. It returns the bounces of the rows it
+// recordOneByOne writes outcomes one UPDATE each: those recordBatch
+// leaves (on SQLite releases and bounces that carry a bounce to apply) and
+// a batch naming one delivery twice. It returns the bounces of the rows it
 // changed.
-func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]BounceNotice, error) {
+func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, outs []Outcome, count func(int64, string, int)) ([]BounceNotice, error) {
 	attempt, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
 		lease_node = '', lease_until = NULL, last_code = ?, last_enhanced = ?, last_text = ?, message_id = ?, source_ip = ?,
-		mx_host = ?, tls = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+		mx_host = ?, tls = ?, last_attempt_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' AND lease_gen = ?`))
 	if err != nil {
 		return nil, fmt.Errorf("models: record outcomes: %w", err)
 	}
 	defer attempt.Close()
 	release, err := tx.PrepareContext(ctx, s.rebind(`UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_node = '', lease_until = NULL,
-		last_text = CASE WHEN ? = '' THEN last_text ELSE ? END WHERE id = ? AND status = 'sending' AND lease_node = ?`))
+		last_text = CASE WHEN ? = '' THEN last_text ELSE ? END WHERE id = ? AND status = 'sending' AND lease_gen = ?`))
 	if err != nil {
 		return nil, fmt.Errorf("models: record outcomes: %w", err)
 	}
@@ -117,9 +114,9 @@ func (s *Store) recordOneByOne(ctx context.Context, tx *sql.Tx, node string, out
 				sentAt = dbTime(o.At)
 			}
 			res, err = attempt.ExecContext(ctx, o.Status, dbTime(next), o.Code, o.Enhanced, truncate(o.Text, 500), o.MessageID,
-				o.SourceIP, o.MXHost, o.TLS, dbTime(o.At), sentAt, o.ID, node)
+				o.SourceIP, o.MXHost, o.TLS, dbTime(o.At), sentAt, o.ID, o.LeaseGen)
 		} else {
-			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, node)
+			res, err = release.ExecContext(ctx, o.Status, dbTime(next), o.Text, truncate(o.Text, 500), o.ID, o.LeaseGen)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("models: record outcome of delivery %d: %w", o.ID, err)
@@ -144,7 +141,7 @@ const sqliteTimeLayout = "2006-01-02 15:04:05.999999999-07:00"
 // recordAttemptsSQL applies a JSON array of attempts of one new status
 // (the first two parameters), one array per row: [id, next_attempt_at,
 // code×100 + tls, enhanced, text, message_id, source_ip, mx_host,
-// last_attempt_at]. The TLS state (< 100, see TLSCode) rides in the reply
+// last_attempt_at, lease_gen]. The TLS state (< 100, see TLSCode) rides in the reply
 // code's field: integer arithmetic is nearly free where one more ->> is
 // not.
 // Its text never changes, so one parse serves a whole chunk (the SQLite
@@ -159,8 +156,8 @@ const recordAttemptsSQL = `UPDATE OR FAIL deliveries SET status = ?, tls = v.cod
 	message_id = v.message_id, source_ip = v.source_ip, mx_host = v.mx_host, last_attempt_at = v.at,
 	sent_at = CASE WHEN ? = 'sent' THEN v.at END
 	FROM (SELECT value->>0 AS id, value->>1 AS next, value->>2 AS code, value->>3 AS enhanced, value->>4 AS text,
-		value->>5 AS message_id, value->>6 AS source_ip, value->>7 AS mx_host, value->>8 AS at FROM jsonb_each(?)) AS v
-	WHERE deliveries.id = v.id AND deliveries.status = 'sending' AND deliveries.lease_node = ?`
+		value->>5 AS message_id, value->>6 AS source_ip, value->>7 AS mx_host, value->>8 AS at, value->>9 AS gen FROM jsonb_each(?)) AS v
+	WHERE deliveries.id = v.id AND deliveries.status = 'sending' AND deliveries.lease_gen = v.gen`
 
 // attemptsBuf holds recordAttempts' JSON between calls: a chunk's is
 // about 150 KB.
@@ -174,7 +171,7 @@ var attemptsBuf = sync.Pool{New: func() any { return new([]byte) }}
 // that carry a bounce to apply (which must know whether their row
 // changed), and every outcome when one delivery appears twice in outs (one
 // UPDATE would apply only one of them).
-func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, outs []Outcome, count func(int64, string, int)) ([]Outcome, error) {
+func recordAttempts(ctx context.Context, tx *sql.Tx, outs []Outcome, count func(int64, string, int)) ([]Outcome, error) {
 	type group struct {
 		campaign int64
 		status   string
@@ -238,10 +235,11 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 				str(o.SourceIP)
 				str(o.MXHost)
 				at(o.At)
-				b[len(b)-1] = ']'
+				b = strconv.AppendInt(b, o.LeaseGen, 10)
+				b = append(b, ']')
 			}
 			b = append(b, ']')
-			res, err := tx.ExecContext(ctx, recordAttemptsSQL, g.status, g.status, string(b), node)
+			res, err := tx.ExecContext(ctx, recordAttemptsSQL, g.status, g.status, string(b))
 			if err != nil {
 				return nil, err
 			}
@@ -255,6 +253,80 @@ func (s *Store) recordAttempts(ctx context.Context, tx *sql.Tx, node string, out
 	}
 	return rest, nil
 }
+
+// recordSetSQL writes a batch of outcomes, attempts and releases alike, in
+// one statement: one array per column, one element per outcome. Each
+// outcome's row changes only while its claim's generation is the row's.
+// RETURNING names the rows that changed, for the counters and bounces.
+const recordSetSQL = `UPDATE deliveries AS d SET status = v.status,
+	attempts = d.attempts + CASE WHEN v.attempted THEN 1 ELSE 0 END, next_attempt_at = v.next, lease_node = '', lease_until = NULL,
+	last_code = CASE WHEN v.attempted THEN v.code ELSE d.last_code END,
+	last_enhanced = CASE WHEN v.attempted THEN v.enhanced ELSE d.last_enhanced END,
+	last_text = CASE WHEN v.attempted OR v.text <> '' THEN v.text ELSE d.last_text END,
+	message_id = CASE WHEN v.attempted THEN v.message_id ELSE d.message_id END,
+	source_ip = CASE WHEN v.attempted THEN v.source_ip ELSE d.source_ip END,
+	mx_host = CASE WHEN v.attempted THEN v.mx_host ELSE d.mx_host END,
+	tls = CASE WHEN v.attempted THEN v.tls ELSE d.tls END,
+	last_attempt_at = CASE WHEN v.attempted THEN v.at ELSE d.last_attempt_at END,
+	sent_at = CASE WHEN NOT v.attempted THEN d.sent_at WHEN v.status = 'sent' THEN v.at END
+	FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[], $5::timestamptz[], $6::int[], $7::text[], $8::text[],
+		$9::text[], $10::text[], $11::text[], $12::smallint[], $13::timestamptz[])
+		AS v(id, gen, status, attempted, next, code, enhanced, text, message_id, source_ip, mx_host, tls, at)
+	WHERE d.id = v.id AND d.status = 'sending' AND d.lease_gen = v.gen
+	RETURNING d.id`
+
+// recordSetPostgres writes outs with recordSetSQL, unless one delivery
+// appears twice (one UPDATE would apply only one of them): then it leaves
+// them all to the row-by-row path.
+func recordSetPostgres(ctx context.Context, tx *sql.Tx, outs []Outcome, count func(int64, string, int)) ([]Outcome, []BounceNotice, error) {
+	n := len(outs)
+	byID := make(map[int64]int, n)
+	var (
+		ids, gens                                  = make([]int64, n), make([]int64, n)
+		statuses, enhanced, texts, msgIDs, ips, mx = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		attempted                                  = make([]bool, n)
+		next, at                                   = make([]time.Time, n), make([]time.Time, n)
+		codes                                      = make([]int32, n)
+		tls                                        = make([]int16, n)
+	)
+	for i := range outs {
+		o := &outs[i]
+		if _, dup := byID[o.ID]; dup {
+			return outs, nil, nil
+		}
+		byID[o.ID] = i
+		nx := o.NextAttempt
+		if nx.IsZero() {
+			nx = o.At
+		}
+		ids[i], gens[i], statuses[i], attempted[i] = o.ID, o.LeaseGen, o.Status, o.Attempted
+		next[i], at[i], codes[i], tls[i] = dbTime(nx), dbTime(o.At), int32(o.Code), o.TLS
+		enhanced[i], msgIDs[i], ips[i], mx[i] = validText(o.Enhanced), validText(o.MessageID), validText(o.SourceIP), validText(o.MXHost)
+		texts[i] = validText(truncate(o.Text, 500))
+	}
+	rows, err := tx.QueryContext(ctx, recordSetSQL, ids, gens, statuses, attempted, next, codes, enhanced, texts, msgIDs, ips, mx, tls, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var bounces []BounceNotice
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, nil, err
+		}
+		o := &outs[byID[id]]
+		count(o.CampaignID, o.Status, 1)
+		if b, ok := o.bounceNotice(); ok {
+			bounces = append(bounces, b)
+		}
+	}
+	return nil, bounces, rows.Err()
+}
+
+// validText replaces what is not UTF-8 (a reply cut mid-character), which
+// PostgreSQL's text refuses.
+func validText(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -24,7 +24,7 @@ func BenchmarkRecordOutcomes(b *testing.B) {
 			at := time.Now().UTC()
 			outs := make([]models.Outcome, 0, n+1)
 			for i, g := range got {
-				outs = append(outs, models.Outcome{ID: g.ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250,
+				outs = append(outs, models.Outcome{ID: g.ID, LeaseGen: g.LeaseGen, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250,
 					Enhanced: "2.0.0", Text: "queued as " + fmt.Sprint(i), MessageID: fmt.Sprintf("<%d@bench.test>", i), SourceIP: "192.0.2.1", MXHost: "mx.bench.test", TLS: benchTLS[i%5], At: at})
 			}
 			if mode == "row by row" {
@@ -39,7 +39,7 @@ func BenchmarkRecordOutcomes(b *testing.B) {
 				}
 				b.StartTimer()
 				c0 := processCPU()
-				if k, err := s.RecordOutcomes(ctx, "a", outs); err != nil || k != n {
+				if k, err := s.RecordOutcomes(ctx, outs); err != nil || k != n {
 					b.Fatalf("RecordOutcomes() = %d, %v; want %d", k, err, n)
 				}
 				cpu += processCPU() - c0
