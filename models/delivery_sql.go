@@ -29,6 +29,9 @@ type dialectSQL interface {
 	timeText(col string) string
 	// leaseRows is a FROM item v(id, gen) of leases, and its parameter.
 	leaseRows(leases []Lease) (string, any)
+	// recordAlone writes outs in one statement outside a transaction
+	// when the dialect can; ok false leaves them to recordBatch.
+	recordAlone(ctx context.Context, db *sql.DB, outs []Outcome) (n int, ok bool, err error)
 	// recordBatch writes what it can of outs in set-based statements,
 	// books each changed row with count, and returns the outcomes left for
 	// the row-by-row path and the bounces of the rows it changed.
@@ -78,6 +81,10 @@ func (sqliteSQL) leaseRows(leases []Lease) (string, any) {
 	return "(SELECT value->>0 AS id, value->>1 AS gen FROM json_each(?)) AS v", string(b)
 }
 
+func (sqliteSQL) recordAlone(context.Context, *sql.DB, []Outcome) (int, bool, error) {
+	return 0, false, nil
+}
+
 func (sqliteSQL) recordBatch(ctx context.Context, tx *sql.Tx, outs []Outcome, count func(int64, string, int)) ([]Outcome, []BounceNotice, error) {
 	rest, err := recordAttempts(ctx, tx, outs, count)
 	return rest, nil, err
@@ -116,6 +123,10 @@ func (postgresSQL) leaseRows(leases []Lease) (string, any) {
 		ids[i], gens[i] = l.ID, l.Gen
 	}
 	return "unnest(CAST(? AS bigint[]), CAST(? AS bigint[])) AS v(id, gen)", []any{ids, gens}
+}
+
+func (postgresSQL) recordAlone(ctx context.Context, db *sql.DB, outs []Outcome) (int, bool, error) {
+	return recordAlonePostgres(ctx, db, outs)
 }
 
 func (postgresSQL) recordBatch(ctx context.Context, tx *sql.Tx, outs []Outcome, count func(int64, string, int)) ([]Outcome, []BounceNotice, error) {
