@@ -273,13 +273,16 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 }
 
 // RenewLeases extends the given leases, those whose generation is still
-// the row's (nobody claimed it since).
+// the row's (nobody claimed it since). On PostgreSQL a row another
+// transaction holds at that moment is skipped (see renewLeases); the next
+// heartbeat renews it.
 func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Duration) error {
 	s = s.hot()
 	d := s.sqlDialect()
 	until := dbTime(now().Add(lease))
+	// Chunks of a few hundred rows hold their locks only briefly.
 	for len(leases) > 0 {
-		n := min(len(leases), 1000)
+		n := min(len(leases), 500)
 		from, arg := d.leaseRows(leases[:n])
 		args := []any{until}
 		if a, ok := arg.([]any); ok {
@@ -287,9 +290,7 @@ func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Dura
 		} else {
 			args = append(args, arg)
 		}
-		_, err := s.sql.ExecContext(ctx, d.rebind(d.update()+` deliveries SET lease_until = ? FROM `+from+`
-			WHERE deliveries.id = v.id AND deliveries.lease_gen = v.gen AND deliveries.status = 'sending'`), args...)
-		if err != nil {
+		if _, err := s.sql.ExecContext(ctx, d.renewLeases(from), args...); err != nil {
 			return fmt.Errorf("models: renew leases: %w", err)
 		}
 		leases = leases[n:]

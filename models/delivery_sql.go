@@ -27,8 +27,13 @@ type dialectSQL interface {
 	idArray(ids []int64) string
 	// timeText selects a time column for aggTime.
 	timeText(col string) string
-	// leaseRows is a FROM item v(id, gen) of leases, and its parameter.
+	// leaseRows is a FROM item v(id, gen) of leases, and its parameter
+	// (or parameters), which follow the renewal's first (renewLeases).
 	leaseRows(leases []Lease) (string, any)
+	// renewLeases is the statement that sets lease_until (its first
+	// parameter) of the rows of from (leaseRows) still at their
+	// generation and sending.
+	renewLeases(from string) string
 	// recordAlone writes outs in one statement outside a transaction
 	// when the dialect can; ok false leaves them to recordBatch.
 	recordAlone(ctx context.Context, db *sql.DB, outs []Outcome) (n int, ok bool, err error)
@@ -81,6 +86,11 @@ func (sqliteSQL) leaseRows(leases []Lease) (string, any) {
 	return "(SELECT value->>0 AS id, value->>1 AS gen FROM json_each(?)) AS v", string(b)
 }
 
+func (sqliteSQL) renewLeases(from string) string {
+	return `UPDATE OR FAIL deliveries SET lease_until = ? FROM ` + from + `
+		WHERE deliveries.id = v.id AND deliveries.lease_gen = v.gen AND deliveries.status = 'sending'`
+}
+
 func (sqliteSQL) recordAlone(context.Context, *sql.DB, []Outcome) (int, bool, error) {
 	return 0, false, nil
 }
@@ -122,7 +132,16 @@ func (postgresSQL) leaseRows(leases []Lease) (string, any) {
 	for i, l := range leases {
 		ids[i], gens[i] = l.ID, l.Gen
 	}
-	return "unnest(CAST(? AS bigint[]), CAST(? AS bigint[])) AS v(id, gen)", []any{ids, gens}
+	return "unnest(CAST($2 AS bigint[]), CAST($3 AS bigint[])) AS v(id, gen)", []any{ids, gens}
+}
+
+// renewLeases skips the rows another transaction holds: the outcome
+// writer's (a row being recorded needs no lease) or a claimer's. Waiting
+// for them instead held the writer up behind renewals of thousands of
+// rows, and the two, locking rows in different orders, deadlocked.
+func (postgresSQL) renewLeases(from string) string {
+	return `UPDATE deliveries SET lease_until = $1 WHERE id IN (SELECT d.id FROM ` + from + `
+		JOIN deliveries d ON d.id = v.id AND d.lease_gen = v.gen WHERE d.status = 'sending' FOR UPDATE OF d SKIP LOCKED)`
 }
 
 func (postgresSQL) recordAlone(ctx context.Context, db *sql.DB, outs []Outcome) (int, bool, error) {
