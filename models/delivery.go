@@ -210,9 +210,9 @@ type TransactionalMessage struct {
 	OverrideSuppression bool
 }
 
-// EnqueueTransactional stores a transactional delivery, due now, ahead of
-// campaign traffic, and returns its id.
-func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage) (int64, error) {
+// enqueueTransactional is EnqueueTransactional.
+func (w deliveryWriter) enqueueTransactional(ctx context.Context, m TransactionalMessage) (int64, error) {
+	s := w.s
 	s = s.hot() // a writer of deliveries, like the mailer (see Store.queue)
 	t := dbNow()
 	d := &Delivery{TemplateID: &m.TemplateID, Email: m.Email, Name: m.Name, Data: m.Data, Domain: strings.ToLower(EmailDomain(m.Email)),

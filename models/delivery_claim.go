@@ -12,17 +12,13 @@ type claimRow struct {
 	status            string
 }
 
-// ClaimDeliveries leases due deliveries to req.Node: queued and deferred
-// rows whose time has come, and the expired leases req.Reclaim names. It
-// moves them to sending, adds one to each row's lease generation and
-// returns them, generation included, with the recipient's current data;
-// on PostgreSQL concurrent claimers skip each other's rows.
-func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claimed, error) {
-	s = s.hot()
+// claim is ClaimDeliveries.
+func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed, error) {
+	s := w.s
 	if req.Limit <= 0 {
 		return nil, nil
 	}
-	d := s.sqlDialect()
+	d := w.sql
 	t := dbNow()
 	excl, exclArgs := "", []any(nil)
 	if len(req.ExcludeDomains) > 0 {
@@ -272,13 +268,10 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 	return nil
 }
 
-// RenewLeases extends the given leases, those whose generation is still
-// the row's (nobody claimed it since). On PostgreSQL a row another
-// transaction holds at that moment is skipped (see renewLeases); the next
-// heartbeat renews it.
-func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Duration) error {
-	s = s.hot()
-	d := s.sqlDialect()
+// renew is RenewLeases.
+func (w deliveryWriter) renew(ctx context.Context, leases []Lease, lease time.Duration) error {
+	s := w.s
+	d := w.sql
 	until := dbTime(now().Add(lease))
 	// Chunks of a few hundred rows hold their locks only briefly.
 	for len(leases) > 0 {
@@ -298,12 +291,9 @@ func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Dura
 	return nil
 }
 
-// ExpireNodeLeases gives up every lease node still holds, for any node to
-// reclaim at once (ReclaimDisowned), its own next claims included; a node
-// calls it when it starts, since whatever it held before belonged to a
-// previous life of the process, whose outcomes died with it.
-func (s *Store) ExpireNodeLeases(ctx context.Context, node string) (int64, error) {
-	s = s.hot()
+// expireNode is ExpireNodeLeases.
+func (w deliveryWriter) expireNode(ctx context.Context, node string) (int64, error) {
+	s := w.s
 	past := dbTime(now().Add(-time.Second))
 	res := s.conn(ctx).Exec(`UPDATE deliveries SET lease_until = ?, lease_node = '' WHERE status = 'sending' AND lease_node = ? AND
 		(campaign_id IS NULL OR campaign_id IN (SELECT id FROM campaigns WHERE status IN ('running', 'paused')))`, past, node)

@@ -9,19 +9,13 @@ import (
 	"gorm.io/gorm"
 )
 
-// MaterializeCampaign writes the next batch of a running campaign's
-// deliveries straight from the database: one row per eligible subscriber
-// (confirmed, or unconfirmed on a single opt-in list; active; once even when
-// on several of the lists) whose id falls in the next span of width
-// batch. Suppressed addresses and domains get a row in status suppressed. It
-// reports done once the whole subscriber id range has been covered; call it
-// again until then. Memory is bounded by the batch, never the list.
-func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (done bool, err error) {
-	s = s.hot()
+// materialize is MaterializeCampaign.
+func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (done bool, err error) {
+	s := w.s
 	if batch <= 0 {
 		batch = 5000
 	}
-	domainExpr := s.sqlDialect().emailDomain("s.email")
+	domainExpr := w.sql.emailDomain("s.email")
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		var c []struct {
 			Status            string

@@ -22,19 +22,13 @@ func (o *Outcome) bounceNotice() (BounceNotice, bool) {
 		Reason: o.BounceReason}, true
 }
 
-// RecordOutcomes writes outcomes and adjusts the campaign counters in one
-// transaction. A row claimed again since the outcome's claim (its lease
-// generation moved on: another node took it over) is left alone; one whose
-// lease merely expired is still recorded. The bounces that bounced outcomes
-// carry (BounceKind) are applied in the same transaction, by applyBounces
-// as for a DSN, for the rows that changed. It returns how many rows it
-// updated.
-func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) (int, error) {
-	s = s.hot()
+// record is RecordOutcomes.
+func (w deliveryWriter) record(ctx context.Context, outs []Outcome) (int, error) {
+	s := w.s
 	if len(outs) == 0 {
 		return 0, nil
 	}
-	if n, ok, err := s.sqlDialect().recordAlone(ctx, s.sql, outs); err != nil {
+	if n, ok, err := w.sql.recordAlone(ctx, s.sql, outs); err != nil {
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
 	} else if ok {
 		return n, nil
@@ -60,7 +54,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) (int, error)
 		c.Sending -= int64(k)
 		c.add(status, int64(k))
 	}
-	rest, bounces, err := s.sqlDialect().recordBatch(ctx, tx, outs, count)
+	rest, bounces, err := w.sql.recordBatch(ctx, tx, outs, count)
 	if err != nil {
 		return 0, fmt.Errorf("models: record outcomes: %w", err)
 	}
