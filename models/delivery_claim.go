@@ -272,12 +272,13 @@ func (s *Store) markSuppressed(ctx context.Context, out []Claimed) error {
 func (w deliveryWriter) renew(ctx context.Context, leases []Lease, lease time.Duration) error {
 	s := w.s
 	d := w.sql
-	until := dbTime(now().Add(lease))
+	t := now()
+	until, due := dbTime(t.Add(lease)), dbTime(t.Add(lease/2))
 	// Chunks of a few hundred rows hold their locks only briefly.
 	for len(leases) > 0 {
 		n := min(len(leases), 500)
 		from, arg := d.leaseRows(leases[:n])
-		args := []any{until}
+		args := []any{until, due}
 		if a, ok := arg.([]any); ok {
 			args = append(args, a...)
 		} else {

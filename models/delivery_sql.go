@@ -28,11 +28,11 @@ type dialectSQL interface {
 	// timeText selects a time column for aggTime.
 	timeText(col string) string
 	// leaseRows is a FROM item v(id, gen) of leases, and its parameter
-	// (or parameters), which follow the renewal's first (renewLeases).
+	// (or parameters), which follow the renewal's two (renewLeases).
 	leaseRows(leases []Lease) (string, any)
 	// renewLeases is the statement that sets lease_until (its first
 	// parameter) of the rows of from (leaseRows) still at their
-	// generation and sending.
+	// generation and sending, whose lease ends before its second.
 	renewLeases(from string) string
 	// recordAlone writes outs in one statement outside a transaction
 	// when the dialect can; ok false leaves them to recordBatch.
@@ -83,12 +83,12 @@ func (sqliteSQL) leaseRows(leases []Lease) (string, any) {
 		b = append(b, ']')
 	}
 	b = append(b, ']')
-	return "(SELECT value->>0 AS id, value->>1 AS gen FROM json_each(?)) AS v", string(b)
+	return "(SELECT value->>0 AS id, value->>1 AS gen FROM json_each(?3)) AS v", string(b)
 }
 
 func (sqliteSQL) renewLeases(from string) string {
-	return `UPDATE OR FAIL deliveries SET lease_until = ? FROM ` + from + `
-		WHERE deliveries.id = v.id AND deliveries.lease_gen = v.gen AND deliveries.status = 'sending'`
+	return `UPDATE OR FAIL deliveries SET lease_until = ?1 FROM ` + from + `
+		WHERE deliveries.id = v.id AND deliveries.lease_gen = v.gen AND deliveries.status = 'sending' AND deliveries.lease_until < ?2`
 }
 
 func (sqliteSQL) recordAlone(context.Context, *sql.DB, []Outcome) (int, bool, error) {
@@ -132,7 +132,7 @@ func (postgresSQL) leaseRows(leases []Lease) (string, any) {
 	for i, l := range leases {
 		ids[i], gens[i] = l.ID, l.Gen
 	}
-	return "unnest(CAST($2 AS bigint[]), CAST($3 AS bigint[])) AS v(id, gen)", []any{ids, gens}
+	return "unnest(CAST($3 AS bigint[]), CAST($4 AS bigint[])) AS v(id, gen)", []any{ids, gens}
 }
 
 // renewLeases skips the rows another transaction holds: the outcome
@@ -141,7 +141,7 @@ func (postgresSQL) leaseRows(leases []Lease) (string, any) {
 // rows, and the two, locking rows in different orders, deadlocked.
 func (postgresSQL) renewLeases(from string) string {
 	return `UPDATE deliveries SET lease_until = $1 WHERE id IN (SELECT d.id FROM ` + from + `
-		JOIN deliveries d ON d.id = v.id AND d.lease_gen = v.gen WHERE d.status = 'sending' FOR UPDATE OF d SKIP LOCKED)`
+		JOIN deliveries d ON d.id = v.id AND d.lease_gen = v.gen WHERE d.status = 'sending' AND d.lease_until < $2 FOR UPDATE OF d SKIP LOCKED)`
 }
 
 func (postgresSQL) recordAlone(ctx context.Context, db *sql.DB, outs []Outcome) (int, bool, error) {

@@ -42,8 +42,11 @@ func (s *Store) ClaimDeliveries(ctx context.Context, req ClaimRequest) ([]Claime
 	return s.deliveries().claim(ctx, req)
 }
 
-// RenewLeases extends the given leases, those whose generation is still
-// the row's (nobody claimed it since). On PostgreSQL a row another
+// RenewLeases extends the given leases to lease from now, those whose
+// generation is still the row's (nobody claimed it since) and that have
+// less than half of lease left: a lease is written every half lease, not
+// at every heartbeat (a heartbeat under half the lease leaves it one
+// missed renewal before it runs out). On PostgreSQL a row another
 // transaction holds at that moment is skipped (see renewLeases); the next
 // heartbeat renews it.
 func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Duration) error {
