@@ -107,10 +107,14 @@ func (q *outcomes) drained() bool {
 	return q.closed && len(q.pending) == 0
 }
 
-// wake unblocks waiting workers when the engine stops.
+// wake unblocks waiting workers when the engine stops. It broadcasts
+// under the lock: a worker between its look at ctx and its Wait would
+// miss a broadcast made outside it.
 func (q *outcomes) wake(ctx context.Context) {
 	<-ctx.Done()
+	q.mu.Lock()
 	q.room.Broadcast()
+	q.mu.Unlock()
 }
 
 // dbLink follows whether the database answers: since when the node has
