@@ -20,7 +20,7 @@ import (
 // the nodes table, is younger than nodeExpiry heartbeats.
 //
 // The parts change without overshoot: a node that joins while others live
-// waits until they have seen it (one heartbeat) and their last second at
+// waits until they have seen it (their next beat) and their last second at
 // the larger part has passed before it sends; a node that stops cleanly
 // deletes its row once its last message is out, and the others take its
 // part at their next beat; a node that dies gives its part back when its
@@ -56,27 +56,51 @@ type cluster struct {
 func (e *Engine) nodes() int { return max(1, int(e.cluster.nodes.Load())) }
 
 // join registers the engine and takes its part of the limits. When other
-// nodes are live it waits, before returning, until they have seen it and
-// lowered their own parts, and their last second at the old part is over.
+// nodes are live it returns only once each of them has beaten since (and
+// so lowered its part) or expired, and the last second at their old parts
+// is over: until then it beats every quarter heartbeat and sends nothing.
 func (e *Engine) join(ctx context.Context) error {
 	e.cluster.started = time.Now()
 	e.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "herald_cluster_nodes",
 		Help: "Live nodes on the database, this one included: each takes an equal part of every domain rule's limits.",
 	}, func() float64 { return float64(e.nodes()) }))
-	n, err := e.beat(ctx)
+	others, err := e.beat(ctx)
 	if err != nil {
 		return fmt.Errorf("mailer: join the nodes on the database: %w", err)
 	}
-	if n > 1 {
-		wait := e.o.Heartbeat + time.Second
-		e.log.Info("waiting for the other nodes to lower their part of the rules", "node", e.o.NodeID, "nodes", n, "wait", wait)
+	if len(others) == 0 {
+		return nil
+	}
+	joined := time.Now() // the row is committed: a beat stamped later reads it
+	e.log.Info("waiting for the other nodes to lower their part of the rules", "node", e.o.NodeID, "others", len(others))
+	t := time.NewTicker(e.o.Heartbeat / 4)
+	defer t.Stop()
+	for !beatSince(others, joined) {
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+			return nil
+		case <-t.C:
+		}
+		if others, err = e.beat(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("node heartbeat", "node", e.o.NodeID, "error", err)
 		}
 	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
 	return nil
+}
+
+// beatSince reports whether every node beat after t.
+func beatSince(nodes []models.Node, t time.Time) bool {
+	for _, n := range nodes {
+		if !n.HeartbeatAt.After(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // clusterLoop beats every heartbeat and follows the live nodes. While the
@@ -97,25 +121,25 @@ func (e *Engine) clusterLoop(ctx context.Context) {
 }
 
 // beat records the heartbeat, reads the live nodes and, when their number
-// changed, retunes every lane to the new part. It returns the number.
-func (e *Engine) beat(ctx context.Context) (int, error) {
+// changed, retunes every lane to the new part. It returns the other live
+// nodes.
+func (e *Engine) beat(ctx context.Context) ([]models.Node, error) {
 	now := time.Now()
 	if err := e.store.BeatNode(ctx, e.o.NodeID, e.cluster.started, now); err != nil {
-		return 0, err
+		return nil, err
 	}
 	live, err := e.store.LiveNodes(ctx, now.Add(-nodeExpiry*e.o.Heartbeat))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	others := slices.DeleteFunc(live, func(n models.Node) bool { return n.ID == e.o.NodeID })
 	ids := []string{e.o.NodeID} // counted even if its row went missing
-	for _, n := range live {
-		if n.ID != e.o.NodeID {
-			ids = append(ids, n.ID)
-		}
+	for _, n := range others {
+		ids = append(ids, n.ID)
 	}
 	slices.Sort(ids)
 	if slices.Equal(ids, e.cluster.ids) {
-		return len(ids), nil
+		return others, nil
 	}
 	e.cluster.ids = ids
 	e.log.Info("live nodes changed: each takes an equal part of every domain rule", "node", e.o.NodeID,
@@ -123,7 +147,7 @@ func (e *Engine) beat(ctx context.Context) (int, error) {
 	if int(e.cluster.nodes.Swap(int32(len(ids)))) != len(ids) {
 		e.retuneLanes()
 	}
-	return len(ids), nil
+	return others, nil
 }
 
 // leave deletes the node's row once it sends no more, so the others take
