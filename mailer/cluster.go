@@ -82,9 +82,14 @@ func (e *Engine) join(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if others, err = e.beat(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("node heartbeat", "node", e.o.NodeID, "error", err)
+		o, err := e.beat(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("node heartbeat", "node", e.o.NodeID, "error", err)
+			}
+			continue // still waiting for the same nodes
 		}
+		others = o
 	}
 	select {
 	case <-ctx.Done():
