@@ -74,7 +74,7 @@ func (e *Engine) join(ctx context.Context) error {
 	}
 	joined := time.Now() // the row is committed: a beat stamped later reads it
 	e.log.Info("waiting for the other nodes to lower their part of the rules", "node", e.o.NodeID, "others", len(others))
-	t := time.NewTicker(e.o.Heartbeat / 4)
+	t := time.NewTicker(max(e.o.Heartbeat/4, time.Millisecond))
 	defer t.Stop()
 	for !beatSince(others, joined) {
 		select {

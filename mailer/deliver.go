@@ -52,7 +52,8 @@ type destination struct {
 
 func (d *destination) queued() int { return len(d.high) + len(d.normal) }
 
-// maxConns is the node's part of the rule's connection cap (see cluster.go).
+// maxConns is the node's part of the rule's connection cap (see
+// cluster.go); without a cap, 20 a node.
 func (d *destination) maxConns() int {
 	if n := d.rule.MaxConnections; n > 0 {
 		return partConns(n, d.e.nodes())
