@@ -52,9 +52,11 @@ type destination struct {
 
 func (d *destination) queued() int { return len(d.high) + len(d.normal) }
 
+// maxConns is the node's part of the rule's connection cap (see
+// cluster.go); without a cap, 20 a node.
 func (d *destination) maxConns() int {
 	if n := d.rule.MaxConnections; n > 0 {
-		return n
+		return partConns(n, d.e.nodes())
 	}
 	return 20
 }
@@ -203,6 +205,9 @@ func (d *destination) worker(l *lane) {
 	}()
 	var tk ticket
 	for {
+		if l.surplus(d.maxConns()) {
+			return // more nodes share the rule now: this connection is over the lane's part
+		}
 		j := d.take(idle)
 		if j == nil {
 			return

@@ -181,7 +181,7 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 		high: make(chan *job, e.o.DestinationQueue), normal: make(chan *job, e.o.DestinationQueue),
 	}
 	for _, s := range pool {
-		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&ri.rule.DomainRule)})
+		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&ri.rule.DomainRule, e.nodes())})
 	}
 	e.dests[key] = d
 	return d

@@ -58,6 +58,7 @@ type Store interface {
 	CampaignStore
 	ConfigStore
 	OutboxStore
+	ClusterStore
 }
 
 var _ Store = (*models.Store)(nil)
