@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,26 +26,6 @@ func PostgresURL(t testing.TB) string {
 		t.Skip("HERALD_TEST_POSTGRES is not set")
 	}
 	return testdb.PostgresSchema(t, dsn)
-}
-
-// Node starts another `herald serve` on the same database, secret and
-// settings as h, with a node id and a listening address of its own: a
-// second node of the cluster. It is stopped when the test ends.
-func (h *Herald) Node(t testing.TB) *Herald {
-	t.Helper()
-	n := &Herald{t: t, bin: h.bin, DatabaseURL: h.DatabaseURL, Secret: h.Secret, logs: &syncBuffer{}, Admin: h.Admin,
-		Password: h.Password, Token: h.Token, client: h.client, args: h.args}
-	listen := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	n.URL = "http://" + listen
-	n.env = append(append([]string(nil), h.env...), "HERALD_LISTEN="+listen, "HERALD_NODE_ID=e2e-"+randomHex(3))
-	n.start(t)
-	t.Cleanup(func() {
-		n.Stop()
-		if t.Failed() {
-			t.Logf("herald node %s log (tail):\n%s", n.NodeID(), tail(n.logs.String(), 40))
-		}
-	})
-	return n
 }
 
 // NodeID is the node id the process runs under (its lease_node).

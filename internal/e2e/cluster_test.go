@@ -22,10 +22,6 @@ func TestTwoNodesShareADestinationRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the built binary twice")
 	}
-	dsn := testdb.PostgresDSN()
-	if dsn == "" {
-		t.Skip("HERALD_TEST_POSTGRES not set")
-	}
 	const (
 		rate = 50
 		n    = 2500
@@ -38,7 +34,7 @@ func TestTwoNodesShareADestinationRate(t *testing.T) {
 	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{})
 	dns.Provider(t, "mx.fast.test", "127.0.0.2", "fast.test")
 
-	a := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port, DatabaseURL: testdb.PostgresSchema(t, dsn)})
+	a := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port, DatabaseURL: e2e.PostgresURL(t)})
 	rule(t, a, url.Values{"name": {"fast"}, "domains": {"fast.test"}, "per_second": {fmt.Sprint(rate)},
 		"max_connections": {"4"}, "backoff_min_seconds": {"2"}, "backoff_max_seconds": {"16"}, "position": {"50"}})
 	a.SendingDomain(t, dns, "news.example")
