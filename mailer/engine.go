@@ -160,6 +160,9 @@ type Engine struct {
 
 	lastReclaim time.Time // claimLoop only
 	warned      sync.Map  // sender domains already warned about
+
+	db      dbHealth    // whether the database answers (dbhealth.go)
+	running atomic.Bool // Run is delivering
 }
 
 // New returns an engine over store. It does no I/O until Run.
@@ -227,6 +230,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	} else if n > 0 {
 		e.log.Info("reclaiming deliveries leased before restart", "node", e.o.NodeID, "count", n)
 	}
+	e.running.Store(true)
+	defer e.running.Store(false)
 	e.resultsWG.Add(1)
 	go e.writeResults()
 	var loops sync.WaitGroup
