@@ -165,6 +165,9 @@ type Engine struct {
 	lastReclaim time.Time // claimLoop only
 	cluster     cluster   // the nodes sharing the rules (cluster.go)
 	warned      sync.Map  // sender domains already warned about
+
+	db      dbHealth    // whether the database answers (dbhealth.go)
+	running atomic.Bool // Run is delivering
 }
 
 // New returns an engine over store. It does no I/O until Run.
@@ -235,6 +238,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.join(ctx); err != nil {
 		return err
 	}
+	e.running.Store(true)
+	defer e.running.Store(false)
 	e.resultsWG.Add(1)
 	go e.writeResults()
 	var loops sync.WaitGroup
