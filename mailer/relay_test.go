@@ -437,3 +437,36 @@ func TestRelayWrongCredentialsDefersCampaign(t *testing.T) {
 		t.Errorf("delivery last_text = %q, want the relay's 535 and a word about the credentials", text)
 	}
 }
+
+// Failover: while the first relay refuses connections it is paused, and
+// the mail goes to the relay of the next priority; the refused message
+// itself comes back as a temporary DialError for the engine to retry.
+func TestRelayFailsOver(t *testing.T) {
+	backup := startRelay(t, "herald", "pw", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now: connections are refused
+	primary := backup.host("herald", "pw", 2)
+	primary.Port = deadPort
+	second := backup.host("herald", "pw", 2)
+	second.Priority = 1
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{second, primary}, HELO: "out.sender.test", Logger: quietLogger()})
+
+	_, err = relaySend(tr, "first@example.org")
+	var de *mailer.DialError
+	if !errors.As(err, &de) || de.Permanent {
+		t.Fatalf("Send() through a relay refusing connections = %v, want a temporary DialError", err)
+	}
+	for i := range 3 {
+		r, err := relaySend(tr, "u"+strconv.Itoa(i)+"@example.org")
+		if err != nil || r.Code != 250 {
+			t.Fatalf("Send() %d while the first relay is paused = %+v, %v; want 250 from the backup relay", i, r, err)
+		}
+	}
+	if n := len(backup.messages()); n != 3 {
+		t.Errorf("backup relay received %d messages, want 3", n)
+	}
+}

@@ -43,6 +43,7 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	relay := fs.Bool("relay", false, "send through a local STARTTLS relay with serve's wiring (HERALD_RELAY), -conns connections (default 10), "+
 		"over -domains recipient domains, then over one domain for comparison")
 	domains := fs.Int("domains", 50, "recipient domains (with -relay)")
+	rounds := fs.Int("rounds", 1, "with -relay: alternate the runs this many times and compare the best of each")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func runBenchSend(args []string, stdout io.Writer) error {
 		if *conns <= 0 {
 			*conns = 10
 		}
-		return runBenchSendRelay(*n, *domains, *useDKIM, *conns, stdout)
+		return runBenchSendRelay(*n, *domains, *rounds, *useDKIM, *conns, stdout)
 	}
 	if *n < 1 {
 		return errors.New("bench send: -n must be at least 1")

@@ -21,8 +21,9 @@ import (
 // with the engine `herald serve` builds (mailer.FromConfig, HERALD_RELAY
 // with ?connections=conns): over the given number of recipient domains,
 // then over one, and prints both rates and their ratio. With a pool shared
-// by every domain, many domains should go as fast as one.
-func runBenchSendRelay(n, domains int, useDKIM bool, conns int, stdout io.Writer) error {
+// by every domain, many domains should go as fast as one. With rounds > 1
+// the runs alternate that many times and the best of each is compared.
+func runBenchSendRelay(n, domains, rounds int, useDKIM bool, conns int, stdout io.Writer) error {
 	if domains < 1 {
 		return fmt.Errorf("bench send: -domains must be at least 1")
 	}
@@ -42,16 +43,21 @@ func runBenchSendRelay(n, domains int, useDKIM bool, conns int, stdout io.Writer
 	if domains != 1 {
 		runs = append(runs, 1)
 	}
-	var rates []float64
-	for _, d := range runs {
-		rate, err := sendBenchRelayRun(n, d, useDKIM, conns, certFile, keyFile, filepath.Join(dir, fmt.Sprintf("bench-%d.db", d)), stdout)
-		if err != nil {
-			return err
+	// On a shared machine other load comes and goes: the runs alternate,
+	// and each count of domains keeps its best round.
+	best := make([]float64, len(runs))
+	for round := range max(rounds, 1) {
+		for i, d := range runs {
+			db := filepath.Join(dir, fmt.Sprintf("bench-%d-%d.db", d, round))
+			rate, err := sendBenchRelayRun(n, d, useDKIM, conns, certFile, keyFile, db, stdout)
+			if err != nil {
+				return err
+			}
+			best[i] = max(best[i], rate)
 		}
-		rates = append(rates, rate)
 	}
-	if len(rates) == 2 {
-		fmt.Fprintf(stdout, "relay, %d domains vs one: %.0f vs %.0f msg/s = %.0f%%\n", domains, rates[0], rates[1], 100*rates[0]/rates[1])
+	if len(best) == 2 {
+		fmt.Fprintf(stdout, "relay, %d domains vs one: %.0f vs %.0f msg/s (best of %d) = %.0f%%\n", domains, best[0], best[1], max(rounds, 1), 100*best[0]/best[1])
 	}
 	return nil
 }
@@ -123,7 +129,7 @@ func sendBenchRelayRun(n, domains int, useDKIM bool, conns int, certFile, keyFil
 		return 0, fmt.Errorf("bench send: %d sent, relay received %d, want %d", p.Sent, msgs, n)
 	}
 	rate := float64(n) / elapsed.Seconds()
-	fmt.Fprintf(stdout, "relay:           %d messages to %d domains (dkim=%v, connections=%d) in %v\n", n, seenDomains, useDKIM, conns, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "relay:           %d messages to %d domain(s) (dkim=%v, connections=%d) in %v\n", n, seenDomains, useDKIM, conns, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "throughput:      %.0f msg/s\n", rate)
 	fmt.Fprintf(stdout, "herald cpu:      %.3f ms/message (%.2f cores busy)\n", float64(cpu.Microseconds())/1000/float64(n), cpu.Seconds()/elapsed.Seconds())
 	fmt.Fprintf(stdout, "relay cpu:       %.3f ms/message (child process, not counted above)\n", float64(sinkCPU.Microseconds())/1000/float64(n))

@@ -35,10 +35,10 @@ func TestBenchSendRelay(t *testing.T) {
 	}
 	t.Setenv("SSL_CERT_FILE", "") // restored afterwards; the run sets its own
 	var out bytes.Buffer
-	if err := runBenchSendRelay(300, 5, false, 3, &out); err != nil {
+	if err := runBenchSendRelay(300, 5, 1, false, 3, &out); err != nil {
 		t.Fatalf("runBenchSendRelay() = %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"300 messages to 5 domains", "300 messages to 1 domains", "relay conns:", "5 domains vs one:"} {
+	for _, want := range []string{"300 messages to 5 domain(s)", "300 messages to 1 domain(s)", "relay conns:", "5 domains vs one:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("runBenchSendRelay() output lacks %q:\n%s", want, out.String())
 		}
