@@ -470,3 +470,34 @@ func TestRelayFailsOver(t *testing.T) {
 		t.Errorf("backup relay received %d messages, want 3", n)
 	}
 }
+
+// The relay's quota and its cap of messages per connection hold whatever
+// the recipient domains: 30 messages at 20 a second take about a second
+// and a half, and with 5 per connection they need 6 connections.
+func TestRelayPacesItsRateAndRotatesConnections(t *testing.T) {
+	relay := startRelay(t, "herald", "pw", 0)
+	h := relay.host("herald", "pw", 1)
+	h.PerSecond, h.MaxPerConnection = 20, 5
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
+				t.Errorf("Send() = %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// 29 intervals of 50 ms after the first message.
+	if took := time.Since(start); took < 1400*time.Millisecond {
+		t.Errorf("30 messages at 20/s took %v, want at least 1.4s", took)
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if len(relay.msgs) != 30 || relay.conns != 6 {
+		t.Errorf("relay got %d messages over %d connections, want 30 over 6 (5 per connection)", len(relay.msgs), relay.conns)
+	}
+}
