@@ -501,3 +501,20 @@ func TestRelayPacesItsRateAndRotatesConnections(t *testing.T) {
 		t.Errorf("relay got %d messages over %d connections, want 30 over 6 (5 per connection)", len(relay.msgs), relay.conns)
 	}
 }
+
+// Relays of one priority share the mail by their weights.
+func TestRelayWeights(t *testing.T) {
+	a := startRelay(t, "herald", "pw", 0)
+	b := startRelay(t, "herald", "pw", 0)
+	ha, hb := a.host("herald", "pw", 2), b.host("herald", "pw", 2)
+	ha.Weight, hb.Weight = 3, 1
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{ha, hb}, HELO: "out.sender.test"})
+	for i := range 40 {
+		if r, err := relaySend(tr, "u"+strconv.Itoa(i)+"@example.org"); err != nil || r.Code != 250 {
+			t.Fatalf("Send() = %+v, %v", r, err)
+		}
+	}
+	if na, nb := len(a.messages()), len(b.messages()); na != 30 || nb != 10 {
+		t.Errorf("relays of weights 3 and 1 got %d and %d of 40 messages, want 30 and 10", na, nb)
+	}
+}

@@ -107,6 +107,7 @@ type relayHost struct {
 	paused  time.Time     // no message goes to this relay before
 	events  uint64        // pauses so far
 	backoff time.Duration // of the latest pause; 0 once a message got through
+	credit  int           // weighted round robin: the relay's turn comes when it has the most
 }
 
 // pooledConn is one connection of a relay pool.
@@ -327,8 +328,8 @@ func (r *Relay) acquire(ctx context.Context) (relayGrant, error) {
 }
 
 // grant gives a turn now, if a relay can take a message: of the first
-// priority with a relay not paused, the least busy for its weight among
-// those with a connection free (or room for one) and a rate slot. While
+// priority with a relay not paused, the relays with a connection free (or
+// room for one) and a rate slot share the mail by their weights. While
 // that priority's relays are only busy, the next ones are not used. wake
 // is when a pause or a rate slot ends (zero: when a connection frees).
 // Called with r.mu held.
@@ -344,7 +345,7 @@ func (r *Relay) grant(now time.Time) (g relayGrant, ok bool, wake time.Time) {
 			j++
 		}
 		var best *relayHost
-		bestLoad, live := 0.0, false
+		total, live := 0, false
 		for _, h := range r.hosts[i:j] {
 			if h.paused.After(now) {
 				earliest(h.paused)
@@ -358,11 +359,16 @@ func (r *Relay) grant(now time.Time) (g relayGrant, ok bool, wake time.Time) {
 				earliest(t)
 				continue
 			}
-			if load := float64(h.busy) / float64(h.Weight); best == nil || load < bestLoad {
-				best, bestLoad = h, load
+			// Smooth weighted round robin (as nginx does) among the
+			// relays that can take the message now.
+			h.credit += h.Weight
+			total += h.Weight
+			if best == nil || h.credit > best.credit {
+				best = h
 			}
 		}
 		if best != nil {
+			best.credit -= total
 			best.rate.book(now)
 			best.busy++
 			g = relayGrant{h: best, seen: best.events}
