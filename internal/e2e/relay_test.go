@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -170,5 +171,55 @@ func TestRelayThrottlingPausesThePool(t *testing.T) {
 	}
 	if len(after) != len(domains) {
 		t.Errorf("after the throttling ended, mail went to %d domains (%v), want all %d", len(after), after, len(domains))
+	}
+}
+
+// TestRelayRuleDoesNotHoldTheConnection: through a relay with a single
+// connection, a provider's rule of one message a second still paces that
+// provider's mail, and the other domains' mail goes out meanwhile over the
+// same connection instead of waiting behind it.
+func TestRelayRuleDoesNotHoldTheConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	port := e2e.FreePort(t)
+	srvTLS, caFile := e2e.ThrowawayCA(t, "127.0.0.2")
+	relay := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{TLS: srvTLS, Domain: "relay.test"})
+	h := e2e.Start(t, e2e.Options{Transport: "relay", Env: []string{
+		fmt.Sprintf("HERALD_RELAY=smtp://127.0.0.2:%d?connections=1&dkim=relay", port), "SSL_CERT_FILE=" + caFile}})
+	rule(t, h, url.Values{"name": {"slowprov"}, "domains": {"slow.test"}, "per_second": {"1"}, "per_minute": {"60"},
+		"max_connections": {"2"}, "backoff_min_seconds": {"60"}, "backoff_max_seconds": {"600"}, "position": {"50"}})
+	emails := addresses(8, "slow.test")
+	for _, d := range []string{"alpha.test", "beta.test", "gamma.test", "delta.test"} {
+		emails = append(emails, addresses(10, d)...)
+	}
+	list := h.List(t, "Readers", emails...)
+	id := h.NewCampaign(t, e2e.Campaign{FromEmail: "hello@news.example", Lists: []int64{list}})
+	h.StartCampaign(t, id)
+	st := h.WaitCampaign(t, id, 60*time.Second, "finished")
+	if st.Counters["sent"] != 48 {
+		t.Fatalf("counters = %v, want 48 sent", st.Counters)
+	}
+	var slow []time.Time
+	var lastSlow, lastOther time.Time
+	for _, m := range relay.Messages() {
+		if strings.HasSuffix(m.To[0], "@slow.test") {
+			slow = append(slow, m.At)
+			if m.At.After(lastSlow) {
+				lastSlow = m.At
+			}
+		} else if m.At.After(lastOther) {
+			lastOther = m.At
+		}
+	}
+	if p := peakIn(slow, time.Second); p > 1 {
+		t.Errorf("slow.test got %d messages in one second through the relay, want its rule's 1", p)
+	}
+	// slow.test's eight messages span seven seconds at least; the others'
+	// forty (the default rule: 5 a second per domain) about two.
+	t.Logf("last slow.test message %v after the last of the others", lastSlow.Sub(lastOther).Round(time.Millisecond))
+	if lastOther.After(lastSlow.Add(-3 * time.Second)) {
+		t.Errorf("the other domains' last message came %v before slow.test's last, want them done while slow.test waits for its rule (>= 3s before)",
+			lastSlow.Sub(lastOther).Round(time.Millisecond))
 	}
 }
