@@ -458,7 +458,7 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		d.meter.add(now)
 		e.finish(j, d, outcomeFor(j, models.DeliverySent, reply, now, time.Time{}), msgID)
 		return attemptResult{broken: broken}
-	case isSlowDown(reply):
+	case isSlowDown(reply) && !reply.Relayed:
 		// The lane stops before its other connections' next messages; a
 		// refusal of a message begun before the latest suspension is part
 		// of that event, not a new one.

@@ -99,6 +99,9 @@ func (s *staging) Resolver() *Resolver {
 	return nil
 }
 
+// RelayDKIM is how the real transport's relays sign, if they do.
+func (s *staging) RelayDKIM() *RelayDKIM { return RelaySigning(s.real) }
+
 func (s *staging) Dial(ctx context.Context, r Route) (Conn, error) {
 	return &stagingConn{t: s, route: r}, nil
 }

@@ -104,6 +104,11 @@ type Reply struct {
 	// (MTA-STS in testing mode: the MX host not in the policy, no
 	// STARTTLS, an invalid certificate), to be reported; "" when none.
 	TLSPolicy string
+	// Relayed says a relay pool shared by every recipient domain carried
+	// the message: the pool has applied a slow-down reply to itself (all
+	// domains' mail waited), so the recipient's destination is not
+	// suspended for it.
+	Relayed bool
 }
 
 // captureHost is the MXHost of a captured message's reply. A captured
