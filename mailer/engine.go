@@ -57,9 +57,9 @@ type Options struct {
 	// once it passed, another node takes a dead node's deliveries over.
 	// Zero: 10 seconds.
 	Lease time.Duration
-	// Heartbeat is how often the leases of what the engine holds are
-	// renewed; under half of Lease, so one failed renewal is survived.
-	// Zero: 2 seconds.
+	// Heartbeat is how often the leases of what the engine holds and the
+	// node's heartbeat are renewed; under half of Lease, so one failed
+	// renewal is survived. Zero: 2 seconds.
 	Heartbeat time.Duration
 	// PollInterval is how often due deliveries and campaign changes are
 	// looked for. Zero: 200ms.
@@ -155,7 +155,7 @@ type Engine struct {
 	routers   map[string]*router
 	out       *outcomes
 	resultsWG sync.WaitGroup
-	db        dbLink
+	steady    dbLink // since when the database has answered without error
 
 	mu        sync.Mutex
 	campaigns map[int64]*campaignState
@@ -170,7 +170,11 @@ type Engine struct {
 	resolving map[string][]*job
 
 	lastReclaim time.Time // claimLoop only
+	cluster     cluster   // the nodes sharing the rules (cluster.go)
 	warned      sync.Map  // sender domains already warned about
+
+	db      dbHealth    // whether the database answers (dbhealth.go)
+	running atomic.Bool // Run is delivering
 }
 
 // New returns an engine over store. It does no I/O until Run.
@@ -241,18 +245,24 @@ func (e *Engine) Run(ctx context.Context) error {
 	} else if n > 0 {
 		e.log.Info("reclaiming deliveries leased before restart", "node", e.o.NodeID, "count", n)
 	}
-	e.db.ok(time.Now())
+	if err := e.join(ctx); err != nil {
+		return err
+	}
+	e.running.Store(true)
+	defer e.running.Store(false)
+	e.steady.ok(time.Now())
 	e.resultsWG.Add(1)
 	go e.writeResults()
 	go e.out.wake(ctx)
 	var loops sync.WaitGroup
-	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop} {
+	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop, e.clusterLoop} {
 		loops.Add(1)
 		go func() { defer loops.Done(); f(ctx) }()
 	}
 	<-ctx.Done()
 	loops.Wait()
 	e.wg.Wait() // workers release their jobs as they stop
+	e.leave()
 	e.mu.Lock()
 	left := make([]*job, 0, len(e.inflight))
 	for _, j := range e.inflight {
@@ -340,7 +350,7 @@ func (e *Engine) loadRules(ctx context.Context) error {
 			d.rule = &rule{DomainRule: nr}
 			for _, l := range d.lanes {
 				l.mu.Lock()
-				l.lim.retune(&nr)
+				l.lim.retune(&nr, e.nodes())
 				l.mu.Unlock()
 			}
 		}

@@ -22,6 +22,9 @@ func (e *Engine) claimLoop(ctx context.Context) {
 		case <-e.wake:
 			woken = true
 		}
+		if e.recoverDB(ctx) != nil {
+			return
+		}
 		for ctx.Err() == nil {
 			n, full := e.claimOnce(ctx, woken)
 			woken = false
@@ -67,18 +70,19 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 	reclaim := e.reclaimScope(now)
 	claimed, err := e.store.ClaimDeliveries(ctx, models.ClaimRequest{Node: e.o.NodeID, Lease: e.o.Lease, Limit: limit,
 		Transactional: true, CampaignIDs: ids, ExcludeDomains: exclude, Reclaim: reclaim})
-	e.db.note(err)
+	e.steady.note(err)
 	if reclaim != models.ReclaimNone && err == nil && len(claimed) < limit {
 		// A full batch may have left expired leases behind (a restart
 		// after a crash holds thousands): keep reclaiming until one is not.
 		e.lastReclaim = now
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !e.unreachable(ctx, err) {
 			e.log.Error("claim deliveries", "error", err)
 		}
 		return 0, false
 	}
+	e.db.claimed(now)
 	for i := range claimed {
 		e.intake(ctx, &claimed[i])
 	}
@@ -94,7 +98,7 @@ func (e *Engine) reclaimScope(now time.Time) models.Reclaim {
 	switch {
 	case now.Sub(e.lastReclaim) < time.Second:
 		return models.ReclaimNone
-	case e.db.connectedFor(now) < e.o.Lease:
+	case e.steady.connectedFor(now) < e.o.Lease:
 		return models.ReclaimDisowned
 	}
 	return models.ReclaimExpired
@@ -122,6 +126,10 @@ func (e *Engine) intake(ctx context.Context, c *models.Claimed) {
 		j.tn = j.camp.tname
 	default:
 		tx, err := e.txFor(ctx, c)
+		if err != nil && e.unreachable(ctx, err) {
+			e.release(j, now) // not the message's fault: it goes again
+			return
+		}
 		if err != nil {
 			e.finish(j, nil, outcomeFor(j, models.DeliveryFailed, Reply{Text: err.Error()}, now, time.Time{}), "")
 			return
@@ -197,7 +205,7 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 		high: make(chan *job, e.o.DestinationQueue), normal: make(chan *job, e.o.DestinationQueue),
 	}
 	for _, s := range pool {
-		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&ri.rule.DomainRule)})
+		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&ri.rule.DomainRule, e.nodes())})
 	}
 	e.dests[key] = d
 	return d
@@ -250,7 +258,7 @@ func (e *Engine) record(batch []models.Outcome) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		_, err := e.store.RecordOutcomes(ctx, batch)
 		cancel()
-		e.db.note(err)
+		e.steady.note(err)
 		if err == nil {
 			break
 		}
@@ -278,6 +286,9 @@ func (e *Engine) materializeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-e.materializeNow:
+		}
+		if e.db.down() {
+			continue // the claim loop probes it
 		}
 		e.mu.Lock()
 		var todo []*campaignState
@@ -318,20 +329,25 @@ func (e *Engine) leaseLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		e.mu.Lock()
-		leases := make([]models.Lease, 0, len(e.inflight))
-		for id, j := range e.inflight {
-			leases = append(leases, models.Lease{ID: id, Gen: j.c.LeaseGen})
-		}
-		e.mu.Unlock()
-		err := e.store.RenewLeases(ctx, leases, e.o.Lease)
+		err := e.store.RenewLeases(ctx, e.heldLeases(), e.o.Lease)
 		if ctx.Err() != nil {
 			return
 		}
-		if e.db.note(err); err != nil {
+		if e.steady.note(err); err != nil {
 			e.log.Error("renew leases", "error", err)
 		}
 	}
+}
+
+// heldLeases are the leases of every delivery held in memory.
+func (e *Engine) heldLeases() []models.Lease {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	leases := make([]models.Lease, 0, len(e.inflight))
+	for id, j := range e.inflight {
+		leases = append(leases, models.Lease{ID: id, Gen: j.c.LeaseGen})
+	}
+	return leases
 }
 
 // controlLoop follows campaign statuses (changes made by other processes
@@ -348,6 +364,9 @@ func (e *Engine) controlLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-e.refreshNow:
+		}
+		if e.db.down() {
+			continue // the claim loop probes it
 		}
 		e.refreshCampaigns(ctx)
 		now := time.Now()
@@ -449,6 +468,9 @@ func (e *Engine) refreshCampaigns(ctx context.Context) {
 			}
 		case st.Status == models.CampaignRunning:
 			cs, err := e.prepareCampaign(ctx, st.ID)
+			if err != nil && e.unreachable(ctx, err) {
+				continue // not the campaign's fault: prepared again when the database answers
+			}
 			if err != nil {
 				e.log.Error("campaign cannot be sent; pausing it", "campaign", st.ID, "error", err)
 				if perr := e.store.PauseCampaign(ctx, st.ID); perr != nil {
