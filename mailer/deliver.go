@@ -220,9 +220,15 @@ func (d *destination) worker(l *lane) {
 		if j == nil {
 			return
 		}
-		if !e.out.wait(e.ctx) {
+		if waited := time.Now(); !e.out.wait(e.ctx) {
 			e.release(j, time.Now())
 			return
+		} else if conn != nil && time.Since(waited) > e.o.IdleTimeout {
+			// The outcomes waited for the database (an outage) long
+			// enough for the server to have dropped the idle connection:
+			// a send over it would fail and defer the message.
+			conn.Close()
+			conn = nil
 		}
 		// Wait until the lane's windows have room, with a connection open,
 		// then take the message's places and send it at once: the
