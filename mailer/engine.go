@@ -251,8 +251,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.running.Store(true)
 	defer e.running.Store(false)
 	e.steady.ok(time.Now())
-	e.resultsWG.Add(1)
-	go e.writeResults()
+	for range outcomeWriters {
+		e.resultsWG.Add(1)
+		go e.writeResults()
+	}
 	go e.out.wake(ctx)
 	var loops sync.WaitGroup
 	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop, e.clusterLoop} {

@@ -221,11 +221,17 @@ func (e *Engine) defaultPool() []*sourceIP {
 	return []*sourceIP{e.source("", "", 1, nil, 0)}
 }
 
+// outcomeWriters is how many batches of outcomes may be written at once.
+const outcomeWriters = 2
+
 // writeResults writes outcomes in batches: one transaction per batch keeps
 // the per-message cost of the state write small. A batch goes when half
 // the unrecorded bound is pending (see outcomes) and at least every
 // FlushInterval, which bounds the window in which a sent message's 250 is
-// not yet on disk.
+// not yet on disk. outcomeWriters of them run: while one batch commits,
+// the next can be on its way, so a database that answers slowly (a
+// server's round trips and commits, not SQLite's) holds the workers less
+// at the bound.
 func (e *Engine) writeResults() {
 	defer e.resultsWG.Done()
 	const maxBatch = 512
