@@ -30,8 +30,10 @@ func (s *heldStore) RecordOutcomes(ctx context.Context, outs []models.Outcome) (
 
 // While the database takes no outcomes, the workers stop after about
 // twice their connections' worth of messages instead of sending on with
-// the outcomes piling up in memory; once writes go through, the campaign
-// completes with every row recorded.
+// the outcomes piling up in memory; the node keeps every row it holds
+// leased meanwhile, for several leases, so it never takes one back and
+// sends it again; once writes go through, the campaign completes with
+// every row recorded and every recipient served once.
 func TestUnrecordedOutcomesBounded(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
@@ -40,7 +42,8 @@ func TestUnrecordedOutcomesBounded(t *testing.T) {
 		mx := startMX(t, "127.0.0.1:0", true, nil)
 		cid := campaign(t, s, seed(t, s, n, []string{"held.test"}), "news@sender.test", nil, nil)
 		hs := &heldStore{Store: s, open: make(chan struct{})}
-		e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{"s"},
+		const lease = 2 * time.Second
+		e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{"s"}, Lease: lease, Heartbeat: 500 * time.Millisecond,
 			Transport: mailer.NewDirect(mailer.DirectOptions{MXOverride: mx.Addr})}, hs)
 		runEngine(t, e)
 		if err := e.StartCampaign(ctx, cid); err != nil {
@@ -60,12 +63,25 @@ func TestUnrecordedOutcomesBounded(t *testing.T) {
 		if last > bound {
 			t.Errorf("%d messages went out with their outcomes unwritten; want at most %d", last, bound)
 		}
+		// Three leases on, the rows are still this node's: nothing was
+		// claimed again and sent a second time.
+		time.Sleep(3 * lease)
+		if got := mx.count(); got != last {
+			t.Errorf("%d messages after three leases with the outcomes held, want still %d", got, last)
+		}
 		close(hs.open)
 		waitFor(t, 30*time.Second, "the campaign to finish", func() bool {
 			return progress(t, s, cid).Status == models.CampaignFinished
 		})
 		if p := progress(t, s, cid); p.Sent != n || mx.count() != n {
 			t.Errorf("after the writes resumed: %d sent, %d received; want %d", p.Sent, mx.count(), n)
+		}
+		seen := map[string]bool{}
+		for _, m := range mx.messages() {
+			if seen[m.To] {
+				t.Errorf("%s received the campaign twice", m.To)
+			}
+			seen[m.To] = true
 		}
 	})
 }

@@ -110,9 +110,12 @@ type ClaimRequest struct {
 	ExcludeDomains []string
 }
 
-// Reclaim is a claim's choice among rows whose lease expired. A node
-// never reclaims rows leased to itself: it still holds them in memory,
-// and will record their outcomes (a row stays leased until then).
+// Reclaim is a claim's choice among rows whose lease expired. A running
+// node never takes back a row it holds in memory: it renews the lease of
+// everything it holds every heartbeat, and asks for ReclaimExpired only
+// once the database has answered it for a whole lease, by when every
+// lease it holds is current; an expired row leased to it then is one it
+// lost track of (a claim whose answer never arrived), which it may take.
 type Reclaim int
 
 const (
@@ -121,10 +124,11 @@ const (
 	// ReclaimDisowned takes the rows a restarted node gave up
 	// (ExpireNodeLeases): nobody holds their outcomes.
 	ReclaimDisowned
-	// ReclaimExpired takes those and the expired leases of other nodes
-	// (dead, or cut off from the database). A node asks for it only once
-	// it has been connected for a whole lease: a node coming back from a
-	// database outage with outcomes in memory writes them first.
+	// ReclaimExpired takes every expired lease: of nodes that died or
+	// are cut off from the database, and rows disowned. A node asks for
+	// it only once it has been connected for a whole lease (see above): a
+	// node coming back from a database outage with outcomes in memory
+	// writes them first.
 	ReclaimExpired
 )
 

@@ -43,7 +43,7 @@ func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed,
 	case ReclaimDisowned:
 		branches = append(branches, branch{DeliverySending, "status = 'sending' AND lease_until < ? AND lease_node = ''", "", []any{t}})
 	case ReclaimExpired:
-		branches = append(branches, branch{DeliverySending, "status = 'sending' AND lease_until < ? AND lease_node <> ?", "", []any{t, req.Node}})
+		branches = append(branches, branch{DeliverySending, "status = 'sending' AND lease_until < ?", "", []any{t}})
 	}
 	branches = append(branches,
 		branch{DeliveryDeferred, "status = 'deferred' AND next_attempt_at <= ?", " ORDER BY next_attempt_at", []any{t}},

@@ -90,17 +90,14 @@ func TestOutcomeOfExpiredLease(t *testing.T) {
 	})
 }
 
-// A node never reclaims rows leased to itself, even expired ones; other
-// nodes do, but only with ReclaimExpired. Rows a restart disowned are
-// anyone's at once, the restarted node's own claims included.
+// ReclaimDisowned takes only rows a restart gave up; ReclaimExpired every
+// expired lease. Rows a restart disowned are anyone's at once, the
+// restarted node's own claims included, at the next generation.
 func TestReclaimScopes(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		cid, got := claimedCampaign(t, s, 3, "a")
 		expireLeases(t, s, cid)
-		if again := reclaim(t, s, "a", cid, models.ReclaimExpired); len(again) != 0 {
-			t.Fatalf("node a reclaimed %d of its own rows; want none", len(again))
-		}
 		if again := reclaim(t, s, "b", cid, models.ReclaimDisowned); len(again) != 0 {
 			t.Fatalf("node b took %d rows of a live lease holder with ReclaimDisowned; want none", len(again))
 		}
@@ -119,6 +116,20 @@ func TestReclaimScopes(t *testing.T) {
 		p, err := s.CampaignProgress(ctx, cid)
 		if err != nil || p.Sending != int64(len(got)) || p.Queued != 0 {
 			t.Fatalf("counters after reclaiming = %+v, %v; want %d sending", p, err, len(got))
+		}
+	})
+}
+
+// ReclaimExpired takes an expired lease whoever held it.
+func TestReclaimExpired(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		cid, got := claimedCampaign(t, s, 2, "a")
+		if again := reclaim(t, s, "b", cid, models.ReclaimExpired); len(again) != 0 {
+			t.Fatalf("node b took %d rows whose lease runs; want none", len(again))
+		}
+		expireLeases(t, s, cid)
+		if again := reclaim(t, s, "b", cid, models.ReclaimExpired); len(again) != len(got) {
+			t.Fatalf("node b reclaimed %d expired rows; want %d", len(again), len(got))
 		}
 	})
 }
