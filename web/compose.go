@@ -38,6 +38,7 @@ func (s *Server) composeRoutes(d *echo.Group, r roles) {
 	d.GET("/campaigns/:id/edit", s.editCampaignPage, r.marketer)
 	d.POST("/campaigns/:id", s.updateCampaign, r.marketer)
 	d.POST("/campaigns/:id/test", s.sendCampaignTest, r.marketer)
+	d.GET("/campaigns/:id/start", s.confirmStartPage, r.marketer)
 	d.POST("/campaigns/:id/start", s.startCampaign, r.marketer)
 	d.POST("/campaigns/:id/schedule", s.scheduleCampaign, r.marketer)
 	d.POST("/campaigns/:id/unschedule", s.campaignAction("unschedule"), r.marketer)
@@ -62,12 +63,43 @@ func (s *Server) readiness() *mailer.Readiness {
 	return r
 }
 
-func toViewChecks(cs []mailer.Check) []views.Check {
+// toViewChecks shows checks with a link to the page that fixes each; cp
+// is the campaign they are about, nil on the readiness panel.
+func toViewChecks(cs []mailer.Check, cp *models.Campaign) []views.Check {
 	out := make([]views.Check, len(cs))
 	for i, c := range cs {
 		out[i] = views.Check{ID: c.ID, Title: c.Title, OK: c.OK, Blocking: c.Blocking, Detail: c.Detail, FixHint: c.FixHint}
+		out[i].FixHref, out[i].FixLabel = fixLink(c.ID, cp)
 	}
 	return out
+}
+
+// fixLink is the page where a failing check is put right, and the words
+// of the link to it; "" when no page of Herald fixes it.
+func fixLink(id string, cp *models.Campaign) (href, label string) {
+	switch {
+	case id == "org.postal_address":
+		return "/settings", "Open Settings"
+	case id == "org.sender_domains" || id == "campaign.dkim" || strings.HasPrefix(id, "org.dns"):
+		return "/deliverability/domains", "Open Sending domains"
+	case id == "org.template_footers":
+		return "/templates", "Open Templates"
+	case id == "org.complaints":
+		return "/deliverability/bounces", "Open Bounces & complaints"
+	case id == "org.unsubscribe_honoured":
+		return "/deliverability/suppressions", "Open Suppressions"
+	case cp == nil:
+		return "", ""
+	case id == "campaign.template" || id == "campaign.unsubscribe" || id == "campaign.postal_address" ||
+		id == "campaign.image_only" || id == "campaign.text_part" || id == "campaign.shorteners":
+		if cp.TemplateID != nil {
+			return fmt.Sprintf("/templates/%d/edit", *cp.TemplateID), "Edit the template"
+		}
+		return fmt.Sprintf("/campaigns/%d/edit", cp.ID), "Choose a template"
+	case id == "campaign.subject" || id == "campaign.recipients" || id == "campaign.caps":
+		return fmt.Sprintf("/campaigns/%d/edit", cp.ID), "Edit the campaign"
+	}
+	return "", ""
 }
 
 // startBlocker returns the first blocking rule a campaign fails, nil when
@@ -95,7 +127,7 @@ func (s *Server) readinessPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, 200, views.ReadinessPage(s.page(c, "Readiness", "compliance"), toViewChecks(checks)))
+	return s.render(c, 200, views.ReadinessPage(s.page(c, "Readiness", "compliance"), toViewChecks(checks, nil)))
 }
 
 // ---- templates
@@ -562,7 +594,7 @@ func (s *Server) campaignPageVM(ctx context.Context, cp *models.Campaign) (views
 	if err != nil {
 		return vm, err
 	}
-	vm.Checks = toViewChecks(checks)
+	vm.Checks = toViewChecks(checks, cp)
 	if cp.ScheduledAt != nil {
 		vm.ScheduleAt = cp.ScheduledAt.UTC().Format("2006-01-02T15:04")
 	}
@@ -722,6 +754,11 @@ func (s *Server) startCampaign(c echo.Context) error {
 			vm.Notice = ""
 		})
 	}
+	if c.FormValue("confirm") != "yes" {
+		// Sending cannot be undone: a post without the confirmation's
+		// answer only shows the confirmation.
+		return s.confirmStartPage(c)
+	}
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
@@ -822,6 +859,52 @@ func (s *Server) campaignAction(action string) echo.HandlerFunc {
 		s.flash(c, "Campaign "+past+".")
 		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 	}
+}
+
+// confirmStartPage says what "Send now" will do before it does it: how
+// many people, from whom, with what subject, through which transport.
+func (s *Server) confirmStartPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be started.", cp.Status))
+	}
+	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.CountEligibleRecipients(ctx, lists)
+	if err != nil {
+		return err
+	}
+	subject := cp.Subject
+	if subject == "" && cp.TemplateID != nil {
+		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
+			subject = t.Subject
+		}
+	}
+	from := cp.FromEmail
+	if cp.FromName != "" {
+		from = cp.FromName + " <" + cp.FromEmail + ">"
+	}
+	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
+		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+	}))
+}
+
+// transportLabel names the transport a campaign goes out through and says
+// whether that delivers for real.
+func (s *Server) transportLabel(name string) string {
+	if name == "" {
+		name = s.cfg.Transport
+	}
+	if name == "" || name == "capture" {
+		return "capture: kept in the Outbox, nothing is delivered"
+	}
+	return name + ": delivered for real"
 }
 
 func (s *Server) cancelCampaignPage(c echo.Context) error {

@@ -326,10 +326,10 @@ func TestCampaignLifecycle(t *testing.T) {
 	}
 
 	// Send now; pause; resume; it finishes.
-	if p := m.postForm(base+"/start", nil); p.StatusCode != 200 {
+	if p := m.postForm(base+"/start", url.Values{"confirm": {"yes"}}); p.StatusCode != 200 {
 		t.Fatalf("start: %d %s", p.StatusCode, p.Doc.Find(`[data-testid="start-error"]`).Text())
 	}
-	if p := m.postForm(base+"/start", nil); p.StatusCode != 409 {
+	if p := m.postForm(base+"/start", url.Values{"confirm": {"yes"}}); p.StatusCode != 409 {
 		t.Errorf("start twice: %d", p.StatusCode)
 	}
 	if p := m.postForm(base+"/pause", nil); p.StatusCode != 200 && p.StatusCode != 409 { // 409 when it already finished
@@ -446,7 +446,7 @@ func TestReadinessBlocksStart(t *testing.T) {
 					t.Errorf("%s: panel summary %q", tc.name, rp.Doc.Find(`[data-testid="readiness-summary"]`).Text())
 				}
 			}
-			p = admin.postForm(base+"/start", nil)
+			p = admin.postForm(base+"/start", url.Values{"confirm": {"yes"}})
 			if p.StatusCode != 422 || !strings.Contains(strings.ToLower(p.Doc.Find(`[data-testid="start-error"]`).Text()), tc.want) {
 				t.Errorf("%s: dashboard start = %d %q", tc.name, p.StatusCode, p.Doc.Find(`[data-testid="start-error"]`).Text())
 			}

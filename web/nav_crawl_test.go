@@ -38,7 +38,10 @@ func seedEverything(t *testing.T, s *models.Store) {
 	}
 	testdb.ReportFixture(t, s)
 	listID := seedList(t, s, "Members", "m", 3)
-	tpl := &models.Template{Kind: "campaign", Name: "Plain", Subject: "Hi", HTML: "<p>Hi {{.Subscriber.Name}}</p>", Text: "Hi"}
+	must(s.SetSetting(ctx, models.SettingPostalAddress, "1 Main St, Springfield"))
+	tpl := &models.Template{Kind: "campaign", Name: "Plain", Subject: "Hi",
+		HTML: `<p>Hi {{.Subscriber.Name}}</p><p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> {{.Org.PostalAddress}}</p>`,
+		Text: "Hi {{.UnsubscribeURL}} {{.Org.PostalAddress}}"}
 	must(s.CreateTemplate(ctx, tpl))
 	must(s.CreateCampaign(ctx, &models.Campaign{Name: "Draft news", FromEmail: "news@example.com", Subject: "News", TemplateID: &tpl.ID}, []int64{listID}))
 	must(s.CreateImport(ctx, &models.Import{Filename: "people.csv", ListID: listID, Mode: models.ImportUpdate, LawfulBasis: models.BasisConsent, Source: "test"}))
