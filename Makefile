@@ -47,6 +47,9 @@ bench: build-bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./models/ ./mailer/...
 	$(GO) test -run '^$$' -bench CampaignProgressPoll -benchtime 1000x ./web/
 	./$(BENCH_BIN) import -n 1000000
+	./$(BENCH_BIN) search -n 1000000
+	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) search -n 1000000 -database "$$HERALD_TEST_POSTGRES"; \
+	else echo "HERALD_TEST_POSTGRES unset: search benchmark on PostgreSQL skipped"; fi
 	./$(BENCH_BIN) send -n 10000
 	./$(BENCH_BIN) send -n 10000 -dkim=false
 	./$(BENCH_BIN) send -n 200000 -dkim=false

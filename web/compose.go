@@ -627,6 +627,10 @@ func (s *Server) rerenderCampaign(c echo.Context, status int, cp *models.Campaig
 	}
 	adjust(&vm)
 	p := s.page(c, cp.Name, "campaigns")
+	if msg := vm.Errs["emails"] + vm.Errs["test_as"] + vm.Errs["test_data"]; msg != "" {
+		// Below the fold the test form's error goes unseen: say it at the top.
+		p.Alert = "The test was not sent: " + msg
+	}
 	return s.render(c, status, views.CampaignPage(p, vm))
 }
 
@@ -671,6 +675,25 @@ func (s *Server) campaignProgress(c echo.Context) error {
 
 // testRecipients parses up to five addresses separated by commas, spaces
 // or new lines.
+// testMergeData is what a test's merge fields are filled with: the data of
+// the subscriber whose address is in test_as, or else the sample name and
+// attributes (JSON) the marketer typed. On a mistake it names the field
+// and says what to change.
+func (s *Server) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
+	if as := strings.TrimSpace(c.FormValue("test_as")); as != "" {
+		sub, err := s.store.SubscriberByEmail(c.Request().Context(), as)
+		if err != nil {
+			return "", nil, "test_as", "No subscriber has the address " + as + ": type the address of one of your subscribers, or leave it empty and use sample data."
+		}
+		return sub.Name, sub.Attributes, "", ""
+	}
+	attrs, err := models.ParseAttributes(c.FormValue("test_data"))
+	if err != nil {
+		return "", nil, "test_data", "The sample attributes are not valid: " + err.Error()
+	}
+	return strings.TrimSpace(c.FormValue("test_name")), attrs, "", ""
+}
+
 func testRecipients(raw string) ([]string, string) {
 	fields := strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
 	if len(fields) == 0 {
@@ -704,11 +727,25 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 	if msg == "" && cp.TemplateID == nil {
 		msg = "The campaign has no template: edit it and choose one first."
 	}
-	if msg != "" {
+	name, attrs, field, dataMsg := s.testMergeData(c)
+	keep := func(vm *views.CampaignPageVM) {
+		vm.TestEmails, vm.TestAs, vm.TestName, vm.TestData = raw, c.FormValue("test_as"), c.FormValue("test_name"), c.FormValue("test_data")
+	}
+	if msg != "" || dataMsg != "" {
 		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
-			vm.Errs["emails"], vm.TestEmails = msg, raw
+			keep(vm)
+			if msg != "" {
+				vm.Errs["emails"] = msg
+			} else {
+				vm.Errs[field] = dataMsg
+			}
 		})
 	}
+	data := map[string]any{}
+	for k, v := range attrs {
+		data[k] = v
+	}
+	data["test"] = true
 	// The tests are queued together with their entry: all or none.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
@@ -716,11 +753,12 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 	}
 	defer chg.End()
 	for _, e := range to {
-		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
-			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}, Test: true})
+		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Name: name, Subject: cp.Subject,
+			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: data, Test: true, TestOf: cp.ID})
 		if errors.Is(err, mailer.ErrInvalidRequest) {
 			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
-				vm.Errs["emails"], vm.TestEmails = strings.TrimPrefix(err.Error(), "mailer: invalid request: "), raw
+				keep(vm)
+				vm.Errs["emails"] = strings.TrimPrefix(err.Error(), "mailer: invalid request: ")
 			})
 		}
 		if err != nil {
