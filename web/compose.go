@@ -10,6 +10,7 @@ import (
 	"time"
 	_ "time/tzdata" // the schedule form's time zones, whatever the host has installed
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/mailer"
@@ -330,16 +331,28 @@ func (s *Server) preview(ctx context.Context, subject, html, text, email string)
 	}
 	p, err := mailer.RenderPreview(subject, html, text, d)
 	if err != nil {
-		pv.Error = err.Error()
+		pb := mailer.ExplainTemplateError(err, subject, html, text)
+		pv.Error = fieldLabelOf(pb.Field) + ": " + pb.Message
+		pv.Problem = views.TemplateProblem{Field: pb.Field, Message: pb.Message, Pointer: pb.Pointer}
 		return pv
 	}
 	pv.Subject, pv.HTML, pv.Text = p.Subject, p.HTML, p.Text
 	return pv
 }
 
+func fieldLabelOf(f string) string {
+	switch f {
+	case "subject":
+		return "Subject"
+	case "text":
+		return "Text body"
+	}
+	return "HTML body"
+}
+
 func (s *Server) previewTemplate(c echo.Context) error {
 	pv := s.preview(c.Request().Context(), c.FormValue("subject"), c.FormValue("html"), c.FormValue("text"), c.FormValue("preview_email"))
-	return s.render(c, 200, views.TemplatePreviewPane(pv))
+	return s.render(c, 200, templ.Join(views.TemplatePreviewPane(pv), views.TemplateProblemsOOB(pv.Problem)))
 }
 
 // ---- campaigns
