@@ -509,7 +509,7 @@ type txData struct {
 	ReplyTo  string         `json:"reply_to,omitempty"`
 	Data     map[string]any `json:"data,omitempty"`
 	TestOf   int64          `json:"test_of,omitempty"` // see TransactionalRequest.TestOf
-	Test     bool           `json:"test,omitempty"` // a campaign's test send
+	Test     bool           `json:"test,omitempty"`    // a campaign's test send
 }
 
 // campaignState is what the engine keeps of a running campaign.
