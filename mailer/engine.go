@@ -321,6 +321,9 @@ func (e *Engine) loadRules(ctx context.Context) error {
 	for _, d := range e.dests {
 		d.mu.Lock()
 		if nr, ok := byName[d.rule.Name]; ok && !nr.UpdatedAt.Equal(d.rule.UpdatedAt) {
+			if d.capture {
+				nr = unthrottled(nr)
+			}
 			d.rule = &rule{DomainRule: nr}
 			for _, l := range d.lanes {
 				l.mu.Lock()
