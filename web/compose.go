@@ -666,6 +666,9 @@ func (s *Server) progressVM(ctx context.Context, id int64) (*views.ProgressVM, e
 	}
 	vm.Poll = lp.Status == models.CampaignScheduled || lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused
 	now := time.Now()
+	if lp.Status == models.CampaignRunning {
+		vm.ETA = views.ETA(vm.Done, vm.Total, lp.StartedAt, now)
+	}
 	for _, d := range lp.Destinations {
 		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
 			Connections: d.Connections, Suspended: d.SuspendedUntil.After(now)})
@@ -686,8 +689,6 @@ func (s *Server) campaignProgress(c echo.Context) error {
 	return s.render(c, 200, views.CampaignProgressPanel(*vm))
 }
 
-// testRecipients parses up to five addresses separated by commas, spaces
-// or new lines.
 // testMergeData is what a test's merge fields are filled with: the data of
 // the subscriber whose address is in test_as, or else the sample name and
 // attributes (JSON) the marketer typed. On a mistake it names the field
@@ -707,6 +708,8 @@ func (s *Server) testMergeData(c echo.Context) (name string, attrs models.Attrib
 	return strings.TrimSpace(c.FormValue("test_name")), attrs, "", ""
 }
 
+// testRecipients parses up to five addresses separated by commas, spaces
+// or new lines.
 func testRecipients(raw string) ([]string, string) {
 	fields := strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
 	if len(fields) == 0 {
