@@ -65,38 +65,8 @@ func TestEveryPageIsReachable(t *testing.T) {
 	c := app.user("admin")
 
 	visited := map[string]bool{}
-	queue := []string{"/"}
-	for len(queue) > 0 {
-		path := queue[0]
-		queue = queue[1:]
-		if visited[path] {
-			continue
-		}
-		visited[path] = true
-		p := c.get(path)
-		if p.StatusCode >= 500 {
-			t.Errorf("GET %s: %d", path, p.StatusCode)
-		}
-		if !strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") {
-			continue
-		}
-		// Links, and search forms (a GET form is navigation too).
-		hrefs := p.Doc.Find("a[href]").Map(func(_ int, a *goquery.Selection) string { v, _ := a.Attr("href"); return v })
-		p.Doc.Find("form[action]").Each(func(_ int, f *goquery.Selection) {
-			if m, _ := f.Attr("method"); m == "" || strings.EqualFold(m, "get") {
-				v, _ := f.Attr("action")
-				hrefs = append(hrefs, v)
-			}
-		})
-		for _, href := range hrefs {
-			u, err := url.Parse(href)
-			if err != nil || u.Host != "" || !strings.HasPrefix(u.Path, "/") || isPublic(u.Path) || strings.HasSuffix(u.Path, ".csv") || strings.HasSuffix(u.Path, ".json") {
-				continue
-			}
-			if !visited[u.Path] {
-				queue = append(queue, u.Path)
-			}
-		}
+	for _, p := range crawl(t, c) {
+		visited[p] = true
 	}
 
 	var unreached []string
@@ -124,6 +94,50 @@ func TestEveryPageIsReachable(t *testing.T) {
 	if len(visited) < 30 {
 		t.Errorf("the crawl reached only %d pages: %v", len(visited), visited)
 	}
+}
+
+// crawl follows the links and search forms of the dashboard from the home
+// page and returns every path it reached, in the order reached.
+func crawl(t *testing.T, c *client) []string {
+	t.Helper()
+	visited := map[string]bool{}
+	var order []string
+	queue := []string{"/"}
+	for len(queue) > 0 {
+		path := queue[0]
+		queue = queue[1:]
+		if visited[path] {
+			continue
+		}
+		visited[path] = true
+		order = append(order, path)
+		p := c.get(path)
+		if p.StatusCode >= 500 {
+			t.Errorf("GET %s: %d", path, p.StatusCode)
+		}
+		if !strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") {
+			continue
+		}
+		// Links, and search forms (a GET form is navigation too).
+		hrefs := p.Doc.Find("a[href]").Map(func(_ int, a *goquery.Selection) string { v, _ := a.Attr("href"); return v })
+		p.Doc.Find("form[action]").Each(func(_ int, f *goquery.Selection) {
+			if m, _ := f.Attr("method"); m == "" || strings.EqualFold(m, "get") {
+				v, _ := f.Attr("action")
+				hrefs = append(hrefs, v)
+			}
+		})
+		for _, href := range hrefs {
+			u, err := url.Parse(href)
+			if err != nil || u.Host != "" || !strings.HasPrefix(u.Path, "/") || isPublic(u.Path) || strings.HasSuffix(u.Path, ".csv") || strings.HasSuffix(u.Path, ".json") {
+				continue
+			}
+			if !visited[u.Path] {
+				queue = append(queue, u.Path)
+			}
+		}
+	}
+
+	return order
 }
 
 func isPublic(path string) bool {
