@@ -978,7 +978,7 @@ func CampaignReportBody(d CampaignReportData) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, " with machine opens</span></div><div class=\"stat\"><b data-testid=\"unique-clicks\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, " including machine opens</span></div><div class=\"stat\"><b data-testid=\"unique-clicks\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
