@@ -230,4 +230,3 @@ func benchSchema(ctx context.Context, dsn string) (string, func(), error) {
 		admin.Close()
 	}, nil
 }
-
