@@ -702,6 +702,18 @@ func (s *Store) subscriberSearch(q SubscriberQuery, limit int, extra string, win
 	if s.ftsSearch(term) {
 		order = "f.rowid DESC"
 	}
+	if s.dialect == Postgres && contains(term) && !window {
+		// Left to itself the planner walks the primary key backwards
+		// and tests every row, hoping for an early page: for a rare term
+		// (the window answered the common ones) that is the whole table.
+		// The matches come from the trigram indexes first, behind an
+		// OFFSET 0 fence, and only they are sorted.
+		pat := "%" + likeEscaper.Replace(term) + "%"
+		from = `(SELECT id FROM subscribers WHERE lower(email) LIKE ? ESCAPE '\' OR lower(name) LIKE ? ESCAPE '\' OFFSET 0) AS cm CROSS JOIN ` + from
+		where = append(where, "s.id = cm.id")
+		args = append([]any{pat, pat}, args...)
+		order = "cm.id DESC"
+	}
 	if q.ListID != 0 {
 		if term != "" || q.AttrKey != "" || len(q.IDs) > 0 {
 			// A page may need many more members than it shows: look up
