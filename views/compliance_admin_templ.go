@@ -261,7 +261,7 @@ func RetentionPage(p Page, d RetentionView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if p.IsAdmin() {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "<form method=\"post\" action=\"/compliance/retention/run\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "<form method=\"post\" action=\"/compliance/retention/run\" data-confirm=\"Run retention now? What is older than the periods above is deleted or anonymised for good.\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
