@@ -518,3 +518,35 @@ func TestRelayWeights(t *testing.T) {
 		t.Errorf("relays of weights 3 and 1 got %d and %d of 40 messages, want 30 and 10", na, nb)
 	}
 }
+
+// Nodes sharing a relay account each take a part of its quota and
+// connections: with two nodes, a relay of 20 a second over 4 connections
+// gets 10 a second over 2 from this one.
+func TestRelaySharedAmongNodes(t *testing.T) {
+	relay := startRelay(t, "herald", "pw", 0)
+	h := relay.host("herald", "pw", 4)
+	h.PerSecond = 20
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
+	tr.ShareAmong(2)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
+				t.Errorf("Send() = %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// 19 intervals of 100 ms after the first message.
+	if took := time.Since(start); took < 1800*time.Millisecond {
+		t.Errorf("20 messages at half of 20/s took %v, want at least 1.8s", took)
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if len(relay.msgs) != 20 || relay.conns > 2 {
+		t.Errorf("relay got %d messages over %d connections, want 20 over at most 2", len(relay.msgs), relay.conns)
+	}
+}
