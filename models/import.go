@@ -316,6 +316,12 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA cache_size = -2000; PRAGMA temp_store = DEFAULT")
 	}
 
+	if r.s.dialect == Postgres {
+		if err := prepareStage(ctx, conn); err != nil {
+			return err
+		}
+	}
+
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	if r.s.dialect == SQLite {

@@ -388,6 +388,9 @@ func (w *batchWriter) insertSubscribers(fresh []*importRow) (map[string]int64, e
 	// In address order the unique index takes the batch in one sweep
 	// instead of at random places.
 	slices.SortFunc(fresh, func(a, b *importRow) int { return strings.Compare(a.key, b.key) })
+	if w.s.dialect == Postgres {
+		return w.insertSubscribersCopy(fresh)
+	}
 	n := 2
 	for _, row := range fresh {
 		n += len(row.json) + 1
@@ -401,26 +404,7 @@ func (w *batchWriter) insertSubscribers(fresh []*importRow) (map[string]int64, e
 		b = append(b, row.json...)
 	}
 	b = append(b, ']')
-	if w.s.dialect == SQLite {
-		return w.insertSubscribersSQLite(fresh, string(b))
-	}
-	ts := w.s.tsArg()
-	rows, err := w.tx.QueryContext(w.ctx, w.s.rebind(w.s.bulkInsert(`subscribers (email, name, attributes, status, created_at, updated_at)
-		SELECT value ->> 0, value ->> 1, value ->> 2, 'active', `+ts+`, `+ts+` FROM `+w.s.jsonRows()+` WHERE true`, true)+
-		` RETURNING id, email`), w.now, w.now, string(b))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var email string
-		if err := rows.Scan(&id, &email); err != nil {
-			return nil, err
-		}
-		ids[email] = id
-	}
-	return ids, rows.Err()
+	return w.insertSubscribersSQLite(fresh, string(b))
 }
 
 // insertSubscribersSQLite is insertSubscribers without RETURNING, which
@@ -476,7 +460,11 @@ func (w *batchWriter) insertSubscribersSQLite(fresh []*importRow, rows string) (
 // subscribe adds ids to the list and confirms the members in confirm.
 func (w *batchWriter) subscribe(join, confirm []int64) error {
 	o := w.run.opts
-	if len(join) > 0 {
+	if len(join) > 0 && w.s.dialect == Postgres {
+		if err := w.joinCopy(join); err != nil {
+			return err
+		}
+	} else if len(join) > 0 {
 		ts := w.s.tsArg()
 		res, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`subscriptions (subscriber_id, list_id, status, created_at, updated_at)
 			SELECT j.value, CAST(? AS BIGINT), ?, `+ts+`, `+ts+` FROM `+w.s.jsonIntSet()+` AS j`, false)),
@@ -523,6 +511,9 @@ func (w *batchWriter) appendLedger() error {
 		c.PrevHash = prev
 		c.Hash = c.chainHash()
 		prev = c.Hash
+		if w.s.dialect == Postgres {
+			continue // ledgerCopy sends the rows
+		}
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -533,6 +524,9 @@ func (w *batchWriter) appendLedger() error {
 			b = appendJSONString(b, f)
 		}
 		b = append(b, ']')
+	}
+	if w.s.dialect == Postgres {
+		return w.ledgerCopy()
 	}
 	b = append(b, ']')
 	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`consents (subscriber_id, list_id, action, lawful_basis, source, email, ip,
@@ -547,6 +541,9 @@ func (w *batchWriter) appendLedger() error {
 func (w *batchWriter) recordErrors() error {
 	if len(w.errs) == 0 {
 		return nil
+	}
+	if w.s.dialect == Postgres {
+		return w.errorsCopy()
 	}
 	b := make([]byte, 0, len(w.errs)*96)
 	b = append(b, '[')

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -21,13 +22,15 @@ import (
 )
 
 // runBenchImport generates a realistic CSV, imports it into a new SQLite
-// database, and then times the subscriber searches the dashboard runs, so
-// the figures in the README can be reproduced on any machine.
+// database (or a new schema of a PostgreSQL database), and then times the
+// subscriber searches the dashboard runs, so the figures in the README can
+// be reproduced on any machine.
 func runBenchImport(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench import", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	n := fs.Int("n", 1_000_000, "rows to generate and import")
 	dbPath := fs.String("db", "", "new SQLite file to import into (default: one in a temporary folder, removed afterwards)")
+	pgURL := fs.String("database-url", "", "a postgres:// URL: import into a new schema there (dropped afterwards) instead of SQLite")
 	runs := fs.Int("runs", 50, "times each search is run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the import to this file")
 	if err := fs.Parse(args); err != nil {
@@ -54,10 +57,22 @@ func runBenchImport(args []string, stdout io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	path := *dbPath
-	if path == "" {
+	switch {
+	case *pgURL != "" && path != "":
+		return errors.New("bench import: give -db (SQLite) or -database-url (PostgreSQL), not both")
+	case *pgURL != "":
+		dsn, drop, err := benchSchema(ctx, *pgURL)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		path = dsn
+	case path == "":
 		path = filepath.Join(dir, "bench.db")
-	} else if _, err := os.Stat(path); err == nil {
-		return fmt.Errorf("bench import: %s exists; give the path of a new file", path)
+	default:
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("bench import: %s exists; give the path of a new file", path)
+		}
 	}
 
 	csvPath := filepath.Join(dir, "subscribers.csv")
@@ -112,6 +127,7 @@ func runBenchImport(args []string, stdout io.Writer) error {
 	if im, err = store.Import(ctx, im.ID); err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "database: %s\n", store.Dialect())
 	fmt.Fprintf(stdout, "imported %d rows in %.1fs: %.0f rows/s (inserted %d, updated %d, skipped %d, failed %d); CPU %.1fs\n",
 		im.RowsRead, elapsed.Seconds(), float64(im.RowsRead)/elapsed.Seconds(), im.Inserted, im.Updated, im.Skipped, im.Failed, cpu.Seconds())
 	fmt.Fprintf(stdout, "peak RSS: %s\n", benchPeakRSS())
@@ -273,4 +289,36 @@ func benchPeakRSS() string {
 		}
 	}
 	return "unknown"
+}
+
+// benchSchema creates a schema of its own in the PostgreSQL database at
+// dsn, so runs repeat on an empty database without touching anything else
+// there, and returns a DSN that uses it and a function that drops it.
+func benchSchema(ctx context.Context, dsn string) (string, func(), error) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return "", nil, fmt.Errorf("bench: -database-url %q is not a postgres:// URL", dsn)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: -database-url: %w", err)
+	}
+	admin, err := models.Open(ctx, dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	schema := fmt.Sprintf("herald_bench_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	if err := admin.DB().Exec("CREATE SCHEMA " + schema).Error; err != nil {
+		admin.Close()
+		return "", nil, fmt.Errorf("bench: create schema %s: %w", schema, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	drop := func() {
+		if err := admin.DB().Exec("DROP SCHEMA " + schema + " CASCADE").Error; err != nil {
+			fmt.Fprintf(os.Stderr, "herald-bench: drop schema %s: %v\n", schema, err)
+		}
+		admin.Close()
+	}
+	return u.String(), drop, nil
 }
