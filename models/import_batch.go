@@ -222,10 +222,18 @@ func (w *batchWriter) write(rows []importRow, end int64) (*batchResult, error) {
 	}
 	p := w.run.done
 	p.add(w.res.importProgress)
-	_, err = w.tx.ExecContext(w.ctx, w.s.rebind(`UPDATE imports SET rows_read = ?, read_bytes = ?, inserted = ?, updated = ?, skipped = ?, failed = ? WHERE id = ?`),
-		p.RowsRead, p.ReadBytes, p.Inserted, p.Updated, p.Skipped, p.Failed, w.run.id)
+	// Fenced by the lease: a node that lost the import to another (its
+	// lease ran out while it was stalled) commits nothing more.
+	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(`UPDATE imports SET rows_read = ?, read_bytes = ?, inserted = ?, updated = ?, skipped = ?, failed = ?
+		WHERE id = ? AND lease_owner = ?`),
+		p.RowsRead, p.ReadBytes, p.Inserted, p.Updated, p.Skipped, p.Failed, w.run.id, w.run.owner)
 	if err != nil {
 		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n != 1 {
+		return nil, errLeaseLost
 	}
 	return &w.res, nil
 }
