@@ -335,16 +335,16 @@ func (r *importRun) holdLease(ctx context.Context, cancel context.CancelCauseFun
 
 // importRun is the state of one running import.
 type importRun struct {
-	s       *Store
-	id      int64
-	owner   string // the lease owner; every commit checks the import is still its
-	opts    ImportOptions
+	s     *Store
+	id    int64
+	owner string // the lease owner; every commit checks the import is still its
+	opts  ImportOptions
 	// resumeAt is the file offset after the last batch a previous run
 	// committed: rows up to it are read again but not written.
 	resumeAt int64
-	conn    *sql.Conn
-	done    importProgress // counts committed so far
-	touched idSet          // subscribers this import already handled: later rows with them are duplicates
+	conn     *sql.Conn
+	done     importProgress // counts committed so far
+	touched  idSet          // subscribers this import already handled: later rows with them are duplicates
 }
 
 // importProgress is what the imports row shows.
