@@ -202,13 +202,21 @@ func (s *Store) ProcessImport(ctx context.Context, id int64, owner string) error
 	if rows[0].LeaseOwner != owner || rows[0].Status != ImportRunning {
 		return fmt.Errorf("models: process import %d: it is not claimed by %s: %w", id, owner, ErrConflict)
 	}
-	var opts ImportOptions
-	if err := json.Unmarshal([]byte(rows[0].Options), &opts); err != nil {
-		return fmt.Errorf("models: process import %d: its stored options: %w", id, err)
+	opts, err := decodeImportOptions(rows[0].Options)
+	if err != nil {
+		return fmt.Errorf("models: process import %d: %w", id, err)
 	}
 	im, err := s.Import(ctx, id)
 	if err != nil {
 		return err
 	}
 	return s.runClaimed(ctx, im, owner, s.ImportFile(ctx, id), im.TotalBytes, opts, true)
+}
+
+func decodeImportOptions(stored string) (ImportOptions, error) {
+	var opts ImportOptions
+	if err := json.Unmarshal([]byte(stored), &opts); err != nil {
+		return opts, fmt.Errorf("the stored import options: %w", err)
+	}
+	return opts, nil
 }
