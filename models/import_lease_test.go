@@ -175,7 +175,9 @@ func TestImportResumedByAnotherNode(t *testing.T) {
 		}
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- s.ProcessImportFrom(runCtx, id, "node-a", &stallingReader{ctx: runCtx, data: data, n: cut}) }()
+		go func() {
+			done <- s.ProcessImportFrom(runCtx, id, "node-a", &stallingReader{ctx: runCtx, data: data, n: cut})
+		}()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			im, err := s.Import(ctx, id)
