@@ -131,6 +131,14 @@ func runBenchImport(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "imported %d rows in %.1fs: %.0f rows/s (inserted %d, updated %d, skipped %d, failed %d); CPU %.1fs\n",
 		im.RowsRead, elapsed.Seconds(), float64(im.RowsRead)/elapsed.Seconds(), im.Inserted, im.Updated, im.Skipped, im.Failed, cpu.Seconds())
 	fmt.Fprintf(stdout, "peak RSS: %s\n", benchPeakRSS())
+	if store.Dialect() == models.Postgres {
+		if server, err := benchServerCPU(ctx, store); err != nil {
+			fmt.Fprintf(stdout, "PostgreSQL server CPU: unknown (%v)\n", err)
+		} else {
+			fmt.Fprintf(stdout, "PostgreSQL server CPU %.1fs: %.0f rows per server CPU-second, %.0f per CPU-second in all\n",
+				server.Seconds(), float64(im.RowsRead)/server.Seconds(), float64(im.RowsRead)/(server+cpu).Seconds())
+		}
+	}
 
 	// Give the list the mix of statuses a real one has: the import makes
 	// everyone confirmed.
@@ -313,6 +321,7 @@ func benchSchema(ctx context.Context, dsn string) (string, func(), error) {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	q.Set("application_name", schema) // finds the run's server processes: benchServerCPU
 	u.RawQuery = q.Encode()
 	drop := func() {
 		if err := admin.DB().Exec("DROP SCHEMA " + schema + " CASCADE").Error; err != nil {
@@ -321,4 +330,35 @@ func benchSchema(ctx context.Context, dsn string) (string, func(), error) {
 		admin.Close()
 	}
 	return u.String(), drop, nil
+}
+
+// benchServerCPU is the CPU time PostgreSQL's server processes spent on
+// this run's connections (found by the application name benchSchema
+// gave them), read from /proc: so it works only with a server on this
+// machine. On a machine shared with other work the wall clock measures the
+// machine; this measures the import.
+func benchServerCPU(ctx context.Context, store *models.Store) (time.Duration, error) {
+	var pids []int
+	err := store.DB().WithContext(ctx).Raw(`SELECT pid FROM pg_stat_activity WHERE application_name = current_setting('application_name')`).
+		Scan(&pids).Error
+	if err != nil {
+		return 0, err
+	}
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("the server is not on this machine: %w", err)
+		}
+		// Fields after the command name (which may hold spaces): utime
+		// and stime are the 12th and 13th.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += ut + st
+	}
+	return time.Duration(ticks) * (time.Second / 100), nil // USER_HZ is 100 on Linux
 }
