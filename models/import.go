@@ -211,7 +211,7 @@ func (s *Store) RunImport(ctx context.Context, id int64, r io.Reader, totalBytes
 	}
 	owner := NewLeaseOwner("")
 	res := s.conn(ctx).Exec(`UPDATE imports SET status = ?, lease_owner = ?, lease_until = ? WHERE id = ? AND status = ?`,
-		ImportRunning, owner, dbTime(dbNow().Add(ImportLease)), id, ImportQueued)
+		ImportRunning, owner, dbTime(dbNow().Add(importLease)), id, ImportQueued)
 	if res.Error != nil {
 		return fmt.Errorf("models: run import %d: %w", id, res.Error)
 	}
@@ -312,7 +312,7 @@ func (s *Store) runClaimed(ctx context.Context, im *Import, owner string, r io.R
 // holdLease renews the run's lease until ctx ends, and cancels the run
 // with errLeaseLost when another node has taken the import.
 func (r *importRun) holdLease(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(ImportLease / 3)
+	t := time.NewTicker(importLease / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -320,7 +320,7 @@ func (r *importRun) holdLease(ctx context.Context, cancel context.CancelCauseFun
 			return
 		case <-t.C:
 		}
-		ok, err := r.s.renewImportLease(ctx, r.id, r.owner)
+		ok, err := r.s.renewimportLease(ctx, r.id, r.owner)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			// The batches are fenced: if the lease runs out meanwhile, the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 )
 
 // Hooks for the external tests of imports (package models_test), which
@@ -14,6 +15,13 @@ func SetImportBatchRows(t testing.TB, n int) {
 	old := importBatchRows
 	importBatchRows = n
 	t.Cleanup(func() { importBatchRows = old })
+}
+
+// SetImportLease makes import leases d long until the test ends.
+func SetImportLease(t testing.TB, d time.Duration) {
+	old := importLease
+	importLease = d
+	t.Cleanup(func() { importLease = old })
 }
 
 // ProcessImportFrom is ProcessImport reading the file from r instead of

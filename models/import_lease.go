@@ -19,9 +19,9 @@ import (
 // once; one that dies lets it run out. Either way another node claims the
 // import and resumes after the last batch that was committed.
 
-// ImportLease is how long a claim on a running import lasts without being
-// renewed; the node running it renews it every ImportLease/3.
-var ImportLease = 15 * time.Second
+// importLease is how long a claim on a running import lasts without being
+// renewed; the node running it renews it every importLease/3.
+var importLease = 15 * time.Second
 
 // importChunkBytes is the size of the stored pieces of an uploaded file:
 // one is in memory at a time, while it is written or read.
@@ -141,17 +141,17 @@ func (s *Store) QueueImport(ctx context.Context, id int64, opts ImportOptions) e
 // running under a lease that was handed back or ran out.
 const claimable = `options <> '' AND (status = 'queued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < ?)))`
 
-// ClaimImport claims a started import for owner until now+ImportLease and
+// ClaimImport claims a started import for owner until now+importLease and
 // returns its id, or 0 when there was none to claim: the import id when id
 // is not 0, else the oldest claimable one. Two nodes asking at once never
 // both get it: the condition is checked again on the locked row.
 func (s *Store) ClaimImport(ctx context.Context, owner string, id int64) (int64, error) {
 	now := dbNow()
 	pick := `(SELECT id FROM imports WHERE ` + claimable + ` ORDER BY id LIMIT 1)`
-	args := []any{ImportRunning, owner, dbTime(now.Add(ImportLease)), now}
+	args := []any{ImportRunning, owner, dbTime(now.Add(importLease)), now}
 	if id != 0 {
 		pick = `?`
-		args = []any{ImportRunning, owner, dbTime(now.Add(ImportLease)), id}
+		args = []any{ImportRunning, owner, dbTime(now.Add(importLease)), id}
 	}
 	var ids []int64
 	err := s.conn(ctx).Raw(`UPDATE imports SET status = ?, lease_owner = ?, lease_until = ? WHERE id = `+pick+` AND `+claimable+` RETURNING id`,
@@ -165,11 +165,11 @@ func (s *Store) ClaimImport(ctx context.Context, owner string, id int64) (int64,
 	return ids[0], nil
 }
 
-// renewImportLease extends owner's lease on the import; it reports false
+// renewimportLease extends owner's lease on the import; it reports false
 // when the import is no longer owner's.
-func (s *Store) renewImportLease(ctx context.Context, id int64, owner string) (bool, error) {
+func (s *Store) renewimportLease(ctx context.Context, id int64, owner string) (bool, error) {
 	res := s.conn(ctx).Exec(`UPDATE imports SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = ?`,
-		dbTime(dbNow().Add(ImportLease)), id, owner, ImportRunning)
+		dbTime(dbNow().Add(importLease)), id, owner, ImportRunning)
 	return res.RowsAffected == 1, res.Error
 }
 

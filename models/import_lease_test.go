@@ -237,9 +237,7 @@ func fileChunks(t *testing.T, s *models.Store, id int64) int64 {
 // without touching the import, which the other node finishes.
 func TestImportLeaseFencesAStalledNode(t *testing.T) {
 	models.SetImportBatchRows(t, 4)
-	old := models.ImportLease
-	models.ImportLease = 300 * time.Millisecond
-	t.Cleanup(func() { models.ImportLease = old })
+	models.SetImportLease(t, 300*time.Millisecond)
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		l := newList(t, s, "News")
@@ -302,4 +300,48 @@ type gatedReader struct {
 func (g *gatedReader) Read(p []byte) (int, error) {
 	<-g.gate
 	return g.r.Read(p)
+}
+
+// An upload whose import was never started is deleted with its file after
+// a day; a started or a younger one is kept.
+func TestDeleteAbandonedImports(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		l := newList(t, s, "News")
+		data := "email,name,city\nold@example.com,Old,Lyon\n"
+		upload := func() int64 {
+			im := &models.Import{Filename: "people.csv", ListID: l.ID}
+			if err := s.CreateImport(ctx, im); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.SaveImportFile(ctx, im.ID, strings.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			return im.ID
+		}
+		abandoned, young := upload(), upload()
+		started := uploadImport(t, s, data, importOpts(l.ID, models.ImportUpdate))
+		twoDaysAgo := time.Now().UTC().Add(-48 * time.Hour)
+		if err := s.DB().Exec("UPDATE imports SET created_at = ? WHERE id IN (?, ?)", twoDaysAgo, abandoned, started).Error; err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.DeleteAbandonedImports(ctx, time.Now().Add(-24*time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteAbandonedImports() = %d, %v; want 1", n, err)
+		}
+		if _, err := s.Import(ctx, abandoned); !errors.Is(err, models.ErrNotFound) {
+			t.Errorf("abandoned upload: %v, want it deleted", err)
+		}
+		if c := fileChunks(t, s, abandoned); c != 0 {
+			t.Errorf("abandoned upload's file: %d chunks left", c)
+		}
+		for _, id := range []int64{young, started} {
+			if _, err := s.Import(ctx, id); err != nil {
+				t.Errorf("import %d: %v, want it kept", id, err)
+			}
+			if c := fileChunks(t, s, id); c != 1 {
+				t.Errorf("import %d's file: %d chunks, want 1", id, c)
+			}
+		}
+	})
 }
