@@ -223,10 +223,12 @@ func (w *batchWriter) write(rows []importRow, end int64) (*batchResult, error) {
 	p := w.run.done
 	p.add(w.res.importProgress)
 	// Fenced by the lease: a node that lost the import to another (its
-	// lease ran out while it was stalled) commits nothing more.
-	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(`UPDATE imports SET rows_read = ?, read_bytes = ?, inserted = ?, updated = ?, skipped = ?, failed = ?
-		WHERE id = ? AND lease_owner = ?`),
-		p.RowsRead, p.ReadBytes, p.Inserted, p.Updated, p.Skipped, p.Failed, w.run.id, w.run.owner)
+	// lease ran out while it was stalled) commits nothing more. Each batch
+	// also renews the lease, from the connection that holds the write
+	// lock: on SQLite the renewals from another connection wait for it.
+	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(`UPDATE imports SET rows_read = ?, read_bytes = ?, inserted = ?, updated = ?, skipped = ?, failed = ?,
+		lease_until = ? WHERE id = ? AND lease_owner = ?`),
+		p.RowsRead, p.ReadBytes, p.Inserted, p.Updated, p.Skipped, p.Failed, dbTime(dbNow().Add(importLease)), w.run.id, w.run.owner)
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,10 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -22,10 +24,9 @@ type Imports struct {
 	store *models.Store
 	log   *slog.Logger
 	owner string
+	runs  atomic.Int64 // numbers this node's claims
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	stop  map[int64]context.CancelFunc
-	base  context.Context // ends when the node stops: Close
+	base  context.Context // ends when Wait gives up waiting: the runs stop
 	close context.CancelFunc
 }
 
@@ -33,20 +34,28 @@ type Imports struct {
 // leases ("" means the host name).
 func NewImports(store *models.Store, node string, log *slog.Logger) *Imports {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Imports{store: store, log: log, owner: models.NewLeaseOwner(node), stop: map[int64]context.CancelFunc{},
-		base: ctx, close: cancel}
+	return &Imports{store: store, log: log, owner: models.NewLeaseOwner(node), base: ctx, close: cancel}
 }
 
 // Start claims the import id (queued with models.QueueImport) for this
 // node and runs it in the background. When another node claimed it first
 // it runs there, and Start does nothing.
 func (im *Imports) Start(id int64) error {
-	got, err := im.store.ClaimImport(im.base, im.owner, id)
+	owner := im.claimer()
+	got, err := im.store.ClaimImport(im.base, owner, id)
 	if err != nil || got == 0 {
 		return err
 	}
-	im.process(got)
+	im.process(got, owner)
 	return nil
+}
+
+// claimer names one claim: the node and the claim's number. Each run
+// holds the lease under its own name, so a run of this node whose lease
+// ran out while it stalled is fenced off like another node's would be,
+// when this node's Run claims the import again.
+func (im *Imports) claimer() string {
+	return fmt.Sprintf("%s#%d", im.owner, im.runs.Add(1))
 }
 
 // Run looks for imports waiting for a node every interval until ctx ends,
@@ -56,15 +65,16 @@ func (im *Imports) Run(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		for ctx.Err() == nil {
-			id, err := im.store.ClaimImport(ctx, im.owner, 0)
+			owner := im.claimer()
+			id, err := im.store.ClaimImport(ctx, owner, 0)
 			if err != nil && ctx.Err() == nil {
 				im.log.Error("claim an import", "err", err)
 			}
 			if err != nil || id == 0 {
 				break
 			}
-			im.log.Info("import claimed", "import", id, "owner", im.owner)
-			im.process(id)
+			im.log.Info("import claimed", "import", id, "owner", owner)
+			im.process(id, owner)
 		}
 		select {
 		case <-ctx.Done():
@@ -74,22 +84,14 @@ func (im *Imports) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (im *Imports) process(id int64) {
-	ctx, cancel := context.WithCancel(im.base)
-	im.mu.Lock()
-	im.stop[id] = cancel
-	im.mu.Unlock()
+func (im *Imports) process(id int64, owner string) {
 	im.wg.Add(1)
 	go func() {
 		defer im.wg.Done()
-		defer cancel()
-		err := im.store.ProcessImport(ctx, id, im.owner)
+		err := im.store.ProcessImport(im.base, id, owner)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			im.log.Error("import failed", "import", id, "err", err)
 		}
-		im.mu.Lock()
-		delete(im.stop, id)
-		im.mu.Unlock()
 	}()
 }
 
