@@ -30,8 +30,11 @@ DROP TRIGGER subscriptions_stats_upd ON subscriptions;
 -- +goose StatementBegin
 CREATE FUNCTION subscriptions_stats_batch() RETURNS trigger AS $$
 BEGIN
+    -- Rows removed by a list's deletion (ON DELETE CASCADE) have no stats
+    -- left to change.
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM list_stats_apply(list_id, status, -count(*)) FROM old_rows GROUP BY list_id, status;
+        PERFORM list_stats_apply(o.list_id, o.status, -count(*)) FROM old_rows o
+            WHERE EXISTS (SELECT 1 FROM lists l WHERE l.id = o.list_id) GROUP BY o.list_id, o.status;
     END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
         PERFORM list_stats_apply(list_id, status, count(*)) FROM new_rows GROUP BY list_id, status;
