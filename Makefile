@@ -54,6 +54,8 @@ bench: build-bench
 	./$(BENCH_BIN) send -n 10000
 	./$(BENCH_BIN) send -n 10000 -dkim=false
 	./$(BENCH_BIN) send -n 200000 -dkim=false
+	./$(BENCH_BIN) send -relay -n 20000 -domains 50 -conns 10
+	./$(BENCH_BIN) send -relay -n 20000 -domains 50 -conns 10 -dkim=false
 	./$(BENCH_BIN) track -d 8s -c 64
 
 clean:

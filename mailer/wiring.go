@@ -37,7 +37,7 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 		return nil, err
 	}
 	if t != nil {
-		t = Staging(t, NewCapture(store), StagingPolicy(store, log, 5*time.Second))
+		t = Staging(t, NewCapture(store), StagingPolicy(store, 5*time.Second))
 	}
 	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress}
 	if cfg.Secret != "" {

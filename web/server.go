@@ -53,6 +53,7 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 		mailer:   eng,
 		tracking: NewTracking(store, token.NewKeyring(cfg.Secrets()...), log, TrackingOptions{}),
 	}
+	sm.ErrorFunc = s.sessionError
 	s.echo = s.routes()
 	return s
 }

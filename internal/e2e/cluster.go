@@ -1,74 +1,78 @@
 package e2e
 
 import (
-	"bytes"
-	"io"
-	"mime/multipart"
-	"net/http"
-	"net/url"
-	"strconv"
+	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/models"
 )
 
-// Peer starts another `herald serve` on h's database, with the same
-// secret and admin, as a second node of a cluster would run: its own port
-// and node id, nothing migrated or created. It is stopped when the test
-// ends.
-func (h *Herald) Peer(t testing.TB) *Herald {
+// PostgresURL returns a database URL on the test PostgreSQL server whose
+// search_path is a schema of the test's own, dropped when it ends. It skips
+// the test when no server is configured (HERALD_TEST_POSTGRES), unless
+// HERALD_REQUIRE_POSTGRES says one must be.
+func PostgresURL(t testing.TB) string {
 	t.Helper()
-	p := &Herald{t: t, bin: h.bin, DatabaseURL: h.DatabaseURL, Secret: h.Secret, Token: h.Token, Admin: h.Admin,
-		Password: h.Password, logs: &syncBuffer{}, args: h.args, client: &http.Client{Timeout: 30 * time.Second}}
-	listen := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	p.URL = "http://" + listen
-	// Later entries win: the peer's own address and node id.
-	p.env = append(append([]string{}, h.env...), "HERALD_LISTEN="+listen, "HERALD_NODE_ID=e2e-peer-"+randomHex(3))
-	p.start(t)
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("herald peer log (tail):\n%s", tail(p.logs.String(), 60))
+	dsn := testdb.PostgresDSN()
+	if dsn == "" {
+		if os.Getenv("HERALD_REQUIRE_POSTGRES") != "" {
+			t.Fatal("HERALD_REQUIRE_POSTGRES is set but HERALD_TEST_POSTGRES is empty")
 		}
-	})
-	return p
+		t.Skip("HERALD_TEST_POSTGRES is not set")
+	}
+	return testdb.PostgresSchema(t, dsn)
 }
 
-// Upload submits a dashboard form with a file, as a browser does:
-// multipart, the fields first (the CSRF token among them), then the file
-// in the field "file". It returns the status and the body (Location for a
-// redirect).
-func (d *Dashboard) Upload(t testing.TB, path string, fields url.Values, filename string, file []byte) (int, string) {
-	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	mw.WriteField("_csrf", d.csrf)
-	for k, vs := range fields {
-		for _, v := range vs {
-			mw.WriteField(k, v)
+// NodeID is the node id the process runs under (its lease_node).
+func (h *Herald) NodeID() string {
+	id := ""
+	for _, kv := range h.env {
+		if v, ok := strings.CutPrefix(kv, "HERALD_NODE_ID="); ok {
+			id = v
 		}
 	}
-	fw, err := mw.CreateFormFile("file", filename)
+	return id
+}
+
+// Audience creates a single opt-in list of n confirmed subscribers,
+// readerK@ one of domains in turn, written straight into the database: a
+// set-up step, so that tests of sending need not spend minutes creating
+// thousands of people through the API. It returns the list's id.
+func (h *Herald) Audience(t testing.TB, n int, domains ...string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	s := h.Store(t)
+	l := &models.List{Name: "Audience " + randomHex(3), Optin: models.OptinSingle, Visibility: models.ListPrivate}
+	if err := s.CreateList(ctx, l); err != nil {
+		t.Fatalf("e2e: create list: %v", err)
+	}
+	now := time.Now().UTC()
+	tag := randomHex(3)
+	for i := 0; i < n; i += 1000 {
+		var sb strings.Builder
+		var args []any
+		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
+		for k := i; k < min(n, i+1000); k++ {
+			if k > i {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?, ?, ?, 'active', ?, ?)")
+			args = append(args, fmt.Sprintf("r%s-%d@%s", tag, k, domains[k%len(domains)]), fmt.Sprintf("Reader %d", k),
+				`{"city":"Paris"}`, now, now)
+		}
+		if err := s.DB().Exec(sb.String(), args...).Error; err != nil {
+			t.Fatalf("e2e: seed subscribers: %v", err)
+		}
+	}
+	err := s.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+		SELECT id, ?, 'confirmed', ?, ? FROM subscribers WHERE email LIKE ?`, l.ID, now, now, "r"+tag+"-%").Error
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("e2e: seed subscriptions: %v", err)
 	}
-	fw.Write(file)
-	if err := mw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, d.h.URL+path, &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-CSRF-Token", d.csrf)
-	resp, err := d.client.Do(req)
-	if err != nil {
-		t.Fatalf("e2e: upload to %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 {
-		return resp.StatusCode, loc
-	}
-	return resp.StatusCode, string(b)
+	return l.ID
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -116,12 +115,8 @@ func checkImport(t *testing.T, s *models.Store, d *Dashboard, id, list int64, ro
 // Every row is imported once, and the error report is the file's, line
 // for line, each downloaded from the node that finished it.
 func TestImportSurvivesItsNode(t *testing.T) {
-	dsn := testdb.PostgresDSN()
-	if dsn == "" {
-		t.Skip("HERALD_TEST_POSTGRES not set: a cluster needs PostgreSQL")
-	}
-	a := Start(t, Options{DatabaseURL: testdb.PostgresSchema(t, dsn)})
-	b := a.Peer(t)
+	a := Start(t, Options{DatabaseURL: PostgresURL(t)})
+	b := a.Node(t)
 	s := a.Store(t)
 	da, db := a.Dashboard(t), b.Dashboard(t)
 
