@@ -345,3 +345,37 @@ func TestDeleteAbandonedImports(t *testing.T) {
 		}
 	})
 }
+
+// On PostgreSQL a batch whose COPY or merge the database refuses is
+// retried row by row, as on SQLite: only the refused row is lost, and the
+// report says so.
+func TestImportCopyFallsBackRowByRowOnPostgres(t *testing.T) {
+	s := testdb.Postgres(t)
+	ctx := context.Background()
+	// A row the database refuses for a reason no check in Go foresees.
+	for _, q := range []string{
+		`CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'boom'; END; $$ LANGUAGE plpgsql`,
+		// On the consent rows, which COPY writes straight into their table.
+		`CREATE TRIGGER boom BEFORE INSERT ON consents FOR EACH ROW WHEN (NEW.email = 'boom@example.com') EXECUTE FUNCTION boom()`,
+	} {
+		if err := s.DB().Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := newList(t, s, "News")
+	data := "email,name,city\na@example.com,A,Lyon\nboom@example.com,B,Lyon\nc@example.com,C,Lyon\n"
+	im, err := runImport(t, s, data, importOpts(l.ID, models.ImportUpdate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Status != models.ImportFinished || counts(im) != [5]int64{3, 2, 0, 0, 1} {
+		t.Fatalf("import = %s %v, want finished [3 2 0 0 1]", im.Status, counts(im))
+	}
+	rep := errorReport(t, s, im.ID)
+	if len(rep) != 1 || rep[0][0] != "3" || rep[0][1] != "boom@example.com" || rep[0][2] != "The database refused this row." {
+		t.Errorf("report = %v, want line 3 refused by the database", rep)
+	}
+	if brk, n, err := s.VerifyConsents(ctx); brk != nil || err != nil || n != 2 {
+		t.Errorf("VerifyConsents() = %+v, %d, %v; want 2 rows verifying", brk, n, err)
+	}
+}
