@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -320,7 +321,10 @@ func (r *importRun) holdLease(ctx context.Context, cancel context.CancelCauseFun
 			return
 		case <-t.C:
 		}
-		ok, err := r.s.renewimportLease(ctx, r.id, r.owner)
+		if time.Since(time.Unix(0, r.renewed.Load())) < importLease/3 {
+			continue // a batch renewed it meanwhile
+		}
+		ok, err := r.s.renewImportLease(ctx, r.id, r.owner)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			// The batches are fenced: if the lease runs out meanwhile, the
@@ -342,9 +346,13 @@ type importRun struct {
 	// resumeAt is the file offset after the last batch a previous run
 	// committed: rows up to it are read again but not written.
 	resumeAt int64
-	conn     *sql.Conn
-	done     importProgress // counts committed so far
-	touched  idSet          // subscribers this import already handled: later rows with them are duplicates
+	// renewed is when a committed batch last renewed the lease (Unix
+	// nanoseconds): holdLease renews it only in longer gaps, since on
+	// SQLite its renewal waits behind the import's own write lock.
+	renewed atomic.Int64
+	conn    *sql.Conn
+	done    importProgress // counts committed so far
+	touched idSet          // subscribers this import already handled: later rows with them are duplicates
 }
 
 // importProgress is what the imports row shows.
@@ -561,6 +569,7 @@ func (r *importRun) write(ctx context.Context, b *rowBatch) error {
 }
 
 func (r *importRun) commit(res *batchResult) {
+	r.renewed.Store(time.Now().UnixNano()) // the batch renewed the lease
 	r.done.add(res.importProgress)
 	for _, id := range res.touched {
 		r.touched.add(id)

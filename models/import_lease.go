@@ -165,9 +165,9 @@ func (s *Store) ClaimImport(ctx context.Context, owner string, id int64) (int64,
 	return ids[0], nil
 }
 
-// renewimportLease extends owner's lease on the import; it reports false
+// renewImportLease extends owner's lease on the import; it reports false
 // when the import is no longer owner's.
-func (s *Store) renewimportLease(ctx context.Context, id int64, owner string) (bool, error) {
+func (s *Store) renewImportLease(ctx context.Context, id int64, owner string) (bool, error) {
 	res := s.conn(ctx).Exec(`UPDATE imports SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = ?`,
 		dbTime(dbNow().Add(importLease)), id, owner, ImportRunning)
 	return res.RowsAffected == 1, res.Error
