@@ -17,10 +17,13 @@ func main() {
 	}
 }
 
-const usage = `herald-bench: load tests of Herald, on a new SQLite database each.
+const usage = `herald-bench: load tests of Herald, on a new SQLite database each (import: or a
+new PostgreSQL schema).
 
 Usage:
-  herald-bench import [-n N]          CSV import of N generated rows, then timed subscriber searches
+  herald-bench import [-n N] [-database-url postgres://…]
+                                      CSV import of N generated rows, then timed subscriber searches
+                                      (on PostgreSQL: in a new schema, dropped afterwards)
   herald-bench send [-n N] [-dkim=false]
                                       send a campaign to N recipients through the whole pipeline
                                       to an SMTP sink in a child process
