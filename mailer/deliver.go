@@ -16,6 +16,9 @@ type job struct {
 	camp *campaignState // nil for transactional
 	tx   *txState       // nil for campaign mail
 	tn   string         // transport name
+	// storeRetries counts sends that failed on a database error while the
+	// database answered pings (storeFailed).
+	storeRetries int
 }
 
 func (j *job) priority() bool { return j.c.Priority > 0 }
@@ -53,9 +56,11 @@ type destination struct {
 
 func (d *destination) queued() int { return len(d.high) + len(d.normal) }
 
+// maxConns is the node's part of the rule's connection cap (see
+// cluster.go); without a cap, 20 a node.
 func (d *destination) maxConns() int {
 	if n := d.rule.MaxConnections; n > 0 {
-		return n
+		return partConns(n, d.e.nodes())
 	}
 	return 20
 }
@@ -204,6 +209,9 @@ func (d *destination) worker(l *lane) {
 	}()
 	var tk ticket
 	for {
+		if l.surplus(d.maxConns()) {
+			return // more nodes share the rule now: this connection is over the lane's part
+		}
 		j := d.take(idle)
 		if j == nil {
 			return
@@ -260,6 +268,14 @@ func (d *destination) worker(l *lane) {
 			continue
 		}
 		res := e.attempt(conn, j, d, l, &tk)
+		if res.storeErr != nil {
+			conn.Close()
+			conn = nil
+			if !d.storeFailed(j, res.storeErr) {
+				e.deferJob(j, d, Reply{Text: res.storeErr.Error(), SourceIP: l.src.addr}, time.Now())
+			}
+			continue
+		}
 		if res.stop {
 			return
 		}
@@ -371,6 +387,7 @@ type attemptResult struct {
 	stop     bool      // the worker is done: dialFailed has handled it
 	stopped  bool      // not sent: the lane was suspended meanwhile, until
 	until    time.Time //
+	storeErr error     // not sent: Herald's database failed (StoreError)
 }
 
 // attempt renders, signs and sends one job over conn and records the
@@ -398,6 +415,12 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 	msgID := msg.messageID
 	msg.release()
 	now = time.Now()
+	if err != nil && reply.Code == 0 && storeErr(err) {
+		// Our database failed, not the destination: nothing went out, the
+		// job is no one's outcome yet (storeFailed).
+		l.cancel(tk)
+		return attemptResult{storeErr: err}
+	}
 	if de := (*DialError)(nil); err != nil && reply.Code == 0 && errors.As(err, &de) {
 		// A transport that dials lazily (Staging) could not open its
 		// connection: a failed dial, not a broken transaction, and no
@@ -436,7 +459,7 @@ func (e *Engine) attempt(conn Conn, j *job, d *destination, l *lane, tk *ticket)
 		d.meter.add(now)
 		e.finish(j, d, outcomeFor(j, models.DeliverySent, reply, now, time.Time{}), msgID)
 		return attemptResult{broken: broken}
-	case isSlowDown(reply):
+	case isSlowDown(reply) && !reply.Relayed:
 		// The lane stops before its other connections' next messages; a
 		// refusal of a message begun before the latest suspension is part
 		// of that event, not a new one.

@@ -78,6 +78,9 @@ type Options struct {
 	MaterializeBatch int
 	// RuleRefresh is how often domain rules are reloaded. Zero: 30s.
 	RuleRefresh time.Duration
+	// Heartbeat is how often leases and the node's heartbeat are renewed.
+	// Zero: 2s.
+	Heartbeat time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -119,6 +122,7 @@ func (o Options) withDefaults() Options {
 	dur(&o.MaxAge, 72*time.Hour)
 	dur(&o.IdleTimeout, 5*time.Second)
 	dur(&o.RuleRefresh, 30*time.Second)
+	dur(&o.Heartbeat, 2*time.Second)
 	if o.Warmup == nil {
 		o.Warmup = DefaultWarmup
 	}
@@ -159,7 +163,11 @@ type Engine struct {
 	resolving map[string][]*job
 
 	lastReclaim time.Time // claimLoop only
+	cluster     cluster   // the nodes sharing the rules (cluster.go)
 	warned      sync.Map  // sender domains already warned about
+
+	db      dbHealth    // whether the database answers (dbhealth.go)
+	running atomic.Bool // Run is delivering
 }
 
 // New returns an engine over store. It does no I/O until Run.
@@ -227,16 +235,22 @@ func (e *Engine) Run(ctx context.Context) error {
 	} else if n > 0 {
 		e.log.Info("reclaiming deliveries leased before restart", "node", e.o.NodeID, "count", n)
 	}
+	if err := e.join(ctx); err != nil {
+		return err
+	}
+	e.running.Store(true)
+	defer e.running.Store(false)
 	e.resultsWG.Add(1)
 	go e.writeResults()
 	var loops sync.WaitGroup
-	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop} {
+	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop, e.clusterLoop} {
 		loops.Add(1)
 		go func() { defer loops.Done(); f(ctx) }()
 	}
 	<-ctx.Done()
 	loops.Wait()
 	e.wg.Wait() // workers release their jobs as they stop
+	e.leave()
 	e.mu.Lock()
 	left := make([]*job, 0, len(e.inflight))
 	for _, j := range e.inflight {
@@ -327,7 +341,7 @@ func (e *Engine) loadRules(ctx context.Context) error {
 			d.rule = &rule{DomainRule: nr}
 			for _, l := range d.lanes {
 				l.mu.Lock()
-				l.lim.retune(&nr)
+				l.lim.retune(&nr, e.nodes())
 				l.mu.Unlock()
 			}
 		}

@@ -22,6 +22,9 @@ func (e *Engine) claimLoop(ctx context.Context) {
 		case <-e.wake:
 			woken = true
 		}
+		if e.recoverDB(ctx) != nil {
+			return
+		}
 		for ctx.Err() == nil {
 			n, full := e.claimOnce(ctx, woken)
 			woken = false
@@ -73,11 +76,12 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 		e.lastReclaim = now
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !e.unreachable(ctx, err) {
 			e.log.Error("claim deliveries", "error", err)
 		}
 		return 0, false
 	}
+	e.db.claimed(now)
 	for i := range claimed {
 		e.intake(ctx, &claimed[i])
 	}
@@ -106,6 +110,10 @@ func (e *Engine) intake(ctx context.Context, c *models.Claimed) {
 		j.tn = j.camp.tname
 	default:
 		tx, err := e.txFor(ctx, c)
+		if err != nil && e.unreachable(ctx, err) {
+			e.release(j, now) // not the message's fault: it goes again
+			return
+		}
 		if err != nil {
 			e.finish(j, nil, outcomeFor(j, models.DeliveryFailed, Reply{Text: err.Error()}, now, time.Time{}), "")
 			return
@@ -184,7 +192,7 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 		d.rule = &rule{DomainRule: unthrottled(ri.rule.DomainRule)}
 	}
 	for _, s := range pool {
-		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&d.rule.DomainRule)})
+		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&d.rule.DomainRule, e.nodes())})
 	}
 	e.dests[key] = d
 	return d
@@ -255,6 +263,9 @@ func (e *Engine) materializeLoop(ctx context.Context) {
 		case <-t.C:
 		case <-e.materializeNow:
 		}
+		if e.db.down() {
+			continue // the claim loop probes it
+		}
 		e.mu.Lock()
 		var todo []*campaignState
 		for _, cs := range e.campaigns {
@@ -319,6 +330,9 @@ func (e *Engine) controlLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-e.refreshNow:
+		}
+		if e.db.down() {
+			continue // the claim loop probes it
 		}
 		e.refreshCampaigns(ctx)
 		now := time.Now()
@@ -420,6 +434,9 @@ func (e *Engine) refreshCampaigns(ctx context.Context) {
 			}
 		case st.Status == models.CampaignRunning:
 			cs, err := e.prepareCampaign(ctx, st.ID)
+			if err != nil && e.unreachable(ctx, err) {
+				continue // not the campaign's fault: prepared again when the database answers
+			}
 			if err != nil {
 				e.log.Error("campaign cannot be sent; pausing it", "campaign", st.ID, "error", err)
 				if perr := e.store.PauseCampaign(ctx, st.ID); perr != nil {

@@ -51,7 +51,8 @@ func (e *Engine) blockingRule(ctx context.Context, id int64) (*Check, error) {
 		return nil, nil
 	}
 	_, captures := e.o.Transport.(*Capture)
-	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(e.o.Transport), RootURL: e.o.RootURL}).CampaignChecks(ctx, id)
+	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(e.o.Transport), RootURL: e.o.RootURL,
+		RelaySigns: RelaySigning(e.o.Transport)}).CampaignChecks(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +100,11 @@ type Readiness struct {
 	RootURL string
 	// Now is the clock. Zero: time.Now.
 	Now func() time.Time
+	// RelaySigns says the default transport's relays sign with DKIM for
+	// the sender (RelaySigning): a campaign on it without a key in Herald
+	// then needs the From domain's DKIM record in DNS, and the rule only
+	// warns. Nil: a key in Herald is required.
+	RelaySigns *RelayDKIM
 }
 
 // ComplaintLimit is the complaint rate above which mailbox providers
@@ -324,6 +330,12 @@ func (r *Readiness) senderCheck(ctx context.Context, domains []models.SendingDom
 		if r.DefaultCaptures {
 			c.Detail += " (Mail is only captured into the outbox now; this is required before sending for real.)"
 		}
+		if r.RelaySigns != nil {
+			// The relay signs: each campaign's own check looks for its
+			// record in DNS and warns.
+			c.Blocking = false
+			c.Detail += " The relay signs for them (dkim=relay), so this only warns."
+		}
 	case len(seen) == 0:
 		c.Detail = "No campaign in preparation."
 	default:
@@ -507,6 +519,9 @@ func (r *Readiness) dkimCheck(ctx context.Context, cp *models.Campaign, captured
 		c.Detail = "Signed by " + sd.Domain + " (selector " + sd.Selector + ") for " + from + ": d=" + sd.Domain +
 			" aligns with the From domain under relaxed DKIM alignment (adkim=r, as in the DMARC record Herald advises; a strict adkim=s would not)."
 		return c
+	}
+	if r.relaySignsFor(cp) {
+		return r.relayDKIMCheck(ctx, from)
 	}
 	c.Detail = "No DKIM key signs for " + from + ": its mail would go out unsigned."
 	if chosen != nil {

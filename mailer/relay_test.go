@@ -66,6 +66,7 @@ type fakeRelay struct {
 	mu     sync.Mutex
 	msgs   []relayMsg
 	active int // connections open now
+	conns  int // TCP connections accepted
 	inTx   int // transactions (MAIL to the end of DATA) under way now
 	peakTx int // most transactions under way at once
 	auths  int // failed AUTH attempts
@@ -97,9 +98,26 @@ func startRelay(t testing.TB, user, pass string, dataDelay time.Duration) *fakeR
 	}
 	r.Addr = l.Addr().String()
 	r.Port = l.Addr().(*net.TCPAddr).Port
-	go s.Serve(l)
+	go s.Serve(countConns{l, r})
 	t.Cleanup(func() { s.Close() })
 	return r
+}
+
+// countConns counts the connections a fakeRelay accepts (go-smtp starts a
+// new session after STARTTLS, so sessions do not tell).
+type countConns struct {
+	net.Listener
+	r *fakeRelay
+}
+
+func (l countConns) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.r.mu.Lock()
+		l.r.conns++
+		l.r.mu.Unlock()
+	}
+	return c, err
 }
 
 func (r *fakeRelay) messages() []relayMsg {
@@ -173,6 +191,18 @@ func (s *relaySession) Logout() error {
 	return nil
 }
 
+// relaySend sends relayMessage to one recipient through tr, as the
+// engine would: a handle on the pool, one message.
+func relaySend(tr *mailer.Relay, to string) (mailer.Reply, error) {
+	ctx := context.Background()
+	c, err := tr.Dial(ctx, mailer.Route{Domain: "example.org"})
+	if err != nil {
+		return mailer.Reply{}, err
+	}
+	defer c.Close()
+	return c.Send(ctx, &mailer.Envelope{From: "b@bounces.sender.test", To: to, Message: relayMessage})
+}
+
 func (r *fakeRelay) host(user, pass string, conns int) mailer.RelayHost {
 	return mailer.RelayHost{Host: "127.0.0.1", Port: r.Port, Username: user, Password: pass, MaxConnections: conns,
 		TLSConfig: &tls.Config{RootCAs: r.Pool, ServerName: "relay.test", MinVersion: tls.VersionTLS12}}
@@ -230,13 +260,13 @@ func TestRelayRefusesUnverifiedCertificate(t *testing.T) {
 	h := relay.host("herald", "pw", 1)
 	h.TLSConfig = &tls.Config{ServerName: "relay.test"} // system roots: the self-signed cert fails
 	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
-	_, err := tr.Dial(context.Background(), mailer.Route{Domain: "example.org"})
+	_, err := relaySend(tr, "ann@example.org")
 	if err == nil {
-		t.Fatal("Dial() with an untrusted certificate = nil error")
+		t.Fatal("Send() with an untrusted certificate = nil error")
 	}
 	var de *mailer.DialError
 	if !errors.As(err, &de) || de.Permanent || de.Reply.Code != 0 {
-		t.Errorf("Dial() = %#v, want a temporary DialError without a reply (defer, never bounce)", err)
+		t.Errorf("Send() = %#v, want a temporary DialError without a reply (defer, never bounce)", err)
 	}
 	relay.mu.Lock()
 	defer relay.mu.Unlock()
@@ -245,46 +275,14 @@ func TestRelayRefusesUnverifiedCertificate(t *testing.T) {
 	}
 }
 
+// The pool's connections are shared: eight senders at once (as eight
+// domains' workers would be) go through two connections, one message at a
+// time on each, and the connections close once idle.
 func TestRelayRespectsItsConnectionLimit(t *testing.T) {
 	relay := startRelay(t, "herald", "pw", 100*time.Millisecond)
-	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{relay.host("herald", "pw", 2)}, HELO: "out.sender.test"})
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{relay.host("herald", "pw", 2)}, HELO: "out.sender.test",
+		IdleTimeout: 300 * time.Millisecond})
 	ctx := context.Background()
-
-	// Two connections held: a third Dial waits, and goes through as soon
-	// as one is closed.
-	c1, err := tr.Dial(ctx, mailer.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := tr.Dial(ctx, mailer.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = tr.Dial(short, mailer.Route{})
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("third Dial() with two connections open = %v, want it to wait until its context ends", err)
-	}
-	got := make(chan error, 1)
-	go func() {
-		c3, err := tr.Dial(ctx, mailer.Route{})
-		if err == nil {
-			c3.Close()
-		}
-		got <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
-	c1.Close()
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatalf("Dial() after a connection closed = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Dial() still waiting after a connection closed")
-	}
-	c2.Close()
 
 	// Eight senders at once never have more than two messages under way
 	// (one per connection; the relay's own count of open connections
@@ -295,13 +293,13 @@ func TestRelayRespectsItsConnectionLimit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := tr.Dial(ctx, mailer.Route{})
+			c, err := tr.Dial(ctx, mailer.Route{Domain: "d" + strconv.Itoa(i) + ".example"})
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer c.Close()
-			r, err := c.Send(ctx, &mailer.Envelope{From: "b@bounces.sender.test", To: "u" + strconv.Itoa(i) + "@example.org", Message: relayMessage})
+			r, err := c.Send(ctx, &mailer.Envelope{From: "b@bounces.sender.test", To: "u@d" + strconv.Itoa(i) + ".example", Message: relayMessage})
 			if err == nil && r.Code != 250 {
 				err = errors.New(r.Text)
 			}
@@ -315,7 +313,7 @@ func TestRelayRespectsItsConnectionLimit(t *testing.T) {
 	for err := range errs {
 		t.Errorf("send: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the relay to see every connection closed", func() bool {
+	waitFor(t, 5*time.Second, "the idle connections to be closed", func() bool {
 		relay.mu.Lock()
 		defer relay.mu.Unlock()
 		return relay.active == 0
@@ -328,6 +326,9 @@ func TestRelayRespectsItsConnectionLimit(t *testing.T) {
 	if relay.peakTx != 2 {
 		t.Errorf("relay had at most %d messages under way at once, want exactly the limit of 2 connections", relay.peakTx)
 	}
+	if relay.conns != 2 {
+		t.Errorf("relay saw %d connections for 8 messages, want the pool's 2, reused", relay.conns)
+	}
 }
 
 // Wrong credentials come back at once as a RelayError: permanent for the
@@ -337,22 +338,21 @@ func TestRelayWrongCredentials(t *testing.T) {
 	relay := startRelay(t, "herald", "right", 0)
 	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{relay.host("herald", "wrong", 1)}, HELO: "out.sender.test"})
 	for attempt := range 2 { // a leaked slot would make the second attempt wait
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
-		_, err := tr.Dial(ctx, mailer.Route{Domain: "example.org"})
-		cancel()
+		_, err := relaySend(tr, "ann@example.org")
+		// The second attempt waits out the pause the first one caused.
 		if took := time.Since(start); took > 5*time.Second {
-			t.Errorf("attempt %d: Dial() took %v with wrong credentials, want a prompt answer", attempt, took)
+			t.Errorf("attempt %d: Send() took %v with wrong credentials, want a prompt answer", attempt, took)
 		}
 		var de *mailer.DialError
 		var re *mailer.RelayError
 		switch {
 		case !errors.As(err, &de):
-			t.Fatalf("attempt %d: Dial() = %v, want a *DialError", attempt, err)
+			t.Fatalf("attempt %d: Send() = %v, want a *DialError", attempt, err)
 		case de.Permanent || de.Reply.Code != 0:
 			t.Errorf("attempt %d: DialError{Permanent: %v, Reply: %d}, want temporary and no reply (the engine would bounce the recipient)", attempt, de.Permanent, de.Reply.Code)
 		case !errors.As(err, &re):
-			t.Fatalf("attempt %d: Dial() = %v, want a *RelayError inside", attempt, err)
+			t.Fatalf("attempt %d: Send() = %v, want a *RelayError inside", attempt, err)
 		case re.Stage != "auth" || re.Reply.Code != 535 || re.Reply.Enhanced != "5.7.8" || !re.Permanent():
 			t.Errorf("attempt %d: RelayError = %+v, want stage auth, 535 5.7.8, permanent", attempt, re)
 		}
@@ -385,13 +385,13 @@ func TestRelaySilentServerTimesOut(t *testing.T) {
 	tr := mailer.NewRelay(mailer.RelayOptions{HELO: "out.sender.test", Timeouts: mailer.Timeouts{Command: 500 * time.Millisecond},
 		Hosts: []mailer.RelayHost{{Host: "127.0.0.1", Port: port, TLSConfig: &tls.Config{ServerName: "relay.test"}}}})
 	start := time.Now()
-	_, err = tr.Dial(context.Background(), mailer.Route{})
+	_, err = relaySend(tr, "ann@example.org")
 	if took := time.Since(start); err == nil || took > 5*time.Second {
-		t.Fatalf("Dial() to a silent relay = %v after %v, want an error within the 500ms command timeout (5s margin)", err, took)
+		t.Fatalf("Send() to a silent relay = %v after %v, want an error within the 500ms command timeout (5s margin)", err, took)
 	}
 	var de *mailer.DialError
 	if !errors.As(err, &de) || de.Permanent {
-		t.Errorf("Dial() = %#v, want a temporary DialError", err)
+		t.Errorf("Send() = %#v, want a temporary DialError", err)
 	}
 }
 
@@ -435,5 +435,118 @@ func TestRelayWrongCredentialsDefersCampaign(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(text), []byte("535")) || !bytes.Contains([]byte(text), []byte("credentials")) {
 		t.Errorf("delivery last_text = %q, want the relay's 535 and a word about the credentials", text)
+	}
+}
+
+// Failover: while the first relay refuses connections it is paused, and
+// the mail goes to the relay of the next priority; the refused message
+// itself comes back as a temporary DialError for the engine to retry.
+func TestRelayFailsOver(t *testing.T) {
+	backup := startRelay(t, "herald", "pw", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now: connections are refused
+	primary := backup.host("herald", "pw", 2)
+	primary.Port = deadPort
+	second := backup.host("herald", "pw", 2)
+	second.Priority = 1
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{second, primary}, HELO: "out.sender.test", Logger: quietLogger()})
+
+	_, err = relaySend(tr, "first@example.org")
+	var de *mailer.DialError
+	if !errors.As(err, &de) || de.Permanent {
+		t.Fatalf("Send() through a relay refusing connections = %v, want a temporary DialError", err)
+	}
+	for i := range 3 {
+		r, err := relaySend(tr, "u"+strconv.Itoa(i)+"@example.org")
+		if err != nil || r.Code != 250 {
+			t.Fatalf("Send() %d while the first relay is paused = %+v, %v; want 250 from the backup relay", i, r, err)
+		}
+	}
+	if n := len(backup.messages()); n != 3 {
+		t.Errorf("backup relay received %d messages, want 3", n)
+	}
+}
+
+// The relay's quota and its cap of messages per connection hold whatever
+// the recipient domains: 30 messages at 20 a second take about a second
+// and a half, and with 5 per connection they need 6 connections.
+func TestRelayPacesItsRateAndRotatesConnections(t *testing.T) {
+	relay := startRelay(t, "herald", "pw", 0)
+	h := relay.host("herald", "pw", 1)
+	h.PerSecond, h.MaxPerConnection = 20, 5
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
+				t.Errorf("Send() = %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// 29 intervals of 50 ms after the first message.
+	if took := time.Since(start); took < 1400*time.Millisecond {
+		t.Errorf("30 messages at 20/s took %v, want at least 1.4s", took)
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if len(relay.msgs) != 30 || relay.conns != 6 {
+		t.Errorf("relay got %d messages over %d connections, want 30 over 6 (5 per connection)", len(relay.msgs), relay.conns)
+	}
+}
+
+// Relays of one priority share the mail by their weights.
+func TestRelayWeights(t *testing.T) {
+	a := startRelay(t, "herald", "pw", 0)
+	b := startRelay(t, "herald", "pw", 0)
+	ha, hb := a.host("herald", "pw", 2), b.host("herald", "pw", 2)
+	ha.Weight, hb.Weight = 3, 1
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{ha, hb}, HELO: "out.sender.test"})
+	for i := range 40 {
+		if r, err := relaySend(tr, "u"+strconv.Itoa(i)+"@example.org"); err != nil || r.Code != 250 {
+			t.Fatalf("Send() = %+v, %v", r, err)
+		}
+	}
+	if na, nb := len(a.messages()), len(b.messages()); na != 30 || nb != 10 {
+		t.Errorf("relays of weights 3 and 1 got %d and %d of 40 messages, want 30 and 10", na, nb)
+	}
+}
+
+// Nodes sharing a relay account each take a part of its quota and
+// connections: with two nodes, a relay of 20 a second over 4 connections
+// gets 10 a second over 2 from this one.
+func TestRelaySharedAmongNodes(t *testing.T) {
+	relay := startRelay(t, "herald", "pw", 0)
+	h := relay.host("herald", "pw", 4)
+	h.PerSecond = 20
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
+	tr.ShareAmong(2)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
+				t.Errorf("Send() = %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// 19 intervals of 100 ms after the first message.
+	if took := time.Since(start); took < 1800*time.Millisecond {
+		t.Errorf("20 messages at half of 20/s took %v, want at least 1.8s", took)
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if len(relay.msgs) != 20 || relay.conns > 2 {
+		t.Errorf("relay got %d messages over %d connections, want 20 over at most 2", len(relay.msgs), relay.conns)
 	}
 }

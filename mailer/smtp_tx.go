@@ -2,7 +2,6 @@ package mailer
 
 import (
 	"context"
-	"time"
 
 	"github.com/herald-mail/herald/mailer/smtpclient"
 )
@@ -16,7 +15,6 @@ type smtpConn struct {
 	tls      string // Reply.TLS of everything sent here
 	verified bool
 	note     string // Reply.TLSPolicy: a policy failure that did not stop the mail
-	relay    *relayHost
 	// direct and domain: for direct delivery, the transport and the
 	// domain the connection was opened for (its TLS policy was applied).
 	direct *Direct
@@ -33,15 +31,6 @@ func (s *smtpConn) reply(r smtpclient.Reply) Reply {
 // Send runs one transaction. After a refused transaction the next one
 // starts with RSET.
 func (s *smtpConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
-	if s.relay != nil {
-		s.relay.mu.Lock()
-		at := s.relay.rate.next(time.Now())
-		s.relay.rate.book(at)
-		s.relay.mu.Unlock()
-		if err := sleepUntil(ctx, at); err != nil {
-			return Reply{}, err
-		}
-	}
 	if s.direct != nil {
 		if r, ok := s.checkRecipient(ctx, env.To); !ok {
 			return r, nil
@@ -73,11 +62,5 @@ func (s *smtpConn) Close() error {
 	if !s.broken {
 		s.c.Quit()
 	}
-	err := s.c.Close()
-	if s.relay != nil {
-		// The slot is free once the connection is gone, not before: a
-		// relay counts a connection that is still saying QUIT.
-		<-s.relay.slots
-	}
-	return err
+	return s.c.Close()
 }

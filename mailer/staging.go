@@ -3,7 +3,7 @@ package mailer
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"sync"
 	"time"
 
@@ -20,15 +20,17 @@ type StagingStore interface {
 // Staging wraps a transport for a staging system: recipients for whom
 // allowed returns true get real mail through real; everyone else's message
 // goes to capture (the outbox) instead. Both connections of a lane are
-// dialled only when first needed. When allowed fails (it returns false),
-// the message is captured: staging errs on the side of not mailing people.
+// dialled only when first needed. When allowed fails, the message goes
+// nowhere: Send returns a *StoreError, and the engine sends it again once
+// the database answers (a staging system mails nobody it may not; a
+// production one captures nothing because of an outage).
 //
 // The wrapper changes where a message goes, never how the real transport
 // reports it: it routes with real's resolver (UsesMX, Resolver), and when
 // real cannot be dialled, Send returns real's *DialError, which the engine
 // handles as a failed dial (a null MX bounces, a refused connection
 // suspends the destination) rather than as a broken transaction.
-func Staging(real, capture Transport, allowed func(ctx context.Context, rcpt string) bool) Transport {
+func Staging(real, capture Transport, allowed func(ctx context.Context, rcpt string) (bool, error)) Transport {
 	return &staging{real: real, capture: capture, allowed: allowed}
 }
 
@@ -37,11 +39,8 @@ func Staging(real, capture Transport, allowed func(ctx context.Context, rcpt str
 // The switch is read at most once per refresh (zero: for every message),
 // so a production send with staging off costs no query per message; the
 // allow list is looked up per recipient only while staging is on. A
-// database error is logged and captures the message.
-func StagingPolicy(store StagingStore, log *slog.Logger, refresh time.Duration) func(ctx context.Context, rcpt string) bool {
-	if log == nil {
-		log = slog.Default()
-	}
+// database error is returned: whether the message may go is not known.
+func StagingPolicy(store StagingStore, refresh time.Duration) func(ctx context.Context, rcpt string) (bool, error) {
 	var (
 		mu     sync.Mutex
 		on     bool
@@ -60,26 +59,25 @@ func StagingPolicy(store StagingStore, log *slog.Logger, refresh time.Duration) 
 		on, readAt = v == "on", time.Now()
 		return on, nil
 	}
-	return func(ctx context.Context, rcpt string) bool {
+	return func(ctx context.Context, rcpt string) (bool, error) {
 		on, err := stagingOn(ctx)
-		if err == nil && !on {
-			return true
-		}
-		ok := false
-		if err == nil {
-			ok, err = store.AllowListed(ctx, rcpt)
-		}
 		if err != nil {
-			log.Error("staging check failed; capturing the message", "rcpt", rcpt, "err", err)
-			return false
+			return false, fmt.Errorf("staging switch: %w", err)
 		}
-		return ok
+		if !on {
+			return true, nil
+		}
+		ok, err := store.AllowListed(ctx, rcpt)
+		if err != nil {
+			return false, fmt.Errorf("staging allow list: %w", err)
+		}
+		return ok, nil
 	}
 }
 
 type staging struct {
 	real, capture Transport
-	allowed       func(ctx context.Context, rcpt string) bool
+	allowed       func(ctx context.Context, rcpt string) (bool, error)
 }
 
 var (
@@ -101,6 +99,17 @@ func (s *staging) Resolver() *Resolver {
 	return nil
 }
 
+// ShareAmong passes the cluster's node count to the real transport, when
+// it has limits of its own to share (a relay's quota).
+func (s *staging) ShareAmong(nodes int) {
+	if sh, ok := s.real.(clusterShared); ok {
+		sh.ShareAmong(nodes)
+	}
+}
+
+// RelayDKIM is how the real transport's relays sign, if they do.
+func (s *staging) RelayDKIM() *RelayDKIM { return RelaySigning(s.real) }
+
 func (s *staging) Dial(ctx context.Context, r Route) (Conn, error) {
 	return &stagingConn{t: s, route: r}, nil
 }
@@ -112,7 +121,11 @@ type stagingConn struct {
 }
 
 func (c *stagingConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
-	if c.t.allowed(ctx, env.To) {
+	allowed, err := c.t.allowed(ctx, env.To)
+	if err != nil {
+		return Reply{}, &StoreError{Err: err}
+	}
+	if allowed {
 		if c.real != nil && stale(c.real) {
 			c.real.Close()
 			c.real = nil

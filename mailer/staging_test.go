@@ -26,7 +26,7 @@ func TestStagingTransport(t *testing.T) {
 		host, port, _ := strings.Cut(sink.Addr, ":")
 		p, _ := strconv.Atoi(port)
 		real := mailer.NewRelay(mailer.RelayOptions{HELO: "herald.test", Hosts: []mailer.RelayHost{{Host: host, Port: p, TLS: mailer.TLSNone}}})
-		tr := mailer.Staging(real, mailer.NewCapture(s), mailer.StagingPolicy(s, testLogger(t), 0))
+		tr := mailer.Staging(real, mailer.NewCapture(s), mailer.StagingPolicy(s, 0))
 
 		if err := s.SetSetting(ctx, models.SettingStaging, "on"); err != nil {
 			t.Fatal(err)
@@ -95,10 +95,10 @@ func (c *countingStaging) Setting(ctx context.Context, key string) (string, erro
 func TestStagingPolicyReadsTheSwitchOncePerRefresh(t *testing.T) {
 	ctx := context.Background()
 	s := &countingStaging{Store: testdb.SQLite(t)}
-	allowed := mailer.StagingPolicy(s, testLogger(t), time.Hour)
+	allowed := mailer.StagingPolicy(s, time.Hour)
 	for i := range 100 {
-		if !allowed(ctx, fmt.Sprintf("user%d@example.org", i)) {
-			t.Fatal("staging is off, yet a recipient was held back")
+		if ok, err := allowed(ctx, fmt.Sprintf("user%d@example.org", i)); !ok || err != nil {
+			t.Fatalf("allowed = %v, %v; staging is off, yet a recipient was held back", ok, err)
 		}
 	}
 	if s.reads != 1 {
@@ -107,7 +107,7 @@ func TestStagingPolicyReadsTheSwitchOncePerRefresh(t *testing.T) {
 	// With no refresh interval every message reads it (what the tests above
 	// rely on to flip the switch mid-test).
 	s.reads = 0
-	each := mailer.StagingPolicy(s, testLogger(t), 0)
+	each := mailer.StagingPolicy(s, 0)
 	each(ctx, "a@example.org")
 	each(ctx, "b@example.org")
 	if s.reads != 2 {
@@ -123,7 +123,7 @@ func TestStagingKeepsTransportBehaviour(t *testing.T) {
 	s := testdb.SQLite(t)
 	res := mailer.NewResolver("127.0.0.1:1")
 	direct := mailer.NewDirect(mailer.DirectOptions{Resolver: res})
-	tr := mailer.Staging(direct, mailer.NewCapture(s), func(context.Context, string) bool { return true })
+	tr := mailer.Staging(direct, mailer.NewCapture(s), func(context.Context, string) (bool, error) { return true, nil })
 	mt, ok := tr.(interface {
 		UsesMX() bool
 		Resolver() *mailer.Resolver
@@ -144,7 +144,7 @@ func TestStagingKeepsTransportBehaviour(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	refused := mailer.Staging(mailer.NewDirect(mailer.DirectOptions{Resolver: res, MXOverride: addr}), mailer.NewCapture(s),
-		func(context.Context, string) bool { return true })
+		func(context.Context, string) (bool, error) { return true, nil })
 	conn, err := refused.Dial(context.Background(), mailer.Route{Domain: "example.com"})
 	if err != nil {
 		t.Fatalf("Dial() = %v; staging dials the real transport when a recipient needs it", err)

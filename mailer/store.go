@@ -17,6 +17,8 @@ type QueueStore interface {
 	ExpireNodeLeases(ctx context.Context, node string) (int64, error)
 	EnqueueTransactional(ctx context.Context, m models.TransactionalMessage) (int64, error)
 	SentFromIPSince(ctx context.Context, ip string, t time.Time) (int64, error)
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
 }
 
 // CampaignStore is what the engine needs to follow campaigns.
@@ -58,6 +60,7 @@ type Store interface {
 	CampaignStore
 	ConfigStore
 	OutboxStore
+	ClusterStore
 }
 
 var _ Store = (*models.Store)(nil)

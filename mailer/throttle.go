@@ -199,17 +199,20 @@ type limits struct {
 	second, minute, hour *window // nil: no limit
 }
 
-func newLimits(r *models.DomainRule) limits {
+// newLimits are one node's part of a rule's limits when nodes share them
+// (see cluster.go).
+func newLimits(r *models.DomainRule, nodes int) limits {
 	return limits{
-		second: perSecondWindow(r.PerSecond),
-		minute: newWindow(r.PerMinute, time.Minute),
-		hour:   newWindow(r.PerHour, time.Hour),
+		second: perSecondWindow(partPerSecond(r.PerSecond, nodes)),
+		minute: partWindow(r.PerMinute, time.Minute, nodes),
+		hour:   partWindow(r.PerHour, time.Hour, nodes),
 	}
 }
 
-// retune applies a changed rule, keeping each window's history.
-func (l *limits) retune(r *models.DomainRule) {
-	n := newLimits(r)
+// retune applies a changed rule or number of nodes, keeping each window's
+// history.
+func (l *limits) retune(r *models.DomainRule, nodes int) {
+	n := newLimits(r, nodes)
 	l.second, l.minute, l.hour = l.second.retuned(n.second), l.minute.retuned(n.minute), l.hour.retuned(n.hour)
 }
 
@@ -451,6 +454,14 @@ func (l *lane) handOver(tk *ticket, now time.Time) bool {
 		tk.seen = p.events
 	}
 	return true
+}
+
+// surplus reports whether the lane has more connections than limit (the
+// cap shrank: another node joined).
+func (l *lane) surplus(limit int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns > limit
 }
 
 func (l *lane) suspendedUntil(now time.Time) (time.Time, bool) {

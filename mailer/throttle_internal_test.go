@@ -135,7 +135,7 @@ func TestWindowsHoldInEverySlidingWindow(t *testing.T) {
 		nl := 1 + r.IntN(3)
 		var lanes []*lane
 		for range nl {
-			lanes = append(lanes, &lane{src: src, lim: newLimits(&rule)})
+			lanes = append(lanes, &lane{src: src, lim: newLimits(&rule, 1)})
 		}
 		workers := 1 + r.IntN(12)
 		msgs := 300 + r.IntN(1500)
@@ -325,7 +325,7 @@ func TestSlowDownEscalatesOncePerEvent(t *testing.T) {
 // does not open a fresh burst.
 func TestRetuneKeepsHistory(t *testing.T) {
 	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	l := &lane{src: &sourceIP{}, lim: newLimits(&models.DomainRule{PerMinute: 100})}
+	l := &lane{src: &sourceIP{}, lim: newLimits(&models.DomainRule{PerMinute: 100}, 1)}
 	var s []time.Time
 	for i := 0; i < 60; i++ {
 		var tk ticket
@@ -335,7 +335,7 @@ func TestRetuneKeepsHistory(t *testing.T) {
 		l.settle(&tk, now, true)
 		s = append(s, now)
 	}
-	l.lim.retune(&models.DomainRule{PerMinute: 50, PerSecond: 10})
+	l.lim.retune(&models.DomainRule{PerMinute: 50, PerSecond: 10}, 1)
 	for i := 0; i < 30; i++ {
 		var tk ticket
 		if v, _ := l.reserve(now.Add(time.Second), &tk, true); v == slotBooked {
@@ -355,7 +355,7 @@ func BenchmarkLaneReserveSettle(b *testing.B) {
 	day := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 	src := &sourceIP{warmStart: &day, schedule: []int{1 << 30}}
 	src.setRate(50)
-	l := &lane{src: src, lim: newLimits(&models.DomainRule{PerSecond: 5, PerMinute: 200, PerHour: 5000})}
+	l := &lane{src: src, lim: newLimits(&models.DomainRule{PerSecond: 5, PerMinute: 200, PerHour: 5000}, 1)}
 	now := day.Add(time.Hour)
 	var tk ticket
 	b.ReportAllocs()

@@ -77,7 +77,9 @@ type Conn interface {
 	// or a 421) and that answer decides it; with none (network, timeout,
 	// protocol violation), the message's fate is unknown. A *DialError
 	// means the connection could not be opened at all (a wrapper that
-	// dials lazily, such as Staging): it is handled as a failed Dial.
+	// dials lazily, such as Staging): it is handled as a failed Dial. A
+	// *StoreError means Herald's own database failed and nothing was sent:
+	// it is no outcome, and the message is sent again later.
 	Send(ctx context.Context, env *Envelope) (Reply, error)
 	Close() error
 }
@@ -102,6 +104,11 @@ type Reply struct {
 	// (MTA-STS in testing mode: the MX host not in the policy, no
 	// STARTTLS, an invalid certificate), to be reported; "" when none.
 	TLSPolicy string
+	// Relayed says a relay pool shared by every recipient domain carried
+	// the message: the pool has applied a slow-down reply to itself (all
+	// domains' mail waited), so the recipient's destination is not
+	// suspended for it.
+	Relayed bool
 }
 
 // captureHost is the MXHost of a captured message's reply. A captured
@@ -158,7 +165,7 @@ func (c captureConn) Send(ctx context.Context, env *Envelope) (Reply, error) {
 		m.HTML, m.Text = bodies(msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
 	}
 	if err := c.store.SaveOutbox(ctx, m); err != nil {
-		return Reply{}, err
+		return Reply{}, &StoreError{Err: err}
 	}
 	return Reply{Code: 250, Enhanced: "2.0.0", Text: "captured in the outbox", MXHost: captureHost}, nil
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/herald-mail/herald/mailer/smtpclient"
@@ -236,119 +235,6 @@ const (
 
 	tlsOpportunistic TLSMode = "opportunistic"
 )
-
-// RelayHost is one smarthost.
-type RelayHost struct {
-	Host string
-	Port int     // 0: 587, or 465 for TLSImplicit
-	TLS  TLSMode // "": starttls
-	// Username and Password authenticate with SASL PLAIN; empty: no auth.
-	Username, Password string
-	// PerSecond caps messages per second through this relay; 0 unlimited.
-	PerSecond float64
-	// MaxConnections caps simultaneous connections; 0 means 10.
-	MaxConnections int
-	// TLSConfig; nil verifies the host's certificate against Host.
-	TLSConfig *tls.Config
-}
-
-// RelayOptions configure sending through smarthosts.
-type RelayOptions struct {
-	Hosts []RelayHost // tried round robin; at least one
-	// HELO is the EHLO name; "" means the machine's host name.
-	HELO     string
-	Timeouts Timeouts
-}
-
-// Relay sends everything through one or more SMTP relays, each with its own
-// rate and connection limits.
-type Relay struct {
-	o     RelayOptions
-	hosts []*relayHost
-	mu    sync.Mutex
-	next  int
-}
-
-type relayHost struct {
-	RelayHost
-	slots chan struct{}
-	mu    sync.Mutex
-	rate  gcra
-}
-
-var _ Transport = (*Relay)(nil)
-
-// NewRelay returns a relay transport.
-func NewRelay(o RelayOptions) *Relay {
-	if o.HELO == "" {
-		o.HELO, _ = os.Hostname()
-	}
-	o.Timeouts = o.Timeouts.WithDefaults()
-	r := &Relay{o: o}
-	for _, h := range o.Hosts {
-		if h.TLS == "" {
-			h.TLS = TLSStartTLS
-		}
-		if h.Port == 0 {
-			h.Port = 587
-			if h.TLS == TLSImplicit {
-				h.Port = 465
-			}
-		}
-		if h.MaxConnections <= 0 {
-			h.MaxConnections = 10
-		}
-		if h.TLSConfig == nil {
-			h.TLSConfig = &tls.Config{ServerName: h.Host, MinVersion: tls.VersionTLS12}
-		}
-		r.hosts = append(r.hosts, &relayHost{RelayHost: h, slots: make(chan struct{}, h.MaxConnections),
-			rate: newGCRA(time.Second, h.PerSecond, burstFor(h.PerSecond))})
-	}
-	return r
-}
-
-// Dial connects to the next relay with a free connection slot, waiting for
-// one when all are busy.
-func (r *Relay) Dial(ctx context.Context, rt Route) (Conn, error) {
-	if len(r.hosts) == 0 {
-		return nil, &DialError{Permanent: true, Err: errors.New("no relay configured")}
-	}
-	r.mu.Lock()
-	start := r.next
-	r.next = (r.next + 1) % len(r.hosts)
-	r.mu.Unlock()
-	var h *relayHost
-	for i := range r.hosts {
-		c := r.hosts[(start+i)%len(r.hosts)]
-		select {
-		case c.slots <- struct{}{}:
-			h = c
-		default:
-			continue
-		}
-		break
-	}
-	if h == nil {
-		h = r.hosts[start]
-		select {
-		case h.slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	helo := rt.HELO
-	if helo == "" {
-		helo = r.o.HELO
-	}
-	c, err := dialSMTP(ctx, dialPlan{addr: net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), host: h.Host, source: rt.SourceIP,
-		helo: helo, mode: h.TLS, tlsConfig: h.TLSConfig, user: h.Username, pass: h.Password, t: r.o.Timeouts})
-	if err != nil {
-		<-h.slots
-		return nil, relayDialError(h.Host, err)
-	}
-	c.relay = h
-	return c, nil
-}
 
 // RelayError is a relay's refusal to take mail from Herald at all: at its
 // greeting, EHLO, STARTTLS or AUTH (wrong credentials). It is about

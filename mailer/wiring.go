@@ -3,7 +3,6 @@ package mailer
 import (
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -37,7 +36,7 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 		return nil, err
 	}
 	if t != nil {
-		t = Staging(t, NewCapture(store), StagingPolicy(store, log, 5*time.Second))
+		t = Staging(t, NewCapture(store), StagingPolicy(store, 5*time.Second))
 	}
 	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress}
 	if cfg.Secret != "" {
@@ -48,7 +47,8 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 
 // TransportFromConfig returns the transport cfg.Transport names: Direct
 // (with cfg's DNS server, MX port, override and EHLO name), Relay
-// (cfg.Relay), or nil for capture, the engine's default. log receives the
+// (cfg.Relay: one pool per relay, settings from each URL's query; its DKIM
+// records are looked up with cfg's DNS server), or nil for capture, the engine's default. log receives the
 // transport's own events (TLS fallbacks, MTA-STS testing failures); nil
 // means slog.Default().
 func TransportFromConfig(cfg *config.Config, log *slog.Logger) (Transport, error) {
@@ -65,24 +65,11 @@ func TransportFromConfig(cfg *config.Config, log *slog.Logger) (Transport, error
 		return NewDirect(DirectOptions{Resolver: NewResolver(cfg.DNSServer), MXOverride: cfg.MXOverride, Port: port,
 			HELO: cfg.Hostname, Logger: log}), nil
 	case "relay":
-		u, err := url.Parse(cfg.Relay)
-		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
-			return nil, fmt.Errorf("mailer: the relay must be a URL such as smtp://user:pass@smtp.example.com:587")
+		hosts, err := ParseRelays(cfg.RelayURLs())
+		if err != nil {
+			return nil, err
 		}
-		h := RelayHost{Host: u.Hostname(), TLS: TLSStartTLS}
-		if u.Scheme == "smtps" {
-			h.TLS = TLSImplicit
-		}
-		if p := u.Port(); p != "" {
-			if h.Port, err = strconv.Atoi(p); err != nil {
-				return nil, fmt.Errorf("mailer: the relay URL's port %q is not a number", p)
-			}
-		}
-		if u.User != nil {
-			h.Username = u.User.Username()
-			h.Password, _ = u.User.Password()
-		}
-		return NewRelay(RelayOptions{Hosts: []RelayHost{h}}), nil
+		return NewRelay(RelayOptions{Hosts: hosts, Logger: log, Resolver: NewResolver(cfg.DNSServer)}), nil
 	case "", "capture":
 		return nil, nil
 	}

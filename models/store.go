@@ -48,6 +48,14 @@ type Store struct {
 	// connection's whole cache whenever another connection has written),
 	// and its writers queue in Go rather than in SQLite's sleeping busy
 	// handler. On PostgreSQL it is the store itself.
+	//
+	// On SQLite the two pools differ in durability (SQLiteDSN): every
+	// commit of the main pool is synced before it returns, because it
+	// acknowledges what a person did (an unsubscribe, a suppression, a
+	// cancel, a consent); the queue's commits are synced only at
+	// checkpoints or with the next synced commit, since after a power loss
+	// what they recorded is repeated, never lost: a claim or an outcome
+	// rolled back is sent again.
 	queue *Store
 }
 
@@ -103,7 +111,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// which does even under OR FAIL. Past 64 KiB SQLite spills the
 		// journal to a temporary file, a write system call per page for
 		// every batch of outcomes; in memory it is a copy.
-		qdb, err := gorm.Open(sqlite.Open(dsn+"&_pragma=temp_store(MEMORY)"), cfg)
+		qdb, err := gorm.Open(sqlite.Open(dsn+"&_pragma=temp_store(MEMORY)&_pragma=synchronous(NORMAL)"), cfg)
 		if err != nil {
 			sqlDB.Close()
 			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
@@ -121,7 +129,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // SQLiteDSN adds the pragmas Herald relies on to a SQLite file path: WAL,
 // a busy timeout, foreign keys and BEGIN IMMEDIATE, so concurrent writers
-// wait for each other instead of failing with "database is locked".
+// wait for each other instead of failing with "database is locked", and
+// synchronous=FULL, so a commit survives a power loss once it returned (in
+// WAL mode NORMAL may roll back the last commits; Open relaxes it for the
+// mailer's own pool only).
 func SQLiteDSN(path string) string {
 	if strings.Contains(path, "?") {
 		return path
@@ -136,9 +147,22 @@ func SQLiteDSN(path string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "synchronous(FULL)")
 	q.Set("_txlock", "immediate")
 	return path + "?" + q.Encode()
+}
+
+// Ping checks that the database answers, on every pool the store uses.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.sql.PingContext(ctx); err != nil {
+		return fmt.Errorf("models: ping %s: %w", s.dialect, err)
+	}
+	if s.queue != nil {
+		if err := s.queue.sql.PingContext(ctx); err != nil {
+			return fmt.Errorf("models: ping %s: %w", s.dialect, err)
+		}
+	}
+	return nil
 }
 
 // Dialect reports which database engine the store uses.

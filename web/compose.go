@@ -61,6 +61,9 @@ func (s *Server) readiness() *mailer.Readiness {
 		// reverse DNS of its addresses.
 		r.DirectTransport, r.Hostname, r.Resolver = true, s.cfg.Hostname, mailer.NewResolver(s.cfg.DNSServer)
 	}
+	if s.mailer != nil {
+		r.RelaySigns = s.mailer.RelaySigning()
+	}
 	return r
 }
 

@@ -77,12 +77,17 @@ func classify(err error) *userError {
 
 // handleError is Echo's central error handler: the full error to the log,
 // a safe message and the request id to the user, as JSON for the API and as
-// a page otherwise.
+// a page otherwise. A failure while the database does not answer is a 503
+// saying so (unavailable), not a 500.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
 	ue := classify(err)
+	if ue.Code >= 500 && s.databaseDown(c.Request().Context()) {
+		s.unavailable(c.Response(), c.Request(), err)
+		return
+	}
 	rid := c.Response().Header().Get(echo.HeaderXRequestID)
 	if ue.Code >= 500 {
 		s.log.Error("request failed", "err", err, "method", c.Request().Method, "path", c.Request().URL.Path, "request_id", rid)

@@ -332,12 +332,12 @@ func TestHygieneSettings(t *testing.T) {
 		if v, _ := s.Setting(ctx, models.SettingStaging); v != "on" || !strings.Contains(p.Doc.Find(`[data-testid="staging-state"]`).Text(), "on") {
 			t.Errorf("staging = %q after turning it on", v)
 		}
-		allowed := mailer.StagingPolicy(s, nil, 0)
-		if !allowed(ctx, "tester@ourco.example") {
-			t.Error("allow-listed address not allowed in staging")
+		allowed := mailer.StagingPolicy(s, 0)
+		if ok, err := allowed(ctx, "tester@ourco.example"); !ok || err != nil {
+			t.Errorf("allowed(allow-listed address) = %v, %v in staging, want true", ok, err)
 		}
-		if allowed(ctx, "fine@example.net") {
-			t.Error("other address allowed in staging")
+		if ok, err := allowed(ctx, "fine@example.net"); ok || err != nil {
+			t.Errorf("allowed(other address) = %v, %v in staging, want false", ok, err)
 		}
 		if p := admin.postForm("/deliverability/hygiene/staging", url.Values{"staging": {"maybe"}}); p.StatusCode != 400 {
 			t.Errorf("staging=maybe: status %d, want 400", p.StatusCode)

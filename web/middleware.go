@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -30,10 +31,15 @@ func (s *Server) loadUser(next echo.HandlerFunc) echo.HandlerFunc {
 		ctx := c.Request().Context()
 		if id := s.sessions.GetInt64(ctx, "user_id"); id != 0 {
 			u, err := s.store.User(ctx, id)
-			if err == nil {
+			switch {
+			case err == nil:
 				c.Set(ctxUser, u)
-			} else {
-				_ = s.sessions.Destroy(ctx)
+			case errors.Is(err, models.ErrNotFound):
+				_ = s.sessions.Destroy(ctx) // the account was deleted
+			default:
+				// Not a sign-out: the user exists, the database did not
+				// answer (handleError says which).
+				return err
 			}
 		}
 		return next(c)
@@ -71,8 +77,11 @@ func (s *Server) requireToken(min string) echo.MiddlewareFunc {
 				return &userError{http.StatusUnauthorized, "unauthorized", "Send an API token in the Authorization header: \"Bearer hrld_…\". Create one under Settings → API tokens.", nil}
 			}
 			u, err := s.store.UserByAPIToken(c.Request().Context(), strings.TrimSpace(tok))
-			if err != nil {
+			if errors.Is(err, models.ErrNotFound) {
 				return &userError{http.StatusUnauthorized, "unauthorized", "The API token is not valid (it may have been revoked).", nil}
+			}
+			if err != nil {
+				return err // the token could not be checked: 503 while the database is down
 			}
 			need := min
 			if c.Request().Method != http.MethodGet && models.RoleAtLeast(models.RoleMarketer, need) {

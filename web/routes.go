@@ -33,6 +33,7 @@ func (s *Server) routes() *echo.Echo {
 	staticFS, _ := fs.Sub(static.FS, ".")
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", cacheForever(http.FileServer(http.FS(staticFS))))))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(200, "ok") })
+	e.GET("/readyz", s.readyz)
 
 	// The JSON API: bearer tokens, no cookies, so no CSRF.
 	api := e.Group("/api/v1", middleware.BodyLimit("10M"))

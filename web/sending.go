@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -141,10 +142,17 @@ func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error
 	o := models.DNSRecordOptions{SendingIPs: ips}
 	switch s.cfg.Transport {
 	case "relay":
-		if u, err := url.Parse(s.cfg.Relay); err == nil {
+		// Every relay sends for the domain (failover ones too).
+		for _, r := range s.cfg.RelayURLs() {
+			u, err := url.Parse(r)
+			if err != nil {
+				continue
+			}
 			if inc := mailer.RelaySPFInclude(u.Hostname()); inc != "" {
-				o.SPFIncludes = append(o.SPFIncludes, inc)
-			} else {
+				if !slices.Contains(o.SPFIncludes, inc) {
+					o.SPFIncludes = append(o.SPFIncludes, inc)
+				}
+			} else if o.SourcesUnknown == "" {
 				o.SourcesUnknown = "Herald does not know the servers of the relay " + u.Hostname() + ": add the SPF include your relay provider documents to this domain (or its addresses to the record)."
 				o.SourceHost = u.Hostname()
 			}

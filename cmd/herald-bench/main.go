@@ -17,15 +17,21 @@ func main() {
 	}
 }
 
-const usage = `herald-bench: load tests of Herald, on a new SQLite database each.
+const usage = `herald-bench: load tests of Herald, on a new SQLite database each (import: or a
+new PostgreSQL schema).
 
 Usage:
-  herald-bench import [-n N]          CSV import of N generated rows, then timed subscriber searches
-  herald-bench search [-n N] [-database postgres://…]
+  herald-bench import [-n N] [-database-url postgres://…]
+                                      CSV import of N generated rows, then timed subscriber searches
+                                      (on PostgreSQL: in a new schema, dropped afterwards)
+  herald-bench search [-n N] [-database-url postgres://…]
                                       contains-searches and result counts on N imported subscribers
   herald-bench send [-n N] [-dkim=false]
                                       send a campaign to N recipients through the whole pipeline
                                       to an SMTP sink in a child process
+  herald-bench send -relay [-n N] [-domains 50] [-conns 10] [-dkim=false]
+                                      the same through a local STARTTLS relay (go-smtp, throwaway CA
+                                      given by SSL_CERT_FILE), over N domains and then over one
   herald-bench track [-d 10s] [-c 64] load the open and click tracking endpoints
   herald-bench help                   show this help
 
@@ -37,6 +43,7 @@ Run "herald-bench COMMAND -h" for a command's flags.
 // measured apart from Herald's.
 const (
 	sinkCommand        = "sink"         // send's SMTP sink
+	relaySinkCommand   = "relay-sink"   // send -relay's STARTTLS relay
 	trackClientCommand = "track-client" // track's HTTP load client
 )
 
@@ -58,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return runBenchTrack(rest, stdout)
 	case sinkCommand:
 		return runSendBenchSink(stdin, stdout)
+	case relaySinkCommand:
+		return runRelaySink(rest, stdin, stdout)
 	case trackClientCommand:
 		return runTrackClientJob(stdin, stdout)
 	case "help", "-h", "--help":

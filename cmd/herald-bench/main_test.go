@@ -12,7 +12,7 @@ import (
 // with a child's command as its first argument it runs that command
 // instead of the tests.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == sinkCommand || os.Args[1] == trackClientCommand) {
+	if len(os.Args) > 1 && (os.Args[1] == sinkCommand || os.Args[1] == relaySinkCommand || os.Args[1] == trackClientCommand) {
 		if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,15 +16,15 @@ import (
 
 // runBenchSearch fills a new database with generated subscribers through
 // the CSV import and times the subscribers page's contains-searches and
-// result counts on it: SQLite by default, PostgreSQL with -database (in a
+// result counts on it: SQLite by default, PostgreSQL with -database-url (in a
 // schema of its own, dropped afterwards).
 func runBenchSearch(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench search", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	n := fs.Int("n", 1_000_000, "subscribers to generate and import")
-	database := fs.String("database", "", "postgres:// URL to run on (default: a new SQLite file in a temporary folder)")
+	database := fs.String("database-url", "", "postgres:// URL to run on (default: a new SQLite file in a temporary folder)")
 	runs := fs.Int("runs", 30, "times each search is run")
-	existing := fs.Bool("existing", false, "search the data set a previous run left at -database (its search_path) instead of making one")
+	existing := fs.Bool("existing", false, "search the data set a previous run left at -database-url (its search_path) instead of making one")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,7 +39,7 @@ func runBenchSearch(args []string, stdout io.Writer) error {
 	defer os.RemoveAll(dir)
 	dsn := filepath.Join(dir, "bench.db")
 	if *existing && *database == "" {
-		return errors.New("bench search: -existing needs -database")
+		return errors.New("bench search: -existing needs -database-url")
 	}
 	if *existing {
 		dsn = *database
@@ -203,30 +202,4 @@ func benchStatuses(ctx context.Context, store *models.Store) error {
 		}
 	}
 	return nil
-}
-
-// benchSchema makes a new schema on the PostgreSQL server at dsn and
-// returns a DSN that works in it, and a func that drops it.
-func benchSchema(ctx context.Context, dsn string) (string, func(), error) {
-	admin, err := models.Open(ctx, dsn)
-	if err != nil {
-		return "", nil, err
-	}
-	schema := fmt.Sprintf("herald_bench_%d", os.Getpid())
-	if err := admin.DB().Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		admin.Close()
-		return "", nil, err
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		admin.Close()
-		return "", nil, err
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), func() {
-		admin.DB().Exec("DROP SCHEMA " + schema + " CASCADE")
-		admin.Close()
-	}, nil
 }

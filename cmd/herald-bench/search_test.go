@@ -14,7 +14,7 @@ import (
 func TestRunBenchSearchSmall(t *testing.T) {
 	args := [][]string{{"-n", "3000", "-runs", "2"}}
 	if dsn := testdb.PostgresDSN(); dsn != "" {
-		args = append(args, []string{"-n", "3000", "-runs", "2", "-database", dsn})
+		args = append(args, []string{"-n", "3000", "-runs", "2", "-database-url", dsn})
 	}
 	for _, a := range args {
 		var out strings.Builder

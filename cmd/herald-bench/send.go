@@ -40,8 +40,18 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	dbPath := fs.String("db", "", "new SQLite file (default: one in a temporary folder, removed afterwards)")
 	conns := fs.Int("conns", 0, "connections to the sink (default: 4 per CPU)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sending phase to this file")
+	relay := fs.Bool("relay", false, "send through a local STARTTLS relay with serve's wiring (HERALD_RELAY), -conns connections (default 10), "+
+		"over -domains recipient domains, then over one domain for comparison")
+	domains := fs.Int("domains", 50, "recipient domains (with -relay)")
+	rounds := fs.Int("rounds", 1, "with -relay: alternate the runs this many times and compare the best of each")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *relay {
+		if *conns <= 0 {
+			*conns = 10
+		}
+		return runBenchSendRelay(*n, *domains, *rounds, *useDKIM, *conns, stdout)
 	}
 	if *n < 1 {
 		return errors.New("bench send: -n must be at least 1")
@@ -80,7 +90,7 @@ func runBenchSend(args []string, stdout io.Writer) error {
 		return err
 	}
 	t0 := time.Now()
-	cid, secret, err := sendBenchSetup(ctx, s, *n, *useDKIM, *conns)
+	cid, secret, err := sendBenchSetup(ctx, s, *n, *useDKIM, *conns, []string{"example.com", "example.net", "example.org", "mail.example", "post.example"})
 	if err != nil {
 		return err
 	}
@@ -131,37 +141,10 @@ func runBenchSend(args []string, stdout io.Writer) error {
 		cancel()
 		return err
 	}
-	// The clock stops when the last outcome is in the database (first
-	// message to last, state written); the engine notices that the
-	// campaign is done on its next once-a-second check, which is not
-	// sending time.
-	var (
-		p            *models.CampaignProgress
-		elapsed, cpu time.Duration
-	)
-	for wait := 50 * time.Millisecond; ; {
-		// Each look is a query in this process, counted in Herald's CPU:
-		// every 50 ms until the last twentieth, then every 5 ms so that
-		// the clock stops within 5 ms of the last outcome.
-		time.Sleep(wait)
-		if p, err = s.CampaignProgress(ctx, cid); err != nil {
-			cancel()
-			return err
-		}
-		if done := p.Sent + p.Bounced + p.Failed + p.Suppressed; done >= int64(*n)*19/20 {
-			wait = 5 * time.Millisecond
-		}
-		if elapsed == 0 && p.Sent+p.Bounced+p.Failed+p.Suppressed >= int64(*n) {
-			elapsed, cpu = time.Since(start), sendBenchCPU()-cpu0
-			pprof.StopCPUProfile()
-		}
-		if p.Status == models.CampaignFinished {
-			break
-		}
-		if time.Since(start) > time.Hour {
-			cancel()
-			return errors.New("bench send: not finished after an hour")
-		}
+	p, elapsed, cpu, err := sendBenchWait(ctx, s, cid, *n, cpu0, start)
+	if err != nil {
+		cancel()
+		return err
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -191,16 +174,53 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// sendBenchWait waits until the campaign is finished and returns its
+// progress, the time from start to the last outcome written and the CPU
+// used meanwhile (from cpu0); a CPU profile running stops with the clock.
+func sendBenchWait(ctx context.Context, s *models.Store, cid int64, n int, cpu0 time.Duration, start time.Time) (*models.CampaignProgress, time.Duration, time.Duration, error) {
+	// The clock stops when the last outcome is in the database (first
+	// message to last, state written); the engine notices that the
+	// campaign is done on its next once-a-second check, which is not
+	// sending time.
+	var (
+		p            *models.CampaignProgress
+		elapsed, cpu time.Duration
+		err          error
+	)
+	for wait := 50 * time.Millisecond; ; {
+		// Each look is a query in this process, counted in Herald's CPU:
+		// every 50 ms until the last twentieth, then every 5 ms so that
+		// the clock stops within 5 ms of the last outcome.
+		time.Sleep(wait)
+		if p, err = s.CampaignProgress(ctx, cid); err != nil {
+			return nil, 0, 0, err
+		}
+		if done := p.Sent + p.Bounced + p.Failed + p.Suppressed; done >= int64(n)*19/20 {
+			wait = 5 * time.Millisecond
+		}
+		if elapsed == 0 && p.Sent+p.Bounced+p.Failed+p.Suppressed >= int64(n) {
+			elapsed, cpu = time.Since(start), sendBenchCPU()-cpu0
+			pprof.StopCPUProfile()
+		}
+		if p.Status == models.CampaignFinished {
+			break
+		}
+		if time.Since(start) > time.Hour {
+			return nil, 0, 0, errors.New("bench send: not finished after an hour")
+		}
+	}
+	return p, elapsed, cpu, nil
+}
+
 // sendBenchSetup seeds subscribers, the template, the sending domain and
 // the campaign, and lifts the default domain rule's limits (the sink is
 // one local destination).
-func sendBenchSetup(ctx context.Context, s *models.Store, n int, useDKIM bool, conns int) (int64, string, error) {
+func sendBenchSetup(ctx context.Context, s *models.Store, n int, useDKIM bool, conns int, domains []string) (int64, string, error) {
 	l := &models.List{Name: "Bench", Optin: models.OptinSingle, Visibility: models.ListPrivate}
 	if err := s.CreateList(ctx, l); err != nil {
 		return 0, "", err
 	}
 	now := time.Now().UTC()
-	domains := []string{"example.com", "example.net", "example.org", "mail.example", "post.example"}
 	for i := 0; i < n; i += 1000 {
 		var sb strings.Builder
 		args := make([]any, 0, 5000)
@@ -283,14 +303,17 @@ var sendBenchHTML = `<!doctype html>
 </div></body></html>
 `
 
-// startSendBenchSink runs this binary again as the sink (see sinkCommand)
-// and returns its address.
-func startSendBenchSink() (*exec.Cmd, string, error) {
+// startSendBenchSink runs this binary again as the sink (see sinkCommand,
+// or relaySinkCommand with its arguments) and returns its address.
+func startSendBenchSink(args ...string) (*exec.Cmd, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(exe, sinkCommand)
+	if len(args) == 0 {
+		args = []string{sinkCommand}
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -320,13 +343,19 @@ type sinkIO struct {
 var sendBenchSinkIO = map[*exec.Cmd]sinkIO{}
 
 // stopSendBenchSink closes the sink's stdin, reads how many messages it
-// received and returns its CPU time (from the child's rusage).
-func stopSendBenchSink(cmd *exec.Cmd) (time.Duration, int64, error) {
+// received (and the other figures it prints on that line, into more) and
+// returns its CPU time (from the child's rusage).
+func stopSendBenchSink(cmd *exec.Cmd, more ...*int64) (time.Duration, int64, error) {
 	io := sendBenchSinkIO[cmd]
 	io.in.Close()
 	var count int64
 	line, _ := io.out.ReadString('\n')
-	fmt.Sscanf(line, "%d", &count)
+	fields := strings.Fields(line)
+	for i, p := range append([]*int64{&count}, more...) {
+		if i < len(fields) {
+			fmt.Sscanf(fields[i], "%d", p)
+		}
+	}
 	if err := cmd.Wait(); err != nil {
 		return 0, 0, fmt.Errorf("bench send: sink: %w", err)
 	}

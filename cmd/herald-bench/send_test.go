@@ -25,3 +25,23 @@ func TestBenchSend(t *testing.T) {
 		t.Log(out.String())
 	}
 }
+
+// The relay benchmark runs end to end (relay child process, STARTTLS
+// verified through SSL_CERT_FILE, serve's wiring) over several domains and
+// over one, and prints both rates and their ratio.
+func TestBenchSendRelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts relay processes")
+	}
+	t.Setenv("SSL_CERT_FILE", "") // restored afterwards; the run sets its own
+	var out bytes.Buffer
+	if err := runBenchSendRelay(300, 5, 1, false, 3, &out); err != nil {
+		t.Fatalf("runBenchSendRelay() = %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"300 messages to 5 domain(s)", "300 messages to 1 domain(s)", "relay conns:", "5 domains vs one:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("runBenchSendRelay() output lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log(out.String())
+}

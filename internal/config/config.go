@@ -54,7 +54,9 @@ type Config struct {
 	// direct (to the recipients' MX hosts) or relay.
 	Transport string
 	// Relay is the relay for Transport relay: smtp://user:pass@host:port
-	// (STARTTLS) or smtps://… (implicit TLS).
+	// (STARTTLS) or smtps://… (implicit TLS), with settings in the query
+	// (connections, rate, max_per_conn, weight, priority, dkim,
+	// dkim_selectors); several relays are separated by spaces or commas.
 	Relay string
 	// FeedbackAddress is the inbound address that receives feedback-loop
 	// (ARF complaint) reports. Empty: none.
@@ -109,7 +111,7 @@ func (c *Config) Vars() []Var {
 		{"dns-server", "HERALD_DNS_SERVER", "", "host:port of the DNS server for MX lookups (default: system resolver)", &c.DNSServer},
 		{"node-id", "HERALD_NODE_ID", "", "name of this node in delivery leases (default: host name)", &c.NodeID},
 		{"transport", "HERALD_TRANSPORT", "capture", "how mail leaves: capture (outbox in the dashboard), direct (MX delivery) or relay", &c.Transport},
-		{"relay", "HERALD_RELAY", "", "relay URL for -transport relay: smtp://user:pass@host:587 or smtps://host:465", &c.Relay},
+		{"relay", "HERALD_RELAY", "", "relay URL(s) for -transport relay: smtp://user:pass@host:587 or smtps://host:465; query: connections=10, rate=0 (msg/s), max_per_conn=0, weight=1, priority=0 (higher: failover), dkim=relay (the relay signs), dkim_selectors=s1,s2; several separated by spaces or commas", &c.Relay},
 		{"feedback-address", "HERALD_FEEDBACK_ADDRESS", "", "inbound address for feedback-loop complaint reports", &c.FeedbackAddress},
 		{"bounce-imap", "HERALD_BOUNCE_IMAP", "", "mailbox to poll for bounces: imaps://user:pass@host:993/INBOX (empty: off)", &c.BounceIMAP},
 		{"bounce-imap-interval", "HERALD_BOUNCE_IMAP_INTERVAL", "1m", "time between two polls of the bounce mailbox", &c.BounceIMAPInterval},
@@ -194,9 +196,15 @@ func (c *Config) validate() error {
 	switch c.Transport {
 	case "capture", "direct":
 	case "relay":
-		u, err := url.Parse(c.Relay)
-		if c.Relay == "" || err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+		urls := c.RelayURLs()
+		if len(urls) == 0 {
 			return fmt.Errorf("config: transport relay needs a relay URL such as smtp://user:pass@smtp.example.com:587")
+		}
+		for _, r := range urls {
+			u, err := url.Parse(r)
+			if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+				return fmt.Errorf("config: relay %q is not a URL such as smtp://user:pass@smtp.example.com:587", redactURL(r))
+			}
 		}
 	default:
 		return fmt.Errorf("config: transport %q is not one of capture, direct, relay", c.Transport)
@@ -301,4 +309,41 @@ func (c *Config) RequireSecret() error {
 			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
 	}
 	return nil
+}
+
+// RelayURLs splits Relay into its relays' URLs: separated by white space,
+// or by a comma before the next smtp:// or smtps:// (a comma inside a
+// URL, as in dkim_selectors=s1,s2, stays).
+func (c *Config) RelayURLs() []string {
+	var out []string
+	for _, f := range strings.Fields(c.Relay) {
+		for f != "" {
+			i := nextRelay(f)
+			if u := strings.TrimSpace(f[:i]); u != "" {
+				out = append(out, u)
+			}
+			f = strings.TrimPrefix(f[i:], ",")
+		}
+	}
+	return out
+}
+
+// nextRelay is where the next relay URL in s begins (a comma followed by
+// a scheme), or len(s).
+func nextRelay(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' && (strings.HasPrefix(s[i+1:], "smtp://") || strings.HasPrefix(s[i+1:], "smtps://") || i == len(s)-1) {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// redactURL hides a URL's password, for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -143,6 +143,29 @@ func Start(t testing.TB, o Options) *Herald {
 	return h
 }
 
+// Node starts another `herald serve` on h's database, as a second node of
+// a cluster runs: its own listen address and node id, h's settings,
+// secret and admin otherwise. It is stopped when the test ends.
+func (h *Herald) Node(t testing.TB) *Herald {
+	t.Helper()
+	listen := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	n := &Herald{URL: "http://" + listen, DatabaseURL: h.DatabaseURL, Secret: h.Secret, Token: h.Token, Admin: h.Admin,
+		Password: h.Password, t: t, bin: h.bin, args: h.args, logs: &syncBuffer{}, client: &http.Client{Timeout: 30 * time.Second}}
+	// Later entries win: exec keeps the last value of a repeated variable.
+	n.env = append(append([]string(nil), h.env...), "HERALD_LISTEN="+listen, "HERALD_NODE_ID=e2e-"+randomHex(3))
+	n.start(t)
+	t.Cleanup(func() {
+		n.Stop()
+		if t.Failed() {
+			t.Logf("herald node log (tail):\n%s", tail(n.logs.String(), 60))
+		}
+		if n.store != nil {
+			n.store.Close()
+		}
+	})
+	return n
+}
+
 // createToken makes an API token for the admin with `herald token create`,
 // as a deployment script would.
 func (h *Herald) createToken(t testing.TB) string {
