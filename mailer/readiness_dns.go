@@ -28,6 +28,32 @@ var (
 	_ sendingIPStore   = (*models.Store)(nil)
 )
 
+// isCapture says whether a transport only keeps messages in the outbox,
+// looking through wrappers that say what they wrap (not through Staging,
+// which delivers some messages for real).
+func isCapture(t Transport) bool {
+	for t != nil {
+		if _, ok := t.(*Capture); ok {
+			return true
+		}
+		u, ok := t.(interface{ Unwrap() Transport })
+		if !ok {
+			return false
+		}
+		t = u.Unwrap()
+	}
+	return false
+}
+
+// unthrottled is r without its rates and per-connection cap. The rates
+// protect a receiving server's patience and the sender's reputation;
+// capture delivers to nobody, so 500 captured messages take a moment, not
+// the minutes the default rule would spread them over.
+func unthrottled(r models.DomainRule) models.DomainRule {
+	r.PerSecond, r.PerMinute, r.PerHour, r.MaxPerConnection = 0, 0, 0, 0
+	return r
+}
+
 // isDirect says whether a transport delivers to MX hosts itself, looking
 // through wrappers that say what they wrap.
 func isDirect(t Transport) bool {
