@@ -31,9 +31,13 @@ var (
 // isCapture says whether a transport only keeps messages in the outbox,
 // looking through wrappers that say what they wrap (not through Staging,
 // which delivers some messages for real).
-func isCapture(t Transport) bool {
+func isCapture(t Transport) bool { return wraps[*Capture](t) }
+
+// wraps says whether t is, or wraps, a transport of type T, looking
+// through wrappers that say what they wrap (Unwrap).
+func wraps[T Transport](t Transport) bool {
 	for t != nil {
-		if _, ok := t.(*Capture); ok {
+		if _, ok := t.(T); ok {
 			return true
 		}
 		u, ok := t.(interface{ Unwrap() Transport })
@@ -56,19 +60,7 @@ func unthrottled(r models.DomainRule) models.DomainRule {
 
 // isDirect says whether a transport delivers to MX hosts itself, looking
 // through wrappers that say what they wrap.
-func isDirect(t Transport) bool {
-	for t != nil {
-		if _, ok := t.(*Direct); ok {
-			return true
-		}
-		u, ok := t.(interface{ Unwrap() Transport })
-		if !ok {
-			return false
-		}
-		t = u.Unwrap()
-	}
-	return false
-}
+func isDirect(t Transport) bool { return wraps[*Direct](t) }
 
 // DNSOverridable reports whether a check is the DNS rule an admin may
 // override for one campaign.
