@@ -42,11 +42,18 @@ test: vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: Go benchmarks and the load commands (figures for the closing note)
+## bench: Go benchmarks and the load commands (figures for the closing note);
+## with HERALD_TEST_POSTGRES set, the import also runs on PostgreSQL, in a
+## schema of its own that it drops afterwards
 bench: build-bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./models/ ./mailer/...
 	$(GO) test -run '^$$' -bench CampaignProgressPoll -benchtime 1000x ./web/
 	./$(BENCH_BIN) import -n 1000000
+	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) import -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
+	else echo "HERALD_TEST_POSTGRES not set: import benchmark on PostgreSQL skipped"; fi
+	./$(BENCH_BIN) search -n 1000000
+	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) search -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
+	else echo "HERALD_TEST_POSTGRES not set: search benchmark on PostgreSQL skipped"; fi
 	./$(BENCH_BIN) send -n 10000
 	./$(BENCH_BIN) send -n 10000 -dkim=false
 	./$(BENCH_BIN) send -n 20000 -dkim=false

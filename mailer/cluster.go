@@ -165,9 +165,19 @@ func (e *Engine) leave() {
 	}
 }
 
-// retuneLanes applies the current part to every lane.
+// clusterShared is a transport with limits of its own that the nodes
+// share (Relay: the account's quota and connections).
+type clusterShared interface{ ShareAmong(nodes int) }
+
+// retuneLanes applies the current part to every lane, and to the
+// transports' own limits.
 func (e *Engine) retuneLanes() {
 	n := e.nodes()
+	for _, t := range e.transports() {
+		if sh, ok := t.(clusterShared); ok {
+			sh.ShareAmong(n)
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, d := range e.dests {

@@ -480,17 +480,7 @@ func TestRelayPacesItsRateAndRotatesConnections(t *testing.T) {
 	h.PerSecond, h.MaxPerConnection = 20, 5
 	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
-				t.Errorf("Send() = %+v, %v", r, err)
-			}
-		}()
-	}
-	wg.Wait()
+	sendAtOnce(t, tr, 30)
 	// 29 intervals of 50 ms after the first message.
 	if took := time.Since(start); took < 1400*time.Millisecond {
 		t.Errorf("30 messages at 20/s took %v, want at least 1.4s", took)
@@ -517,4 +507,43 @@ func TestRelayWeights(t *testing.T) {
 	if na, nb := len(a.messages()), len(b.messages()); na != 30 || nb != 10 {
 		t.Errorf("relays of weights 3 and 1 got %d and %d of 40 messages, want 30 and 10", na, nb)
 	}
+}
+
+// Nodes sharing a relay account each take a part of its quota and
+// connections: with two nodes, a relay of 20 a second over 4 connections
+// gets 10 a second over 2 from this one.
+func TestRelaySharedAmongNodes(t *testing.T) {
+	relay := startRelay(t, "herald", "pw", 0)
+	h := relay.host("herald", "pw", 4)
+	h.PerSecond = 20
+	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
+	tr.ShareAmong(2)
+	start := time.Now()
+	sendAtOnce(t, tr, 20)
+	// 19 intervals of 100 ms after the first message.
+	if took := time.Since(start); took < 1800*time.Millisecond {
+		t.Errorf("20 messages at half of 20/s took %v, want at least 1.8s", took)
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if len(relay.msgs) != 20 || relay.conns > 2 {
+		t.Errorf("relay got %d messages over %d connections, want 20 over at most 2", len(relay.msgs), relay.conns)
+	}
+}
+
+// sendAtOnce sends n messages through tr at once, each to its own domain,
+// and waits for them all to be accepted.
+func sendAtOnce(t *testing.T, tr *mailer.Relay, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
+				t.Errorf("Send() = %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
 }

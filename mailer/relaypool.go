@@ -100,6 +100,7 @@ type Relay struct {
 // Relay.mu.
 type relayHost struct {
 	RelayHost
+	conns   int // this node's part of MaxConnections (ShareAmong)
 	open    int // connections open or being dialled
 	busy    int // connections carrying a message
 	idle    []*pooledConn
@@ -166,10 +167,30 @@ func NewRelay(o RelayOptions) *Relay {
 		if h.TLSConfig == nil {
 			h.TLSConfig = &tls.Config{ServerName: h.Host, MinVersion: tls.VersionTLS12}
 		}
-		r.hosts = append(r.hosts, &relayHost{RelayHost: h, rate: newGCRA(time.Second, h.PerSecond, burstFor(h.PerSecond))})
+		r.hosts = append(r.hosts, &relayHost{RelayHost: h, conns: h.MaxConnections,
+			rate: newGCRA(time.Second, h.PerSecond, burstFor(h.PerSecond))})
 	}
 	sort.SliceStable(r.hosts, func(i, j int) bool { return r.hosts[i].Priority < r.hosts[j].Priority })
 	return r
+}
+
+// ShareAmong makes this node's pool take its part of each relay's limits
+// when nodes share them (see Engine.nodes): a relay's quota and its
+// connection cap are the account's, whichever node sends. Each node takes
+// an equal part of the rate (as of a domain rule) and at least one
+// connection. The rate's history is kept, so a change opens no burst.
+func (r *Relay) ShareAmong(nodes int) {
+	nodes = max(1, nodes)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.hosts {
+		h.conns = max(1, h.MaxConnections/nodes)
+		part := partPerSecond(h.PerSecond, nodes)
+		tat := h.rate.tat
+		h.rate = newGCRA(time.Second, part, burstFor(part))
+		h.rate.tat = tat
+	}
+	r.dispatch(time.Now())
 }
 
 // Dial returns a handle on the relays' pool: it opens nothing itself, and
@@ -352,7 +373,7 @@ func (r *Relay) grant(now time.Time) (g relayGrant, ok bool, wake time.Time) {
 				continue
 			}
 			live = true
-			if len(h.idle) == 0 && h.open >= h.MaxConnections {
+			if len(h.idle) == 0 && h.open >= h.conns {
 				continue
 			}
 			if t := h.rate.next(now); t.After(now) {

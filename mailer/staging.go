@@ -99,6 +99,14 @@ func (s *staging) Resolver() *Resolver {
 	return nil
 }
 
+// ShareAmong passes the cluster's node count to the real transport, when
+// it has limits of its own to share (a relay's quota).
+func (s *staging) ShareAmong(nodes int) {
+	if sh, ok := s.real.(clusterShared); ok {
+		sh.ShareAmong(nodes)
+	}
+}
+
 // RelayDKIM is how the real transport's relays sign, if they do.
 func (s *staging) RelayDKIM() *RelayDKIM { return RelaySigning(s.real) }
 

@@ -10,7 +10,10 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // Import statuses, in the order an import passes through them.
@@ -192,7 +195,9 @@ var importBatchRows = 20000
 
 // RunImport reads the CSV in r (its header first, as ReadCSVHeader checks
 // it) and imports its rows as opts say, updating the import's progress as it
-// goes. totalBytes is the file's size, for the progress bar.
+// goes. totalBytes is the file's size, for the progress bar. The file is
+// the caller's: no other node can resume the import (see ProcessImport for
+// one that can).
 //
 // Rows are committed in batches; a bad row is reported in the error report
 // (see WriteImportErrors) and never costs the rows before or after it. When
@@ -200,22 +205,58 @@ var importBatchRows = 20000
 // hand, keeping what was imported. A problem with the file itself (not UTF-8,
 // a record larger than MaxRecordBytes, larger than MaxImportBytes) stops it
 // as ImportFailed with a *CSVError whose text is the import's message.
-func (s *Store) RunImport(ctx context.Context, id int64, r io.Reader, totalBytes int64, opts ImportOptions) (err error) {
+func (s *Store) RunImport(ctx context.Context, id int64, r io.Reader, totalBytes int64, opts ImportOptions) error {
 	im, err := s.Import(ctx, id)
 	if err != nil {
 		return err
 	}
-	if im.Status != ImportQueued {
+	owner := NewLeaseOwner("")
+	res := s.conn(ctx).Exec(`UPDATE imports SET status = ?, lease_owner = ?, lease_until = ? WHERE id = ? AND status = ?`,
+		ImportRunning, owner, dbTime(dbNow().Add(importLease)), id, ImportQueued)
+	if res.Error != nil {
+		return fmt.Errorf("models: run import %d: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
 		return fmt.Errorf("models: run import %d: it is %s, not queued: %w", id, im.Status, ErrConflict)
 	}
-	run := &importRun{s: s, id: id, opts: opts, touched: idSet{}}
+	return s.runClaimed(ctx, im, owner, r, totalBytes, opts, false)
+}
+
+// runClaimed runs an import whose lease owner holds, from r. im is the
+// row as claimed: a resumed import (resumable, with rows already read)
+// carries on after its last committed batch.
+func (s *Store) runClaimed(ctx context.Context, im *Import, owner string, r io.Reader, totalBytes int64, opts ImportOptions, resumable bool) (err error) {
+	id := im.ID
+	run := &importRun{s: s, id: id, owner: owner, opts: opts, touched: idSet{}}
+	if resumable && im.RowsRead > 0 {
+		run.resumeAt = im.ReadBytes
+		run.done = importProgress{RowsRead: im.RowsRead, ReadBytes: im.ReadBytes, Inserted: im.Inserted,
+			Updated: im.Updated, Skipped: im.Skipped, Failed: im.Failed}
+	}
+	// The lease is renewed while the import runs; a run whose lease was
+	// taken over stops (and its batches are fenced: see writeRows).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go run.holdLease(ctx, cancel)
 	// Whatever happens, the row ends in a final state with a message for the
 	// person who started it; rows already committed stay.
 	defer func() {
 		status, msg := ImportFinished, ""
 		var ce *CSVError
 		switch {
+		case errors.Is(err, errLeaseLost) || errors.Is(context.Cause(ctx), errLeaseLost):
+			slog.Warn("import taken over by another node", "import", id, "owner", owner, "rows", run.done.RowsRead)
+			err = fmt.Errorf("models: run import %d: %w", id, errLeaseLost)
+			return
 		case err == nil:
+		case resumable && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+			// The node is stopping: another one resumes the import.
+			if rerr := s.releaseImport(context.WithoutCancel(ctx), id, owner); rerr != nil {
+				slog.Error("import lease not handed back; another node resumes it once it runs out", "import", id, "err", rerr)
+			}
+			slog.Info("import handed over", "import", id, "rows", run.done.RowsRead)
+			err = fmt.Errorf("models: run import %d: %w", id, err)
+			return
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			status, msg = ImportCancelled, fmt.Sprintf("Stopped after %d rows; the rows before that were imported.", run.done.RowsRead)
 		case errors.As(err, &ce):
@@ -255,12 +296,12 @@ func (s *Store) RunImport(ctx context.Context, id int64, r io.Reader, totalBytes
 	if listN == 0 {
 		return fmt.Errorf("%w: the list no longer exists", ErrImportOptions)
 	}
-	err = s.conn(ctx).Exec(`UPDATE imports SET status = ?, list_id = ?, mode = ?, lawful_basis = ?, source = ?, total_bytes = ? WHERE id = ?`,
-		ImportRunning, opts.ListID, opts.Mode, opts.LawfulBasis, opts.Source, totalBytes, id).Error
+	err = s.conn(ctx).Exec(`UPDATE imports SET list_id = ?, mode = ?, lawful_basis = ?, source = ?, total_bytes = ? WHERE id = ? AND lease_owner = ?`,
+		opts.ListID, opts.Mode, opts.LawfulBasis, opts.Source, totalBytes, id, owner).Error
 	if err != nil {
 		return err
 	}
-	slog.Info("import started", "import", id, "list", opts.ListID, "mode", opts.Mode, "bytes", totalBytes)
+	slog.Info("import started", "import", id, "list", opts.ListID, "mode", opts.Mode, "bytes", totalBytes, "resume_at", run.resumeAt, "owner", owner)
 	started := time.Now()
 	defer func() {
 		slog.Info("import ended", "import", id, "rows", run.done.RowsRead, "inserted", run.done.Inserted, "updated", run.done.Updated,
@@ -269,11 +310,46 @@ func (s *Store) RunImport(ctx context.Context, id int64, r io.Reader, totalBytes
 	return run.run(ctx, src)
 }
 
+// holdLease renews the run's lease until ctx ends, and cancels the run
+// with errLeaseLost when another node has taken the import.
+func (r *importRun) holdLease(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(importLease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, r.renewed.Load())) < importLease/3 {
+			continue // a batch renewed it meanwhile
+		}
+		ok, err := r.s.renewImportLease(ctx, r.id, r.owner)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// The batches are fenced: if the lease runs out meanwhile, the
+			// next commit finds out.
+			slog.Warn("import lease not renewed", "import", r.id, "err", err)
+		case err == nil && !ok:
+			cancel(errLeaseLost)
+			return
+		}
+	}
+}
+
 // importRun is the state of one running import.
 type importRun struct {
-	s       *Store
-	id      int64
-	opts    ImportOptions
+	s     *Store
+	id    int64
+	owner string // the lease owner; every commit checks the import is still its
+	opts  ImportOptions
+	// resumeAt is the file offset after the last batch a previous run
+	// committed: rows up to it are read again but not written.
+	resumeAt int64
+	// renewed is when a committed batch last renewed the lease (Unix
+	// nanoseconds): holdLease renews it only in longer gaps, since on
+	// SQLite its renewal waits behind the import's own write lock.
+	renewed atomic.Int64
 	conn    *sql.Conn
 	done    importProgress // counts committed so far
 	touched idSet          // subscribers this import already handled: later rows with them are duplicates
@@ -316,6 +392,12 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA cache_size = -2000; PRAGMA temp_store = DEFAULT")
 	}
 
+	if r.s.dialect == Postgres {
+		if err := prepareStage(ctx, conn); err != nil {
+			return err
+		}
+	}
+
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	if r.s.dialect == SQLite {
@@ -338,11 +420,20 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 		readErr = src.batches(pctx, r.s.newRowParser(r.opts, src), batches)
 	}()
 	var writeErr error
+	var committed idSet // lines of the error report a resumed run finds
+	if r.resumeAt > 0 {
+		if committed, writeErr = r.reportedLines(ctx); writeErr != nil {
+			stop()
+		}
+	}
 	for b := range batches {
 		if writeErr == nil {
 			writeErr = ctx.Err()
 		}
-		if writeErr == nil {
+		if writeErr == nil && r.resumeAt > 0 {
+			b, writeErr = r.skipCommitted(ctx, b, committed)
+		}
+		if writeErr == nil && b != nil {
 			writeErr = r.write(ctx, b)
 		}
 		if writeErr != nil {
@@ -356,6 +447,64 @@ func (r *importRun) run(ctx context.Context, src *csvSource) error {
 		return readErr
 	}
 	return ctx.Err()
+}
+
+// reportedLines returns the lines a previous run of the import wrote to
+// its error report.
+func (r *importRun) reportedLines(ctx context.Context) (idSet, error) {
+	rows, err := r.conn.QueryContext(ctx, r.s.rebind(`SELECT row_num FROM import_errors WHERE import_id = ?`), r.id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	lines := idSet{}
+	for rows.Next() {
+		var line int64
+		if err := rows.Scan(&line); err != nil {
+			return nil, err
+		}
+		lines.add(line)
+	}
+	return lines, rows.Err()
+}
+
+// skipCommitted drops the rows of b that a previous run committed and
+// returns the rest, nil when none is left. The subscribers the dropped
+// rows imported count as handled (touched), so a later line with the same
+// address is reported as a duplicate, as in a run that never stopped.
+func (r *importRun) skipCommitted(ctx context.Context, b *rowBatch, reported idSet) (*rowBatch, error) {
+	i := 0
+	for i < len(b.rows) && b.rows[i].end <= r.resumeAt {
+		i++
+	}
+	var keys []string
+	for _, row := range b.rows[:i] {
+		if row.fail == "" && row.key != "" && !reported.has(row.line) {
+			keys = append(keys, row.key)
+		}
+	}
+	if len(keys) > 0 {
+		rows, err := r.conn.QueryContext(ctx, r.s.rebind(`SELECT id FROM subscribers WHERE lower(email) IN `+r.s.jsonTextSet()), jsonArray(keys))
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return nil, err
+			}
+			r.touched.add(id)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if i == len(b.rows) {
+		return nil, nil
+	}
+	b.rows = b.rows[i:]
+	return b, nil
 }
 
 // checkpointUntil copies the WAL into the database file every second until
@@ -387,6 +536,9 @@ func (r *importRun) write(ctx context.Context, b *rowBatch) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if errors.Is(err, errLeaseLost) {
+		return err
+	}
 	slog.Warn("import batch refused, retrying row by row", "import", r.id, "first_row", b.rows[0].line, "err", err)
 	for i := range b.rows {
 		end := b.rows[i].end
@@ -401,6 +553,9 @@ func (r *importRun) write(ctx context.Context, b *rowBatch) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, errLeaseLost) {
+			return err
+		}
 		row := b.rows[i]
 		slog.Warn("import row refused", "import", r.id, "row", row.line, "err", err)
 		row.fail = "The database refused this row."
@@ -414,6 +569,7 @@ func (r *importRun) write(ctx context.Context, b *rowBatch) error {
 }
 
 func (r *importRun) commit(res *batchResult) {
+	r.renewed.Store(time.Now().UnixNano()) // the batch renewed the lease
 	r.done.add(res.importProgress)
 	for _, id := range res.touched {
 		r.touched.add(id)
@@ -422,8 +578,17 @@ func (r *importRun) commit(res *batchResult) {
 
 // finish records the final status and message.
 func (r *importRun) finish(ctx context.Context, status, msg string) error {
-	err := r.s.conn(ctx).Exec(`UPDATE imports SET status = ?, message = ?, finished_at = ? WHERE id = ?`,
-		status, msg, dbNow(), r.id).Error
+	err := r.s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE imports SET status = ?, message = ?, finished_at = ?, lease_until = NULL WHERE id = ? AND lease_owner = ?`,
+			status, msg, dbNow(), r.id, r.owner)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return errLeaseLost
+		}
+		return tx.Exec(`DELETE FROM import_chunks WHERE import_id = ?`, r.id).Error
+	})
 	if err != nil {
 		return fmt.Errorf("record the end of the import: %w", err)
 	}

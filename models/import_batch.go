@@ -222,10 +222,20 @@ func (w *batchWriter) write(rows []importRow, end int64) (*batchResult, error) {
 	}
 	p := w.run.done
 	p.add(w.res.importProgress)
-	_, err = w.tx.ExecContext(w.ctx, w.s.rebind(`UPDATE imports SET rows_read = ?, read_bytes = ?, inserted = ?, updated = ?, skipped = ?, failed = ? WHERE id = ?`),
-		p.RowsRead, p.ReadBytes, p.Inserted, p.Updated, p.Skipped, p.Failed, w.run.id)
+	// Fenced by the lease: a node that lost the import to another (its
+	// lease ran out while it was stalled) commits nothing more. Each batch
+	// also renews the lease, from the connection that holds the write
+	// lock: on SQLite the renewals from another connection wait for it.
+	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(`UPDATE imports SET rows_read = ?, read_bytes = ?, inserted = ?, updated = ?, skipped = ?, failed = ?,
+		lease_until = ? WHERE id = ? AND lease_owner = ?`),
+		p.RowsRead, p.ReadBytes, p.Inserted, p.Updated, p.Skipped, p.Failed, dbTime(dbNow().Add(importLease)), w.run.id, w.run.owner)
 	if err != nil {
 		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n != 1 {
+		return nil, errLeaseLost
 	}
 	return &w.res, nil
 }
@@ -388,6 +398,9 @@ func (w *batchWriter) insertSubscribers(fresh []*importRow) (map[string]int64, e
 	// In address order the unique index takes the batch in one sweep
 	// instead of at random places.
 	slices.SortFunc(fresh, func(a, b *importRow) int { return strings.Compare(a.key, b.key) })
+	if w.s.dialect == Postgres {
+		return w.insertSubscribersCopy(fresh)
+	}
 	n := 2
 	for _, row := range fresh {
 		n += len(row.json) + 1
@@ -401,26 +414,7 @@ func (w *batchWriter) insertSubscribers(fresh []*importRow) (map[string]int64, e
 		b = append(b, row.json...)
 	}
 	b = append(b, ']')
-	if w.s.dialect == SQLite {
-		return w.insertSubscribersSQLite(fresh, string(b))
-	}
-	ts := w.s.tsArg()
-	rows, err := w.tx.QueryContext(w.ctx, w.s.rebind(w.s.bulkInsert(`subscribers (email, name, attributes, status, created_at, updated_at)
-		SELECT value ->> 0, value ->> 1, value ->> 2, 'active', `+ts+`, `+ts+` FROM `+w.s.jsonRows()+` WHERE true`, true)+
-		` RETURNING id, email`), w.now, w.now, string(b))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var email string
-		if err := rows.Scan(&id, &email); err != nil {
-			return nil, err
-		}
-		ids[email] = id
-	}
-	return ids, rows.Err()
+	return w.insertSubscribersSQLite(fresh, string(b))
 }
 
 // insertSubscribersSQLite is insertSubscribers without RETURNING, which
@@ -476,7 +470,11 @@ func (w *batchWriter) insertSubscribersSQLite(fresh []*importRow, rows string) (
 // subscribe adds ids to the list and confirms the members in confirm.
 func (w *batchWriter) subscribe(join, confirm []int64) error {
 	o := w.run.opts
-	if len(join) > 0 {
+	if len(join) > 0 && w.s.dialect == Postgres {
+		if err := w.joinCopy(join); err != nil {
+			return err
+		}
+	} else if len(join) > 0 {
 		ts := w.s.tsArg()
 		res, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`subscriptions (subscriber_id, list_id, status, created_at, updated_at)
 			SELECT j.value, CAST(? AS BIGINT), ?, `+ts+`, `+ts+` FROM `+w.s.jsonIntSet()+` AS j`, false)),
@@ -523,6 +521,9 @@ func (w *batchWriter) appendLedger() error {
 		c.PrevHash = prev
 		c.Hash = c.chainHash()
 		prev = c.Hash
+		if w.s.dialect == Postgres {
+			continue // ledgerCopy sends the rows
+		}
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -533,6 +534,9 @@ func (w *batchWriter) appendLedger() error {
 			b = appendJSONString(b, f)
 		}
 		b = append(b, ']')
+	}
+	if w.s.dialect == Postgres {
+		return w.ledgerCopy()
 	}
 	b = append(b, ']')
 	res, err := w.tx.ExecContext(w.ctx, w.s.rebind(w.s.bulkInsert(`consents (subscriber_id, list_id, action, lawful_basis, source, email, ip,
@@ -547,6 +551,9 @@ func (w *batchWriter) appendLedger() error {
 func (w *batchWriter) recordErrors() error {
 	if len(w.errs) == 0 {
 		return nil
+	}
+	if w.s.dialect == Postgres {
+		return w.errorsCopy()
 	}
 	b := make([]byte, 0, len(w.errs)*96)
 	b = append(b, '[')

@@ -228,29 +228,72 @@ func (s *Store) expireUnconfirmed(ctx context.Context, cut time.Time, days int, 
 	}
 }
 
-// TakeJob reports whether the caller should run the periodic job name now:
+// TakeJob reports whether owner should run the periodic job name now:
 // the first caller once the job is due gets true and holds it until
 // now+lease; other nodes asking meanwhile get false. The caller moves the
 // job to its next period with JobDone when the run succeeded; a run that
 // failed, or a node that died running it, leaves it due again once the
 // lease is over. A job never seen before is due.
-func (s *Store) TakeJob(ctx context.Context, name string, now time.Time, lease time.Duration) (bool, error) {
+func (s *Store) TakeJob(ctx context.Context, name, owner string, now time.Time, lease time.Duration) (bool, error) {
 	db := s.conn(ctx)
 	if err := db.Exec(`INSERT INTO jobs (name, next_run_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
 		name, dbTime(time.Unix(0, 0))).Error; err != nil {
 		return false, fmt.Errorf("models: take job %s: %w", name, err)
 	}
-	res := db.Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ? AND next_run_at <= ?`, dbTime(now.Add(lease)), name, dbTime(now))
+	res := db.Exec(`UPDATE jobs SET next_run_at = ?, owner = ?, started_at = ? WHERE name = ? AND next_run_at <= ?`,
+		dbTime(now.Add(lease)), owner, dbTime(now), name, dbTime(now))
 	if res.Error != nil {
 		return false, fmt.Errorf("models: take job %s: %w", name, res.Error)
 	}
 	return res.RowsAffected == 1, nil
 }
 
-// JobDone records that the job name ran and is next due at next.
-func (s *Store) JobDone(ctx context.Context, name string, next time.Time) error {
-	if err := s.conn(ctx).Exec(`UPDATE jobs SET next_run_at = ? WHERE name = ?`, dbTime(next), name).Error; err != nil {
+// JobDone records that owner's run of the job name succeeded and that the
+// job is next due at next. A run whose lease another node took over
+// meanwhile changes nothing.
+func (s *Store) JobDone(ctx context.Context, name, owner string, next time.Time) error {
+	if err := s.conn(ctx).Exec(`UPDATE jobs SET next_run_at = ?, finished_at = ? WHERE name = ? AND owner = ?`,
+		dbTime(next), dbNow(), name, owner).Error; err != nil {
 		return fmt.Errorf("models: job %s done: %w", name, err)
 	}
 	return nil
+}
+
+// JobRun is what the jobs table says about one periodic job.
+type JobRun struct {
+	Name       string
+	Owner      string // the node that took the last run
+	NextRunAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time // nil while the first run has not succeeded
+}
+
+// Jobs returns every periodic job's row, by name.
+func (s *Store) Jobs(ctx context.Context) ([]JobRun, error) {
+	var out []JobRun
+	if err := s.conn(ctx).Raw(`SELECT name, owner, next_run_at, started_at, finished_at FROM jobs ORDER BY name`).Scan(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: jobs: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteExpiredSessions removes dashboard sessions past their expiry from
+// the table (a cluster job: one node does it for all).
+func (s *Store) DeleteExpiredSessions(ctx context.Context) (int64, error) {
+	res := s.conn(ctx).Exec("DELETE FROM sessions WHERE expiry < ?", unixNow())
+	if res.Error != nil {
+		return 0, fmt.Errorf("models: delete expired sessions: %w", res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
+// DeleteAbandonedImports removes imports uploaded before before and never
+// started, with their stored files: uploads whose column mapping was never
+// submitted.
+func (s *Store) DeleteAbandonedImports(ctx context.Context, before time.Time) (int64, error) {
+	res := s.conn(ctx).Exec(`DELETE FROM imports WHERE status = ? AND options = '' AND created_at < ?`, ImportQueued, dbTime(before))
+	if res.Error != nil {
+		return 0, fmt.Errorf("models: delete abandoned imports: %w", res.Error)
+	}
+	return res.RowsAffected, nil
 }

@@ -144,7 +144,7 @@ func TestTakeJob(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				mine, err := s.TakeJob(ctx, "daily", now, 15*time.Minute)
+				mine, err := s.TakeJob(ctx, "daily", "node-a", now, 15*time.Minute)
 				if err != nil {
 					t.Error(err)
 				}
@@ -159,24 +159,24 @@ func TestTakeJob(t *testing.T) {
 		}
 		// The run fails (JobDone is not called): the job is due again once
 		// the lease is over, not a day later.
-		if mine, _ := s.TakeJob(ctx, "daily", now.Add(10*time.Minute), 15*time.Minute); mine {
+		if mine, _ := s.TakeJob(ctx, "daily", "node-a", now.Add(10*time.Minute), 15*time.Minute); mine {
 			t.Error("job taken again within its lease")
 		}
 		later := now.Add(16 * time.Minute)
-		if mine, _ := s.TakeJob(ctx, "daily", later, 15*time.Minute); !mine {
+		if mine, _ := s.TakeJob(ctx, "daily", "node-a", later, 15*time.Minute); !mine {
 			t.Fatal("a failed run was not taken up again after its lease")
 		}
 		// This run succeeds: nobody runs it again within the period.
-		if err := s.JobDone(ctx, "daily", later.Add(24*time.Hour)); err != nil {
+		if err := s.JobDone(ctx, "daily", "node-a", later.Add(24*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if mine, _ := s.TakeJob(ctx, "daily", later.Add(23*time.Hour), 15*time.Minute); mine {
+		if mine, _ := s.TakeJob(ctx, "daily", "node-a", later.Add(23*time.Hour), 15*time.Minute); mine {
 			t.Error("job taken again within its period")
 		}
-		if mine, _ := s.TakeJob(ctx, "daily", later.Add(24*time.Hour+time.Second), 15*time.Minute); !mine {
+		if mine, _ := s.TakeJob(ctx, "daily", "node-a", later.Add(24*time.Hour+time.Second), 15*time.Minute); !mine {
 			t.Error("job not due again after its period")
 		}
-		if mine, _ := s.TakeJob(ctx, "other", now, time.Hour); !mine {
+		if mine, _ := s.TakeJob(ctx, "other", "node-a", now, time.Hour); !mine {
 			t.Error("a second job is not independent of the first")
 		}
 	})

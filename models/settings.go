@@ -124,6 +124,7 @@ type SessionStore struct {
 	db      *gorm.DB
 	mu      sync.Mutex
 	written map[string]writtenSession
+	pruned  time.Time // when forgetExpired last ran
 }
 
 type writtenSession struct {
@@ -158,10 +159,13 @@ func (ss *SessionStore) Find(token string) ([]byte, bool, error) {
 // Commit stores a session until expiry, unless this store last wrote the
 // same data with an expiry less than sessionRefresh earlier.
 func (ss *SessionStore) Commit(token string, b []byte, expiry time.Time) error {
+	ss.forgetExpired()
 	ss.mu.Lock()
 	w, ok := ss.written[token]
 	ss.mu.Unlock()
-	if ok && bytes.Equal(w.data, b) && !expiry.Before(w.expiry) && expiry.Sub(w.expiry) < sessionRefresh {
+	// A remembered write that has expired may have been deleted from the
+	// table by any node's cleanup (DeleteExpiredSessions): write again.
+	if ok && bytes.Equal(w.data, b) && !expiry.Before(w.expiry) && expiry.Sub(w.expiry) < sessionRefresh && w.expiry.After(now()) {
 		return nil
 	}
 	err := ss.db.Exec(`INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
@@ -185,17 +189,22 @@ func (ss *SessionStore) Delete(token string) error {
 	return ss.db.Exec("DELETE FROM sessions WHERE token = ?", token).Error
 }
 
-// DeleteExpired removes sessions past their expiry.
-func (ss *SessionStore) DeleteExpired() error {
+// forgetExpired drops expired sessions from the store's memory of what
+// it wrote, at most once an hour. Deleting them from the table is a
+// cluster job (Store.DeleteExpiredSessions); this memory is each node's.
+func (ss *SessionStore) forgetExpired() {
 	t := now()
 	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if t.Sub(ss.pruned) < time.Hour {
+		return
+	}
+	ss.pruned = t
 	for token, w := range ss.written {
 		if w.expiry.Before(t) {
 			delete(ss.written, token)
 		}
 	}
-	ss.mu.Unlock()
-	return ss.db.Exec("DELETE FROM sessions WHERE expiry < ?", unixNow()).Error
 }
 
 func unixNow() float64 { return float64(now().UnixNano()) / 1e9 }

@@ -521,42 +521,6 @@ func TestComplianceRetentionHandlers(t *testing.T) {
 	})
 }
 
-// TestRunRetentionJob runs the daily job's loop on two nodes sharing the
-// database for a moment and checks that one run enforced the policy and
-// was audited, once.
-func TestRunRetentionJob(t *testing.T) {
-	s := testdb.SQLite(t)
-	ctx, stop := context.WithCancel(context.Background())
-	s.SetRetention(ctx, models.RetentionPolicy{OutboxDays: 1})
-	s.SaveOutbox(ctx, &models.OutboxMessage{MailFrom: "a@b", RcptTo: "c@d", Raw: "x"})
-	s.DB().Exec("UPDATE outbox SET created_at = ?", time.Now().UTC().AddDate(0, 0, -2))
-	var logs, logs2 strings.Builder
-	done := make(chan struct{}, 2)
-	go func() { RunRetention(ctx, s, newTextLogger(&logs), time.Hour); done <- struct{}{} }()
-	go func() { RunRetention(ctx, s, newTextLogger(&logs2), time.Hour); done <- struct{}{} }()
-	deadline := time.Now().Add(20 * time.Second)
-	for len(auditCount(t, s, "retention.enforce")) == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond) // give the second node time to (wrongly) run too
-	stop()
-	<-done
-	<-done
-	if logs2.Len() > 0 && logs.Len() > 0 {
-		t.Errorf("both nodes ran the job:\n%s\n%s", logs.String(), logs2.String())
-	}
-	if logs.Len() == 0 {
-		logs = logs2
-	}
-	a := auditCount(t, s, "retention.enforce")
-	if len(a) != 1 || a[0].Actor != "retention job" || !strings.Contains(a[0].Summary, "1 captured messages deleted") {
-		t.Fatalf("job audit = %+v", a)
-	}
-	if !strings.Contains(logs.String(), "retention enforced") || !strings.Contains(logs.String(), "outbox=1") {
-		t.Errorf("job log = %q", logs.String())
-	}
-}
-
 func TestComplianceAuditPage(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()

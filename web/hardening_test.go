@@ -54,9 +54,9 @@ func bigCSV(rows int) []byte {
 	return b.Bytes()
 }
 
-// An import upload leaves nothing in the temp folder but the file that
-// waits for its start, whether it is accepted, refused or over the
-// limit.
+// An import upload leaves nothing in the temp folder, whether it is
+// accepted, refused or over the limit: an accepted file waits for its
+// start in the database, a refused one is not kept anywhere.
 func TestUploadsLeaveNoTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", dir)
@@ -77,21 +77,26 @@ func TestUploadsLeaveNoTempFiles(t *testing.T) {
 	if got := tempFiles(t, dir); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("after a refused upload the temp folder holds %v, want %v", got, before)
 	}
-	// Refused: not UTF-8.
-	bad := append([]byte("email,name\nr\xe9my@example.com,R\xe9my\n"), data...)
+	// Refused: a header that is not UTF-8 (a file in another encoding).
+	bad := []byte("email,pr\xe9nom\nremy@example.com,R\xe9my\n")
 	if p := m.upload(l.ID, "latin1.csv", bad); p.StatusCode != 422 {
 		t.Fatalf("latin-1 upload: status %d, want 422", p.StatusCode)
 	}
 	if got := tempFiles(t, dir); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("after a refused upload the temp folder holds %v, want %v", got, before)
 	}
-	// Accepted: only the import's own file waits for the start.
+	if chunks, _ := importChunks(t, app.store); chunks != 0 {
+		t.Errorf("after refused uploads the database holds %d chunks of them, want none", chunks)
+	}
+	// Accepted: the file waits for the start in the database.
 	if p := m.upload(l.ID, "people.csv", data); p.StatusCode != 200 {
 		t.Fatalf("upload: status %d, want 200", p.StatusCode)
 	}
-	got := tempFiles(t, dir)
-	if len(got) != len(before)+1 || !strings.HasPrefix(got[len(got)-1], "herald-imports/") {
-		t.Errorf("after an accepted upload the temp folder holds %v, want %v and the import's file", got, before)
+	if got := tempFiles(t, dir); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("after an accepted upload the temp folder holds %v, want %v", got, before)
+	}
+	if _, stored := importChunks(t, app.store); stored != int64(len(data)) {
+		t.Errorf("the database holds %d bytes of the accepted upload, want %d", stored, len(data))
 	}
 }
 

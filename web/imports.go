@@ -4,82 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
-
-// importRunner runs imports in the background and remembers where their
-// uploaded files wait between the upload and the start.
-type importRunner struct {
-	store *models.Store
-	log   *slog.Logger
-	dir   string
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	stop  map[int64]context.CancelFunc
-}
-
-func newImportRunner(store *models.Store, log *slog.Logger) *importRunner {
-	return &importRunner{store: store, log: log, dir: filepath.Join(os.TempDir(), "herald-imports"), stop: map[int64]context.CancelFunc{}}
-}
-
-func (r *importRunner) path(id int64) string { return filepath.Join(r.dir, fmt.Sprintf("%d.csv", id)) }
-
-// Start runs an import in the background; the file is removed when it ends.
-func (r *importRunner) Start(id int64, opts models.ImportOptions) error {
-	f, err := os.Open(r.path(id))
-	if err != nil {
-		return notFoundErr("The uploaded file of this import is gone (Herald was restarted or it already ran). Upload it again.")
-	}
-	st, _ := f.Stat()
-	ctx, cancel := context.WithCancel(context.Background())
-	r.mu.Lock()
-	r.stop[id] = cancel
-	r.mu.Unlock()
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer cancel()
-		defer os.Remove(r.path(id))
-		defer f.Close()
-		if err := r.store.RunImport(ctx, id, f, st.Size(), opts); err != nil {
-			r.log.Error("import failed", "import", id, "err", err)
-		}
-		r.mu.Lock()
-		delete(r.stop, id)
-		r.mu.Unlock()
-	}()
-	return nil
-}
-
-// Wait cancels running imports once ctx is done and waits for them to
-// record where they stopped.
-func (r *importRunner) Wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return
-	case <-ctx.Done():
-	}
-	r.mu.Lock()
-	for _, c := range r.stop {
-		c()
-	}
-	r.mu.Unlock()
-	<-done
-}
 
 func (s *Server) newImportPage(c echo.Context) error {
 	lists, err := s.store.Lists(c.Request().Context())
@@ -90,10 +24,10 @@ func (s *Server) newImportPage(c echo.Context) error {
 	return s.render(c, 200, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID, ""))
 }
 
-// uploadImport streams the uploaded file to the import folder (never to
-// memory, never through a temp copy: see streamUploads), checks its
-// header and shows the column mapping. The file waits there for the
-// start; it is removed on every other way out.
+// uploadImport streams the uploaded file into the database (never to
+// memory, never through a temp copy: see streamUploads), where any node
+// can read it, checks its header and shows the column mapping. A refused
+// upload is deleted with its file.
 func (s *Server) uploadImport(c echo.Context) error {
 	ctx := c.Request().Context()
 	lists, err := s.store.Lists(ctx)
@@ -114,24 +48,23 @@ func (s *Server) uploadImport(c echo.Context) error {
 	if up == nil {
 		return refuse("Choose a CSV file to upload.")
 	}
-	if err := os.MkdirAll(s.imports.dir, 0o700); err != nil {
-		return err
-	}
-	dst, err := os.CreateTemp(s.imports.dir, "upload-*.csv")
-	if err != nil {
+	u := currentUser(c)
+	im := &models.Import{ListID: list.ID, UserID: u.ID, Filename: filepath.Base(up.Filename), Status: models.ImportQueued}
+	if err := s.store.CreateImport(ctx, im); err != nil {
 		return err
 	}
 	kept := false
 	defer func() {
-		dst.Close()
-		if !kept {
-			os.Remove(dst.Name()) // subscriber data: never left behind
+		if !kept { // subscriber data: never left behind
+			if err := s.store.DeleteImport(context.WithoutCancel(ctx), im.ID); err != nil {
+				s.log.Error("refused upload not deleted", "import", im.ID, "err", err)
+			}
 		}
 	}()
 	// The body's MaxBytesReader (limitBodies) stops a file far over the
 	// limit, chunked or not, while it arrives; this catches one that fits
 	// in the form's allowance.
-	n, err := io.Copy(dst, up)
+	n, err := s.store.SaveImportFile(ctx, im.ID, up)
 	if err != nil {
 		if f := up.failure(); f != nil {
 			return f
@@ -142,26 +75,25 @@ func (s *Server) uploadImport(c echo.Context) error {
 		return s.render(c, http.StatusRequestEntityTooLarge, views.ImportUpload(s.page(c, "Import", "subscribers"), lists, listID,
 			fmt.Sprintf("The file is %d MB; the limit is %d MB. Split it into smaller files.", (n+1<<20-1)>>20, limit>>20)))
 	}
-	if _, err := dst.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	header, err := models.ReadCSVHeader(dst)
+	header, err := models.ReadCSVHeader(s.store.ImportFile(ctx, im.ID))
 	if err != nil {
-		return refuse(err.Error())
-	}
-	if err := dst.Close(); err != nil {
-		return err
-	}
-	u := currentUser(c)
-	im := &models.Import{ListID: list.ID, UserID: u.ID, Filename: filepath.Base(up.Filename), Status: models.ImportQueued}
-	if err := s.store.CreateImport(ctx, im); err != nil {
-		return err
-	}
-	if err := os.Rename(dst.Name(), s.imports.path(im.ID)); err != nil {
+		var ce *models.CSVError
+		if errors.As(err, &ce) {
+			return refuse(err.Error())
+		}
 		return err
 	}
 	kept = true
-	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), mappingFor(im, list, header)))
+	m := mappingFor(im, list, header)
+	m.Preview = s.importPreview(ctx, im.ID)
+	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), m))
+}
+
+// importPreview is the first rows of an uploaded file for the mapping
+// step; none when the file cannot be read (the step works without them).
+func (s *Server) importPreview(ctx context.Context, id int64) [][]string {
+	rows, _ := models.ReadCSVPreview(s.store.ImportFile(ctx, id), 5)
+	return rows
 }
 
 // mappingFor guesses the email and name columns from the header.
@@ -215,14 +147,13 @@ func (s *Server) startImport(c echo.Context) error {
 	if opts.Status != models.SubUnconfirmed {
 		opts.Status = models.SubConfirmed
 	}
-	f, err := os.Open(s.imports.path(id))
+	header, err := models.ReadCSVHeader(s.store.ImportFile(ctx, id))
 	if err != nil {
-		return notFoundErr("The uploaded file of this import is gone (Herald was restarted). Upload it again.")
-	}
-	header, err := models.ReadCSVHeader(f)
-	f.Close()
-	if err != nil {
-		return unprocessable(err.Error(), nil)
+		var ce *models.CSVError
+		if errors.As(err, &ce) {
+			return unprocessable(err.Error(), nil)
+		}
+		return err
 	}
 	form, _ := c.FormParams()
 	for _, v := range form["attr"] {
@@ -237,7 +168,7 @@ func (s *Server) startImport(c echo.Context) error {
 			return err
 		}
 		m := mappingFor(im, list, header)
-		m.Errors = errs
+		m.Errors, m.Preview = errs, s.importPreview(ctx, id)
 		return s.render(c, http.StatusUnprocessableEntity, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), m))
 	}
 	opts.Evidence.LawfulBasis = opts.LawfulBasis
@@ -247,8 +178,15 @@ func (s *Server) startImport(c echo.Context) error {
 	if err := s.audit(c, "import.start", "import", itoa(id), fmt.Sprintf("%s into list %d, basis %s, source %q, mode %s", im.Filename, opts.ListID, opts.LawfulBasis, opts.Source, opts.Mode)); err != nil {
 		return err
 	}
-	if err := s.imports.Start(id, opts); err != nil {
+	// Stored with its options, the import is any node's to run; this one
+	// takes it at once unless another was quicker.
+	if err := s.store.QueueImport(ctx, id, opts); errors.Is(err, models.ErrConflict) {
+		return seeOther(c, fmt.Sprintf("/imports/%d", id))
+	} else if err != nil {
 		return err
+	}
+	if err := s.imports.Start(id); err != nil {
+		s.log.Error("import queued but not claimed here; another node takes it", "import", id, "err", err)
 	}
 	return seeOther(c, fmt.Sprintf("/imports/%d", id))
 }
@@ -269,7 +207,11 @@ func (s *Server) importPage(c echo.Context) error {
 			listName = l.Name
 		}
 	}
-	return s.render(c, 200, views.ImportPage(s.page(c, "Import", "subscribers"), im, listName))
+	rejected, err := s.store.ImportRejections(ctx, id, 100)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ImportPage(s.page(c, "Import", "subscribers"), im, listName, rejected))
 }
 
 func (s *Server) importProgress(c echo.Context) error {
@@ -280,6 +222,10 @@ func (s *Server) importProgress(c echo.Context) error {
 	im, err := s.store.Import(c.Request().Context(), id)
 	if err != nil {
 		return err
+	}
+	if im.Done() && isHTMX(c) {
+		// The finished page lists the rejected rows: show it whole.
+		c.Response().Header().Set("HX-Refresh", "true")
 	}
 	return s.render(c, 200, views.ImportProgress(im))
 }

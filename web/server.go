@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/internal/jobs"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
@@ -25,7 +26,7 @@ type Server struct {
 	sessions *scs.SessionManager
 	log      *slog.Logger
 	limiter  *loginLimiter
-	imports  *importRunner
+	imports  *jobs.Imports
 	mailer   *mailer.Engine
 	tracking *Tracking
 	echo     *echo.Echo
@@ -48,7 +49,7 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 		sessions: sm,
 		log:      log,
 		limiter:  newLoginLimiter(),
-		imports:  newImportRunner(store, log),
+		imports:  jobs.NewImports(store, cfg.NodeID, log),
 		mailer:   eng,
 		tracking: NewTracking(store, token.NewKeyring(cfg.Secrets()...), log, TrackingOptions{}),
 	}
@@ -57,27 +58,9 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 	return s
 }
 
-// RunSessionCleanup removes expired sessions (from the table and from the
-// session store's memory of what it wrote) every interval until ctx ends.
-// Start it beside the server.
-func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
-	ss, ok := s.sessions.Store.(*models.SessionStore)
-	if !ok {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := ss.DeleteExpired(); err != nil && ctx.Err() == nil {
-			s.log.Error("expired sessions", "err", err)
-		}
-	}
-}
+// Imports is the node's import runner; start its Run beside the server,
+// so that imports another node left behind are resumed here.
+func (s *Server) Imports() *jobs.Imports { return s.imports }
 
 // ServeHTTP makes the server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }

@@ -7,13 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,34 +190,6 @@ func runBenchSend(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "vs signing only: %.0f%%\n", 100*rate/signRate)
 	}
 	return nil
-}
-
-// benchSchema creates a schema of its own on the PostgreSQL server at
-// serverURL and returns a URL whose search_path is that schema, and a
-// function that drops it: every run starts from an empty database.
-func benchSchema(ctx context.Context, serverURL string) (string, func(), error) {
-	u, err := url.Parse(serverURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", nil, fmt.Errorf("bench send: -database-url %q must be a postgres:// URL", serverURL)
-	}
-	admin, err := models.Open(ctx, serverURL)
-	if err != nil {
-		return "", nil, err
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "herald_bench_" + hex.EncodeToString(b)
-	if err := admin.DB().WithContext(ctx).Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		admin.Close()
-		return "", nil, fmt.Errorf("bench send: create schema: %w", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), func() {
-		admin.DB().Exec("DROP SCHEMA " + schema + " CASCADE")
-		admin.Close()
-	}, nil
 }
 
 // sendBenchWait waits until the campaign is finished and returns its

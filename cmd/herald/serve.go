@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/internal/jobs"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
@@ -80,9 +81,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { engDone <- eng.Run(engCtx) }()
 
 	srv := web.New(cfg, store, eng, log)
-	go srv.RunSessionCleanup(engCtx, time.Hour)
-	// The daily retention run (compliance settings) on every node.
-	go web.RunRetention(engCtx, store, log, 24*time.Hour)
+	// Background work any node may do: imports other nodes left behind,
+	// and the periodic jobs, each run taken by one node.
+	go srv.Imports().Run(engCtx, 5*time.Second)
+	sched := &jobs.Scheduler{Store: store, Log: log, Owner: models.NewLeaseOwner(cfg.NodeID), Jobs: jobs.Default(store, log)}
+	go sched.Run(engCtx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)

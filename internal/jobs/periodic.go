@@ -1,0 +1,127 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// Job is a periodic job. Every node runs the same list; the jobs table
+// hands each period's run to one of them.
+type Job struct {
+	// Name is the job's row in the jobs table.
+	Name string
+	// Every is how often the job is due.
+	Every time.Duration
+	// Lease is how long a run may take before another node may take the
+	// job up again (a node that died running it gives it up this way).
+	Lease time.Duration
+	// Run does the work once. An error leaves the job due again once the
+	// lease is over.
+	Run func(ctx context.Context, now time.Time) error
+}
+
+// Scheduler runs periodic jobs on this node, each run taken by one node of
+// the cluster.
+type Scheduler struct {
+	Store *models.Store
+	Log   *slog.Logger
+	// Owner names this node in the jobs table (models.NewLeaseOwner).
+	Owner string
+	Jobs  []Job
+	// Look is how often the node checks for due jobs. Zero: a minute.
+	Look time.Duration
+}
+
+// Run checks for due jobs every Look until ctx ends, running each one this
+// node takes; only a run that succeeded moves its job to the next period.
+func (s *Scheduler) Run(ctx context.Context) {
+	look := s.Look
+	if look <= 0 {
+		look = time.Minute
+	}
+	t := time.NewTicker(look)
+	defer t.Stop()
+	for {
+		for _, j := range s.Jobs {
+			if ctx.Err() != nil {
+				return
+			}
+			s.runOnce(ctx, j)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Scheduler) runOnce(ctx context.Context, j Job) {
+	now := time.Now()
+	mine, err := s.Store.TakeJob(ctx, j.Name, s.Owner, now, j.Lease)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Log.Error("take job", "job", j.Name, "err", err)
+		}
+		return
+	}
+	if !mine {
+		return
+	}
+	if err := j.Run(ctx, now); err != nil {
+		if ctx.Err() == nil {
+			s.Log.Error("job failed; another attempt once its lease is over", "job", j.Name, "err", err, "lease", j.Lease)
+		}
+		return
+	}
+	if err := s.Store.JobDone(ctx, j.Name, s.Owner, now.Add(j.Every)); err != nil && ctx.Err() == nil {
+		s.Log.Error("job done", "job", j.Name, "err", err)
+	}
+}
+
+// RetentionAction is the audit action of every retention run.
+const RetentionAction = "retention.enforce"
+
+// Default is Herald's periodic jobs: the daily retention run (compliance
+// settings), the hourly removal of expired sessions, and the hourly
+// removal of import uploads never started within a day.
+func Default(store *models.Store, log *slog.Logger) []Job {
+	return []Job{
+		{Name: RetentionAction, Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return Retention(ctx, store, log, now)
+		}},
+		{Name: "sessions.expire", Every: time.Hour, Lease: 5 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			n, err := store.DeleteExpiredSessions(ctx)
+			if err == nil && n > 0 {
+				log.Info("expired sessions deleted", "count", n)
+			}
+			return err
+		}},
+		{Name: "imports.abandoned", Every: time.Hour, Lease: 5 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			n, err := store.DeleteAbandonedImports(ctx, now.Add(-24*time.Hour))
+			if err == nil && n > 0 {
+				log.Info("import uploads never started deleted", "count", n)
+			}
+			return err
+		}},
+	}
+}
+
+// Retention is the retention job's run: it removes what is too old at
+// now, logs the counts and writes them to the audit log.
+func Retention(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time) error {
+	rep, err := store.EnforceRetention(ctx, now)
+	if err != nil {
+		return err
+	}
+	log.Info("retention enforced", "by", "retention job", "unconfirmed", rep.UnconfirmedRemoved, "subscribers", rep.SubscribersRemoved,
+		"events", rep.EventsAnonymised, "bounces", rep.BouncesCleared, "outbox", rep.OutboxDeleted)
+	e := models.AuditEntry{Actor: "retention job", Action: RetentionAction, ObjectType: "retention", Summary: rep.String()}
+	if err := store.Audit(ctx, e); err != nil {
+		log.Error("audit failed", "err", err, "action", RetentionAction)
+	}
+	return nil
+}
