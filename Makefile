@@ -56,6 +56,8 @@ bench: build-bench
 	else echo "HERALD_TEST_POSTGRES not set: search benchmark on PostgreSQL skipped"; fi
 	./$(BENCH_BIN) send -n 10000
 	./$(BENCH_BIN) send -n 10000 -dkim=false
+	./$(BENCH_BIN) send -n 20000 -dkim=false
+	./$(BENCH_BIN) send -n 20000 -dkim=false -database-url "$${HERALD_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 	./$(BENCH_BIN) send -n 200000 -dkim=false
 	./$(BENCH_BIN) send -relay -n 20000 -domains 50 -conns 10 -rounds 4
 	./$(BENCH_BIN) send -relay -n 20000 -domains 50 -conns 10 -rounds 4 -dkim=false

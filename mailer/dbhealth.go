@@ -213,14 +213,9 @@ func (e *Engine) recoverDB(ctx context.Context) error {
 
 // renewHeld renews the leases of every delivery held in memory.
 func (e *Engine) renewHeld(ctx context.Context) error {
-	e.mu.Lock()
-	ids := make([]int64, 0, len(e.inflight))
-	for id := range e.inflight {
-		ids = append(ids, id)
-	}
-	e.mu.Unlock()
-	if err := e.store.RenewLeases(ctx, e.o.NodeID, ids, e.o.Lease); err != nil {
-		return fmt.Errorf("renew %d leases: %w", len(ids), err)
+	leases := e.heldLeases()
+	if err := e.store.RenewLeases(ctx, leases, e.o.Lease); err != nil {
+		return fmt.Errorf("renew %d leases: %w", len(leases), err)
 	}
 	return nil
 }

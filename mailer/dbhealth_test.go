@@ -70,18 +70,18 @@ func (o *outageStore) ClaimDeliveries(ctx context.Context, req models.ClaimReque
 	return o.Store.ClaimDeliveries(ctx, req)
 }
 
-func (o *outageStore) RecordOutcomes(ctx context.Context, node string, outs []models.Outcome) (int, error) {
+func (o *outageStore) RecordOutcomes(ctx context.Context, outs []models.Outcome) (int, error) {
 	if err := o.fail(); err != nil {
 		return 0, err
 	}
-	return o.Store.RecordOutcomes(ctx, node, outs)
+	return o.Store.RecordOutcomes(ctx, outs)
 }
 
-func (o *outageStore) RenewLeases(ctx context.Context, node string, ids []int64, lease time.Duration) error {
+func (o *outageStore) RenewLeases(ctx context.Context, leases []models.Lease, lease time.Duration) error {
 	if err := o.fail(); err != nil {
 		return err
 	}
-	return o.Store.RenewLeases(ctx, node, ids, lease)
+	return o.Store.RenewLeases(ctx, leases, lease)
 }
 
 func (o *outageStore) CampaignStatuses(ctx context.Context, ids []int64) ([]models.CampaignStatus, error) {

@@ -16,6 +16,9 @@ type job struct {
 	camp *campaignState // nil for transactional
 	tx   *txState       // nil for campaign mail
 	tn   string         // transport name
+	// settled: its outcome or release is on its way to the database
+	// (guarded by the engine's mu).
+	settled bool
 	// storeRetries counts sends that failed on a database error while the
 	// database answered pings (storeFailed).
 	storeRetries int
@@ -153,6 +156,7 @@ func (d *destination) spawn() {
 	best.mu.Unlock()
 	d.workers++
 	d.e.wg.Add(1)
+	d.e.out.connOpened()
 	go d.worker(best)
 }
 
@@ -204,6 +208,7 @@ func (d *destination) worker(l *lane) {
 		d.mu.Lock()
 		d.workers--
 		d.mu.Unlock()
+		e.out.connClosed()
 		e.wg.Done()
 		d.spawn() // jobs may still wait (e.g. we stopped for max-per-connection)
 	}()
@@ -215,6 +220,16 @@ func (d *destination) worker(l *lane) {
 		j := d.take(idle)
 		if j == nil {
 			return
+		}
+		if waited := time.Now(); !e.out.wait(e.ctx) {
+			e.release(j, time.Now())
+			return
+		} else if conn != nil && time.Since(waited) > e.o.IdleTimeout {
+			// The outcomes waited for the database (an outage) long
+			// enough for the server to have dropped the idle connection:
+			// a send over it would fail and defer the message.
+			conn.Close()
+			conn = nil
 		}
 		// Wait until the lane's windows have room, with a connection open,
 		// then take the message's places and send it at once: the

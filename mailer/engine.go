@@ -53,14 +53,20 @@ type Options struct {
 	MaxInFlight int
 	// DestinationQueue caps one destination's ready queue. Zero: 1000.
 	DestinationQueue int
-	// Lease is how long claimed deliveries stay leased without renewal.
-	// Zero: 2 minutes.
+	// Lease is how long claimed deliveries stay leased without renewal:
+	// once it passed, another node takes a dead node's deliveries over.
+	// Zero: 10 seconds.
 	Lease time.Duration
+	// Heartbeat is how often the leases of what the engine holds and the
+	// node's heartbeat are renewed; under half of Lease, so one failed
+	// renewal is survived. Zero: 2 seconds.
+	Heartbeat time.Duration
 	// PollInterval is how often due deliveries and campaign changes are
 	// looked for. Zero: 200ms.
 	PollInterval time.Duration
 	// FlushInterval bounds how long an outcome waits before being written
-	// (outcomes are written in batches of up to 512). Zero: 50ms.
+	// (outcomes are written in batches of up to 512, and sooner when the
+	// unrecorded ones near their bound). Zero: 50ms.
 	FlushInterval time.Duration
 	// RetryBase and RetryMax bound the exponential backoff of deferred
 	// messages. Zero: 5 minutes and 4 hours.
@@ -78,9 +84,6 @@ type Options struct {
 	MaterializeBatch int
 	// RuleRefresh is how often domain rules are reloaded. Zero: 30s.
 	RuleRefresh time.Duration
-	// Heartbeat is how often leases and the node's heartbeat are renewed.
-	// Zero: 2s.
-	Heartbeat time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -114,7 +117,8 @@ func (o Options) withDefaults() Options {
 			*p = v
 		}
 	}
-	dur(&o.Lease, 2*time.Minute)
+	dur(&o.Lease, 10*time.Second)
+	dur(&o.Heartbeat, 2*time.Second)
 	dur(&o.PollInterval, 200*time.Millisecond)
 	dur(&o.FlushInterval, 50*time.Millisecond)
 	dur(&o.RetryBase, 5*time.Minute)
@@ -122,7 +126,6 @@ func (o Options) withDefaults() Options {
 	dur(&o.MaxAge, 72*time.Hour)
 	dur(&o.IdleTimeout, 5*time.Second)
 	dur(&o.RuleRefresh, 30*time.Second)
-	dur(&o.Heartbeat, 2*time.Second)
 	if o.Warmup == nil {
 		o.Warmup = DefaultWarmup
 	}
@@ -150,13 +153,17 @@ type Engine struct {
 	env       atomic.Pointer[renderEnv]
 	secret    string
 	routers   map[string]*router
-	results   chan models.Outcome
+	out       *outcomes
 	resultsWG sync.WaitGroup
+	steady    dbLink // since when the database has answered without error
 
 	mu        sync.Mutex
 	campaigns map[int64]*campaignState
 	dests     map[string]*destination
 	sources   map[string]*sourceIP
+	// inflight holds every claimed job until its outcome is recorded:
+	// its lease is renewed until then, so no node takes it over while the
+	// outcome is only in memory.
 	inflight  map[int64]*job
 	signers   map[string]*dkimSigner
 	txTmpl    map[int64]*txTemplate
@@ -181,7 +188,7 @@ func New(opts Options, store Store) *Engine {
 		ctx: context.Background(), wake: make(chan struct{}, 1),
 		refreshNow: make(chan struct{}, 1), materializeNow: make(chan struct{}, 1),
 		routers:   map[string]*router{},
-		results:   make(chan models.Outcome, 8192),
+		out:       newOutcomes(),
 		campaigns: map[int64]*campaignState{}, dests: map[string]*destination{},
 		sources: map[string]*sourceIP{}, inflight: map[int64]*job{}, signers: map[string]*dkimSigner{},
 		txTmpl: map[int64]*txTemplate{}, resolving: map[string][]*job{},
@@ -226,6 +233,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return errors.New("mailer: Run called twice")
 	}
+	if e.o.Heartbeat >= e.o.Lease/2 {
+		return fmt.Errorf("mailer: the lease heartbeat %v must be under half the lease %v", e.o.Heartbeat, e.o.Lease)
+	}
 	if err := e.setup(ctx); err != nil {
 		return err
 	}
@@ -240,8 +250,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.running.Store(true)
 	defer e.running.Store(false)
-	e.resultsWG.Add(1)
-	go e.writeResults()
+	e.steady.ok(time.Now())
+	for range outcomeWriters {
+		e.resultsWG.Add(1)
+		go e.writeResults()
+	}
+	go e.out.wake(ctx)
 	var loops sync.WaitGroup
 	for _, f := range []func(context.Context){e.claimLoop, e.controlLoop, e.materializeLoop, e.leaseLoop, e.clusterLoop} {
 		loops.Add(1)
@@ -258,9 +272,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.mu.Unlock()
 	for _, j := range left {
-		e.release(j, time.Now())
+		e.release(j, time.Now()) // those settled already are left alone
 	}
-	close(e.results)
+	e.out.close()
 	e.resultsWG.Wait()
 	return nil
 }
@@ -794,12 +808,12 @@ func (e *Engine) render(j *job, now time.Time) (*rendered, error) {
 	return msg, nil
 }
 
-// finish records a job's outcome: the delivery row (batched), the metrics
-// and the attempt's log line.
+// finish records a job's outcome: the delivery row (batched; the job stays
+// in flight until it is written), the metrics and the attempt's log line.
 func (e *Engine) finish(j *job, d *destination, o models.Outcome, messageID string) {
-	o.MessageID = messageID
+	o.MessageID, o.LeaseGen = messageID, j.c.LeaseGen
 	e.mu.Lock()
-	delete(e.inflight, j.c.ID)
+	j.settled = true
 	e.mu.Unlock()
 	dest := ""
 	if d != nil {
@@ -812,21 +826,21 @@ func (e *Engine) finish(j *job, d *destination, o models.Outcome, messageID stri
 		slog.Int64("delivery", j.c.ID), slog.String("message_id", messageID), slog.String("destination", dest),
 		slog.String("domain", j.c.Domain), slog.String("source_ip", o.SourceIP), slog.String("mx", o.MXHost),
 		slog.Int("code", o.Code), slog.String("enhanced", o.Enhanced), slog.String("response", o.Text), slog.String("status", o.Status))
-	e.results <- o
+	e.out.add(o)
 }
 
 // release hands a job back to the database unattempted, due at next.
 func (e *Engine) release(j *job, next time.Time) {
 	e.mu.Lock()
-	_, held := e.inflight[j.c.ID]
-	delete(e.inflight, j.c.ID)
+	settled := j.settled
+	j.settled = true
 	e.mu.Unlock()
-	if !held {
+	if settled {
 		return
 	}
 	status := models.DeliveryQueued
 	if j.c.Attempts > 0 {
 		status = models.DeliveryDeferred
 	}
-	e.results <- models.Outcome{ID: j.c.ID, CampaignID: j.c.CampaignID, Status: status, At: time.Now(), NextAttempt: next}
+	e.out.add(models.Outcome{ID: j.c.ID, LeaseGen: j.c.LeaseGen, CampaignID: j.c.CampaignID, Status: status, At: time.Now(), NextAttempt: next})
 }

@@ -102,10 +102,10 @@ func newWorld(t *testing.T, s *models.Store) *world {
 			if i == 1 {
 				msgID = "<" + token.NewKeyring("a retired secret").Sign(token.MessageID, d.ID) + "@example.com>"
 			}
-			outs = append(outs, models.Outcome{ID: d.ID, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true,
+			outs = append(outs, models.Outcome{ID: d.ID, LeaseGen: d.LeaseGen, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true,
 				Code: 250, Text: "ok", MessageID: msgID, At: time.Now()})
 		}
-		if n, err := s.RecordOutcomes(ctx, "test", outs); err != nil || n != 4 {
+		if n, err := s.RecordOutcomes(ctx, outs); err != nil || n != 4 {
 			t.Fatalf("RecordOutcomes() = %d, %v; want 4, nil", n, err)
 		}
 		if i == 0 {

@@ -67,10 +67,11 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 	}
 	e.mu.Unlock()
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	reclaim := now.Sub(e.lastReclaim) >= time.Second
+	reclaim := e.reclaimScope(now)
 	claimed, err := e.store.ClaimDeliveries(ctx, models.ClaimRequest{Node: e.o.NodeID, Lease: e.o.Lease, Limit: limit,
 		Transactional: true, CampaignIDs: ids, ExcludeDomains: exclude, Reclaim: reclaim})
-	if reclaim && err == nil && len(claimed) < limit {
+	e.steady.note(err)
+	if reclaim != models.ReclaimNone && err == nil && len(claimed) < limit {
 		// A full batch may have left expired leases behind (a restart
 		// after a crash holds thousands): keep reclaiming until one is not.
 		e.lastReclaim = now
@@ -86,6 +87,21 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 		e.intake(ctx, &claimed[i])
 	}
 	return len(claimed), len(claimed) == limit
+}
+
+// reclaimScope is which expired leases a claim at now takes: none if
+// the last scan was under a second ago; other nodes' only once the
+// database has answered for a whole lease, so that a node back from a
+// database outage first writes the outcomes it holds (and renews its
+// leases) rather than have another resend them.
+func (e *Engine) reclaimScope(now time.Time) models.Reclaim {
+	switch {
+	case now.Sub(e.lastReclaim) < time.Second:
+		return models.ReclaimNone
+	case e.steady.connectedFor(now) < e.o.Lease:
+		return models.ReclaimDisowned
+	}
+	return models.ReclaimExpired
 }
 
 // intake turns a claimed row into a job and routes it.
@@ -208,47 +224,64 @@ func (e *Engine) defaultPool() []*sourceIP {
 	return []*sourceIP{e.source("", "", 1, nil, 0)}
 }
 
+// outcomeWriters is how many batches of outcomes may be written at once.
+const outcomeWriters = 2
+
 // writeResults writes outcomes in batches: one transaction per batch keeps
-// the per-message cost of the state write small, and FlushInterval bounds
-// the window in which a sent message's 250 is not yet on disk.
+// the per-message cost of the state write small. A batch goes when half
+// the unrecorded bound is pending (see outcomes) and at least every
+// FlushInterval, which bounds the window in which a sent message's 250 is
+// not yet on disk. outcomeWriters of them run: while one batch commits,
+// the next can be on its way, so a database that answers slowly (a
+// server's round trips and commits, not SQLite's) holds the workers less
+// at the bound.
 func (e *Engine) writeResults() {
 	defer e.resultsWG.Done()
 	const maxBatch = 512
-	batch := make([]models.Outcome, 0, maxBatch)
-	flush := func() {
-		for len(batch) > 0 {
-			// Use a context of our own: outcomes must be written even while
-			// the engine shuts down.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			_, err := e.store.RecordOutcomes(ctx, e.o.NodeID, batch)
-			cancel()
-			if err == nil {
-				batch = batch[:0]
-				return
-			}
-			e.log.Error("record outcomes", "error", err, "count", len(batch))
-			time.Sleep(time.Second)
-		}
-	}
-	t := time.NewTimer(time.Hour)
+	t := time.NewTicker(e.o.FlushInterval)
+	defer t.Stop()
 	for {
 		select {
-		case o, ok := <-e.results:
-			if !ok {
-				flush()
-				return
-			}
-			if len(batch) == 0 {
-				t.Reset(e.o.FlushInterval)
-			}
-			batch = append(batch, o)
-			if len(batch) >= maxBatch {
-				flush()
-			}
+		case <-e.out.flushNow:
 		case <-t.C:
-			flush()
+		}
+		for {
+			batch := e.out.take(maxBatch)
+			if len(batch) == 0 {
+				break
+			}
+			e.record(batch)
+		}
+		if e.out.drained() {
+			return
 		}
 	}
+}
+
+// record writes one batch until it is written, then lets its jobs go:
+// their rows are no longer leased, and their room is free for new work.
+func (e *Engine) record(batch []models.Outcome) {
+	for {
+		// Use a context of our own: outcomes must be written even while
+		// the engine shuts down.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := e.store.RecordOutcomes(ctx, batch)
+		cancel()
+		e.steady.note(err)
+		if err == nil {
+			break
+		}
+		e.log.Error("record outcomes", "error", err, "count", len(batch))
+		time.Sleep(time.Second)
+	}
+	e.mu.Lock()
+	for _, o := range batch {
+		if j := e.inflight[o.ID]; j != nil && j.c.LeaseGen == o.LeaseGen {
+			delete(e.inflight, o.ID)
+		}
+	}
+	e.mu.Unlock()
+	e.out.recorded(len(batch))
 }
 
 // materializeLoop writes the deliveries of running campaigns batch by
@@ -294,9 +327,10 @@ func (e *Engine) materializeLoop(ctx context.Context) {
 	}
 }
 
-// leaseLoop renews the leases of everything held in memory.
+// leaseLoop renews the leases of everything held in memory, outcomes not
+// yet recorded included, every heartbeat.
 func (e *Engine) leaseLoop(ctx context.Context) {
-	t := time.NewTicker(e.o.Lease / 3)
+	t := time.NewTicker(e.o.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
@@ -304,16 +338,25 @@ func (e *Engine) leaseLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		e.mu.Lock()
-		ids := make([]int64, 0, len(e.inflight))
-		for id := range e.inflight {
-			ids = append(ids, id)
+		err := e.store.RenewLeases(ctx, e.heldLeases(), e.o.Lease)
+		if ctx.Err() != nil {
+			return
 		}
-		e.mu.Unlock()
-		if err := e.store.RenewLeases(ctx, e.o.NodeID, ids, e.o.Lease); err != nil && ctx.Err() == nil {
+		if e.steady.note(err); err != nil {
 			e.log.Error("renew leases", "error", err)
 		}
 	}
+}
+
+// heldLeases are the leases of every delivery held in memory.
+func (e *Engine) heldLeases() []models.Lease {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	leases := make([]models.Lease, 0, len(e.inflight))
+	for id, j := range e.inflight {
+		leases = append(leases, models.Lease{ID: id, Gen: j.c.LeaseGen})
+	}
+	return leases
 }
 
 // controlLoop follows campaign statuses (changes made by other processes

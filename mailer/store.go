@@ -12,8 +12,8 @@ import (
 type QueueStore interface {
 	MaterializeCampaign(ctx context.Context, id int64, batch int) (done bool, err error)
 	ClaimDeliveries(ctx context.Context, req models.ClaimRequest) ([]models.Claimed, error)
-	RecordOutcomes(ctx context.Context, node string, outs []models.Outcome) (int, error)
-	RenewLeases(ctx context.Context, node string, ids []int64, lease time.Duration) error
+	RecordOutcomes(ctx context.Context, outs []models.Outcome) (int, error)
+	RenewLeases(ctx context.Context, leases []models.Lease, lease time.Duration) error
 	ExpireNodeLeases(ctx context.Context, node string) (int64, error)
 	EnqueueTransactional(ctx context.Context, m models.TransactionalMessage) (int64, error)
 	SentFromIPSince(ctx context.Context, ip string, t time.Time) (int64, error)

@@ -38,7 +38,8 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 	if t != nil {
 		t = Staging(t, NewCapture(store), StagingPolicy(store, 5*time.Second))
 	}
-	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress}
+	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress,
+		Lease: cfg.Lease, Heartbeat: cfg.LeaseHeartbeat}
 	if cfg.Secret != "" {
 		o.Secrets = cfg.Secrets()
 	}

@@ -228,7 +228,7 @@ func (s *Store) applyBounces(ctx context.Context, tx *gorm.DB, ns []BounceNotice
 			res.Suppressed = true
 		}
 		if d.Status != DeliveryBounced {
-			if err := markBounced(tx, n, d); err != nil {
+			if err := s.markBounced(tx, n, d); err != nil {
 				return nil, err
 			}
 			d.Status = DeliveryBounced // a second notice in ns finds it bounced
@@ -377,11 +377,10 @@ func suppressHardBounces(tx *gorm.DB, ns []BounceNotice) error {
 // markBounced turns a delivery the server had accepted into a bounced one
 // when a hard bounce comes back later, moving it between the campaign's
 // counters.
-func markBounced(tx *gorm.DB, n BounceNotice, d *deliveryRef) error {
-	up := tx.Exec("UPDATE deliveries SET status = ?, last_enhanced = ?, last_text = ? WHERE id = ? AND status = ?",
-		DeliveryBounced, truncate(n.Status, 32), truncate(n.Diagnostic, 500), d.ID, d.Status)
-	if up.Error != nil || up.RowsAffected == 0 || d.CampaignID == nil {
-		return up.Error
+func (s *Store) markBounced(tx *gorm.DB, n BounceNotice, d *deliveryRef) error {
+	changed, err := s.deliveries().markBounced(tx, d.ID, d.Status, n)
+	if err != nil || !changed || d.CampaignID == nil {
+		return err
 	}
 	c := &Counters{Bounced: 1}
 	c.add(d.Status, -1)

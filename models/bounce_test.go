@@ -43,7 +43,7 @@ func sentCampaigns(t *testing.T, s *models.Store, email string, n int) (int64, [
 		if err != nil || len(cl) != 1 {
 			t.Fatalf("ClaimDeliveries() = %d rows, %v; want 1", len(cl), err)
 		}
-		if _, err := s.RecordOutcomes(ctx, "t", []models.Outcome{{ID: cl[0].ID, CampaignID: c.ID, Status: models.DeliverySent,
+		if _, err := s.RecordOutcomes(ctx, []models.Outcome{{ID: cl[0].ID, LeaseGen: cl[0].LeaseGen, CampaignID: c.ID, Status: models.DeliverySent,
 			Attempted: true, Code: 250, MessageID: fmt.Sprintf("<m%d@example.com>", cl[0].ID), At: time.Now()}}); err != nil {
 			t.Fatal(err)
 		}

@@ -164,7 +164,7 @@ func TestClaimConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for {
-					got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: node, Lease: time.Minute, Limit: 25, CampaignIDs: []int64{cid}, Reclaim: true})
+					got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: node, Lease: time.Minute, Limit: 25, CampaignIDs: []int64{cid}, Reclaim: models.ReclaimExpired})
 					if err != nil {
 						t.Error(err)
 						return
@@ -179,10 +179,10 @@ func TestClaimConcurrent(t *testing.T) {
 							t.Errorf("delivery %d claimed by %s and %s", g.ID, prev, node)
 						}
 						seen[g.ID] = node
-						outs = append(outs, models.Outcome{ID: g.ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: time.Now()})
+						outs = append(outs, models.Outcome{ID: g.ID, LeaseGen: g.LeaseGen, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: time.Now()})
 					}
 					mu.Unlock()
-					if n, err := s.RecordOutcomes(ctx, node, outs); err != nil || n != len(outs) {
+					if n, err := s.RecordOutcomes(ctx, outs); err != nil || n != len(outs) {
 						t.Errorf("RecordOutcomes() = %d, %v; want %d, nil", n, err, len(outs))
 					}
 				}

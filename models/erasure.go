@@ -111,8 +111,7 @@ func (s *Store) eraseTx(tx *gorm.DB, id int64, ev Evidence) error {
 		}
 	}
 	for ids := range slices.Chunk(deliveries, 500) {
-		if err := tx.Exec(`UPDATE deliveries SET email = '', name = '', data = '', last_text = '', mx_host = '',
-			domain = ?, subscriber_id = NULL WHERE id IN ?`, erasedDomain, ids).Error; err != nil {
+		if err := s.deliveries().erase(tx, ids, erasedDomain); err != nil {
 			return err
 		}
 		if err := tx.Exec(`UPDATE bounces SET diagnostic = '', remote_mta = '' WHERE delivery_id IN ?`, ids).Error; err != nil {

@@ -55,14 +55,14 @@ func BenchmarkDeliveryLifecycle(b *testing.B) {
 		for k, c := range claimed {
 			var tag [18]byte
 			rand.Read(tag[:])
-			outs[k] = models.Outcome{ID: c.ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, Enhanced: "2.0.0",
+			outs[k] = models.Outcome{ID: c.ID, LeaseGen: c.LeaseGen, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, Enhanced: "2.0.0",
 				Text: "2.0.0 Ok: queued", MessageID: "<" + base64.RawURLEncoding.EncodeToString(tag[:]) + "@news.bench.test>",
 				SourceIP: "127.0.0.1", MXHost: "mx" + fmt.Sprint(k%5) + ".bench.test", TLS: benchTLS[k%5], At: at}
 		}
 		c1 := processCPU()
 		t0 = time.Now()
 		for k := 0; k < len(outs); k += 512 {
-			if _, err := s.RecordOutcomes(ctx, "n1", outs[k:min(k+512, len(outs))]); err != nil {
+			if _, err := s.RecordOutcomes(ctx, outs[k:min(k+512, len(outs))]); err != nil {
 				b.Fatal(err)
 			}
 		}

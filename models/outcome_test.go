@@ -80,7 +80,7 @@ func TestRecordOutcomesBatch(t *testing.T) {
 		at := time.Now().UTC().Truncate(time.Second)
 		var outs []models.Outcome
 		for i, g := range got {
-			o := models.Outcome{ID: g.ID, CampaignID: cid, Attempted: true, At: at, SourceIP: "192.0.2.1", MXHost: "mx.c.test"}
+			o := models.Outcome{ID: g.ID, LeaseGen: g.LeaseGen, CampaignID: cid, Attempted: true, At: at, SourceIP: "192.0.2.1", MXHost: "mx.c.test"}
 			switch {
 			case i < 60:
 				o.Status, o.Code, o.Enhanced, o.Text, o.MessageID = models.DeliverySent, 250, "2.0.0", fmt.Sprintf("ok %d", i), fmt.Sprintf("<m%d@b.test>", i)
@@ -93,16 +93,17 @@ func TestRecordOutcomesBatch(t *testing.T) {
 				outs = append(outs, o)
 			}
 		}
-		// Another node's outcome for a row node a holds changes nothing.
-		if n, err := s.RecordOutcomes(ctx, "b", []models.Outcome{{ID: got[85].ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at}}); err != nil || n != 0 {
-			t.Fatalf("RecordOutcomes(other node) = %d, %v; want 0, nil", n, err)
+		// An outcome of an earlier claim of a row (an older generation)
+		// changes nothing.
+		if n, err := s.RecordOutcomes(ctx, []models.Outcome{{ID: got[85].ID, LeaseGen: got[85].LeaseGen - 1, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at}}); err != nil || n != 0 {
+			t.Fatalf("RecordOutcomes(older generation) = %d, %v; want 0, nil", n, err)
 		}
-		n, err := s.RecordOutcomes(ctx, "a", outs)
+		n, err := s.RecordOutcomes(ctx, outs)
 		if err != nil || n != 80 {
 			t.Fatalf("RecordOutcomes() = %d, %v; want 80, nil", n, err)
 		}
 		// Written already: a second report of the same outcomes changes nothing.
-		if n, err := s.RecordOutcomes(ctx, "a", outs[:5]); err != nil || n != 0 {
+		if n, err := s.RecordOutcomes(ctx, outs[:5]); err != nil || n != 0 {
 			t.Fatalf("RecordOutcomes(again) = %d, %v; want 0, nil", n, err)
 		}
 		type row struct {
@@ -159,11 +160,11 @@ func TestRecordOutcomesDuplicateInBatch(t *testing.T) {
 		cid, got := claimedCampaign(t, s, 3, "a")
 		at := time.Now().UTC()
 		outs := []models.Outcome{
-			{ID: got[0].ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at},
-			{ID: got[1].ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at},
-			{ID: got[0].ID, CampaignID: cid, Status: models.DeliveryBounced, Attempted: true, Code: 550, At: at},
+			{ID: got[0].ID, LeaseGen: got[0].LeaseGen, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at},
+			{ID: got[1].ID, LeaseGen: got[1].LeaseGen, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at},
+			{ID: got[0].ID, LeaseGen: got[0].LeaseGen, CampaignID: cid, Status: models.DeliveryBounced, Attempted: true, Code: 550, At: at},
 		}
-		if n, err := s.RecordOutcomes(ctx, "a", outs); err != nil || n != 2 {
+		if n, err := s.RecordOutcomes(ctx, outs); err != nil || n != 2 {
 			t.Fatalf("RecordOutcomes() = %d, %v; want 2, nil", n, err)
 		}
 		var status string

@@ -98,7 +98,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// queue on busy_timeout instead of failing.
 		sqlDB.SetMaxOpenConns(8)
 	} else {
+		// Idle connections are kept up to the limit: with Go's default of
+		// two, every burst of the engine's concurrent claims, writes and
+		// renewals opened (and closed) new server sessions.
 		sqlDB.SetMaxOpenConns(20)
+		sqlDB.SetMaxIdleConns(20)
 	}
 	if err := sqlDB.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("models: connect %s: %w", dialect, err)

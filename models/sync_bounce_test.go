@@ -20,23 +20,25 @@ func TestRecordOutcomesAppliesBounces(t *testing.T) {
 		cid, got := claimedCampaign(t, s, 5, "a")
 		at := time.Now().UTC()
 		bounced := func(i int, kind, cat string, code int, enh, text string) models.Outcome {
-			return models.Outcome{ID: got[i].ID, CampaignID: cid, Status: models.DeliveryBounced, Attempted: true, At: at,
+			return models.Outcome{ID: got[i].ID, LeaseGen: got[i].LeaseGen, CampaignID: cid, Status: models.DeliveryBounced, Attempted: true, At: at,
 				Code: code, Enhanced: enh, Text: text, MXHost: "mx.c.test", BounceKind: kind, BounceCategory: cat}
 		}
 		outs := []models.Outcome{
-			{ID: got[0].ID, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at},
+			{ID: got[0].ID, LeaseGen: got[0].LeaseGen, CampaignID: cid, Status: models.DeliverySent, Attempted: true, Code: 250, At: at},
 			bounced(1, models.BounceHard, "user_unknown", 550, "5.1.1", "no such user"),
 			bounced(2, models.BounceSoft, "policy_block", 554, "5.7.1", "message refused as spam"),
 			bounced(3, models.BounceHard, "user_unknown", 550, "5.1.1", "no such user"),
 		}
-		// Another node's outcome for a row node a holds changes nothing.
-		if n, err := s.RecordOutcomes(ctx, "b", []models.Outcome{bounced(4, models.BounceHard, "user_unknown", 550, "5.1.1", "x")}); err != nil || n != 0 {
-			t.Fatalf("RecordOutcomes(other node) = %d, %v; want 0, nil", n, err)
+		// An outcome of an earlier claim of the row changes nothing.
+		stale := bounced(4, models.BounceHard, "user_unknown", 550, "5.1.1", "x")
+		stale.LeaseGen--
+		if n, err := s.RecordOutcomes(ctx, []models.Outcome{stale}); err != nil || n != 0 {
+			t.Fatalf("RecordOutcomes(older generation) = %d, %v; want 0, nil", n, err)
 		}
-		if n, err := s.RecordOutcomes(ctx, "a", outs); err != nil || n != 4 {
+		if n, err := s.RecordOutcomes(ctx, outs); err != nil || n != 4 {
 			t.Fatalf("RecordOutcomes() = %d, %v; want 4, nil", n, err)
 		}
-		if n, err := s.RecordOutcomes(ctx, "a", outs[1:2]); err != nil || n != 0 {
+		if n, err := s.RecordOutcomes(ctx, outs[1:2]); err != nil || n != 0 {
 			t.Fatalf("RecordOutcomes(again) = %d, %v; want 0, nil", n, err)
 		}
 		var rows []struct {
@@ -113,7 +115,7 @@ func TestSyncSoftBouncesFollowHygieneRule(t *testing.T) {
 		if err != nil || len(cl) != 1 {
 			t.Fatalf("ClaimDeliveries() = %d rows, %v; want 1", len(cl), err)
 		}
-		if _, err := s.RecordOutcomes(ctx, "t", []models.Outcome{{ID: cl[0].ID, CampaignID: cid, Status: models.DeliveryBounced,
+		if _, err := s.RecordOutcomes(ctx, []models.Outcome{{ID: cl[0].ID, LeaseGen: cl[0].LeaseGen, CampaignID: cid, Status: models.DeliveryBounced,
 			Attempted: true, Code: 552, Enhanced: "5.2.2", Text: "mailbox full", At: time.Now(),
 			BounceKind: models.BounceSoft, BounceCategory: "mailbox_full"}}); err != nil {
 			t.Fatal(err)

@@ -65,16 +65,16 @@ func TestRecordOutcomesTLS(t *testing.T) {
 			if states[i].status == models.DeliveryBounced {
 				code = 550
 			}
-			outs[i] = models.Outcome{ID: g.ID, CampaignID: cid, Status: states[i].status, Attempted: true, Code: code,
+			outs[i] = models.Outcome{ID: g.ID, LeaseGen: g.LeaseGen, CampaignID: cid, Status: states[i].status, Attempted: true, Code: code,
 				Text: "ok", SourceIP: "192.0.2.1", MXHost: "mx.c.test", TLS: states[i].tls, At: at}
 		}
 		// The first three in one batch; the rest with a delivery named
 		// twice, which takes the row-by-row path.
-		if n, err := s.RecordOutcomes(ctx, "a", outs[:3]); err != nil || n != 3 {
+		if n, err := s.RecordOutcomes(ctx, outs[:3]); err != nil || n != 3 {
 			t.Fatalf("RecordOutcomes(first 3) = %d, %v; want 3", n, err)
 		}
 		rest := append(append([]models.Outcome(nil), outs[3:]...), outs[5])
-		if n, err := s.RecordOutcomes(ctx, "a", rest); err != nil || n != 3 {
+		if n, err := s.RecordOutcomes(ctx, rest); err != nil || n != 3 {
 			t.Fatalf("RecordOutcomes(rest, one twice) = %d, %v; want 3", n, err)
 		}
 		for i, g := range got {

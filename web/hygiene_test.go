@@ -243,11 +243,11 @@ func sendTo(t *testing.T, s *models.Store, emails []string, n int) map[string][]
 		}
 		var outs []models.Outcome
 		for _, d := range cl {
-			outs = append(outs, models.Outcome{ID: d.ID, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true, Code: 250,
+			outs = append(outs, models.Outcome{ID: d.ID, LeaseGen: d.LeaseGen, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true, Code: 250,
 				MessageID: sentMessageID(d.ID), At: time.Now()})
 			out[d.Email] = append(out[d.Email], d.ID)
 		}
-		if _, err := s.RecordOutcomes(ctx, "t", outs); err != nil {
+		if _, err := s.RecordOutcomes(ctx, outs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -79,6 +79,11 @@ type Config struct {
 	TrustedProxies string
 	// ImportMaxMB is the largest subscriber import upload, in megabytes.
 	ImportMaxMB string
+	// LeaseText is how long a delivery stays leased to a node without
+	// renewal (a Go duration); another node takes a dead node's rows
+	// over once it passed. LeaseHeartbeatText is how often a node renews
+	// what it holds; it must be under half the lease.
+	LeaseText, LeaseHeartbeatText string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -88,6 +93,8 @@ type Config struct {
 	Proxies []*net.IPNet
 	// ImportMaxBytes is ImportMaxMB in bytes.
 	ImportMaxBytes int64
+	// Lease and LeaseHeartbeat are LeaseText and LeaseHeartbeatText parsed.
+	Lease, LeaseHeartbeat time.Duration
 }
 
 // Var describes one setting for help and the README.
@@ -123,6 +130,8 @@ func (c *Config) Vars() []Var {
 		{"secret-file", "HERALD_SECRET_FILE", "", "file holding the secret (instead of -secret)", &c.SecretFile},
 		{"trusted-proxies", "HERALD_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (empty: none)", &c.TrustedProxies},
 		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
+		{"lease", "HERALD_LEASE", "10s", "how long a node's claim on a delivery holds without renewal; a surviving node takes a dead node's deliveries over after it", &c.LeaseText},
+		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
 	}
 }
 
@@ -152,6 +161,9 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 }
 
 func (c *Config) validate() error {
+	if err := c.leases(); err != nil {
+		return err
+	}
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
 		return fmt.Errorf("config: bounce mailbox poll interval %q must be a duration of at least 1s, e.g. 1m", c.BounceIMAPInterval)
 	}
@@ -307,6 +319,23 @@ func (c *Config) RequireSecret() error {
 	if c.Secret == "" && c.Production() {
 		return fmt.Errorf("config: the root URL %s is https (a production installation), which needs a secret kept outside the database: "+
 			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
+	}
+	return nil
+}
+
+// leases parses the lease and its heartbeat: a renewal must have a
+// second chance to land before the lease runs out.
+func (c *Config) leases() error {
+	var err error
+	if c.Lease, err = time.ParseDuration(c.LeaseText); err != nil || c.Lease < time.Second {
+		return fmt.Errorf("config: lease %q must be a duration of at least 1s, e.g. 10s", c.LeaseText)
+	}
+	if c.LeaseHeartbeat, err = time.ParseDuration(c.LeaseHeartbeatText); err != nil || c.LeaseHeartbeat <= 0 {
+		return fmt.Errorf("config: lease heartbeat %q must be a positive duration, e.g. 2s", c.LeaseHeartbeatText)
+	}
+	if c.LeaseHeartbeat >= c.Lease/2 {
+		return fmt.Errorf("config: lease heartbeat %v must be under half the lease %v: lower -lease-heartbeat below %v or raise -lease",
+			c.LeaseHeartbeat, c.Lease, c.Lease/2)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHostname(t *testing.T) {
@@ -95,5 +96,28 @@ func TestHardeningSettings(t *testing.T) {
 	dev, _ := parse(t, "-root-url", "http://localhost:8080")
 	if err := dev.RequireSecret(); err != nil {
 		t.Errorf("RequireSecret() under http = %v, want nil", err)
+	}
+}
+
+// The lease and its heartbeat: defaults, settings, and a heartbeat that
+// leaves a renewal no second chance is refused with what to change.
+func TestLeaseSettings(t *testing.T) {
+	c, err := parse(t)
+	if err != nil || c.Lease != 10*time.Second || c.LeaseHeartbeat != 2*time.Second {
+		t.Fatalf("defaults: lease %v, heartbeat %v, %v; want 10s, 2s", c.Lease, c.LeaseHeartbeat, err)
+	}
+	env := map[string]string{"HERALD_LEASE": "30s", "HERALD_LEASE_HEARTBEAT": "5s"}
+	c, err = Parse("serve", nil, func(k string) string { return env[k] }, io.Discard, nil)
+	if err != nil || c.Lease != 30*time.Second || c.LeaseHeartbeat != 5*time.Second {
+		t.Fatalf("environment: lease %v, heartbeat %v, %v; want 30s, 5s", c.Lease, c.LeaseHeartbeat, err)
+	}
+	for _, bad := range [][]string{{"-lease", "5s", "-lease-heartbeat", "3s"}, {"-lease", "4s", "-lease-heartbeat", "2s"},
+		{"-lease", "soon"}, {"-lease-heartbeat", "0s"}} {
+		if _, err := parse(t, bad...); err == nil || !strings.Contains(err.Error(), "lease") {
+			t.Errorf("Parse(%v) = %v; want an error about the lease", bad, err)
+		}
+	}
+	if _, err := parse(t, "-lease", "5s", "-lease-heartbeat", "3s"); err == nil || !strings.Contains(err.Error(), "under half the lease") {
+		t.Errorf("heartbeat over half the lease: %v", err)
 	}
 }

@@ -1,0 +1,230 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// materialize is MaterializeCampaign.
+func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (done bool, err error) {
+	s := w.s
+	if batch <= 0 {
+		batch = 5000
+	}
+	domainExpr := w.sql.emailDomain("s.email")
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		var c []struct {
+			Status            string
+			MaterializeCursor int64
+			MaterializedAt    *time.Time
+		}
+		if err := tx.Raw("SELECT status, materialize_cursor, materialized_at FROM campaigns WHERE id = ?", id).Scan(&c).Error; err != nil {
+			return err
+		}
+		if len(c) == 0 {
+			return ErrNotFound
+		}
+		if c[0].MaterializedAt != nil || c[0].Status == CampaignCancelled {
+			done = true
+			return nil
+		}
+		var maxID []*int64
+		if err := tx.Raw("SELECT MAX(id) FROM subscribers").Scan(&maxID).Error; err != nil {
+			return err
+		}
+		lo := c[0].MaterializeCursor
+		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
+			done = true
+			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
+		}
+		hi := lo + int64(batch)
+		t := dbNow()
+		var lists []struct {
+			ListID int64
+			Optin  string
+		}
+		if err := tx.Raw(`SELECT cl.list_id, l.optin FROM campaign_lists cl JOIN lists l ON l.id = cl.list_id
+			WHERE cl.campaign_id = ?`, id).Scan(&lists).Error; err != nil {
+			return err
+		}
+		var res *gorm.DB
+		if len(lists) == 1 {
+			// One list, the usual case: each subscriber is on it once, so
+			// no grouping (SQLite sorted every batch into a temporary
+			// index for it) and no join to the list for its opt-in.
+			statuses := []string{SubConfirmed}
+			if lists[0].Optin == OptinSingle {
+				statuses = append(statuses, SubUnconfirmed)
+			}
+			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+					created_at, subscriber_updated_at)
+				SELECT ?, s.id, sp.list_id, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, lists[0].ListID, statuses, lo, hi)
+		} else {
+			// Someone on several of the lists gets one delivery, attributed
+			// to the first list.
+			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+					created_at, subscriber_updated_at)
+				SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM subscriptions sp
+				JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
+				JOIN lists l ON l.id = sp.list_id
+				JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
+				  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
+				GROUP BY s.id, s.email
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+		}
+		if res.Error != nil {
+			return res.Error
+		}
+		inserted := res.RowsAffected
+		// The rows just written are checked against the suppression list.
+		// A young list has few suppressions or none: then reading them all
+		// is cheaper than looking every address up, and with none there is
+		// nothing to read back.
+		var (
+			few    map[string]bool
+			ids    []int64
+			emails []string
+		)
+		if inserted > 0 {
+			var err error
+			if few, err = s.suppressionsUpTo(tx, batch/8); err != nil {
+				return err
+			}
+		}
+		if inserted > 0 && (few == nil || len(few) > 0) {
+			rows, err := tx.Raw(`SELECT d.id, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+				WHERE d.campaign_id = ? AND d.subscriber_id > ? AND d.subscriber_id <= ? AND d.status = 'queued'`, id, lo, hi).Rows()
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					id    int64
+					email string
+				)
+				if err := rows.Scan(&id, &email); err != nil {
+					return err
+				}
+				ids, emails = append(ids, id), append(emails, email)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			rows.Close()
+		}
+		supp, err := s.suppressedSet(tx, emails, few)
+		if err != nil {
+			return err
+		}
+		var suppressed []int64
+		for i, e := range emails {
+			if supp[strings.ToLower(e)] {
+				suppressed = append(suppressed, ids[i])
+			}
+		}
+		nsupp := int64(len(suppressed))
+		for len(suppressed) > 0 {
+			n := min(len(suppressed), 500)
+			if err := tx.Exec("UPDATE deliveries SET status = 'suppressed', last_text = 'suppressed' WHERE id IN ?", suppressed[:n]).Error; err != nil {
+				return err
+			}
+			suppressed = suppressed[n:]
+		}
+		return tx.Exec(`UPDATE campaigns SET materialize_cursor = ?, queued = queued + ?, suppressed = suppressed + ?, updated_at = ? WHERE id = ?`,
+			hi, inserted-nsupp, nsupp, dbNow(), id).Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+	}
+	return done, nil
+}
+
+// suppressionsUpTo returns the hash of every suppression when there are
+// at most n, and nil when there are more.
+func (s *Store) suppressionsUpTo(tx *gorm.DB, n int) (map[string]bool, error) {
+	rows, err := tx.Raw("SELECT value_hash FROM suppressions LIMIT ?", n+1).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	all := map[string]bool{}
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		if all[h] = true; len(all) > n {
+			return nil, nil
+		}
+	}
+	return all, rows.Err()
+}
+
+// suppressedSet returns the lower-cased addresses among emails that are
+// suppressed by address or by domain. all, when not nil, holds every
+// suppression (from suppressionsUpTo), which spares the lookups.
+func (s *Store) suppressedSet(tx *gorm.DB, emails []string, all map[string]bool) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(emails) == 0 || (all != nil && len(all) == 0) {
+		return out, nil
+	}
+	byHash := make(map[string][]string, len(emails)+8)
+	domains := map[string]string{} // domain → its hash: a batch has few domains
+	for _, e := range emails {
+		le := strings.ToLower(e)
+		h := SuppressionHash(le)
+		byHash[h] = append(byHash[h], le)
+		dom := EmailDomain(le)
+		d, ok := domains[dom]
+		if !ok {
+			d = SuppressionHash("@" + dom)
+			domains[dom] = d
+		}
+		byHash[d] = append(byHash[d], le)
+	}
+	if all != nil {
+		for h, es := range byHash {
+			if all[h] {
+				for _, e := range es {
+					out[e] = true
+				}
+			}
+		}
+		return out, nil
+	}
+	hashes := make([]string, 0, len(byHash))
+	for h := range byHash {
+		hashes = append(hashes, h)
+	}
+	// One JSON argument rather than a parameter per hash: the SQLite
+	// driver's binding cost grows with the square of the parameters. Each
+	// hash probes the index, as in the import's lookup. Rows rather than
+	// Scan: Scan has GORM print the statement, argument included, for its
+	// error messages.
+	rows, err := tx.Raw("SELECT s.value_hash FROM "+s.jsonTextRows()+" CROSS JOIN suppressions s WHERE s.value_hash = j.value",
+		jsonArray(hashes)).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		for _, e := range byHash[h] {
+			out[e] = true
+		}
+	}
+	return out, rows.Err()
+}
