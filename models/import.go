@@ -484,7 +484,7 @@ func (r *importRun) skipCommitted(ctx context.Context, b *rowBatch, reported idS
 		}
 	}
 	if len(keys) > 0 {
-		rows, err := r.conn.QueryContext(ctx, r.s.rebind(`SELECT id FROM subscribers WHERE lower(email) IN `+r.s.jsonTextSet()), jsonArray(keys))
+		rows, err := r.conn.QueryContext(ctx, r.s.rebind(`SELECT id FROM subscribers WHERE `+r.s.inJSONText("lower(email)")), jsonArray(keys))
 		if err != nil {
 			return nil, err
 		}
