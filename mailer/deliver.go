@@ -39,6 +39,7 @@ type destination struct {
 	domain    string
 	transport Transport
 	strategy  string
+	capture   bool // the transport keeps messages in the outbox: no rule's rates apply
 
 	high, normal chan *job
 	lanes        []*lane

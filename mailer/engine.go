@@ -335,6 +335,9 @@ func (e *Engine) loadRules(ctx context.Context) error {
 	for _, d := range e.dests {
 		d.mu.Lock()
 		if nr, ok := byName[d.rule.Name]; ok && !nr.UpdatedAt.Equal(d.rule.UpdatedAt) {
+			if d.capture {
+				nr = unthrottled(nr)
+			}
 			d.rule = &rule{DomainRule: nr}
 			for _, l := range d.lanes {
 				l.mu.Lock()
@@ -449,6 +452,9 @@ type TransactionalRequest struct {
 	// campaign's unsubscribe header and links, pointing at TestLinkToken
 	// pages that explain they do nothing in a test.
 	Test bool
+	// TestOf is the campaign a test send belongs to, so the outbox can
+	// name it; 0 for other transactional messages.
+	TestOf int64
 	// OverrideSuppression sends the message even when the address is
 	// suppressed, whatever the reason (a bounce, a complaint, a domain
 	// block, an erasure): for mail the recipient asked for, such as a
@@ -493,7 +499,14 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 			return 0, fmt.Errorf("%w: subject: %v", ErrInvalidRequest, err)
 		}
 	}
-	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: replyTo, Data: r.Data, Test: r.Test})
+	if r.Test {
+		// A test shows the message as it would go out now: the settings
+		// saved a moment ago, not those the engine last loaded.
+		if err := e.refreshOrg(ctx); err != nil {
+			return 0, err
+		}
+	}
+	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: replyTo, Data: r.Data, Test: r.Test, TestOf: r.TestOf})
 	if err != nil {
 		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
 	}
@@ -512,7 +525,8 @@ type txData struct {
 	FromName string         `json:"from_name,omitempty"`
 	ReplyTo  string         `json:"reply_to,omitempty"`
 	Data     map[string]any `json:"data,omitempty"`
-	Test     bool           `json:"test,omitempty"` // a campaign's test send
+	TestOf   int64          `json:"test_of,omitempty"` // see TransactionalRequest.TestOf
+	Test     bool           `json:"test,omitempty"`    // a campaign's test send
 }
 
 // campaignState is what the engine keeps of a running campaign.
@@ -713,7 +727,8 @@ func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error)
 	e.mu.Lock()
 	tt := e.txTmpl[c.TemplateID]
 	e.mu.Unlock()
-	if tt == nil || time.Since(tt.loaded) > 5*time.Second {
+	// A test send always reads the template: it follows an edit at once.
+	if tt == nil || d.Test || time.Since(tt.loaded) > 5*time.Second {
 		t, err := e.store.Template(ctx, c.TemplateID)
 		if err != nil {
 			return nil, err

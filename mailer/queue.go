@@ -185,11 +185,14 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 	}
 	d := &destination{
 		e: e, key: key, routeKey: ri.key, poolKey: poolKey, mx: ri.mx, domain: j.c.Domain, transport: transport, strategy: strategy,
-		rule: ri.rule, domains: map[string]struct{}{},
+		rule: ri.rule, domains: map[string]struct{}{}, capture: isCapture(transport),
 		high: make(chan *job, e.o.DestinationQueue), normal: make(chan *job, e.o.DestinationQueue),
 	}
+	if d.capture {
+		d.rule = &rule{DomainRule: unthrottled(ri.rule.DomainRule)}
+	}
 	for _, s := range pool {
-		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&ri.rule.DomainRule, e.nodes())})
+		d.lanes = append(d.lanes, &lane{src: s, lim: newLimits(&d.rule.DomainRule, e.nodes())})
 	}
 	e.dests[key] = d
 	return d

@@ -28,11 +28,16 @@ var (
 	_ sendingIPStore   = (*models.Store)(nil)
 )
 
-// isDirect says whether a transport delivers to MX hosts itself, looking
-// through wrappers that say what they wrap.
-func isDirect(t Transport) bool {
+// isCapture says whether a transport only keeps messages in the outbox,
+// looking through wrappers that say what they wrap (not through Staging,
+// which delivers some messages for real).
+func isCapture(t Transport) bool { return wraps[*Capture](t) }
+
+// wraps says whether t is, or wraps, a transport of type T, looking
+// through wrappers that say what they wrap (Unwrap).
+func wraps[T Transport](t Transport) bool {
 	for t != nil {
-		if _, ok := t.(*Direct); ok {
+		if _, ok := t.(T); ok {
 			return true
 		}
 		u, ok := t.(interface{ Unwrap() Transport })
@@ -43,6 +48,19 @@ func isDirect(t Transport) bool {
 	}
 	return false
 }
+
+// unthrottled is r without its rates and per-connection cap. The rates
+// protect a receiving server's patience and the sender's reputation;
+// capture delivers to nobody, so 500 captured messages take a moment, not
+// the minutes the default rule would spread them over.
+func unthrottled(r models.DomainRule) models.DomainRule {
+	r.PerSecond, r.PerMinute, r.PerHour, r.MaxPerConnection = 0, 0, 0, 0
+	return r
+}
+
+// isDirect says whether a transport delivers to MX hosts itself, looking
+// through wrappers that say what they wrap.
+func isDirect(t Transport) bool { return wraps[*Direct](t) }
 
 // DNSOverridable reports whether a check is the DNS rule an admin may
 // override for one campaign.

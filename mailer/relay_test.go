@@ -480,17 +480,7 @@ func TestRelayPacesItsRateAndRotatesConnections(t *testing.T) {
 	h.PerSecond, h.MaxPerConnection = 20, 5
 	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
-				t.Errorf("Send() = %+v, %v", r, err)
-			}
-		}()
-	}
-	wg.Wait()
+	sendAtOnce(t, tr, 30)
 	// 29 intervals of 50 ms after the first message.
 	if took := time.Since(start); took < 1400*time.Millisecond {
 		t.Errorf("30 messages at 20/s took %v, want at least 1.4s", took)
@@ -529,17 +519,7 @@ func TestRelaySharedAmongNodes(t *testing.T) {
 	tr := mailer.NewRelay(mailer.RelayOptions{Hosts: []mailer.RelayHost{h}, HELO: "out.sender.test"})
 	tr.ShareAmong(2)
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
-				t.Errorf("Send() = %+v, %v", r, err)
-			}
-		}()
-	}
-	wg.Wait()
+	sendAtOnce(t, tr, 20)
 	// 19 intervals of 100 ms after the first message.
 	if took := time.Since(start); took < 1800*time.Millisecond {
 		t.Errorf("20 messages at half of 20/s took %v, want at least 1.8s", took)
@@ -549,4 +529,21 @@ func TestRelaySharedAmongNodes(t *testing.T) {
 	if len(relay.msgs) != 20 || relay.conns > 2 {
 		t.Errorf("relay got %d messages over %d connections, want 20 over at most 2", len(relay.msgs), relay.conns)
 	}
+}
+
+// sendAtOnce sends n messages through tr at once, each to its own domain,
+// and waits for them all to be accepted.
+func sendAtOnce(t *testing.T, tr *mailer.Relay, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := relaySend(tr, "u@d"+strconv.Itoa(i)+".example"); err != nil || r.Code != 250 {
+				t.Errorf("Send() = %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -119,7 +119,7 @@ func (f DomainRuleForm) Rule(r *DomainRule) map[string]string {
 	errs := map[string]string{}
 	num := func(field, raw string, dst *int) {
 		raw = strings.TrimSpace(raw)
-		if raw == "" {
+		if raw == "" || isUnlimited(raw) && limitFields[field] {
 			*dst = 0
 			return
 		}
@@ -131,7 +131,7 @@ func (f DomainRuleForm) Rule(r *DomainRule) map[string]string {
 	}
 	r.Name, r.Domains, r.MXSuffixes, r.RequireTLS = f.Name, f.Domains, f.MXSuffixes, f.RequireTLS
 	r.PerSecond = 0
-	if raw := strings.TrimSpace(f.PerSecond); raw != "" {
+	if raw := strings.TrimSpace(f.PerSecond); raw != "" && !isUnlimited(raw) {
 		v, err := strconv.ParseFloat(raw, 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 			errs["per_second"] = fmt.Sprintf("%q is not a number (e.g. 20 or 0.5).", raw)
@@ -151,6 +151,20 @@ func (f DomainRuleForm) Rule(r *DomainRule) map[string]string {
 		}
 	}
 	return errs
+}
+
+// limitFields are the fields where 0 means no limit, so where the rules
+// table shows ∞ and the form takes ∞ back.
+var limitFields = map[string]bool{"per_second": true, "per_minute": true, "per_hour": true, "max_connections": true, "max_per_connection": true}
+
+// isUnlimited reports whether raw is one of the ways to write "no limit"
+// that the rules table shows or a person types.
+func isUnlimited(raw string) bool {
+	switch strings.ToLower(raw) {
+	case "∞", "inf", "infinity", "unlimited", "none", "-", "—":
+		return true
+	}
+	return false
 }
 
 // DefaultDomainRules are the rules a new installation starts with (the

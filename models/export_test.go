@@ -80,7 +80,7 @@ func expectedIDs(t *testing.T, s *models.Store, q models.SubscriberQuery) []int6
 		case q.ListID != 0 && !ok:
 		case q.ListID != 0 && q.Status != "" && st != q.Status:
 		case q.ListID == 0 && q.Status != "" && sub.Status != q.Status:
-		case term != "" && !strings.HasPrefix(strings.ToLower(sub.Email), term) && !strings.HasPrefix(strings.ToLower(sub.Name), term):
+		case term != "" && !matches(strings.ToLower(sub.Email), term) && !matches(strings.ToLower(sub.Name), term):
 		default:
 			ids = append(ids, sub.ID)
 		}
@@ -88,6 +88,15 @@ func expectedIDs(t *testing.T, s *models.Store, q models.SubscriberQuery) []int6
 	slices.Sort(ids)
 	slices.Reverse(ids)
 	return ids
+}
+
+// matches is the search's meaning: a term of three or more characters
+// anywhere, a shorter one at the start.
+func matches(s, term string) bool {
+	if len([]rune(term)) >= models.MinContains {
+		return strings.Contains(s, term)
+	}
+	return strings.HasPrefix(s, term)
 }
 
 // walkPages follows the cursor to the end and returns every id seen.
@@ -134,6 +143,9 @@ func TestSearchPagesCoverEveryRowOnce(t *testing.T) {
 			{Search: "p"},
 			{Search: "nobody"},
 			{Search: "p_"}, // LIKE wildcards are literal
+			{Search: "e_1"},
+			{Search: "ame 1"},  // inside the name
+			{Search: "xample"}, // inside every address
 			{ListID: a.ID, Search: "p1"},
 			{ListID: b.ID, Status: models.SubConfirmed, Search: "name"},
 		} {
@@ -222,6 +234,61 @@ func TestExportRoundTrip(t *testing.T) {
 		recs, _ = csv.NewReader(&buf).ReadAll()
 		if len(recs[0]) != 5 || len(recs)-1 != len(expectedIDs(t, s, models.SubscriberQuery{Search: "p1"})) {
 			t.Errorf("search export = %d rows of %d columns", len(recs)-1, len(recs[0]))
+		}
+	})
+}
+
+// TestSearchContainsFollowsChanges finds a surname in the middle of a name,
+// counts matches, filters on an attribute, and keeps finding people after
+// their address changes and forgetting them once deleted (the SQLite
+// trigram table is kept in step by triggers).
+func TestSearchContainsFollowsChanges(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		a, _ := seedSearch(t, s, 30)
+		ids := func(q models.SubscriberQuery) []int64 {
+			t.Helper()
+			page, err := s.SearchSubscribers(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []int64
+			for _, r := range page.Rows {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		p4, err := s.SubscriberByEmail(ctx, "p4@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UpdateSubscriber(ctx, &models.Subscriber{ID: p4.ID, Email: "ada.k@mail.test", Name: "Ada Mary Lovelace",
+			Attributes: models.Attributes{"city": "Lyon"}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, term := range []string{"lovel", "MARY", "a.k@ma"} {
+			if got := ids(models.SubscriberQuery{Search: term}); !slices.Equal(got, []int64{p4.ID}) {
+				t.Errorf("search %q = %v, want [%d]", term, got, p4.ID)
+			}
+		}
+		if got := ids(models.SubscriberQuery{Search: "p4@example"}); len(got) != 0 {
+			t.Errorf("the old address is still found: %v", got)
+		}
+		if got := ids(models.SubscriberQuery{AttrKey: "city", AttrValue: "Lyon"}); !slices.Equal(got, []int64{p4.ID}) {
+			t.Errorf("attribute city=Lyon = %v, want [%d]", got, p4.ID)
+		}
+		if got := ids(models.SubscriberQuery{AttrKey: "city", AttrValue: "City 3"}); len(got) != 4 { // 3, 10, 17, 24
+			t.Errorf("attribute city=City 3 = %v, want 4 ids", got)
+		}
+		n, more, err := s.CountSubscribers(ctx, models.SubscriberQuery{Search: "xample", ListID: a.ID})
+		if err != nil || n != 29 || more {
+			t.Errorf("count = %d, %v, %v; want 29 (30 less the renamed one)", n, more, err)
+		}
+		if err := s.DeleteSubscriber(ctx, p4.ID, models.Evidence{Source: models.SourceAdmin}); err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(models.SubscriberQuery{Search: "lovel"}); len(got) != 0 {
+			t.Errorf("a deleted subscriber is still found: %v", got)
 		}
 	})
 }

@@ -63,10 +63,23 @@ func ReadCSVHeader(r io.Reader) ([]string, error) {
 			lines = lines[:i]
 		}
 	}
+	// A few rows with bad bytes are rejected one by one when the import
+	// runs, and the good rows kept. Only a file where most lines are not
+	// UTF-8 (or whose header is not) is in another encoding, and refused whole, so that it is not
+	// imported as thousands of rejected rows.
+	bad, first, total := 0, 0, 0
 	for n, line := range bytes.Split(lines, []byte{'\n'}) {
-		if !utf8.Valid(line) {
-			return nil, &CSVError{Line: int64(n + 1), Msg: "this line " + notUTF8}
+		if n > 0 && len(bytes.TrimSpace(line)) > 0 {
+			total++ // rows below the header
 		}
+		if !utf8.Valid(line) {
+			if bad++; first == 0 {
+				first = n + 1
+			}
+		}
+	}
+	if bad > 0 && bad*2 > total {
+		return nil, &CSVError{Line: int64(first), Msg: "this line and most others " + strings.Replace(notUTF8, "is not", "are not", 1)}
 	}
 	for {
 		rec, err := src.cr.Read()
@@ -81,6 +94,35 @@ func ReadCSVHeader(r io.Reader) ([]string, error) {
 }
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// ReadCSVPreview returns the first n records below the header, for the
+// mapping step to show what each column holds. Bytes that are not UTF-8
+// show as U+FFFD (the import rejects those rows).
+func ReadCSVPreview(r io.Reader, n int) ([][]string, error) {
+	src, err := newCSVSource(io.LimitReader(r, headerSample))
+	if err != nil {
+		return nil, err
+	}
+	src.cr.ReuseRecord = false
+	var out [][]string
+	for len(out) < n {
+		rec, err := src.cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			continue // the import reports this row with its reason
+		}
+		if blankRecord(rec) {
+			continue
+		}
+		for i, f := range rec {
+			rec[i] = strings.ToValidUTF8(f, "\uFFFD")
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
 
 // csvSource reads records from a CSV file after its header.
 type csvSource struct {

@@ -353,7 +353,9 @@ func TestReadCSVHeader(t *testing.T) {
 		{"empty", "", nil, "The file is empty."},
 		{"blank", "\n\n  \n", nil, "The file is empty."},
 		{"header only", "email,name\n", nil, "no rows below it"},
-		{"latin-1", "email,name\na@example.com,A\nb@example.com,Jos\xe9\n", nil, "Line 3: this line is not UTF-8"},
+		{"latin-1", "email,name\na@example.com,Ren\xe9\nb@example.com,Jos\xe9\n", nil, "Line 2: this line and most others are not UTF-8"},
+		// One bad row among good ones is the import's to reject, alone.
+		{"one bad row", "email,name\na@example.com,A\nb@example.com,Jos\xe9\nc@example.com,C\n", []string{"email", "name"}, ""},
 		{"utf-16", "\xff\xfee\x00m\x00", nil, "UTF-16"},
 		{"workbook", "PK\x03\x04rest", nil, "workbook"},
 	}

@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -71,4 +72,62 @@ func (s *Store) OutboxMessage(ctx context.Context, id int64) (*OutboxMessage, er
 		return nil, fmt.Errorf("models: outbox message %d: %w", id, notFound(err))
 	}
 	return &m, nil
+}
+
+// OutboxLabels names where each captured message came from, by message
+// id: the campaign's name, “Test of <name>” for a campaign's test send,
+// and "transactional" for any other transactional message.
+func (s *Store) OutboxLabels(ctx context.Context, msgs []OutboxMessage) (map[int64]string, error) {
+	var campaigns, deliveries []int64
+	for _, m := range msgs {
+		if m.CampaignID != 0 {
+			campaigns = append(campaigns, m.CampaignID)
+		} else if m.DeliveryID != 0 {
+			deliveries = append(deliveries, m.DeliveryID)
+		}
+	}
+	testOf := map[int64]int64{} // delivery → campaign tested
+	if len(deliveries) > 0 {
+		var rows []struct {
+			ID   int64
+			Data string
+		}
+		if err := s.conn(ctx).Raw("SELECT id, data FROM deliveries WHERE id IN ?", deliveries).Scan(&rows).Error; err != nil {
+			return nil, fmt.Errorf("models: outbox labels: %w", err)
+		}
+		for _, r := range rows {
+			var d struct {
+				TestOf int64 `json:"test_of"`
+			}
+			if json.Unmarshal([]byte(r.Data), &d) == nil && d.TestOf != 0 {
+				testOf[r.ID] = d.TestOf
+				campaigns = append(campaigns, d.TestOf)
+			}
+		}
+	}
+	names := map[int64]string{}
+	if len(campaigns) > 0 {
+		var rows []struct {
+			ID   int64
+			Name string
+		}
+		if err := s.conn(ctx).Raw("SELECT id, name FROM campaigns WHERE id IN ?", campaigns).Scan(&rows).Error; err != nil {
+			return nil, fmt.Errorf("models: outbox labels: %w", err)
+		}
+		for _, r := range rows {
+			names[r.ID] = r.Name
+		}
+	}
+	out := make(map[int64]string, len(msgs))
+	for _, m := range msgs {
+		switch c, test := testOf[m.DeliveryID]; {
+		case m.CampaignID != 0:
+			out[m.ID] = names[m.CampaignID]
+		case test && m.DeliveryID != 0:
+			out[m.ID] = "Test of “" + names[c] + "”"
+		default:
+			out[m.ID] = "transactional"
+		}
+	}
+	return out, nil
 }

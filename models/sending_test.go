@@ -231,3 +231,23 @@ func TestIPPoolStore(t *testing.T) {
 		}
 	})
 }
+
+// TestRuleFormTakesWhatTheTableShows: the rules table shows no limit as
+// ∞, so the form takes ∞ (and empty, and 0) as no limit; a word that is
+// not a number is still refused.
+func TestRuleFormTakesWhatTheTableShows(t *testing.T) {
+	f := models.DomainRuleForm{Name: "slow", Domains: "slow.example", PerSecond: "∞", PerMinute: "∞", PerHour: "", MaxConnections: "0",
+		MaxPerConnection: "unlimited", BackoffMinSeconds: "60", BackoffMaxSeconds: "600", Position: "5"}
+	var r models.DomainRule
+	if errs := f.Rule(&r); len(errs) > 0 {
+		t.Fatalf("∞ refused: %v", errs)
+	}
+	if r.PerSecond != 0 || r.PerMinute != 0 || r.PerHour != 0 || r.MaxConnections != 0 || r.MaxPerConnection != 0 {
+		t.Errorf("rule = %+v, want no limits", r)
+	}
+	f.PerMinute, f.Position = "lots", "∞"
+	errs := f.Rule(&r)
+	if errs["per_minute"] == "" || errs["position"] == "" {
+		t.Errorf("errors = %v, want per_minute and position refused", errs)
+	}
+}

@@ -494,12 +494,21 @@ func (s *Store) SetBlocklisted(ctx context.Context, id int64, blocked bool, ev E
 // SubscriberQuery selects a page of subscribers. Pages run newest first and
 // are addressed by a keyset cursor, never an offset or a total count.
 type SubscriberQuery struct {
-	Search string // prefix of the address or of the name, any case
-	ListID int64  // members of this list only
-	Status string // subscription status on ListID, or subscriber status without it
-	Before int64  // cursor: only ids below this
-	Limit  int    // page size, default 50
+	// Search is found anywhere in the address or the name, any case; a
+	// term shorter than MinContains characters matches their start only.
+	Search    string
+	AttrKey   string // with AttrValue: attribute AttrKey equals AttrValue
+	AttrValue string
+	IDs       []int64 // only these subscribers (a selection on the page)
+	ListID    int64   // members of this list only
+	Status    string  // subscription status on ListID, or subscriber status without it
+	Before    int64   // cursor: only ids below this
+	Limit     int     // page size, default 50
 }
+
+// MinContains is the shortest search term matched anywhere in an address
+// or name: the trigram indexes need three characters.
+const MinContains = 3
 
 // SubscriberRow is one line of a subscriber search.
 type SubscriberRow struct {
@@ -521,33 +530,32 @@ type SubscriberPage struct {
 // SearchSubscribers answers the subscribers page and the API search. Every
 // shape of query walks an index in id order and stops after one page.
 //
-// A search term is a prefix of the address or the name. A rare prefix is
-// answered from the email and name indexes (every match, then the page); a
-// common one by walking the newest subscribers and keeping the matches,
-// which fills a page long before the window ends. Either way the page is
-// exact: a window that comes up short falls back to the index.
+// On SQLite a term of MinContains characters or more is answered by the
+// FTS5 trigram table, which yields its matches in rowid order: the walk
+// stops after a page, however common the term.
+//
+// Otherwise a search term is first looked for row by row among the newest
+// subscribers below the cursor (searchWindow of them): a common term fills
+// its page there, and no index could answer it faster. A rarer one is
+// answered from the indexes (pg_trgm on PostgreSQL, lower(email) and
+// lower(name) for a short prefix): every match, then the page. Either way
+// the page is exact: a window that comes up short falls back to the index.
 func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*SubscriberPage, error) {
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
 	var rows []SubscriberRow
-	if term := searchTerm(q.Search); term != "" {
-		common, err := s.commonPrefix(ctx, term)
+	if term := searchTerm(q.Search); term != "" && !s.ftsSearch(term) {
+		floor, err := s.windowFloor(ctx, q.Before)
 		if err != nil {
 			return nil, fmt.Errorf("models: search subscribers: %w", err)
 		}
-		if common {
-			floor, err := s.windowFloor(ctx, q.Before)
-			if err != nil {
-				return nil, fmt.Errorf("models: search subscribers: %w", err)
-			}
-			sqlText, args := s.subscriberSearch(q, q.Limit+1, "", true, floor)
-			if err := s.conn(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
-				return nil, fmt.Errorf("models: search subscribers: %w", err)
-			}
-			if floor == 0 { // the window held everything below the cursor
-				return pageOf(rows, q.Limit), nil
-			}
+		sqlText, args := s.subscriberSearch(q, q.Limit+1, "", true, floor)
+		if err := s.conn(ctx).Raw(sqlText, args...).Scan(&rows).Error; err != nil {
+			return nil, fmt.Errorf("models: search subscribers: %w", err)
+		}
+		if floor == 0 { // the window held everything below the cursor
+			return pageOf(rows, q.Limit), nil
 		}
 	}
 	if len(rows) <= q.Limit {
@@ -558,6 +566,39 @@ func (s *Store) SearchSubscribers(ctx context.Context, q SubscriberQuery) (*Subs
 		}
 	}
 	return pageOf(rows, q.Limit), nil
+}
+
+// CountCap is where CountSubscribers stops counting: beyond it the page
+// says "more than", which needs no walk over every match.
+const CountCap = 1000
+
+// CountSubscribers counts the subscribers q matches (ignoring its cursor),
+// up to CountCap; more reports that there are more than that.
+func (s *Store) CountSubscribers(ctx context.Context, q SubscriberQuery) (n int, more bool, err error) {
+	q.Before = 0
+	where, args := s.searchConds(q, false, 0)
+	if q.ListID != 0 {
+		cond := "m.subscriber_id = s.id AND m.list_id = ?"
+		margs := []any{q.ListID}
+		if q.Status != "" {
+			cond += " AND m.status = ?"
+			margs = append(margs, q.Status)
+		}
+		where = append(where, "EXISTS (SELECT 1 FROM subscriptions m WHERE "+cond+")")
+		args = append(args, margs...)
+	} else if q.Status != "" {
+		where, args = append(where, "s.status = ?"), append(args, q.Status)
+	}
+	var c int64
+	err = s.conn(ctx).Raw("SELECT count(*) FROM (SELECT 1 FROM "+s.searchFrom(q)+" WHERE "+strings.Join(where, " AND ")+" LIMIT ?) AS c",
+		append(args, CountCap+1)...).Scan(&c).Error
+	if err != nil {
+		return 0, false, fmt.Errorf("models: count subscribers: %w", err)
+	}
+	if c > CountCap {
+		return CountCap, true, nil
+	}
+	return int(c), false, nil
 }
 
 // pageOf makes a page of up to limit rows from limit+1 fetched.
@@ -585,71 +626,96 @@ func (s *Store) windowFloor(ctx context.Context, before int64) (int64, error) {
 }
 
 // searchWindow is how many of the newest subscribers below the cursor a
-// common prefix is looked for in; commonPrefixCount is how many matches make
-// a prefix common. With at least 2,000 matches among a million addresses a
-// window of 25,000 holds fifty of them on average.
-var (
-	searchWindow      = 25000
-	commonPrefixCount = 2000
-)
+// search term is first looked for in. A term on one address in 500 fills a
+// page of fifty there.
+var searchWindow = 25000
 
 func searchTerm(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
-// commonPrefix reports whether at least commonPrefixCount addresses or
-// names start with term, counting no further than that.
-func (s *Store) commonPrefix(ctx context.Context, term string) (bool, error) {
-	var n int64
-	for _, col := range []string{"email", "name"} {
-		cond, args := s.prefixCond("lower("+col+")", term)
-		var c int64
-		err := s.conn(ctx).Raw("SELECT count(*) FROM (SELECT 1 FROM subscribers WHERE "+cond+" LIMIT ?) AS p",
-			append(args, commonPrefixCount)...).Scan(&c).Error
-		if err != nil {
-			return false, err
-		}
-		if n += c; n >= int64(commonPrefixCount) {
-			return true, nil
+// contains reports whether term is long enough to be matched anywhere.
+func contains(term string) bool { return utf8.RuneCountInString(term) >= MinContains }
+
+// searchConds are the conditions on subscribers s for q's term, attribute
+// and cursor. With window set the term is matched row by row on the
+// subscribers from id floor up; otherwise through the indexes.
+func (s *Store) searchConds(q SubscriberQuery, window bool, floor int64) ([]string, []any) {
+	before := q.Before
+	if before <= 0 {
+		before = 1<<62 - 1
+	}
+	term := searchTerm(q.Search)
+	where, args := []string{"s.id < ?"}, []any{before}
+	if s.ftsSearch(term) {
+		// The cursor and the join go through the FTS table's rowid, so
+		// that it is walked in order from the cursor down.
+		where = []string{"f.rowid < ?", "s.id = f.rowid"}
+	}
+	switch {
+	case term != "" && window:
+		where, args = append(where, "s.id >= ?"), append(args, floor)
+		ec, eargs := s.rowCond("lower(s.email)", term)
+		nc, nargs := s.rowCond("lower(s.name)", term)
+		where = append(where, "("+ec+" OR "+nc+")")
+		args = append(append(args, eargs...), nargs...)
+	case s.ftsSearch(term):
+		// An FTS5 string in double quotes is one phrase; the trigram
+		// tokenizer makes it a substring match on either column.
+		where, args = append(where, "subscribers_fts MATCH ?"), append(args, `"`+strings.ReplaceAll(term, `"`, `""`)+`"`)
+	case term != "" && contains(term):
+		cond, cargs := s.containsMatch(term)
+		where, args = append(where, cond), append(args, cargs...)
+	case term != "":
+		cond, cargs := s.prefixMatch(term)
+		where, args = append(where, cond), append(args, cargs...)
+	}
+	if len(q.IDs) > 0 {
+		where = append(where, "s.id IN ("+strings.TrimSuffix(strings.Repeat("?,", len(q.IDs)), ",")+")")
+		for _, id := range q.IDs {
+			args = append(args, id)
 		}
 	}
-	return false, nil
+	if q.AttrKey != "" {
+		// Attributes are JSON text; the value is compared as text, so
+		// "42" finds both 42 and "42".
+		if s.dialect == Postgres {
+			where = append(where, "(s.attributes::jsonb) ->> ? = ?")
+		} else {
+			where = append(where, "CAST(json_extract(s.attributes, '$.' || json_quote(?)) AS TEXT) = ?")
+		}
+		args = append(args, q.AttrKey, q.AttrValue)
+	}
+	return where, args
 }
 
 // subscriberSearch builds the query for one page of q: limit rows of id,
 // email, name, status, created_at, list_status and any extra columns of
-// subscribers s, newest first, below the cursor. With window set a search
-// term is matched row by row on subscribers from id floor up, instead of
-// through the indexes.
+// subscribers s, newest first, below the cursor (see searchConds for
+// window and floor).
 func (s *Store) subscriberSearch(q SubscriberQuery, limit int, extra string, window bool, floor int64) (string, []any) {
 	before := q.Before
 	if before <= 0 {
 		before = 1<<62 - 1
 	}
-	var (
-		where []string
-		args  []any
-	)
-	from, listStatus := "subscribers s", "''"
+	where, args := s.searchConds(q, window, floor)
+	from, listStatus, order := s.searchFrom(q), "''", "s.id DESC"
 	term := searchTerm(q.Search)
-	switch {
-	case term != "" && window:
-		where = append(where, "s.id < ? AND s.id >= ?")
-		args = append(args, before, floor)
-		ec, eargs := s.prefixCond("lower(s.email)", term)
-		nc, nargs := s.prefixCond("lower(s.name)", term)
-		where = append(where, "("+ec+" OR "+nc+")")
-		args = append(append(args, eargs...), nargs...)
-	case term != "":
-		where = append(where, "s.id < ?")
-		args = append(args, before)
-		cond, cargs := s.prefixMatch(term)
-		where = append(where, cond)
-		args = append(args, cargs...)
-	default:
-		where = append(where, "s.id < ?")
-		args = append(args, before)
+	if s.ftsSearch(term) {
+		order = "f.rowid DESC"
+	}
+	if s.dialect == Postgres && contains(term) && !window {
+		// Left to itself the planner walks the primary key backwards
+		// and tests every row, hoping for an early page: for a rare term
+		// (the window answered the common ones) that is the whole table.
+		// The matches come from the trigram indexes first, behind an
+		// OFFSET 0 fence, and only they are sorted.
+		pat := "%" + likeEscaper.Replace(term) + "%"
+		from = `(SELECT id FROM subscribers WHERE lower(email) LIKE ? ESCAPE '\' OR lower(name) LIKE ? ESCAPE '\' OFFSET 0) AS cm CROSS JOIN ` + from
+		where = append(where, "s.id = cm.id")
+		args = append([]any{pat, pat}, args...)
+		order = "cm.id DESC"
 	}
 	if q.ListID != 0 {
-		if term != "" {
+		if term != "" || q.AttrKey != "" || len(q.IDs) > 0 {
 			// A page may need many more members than it shows: look up
 			// each candidate's membership, in id order. CROSS JOIN keeps
 			// SQLite from walking the whole list and sorting it instead.
@@ -690,7 +756,39 @@ func (s *Store) subscriberSearch(q SubscriberQuery, limit int, extra string, win
 		cols += ", " + extra
 	}
 	args = append(args, limit)
-	return "SELECT " + cols + " FROM " + from + " WHERE " + strings.Join(where, " AND ") + " ORDER BY s.id DESC LIMIT ?", args
+	return "SELECT " + cols + " FROM " + from + " WHERE " + strings.Join(where, " AND ") + " ORDER BY " + order + " LIMIT ?", args
+}
+
+// ftsSearch reports whether term is answered by SQLite's FTS5 table.
+func (s *Store) ftsSearch(term string) bool { return s.dialect == SQLite && contains(term) }
+
+// searchFrom is the FROM of a search for q: subscribers s, behind the FTS5
+// table f when that answers the term.
+func (s *Store) searchFrom(q SubscriberQuery) string {
+	if s.ftsSearch(searchTerm(q.Search)) {
+		return "subscribers_fts f CROSS JOIN subscribers s"
+	}
+	return "subscribers s"
+}
+
+// rowCond is "expr matches term" tested on each row: contains for a long
+// enough term, starts with for a short one.
+func (s *Store) rowCond(expr, term string) (string, []any) {
+	if !contains(term) {
+		return s.prefixCond(expr, term)
+	}
+	if s.dialect == Postgres {
+		return "strpos(" + expr + ", ?) > 0", []any{term}
+	}
+	return "instr(" + expr + ", ?) > 0", []any{term}
+}
+
+// containsMatch matches subscribers whose address or name contains term,
+// through PostgreSQL's trigram indexes (migration 30); for a very common
+// term the planner may rather scan, which a LIMIT stops early.
+func (s *Store) containsMatch(term string) (string, []any) {
+	pat := "%" + likeEscaper.Replace(term) + "%"
+	return `(lower(s.email) LIKE ? ESCAPE '\' OR lower(s.name) LIKE ? ESCAPE '\')`, []any{pat, pat}
 }
 
 // prefixMatch matches subscribers whose address or name starts with term,
@@ -709,4 +807,42 @@ func (s *Store) prefixCond(expr, term string) (string, []any) {
 		return expr + ` LIKE ? ESCAPE '\'`, []any{likePrefix(term)}
 	}
 	return expr + " >= ? AND " + expr + " < ?", []any{term, term + "\U0010FFFF"}
+}
+
+// SubscriberIDs are the ids q matches (ignoring its cursor), newest first,
+// up to max; more reports that there are more than that.
+func (s *Store) SubscriberIDs(ctx context.Context, q SubscriberQuery, max int) (ids []int64, more bool, err error) {
+	q.Before, q.Limit = 0, 500
+	for {
+		page, err := s.SearchSubscribers(ctx, q)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, r := range page.Rows {
+			if len(ids) == max {
+				return ids, true, nil
+			}
+			ids = append(ids, r.ID)
+		}
+		if page.Next == 0 {
+			return ids, false, nil
+		}
+		q.Before = page.Next
+	}
+}
+
+// UnsubscribeEverywhere unsubscribes a subscriber from every list they are
+// on, with a ledger row for each; they stay a subscriber.
+func (s *Store) UnsubscribeEverywhere(ctx context.Context, id int64, ev Evidence) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var sub Subscriber
+		if err := tx.First(&sub, id).Error; err != nil {
+			return notFound(err)
+		}
+		return s.withdrawAll(tx, &sub, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("models: unsubscribe %d everywhere: %w", id, err)
+	}
+	return nil
 }

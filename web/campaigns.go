@@ -32,7 +32,13 @@ func (in templateInput) template() (*models.Template, error) {
 	errs := t.Validate() // the store's own checks, so both ways in say the same
 	if len(errs) == 0 {
 		if err := mailer.CheckTemplate(t.Subject, t.HTML, t.Text); err != nil {
-			errs["template"] = err.Error()
+			// Under the field it belongs to, in plain words; the pointer
+			// (the line with a ^ under the place) goes beside it.
+			pb := mailer.ExplainTemplateError(err, t.Subject, t.HTML, t.Text)
+			errs[pb.Field] = pb.Message
+			if pb.Pointer != "" {
+				errs[pb.Field+"_pointer"] = pb.Pointer
+			}
 		}
 	}
 	if len(errs) > 0 {

@@ -37,7 +37,7 @@ func TestAPICampaignLandsInCaptureOutbox(t *testing.T) {
 	}
 	// Template errors are caught when the template is saved, with a line number.
 	p := app.api("POST", "/api/v1/templates", tok, `{"name":"broken","subject":"Hi","html":"<p>ok</p>\n<p>{{ .Subscriber.Nmae }}</p>"}`)
-	if p.StatusCode != 422 || !strings.Contains(p.Body, "Nmae") || !strings.Contains(p.Body, ":2:") {
+	if p.StatusCode != 422 || !strings.Contains(p.Body, "Nmae") || !strings.Contains(p.Body, "Line 2") {
 		t.Fatalf("broken template: %d %s; want 422 naming the field and line 2", p.StatusCode, p.Body)
 	}
 	var tmpl struct{ Data struct{ ID int64 } }

@@ -59,6 +59,12 @@ func TestJourneyComplianceFindCertifyExportErase(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid="certificate-link"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="certificate"]`)),
 	)
+	browsertest.Widths(t, ctx, "compliance-certificate")
+	// At 1280 px the evidence columns fold into each row's Details.
+	step("open the row's details",
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Click(chromedp.CSS(`[data-testid="certificate"] details.more summary`)),
+	)
 	cert := text(`[data-testid="certificate"]`)
 	for _, want := range []string{"ada@example.com", "News", "192.0.2.10", "FormBrowser/1.0", "https://example.com/join", "form", "granted"} {
 		if !strings.Contains(cert, want) {

@@ -10,6 +10,7 @@ import (
 	"time"
 	_ "time/tzdata" // the schedule form's time zones, whatever the host has installed
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/mailer"
@@ -38,6 +39,7 @@ func (s *Server) composeRoutes(d *echo.Group, r roles) {
 	d.GET("/campaigns/:id/edit", s.editCampaignPage, r.marketer)
 	d.POST("/campaigns/:id", s.updateCampaign, r.marketer)
 	d.POST("/campaigns/:id/test", s.sendCampaignTest, r.marketer)
+	d.GET("/campaigns/:id/start", s.confirmStartPage, r.marketer)
 	d.POST("/campaigns/:id/start", s.startCampaign, r.marketer)
 	d.POST("/campaigns/:id/schedule", s.scheduleCampaign, r.marketer)
 	d.POST("/campaigns/:id/unschedule", s.campaignAction("unschedule"), r.marketer)
@@ -65,12 +67,43 @@ func (s *Server) readiness() *mailer.Readiness {
 	return r
 }
 
-func toViewChecks(cs []mailer.Check) []views.Check {
+// toViewChecks shows checks with a link to the page that fixes each; cp
+// is the campaign they are about, nil on the readiness panel.
+func toViewChecks(cs []mailer.Check, cp *models.Campaign) []views.Check {
 	out := make([]views.Check, len(cs))
 	for i, c := range cs {
 		out[i] = views.Check{ID: c.ID, Title: c.Title, OK: c.OK, Blocking: c.Blocking, Detail: c.Detail, FixHint: c.FixHint}
+		out[i].FixHref, out[i].FixLabel = fixLink(c.ID, cp)
 	}
 	return out
+}
+
+// fixLink is the page where a failing check is put right, and the words
+// of the link to it; "" when no page of Herald fixes it.
+func fixLink(id string, cp *models.Campaign) (href, label string) {
+	switch {
+	case id == "org.postal_address":
+		return "/settings", "Open Settings"
+	case id == "org.sender_domains" || id == "campaign.dkim" || strings.HasPrefix(id, "org.dns"):
+		return "/deliverability/domains", "Open Sending domains"
+	case id == "org.template_footers":
+		return "/templates", "Open Templates"
+	case id == "org.complaints":
+		return "/deliverability/bounces", "Open Bounces & complaints"
+	case id == "org.unsubscribe_honoured":
+		return "/deliverability/suppressions", "Open Suppressions"
+	case cp == nil:
+		return "", ""
+	case id == "campaign.template" || id == "campaign.unsubscribe" || id == "campaign.postal_address" ||
+		id == "campaign.image_only" || id == "campaign.text_part" || id == "campaign.shorteners":
+		if cp.TemplateID != nil {
+			return fmt.Sprintf("/templates/%d/edit", *cp.TemplateID), "Edit the template"
+		}
+		return fmt.Sprintf("/campaigns/%d/edit", cp.ID), "Choose a template"
+	case id == "campaign.subject" || id == "campaign.recipients" || id == "campaign.caps":
+		return fmt.Sprintf("/campaigns/%d/edit", cp.ID), "Edit the campaign"
+	}
+	return "", ""
 }
 
 // startBlocker returns the first blocking rule a campaign fails, nil when
@@ -98,7 +131,7 @@ func (s *Server) readinessPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, 200, views.ReadinessPage(s.page(c, "Readiness", "compliance"), toViewChecks(checks)))
+	return s.render(c, 200, views.ReadinessPage(s.page(c, "Readiness", "compliance"), toViewChecks(checks, nil)))
 }
 
 // ---- templates
@@ -301,16 +334,28 @@ func (s *Server) preview(ctx context.Context, subject, html, text, email string)
 	}
 	p, err := mailer.RenderPreview(subject, html, text, d)
 	if err != nil {
-		pv.Error = err.Error()
+		pb := mailer.ExplainTemplateError(err, subject, html, text)
+		pv.Error = fieldLabelOf(pb.Field) + ": " + pb.Message
+		pv.Problem = views.TemplateProblem{Field: pb.Field, Message: pb.Message, Pointer: pb.Pointer}
 		return pv
 	}
 	pv.Subject, pv.HTML, pv.Text = p.Subject, p.HTML, p.Text
 	return pv
 }
 
+func fieldLabelOf(f string) string {
+	switch f {
+	case "subject":
+		return "Subject"
+	case "text":
+		return "Text body"
+	}
+	return "HTML body"
+}
+
 func (s *Server) previewTemplate(c echo.Context) error {
 	pv := s.preview(c.Request().Context(), c.FormValue("subject"), c.FormValue("html"), c.FormValue("text"), c.FormValue("preview_email"))
-	return s.render(c, 200, views.TemplatePreviewPane(pv))
+	return s.render(c, 200, templ.Join(views.TemplatePreviewPane(pv), views.TemplateProblemsOOB(pv.Problem)))
 }
 
 // ---- campaigns
@@ -565,7 +610,7 @@ func (s *Server) campaignPageVM(ctx context.Context, cp *models.Campaign) (views
 	if err != nil {
 		return vm, err
 	}
-	vm.Checks = toViewChecks(checks)
+	vm.Checks = toViewChecks(checks, cp)
 	if cp.ScheduledAt != nil {
 		vm.ScheduleAt = cp.ScheduledAt.UTC().Format("2006-01-02T15:04")
 	}
@@ -598,6 +643,10 @@ func (s *Server) rerenderCampaign(c echo.Context, status int, cp *models.Campaig
 	}
 	adjust(&vm)
 	p := s.page(c, cp.Name, "campaigns")
+	if msg := vm.Errs["emails"] + vm.Errs["test_as"] + vm.Errs["test_data"]; msg != "" {
+		// Below the fold the test form's error goes unseen: say it at the top.
+		p.Alert = "The test was not sent: " + msg
+	}
 	return s.render(c, status, views.CampaignPage(p, vm))
 }
 
@@ -620,6 +669,9 @@ func (s *Server) progressVM(ctx context.Context, id int64) (*views.ProgressVM, e
 	}
 	vm.Poll = lp.Status == models.CampaignScheduled || lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused
 	now := time.Now()
+	if lp.Status == models.CampaignRunning {
+		vm.ETA = views.ETA(vm.Done, vm.Total, lp.StartedAt, now)
+	}
 	for _, d := range lp.Destinations {
 		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
 			Connections: d.Connections, Suspended: d.SuspendedUntil.After(now)})
@@ -638,6 +690,25 @@ func (s *Server) campaignProgress(c echo.Context) error {
 		return err
 	}
 	return s.render(c, 200, views.CampaignProgressPanel(*vm))
+}
+
+// testMergeData is what a test's merge fields are filled with: the data of
+// the subscriber whose address is in test_as, or else the sample name and
+// attributes (JSON) the marketer typed. On a mistake it names the field
+// and says what to change.
+func (s *Server) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
+	if as := strings.TrimSpace(c.FormValue("test_as")); as != "" {
+		sub, err := s.store.SubscriberByEmail(c.Request().Context(), as)
+		if err != nil {
+			return "", nil, "test_as", "No subscriber has the address " + as + ": type the address of one of your subscribers, or leave it empty and use sample data."
+		}
+		return sub.Name, sub.Attributes, "", ""
+	}
+	attrs, err := models.ParseAttributes(c.FormValue("test_data"))
+	if err != nil {
+		return "", nil, "test_data", "The sample attributes are not valid: " + err.Error()
+	}
+	return strings.TrimSpace(c.FormValue("test_name")), attrs, "", ""
 }
 
 // testRecipients parses up to five addresses separated by commas, spaces
@@ -675,11 +746,25 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 	if msg == "" && cp.TemplateID == nil {
 		msg = "The campaign has no template: edit it and choose one first."
 	}
-	if msg != "" {
+	name, attrs, field, dataMsg := s.testMergeData(c)
+	keep := func(vm *views.CampaignPageVM) {
+		vm.TestEmails, vm.TestAs, vm.TestName, vm.TestData = raw, c.FormValue("test_as"), c.FormValue("test_name"), c.FormValue("test_data")
+	}
+	if msg != "" || dataMsg != "" {
 		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
-			vm.Errs["emails"], vm.TestEmails = msg, raw
+			keep(vm)
+			if msg != "" {
+				vm.Errs["emails"] = msg
+			} else {
+				vm.Errs[field] = dataMsg
+			}
 		})
 	}
+	data := map[string]any{}
+	for k, v := range attrs {
+		data[k] = v
+	}
+	data["test"] = true
 	// The tests are queued together with their entry: all or none.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
@@ -687,11 +772,12 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 	}
 	defer chg.End()
 	for _, e := range to {
-		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Subject: cp.Subject,
-			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true}, Test: true})
+		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Name: name, Subject: cp.Subject,
+			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: data, Test: true, TestOf: cp.ID})
 		if errors.Is(err, mailer.ErrInvalidRequest) {
 			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
-				vm.Errs["emails"], vm.TestEmails = strings.TrimPrefix(err.Error(), "mailer: invalid request: "), raw
+				keep(vm)
+				vm.Errs["emails"] = strings.TrimPrefix(err.Error(), "mailer: invalid request: ")
 			})
 		}
 		if err != nil {
@@ -724,6 +810,11 @@ func (s *Server) startCampaign(c echo.Context) error {
 			vm.Errs["start"] = blockedMessage(bad)
 			vm.Notice = ""
 		})
+	}
+	if c.FormValue("confirm") != "yes" {
+		// Sending cannot be undone: a post without the confirmation's
+		// answer only shows the confirmation.
+		return s.confirmStartPage(c)
 	}
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
@@ -825,6 +916,52 @@ func (s *Server) campaignAction(action string) echo.HandlerFunc {
 		s.flash(c, "Campaign "+past+".")
 		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 	}
+}
+
+// confirmStartPage says what "Send now" will do before it does it: how
+// many people, from whom, with what subject, through which transport.
+func (s *Server) confirmStartPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be started.", cp.Status))
+	}
+	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	if err != nil {
+		return err
+	}
+	n, err := s.store.CountEligibleRecipients(ctx, lists)
+	if err != nil {
+		return err
+	}
+	subject := cp.Subject
+	if subject == "" && cp.TemplateID != nil {
+		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
+			subject = t.Subject
+		}
+	}
+	from := cp.FromEmail
+	if cp.FromName != "" {
+		from = cp.FromName + " <" + cp.FromEmail + ">"
+	}
+	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
+		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+	}))
+}
+
+// transportLabel names the transport a campaign goes out through and says
+// whether that delivers for real.
+func (s *Server) transportLabel(name string) string {
+	if name == "" {
+		name = s.cfg.Transport
+	}
+	if name == "" || name == "capture" {
+		return "capture: kept in the Outbox, nothing is delivered"
+	}
+	return name + ": delivered for real"
 }
 
 func (s *Server) cancelCampaignPage(c echo.Context) error {

@@ -121,8 +121,19 @@ func TestJourneyFirstCampaign(t *testing.T) {
 	if got := text(`[data-testid="flash"]`); !strings.Contains(got, "me@acme.test") {
 		t.Errorf("flash after test = %q", got)
 	}
-	step("send now",
+	step("send now: the confirmation says to whom, from whom, what and how",
 		chromedp.Click(chromedp.CSS(`[data-testid="send-now"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="start-confirm"]`)),
+	)
+	for sel, want := range map[string]string{`[data-testid="confirm-recipients"]`: "200", `[data-testid="confirm-transport"]`: "capture",
+		`[data-testid="confirm-from"]`: "@", `[data-testid="confirm-subject"]`: ""} {
+		if got := text(sel); !strings.Contains(got, want) || got == "" {
+			t.Errorf("%s = %q, want it to say %q", sel, got, want)
+		}
+	}
+	browsertest.Widths(t, ctx, "campaign-start-confirm")
+	step("confirm the send",
+		chromedp.Click(chromedp.CSS(`[data-testid="confirm-send"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="progress-panel"]`)),
 	)
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.heraldNoReload = true`)); err != nil {

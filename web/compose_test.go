@@ -103,15 +103,20 @@ func TestTemplatePages(t *testing.T) {
 		t.Errorf("preview does not use the subscriber's data: %s", pv.Body)
 	}
 	pv = m.postForm("/templates/preview", url.Values{"subject": {"x"}, "html": {"<p>\n{{ .Subscriber.Nmae }}</p>"}})
-	if e := pv.Doc.Find(`[data-testid="preview-error"]`).Text(); !strings.Contains(e, "Nmae") || !strings.Contains(e, ":2:") {
+	if e := pv.Doc.Find(`[data-testid="preview-error"]`).Text(); !strings.Contains(e, "Nmae") || !strings.Contains(e, "Line 2") {
 		t.Errorf("preview error = %q, want the field and line 2", e)
+	}
+	// The preview also replaces the message under the HTML field.
+	if e := pv.Doc.Find(`#problem-html[hx-swap-oob] [data-testid="err-html"]`).Text(); !strings.Contains(e, "Did you mean {{.Subscriber.Name}}") {
+		t.Errorf("out-of-band problem under the HTML field = %q", e)
 	}
 
 	// A broken template is refused with its line number, the input kept.
 	form := url.Values{"name": {"Broken"}, "kind": {"campaign"}, "subject": {"Hi"}, "html": {"<p>ok</p>\n<p>{{ if }}</p>"}}
 	p = m.postForm("/templates", form)
-	if p.StatusCode != 422 || !strings.Contains(p.Doc.Find(`[data-testid="err-template"]`).Text(), ":2:") {
-		t.Fatalf("broken template: %d %q", p.StatusCode, p.Doc.Find(`[data-testid="err-template"]`).Text())
+	if p.StatusCode != 422 || !strings.Contains(p.Doc.Find(`[data-testid="err-html"]`).Text(), "Line 2") ||
+		!strings.Contains(p.Doc.Find(`[data-testid="pointer-html"]`).Text(), "2 | <p>{{ if }}</p>") {
+		t.Fatalf("broken template: %d %q", p.StatusCode, p.Doc.Find(`[data-testid="err-html"]`).Text())
 	}
 	if got := p.Doc.Find(`textarea[name="html"]`).Text(); got != form.Get("html") || p.Doc.Find(`input[name="name"]`).AttrOr("value", "") != "Broken" {
 		t.Errorf("form values not kept: %q", got)
@@ -326,10 +331,10 @@ func TestCampaignLifecycle(t *testing.T) {
 	}
 
 	// Send now; pause; resume; it finishes.
-	if p := m.postForm(base+"/start", nil); p.StatusCode != 200 {
+	if p := m.postForm(base+"/start", url.Values{"confirm": {"yes"}}); p.StatusCode != 200 {
 		t.Fatalf("start: %d %s", p.StatusCode, p.Doc.Find(`[data-testid="start-error"]`).Text())
 	}
-	if p := m.postForm(base+"/start", nil); p.StatusCode != 409 {
+	if p := m.postForm(base+"/start", url.Values{"confirm": {"yes"}}); p.StatusCode != 409 {
 		t.Errorf("start twice: %d", p.StatusCode)
 	}
 	if p := m.postForm(base+"/pause", nil); p.StatusCode != 200 && p.StatusCode != 409 { // 409 when it already finished
@@ -446,7 +451,7 @@ func TestReadinessBlocksStart(t *testing.T) {
 					t.Errorf("%s: panel summary %q", tc.name, rp.Doc.Find(`[data-testid="readiness-summary"]`).Text())
 				}
 			}
-			p = admin.postForm(base+"/start", nil)
+			p = admin.postForm(base+"/start", url.Values{"confirm": {"yes"}})
 			if p.StatusCode != 422 || !strings.Contains(strings.ToLower(p.Doc.Find(`[data-testid="start-error"]`).Text()), tc.want) {
 				t.Errorf("%s: dashboard start = %d %q", tc.name, p.StatusCode, p.Doc.Find(`[data-testid="start-error"]`).Text())
 			}

@@ -85,7 +85,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if marketer.get(base).Doc.Find(`[data-testid="dns-override"]`).Length() != 0 {
 			t.Errorf("marketer sees the override form")
 		}
-		p = marketer.postForm(base+"/start", nil)
+		p = marketer.postForm(base+"/start", url.Values{"confirm": {"yes"}})
 		if msg := p.Doc.Find(`[data-testid="start-error"]`).Text(); p.StatusCode != 422 || !strings.Contains(msg, "DNS of acme.test was never checked") {
 			t.Errorf("start, never checked = %d %q", p.StatusCode, msg)
 		}
@@ -93,7 +93,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		// A failing check blocks too, naming the record and why.
 		ns.Add(t, `_dmarc.acme.test. 300 IN TXT "v=DMARC1; rua=mailto:dmarc@acme.test"`)
 		admin.postForm(fmt.Sprintf("/deliverability/domains/%d/check", sd.ID), url.Values{})
-		p = marketer.postForm(base+"/start", nil)
+		p = marketer.postForm(base+"/start", url.Values{"confirm": {"yes"}})
 		if msg := p.Doc.Find(`[data-testid="start-error"]`).Text(); p.StatusCode != 422 || !strings.Contains(msg, "no p= tag") || !strings.Contains(msg, "admin can let this campaign start") {
 			t.Errorf("start, failing check = %d %q", p.StatusCode, msg)
 		}
@@ -129,7 +129,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if !found {
 			t.Errorf("no audit entry for the override by admin@example.com: %+v", es)
 		}
-		if p := marketer.postForm(base+"/start", nil); p.StatusCode != 200 || p.Request.URL.Path != base {
+		if p := marketer.postForm(base+"/start", url.Values{"confirm": {"yes"}}); p.StatusCode != 200 || p.Request.URL.Path != base {
 			t.Errorf("start after override: status %d at %s", p.StatusCode, p.Request.URL.Path)
 		}
 		waitFor(t, "the campaign to start", 10*time.Second, func() bool {
@@ -194,7 +194,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if err := s.AddSendingIP(ctx, &models.SendingIP{PoolID: mustPool(t, s, "extra"), Address: "192.0.2.11", Active: true}); err != nil {
 			t.Fatal(err)
 		}
-		p = marketer.postForm(fmt.Sprintf("/campaigns/%d/start", id2), nil)
+		p = marketer.postForm(fmt.Sprintf("/campaigns/%d/start", id2), url.Values{"confirm": {"yes"}})
 		if msg := p.Doc.Find(`[data-testid="start-error"]`).Text(); p.StatusCode != 422 || !strings.Contains(msg, "192.0.2.11") {
 			t.Errorf("start after a new address = %d %q, want 422 naming 192.0.2.11", p.StatusCode, msg)
 		}
@@ -209,7 +209,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 			}
 		}
 		admin.postForm(fmt.Sprintf("/deliverability/domains/%d/check", sd.ID), url.Values{})
-		if p := marketer.postForm(fmt.Sprintf("/campaigns/%d/start", id2), nil); p.StatusCode != 200 {
+		if p := marketer.postForm(fmt.Sprintf("/campaigns/%d/start", id2), url.Values{"confirm": {"yes"}}); p.StatusCode != 200 {
 			t.Errorf("start with DNS right: status %d %q", p.StatusCode, p.Doc.Find(`[data-testid="start-error"]`).Text())
 		}
 	})

@@ -77,8 +77,8 @@ func TestUploadsLeaveNoTempFiles(t *testing.T) {
 	if got := tempFiles(t, dir); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("after a refused upload the temp folder holds %v, want %v", got, before)
 	}
-	// Refused: not UTF-8.
-	bad := append([]byte("email,name\nr\xe9my@example.com,R\xe9my\n"), data...)
+	// Refused: a header that is not UTF-8 (a file in another encoding).
+	bad := []byte("email,pr\xe9nom\nremy@example.com,R\xe9my\n")
 	if p := m.upload(l.ID, "latin1.csv", bad); p.StatusCode != 422 {
 		t.Fatalf("latin-1 upload: status %d, want 422", p.StatusCode)
 	}

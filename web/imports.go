@@ -84,7 +84,16 @@ func (s *Server) uploadImport(c echo.Context) error {
 		return err
 	}
 	kept = true
-	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), mappingFor(im, list, header)))
+	m := mappingFor(im, list, header)
+	m.Preview = s.importPreview(ctx, im.ID)
+	return s.render(c, 200, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), m))
+}
+
+// importPreview is the first rows of an uploaded file for the mapping
+// step; none when the file cannot be read (the step works without them).
+func (s *Server) importPreview(ctx context.Context, id int64) [][]string {
+	rows, _ := models.ReadCSVPreview(s.store.ImportFile(ctx, id), 5)
+	return rows
 }
 
 // mappingFor guesses the email and name columns from the header.
@@ -159,7 +168,7 @@ func (s *Server) startImport(c echo.Context) error {
 			return err
 		}
 		m := mappingFor(im, list, header)
-		m.Errors = errs
+		m.Errors, m.Preview = errs, s.importPreview(ctx, id)
 		return s.render(c, http.StatusUnprocessableEntity, views.ImportMappingPage(s.page(c, "Map columns", "subscribers"), m))
 	}
 	opts.Evidence.LawfulBasis = opts.LawfulBasis
@@ -198,7 +207,11 @@ func (s *Server) importPage(c echo.Context) error {
 			listName = l.Name
 		}
 	}
-	return s.render(c, 200, views.ImportPage(s.page(c, "Import", "subscribers"), im, listName))
+	rejected, err := s.store.ImportRejections(ctx, id, 100)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.ImportPage(s.page(c, "Import", "subscribers"), im, listName, rejected))
 }
 
 func (s *Server) importProgress(c echo.Context) error {
@@ -209,6 +222,10 @@ func (s *Server) importProgress(c echo.Context) error {
 	im, err := s.store.Import(c.Request().Context(), id)
 	if err != nil {
 		return err
+	}
+	if im.Done() && isHTMX(c) {
+		// The finished page lists the rejected rows: show it whole.
+		c.Response().Header().Set("HX-Refresh", "true")
 	}
 	return s.render(c, 200, views.ImportProgress(im))
 }

@@ -98,7 +98,7 @@ func (s *Server) requireToken(min string) echo.MiddlewareFunc {
 
 // page builds the frame data of a dashboard page.
 func (s *Server) page(c echo.Context, title, active string) views.Page {
-	p := views.Page{Title: title, Active: active, RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
+	p := views.Page{Title: title, Active: active, Path: c.Request().URL.Path, RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
 	if tok, ok := c.Get(ctxCSRF).(string); ok {
 		p.CSRF = tok
 	}

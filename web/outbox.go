@@ -19,7 +19,11 @@ func (s *Server) outboxPage(c echo.Context) error {
 	if len(msgs) == 50 {
 		next = msgs[len(msgs)-1].ID
 	}
-	return s.render(c, 200, views.OutboxPage(s.page(c, "Deliverability", "deliverability"), msgs, next, s.cfg.Transport))
+	labels, err := s.store.OutboxLabels(c.Request().Context(), msgs)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.OutboxPage(s.page(c, "Outbox", "deliverability"), msgs, labels, next, s.cfg.Transport))
 }
 
 func (s *Server) outboxMessage(c echo.Context) (*models.OutboxMessage, error) {

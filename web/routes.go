@@ -99,6 +99,7 @@ func (s *Server) routes() *echo.Echo {
 
 	d.GET("/subscribers", s.subscribersPage, viewer)
 	d.GET("/subscribers/export.csv", s.exportSearch, viewer)
+	d.POST("/subscribers/bulk", s.bulkSubscribers, marketer)
 	d.GET("/subscribers/new", s.newSubscriberPage, marketer)
 	d.POST("/subscribers", s.createSubscriber, marketer)
 	d.GET("/subscribers/:id", s.subscriberPage, viewer)

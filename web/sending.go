@@ -813,7 +813,10 @@ func (s *Server) createIP(c echo.Context) error {
 	}
 	v := views.IPFormView{Pool: p, Form: ipForm(c)}
 	ip := models.SendingIP{PoolID: p.ID}
-	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) > 0 {
+	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) == 0 {
+		v.Errors = onThisMachine(ip.Address)
+	}
+	if len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Add a sending address", "deliverability"), v))
 	}
 	chg, err := s.store.Begin(c.Request().Context())
@@ -851,7 +854,10 @@ func (s *Server) updateIP(c echo.Context) error {
 	}
 	v := views.IPFormView{Pool: p, ID: before.ID, Form: ipForm(c)}
 	ip := models.SendingIP{ID: before.ID, PoolID: p.ID}
-	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) > 0 {
+	if v.Errors = v.Form.SendingIP(&ip); len(v.Errors) == 0 {
+		v.Errors = onThisMachine(ip.Address)
+	}
+	if len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.IPForm(s.page(c, "Edit sending address", "deliverability"), v))
 	}
 	chg, err := s.store.Begin(c.Request().Context())
@@ -909,4 +915,28 @@ func (s *Server) applyRules(c echo.Context) {
 	if err := s.mailer.ReloadRules(c.Request().Context()); err != nil {
 		s.log.Error("reload domain rules", "err", err)
 	}
+}
+
+// onThisMachine refuses a sending address this machine cannot send from:
+// direct delivery binds each connection to it, which only works for an
+// address of one of its network interfaces.
+func onThisMachine(addr string) map[string]string {
+	l, err := net.ListenPacket("udp", net.JoinHostPort(addr, "0"))
+	if err == nil {
+		l.Close()
+		return nil
+	}
+	var have []string
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+				have = append(have, n.IP.String())
+			}
+		}
+	}
+	msg := addr + " is not an address of this machine, so Herald cannot send from it. Add it to the machine's network interface first"
+	if len(have) > 0 {
+		msg += ", or use one it has: " + strings.Join(have, ", ")
+	}
+	return map[string]string{"address": msg + "."}
 }

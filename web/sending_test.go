@@ -466,7 +466,7 @@ func TestIPPoolsAndWarmup(t *testing.T) {
 		t.Errorf("duplicate pool: status %d", p.StatusCode)
 	}
 	start := time.Now().UTC().AddDate(0, 0, -2).Format("2006-01-02") // third day: cap 200
-	ip := url.Values{"address": {"192.0.2.20"}, "helo": {"Out1.Example.com"}, "weight": {"3"}, "per_second": {"5"}, "warmup_start": {start}, "active": {"1"}}
+	ip := url.Values{"address": {"127.0.0.20"}, "helo": {"Out1.Example.com"}, "weight": {"3"}, "per_second": {"5"}, "warmup_start": {start}, "active": {"1"}}
 	with := func(k, v string) url.Values {
 		f := url.Values{}
 		for kk, vv := range ip {
@@ -484,6 +484,11 @@ func TestIPPoolsAndWarmup(t *testing.T) {
 			t.Errorf("address with bad %s: status %d", field, p.StatusCode)
 		}
 	}
+	// An address the machine does not have is refused, with the reason.
+	if p := admin.postForm(poolPath+"/ips", with("address", "192.0.2.20")); p.StatusCode != 422 ||
+		!strings.Contains(p.Doc.Find(`[data-testid="err-address"]`).Text(), "not an address of this machine") {
+		t.Errorf("address not on the machine: status %d %q", p.StatusCode, p.Doc.Find(`[data-testid="err-address"]`).Text())
+	}
 	if p := admin.postForm(poolPath+"/ips", ip); p.StatusCode != 200 {
 		t.Fatalf("add address: status %d", p.StatusCode)
 	}
@@ -491,7 +496,7 @@ func TestIPPoolsAndWarmup(t *testing.T) {
 		t.Errorf("duplicate address: status %d", p.StatusCode)
 	}
 	p = viewer.get(poolPath)
-	row := p.Doc.Find(`[data-testid="ip-192.0.2.20"]`)
+	row := p.Doc.Find(`[data-testid="ip-127.0.0.20"]`)
 	if got := strings.TrimSpace(row.Find(`[data-testid="cap"]`).Text()); got != "0 of 200" {
 		t.Errorf("today's warm-up cell = %q, want \"0 of 200\" (day 3 of the default schedule)", got)
 	}

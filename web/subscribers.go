@@ -13,11 +13,13 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// subscriberQuery reads the search form; unknown values are ignored rather
-// than refused, so a stale bookmark still shows something.
+// subscriberQuery reads the search form (from the URL, or from a posted
+// bulk action); unknown values are ignored rather than refused, so a stale
+// bookmark still shows something.
 func subscriberQuery(c echo.Context) (views.SubscriberFilter, models.SubscriberQuery) {
-	f := views.SubscriberFilter{Search: strings.TrimSpace(c.QueryParam("q")), Status: c.QueryParam("status")}
-	f.ListID, _ = strconv.ParseInt(c.QueryParam("list"), 10, 64)
+	f := views.SubscriberFilter{Search: strings.TrimSpace(c.FormValue("q")), Status: c.FormValue("status"),
+		AttrKey: strings.TrimSpace(c.FormValue("attr")), AttrValue: strings.TrimSpace(c.FormValue("value"))}
+	f.ListID, _ = strconv.ParseInt(c.FormValue("list"), 10, 64)
 	valid := map[string]bool{models.SubscriberActive: true, models.SubscriberBlocklisted: true}
 	if f.ListID != 0 {
 		valid = map[string]bool{models.SubConfirmed: true, models.SubUnconfirmed: true, models.SubUnsubscribed: true}
@@ -25,14 +27,22 @@ func subscriberQuery(c echo.Context) (views.SubscriberFilter, models.SubscriberQ
 	if !valid[f.Status] {
 		f.Status = ""
 	}
-	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
-	return f, models.SubscriberQuery{Search: f.Search, ListID: f.ListID, Status: f.Status, Before: before, Limit: 50}
+	if f.AttrKey == "" {
+		f.AttrValue = ""
+	}
+	before, _ := strconv.ParseInt(c.FormValue("before"), 10, 64)
+	return f, models.SubscriberQuery{Search: f.Search, ListID: f.ListID, Status: f.Status, AttrKey: f.AttrKey, AttrValue: f.AttrValue,
+		Before: before, Limit: 50}
 }
 
 func (s *Server) subscribersPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	f, q := subscriberQuery(c)
 	page, err := s.store.SearchSubscribers(ctx, q)
+	if err != nil {
+		return err
+	}
+	f.Count, f.More, err = s.store.CountSubscribers(ctx, q)
 	if err != nil {
 		return err
 	}

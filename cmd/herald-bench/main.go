@@ -24,6 +24,8 @@ Usage:
   herald-bench import [-n N] [-database-url postgres://…]
                                       CSV import of N generated rows, then timed subscriber searches
                                       (on PostgreSQL: in a new schema, dropped afterwards)
+  herald-bench search [-n N] [-database-url postgres://…]
+                                      contains-searches and result counts on N imported subscribers
   herald-bench send [-n N] [-dkim=false]
                                       send a campaign to N recipients through the whole pipeline
                                       to an SMTP sink in a child process
@@ -55,6 +57,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	switch cmd {
 	case "import":
 		return runBenchImport(rest, stdout)
+	case "search":
+		return runBenchSearch(rest, stdout)
 	case "send":
 		return runBenchSend(rest, stdout)
 	case "track":

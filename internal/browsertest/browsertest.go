@@ -5,6 +5,7 @@ package browsertest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,4 +112,28 @@ func Steps(t *testing.T, ctx context.Context, shots string) (step func(name stri
 		return strings.TrimSpace(s)
 	}
 	return step, text
+}
+
+// ShotDir is where journeys keep screenshots of the pages they change, for
+// a person to look at: $HERALD_SCREENSHOTS, or testdata/screenshots in the
+// package under test (ignored by git).
+func ShotDir() string {
+	if d := os.Getenv("HERALD_SCREENSHOTS"); d != "" {
+		return d
+	}
+	return filepath.Join("testdata", "screenshots")
+}
+
+// Widths saves the current page at a desktop width (1280 px) and a phone
+// width (390 px) into ShotDir as name-1280.png and name-390.png, and leaves
+// the browser at the desktop width.
+func Widths(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	for _, w := range []int64{390, 1280} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, 900)); err != nil {
+			t.Errorf("screenshot %s at %d px: %v", name, w, err)
+			return
+		}
+		Screenshot(t, ctx, ShotDir(), fmt.Sprintf("%s-%d", name, w))
+	}
 }

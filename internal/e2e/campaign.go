@@ -105,14 +105,23 @@ func (h *Herald) Subscribe(t testing.TB, list int64, emails ...string) {
 		if code := h.API(t, "POST", "/subscribers", in, nil); code == http.StatusConflict {
 			var s struct {
 				Data []struct {
-					ID int64 `json:"id"`
+					ID    int64  `json:"id"`
+					Email string `json:"email"`
 				} `json:"data"`
 			}
+			// The search finds the address anywhere (jo@… also finds
+			// ajo@…): take the exact one.
 			h.MustAPI(t, 200, "GET", "/subscribers?q="+url.QueryEscape(e), nil, &s)
-			if len(s.Data) == 0 {
+			var id int64
+			for _, r := range s.Data {
+				if strings.EqualFold(r.Email, e) {
+					id = r.ID
+				}
+			}
+			if id == 0 {
 				t.Fatalf("e2e: subscriber %s exists but is not found", e)
 			}
-			h.MustAPI(t, 200, "PUT", fmt.Sprintf("/subscribers/%d/lists/%d", s.Data[0].ID, list), map[string]any{}, nil)
+			h.MustAPI(t, 200, "PUT", fmt.Sprintf("/subscribers/%d/lists/%d", id, list), map[string]any{}, nil)
 		} else if code != http.StatusCreated {
 			t.Fatalf("e2e: create subscriber %s = %d", e, code)
 		}

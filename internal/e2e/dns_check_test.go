@@ -28,13 +28,13 @@ func TestCheckDNSWrongRecords(t *testing.T) {
 	if code != http.StatusSeeOther {
 		t.Fatalf("create pool = %d %s", code, loc)
 	}
-	if code, body := d.Post(t, loc+"/ips", url.Values{"address": {"192.0.2.10"}, "weight": {"1"}, "per_second": {"0"}, "active": {"1"}}); code != http.StatusSeeOther {
+	if code, body := d.Post(t, loc+"/ips", url.Values{"address": {"127.0.0.10"}, "weight": {"1"}, "per_second": {"0"}, "active": {"1"}}); code != http.StatusSeeOther {
 		t.Fatalf("add sending address = %d %.300s", code, body)
 	}
 	id, recs := h.SendingDomain(t, dns, "brand.example")
 	for _, r := range recs {
-		if r.Purpose == "spf" && (r.Value == "v=spf1 ~all" || !strings.Contains(r.Value, "ip4:192.0.2.10")) {
-			t.Errorf("advised SPF = %q, want it to name the pool's ip4:192.0.2.10", r.Value)
+		if r.Purpose == "spf" && (r.Value == "v=spf1 ~all" || !strings.Contains(r.Value, "ip4:127.0.0.10")) {
+			t.Errorf("advised SPF = %q, want it to name the pool's ip4:127.0.0.10", r.Value)
 		}
 	}
 	page := fmt.Sprintf("/deliverability/domains/%d", id)
@@ -71,7 +71,7 @@ func TestCheckDNSWrongRecords(t *testing.T) {
 	}{
 		{"SPF -all", "spf", "bounces.brand.example", []string{"v=spf1 -all"}, "authorises no server at all"},
 		{"SPF over 10 lookups", "spf", "bounces.brand.example",
-			[]string{"v=spf1 ip4:192.0.2.10 include:i0.deep.example include:i1.deep.example include:i2.deep.example include:i3.deep.example -all"},
+			[]string{"v=spf1 ip4:127.0.0.10 include:i0.deep.example include:i1.deep.example include:i2.deep.example include:i3.deep.example -all"},
 			"needs 12 DNS lookups"},
 		{"DMARC without p=", "dmarc", "_dmarc.brand.example", []string{"v=DMARC1; rua=mailto:dmarc@brand.example"}, "no p= tag"},
 		{"DMARC rua not a URI", "dmarc", "_dmarc.brand.example", []string{"v=DMARC1; p=none; rua=dmarc@brand.example"}, "is not a URI"},

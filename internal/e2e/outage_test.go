@@ -65,7 +65,7 @@ func testPostgresOutage(t *testing.T, outage time.Duration) {
 	rule(t, h, url.Values{"name": {"outage"}, "domains": {"outage.test"}, "per_second": {"40"},
 		"max_connections": {"4"}, "backoff_min_seconds": {"60"}, "backoff_max_seconds": {"600"}, "position": {"50"}})
 	h.SendingDomain(t, dns, "news.example")
-	list := outageAudience(t, h, n, "outage.test")
+	list := h.Audience(t, n, "outage.test")
 	id := h.NewCampaign(t, e2e.Campaign{FromEmail: "hello@news.example", Lists: []int64{list}})
 	d := h.Dashboard(t)
 	h.StartCampaign(t, id)
@@ -185,36 +185,3 @@ func rawAPI(t *testing.T, h *e2e.Herald, method, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// outageAudience creates a single opt-in list of n confirmed subscribers
-// at domain, written straight into the database (a set-up step: creating
-// thousands through the API would take minutes), and returns its id.
-func outageAudience(t *testing.T, h *e2e.Herald, n int, domain string) int64 {
-	t.Helper()
-	ctx := context.Background()
-	s := h.Store(t)
-	l := &models.List{Name: "Outage readers", Optin: models.OptinSingle, Visibility: models.ListPrivate}
-	if err := s.CreateList(ctx, l); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	for i := 0; i < n; i += 1000 {
-		var sb strings.Builder
-		var args []any
-		sb.WriteString("INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at) VALUES ")
-		for k := i; k < min(n, i+1000); k++ {
-			if k > i {
-				sb.WriteByte(',')
-			}
-			sb.WriteString("(?, ?, ?, 'active', ?, ?)")
-			args = append(args, fmt.Sprintf("reader%d@%s", k, domain), fmt.Sprintf("Reader %d", k), `{"city":"Paris"}`, now, now)
-		}
-		if err := s.DB().Exec(sb.String(), args...).Error; err != nil {
-			t.Fatalf("seed subscribers: %v", err)
-		}
-	}
-	if err := s.DB().Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
-		SELECT id, ?, 'confirmed', ?, ? FROM subscribers WHERE email LIKE ?`, l.ID, now, now, "reader%@"+domain).Error; err != nil {
-		t.Fatalf("seed subscriptions: %v", err)
-	}
-	return l.ID
-}
