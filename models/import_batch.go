@@ -357,8 +357,11 @@ func (w *batchWriter) existing(cand []*importRow) (map[string]*existingSub, erro
 	for i, row := range cand {
 		keys[i] = row.key
 	}
-	q := `SELECT id, email, name, attributes, status FROM subscribers WHERE ` + w.s.inJSONText("lower(email)")
-	if w.s.dialect == SQLite {
+	var q string
+	switch w.s.dialect {
+	case Postgres:
+		q = `SELECT s.id, s.email, s.name, s.attributes, s.status FROM ` + pgEmailProbe
+	default:
 		// As in dropSuppressed: probe the index for each key of the batch.
 		q = `SELECT s.id, s.email, s.name, s.attributes, s.status FROM json_each(?) AS j CROSS JOIN subscribers s ON lower(s.email) = j.value`
 	}
@@ -630,6 +633,15 @@ func (s *Store) inJSONInt(col string) string {
 	}
 	return col + ` IN (SELECT value FROM json_each(?))`
 }
+
+// pgEmailProbe is a FROM item on PostgreSQL: the subscribers s whose
+// lower(email) is one of the strings of a JSON array argument. A lateral
+// lookup per address with LIMIT 1 can only be a probe of the unique btree
+// index: given lower(email) = ANY(…) the planner once chose the trigram
+// GIN index on the same expression, one GIN scan per address over posting
+// lists as long as the table (minutes per batch).
+const pgEmailProbe = `jsonb_array_elements_text(CAST(? AS jsonb)) AS j(value)
+	CROSS JOIN LATERAL (SELECT * FROM subscribers WHERE lower(email) = j.value LIMIT 1) AS s`
 
 // jsonTextRows is a FROM item over a JSON array of strings, rows j with a
 // column value, to join against: see idRows.
