@@ -484,7 +484,11 @@ func (r *importRun) skipCommitted(ctx context.Context, b *rowBatch, reported idS
 		}
 	}
 	if len(keys) > 0 {
-		rows, err := r.conn.QueryContext(ctx, r.s.rebind(`SELECT id FROM subscribers WHERE lower(email) IN `+r.s.jsonTextSet()), jsonArray(keys))
+		q := `SELECT id FROM subscribers WHERE ` + r.s.inJSONText("lower(email)")
+		if r.s.dialect == Postgres {
+			q = `SELECT s.id FROM ` + pgEmailProbe
+		}
+		rows, err := r.conn.QueryContext(ctx, r.s.rebind(q), jsonArray(keys))
 		if err != nil {
 			return nil, err
 		}
