@@ -24,7 +24,9 @@ type job struct {
 	storeRetries int
 }
 
-func (j *job) priority() bool { return j.c.Priority > 0 }
+// priority says the job goes ahead of campaign mail: transactional
+// messages, and rows taken over from a dead node (they were due first).
+func (j *job) priority() bool { return j.c.Priority > 0 || j.c.Reclaimed }
 
 // live reports whether the job may still be sent (its campaign runs).
 func (j *job) live() bool { return j.camp == nil || j.camp.running() }

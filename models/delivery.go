@@ -143,7 +143,10 @@ type Claimed struct {
 	// LeaseGen is the claim's fencing token: outcomes, renewals and
 	// releases of the row must carry it, and change nothing once another
 	// claim has taken the row.
-	LeaseGen     int64
+	LeaseGen int64
+	// Reclaimed: the row was taken from an expired lease (its node died
+	// mid-send), not from the queue.
+	Reclaimed    bool
 	CampaignID   int64 // 0 for transactional
 	SubscriberID int64
 	ListID       int64

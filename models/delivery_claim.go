@@ -59,7 +59,10 @@ func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed,
 			args := append([]any{req.Node, until}, campaignArgs...)
 			args = append(args, q.args...)
 			cond := campaignCond + " AND " + q.cond
-			if exclude {
+			// An expired lease is taken whatever its domain: it is mail
+			// a dead node owed, and waiting for room at a busy
+			// destination would stretch the takeover past the lease.
+			if exclude && q.status != DeliverySending {
 				args = append(args, exclArgs...)
 				cond += excl
 			}
@@ -104,10 +107,14 @@ func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed,
 	}
 	ids := make([]int64, 0, len(picked))
 	gens := make(map[int64]int64, len(picked))
+	reclaimed := map[int64]bool{}
 	delta := map[int64]*Counters{}
 	for _, p := range picked {
 		ids = append(ids, p.id)
 		gens[p.id] = p.gen
+		if p.status == DeliverySending {
+			reclaimed[p.id] = true
+		}
 		if p.campaign == 0 || p.status == DeliverySending {
 			continue
 		}
@@ -131,6 +138,7 @@ func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed,
 	}
 	for i := range out {
 		out[i].LeaseGen = gens[out[i].ID]
+		out[i].Reclaimed = reclaimed[out[i].ID]
 	}
 	return out, nil
 }

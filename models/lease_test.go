@@ -133,3 +133,37 @@ func TestReclaimExpired(t *testing.T) {
 		}
 	})
 }
+
+// A dead node's expired leases are taken even for a domain the claimer
+// excludes (its destination queue is full): the takeover must not wait
+// for room. The rows say they were reclaimed; queued rows of that domain
+// stay queued.
+func TestReclaimIgnoresExcludedDomains(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		emails := []string{"u0@c.test", "u1@c.test", "u2@c.test", "u3@c.test"}
+		cid := materializedCampaign(t, s, emails, nil)
+		dead, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "a", Lease: time.Minute, Limit: 2, CampaignIDs: []int64{cid}})
+		if err != nil || len(dead) != 2 {
+			t.Fatalf("node a claimed %d, %v; want 2", len(dead), err)
+		}
+		expireLeases(t, s, cid)
+		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "b", Lease: time.Minute, Limit: 10,
+			CampaignIDs: []int64{cid}, Reclaim: models.ReclaimExpired, ExcludeDomains: []string{"c.test"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 {
+			t.Fatalf("node b took %d rows; want the 2 expired ones only (the 2 queued are for an excluded domain)", len(got))
+		}
+		for _, c := range got {
+			if !c.Reclaimed {
+				t.Errorf("delivery %d taken from an expired lease is not marked Reclaimed", c.ID)
+			}
+		}
+		fresh, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "b", Lease: time.Minute, Limit: 10, CampaignIDs: []int64{cid}})
+		if err != nil || len(fresh) != 2 || fresh[0].Reclaimed || fresh[1].Reclaimed {
+			t.Fatalf("queued claim = %+v, %v; want 2 rows not marked Reclaimed", fresh, err)
+		}
+	})
+}

@@ -151,11 +151,18 @@ func TestTwoNodesOneKilled(t *testing.T) {
 	killed := c.killWhen(t, c.h, n/4)
 	bound := c.acceptedAround(killed, flushBound)
 	s := c.h.Store(t)
-	var orphans int64
-	if err := s.DB().Raw("SELECT COUNT(*) FROM deliveries WHERE status = 'sending' AND lease_node = ?", c.h.NodeID()).
-		Scan(&orphans).Error; err != nil {
+	var ids []int64
+	if err := s.DB().Raw("SELECT id FROM deliveries WHERE status = 'sending' AND lease_node = ?", c.h.NodeID()).
+		Scan(&ids).Error; err != nil {
 		t.Fatal(err)
 	}
+	orphans := len(ids)
+	var leasedUntil time.Time
+	if err := s.DB().Raw("SELECT MAX(lease_until) FROM deliveries WHERE status = 'sending' AND lease_node = ?", c.h.NodeID()).
+		Row().Scan(&leasedUntil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the dead node's last lease ends %v after the kill", leasedUntil.Sub(killed).Round(100*time.Millisecond))
 	var takeover time.Duration
 	e2e.Eventually(t, time.Minute, "the survivor to take the dead node's rows", func() bool {
 		var left int64
@@ -165,13 +172,21 @@ func TestTwoNodesOneKilled(t *testing.T) {
 	})
 	st := b.WaitCampaign(t, id, 5*time.Minute, "finished")
 	got := c.tally()
-	t.Logf("killed node held %d rows; survivor took them all %v after the kill; %d of %d reached, %d twice (%d extra copies), bound %d; counters %v",
-		orphans, takeover.Round(100*time.Millisecond), got.got, n, got.twice, got.extra, bound, st.Counters)
+	var lastSent time.Time
+	if err := s.DB().Raw("SELECT MAX(sent_at) FROM deliveries WHERE id IN ?", ids).Row().Scan(&lastSent); err != nil {
+		t.Fatal(err)
+	}
+	sent := lastSent.Sub(killed)
+	t.Logf("killed node held %d rows; survivor took them all %v after the kill and had sent them all %v after it; %d of %d reached, %d twice (%d extra copies), bound %d; counters %v",
+		orphans, takeover.Round(100*time.Millisecond), sent.Round(100*time.Millisecond), got.got, n, got.twice, got.extra, bound, st.Counters)
+	if sent > 15*time.Second {
+		t.Errorf("the dead node's rows were all sent %v after the kill, want within 15 s", sent)
+	}
 	if orphans == 0 {
 		t.Error("the killed node held no rows: the kill was not mid-send")
 	}
 	if takeover > 15*time.Second {
-		t.Errorf("takeover took %v, want within 15 s", takeover)
+		t.Errorf("takeover took %v, want within 15 s; the survivor's warnings and errors:\n%s", takeover, problems(b.Logs()))
 	}
 	if got.got != n {
 		t.Errorf("%d of %d recipients reached, want all", got.got, n)
@@ -179,4 +194,15 @@ func TestTwoNodesOneKilled(t *testing.T) {
 	if got.extra > bound {
 		t.Errorf("%d repeated messages, want at most %d", got.extra, bound)
 	}
+}
+
+// problems are the warning and error lines of a log.
+func problems(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
