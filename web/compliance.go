@@ -20,39 +20,6 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// complianceRoutes registers the compliance centre: consent review, data-subject requests, retention and the audit log.
-// Admins and viewers read it, marketers only when an admin allows it; only
-// admins change anything.
-func (s *Server) complianceRoutes(d *echo.Group, r roles) {
-	read := []echo.MiddlewareFunc{r.viewer, s.complianceReader}
-	d.GET("/compliance", s.consentReview, read...)
-	d.POST("/compliance/verify", s.verifyLedger, read...)
-	d.GET("/compliance/consents.csv", s.exportConsentsCSV, read...)
-	d.GET("/compliance/consents.json", s.exportConsentsJSON, read...)
-	d.GET("/compliance/coverage", s.coveragePage, read...)
-	d.GET("/compliance/coverage/:list", s.lackingPage, read...)
-	d.GET("/compliance/coverage/:list/lacking.csv", s.exportLacking, read...)
-	d.GET("/compliance/coverage/:list/unsubscribe", s.confirmUnsubscribeLacking, r.admin)
-	d.POST("/compliance/coverage/:list/unsubscribe", s.unsubscribeLacking, r.admin)
-	d.GET("/compliance/people", s.peoplePage, read...)
-	d.GET("/compliance/subscribers/:id/certificate", s.certificatePage, read...)
-	d.POST("/compliance/subscribers/:id/export", s.subjectExport, r.admin)
-	d.GET("/compliance/subscribers/:id/rectify", s.rectifyPage, r.admin)
-	d.POST("/compliance/subscribers/:id/rectify", s.rectify, r.admin)
-	d.GET("/compliance/subscribers/:id/erase", s.erasePage, r.admin)
-	d.POST("/compliance/subscribers/:id/erase", s.erase, r.admin)
-	d.GET("/compliance/requests", s.requestsPage, read...)
-	d.POST("/compliance/requests", s.createRequest, r.admin)
-	d.GET("/compliance/requests/:id", s.requestPage, read...)
-	d.POST("/compliance/requests/:id/close", s.closeRequest, r.admin)
-	d.GET("/compliance/retention", s.retentionPage, read...)
-	d.POST("/compliance/retention", s.saveRetention, r.admin)
-	d.POST("/compliance/retention/run", s.runRetention, r.admin)
-	d.POST("/compliance/access", s.saveComplianceAccess, r.admin)
-	d.GET("/compliance/audit", s.auditPage, read...)
-	d.GET("/compliance/audit.csv", s.exportAudit, read...)
-}
-
 // complianceReader keeps marketers out of the compliance centre unless an
 // admin has let them read it. It runs after the viewer guard.
 func (s *Server) complianceReader(next echo.HandlerFunc) echo.HandlerFunc {

@@ -19,39 +19,6 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// composeRoutes registers templates, campaigns, the pre-send checklist and the readiness panel.
-func (s *Server) composeRoutes(d *echo.Group, r roles) {
-	d.GET("/templates", s.templatesPage, r.viewer)
-	d.GET("/templates/new", s.newTemplatePage, r.marketer)
-	d.POST("/templates", s.createTemplate, r.marketer)
-	d.POST("/templates/preview", s.previewTemplate, r.marketer)
-	d.GET("/templates/:id/edit", s.editTemplatePage, r.marketer)
-	d.POST("/templates/:id", s.updateTemplate, r.marketer)
-	d.GET("/templates/:id/delete", s.deleteTemplatePage, r.marketer)
-	d.POST("/templates/:id/delete", s.deleteTemplate, r.marketer)
-
-	d.GET("/campaigns", s.campaignsPage, r.viewer)
-	d.GET("/campaigns/new", s.newCampaignPage, r.marketer)
-	d.POST("/campaigns", s.createCampaign, r.marketer)
-	d.POST("/campaigns/recipients", s.recipientCount, r.marketer)
-	d.GET("/campaigns/:id", s.campaignPage, r.viewer)
-	d.GET("/campaigns/:id/progress", s.campaignProgress, r.viewer)
-	d.GET("/campaigns/:id/edit", s.editCampaignPage, r.marketer)
-	d.POST("/campaigns/:id", s.updateCampaign, r.marketer)
-	d.POST("/campaigns/:id/test", s.sendCampaignTest, r.marketer)
-	d.GET("/campaigns/:id/start", s.confirmStartPage, r.marketer)
-	d.POST("/campaigns/:id/start", s.startCampaign, r.marketer)
-	d.POST("/campaigns/:id/schedule", s.scheduleCampaign, r.marketer)
-	d.POST("/campaigns/:id/unschedule", s.campaignAction("unschedule"), r.marketer)
-	d.POST("/campaigns/:id/pause", s.campaignAction("pause"), r.marketer)
-	d.POST("/campaigns/:id/resume", s.campaignAction("resume"), r.marketer)
-	d.GET("/campaigns/:id/cancel", s.cancelCampaignPage, r.marketer)
-	d.POST("/campaigns/:id/cancel", s.campaignAction("cancel"), r.marketer)
-	d.POST("/campaigns/:id/clone", s.cloneCampaign, r.marketer)
-
-	d.GET("/compliance/readiness", s.readinessPage, r.viewer)
-}
-
 // readiness is the one implementation of the sending rules, as this
 // server's configuration sees them.
 func (s *Server) readiness() *mailer.Readiness {

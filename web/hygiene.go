@@ -13,24 +13,6 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// hygieneRoutes registers the suppression list, allow list, staging switch and hygiene rules.
-func (s *Server) hygieneRoutes(d *echo.Group, r roles) {
-	d.GET("/deliverability/suppressions", s.suppressionsPage, r.viewer)
-	d.GET("/deliverability/suppressions/export.csv", s.exportSuppressions, r.viewer)
-	d.POST("/deliverability/suppressions", s.addSuppression, r.marketer)
-	d.POST("/deliverability/suppressions/upload", s.uploadSuppressions, r.marketer) // limit: bodyLimit
-	d.GET("/deliverability/suppressions/:id/remove", s.removeSuppressionPage, r.marketer)
-	d.POST("/deliverability/suppressions/:id/remove", s.removeSuppression, r.marketer)
-
-	d.GET("/deliverability/hygiene", s.hygienePage, r.viewer)
-	d.POST("/deliverability/hygiene/rule", s.saveHygieneRule, r.admin)
-	d.POST("/deliverability/hygiene/preview", s.previewHygiene, r.admin)
-	d.POST("/deliverability/hygiene/apply", s.applyHygiene, r.admin)
-	d.POST("/deliverability/hygiene/allow", s.addAllowEntry, r.admin)
-	d.POST("/deliverability/hygiene/allow/:id/delete", s.removeAllowEntry, r.admin)
-	d.POST("/deliverability/hygiene/staging", s.setStaging, r.admin)
-}
-
 // suppressionsView renders the suppression list with the given form state.
 func (s *Server) suppressionsView(c echo.Context, status int, form views.SuppressionForm, upload *models.SuppressionImport) error {
 	f := views.SuppressionFilter{Search: strings.TrimSpace(c.QueryParam("q"))}

@@ -13,15 +13,6 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// reportRoutes registers the dashboard home, live campaign progress and the
-// reports.
-func (s *Server) reportRoutes(d *echo.Group, r roles) {
-	d.GET("/", s.dashboard, r.viewer)
-	d.GET("/campaigns/:id/report", s.campaignReport, r.viewer)
-	d.GET("/campaigns/:id/report.csv", s.campaignReportCSV, r.viewer)
-	d.GET("/deliverability/bounces", s.bouncesReport, r.viewer)
-}
-
 // reportWindow is how far back the dashboard and the deliverability report
 // look.
 const reportWindow = 30

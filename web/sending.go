@@ -19,46 +19,6 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// sendingRoutes registers sending domains, domain rules and IP pools.
-// Everyone signed in reads them; only admins change them.
-func (s *Server) sendingRoutes(d *echo.Group, r roles) {
-	d.GET("/deliverability/domains", s.domainsPage, r.viewer)
-	d.GET("/deliverability/domains/new", s.newDomainPage, r.admin)
-	d.POST("/deliverability/domains", s.createDomain, r.admin)
-	d.GET("/deliverability/domains/:id", s.domainPage, r.viewer)
-	d.POST("/deliverability/domains/:id/check", s.checkDomain, r.admin)
-	d.GET("/deliverability/domains/:id/rotate", s.rotateDomainPage, r.admin)
-	d.POST("/deliverability/domains/:id/rotate", s.rotateDomain, r.admin)
-	d.GET("/deliverability/domains/:id/delete", s.deleteDomainPage, r.admin)
-	// The DNS rule of direct delivery, overridden for one campaign: admins only.
-	d.POST("/campaigns/:id/dns-override", s.overrideCampaignDNS, r.admin)
-	d.POST("/deliverability/domains/:id/delete", s.deleteDomain, r.admin)
-
-	d.GET("/deliverability/rules", s.rulesPage, r.viewer)
-	d.GET("/deliverability/rules/new", s.newRulePage, r.admin)
-	d.POST("/deliverability/rules", s.createRule, r.admin)
-	d.GET("/deliverability/rules/reset", s.resetRulesPage, r.admin)
-	d.POST("/deliverability/rules/reset", s.resetRules, r.admin)
-	d.GET("/deliverability/rules/:id/edit", s.editRulePage, r.admin)
-	d.POST("/deliverability/rules/:id", s.updateRule, r.admin)
-	d.GET("/deliverability/rules/:id/delete", s.deleteRulePage, r.admin)
-	d.POST("/deliverability/rules/:id/delete", s.deleteRule, r.admin)
-
-	d.GET("/deliverability/pools/new", s.newPoolPage, r.admin)
-	d.POST("/deliverability/pools", s.createPool, r.admin)
-	d.GET("/deliverability/pools/:id", s.poolPage, r.viewer)
-	d.GET("/deliverability/pools/:id/edit", s.editPoolPage, r.admin)
-	d.POST("/deliverability/pools/:id", s.updatePool, r.admin)
-	d.GET("/deliverability/pools/:id/delete", s.deletePoolPage, r.admin)
-	d.POST("/deliverability/pools/:id/delete", s.deletePool, r.admin)
-	d.GET("/deliverability/pools/:id/ips/new", s.newIPPage, r.admin)
-	d.POST("/deliverability/pools/:id/ips", s.createIP, r.admin)
-	d.GET("/deliverability/pools/:id/ips/:ip/edit", s.editIPPage, r.admin)
-	d.POST("/deliverability/pools/:id/ips/:ip", s.updateIP, r.admin)
-	d.GET("/deliverability/pools/:id/ips/:ip/delete", s.deleteIPPage, r.admin)
-	d.POST("/deliverability/pools/:id/ips/:ip/delete", s.deleteIP, r.admin)
-}
-
 const (
 	domainsPath = "/deliverability/domains"
 	rulesPath   = "/deliverability/rules"

@@ -29,6 +29,8 @@ type Server struct {
 	imports  *jobs.Imports
 	mailer   *mailer.Engine
 	tracking *Tracking
+	public   *publicPages
+	webhooks *Webhooks // nil when they could not start
 	echo     *echo.Echo
 }
 
@@ -54,6 +56,7 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 		tracking: NewTracking(store, token.NewKeyring(cfg.Secrets()...), log, TrackingOptions{}),
 	}
 	sm.ErrorFunc = s.sessionError
+	s.public, s.webhooks = s.newPublicPages(), s.newWebhooks()
 	s.echo = s.routes()
 	return s
 }
