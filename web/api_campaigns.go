@@ -1,146 +1,17 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
-
-type templateInput struct {
-	Kind    string `json:"kind"`
-	Name    string `json:"name"`
-	Subject string `json:"subject"`
-	HTML    string `json:"html"`
-	Text    string `json:"text"`
-}
-
-// template validates the input; template syntax and unknown fields are
-// reported here, with line numbers, so they never surface at send time.
-func (in templateInput) template() (*models.Template, error) {
-	t := &models.Template{Kind: in.Kind, Name: strings.TrimSpace(in.Name), Subject: in.Subject, HTML: in.HTML, Text: in.Text}
-	if t.Kind == "" {
-		t.Kind = models.TemplateCampaign
-	}
-	errs := t.Validate() // the store's own checks, so both ways in say the same
-	if len(errs) == 0 {
-		if err := mailer.CheckTemplate(t.Subject, t.HTML, t.Text); err != nil {
-			// Under the field it belongs to, in plain words; the pointer
-			// (the line with a ^ under the place) goes beside it.
-			pb := mailer.ExplainTemplateError(err, t.Subject, t.HTML, t.Text)
-			errs[pb.Field] = pb.Message
-			if pb.Pointer != "" {
-				errs[pb.Field+"_pointer"] = pb.Pointer
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, unprocessable("The template is not valid.", errs)
-	}
-	return t, nil
-}
-
-func (s *Server) apiTemplates(c echo.Context) error {
-	ts, err := s.store.Templates(c.Request().Context(), c.QueryParam("kind"))
-	if err != nil {
-		return err
-	}
-	out := make([]apiTemplateJS, len(ts))
-	for i := range ts {
-		out[i] = toAPITemplate(&ts[i])
-	}
-	return c.JSON(200, map[string]any{"data": out})
-}
-
-func (s *Server) apiTemplate(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	t, err := s.store.Template(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(200, map[string]any{"data": toAPITemplate(t)})
-}
-
-func (s *Server) apiCreateTemplate(c echo.Context) error {
-	var in templateInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	t, err := in.template()
-	if err != nil {
-		return err
-	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	if err := s.store.CreateTemplate(chg.Ctx(), t); err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "template.create", "template", itoa(t.ID), t.Name+" (api)")); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, map[string]any{"data": toAPITemplate(t)})
-}
-
-func (s *Server) apiUpdateTemplate(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	var in templateInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	t, err := in.template()
-	if err != nil {
-		return err
-	}
-	t.ID = id
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	if err := s.store.UpdateTemplate(chg.Ctx(), t); err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "template.update", "template", itoa(id), t.Name+" (api)")); err != nil {
-		return err
-	}
-	return s.apiTemplate(c)
-}
-
-func (s *Server) apiDeleteTemplate(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	t, err := s.removeTemplate(chg.Ctx(), id)
-	if err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "template.delete", "template", itoa(id), t.Name+" (api)")); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
-}
 
 type campaignInput struct {
 	Name        string     `json:"name"`
@@ -155,20 +26,6 @@ type campaignInput struct {
 	UTM         bool       `json:"utm"`
 	Transport   string     `json:"transport"`
 	ScheduledAt *time.Time `json:"scheduled_at"`
-}
-
-type apiTemplateJS struct {
-	ID        int64     `json:"id"`
-	Kind      string    `json:"kind"`
-	Name      string    `json:"name"`
-	Subject   string    `json:"subject"`
-	HTML      string    `json:"html"`
-	Text      string    `json:"text"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-func toAPITemplate(t *models.Template) apiTemplateJS {
-	return apiTemplateJS{t.ID, t.Kind, t.Name, t.Subject, t.HTML, t.Text, t.UpdatedAt}
 }
 
 type apiCampaignJS struct {
@@ -345,75 +202,30 @@ func pastTense(action string) string {
 	return map[string]string{"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
 }
 
-type txInput struct {
-	Template   string         `json:"template"`
-	TemplateID int64          `json:"template_id"`
-	To         string         `json:"to"`
-	Name       string         `json:"name"`
-	From       string         `json:"from"`
-	FromName   string         `json:"from_name"`
-	ReplyTo    string         `json:"reply_to"`
-	Data       map[string]any `json:"data"`
-	// OverrideSuppression sends even to a suppressed address (password
-	// resets, receipts); it must be asked for explicitly.
-	OverrideSuppression bool `json:"override_suppression"`
-}
-
-// apiTransactional sends one transactional message ahead of campaign traffic.
-func (s *Server) apiTransactional(c echo.Context) error {
-	var in txInput
-	if err := decodeJSON(c, &in); err != nil {
+// apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
+// ({"reason": "…"}), for admins' tokens.
+func (s *Server) apiOverrideCampaignDNS(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
 		return err
 	}
-	// An override is queued together with its entry (models.Tx); other
-	// messages, the hot path, need no transaction of their own.
-	ctx := c.Request().Context()
-	var chg *models.Tx
-	if in.OverrideSuppression {
-		var err error
-		if chg, err = s.store.Begin(ctx); err != nil {
-			return err
-		}
-		defer chg.End()
-		ctx = chg.Ctx()
+	cp, err := s.store.Campaign(c.Request().Context(), id)
+	if err != nil {
+		return err
 	}
-	id, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{
-		Template: in.Template, TemplateID: in.TemplateID, To: in.To, Name: in.Name,
-		From: in.From, FromName: in.FromName, ReplyTo: in.ReplyTo, Data: in.Data, OverrideSuppression: in.OverrideSuppression,
-	})
-	if errors.Is(err, mailer.ErrInvalidRequest) {
-		return unprocessable(strings.TrimPrefix(err.Error(), "mailer: invalid request: "), nil)
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.NewDecoder(c.Request().Body).Decode(&in); err != nil {
+		return unprocessable(`Send a JSON object with the reason: {"reason": "…"}.`, map[string]string{"reason": "missing"})
+	}
+	_, err = s.overrideDNS(c, cp, in.Reason)
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return unprocessable(ve.Fields["reason"], ve.Fields)
 	}
 	if err != nil {
 		return err
 	}
-	if in.OverrideSuppression {
-		// Overrides are rare and consequential: each is in the audit log.
-		if err := chg.Commit(s.auditEntry(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")); err != nil {
-			return err
-		}
-	}
-	return c.JSON(http.StatusAccepted, map[string]any{"data": map[string]any{"delivery_id": id}})
-}
-
-func (s *Server) apiOutbox(c echo.Context) error {
-	campaign, _ := strconv.ParseInt(c.QueryParam("campaign"), 10, 64)
-	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
-	msgs, err := s.store.Outbox(c.Request().Context(), models.OutboxQuery{CampaignID: campaign, Before: before})
-	if err != nil {
-		return err
-	}
-	type row struct {
-		ID         int64     `json:"id"`
-		CampaignID int64     `json:"campaign_id"`
-		To         string    `json:"to"`
-		Subject    string    `json:"subject"`
-		MessageID  string    `json:"message_id"`
-		CreatedAt  time.Time `json:"created_at"`
-	}
-	out := make([]row, len(msgs))
-	for i, m := range msgs {
-		out[i] = row{m.ID, m.CampaignID, m.RcptTo, m.Subject, m.MessageID, m.CreatedAt}
-	}
-	return c.JSON(200, map[string]any{"data": out})
+	return s.writeAPICampaign(c, http.StatusOK, id)
 }

@@ -210,7 +210,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/healthz", rolePublic, func(c echo.Context) error { return c.String(200, "ok") }, nil, "liveness: the process answers"},
 		{GET, "/readyz", rolePublic, s.readyz, nil, "readiness: the database answers"},
 
-		// The JSON API (api.go, campaigns.go). GET needs a viewer's token,
+		// The JSON API (api_*.go). GET needs a viewer's token,
 		// any change a marketer's.
 		{GET, "/api/v1/lists", roleTokenViewer, s.apiLists, nil, ""},
 		{POST, "/api/v1/lists", roleTokenMarketer, s.apiCreateList, nil, ""},
@@ -295,7 +295,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/imports/:id/progress", roleMarketer, s.importProgress, nil, "htmx poll"},
 		{GET, "/imports/:id/errors.csv", roleMarketer, s.importErrors, nil, ""},
 
-		// Templates (compose.go).
+		// Templates (templates.go).
 		{GET, "/templates", roleViewer, s.templatesPage, nil, ""},
 		{GET, "/templates/new", roleMarketer, s.newTemplatePage, nil, ""},
 		{POST, "/templates", roleMarketer, s.createTemplate, nil, ""},
@@ -305,7 +305,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/templates/:id/delete", roleMarketer, s.deleteTemplatePage, nil, "asks first"},
 		{POST, "/templates/:id/delete", roleMarketer, s.deleteTemplate, nil, ""},
 
-		// Campaigns (compose.go) and their reports (reports.go).
+		// Campaigns (campaigns.go) and their reports (reports.go).
 		{GET, "/campaigns", roleViewer, s.campaignsPage, nil, ""},
 		{GET, "/campaigns/new", roleMarketer, s.newCampaignPage, nil, ""},
 		{POST, "/campaigns", roleMarketer, s.createCampaign, nil, ""},
@@ -402,7 +402,7 @@ func (s *Server) routeTable() []route {
 		{POST, "/compliance/verify", roleComplianceReader, s.verifyLedger, nil, "checks the ledger, changes nothing"},
 		{GET, "/compliance/consents.csv", roleComplianceReader, s.exportConsentsCSV, nil, ""},
 		{GET, "/compliance/consents.json", roleComplianceReader, s.exportConsentsJSON, nil, ""},
-		{GET, "/compliance/readiness", roleViewer, s.readinessPage, nil, "sending readiness (compose.go)"},
+		{GET, "/compliance/readiness", roleViewer, s.readinessPage, nil, "sending readiness (readiness.go)"},
 		{GET, "/compliance/coverage", roleComplianceReader, s.coveragePage, nil, ""},
 		{GET, "/compliance/coverage/:list", roleComplianceReader, s.lackingPage, nil, ""},
 		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, s.exportLacking, nil, ""},

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -145,61 +144,6 @@ func (s *Server) domainPage(c echo.Context) error {
 		return err
 	}
 	return s.render(c, 200, views.DomainPage(s.page(c, v.Domain.Domain, "deliverability"), *v))
-}
-
-// overrideCampaignDNS lets a campaign on the direct transport start
-// although its From domain's DNS check fails or never ran: an admin's
-// decision, with a reason, kept with the campaign and in the audit log.
-func (s *Server) overrideCampaignDNS(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	cp, err := s.store.Campaign(ctx, id)
-	if err != nil {
-		return err
-	}
-	domain, err := s.overrideDNS(c, cp, c.FormValue("reason"))
-	var ve *models.ValidationError
-	if errors.As(err, &ve) {
-		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
-			vm.Errs["dns_override"] = ve.Fields["reason"]
-		})
-	}
-	if err != nil {
-		return err
-	}
-	s.flash(c, "The DNS rule is overridden for this campaign ("+domain+"); the override is shown in its checklist and kept in the audit log.")
-	return seeOther(c, fmt.Sprintf("/campaigns/%d", id))
-}
-
-// apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
-// ({"reason": "…"}), for admins' tokens.
-func (s *Server) apiOverrideCampaignDNS(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	cp, err := s.store.Campaign(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	var in struct {
-		Reason string `json:"reason"`
-	}
-	if err := json.NewDecoder(c.Request().Body).Decode(&in); err != nil {
-		return unprocessable(`Send a JSON object with the reason: {"reason": "…"}.`, map[string]string{"reason": "missing"})
-	}
-	_, err = s.overrideDNS(c, cp, in.Reason)
-	var ve *models.ValidationError
-	if errors.As(err, &ve) {
-		return unprocessable(ve.Fields["reason"], ve.Fields)
-	}
-	if err != nil {
-		return err
-	}
-	return s.writeAPICampaign(c, http.StatusOK, id)
 }
 
 // overrideDNS stores an admin's override of the DNS rule for a campaign,
