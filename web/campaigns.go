@@ -19,7 +19,7 @@ import (
 
 // startBlocker returns the first blocking rule a campaign fails, nil when
 // it may start, with every check.
-func (s *Server) startBlocker(ctx context.Context, id int64) (*mailer.Check, []mailer.Check, error) {
+func (s *app) startBlocker(ctx context.Context, id int64) (*mailer.Check, []mailer.Check, error) {
 	checks, err := s.readiness().CampaignChecks(ctx, id)
 	if err != nil {
 		return nil, nil, err
@@ -41,7 +41,7 @@ func blockedMessage(c *mailer.Check) string {
 
 // ---- campaigns
 
-func (s *Server) campaignsPage(c echo.Context) error {
+func (s *app) campaignsPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	cs, err := s.store.Campaigns(ctx, before, 50)
@@ -61,7 +61,7 @@ func (s *Server) campaignsPage(c echo.Context) error {
 
 // validateCampaign checks a campaign's settings and lists against the
 // store (the form and the API share it).
-func (s *Server) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
+func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
 	errs := cp.Validate()
 	if errs["from_email"] == "" {
 		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
@@ -137,7 +137,7 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 }
 
 // campaignForm renders the campaign form with its choices.
-func (s *Server) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
+func (s *app) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
 	ctx := c.Request().Context()
 	vm := views.CampaignFormVM{Campaign: cp, Selected: map[int64]bool{}, Errs: errs}
 	var err error
@@ -162,7 +162,7 @@ func (s *Server) campaignForm(c echo.Context, status int, title string, cp model
 	return s.render(c, status, views.CampaignForm(s.page(c, title, "campaigns"), vm))
 }
 
-func (s *Server) newCampaignPage(c echo.Context) error {
+func (s *app) newCampaignPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp := models.Campaign{TrackOpens: true, TrackClicks: true, TemplateID: optionalID(c.QueryParam("template"))}
 	if name, err := s.store.Setting(ctx, models.SettingOrgName); err == nil {
@@ -180,7 +180,7 @@ func (s *Server) newCampaignPage(c echo.Context) error {
 	return s.campaignForm(c, 200, "New campaign", cp, lists, nil)
 }
 
-func (s *Server) createCampaign(c echo.Context) error {
+func (s *app) createCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, lists := campaignFromForm(c)
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
@@ -193,7 +193,7 @@ func (s *Server) createCampaign(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
 
-func (s *Server) recipientCount(c echo.Context) error {
+func (s *app) recipientCount(c echo.Context) error {
 	n, err := s.store.CountEligibleRecipients(c.Request().Context(), formLists(c))
 	if err != nil {
 		return err
@@ -201,7 +201,7 @@ func (s *Server) recipientCount(c echo.Context) error {
 	return s.render(c, 200, views.RecipientCount(n))
 }
 
-func (s *Server) campaignParam(c echo.Context) (*models.Campaign, error) {
+func (s *app) campaignParam(c echo.Context) (*models.Campaign, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, err
@@ -209,7 +209,7 @@ func (s *Server) campaignParam(c echo.Context) (*models.Campaign, error) {
 	return s.store.Campaign(c.Request().Context(), id)
 }
 
-func (s *Server) editCampaignPage(c echo.Context) error {
+func (s *app) editCampaignPage(c echo.Context) error {
 	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
@@ -224,7 +224,7 @@ func (s *Server) editCampaignPage(c echo.Context) error {
 	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)
 }
 
-func (s *Server) updateCampaign(c echo.Context) error {
+func (s *app) updateCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cur, err := s.campaignParam(c)
 	if err != nil {
@@ -243,7 +243,7 @@ func (s *Server) updateCampaign(c echo.Context) error {
 }
 
 // campaignStateError turns a refused status change into a clear 409.
-func (s *Server) campaignStateError(err error, what string) error {
+func (s *app) campaignStateError(err error, what string) error {
 	var se *models.CampaignStateError
 	if errors.As(err, &se) {
 		return conflict(fmt.Sprintf("The campaign is %s and cannot be %s.", se.Status, what))
@@ -262,7 +262,7 @@ var zones = []string{"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "
 	"America/Bogota", "America/Lima", "America/Santiago", "America/Halifax", "America/Sao_Paulo", "America/Argentina/Buenos_Aires"}
 
 // campaignPageVM gathers what the campaign page shows.
-func (s *Server) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.CampaignPageVM, error) {
+func (s *app) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.CampaignPageVM, error) {
 	vm := views.CampaignPageVM{Campaign: *cp, Zones: zones, ScheduleZone: "UTC", Errs: map[string]string{}}
 	if cp.TemplateID != nil {
 		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
@@ -303,7 +303,7 @@ func (s *Server) campaignPageVM(ctx context.Context, cp *models.Campaign) (views
 	return vm, nil
 }
 
-func (s *Server) campaignPage(c echo.Context) error {
+func (s *app) campaignPage(c echo.Context) error {
 	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
@@ -317,7 +317,7 @@ func (s *Server) campaignPage(c echo.Context) error {
 
 // rerenderCampaign answers a refused action on the campaign page: status,
 // the messages beside the fields and a notice at the top.
-func (s *Server) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, adjust func(*views.CampaignPageVM)) error {
+func (s *app) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, adjust func(*views.CampaignPageVM)) error {
 	vm, err := s.campaignPageVM(c.Request().Context(), cp)
 	if err != nil {
 		return err
@@ -332,7 +332,7 @@ func (s *Server) rerenderCampaign(c echo.Context, status int, cp *models.Campaig
 }
 
 // progressVM reads a campaign's live progress.
-func (s *Server) progressVM(ctx context.Context, id int64) (*views.ProgressVM, error) {
+func (s *app) progressVM(ctx context.Context, id int64) (*views.ProgressVM, error) {
 	lp, err := s.mailer.LiveProgress(ctx, id, 5)
 	if err != nil {
 		return nil, err
@@ -361,7 +361,7 @@ func (s *Server) progressVM(ctx context.Context, id int64) (*views.ProgressVM, e
 }
 
 // campaignProgress is the partial the campaign page polls every second.
-func (s *Server) campaignProgress(c echo.Context) error {
+func (s *app) campaignProgress(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -377,7 +377,7 @@ func (s *Server) campaignProgress(c echo.Context) error {
 // the subscriber whose address is in test_as, or else the sample name and
 // attributes (JSON) the marketer typed. On a mistake it names the field
 // and says what to change.
-func (s *Server) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
+func (s *app) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
 	if as := strings.TrimSpace(c.FormValue("test_as")); as != "" {
 		sub, err := s.store.SubscriberByEmail(c.Request().Context(), as)
 		if err != nil {
@@ -416,7 +416,7 @@ func testRecipients(raw string) ([]string, string) {
 // sendCampaignTest sends the campaign's template to a few addresses through
 // the engine's transactional path: the same rendering, signing and
 // transport as the campaign (so a test lands in the capture outbox).
-func (s *Server) sendCampaignTest(c echo.Context) error {
+func (s *app) sendCampaignTest(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -473,7 +473,7 @@ func (s *Server) sendCampaignTest(c echo.Context) error {
 }
 
 // startCampaign sends a campaign now, unless a blocking rule fails.
-func (s *Server) startCampaign(c echo.Context) error {
+func (s *app) startCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -514,7 +514,7 @@ func (s *Server) startCampaign(c echo.Context) error {
 
 // scheduleCampaign sets a campaign to start at a local time in a zone;
 // the time is stored in UTC.
-func (s *Server) scheduleCampaign(c echo.Context) error {
+func (s *app) scheduleCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -565,7 +565,7 @@ func (s *Server) scheduleCampaign(c echo.Context) error {
 }
 
 // campaignAction pauses, resumes, cancels or unschedules a campaign.
-func (s *Server) campaignAction(action string) echo.HandlerFunc {
+func (s *app) campaignAction(action string) echo.HandlerFunc {
 	past := map[string]string{"pause": "paused", "resume": "resumed", "cancel": "cancelled", "unschedule": "unscheduled"}[action]
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
@@ -601,7 +601,7 @@ func (s *Server) campaignAction(action string) echo.HandlerFunc {
 
 // confirmStartPage says what "Send now" will do before it does it: how
 // many people, from whom, with what subject, through which transport.
-func (s *Server) confirmStartPage(c echo.Context) error {
+func (s *app) confirmStartPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -635,7 +635,7 @@ func (s *Server) confirmStartPage(c echo.Context) error {
 
 // transportLabel names the transport a campaign goes out through and says
 // whether that delivers for real.
-func (s *Server) transportLabel(name string) string {
+func (s *app) transportLabel(name string) string {
 	if name == "" {
 		name = s.cfg.Transport
 	}
@@ -645,7 +645,7 @@ func (s *Server) transportLabel(name string) string {
 	return name + ": delivered for real"
 }
 
-func (s *Server) cancelCampaignPage(c echo.Context) error {
+func (s *app) cancelCampaignPage(c echo.Context) error {
 	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
@@ -656,7 +656,7 @@ func (s *Server) cancelCampaignPage(c echo.Context) error {
 		back+"/cancel", back, "Yes, cancel the campaign"))
 }
 
-func (s *Server) cloneCampaign(c echo.Context) error {
+func (s *app) cloneCampaign(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -680,7 +680,7 @@ func (s *Server) cloneCampaign(c echo.Context) error {
 // overrideCampaignDNS lets a campaign on the direct transport start
 // although its From domain's DNS check fails or never ran: an admin's
 // decision, with a reason, kept with the campaign and in the audit log.
-func (s *Server) overrideCampaignDNS(c echo.Context) error {
+func (s *app) overrideCampaignDNS(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ func listFromForm(c echo.Context) models.List {
 	}
 }
 
-func (s *Server) listsPage(c echo.Context) error {
+func (s *app) listsPage(c echo.Context) error {
 	lists, err := s.store.Lists(c.Request().Context())
 	if err != nil {
 		return err
@@ -39,11 +39,11 @@ func (s *Server) listsPage(c echo.Context) error {
 	return s.render(c, 200, views.ListsPage(s.page(c, "Lists", "lists"), lists))
 }
 
-func (s *Server) newListPage(c echo.Context) error {
+func (s *app) newListPage(c echo.Context) error {
 	return s.render(c, 200, views.ListForm(s.page(c, "New list", "lists"), models.List{Optin: models.OptinDouble, Visibility: models.ListPrivate}, nil, s.cfg.RootURL))
 }
 
-func (s *Server) createList(c echo.Context) error {
+func (s *app) createList(c echo.Context) error {
 	l := listFromForm(c)
 	if errs := l.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "New list", "lists"), l, errs, s.cfg.RootURL))
@@ -63,7 +63,7 @@ func (s *Server) createList(c echo.Context) error {
 	return seeOther(c, "/lists")
 }
 
-func (s *Server) editListPage(c echo.Context) error {
+func (s *app) editListPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -75,7 +75,7 @@ func (s *Server) editListPage(c echo.Context) error {
 	return s.render(c, 200, views.ListForm(s.page(c, "Edit list", "lists"), *l, nil, s.cfg.RootURL))
 }
 
-func (s *Server) updateList(c echo.Context) error {
+func (s *app) updateList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -104,7 +104,7 @@ func (s *Server) updateList(c echo.Context) error {
 	return seeOther(c, "/lists")
 }
 
-func (s *Server) deleteListPage(c echo.Context) error {
+func (s *app) deleteListPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -117,7 +117,7 @@ func (s *Server) deleteListPage(c echo.Context) error {
 	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Delete list", "lists"), "the list “"+l.Name+"”", msg, fmt.Sprintf("/lists/%d/delete", id), "/lists"))
 }
 
-func (s *Server) deleteList(c echo.Context) error {
+func (s *app) deleteList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ const signupsPerMinute = 10
 
 // newPublicPages serves the subscriber's public pages (their routes are
 // in routeTable): no session, no CSRF.
-func (s *Server) newPublicPages() *publicPages {
+func (s *app) newPublicPages() *publicPages {
 	signups := newLoginLimiter()
 	signups.window = time.Minute
 	return &publicPages{store: s.store, mailer: s.mailer, keys: s.tracking.keys, root: s.cfg.RootURL, log: s.log, signups: signups}

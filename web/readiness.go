@@ -12,7 +12,7 @@ import (
 
 // readiness is the one implementation of the sending rules, as this
 // server's configuration sees them.
-func (s *Server) readiness() *mailer.Readiness {
+func (s *app) readiness() *mailer.Readiness {
 	r := &mailer.Readiness{Store: s.store, DefaultCaptures: s.cfg.Transport == "capture" || s.cfg.Transport == "", RootURL: s.cfg.RootURL}
 	if s.cfg.Transport == "direct" {
 		// How direct delivery introduces itself: its EHLO name and the
@@ -64,7 +64,7 @@ func fixLink(id string, cp *models.Campaign) (href, label string) {
 	return "", ""
 }
 
-func (s *Server) readinessPage(c echo.Context) error {
+func (s *app) readinessPage(c echo.Context) error {
 	checks, err := s.readiness().OrgChecks(c.Request().Context())
 	if err != nil {
 		return err

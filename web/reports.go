@@ -17,7 +17,7 @@ import (
 // look.
 const reportWindow = 30
 
-func (s *Server) dashboard(c echo.Context) error {
+func (s *app) dashboard(c echo.Context) error {
 	ctx := c.Request().Context()
 	var d views.DashboardData
 	var err error
@@ -37,7 +37,7 @@ func (s *Server) dashboard(c echo.Context) error {
 	return s.render(c, 200, views.Dashboard(s.page(c, "Dashboard", "dashboard"), d))
 }
 
-func (s *Server) dashboardData(ctx context.Context, d *views.DashboardData) error {
+func (s *app) dashboardData(ctx context.Context, d *views.DashboardData) error {
 	for _, l := range d.Lists {
 		d.Subscribed += l.Confirmed + l.Unconfirmed
 	}
@@ -63,7 +63,7 @@ func (s *Server) dashboardData(ctx context.Context, d *views.DashboardData) erro
 
 // domainWarnings adds a warning for each sending domain whose DNS is not
 // verified.
-func (s *Server) domainWarnings(ctx context.Context, ws []models.Warning) ([]models.Warning, error) {
+func (s *app) domainWarnings(ctx context.Context, ws []models.Warning) ([]models.Warning, error) {
 	domains, err := s.store.SendingDomains(ctx)
 	if err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ func (s *Server) domainWarnings(ctx context.Context, ws []models.Warning) ([]mod
 	return ws, nil
 }
 
-func (s *Server) campaignReport(c echo.Context) error {
+func (s *app) campaignReport(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -98,7 +98,7 @@ func (s *Server) campaignReport(c echo.Context) error {
 	return s.render(c, 200, views.CampaignReport(s.page(c, "Report: "+r.Campaign.Name, "campaigns"), d))
 }
 
-func (s *Server) campaignReportCSV(c echo.Context) error {
+func (s *app) campaignReportCSV(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func (s *Server) campaignReportCSV(c echo.Context) error {
 	return s.streamFailed(c, "campaign recipients", s.store.ExportRecipientOutcomes(ctx, id, c.Response()))
 }
 
-func (s *Server) bouncesReport(c echo.Context) error {
+func (s *app) bouncesReport(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	w, err := s.store.ReportWindow(ctx, reportWindow)

@@ -18,6 +18,9 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// sendingPages serves sending domains, domain rules and IP pools.
+type sendingPages struct{ *app }
+
 const (
 	domainsPath = "/deliverability/domains"
 	rulesPath   = "/deliverability/rules"
@@ -25,7 +28,7 @@ const (
 
 // --- sending domains ---
 
-func (s *Server) domainsPage(c echo.Context) error {
+func (s *sendingPages) domainsPage(c echo.Context) error {
 	ds, err := s.store.SendingDomainStatuses(c.Request().Context())
 	if err != nil {
 		return err
@@ -33,12 +36,12 @@ func (s *Server) domainsPage(c echo.Context) error {
 	return s.render(c, 200, views.DomainsPage(s.page(c, "Sending domains", "deliverability"), ds))
 }
 
-func (s *Server) newDomainPage(c echo.Context) error {
+func (s *sendingPages) newDomainPage(c echo.Context) error {
 	f := models.SendingDomainForm{SendingDomainOptions: models.SendingDomainOptions{Ed25519: true}}
 	return s.render(c, 200, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), f, nil))
 }
 
-func (s *Server) createDomain(c echo.Context) error {
+func (s *sendingPages) createDomain(c echo.Context) error {
 	f := models.SendingDomainForm{Domain: c.FormValue("domain"), SendingDomainOptions: models.SendingDomainOptions{
 		Selector: c.FormValue("selector"), Ed25519: c.FormValue("ed25519") != "",
 		ReturnPathDomain: c.FormValue("return_path_domain"), SPFIncludes: c.FormValue("spf_includes"),
@@ -73,7 +76,7 @@ func (s *Server) createDomain(c echo.Context) error {
 
 // domainView loads a domain and what its page shows, and the options its
 // records were made with.
-func (s *Server) domainView(ctx context.Context, id int64) (*views.DomainView, models.DNSRecordOptions, error) {
+func (s *sendingPages) domainView(ctx context.Context, id int64) (*views.DomainView, models.DNSRecordOptions, error) {
 	d, err := s.store.SendingDomain(ctx, id)
 	if err != nil {
 		return nil, models.DNSRecordOptions{}, err
@@ -93,7 +96,7 @@ func (s *Server) domainView(ctx context.Context, id int64) (*views.DomainView, m
 
 // dnsOptions describes where Herald's mail leaves from and where bounces
 // arrive, for the records every sending domain must publish.
-func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error) {
+func (s *sendingPages) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error) {
 	ips, err := s.store.SPFAddresses(ctx)
 	if err != nil {
 		return models.DNSRecordOptions{}, err
@@ -134,7 +137,7 @@ func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error
 	return o, nil
 }
 
-func (s *Server) domainPage(c echo.Context) error {
+func (s *sendingPages) domainPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -148,7 +151,7 @@ func (s *Server) domainPage(c echo.Context) error {
 
 // overrideDNS stores an admin's override of the DNS rule for a campaign,
 // with its audit entry; it returns the domain it holds for.
-func (s *Server) overrideDNS(c echo.Context, cp *models.Campaign, reason string) (string, error) {
+func (s *app) overrideDNS(c echo.Context, cp *models.Campaign, reason string) (string, error) {
 	domain := mailer.DNSGateDomain(c.Request().Context(), s.store, cp)
 	if r := []rune(strings.TrimSpace(reason)); len(r) > 500 {
 		reason = string(r[:500])
@@ -166,7 +169,7 @@ func (s *Server) overrideDNS(c echo.Context, cp *models.Campaign, reason string)
 
 // checkDomain runs the DNS check, stores it and shows each record's state:
 // the records panel for htmx, the domain page otherwise.
-func (s *Server) checkDomain(c echo.Context) error {
+func (s *sendingPages) checkDomain(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -212,7 +215,7 @@ func (s *Server) checkDomain(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
 }
 
-func (s *Server) rotateDomainPage(c echo.Context) error {
+func (s *sendingPages) rotateDomainPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -224,7 +227,7 @@ func (s *Server) rotateDomainPage(c echo.Context) error {
 	return s.render(c, 200, views.RotateKeyPage(s.page(c, "Rotate DKIM key", "deliverability"), d, "", nil))
 }
 
-func (s *Server) rotateDomain(c echo.Context) error {
+func (s *sendingPages) rotateDomain(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -258,7 +261,7 @@ func (s *Server) rotateDomain(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
 }
 
-func (s *Server) deleteDomainPage(c echo.Context) error {
+func (s *sendingPages) deleteDomainPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -280,7 +283,7 @@ func (s *Server) deleteDomainPage(c echo.Context) error {
 		fmt.Sprintf("%s/%d/delete", domainsPath, id), fmt.Sprintf("%s/%d", domainsPath, id)))
 }
 
-func (s *Server) deleteDomain(c echo.Context) error {
+func (s *sendingPages) deleteDomain(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -307,7 +310,7 @@ func (s *Server) deleteDomain(c echo.Context) error {
 
 // --- domain rules ---
 
-func (s *Server) rulesPage(c echo.Context) error {
+func (s *sendingPages) rulesPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	rules, err := s.store.DomainRules(ctx)
 	if err != nil {
@@ -338,13 +341,13 @@ func ruleForm(c echo.Context) models.DomainRuleForm {
 	}
 }
 
-func (s *Server) newRulePage(c echo.Context) error {
+func (s *sendingPages) newRulePage(c echo.Context) error {
 	f := models.DomainRuleForm{PerSecond: "5", PerMinute: "200", PerHour: "5000", MaxConnections: "3", MaxPerConnection: "100",
 		BackoffMinSeconds: "300", BackoffMaxSeconds: "3600", Position: "100"}
 	return s.render(c, 200, views.RuleForm(s.page(c, "New domain rule", "deliverability"), views.RuleFormView{Form: f}))
 }
 
-func (s *Server) createRule(c echo.Context) error {
+func (s *sendingPages) createRule(c echo.Context) error {
 	f := ruleForm(c)
 	var r models.DomainRule
 	v := views.RuleFormView{Form: f}
@@ -385,7 +388,7 @@ func ruleSummary(r *models.DomainRule) string {
 		r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection, r.BackoffMinSeconds, r.BackoffMaxSeconds, r.Position, tls)
 }
 
-func (s *Server) editRulePage(c echo.Context) error {
+func (s *sendingPages) editRulePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -397,7 +400,7 @@ func (s *Server) editRulePage(c echo.Context) error {
 	return s.render(c, 200, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), views.RuleFormView{ID: id, Default: r.IsDefault, Form: r.Form()}))
 }
 
-func (s *Server) updateRule(c echo.Context) error {
+func (s *sendingPages) updateRule(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -434,7 +437,7 @@ func (s *Server) updateRule(c echo.Context) error {
 	return seeOther(c, rulesPath)
 }
 
-func (s *Server) deleteRulePage(c echo.Context) error {
+func (s *sendingPages) deleteRulePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -451,7 +454,7 @@ func (s *Server) deleteRulePage(c echo.Context) error {
 		fmt.Sprintf("%s/%d/delete", rulesPath, id), rulesPath))
 }
 
-func (s *Server) deleteRule(c echo.Context) error {
+func (s *sendingPages) deleteRule(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -480,11 +483,11 @@ func (s *Server) deleteRule(c echo.Context) error {
 	return seeOther(c, rulesPath)
 }
 
-func (s *Server) resetRulesPage(c echo.Context) error {
+func (s *sendingPages) resetRulesPage(c echo.Context) error {
 	return s.render(c, 200, views.ConfirmReset(s.page(c, "Reset domain rules", "deliverability")))
 }
 
-func (s *Server) resetRules(c echo.Context) error {
+func (s *sendingPages) resetRules(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, err := s.store.DomainRules(ctx)
 	if err != nil {
@@ -512,7 +515,7 @@ func (s *Server) resetRules(c echo.Context) error {
 
 // --- IP pools and addresses ---
 
-func (s *Server) newPoolPage(c echo.Context) error {
+func (s *sendingPages) newPoolPage(c echo.Context) error {
 	return s.render(c, 200, views.PoolForm(s.page(c, "New IP pool", "deliverability"), models.IPPool{Strategy: models.PoolRoundRobin}, nil))
 }
 
@@ -520,7 +523,7 @@ func poolFromForm(c echo.Context) models.IPPool {
 	return models.IPPool{Name: c.FormValue("name"), Strategy: c.FormValue("strategy")}
 }
 
-func (s *Server) createPool(c echo.Context) error {
+func (s *sendingPages) createPool(c echo.Context) error {
 	p := poolFromForm(c)
 	if errs := p.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "New IP pool", "deliverability"), p, errs))
@@ -545,7 +548,7 @@ func (s *Server) createPool(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
 
-func (s *Server) poolPage(c echo.Context) error {
+func (s *sendingPages) poolPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -576,7 +579,7 @@ func (s *Server) poolPage(c echo.Context) error {
 	return s.render(c, 200, views.PoolPage(s.page(c, "IP pool "+p.Name, "deliverability"), p, rows))
 }
 
-func (s *Server) editPoolPage(c echo.Context) error {
+func (s *sendingPages) editPoolPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -588,7 +591,7 @@ func (s *Server) editPoolPage(c echo.Context) error {
 	return s.render(c, 200, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), *p, nil))
 }
 
-func (s *Server) updatePool(c echo.Context) error {
+func (s *sendingPages) updatePool(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -623,7 +626,7 @@ func (s *Server) updatePool(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", id))
 }
 
-func (s *Server) deletePoolPage(c echo.Context) error {
+func (s *sendingPages) deletePoolPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -645,7 +648,7 @@ func (s *Server) deletePoolPage(c echo.Context) error {
 		fmt.Sprintf("/deliverability/pools/%d/delete", id), fmt.Sprintf("/deliverability/pools/%d", id)))
 }
 
-func (s *Server) deletePool(c echo.Context) error {
+func (s *sendingPages) deletePool(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -664,7 +667,7 @@ func (s *Server) deletePool(c echo.Context) error {
 
 // poolIP loads the pool of the path and, when the path names one, its
 // address (an address of another pool is not found).
-func (s *Server) poolIP(c echo.Context, withIP bool) (*models.IPPool, *models.SendingIP, error) {
+func (s *sendingPages) poolIP(c echo.Context, withIP bool) (*models.IPPool, *models.SendingIP, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, nil, err
@@ -701,7 +704,7 @@ func ipSummary(ip *models.SendingIP) string {
 	return fmt.Sprintf("%s helo=%s weight=%d rate=%g/s %s active=%t", ip.Address, ip.HELO, ip.Weight, ip.PerSecond, warm, ip.Active)
 }
 
-func (s *Server) newIPPage(c echo.Context) error {
+func (s *sendingPages) newIPPage(c echo.Context) error {
 	p, _, err := s.poolIP(c, false)
 	if err != nil {
 		return err
@@ -710,7 +713,7 @@ func (s *Server) newIPPage(c echo.Context) error {
 	return s.render(c, 200, views.IPForm(s.page(c, "Add a sending address", "deliverability"), views.IPFormView{Pool: p, Form: f}))
 }
 
-func (s *Server) createIP(c echo.Context) error {
+func (s *sendingPages) createIP(c echo.Context) error {
 	p, _, err := s.poolIP(c, false)
 	if err != nil {
 		return err
@@ -743,7 +746,7 @@ func (s *Server) createIP(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
 
-func (s *Server) editIPPage(c echo.Context) error {
+func (s *sendingPages) editIPPage(c echo.Context) error {
 	p, ip, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -751,7 +754,7 @@ func (s *Server) editIPPage(c echo.Context) error {
 	return s.render(c, 200, views.IPForm(s.page(c, "Edit sending address", "deliverability"), views.IPFormView{Pool: p, ID: ip.ID, Form: ip.Form()}))
 }
 
-func (s *Server) updateIP(c echo.Context) error {
+func (s *sendingPages) updateIP(c echo.Context) error {
 	p, before, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -784,7 +787,7 @@ func (s *Server) updateIP(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
 
-func (s *Server) deleteIPPage(c echo.Context) error {
+func (s *sendingPages) deleteIPPage(c echo.Context) error {
 	p, ip, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -794,7 +797,7 @@ func (s *Server) deleteIPPage(c echo.Context) error {
 		fmt.Sprintf("/deliverability/pools/%d/ips/%d/delete", p.ID, ip.ID), fmt.Sprintf("/deliverability/pools/%d", p.ID)))
 }
 
-func (s *Server) deleteIP(c echo.Context) error {
+func (s *sendingPages) deleteIP(c echo.Context) error {
 	p, ip, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -815,7 +818,7 @@ func (s *Server) deleteIP(c echo.Context) error {
 }
 
 // applyRules hands changed domain rules to this node's mailer at once.
-func (s *Server) applyRules(c echo.Context) {
+func (s *sendingPages) applyRules(c echo.Context) {
 	if err := s.mailer.ReloadRules(c.Request().Context()); err != nil {
 		s.log.Error("reload domain rules", "err", err)
 	}

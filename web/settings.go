@@ -12,7 +12,7 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-func (s *Server) settingsPage(c echo.Context) error {
+func (s *app) settingsPage(c echo.Context) error {
 	all, err := s.store.Settings(c.Request().Context())
 	if err != nil {
 		return err
@@ -28,7 +28,7 @@ func (s *Server) settingsPage(c echo.Context) error {
 	return s.render(c, 200, views.SettingsPage(s.page(c, "Settings", "settings"), f))
 }
 
-func (s *Server) saveSettings(c echo.Context) error {
+func (s *app) saveSettings(c echo.Context) error {
 	ctx := c.Request().Context()
 	f := views.SettingsForm{
 		OrgName:       strings.TrimSpace(c.FormValue("org_name")),
@@ -96,7 +96,7 @@ func (s *Server) saveSettings(c echo.Context) error {
 	return seeOther(c, "/settings")
 }
 
-func (s *Server) usersPage(c echo.Context) error {
+func (s *app) usersPage(c echo.Context) error {
 	users, err := s.store.Users(c.Request().Context())
 	if err != nil {
 		return err
@@ -104,7 +104,7 @@ func (s *Server) usersPage(c echo.Context) error {
 	return s.render(c, 200, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, nil, "", models.RoleMarketer))
 }
 
-func (s *Server) createUser(c echo.Context) error {
+func (s *app) createUser(c echo.Context) error {
 	ctx := c.Request().Context()
 	email, role, password := strings.TrimSpace(c.FormValue("email")), c.FormValue("role"), c.FormValue("password")
 	errs := models.ValidateNewUser(email, password, role)
@@ -135,7 +135,7 @@ func (s *Server) createUser(c echo.Context) error {
 	return s.render(c, http.StatusUnprocessableEntity, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, errs, email, role))
 }
 
-func (s *Server) setUserRole(c echo.Context) error {
+func (s *app) setUserRole(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func (s *Server) setUserRole(c echo.Context) error {
 	return seeOther(c, "/settings/users")
 }
 
-func (s *Server) deleteUser(c echo.Context) error {
+func (s *app) deleteUser(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -166,11 +166,11 @@ func (s *Server) deleteUser(c echo.Context) error {
 	return seeOther(c, "/settings/users")
 }
 
-func (s *Server) tokensPage(c echo.Context) error {
+func (s *app) tokensPage(c echo.Context) error {
 	return s.renderTokens(c, "")
 }
 
-func (s *Server) renderTokens(c echo.Context, fresh string) error {
+func (s *app) renderTokens(c echo.Context, fresh string) error {
 	toks, err := s.store.APITokens(c.Request().Context(), currentUser(c).ID)
 	if err != nil {
 		return err
@@ -178,7 +178,7 @@ func (s *Server) renderTokens(c echo.Context, fresh string) error {
 	return s.render(c, 200, views.TokensPage(s.page(c, "API tokens", "settings"), toks, fresh))
 }
 
-func (s *Server) createToken(c echo.Context) error {
+func (s *app) createToken(c echo.Context) error {
 	name := strings.TrimSpace(c.FormValue("name"))
 	if name == "" || len(name) > 100 {
 		return unprocessable("Give the token a name of up to 100 characters, so you know later what uses it.", nil)
@@ -198,7 +198,7 @@ func (s *Server) createToken(c echo.Context) error {
 	return s.renderTokens(c, plain)
 }
 
-func (s *Server) deleteToken(c echo.Context) error {
+func (s *app) deleteToken(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

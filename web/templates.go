@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-func (s *Server) templatesPage(c echo.Context) error {
+func (s *app) templatesPage(c echo.Context) error {
 	ts, err := s.store.Templates(c.Request().Context(), "")
 	if err != nil {
 		return err
@@ -33,12 +33,12 @@ func (in templateInput) model() models.Template {
 }
 
 // templateForm renders the template form with its preview.
-func (s *Server) templateForm(c echo.Context, status int, title string, t models.Template, errs map[string]string) error {
+func (s *app) templateForm(c echo.Context, status int, title string, t models.Template, errs map[string]string) error {
 	pv := s.preview(c.Request().Context(), t.Subject, t.HTML, t.Text, "")
 	return s.render(c, status, views.TemplateForm(s.page(c, title, "templates"), t, errs, pv))
 }
 
-func (s *Server) newTemplatePage(c echo.Context) error {
+func (s *app) newTemplatePage(c echo.Context) error {
 	t := models.Template{Kind: models.TemplateCampaign, Subject: defaults.NewsletterSubject, HTML: defaults.NewsletterHTML, Text: defaults.NewsletterText}
 	if ts, err := s.store.Templates(c.Request().Context(), ""); err == nil && len(ts) == 0 {
 		t.Name = "Newsletter"
@@ -55,7 +55,7 @@ func fieldErrors(err error) (map[string]string, bool) {
 	return nil, false
 }
 
-func (s *Server) createTemplate(c echo.Context) error {
+func (s *app) createTemplate(c echo.Context) error {
 	in := templateFromForm(c)
 	t, err := in.template()
 	if errs, ok := fieldErrors(err); ok {
@@ -82,7 +82,7 @@ func (s *Server) createTemplate(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", t.ID))
 }
 
-func (s *Server) editTemplatePage(c echo.Context) error {
+func (s *app) editTemplatePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -94,7 +94,7 @@ func (s *Server) editTemplatePage(c echo.Context) error {
 	return s.templateForm(c, 200, "Edit template", *t, nil)
 }
 
-func (s *Server) updateTemplate(c echo.Context) error {
+func (s *app) updateTemplate(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -135,7 +135,7 @@ func (s *Server) updateTemplate(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", id))
 }
 
-func (s *Server) deleteTemplatePage(c echo.Context) error {
+func (s *app) deleteTemplatePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -149,7 +149,7 @@ func (s *Server) deleteTemplatePage(c echo.Context) error {
 		fmt.Sprintf("/templates/%d/delete", id), fmt.Sprintf("/templates/%d/edit", id)))
 }
 
-func (s *Server) deleteTemplate(c echo.Context) error {
+func (s *app) deleteTemplate(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -172,7 +172,7 @@ func (s *Server) deleteTemplate(c echo.Context) error {
 
 // removeTemplate deletes a template no unsent campaign uses (the dashboard
 // and the API share it).
-func (s *Server) removeTemplate(ctx context.Context, id int64) (*models.Template, error) {
+func (s *app) removeTemplate(ctx context.Context, id int64) (*models.Template, error) {
 	t, err := s.store.Template(ctx, id)
 	if err != nil {
 		return nil, err
@@ -192,7 +192,7 @@ func (s *Server) removeTemplate(ctx context.Context, id int64) (*models.Template
 
 // preview renders a template for the live preview, with sample data or the
 // data of the subscriber whose address is given.
-func (s *Server) preview(ctx context.Context, subject, html, text, email string) views.TemplatePreview {
+func (s *app) preview(ctx context.Context, subject, html, text, email string) views.TemplatePreview {
 	d := mailer.SampleData()
 	pv := views.TemplatePreview{As: "sample data"}
 	if settings, err := s.store.Settings(ctx); err == nil {
@@ -232,7 +232,7 @@ func fieldLabelOf(f string) string {
 	return "HTML body"
 }
 
-func (s *Server) previewTemplate(c echo.Context) error {
+func (s *app) previewTemplate(c echo.Context) error {
 	pv := s.preview(c.Request().Context(), c.FormValue("subject"), c.FormValue("html"), c.FormValue("text"), c.FormValue("preview_email"))
 	return s.render(c, 200, templ.Join(views.TemplatePreviewPane(pv), views.TemplateProblemsOOB(pv.Problem)))
 }

@@ -19,7 +19,7 @@ import (
 
 // newWebhooks receives the ESP bounce and complaint webhooks; nil when
 // they cannot start (the routes then answer 404).
-func (s *Server) newWebhooks() *Webhooks {
+func (s *app) newWebhooks() *Webhooks {
 	rec, err := mailer.NewRecorder(s.store, mailer.InboundOptions{Keys: s.tracking.keys, Logger: s.log})
 	if err != nil {
 		s.log.Error("webhooks disabled", "err", err)
