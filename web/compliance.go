@@ -20,6 +20,9 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// compliancePages serves the compliance centre: consent review, data-subject requests, retention and the audit log.
+type compliancePages struct{ *app }
+
 // complianceReader keeps marketers out of the compliance centre unless an
 // admin has let them read it. It runs after the viewer guard.
 func (s *app) complianceReader(next echo.HandlerFunc) echo.HandlerFunc {
@@ -110,7 +113,7 @@ func consentFilter(c echo.Context) (views.ConsentFilter, models.ConsentQuery, ur
 	return f, q, v, errs
 }
 
-func (s *app) consentReviewData(c echo.Context) (views.ConsentReview, error) {
+func (s *compliancePages) consentReviewData(c echo.Context) (views.ConsentReview, error) {
 	ctx := c.Request().Context()
 	f, q, v, errs := consentFilter(c)
 	d := views.ConsentReview{Filter: f, Errors: errs, ExportQuery: v.Encode()}
@@ -132,7 +135,7 @@ func (s *app) consentReviewData(c echo.Context) (views.ConsentReview, error) {
 	return d, nil
 }
 
-func (s *app) consentReview(c echo.Context) error {
+func (s *compliancePages) consentReview(c echo.Context) error {
 	d, err := s.consentReviewData(c)
 	if err != nil {
 		return err
@@ -145,7 +148,7 @@ func (s *app) consentReview(c echo.Context) error {
 }
 
 // verifyLedger walks the consent ledger and reports the first broken link.
-func (s *app) verifyLedger(c echo.Context) error {
+func (s *compliancePages) verifyLedger(c echo.Context) error {
 	brk, n, err := s.store.VerifyConsents(c.Request().Context())
 	if err != nil {
 		return err
@@ -207,7 +210,7 @@ func idOrEmpty(p *int64) string {
 	return itoa(*p)
 }
 
-func (s *app) exportConsentsCSV(c echo.Context) error {
+func (s *compliancePages) exportConsentsCSV(c echo.Context) error {
 	q, v, err := exportQuery(c)
 	if err != nil {
 		return err
@@ -256,7 +259,7 @@ type consentJSON struct {
 	Hash         string    `json:"hash"`
 }
 
-func (s *app) exportConsentsJSON(c echo.Context) error {
+func (s *compliancePages) exportConsentsJSON(c echo.Context) error {
 	q, v, err := exportQuery(c)
 	if err != nil {
 		return err
@@ -291,7 +294,7 @@ func (s *app) exportConsentsJSON(c echo.Context) error {
 	return s.streamFailed(c, "consents.json", err)
 }
 
-func (s *app) coveragePage(c echo.Context) error {
+func (s *compliancePages) coveragePage(c echo.Context) error {
 	rows, err := s.store.ConsentCoverage(c.Request().Context())
 	if err != nil {
 		return err
@@ -299,7 +302,7 @@ func (s *app) coveragePage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.CoveragePage(s.page(c, "Coverage", "compliance"), rows))
 }
 
-func (s *app) listParam(c echo.Context) (*models.List, error) {
+func (s *compliancePages) listParam(c echo.Context) (*models.List, error) {
 	id, err := idParam(c, "list")
 	if err != nil {
 		return nil, err
@@ -307,7 +310,7 @@ func (s *app) listParam(c echo.Context) (*models.List, error) {
 	return s.store.List(c.Request().Context(), id)
 }
 
-func (s *app) lackingPage(c echo.Context) error {
+func (s *compliancePages) lackingPage(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -322,7 +325,7 @@ func (s *app) lackingPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.LackingPage(s.page(c, "Without a basis", "compliance"), d))
 }
 
-func (s *app) exportLacking(c echo.Context) error {
+func (s *compliancePages) exportLacking(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -347,7 +350,7 @@ func (s *app) exportLacking(c echo.Context) error {
 	return s.streamFailed(c, "lacking.csv", err)
 }
 
-func (s *app) confirmUnsubscribeLacking(c echo.Context) error {
+func (s *compliancePages) confirmUnsubscribeLacking(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -359,7 +362,7 @@ func (s *app) confirmUnsubscribeLacking(c echo.Context) error {
 		back+"/unsubscribe", "Yes, unsubscribe them", back, nil))
 }
 
-func (s *app) unsubscribeLacking(c echo.Context) error {
+func (s *compliancePages) unsubscribeLacking(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -383,7 +386,7 @@ func (s *app) unsubscribeLacking(c echo.Context) error {
 	return seeOther(c, "/compliance/coverage")
 }
 
-func (s *app) peoplePage(c echo.Context) error {
+func (s *compliancePages) peoplePage(c echo.Context) error {
 	q := strings.TrimSpace(c.QueryParam("q"))
 	matches, err := s.store.FindPeople(c.Request().Context(), q, 25)
 	if err != nil {
@@ -394,7 +397,7 @@ func (s *app) peoplePage(c echo.Context) error {
 
 // certificateData gathers a person's consents per list; the subscriber may
 // be gone (its ledger rows stay under its id).
-func (s *app) certificatePage(c echo.Context) error {
+func (s *compliancePages) certificatePage(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -480,7 +483,7 @@ func listNameOf(lists []models.List, id int64) string {
 // requestFor loads the open request named by the form's "request" field and
 // checks it may be answered by an action of one of kinds; nil when the form
 // names none (the action then logs a request of its own).
-func (s *app) requestFor(c echo.Context, sub *models.Subscriber, kinds ...string) (*models.DSRRequest, error) {
+func (s *compliancePages) requestFor(c echo.Context, sub *models.Subscriber, kinds ...string) (*models.DSRRequest, error) {
 	raw := c.FormValue("request")
 	if raw == "" {
 		return nil, nil
@@ -507,14 +510,14 @@ func (s *app) requestFor(c echo.Context, sub *models.Subscriber, kinds ...string
 // recordRequest closes req as done, or, when the action was taken without
 // a logged request, logs one that is done already. It returns its id.
 // actor is the signed-in user's address ("" for none).
-func (s *app) actor(c echo.Context) string {
+func (s *compliancePages) actor(c echo.Context) string {
 	if u := currentUser(c); u != nil {
 		return u.Email
 	}
 	return ""
 }
 
-func (s *app) recordRequest(ctx context.Context, c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
+func (s *compliancePages) recordRequest(ctx context.Context, c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
 	actor := ""
 	if u := currentUser(c); u != nil {
 		actor = u.Email
@@ -531,7 +534,7 @@ func (s *app) recordRequest(ctx context.Context, c echo.Context, req *models.DSR
 	return r.ID, nil
 }
 
-func (s *app) subscriberParam(c echo.Context) (*models.Subscriber, error) {
+func (s *compliancePages) subscriberParam(c echo.Context) (*models.Subscriber, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, err
@@ -542,7 +545,7 @@ func (s *app) subscriberParam(c echo.Context) (*models.Subscriber, error) {
 // subjectExport answers an access or portability request: everything held
 // on the person, as JSON, through the one implementation the preference
 // centre uses too.
-func (s *app) subjectExport(c echo.Context) error {
+func (s *compliancePages) subjectExport(c echo.Context) error {
 	sub, err := s.subscriberParam(c)
 	if err != nil {
 		return err
@@ -585,7 +588,7 @@ func rectifyForm(sub *models.Subscriber) views.RectifyForm {
 		Attributes: views.AttributesJSON(sub.Attributes), Errors: map[string]string{}}
 }
 
-func (s *app) rectifyPage(c echo.Context) error {
+func (s *compliancePages) rectifyPage(c echo.Context) error {
 	sub, err := s.subscriberParam(c)
 	if err != nil {
 		return err
@@ -597,7 +600,7 @@ func (s *app) rectifyPage(c echo.Context) error {
 
 // rectify corrects a person's address, name or attributes on their request,
 // logging the values before and after.
-func (s *app) rectify(c echo.Context) error {
+func (s *compliancePages) rectify(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, err := s.subscriberParam(c)
 	if err != nil {
@@ -635,7 +638,7 @@ func (s *app) rectify(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/compliance/subscribers/%d/certificate", before.ID))
 }
 
-func (s *app) erasePage(c echo.Context) error {
+func (s *compliancePages) erasePage(c echo.Context) error {
 	ctx := c.Request().Context()
 	sub, err := s.subscriberParam(c)
 	if err != nil {
@@ -656,7 +659,7 @@ func (s *app) erasePage(c echo.Context) error {
 // erase answers an erasure request through the store's one erasure. The
 // request is logged (open) first, so the erasure blanks its address like
 // every other trace, and closed after; if erasure fails it stays open.
-func (s *app) erase(c echo.Context) error {
+func (s *compliancePages) erase(c echo.Context) error {
 	ctx := c.Request().Context()
 	sub, err := s.subscriberParam(c)
 	if err != nil {
@@ -685,7 +688,7 @@ func (s *app) erase(c echo.Context) error {
 	return seeOther(c, "/compliance/requests")
 }
 
-func (s *app) requestsData(c echo.Context, f views.DSRForm) (views.RequestsView, error) {
+func (s *compliancePages) requestsData(c echo.Context, f views.DSRForm) (views.RequestsView, error) {
 	ctx := c.Request().Context()
 	t := time.Now()
 	status := c.QueryParam("status")
@@ -706,7 +709,7 @@ func (s *app) requestsData(c echo.Context, f views.DSRForm) (views.RequestsView,
 	return d, nil
 }
 
-func (s *app) requestsPage(c echo.Context) error {
+func (s *compliancePages) requestsPage(c echo.Context) error {
 	d, err := s.requestsData(c, views.DSRForm{Kind: models.DSRAccess, ReceivedAt: time.Now().UTC().Format("2006-01-02")})
 	if err != nil {
 		return err
@@ -714,7 +717,7 @@ func (s *app) requestsPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RequestsPage(s.page(c, "Data requests", "compliance"), d))
 }
 
-func (s *app) createRequest(c echo.Context) error {
+func (s *compliancePages) createRequest(c echo.Context) error {
 	f := views.DSRForm{Kind: c.FormValue("kind"), Email: strings.TrimSpace(c.FormValue("email")),
 		ReceivedAt: c.FormValue("received_at"), Note: strings.TrimSpace(c.FormValue("note"))}
 	r := &models.DSRRequest{Kind: f.Kind, SubjectEmail: f.Email, Note: f.Note}
@@ -753,7 +756,7 @@ func (s *app) createRequest(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/compliance/requests/%d", r.ID))
 }
 
-func (s *app) requestPage(c echo.Context) error {
+func (s *compliancePages) requestPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -772,7 +775,7 @@ func (s *app) requestPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RequestPage(s.page(c, fmt.Sprintf("Request #%d", id), "compliance"), d))
 }
 
-func (s *app) closeRequest(c echo.Context) error {
+func (s *compliancePages) closeRequest(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -810,7 +813,7 @@ func retentionValues(p models.RetentionPolicy) map[string]string {
 	}
 }
 
-func (s *app) retentionData(c echo.Context) (views.RetentionView, error) {
+func (s *compliancePages) retentionData(c echo.Context) (views.RetentionView, error) {
 	ctx := c.Request().Context()
 	p, err := s.store.Retention(ctx)
 	if err != nil {
@@ -830,7 +833,7 @@ func (s *app) retentionData(c echo.Context) (views.RetentionView, error) {
 	return d, nil
 }
 
-func (s *app) retentionPage(c echo.Context) error {
+func (s *compliancePages) retentionPage(c echo.Context) error {
 	d, err := s.retentionData(c)
 	if err != nil {
 		return err
@@ -838,7 +841,7 @@ func (s *app) retentionPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RetentionPage(s.page(c, "Retention", "compliance"), d))
 }
 
-func (s *app) saveRetention(c echo.Context) error {
+func (s *compliancePages) saveRetention(c echo.Context) error {
 	ctx := c.Request().Context()
 	d, err := s.retentionData(c)
 	if err != nil {
@@ -871,7 +874,7 @@ func (s *app) saveRetention(c echo.Context) error {
 	return seeOther(c, "/compliance/retention")
 }
 
-func (s *app) runRetention(c echo.Context) error {
+func (s *compliancePages) runRetention(c echo.Context) error {
 	u := currentUser(c)
 	rep, err := enforceRetention(c.Request().Context(), s.store, s.log, time.Now(), u.Email, &u.ID, c.RealIP())
 	if err != nil {
@@ -881,7 +884,7 @@ func (s *app) runRetention(c echo.Context) error {
 	return seeOther(c, "/compliance/retention")
 }
 
-func (s *app) saveComplianceAccess(c echo.Context) error {
+func (s *compliancePages) saveComplianceAccess(c echo.Context) error {
 	v := c.FormValue("marketers")
 	if v != "none" && v != models.ComplianceMarketersRead {
 		return unprocessable("Choose whether marketers have no access or may read.", map[string]string{"marketers": "Choose none or read."})
@@ -910,7 +913,7 @@ func auditFilter(c echo.Context) (views.AuditFilter, models.AuditQuery, url.Valu
 	return f, q, queryOf("actor", f.Actor, "action", f.Action, "object", f.Object, "from", f.From, "to", f.To), errs
 }
 
-func (s *app) auditPage(c echo.Context) error {
+func (s *compliancePages) auditPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	f, q, v, errs := auditFilter(c)
 	d := views.AuditView{Filter: f, Errors: errs, ExportQuery: v.Encode()}
@@ -934,7 +937,7 @@ func (s *app) auditPage(c echo.Context) error {
 	return s.render(c, status, views.AuditPage(s.page(c, "Audit log", "compliance"), d))
 }
 
-func (s *app) exportAudit(c echo.Context) error {
+func (s *compliancePages) exportAudit(c echo.Context) error {
 	_, q, v, errs := auditFilter(c)
 	for _, msg := range errs {
 		return badRequest(msg)

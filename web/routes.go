@@ -201,6 +201,8 @@ func cacheForever(h http.Handler) http.Handler {
 // and what it does. Read it top to bottom to see what is served to whom.
 func (s *Server) routeTable() []route {
 	staticFS, _ := fs.Sub(static.FS, ".")
+	compliance := &compliancePages{s.app}
+	hygiene := &hygienePages{s.app}
 	sending := &sendingPages{s.app}
 	p, small := s.public, middleware.BodyLimit("64K")
 	const (
@@ -382,50 +384,50 @@ func (s *Server) routeTable() []route {
 		{POST, "/deliverability/pools/:id/ips/:ip/delete", roleAdmin, sending.deleteIP, nil, ""},
 
 		// Suppressions, the allow list, staging and hygiene (hygiene.go).
-		{GET, "/deliverability/suppressions", roleViewer, s.suppressionsPage, nil, ""},
-		{GET, "/deliverability/suppressions/export.csv", roleViewer, s.exportSuppressions, nil, ""},
-		{POST, "/deliverability/suppressions", roleMarketer, s.addSuppression, nil, ""},
-		{POST, "/deliverability/suppressions/upload", roleMarketer, s.uploadSuppressions, nil, "streamed upload (upload.go)"},
-		{GET, "/deliverability/suppressions/:id/remove", roleMarketer, s.removeSuppressionPage, nil, "asks first"},
-		{POST, "/deliverability/suppressions/:id/remove", roleMarketer, s.removeSuppression, nil, ""},
-		{GET, "/deliverability/hygiene", roleViewer, s.hygienePage, nil, ""},
-		{POST, "/deliverability/hygiene/rule", roleAdmin, s.saveHygieneRule, nil, ""},
-		{POST, "/deliverability/hygiene/preview", roleAdmin, s.previewHygiene, nil, ""},
-		{POST, "/deliverability/hygiene/apply", roleAdmin, s.applyHygiene, nil, ""},
-		{POST, "/deliverability/hygiene/allow", roleAdmin, s.addAllowEntry, nil, ""},
-		{POST, "/deliverability/hygiene/allow/:id/delete", roleAdmin, s.removeAllowEntry, nil, ""},
-		{POST, "/deliverability/hygiene/staging", roleAdmin, s.setStaging, nil, ""},
+		{GET, "/deliverability/suppressions", roleViewer, hygiene.suppressionsPage, nil, ""},
+		{GET, "/deliverability/suppressions/export.csv", roleViewer, hygiene.exportSuppressions, nil, ""},
+		{POST, "/deliverability/suppressions", roleMarketer, hygiene.addSuppression, nil, ""},
+		{POST, "/deliverability/suppressions/upload", roleMarketer, hygiene.uploadSuppressions, nil, "streamed upload (upload.go)"},
+		{GET, "/deliverability/suppressions/:id/remove", roleMarketer, hygiene.removeSuppressionPage, nil, "asks first"},
+		{POST, "/deliverability/suppressions/:id/remove", roleMarketer, hygiene.removeSuppression, nil, ""},
+		{GET, "/deliverability/hygiene", roleViewer, hygiene.hygienePage, nil, ""},
+		{POST, "/deliverability/hygiene/rule", roleAdmin, hygiene.saveHygieneRule, nil, ""},
+		{POST, "/deliverability/hygiene/preview", roleAdmin, hygiene.previewHygiene, nil, ""},
+		{POST, "/deliverability/hygiene/apply", roleAdmin, hygiene.applyHygiene, nil, ""},
+		{POST, "/deliverability/hygiene/allow", roleAdmin, hygiene.addAllowEntry, nil, ""},
+		{POST, "/deliverability/hygiene/allow/:id/delete", roleAdmin, hygiene.removeAllowEntry, nil, ""},
+		{POST, "/deliverability/hygiene/staging", roleAdmin, hygiene.setStaging, nil, ""},
 
 		// The compliance centre (compliance.go): admins and viewers read
 		// it, marketers only when an admin allows it; only admins change
 		// anything.
-		{GET, "/compliance", roleComplianceReader, s.consentReview, nil, "consent review"},
-		{POST, "/compliance/verify", roleComplianceReader, s.verifyLedger, nil, "checks the ledger, changes nothing"},
-		{GET, "/compliance/consents.csv", roleComplianceReader, s.exportConsentsCSV, nil, ""},
-		{GET, "/compliance/consents.json", roleComplianceReader, s.exportConsentsJSON, nil, ""},
+		{GET, "/compliance", roleComplianceReader, compliance.consentReview, nil, "consent review"},
+		{POST, "/compliance/verify", roleComplianceReader, compliance.verifyLedger, nil, "checks the ledger, changes nothing"},
+		{GET, "/compliance/consents.csv", roleComplianceReader, compliance.exportConsentsCSV, nil, ""},
+		{GET, "/compliance/consents.json", roleComplianceReader, compliance.exportConsentsJSON, nil, ""},
 		{GET, "/compliance/readiness", roleViewer, s.readinessPage, nil, "sending readiness (readiness.go)"},
-		{GET, "/compliance/coverage", roleComplianceReader, s.coveragePage, nil, ""},
-		{GET, "/compliance/coverage/:list", roleComplianceReader, s.lackingPage, nil, ""},
-		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, s.exportLacking, nil, ""},
-		{GET, "/compliance/coverage/:list/unsubscribe", roleAdmin, s.confirmUnsubscribeLacking, nil, "asks first"},
-		{POST, "/compliance/coverage/:list/unsubscribe", roleAdmin, s.unsubscribeLacking, nil, ""},
-		{GET, "/compliance/people", roleComplianceReader, s.peoplePage, nil, ""},
-		{GET, "/compliance/subscribers/:id/certificate", roleComplianceReader, s.certificatePage, nil, ""},
-		{POST, "/compliance/subscribers/:id/export", roleAdmin, s.subjectExport, nil, ""},
-		{GET, "/compliance/subscribers/:id/rectify", roleAdmin, s.rectifyPage, nil, ""},
-		{POST, "/compliance/subscribers/:id/rectify", roleAdmin, s.rectify, nil, ""},
-		{GET, "/compliance/subscribers/:id/erase", roleAdmin, s.erasePage, nil, "asks first"},
-		{POST, "/compliance/subscribers/:id/erase", roleAdmin, s.erase, nil, ""},
-		{GET, "/compliance/requests", roleComplianceReader, s.requestsPage, nil, "data-subject requests"},
-		{POST, "/compliance/requests", roleAdmin, s.createRequest, nil, ""},
-		{GET, "/compliance/requests/:id", roleComplianceReader, s.requestPage, nil, ""},
-		{POST, "/compliance/requests/:id/close", roleAdmin, s.closeRequest, nil, ""},
-		{GET, "/compliance/retention", roleComplianceReader, s.retentionPage, nil, ""},
-		{POST, "/compliance/retention", roleAdmin, s.saveRetention, nil, ""},
-		{POST, "/compliance/retention/run", roleAdmin, s.runRetention, nil, ""},
-		{POST, "/compliance/access", roleAdmin, s.saveComplianceAccess, nil, "lets marketers read the centre"},
-		{GET, "/compliance/audit", roleComplianceReader, s.auditPage, nil, ""},
-		{GET, "/compliance/audit.csv", roleComplianceReader, s.exportAudit, nil, ""},
+		{GET, "/compliance/coverage", roleComplianceReader, compliance.coveragePage, nil, ""},
+		{GET, "/compliance/coverage/:list", roleComplianceReader, compliance.lackingPage, nil, ""},
+		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, compliance.exportLacking, nil, ""},
+		{GET, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.confirmUnsubscribeLacking, nil, "asks first"},
+		{POST, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.unsubscribeLacking, nil, ""},
+		{GET, "/compliance/people", roleComplianceReader, compliance.peoplePage, nil, ""},
+		{GET, "/compliance/subscribers/:id/certificate", roleComplianceReader, compliance.certificatePage, nil, ""},
+		{POST, "/compliance/subscribers/:id/export", roleAdmin, compliance.subjectExport, nil, ""},
+		{GET, "/compliance/subscribers/:id/rectify", roleAdmin, compliance.rectifyPage, nil, ""},
+		{POST, "/compliance/subscribers/:id/rectify", roleAdmin, compliance.rectify, nil, ""},
+		{GET, "/compliance/subscribers/:id/erase", roleAdmin, compliance.erasePage, nil, "asks first"},
+		{POST, "/compliance/subscribers/:id/erase", roleAdmin, compliance.erase, nil, ""},
+		{GET, "/compliance/requests", roleComplianceReader, compliance.requestsPage, nil, "data-subject requests"},
+		{POST, "/compliance/requests", roleAdmin, compliance.createRequest, nil, ""},
+		{GET, "/compliance/requests/:id", roleComplianceReader, compliance.requestPage, nil, ""},
+		{POST, "/compliance/requests/:id/close", roleAdmin, compliance.closeRequest, nil, ""},
+		{GET, "/compliance/retention", roleComplianceReader, compliance.retentionPage, nil, ""},
+		{POST, "/compliance/retention", roleAdmin, compliance.saveRetention, nil, ""},
+		{POST, "/compliance/retention/run", roleAdmin, compliance.runRetention, nil, ""},
+		{POST, "/compliance/access", roleAdmin, compliance.saveComplianceAccess, nil, "lets marketers read the centre"},
+		{GET, "/compliance/audit", roleComplianceReader, compliance.auditPage, nil, ""},
+		{GET, "/compliance/audit.csv", roleComplianceReader, compliance.exportAudit, nil, ""},
 	}...)
 	return checkRoutes(rs)
 }
