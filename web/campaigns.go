@@ -17,6 +17,9 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// campaignPages serves the dashboard's campaign pages: the form, the checklist, test sends, start, schedule and the live progress.
+type campaignPages struct{ *app }
+
 // startBlocker returns the first blocking rule a campaign fails, nil when
 // it may start, with every check.
 func (s *app) startBlocker(ctx context.Context, id int64) (*mailer.Check, []mailer.Check, error) {
@@ -41,7 +44,7 @@ func blockedMessage(c *mailer.Check) string {
 
 // ---- campaigns
 
-func (s *app) campaignsPage(c echo.Context) error {
+func (s *campaignPages) campaignsPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	cs, err := s.store.Campaigns(ctx, before, 50)
@@ -137,7 +140,7 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 }
 
 // campaignForm renders the campaign form with its choices.
-func (s *app) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
+func (s *campaignPages) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
 	ctx := c.Request().Context()
 	vm := views.CampaignFormVM{Campaign: cp, Selected: map[int64]bool{}, Errs: errs}
 	var err error
@@ -162,7 +165,7 @@ func (s *app) campaignForm(c echo.Context, status int, title string, cp models.C
 	return s.render(c, status, views.CampaignForm(s.page(c, title, "campaigns"), vm))
 }
 
-func (s *app) newCampaignPage(c echo.Context) error {
+func (s *campaignPages) newCampaignPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp := models.Campaign{TrackOpens: true, TrackClicks: true, TemplateID: optionalID(c.QueryParam("template"))}
 	if name, err := s.store.Setting(ctx, models.SettingOrgName); err == nil {
@@ -180,7 +183,7 @@ func (s *app) newCampaignPage(c echo.Context) error {
 	return s.campaignForm(c, 200, "New campaign", cp, lists, nil)
 }
 
-func (s *app) createCampaign(c echo.Context) error {
+func (s *campaignPages) createCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, lists := campaignFromForm(c)
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
@@ -193,7 +196,7 @@ func (s *app) createCampaign(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
 
-func (s *app) recipientCount(c echo.Context) error {
+func (s *campaignPages) recipientCount(c echo.Context) error {
 	n, err := s.store.CountEligibleRecipients(c.Request().Context(), formLists(c))
 	if err != nil {
 		return err
@@ -201,7 +204,7 @@ func (s *app) recipientCount(c echo.Context) error {
 	return s.render(c, 200, views.RecipientCount(n))
 }
 
-func (s *app) campaignParam(c echo.Context) (*models.Campaign, error) {
+func (s *campaignPages) campaignParam(c echo.Context) (*models.Campaign, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, err
@@ -209,7 +212,7 @@ func (s *app) campaignParam(c echo.Context) (*models.Campaign, error) {
 	return s.store.Campaign(c.Request().Context(), id)
 }
 
-func (s *app) editCampaignPage(c echo.Context) error {
+func (s *campaignPages) editCampaignPage(c echo.Context) error {
 	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
@@ -224,7 +227,7 @@ func (s *app) editCampaignPage(c echo.Context) error {
 	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)
 }
 
-func (s *app) updateCampaign(c echo.Context) error {
+func (s *campaignPages) updateCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cur, err := s.campaignParam(c)
 	if err != nil {
@@ -243,7 +246,7 @@ func (s *app) updateCampaign(c echo.Context) error {
 }
 
 // campaignStateError turns a refused status change into a clear 409.
-func (s *app) campaignStateError(err error, what string) error {
+func (s *campaignPages) campaignStateError(err error, what string) error {
 	var se *models.CampaignStateError
 	if errors.As(err, &se) {
 		return conflict(fmt.Sprintf("The campaign is %s and cannot be %s.", se.Status, what))
@@ -262,7 +265,7 @@ var zones = []string{"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "
 	"America/Bogota", "America/Lima", "America/Santiago", "America/Halifax", "America/Sao_Paulo", "America/Argentina/Buenos_Aires"}
 
 // campaignPageVM gathers what the campaign page shows.
-func (s *app) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.CampaignPageVM, error) {
+func (s *campaignPages) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.CampaignPageVM, error) {
 	vm := views.CampaignPageVM{Campaign: *cp, Zones: zones, ScheduleZone: "UTC", Errs: map[string]string{}}
 	if cp.TemplateID != nil {
 		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
@@ -303,7 +306,7 @@ func (s *app) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.Ca
 	return vm, nil
 }
 
-func (s *app) campaignPage(c echo.Context) error {
+func (s *campaignPages) campaignPage(c echo.Context) error {
 	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
@@ -317,7 +320,7 @@ func (s *app) campaignPage(c echo.Context) error {
 
 // rerenderCampaign answers a refused action on the campaign page: status,
 // the messages beside the fields and a notice at the top.
-func (s *app) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, adjust func(*views.CampaignPageVM)) error {
+func (s *campaignPages) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, adjust func(*views.CampaignPageVM)) error {
 	vm, err := s.campaignPageVM(c.Request().Context(), cp)
 	if err != nil {
 		return err
@@ -332,7 +335,7 @@ func (s *app) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, 
 }
 
 // progressVM reads a campaign's live progress.
-func (s *app) progressVM(ctx context.Context, id int64) (*views.ProgressVM, error) {
+func (s *campaignPages) progressVM(ctx context.Context, id int64) (*views.ProgressVM, error) {
 	lp, err := s.mailer.LiveProgress(ctx, id, 5)
 	if err != nil {
 		return nil, err
@@ -361,7 +364,7 @@ func (s *app) progressVM(ctx context.Context, id int64) (*views.ProgressVM, erro
 }
 
 // campaignProgress is the partial the campaign page polls every second.
-func (s *app) campaignProgress(c echo.Context) error {
+func (s *campaignPages) campaignProgress(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -377,7 +380,7 @@ func (s *app) campaignProgress(c echo.Context) error {
 // the subscriber whose address is in test_as, or else the sample name and
 // attributes (JSON) the marketer typed. On a mistake it names the field
 // and says what to change.
-func (s *app) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
+func (s *campaignPages) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
 	if as := strings.TrimSpace(c.FormValue("test_as")); as != "" {
 		sub, err := s.store.SubscriberByEmail(c.Request().Context(), as)
 		if err != nil {
@@ -416,7 +419,7 @@ func testRecipients(raw string) ([]string, string) {
 // sendCampaignTest sends the campaign's template to a few addresses through
 // the engine's transactional path: the same rendering, signing and
 // transport as the campaign (so a test lands in the capture outbox).
-func (s *app) sendCampaignTest(c echo.Context) error {
+func (s *campaignPages) sendCampaignTest(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -473,7 +476,7 @@ func (s *app) sendCampaignTest(c echo.Context) error {
 }
 
 // startCampaign sends a campaign now, unless a blocking rule fails.
-func (s *app) startCampaign(c echo.Context) error {
+func (s *campaignPages) startCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -514,7 +517,7 @@ func (s *app) startCampaign(c echo.Context) error {
 
 // scheduleCampaign sets a campaign to start at a local time in a zone;
 // the time is stored in UTC.
-func (s *app) scheduleCampaign(c echo.Context) error {
+func (s *campaignPages) scheduleCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -565,7 +568,7 @@ func (s *app) scheduleCampaign(c echo.Context) error {
 }
 
 // campaignAction pauses, resumes, cancels or unschedules a campaign.
-func (s *app) campaignAction(action string) echo.HandlerFunc {
+func (s *campaignPages) campaignAction(action string) echo.HandlerFunc {
 	past := map[string]string{"pause": "paused", "resume": "resumed", "cancel": "cancelled", "unschedule": "unscheduled"}[action]
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
@@ -601,7 +604,7 @@ func (s *app) campaignAction(action string) echo.HandlerFunc {
 
 // confirmStartPage says what "Send now" will do before it does it: how
 // many people, from whom, with what subject, through which transport.
-func (s *app) confirmStartPage(c echo.Context) error {
+func (s *campaignPages) confirmStartPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	cp, err := s.campaignParam(c)
 	if err != nil {
@@ -635,7 +638,7 @@ func (s *app) confirmStartPage(c echo.Context) error {
 
 // transportLabel names the transport a campaign goes out through and says
 // whether that delivers for real.
-func (s *app) transportLabel(name string) string {
+func (s *campaignPages) transportLabel(name string) string {
 	if name == "" {
 		name = s.cfg.Transport
 	}
@@ -645,7 +648,7 @@ func (s *app) transportLabel(name string) string {
 	return name + ": delivered for real"
 }
 
-func (s *app) cancelCampaignPage(c echo.Context) error {
+func (s *campaignPages) cancelCampaignPage(c echo.Context) error {
 	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
@@ -656,7 +659,7 @@ func (s *app) cancelCampaignPage(c echo.Context) error {
 		back+"/cancel", back, "Yes, cancel the campaign"))
 }
 
-func (s *app) cloneCampaign(c echo.Context) error {
+func (s *campaignPages) cloneCampaign(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -680,7 +683,7 @@ func (s *app) cloneCampaign(c echo.Context) error {
 // overrideCampaignDNS lets a campaign on the direct transport start
 // although its From domain's DNS check fails or never ran: an admin's
 // decision, with a reason, kept with the campaign and in the audit log.
-func (s *app) overrideCampaignDNS(c echo.Context) error {
+func (s *campaignPages) overrideCampaignDNS(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

@@ -13,11 +13,14 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// reportPages serves the dashboard home, campaign reports and the bounce report.
+type reportPages struct{ *app }
+
 // reportWindow is how far back the dashboard and the deliverability report
 // look.
 const reportWindow = 30
 
-func (s *app) dashboard(c echo.Context) error {
+func (s *reportPages) dashboard(c echo.Context) error {
 	ctx := c.Request().Context()
 	var d views.DashboardData
 	var err error
@@ -37,7 +40,7 @@ func (s *app) dashboard(c echo.Context) error {
 	return s.render(c, 200, views.Dashboard(s.page(c, "Dashboard", "dashboard"), d))
 }
 
-func (s *app) dashboardData(ctx context.Context, d *views.DashboardData) error {
+func (s *reportPages) dashboardData(ctx context.Context, d *views.DashboardData) error {
 	for _, l := range d.Lists {
 		d.Subscribed += l.Confirmed + l.Unconfirmed
 	}
@@ -63,7 +66,7 @@ func (s *app) dashboardData(ctx context.Context, d *views.DashboardData) error {
 
 // domainWarnings adds a warning for each sending domain whose DNS is not
 // verified.
-func (s *app) domainWarnings(ctx context.Context, ws []models.Warning) ([]models.Warning, error) {
+func (s *reportPages) domainWarnings(ctx context.Context, ws []models.Warning) ([]models.Warning, error) {
 	domains, err := s.store.SendingDomains(ctx)
 	if err != nil {
 		return nil, err
@@ -81,7 +84,7 @@ func (s *app) domainWarnings(ctx context.Context, ws []models.Warning) ([]models
 	return ws, nil
 }
 
-func (s *app) campaignReport(c echo.Context) error {
+func (s *reportPages) campaignReport(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -98,7 +101,7 @@ func (s *app) campaignReport(c echo.Context) error {
 	return s.render(c, 200, views.CampaignReport(s.page(c, "Report: "+r.Campaign.Name, "campaigns"), d))
 }
 
-func (s *app) campaignReportCSV(c echo.Context) error {
+func (s *reportPages) campaignReportCSV(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -118,7 +121,7 @@ func (s *app) campaignReportCSV(c echo.Context) error {
 	return s.streamFailed(c, "campaign recipients", s.store.ExportRecipientOutcomes(ctx, id, c.Response()))
 }
 
-func (s *app) bouncesReport(c echo.Context) error {
+func (s *reportPages) bouncesReport(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	w, err := s.store.ReportWindow(ctx, reportWindow)

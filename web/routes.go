@@ -201,6 +201,9 @@ func cacheForever(h http.Handler) http.Handler {
 // and what it does. Read it top to bottom to see what is served to whom.
 func (s *Server) routeTable() []route {
 	staticFS, _ := fs.Sub(static.FS, ".")
+	reports := &reportPages{s.app}
+	templates := &templatePages{s.app}
+	campaigns := &campaignPages{s.app}
 	compliance := &compliancePages{s.app}
 	hygiene := &hygienePages{s.app}
 	sending := &sendingPages{s.app}
@@ -264,7 +267,7 @@ func (s *Server) routeTable() []route {
 		{POST, "/setup", roleGuest, s.setup, nil, "only while there is no user"},
 		{POST, "/logout", roleGuest, s.logout, nil, ""},
 
-		{GET, "/", roleViewer, s.dashboard, nil, "home: recent campaigns, totals"},
+		{GET, "/", roleViewer, reports.dashboard, nil, "home: recent campaigns, totals"},
 
 		// Lists (lists.go).
 		{GET, "/lists", roleViewer, s.listsPage, nil, ""},
@@ -299,37 +302,37 @@ func (s *Server) routeTable() []route {
 		{GET, "/imports/:id/errors.csv", roleMarketer, s.importErrors, nil, ""},
 
 		// Templates (templates.go).
-		{GET, "/templates", roleViewer, s.templatesPage, nil, ""},
-		{GET, "/templates/new", roleMarketer, s.newTemplatePage, nil, ""},
-		{POST, "/templates", roleMarketer, s.createTemplate, nil, ""},
-		{POST, "/templates/preview", roleMarketer, s.previewTemplate, nil, "htmx"},
-		{GET, "/templates/:id/edit", roleMarketer, s.editTemplatePage, nil, ""},
-		{POST, "/templates/:id", roleMarketer, s.updateTemplate, nil, ""},
-		{GET, "/templates/:id/delete", roleMarketer, s.deleteTemplatePage, nil, "asks first"},
-		{POST, "/templates/:id/delete", roleMarketer, s.deleteTemplate, nil, ""},
+		{GET, "/templates", roleViewer, templates.templatesPage, nil, ""},
+		{GET, "/templates/new", roleMarketer, templates.newTemplatePage, nil, ""},
+		{POST, "/templates", roleMarketer, templates.createTemplate, nil, ""},
+		{POST, "/templates/preview", roleMarketer, templates.previewTemplate, nil, "htmx"},
+		{GET, "/templates/:id/edit", roleMarketer, templates.editTemplatePage, nil, ""},
+		{POST, "/templates/:id", roleMarketer, templates.updateTemplate, nil, ""},
+		{GET, "/templates/:id/delete", roleMarketer, templates.deleteTemplatePage, nil, "asks first"},
+		{POST, "/templates/:id/delete", roleMarketer, templates.deleteTemplate, nil, ""},
 
 		// Campaigns (campaigns.go) and their reports (reports.go).
-		{GET, "/campaigns", roleViewer, s.campaignsPage, nil, ""},
-		{GET, "/campaigns/new", roleMarketer, s.newCampaignPage, nil, ""},
-		{POST, "/campaigns", roleMarketer, s.createCampaign, nil, ""},
-		{POST, "/campaigns/recipients", roleMarketer, s.recipientCount, nil, "htmx: the audience's size"},
-		{GET, "/campaigns/:id", roleViewer, s.campaignPage, nil, ""},
-		{GET, "/campaigns/:id/progress", roleViewer, s.campaignProgress, nil, "htmx poll"},
-		{GET, "/campaigns/:id/edit", roleMarketer, s.editCampaignPage, nil, ""},
-		{POST, "/campaigns/:id", roleMarketer, s.updateCampaign, nil, ""},
-		{POST, "/campaigns/:id/test", roleMarketer, s.sendCampaignTest, nil, ""},
-		{GET, "/campaigns/:id/start", roleMarketer, s.confirmStartPage, nil, "asks first"},
-		{POST, "/campaigns/:id/start", roleMarketer, s.startCampaign, nil, ""},
-		{POST, "/campaigns/:id/schedule", roleMarketer, s.scheduleCampaign, nil, ""},
-		{POST, "/campaigns/:id/unschedule", roleMarketer, s.campaignAction("unschedule"), nil, ""},
-		{POST, "/campaigns/:id/pause", roleMarketer, s.campaignAction("pause"), nil, ""},
-		{POST, "/campaigns/:id/resume", roleMarketer, s.campaignAction("resume"), nil, ""},
-		{GET, "/campaigns/:id/cancel", roleMarketer, s.cancelCampaignPage, nil, "asks first"},
-		{POST, "/campaigns/:id/cancel", roleMarketer, s.campaignAction("cancel"), nil, ""},
-		{POST, "/campaigns/:id/clone", roleMarketer, s.cloneCampaign, nil, ""},
-		{POST, "/campaigns/:id/dns-override", roleAdmin, s.overrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
-		{GET, "/campaigns/:id/report", roleViewer, s.campaignReport, nil, ""},
-		{GET, "/campaigns/:id/report.csv", roleViewer, s.campaignReportCSV, nil, ""},
+		{GET, "/campaigns", roleViewer, campaigns.campaignsPage, nil, ""},
+		{GET, "/campaigns/new", roleMarketer, campaigns.newCampaignPage, nil, ""},
+		{POST, "/campaigns", roleMarketer, campaigns.createCampaign, nil, ""},
+		{POST, "/campaigns/recipients", roleMarketer, campaigns.recipientCount, nil, "htmx: the audience's size"},
+		{GET, "/campaigns/:id", roleViewer, campaigns.campaignPage, nil, ""},
+		{GET, "/campaigns/:id/progress", roleViewer, campaigns.campaignProgress, nil, "htmx poll"},
+		{GET, "/campaigns/:id/edit", roleMarketer, campaigns.editCampaignPage, nil, ""},
+		{POST, "/campaigns/:id", roleMarketer, campaigns.updateCampaign, nil, ""},
+		{POST, "/campaigns/:id/test", roleMarketer, campaigns.sendCampaignTest, nil, ""},
+		{GET, "/campaigns/:id/start", roleMarketer, campaigns.confirmStartPage, nil, "asks first"},
+		{POST, "/campaigns/:id/start", roleMarketer, campaigns.startCampaign, nil, ""},
+		{POST, "/campaigns/:id/schedule", roleMarketer, campaigns.scheduleCampaign, nil, ""},
+		{POST, "/campaigns/:id/unschedule", roleMarketer, campaigns.campaignAction("unschedule"), nil, ""},
+		{POST, "/campaigns/:id/pause", roleMarketer, campaigns.campaignAction("pause"), nil, ""},
+		{POST, "/campaigns/:id/resume", roleMarketer, campaigns.campaignAction("resume"), nil, ""},
+		{GET, "/campaigns/:id/cancel", roleMarketer, campaigns.cancelCampaignPage, nil, "asks first"},
+		{POST, "/campaigns/:id/cancel", roleMarketer, campaigns.campaignAction("cancel"), nil, ""},
+		{POST, "/campaigns/:id/clone", roleMarketer, campaigns.cloneCampaign, nil, ""},
+		{POST, "/campaigns/:id/dns-override", roleAdmin, campaigns.overrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
+		{GET, "/campaigns/:id/report", roleViewer, reports.campaignReport, nil, ""},
+		{GET, "/campaigns/:id/report.csv", roleViewer, reports.campaignReportCSV, nil, ""},
 
 		// Settings, users and API tokens (settings.go).
 		{GET, "/settings", roleViewer, s.settingsPage, nil, ""},
@@ -346,7 +349,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/deliverability", roleViewer, s.outboxPage, nil, "the outbox"},
 		{GET, "/deliverability/outbox/:id", roleViewer, s.outboxMessagePage, nil, ""},
 		{GET, "/deliverability/outbox/:id/html", roleViewer, s.outboxMessageHTML, nil, "sandboxed frame"},
-		{GET, "/deliverability/bounces", roleViewer, s.bouncesReport, nil, ""},
+		{GET, "/deliverability/bounces", roleViewer, reports.bouncesReport, nil, ""},
 		{GET, "/metrics", roleAdmin, echo.WrapHandler(s.mailer.MetricsHandler()), nil, "Prometheus"},
 
 		// Sending domains, domain rules and IP pools (sending.go):

@@ -15,7 +15,10 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-func (s *app) templatesPage(c echo.Context) error {
+// templatePages serves the dashboard's template pages and the live preview.
+type templatePages struct{ *app }
+
+func (s *templatePages) templatesPage(c echo.Context) error {
 	ts, err := s.store.Templates(c.Request().Context(), "")
 	if err != nil {
 		return err
@@ -33,12 +36,12 @@ func (in templateInput) model() models.Template {
 }
 
 // templateForm renders the template form with its preview.
-func (s *app) templateForm(c echo.Context, status int, title string, t models.Template, errs map[string]string) error {
+func (s *templatePages) templateForm(c echo.Context, status int, title string, t models.Template, errs map[string]string) error {
 	pv := s.preview(c.Request().Context(), t.Subject, t.HTML, t.Text, "")
 	return s.render(c, status, views.TemplateForm(s.page(c, title, "templates"), t, errs, pv))
 }
 
-func (s *app) newTemplatePage(c echo.Context) error {
+func (s *templatePages) newTemplatePage(c echo.Context) error {
 	t := models.Template{Kind: models.TemplateCampaign, Subject: defaults.NewsletterSubject, HTML: defaults.NewsletterHTML, Text: defaults.NewsletterText}
 	if ts, err := s.store.Templates(c.Request().Context(), ""); err == nil && len(ts) == 0 {
 		t.Name = "Newsletter"
@@ -55,7 +58,7 @@ func fieldErrors(err error) (map[string]string, bool) {
 	return nil, false
 }
 
-func (s *app) createTemplate(c echo.Context) error {
+func (s *templatePages) createTemplate(c echo.Context) error {
 	in := templateFromForm(c)
 	t, err := in.template()
 	if errs, ok := fieldErrors(err); ok {
@@ -82,7 +85,7 @@ func (s *app) createTemplate(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", t.ID))
 }
 
-func (s *app) editTemplatePage(c echo.Context) error {
+func (s *templatePages) editTemplatePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -94,7 +97,7 @@ func (s *app) editTemplatePage(c echo.Context) error {
 	return s.templateForm(c, 200, "Edit template", *t, nil)
 }
 
-func (s *app) updateTemplate(c echo.Context) error {
+func (s *templatePages) updateTemplate(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -135,7 +138,7 @@ func (s *app) updateTemplate(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/templates/%d/edit", id))
 }
 
-func (s *app) deleteTemplatePage(c echo.Context) error {
+func (s *templatePages) deleteTemplatePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -149,7 +152,7 @@ func (s *app) deleteTemplatePage(c echo.Context) error {
 		fmt.Sprintf("/templates/%d/delete", id), fmt.Sprintf("/templates/%d/edit", id)))
 }
 
-func (s *app) deleteTemplate(c echo.Context) error {
+func (s *templatePages) deleteTemplate(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -192,7 +195,7 @@ func (s *app) removeTemplate(ctx context.Context, id int64) (*models.Template, e
 
 // preview renders a template for the live preview, with sample data or the
 // data of the subscriber whose address is given.
-func (s *app) preview(ctx context.Context, subject, html, text, email string) views.TemplatePreview {
+func (s *templatePages) preview(ctx context.Context, subject, html, text, email string) views.TemplatePreview {
 	d := mailer.SampleData()
 	pv := views.TemplatePreview{As: "sample data"}
 	if settings, err := s.store.Settings(ctx); err == nil {
@@ -232,7 +235,7 @@ func fieldLabelOf(f string) string {
 	return "HTML body"
 }
 
-func (s *app) previewTemplate(c echo.Context) error {
+func (s *templatePages) previewTemplate(c echo.Context) error {
 	pv := s.preview(c.Request().Context(), c.FormValue("subject"), c.FormValue("html"), c.FormValue("text"), c.FormValue("preview_email"))
 	return s.render(c, 200, templ.Join(views.TemplatePreviewPane(pv), views.TemplateProblemsOOB(pv.Problem)))
 }
