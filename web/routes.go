@@ -201,6 +201,11 @@ func cacheForever(h http.Handler) http.Handler {
 // and what it does. Read it top to bottom to see what is served to whom.
 func (s *Server) routeTable() []route {
 	staticFS, _ := fs.Sub(static.FS, ".")
+	outbox := &outboxPages{s.app}
+	settings := &settingsPages{s.app}
+	imp := &importPages{s.app}
+	subscribers := &subscriberPages{s.app}
+	lists := &listPages{s.app}
 	reports := &reportPages{s.app}
 	templates := &templatePages{s.app}
 	campaigns := &campaignPages{s.app}
@@ -270,36 +275,36 @@ func (s *Server) routeTable() []route {
 		{GET, "/", roleViewer, reports.dashboard, nil, "home: recent campaigns, totals"},
 
 		// Lists (lists.go).
-		{GET, "/lists", roleViewer, s.listsPage, nil, ""},
-		{GET, "/lists/new", roleMarketer, s.newListPage, nil, ""},
-		{POST, "/lists", roleMarketer, s.createList, nil, ""},
-		{GET, "/lists/:id/edit", roleMarketer, s.editListPage, nil, ""},
-		{POST, "/lists/:id", roleMarketer, s.updateList, nil, ""},
-		{GET, "/lists/:id/delete", roleMarketer, s.deleteListPage, nil, "asks first"},
-		{POST, "/lists/:id/delete", roleMarketer, s.deleteList, nil, ""},
-		{GET, "/lists/:id/export.csv", roleViewer, s.exportList, nil, ""},
+		{GET, "/lists", roleViewer, lists.listsPage, nil, ""},
+		{GET, "/lists/new", roleMarketer, lists.newListPage, nil, ""},
+		{POST, "/lists", roleMarketer, lists.createList, nil, ""},
+		{GET, "/lists/:id/edit", roleMarketer, lists.editListPage, nil, ""},
+		{POST, "/lists/:id", roleMarketer, lists.updateList, nil, ""},
+		{GET, "/lists/:id/delete", roleMarketer, lists.deleteListPage, nil, "asks first"},
+		{POST, "/lists/:id/delete", roleMarketer, lists.deleteList, nil, ""},
+		{GET, "/lists/:id/export.csv", roleViewer, imp.exportList, nil, ""},
 
 		// Subscribers (subscribers.go, subscribers_bulk.go).
-		{GET, "/subscribers", roleViewer, s.subscribersPage, nil, "search"},
-		{GET, "/subscribers/export.csv", roleViewer, s.exportSearch, nil, "a search's matches"},
-		{POST, "/subscribers/bulk", roleMarketer, s.bulkSubscribers, nil, "on a selection or on all matches"},
-		{GET, "/subscribers/new", roleMarketer, s.newSubscriberPage, nil, ""},
-		{POST, "/subscribers", roleMarketer, s.createSubscriber, nil, ""},
-		{GET, "/subscribers/:id", roleViewer, s.subscriberPage, nil, ""},
-		{GET, "/subscribers/:id/edit", roleMarketer, s.editSubscriberPage, nil, ""},
-		{POST, "/subscribers/:id", roleMarketer, s.updateSubscriber, nil, ""},
-		{POST, "/subscribers/:id/lists", roleMarketer, s.changeSubscriptions, nil, ""},
-		{POST, "/subscribers/:id/blocklist", roleMarketer, s.blocklistSubscriber, nil, ""},
-		{GET, "/subscribers/:id/delete", roleMarketer, s.deleteSubscriberPage, nil, "asks first"},
-		{POST, "/subscribers/:id/delete", roleMarketer, s.deleteSubscriber, nil, ""},
+		{GET, "/subscribers", roleViewer, subscribers.subscribersPage, nil, "search"},
+		{GET, "/subscribers/export.csv", roleViewer, imp.exportSearch, nil, "a search's matches"},
+		{POST, "/subscribers/bulk", roleMarketer, subscribers.bulkSubscribers, nil, "on a selection or on all matches"},
+		{GET, "/subscribers/new", roleMarketer, subscribers.newSubscriberPage, nil, ""},
+		{POST, "/subscribers", roleMarketer, subscribers.createSubscriber, nil, ""},
+		{GET, "/subscribers/:id", roleViewer, subscribers.subscriberPage, nil, ""},
+		{GET, "/subscribers/:id/edit", roleMarketer, subscribers.editSubscriberPage, nil, ""},
+		{POST, "/subscribers/:id", roleMarketer, subscribers.updateSubscriber, nil, ""},
+		{POST, "/subscribers/:id/lists", roleMarketer, subscribers.changeSubscriptions, nil, ""},
+		{POST, "/subscribers/:id/blocklist", roleMarketer, subscribers.blocklistSubscriber, nil, ""},
+		{GET, "/subscribers/:id/delete", roleMarketer, subscribers.deleteSubscriberPage, nil, "asks first"},
+		{POST, "/subscribers/:id/delete", roleMarketer, subscribers.deleteSubscriber, nil, ""},
 
 		// Imports (imports.go).
-		{GET, "/imports/new", roleMarketer, s.newImportPage, nil, ""},
-		{POST, "/imports", roleMarketer, s.uploadImport, nil, "streamed upload (upload.go)"},
-		{POST, "/imports/:id/start", roleMarketer, s.startImport, nil, ""},
-		{GET, "/imports/:id", roleMarketer, s.importPage, nil, ""},
-		{GET, "/imports/:id/progress", roleMarketer, s.importProgress, nil, "htmx poll"},
-		{GET, "/imports/:id/errors.csv", roleMarketer, s.importErrors, nil, ""},
+		{GET, "/imports/new", roleMarketer, imp.newImportPage, nil, ""},
+		{POST, "/imports", roleMarketer, imp.uploadImport, nil, "streamed upload (upload.go)"},
+		{POST, "/imports/:id/start", roleMarketer, imp.startImport, nil, ""},
+		{GET, "/imports/:id", roleMarketer, imp.importPage, nil, ""},
+		{GET, "/imports/:id/progress", roleMarketer, imp.importProgress, nil, "htmx poll"},
+		{GET, "/imports/:id/errors.csv", roleMarketer, imp.importErrors, nil, ""},
 
 		// Templates (templates.go).
 		{GET, "/templates", roleViewer, templates.templatesPage, nil, ""},
@@ -335,20 +340,20 @@ func (s *Server) routeTable() []route {
 		{GET, "/campaigns/:id/report.csv", roleViewer, reports.campaignReportCSV, nil, ""},
 
 		// Settings, users and API tokens (settings.go).
-		{GET, "/settings", roleViewer, s.settingsPage, nil, ""},
-		{POST, "/settings", roleAdmin, s.saveSettings, nil, ""},
-		{GET, "/settings/users", roleAdmin, s.usersPage, nil, ""},
-		{POST, "/settings/users", roleAdmin, s.createUser, nil, ""},
-		{POST, "/settings/users/:id/role", roleAdmin, s.setUserRole, nil, ""},
-		{POST, "/settings/users/:id/delete", roleAdmin, s.deleteUser, nil, ""},
-		{GET, "/settings/tokens", roleViewer, s.tokensPage, nil, "one's own tokens"},
-		{POST, "/settings/tokens", roleViewer, s.createToken, nil, "a token has its owner's role"},
-		{POST, "/settings/tokens/:id/delete", roleViewer, s.deleteToken, nil, ""},
+		{GET, "/settings", roleViewer, settings.settingsPage, nil, ""},
+		{POST, "/settings", roleAdmin, settings.saveSettings, nil, ""},
+		{GET, "/settings/users", roleAdmin, settings.usersPage, nil, ""},
+		{POST, "/settings/users", roleAdmin, settings.createUser, nil, ""},
+		{POST, "/settings/users/:id/role", roleAdmin, settings.setUserRole, nil, ""},
+		{POST, "/settings/users/:id/delete", roleAdmin, settings.deleteUser, nil, ""},
+		{GET, "/settings/tokens", roleViewer, settings.tokensPage, nil, "one's own tokens"},
+		{POST, "/settings/tokens", roleViewer, settings.createToken, nil, "a token has its owner's role"},
+		{POST, "/settings/tokens/:id/delete", roleViewer, settings.deleteToken, nil, ""},
 
 		// Deliverability: the outbox (outbox.go), bounces (reports.go).
-		{GET, "/deliverability", roleViewer, s.outboxPage, nil, "the outbox"},
-		{GET, "/deliverability/outbox/:id", roleViewer, s.outboxMessagePage, nil, ""},
-		{GET, "/deliverability/outbox/:id/html", roleViewer, s.outboxMessageHTML, nil, "sandboxed frame"},
+		{GET, "/deliverability", roleViewer, outbox.outboxPage, nil, "the outbox"},
+		{GET, "/deliverability/outbox/:id", roleViewer, outbox.outboxMessagePage, nil, ""},
+		{GET, "/deliverability/outbox/:id/html", roleViewer, outbox.outboxMessageHTML, nil, "sandboxed frame"},
 		{GET, "/deliverability/bounces", roleViewer, reports.bouncesReport, nil, ""},
 		{GET, "/metrics", roleAdmin, echo.WrapHandler(s.mailer.MetricsHandler()), nil, "Prometheus"},
 
