@@ -9,6 +9,9 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// apiHandlers serves the JSON API; bearer tokens, no cookies.
+type apiHandlers struct{ *app }
+
 // decodeJSON reads a request body strictly: unknown fields and trailing
 // data are errors that say what is wrong.
 func decodeJSON(c echo.Context, v any) error {

@@ -65,7 +65,7 @@ func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
 	return out
 }
 
-func (s *app) apiCampaigns(c echo.Context) error {
+func (s *apiHandlers) apiCampaigns(c echo.Context) error {
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	cs, err := s.store.Campaigns(c.Request().Context(), before, 50)
 	if err != nil {
@@ -78,7 +78,7 @@ func (s *app) apiCampaigns(c echo.Context) error {
 	return c.JSON(200, map[string]any{"data": out})
 }
 
-func (s *app) apiCampaign(c echo.Context) error {
+func (s *apiHandlers) apiCampaign(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func (s *app) apiCampaign(c echo.Context) error {
 	return s.writeAPICampaign(c, http.StatusOK, id)
 }
 
-func (s *app) writeAPICampaign(c echo.Context, status int, id int64) error {
+func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) error {
 	ctx := c.Request().Context()
 	cp, err := s.store.Campaign(ctx, id)
 	if err != nil {
@@ -99,7 +99,7 @@ func (s *app) writeAPICampaign(c echo.Context, status int, id int64) error {
 	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, lists)})
 }
 
-func (s *app) apiCreateCampaign(c echo.Context) error {
+func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	var in campaignInput
 	if err := decodeJSON(c, &in); err != nil {
@@ -143,7 +143,7 @@ func (s *app) apiCreateCampaign(c echo.Context) error {
 }
 
 // apiCampaignAction starts, pauses, resumes or cancels a campaign.
-func (s *app) apiCampaignAction(c echo.Context) error {
+func (s *apiHandlers) apiCampaignAction(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -204,7 +204,7 @@ func pastTense(action string) string {
 
 // apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
 // ({"reason": "…"}), for admins' tokens.
-func (s *app) apiOverrideCampaignDNS(c echo.Context) error {
+func (s *apiHandlers) apiOverrideCampaignDNS(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

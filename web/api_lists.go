@@ -42,7 +42,7 @@ func (in listInput) list() models.List {
 	return l
 }
 
-func (s *app) apiLists(c echo.Context) error {
+func (s *apiHandlers) apiLists(c echo.Context) error {
 	lists, err := s.store.Lists(c.Request().Context())
 	if err != nil {
 		return err
@@ -54,7 +54,7 @@ func (s *app) apiLists(c echo.Context) error {
 	return c.JSON(200, map[string]any{"data": out})
 }
 
-func (s *app) apiList(c echo.Context) error {
+func (s *apiHandlers) apiList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func (s *app) apiList(c echo.Context) error {
 	return c.JSON(200, map[string]any{"data": toAPIList(l)})
 }
 
-func (s *app) apiCreateList(c echo.Context) error {
+func (s *apiHandlers) apiCreateList(c echo.Context) error {
 	var in listInput
 	if err := decodeJSON(c, &in); err != nil {
 		return err
@@ -89,7 +89,7 @@ func (s *app) apiCreateList(c echo.Context) error {
 	return c.JSON(http.StatusCreated, map[string]any{"data": toAPIList(&l)})
 }
 
-func (s *app) apiUpdateList(c echo.Context) error {
+func (s *apiHandlers) apiUpdateList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -117,7 +117,7 @@ func (s *app) apiUpdateList(c echo.Context) error {
 	return s.apiList(c)
 }
 
-func (s *app) apiDeleteList(c echo.Context) error {
+func (s *apiHandlers) apiDeleteList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

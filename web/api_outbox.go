@@ -8,7 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-func (s *app) apiOutbox(c echo.Context) error {
+func (s *apiHandlers) apiOutbox(c echo.Context) error {
 	campaign, _ := strconv.ParseInt(c.QueryParam("campaign"), 10, 64)
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	msgs, err := s.store.Outbox(c.Request().Context(), models.OutboxQuery{CampaignID: campaign, Before: before})

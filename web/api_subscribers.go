@@ -27,7 +27,7 @@ type apiSubscriptionJS struct {
 	Status string `json:"status"`
 }
 
-func (s *app) apiSubscriber(c echo.Context) error {
+func (s *apiHandlers) apiSubscriber(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -35,7 +35,7 @@ func (s *app) apiSubscriber(c echo.Context) error {
 	return s.writeAPISubscriber(c, http.StatusOK, id)
 }
 
-func (s *app) writeAPISubscriber(c echo.Context, status int, id int64) error {
+func (s *apiHandlers) writeAPISubscriber(c echo.Context, status int, id int64) error {
 	ctx := c.Request().Context()
 	sub, err := s.store.Subscriber(ctx, id)
 	if err != nil {
@@ -52,7 +52,7 @@ func (s *app) writeAPISubscriber(c echo.Context, status int, id int64) error {
 	return c.JSON(status, map[string]any{"data": out})
 }
 
-func (s *app) apiSubscribers(c echo.Context) error {
+func (s *apiHandlers) apiSubscribers(c echo.Context) error {
 	_, q := subscriberQuery(c)
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -86,7 +86,7 @@ type subscriberInput struct {
 	LawfulBasis string            `json:"lawful_basis"`
 }
 
-func (s *app) apiCreateSubscriber(c echo.Context) error {
+func (s *apiHandlers) apiCreateSubscriber(c echo.Context) error {
 	var in subscriberInput
 	if err := decodeJSON(c, &in); err != nil {
 		return err
@@ -127,7 +127,7 @@ func (s *app) apiCreateSubscriber(c echo.Context) error {
 	return s.writeAPISubscriber(c, http.StatusCreated, sub.ID)
 }
 
-func (s *app) apiUpdateSubscriber(c echo.Context) error {
+func (s *apiHandlers) apiUpdateSubscriber(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -153,7 +153,7 @@ func (s *app) apiUpdateSubscriber(c echo.Context) error {
 	return s.writeAPISubscriber(c, http.StatusOK, id)
 }
 
-func (s *app) apiDeleteSubscriber(c echo.Context) error {
+func (s *apiHandlers) apiDeleteSubscriber(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -164,7 +164,7 @@ func (s *app) apiDeleteSubscriber(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-func (s *app) apiSubscribe(c echo.Context) error {
+func (s *apiHandlers) apiSubscribe(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -197,7 +197,7 @@ func (s *app) apiSubscribe(c echo.Context) error {
 	return s.writeAPISubscriber(c, http.StatusOK, id)
 }
 
-func (s *app) apiUnsubscribe(c echo.Context) error {
+func (s *apiHandlers) apiUnsubscribe(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

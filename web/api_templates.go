@@ -43,7 +43,7 @@ func (in templateInput) template() (*models.Template, error) {
 	return t, nil
 }
 
-func (s *app) apiTemplates(c echo.Context) error {
+func (s *apiHandlers) apiTemplates(c echo.Context) error {
 	ts, err := s.store.Templates(c.Request().Context(), c.QueryParam("kind"))
 	if err != nil {
 		return err
@@ -55,7 +55,7 @@ func (s *app) apiTemplates(c echo.Context) error {
 	return c.JSON(200, map[string]any{"data": out})
 }
 
-func (s *app) apiTemplate(c echo.Context) error {
+func (s *apiHandlers) apiTemplate(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -67,7 +67,7 @@ func (s *app) apiTemplate(c echo.Context) error {
 	return c.JSON(200, map[string]any{"data": toAPITemplate(t)})
 }
 
-func (s *app) apiCreateTemplate(c echo.Context) error {
+func (s *apiHandlers) apiCreateTemplate(c echo.Context) error {
 	var in templateInput
 	if err := decodeJSON(c, &in); err != nil {
 		return err
@@ -90,7 +90,7 @@ func (s *app) apiCreateTemplate(c echo.Context) error {
 	return c.JSON(http.StatusCreated, map[string]any{"data": toAPITemplate(t)})
 }
 
-func (s *app) apiUpdateTemplate(c echo.Context) error {
+func (s *apiHandlers) apiUpdateTemplate(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func (s *app) apiUpdateTemplate(c echo.Context) error {
 	return s.apiTemplate(c)
 }
 
-func (s *app) apiDeleteTemplate(c echo.Context) error {
+func (s *apiHandlers) apiDeleteTemplate(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ type txInput struct {
 }
 
 // apiTransactional sends one transactional message ahead of campaign traffic.
-func (s *app) apiTransactional(c echo.Context) error {
+func (s *apiHandlers) apiTransactional(c echo.Context) error {
 	var in txInput
 	if err := decodeJSON(c, &in); err != nil {
 		return err

@@ -201,6 +201,8 @@ func cacheForever(h http.Handler) http.Handler {
 // and what it does. Read it top to bottom to see what is served to whom.
 func (s *Server) routeTable() []route {
 	staticFS, _ := fs.Sub(static.FS, ".")
+	auth := &authPages{s.app}
+	api := &apiHandlers{s.app}
 	outbox := &outboxPages{s.app}
 	settings := &settingsPages{s.app}
 	imp := &importPages{s.app}
@@ -223,30 +225,30 @@ func (s *Server) routeTable() []route {
 
 		// The JSON API (api_*.go). GET needs a viewer's token,
 		// any change a marketer's.
-		{GET, "/api/v1/lists", roleTokenViewer, s.apiLists, nil, ""},
-		{POST, "/api/v1/lists", roleTokenMarketer, s.apiCreateList, nil, ""},
-		{GET, "/api/v1/lists/:id", roleTokenViewer, s.apiList, nil, ""},
-		{PUT, "/api/v1/lists/:id", roleTokenMarketer, s.apiUpdateList, nil, ""},
-		{DELETE, "/api/v1/lists/:id", roleTokenMarketer, s.apiDeleteList, nil, ""},
-		{GET, "/api/v1/subscribers", roleTokenViewer, s.apiSubscribers, nil, ""},
-		{POST, "/api/v1/subscribers", roleTokenMarketer, s.apiCreateSubscriber, nil, ""},
-		{GET, "/api/v1/subscribers/:id", roleTokenViewer, s.apiSubscriber, nil, ""},
-		{PUT, "/api/v1/subscribers/:id", roleTokenMarketer, s.apiUpdateSubscriber, nil, ""},
-		{DELETE, "/api/v1/subscribers/:id", roleTokenMarketer, s.apiDeleteSubscriber, nil, ""},
-		{PUT, "/api/v1/subscribers/:id/lists/:list", roleTokenMarketer, s.apiSubscribe, nil, ""},
-		{DELETE, "/api/v1/subscribers/:id/lists/:list", roleTokenMarketer, s.apiUnsubscribe, nil, ""},
-		{GET, "/api/v1/templates", roleTokenViewer, s.apiTemplates, nil, ""},
-		{POST, "/api/v1/templates", roleTokenMarketer, s.apiCreateTemplate, nil, ""},
-		{GET, "/api/v1/templates/:id", roleTokenViewer, s.apiTemplate, nil, ""},
-		{PUT, "/api/v1/templates/:id", roleTokenMarketer, s.apiUpdateTemplate, nil, ""},
-		{DELETE, "/api/v1/templates/:id", roleTokenMarketer, s.apiDeleteTemplate, nil, ""},
-		{GET, "/api/v1/campaigns", roleTokenViewer, s.apiCampaigns, nil, ""},
-		{POST, "/api/v1/campaigns", roleTokenMarketer, s.apiCreateCampaign, nil, ""},
-		{GET, "/api/v1/campaigns/:id", roleTokenViewer, s.apiCampaign, nil, ""},
-		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, s.apiCampaignAction, nil, "start, pause, resume, cancel"},
-		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, s.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
-		{POST, "/api/v1/tx", roleTokenMarketer, s.apiTransactional, nil, "one transactional message"},
-		{GET, "/api/v1/outbox", roleTokenViewer, s.apiOutbox, nil, ""},
+		{GET, "/api/v1/lists", roleTokenViewer, api.apiLists, nil, ""},
+		{POST, "/api/v1/lists", roleTokenMarketer, api.apiCreateList, nil, ""},
+		{GET, "/api/v1/lists/:id", roleTokenViewer, api.apiList, nil, ""},
+		{PUT, "/api/v1/lists/:id", roleTokenMarketer, api.apiUpdateList, nil, ""},
+		{DELETE, "/api/v1/lists/:id", roleTokenMarketer, api.apiDeleteList, nil, ""},
+		{GET, "/api/v1/subscribers", roleTokenViewer, api.apiSubscribers, nil, ""},
+		{POST, "/api/v1/subscribers", roleTokenMarketer, api.apiCreateSubscriber, nil, ""},
+		{GET, "/api/v1/subscribers/:id", roleTokenViewer, api.apiSubscriber, nil, ""},
+		{PUT, "/api/v1/subscribers/:id", roleTokenMarketer, api.apiUpdateSubscriber, nil, ""},
+		{DELETE, "/api/v1/subscribers/:id", roleTokenMarketer, api.apiDeleteSubscriber, nil, ""},
+		{PUT, "/api/v1/subscribers/:id/lists/:list", roleTokenMarketer, api.apiSubscribe, nil, ""},
+		{DELETE, "/api/v1/subscribers/:id/lists/:list", roleTokenMarketer, api.apiUnsubscribe, nil, ""},
+		{GET, "/api/v1/templates", roleTokenViewer, api.apiTemplates, nil, ""},
+		{POST, "/api/v1/templates", roleTokenMarketer, api.apiCreateTemplate, nil, ""},
+		{GET, "/api/v1/templates/:id", roleTokenViewer, api.apiTemplate, nil, ""},
+		{PUT, "/api/v1/templates/:id", roleTokenMarketer, api.apiUpdateTemplate, nil, ""},
+		{DELETE, "/api/v1/templates/:id", roleTokenMarketer, api.apiDeleteTemplate, nil, ""},
+		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
+		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
+		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
+		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
+		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
+		{POST, "/api/v1/tx", roleTokenMarketer, api.apiTransactional, nil, "one transactional message"},
+		{GET, "/api/v1/outbox", roleTokenViewer, api.apiOutbox, nil, ""},
 		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
 
 		// Subscribers' public pages (public.go): the signed token in the
@@ -267,10 +269,10 @@ func (s *Server) routeTable() []route {
 	rs = append(rs, webhookRoutes(s.webhooks)...)
 	rs = append(rs, []route{
 		// The dashboard's own doors (auth.go).
-		{GET, "/login", roleGuest, s.loginPage, nil, "also the first-run setup form"},
-		{POST, "/login", roleGuest, s.login, nil, "rate-limited per IP and address"},
-		{POST, "/setup", roleGuest, s.setup, nil, "only while there is no user"},
-		{POST, "/logout", roleGuest, s.logout, nil, ""},
+		{GET, "/login", roleGuest, auth.loginPage, nil, "also the first-run setup form"},
+		{POST, "/login", roleGuest, auth.login, nil, "rate-limited per IP and address"},
+		{POST, "/setup", roleGuest, auth.setup, nil, "only while there is no user"},
+		{POST, "/logout", roleGuest, auth.logout, nil, ""},
 
 		{GET, "/", roleViewer, reports.dashboard, nil, "home: recent campaigns, totals"},
 
