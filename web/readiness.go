@@ -64,7 +64,7 @@ func fixLink(id string, cp *models.Campaign) (href, label string) {
 	return "", ""
 }
 
-func (s *app) readinessPage(c echo.Context) error {
+func (s *compliancePages) readinessPage(c echo.Context) error {
 	checks, err := s.readiness().OrgChecks(c.Request().Context())
 	if err != nil {
 		return err

@@ -201,19 +201,22 @@ func cacheForever(h http.Handler) http.Handler {
 // and what it does. Read it top to bottom to see what is served to whom.
 func (s *Server) routeTable() []route {
 	staticFS, _ := fs.Sub(static.FS, ".")
-	auth := &authPages{s.app}
-	api := &apiHandlers{s.app}
-	outbox := &outboxPages{s.app}
-	settings := &settingsPages{s.app}
-	imp := &importPages{s.app}
-	subscribers := &subscriberPages{s.app}
-	lists := &listPages{s.app}
-	reports := &reportPages{s.app}
-	templates := &templatePages{s.app}
-	campaigns := &campaignPages{s.app}
-	compliance := &compliancePages{s.app}
-	hygiene := &hygienePages{s.app}
-	sending := &sendingPages{s.app}
+	// The handler areas: one small struct each over the shared app.
+	var (
+		auth        = &authPages{s.app}
+		api         = &apiHandlers{s.app}
+		lists       = &listPages{s.app}
+		subscribers = &subscriberPages{s.app}
+		imp         = &importPages{s.app}
+		templates   = &templatePages{s.app}
+		campaigns   = &campaignPages{s.app}
+		reports     = &reportPages{s.app}
+		settings    = &settingsPages{s.app}
+		outbox      = &outboxPages{s.app}
+		sending     = &sendingPages{s.app}
+		hygiene     = &hygienePages{s.app}
+		compliance  = &compliancePages{s.app}
+	)
 	p, small := s.public, middleware.BodyLimit("64K")
 	const (
 		GET, POST, PUT, DELETE = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
@@ -415,7 +418,7 @@ func (s *Server) routeTable() []route {
 		{POST, "/compliance/verify", roleComplianceReader, compliance.verifyLedger, nil, "checks the ledger, changes nothing"},
 		{GET, "/compliance/consents.csv", roleComplianceReader, compliance.exportConsentsCSV, nil, ""},
 		{GET, "/compliance/consents.json", roleComplianceReader, compliance.exportConsentsJSON, nil, ""},
-		{GET, "/compliance/readiness", roleViewer, s.readinessPage, nil, "sending readiness (readiness.go)"},
+		{GET, "/compliance/readiness", roleViewer, compliance.readinessPage, nil, "sending readiness (readiness.go)"},
 		{GET, "/compliance/coverage", roleComplianceReader, compliance.coveragePage, nil, ""},
 		{GET, "/compliance/coverage/:list", roleComplianceReader, compliance.lackingPage, nil, ""},
 		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, compliance.exportLacking, nil, ""},
