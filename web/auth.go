@@ -11,6 +11,9 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// authPages serves sign-in, first-run setup and sign-out.
+type authPages struct{ *app }
+
 func csrfToken(c echo.Context) string {
 	t, _ := c.Get(ctxCSRF).(string)
 	return t
@@ -18,7 +21,7 @@ func csrfToken(c echo.Context) string {
 
 // loginPage shows the sign-in form, or the first-admin setup form while no
 // account exists.
-func (s *Server) loginPage(c echo.Context) error {
+func (s *authPages) loginPage(c echo.Context) error {
 	if currentUser(c) != nil {
 		return c.Redirect(http.StatusSeeOther, "/")
 	}
@@ -32,7 +35,7 @@ func (s *Server) loginPage(c echo.Context) error {
 	return s.render(c, 200, views.Login(csrfToken(c), views.LoginForm{}))
 }
 
-func (s *Server) setup(c echo.Context) error {
+func (s *authPages) setup(c echo.Context) error {
 	ctx := c.Request().Context()
 	f := views.LoginForm{Email: strings.TrimSpace(c.FormValue("email")), Name: strings.TrimSpace(c.FormValue("name"))}
 	password := c.FormValue("password")
@@ -62,7 +65,7 @@ func (s *Server) setup(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 
-func (s *Server) signIn(c echo.Context, u *models.User) error {
+func (s *authPages) signIn(c echo.Context, u *models.User) error {
 	ctx := c.Request().Context()
 	if err := s.sessions.RenewToken(ctx); err != nil {
 		return err
@@ -72,7 +75,7 @@ func (s *Server) signIn(c echo.Context, u *models.User) error {
 	return nil
 }
 
-func (s *Server) login(c echo.Context) error {
+func (s *authPages) login(c echo.Context) error {
 	ctx := c.Request().Context()
 	f := views.LoginForm{Email: strings.TrimSpace(c.FormValue("email"))}
 	ip := c.RealIP()
@@ -96,7 +99,7 @@ func (s *Server) login(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 
-func (s *Server) logout(c echo.Context) error {
+func (s *authPages) logout(c echo.Context) error {
 	if err := s.sessions.Destroy(c.Request().Context()); err != nil {
 		return err
 	}

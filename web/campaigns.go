@@ -1,419 +1,708 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // the schedule form's time zones, whatever the host has installed
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
+	"github.com/herald-mail/herald/views"
 )
 
-type templateInput struct {
-	Kind    string `json:"kind"`
-	Name    string `json:"name"`
-	Subject string `json:"subject"`
-	HTML    string `json:"html"`
-	Text    string `json:"text"`
-}
+// campaignPages serves the dashboard's campaign pages: the form, the checklist, test sends, start, schedule and the live progress.
+type campaignPages struct{ *app }
 
-// template validates the input; template syntax and unknown fields are
-// reported here, with line numbers, so they never surface at send time.
-func (in templateInput) template() (*models.Template, error) {
-	t := &models.Template{Kind: in.Kind, Name: strings.TrimSpace(in.Name), Subject: in.Subject, HTML: in.HTML, Text: in.Text}
-	if t.Kind == "" {
-		t.Kind = models.TemplateCampaign
-	}
-	errs := t.Validate() // the store's own checks, so both ways in say the same
-	if len(errs) == 0 {
-		if err := mailer.CheckTemplate(t.Subject, t.HTML, t.Text); err != nil {
-			// Under the field it belongs to, in plain words; the pointer
-			// (the line with a ^ under the place) goes beside it.
-			pb := mailer.ExplainTemplateError(err, t.Subject, t.HTML, t.Text)
-			errs[pb.Field] = pb.Message
-			if pb.Pointer != "" {
-				errs[pb.Field+"_pointer"] = pb.Pointer
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, unprocessable("The template is not valid.", errs)
-	}
-	return t, nil
-}
-
-func (s *Server) apiTemplates(c echo.Context) error {
-	ts, err := s.store.Templates(c.Request().Context(), c.QueryParam("kind"))
+// startBlocker returns the first blocking rule a campaign fails, nil when
+// it may start, with every check.
+func (s *app) startBlocker(ctx context.Context, id int64) (*mailer.Check, []mailer.Check, error) {
+	checks, err := s.readiness().CampaignChecks(ctx, id)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	out := make([]apiTemplateJS, len(ts))
-	for i := range ts {
-		out[i] = toAPITemplate(&ts[i])
-	}
-	return c.JSON(200, map[string]any{"data": out})
+	return mailer.Failed(checks), checks, nil
 }
 
-func (s *Server) apiTemplate(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
+// blockedMessage is what a refused start says: the rule, what was found
+// and what to do.
+func blockedMessage(c *mailer.Check) string {
+	msg := "The campaign cannot start: " + c.Title + " — " + strings.TrimSuffix(c.Detail, ".") + "."
+	if c.FixHint != "" {
+		msg += " " + c.FixHint
 	}
-	t, err := s.store.Template(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(200, map[string]any{"data": toAPITemplate(t)})
+	return msg
 }
 
-func (s *Server) apiCreateTemplate(c echo.Context) error {
-	var in templateInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	t, err := in.template()
-	if err != nil {
-		return err
-	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	if err := s.store.CreateTemplate(chg.Ctx(), t); err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "template.create", "template", itoa(t.ID), t.Name+" (api)")); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, map[string]any{"data": toAPITemplate(t)})
-}
+// ---- templates
 
-func (s *Server) apiUpdateTemplate(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	var in templateInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	t, err := in.template()
-	if err != nil {
-		return err
-	}
-	t.ID = id
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	if err := s.store.UpdateTemplate(chg.Ctx(), t); err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "template.update", "template", itoa(id), t.Name+" (api)")); err != nil {
-		return err
-	}
-	return s.apiTemplate(c)
-}
+// ---- campaigns
 
-func (s *Server) apiDeleteTemplate(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	t, err := s.removeTemplate(chg.Ctx(), id)
-	if err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "template.delete", "template", itoa(id), t.Name+" (api)")); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
-}
-
-type campaignInput struct {
-	Name        string     `json:"name"`
-	TemplateID  int64      `json:"template_id"`
-	Subject     string     `json:"subject"`
-	FromName    string     `json:"from_name"`
-	FromEmail   string     `json:"from_email"`
-	ReplyTo     string     `json:"reply_to"`
-	Lists       []int64    `json:"lists"`
-	TrackOpens  *bool      `json:"track_opens"`
-	TrackClicks *bool      `json:"track_clicks"`
-	UTM         bool       `json:"utm"`
-	Transport   string     `json:"transport"`
-	ScheduledAt *time.Time `json:"scheduled_at"`
-}
-
-type apiTemplateJS struct {
-	ID        int64     `json:"id"`
-	Kind      string    `json:"kind"`
-	Name      string    `json:"name"`
-	Subject   string    `json:"subject"`
-	HTML      string    `json:"html"`
-	Text      string    `json:"text"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-func toAPITemplate(t *models.Template) apiTemplateJS {
-	return apiTemplateJS{t.ID, t.Kind, t.Name, t.Subject, t.HTML, t.Text, t.UpdatedAt}
-}
-
-type apiCampaignJS struct {
-	ID          int64       `json:"id"`
-	Name        string      `json:"name"`
-	TemplateID  *int64      `json:"template_id"`
-	Subject     string      `json:"subject"`
-	FromName    string      `json:"from_name"`
-	FromEmail   string      `json:"from_email"`
-	ReplyTo     string      `json:"reply_to"`
-	Status      string      `json:"status"`
-	TrackOpens  bool        `json:"track_opens"`
-	TrackClicks bool        `json:"track_clicks"`
-	ScheduledAt *time.Time  `json:"scheduled_at"`
-	StartedAt   *time.Time  `json:"started_at"`
-	FinishedAt  *time.Time  `json:"finished_at"`
-	Lists       []int64     `json:"lists,omitempty"`
-	Counters    apiCounters `json:"counters"`
-}
-
-type apiCounters struct {
-	Queued     int64 `json:"queued"`
-	Sending    int64 `json:"sending"`
-	Sent       int64 `json:"sent"`
-	Deferred   int64 `json:"deferred"`
-	Bounced    int64 `json:"bounced"`
-	Failed     int64 `json:"failed"`
-	Suppressed int64 `json:"suppressed"`
-}
-
-func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
-	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
-		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
-		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
-	k := c.Counters
-	out.Counters = apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
-	return out
-}
-
-func (s *Server) apiCampaigns(c echo.Context) error {
+func (s *campaignPages) campaignsPage(c echo.Context) error {
+	ctx := c.Request().Context()
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
-	cs, err := s.store.Campaigns(c.Request().Context(), before, 50)
+	cs, err := s.store.Campaigns(ctx, before, 50)
 	if err != nil {
 		return err
 	}
-	out := make([]apiCampaignJS, len(cs))
-	for i := range cs {
-		out[i] = toAPICampaign(&cs[i], nil)
+	var next int64
+	if len(cs) == 50 {
+		next = cs[len(cs)-1].ID
 	}
-	return c.JSON(200, map[string]any{"data": out})
+	ts, err := s.store.Templates(ctx, models.TemplateCampaign)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.CampaignsPage(s.page(c, "Campaigns", "campaigns"), cs, next, len(ts) > 0))
 }
 
-func (s *Server) apiCampaign(c echo.Context) error {
+// validateCampaign checks a campaign's settings and lists against the
+// store (the form and the API share it).
+func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
+	errs := cp.Validate()
+	if errs["from_email"] == "" {
+		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
+			errs["from_email"] = err.Error()
+		}
+	}
+	if cp.TemplateID != nil {
+		if _, err := s.store.Template(ctx, *cp.TemplateID); err != nil {
+			errs["template_id"] = "Choose an existing template."
+		}
+	}
+	if cp.ReplyTo != "" {
+		// The check the transactional API makes too: the value goes into
+		// a header field.
+		if e, err := mailer.HeaderAddress(cp.ReplyTo); err != nil {
+			errs["reply_to"] = err.Error()
+		} else {
+			cp.ReplyTo = e
+		}
+	}
+	if len(lists) == 0 {
+		errs["lists"] = "Choose at least one list."
+	}
+	for _, l := range lists {
+		if _, err := s.store.List(ctx, l); err != nil {
+			errs["lists"] = fmt.Sprintf("List %d does not exist.", l)
+		}
+	}
+	if cp.SendingDomainID != nil {
+		if _, err := s.store.SendingDomain(ctx, *cp.SendingDomainID); err != nil {
+			errs["sending_domain_id"] = "Choose an existing sending domain."
+		}
+	}
+	if cp.IPPoolID != nil {
+		if _, err := s.store.IPPool(ctx, *cp.IPPoolID); err != nil {
+			errs["ip_pool_id"] = "Choose an existing IP pool."
+		}
+	}
+	if s.mailer != nil && !s.mailer.HasTransport(cp.Transport) {
+		errs["transport"] = fmt.Sprintf("Transport %q is not configured; leave it empty for the default, or use one of %q.", cp.Transport, s.mailer.TransportNames())
+	}
+	return errs
+}
+
+func optionalID(v string) *int64 {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return nil
+	}
+	return &id
+}
+
+func formLists(c echo.Context) []int64 {
+	form, _ := c.FormParams()
+	var ids []int64
+	for _, v := range form["lists"] {
+		if id, err := strconv.ParseInt(v, 10, 64); err == nil && id > 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
+	cp := models.Campaign{
+		Name: c.FormValue("name"), TemplateID: optionalID(c.FormValue("template_id")), Subject: strings.TrimSpace(c.FormValue("subject")),
+		FromName: strings.TrimSpace(c.FormValue("from_name")), FromEmail: strings.TrimSpace(c.FormValue("from_email")),
+		ReplyTo: strings.TrimSpace(c.FormValue("reply_to")), SendingDomainID: optionalID(c.FormValue("sending_domain_id")),
+		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
+		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
+	}
+	return cp, formLists(c)
+}
+
+// campaignForm renders the campaign form with its choices.
+func (s *campaignPages) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
+	ctx := c.Request().Context()
+	vm := views.CampaignFormVM{Campaign: cp, Selected: map[int64]bool{}, Errs: errs}
+	var err error
+	if vm.Lists, err = s.store.Lists(ctx); err != nil {
+		return err
+	}
+	if vm.Templates, err = s.store.Templates(ctx, models.TemplateCampaign); err != nil {
+		return err
+	}
+	if vm.Domains, err = s.store.SendingDomains(ctx); err != nil {
+		return err
+	}
+	if vm.Pools, err = s.store.IPPools(ctx); err != nil {
+		return err
+	}
+	for _, l := range lists {
+		vm.Selected[l] = true
+	}
+	if vm.Recipients, err = s.store.CountEligibleRecipients(ctx, lists); err != nil {
+		return err
+	}
+	return s.render(c, status, views.CampaignForm(s.page(c, title, "campaigns"), vm))
+}
+
+func (s *campaignPages) newCampaignPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp := models.Campaign{TrackOpens: true, TrackClicks: true, TemplateID: optionalID(c.QueryParam("template"))}
+	if name, err := s.store.Setting(ctx, models.SettingOrgName); err == nil {
+		cp.FromName = name
+	}
+	var lists []int64
+	if ls, err := s.store.Lists(ctx); err == nil && len(ls) == 1 {
+		lists = []int64{ls[0].ID}
+	}
+	if cp.TemplateID == nil {
+		if ts, err := s.store.Templates(ctx, models.TemplateCampaign); err == nil && len(ts) == 1 {
+			cp.TemplateID = &ts[0].ID
+		}
+	}
+	return s.campaignForm(c, 200, "New campaign", cp, lists, nil)
+}
+
+func (s *campaignPages) createCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, lists := campaignFromForm(c)
+	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
+		return s.campaignForm(c, http.StatusUnprocessableEntity, "New campaign", cp, lists, errs)
+	}
+	if err := s.store.CreateCampaign(s.audited(c, "campaign.create", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
+		return err
+	}
+	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft. Send yourself a test, then send it or schedule it.", cp.Name))
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+func (s *campaignPages) recipientCount(c echo.Context) error {
+	n, err := s.store.CountEligibleRecipients(c.Request().Context(), formLists(c))
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.RecipientCount(n))
+}
+
+func (s *campaignPages) campaignParam(c echo.Context) (*models.Campaign, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.writeAPICampaign(c, http.StatusOK, id)
+	return s.store.Campaign(c.Request().Context(), id)
 }
 
-func (s *Server) writeAPICampaign(c echo.Context, status int, id int64) error {
-	ctx := c.Request().Context()
-	cp, err := s.store.Campaign(ctx, id)
+func (s *campaignPages) editCampaignPage(c echo.Context) error {
+	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
 	}
-	lists, err := s.store.CampaignLists(ctx, id)
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and can no longer be edited; clone it to send it again.", cp.Status))
+	}
+	lists, err := s.store.CampaignLists(c.Request().Context(), cp.ID)
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, lists)})
+	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)
 }
 
-func (s *Server) apiCreateCampaign(c echo.Context) error {
+func (s *campaignPages) updateCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
-	var in campaignInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	cp := &models.Campaign{
-		Name: in.Name, TemplateID: &in.TemplateID, Subject: in.Subject,
-		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
-		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
-	}
-	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
-		return unprocessable("The campaign is not valid.", errs)
-	}
-	chg, err := s.store.Begin(c.Request().Context())
+	cur, err := s.campaignParam(c)
 	if err != nil {
 		return err
 	}
-	defer chg.End()
-	if err := s.store.CreateCampaign(chg.Ctx(), cp, in.Lists); err != nil {
-		return err
+	cp, lists := campaignFromForm(c)
+	cp.ID, cp.Status, cp.Transport = cur.ID, cur.Status, cur.Transport
+	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
+		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
 	}
-	created := s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
-	if in.ScheduledAt != nil {
-		if bad, _, err := s.startBlocker(chg.Ctx(), cp.ID); err != nil {
-			return err
-		} else if bad != nil {
-			// The draft stays, with its entry; only the schedule is refused.
-			if err := chg.Commit(created); err != nil {
-				return err
+	if err := s.store.UpdateCampaign(s.audited(c, "campaign.update", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
+		return s.campaignStateError(err, "edited")
+	}
+	s.flash(c, "Campaign saved.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// campaignStateError turns a refused status change into a clear 409.
+func (s *campaignPages) campaignStateError(err error, what string) error {
+	var se *models.CampaignStateError
+	if errors.As(err, &se) {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be %s.", se.Status, what))
+	}
+	return err
+}
+
+// zones are the time zones offered by the schedule form.
+var zones = []string{"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin", "Europe/Madrid",
+	"Europe/Rome", "Europe/Amsterdam", "Europe/Brussels", "Europe/Zurich", "Europe/Stockholm", "Europe/Warsaw", "Europe/Athens",
+	"Europe/Helsinki", "Europe/Istanbul", "Europe/Moscow", "Africa/Casablanca", "Africa/Lagos", "Africa/Cairo", "Africa/Johannesburg",
+	"Africa/Nairobi", "Asia/Dubai", "Asia/Karachi", "Asia/Kolkata", "Asia/Dhaka", "Asia/Bangkok", "Asia/Jakarta", "Asia/Singapore",
+	"Asia/Hong_Kong", "Asia/Shanghai", "Asia/Taipei", "Asia/Seoul", "Asia/Tokyo", "Australia/Perth", "Australia/Adelaide",
+	"Australia/Brisbane", "Australia/Sydney", "Pacific/Auckland", "Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles",
+	"America/Denver", "America/Phoenix", "America/Chicago", "America/Mexico_City", "America/New_York", "America/Toronto",
+	"America/Bogota", "America/Lima", "America/Santiago", "America/Halifax", "America/Sao_Paulo", "America/Argentina/Buenos_Aires"}
+
+// campaignPageVM gathers what the campaign page shows.
+func (s *campaignPages) campaignPageVM(ctx context.Context, cp *models.Campaign) (views.CampaignPageVM, error) {
+	vm := views.CampaignPageVM{Campaign: *cp, Zones: zones, ScheduleZone: "UTC", Errs: map[string]string{}}
+	if cp.TemplateID != nil {
+		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
+			vm.TemplateName = t.Name
+		}
+	}
+	if vm.TemplateName == "" {
+		vm.TemplateName = "none"
+	}
+	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	if err != nil {
+		return vm, err
+	}
+	all, err := s.store.Lists(ctx)
+	if err != nil {
+		return vm, err
+	}
+	for _, l := range all {
+		for _, id := range lists {
+			if l.ID == id {
+				vm.ListNames = append(vm.ListNames, l.Name)
 			}
-			return unprocessable(blockedMessage(bad)+" The campaign was saved as a draft (id "+itoa(cp.ID)+").", map[string]string{bad.ID: bad.Detail})
-		}
-		if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, *in.ScheduledAt); err != nil {
-			return err
 		}
 	}
-	if err := chg.Commit(created); err != nil {
-		return err
+	checks, err := s.readiness().CampaignChecks(ctx, cp.ID)
+	if err != nil {
+		return vm, err
 	}
-	return s.writeAPICampaign(c, http.StatusCreated, cp.ID)
+	vm.Checks = toViewChecks(checks, cp)
+	if cp.ScheduledAt != nil {
+		vm.ScheduleAt = cp.ScheduledAt.UTC().Format("2006-01-02T15:04")
+	}
+	pr, err := s.progressVM(ctx, cp.ID)
+	if err != nil {
+		return vm, err
+	}
+	vm.Progress = *pr
+	return vm, nil
 }
 
-// apiCampaignAction starts, pauses, resumes or cancels a campaign.
-func (s *Server) apiCampaignAction(c echo.Context) error {
-	ctx := c.Request().Context()
+func (s *campaignPages) campaignPage(c echo.Context) error {
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	vm, err := s.campaignPageVM(c.Request().Context(), cp)
+	if err != nil {
+		return err
+	}
+	return s.render(c, 200, views.CampaignPage(s.page(c, cp.Name, "campaigns"), vm))
+}
+
+// rerenderCampaign answers a refused action on the campaign page: status,
+// the messages beside the fields and a notice at the top.
+func (s *campaignPages) rerenderCampaign(c echo.Context, status int, cp *models.Campaign, adjust func(*views.CampaignPageVM)) error {
+	vm, err := s.campaignPageVM(c.Request().Context(), cp)
+	if err != nil {
+		return err
+	}
+	adjust(&vm)
+	p := s.page(c, cp.Name, "campaigns")
+	if msg := vm.Errs["emails"] + vm.Errs["test_as"] + vm.Errs["test_data"]; msg != "" {
+		// Below the fold the test form's error goes unseen: say it at the top.
+		p.Alert = "The test was not sent: " + msg
+	}
+	return s.render(c, status, views.CampaignPage(p, vm))
+}
+
+// progressVM reads a campaign's live progress.
+func (s *campaignPages) progressVM(ctx context.Context, id int64) (*views.ProgressVM, error) {
+	lp, err := s.mailer.LiveProgress(ctx, id, 5)
+	if err != nil {
+		return nil, err
+	}
+	k := lp.Counters
+	vm := &views.ProgressVM{ID: id, Status: lp.Status, Counters: k, Total: k.Total(), Done: k.Sent + k.Bounced + k.Failed + k.Suppressed}
+	switch {
+	case lp.Status == models.CampaignFinished:
+		vm.Percent = 100
+	case vm.Total > 0:
+		vm.Percent = int(vm.Done * 100 / vm.Total)
+		if vm.Percent == 100 && lp.Status != models.CampaignCancelled {
+			vm.Percent = 99 // until finished: more recipients may come (materialisation) or the end is being recorded
+		}
+	}
+	vm.Poll = lp.Status == models.CampaignScheduled || lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused
+	now := time.Now()
+	if lp.Status == models.CampaignRunning {
+		vm.ETA = views.ETA(vm.Done, vm.Total, lp.StartedAt, now)
+	}
+	for _, d := range lp.Destinations {
+		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
+			Connections: d.Connections, Suspended: d.SuspendedUntil.After(now)})
+	}
+	return vm, nil
+}
+
+// campaignProgress is the partial the campaign page polls every second.
+func (s *campaignPages) campaignProgress(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
 	}
-	cp, err := s.store.Campaign(ctx, id)
+	vm, err := s.progressVM(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
-	// The action and its entry commit together (models.Tx); the engine
-	// hears of it after the commit.
+	return s.render(c, 200, views.CampaignProgressPanel(*vm))
+}
+
+// testMergeData is what a test's merge fields are filled with: the data of
+// the subscriber whose address is in test_as, or else the sample name and
+// attributes (JSON) the marketer typed. On a mistake it names the field
+// and says what to change.
+func (s *campaignPages) testMergeData(c echo.Context) (name string, attrs models.Attributes, field, msg string) {
+	if as := strings.TrimSpace(c.FormValue("test_as")); as != "" {
+		sub, err := s.store.SubscriberByEmail(c.Request().Context(), as)
+		if err != nil {
+			return "", nil, "test_as", "No subscriber has the address " + as + ": type the address of one of your subscribers, or leave it empty and use sample data."
+		}
+		return sub.Name, sub.Attributes, "", ""
+	}
+	attrs, err := models.ParseAttributes(c.FormValue("test_data"))
+	if err != nil {
+		return "", nil, "test_data", "The sample attributes are not valid: " + err.Error()
+	}
+	return strings.TrimSpace(c.FormValue("test_name")), attrs, "", ""
+}
+
+// testRecipients parses up to five addresses separated by commas, spaces
+// or new lines.
+func testRecipients(raw string) ([]string, string) {
+	fields := strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
+	if len(fields) == 0 {
+		return nil, "Enter at least one address."
+	}
+	if len(fields) > 5 {
+		return nil, fmt.Sprintf("Send a test to at most 5 addresses (%d given).", len(fields))
+	}
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		e, err := models.NormalizeEmail(f)
+		if err != nil {
+			return nil, err.Error()
+		}
+		out = append(out, e)
+	}
+	return out, ""
+}
+
+// sendCampaignTest sends the campaign's template to a few addresses through
+// the engine's transactional path: the same rendering, signing and
+// transport as the campaign (so a test lands in the capture outbox).
+func (s *campaignPages) sendCampaignTest(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	raw := c.FormValue("emails")
+	to, msg := testRecipients(raw)
+	if msg == "" && cp.TemplateID == nil {
+		msg = "The campaign has no template: edit it and choose one first."
+	}
+	name, attrs, field, dataMsg := s.testMergeData(c)
+	keep := func(vm *views.CampaignPageVM) {
+		vm.TestEmails, vm.TestAs, vm.TestName, vm.TestData = raw, c.FormValue("test_as"), c.FormValue("test_name"), c.FormValue("test_data")
+	}
+	if msg != "" || dataMsg != "" {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			keep(vm)
+			if msg != "" {
+				vm.Errs["emails"] = msg
+			} else {
+				vm.Errs[field] = dataMsg
+			}
+		})
+	}
+	data := map[string]any{}
+	for k, v := range attrs {
+		data[k] = v
+	}
+	data["test"] = true
+	// The tests are queued together with their entry: all or none.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer chg.End()
-	ctx = chg.Ctx()
-	actions := map[string]func() error{
-		"start": func() error {
-			// The readiness rules decide, as for the dashboard's Send now.
-			if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
-				return &models.CampaignStateError{ID: id, Status: cp.Status, Action: "start"}
-			}
-			bad, _, err := s.startBlocker(ctx, id)
-			if err != nil {
-				return err
-			}
-			if bad != nil {
-				return unprocessable(blockedMessage(bad), map[string]string{bad.ID: bad.Detail})
-			}
-			return s.mailer.StartCampaign(ctx, id)
-		},
-		"pause":  func() error { return s.mailer.Pause(ctx, id) },
-		"resume": func() error { return s.mailer.Resume(ctx, id) },
-		"cancel": func() error { return s.mailer.Cancel(ctx, id) },
-	}
-	action := c.Param("action")
-	do, ok := actions[action]
-	if !ok {
-		return notFoundErr("Unknown campaign action; use start, pause, resume or cancel.")
-	}
-	if err := do(); err != nil {
-		var se *models.CampaignStateError
-		if errors.As(err, &se) {
-			return conflict(fmt.Sprintf("The campaign is %s and cannot be %s.", se.Status, pastTense(action)))
+	for _, e := range to {
+		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: e, Name: name, Subject: cp.Subject,
+			From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: data, Test: true, TestOf: cp.ID})
+		if errors.Is(err, mailer.ErrInvalidRequest) {
+			return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+				keep(vm)
+				vm.Errs["emails"] = strings.TrimPrefix(err.Error(), "mailer: invalid request: ")
+			})
 		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.test", "campaign", itoa(cp.ID), strings.Join(to, ", "))); err != nil {
 		return err
 	}
-	if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(id), "(api)")); err != nil {
-		return err
-	}
-	return s.writeAPICampaign(c, http.StatusOK, id)
+	s.flash(c, "Test sent to "+strings.Join(to, ", ")+". With the capture transport it is in Deliverability → Outbox.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
 
-func pastTense(action string) string {
-	return map[string]string{"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
-}
-
-type txInput struct {
-	Template   string         `json:"template"`
-	TemplateID int64          `json:"template_id"`
-	To         string         `json:"to"`
-	Name       string         `json:"name"`
-	From       string         `json:"from"`
-	FromName   string         `json:"from_name"`
-	ReplyTo    string         `json:"reply_to"`
-	Data       map[string]any `json:"data"`
-	// OverrideSuppression sends even to a suppressed address (password
-	// resets, receipts); it must be asked for explicitly.
-	OverrideSuppression bool `json:"override_suppression"`
-}
-
-// apiTransactional sends one transactional message ahead of campaign traffic.
-func (s *Server) apiTransactional(c echo.Context) error {
-	var in txInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	// An override is queued together with its entry (models.Tx); other
-	// messages, the hot path, need no transaction of their own.
+// startCampaign sends a campaign now, unless a blocking rule fails.
+func (s *campaignPages) startCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
-	var chg *models.Tx
-	if in.OverrideSuppression {
-		var err error
-		if chg, err = s.store.Begin(ctx); err != nil {
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be started.", cp.Status))
+	}
+	bad, _, err := s.startBlocker(ctx, cp.ID)
+	if err != nil {
+		return err
+	}
+	if bad != nil {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			vm.Errs["start"] = blockedMessage(bad)
+			vm.Notice = ""
+		})
+	}
+	if c.FormValue("confirm") != "yes" {
+		// Sending cannot be undone: a post without the confirmation's
+		// answer only shows the confirmation.
+		return s.confirmStartPage(c)
+	}
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.mailer.StartCampaign(chg.Ctx(), cp.ID); err != nil {
+		return s.campaignStateError(err, "started")
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)); err != nil {
+		return err
+	}
+	s.flash(c, "Sending started.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// scheduleCampaign sets a campaign to start at a local time in a zone;
+// the time is stored in UTC.
+func (s *campaignPages) scheduleCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	at, zone := c.FormValue("at"), c.FormValue("zone")
+	errs := map[string]string{}
+	loc, lerr := time.LoadLocation(zone)
+	if lerr != nil || zone == "" || zone == "Local" {
+		errs["zone"] = "Choose a time zone from the list."
+		loc = time.UTC
+	}
+	t, perr := time.ParseInLocation("2006-01-02T15:04", at, loc)
+	switch {
+	case perr != nil:
+		errs["at"] = "Enter a date and time, e.g. 2026-12-01T09:00."
+	case !t.After(time.Now()):
+		errs["at"] = "That time has passed; choose a time in the future (or use Send now)."
+	}
+	if len(errs) == 0 {
+		if bad, _, err := s.startBlocker(ctx, cp.ID); err != nil {
+			return err
+		} else if bad != nil {
+			errs["start"] = blockedMessage(bad)
+		}
+	}
+	if len(errs) > 0 {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			for k, v := range errs {
+				vm.Errs[k] = v
+			}
+			vm.ScheduleAt, vm.ScheduleZone = at, zone
+		})
+	}
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, t.UTC()); err != nil {
+		return s.campaignStateError(err, "scheduled")
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.schedule", "campaign", itoa(cp.ID), t.UTC().Format(time.RFC3339)+" ("+zone+")")); err != nil {
+		return err
+	}
+	s.flash(c, "Scheduled for "+t.Format("2006-01-02 15:04")+" "+zone+" ("+t.UTC().Format("15:04")+" UTC).")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
+}
+
+// campaignAction pauses, resumes, cancels or unschedules a campaign.
+func (s *campaignPages) campaignAction(action string) echo.HandlerFunc {
+	past := map[string]string{"pause": "paused", "resume": "resumed", "cancel": "cancelled", "unschedule": "unscheduled"}[action]
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		cp, err := s.campaignParam(c)
+		if err != nil {
+			return err
+		}
+		chg, err := s.store.Begin(ctx)
+		if err != nil {
 			return err
 		}
 		defer chg.End()
-		ctx = chg.Ctx()
-	}
-	id, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{
-		Template: in.Template, TemplateID: in.TemplateID, To: in.To, Name: in.Name,
-		From: in.From, FromName: in.FromName, ReplyTo: in.ReplyTo, Data: in.Data, OverrideSuppression: in.OverrideSuppression,
-	})
-	if errors.Is(err, mailer.ErrInvalidRequest) {
-		return unprocessable(strings.TrimPrefix(err.Error(), "mailer: invalid request: "), nil)
-	}
-	if err != nil {
-		return err
-	}
-	if in.OverrideSuppression {
-		// Overrides are rare and consequential: each is in the audit log.
-		if err := chg.Commit(s.auditEntry(c, "tx.override_suppression", "delivery", itoa(id), "transactional message to "+in.To+" sent past any suppression")); err != nil {
+		switch action {
+		case "pause":
+			err = s.mailer.Pause(chg.Ctx(), cp.ID)
+		case "resume":
+			err = s.mailer.Resume(chg.Ctx(), cp.ID)
+		case "cancel":
+			err = s.mailer.Cancel(chg.Ctx(), cp.ID)
+		case "unschedule":
+			err = s.store.UnscheduleCampaign(chg.Ctx(), cp.ID)
+		}
+		if err != nil {
+			return s.campaignStateError(err, past)
+		}
+		if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(cp.ID), cp.Name)); err != nil {
 			return err
 		}
+		s.flash(c, "Campaign "+past+".")
+		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 	}
-	return c.JSON(http.StatusAccepted, map[string]any{"data": map[string]any{"delivery_id": id}})
 }
 
-func (s *Server) apiOutbox(c echo.Context) error {
-	campaign, _ := strconv.ParseInt(c.QueryParam("campaign"), 10, 64)
-	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
-	msgs, err := s.store.Outbox(c.Request().Context(), models.OutboxQuery{CampaignID: campaign, Before: before})
+// confirmStartPage says what "Send now" will do before it does it: how
+// many people, from whom, with what subject, through which transport.
+func (s *campaignPages) confirmStartPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	cp, err := s.campaignParam(c)
 	if err != nil {
 		return err
 	}
-	type row struct {
-		ID         int64     `json:"id"`
-		CampaignID int64     `json:"campaign_id"`
-		To         string    `json:"to"`
-		Subject    string    `json:"subject"`
-		MessageID  string    `json:"message_id"`
-		CreatedAt  time.Time `json:"created_at"`
+	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+		return conflict(fmt.Sprintf("The campaign is %s and cannot be started.", cp.Status))
 	}
-	out := make([]row, len(msgs))
-	for i, m := range msgs {
-		out[i] = row{m.ID, m.CampaignID, m.RcptTo, m.Subject, m.MessageID, m.CreatedAt}
+	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	if err != nil {
+		return err
 	}
-	return c.JSON(200, map[string]any{"data": out})
+	n, err := s.store.CountEligibleRecipients(ctx, lists)
+	if err != nil {
+		return err
+	}
+	subject := cp.Subject
+	if subject == "" && cp.TemplateID != nil {
+		if t, err := s.store.Template(ctx, *cp.TemplateID); err == nil {
+			subject = t.Subject
+		}
+	}
+	from := cp.FromEmail
+	if cp.FromName != "" {
+		from = cp.FromName + " <" + cp.FromEmail + ">"
+	}
+	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
+		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+	}))
+}
+
+// transportLabel names the transport a campaign goes out through and says
+// whether that delivers for real.
+func (s *campaignPages) transportLabel(name string) string {
+	if name == "" {
+		name = s.cfg.Transport
+	}
+	if name == "" || name == "capture" {
+		return "capture: kept in the Outbox, nothing is delivered"
+	}
+	return name + ": delivered for real"
+}
+
+func (s *campaignPages) cancelCampaignPage(c echo.Context) error {
+	cp, err := s.campaignParam(c)
+	if err != nil {
+		return err
+	}
+	back := fmt.Sprintf("/campaigns/%d", cp.ID)
+	return s.render(c, 200, views.CampaignConfirm(s.page(c, "Cancel campaign", "campaigns"), "Cancel “"+cp.Name+"”?",
+		"Messages not yet sent are never sent; those already sent stay sent. A cancelled campaign cannot be resumed (clone it to send it again).",
+		back+"/cancel", back, "Yes, cancel the campaign"))
+}
+
+func (s *campaignPages) cloneCampaign(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	cp, err := s.store.CloneCampaign(chg.Ctx(), id)
+	if err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.clone", "campaign", itoa(cp.ID), "from "+itoa(id))); err != nil {
+		return err
+	}
+	s.flash(c, "Copy created as a draft: review it, then send it.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d/edit", cp.ID))
+}
+
+// overrideCampaignDNS lets a campaign on the direct transport start
+// although its From domain's DNS check fails or never ran: an admin's
+// decision, with a reason, kept with the campaign and in the audit log.
+func (s *campaignPages) overrideCampaignDNS(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	cp, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	domain, err := s.overrideDNS(c, cp, c.FormValue("reason"))
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
+			vm.Errs["dns_override"] = ve.Fields["reason"]
+		})
+	}
+	if err != nil {
+		return err
+	}
+	s.flash(c, "The DNS rule is overridden for this campaign ("+domain+"); the override is shown in its checklist and kept in the audit log.")
+	return seeOther(c, fmt.Sprintf("/campaigns/%d", id))
 }

@@ -20,42 +20,12 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// complianceRoutes registers the compliance centre: consent review, data-subject requests, retention and the audit log.
-// Admins and viewers read it, marketers only when an admin allows it; only
-// admins change anything.
-func (s *Server) complianceRoutes(d *echo.Group, r roles) {
-	read := []echo.MiddlewareFunc{r.viewer, s.complianceReader}
-	d.GET("/compliance", s.consentReview, read...)
-	d.POST("/compliance/verify", s.verifyLedger, read...)
-	d.GET("/compliance/consents.csv", s.exportConsentsCSV, read...)
-	d.GET("/compliance/consents.json", s.exportConsentsJSON, read...)
-	d.GET("/compliance/coverage", s.coveragePage, read...)
-	d.GET("/compliance/coverage/:list", s.lackingPage, read...)
-	d.GET("/compliance/coverage/:list/lacking.csv", s.exportLacking, read...)
-	d.GET("/compliance/coverage/:list/unsubscribe", s.confirmUnsubscribeLacking, r.admin)
-	d.POST("/compliance/coverage/:list/unsubscribe", s.unsubscribeLacking, r.admin)
-	d.GET("/compliance/people", s.peoplePage, read...)
-	d.GET("/compliance/subscribers/:id/certificate", s.certificatePage, read...)
-	d.POST("/compliance/subscribers/:id/export", s.subjectExport, r.admin)
-	d.GET("/compliance/subscribers/:id/rectify", s.rectifyPage, r.admin)
-	d.POST("/compliance/subscribers/:id/rectify", s.rectify, r.admin)
-	d.GET("/compliance/subscribers/:id/erase", s.erasePage, r.admin)
-	d.POST("/compliance/subscribers/:id/erase", s.erase, r.admin)
-	d.GET("/compliance/requests", s.requestsPage, read...)
-	d.POST("/compliance/requests", s.createRequest, r.admin)
-	d.GET("/compliance/requests/:id", s.requestPage, read...)
-	d.POST("/compliance/requests/:id/close", s.closeRequest, r.admin)
-	d.GET("/compliance/retention", s.retentionPage, read...)
-	d.POST("/compliance/retention", s.saveRetention, r.admin)
-	d.POST("/compliance/retention/run", s.runRetention, r.admin)
-	d.POST("/compliance/access", s.saveComplianceAccess, r.admin)
-	d.GET("/compliance/audit", s.auditPage, read...)
-	d.GET("/compliance/audit.csv", s.exportAudit, read...)
-}
+// compliancePages serves the compliance centre: consent review, data-subject requests, retention and the audit log.
+type compliancePages struct{ *app }
 
 // complianceReader keeps marketers out of the compliance centre unless an
 // admin has let them read it. It runs after the viewer guard.
-func (s *Server) complianceReader(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *app) complianceReader(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if u := currentUser(c); u != nil && u.Role == models.RoleMarketer {
 			v, err := s.store.Setting(c.Request().Context(), models.SettingComplianceMarketers)
@@ -143,7 +113,7 @@ func consentFilter(c echo.Context) (views.ConsentFilter, models.ConsentQuery, ur
 	return f, q, v, errs
 }
 
-func (s *Server) consentReviewData(c echo.Context) (views.ConsentReview, error) {
+func (s *compliancePages) consentReviewData(c echo.Context) (views.ConsentReview, error) {
 	ctx := c.Request().Context()
 	f, q, v, errs := consentFilter(c)
 	d := views.ConsentReview{Filter: f, Errors: errs, ExportQuery: v.Encode()}
@@ -165,7 +135,7 @@ func (s *Server) consentReviewData(c echo.Context) (views.ConsentReview, error) 
 	return d, nil
 }
 
-func (s *Server) consentReview(c echo.Context) error {
+func (s *compliancePages) consentReview(c echo.Context) error {
 	d, err := s.consentReviewData(c)
 	if err != nil {
 		return err
@@ -178,7 +148,7 @@ func (s *Server) consentReview(c echo.Context) error {
 }
 
 // verifyLedger walks the consent ledger and reports the first broken link.
-func (s *Server) verifyLedger(c echo.Context) error {
+func (s *compliancePages) verifyLedger(c echo.Context) error {
 	brk, n, err := s.store.VerifyConsents(c.Request().Context())
 	if err != nil {
 		return err
@@ -223,7 +193,7 @@ func download(c echo.Context, contentType, name string) {
 
 // streamFailed logs an error met after a download's headers were sent (the
 // central handler cannot answer any more).
-func (s *Server) streamFailed(c echo.Context, what string, err error) error {
+func (s *app) streamFailed(c echo.Context, what string, err error) error {
 	if err != nil {
 		s.log.Error("export failed midway", "export", what, "err", err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 	}
@@ -240,7 +210,7 @@ func idOrEmpty(p *int64) string {
 	return itoa(*p)
 }
 
-func (s *Server) exportConsentsCSV(c echo.Context) error {
+func (s *compliancePages) exportConsentsCSV(c echo.Context) error {
 	q, v, err := exportQuery(c)
 	if err != nil {
 		return err
@@ -289,7 +259,7 @@ type consentJSON struct {
 	Hash         string    `json:"hash"`
 }
 
-func (s *Server) exportConsentsJSON(c echo.Context) error {
+func (s *compliancePages) exportConsentsJSON(c echo.Context) error {
 	q, v, err := exportQuery(c)
 	if err != nil {
 		return err
@@ -324,7 +294,7 @@ func (s *Server) exportConsentsJSON(c echo.Context) error {
 	return s.streamFailed(c, "consents.json", err)
 }
 
-func (s *Server) coveragePage(c echo.Context) error {
+func (s *compliancePages) coveragePage(c echo.Context) error {
 	rows, err := s.store.ConsentCoverage(c.Request().Context())
 	if err != nil {
 		return err
@@ -332,7 +302,7 @@ func (s *Server) coveragePage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.CoveragePage(s.page(c, "Coverage", "compliance"), rows))
 }
 
-func (s *Server) listParam(c echo.Context) (*models.List, error) {
+func (s *compliancePages) listParam(c echo.Context) (*models.List, error) {
 	id, err := idParam(c, "list")
 	if err != nil {
 		return nil, err
@@ -340,7 +310,7 @@ func (s *Server) listParam(c echo.Context) (*models.List, error) {
 	return s.store.List(c.Request().Context(), id)
 }
 
-func (s *Server) lackingPage(c echo.Context) error {
+func (s *compliancePages) lackingPage(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -355,7 +325,7 @@ func (s *Server) lackingPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.LackingPage(s.page(c, "Without a basis", "compliance"), d))
 }
 
-func (s *Server) exportLacking(c echo.Context) error {
+func (s *compliancePages) exportLacking(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -380,7 +350,7 @@ func (s *Server) exportLacking(c echo.Context) error {
 	return s.streamFailed(c, "lacking.csv", err)
 }
 
-func (s *Server) confirmUnsubscribeLacking(c echo.Context) error {
+func (s *compliancePages) confirmUnsubscribeLacking(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -392,7 +362,7 @@ func (s *Server) confirmUnsubscribeLacking(c echo.Context) error {
 		back+"/unsubscribe", "Yes, unsubscribe them", back, nil))
 }
 
-func (s *Server) unsubscribeLacking(c echo.Context) error {
+func (s *compliancePages) unsubscribeLacking(c echo.Context) error {
 	l, err := s.listParam(c)
 	if err != nil {
 		return err
@@ -416,7 +386,7 @@ func (s *Server) unsubscribeLacking(c echo.Context) error {
 	return seeOther(c, "/compliance/coverage")
 }
 
-func (s *Server) peoplePage(c echo.Context) error {
+func (s *compliancePages) peoplePage(c echo.Context) error {
 	q := strings.TrimSpace(c.QueryParam("q"))
 	matches, err := s.store.FindPeople(c.Request().Context(), q, 25)
 	if err != nil {
@@ -427,7 +397,7 @@ func (s *Server) peoplePage(c echo.Context) error {
 
 // certificateData gathers a person's consents per list; the subscriber may
 // be gone (its ledger rows stay under its id).
-func (s *Server) certificatePage(c echo.Context) error {
+func (s *compliancePages) certificatePage(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -513,7 +483,7 @@ func listNameOf(lists []models.List, id int64) string {
 // requestFor loads the open request named by the form's "request" field and
 // checks it may be answered by an action of one of kinds; nil when the form
 // names none (the action then logs a request of its own).
-func (s *Server) requestFor(c echo.Context, sub *models.Subscriber, kinds ...string) (*models.DSRRequest, error) {
+func (s *compliancePages) requestFor(c echo.Context, sub *models.Subscriber, kinds ...string) (*models.DSRRequest, error) {
 	raw := c.FormValue("request")
 	if raw == "" {
 		return nil, nil
@@ -540,14 +510,14 @@ func (s *Server) requestFor(c echo.Context, sub *models.Subscriber, kinds ...str
 // recordRequest closes req as done, or, when the action was taken without
 // a logged request, logs one that is done already. It returns its id.
 // actor is the signed-in user's address ("" for none).
-func (s *Server) actor(c echo.Context) string {
+func (s *compliancePages) actor(c echo.Context) string {
 	if u := currentUser(c); u != nil {
 		return u.Email
 	}
 	return ""
 }
 
-func (s *Server) recordRequest(ctx context.Context, c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
+func (s *compliancePages) recordRequest(ctx context.Context, c echo.Context, req *models.DSRRequest, kind string, sub *models.Subscriber, outcome string) (int64, error) {
 	actor := ""
 	if u := currentUser(c); u != nil {
 		actor = u.Email
@@ -564,7 +534,7 @@ func (s *Server) recordRequest(ctx context.Context, c echo.Context, req *models.
 	return r.ID, nil
 }
 
-func (s *Server) subscriberParam(c echo.Context) (*models.Subscriber, error) {
+func (s *compliancePages) subscriberParam(c echo.Context) (*models.Subscriber, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, err
@@ -575,7 +545,7 @@ func (s *Server) subscriberParam(c echo.Context) (*models.Subscriber, error) {
 // subjectExport answers an access or portability request: everything held
 // on the person, as JSON, through the one implementation the preference
 // centre uses too.
-func (s *Server) subjectExport(c echo.Context) error {
+func (s *compliancePages) subjectExport(c echo.Context) error {
 	sub, err := s.subscriberParam(c)
 	if err != nil {
 		return err
@@ -618,7 +588,7 @@ func rectifyForm(sub *models.Subscriber) views.RectifyForm {
 		Attributes: views.AttributesJSON(sub.Attributes), Errors: map[string]string{}}
 }
 
-func (s *Server) rectifyPage(c echo.Context) error {
+func (s *compliancePages) rectifyPage(c echo.Context) error {
 	sub, err := s.subscriberParam(c)
 	if err != nil {
 		return err
@@ -630,7 +600,7 @@ func (s *Server) rectifyPage(c echo.Context) error {
 
 // rectify corrects a person's address, name or attributes on their request,
 // logging the values before and after.
-func (s *Server) rectify(c echo.Context) error {
+func (s *compliancePages) rectify(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, err := s.subscriberParam(c)
 	if err != nil {
@@ -668,7 +638,7 @@ func (s *Server) rectify(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/compliance/subscribers/%d/certificate", before.ID))
 }
 
-func (s *Server) erasePage(c echo.Context) error {
+func (s *compliancePages) erasePage(c echo.Context) error {
 	ctx := c.Request().Context()
 	sub, err := s.subscriberParam(c)
 	if err != nil {
@@ -689,7 +659,7 @@ func (s *Server) erasePage(c echo.Context) error {
 // erase answers an erasure request through the store's one erasure. The
 // request is logged (open) first, so the erasure blanks its address like
 // every other trace, and closed after; if erasure fails it stays open.
-func (s *Server) erase(c echo.Context) error {
+func (s *compliancePages) erase(c echo.Context) error {
 	ctx := c.Request().Context()
 	sub, err := s.subscriberParam(c)
 	if err != nil {
@@ -718,7 +688,7 @@ func (s *Server) erase(c echo.Context) error {
 	return seeOther(c, "/compliance/requests")
 }
 
-func (s *Server) requestsData(c echo.Context, f views.DSRForm) (views.RequestsView, error) {
+func (s *compliancePages) requestsData(c echo.Context, f views.DSRForm) (views.RequestsView, error) {
 	ctx := c.Request().Context()
 	t := time.Now()
 	status := c.QueryParam("status")
@@ -739,7 +709,7 @@ func (s *Server) requestsData(c echo.Context, f views.DSRForm) (views.RequestsVi
 	return d, nil
 }
 
-func (s *Server) requestsPage(c echo.Context) error {
+func (s *compliancePages) requestsPage(c echo.Context) error {
 	d, err := s.requestsData(c, views.DSRForm{Kind: models.DSRAccess, ReceivedAt: time.Now().UTC().Format("2006-01-02")})
 	if err != nil {
 		return err
@@ -747,7 +717,7 @@ func (s *Server) requestsPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RequestsPage(s.page(c, "Data requests", "compliance"), d))
 }
 
-func (s *Server) createRequest(c echo.Context) error {
+func (s *compliancePages) createRequest(c echo.Context) error {
 	f := views.DSRForm{Kind: c.FormValue("kind"), Email: strings.TrimSpace(c.FormValue("email")),
 		ReceivedAt: c.FormValue("received_at"), Note: strings.TrimSpace(c.FormValue("note"))}
 	r := &models.DSRRequest{Kind: f.Kind, SubjectEmail: f.Email, Note: f.Note}
@@ -786,7 +756,7 @@ func (s *Server) createRequest(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/compliance/requests/%d", r.ID))
 }
 
-func (s *Server) requestPage(c echo.Context) error {
+func (s *compliancePages) requestPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -805,7 +775,7 @@ func (s *Server) requestPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RequestPage(s.page(c, fmt.Sprintf("Request #%d", id), "compliance"), d))
 }
 
-func (s *Server) closeRequest(c echo.Context) error {
+func (s *compliancePages) closeRequest(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -843,7 +813,7 @@ func retentionValues(p models.RetentionPolicy) map[string]string {
 	}
 }
 
-func (s *Server) retentionData(c echo.Context) (views.RetentionView, error) {
+func (s *compliancePages) retentionData(c echo.Context) (views.RetentionView, error) {
 	ctx := c.Request().Context()
 	p, err := s.store.Retention(ctx)
 	if err != nil {
@@ -863,7 +833,7 @@ func (s *Server) retentionData(c echo.Context) (views.RetentionView, error) {
 	return d, nil
 }
 
-func (s *Server) retentionPage(c echo.Context) error {
+func (s *compliancePages) retentionPage(c echo.Context) error {
 	d, err := s.retentionData(c)
 	if err != nil {
 		return err
@@ -871,7 +841,7 @@ func (s *Server) retentionPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RetentionPage(s.page(c, "Retention", "compliance"), d))
 }
 
-func (s *Server) saveRetention(c echo.Context) error {
+func (s *compliancePages) saveRetention(c echo.Context) error {
 	ctx := c.Request().Context()
 	d, err := s.retentionData(c)
 	if err != nil {
@@ -904,7 +874,7 @@ func (s *Server) saveRetention(c echo.Context) error {
 	return seeOther(c, "/compliance/retention")
 }
 
-func (s *Server) runRetention(c echo.Context) error {
+func (s *compliancePages) runRetention(c echo.Context) error {
 	u := currentUser(c)
 	rep, err := enforceRetention(c.Request().Context(), s.store, s.log, time.Now(), u.Email, &u.ID, c.RealIP())
 	if err != nil {
@@ -914,7 +884,7 @@ func (s *Server) runRetention(c echo.Context) error {
 	return seeOther(c, "/compliance/retention")
 }
 
-func (s *Server) saveComplianceAccess(c echo.Context) error {
+func (s *compliancePages) saveComplianceAccess(c echo.Context) error {
 	v := c.FormValue("marketers")
 	if v != "none" && v != models.ComplianceMarketersRead {
 		return unprocessable("Choose whether marketers have no access or may read.", map[string]string{"marketers": "Choose none or read."})
@@ -943,7 +913,7 @@ func auditFilter(c echo.Context) (views.AuditFilter, models.AuditQuery, url.Valu
 	return f, q, queryOf("actor", f.Actor, "action", f.Action, "object", f.Object, "from", f.From, "to", f.To), errs
 }
 
-func (s *Server) auditPage(c echo.Context) error {
+func (s *compliancePages) auditPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	f, q, v, errs := auditFilter(c)
 	d := views.AuditView{Filter: f, Errors: errs, ExportQuery: v.Encode()}
@@ -967,7 +937,7 @@ func (s *Server) auditPage(c echo.Context) error {
 	return s.render(c, status, views.AuditPage(s.page(c, "Audit log", "compliance"), d))
 }
 
-func (s *Server) exportAudit(c echo.Context) error {
+func (s *compliancePages) exportAudit(c echo.Context) error {
 	_, q, v, errs := auditFilter(c)
 	for _, msg := range errs {
 		return badRequest(msg)

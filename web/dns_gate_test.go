@@ -176,7 +176,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if err := s.AddSendingIP(ctx, &models.SendingIP{PoolID: mustPool(t, s, "main"), Address: "192.0.2.10", Active: true}); err != nil {
 			t.Fatal(err)
 		}
-		v, _, err := app.srv.domainView(ctx, sd.ID)
+		v, _, err := (&sendingPages{app.srv.app}).domainView(ctx, sd.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +198,7 @@ func TestDirectStartNeedsDNSOrOverride(t *testing.T) {
 		if msg := p.Doc.Find(`[data-testid="start-error"]`).Text(); p.StatusCode != 422 || !strings.Contains(msg, "192.0.2.11") {
 			t.Errorf("start after a new address = %d %q, want 422 naming 192.0.2.11", p.StatusCode, msg)
 		}
-		v, _, err = app.srv.domainView(ctx, sd.ID)
+		v, _, err = (&sendingPages{app.srv.app}).domainView(ctx, sd.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

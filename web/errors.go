@@ -79,7 +79,7 @@ func classify(err error) *userError {
 // a safe message and the request id to the user, as JSON for the API and as
 // a page otherwise. A failure while the database does not answer is a 503
 // saying so (unavailable), not a 500.
-func (s *Server) handleError(err error, c echo.Context) {
+func (s *app) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}

@@ -24,7 +24,7 @@ const (
 )
 
 // importMaxBytes is the largest import file (-import-max-mb).
-func (s *Server) importMaxBytes() int64 {
+func (s *app) importMaxBytes() int64 {
 	if s.cfg.ImportMaxBytes == 0 {
 		return views.MaxImportMB << 20
 	}
@@ -32,7 +32,7 @@ func (s *Server) importMaxBytes() int64 {
 }
 
 // bodyLimit is the largest body accepted for path.
-func (s *Server) bodyLimit(path string) int64 {
+func (s *app) bodyLimit(path string) int64 {
 	switch {
 	case path == "/imports":
 		return s.importMaxBytes() + formOverhead
@@ -51,7 +51,7 @@ func (s *Server) bodyLimit(path string) int64 {
 // made, and the session middleware hands the handlers a copy (with
 // WithContext), so the copy's form, with subscriber data in its files,
 // stayed in the temp folder forever.
-func (s *Server) limitBodies(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *app) limitBodies(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		defer func() {

@@ -44,7 +44,7 @@ type mailerReadiness struct {
 // readyz answers whether this node can do its work: 200 when the database
 // answers and the mailer runs with its database, 503 otherwise, with what
 // is down. /healthz stays the liveness check: the process answers.
-func (s *Server) readyz(c echo.Context) error {
+func (s *app) readyz(c echo.Context) error {
 	r := readiness{Database: readinessCheck{OK: true}}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), pingTimeout)
 	defer cancel()
@@ -75,7 +75,7 @@ func (s *Server) readyz(c echo.Context) error {
 
 // databaseDown reports whether the database fails to answer a ping: what
 // a request's failure is checked against before it is called a bug.
-func (s *Server) databaseDown(ctx context.Context) bool {
+func (s *app) databaseDown(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
 	defer cancel()
 	return s.store.Ping(ctx) != nil
@@ -84,7 +84,7 @@ func (s *Server) databaseDown(ctx context.Context) bool {
 // unavailable answers a request that failed because the database does not
 // answer: 503 with a JSON error for the API, a page saying so otherwise,
 // rendered from nothing the database holds.
-func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+func (s *app) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	rid := w.Header().Get(echo.HeaderXRequestID)
 	s.log.Warn("request failed: database unreachable", "err", err, "method", r.Method, "path", r.URL.Path, "request_id", rid)
 	w.Header().Set("Retry-After", retryAfter)
@@ -107,7 +107,7 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 // sessionError is the session middleware's error handler: loading or
 // saving a session is the first database access of every dashboard
 // request, so its failure is where an outage shows first.
-func (s *Server) sessionError(w http.ResponseWriter, r *http.Request, err error) {
+func (s *app) sessionError(w http.ResponseWriter, r *http.Request, err error) {
 	if s.databaseDown(r.Context()) {
 		s.unavailable(w, r, err)
 		return

@@ -13,26 +13,11 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// hygieneRoutes registers the suppression list, allow list, staging switch and hygiene rules.
-func (s *Server) hygieneRoutes(d *echo.Group, r roles) {
-	d.GET("/deliverability/suppressions", s.suppressionsPage, r.viewer)
-	d.GET("/deliverability/suppressions/export.csv", s.exportSuppressions, r.viewer)
-	d.POST("/deliverability/suppressions", s.addSuppression, r.marketer)
-	d.POST("/deliverability/suppressions/upload", s.uploadSuppressions, r.marketer) // limit: bodyLimit
-	d.GET("/deliverability/suppressions/:id/remove", s.removeSuppressionPage, r.marketer)
-	d.POST("/deliverability/suppressions/:id/remove", s.removeSuppression, r.marketer)
-
-	d.GET("/deliverability/hygiene", s.hygienePage, r.viewer)
-	d.POST("/deliverability/hygiene/rule", s.saveHygieneRule, r.admin)
-	d.POST("/deliverability/hygiene/preview", s.previewHygiene, r.admin)
-	d.POST("/deliverability/hygiene/apply", s.applyHygiene, r.admin)
-	d.POST("/deliverability/hygiene/allow", s.addAllowEntry, r.admin)
-	d.POST("/deliverability/hygiene/allow/:id/delete", s.removeAllowEntry, r.admin)
-	d.POST("/deliverability/hygiene/staging", s.setStaging, r.admin)
-}
+// hygienePages serves the suppression list, allow list, staging switch and hygiene rules.
+type hygienePages struct{ *app }
 
 // suppressionsView renders the suppression list with the given form state.
-func (s *Server) suppressionsView(c echo.Context, status int, form views.SuppressionForm, upload *models.SuppressionImport) error {
+func (s *hygienePages) suppressionsView(c echo.Context, status int, form views.SuppressionForm, upload *models.SuppressionImport) error {
 	f := views.SuppressionFilter{Search: strings.TrimSpace(c.QueryParam("q"))}
 	f.Before, _ = strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	page, err := s.store.SearchSuppressions(c.Request().Context(), models.SuppressionQuery{Search: f.Search, Before: f.Before})
@@ -42,11 +27,11 @@ func (s *Server) suppressionsView(c echo.Context, status int, form views.Suppres
 	return s.render(c, status, views.SuppressionsPage(s.page(c, "Suppressions", "deliverability"), f, page, form, upload))
 }
 
-func (s *Server) suppressionsPage(c echo.Context) error {
+func (s *hygienePages) suppressionsPage(c echo.Context) error {
 	return s.suppressionsView(c, http.StatusOK, views.SuppressionForm{}, nil)
 }
 
-func (s *Server) addSuppression(c echo.Context) error {
+func (s *hygienePages) addSuppression(c echo.Context) error {
 	form := views.SuppressionForm{Value: strings.TrimSpace(c.FormValue("value")), Kind: c.FormValue("kind"), Note: strings.TrimSpace(c.FormValue("note"))}
 	raw := form.Value
 	if form.Kind == "domain" && !strings.HasPrefix(raw, "@") {
@@ -82,7 +67,7 @@ func (s *Server) addSuppression(c echo.Context) error {
 
 // uploadSuppressions reads the uploaded CSV as it arrives (see
 // streamUploads): the note comes before the file in the form.
-func (s *Server) uploadSuppressions(c echo.Context) error {
+func (s *hygienePages) uploadSuppressions(c echo.Context) error {
 	fh := upload(c)
 	if fh == nil {
 		return s.suppressionsView(c, http.StatusUnprocessableEntity,
@@ -111,7 +96,7 @@ func (s *Server) uploadSuppressions(c echo.Context) error {
 	return s.suppressionsView(c, http.StatusOK, views.SuppressionForm{}, res)
 }
 
-func (s *Server) removeSuppressionPage(c echo.Context) error {
+func (s *hygienePages) removeSuppressionPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -123,7 +108,7 @@ func (s *Server) removeSuppressionPage(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.RemoveSuppressionPage(s.page(c, "Remove suppression", "deliverability"), *x, "", nil))
 }
 
-func (s *Server) removeSuppression(c echo.Context) error {
+func (s *hygienePages) removeSuppression(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -157,13 +142,13 @@ func (s *Server) removeSuppression(c echo.Context) error {
 	return seeOther(c, "/deliverability/suppressions")
 }
 
-func (s *Server) exportSuppressions(c echo.Context) error {
+func (s *hygienePages) exportSuppressions(c echo.Context) error {
 	download(c, "text/csv; charset=utf-8", "suppressions.csv")
 	return s.streamFailed(c, "suppressions", s.store.ExportSuppressions(c.Request().Context(), c.Response()))
 }
 
 // hygieneView loads the hygiene page's state.
-func (s *Server) hygieneView(c echo.Context) (views.HygieneView, error) {
+func (s *hygienePages) hygieneView(c echo.Context) (views.HygieneView, error) {
 	ctx := c.Request().Context()
 	var v views.HygieneView
 	var err error
@@ -178,11 +163,11 @@ func (s *Server) hygieneView(c echo.Context) (views.HygieneView, error) {
 	return v, err
 }
 
-func (s *Server) hygieneRender(c echo.Context, status int, v views.HygieneView) error {
+func (s *hygienePages) hygieneRender(c echo.Context, status int, v views.HygieneView) error {
 	return s.render(c, status, views.HygienePage(s.page(c, "List hygiene", "deliverability"), v))
 }
 
-func (s *Server) hygienePage(c echo.Context) error {
+func (s *hygienePages) hygienePage(c echo.Context) error {
 	v, err := s.hygieneView(c)
 	if err != nil {
 		return err
@@ -190,7 +175,7 @@ func (s *Server) hygienePage(c echo.Context) error {
 	return s.hygieneRender(c, http.StatusOK, v)
 }
 
-func (s *Server) saveHygieneRule(c echo.Context) error {
+func (s *hygienePages) saveHygieneRule(c echo.Context) error {
 	v, err := s.hygieneView(c)
 	if err != nil {
 		return err
@@ -226,7 +211,7 @@ func (s *Server) saveHygieneRule(c echo.Context) error {
 	return seeOther(c, "/deliverability/hygiene")
 }
 
-func (s *Server) previewHygiene(c echo.Context) error {
+func (s *hygienePages) previewHygiene(c echo.Context) error {
 	v, err := s.hygieneView(c)
 	if err != nil {
 		return err
@@ -238,7 +223,7 @@ func (s *Server) previewHygiene(c echo.Context) error {
 	return s.hygieneRender(c, http.StatusOK, v)
 }
 
-func (s *Server) applyHygiene(c echo.Context) error {
+func (s *hygienePages) applyHygiene(c echo.Context) error {
 	ctx := c.Request().Context()
 	rule, err := s.store.HygieneRule(ctx)
 	if err != nil {
@@ -261,7 +246,7 @@ func (s *Server) applyHygiene(c echo.Context) error {
 	return seeOther(c, "/deliverability/hygiene")
 }
 
-func (s *Server) addAllowEntry(c echo.Context) error {
+func (s *hygienePages) addAllowEntry(c echo.Context) error {
 	value, note := strings.TrimSpace(c.FormValue("value")), strings.TrimSpace(c.FormValue("note"))
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
@@ -288,7 +273,7 @@ func (s *Server) addAllowEntry(c echo.Context) error {
 	return seeOther(c, "/deliverability/hygiene")
 }
 
-func (s *Server) removeAllowEntry(c echo.Context) error {
+func (s *hygienePages) removeAllowEntry(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -309,7 +294,7 @@ func (s *Server) removeAllowEntry(c echo.Context) error {
 	return seeOther(c, "/deliverability/hygiene")
 }
 
-func (s *Server) setStaging(c echo.Context) error {
+func (s *hygienePages) setStaging(c echo.Context) error {
 	v := c.FormValue("staging")
 	if v != "on" && v != "off" {
 		return badRequest("Staging is either on or off.")

@@ -15,7 +15,10 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-func (s *Server) newImportPage(c echo.Context) error {
+// importPages serves CSV imports: upload, mapping, progress and rejected rows.
+type importPages struct{ *app }
+
+func (s *importPages) newImportPage(c echo.Context) error {
 	lists, err := s.store.Lists(c.Request().Context())
 	if err != nil {
 		return err
@@ -28,7 +31,7 @@ func (s *Server) newImportPage(c echo.Context) error {
 // memory, never through a temp copy: see streamUploads), where any node
 // can read it, checks its header and shows the column mapping. A refused
 // upload is deleted with its file.
-func (s *Server) uploadImport(c echo.Context) error {
+func (s *importPages) uploadImport(c echo.Context) error {
 	ctx := c.Request().Context()
 	lists, err := s.store.Lists(ctx)
 	if err != nil {
@@ -91,7 +94,7 @@ func (s *Server) uploadImport(c echo.Context) error {
 
 // importPreview is the first rows of an uploaded file for the mapping
 // step; none when the file cannot be read (the step works without them).
-func (s *Server) importPreview(ctx context.Context, id int64) [][]string {
+func (s *importPages) importPreview(ctx context.Context, id int64) [][]string {
 	rows, _ := models.ReadCSVPreview(s.store.ImportFile(ctx, id), 5)
 	return rows
 }
@@ -110,7 +113,7 @@ func mappingFor(im *models.Import, list *models.List, header []string) views.Imp
 	return m
 }
 
-func (s *Server) startImport(c echo.Context) error {
+func (s *importPages) startImport(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -191,7 +194,7 @@ func (s *Server) startImport(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/imports/%d", id))
 }
 
-func (s *Server) importPage(c echo.Context) error {
+func (s *importPages) importPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -214,7 +217,7 @@ func (s *Server) importPage(c echo.Context) error {
 	return s.render(c, 200, views.ImportPage(s.page(c, "Import", "subscribers"), im, listName, rejected))
 }
 
-func (s *Server) importProgress(c echo.Context) error {
+func (s *importPages) importProgress(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -230,7 +233,7 @@ func (s *Server) importProgress(c echo.Context) error {
 	return s.render(c, 200, views.ImportProgress(im))
 }
 
-func (s *Server) importErrors(c echo.Context) error {
+func (s *importPages) importErrors(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -245,7 +248,7 @@ func (s *Server) importErrors(c echo.Context) error {
 	return s.store.WriteImportErrors(c.Request().Context(), id, w)
 }
 
-func (s *Server) exportCSV(c echo.Context, name string, q models.SubscriberQuery) error {
+func (s *app) exportCSV(c echo.Context, name string, q models.SubscriberQuery) error {
 	// Recorded before the data leaves: an export that cannot be recorded
 	// is not served.
 	if err := s.audit(c, "subscriber.export", "export", name, fmt.Sprintf("search %q list %d status %q", q.Search, q.ListID, q.Status)); err != nil {
@@ -258,7 +261,7 @@ func (s *Server) exportCSV(c echo.Context, name string, q models.SubscriberQuery
 	return s.store.ExportSubscribers(c.Request().Context(), q, w)
 }
 
-func (s *Server) exportList(c echo.Context) error {
+func (s *importPages) exportList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -269,7 +272,7 @@ func (s *Server) exportList(c echo.Context) error {
 	return s.exportCSV(c, fmt.Sprintf("list-%d.csv", id), models.SubscriberQuery{ListID: id})
 }
 
-func (s *Server) exportSearch(c echo.Context) error {
+func (s *importPages) exportSearch(c echo.Context) error {
 	_, q := subscriberQuery(c)
 	q.Before = 0
 	return s.exportCSV(c, "subscribers.csv", q)

@@ -11,6 +11,9 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// listPages serves the dashboard's list pages.
+type listPages struct{ *app }
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // idParam reads a numeric path parameter; a malformed one is a 404.
@@ -31,7 +34,7 @@ func listFromForm(c echo.Context) models.List {
 	}
 }
 
-func (s *Server) listsPage(c echo.Context) error {
+func (s *listPages) listsPage(c echo.Context) error {
 	lists, err := s.store.Lists(c.Request().Context())
 	if err != nil {
 		return err
@@ -39,11 +42,11 @@ func (s *Server) listsPage(c echo.Context) error {
 	return s.render(c, 200, views.ListsPage(s.page(c, "Lists", "lists"), lists))
 }
 
-func (s *Server) newListPage(c echo.Context) error {
+func (s *listPages) newListPage(c echo.Context) error {
 	return s.render(c, 200, views.ListForm(s.page(c, "New list", "lists"), models.List{Optin: models.OptinDouble, Visibility: models.ListPrivate}, nil, s.cfg.RootURL))
 }
 
-func (s *Server) createList(c echo.Context) error {
+func (s *listPages) createList(c echo.Context) error {
 	l := listFromForm(c)
 	if errs := l.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.ListForm(s.page(c, "New list", "lists"), l, errs, s.cfg.RootURL))
@@ -63,7 +66,7 @@ func (s *Server) createList(c echo.Context) error {
 	return seeOther(c, "/lists")
 }
 
-func (s *Server) editListPage(c echo.Context) error {
+func (s *listPages) editListPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -75,7 +78,7 @@ func (s *Server) editListPage(c echo.Context) error {
 	return s.render(c, 200, views.ListForm(s.page(c, "Edit list", "lists"), *l, nil, s.cfg.RootURL))
 }
 
-func (s *Server) updateList(c echo.Context) error {
+func (s *listPages) updateList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -104,7 +107,7 @@ func (s *Server) updateList(c echo.Context) error {
 	return seeOther(c, "/lists")
 }
 
-func (s *Server) deleteListPage(c echo.Context) error {
+func (s *listPages) deleteListPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -117,7 +120,7 @@ func (s *Server) deleteListPage(c echo.Context) error {
 	return s.render(c, 200, views.ConfirmDelete(s.page(c, "Delete list", "lists"), "the list “"+l.Name+"”", msg, fmt.Sprintf("/lists/%d/delete", id), "/lists"))
 }
 
-func (s *Server) deleteList(c echo.Context) error {
+func (s *listPages) deleteList(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

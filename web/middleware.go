@@ -26,7 +26,7 @@ func currentUser(c echo.Context) *models.User {
 }
 
 // loadUser puts the session's user, if any, into the context.
-func (s *Server) loadUser(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *app) loadUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		if id := s.sessions.GetInt64(ctx, "user_id"); id != 0 {
@@ -48,7 +48,7 @@ func (s *Server) loadUser(next echo.HandlerFunc) echo.HandlerFunc {
 
 // requireRole lets through users with at least min's power. Anonymous page
 // requests are sent to the login page.
-func (s *Server) requireRole(min string) echo.MiddlewareFunc {
+func (s *app) requireRole(min string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			u := currentUser(c)
@@ -68,7 +68,7 @@ func (s *Server) requireRole(min string) echo.MiddlewareFunc {
 
 // requireToken authenticates API requests by bearer token and checks the
 // owner's role: GET needs viewer, anything else marketer (or min).
-func (s *Server) requireToken(min string) echo.MiddlewareFunc {
+func (s *app) requireToken(min string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Request().Header.Get("Authorization")
@@ -97,7 +97,7 @@ func (s *Server) requireToken(min string) echo.MiddlewareFunc {
 }
 
 // page builds the frame data of a dashboard page.
-func (s *Server) page(c echo.Context, title, active string) views.Page {
+func (s *app) page(c echo.Context, title, active string) views.Page {
 	p := views.Page{Title: title, Active: active, Path: c.Request().URL.Path, RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
 	if tok, ok := c.Get(ctxCSRF).(string); ok {
 		p.CSRF = tok
@@ -110,7 +110,7 @@ func (s *Server) page(c echo.Context, title, active string) views.Page {
 }
 
 // flash shows msg on the next page the user sees.
-func (s *Server) flash(c echo.Context, msg string) {
+func (s *app) flash(c echo.Context, msg string) {
 	s.sessions.Put(c.Request().Context(), "flash", msg)
 }
 
@@ -124,7 +124,7 @@ func evidence(c echo.Context, source string) models.Evidence {
 }
 
 // audit writes an audit entry for a change made by the current user.
-func (s *Server) audit(c echo.Context, action, objectType, objectID, summary string) error {
+func (s *app) audit(c echo.Context, action, objectType, objectID, summary string) error {
 	if err := s.store.Audit(c.Request().Context(), s.auditEntry(c, action, objectType, objectID, summary)); err != nil {
 		s.log.Error("audit failed", "err", err, "action", action)
 		return err
@@ -142,7 +142,7 @@ func (s *Server) audit(c echo.Context, action, objectType, objectID, summary str
 //
 // so an entry that cannot be written undoes the change. s.audit is for
 // actions that change nothing else (an export, a test send).
-func (s *Server) auditEntry(c echo.Context, action, objectType, objectID, summary string) models.AuditEntry {
+func (s *app) auditEntry(c echo.Context, action, objectType, objectID, summary string) models.AuditEntry {
 	e := models.AuditEntry{Action: action, ObjectType: objectType, ObjectID: objectID, Summary: summary, IP: c.RealIP()}
 	if u := currentUser(c); u != nil {
 		e.UserID, e.Actor = &u.ID, u.Email
@@ -155,7 +155,7 @@ func (s *Server) auditEntry(c echo.Context, action, objectType, objectID, summar
 // (models.WithAudit), so the change and its entry commit together.
 // objectID, when not nil, is read after the change (a created row's id).
 // Use it for the change alone, not for reads before it.
-func (s *Server) audited(c echo.Context, action, objectType, summary string, objectID *int64) context.Context {
+func (s *app) audited(c echo.Context, action, objectType, summary string, objectID *int64) context.Context {
 	return models.WithAudit(c.Request().Context(), s.auditEntry(c, action, objectType, "", summary), objectID)
 }
 

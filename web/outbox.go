@@ -9,7 +9,10 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-func (s *Server) outboxPage(c echo.Context) error {
+// outboxPages serves the outbox: what was sent, or captured, and each message.
+type outboxPages struct{ *app }
+
+func (s *outboxPages) outboxPage(c echo.Context) error {
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	msgs, err := s.store.Outbox(c.Request().Context(), models.OutboxQuery{Before: before, Limit: 50})
 	if err != nil {
@@ -26,7 +29,7 @@ func (s *Server) outboxPage(c echo.Context) error {
 	return s.render(c, 200, views.OutboxPage(s.page(c, "Outbox", "deliverability"), msgs, labels, next, s.cfg.Transport))
 }
 
-func (s *Server) outboxMessage(c echo.Context) (*models.OutboxMessage, error) {
+func (s *outboxPages) outboxMessage(c echo.Context) (*models.OutboxMessage, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, err
@@ -34,7 +37,7 @@ func (s *Server) outboxMessage(c echo.Context) (*models.OutboxMessage, error) {
 	return s.store.OutboxMessage(c.Request().Context(), id)
 }
 
-func (s *Server) outboxMessagePage(c echo.Context) error {
+func (s *outboxPages) outboxMessagePage(c echo.Context) error {
 	m, err := s.outboxMessage(c)
 	if err != nil {
 		return err
@@ -45,7 +48,7 @@ func (s *Server) outboxMessagePage(c echo.Context) error {
 // outboxMessageHTML serves a captured HTML part for the sandboxed preview
 // frame. The CSP forbids scripts and the sandbox gives the frame no origin,
 // so mail content can never act on the dashboard.
-func (s *Server) outboxMessageHTML(c echo.Context) error {
+func (s *outboxPages) outboxMessageHTML(c echo.Context) error {
 	m, err := s.outboxMessage(c)
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
@@ -30,28 +29,12 @@ type publicPages struct {
 // signupsPerMinute is how many sign-ups one IP may post per minute.
 const signupsPerMinute = 10
 
-// publicRoutes registers the subscriber's public pages: subscribe form,
-// double opt-in confirmation and the preference centre. No session, no
-// CSRF: the signed token in the URL is the authority, and a forged or
-// altered one finds nothing (404).
-func (s *Server) publicRoutes(e *echo.Echo) {
+// newPublicPages serves the subscriber's public pages (their routes are
+// in routeTable): no session, no CSRF.
+func (s *app) newPublicPages() *publicPages {
 	signups := newLoginLimiter()
 	signups.window = time.Minute
-	p := &publicPages{store: s.store, mailer: s.mailer, keys: s.tracking.keys, root: s.cfg.RootURL, log: s.log, signups: signups}
-	small := middleware.BodyLimit("64K")
-
-	e.GET("/subscribe/:list", p.subscribePage)
-	e.POST("/subscribe/:list", p.subscribe, small)
-	e.GET("/confirm/:token", p.confirmPage)
-	e.POST("/confirm/:token", p.confirm, small)
-
-	e.GET("/p/:token", p.preferences)
-	e.GET("/p/"+mailer.TestLinkToken, testLinkPage(p.store, "preferences"))
-	e.POST("/p/:token/lists", p.saveLists, small)
-	e.POST("/p/:token/name", p.saveName, small)
-	e.POST("/p/:token/export", p.export, small)
-	e.GET("/p/:token/erase", p.erasePage)
-	e.POST("/p/:token/erase", p.erase, small)
+	return &publicPages{store: s.store, mailer: s.mailer, keys: s.tracking.keys, root: s.cfg.RootURL, log: s.log, signups: signups}
 }
 
 // brandOf reads the organisation's name and logo for public pages. A

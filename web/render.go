@@ -12,7 +12,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // render writes a component through a pooled buffer, so a template error
 // becomes a clean error page instead of half a page.
-func (s *Server) render(c echo.Context, status int, comp templ.Component) error {
+func (s *app) render(c echo.Context, status int, comp templ.Component) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)

@@ -13,20 +13,14 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// reportRoutes registers the dashboard home, live campaign progress and the
-// reports.
-func (s *Server) reportRoutes(d *echo.Group, r roles) {
-	d.GET("/", s.dashboard, r.viewer)
-	d.GET("/campaigns/:id/report", s.campaignReport, r.viewer)
-	d.GET("/campaigns/:id/report.csv", s.campaignReportCSV, r.viewer)
-	d.GET("/deliverability/bounces", s.bouncesReport, r.viewer)
-}
+// reportPages serves the dashboard home, campaign reports and the bounce report.
+type reportPages struct{ *app }
 
 // reportWindow is how far back the dashboard and the deliverability report
 // look.
 const reportWindow = 30
 
-func (s *Server) dashboard(c echo.Context) error {
+func (s *reportPages) dashboard(c echo.Context) error {
 	ctx := c.Request().Context()
 	var d views.DashboardData
 	var err error
@@ -46,7 +40,7 @@ func (s *Server) dashboard(c echo.Context) error {
 	return s.render(c, 200, views.Dashboard(s.page(c, "Dashboard", "dashboard"), d))
 }
 
-func (s *Server) dashboardData(ctx context.Context, d *views.DashboardData) error {
+func (s *reportPages) dashboardData(ctx context.Context, d *views.DashboardData) error {
 	for _, l := range d.Lists {
 		d.Subscribed += l.Confirmed + l.Unconfirmed
 	}
@@ -72,7 +66,7 @@ func (s *Server) dashboardData(ctx context.Context, d *views.DashboardData) erro
 
 // domainWarnings adds a warning for each sending domain whose DNS is not
 // verified.
-func (s *Server) domainWarnings(ctx context.Context, ws []models.Warning) ([]models.Warning, error) {
+func (s *reportPages) domainWarnings(ctx context.Context, ws []models.Warning) ([]models.Warning, error) {
 	domains, err := s.store.SendingDomains(ctx)
 	if err != nil {
 		return nil, err
@@ -90,7 +84,7 @@ func (s *Server) domainWarnings(ctx context.Context, ws []models.Warning) ([]mod
 	return ws, nil
 }
 
-func (s *Server) campaignReport(c echo.Context) error {
+func (s *reportPages) campaignReport(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -107,7 +101,7 @@ func (s *Server) campaignReport(c echo.Context) error {
 	return s.render(c, 200, views.CampaignReport(s.page(c, "Report: "+r.Campaign.Name, "campaigns"), d))
 }
 
-func (s *Server) campaignReportCSV(c echo.Context) error {
+func (s *reportPages) campaignReportCSV(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -127,7 +121,7 @@ func (s *Server) campaignReportCSV(c echo.Context) error {
 	return s.streamFailed(c, "campaign recipients", s.store.ExportRecipientOutcomes(ctx, id, c.Response()))
 }
 
-func (s *Server) bouncesReport(c echo.Context) error {
+func (s *reportPages) bouncesReport(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
 	w, err := s.store.ReportWindow(ctx, reportWindow)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -8,11 +9,105 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/static"
 )
 
-// routes is Herald's whole HTTP surface in one table.
+// role is who may call a route, and so which middleware stack it runs
+// behind. Its zero value is no role: a route without one stops the start.
+type role int
+
+const (
+	roleMissing role = iota
+
+	// No session, no CSRF.
+	rolePublic     // anyone: static files, health, the subscribe form
+	roleSignedLink // anyone holding a link Herald signed: tracking, unsubscribe, preferences
+	roleProvider   // an ESP, authenticated by its own signature or secret
+
+	// The JSON API: bearer tokens, no cookies, so no CSRF.
+	roleTokenViewer   // an API token of a viewer or more
+	roleTokenMarketer // an API token of a marketer or more
+	roleTokenAdmin    // an API token of an admin
+	roleNone          // nobody: the API's catch-all answers 404
+
+	// The dashboard: session cookies, CSRF on every state change.
+	roleGuest            // signed out too: login, first-run setup, logout
+	roleViewer           // signed in as a viewer or more
+	roleMarketer         // signed in as a marketer or more
+	roleAdmin            // signed in as an admin
+	roleComplianceReader // viewers and admins; marketers when an admin allows it
+)
+
+var roleNames = map[role]string{
+	rolePublic: "public", roleSignedLink: "signed link", roleProvider: "provider",
+	roleTokenViewer: "token viewer", roleTokenMarketer: "token marketer", roleTokenAdmin: "token admin", roleNone: "none",
+	roleGuest: "guest", roleViewer: "viewer", roleMarketer: "marketer", roleAdmin: "admin",
+	roleComplianceReader: "compliance reader",
+}
+
+func (r role) String() string {
+	if n, ok := roleNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// stack is the middleware a route runs behind, before its role's guard.
+type stack int
+
+const (
+	stackBare      stack = iota // the server-wide middleware only
+	stackAPI                    // plus the API's body limit
+	stackDashboard              // plus session, CSRF and the signed-in user
+)
+
+func (r role) stack() stack {
+	switch r {
+	case roleTokenViewer, roleTokenMarketer, roleTokenAdmin, roleNone:
+		return stackAPI
+	case roleGuest, roleViewer, roleMarketer, roleAdmin, roleComplianceReader:
+		return stackDashboard
+	}
+	return stackBare
+}
+
+// guard is the middleware that enforces the role; nil for roles whose
+// handler is its own authority (a signed link, a provider's signature).
+func (s *Server) guard(r role) []echo.MiddlewareFunc {
+	switch r {
+	case roleTokenViewer:
+		return []echo.MiddlewareFunc{s.requireToken(models.RoleViewer)}
+	case roleTokenMarketer:
+		return []echo.MiddlewareFunc{s.requireToken(models.RoleMarketer)}
+	case roleTokenAdmin:
+		return []echo.MiddlewareFunc{s.requireToken(models.RoleAdmin)}
+	case roleViewer:
+		return []echo.MiddlewareFunc{s.requireRole(models.RoleViewer)}
+	case roleMarketer:
+		return []echo.MiddlewareFunc{s.requireRole(models.RoleMarketer)}
+	case roleAdmin:
+		return []echo.MiddlewareFunc{s.requireRole(models.RoleAdmin)}
+	case roleComplianceReader:
+		return []echo.MiddlewareFunc{s.requireRole(models.RoleViewer), s.complianceReader}
+	}
+	return nil
+}
+
+// anyMethod in a table line stands for every HTTP method.
+const anyMethod = "ANY"
+
+// route is one line of the route table.
+type route struct {
+	method, path string
+	role         role
+	handler      echo.HandlerFunc
+	mw           []echo.MiddlewareFunc // after the role's guard
+	note         string
+}
+
+// routes builds the Echo router from the route table.
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -30,116 +125,66 @@ func (s *Server) routes() *echo.Echo {
 		ReferrerPolicy: "same-origin",
 	}))
 
-	staticFS, _ := fs.Sub(static.FS, ".")
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", cacheForever(http.FileServer(http.FS(staticFS))))))
-	e.GET("/healthz", func(c echo.Context) error { return c.String(200, "ok") })
-	e.GET("/readyz", s.readyz)
-
-	// The JSON API: bearer tokens, no cookies, so no CSRF.
-	api := e.Group("/api/v1", middleware.BodyLimit("10M"))
-	view := s.requireToken(models.RoleViewer)
-	api.GET("/lists", s.apiLists, view)
-	api.POST("/lists", s.apiCreateList, view)
-	api.GET("/lists/:id", s.apiList, view)
-	api.PUT("/lists/:id", s.apiUpdateList, view)
-	api.DELETE("/lists/:id", s.apiDeleteList, view)
-	api.GET("/subscribers", s.apiSubscribers, view)
-	api.POST("/subscribers", s.apiCreateSubscriber, view)
-	api.GET("/subscribers/:id", s.apiSubscriber, view)
-	api.PUT("/subscribers/:id", s.apiUpdateSubscriber, view)
-	api.DELETE("/subscribers/:id", s.apiDeleteSubscriber, view)
-	api.PUT("/subscribers/:id/lists/:list", s.apiSubscribe, view)
-	api.DELETE("/subscribers/:id/lists/:list", s.apiUnsubscribe, view)
-	api.GET("/templates", s.apiTemplates, view)
-	api.POST("/templates", s.apiCreateTemplate, view)
-	api.GET("/templates/:id", s.apiTemplate, view)
-	api.PUT("/templates/:id", s.apiUpdateTemplate, view)
-	api.DELETE("/templates/:id", s.apiDeleteTemplate, view)
-	api.GET("/campaigns", s.apiCampaigns, view)
-	api.POST("/campaigns", s.apiCreateCampaign, view)
-	api.GET("/campaigns/:id", s.apiCampaign, view)
-	api.POST("/campaigns/:id/:action", s.apiCampaignAction, view) // start, pause, resume, cancel
-	api.POST("/campaigns/:id/dns-override", s.apiOverrideCampaignDNS, s.requireToken(models.RoleAdmin))
-	api.POST("/tx", s.apiTransactional, view)
-	api.GET("/outbox", s.apiOutbox, view)
-	api.Any("/*", func(c echo.Context) error { return echo.ErrNotFound })
-
-	// Public pages and tracking: signed tokens, no session, no CSRF.
-	s.tracking.Routes(e)
-	s.publicRoutes(e)
-	s.webhookRoutes(e)
-
-	// The dashboard: session cookies, CSRF on every state change.
-	d := e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), stripQueryCSRF, streamUploads, middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
-		ContextKey:     ctxCSRF,
-		CookieName:     "herald_csrf",
-		CookiePath:     "/",
-		CookieHTTPOnly: true,
-		CookieSecure:   strings.HasPrefix(s.cfg.RootURL, "https://"),
-		CookieSameSite: http.SameSiteStrictMode,
-		Skipper:        func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/static/") },
-	}), s.loadUser)
-
-	d.GET("/login", s.loginPage)
-	d.POST("/login", s.login)
-	d.POST("/setup", s.setup)
-	d.POST("/logout", s.logout)
-
-	viewer, marketer, admin := s.requireRole(models.RoleViewer), s.requireRole(models.RoleMarketer), s.requireRole(models.RoleAdmin)
-
-	d.GET("/lists", s.listsPage, viewer)
-	d.GET("/lists/new", s.newListPage, marketer)
-	d.POST("/lists", s.createList, marketer)
-	d.GET("/lists/:id/edit", s.editListPage, marketer)
-	d.POST("/lists/:id", s.updateList, marketer)
-	d.GET("/lists/:id/delete", s.deleteListPage, marketer)
-	d.POST("/lists/:id/delete", s.deleteList, marketer)
-	d.GET("/lists/:id/export.csv", s.exportList, viewer)
-
-	d.GET("/subscribers", s.subscribersPage, viewer)
-	d.GET("/subscribers/export.csv", s.exportSearch, viewer)
-	d.POST("/subscribers/bulk", s.bulkSubscribers, marketer)
-	d.GET("/subscribers/new", s.newSubscriberPage, marketer)
-	d.POST("/subscribers", s.createSubscriber, marketer)
-	d.GET("/subscribers/:id", s.subscriberPage, viewer)
-	d.GET("/subscribers/:id/edit", s.editSubscriberPage, marketer)
-	d.POST("/subscribers/:id", s.updateSubscriber, marketer)
-	d.POST("/subscribers/:id/lists", s.changeSubscriptions, marketer)
-	d.POST("/subscribers/:id/blocklist", s.blocklistSubscriber, marketer)
-	d.GET("/subscribers/:id/delete", s.deleteSubscriberPage, marketer)
-	d.POST("/subscribers/:id/delete", s.deleteSubscriber, marketer)
-
-	d.GET("/imports/new", s.newImportPage, marketer)
-	d.POST("/imports", s.uploadImport, marketer)
-	d.POST("/imports/:id/start", s.startImport, marketer)
-	d.GET("/imports/:id", s.importPage, marketer)
-	d.GET("/imports/:id/progress", s.importProgress, marketer)
-	d.GET("/imports/:id/errors.csv", s.importErrors, marketer)
-
-	d.GET("/settings", s.settingsPage, viewer)
-	d.POST("/settings", s.saveSettings, admin)
-	d.GET("/settings/users", s.usersPage, admin)
-	d.POST("/settings/users", s.createUser, admin)
-	d.POST("/settings/users/:id/role", s.setUserRole, admin)
-	d.POST("/settings/users/:id/delete", s.deleteUser, admin)
-	d.GET("/settings/tokens", s.tokensPage, viewer)
-	d.POST("/settings/tokens", s.createToken, viewer)
-	d.POST("/settings/tokens/:id/delete", s.deleteToken, viewer)
-
-	d.GET("/deliverability", s.outboxPage, viewer)
-	d.GET("/deliverability/outbox/:id", s.outboxMessagePage, viewer)
-	d.GET("/deliverability/outbox/:id/html", s.outboxMessageHTML, viewer)
-	d.GET("/metrics", echo.WrapHandler(s.mailer.MetricsHandler()), admin)
-
-	// Each area registers its own pages (one file per area, see its func).
-	r := roles{viewer: viewer, marketer: marketer, admin: admin}
-	s.composeRoutes(d, r)    // templates, campaigns, checklist, readiness: compose.go
-	s.reportRoutes(d, r)     // dashboard home, live progress, reports: reports.go
-	s.complianceRoutes(d, r) // consent review, DSR, retention, audit: compliance.go
-	s.sendingRoutes(d, r)    // sending domains, domain rules, IP pools: sending.go
-	s.hygieneRoutes(d, r)    // suppressions, allow list, staging, hygiene: hygiene.go
+	stacks := map[stack]interface {
+		Add(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route
+		Any(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) []*echo.Route
+	}{
+		stackBare: e,
+		stackAPI:  e.Group("/api/v1", middleware.BodyLimit("10M")),
+		stackDashboard: e.Group("", echo.WrapMiddleware(s.sessions.LoadAndSave), stripQueryCSRF, streamUploads, middleware.CSRFWithConfig(middleware.CSRFConfig{
+			TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+			ContextKey:     ctxCSRF,
+			CookieName:     "herald_csrf",
+			CookiePath:     "/",
+			CookieHTTPOnly: true,
+			CookieSecure:   strings.HasPrefix(s.cfg.RootURL, "https://"),
+			CookieSameSite: http.SameSiteStrictMode,
+			Skipper:        func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/static/") },
+		}), s.loadUser),
+	}
+	for _, r := range s.routeTable() {
+		st := r.role.stack()
+		path := r.path
+		if st == stackAPI {
+			path = strings.TrimPrefix(path, "/api/v1")
+		}
+		mw := append(s.guard(r.role), r.mw...)
+		if r.method == anyMethod {
+			stacks[st].Any(path, r.handler, mw...)
+			continue
+		}
+		stacks[st].Add(r.method, path, r.handler, mw...)
+	}
 	return e
+}
+
+// checkRoutes refuses a table line without a role or a handler: a route
+// nobody decided the audience of must not be served.
+func checkRoutes(rs []route) []route {
+	for _, r := range rs {
+		if _, ok := roleNames[r.role]; !ok {
+			panic(fmt.Sprintf("web: route %s %s has no role; give it one in routeTable (web/routes.go)", r.method, r.path))
+		}
+		if r.handler == nil {
+			panic(fmt.Sprintf("web: route %s %s has no handler", r.method, r.path))
+		}
+	}
+	return rs
+}
+
+// MountTracking serves the tracking lines of the route table on e, with no
+// session: for a tracker running apart from the dashboard (benchmarks).
+func MountTracking(e *echo.Echo, t *Tracking) {
+	for _, r := range checkRoutes(trackingRoutes(t)) {
+		e.Add(r.method, r.path, r.handler, r.mw...)
+	}
+}
+
+// MountWebhooks serves the ESP webhook lines of the route table on e.
+func MountWebhooks(e *echo.Echo, w *Webhooks) {
+	for _, r := range checkRoutes(webhookRoutes(w)) {
+		e.Add(r.method, r.path, r.handler, r.mw...)
+	}
 }
 
 func cacheForever(h http.Handler) http.Handler {
@@ -152,5 +197,288 @@ func cacheForever(h http.Handler) http.Handler {
 	})
 }
 
-// roles are the three role guards, handed to each area's route function.
-type roles struct{ viewer, marketer, admin echo.MiddlewareFunc }
+// routeTable is Herald's whole HTTP surface: every route, who may call it
+// and what it does. Read it top to bottom to see what is served to whom.
+func (s *Server) routeTable() []route {
+	staticFS, _ := fs.Sub(static.FS, ".")
+	// The handler areas: one small struct each over the shared app.
+	var (
+		auth        = &authPages{s.app}
+		api         = &apiHandlers{s.app}
+		lists       = &listPages{s.app}
+		subscribers = &subscriberPages{s.app}
+		imp         = &importPages{s.app}
+		templates   = &templatePages{s.app}
+		campaigns   = &campaignPages{s.app}
+		reports     = &reportPages{s.app}
+		settings    = &settingsPages{s.app}
+		outbox      = &outboxPages{s.app}
+		sending     = &sendingPages{s.app}
+		hygiene     = &hygienePages{s.app}
+		compliance  = &compliancePages{s.app}
+	)
+	p, small := s.public, middleware.BodyLimit("64K")
+	const (
+		GET, POST, PUT, DELETE = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+	)
+	rs := []route{
+		{GET, "/static/*", rolePublic, echo.WrapHandler(http.StripPrefix("/static/", cacheForever(http.FileServer(http.FS(staticFS))))), nil, "stylesheets, scripts, icons"},
+		{GET, "/healthz", rolePublic, func(c echo.Context) error { return c.String(200, "ok") }, nil, "liveness: the process answers"},
+		{GET, "/readyz", rolePublic, s.readyz, nil, "readiness: the database answers"},
+
+		// The JSON API (api_*.go). GET needs a viewer's token,
+		// any change a marketer's.
+		{GET, "/api/v1/lists", roleTokenViewer, api.apiLists, nil, ""},
+		{POST, "/api/v1/lists", roleTokenMarketer, api.apiCreateList, nil, ""},
+		{GET, "/api/v1/lists/:id", roleTokenViewer, api.apiList, nil, ""},
+		{PUT, "/api/v1/lists/:id", roleTokenMarketer, api.apiUpdateList, nil, ""},
+		{DELETE, "/api/v1/lists/:id", roleTokenMarketer, api.apiDeleteList, nil, ""},
+		{GET, "/api/v1/subscribers", roleTokenViewer, api.apiSubscribers, nil, ""},
+		{POST, "/api/v1/subscribers", roleTokenMarketer, api.apiCreateSubscriber, nil, ""},
+		{GET, "/api/v1/subscribers/:id", roleTokenViewer, api.apiSubscriber, nil, ""},
+		{PUT, "/api/v1/subscribers/:id", roleTokenMarketer, api.apiUpdateSubscriber, nil, ""},
+		{DELETE, "/api/v1/subscribers/:id", roleTokenMarketer, api.apiDeleteSubscriber, nil, ""},
+		{PUT, "/api/v1/subscribers/:id/lists/:list", roleTokenMarketer, api.apiSubscribe, nil, ""},
+		{DELETE, "/api/v1/subscribers/:id/lists/:list", roleTokenMarketer, api.apiUnsubscribe, nil, ""},
+		{GET, "/api/v1/templates", roleTokenViewer, api.apiTemplates, nil, ""},
+		{POST, "/api/v1/templates", roleTokenMarketer, api.apiCreateTemplate, nil, ""},
+		{GET, "/api/v1/templates/:id", roleTokenViewer, api.apiTemplate, nil, ""},
+		{PUT, "/api/v1/templates/:id", roleTokenMarketer, api.apiUpdateTemplate, nil, ""},
+		{DELETE, "/api/v1/templates/:id", roleTokenMarketer, api.apiDeleteTemplate, nil, ""},
+		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
+		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
+		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
+		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
+		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
+		{POST, "/api/v1/tx", roleTokenMarketer, api.apiTransactional, nil, "one transactional message"},
+		{GET, "/api/v1/outbox", roleTokenViewer, api.apiOutbox, nil, ""},
+		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
+
+		// Subscribers' public pages (public.go): the signed token in the
+		// URL is the authority, and a forged or altered one finds nothing.
+		{GET, "/subscribe/:list", rolePublic, p.subscribePage, nil, "a public list's form"},
+		{POST, "/subscribe/:list", rolePublic, p.subscribe, []echo.MiddlewareFunc{small}, "rate-limited per IP"},
+		{GET, "/confirm/:token", roleSignedLink, p.confirmPage, nil, "double opt-in"},
+		{POST, "/confirm/:token", roleSignedLink, p.confirm, []echo.MiddlewareFunc{small}, ""},
+		{GET, "/p/:token", roleSignedLink, p.preferences, nil, "preference centre"},
+		{GET, "/p/" + mailer.TestLinkToken, rolePublic, testLinkPage(s.store, "preferences"), nil, "a test send's link: changes nothing"},
+		{POST, "/p/:token/lists", roleSignedLink, p.saveLists, []echo.MiddlewareFunc{small}, ""},
+		{POST, "/p/:token/name", roleSignedLink, p.saveName, []echo.MiddlewareFunc{small}, ""},
+		{POST, "/p/:token/export", roleSignedLink, p.export, []echo.MiddlewareFunc{small}, ""},
+		{GET, "/p/:token/erase", roleSignedLink, p.erasePage, nil, ""},
+		{POST, "/p/:token/erase", roleSignedLink, p.erase, []echo.MiddlewareFunc{small}, ""},
+	}
+	rs = append(rs, trackingRoutes(s.tracking)...)
+	rs = append(rs, webhookRoutes(s.webhooks)...)
+	rs = append(rs, []route{
+		// The dashboard's own doors (auth.go).
+		{GET, "/login", roleGuest, auth.loginPage, nil, "also the first-run setup form"},
+		{POST, "/login", roleGuest, auth.login, nil, "rate-limited per IP and address"},
+		{POST, "/setup", roleGuest, auth.setup, nil, "only while there is no user"},
+		{POST, "/logout", roleGuest, auth.logout, nil, ""},
+
+		{GET, "/", roleViewer, reports.dashboard, nil, "home: recent campaigns, totals"},
+
+		// Lists (lists.go).
+		{GET, "/lists", roleViewer, lists.listsPage, nil, ""},
+		{GET, "/lists/new", roleMarketer, lists.newListPage, nil, ""},
+		{POST, "/lists", roleMarketer, lists.createList, nil, ""},
+		{GET, "/lists/:id/edit", roleMarketer, lists.editListPage, nil, ""},
+		{POST, "/lists/:id", roleMarketer, lists.updateList, nil, ""},
+		{GET, "/lists/:id/delete", roleMarketer, lists.deleteListPage, nil, "asks first"},
+		{POST, "/lists/:id/delete", roleMarketer, lists.deleteList, nil, ""},
+		{GET, "/lists/:id/export.csv", roleViewer, imp.exportList, nil, ""},
+
+		// Subscribers (subscribers.go, subscribers_bulk.go).
+		{GET, "/subscribers", roleViewer, subscribers.subscribersPage, nil, "search"},
+		{GET, "/subscribers/export.csv", roleViewer, imp.exportSearch, nil, "a search's matches"},
+		{POST, "/subscribers/bulk", roleMarketer, subscribers.bulkSubscribers, nil, "on a selection or on all matches"},
+		{GET, "/subscribers/new", roleMarketer, subscribers.newSubscriberPage, nil, ""},
+		{POST, "/subscribers", roleMarketer, subscribers.createSubscriber, nil, ""},
+		{GET, "/subscribers/:id", roleViewer, subscribers.subscriberPage, nil, ""},
+		{GET, "/subscribers/:id/edit", roleMarketer, subscribers.editSubscriberPage, nil, ""},
+		{POST, "/subscribers/:id", roleMarketer, subscribers.updateSubscriber, nil, ""},
+		{POST, "/subscribers/:id/lists", roleMarketer, subscribers.changeSubscriptions, nil, ""},
+		{POST, "/subscribers/:id/blocklist", roleMarketer, subscribers.blocklistSubscriber, nil, ""},
+		{GET, "/subscribers/:id/delete", roleMarketer, subscribers.deleteSubscriberPage, nil, "asks first"},
+		{POST, "/subscribers/:id/delete", roleMarketer, subscribers.deleteSubscriber, nil, ""},
+
+		// Imports (imports.go).
+		{GET, "/imports/new", roleMarketer, imp.newImportPage, nil, ""},
+		{POST, "/imports", roleMarketer, imp.uploadImport, nil, "streamed upload (upload.go)"},
+		{POST, "/imports/:id/start", roleMarketer, imp.startImport, nil, ""},
+		{GET, "/imports/:id", roleMarketer, imp.importPage, nil, ""},
+		{GET, "/imports/:id/progress", roleMarketer, imp.importProgress, nil, "htmx poll"},
+		{GET, "/imports/:id/errors.csv", roleMarketer, imp.importErrors, nil, ""},
+
+		// Templates (templates.go).
+		{GET, "/templates", roleViewer, templates.templatesPage, nil, ""},
+		{GET, "/templates/new", roleMarketer, templates.newTemplatePage, nil, ""},
+		{POST, "/templates", roleMarketer, templates.createTemplate, nil, ""},
+		{POST, "/templates/preview", roleMarketer, templates.previewTemplate, nil, "htmx"},
+		{GET, "/templates/:id/edit", roleMarketer, templates.editTemplatePage, nil, ""},
+		{POST, "/templates/:id", roleMarketer, templates.updateTemplate, nil, ""},
+		{GET, "/templates/:id/delete", roleMarketer, templates.deleteTemplatePage, nil, "asks first"},
+		{POST, "/templates/:id/delete", roleMarketer, templates.deleteTemplate, nil, ""},
+
+		// Campaigns (campaigns.go) and their reports (reports.go).
+		{GET, "/campaigns", roleViewer, campaigns.campaignsPage, nil, ""},
+		{GET, "/campaigns/new", roleMarketer, campaigns.newCampaignPage, nil, ""},
+		{POST, "/campaigns", roleMarketer, campaigns.createCampaign, nil, ""},
+		{POST, "/campaigns/recipients", roleMarketer, campaigns.recipientCount, nil, "htmx: the audience's size"},
+		{GET, "/campaigns/:id", roleViewer, campaigns.campaignPage, nil, ""},
+		{GET, "/campaigns/:id/progress", roleViewer, campaigns.campaignProgress, nil, "htmx poll"},
+		{GET, "/campaigns/:id/edit", roleMarketer, campaigns.editCampaignPage, nil, ""},
+		{POST, "/campaigns/:id", roleMarketer, campaigns.updateCampaign, nil, ""},
+		{POST, "/campaigns/:id/test", roleMarketer, campaigns.sendCampaignTest, nil, ""},
+		{GET, "/campaigns/:id/start", roleMarketer, campaigns.confirmStartPage, nil, "asks first"},
+		{POST, "/campaigns/:id/start", roleMarketer, campaigns.startCampaign, nil, ""},
+		{POST, "/campaigns/:id/schedule", roleMarketer, campaigns.scheduleCampaign, nil, ""},
+		{POST, "/campaigns/:id/unschedule", roleMarketer, campaigns.campaignAction("unschedule"), nil, ""},
+		{POST, "/campaigns/:id/pause", roleMarketer, campaigns.campaignAction("pause"), nil, ""},
+		{POST, "/campaigns/:id/resume", roleMarketer, campaigns.campaignAction("resume"), nil, ""},
+		{GET, "/campaigns/:id/cancel", roleMarketer, campaigns.cancelCampaignPage, nil, "asks first"},
+		{POST, "/campaigns/:id/cancel", roleMarketer, campaigns.campaignAction("cancel"), nil, ""},
+		{POST, "/campaigns/:id/clone", roleMarketer, campaigns.cloneCampaign, nil, ""},
+		{POST, "/campaigns/:id/dns-override", roleAdmin, campaigns.overrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
+		{GET, "/campaigns/:id/report", roleViewer, reports.campaignReport, nil, ""},
+		{GET, "/campaigns/:id/report.csv", roleViewer, reports.campaignReportCSV, nil, ""},
+
+		// Settings, users and API tokens (settings.go).
+		{GET, "/settings", roleViewer, settings.settingsPage, nil, ""},
+		{POST, "/settings", roleAdmin, settings.saveSettings, nil, ""},
+		{GET, "/settings/users", roleAdmin, settings.usersPage, nil, ""},
+		{POST, "/settings/users", roleAdmin, settings.createUser, nil, ""},
+		{POST, "/settings/users/:id/role", roleAdmin, settings.setUserRole, nil, ""},
+		{POST, "/settings/users/:id/delete", roleAdmin, settings.deleteUser, nil, ""},
+		{GET, "/settings/tokens", roleViewer, settings.tokensPage, nil, "one's own tokens"},
+		{POST, "/settings/tokens", roleViewer, settings.createToken, nil, "a token has its owner's role"},
+		{POST, "/settings/tokens/:id/delete", roleViewer, settings.deleteToken, nil, ""},
+
+		// Deliverability: the outbox (outbox.go), bounces (reports.go).
+		{GET, "/deliverability", roleViewer, outbox.outboxPage, nil, "the outbox"},
+		{GET, "/deliverability/outbox/:id", roleViewer, outbox.outboxMessagePage, nil, ""},
+		{GET, "/deliverability/outbox/:id/html", roleViewer, outbox.outboxMessageHTML, nil, "sandboxed frame"},
+		{GET, "/deliverability/bounces", roleViewer, reports.bouncesReport, nil, ""},
+		{GET, "/metrics", roleAdmin, echo.WrapHandler(s.mailer.MetricsHandler()), nil, "Prometheus"},
+
+		// Sending domains, domain rules and IP pools (sending.go):
+		// everyone signed in reads them; only admins change them.
+		{GET, "/deliverability/domains", roleViewer, sending.domainsPage, nil, ""},
+		{GET, "/deliverability/domains/new", roleAdmin, sending.newDomainPage, nil, ""},
+		{POST, "/deliverability/domains", roleAdmin, sending.createDomain, nil, ""},
+		{GET, "/deliverability/domains/:id", roleViewer, sending.domainPage, nil, ""},
+		{POST, "/deliverability/domains/:id/check", roleAdmin, sending.checkDomain, nil, ""},
+		{GET, "/deliverability/domains/:id/rotate", roleAdmin, sending.rotateDomainPage, nil, ""},
+		{POST, "/deliverability/domains/:id/rotate", roleAdmin, sending.rotateDomain, nil, ""},
+		{GET, "/deliverability/domains/:id/delete", roleAdmin, sending.deleteDomainPage, nil, "asks first"},
+		{POST, "/deliverability/domains/:id/delete", roleAdmin, sending.deleteDomain, nil, ""},
+		{GET, "/deliverability/rules", roleViewer, sending.rulesPage, nil, ""},
+		{GET, "/deliverability/rules/new", roleAdmin, sending.newRulePage, nil, ""},
+		{POST, "/deliverability/rules", roleAdmin, sending.createRule, nil, ""},
+		{GET, "/deliverability/rules/reset", roleAdmin, sending.resetRulesPage, nil, "asks first"},
+		{POST, "/deliverability/rules/reset", roleAdmin, sending.resetRules, nil, ""},
+		{GET, "/deliverability/rules/:id/edit", roleAdmin, sending.editRulePage, nil, ""},
+		{POST, "/deliverability/rules/:id", roleAdmin, sending.updateRule, nil, ""},
+		{GET, "/deliverability/rules/:id/delete", roleAdmin, sending.deleteRulePage, nil, "asks first"},
+		{POST, "/deliverability/rules/:id/delete", roleAdmin, sending.deleteRule, nil, ""},
+		{GET, "/deliverability/pools/new", roleAdmin, sending.newPoolPage, nil, ""},
+		{POST, "/deliverability/pools", roleAdmin, sending.createPool, nil, ""},
+		{GET, "/deliverability/pools/:id", roleViewer, sending.poolPage, nil, ""},
+		{GET, "/deliverability/pools/:id/edit", roleAdmin, sending.editPoolPage, nil, ""},
+		{POST, "/deliverability/pools/:id", roleAdmin, sending.updatePool, nil, ""},
+		{GET, "/deliverability/pools/:id/delete", roleAdmin, sending.deletePoolPage, nil, "asks first"},
+		{POST, "/deliverability/pools/:id/delete", roleAdmin, sending.deletePool, nil, ""},
+		{GET, "/deliverability/pools/:id/ips/new", roleAdmin, sending.newIPPage, nil, ""},
+		{POST, "/deliverability/pools/:id/ips", roleAdmin, sending.createIP, nil, ""},
+		{GET, "/deliverability/pools/:id/ips/:ip/edit", roleAdmin, sending.editIPPage, nil, ""},
+		{POST, "/deliverability/pools/:id/ips/:ip", roleAdmin, sending.updateIP, nil, ""},
+		{GET, "/deliverability/pools/:id/ips/:ip/delete", roleAdmin, sending.deleteIPPage, nil, "asks first"},
+		{POST, "/deliverability/pools/:id/ips/:ip/delete", roleAdmin, sending.deleteIP, nil, ""},
+
+		// Suppressions, the allow list, staging and hygiene (hygiene.go).
+		{GET, "/deliverability/suppressions", roleViewer, hygiene.suppressionsPage, nil, ""},
+		{GET, "/deliverability/suppressions/export.csv", roleViewer, hygiene.exportSuppressions, nil, ""},
+		{POST, "/deliverability/suppressions", roleMarketer, hygiene.addSuppression, nil, ""},
+		{POST, "/deliverability/suppressions/upload", roleMarketer, hygiene.uploadSuppressions, nil, "streamed upload (upload.go)"},
+		{GET, "/deliverability/suppressions/:id/remove", roleMarketer, hygiene.removeSuppressionPage, nil, "asks first"},
+		{POST, "/deliverability/suppressions/:id/remove", roleMarketer, hygiene.removeSuppression, nil, ""},
+		{GET, "/deliverability/hygiene", roleViewer, hygiene.hygienePage, nil, ""},
+		{POST, "/deliverability/hygiene/rule", roleAdmin, hygiene.saveHygieneRule, nil, ""},
+		{POST, "/deliverability/hygiene/preview", roleAdmin, hygiene.previewHygiene, nil, ""},
+		{POST, "/deliverability/hygiene/apply", roleAdmin, hygiene.applyHygiene, nil, ""},
+		{POST, "/deliverability/hygiene/allow", roleAdmin, hygiene.addAllowEntry, nil, ""},
+		{POST, "/deliverability/hygiene/allow/:id/delete", roleAdmin, hygiene.removeAllowEntry, nil, ""},
+		{POST, "/deliverability/hygiene/staging", roleAdmin, hygiene.setStaging, nil, ""},
+
+		// The compliance centre (compliance.go): admins and viewers read
+		// it, marketers only when an admin allows it; only admins change
+		// anything.
+		{GET, "/compliance", roleComplianceReader, compliance.consentReview, nil, "consent review"},
+		{POST, "/compliance/verify", roleComplianceReader, compliance.verifyLedger, nil, "checks the ledger, changes nothing"},
+		{GET, "/compliance/consents.csv", roleComplianceReader, compliance.exportConsentsCSV, nil, ""},
+		{GET, "/compliance/consents.json", roleComplianceReader, compliance.exportConsentsJSON, nil, ""},
+		{GET, "/compliance/readiness", roleViewer, compliance.readinessPage, nil, "sending readiness (readiness.go)"},
+		{GET, "/compliance/coverage", roleComplianceReader, compliance.coveragePage, nil, ""},
+		{GET, "/compliance/coverage/:list", roleComplianceReader, compliance.lackingPage, nil, ""},
+		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, compliance.exportLacking, nil, ""},
+		{GET, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.confirmUnsubscribeLacking, nil, "asks first"},
+		{POST, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.unsubscribeLacking, nil, ""},
+		{GET, "/compliance/people", roleComplianceReader, compliance.peoplePage, nil, ""},
+		{GET, "/compliance/subscribers/:id/certificate", roleComplianceReader, compliance.certificatePage, nil, ""},
+		{POST, "/compliance/subscribers/:id/export", roleAdmin, compliance.subjectExport, nil, ""},
+		{GET, "/compliance/subscribers/:id/rectify", roleAdmin, compliance.rectifyPage, nil, ""},
+		{POST, "/compliance/subscribers/:id/rectify", roleAdmin, compliance.rectify, nil, ""},
+		{GET, "/compliance/subscribers/:id/erase", roleAdmin, compliance.erasePage, nil, "asks first"},
+		{POST, "/compliance/subscribers/:id/erase", roleAdmin, compliance.erase, nil, ""},
+		{GET, "/compliance/requests", roleComplianceReader, compliance.requestsPage, nil, "data-subject requests"},
+		{POST, "/compliance/requests", roleAdmin, compliance.createRequest, nil, ""},
+		{GET, "/compliance/requests/:id", roleComplianceReader, compliance.requestPage, nil, ""},
+		{POST, "/compliance/requests/:id/close", roleAdmin, compliance.closeRequest, nil, ""},
+		{GET, "/compliance/retention", roleComplianceReader, compliance.retentionPage, nil, ""},
+		{POST, "/compliance/retention", roleAdmin, compliance.saveRetention, nil, ""},
+		{POST, "/compliance/retention/run", roleAdmin, compliance.runRetention, nil, ""},
+		{POST, "/compliance/access", roleAdmin, compliance.saveComplianceAccess, nil, "lets marketers read the centre"},
+		{GET, "/compliance/audit", roleComplianceReader, compliance.auditPage, nil, ""},
+		{GET, "/compliance/audit.csv", roleComplianceReader, compliance.exportAudit, nil, ""},
+	}...)
+	return checkRoutes(rs)
+}
+
+// trackingRoutes are the opens, clicks and unsubscribes (tracking.go):
+// mail clients, image proxies and mailbox providers call them without
+// cookies. MountTracking serves them alone.
+func trackingRoutes(t *Tracking) []route {
+	test := testLinkPage(t.store, "unsubscribe")
+	return []route{
+		{http.MethodGet, "/t/o/:token", roleSignedLink, t.open, nil, "open pixel"},
+		{http.MethodGet, "/t/c/:token", roleSignedLink, t.click, nil, "click redirect"},
+		{http.MethodHead, "/t/c/:token", roleSignedLink, t.click, nil, "link checkers; not counted"},
+		{http.MethodGet, "/u/:token", roleSignedLink, t.unsubscribePage, nil, ""},
+		{http.MethodPost, "/u/:token", roleSignedLink, t.unsubscribe, nil, "also RFC 8058 one-click"},
+		// A campaign's test send links here (Echo prefers the static route).
+		{http.MethodGet, "/u/" + mailer.TestLinkToken, rolePublic, test, nil, "a test send's link: changes nothing"},
+		{http.MethodPost, "/u/" + mailer.TestLinkToken, rolePublic, test, nil, "a test send's link: changes nothing"},
+	}
+}
+
+// webhookRoutes are the ESP bounce and complaint webhooks (webhooks.go),
+// authenticated by the provider's signature or secret. With no Webhooks
+// (they could not start) they answer 404, as if not there.
+func webhookRoutes(w *Webhooks) []route {
+	h := func(f func(*Webhooks, echo.Context) error) echo.HandlerFunc {
+		if w == nil {
+			return notFound
+		}
+		return func(c echo.Context) error { return f(w, c) }
+	}
+	return []route{
+		{http.MethodPost, "/webhooks/ses", roleProvider, h((*Webhooks).ses), nil, "SNS-signed"},
+		{http.MethodPost, "/webhooks/sendgrid", roleProvider, h((*Webhooks).sendgrid), nil, "ECDSA-signed"},
+		{http.MethodPost, "/webhooks/postmark", roleProvider, h((*Webhooks).postmark), nil, "basic auth"},
+		{http.MethodPost, "/webhooks/postmark/:token", roleProvider, h((*Webhooks).postmark), nil, "secret in the URL"},
+		{http.MethodPost, "/webhooks/mailgun", roleProvider, h((*Webhooks).mailgun), nil, "HMAC-signed"},
+	}
+}
+
+func notFound(echo.Context) error { return echo.ErrNotFound }

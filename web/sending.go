@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -19,45 +18,8 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-// sendingRoutes registers sending domains, domain rules and IP pools.
-// Everyone signed in reads them; only admins change them.
-func (s *Server) sendingRoutes(d *echo.Group, r roles) {
-	d.GET("/deliverability/domains", s.domainsPage, r.viewer)
-	d.GET("/deliverability/domains/new", s.newDomainPage, r.admin)
-	d.POST("/deliverability/domains", s.createDomain, r.admin)
-	d.GET("/deliverability/domains/:id", s.domainPage, r.viewer)
-	d.POST("/deliverability/domains/:id/check", s.checkDomain, r.admin)
-	d.GET("/deliverability/domains/:id/rotate", s.rotateDomainPage, r.admin)
-	d.POST("/deliverability/domains/:id/rotate", s.rotateDomain, r.admin)
-	d.GET("/deliverability/domains/:id/delete", s.deleteDomainPage, r.admin)
-	// The DNS rule of direct delivery, overridden for one campaign: admins only.
-	d.POST("/campaigns/:id/dns-override", s.overrideCampaignDNS, r.admin)
-	d.POST("/deliverability/domains/:id/delete", s.deleteDomain, r.admin)
-
-	d.GET("/deliverability/rules", s.rulesPage, r.viewer)
-	d.GET("/deliverability/rules/new", s.newRulePage, r.admin)
-	d.POST("/deliverability/rules", s.createRule, r.admin)
-	d.GET("/deliverability/rules/reset", s.resetRulesPage, r.admin)
-	d.POST("/deliverability/rules/reset", s.resetRules, r.admin)
-	d.GET("/deliverability/rules/:id/edit", s.editRulePage, r.admin)
-	d.POST("/deliverability/rules/:id", s.updateRule, r.admin)
-	d.GET("/deliverability/rules/:id/delete", s.deleteRulePage, r.admin)
-	d.POST("/deliverability/rules/:id/delete", s.deleteRule, r.admin)
-
-	d.GET("/deliverability/pools/new", s.newPoolPage, r.admin)
-	d.POST("/deliverability/pools", s.createPool, r.admin)
-	d.GET("/deliverability/pools/:id", s.poolPage, r.viewer)
-	d.GET("/deliverability/pools/:id/edit", s.editPoolPage, r.admin)
-	d.POST("/deliverability/pools/:id", s.updatePool, r.admin)
-	d.GET("/deliverability/pools/:id/delete", s.deletePoolPage, r.admin)
-	d.POST("/deliverability/pools/:id/delete", s.deletePool, r.admin)
-	d.GET("/deliverability/pools/:id/ips/new", s.newIPPage, r.admin)
-	d.POST("/deliverability/pools/:id/ips", s.createIP, r.admin)
-	d.GET("/deliverability/pools/:id/ips/:ip/edit", s.editIPPage, r.admin)
-	d.POST("/deliverability/pools/:id/ips/:ip", s.updateIP, r.admin)
-	d.GET("/deliverability/pools/:id/ips/:ip/delete", s.deleteIPPage, r.admin)
-	d.POST("/deliverability/pools/:id/ips/:ip/delete", s.deleteIP, r.admin)
-}
+// sendingPages serves sending domains, domain rules and IP pools.
+type sendingPages struct{ *app }
 
 const (
 	domainsPath = "/deliverability/domains"
@@ -66,7 +28,7 @@ const (
 
 // --- sending domains ---
 
-func (s *Server) domainsPage(c echo.Context) error {
+func (s *sendingPages) domainsPage(c echo.Context) error {
 	ds, err := s.store.SendingDomainStatuses(c.Request().Context())
 	if err != nil {
 		return err
@@ -74,12 +36,12 @@ func (s *Server) domainsPage(c echo.Context) error {
 	return s.render(c, 200, views.DomainsPage(s.page(c, "Sending domains", "deliverability"), ds))
 }
 
-func (s *Server) newDomainPage(c echo.Context) error {
+func (s *sendingPages) newDomainPage(c echo.Context) error {
 	f := models.SendingDomainForm{SendingDomainOptions: models.SendingDomainOptions{Ed25519: true}}
 	return s.render(c, 200, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), f, nil))
 }
 
-func (s *Server) createDomain(c echo.Context) error {
+func (s *sendingPages) createDomain(c echo.Context) error {
 	f := models.SendingDomainForm{Domain: c.FormValue("domain"), SendingDomainOptions: models.SendingDomainOptions{
 		Selector: c.FormValue("selector"), Ed25519: c.FormValue("ed25519") != "",
 		ReturnPathDomain: c.FormValue("return_path_domain"), SPFIncludes: c.FormValue("spf_includes"),
@@ -114,7 +76,7 @@ func (s *Server) createDomain(c echo.Context) error {
 
 // domainView loads a domain and what its page shows, and the options its
 // records were made with.
-func (s *Server) domainView(ctx context.Context, id int64) (*views.DomainView, models.DNSRecordOptions, error) {
+func (s *sendingPages) domainView(ctx context.Context, id int64) (*views.DomainView, models.DNSRecordOptions, error) {
 	d, err := s.store.SendingDomain(ctx, id)
 	if err != nil {
 		return nil, models.DNSRecordOptions{}, err
@@ -134,7 +96,7 @@ func (s *Server) domainView(ctx context.Context, id int64) (*views.DomainView, m
 
 // dnsOptions describes where Herald's mail leaves from and where bounces
 // arrive, for the records every sending domain must publish.
-func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error) {
+func (s *sendingPages) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error) {
 	ips, err := s.store.SPFAddresses(ctx)
 	if err != nil {
 		return models.DNSRecordOptions{}, err
@@ -175,7 +137,7 @@ func (s *Server) dnsOptions(ctx context.Context) (models.DNSRecordOptions, error
 	return o, nil
 }
 
-func (s *Server) domainPage(c echo.Context) error {
+func (s *sendingPages) domainPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -187,64 +149,9 @@ func (s *Server) domainPage(c echo.Context) error {
 	return s.render(c, 200, views.DomainPage(s.page(c, v.Domain.Domain, "deliverability"), *v))
 }
 
-// overrideCampaignDNS lets a campaign on the direct transport start
-// although its From domain's DNS check fails or never ran: an admin's
-// decision, with a reason, kept with the campaign and in the audit log.
-func (s *Server) overrideCampaignDNS(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	cp, err := s.store.Campaign(ctx, id)
-	if err != nil {
-		return err
-	}
-	domain, err := s.overrideDNS(c, cp, c.FormValue("reason"))
-	var ve *models.ValidationError
-	if errors.As(err, &ve) {
-		return s.rerenderCampaign(c, http.StatusUnprocessableEntity, cp, func(vm *views.CampaignPageVM) {
-			vm.Errs["dns_override"] = ve.Fields["reason"]
-		})
-	}
-	if err != nil {
-		return err
-	}
-	s.flash(c, "The DNS rule is overridden for this campaign ("+domain+"); the override is shown in its checklist and kept in the audit log.")
-	return seeOther(c, fmt.Sprintf("/campaigns/%d", id))
-}
-
-// apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
-// ({"reason": "…"}), for admins' tokens.
-func (s *Server) apiOverrideCampaignDNS(c echo.Context) error {
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	cp, err := s.store.Campaign(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	var in struct {
-		Reason string `json:"reason"`
-	}
-	if err := json.NewDecoder(c.Request().Body).Decode(&in); err != nil {
-		return unprocessable(`Send a JSON object with the reason: {"reason": "…"}.`, map[string]string{"reason": "missing"})
-	}
-	_, err = s.overrideDNS(c, cp, in.Reason)
-	var ve *models.ValidationError
-	if errors.As(err, &ve) {
-		return unprocessable(ve.Fields["reason"], ve.Fields)
-	}
-	if err != nil {
-		return err
-	}
-	return s.writeAPICampaign(c, http.StatusOK, id)
-}
-
 // overrideDNS stores an admin's override of the DNS rule for a campaign,
 // with its audit entry; it returns the domain it holds for.
-func (s *Server) overrideDNS(c echo.Context, cp *models.Campaign, reason string) (string, error) {
+func (s *app) overrideDNS(c echo.Context, cp *models.Campaign, reason string) (string, error) {
 	domain := mailer.DNSGateDomain(c.Request().Context(), s.store, cp)
 	if r := []rune(strings.TrimSpace(reason)); len(r) > 500 {
 		reason = string(r[:500])
@@ -262,7 +169,7 @@ func (s *Server) overrideDNS(c echo.Context, cp *models.Campaign, reason string)
 
 // checkDomain runs the DNS check, stores it and shows each record's state:
 // the records panel for htmx, the domain page otherwise.
-func (s *Server) checkDomain(c echo.Context) error {
+func (s *sendingPages) checkDomain(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -308,7 +215,7 @@ func (s *Server) checkDomain(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
 }
 
-func (s *Server) rotateDomainPage(c echo.Context) error {
+func (s *sendingPages) rotateDomainPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -320,7 +227,7 @@ func (s *Server) rotateDomainPage(c echo.Context) error {
 	return s.render(c, 200, views.RotateKeyPage(s.page(c, "Rotate DKIM key", "deliverability"), d, "", nil))
 }
 
-func (s *Server) rotateDomain(c echo.Context) error {
+func (s *sendingPages) rotateDomain(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -354,7 +261,7 @@ func (s *Server) rotateDomain(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
 }
 
-func (s *Server) deleteDomainPage(c echo.Context) error {
+func (s *sendingPages) deleteDomainPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -376,7 +283,7 @@ func (s *Server) deleteDomainPage(c echo.Context) error {
 		fmt.Sprintf("%s/%d/delete", domainsPath, id), fmt.Sprintf("%s/%d", domainsPath, id)))
 }
 
-func (s *Server) deleteDomain(c echo.Context) error {
+func (s *sendingPages) deleteDomain(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -403,7 +310,7 @@ func (s *Server) deleteDomain(c echo.Context) error {
 
 // --- domain rules ---
 
-func (s *Server) rulesPage(c echo.Context) error {
+func (s *sendingPages) rulesPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	rules, err := s.store.DomainRules(ctx)
 	if err != nil {
@@ -434,13 +341,13 @@ func ruleForm(c echo.Context) models.DomainRuleForm {
 	}
 }
 
-func (s *Server) newRulePage(c echo.Context) error {
+func (s *sendingPages) newRulePage(c echo.Context) error {
 	f := models.DomainRuleForm{PerSecond: "5", PerMinute: "200", PerHour: "5000", MaxConnections: "3", MaxPerConnection: "100",
 		BackoffMinSeconds: "300", BackoffMaxSeconds: "3600", Position: "100"}
 	return s.render(c, 200, views.RuleForm(s.page(c, "New domain rule", "deliverability"), views.RuleFormView{Form: f}))
 }
 
-func (s *Server) createRule(c echo.Context) error {
+func (s *sendingPages) createRule(c echo.Context) error {
 	f := ruleForm(c)
 	var r models.DomainRule
 	v := views.RuleFormView{Form: f}
@@ -481,7 +388,7 @@ func ruleSummary(r *models.DomainRule) string {
 		r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection, r.BackoffMinSeconds, r.BackoffMaxSeconds, r.Position, tls)
 }
 
-func (s *Server) editRulePage(c echo.Context) error {
+func (s *sendingPages) editRulePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -493,7 +400,7 @@ func (s *Server) editRulePage(c echo.Context) error {
 	return s.render(c, 200, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), views.RuleFormView{ID: id, Default: r.IsDefault, Form: r.Form()}))
 }
 
-func (s *Server) updateRule(c echo.Context) error {
+func (s *sendingPages) updateRule(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -530,7 +437,7 @@ func (s *Server) updateRule(c echo.Context) error {
 	return seeOther(c, rulesPath)
 }
 
-func (s *Server) deleteRulePage(c echo.Context) error {
+func (s *sendingPages) deleteRulePage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -547,7 +454,7 @@ func (s *Server) deleteRulePage(c echo.Context) error {
 		fmt.Sprintf("%s/%d/delete", rulesPath, id), rulesPath))
 }
 
-func (s *Server) deleteRule(c echo.Context) error {
+func (s *sendingPages) deleteRule(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -576,11 +483,11 @@ func (s *Server) deleteRule(c echo.Context) error {
 	return seeOther(c, rulesPath)
 }
 
-func (s *Server) resetRulesPage(c echo.Context) error {
+func (s *sendingPages) resetRulesPage(c echo.Context) error {
 	return s.render(c, 200, views.ConfirmReset(s.page(c, "Reset domain rules", "deliverability")))
 }
 
-func (s *Server) resetRules(c echo.Context) error {
+func (s *sendingPages) resetRules(c echo.Context) error {
 	ctx := c.Request().Context()
 	before, err := s.store.DomainRules(ctx)
 	if err != nil {
@@ -608,7 +515,7 @@ func (s *Server) resetRules(c echo.Context) error {
 
 // --- IP pools and addresses ---
 
-func (s *Server) newPoolPage(c echo.Context) error {
+func (s *sendingPages) newPoolPage(c echo.Context) error {
 	return s.render(c, 200, views.PoolForm(s.page(c, "New IP pool", "deliverability"), models.IPPool{Strategy: models.PoolRoundRobin}, nil))
 }
 
@@ -616,7 +523,7 @@ func poolFromForm(c echo.Context) models.IPPool {
 	return models.IPPool{Name: c.FormValue("name"), Strategy: c.FormValue("strategy")}
 }
 
-func (s *Server) createPool(c echo.Context) error {
+func (s *sendingPages) createPool(c echo.Context) error {
 	p := poolFromForm(c)
 	if errs := p.Validate(); len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.PoolForm(s.page(c, "New IP pool", "deliverability"), p, errs))
@@ -641,7 +548,7 @@ func (s *Server) createPool(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
 
-func (s *Server) poolPage(c echo.Context) error {
+func (s *sendingPages) poolPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -672,7 +579,7 @@ func (s *Server) poolPage(c echo.Context) error {
 	return s.render(c, 200, views.PoolPage(s.page(c, "IP pool "+p.Name, "deliverability"), p, rows))
 }
 
-func (s *Server) editPoolPage(c echo.Context) error {
+func (s *sendingPages) editPoolPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -684,7 +591,7 @@ func (s *Server) editPoolPage(c echo.Context) error {
 	return s.render(c, 200, views.PoolForm(s.page(c, "Edit IP pool", "deliverability"), *p, nil))
 }
 
-func (s *Server) updatePool(c echo.Context) error {
+func (s *sendingPages) updatePool(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -719,7 +626,7 @@ func (s *Server) updatePool(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", id))
 }
 
-func (s *Server) deletePoolPage(c echo.Context) error {
+func (s *sendingPages) deletePoolPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -741,7 +648,7 @@ func (s *Server) deletePoolPage(c echo.Context) error {
 		fmt.Sprintf("/deliverability/pools/%d/delete", id), fmt.Sprintf("/deliverability/pools/%d", id)))
 }
 
-func (s *Server) deletePool(c echo.Context) error {
+func (s *sendingPages) deletePool(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -760,7 +667,7 @@ func (s *Server) deletePool(c echo.Context) error {
 
 // poolIP loads the pool of the path and, when the path names one, its
 // address (an address of another pool is not found).
-func (s *Server) poolIP(c echo.Context, withIP bool) (*models.IPPool, *models.SendingIP, error) {
+func (s *sendingPages) poolIP(c echo.Context, withIP bool) (*models.IPPool, *models.SendingIP, error) {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return nil, nil, err
@@ -797,7 +704,7 @@ func ipSummary(ip *models.SendingIP) string {
 	return fmt.Sprintf("%s helo=%s weight=%d rate=%g/s %s active=%t", ip.Address, ip.HELO, ip.Weight, ip.PerSecond, warm, ip.Active)
 }
 
-func (s *Server) newIPPage(c echo.Context) error {
+func (s *sendingPages) newIPPage(c echo.Context) error {
 	p, _, err := s.poolIP(c, false)
 	if err != nil {
 		return err
@@ -806,7 +713,7 @@ func (s *Server) newIPPage(c echo.Context) error {
 	return s.render(c, 200, views.IPForm(s.page(c, "Add a sending address", "deliverability"), views.IPFormView{Pool: p, Form: f}))
 }
 
-func (s *Server) createIP(c echo.Context) error {
+func (s *sendingPages) createIP(c echo.Context) error {
 	p, _, err := s.poolIP(c, false)
 	if err != nil {
 		return err
@@ -839,7 +746,7 @@ func (s *Server) createIP(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
 
-func (s *Server) editIPPage(c echo.Context) error {
+func (s *sendingPages) editIPPage(c echo.Context) error {
 	p, ip, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -847,7 +754,7 @@ func (s *Server) editIPPage(c echo.Context) error {
 	return s.render(c, 200, views.IPForm(s.page(c, "Edit sending address", "deliverability"), views.IPFormView{Pool: p, ID: ip.ID, Form: ip.Form()}))
 }
 
-func (s *Server) updateIP(c echo.Context) error {
+func (s *sendingPages) updateIP(c echo.Context) error {
 	p, before, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -880,7 +787,7 @@ func (s *Server) updateIP(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/deliverability/pools/%d", p.ID))
 }
 
-func (s *Server) deleteIPPage(c echo.Context) error {
+func (s *sendingPages) deleteIPPage(c echo.Context) error {
 	p, ip, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -890,7 +797,7 @@ func (s *Server) deleteIPPage(c echo.Context) error {
 		fmt.Sprintf("/deliverability/pools/%d/ips/%d/delete", p.ID, ip.ID), fmt.Sprintf("/deliverability/pools/%d", p.ID)))
 }
 
-func (s *Server) deleteIP(c echo.Context) error {
+func (s *sendingPages) deleteIP(c echo.Context) error {
 	p, ip, err := s.poolIP(c, true)
 	if err != nil {
 		return err
@@ -911,7 +818,7 @@ func (s *Server) deleteIP(c echo.Context) error {
 }
 
 // applyRules hands changed domain rules to this node's mailer at once.
-func (s *Server) applyRules(c echo.Context) {
+func (s *sendingPages) applyRules(c echo.Context) {
 	if err := s.mailer.ReloadRules(c.Request().Context()); err != nil {
 		s.log.Error("reload domain rules", "err", err)
 	}

@@ -18,9 +18,11 @@ import (
 	"github.com/herald-mail/herald/models"
 )
 
-// Server holds what the handlers need: configuration, the store, sessions
-// and the logger.
-type Server struct {
+// app is what every handler area shares: configuration, the store,
+// sessions, the mailer and the logger, and the helpers that render pages
+// and errors with them. Each area's handlers are methods on a small
+// struct embedding it (campaignPages, sendingPages, …).
+type app struct {
 	cfg      *config.Config
 	store    *models.Store
 	sessions *scs.SessionManager
@@ -29,6 +31,13 @@ type Server struct {
 	imports  *jobs.Imports
 	mailer   *mailer.Engine
 	tracking *Tracking
+}
+
+// Server is Herald's HTTP server: the route table over the handler areas.
+type Server struct {
+	*app
+	public   *publicPages
+	webhooks *Webhooks // nil when they could not start
 	echo     *echo.Echo
 }
 
@@ -43,7 +52,7 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	sm.Cookie.Secure = strings.HasPrefix(cfg.RootURL, "https://")
-	s := &Server{
+	s := &Server{app: &app{
 		cfg:      cfg,
 		store:    store,
 		sessions: sm,
@@ -52,8 +61,9 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 		imports:  jobs.NewImports(store, cfg.NodeID, log),
 		mailer:   eng,
 		tracking: NewTracking(store, token.NewKeyring(cfg.Secrets()...), log, TrackingOptions{}),
-	}
+	}}
 	sm.ErrorFunc = s.sessionError
+	s.public, s.webhooks = s.newPublicPages(), s.newWebhooks()
 	s.echo = s.routes()
 	return s
 }

@@ -12,7 +12,10 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
-func (s *Server) settingsPage(c echo.Context) error {
+// settingsPages serves settings, users and API tokens.
+type settingsPages struct{ *app }
+
+func (s *settingsPages) settingsPage(c echo.Context) error {
 	all, err := s.store.Settings(c.Request().Context())
 	if err != nil {
 		return err
@@ -28,7 +31,7 @@ func (s *Server) settingsPage(c echo.Context) error {
 	return s.render(c, 200, views.SettingsPage(s.page(c, "Settings", "settings"), f))
 }
 
-func (s *Server) saveSettings(c echo.Context) error {
+func (s *settingsPages) saveSettings(c echo.Context) error {
 	ctx := c.Request().Context()
 	f := views.SettingsForm{
 		OrgName:       strings.TrimSpace(c.FormValue("org_name")),
@@ -96,7 +99,7 @@ func (s *Server) saveSettings(c echo.Context) error {
 	return seeOther(c, "/settings")
 }
 
-func (s *Server) usersPage(c echo.Context) error {
+func (s *settingsPages) usersPage(c echo.Context) error {
 	users, err := s.store.Users(c.Request().Context())
 	if err != nil {
 		return err
@@ -104,7 +107,7 @@ func (s *Server) usersPage(c echo.Context) error {
 	return s.render(c, 200, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, nil, "", models.RoleMarketer))
 }
 
-func (s *Server) createUser(c echo.Context) error {
+func (s *settingsPages) createUser(c echo.Context) error {
 	ctx := c.Request().Context()
 	email, role, password := strings.TrimSpace(c.FormValue("email")), c.FormValue("role"), c.FormValue("password")
 	errs := models.ValidateNewUser(email, password, role)
@@ -135,7 +138,7 @@ func (s *Server) createUser(c echo.Context) error {
 	return s.render(c, http.StatusUnprocessableEntity, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, errs, email, role))
 }
 
-func (s *Server) setUserRole(c echo.Context) error {
+func (s *settingsPages) setUserRole(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -151,7 +154,7 @@ func (s *Server) setUserRole(c echo.Context) error {
 	return seeOther(c, "/settings/users")
 }
 
-func (s *Server) deleteUser(c echo.Context) error {
+func (s *settingsPages) deleteUser(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -166,11 +169,11 @@ func (s *Server) deleteUser(c echo.Context) error {
 	return seeOther(c, "/settings/users")
 }
 
-func (s *Server) tokensPage(c echo.Context) error {
+func (s *settingsPages) tokensPage(c echo.Context) error {
 	return s.renderTokens(c, "")
 }
 
-func (s *Server) renderTokens(c echo.Context, fresh string) error {
+func (s *settingsPages) renderTokens(c echo.Context, fresh string) error {
 	toks, err := s.store.APITokens(c.Request().Context(), currentUser(c).ID)
 	if err != nil {
 		return err
@@ -178,7 +181,7 @@ func (s *Server) renderTokens(c echo.Context, fresh string) error {
 	return s.render(c, 200, views.TokensPage(s.page(c, "API tokens", "settings"), toks, fresh))
 }
 
-func (s *Server) createToken(c echo.Context) error {
+func (s *settingsPages) createToken(c echo.Context) error {
 	name := strings.TrimSpace(c.FormValue("name"))
 	if name == "" || len(name) > 100 {
 		return unprocessable("Give the token a name of up to 100 characters, so you know later what uses it.", nil)
@@ -198,7 +201,7 @@ func (s *Server) createToken(c echo.Context) error {
 	return s.renderTokens(c, plain)
 }
 
-func (s *Server) deleteToken(c echo.Context) error {
+func (s *settingsPages) deleteToken(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

@@ -13,6 +13,9 @@ import (
 	"github.com/herald-mail/herald/views"
 )
 
+// subscriberPages serves the dashboard's subscriber search, pages and bulk actions.
+type subscriberPages struct{ *app }
+
 // subscriberQuery reads the search form (from the URL, or from a posted
 // bulk action); unknown values are ignored rather than refused, so a stale
 // bookmark still shows something.
@@ -35,7 +38,7 @@ func subscriberQuery(c echo.Context) (views.SubscriberFilter, models.SubscriberQ
 		Before: before, Limit: 50}
 }
 
-func (s *Server) subscribersPage(c echo.Context) error {
+func (s *subscriberPages) subscribersPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	f, q := subscriberQuery(c)
 	page, err := s.store.SearchSubscribers(ctx, q)
@@ -53,7 +56,7 @@ func (s *Server) subscribersPage(c echo.Context) error {
 	return s.render(c, 200, views.SubscribersPage(s.page(c, "Subscribers", "subscribers"), f, lists, page, q.Before == 0))
 }
 
-func (s *Server) subscriberPage(c echo.Context) error {
+func (s *subscriberPages) subscriberPage(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -78,7 +81,7 @@ func (s *Server) subscriberPage(c echo.Context) error {
 	return s.render(c, 200, views.SubscriberPage(s.page(c, sub.Email, "subscribers"), sub, subs, lists, history))
 }
 
-func (s *Server) newSubscriberPage(c echo.Context) error {
+func (s *subscriberPages) newSubscriberPage(c echo.Context) error {
 	lists, err := s.store.Lists(c.Request().Context())
 	if err != nil {
 		return err
@@ -116,7 +119,7 @@ func parseSubscriberForm(c echo.Context) (views.SubscriberForm, *models.Subscrib
 	return f, sub
 }
 
-func (s *Server) createSubscriber(c echo.Context) error {
+func (s *subscriberPages) createSubscriber(c echo.Context) error {
 	ctx := c.Request().Context()
 	f, sub := parseSubscriberForm(c)
 	lists, err := s.store.Lists(ctx)
@@ -156,7 +159,7 @@ func (s *Server) createSubscriber(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", sub.ID))
 }
 
-func (s *Server) editSubscriberPage(c echo.Context) error {
+func (s *subscriberPages) editSubscriberPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -169,7 +172,7 @@ func (s *Server) editSubscriberPage(c echo.Context) error {
 	return s.render(c, 200, views.SubscriberFormPage(s.page(c, "Edit subscriber", "subscribers"), f, nil))
 }
 
-func (s *Server) updateSubscriber(c echo.Context) error {
+func (s *subscriberPages) updateSubscriber(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
 	if err != nil {
@@ -197,7 +200,7 @@ func (s *Server) updateSubscriber(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }
 
-func (s *Server) changeSubscriptions(c echo.Context) error {
+func (s *subscriberPages) changeSubscriptions(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -218,7 +221,7 @@ func (s *Server) changeSubscriptions(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }
 
-func (s *Server) blocklistSubscriber(c echo.Context) error {
+func (s *subscriberPages) blocklistSubscriber(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -235,7 +238,7 @@ func (s *Server) blocklistSubscriber(c echo.Context) error {
 	return seeOther(c, fmt.Sprintf("/subscribers/%d", id))
 }
 
-func (s *Server) deleteSubscriberPage(c echo.Context) error {
+func (s *subscriberPages) deleteSubscriberPage(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err
@@ -249,7 +252,7 @@ func (s *Server) deleteSubscriberPage(c echo.Context) error {
 		fmt.Sprintf("/subscribers/%d/delete", id), fmt.Sprintf("/subscribers/%d", id)))
 }
 
-func (s *Server) deleteSubscriber(c echo.Context) error {
+func (s *subscriberPages) deleteSubscriber(c echo.Context) error {
 	id, err := idParam(c, "id")
 	if err != nil {
 		return err

@@ -34,7 +34,7 @@ var bulkActions = map[string]struct {
 // bulkSubscribers runs a bulk action on the ticked subscribers or on every
 // subscriber the search matches. Destructive actions first show what will
 // happen to how many people and need a second, explicit post.
-func (s *Server) bulkSubscribers(c echo.Context) error {
+func (s *subscriberPages) bulkSubscribers(c echo.Context) error {
 	ctx := c.Request().Context()
 	f, q := subscriberQuery(c)
 	back := "/subscribers?" + f.Query()
@@ -100,7 +100,7 @@ func (s *Server) bulkSubscribers(c echo.Context) error {
 
 // applyBulk does the action to each subscriber, each change audited and
 // with its consent ledger rows, like the same change made one by one.
-func (s *Server) applyBulk(c echo.Context, action string, ids []int64, list *models.List, back string) error {
+func (s *subscriberPages) applyBulk(c echo.Context, action string, ids []int64, list *models.List, back string) error {
 	ev := evidence(c, models.SourceAdmin)
 	for _, id := range ids {
 		var err error
@@ -141,7 +141,7 @@ func plural(n int, one, many string) string {
 }
 
 // bulkRefused sends the marketer back to the search with what to change.
-func (s *Server) bulkRefused(c echo.Context, back, msg string) error {
+func (s *subscriberPages) bulkRefused(c echo.Context, back, msg string) error {
 	s.flash(c, msg)
 	return seeOther(c, back)
 }

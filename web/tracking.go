@@ -16,7 +16,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/herald-mail/herald/internal/token"
-	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -133,21 +132,6 @@ func NewTracking(store *models.Store, keys *token.Keyring, log *slog.Logger, opt
 	}
 	go t.write()
 	return t
-}
-
-// Routes registers the public tracking and unsubscribe routes on e. They
-// carry no session and no CSRF check: mail clients, image proxies and
-// mailbox providers call them without cookies.
-func (t *Tracking) Routes(e *echo.Echo) {
-	e.GET("/t/o/:token", t.open)
-	e.GET("/t/c/:token", t.click)
-	e.HEAD("/t/c/:token", t.click)
-	e.GET("/u/:token", t.unsubscribePage)
-	e.POST("/u/:token", t.unsubscribe)
-	// A campaign's test send links here (Echo prefers the static route).
-	test := testLinkPage(t.store, "unsubscribe")
-	e.GET("/u/"+mailer.TestLinkToken, test)
-	e.POST("/u/"+mailer.TestLinkToken, test)
 }
 
 // testLinkPage answers the links of a campaign's test send: what the link

@@ -49,7 +49,7 @@ func newTrackFixture(t *testing.T, store *models.Store, opts TrackingOptions) *t
 		c.Proxies = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(32, 32)}}
 	})
 	f.tr = NewTracking(store, f.keys, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
-	f.tr.Routes(f.app.srv.echo)
+	MountTracking(f.app.srv.echo, f.tr)
 	t.Cleanup(func() { f.close() })
 	f.hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 

@@ -17,17 +17,17 @@ import (
 	"github.com/herald-mail/herald/mailer/esp"
 )
 
-// webhookRoutes registers the ESP bounce and complaint webhooks. No session, no CSRF: signed tokens or the
-// provider's own authentication.
-func (s *Server) webhookRoutes(e *echo.Echo) {
+// newWebhooks receives the ESP bounce and complaint webhooks; nil when
+// they cannot start (the routes then answer 404).
+func (s *app) newWebhooks() *Webhooks {
 	rec, err := mailer.NewRecorder(s.store, mailer.InboundOptions{Keys: s.tracking.keys, Logger: s.log})
 	if err != nil {
 		s.log.Error("webhooks disabled", "err", err)
-		return
+		return nil
 	}
 	o := webhookOptions(s.cfg)
 	o.Replays = s.store
-	NewWebhooks(rec, o, s.log).Routes(e)
+	return NewWebhooks(rec, o, s.log)
 }
 
 // webhookOptions takes the webhook secrets from the configuration.
@@ -105,15 +105,6 @@ func NewWebhooks(rec *mailer.Recorder, o WebhookOptions, log *slog.Logger) *Webh
 		w.sg = k
 	}
 	return w
-}
-
-// Routes registers the endpoints.
-func (w *Webhooks) Routes(e *echo.Echo) {
-	e.POST("/webhooks/ses", w.ses)
-	e.POST("/webhooks/sendgrid", w.sendgrid)
-	e.POST("/webhooks/postmark", w.postmark)
-	e.POST("/webhooks/postmark/:token", w.postmark)
-	e.POST("/webhooks/mailgun", w.mailgun)
 }
 
 // answer writes a webhook reply as JSON; providers show it in their logs.

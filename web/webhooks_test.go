@@ -55,7 +55,7 @@ func newHookWorld(t *testing.T, s *models.Store, o WebhookOptions) *hookWorld {
 		t.Fatal(err)
 	}
 	e := echo.New()
-	NewWebhooks(rec, o, log).Routes(e)
+	MountWebhooks(e, NewWebhooks(rec, o, log))
 	hs := httptest.NewServer(e)
 	t.Cleanup(hs.Close)
 	w.url = hs.URL

@@ -87,7 +87,7 @@ func runBenchTrack(args []string, stdout io.Writer) error {
 	e.Use(middleware.RequestID(), middleware.Recover(), middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "SAMEORIGIN", ReferrerPolicy: "same-origin",
 	}))
-	tr.Routes(e)
+	web.MountTracking(e, tr)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

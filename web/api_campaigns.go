@@ -1,0 +1,231 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
+)
+
+type campaignInput struct {
+	Name        string     `json:"name"`
+	TemplateID  int64      `json:"template_id"`
+	Subject     string     `json:"subject"`
+	FromName    string     `json:"from_name"`
+	FromEmail   string     `json:"from_email"`
+	ReplyTo     string     `json:"reply_to"`
+	Lists       []int64    `json:"lists"`
+	TrackOpens  *bool      `json:"track_opens"`
+	TrackClicks *bool      `json:"track_clicks"`
+	UTM         bool       `json:"utm"`
+	Transport   string     `json:"transport"`
+	ScheduledAt *time.Time `json:"scheduled_at"`
+}
+
+type apiCampaignJS struct {
+	ID          int64       `json:"id"`
+	Name        string      `json:"name"`
+	TemplateID  *int64      `json:"template_id"`
+	Subject     string      `json:"subject"`
+	FromName    string      `json:"from_name"`
+	FromEmail   string      `json:"from_email"`
+	ReplyTo     string      `json:"reply_to"`
+	Status      string      `json:"status"`
+	TrackOpens  bool        `json:"track_opens"`
+	TrackClicks bool        `json:"track_clicks"`
+	ScheduledAt *time.Time  `json:"scheduled_at"`
+	StartedAt   *time.Time  `json:"started_at"`
+	FinishedAt  *time.Time  `json:"finished_at"`
+	Lists       []int64     `json:"lists,omitempty"`
+	Counters    apiCounters `json:"counters"`
+}
+
+type apiCounters struct {
+	Queued     int64 `json:"queued"`
+	Sending    int64 `json:"sending"`
+	Sent       int64 `json:"sent"`
+	Deferred   int64 `json:"deferred"`
+	Bounced    int64 `json:"bounced"`
+	Failed     int64 `json:"failed"`
+	Suppressed int64 `json:"suppressed"`
+}
+
+func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
+	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
+		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
+		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
+	k := c.Counters
+	out.Counters = apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
+	return out
+}
+
+func (s *apiHandlers) apiCampaigns(c echo.Context) error {
+	before, _ := strconv.ParseInt(c.QueryParam("before"), 10, 64)
+	cs, err := s.store.Campaigns(c.Request().Context(), before, 50)
+	if err != nil {
+		return err
+	}
+	out := make([]apiCampaignJS, len(cs))
+	for i := range cs {
+		out[i] = toAPICampaign(&cs[i], nil)
+	}
+	return c.JSON(200, map[string]any{"data": out})
+}
+
+func (s *apiHandlers) apiCampaign(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusOK, id)
+}
+
+func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) error {
+	ctx := c.Request().Context()
+	cp, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	lists, err := s.store.CampaignLists(ctx, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, lists)})
+}
+
+func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	var in campaignInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	cp := &models.Campaign{
+		Name: in.Name, TemplateID: &in.TemplateID, Subject: in.Subject,
+		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
+		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
+	}
+	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
+		return unprocessable("The campaign is not valid.", errs)
+	}
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.CreateCampaign(chg.Ctx(), cp, in.Lists); err != nil {
+		return err
+	}
+	created := s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
+	if in.ScheduledAt != nil {
+		if bad, _, err := s.startBlocker(chg.Ctx(), cp.ID); err != nil {
+			return err
+		} else if bad != nil {
+			// The draft stays, with its entry; only the schedule is refused.
+			if err := chg.Commit(created); err != nil {
+				return err
+			}
+			return unprocessable(blockedMessage(bad)+" The campaign was saved as a draft (id "+itoa(cp.ID)+").", map[string]string{bad.ID: bad.Detail})
+		}
+		if err := s.store.ScheduleCampaign(chg.Ctx(), cp.ID, *in.ScheduledAt); err != nil {
+			return err
+		}
+	}
+	if err := chg.Commit(created); err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusCreated, cp.ID)
+}
+
+// apiCampaignAction starts, pauses, resumes or cancels a campaign.
+func (s *apiHandlers) apiCampaignAction(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	cp, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	// The action and its entry commit together (models.Tx); the engine
+	// hears of it after the commit.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	ctx = chg.Ctx()
+	actions := map[string]func() error{
+		"start": func() error {
+			// The readiness rules decide, as for the dashboard's Send now.
+			if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
+				return &models.CampaignStateError{ID: id, Status: cp.Status, Action: "start"}
+			}
+			bad, _, err := s.startBlocker(ctx, id)
+			if err != nil {
+				return err
+			}
+			if bad != nil {
+				return unprocessable(blockedMessage(bad), map[string]string{bad.ID: bad.Detail})
+			}
+			return s.mailer.StartCampaign(ctx, id)
+		},
+		"pause":  func() error { return s.mailer.Pause(ctx, id) },
+		"resume": func() error { return s.mailer.Resume(ctx, id) },
+		"cancel": func() error { return s.mailer.Cancel(ctx, id) },
+	}
+	action := c.Param("action")
+	do, ok := actions[action]
+	if !ok {
+		return notFoundErr("Unknown campaign action; use start, pause, resume or cancel.")
+	}
+	if err := do(); err != nil {
+		var se *models.CampaignStateError
+		if errors.As(err, &se) {
+			return conflict(fmt.Sprintf("The campaign is %s and cannot be %s.", se.Status, pastTense(action)))
+		}
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign."+action, "campaign", itoa(id), "(api)")); err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusOK, id)
+}
+
+func pastTense(action string) string {
+	return map[string]string{"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+}
+
+// apiOverrideCampaignDNS is overrideCampaignDNS for the JSON API
+// ({"reason": "…"}), for admins' tokens.
+func (s *apiHandlers) apiOverrideCampaignDNS(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	cp, err := s.store.Campaign(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.NewDecoder(c.Request().Body).Decode(&in); err != nil {
+		return unprocessable(`Send a JSON object with the reason: {"reason": "…"}.`, map[string]string{"reason": "missing"})
+	}
+	_, err = s.overrideDNS(c, cp, in.Reason)
+	var ve *models.ValidationError
+	if errors.As(err, &ve) {
+		return unprocessable(ve.Fields["reason"], ve.Fields)
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusOK, id)
+}
