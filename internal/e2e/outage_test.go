@@ -184,4 +184,3 @@ func rawAPI(t *testing.T, h *e2e.Herald, method, path string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
-
