@@ -17,7 +17,7 @@ import (
 // notPages are GET routes of the dashboard that are not pages a person
 // navigates to: downloads, htmx fragments and the frame of a captured
 // message, each reached from a page the crawl does visit.
-var notPages = []string{".csv", ".json", "/progress", "/outbox/:id/html", "/metrics", "/login"}
+var notPages = []string{".csv", ".json", "/progress", "/count", "/outbox/:id/html", "/metrics", "/login"}
 
 // publicPrefixes are routes outside the dashboard (no session): public
 // pages, tracking, webhooks, the API, health checks and static files.

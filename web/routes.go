@@ -292,6 +292,7 @@ func (s *Server) routeTable() []route {
 		// Subscribers (subscribers.go, subscribers_bulk.go).
 		{GET, "/subscribers", roleViewer, subscribers.subscribersPage, nil, "search"},
 		{GET, "/subscribers/export.csv", roleViewer, imp.exportSearch, nil, "a search's matches"},
+		{GET, "/subscribers/count", roleViewer, subscribers.subscriberCount, nil, "a search's match count, fetched after its results"},
 		{POST, "/subscribers/bulk", roleMarketer, subscribers.bulkSubscribers, nil, "on a selection or on all matches"},
 		{GET, "/subscribers/new", roleMarketer, subscribers.newSubscriberPage, nil, ""},
 		{POST, "/subscribers", roleMarketer, subscribers.createSubscriber, nil, ""},

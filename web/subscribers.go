@@ -45,15 +45,22 @@ func (s *subscriberPages) subscribersPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f.Count, f.More, err = s.store.CountSubscribers(ctx, q)
-	if err != nil {
-		return err
-	}
 	lists, err := s.store.Lists(ctx)
 	if err != nil {
 		return err
 	}
 	return s.render(c, 200, views.SubscribersPage(s.page(c, "Subscribers", "subscribers"), f, lists, page, q.Before == 0))
+}
+
+// subscriberCount answers the count a search page asks for once its
+// results are shown (views.SubscriberCount).
+func (s *subscriberPages) subscriberCount(c echo.Context) error {
+	f, q := subscriberQuery(c)
+	var err error
+	if f.Count, f.More, err = s.store.CountSubscribers(c.Request().Context(), q); err != nil {
+		return err
+	}
+	return s.render(c, 200, views.SubscriberCount(f))
 }
 
 func (s *subscriberPages) subscriberPage(c echo.Context) error {

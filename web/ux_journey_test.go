@@ -196,7 +196,7 @@ func TestJourneySearchBulkUnsubscribe(t *testing.T) {
 		chromedp.Navigate(app.http.URL+"/subscribers"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="q"]`), "velac"),
 		chromedp.Click(chromedp.CSS(`[data-testid="subscriber-search"] button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid="result-count"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="result-count"] [data-testid="count-done"]`)),
 	)
 	if got := text(`[data-testid="result-count"]`); got != "2 subscribers match" {
 		t.Errorf("result count = %q", got)

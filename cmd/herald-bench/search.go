@@ -98,7 +98,7 @@ func runBenchSearch(args []string, stdout io.Writer) error {
 		{"attribute city=Oslo", models.SubscriberQuery{AttrKey: "city", AttrValue: "Oslo"}},
 		{"\"garcia\" + city=Lyon", models.SubscriberQuery{Search: "garcia", AttrKey: "city", AttrValue: "Lyon"}},
 	}
-	fmt.Fprintf(stdout, "search (50 rows a page) and result count (up to %d), %d runs each:\n", models.CountCap, *runs)
+	fmt.Fprintf(stdout, "search (the 50 rows a page answers with) and result count (fetched after them, up to %d), %d runs each:\n", models.CountCap, *runs)
 	for _, sh := range shapes {
 		search, rows, err := benchTimes(*runs, func() (int, error) {
 			p, err := store.SearchSubscribers(ctx, sh.q)
