@@ -74,8 +74,12 @@ func (s *Store) RecordOutcomes(ctx context.Context, outs []Outcome) (int, error)
 
 // EnqueueTransactional stores a transactional delivery, due now, ahead of
 // campaign traffic, and returns its id.
+//
+// It commits on the main pool, not the queue's: the caller was told the
+// message is accepted, so the row must survive a crash or power loss like
+// any other acknowledged action (see Store.queue).
 func (s *Store) EnqueueTransactional(ctx context.Context, m TransactionalMessage) (int64, error) {
-	return s.deliveries().enqueueTransactional(ctx, m)
+	return deliveryWriter{s: s, sql: s.sqlDialect()}.enqueueTransactional(ctx, m)
 }
 
 // markBounced turns a delivery from status from into bounced, with the

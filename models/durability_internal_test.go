@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,33 @@ func TestActionsCommitWithSynchronousFull(t *testing.T) {
 				t.Errorf("%s committed with synchronous=%d, want 2 (FULL):\n%s", a.name, lv, strings.Join(writes, "\n"))
 				break
 			}
+		}
+	}
+}
+
+// On PostgreSQL the same split: the queue pool's commits do not wait for
+// the WAL flush (synchronous_commit off), the main pool's do.
+func TestPostgresQueueCommitsWithoutFlush(t *testing.T) {
+	dsn := os.Getenv("HERALD_TEST_POSTGRES")
+	if dsn == "" {
+		if os.Getenv("HERALD_REQUIRE_POSTGRES") != "" {
+			t.Fatal("HERALD_REQUIRE_POSTGRES is set but HERALD_TEST_POSTGRES is empty")
+		}
+		t.Skip("HERALD_TEST_POSTGRES is not set")
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for pool, want := range map[*Store]string{s: "on", s.hot(): "off"} {
+		var got string
+		if err := pool.sql.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("synchronous_commit = %s on the %s pool, want %s", got, map[bool]string{true: "main", false: "queue"}[pool == s], want)
 		}
 	}
 }

@@ -47,7 +47,8 @@ type Store struct {
 	// and its page cache stays valid between transactions (SQLite drops a
 	// connection's whole cache whenever another connection has written),
 	// and its writers queue in Go rather than in SQLite's sleeping busy
-	// handler. On PostgreSQL it is the store itself.
+	// handler. On PostgreSQL it is a second pool whose commits do not wait
+	// for the WAL flush (see Open).
 	//
 	// On SQLite the two pools differ in durability (SQLiteDSN): every
 	// commit of the main pool is synced before it returns, because it
@@ -127,8 +128,47 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		}
 		qsql.SetMaxOpenConns(1)
 		s.queue = &Store{db: qdb, sql: qsql, dialect: dialect}
+	} else {
+		// The same durability split as SQLite's: the queue's commits
+		// return before their WAL record is flushed (synchronous_commit
+		// off: a server crash may lose the last fraction of a second of
+		// claims and outcomes, whose messages are then sent again, never
+		// lost; visibility to other sessions is unchanged, so leases and
+		// their generations hold). Waiting for a flush per batch of
+		// outcomes held the mailer to the disk's flush rate.
+		q, err := queueDSN(dsn)
+		if err != nil {
+			sqlDB.Close()
+			return nil, err
+		}
+		qdb, err := gorm.Open(postgres.Open(q), cfg)
+		if err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+		}
+		qsql, err := qdb.DB()
+		if err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+		}
+		qsql.SetMaxOpenConns(10)
+		qsql.SetMaxIdleConns(10)
+		s.queue = &Store{db: qdb, sql: qsql, dialect: dialect}
 	}
 	return s, nil
+}
+
+// queueDSN is a PostgreSQL URL for the queue's pool: the same server and
+// settings, commits not waiting for the WAL flush.
+func queueDSN(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("models: database URL: %w", err)
+	}
+	q := u.Query()
+	q.Set("synchronous_commit", "off")
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // SQLiteDSN adds the pragmas Herald relies on to a SQLite file path: WAL,
