@@ -196,6 +196,10 @@ func TestJourneySearchBulkUnsubscribe(t *testing.T) {
 		chromedp.Navigate(app.http.URL+"/subscribers"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="q"]`), "velac"),
 		chromedp.Click(chromedp.CSS(`[data-testid="subscriber-search"] button[type="submit"]`)),
+		// The page before the search shows a count too (of everyone): wait
+		// for the searched page, whose field carries the term as its value
+		// attribute (typing sets only the property).
+		chromedp.WaitVisible(chromedp.CSS(`input[name="q"][value="velac"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="result-count"] [data-testid="count-done"]`)),
 	)
 	if got := text(`[data-testid="result-count"]`); got != "2 subscribers match" {

@@ -130,7 +130,11 @@ func ShotDir() string {
 func Widths(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	for _, w := range []int64{390, 1280} {
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, 900)); err != nil {
+		// A screenshot taken before the page is laid out again at the new
+		// width fails ("Cannot take screenshot with 0 width"): wait for it.
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, 900),
+			chromedp.Poll[chromedp.Void](`document.body && document.body.getBoundingClientRect().width > 0`,
+				chromedp.WithPollingTimeout(5*time.Second))); err != nil {
 			t.Errorf("screenshot %s at %d px: %v", name, w, err)
 			return
 		}
