@@ -310,8 +310,10 @@ func (h *Herald) API(t testing.TB, method, path string, in, out any) int {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && len(raw) > 0 && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
+	// An error's JSON body is decoded into out too (an error field), when
+	// it is JSON; a success must be.
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil && resp.StatusCode < 300 {
 			t.Fatalf("e2e: %s %s: decode %q: %v", method, path, raw, err)
 		}
 	}
