@@ -116,18 +116,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// which does even under OR FAIL. Past 64 KiB SQLite spills the
 		// journal to a temporary file, a write system call per page for
 		// every batch of outcomes; in memory it is a copy.
-		qdb, err := gorm.Open(sqlite.Open(dsn+"&_pragma=temp_store(MEMORY)&_pragma=synchronous(NORMAL)"), cfg)
-		if err != nil {
+		if s.queue, err = openQueue(sqlite.Open(dsn+"&_pragma=temp_store(MEMORY)&_pragma=synchronous(NORMAL)"), cfg, dialect, 1); err != nil {
 			sqlDB.Close()
-			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+			return nil, err
 		}
-		qsql, err := qdb.DB()
-		if err != nil {
-			sqlDB.Close()
-			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
-		}
-		qsql.SetMaxOpenConns(1)
-		s.queue = &Store{db: qdb, sql: qsql, dialect: dialect}
 	} else {
 		// The same durability split as SQLite's: the queue's commits
 		// return before their WAL record is flushed (synchronous_commit
@@ -141,21 +133,28 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 			sqlDB.Close()
 			return nil, err
 		}
-		qdb, err := gorm.Open(postgres.Open(q), cfg)
-		if err != nil {
+		if s.queue, err = openQueue(postgres.Open(q), cfg, dialect, 10); err != nil {
 			sqlDB.Close()
-			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+			return nil, err
 		}
-		qsql, err := qdb.DB()
-		if err != nil {
-			sqlDB.Close()
-			return nil, fmt.Errorf("models: open %s: %w", dialect, err)
-		}
-		qsql.SetMaxOpenConns(10)
-		qsql.SetMaxIdleConns(10)
-		s.queue = &Store{db: qdb, sql: qsql, dialect: dialect}
 	}
 	return s, nil
+}
+
+// openQueue opens the queue's pool (see Store.queue) with conns
+// connections, all kept open between bursts.
+func openQueue(d gorm.Dialector, cfg *gorm.Config, dialect Dialect, conns int) (*Store, error) {
+	qdb, err := gorm.Open(d, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+	}
+	qsql, err := qdb.DB()
+	if err != nil {
+		return nil, fmt.Errorf("models: open %s: %w", dialect, err)
+	}
+	qsql.SetMaxOpenConns(conns)
+	qsql.SetMaxIdleConns(conns)
+	return &Store{db: qdb, sql: qsql, dialect: dialect}, nil
 }
 
 // queueDSN is a PostgreSQL URL for the queue's pool: the same server and
