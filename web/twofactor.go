@@ -154,7 +154,9 @@ func (a *accountPages) checkSecondFactor(c echo.Context, u *models.User, code st
 	code = strings.TrimSpace(code)
 	if len(strings.ReplaceAll(code, " ", "")) == 6 {
 		secret, err := a.store.TOTPSecret(u, a.cfg.Secret)
-		if err != nil {
+		if errors.Is(err, models.ErrBadSecret) {
+			return "", &userError{http.StatusConflict, "conflict", "Your two-factor secret cannot be opened with this server's secret (it was changed). Sign in with a recovery code, or ask an admin to reset your two-factor sign-in.", nil}
+		} else if err != nil {
 			return "", err
 		}
 		step, ok := matchTOTP(secret, code, time.Now())
@@ -185,7 +187,11 @@ func (a *accountPages) securityView(c echo.Context, u *models.User) (views.Secur
 		return v, nil
 	}
 	secret, err := a.store.TOTPSecret(u, a.cfg.Secret)
-	if err != nil {
+	if errors.Is(err, models.ErrBadSecret) {
+		// Sealed under a server secret since replaced: start again.
+		v.Error = "The setup you began cannot be read any more (the server secret changed). Set it up again."
+		return v, nil
+	} else if err != nil {
 		return v, err
 	}
 	key, err := otp.NewKeyFromURL(totpURI(a.issuer(c), u.Email, secret))
