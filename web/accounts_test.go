@@ -122,3 +122,42 @@ func TestForgotPasswordSaysTheSameAndIsRateLimited(t *testing.T) {
 		t.Errorf("a forged reset link: %d, want 404 with a way to ask for a new one", p.StatusCode)
 	}
 }
+
+// TestInvitationRevoked: an admin's invitation is listed as pending until
+// revoked; its emailed link then says it was withdrawn. Bad input is
+// answered on the form.
+func TestInvitationRevoked(t *testing.T) {
+	app := newTestApp(t, nil)
+	admin := app.user(models.RoleAdmin)
+	if p := admin.postForm("/settings/invitations", url.Values{"email": {"not an address"}, "role": {"viewer"}}); p.StatusCode != http.StatusUnprocessableEntity ||
+		p.Doc.Find(`[data-testid="err-invite_email"]`).Length() != 1 {
+		t.Errorf("a bad address: %d, want 422 with the message beside the field", p.StatusCode)
+	}
+	if p := admin.postForm("/settings/invitations", url.Values{"email": {"admin@example.com"}, "role": {"viewer"}}); p.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("inviting an existing account: %d, want 422", p.StatusCode)
+	}
+	p := admin.postForm("/settings/invitations", url.Values{"email": {"guest@example.org"}, "role": {"marketer"}})
+	row := p.Doc.Find(`[data-testid="invitation"]`)
+	if p.StatusCode != http.StatusOK || row.Length() != 1 || !strings.Contains(row.Text(), "guest@example.org") {
+		t.Fatalf("after inviting: %d, %d pending rows", p.StatusCode, row.Length())
+	}
+	link := linkPath(t, inviteLinkRE, waitForMail(t, app.store, "guest@example.org").Text)
+	anon := app.client()
+	if p := anon.get(link); p.StatusCode != http.StatusOK || p.Doc.Find(`form[data-testid="invite-form"]`).Length() != 1 {
+		t.Fatalf("the invitation link: %d", p.StatusCode)
+	}
+	revoke, _ := row.Find("form").Attr("action")
+	if p := admin.postForm(revoke, url.Values{}); p.Doc.Find(`[data-testid="invitation"]`).Length() != 0 {
+		t.Errorf("still pending after revoking")
+	}
+	p = anon.get(link)
+	if p.StatusCode != http.StatusGone || !strings.Contains(p.Doc.Find(`[data-testid="link-problem-message"]`).Text(), "withdrawn") {
+		t.Errorf("a revoked invitation's link: %d %q", p.StatusCode, p.Doc.Find(`[data-testid="link-problem-message"]`).Text())
+	}
+	if p := anon.postForm(link, url.Values{"name": {"X"}, "password": {"a long enough password"}}); p.StatusCode != http.StatusGone {
+		t.Errorf("accepting a revoked invitation: %d, want 410", p.StatusCode)
+	}
+	if strings.Count(strings.Join(auditActions(t, app.store), " "), "invitation.") != 2 {
+		t.Errorf("audit log = %v, want invitation.create and invitation.revoke", auditActions(t, app.store))
+	}
+}
