@@ -233,3 +233,35 @@ func TestTOTPAndRecoveryCodes(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteUserWithTwoFactorAndResets: a user with recovery codes and
+// reset links can be removed, and leaves none of them behind.
+func TestDeleteUserWithTwoFactorAndResets(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		if _, err := s.CreateUser(ctx, "admin@example.com", "", "a long enough password", models.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+		u, err := s.CreateUser(ctx, "gone@example.com", "", "a long enough password", models.RoleViewer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetPendingTOTP(ctx, u.ID, "JBSWY3DPEHPK3PXP", "0123456789abcdef0123456789abcdef"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.EnableTOTP(ctx, u.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreatePasswordReset(ctx, u.ID, "", time.Hour, signer("r")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteUser(ctx, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		s.DB().Raw("SELECT (SELECT COUNT(*) FROM recovery_codes) + (SELECT COUNT(*) FROM password_resets)").Scan(&n)
+		if n != 0 {
+			t.Errorf("%d recovery codes and resets left after deleting their user", n)
+		}
+	})
+}
