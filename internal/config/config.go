@@ -84,6 +84,9 @@ type Config struct {
 	// over once it passed. LeaseHeartbeatText is how often a node renews
 	// what it holds; it must be under half the lease.
 	LeaseText, LeaseHeartbeatText string
+	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
+	// link and an invitation link work (Go durations).
+	ResetLinkTTLText, InviteLinkTTLText string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -95,6 +98,9 @@ type Config struct {
 	ImportMaxBytes int64
 	// Lease and LeaseHeartbeat are LeaseText and LeaseHeartbeatText parsed.
 	Lease, LeaseHeartbeat time.Duration
+	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
+	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
+	ResetLinkTTL, InviteLinkTTL time.Duration
 }
 
 // Var describes one setting for help and the README.
@@ -132,6 +138,8 @@ func (c *Config) Vars() []Var {
 		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
 		{"lease", "HERALD_LEASE", "10s", "how long a node's claim on a delivery holds without renewal; a surviving node takes a dead node's deliveries over after it", &c.LeaseText},
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
+		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
+		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
 }
 
@@ -161,6 +169,9 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 }
 
 func (c *Config) validate() error {
+	if err := c.linkTTLs(); err != nil {
+		return err
+	}
 	if err := c.leases(); err != nil {
 		return err
 	}
@@ -319,6 +330,25 @@ func (c *Config) RequireSecret() error {
 	if c.Secret == "" && c.Production() {
 		return fmt.Errorf("config: the root URL %s is https (a production installation), which needs a secret kept outside the database: "+
 			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
+	}
+	return nil
+}
+
+// linkTTLs parses the lifetimes of account links.
+func (c *Config) linkTTLs() error {
+	for _, l := range []struct {
+		text string
+		dst  *time.Duration
+		name string
+	}{{c.ResetLinkTTLText, &c.ResetLinkTTL, "reset link TTL"}, {c.InviteLinkTTLText, &c.InviteLinkTTL, "invite link TTL"}} {
+		if l.text == "" {
+			continue
+		}
+		d, err := time.ParseDuration(l.text)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("config: %s %q must be a duration of at least 1s, e.g. 1h", l.name, l.text)
+		}
+		*l.dst = d
 	}
 	return nil
 }
