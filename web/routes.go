@@ -231,7 +231,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/healthz", rolePublic, func(c echo.Context) error { return c.String(200, "ok") }, nil, "liveness: the process answers"},
 		{GET, "/readyz", rolePublic, s.readyz, nil, "readiness: the database answers"},
 
-		// The JSON API (api_*.go). GET needs a
+		// The JSON API (api_*.go), described by openapi.go. GET needs a
 		// viewer's token, any change a marketer's.
 		{GET, "/api/v1/lists", roleTokenViewer, api.apiLists, nil, ""},
 		{POST, "/api/v1/lists", roleTokenMarketer, api.apiCreateList, nil, ""},
@@ -285,6 +285,7 @@ func (s *Server) routeTable() []route {
 		{POST, "/api/v1/data-requests/:id/export", roleTokenAdmin, api.apiExportRequest, nil, "the person's data, and the request closed"},
 		{POST, "/api/v1/data-requests/:id/erase", roleTokenAdmin, api.apiEraseRequest, nil, ""},
 		{POST, "/api/v1/data-requests/:id/close", roleTokenAdmin, api.apiCloseRequest, nil, "done or rejected, with the outcome"},
+		{GET, "/api/v1/openapi.json", rolePublic, serveOpenAPI, nil, "this API's OpenAPI 3 document (openapi.go)"},
 		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
 
 		// Subscribers' public pages (public.go): the signed token in the
