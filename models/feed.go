@@ -17,6 +17,15 @@ const (
 // ActivityKinds lists every kind Activity can report.
 var ActivityKinds = []string{EventOpen, EventClick, EventUnsubscribe, ActivityBounce, ActivityComplaint}
 
+// ActivitySettle is how old a row must be before the feed returns it. Ids
+// are handed out when a row is inserted but seen only when its transaction
+// commits, and on PostgreSQL several writers (trackers on several nodes,
+// bounce processing) commit concurrently, so a row may become visible
+// after one with a higher id. Holding back the last few seconds lets
+// those short transactions commit first, so a reader's cursor does not
+// pass a row it has not seen yet.
+const ActivitySettle = 3 * time.Second
+
 // ActivityCursor is where a reader of the feed stopped: the last events row
 // and the last bounces row it has seen. Both tables' ids only grow, so a
 // reader that keeps the cursor it was given misses nothing and sees
@@ -57,8 +66,8 @@ func (e *BadKindError) Error() string {
 	return fmt.Sprintf("%q is not a kind of activity; use %v", e.Kind, ActivityKinds)
 }
 
-// Activity returns the events and bounces recorded after q.After, oldest
-// first, at most q.Limit of them, and the cursor to ask with next (q.After
+// Activity returns the events and bounces recorded after q.After and at
+// least ActivitySettle ago, oldest first, at most q.Limit of them, and the cursor to ask with next (q.After
 // when there was nothing new). The two tables are merged by time; each
 // table's rows keep their id order, so what the cursor passes over was
 // returned.
@@ -74,6 +83,7 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 	}
 	wrap := func(err error) error { return fmt.Errorf("models: activity: %w", err) }
 	db := s.conn(ctx)
+	settled := dbTime(now().Add(-ActivitySettle))
 	var events, bounces []Activity
 	var kinds []string
 	for _, k := range []string{EventOpen, EventClick, EventUnsubscribe} {
@@ -82,7 +92,7 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 		}
 	}
 	if len(kinds) > 0 {
-		cond, args := "e.id > ? AND e.kind IN ?", []any{q.After.Event, kinds}
+		cond, args := "e.id > ? AND e.kind IN ? AND e.created_at < ?", []any{q.After.Event, kinds, settled}
 		if q.CampaignID != 0 {
 			cond, args = cond+" AND e.campaign_id = ?", append(args, q.CampaignID)
 		}
@@ -104,7 +114,7 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 		bkinds = append(bkinds, BounceComplaint)
 	}
 	if len(bkinds) > 0 {
-		cond, args := "b.id > ? AND b.kind IN ?", []any{q.After.Bounce, bkinds}
+		cond, args := "b.id > ? AND b.kind IN ? AND b.created_at < ?", []any{q.After.Bounce, bkinds, settled}
 		if q.CampaignID != 0 {
 			cond, args = cond+" AND b.campaign_id = ?", append(args, q.CampaignID)
 		}
