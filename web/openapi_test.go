@@ -463,6 +463,10 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 		t.Errorf("ledger rows = %d", len(ledger.Data))
 	}
 	w.call(M, "GET", "/consents", nil, "", "", 403, nil) // until an admin allows marketers
+	app.store.SetSetting(ctx, models.SettingComplianceMarketers, models.ComplianceMarketersRead)
+	w.call(M, "GET", "/consents", nil, "limit=1", "", 200, nil)
+	app.store.SetSetting(ctx, models.SettingComplianceMarketers, "")
+	w.call(M, "GET", "/data-requests", nil, "", "", 403, nil)
 	w.call(V, "GET", "/consents", nil, "from=yesterday", "", 422, nil)
 	w.call(V, "GET", "/subscribers/{id}/consents", []any{subs[1]}, "limit=10", "", 200, &ledger)
 	if len(ledger.Data) == 0 || ledger.Data[0].Email != "reader1@example.org" {
@@ -475,6 +479,7 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	var access, erasure, rect idData
 	w.call(A, "POST", "/data-requests", nil, "", `{"kind":"access","email":"reader1@example.org","note":"by email"}`, 201, &access)
 	w.call(A, "POST", "/data-requests", nil, "", `{"kind":"gossip","email":"reader1@example.org"}`, 422, nil)
+	w.call(M, "POST", "/data-requests", nil, "", `{"kind":"access","email":"reader1@example.org"}`, 403, nil)
 	w.call(V, "GET", "/data-requests", nil, "status=open", "", 200, nil)
 	w.call(V, "GET", "/data-requests/{id}", []any{access.Data.ID}, "", "", 200, nil)
 	var export struct {
