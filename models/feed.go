@@ -84,6 +84,14 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 	wrap := func(err error) error { return fmt.Errorf("models: activity: %w", err) }
 	db := s.conn(ctx)
 	settled := dbTime(now().Add(-ActivitySettle))
+	// where selects table t's settled rows of kinds after the cursor id.
+	where := func(t string, after int64, kinds []string) (string, []any) {
+		cond, args := t+".id > ? AND "+t+".kind IN ? AND "+t+".created_at < ?", []any{after, kinds, settled}
+		if q.CampaignID != 0 {
+			cond, args = cond+" AND "+t+".campaign_id = ?", append(args, q.CampaignID)
+		}
+		return cond, append(args, q.Limit)
+	}
 	var events, bounces []Activity
 	var kinds []string
 	for _, k := range []string{EventOpen, EventClick, EventUnsubscribe} {
@@ -92,16 +100,13 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 		}
 	}
 	if len(kinds) > 0 {
-		cond, args := "e.id > ? AND e.kind IN ? AND e.created_at < ?", []any{q.After.Event, kinds, settled}
-		if q.CampaignID != 0 {
-			cond, args = cond+" AND e.campaign_id = ?", append(args, q.CampaignID)
-		}
+		cond, args := where("e", q.After.Event, kinds)
 		err := db.Raw(`SELECT e.id AS event_id, e.kind, COALESCE(e.campaign_id, 0) AS campaign_id,
 			COALESCE(e.subscriber_id, 0) AS subscriber_id, e.delivery_id, e.machine, e.created_at,
 			COALESCE(l.url, '') AS url, COALESCE(NULLIF(d.email, ''), sb.email, '') AS email
 			FROM events e LEFT JOIN links l ON l.id = e.link_id
 			LEFT JOIN deliveries d ON d.id = e.delivery_id LEFT JOIN subscribers sb ON sb.id = e.subscriber_id
-			WHERE `+cond+` ORDER BY e.id LIMIT ?`, append(args, q.Limit)...).Scan(&events).Error
+			WHERE `+cond+` ORDER BY e.id LIMIT ?`, args...).Scan(&events).Error
 		if err != nil {
 			return nil, q.After, wrap(err)
 		}
@@ -114,10 +119,7 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 		bkinds = append(bkinds, BounceComplaint)
 	}
 	if len(bkinds) > 0 {
-		cond, args := "b.id > ? AND b.kind IN ? AND b.created_at < ?", []any{q.After.Bounce, bkinds, settled}
-		if q.CampaignID != 0 {
-			cond, args = cond+" AND b.campaign_id = ?", append(args, q.CampaignID)
-		}
+		cond, args := where("b", q.After.Bounce, bkinds)
 		var rows []struct {
 			Activity
 			RowKind string
@@ -127,7 +129,7 @@ func (s *Store) Activity(ctx context.Context, q ActivityQuery) ([]Activity, Acti
 			b.category, b.status, b.diagnostic, b.created_at,
 			COALESCE(NULLIF(d.email, ''), sb.email, '') AS email
 			FROM bounces b LEFT JOIN deliveries d ON d.id = b.delivery_id LEFT JOIN subscribers sb ON sb.id = b.subscriber_id
-			WHERE `+cond+` ORDER BY b.id LIMIT ?`, append(args, q.Limit)...).Scan(&rows).Error
+			WHERE `+cond+` ORDER BY b.id LIMIT ?`, args...).Scan(&rows).Error
 		if err != nil {
 			return nil, q.After, wrap(err)
 		}

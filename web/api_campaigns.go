@@ -61,9 +61,12 @@ func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
 		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
-	k := c.Counters
-	out.Counters = apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
+	out.Counters = toAPICounters(c.Counters)
 	return out
+}
+
+func toAPICounters(k models.Counters) apiCounters {
+	return apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
 }
 
 func (s *apiHandlers) apiCampaigns(c echo.Context) error {

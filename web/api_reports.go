@@ -12,15 +12,9 @@ import (
 // (reports.go), from the same models.CampaignReport.
 
 type apiRates struct {
-	Total        int64   `json:"total"`
-	Attempted    int64   `json:"attempted"`
-	Queued       int64   `json:"queued"`
-	Sending      int64   `json:"sending"`
-	Sent         int64   `json:"sent"`
-	Deferred     int64   `json:"deferred"`
-	Bounced      int64   `json:"bounced"`
-	Failed       int64   `json:"failed"`
-	Suppressed   int64   `json:"suppressed"`
+	Total     int64 `json:"total"`
+	Attempted int64 `json:"attempted"`
+	apiCounters
 	HardBounces  int64   `json:"hard_bounces"`
 	SoftBounces  int64   `json:"soft_bounces"`
 	Complaints   int64   `json:"complaints"`
@@ -121,7 +115,7 @@ func (s *apiHandlers) apiCampaignReport(c echo.Context) error {
 	k := r.Rates
 	out := apiReport{
 		Campaign: cp,
-		Rates: apiRates{k.Total(), k.Attempted(), k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed,
+		Rates: apiRates{k.Total(), k.Attempted(), toAPICounters(k.Counters),
 			k.HardBounces, k.SoftBounces, k.Complaints, k.Opens, k.HumanOpens, k.Clicks, k.HumanClicks,
 			k.ProgressPct(), k.DeliveredPct(), k.BouncePct(), k.ComplaintPct(), k.OpenPct(), k.ClickPct()},
 		Warnings:  []apiWarning{},
