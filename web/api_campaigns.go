@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,9 +61,12 @@ func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
 		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
-	k := c.Counters
-	out.Counters = apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
+	out.Counters = toAPICounters(c.Counters)
 	return out
+}
+
+func toAPICounters(k models.Counters) apiCounters {
+	return apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
 }
 
 func (s *apiHandlers) apiCampaigns(c echo.Context) error {
@@ -87,16 +91,21 @@ func (s *apiHandlers) apiCampaign(c echo.Context) error {
 }
 
 func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) error {
-	ctx := c.Request().Context()
-	cp, err := s.store.Campaign(ctx, id)
+	cp, err := s.store.Campaign(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
-	lists, err := s.store.CampaignLists(ctx, id)
+	out, err := s.campaignWithLists(c.Request().Context(), cp)
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, lists)})
+	return c.JSON(status, map[string]any{"data": out})
+}
+
+// campaignWithLists is a campaign as the API shows it, with its lists.
+func (s *apiHandlers) campaignWithLists(ctx context.Context, cp *models.Campaign) (apiCampaignJS, error) {
+	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	return toAPICampaign(cp, lists), err
 }
 
 func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {

@@ -30,7 +30,10 @@ const (
 	roleTokenViewer   // an API token of a viewer or more
 	roleTokenMarketer // an API token of a marketer or more
 	roleTokenAdmin    // an API token of an admin
-	roleNone          // nobody: the API's catch-all answers 404
+	// An API token of a viewer or admin; of a marketer when an admin lets
+	// marketers read the compliance centre.
+	roleTokenComplianceReader
+	roleNone // nobody: the API's catch-all answers 404
 
 	// The dashboard: session cookies, CSRF on every state change.
 	roleGuest            // signed out too: login, first-run setup, logout
@@ -42,7 +45,7 @@ const (
 
 var roleNames = map[role]string{
 	rolePublic: "public", roleSignedLink: "signed link", roleProvider: "provider",
-	roleTokenViewer: "token viewer", roleTokenMarketer: "token marketer", roleTokenAdmin: "token admin", roleNone: "none",
+	roleTokenViewer: "token viewer", roleTokenMarketer: "token marketer", roleTokenAdmin: "token admin", roleTokenComplianceReader: "token compliance reader", roleNone: "none",
 	roleGuest: "guest", roleViewer: "viewer", roleMarketer: "marketer", roleAdmin: "admin",
 	roleComplianceReader: "compliance reader",
 }
@@ -65,7 +68,7 @@ const (
 
 func (r role) stack() stack {
 	switch r {
-	case roleTokenViewer, roleTokenMarketer, roleTokenAdmin, roleNone:
+	case roleTokenViewer, roleTokenMarketer, roleTokenAdmin, roleTokenComplianceReader, roleNone:
 		return stackAPI
 	case roleGuest, roleViewer, roleMarketer, roleAdmin, roleComplianceReader:
 		return stackDashboard
@@ -83,6 +86,8 @@ func (s *Server) guard(r role) []echo.MiddlewareFunc {
 		return []echo.MiddlewareFunc{s.requireToken(models.RoleMarketer)}
 	case roleTokenAdmin:
 		return []echo.MiddlewareFunc{s.requireToken(models.RoleAdmin)}
+	case roleTokenComplianceReader:
+		return []echo.MiddlewareFunc{s.requireToken(models.RoleViewer), s.complianceReader}
 	case roleViewer:
 		return []echo.MiddlewareFunc{s.requireRole(models.RoleViewer)}
 	case roleMarketer:
@@ -227,8 +232,8 @@ func (s *Server) routeTable() []route {
 		{GET, "/healthz", rolePublic, func(c echo.Context) error { return c.String(200, "ok") }, nil, "liveness: the process answers"},
 		{GET, "/readyz", rolePublic, s.readyz, nil, "readiness: the database answers"},
 
-		// The JSON API (api_*.go). GET needs a viewer's token,
-		// any change a marketer's.
+		// The JSON API (api_*.go), described by openapi.go. GET needs a
+		// viewer's token, any change a marketer's.
 		{GET, "/api/v1/lists", roleTokenViewer, api.apiLists, nil, ""},
 		{POST, "/api/v1/lists", roleTokenMarketer, api.apiCreateList, nil, ""},
 		{GET, "/api/v1/lists/:id", roleTokenViewer, api.apiList, nil, ""},
@@ -251,8 +256,37 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
 		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
+		{GET, "/api/v1/campaigns/:id/report", roleTokenViewer, api.apiCampaignReport, nil, "the report page's figures (api_reports.go)"},
 		{POST, "/api/v1/tx", roleTokenMarketer, api.apiTransactional, nil, "one transactional message"},
 		{GET, "/api/v1/outbox", roleTokenViewer, api.apiOutbox, nil, ""},
+		// Deliverability (api_deliverability.go, api_sending.go): sending
+		// domains and rules change only with an admin's token.
+		{GET, "/api/v1/suppressions", roleTokenViewer, api.apiSuppressions, nil, ""},
+		{POST, "/api/v1/suppressions", roleTokenMarketer, api.apiAddSuppression, nil, ""},
+		{DELETE, "/api/v1/suppressions/:id", roleTokenMarketer, api.apiRemoveSuppression, nil, "?reason= is required"},
+		{GET, "/api/v1/bounces", roleTokenViewer, api.apiBounces, nil, ""},
+		{GET, "/api/v1/events", roleTokenViewer, api.apiEvents, nil, "the activity feed, by cursor"},
+		{GET, "/api/v1/sending-domains", roleTokenViewer, api.apiDomains, nil, ""},
+		{POST, "/api/v1/sending-domains", roleTokenAdmin, api.apiCreateDomain, nil, ""},
+		{GET, "/api/v1/sending-domains/:id", roleTokenViewer, api.apiDomain, nil, "with the DNS records to publish"},
+		{POST, "/api/v1/sending-domains/:id/check", roleTokenAdmin, api.apiCheckDomain, nil, ""},
+		{GET, "/api/v1/domain-rules", roleTokenViewer, api.apiRules, nil, ""},
+		{POST, "/api/v1/domain-rules", roleTokenAdmin, api.apiSaveRule, nil, ""},
+		{GET, "/api/v1/domain-rules/:id", roleTokenViewer, api.apiRule, nil, ""},
+		{PUT, "/api/v1/domain-rules/:id", roleTokenAdmin, api.apiSaveRule, nil, ""},
+		{DELETE, "/api/v1/domain-rules/:id", roleTokenAdmin, api.apiDeleteRule, nil, ""},
+		// Compliance (api_compliance.go): read as the compliance centre
+		// is (viewers and admins, marketers when allowed); changed by
+		// admins.
+		{GET, "/api/v1/consents", roleTokenComplianceReader, api.apiConsents, nil, "the consent ledger"},
+		{GET, "/api/v1/subscribers/:id/consents", roleTokenComplianceReader, api.apiConsents, nil, ""},
+		{GET, "/api/v1/data-requests", roleTokenComplianceReader, api.apiRequests, nil, ""},
+		{POST, "/api/v1/data-requests", roleTokenAdmin, api.apiCreateRequest, nil, ""},
+		{GET, "/api/v1/data-requests/:id", roleTokenComplianceReader, api.apiRequest, nil, ""},
+		{POST, "/api/v1/data-requests/:id/export", roleTokenAdmin, api.apiExportRequest, nil, "the person's data, and the request closed"},
+		{POST, "/api/v1/data-requests/:id/erase", roleTokenAdmin, api.apiEraseRequest, nil, ""},
+		{POST, "/api/v1/data-requests/:id/close", roleTokenAdmin, api.apiCloseRequest, nil, "done or rejected, with the outcome"},
+		{GET, "/api/v1/openapi.json", rolePublic, serveOpenAPI, nil, "this API's OpenAPI 3 document (openapi.go)"},
 		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
 
 		// Subscribers' public pages (public.go): the signed token in the
