@@ -969,7 +969,7 @@ func CoveragePage(p Page, rows []models.ListCoverage) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			} else {
-				if p.CanEdit() && anyLacking(rows) {
+				if p.IsAdmin() && anyLacking(rows) {
 					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 80, "<p class=\"actions\"><a role=\"button\" class=\"secondary\" href=\"/compliance/coverage/repermission\" data-testid=\"repermission-all\">Send a re-permission campaign…</a> <span class=\"muted\">to everyone lacking a basis on any list: Herald puts them on a list of their own and opens a draft campaign to it.</span></p>")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
@@ -1230,7 +1230,7 @@ func LackingPage(p Page, d LackingView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				if p.CanEdit() {
+				if p.IsAdmin() {
 					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 103, "<p data-testid=\"repermission\"><a role=\"button\" class=\"secondary\" href=\"")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
