@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -190,6 +191,52 @@ func TestSunsetPage(t *testing.T) {
 		w, _, _ := s.ConsentPage(ctx, models.ConsentQuery{Action: models.ConsentWithdrawn})
 		if len(w) != 1 || w[0].Source != models.SourceSunset || w[0].Actor != "admin@example.com" {
 			t.Errorf("withdrawals = %+v", w)
+		}
+	})
+}
+
+// The unsubscribe link of a campaign to a snapshot list (here a
+// re-permission campaign) leaves every list the person joined, not the
+// snapshot alone.
+func TestSnapshotCampaignUnsubscribesEverywhere(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		f := newTrackFixture(t, s, TrackingOptions{})
+		offers := &models.List{Name: "Offers", Optin: models.OptinSingle, Visibility: models.ListPrivate}
+		if err := s.CreateList(ctx, offers); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetSubscriptions(ctx, f.subs[0], map[int64]string{offers.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.CreateRepermissionCampaign(ctx, 0, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine int64
+		for _, d := range f.materialize(res.Campaign.ID) {
+			if d.SubscriberID != nil && *d.SubscriberID == f.subs[0] {
+				mine = d.ID
+			}
+		}
+		if mine == 0 {
+			t.Fatal("no delivery to a@ in the re-permission campaign")
+		}
+		path := "/u/" + f.keys.Sign(token.Unsubscribe, mine)
+		if _, body := f.request("GET", path, "", nil); !strings.Contains(body, "News") || !strings.Contains(body, "Offers") || strings.Contains(body, res.List.Name) {
+			t.Errorf("unsubscribe page does not name News and Offers alone")
+		}
+		resp, _ := f.request("POST", path, "List-Unsubscribe=One-Click", map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("one-click = %d", resp.StatusCode)
+		}
+		for _, l := range []int64{f.list, offers.ID} {
+			if got := subStatus(t, s, f.subs[0], l); got != models.SubUnsubscribed {
+				t.Errorf("list %d: %q, want unsubscribed", l, got)
+			}
+		}
+		if got := subStatus(t, s, f.subs[1], f.list); got != models.SubConfirmed {
+			t.Errorf("b@ changed to %q", got)
 		}
 	})
 }
