@@ -284,4 +284,16 @@ func TestCampaignSendTimeForm(t *testing.T) {
 	if a := auditCount(t, app.store, "campaign.update"); len(a) != 1 {
 		t.Errorf("edit audit = %+v", a)
 	}
+
+	// The same option through the API.
+	u, _ := app.store.CreateUser(ctx, "api@example.com", "", "correct horse battery", models.RoleMarketer)
+	tok, _, _ := app.store.CreateAPIToken(ctx, u.ID, "test")
+	body := fmt.Sprintf(`{"name":"API zone","template_id":%d,"from_email":"news@acme.test","lists":[%d],"local_send_at":"08:30","tz_attribute":"tz","tz_default":"Mars/Base"}`, tmpl, list)
+	if p := app.api("POST", "/api/v1/campaigns", tok, body); p.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "Mars/Base") {
+		t.Errorf("API with a bad zone: %d %s", p.StatusCode, p.Body)
+	}
+	body = strings.Replace(body, "Mars/Base", "Asia/Tokyo", 1)
+	if p := app.api("POST", "/api/v1/campaigns", tok, body); p.StatusCode != http.StatusCreated || !strings.Contains(p.Body, `"local_send_at":"08:30"`) {
+		t.Errorf("API create: %d %s", p.StatusCode, p.Body)
+	}
 }
