@@ -99,6 +99,43 @@ func TestRepermissionCampaign(t *testing.T) {
 	})
 }
 
+// sunsetFixture subscribes quiet@ and reader@ to a list, sends them eight
+// campaigns a year ago, and records a click by reader@ three days ago.
+func sunsetFixture(t *testing.T, s *models.Store) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPublic}
+	if err := s.CreateList(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int64{}
+	for _, e := range []string{"quiet@example.com", "reader@example.com"} {
+		sub := &models.Subscriber{Email: e}
+		if err := s.CreateSubscriber(ctx, sub, map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceForm, Page: "p"}); err != nil {
+			t.Fatal(err)
+		}
+		ids[e] = sub.ID
+	}
+	long := time.Now().UTC().AddDate(-1, 0, 0)
+	for i := range 8 {
+		c := &models.Campaign{Name: fmt.Sprint("old ", i), FromEmail: "n@example.com"}
+		if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if err := s.DB().Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, attempts, next_attempt_at, created_at)
+				VALUES (?, ?, ?, 'example.com', 'sent', 1, ?, ?)`, c.ID, id, l.ID, long, long).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.InsertEvents(ctx, []models.Event{{DeliveryID: 1, SubscriberID: ids["reader@example.com"], Kind: models.EventClick,
+		CreatedAt: time.Now().UTC().AddDate(0, 0, -3)}}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 // The sunset page counts the matching people as the rule is typed,
 // refuses bad numbers with a message, drafts the re-engagement round, and
 // lets only an admin run the rule, after a dry-run count.
@@ -106,35 +143,7 @@ func TestSunsetPage(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
 		app := newTestApp(t, s)
-		l := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPublic}
-		if err := s.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-		ids := map[string]int64{}
-		for _, e := range []string{"quiet@example.com", "reader@example.com"} {
-			sub := &models.Subscriber{Email: e}
-			if err := s.CreateSubscriber(ctx, sub, map[int64]string{l.ID: models.SubConfirmed}, models.Evidence{Source: models.SourceForm, Page: "p"}); err != nil {
-				t.Fatal(err)
-			}
-			ids[e] = sub.ID
-		}
-		long := time.Now().UTC().AddDate(-1, 0, 0)
-		for i := range 8 {
-			c := &models.Campaign{Name: fmt.Sprint("old ", i), FromEmail: "n@example.com"}
-			if err := s.CreateCampaign(ctx, c, []int64{l.ID}); err != nil {
-				t.Fatal(err)
-			}
-			for _, id := range ids {
-				if err := s.DB().Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, attempts, next_attempt_at, created_at)
-					VALUES (?, ?, ?, 'example.com', 'sent', 1, ?, ?)`, c.ID, id, l.ID, long, long).Error; err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if err := s.InsertEvents(ctx, []models.Event{{DeliveryID: 1, SubscriberID: ids["reader@example.com"], Kind: models.EventClick,
-			CreatedAt: time.Now().UTC().AddDate(0, 0, -3)}}); err != nil {
-			t.Fatal(err)
-		}
+		ids := sunsetFixture(t, s)
 		if p := app.user(models.RoleViewer).get("/subscribers/sunset"); p.StatusCode != http.StatusForbidden {
 			t.Errorf("viewer: %d, want 403", p.StatusCode)
 		}
