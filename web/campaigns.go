@@ -663,6 +663,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 	}
 	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
 		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+		SendTime: cp.SendTime,
 	}))
 }
 
