@@ -79,6 +79,9 @@ func TestRepermissionCampaign(t *testing.T) {
 		if strings.Join(who, ",") != "x1@example.com,x2@example.com" {
 			t.Errorf("snapshot = %v", who)
 		}
+		if b := m.get("/lists").Doc.Find(`[data-testid="snapshot-badge"]`).Length(); b != 1 {
+			t.Errorf("lists page shows %d snapshot badges, want 1", b)
+		}
 		cov := m.get("/compliance/coverage")
 		if cov.Doc.Find(fmt.Sprintf(`[data-testid="coverage-%d"]`, l.ID)).Length() != 0 {
 			t.Error("the snapshot list shows on the coverage page")
