@@ -105,23 +105,30 @@ func (s *Store) SaveSunsetRule(ctx context.Context, r *SunsetRule) error {
 	return nil
 }
 
-// inactive selects the active subscribers live on a list people join
-// who match r at now; listID, when not 0, keeps those on that list (a
-// round's snapshot).
-func (r SunsetRule) inactive(now time.Time, listID int64) audienceQuery {
-	q := `SELECT s.id AS id FROM subscribers s WHERE s.status = 'active'
+// inactiveWhere is the condition on subscribers s that r matches at now;
+// listID, when not 0, keeps those on that list (a round's snapshot). The
+// cheap tests come first; "at least M campaigns" looks for the M-th sent
+// delivery (one per campaign and person) rather than counting them all.
+func (r SunsetRule) inactiveWhere(now time.Time, listID int64) (string, []any) {
+	q := `s.status = 'active'
 		AND EXISTS (SELECT 1 FROM subscriptions m JOIN lists l ON l.id = m.list_id
 			WHERE m.subscriber_id = s.id AND m.status <> 'unsubscribed' AND l.kind = 'list')
-		AND (SELECT COUNT(DISTINCT d.campaign_id) FROM deliveries d
-			WHERE d.subscriber_id = s.id AND d.campaign_id IS NOT NULL AND d.status = 'sent') >= ?
-		AND NOT EXISTS (SELECT 1 FROM events e WHERE e.subscriber_id = s.id AND e.kind IN ('open', 'click')
-			AND e.machine = ? AND e.created_at >= ?)`
-	args := []any{r.MinCampaigns, false, dbTime(now.AddDate(0, -r.Months, 0))}
+		AND NOT EXISTS (SELECT 1 FROM events e WHERE e.subscriber_id = s.id AND e.created_at >= ?
+			AND e.kind IN ('open', 'click') AND e.machine = ?)
+		AND EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = s.id AND d.status = 'sent' AND d.campaign_id IS NOT NULL
+			LIMIT 1 OFFSET ?)`
+	args := []any{dbTime(now.AddDate(0, -r.Months, 0)), false, r.MinCampaigns - 1}
 	if listID != 0 {
 		q += ` AND EXISTS (SELECT 1 FROM subscriptions k WHERE k.subscriber_id = s.id AND k.list_id = ?)`
 		args = append(args, listID)
 	}
-	return audienceQuery{sql: q, args: args}
+	return q, args
+}
+
+// inactive selects the ids (column id) of the people r matches at now.
+func (r SunsetRule) inactive(now time.Time, listID int64) audienceQuery {
+	where, args := r.inactiveWhere(now, listID)
+	return audienceQuery{sql: "SELECT s.id AS id FROM subscribers s WHERE " + where, args: args}
 }
 
 // SunsetPerson is one inactive person in the preview.
@@ -134,16 +141,16 @@ type SunsetPerson struct {
 // SunsetMatches counts the people r matches at now and returns up to
 // limit of them (the lowest ids).
 func (s *Store) SunsetMatches(ctx context.Context, r SunsetRule, now time.Time, limit int) (int64, []SunsetPerson, error) {
-	aud := r.inactive(now, 0)
+	where, args := r.inactiveWhere(now, 0)
 	db := s.conn(ctx)
 	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM ("+aud.sql+") q", aud.args...).Scan(&n).Error; err != nil {
+	if err := db.Raw("SELECT COUNT(*) FROM subscribers s WHERE "+where, args...).Scan(&n).Error; err != nil {
 		return 0, nil, fmt.Errorf("models: sunset matches: %w", err)
 	}
 	var people []SunsetPerson
 	if n > 0 && limit > 0 {
-		if err := db.Raw("SELECT b.id, b.email, b.name FROM subscribers b WHERE b.id IN ("+aud.sql+") ORDER BY b.id LIMIT ?",
-			append(aud.args, limit)...).Scan(&people).Error; err != nil {
+		if err := db.Raw("SELECT s.id, s.email, s.name FROM subscribers s WHERE "+where+" ORDER BY s.id LIMIT ?",
+			append(args, limit)...).Scan(&people).Error; err != nil {
 			return 0, nil, fmt.Errorf("models: sunset matches: %w", err)
 		}
 	}
@@ -264,7 +271,7 @@ func (s *Store) RunSunset(ctx context.Context, now time.Time, actor string) (int
 	if err != nil {
 		return 0, err
 	}
-	aud := r.inactive(now, list)
+	where, args := r.inactiveWhere(now, list)
 	ev := Evidence{Source: SourceSunset, Actor: actor, Note: SunsetReason + ": " + r.Describe()}
 	var done, after int64
 	for {
@@ -274,8 +281,8 @@ func (s *Store) RunSunset(ctx context.Context, now time.Time, actor string) (int
 				ID    int64
 				Email string
 			}
-			if err := tx.Raw("SELECT b.id, b.email FROM subscribers b WHERE b.id > ? AND b.id IN ("+aud.sql+") ORDER BY b.id LIMIT ?",
-				append(append([]any{after}, aud.args...), streamPage)...).Scan(&people).Error; err != nil {
+			if err := tx.Raw("SELECT s.id, s.email FROM subscribers s WHERE s.id > ? AND "+where+" ORDER BY s.id LIMIT ?",
+				append(append([]any{after}, args...), streamPage)...).Scan(&people).Error; err != nil {
 				return err
 			}
 			n = len(people)
