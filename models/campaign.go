@@ -45,6 +45,8 @@ type Campaign struct {
 	MaterializeCursor int64
 	MaterializedAt    *time.Time
 
+	SendTime `gorm:"embedded"`
+
 	Counters `gorm:"embedded"`
 }
 
@@ -485,6 +487,7 @@ func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) 
 	c := &Campaign{Name: "Copy of " + src.Name, TemplateID: src.TemplateID, Subject: src.Subject,
 		FromName: src.FromName, FromEmail: src.FromEmail, ReplyTo: src.ReplyTo, SendingDomainID: src.SendingDomainID,
 		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM}
+	c.SendTime = SendTime{LocalSendAt: src.LocalSendAt, TZAttribute: src.TZAttribute, TZDefault: src.TZDefault}
 	if err := s.CreateCampaign(ctx, c, lists); err != nil {
 		return nil, err
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // materialize is MaterializeCampaign.
-func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (done bool, err error) {
+// Its rows are due at, or at their local hour (releaseByZone).
+func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at time.Time) (done bool, err error) {
 	s := w.s
 	if batch <= 0 {
 		batch = 5000
@@ -42,7 +43,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
 		}
 		hi := lo + int64(batch)
-		t := dbNow()
+		t := dbTime(at)
 		var lists []struct {
 			ListID int64
 			Optin  string
@@ -85,6 +86,11 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 			return res.Error
 		}
 		inserted := res.RowsAffected
+		if inserted > 0 {
+			if err := w.releaseBatch(tx, id, lo, hi, t); err != nil {
+				return err
+			}
+		}
 		// The rows just written are checked against the suppression list.
 		// A young list has few suppressions or none: then reading them all
 		// is cheaper than looking every address up, and with none there is

@@ -45,6 +45,7 @@ var SettingsTabs = []Tab{
 var AudienceTabs = []Tab{
 	{"subscribers", "Subscribers", "/subscribers"},
 	{"import", "Import", "/imports/new"},
+	{"sunset", "Sunset policy", "/subscribers/sunset"},
 }
 
 // sectionTabs are the tabs of the section p is in, for the user's role.

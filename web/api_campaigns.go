@@ -27,6 +27,11 @@ type campaignInput struct {
 	UTM         bool       `json:"utm"`
 	Transport   string     `json:"transport"`
 	ScheduledAt *time.Time `json:"scheduled_at"`
+	// LocalSendAt "HH:MM" delivers at that local time in each
+	// subscriber's zone (attribute TZAttribute, else TZDefault).
+	LocalSendAt string `json:"local_send_at"`
+	TZAttribute string `json:"tz_attribute"`
+	TZDefault   string `json:"tz_default"`
 }
 
 type apiCampaignJS struct {
@@ -44,6 +49,10 @@ type apiCampaignJS struct {
 	StartedAt   *time.Time  `json:"started_at"`
 	FinishedAt  *time.Time  `json:"finished_at"`
 	Lists       []int64     `json:"lists,omitempty"`
+	LocalSendAt string      `json:"local_send_at,omitempty"`
+	TZAttribute string      `json:"tz_attribute,omitempty"`
+	TZDefault   string      `json:"tz_default,omitempty"`
+	TZInvalid   int64       `json:"tz_invalid,omitempty"`
 	Counters    apiCounters `json:"counters"`
 }
 
@@ -60,7 +69,8 @@ type apiCounters struct {
 func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
-		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
+		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists,
+		LocalSendAt: c.LocalSendAt, TZAttribute: c.TZAttribute, TZDefault: c.TZDefault, TZInvalid: c.TZInvalid}
 	out.Counters = toAPICounters(c.Counters)
 	return out
 }
@@ -118,6 +128,7 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		Name: in.Name, TemplateID: &in.TemplateID, Subject: in.Subject,
 		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
 		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
+		SendTime: models.SendTime{LocalSendAt: in.LocalSendAt, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault},
 	}
 	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)

@@ -66,6 +66,9 @@ func (s *campaignPages) campaignsPage(c echo.Context) error {
 // store (the form and the API share it).
 func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
 	errs := cp.Validate()
+	for k, v := range cp.SendTime.Validate() {
+		errs[k] = v
+	}
 	if errs["from_email"] == "" {
 		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
 			errs["from_email"] = err.Error()
@@ -135,6 +138,10 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 		ReplyTo: strings.TrimSpace(c.FormValue("reply_to")), SendingDomainID: optionalID(c.FormValue("sending_domain_id")),
 		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
 		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
+	}
+	if c.FormValue("send_mode") == "local" {
+		cp.SendTime = models.SendTime{LocalSendAt: c.FormValue("local_send_at"), TZAttribute: c.FormValue("tz_attribute"),
+			TZDefault: c.FormValue("tz_default")}
 	}
 	return cp, formLists(c)
 }
@@ -238,8 +245,20 @@ func (s *campaignPages) updateCampaign(c echo.Context) error {
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
 		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
 	}
-	if err := s.store.UpdateCampaign(s.audited(c, "campaign.update", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
+	// The settings and the send time change together, with the entry.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.UpdateCampaign(chg.Ctx(), &cp, lists); err != nil {
 		return s.campaignStateError(err, "edited")
+	}
+	if err := s.store.SetCampaignSendTime(chg.Ctx(), cp.ID, cp.SendTime); err != nil {
+		return s.campaignStateError(err, "edited")
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.update", "campaign", itoa(cp.ID), cp.Name)); err != nil {
+		return err
 	}
 	s.flash(c, "Campaign saved.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
@@ -355,6 +374,17 @@ func (s *campaignPages) progressVM(ctx context.Context, id int64) (*views.Progre
 	now := time.Now()
 	if lp.Status == models.CampaignRunning {
 		vm.ETA = views.ETA(vm.Done, vm.Total, lp.StartedAt, now)
+	}
+	if lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused {
+		// Deliveries held for their local hour: say what they wait for,
+		// or the panel would look stuck.
+		if cp, err := s.store.Campaign(ctx, id); err == nil && cp.ByZone() {
+			w, err := s.store.CampaignZoneWait(ctx, id, now)
+			if err != nil {
+				return nil, err
+			}
+			vm.Waiting = views.ZoneWaitText(cp.LocalSendAt, *w)
+		}
 	}
 	for _, d := range lp.Destinations {
 		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
@@ -633,6 +663,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 	}
 	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
 		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+		SendTime: cp.SendTime,
 	}))
 }
 

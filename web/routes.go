@@ -220,6 +220,7 @@ func (s *Server) routeTable() []route {
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
+		sunset      = &sunsetPages{s.app}
 		compliance  = &compliancePages{s.app}
 		accounts    = s.newAccountPages()
 	)
@@ -340,6 +341,13 @@ func (s *Server) routeTable() []route {
 		{GET, "/subscribers/export.csv", roleViewer, imp.exportSearch, nil, "a search's matches"},
 		{GET, "/subscribers/count", roleViewer, subscribers.subscriberCount, nil, "a search's match count, fetched after its results"},
 		{POST, "/subscribers/bulk", roleMarketer, subscribers.bulkSubscribers, nil, "on a selection or on all matches"},
+		// The sunset policy (sunset.go).
+		{GET, "/subscribers/sunset", roleMarketer, sunset.sunsetPage, nil, ""},
+		{POST, "/subscribers/sunset", roleMarketer, sunset.saveSunset, nil, "action and automatic switch: admins only"},
+		{POST, "/subscribers/sunset/preview", roleMarketer, sunset.previewSunset, nil, "htmx: the typed rule's count and preview"},
+		{POST, "/subscribers/sunset/round", roleMarketer, sunset.startRound, nil, "snapshot list and draft re-engagement campaign"},
+		{GET, "/subscribers/sunset/run", roleAdmin, sunset.confirmRun, nil, "asks first, with the dry-run count"},
+		{POST, "/subscribers/sunset/run", roleAdmin, sunset.runSunset, nil, ""},
 		{GET, "/subscribers/new", roleMarketer, subscribers.newSubscriberPage, nil, ""},
 		{POST, "/subscribers", roleMarketer, subscribers.createSubscriber, nil, ""},
 		{GET, "/subscribers/:id", roleViewer, subscribers.subscriberPage, nil, ""},
@@ -476,7 +484,11 @@ func (s *Server) routeTable() []route {
 		{GET, "/compliance/consents.json", roleComplianceReader, compliance.exportConsentsJSON, nil, ""},
 		{GET, "/compliance/readiness", roleViewer, compliance.readinessPage, nil, "sending readiness (readiness.go)"},
 		{GET, "/compliance/coverage", roleComplianceReader, compliance.coveragePage, nil, ""},
+		{GET, "/compliance/coverage/repermission", roleAdmin, sunset.confirmRepermission, nil, "asks first (sunset.go)"},
+		{POST, "/compliance/coverage/repermission", roleAdmin, sunset.createRepermission, nil, "snapshot list and draft campaign"},
 		{GET, "/compliance/coverage/:list", roleComplianceReader, compliance.lackingPage, nil, ""},
+		{GET, "/compliance/coverage/:list/repermission", roleAdmin, sunset.confirmRepermission, nil, "asks first"},
+		{POST, "/compliance/coverage/:list/repermission", roleAdmin, sunset.createRepermission, nil, "snapshot list and draft campaign"},
 		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, compliance.exportLacking, nil, ""},
 		{GET, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.confirmUnsubscribeLacking, nil, "asks first"},
 		{POST, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.unsubscribeLacking, nil, ""},

@@ -86,8 +86,9 @@ func (s *Scheduler) runOnce(ctx context.Context, j Job) {
 const RetentionAction = "retention.enforce"
 
 // Default is Herald's periodic jobs: the daily retention run (compliance
-// settings), the hourly removal of expired sessions, and the hourly
-// removal of import uploads never started within a day.
+// settings), the hourly removal of expired sessions, the hourly
+// removal of import uploads never started within a day, and the sunset
+// policy's check for a round whose waiting period is over.
 func Default(store *models.Store, log *slog.Logger) []Job {
 	return []Job{
 		{Name: RetentionAction, Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
@@ -107,6 +108,9 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 			}
 			return err
 		}},
+		{Name: SunsetAction, Every: time.Hour, Lease: 30 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return Sunset(ctx, store, log, now)
+		}},
 	}
 }
 
@@ -124,4 +128,19 @@ func Retention(ctx context.Context, store *models.Store, log *slog.Logger, now t
 		log.Error("audit failed", "err", err, "action", RetentionAction)
 	}
 	return nil
+}
+
+// SunsetAction is the job name of the sunset policy's runs.
+const SunsetAction = "sunset.run"
+
+// Sunset is the sunset job's run: once the round's re-engagement campaign
+// was sent the rule's waiting period ago, the people still inactive at
+// now are unsubscribed or suppressed (models.RunSunsetIfDue), with their
+// ledger rows and audit entries.
+func Sunset(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time) error {
+	n, ran, err := store.RunSunsetIfDue(ctx, now, "sunset job")
+	if ran {
+		log.Info("sunset policy applied", "by", "sunset job", "people", n)
+	}
+	return err
 }
