@@ -514,8 +514,8 @@ func TestReadinessDomainsAndComplaints(t *testing.T) {
 	if c := find(cs, "campaign.caps"); c.OK || c.Blocking {
 		t.Errorf("caps subject = %+v", c)
 	}
-	if c := find(cs, "campaign.text_part"); c.OK {
-		t.Errorf("missing text part not flagged: %+v", c)
+	if c := find(cs, "campaign.text_part"); !c.OK || c.Blocking || !strings.HasPrefix(c.Detail, "Derived from the HTML") {
+		t.Errorf("derived text part not said: %+v", c)
 	}
 	captured := &mailer.Readiness{Store: s, DefaultCaptures: true}
 	cs2, _ := captured.CampaignChecks(ctx, id)
@@ -586,7 +586,7 @@ func TestReadinessDomainsAndComplaints(t *testing.T) {
 	if c := find(cs, "campaign.shorteners"); c.OK || !strings.Contains(c.Detail, "bit.ly") {
 		t.Errorf("shorteners = %+v", c)
 	}
-	if c := find(cs, "campaign.text_part"); !c.OK {
+	if c := find(cs, "campaign.text_part"); !c.OK || !strings.HasPrefix(c.Detail, "Written by you") {
 		t.Errorf("text part present = %+v", c)
 	}
 }
