@@ -445,7 +445,7 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	if pc.OK {
 		pc.Detail = "No placeholder text left."
 	} else {
-		pc.Detail = "The message still says “" + defaults.Placeholder + "…”, the default template's stand-in."
+		pc.Detail = "The message still holds the default template's stand-in text “" + defaults.Placeholder + "”."
 		pc.FixHint = "Edit the campaign and replace the placeholder paragraph with your message."
 	}
 	out = append(out, pc)

@@ -26,7 +26,18 @@ func TestCampaignBodyOfItsOwn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
-	h := e2e.Start(t, e2e.Options{})
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			url := ""
+			if db == "postgres" {
+				url = e2e.PostgresURL(t)
+			}
+			campaignBodyOfItsOwn(t, e2e.Start(t, e2e.Options{DatabaseURL: url}))
+		})
+	}
+}
+
+func campaignBodyOfItsOwn(t *testing.T, h *e2e.Herald) {
 	d := h.Dashboard(t)
 	list := h.List(t, "Readers", "ann@readers.test", "bob@readers.test")
 
