@@ -28,7 +28,14 @@ func htmlToText(src string) string {
 		}
 		if tt == html.TextToken {
 			if len(w.skip) == 0 {
-				w.text(string(z.Text()))
+				raw := string(z.Raw())
+				t := string(z.Text())
+				if t != raw && (strings.Contains(t, "{{") || strings.Contains(t, "}}")) && !strings.Contains(raw, "{{") {
+					// Braces written as entities (&#123;&#123;) are text in
+					// the HTML part: keep them text in the text part.
+					t = strings.NewReplacer("{{", `{{"{{"}}`, "}}", `{{"}}"}}`).Replace(t)
+				}
+				w.text(t)
 			}
 			continue
 		}

@@ -41,6 +41,7 @@ func TestHTMLToText(t *testing.T) {
 		{"image link uses alt", `<a href="https://example.com/shop"><img src="b.png" alt="Shop now"></a>`, "Shop now [1]\n\n[1] https://example.com/shop\n"},
 		{"pre keeps spacing", "<pre>a  b\n  c</pre><p>d</p>", "a  b\n  c\n\nd\n"},
 		{"rule", `<p>a</p><hr><p>b</p>`, "a\n\n----------\n\nb\n"},
+		{"braces as entities stay text", `<p>Use &#123;&#123;name&#125;&#125; here</p>`, "Use {{\"{{\"}}name{{\"}}\"}} here\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,5 +131,17 @@ func TestMarkdownContent(t *testing.T) {
 	}
 	if strings.Contains(p.Text, "Spring is here") {
 		t.Errorf("preheader in the text part:\n%s", p.Text)
+	}
+}
+
+// Braces the HTML shows as text are text in the derived part too, never a
+// template action.
+func TestDerivedTextKeepsEntityBracesText(t *testing.T) {
+	p, err := RenderContent(Content{Subject: "S", Body: `<p>Type &#123;&#123;.Subscriber.Email&#125;&#125; to merge.</p>`}, SampleData(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Type {{.Subscriber.Email}} to merge.\n"; p.Text != want {
+		t.Errorf("text = %q, want %q", p.Text, want)
 	}
 }
