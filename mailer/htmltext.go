@@ -27,15 +27,10 @@ func htmlToText(src string) string {
 			return w.finish()
 		}
 		if tt == html.TextToken {
-			if len(w.skip) == 0 {
-				raw := string(z.Raw())
-				t := string(z.Text())
-				if t != raw && (strings.Contains(t, "{{") || strings.Contains(t, "}}")) && !strings.Contains(raw, "{{") {
-					// Braces written as entities (&#123;&#123;) are text in
-					// the HTML part: keep them text in the text part.
-					t = strings.NewReplacer("{{", `{{"{{"}}`, "}}", `{{"}}"}}`).Replace(t)
-				}
-				w.text(t)
+			if len(w.skip) > 0 {
+				w.controlActions(string(z.Raw()))
+			} else {
+				w.text(decodeText(string(z.Raw())))
 			}
 			continue
 		}
@@ -169,10 +164,10 @@ func (w *textWriter) start(tag string, attrs map[string]string) {
 			w.space = true
 		}
 	case "a":
-		w.links = append(w.links, link{href: strings.TrimSpace(attrs["href"]), start: len(w.b)})
+		w.links = append(w.links, link{href: keepBraces(strings.TrimSpace(attrs["href"])), start: len(w.b)})
 	case "img":
 		if alt := strings.TrimSpace(attrs["alt"]); alt != "" && len(w.links) > 0 {
-			w.text(alt)
+			w.text(keepBraces(alt))
 		}
 	}
 }
@@ -235,6 +230,65 @@ func underlineLength(heading string) int {
 		}
 	}
 	return n + len([]rune(actionRE.ReplaceAllString(heading, "")))
+}
+
+// decodeText decodes the entities of a text node's source around its
+// template actions, keeping the braces of the text as text.
+func decodeText(raw string) string {
+	return mapGaps(raw, html.UnescapeString)
+}
+
+// keepBraces makes the braces of s outside its template actions print
+// themselves in a text/template. Braces written as entities (&#123;&#123;)
+// or beside an action are text in the HTML part and must not become (or
+// break) an action of the text part.
+func keepBraces(s string) string {
+	return mapGaps(s, func(t string) string { return t })
+}
+
+// mapGaps applies f to the parts of s between template actions, with the
+// braces of the result written as actions printing them.
+func mapGaps(s string, f func(string) string) string {
+	if !strings.ContainsAny(s, "{}&") {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	locs := actionRE.FindAllStringIndex(s, -1)
+	for i := 0; i <= len(locs); i++ {
+		end := len(s)
+		if i < len(locs) {
+			end = locs[i][0]
+		}
+		t := f(s[last:end])
+		if strings.ContainsAny(t, "{}") {
+			t = braceEscaper.Replace(t)
+		}
+		b.WriteString(t)
+		if i < len(locs) {
+			b.WriteString(s[locs[i][0]:locs[i][1]])
+			last = locs[i][1]
+		}
+	}
+	return b.String()
+}
+
+var braceEscaper = strings.NewReplacer("{", `{{"{"}}`, "}", `{{"}"}}`)
+
+// controlActions keeps the control actions ({{if}}, {{end}}, …) of a part
+// left out, so that the text template stays balanced as the HTML is; what
+// they would print is left out with the part.
+func (w *textWriter) controlActions(raw string) {
+	for _, a := range actionRE.FindAllString(raw, -1) {
+		f := strings.Fields(strings.Trim(a, "{}- "))
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "if", "else", "end", "range", "with", "break", "continue", "define", "block":
+			w.b = append(w.b, a...)
+		}
+	}
 }
 
 // paragraphGap is the line breaks around a paragraph: a blank line,

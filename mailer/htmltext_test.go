@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestHTMLToText(t *testing.T) {
 		{"image link uses alt", `<a href="https://example.com/shop"><img src="b.png" alt="Shop now"></a>`, "Shop now [1]\n\n[1] https://example.com/shop\n"},
 		{"pre keeps spacing", "<pre>a  b\n  c</pre><p>d</p>", "a  b\n  c\n\nd\n"},
 		{"rule", `<p>a</p><hr><p>b</p>`, "a\n\n----------\n\nb\n"},
-		{"braces as entities stay text", `<p>Use &#123;&#123;name&#125;&#125; here</p>`, "Use {{\"{{\"}}name{{\"}}\"}} here\n"},
+		{"braces as entities stay text", `<p>Use &#123;&#123;name&#125;&#125; here</p>`, "Use {{\"{\"}}{{\"{\"}}name{{\"}\"}}{{\"}\"}} here\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,5 +144,52 @@ func TestDerivedTextKeepsEntityBracesText(t *testing.T) {
 	}
 	if want := "Type {{.Subscriber.Email}} to merge.\n"; p.Text != want {
 		t.Errorf("text = %q, want %q", p.Text, want)
+	}
+}
+
+// Over random documents made of tags, entities, template actions and
+// text, the derived text part of an HTML body that compiles compiles too,
+// holds no markup of the document's tags, and lists each footnote once.
+func TestDerivedTextAlwaysCompiles(t *testing.T) {
+	frags := []string{"<p>", "</p>", "<h1>", "</h1>", "<h2>", "</h2>", "<ul>", "</ul>", "<ol>", "</ol>", "<li>", "</li>", "<br>",
+		"<table><tr><td>", "</td><td>", "</td></tr></table>", `<a href="https://example.com/a">`, `<a href="{{.UnsubscribeURL}}">`, "</a>",
+		"<b>", "</b>", "<pre>", "</pre>", "<script>x<y</script>", "<style>p{}</style>", `<div style="display:none">`, "</div>",
+		"{{.Subscriber.Name}}", "{{if .Subscriber.Name}}", "{{end}}", "&amp;", "&#123;&#123;", "&#125;&#125;", "&lt;b&gt;", "text", " ", "\n",
+		"é", "<img alt=\"pic\">", "<hr>", "{", "}"}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 3000 {
+		var b strings.Builder
+		open := 0
+		for range r.IntN(30) {
+			f := frags[r.IntN(len(frags))]
+			switch {
+			case f == "{{if .Subscriber.Name}}":
+				open++
+			case f == "{{end}}" && open == 0:
+				continue
+			case f == "{{end}}":
+				open--
+			}
+			b.WriteString(f)
+		}
+		for ; open > 0; open-- {
+			b.WriteString("{{end}}")
+		}
+		src := b.String()
+		if _, err := parseHTML("h", src); err != nil {
+			continue
+		}
+		text := htmlToText(src)
+		if _, err := parseText("t", text); err != nil {
+			t.Fatalf("%d: derived text of %q does not compile: %v\n%s", i, src, err, text)
+		}
+		for _, tag := range []string{"<p>", "<li>", "<td>", "<script", "<style", "display:none"} {
+			if strings.Contains(text, tag) {
+				t.Fatalf("%d: derived text of %q holds %s:\n%s", i, src, tag, text)
+			}
+		}
+		if strings.Count(text, "] https://example.com/a\n") > 1 {
+			t.Fatalf("%d: a footnote listed twice:\n%s", i, text)
+		}
 	}
 }
