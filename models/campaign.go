@@ -222,10 +222,14 @@ func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
 	return &c, nil
 }
 
+// listOmit leaves a campaign's bodies (up to MaxTemplateBytes each) out
+// of lists of campaigns, which show neither.
+var listOmit = []string{"html", "text"}
+
 // Campaigns returns campaigns newest first, before the cursor id (0: from
-// the newest).
+// the newest), without their bodies (HTML and Text are empty).
 func (s *Store) Campaigns(ctx context.Context, before int64, limit int) ([]Campaign, error) {
-	q := s.conn(ctx).Order("id DESC").Limit(limit)
+	q := s.conn(ctx).Omit(listOmit...).Order("id DESC").Limit(limit)
 	if before > 0 {
 		q = q.Where("id < ?", before)
 	}
@@ -503,10 +507,10 @@ func (s *Store) CountEligibleRecipients(ctx context.Context, listIDs []int64) (i
 }
 
 // CampaignsByStatus returns the campaigns in any of the statuses, newest
-// first.
+// first, without their bodies.
 func (s *Store) CampaignsByStatus(ctx context.Context, statuses ...string) ([]Campaign, error) {
 	var out []Campaign
-	if err := s.conn(ctx).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Omit(listOmit...).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: campaigns by status: %w", err)
 	}
 	return out, nil

@@ -68,6 +68,16 @@ func TestCampaignOwnsItsBody(t *testing.T) {
 			t.Errorf("clone = %+v, want A's content", cl)
 		}
 
+		list, err := s.Campaigns(ctx, 0, 10)
+		if err != nil || len(list) != 3 {
+			t.Fatalf("Campaigns() = %d, %v", len(list), err)
+		}
+		for _, c := range list {
+			if c.HTML != "" || c.Subject == "" {
+				t.Errorf("Campaigns() row %d: body %q, subject %q; want no body, the subject", c.ID, c.HTML, c.Subject)
+			}
+		}
+
 		bad := *got
 		bad.Format = "word"
 		bad.HTML = ""

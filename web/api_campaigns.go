@@ -39,9 +39,9 @@ type apiCampaignJS struct {
 	TemplateID  *int64      `json:"template_id"`
 	Subject     string      `json:"subject"`
 	Preheader   string      `json:"preheader"`
-	HTML        string      `json:"html"`
-	Text        string      `json:"text"`
-	TextDerived bool        `json:"text_derived"` // no text part written: derived from the HTML when sent
+	HTML        string      `json:"html,omitempty"` // one campaign's answer only, not lists
+	Text        string      `json:"text,omitempty"`
+	TextDerived *bool       `json:"text_derived,omitempty"` // no text part written: derived from the HTML when sent
 	Format      string      `json:"format"`
 	FromName    string      `json:"from_name"`
 	FromEmail   string      `json:"from_email"`
@@ -68,9 +68,13 @@ type apiCounters struct {
 
 func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, Preheader: c.Preheader,
-		HTML: c.HTML, Text: c.Text, TextDerived: mailer.ContentOf(c).TextDerived(), Format: c.Format, FromName: c.FromName,
+		HTML: c.HTML, Text: c.Text, Format: c.Format, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
 		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
+	if c.HTML != "" || c.Text != "" { // a list leaves the bodies out
+		derived := mailer.ContentOf(c).TextDerived()
+		out.TextDerived = &derived
+	}
 	k := c.Counters
 	out.Counters = apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
 	return out
