@@ -572,23 +572,12 @@ type txTemplate struct {
 	loaded  time.Time
 }
 
-// prepareCampaign compiles a campaign's template and loads its sender,
+// prepareCampaign compiles a campaign's content and loads its sender,
 // keys and pool.
 func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState, error) {
 	c, err := e.store.Campaign(ctx, id)
 	if err != nil {
 		return nil, err
-	}
-	if c.TemplateID == nil {
-		return nil, errors.New("the campaign has no template")
-	}
-	t, err := e.store.Template(ctx, *c.TemplateID)
-	if err != nil {
-		return nil, err
-	}
-	subject := t.Subject
-	if c.Subject != "" {
-		subject = c.Subject
 	}
 	// With tracking off for the whole organisation, messages carry no
 	// pixel and their links go straight to their targets.
@@ -596,10 +585,10 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	if env := e.env.Load(); env != nil && env.trackingOff {
 		track = false
 	}
-	comp, err := compileTemplate("campaign"+strconv.FormatInt(id, 10), subject, t.HTML, t.Text,
+	comp, err := compileContent("campaign"+strconv.FormatInt(id, 10), ContentOf(c),
 		compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name})
 	if err != nil {
-		return nil, fmt.Errorf("template %q: %w", t.Name, err)
+		return nil, fmt.Errorf("campaign %q: %w", c.Name, err)
 	}
 	if comp.linkIDs, err = e.store.EnsureLinks(ctx, id, comp.links); err != nil {
 		return nil, err
@@ -769,6 +758,18 @@ func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error)
 		p = &tp
 	}
 	comp := tt.comp
+	if d.Test && d.TestOf != 0 {
+		// A campaign's test send shows the campaign's own content, as
+		// saved now.
+		cp, err := e.store.Campaign(ctx, d.TestOf)
+		if err != nil {
+			return nil, err
+		}
+		if comp, err = compileContent("test"+strconv.FormatInt(cp.ID, 10), ContentOf(cp), compileOptions{}); err != nil {
+			return nil, fmt.Errorf("campaign %q: %w", cp.Name, err)
+		}
+		return &txState{comp: comp, params: p, data: d.Data}, nil
+	}
 	if d.Subject != "" {
 		// A campaign's test send: its own subject over the template's.
 		sub, err := compileSubject("tx", d.Subject)

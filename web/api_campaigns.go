@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -18,6 +19,10 @@ type campaignInput struct {
 	Name        string     `json:"name"`
 	TemplateID  int64      `json:"template_id"`
 	Subject     string     `json:"subject"`
+	Preheader   string     `json:"preheader"`
+	HTML        string     `json:"html"`   // the body; empty: the template's content
+	Text        string     `json:"text"`   // the text part; empty: derived from the HTML
+	Format      string     `json:"format"` // html (default) or markdown
 	FromName    string     `json:"from_name"`
 	FromEmail   string     `json:"from_email"`
 	ReplyTo     string     `json:"reply_to"`
@@ -39,6 +44,11 @@ type apiCampaignJS struct {
 	Name        string      `json:"name"`
 	TemplateID  *int64      `json:"template_id"`
 	Subject     string      `json:"subject"`
+	Preheader   string      `json:"preheader"`
+	HTML        string      `json:"html,omitempty"` // one campaign's answer only, not lists
+	Text        string      `json:"text,omitempty"`
+	TextDerived *bool       `json:"text_derived,omitempty"` // no text part written: derived from the HTML when sent
+	Format      string      `json:"format"`
 	FromName    string      `json:"from_name"`
 	FromEmail   string      `json:"from_email"`
 	ReplyTo     string      `json:"reply_to"`
@@ -67,10 +77,15 @@ type apiCounters struct {
 }
 
 func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
-	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
+	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, Preheader: c.Preheader,
+		HTML: c.HTML, Text: c.Text, Format: c.Format, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
 		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists,
 		LocalSendAt: c.LocalSendAt, TZAttribute: c.TZAttribute, TZDefault: c.TZDefault, TZInvalid: c.TZInvalid}
+	if c.HTML != "" || c.Text != "" { // a list leaves the bodies out
+		derived := mailer.ContentOf(c).TextDerived()
+		out.TextDerived = &derived
+	}
 	out.Counters = toAPICounters(c.Counters)
 	return out
 }
@@ -125,7 +140,8 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		return err
 	}
 	cp := &models.Campaign{
-		Name: in.Name, TemplateID: &in.TemplateID, Subject: in.Subject,
+		Name: in.Name, TemplateID: optionalID(strconv.FormatInt(in.TemplateID, 10)), Subject: in.Subject,
+		Preheader: in.Preheader, HTML: in.HTML, Text: in.Text, Format: in.Format,
 		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
 		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
 		SendTime: models.SendTime{LocalSendAt: in.LocalSendAt, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault},
@@ -160,6 +176,88 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		return err
 	}
 	return s.writeAPICampaign(c, http.StatusCreated, cp.ID)
+}
+
+// campaignPatch is an update through the API: the fields sent replace the
+// campaign's, the others stay.
+type campaignPatch struct {
+	Name        *string  `json:"name"`
+	Subject     *string  `json:"subject"`
+	Preheader   *string  `json:"preheader"`
+	HTML        *string  `json:"html"`
+	Text        *string  `json:"text"`
+	Format      *string  `json:"format"`
+	FromName    *string  `json:"from_name"`
+	FromEmail   *string  `json:"from_email"`
+	ReplyTo     *string  `json:"reply_to"`
+	Lists       *[]int64 `json:"lists"`
+	TrackOpens  *bool    `json:"track_opens"`
+	TrackClicks *bool    `json:"track_clicks"`
+	UTM         *bool    `json:"utm"`
+}
+
+// apiUpdateCampaign changes a draft or scheduled campaign: its content
+// (subject, preheader, body, text part, format), sender, lists and
+// tracking. Only this campaign changes, never its template.
+func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	var in campaignPatch
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	cp, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	lists, err := s.store.CampaignLists(ctx, id)
+	if err != nil {
+		return err
+	}
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&cp.Name, in.Name)
+	set(&cp.Subject, in.Subject)
+	set(&cp.Preheader, in.Preheader)
+	set(&cp.HTML, in.HTML)
+	set(&cp.Text, in.Text)
+	set(&cp.Format, in.Format)
+	set(&cp.FromName, in.FromName)
+	set(&cp.FromEmail, in.FromEmail)
+	set(&cp.ReplyTo, in.ReplyTo)
+	for dst, v := range map[*bool]*bool{&cp.TrackOpens: in.TrackOpens, &cp.TrackClicks: in.TrackClicks, &cp.UTM: in.UTM} {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if in.Lists != nil {
+		lists = *in.Lists
+	}
+	if errs := s.validateCampaign(ctx, cp, lists); len(errs) > 0 {
+		return unprocessable("The campaign is not valid.", errs)
+	}
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.UpdateCampaign(chg.Ctx(), cp, lists); err != nil {
+		var se *models.CampaignStateError
+		if errors.As(err, &se) {
+			return conflict(fmt.Sprintf("The campaign is %s and can no longer be edited; clone it to send it again.", se.Status))
+		}
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.update", "campaign", itoa(id), cp.Name+" (api)")); err != nil {
+		return err
+	}
+	return s.writeAPICampaign(c, http.StatusOK, id)
 }
 
 // apiCampaignAction starts, pauses, resumes or cancels a campaign.

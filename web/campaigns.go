@@ -74,9 +74,22 @@ func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists [
 			errs["from_email"] = err.Error()
 		}
 	}
-	if cp.TemplateID != nil {
+	if cp.TemplateID != nil && cp.ID == 0 {
 		if _, err := s.store.Template(ctx, *cp.TemplateID); err != nil {
 			errs["template_id"] = "Choose an existing template."
+		}
+	}
+	if errs["html"] == "" && errs["format"] == "" && (strings.TrimSpace(cp.HTML) != "" || strings.TrimSpace(cp.Text) != "") {
+		// The content is checked as it will be sent, with its part and
+		// line when it does not compile.
+		if err := mailer.CheckContent(mailer.ContentOf(cp)); err != nil {
+			field := "html"
+			if strings.HasPrefix(err.Error(), "subject") {
+				field = "subject"
+			} else if strings.HasPrefix(err.Error(), "text body") {
+				field = "text"
+			}
+			errs[field] = "The message does not render: " + err.Error()
 		}
 	}
 	if cp.ReplyTo != "" {
@@ -138,6 +151,8 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 		ReplyTo: strings.TrimSpace(c.FormValue("reply_to")), SendingDomainID: optionalID(c.FormValue("sending_domain_id")),
 		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
 		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
+		Preheader: strings.TrimSpace(c.FormValue("preheader")), HTML: c.FormValue("html"), Text: c.FormValue("text"),
+		Format: c.FormValue("format"),
 	}
 	if c.FormValue("send_mode") == "local" {
 		cp.SendTime = models.SendTime{LocalSendAt: c.FormValue("local_send_at"), TZAttribute: c.FormValue("tz_attribute"),
@@ -199,7 +214,7 @@ func (s *campaignPages) createCampaign(c echo.Context) error {
 	if err := s.store.CreateCampaign(s.audited(c, "campaign.create", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
 		return err
 	}
-	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft. Send yourself a test, then send it or schedule it.", cp.Name))
+	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft with the template's message: write yours under Edit, send yourself a test, then send it or schedule it.", cp.Name))
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
 
@@ -241,7 +256,9 @@ func (s *campaignPages) updateCampaign(c echo.Context) error {
 		return err
 	}
 	cp, lists := campaignFromForm(c)
-	cp.ID, cp.Status, cp.Transport = cur.ID, cur.Status, cur.Transport
+	// The template stays what the content started from; the content is
+	// the form's.
+	cp.ID, cp.Status, cp.Transport, cp.TemplateID = cur.ID, cur.Status, cur.Transport, cur.TemplateID
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
 		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
 	}

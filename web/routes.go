@@ -255,6 +255,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
 		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
 		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
+		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only; content, sender, lists"},
 		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
 		{GET, "/api/v1/campaigns/:id/report", roleTokenViewer, api.apiCampaignReport, nil, "the report page's figures (api_reports.go)"},
