@@ -287,6 +287,7 @@ func TestCampaignSendTimeForm(t *testing.T) {
 		t.Fatalf("stored = %+v, %v", cp.SendTime, err)
 	}
 	form.Set("send_mode", "now")
+	form.Set("html", cp.HTML) // the edit form carries the campaign's own body
 	if p := m.postForm(fmt.Sprintf("/campaigns/%d", id), form); p.StatusCode != 200 {
 		t.Fatalf("edit: %d", p.StatusCode)
 	}
