@@ -127,6 +127,10 @@ func TestMigrationCopiesTemplateContent(t *testing.T) {
 			t.Fatalf("Campaigns() = %d, %v", len(cs), err)
 		}
 		for _, c := range cs {
+			c, err := s.Campaign(ctx, c.ID) // the list leaves the bodies out
+			if err != nil {
+				t.Fatal(err)
+			}
 			want := "Old subject"
 			if c.Name == "cKept" {
 				want = "Kept"
