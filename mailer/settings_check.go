@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -102,8 +103,10 @@ func relayProblem(addr string, err error) string {
 // CheckMailbox logs in to the bounce mailbox raw names (imaps:// or
 // imap:// with STARTTLS) as the poller does and opens its folder; it
 // returns how many messages wait there, or what went wrong in plain words.
-func CheckMailbox(ctx context.Context, raw string) (uint32, error) {
-	p, err := NewPoller(nil, PollOptions{URL: raw, Timeout: 15 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+// tlsConfig verifies the server; nil means as the poller does (the system
+// roots and the URL's host).
+func CheckMailbox(ctx context.Context, raw string, tlsConfig *tls.Config) (uint32, error) {
+	p, err := NewPoller(nil, PollOptions{URL: raw, Timeout: 15 * time.Second, TLSConfig: tlsConfig, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return 0, err
 	}

@@ -279,7 +279,7 @@ func (s *deliveryPages) testMailbox(c echo.Context) error {
 		check = views.ConnCheck{Name: "Mailbox", Text: "There is no mailbox to test: enter one, such as imaps://user:password@imap.example.com:993/INBOX."}
 	default:
 		check.Name = mailer.RedactURLs([]string{mailbox})[0]
-		n, err := mailer.CheckMailbox(ctx, mailbox)
+		n, err := mailer.CheckMailbox(ctx, mailbox, nil)
 		if err != nil {
 			check.Text = plain(err)
 		} else {
