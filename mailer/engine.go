@@ -285,7 +285,9 @@ func (e *Engine) ReloadTransport(ctx context.Context) error {
 		return fmt.Errorf("mailer: %w", err)
 	}
 	e.installDefault(dt, rules)
-	e.log.Info("default transport rebuilt from the delivery settings", "transport", dt.Config.Transport)
+	if dt.Config != nil {
+		e.log.Info("default transport rebuilt from the delivery settings", "transport", dt.Config.Transport)
+	}
 	e.kick()
 	return nil
 }
