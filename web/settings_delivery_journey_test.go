@@ -1,6 +1,7 @@
 package web
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"github.com/herald-mail/herald/internal/browsertest"
 	"github.com/herald-mail/herald/internal/e2e"
@@ -170,3 +174,61 @@ func TestDeliverySettingsEnvironmentWins(t *testing.T) {
 	}
 
 }
+
+// TestDeliverySettingsBounceMailbox: a bounce mailbox saved on Settings →
+// Delivery of the running binary (nothing about it in the environment)
+// passes Test mailbox against a real IMAP server (go-imap's, TLS verified
+// through SSL_CERT_FILE), is polled without a restart — the message
+// waiting there that is no bounce is handled and deleted — and a wrong
+// password fails the test in plain words.
+func TestDeliverySettingsBounceMailbox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	srvTLS, caFile := e2e.ThrowawayCA(t, "127.0.0.2")
+	const user, pass = "bounces@example.com", "mbox pass"
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(user, pass)
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	mem.AddUser(u)
+	msg := "From: someone@example.org\r\nTo: bounces@example.com\r\nSubject: hello\r\n\r\nNot a bounce.\r\n"
+	if _, err := u.Append("INBOX", literal{strings.NewReader(msg)}, &imap.AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return mem.NewSession(), nil, nil },
+		Caps:       imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+	})
+	ln, err := tls.Listen("tcp", "127.0.0.2:0", srvTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	mailbox := func(pw string) string {
+		return "imaps://" + url.UserPassword(user, pw).String() + "@" + ln.Addr().String() + "/INBOX"
+	}
+
+	h := e2e.Start(t, e2e.Options{Env: []string{"SSL_CERT_FILE=" + caFile}})
+	d := h.Dashboard(t)
+	_, res := d.Post(t, "/settings/delivery/test-mailbox", url.Values{"bounce_mailbox": {mailbox("wrong")}})
+	if !strings.Contains(res, "refused to log in bounces@example.com") {
+		t.Errorf("wrong password test = %s", res)
+	}
+	_, res = d.Post(t, "/settings/delivery/test-mailbox", url.Values{"bounce_mailbox": {mailbox(pass)}})
+	if !strings.Contains(res, `data-testid="conn-ok"`) || !strings.Contains(res, "holds 1 message(s)") {
+		t.Errorf("right password test = %s", res)
+	}
+	if code, _ := d.Post(t, "/settings/delivery", url.Values{"bounce_mailbox": {mailbox(pass)}, "bounce_interval": {"1s"}}); code != 303 {
+		t.Fatalf("save = %d", code)
+	}
+	e2e.Eventually(t, 20*time.Second, "the saved mailbox to be polled and its message handled", func() bool {
+		data, err := u.Status("INBOX", &imap.StatusOptions{NumMessages: true})
+		return err == nil && data.NumMessages != nil && *data.NumMessages == 0
+	})
+}
+
+// literal is a message for imapmemserver's Append.
+type literal struct{ *strings.Reader }
