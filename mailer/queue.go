@@ -198,11 +198,13 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 			transport = j.camp.transport
 		}
 	}
-	key := ri.key + "|" + poolKey + "|" + j.tn
+	key, gen := ri.key+"|"+poolKey+"|"+j.tn, int64(-1)
 	if j.tn == "" {
 		// The default transport's generation: after ReloadTransport, new
-		// destinations use the new transport.
-		key += "|" + strconv.FormatInt(dr.gen, 10)
+		// destinations use the new transport (and the old ones hand back
+		// what they hold, destination.retired).
+		gen = dr.gen
+		key += "|" + strconv.FormatInt(gen, 10)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -211,7 +213,7 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 	}
 	d := &destination{
 		e: e, key: key, routeKey: ri.key, poolKey: poolKey, mx: ri.mx, domain: j.c.Domain, transport: transport, strategy: strategy,
-		rule: ri.rule, domains: map[string]struct{}{}, capture: isCapture(transport),
+		defaultGen: gen, rule: ri.rule, domains: map[string]struct{}{}, capture: isCapture(transport),
 		high: make(chan *job, e.o.DestinationQueue), normal: make(chan *job, e.o.DestinationQueue),
 	}
 	if d.capture {

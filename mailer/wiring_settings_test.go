@@ -5,6 +5,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/testdb"
@@ -81,4 +84,48 @@ func TestFromConfigUsesSavedDeliverySettings(t *testing.T) {
 			t.Errorf("HERALD_TRANSPORT=direct: %q", d.Transport)
 		}
 	})
+}
+
+// TestReloadTransportWhileSending: the transport is replaced in the
+// middle of a campaign (direct to a slow receiver, then capture saved on
+// Settings → Delivery): the campaign finishes with every message sent
+// once, part by the old transport and the rest by the new one, and the
+// race detector finds nothing to say about the swap.
+func TestReloadTransportWhileSending(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	secret := strings.Repeat("s", 32)
+	mx := startMX(t, "127.0.0.1:0", false, func(string, int64) *smtp.SMTPError {
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	cfg := &config.Config{Transport: "direct", MXOverride: mx.Addr, NodeID: "t", RootURL: "https://herald.test", Secret: secret}
+	e, err := mailer.FromConfig(cfg, s, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, e)
+	const n = 120
+	list := seed(t, s, n, []string{"p.test", "q.test"})
+	cid := campaign(t, s, list, "news@herald.test", nil, nil)
+	if err := e.StartCampaign(ctx, cid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the first messages over the old transport", func() bool { return mx.count() >= 10 })
+	if _, err := s.SaveDeliverySettings(ctx, secret, models.DeliverySettings{}, models.DeliverySettings{Transport: "capture"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ReloadTransport(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "campaign to finish", func() bool { return progress(t, s, cid).Status == models.CampaignFinished })
+	var captured int64
+	s.DB().Raw("SELECT COUNT(*) FROM outbox").Scan(&captured)
+	p := progress(t, s, cid)
+	if p.Sent != n || int64(mx.count())+captured != n {
+		t.Errorf("sent %d (receiver %d + outbox %d), want %d, each once", p.Sent, mx.count(), captured, n)
+	}
+	if captured == 0 || mx.count() == n {
+		t.Errorf("receiver %d, outbox %d: want the mail after the reload captured", mx.count(), captured)
+	}
 }
