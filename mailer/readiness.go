@@ -51,9 +51,10 @@ func (e *Engine) blockingRule(ctx context.Context, id int64) (*Check, error) {
 	if !ok {
 		return nil, nil
 	}
-	_, captures := e.o.Transport.(*Capture)
-	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(e.o.Transport), RootURL: e.o.RootURL,
-		RelaySigns: RelaySigning(e.o.Transport)}).CampaignChecks(ctx, id)
+	t := e.defaultTransport()
+	_, captures := t.(*Capture)
+	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(t), RootURL: e.o.RootURL,
+		RelaySigns: RelaySigning(t)}).CampaignChecks(ctx, id)
 	if err != nil {
 		return nil, err
 	}

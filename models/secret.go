@@ -11,9 +11,10 @@ import (
 // or a secret file), the one that seals DKIM private keys. A database that
 // ran without it holds a generated secret beside the keys it sealed, so a
 // dump of the database gave both; each key sealed under that stored
-// secret is re-sealed under secret, in one transaction. It returns the
-// stored secret (still needed to check links in mail sent before; "" when
-// there is none or it is secret) and how many domains were re-sealed.
+// secret is re-sealed under secret (and so are the sealed passwords of
+// Settings → Delivery), in one transaction. It returns the stored secret
+// (still needed to check links in mail sent before; "" when there is
+// none or it is secret) and how many domains were re-sealed.
 func (s *Store) AdoptSecret(ctx context.Context, secret string) (previous string, resealed int, err error) {
 	stored, err := s.Setting(ctx, SettingSecret)
 	if err != nil || stored == "" || stored == secret {
@@ -52,6 +53,30 @@ func (s *Store) AdoptSecret(ctx context.Context, secret string) (previous string
 				return err
 			}
 			resealed++
+		}
+		// The relay and bounce mailbox passwords of Settings → Delivery.
+		for _, key := range sealedSettings {
+			var v []string
+			if err := tx.Raw("SELECT value FROM settings WHERE key = ?", key).Scan(&v).Error; err != nil {
+				return err
+			}
+			if len(v) == 0 || v[0] == "" {
+				continue
+			}
+			if _, err := open(secret, v[0]); err == nil {
+				continue
+			}
+			plain, err := open(stored, v[0])
+			if err != nil {
+				continue // under neither: the page asks for it again
+			}
+			sealed, err := seal(secret, plain)
+			if err != nil {
+				return err
+			}
+			if err := tx.Exec("UPDATE settings SET value = ? WHERE key = ?", sealed, key).Error; err != nil {
+				return err
+			}
 		}
 		return resealTOTP(tx, stored, secret)
 	})

@@ -688,7 +688,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 // whether that delivers for real.
 func (s *campaignPages) transportLabel(name string) string {
 	if name == "" {
-		name = s.cfg.Transport
+		name = s.delivery().Transport
 	}
 	if name == "" || name == "capture" {
 		return "capture: kept in the Outbox, nothing is delivered"

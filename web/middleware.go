@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -118,6 +119,18 @@ func (s *app) page(c echo.Context, title, active string) views.Page {
 	}
 	p.Flash = s.sessions.PopString(c.Request().Context(), "flash")
 	return p
+}
+
+// delivery is the delivery configuration in effect: the engine's, built
+// from the environment over Settings → Delivery, or the server's own
+// configuration when no engine says.
+func (s *app) delivery() *config.Config {
+	if s.mailer != nil {
+		if d := s.mailer.Delivery(); d != nil {
+			return d
+		}
+	}
+	return s.cfg
 }
 
 // flash shows msg on the next page the user sees.

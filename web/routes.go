@@ -217,6 +217,7 @@ func (s *Server) routeTable() []route {
 		campaigns   = &campaignPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
+		delivery    = &deliveryPages{s.app}
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
@@ -403,6 +404,11 @@ func (s *Server) routeTable() []route {
 		// Settings, users and API tokens (settings.go).
 		{GET, "/settings", roleViewer, settings.settingsPage, nil, ""},
 		{POST, "/settings", roleAdmin, settings.saveSettings, nil, ""},
+		// Settings → Delivery (settings_delivery.go): transport, relay, bounce mailbox.
+		{GET, "/settings/delivery", roleAdmin, delivery.page, nil, "holds the relay and mailbox (passwords masked)"},
+		{POST, "/settings/delivery", roleAdmin, delivery.save, nil, ""},
+		{POST, "/settings/delivery/test-relay", roleAdmin, delivery.testRelay, nil, "connects to the relay, sends nothing"},
+		{POST, "/settings/delivery/test-mailbox", roleAdmin, delivery.testMailbox, nil, "logs in to the mailbox, changes nothing"},
 		{GET, "/settings/users", roleAdmin, settings.usersPage, nil, ""},
 		{POST, "/settings/users", roleAdmin, settings.createUser, nil, ""},
 		{POST, "/settings/users/:id/role", roleAdmin, settings.setUserRole, nil, ""},

@@ -93,7 +93,7 @@ func (s *sendingPages) domainView(ctx context.Context, id int64) (*views.DomainV
 	if err != nil {
 		return nil, opts, err
 	}
-	if s.cfg.Transport == "relay" && opts.SourcesUnknown != "" && d.SPFIncludes != "" {
+	if s.delivery().Transport == "relay" && opts.SourcesUnknown != "" && d.SPFIncludes != "" {
 		opts.SourcesUnknown = "" // the domain names its relay's include itself
 	}
 	if c := d.LastCheck(); c != nil {
@@ -110,10 +110,10 @@ func (s *sendingPages) dnsOptions(ctx context.Context) (models.DNSRecordOptions,
 		return models.DNSRecordOptions{}, err
 	}
 	o := models.DNSRecordOptions{SendingIPs: ips}
-	switch s.cfg.Transport {
+	switch dc := s.delivery(); dc.Transport {
 	case "relay":
 		// Every relay sends for the domain (failover ones too).
-		for _, r := range s.cfg.RelayURLs() {
+		for _, r := range dc.RelayURLs() {
 			u, err := url.Parse(r)
 			if err != nil {
 				continue

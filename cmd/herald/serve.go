@@ -112,10 +112,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		go func() { errc <- in.ListenAndServe(ctx) }()
 		log.Info("inbound SMTP listening", "addr", cfg.InboundListen)
 	}
-	if cfg.BounceIMAP != "" {
-		if err := startPoller(ctx, cfg, store, log); err != nil {
-			return err
-		}
+	if err := startPoller(ctx, cfg, store, log); err != nil {
+		return err
 	}
 
 	n, _ := store.UserCount(ctx)
@@ -125,7 +123,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "Herald is running. Sign in at %s\n", where)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect(), "transport", cfg.Transport)
+	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect(), "transport", eng.Delivery().Transport)
 
 	select {
 	case err := <-errc:
@@ -306,19 +304,20 @@ func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return nil
 }
 
-// startPoller polls the configured bounce mailbox until ctx ends.
+// startPoller polls the bounce mailbox of the settings in effect
+// (HERALD_BOUNCE_IMAP, else Settings → Delivery) until ctx ends, following
+// changes saved in the dashboard.
 func startPoller(ctx context.Context, cfg *config.Config, store *models.Store, log *slog.Logger) error {
 	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secrets()...),
 		FeedbackAddress: cfg.FeedbackAddress, Logger: log})
 	if err != nil {
 		return err
 	}
-	every, _ := time.ParseDuration(cfg.BounceIMAPInterval) // validated by config
-	p, err := mailer.NewPoller(rec, mailer.PollOptions{URL: cfg.BounceIMAP, Interval: every, MoveTo: cfg.BounceIMAPMove, Logger: log})
-	if err != nil {
-		return err
+	if cfg.BounceIMAP != "" { // a mistake in the environment stops the start, as before
+		if _, err := mailer.NewPoller(rec, mailer.PollOptions{URL: cfg.BounceIMAP}); err != nil {
+			return err
+		}
 	}
-	go p.Run(ctx)
-	log.Info("polling the bounce mailbox", "every", every)
+	go mailer.RunBounceMailbox(ctx, cfg, store, rec, log, 5*time.Second)
 	return nil
 }

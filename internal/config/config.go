@@ -101,7 +101,17 @@ type Config struct {
 	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
 	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
 	ResetLinkTTL, InviteLinkTTL time.Duration
+	// SetBy says, for each setting given from outside (by its flag name,
+	// e.g. "relay"), where it came from: "the -relay flag" or "HERALD_RELAY
+	// in the environment". Settings the dashboard can also change (the
+	// transport, relay and bounce mailbox) keep these values then: the
+	// environment and flags win over the database.
+	SetBy map[string]string
 }
+
+// Source returns where the setting named by its flag came from ("" when
+// it has its default): see SetBy.
+func (c *Config) Source(flag string) string { return c.SetBy[flag] }
 
 // Var describes one setting for help and the README.
 type Var struct {
@@ -162,6 +172,17 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	c.SetBy = map[string]string{}
+	for _, v := range c.Vars() {
+		if getenv(v.Env) != "" {
+			c.SetBy[v.Flag] = v.Env + " in the environment"
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if isVar(c, f.Name) {
+			c.SetBy[f.Name] = "the -" + f.Name + " flag"
+		}
+	})
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -297,6 +318,15 @@ func (c *Config) hostname(rootHost string) error {
 	}
 	c.Hostname = h
 	return nil
+}
+
+func isVar(c *Config, name string) bool {
+	for _, v := range c.Vars() {
+		if v.Flag == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Help writes the configuration table.

@@ -140,3 +140,27 @@ func TestLinkTTLs(t *testing.T) {
 		}
 	}
 }
+
+// TestSetBy: Source names the environment variable or the flag that set
+// a setting, and nothing for one left at its default.
+func TestSetBy(t *testing.T) {
+	env := map[string]string{"HERALD_RELAY": "smtp://r.test:587", "HERALD_TRANSPORT": "relay"}
+	c, err := Parse("serve", []string{"-transport", "direct", "-bounce-imap-move", "Done"}, func(k string) string { return env[k] }, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{
+		"relay":                "HERALD_RELAY in the environment",
+		"transport":            "the -transport flag",
+		"bounce-imap-move":     "the -bounce-imap-move flag",
+		"bounce-imap":          "",
+		"bounce-imap-interval": "",
+	} {
+		if got := c.Source(flag); got != want {
+			t.Errorf("Source(%s) = %q, want %q", flag, got, want)
+		}
+	}
+	if c.Transport != "direct" {
+		t.Errorf("transport %q: the flag wins over the environment", c.Transport)
+	}
+}
