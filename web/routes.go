@@ -212,6 +212,7 @@ func (s *Server) routeTable() []route {
 		campaigns   = &campaignPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
+		hooks       = &hookPages{s.app}
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
@@ -355,6 +356,15 @@ func (s *Server) routeTable() []route {
 		{GET, "/settings/tokens", roleViewer, settings.tokensPage, nil, "one's own tokens"},
 		{POST, "/settings/tokens", roleViewer, settings.createToken, nil, "a token has its owner's role"},
 		{POST, "/settings/tokens/:id/delete", roleViewer, settings.deleteToken, nil, ""},
+
+		// Outgoing webhooks (hooks_out.go).
+		{GET, "/settings/webhooks", roleAdmin, hooks.list, nil, ""},
+		{POST, "/settings/webhooks", roleAdmin, hooks.create, nil, "the secret is shown once, in the answer"},
+		{POST, "/settings/webhooks/private", roleAdmin, hooks.setPrivate, nil, "allow loopback and private targets"},
+		{GET, "/settings/webhooks/:id", roleAdmin, hooks.show, nil, "settings and delivery log"},
+		{POST, "/settings/webhooks/:id", roleAdmin, hooks.update, nil, ""},
+		{POST, "/settings/webhooks/:id/test", roleAdmin, hooks.test, nil, "queues a test event"},
+		{POST, "/settings/webhooks/:id/delete", roleAdmin, hooks.delete, nil, ""},
 
 		// Deliverability: the outbox (outbox.go), bounces (reports.go).
 		{GET, "/deliverability", roleViewer, outbox.outboxPage, nil, "the outbox"},

@@ -84,6 +84,10 @@ type Config struct {
 	// over once it passed. LeaseHeartbeatText is how often a node renews
 	// what it holds; it must be under half the lease.
 	LeaseText, LeaseHeartbeatText string
+	// WebhookPollText is how often outgoing webhook events are collected
+	// and due deliveries posted (a Go duration). WebhookBackoffText is the
+	// comma-separated waits before each retry of a failed delivery.
+	WebhookPollText, WebhookBackoffText string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -95,6 +99,10 @@ type Config struct {
 	ImportMaxBytes int64
 	// Lease and LeaseHeartbeat are LeaseText and LeaseHeartbeatText parsed.
 	Lease, LeaseHeartbeat time.Duration
+	// WebhookPoll and WebhookBackoff are WebhookPollText and
+	// WebhookBackoffText parsed.
+	WebhookPoll    time.Duration
+	WebhookBackoff []time.Duration
 }
 
 // Var describes one setting for help and the README.
@@ -132,6 +140,8 @@ func (c *Config) Vars() []Var {
 		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
 		{"lease", "HERALD_LEASE", "10s", "how long a node's claim on a delivery holds without renewal; a surviving node takes a dead node's deliveries over after it", &c.LeaseText},
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
+		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
+		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
 	}
 }
 
@@ -162,6 +172,9 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 
 func (c *Config) validate() error {
 	if err := c.leases(); err != nil {
+		return err
+	}
+	if err := c.webhooks(); err != nil {
 		return err
 	}
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
@@ -375,4 +388,20 @@ func redactURL(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+func (c *Config) webhooks() error {
+	var err error
+	if c.WebhookPoll, err = time.ParseDuration(c.WebhookPollText); err != nil || c.WebhookPoll < 100*time.Millisecond {
+		return fmt.Errorf("config: webhook poll %q must be a duration of at least 100ms, e.g. 5s", c.WebhookPollText)
+	}
+	c.WebhookBackoff = nil
+	for _, p := range strings.Split(c.WebhookBackoffText, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("config: webhook backoff %q must be comma-separated positive durations, e.g. 30s,2m,10m,1h", c.WebhookBackoffText)
+		}
+		c.WebhookBackoff = append(c.WebhookBackoff, d)
+	}
+	return nil
 }
