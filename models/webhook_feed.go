@@ -266,7 +266,7 @@ func (s *Store) feedBounces(ctx context.Context, tx *sql.Tx, c hookCursor, cutof
 		email                              string
 	}
 	q := s.rebind(`SELECT b.id, b.created_at, b.kind, b.category, b.status, b.diagnostic, COALESCE(b.delivery_id, 0),
-		COALESCE(b.campaign_id, 0), COALESCE(b.subscriber_id, 0), COALESCE(d.email, sb.email, '')
+		COALESCE(b.campaign_id, 0), COALESCE(b.subscriber_id, 0), COALESCE(NULLIF(d.email, ''), sb.email, '')
 		FROM bounces b LEFT JOIN deliveries d ON d.id = b.delivery_id LEFT JOIN subscribers sb ON sb.id = b.subscriber_id
 		WHERE b.id > ? ORDER BY b.id LIMIT ?`)
 	return feedByID(ctx, tx, q, c, cutoff, limit, func(r *sql.Rows) (int64, time.Time, row, error) {
@@ -350,10 +350,12 @@ func (s *Store) feedDeliveries(ctx context.Context, tx *sql.Tx, c hookCursor, cu
 			where, args = "campaign_id IS NULL", nil
 		}
 		args = append(args, after, after, c.lastID, cutoff, limit)
-		rows, err := tx.QueryContext(ctx, s.rebind(`SELECT id, COALESCE(campaign_id, 0), COALESCE(subscriber_id, 0), next_attempt_at,
-			email, message_id, mx_host FROM deliveries WHERE `+where+` AND status = 'sent'
-			AND (next_attempt_at > ? OR (next_attempt_at = ? AND id > ?)) AND next_attempt_at <= ?
-			ORDER BY next_attempt_at, id LIMIT ?`), args...)
+		// Campaign deliveries keep no address: the subscriber has it.
+		rows, err := tx.QueryContext(ctx, s.rebind(`SELECT d.id, COALESCE(d.campaign_id, 0), COALESCE(d.subscriber_id, 0), d.next_attempt_at,
+			COALESCE(NULLIF(d.email, ''), sb.email, ''), d.message_id, d.mx_host
+			FROM deliveries d LEFT JOIN subscribers sb ON sb.id = d.subscriber_id WHERE d.`+where+` AND d.status = 'sent'
+			AND (d.next_attempt_at > ? OR (d.next_attempt_at = ? AND d.id > ?)) AND d.next_attempt_at <= ?
+			ORDER BY d.next_attempt_at, d.id LIMIT ?`), args...)
 		if err != nil {
 			return nil, c, 0, err
 		}
