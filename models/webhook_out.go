@@ -416,3 +416,24 @@ func (s *Store) WebhookLog(ctx context.Context, webhookID int64, limit int) ([]W
 	}
 	return out, wrap2(rows.Err(), wrap)
 }
+
+// PruneWebhookDeliveries deletes the deliveries finished (delivered or
+// given up) before before, with their log; pending ones stay.
+func (s *Store) PruneWebhookDeliveries(ctx context.Context, before time.Time) (int64, error) {
+	wrap := func(err error) error { return fmt.Errorf("models: prune webhook deliveries: %w", err) }
+	tx, err := s.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	defer tx.Rollback()
+	const old = `SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?`
+	if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM webhook_attempts WHERE delivery_id IN (`+old+`)`), dbTime(before)); err != nil {
+		return 0, wrap(err)
+	}
+	res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM webhook_deliveries WHERE id IN (`+old+`)`), dbTime(before))
+	if err != nil {
+		return 0, wrap(err)
+	}
+	n, _ := res.RowsAffected()
+	return n, wrap2(tx.Commit(), wrap)
+}

@@ -210,6 +210,13 @@ func TestWebhookFeedAndDelivery(t *testing.T) {
 		if got := claimAll(t, s, "node-a", now.Add(time.Hour)); len(got) != 0 {
 			t.Fatalf("claimed %d deliveries of a disabled webhook", len(got))
 		}
+		// Finished deliveries are pruned with their log; the pending one stays.
+		if n, err := s.PruneWebhookDeliveries(ctx, now.Add(48*time.Hour)); err != nil || n != 6 {
+			t.Fatalf("PruneWebhookDeliveries() = %d, %v; want the 6 finished", n, err)
+		}
+		if log, err := s.WebhookLog(ctx, people.ID, 10); err != nil || len(log) != 1 || log[0].Attempt != 0 {
+			t.Fatalf("log after pruning = %+v, %v; want the pending test event only", log, err)
+		}
 		if err := s.DeleteWebhook(ctx, people.ID); err != nil {
 			t.Fatal(err)
 		}
