@@ -50,26 +50,34 @@ func (s *hookPages) form(c echo.Context) (views.WebhookForm, error) {
 		return views.WebhookForm{}, unprocessable("The form could not be read; reload the page and try again.", nil)
 	}
 	f := views.WebhookForm{URL: strings.TrimSpace(params.Get("url")), Enabled: params.Get("enabled") == "on", Errors: map[string]string{}}
-	known, unknown := models.ValidWebhookEvents(params["events"])
-	f.Events = known
+	f.Events, f.Errors, err = s.check(c, f.URL, params["events"])
+	return f, err
+}
+
+// check validates a webhook's URL (against the private-target rule as it
+// stands now) and events, returning the events in canonical order and a
+// message per field that is wrong.
+func (s *hookPages) check(c echo.Context, rawURL string, events []string) ([]string, map[string]string, error) {
+	errs := map[string]string{}
+	known, unknown := models.ValidWebhookEvents(events)
 	switch {
 	case len(unknown) > 0:
-		f.Errors["events"] = fmt.Sprintf("Unknown event %q: choose among %s.", unknown[0], strings.Join(models.WebhookEvents, ", "))
+		errs["events"] = fmt.Sprintf("Unknown event %q: choose among %s.", unknown[0], strings.Join(models.WebhookEvents, ", "))
 	case len(known) == 0:
-		f.Errors["events"] = "Choose at least one event to send."
+		errs["events"] = "Choose at least one event to send."
 	}
 	allow, err := s.allowPrivate(c)
 	if err != nil {
-		return f, err
+		return nil, nil, err
 	}
-	if err := outhook.CheckURL(c.Request().Context(), f.URL, allow, nil); err != nil {
+	if err := outhook.CheckURL(c.Request().Context(), rawURL, allow, nil); err != nil {
 		var te *outhook.TargetError
 		if !errors.As(err, &te) {
-			return f, err
+			return nil, nil, err
 		}
-		f.Errors["url"] = te.Msg
+		errs["url"] = te.Msg
 	}
-	return f, nil
+	return known, errs, nil
 }
 
 func (s *hookPages) create(c echo.Context) error {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -57,5 +58,52 @@ func TestWebhookFormValidation(t *testing.T) {
 	}
 	if p := admin.postForm(path+"/test", nil); p.StatusCode != 422 || !strings.Contains(p.Body, "enable it first") {
 		t.Errorf("test of a disabled webhook: %d", p.StatusCode)
+	}
+}
+
+func TestWebhooksAPI(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	app.user(models.RoleAdmin)
+	u, err := app.store.UserByEmail(ctx, "admin@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := app.store.CreateAPIToken(ctx, u.ID, "hooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := app.api("POST", "/api/v1/webhooks", token, `{"url":"http://192.168.1.5/hook","events":["sent"]}`)
+	if p.StatusCode != 422 || !strings.Contains(p.Body, "192.168.1.5 is a private address") {
+		t.Fatalf("private target: %d %s", p.StatusCode, p.Body)
+	}
+	p = app.api("POST", "/api/v1/webhooks", token, `{"url":"https://93.184.216.34/hook","events":["clicked","opened"]}`)
+	var created struct {
+		Data struct {
+			ID     int64
+			Secret string
+			Events []string
+		}
+	}
+	if err := json.Unmarshal([]byte(p.Body), &created); err != nil || p.StatusCode != 201 || !strings.HasPrefix(created.Data.Secret, "whsec_") ||
+		strings.Join(created.Data.Events, ",") != "opened,clicked" {
+		t.Fatalf("create: %d %s", p.StatusCode, p.Body)
+	}
+	if p := app.api("GET", "/api/v1/webhooks", token, ""); p.StatusCode != 200 || strings.Contains(p.Body, created.Data.Secret) {
+		t.Errorf("list: %d %s; want the webhook without its secret", p.StatusCode, p.Body)
+	}
+	path := fmt.Sprintf("/api/v1/webhooks/%d", created.Data.ID)
+	if p := app.api("PUT", path, token, `{"url":"https://93.184.216.34/other","events":["sent"],"enabled":false}`); p.StatusCode != 200 ||
+		!strings.Contains(p.Body, `"enabled":false`) || !strings.Contains(p.Body, "/other") {
+		t.Errorf("update: %d %s", p.StatusCode, p.Body)
+	}
+	if p := app.api("GET", path+"/deliveries", token, ""); p.StatusCode != 200 || !strings.Contains(p.Body, `"data":[]`) {
+		t.Errorf("deliveries: %d %s", p.StatusCode, p.Body)
+	}
+	if p := app.api("DELETE", path, token, ""); p.StatusCode != 204 {
+		t.Errorf("delete: %d %s", p.StatusCode, p.Body)
+	}
+	if p := app.api("GET", path, token, ""); p.StatusCode != 404 {
+		t.Errorf("deleted: %d", p.StatusCode)
 	}
 }

@@ -253,6 +253,12 @@ func (s *Server) routeTable() []route {
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
 		{POST, "/api/v1/tx", roleTokenMarketer, api.apiTransactional, nil, "one transactional message"},
 		{GET, "/api/v1/outbox", roleTokenViewer, api.apiOutbox, nil, ""},
+		{GET, "/api/v1/webhooks", roleTokenAdmin, hooks.apiWebhooks, nil, "outgoing webhooks (api_webhooks.go)"},
+		{POST, "/api/v1/webhooks", roleTokenAdmin, hooks.apiCreateWebhook, nil, "the secret is in this answer only"},
+		{GET, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiWebhook, nil, ""},
+		{PUT, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiUpdateWebhook, nil, ""},
+		{DELETE, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiDeleteWebhook, nil, ""},
+		{GET, "/api/v1/webhooks/:id/deliveries", roleTokenAdmin, hooks.apiWebhookDeliveries, nil, "the delivery log"},
 		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
 
 		// Subscribers' public pages (public.go): the signed token in the
