@@ -187,3 +187,57 @@ func TestDispatcherRetriesWithBackoff(t *testing.T) {
 		}
 	})
 }
+
+// Two nodes dispatching at once post each delivery once: the rows are
+// leased to one of them.
+func TestDispatchersShareWithoutRepeats(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		seen := map[string]int{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(5 * time.Millisecond)
+			mu.Lock()
+			seen[r.Header.Get("Herald-Event-Id")]++
+			mu.Unlock()
+		}))
+		defer srv.Close()
+		if err := s.SetSetting(ctx, models.SettingWebhookPrivate, "on"); err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.CreateWebhook(ctx, srv.URL, []string{models.HookSent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		var evs []models.HookEvent
+		for range 120 {
+			evs = append(evs, models.TestHookEvent(now))
+		}
+		if n, err := s.EnqueueWebhookEvents(ctx, []models.Webhook{*h}, evs, now); err != nil || n != len(evs) {
+			t.Fatalf("enqueued %d, %v", n, err)
+		}
+		var wg sync.WaitGroup
+		for _, owner := range []string{"node-a", "node-b", "node-c"} {
+			d := &outhook.Dispatcher{Store: s, Log: slog.New(slog.DiscardHandler), Owner: owner, Parallel: 4}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := d.Run(ctx); err != nil {
+					t.Errorf("%s: %v", owner, err)
+				}
+			}()
+		}
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != len(evs) {
+			t.Errorf("%d events posted, want %d", len(seen), len(evs))
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("%s posted %d times", id, n)
+			}
+		}
+	})
+}
