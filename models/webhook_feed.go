@@ -54,6 +54,7 @@ type hookCursor struct {
 type FeedStats struct {
 	Read     int // source rows read
 	Enqueued int // webhook deliveries added
+	Enabled  int // enabled webhooks
 }
 
 // hookPayload is the JSON body of one event.
@@ -107,6 +108,7 @@ func (s *Store) FeedWebhooks(ctx context.Context, now time.Time, settle time.Dur
 		}
 		return false
 	}
+	st.Enabled = len(live)
 	cutoff := dbTime(now.Add(-settle))
 	tx, err := s.sql.BeginTx(ctx, nil)
 	if err != nil {

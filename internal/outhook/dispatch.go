@@ -117,7 +117,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if settle <= 0 {
 		settle = 2 * time.Second
 	}
-	if _, err := d.Store.FeedWebhooks(ctx, d.now(), settle, 1000); err != nil {
+	st, err := d.Store.FeedWebhooks(ctx, d.now(), settle, 1000)
+	if err != nil || st.Enabled == 0 {
 		return err
 	}
 	allow, err := d.Store.Setting(ctx, models.SettingWebhookPrivate)
