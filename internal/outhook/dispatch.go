@@ -69,9 +69,10 @@ func Verify(secret, header string, body []byte, now time.Time, tolerance time.Du
 // Client returns the HTTP client deliveries are posted with: no proxy
 // (a proxy would dial the target for us, unchecked), no redirects (a
 // redirect could lead anywhere), and every connection's address checked
-// after resolution unless private targets are allowed.
-func Client(allowPrivate bool, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second, Control: dialControl(allowPrivate)}
+// after resolution unless private targets are allowed. r resolves host
+// names; nil is the system resolver.
+func Client(allowPrivate bool, timeout time.Duration, r *net.Resolver) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, Control: dialControl(allowPrivate), Resolver: r}
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -102,6 +103,8 @@ type Dispatcher struct {
 	Parallel int
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// Resolver looks receivers' names up. Nil: the system resolver.
+	Resolver *net.Resolver
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -129,7 +132,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	client := Client(allow == "on", timeout)
+	client := Client(allow == "on", timeout, d.Resolver)
 	defer client.CloseIdleConnections()
 	par := d.Parallel
 	if par <= 0 {

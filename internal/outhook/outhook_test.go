@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/internal/outhook"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/models"
@@ -59,11 +61,11 @@ func TestClientRefusesPrivateAtDial(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
-	_, err := outhook.Client(false, 5*time.Second).Post(url, "application/json", strings.NewReader("{}"))
+	_, err := outhook.Client(false, 5*time.Second, nil).Post(url, "application/json", strings.NewReader("{}"))
 	if !errors.Is(err, outhook.ErrTarget) {
 		t.Fatalf("post to %s = %v; want the target refused", url, err)
 	}
-	resp, err := outhook.Client(true, 5*time.Second).Post(url, "application/json", strings.NewReader("{}"))
+	resp, err := outhook.Client(true, 5*time.Second, nil).Post(url, "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatalf("post with private targets allowed: %v", err)
 	}
@@ -240,4 +242,41 @@ func TestDispatchersShareWithoutRepeats(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A name that resolved to a public address when the webhook was saved
+// and to a loopback one when a delivery is made (DNS rebinding) is
+// refused at the dial, and a name resolving to a private address is
+// refused when it is saved.
+func TestRebindingRefusedAtDial(t *testing.T) {
+	ns := e2e.StartDNS(t)
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, ns.Addr)
+	}}
+	ctx := context.Background()
+	ns.Add(t, "inside.hooks.test. 60 IN A 192.168.7.7")
+	if err := outhook.CheckURL(ctx, "https://inside.hooks.test/h", false, r); err == nil ||
+		!strings.Contains(err.Error(), "inside.hooks.test resolves to 192.168.7.7, a private address") {
+		t.Errorf("CheckURL(inside.hooks.test) = %v; want the private address named", err)
+	}
+	ns.Add(t, "rebind.hooks.test. 60 IN A 93.184.216.34")
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	url := "http://rebind.hooks.test:" + port + "/h"
+	if err := outhook.CheckURL(ctx, url, false, r); err != nil {
+		t.Fatalf("CheckURL while public = %v", err)
+	}
+	ns.Remove("rebind.hooks.test.", "A")
+	ns.Add(t, "rebind.hooks.test. 60 IN A 127.0.0.1")
+	_, err := outhook.Client(false, 5*time.Second, r).Post(url, "application/json", strings.NewReader("{}"))
+	if !errors.Is(err, outhook.ErrTarget) || !strings.Contains(err.Error(), "127.0.0.1 is a loopback address") {
+		t.Fatalf("post after rebinding = %v; want the loopback refused", err)
+	}
+	resp, err := outhook.Client(true, 5*time.Second, r).Post(url, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("post with private targets allowed = %v", err)
+	}
+	resp.Body.Close()
 }
