@@ -290,19 +290,24 @@ func (s *Store) feedBounces(ctx context.Context, tx *sql.Tx, c hookCursor, cutof
 
 func (s *Store) feedConsents(ctx context.Context, tx *sql.Tx, c hookCursor, cutoff time.Time, limit int) ([]HookEvent, hookCursor, int, error) {
 	type row struct {
-		action, email, source string
-		subscriber, list      int64
+		action, email, source, status string
+		subscriber, list              int64
 	}
-	q := s.rebind(`SELECT id, created_at, action, email, source, COALESCE(subscriber_id, 0), COALESCE(list_id, 0)
-		FROM consents WHERE id > ? ORDER BY id LIMIT ?`)
+	// The subscription's status as it is now (a few seconds later):
+	// unconfirmed while a double opt-in waits for its confirmation.
+	q := s.rebind(`SELECT c.id, c.created_at, c.action, c.email, c.source, COALESCE(c.subscriber_id, 0), COALESCE(c.list_id, 0),
+		COALESCE(sp.status, '')
+		FROM consents c LEFT JOIN subscriptions sp ON sp.subscriber_id = c.subscriber_id AND sp.list_id = c.list_id
+		WHERE c.id > ? ORDER BY c.id LIMIT ?`)
 	return feedByID(ctx, tx, q, c, cutoff, limit, func(r *sql.Rows) (int64, time.Time, row, error) {
 		var id int64
 		var at time.Time
 		var v row
-		err := r.Scan(&id, &at, &v.action, &v.email, &v.source, &v.subscriber, &v.list)
+		err := r.Scan(&id, &at, &v.action, &v.email, &v.source, &v.subscriber, &v.list, &v.status)
 		return id, at, v, err
 	}, func(id int64, at time.Time, v row) []HookEvent {
-		data := map[string]any{"subscriber_id": v.subscriber, "list_id": v.list, "email": v.email, "source": v.source, "consent": v.action}
+		data := map[string]any{"subscriber_id": v.subscriber, "list_id": v.list, "email": v.email, "source": v.source,
+			"consent": v.action, "status": v.status}
 		switch v.action {
 		case ConsentGranted, ConsentConfirmed:
 			return []HookEvent{hookEvent(HookSubscribed, id, at, data)}

@@ -132,6 +132,9 @@ func TestWebhookFeedAndDelivery(t *testing.T) {
 			if d.Event == models.HookClicked && p.Data["url"] != "https://example.com/a" {
 				t.Errorf("click payload %s: want the link's URL", d.Payload)
 			}
+			if d.Event == models.HookSubscribed && (p.Data["status"] != "confirmed" || p.Data["list_id"] != float64(l.ID)) {
+				t.Errorf("subscribed payload %s: want the list and its confirmed status", d.Payload)
+			}
 			if (d.Event == models.HookBounced || d.Event == models.HookSent) && p.Data["email"] != "ann@example.com" {
 				t.Errorf("%s payload %s: want the recipient", d.Event, d.Payload)
 			}
