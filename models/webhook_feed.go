@@ -69,7 +69,8 @@ func hookEvent(typ string, srcID int64, at time.Time, data map[string]any) HookE
 	id := typ + "_" + strconv.FormatInt(srcID, 10)
 	at = at.UTC()
 	b, _ := json.Marshal(hookPayload{ID: id, Type: typ, CreatedAt: at, Data: data})
-	return HookEvent{ID: id, Type: typ, At: at, Payload: b}
+	sub, _ := data["subscriber_id"].(int64)
+	return HookEvent{ID: id, Type: typ, At: at, Payload: b, SubscriberID: sub}
 }
 
 // TestHookEvent is the event the "send test event" button sends.

@@ -199,10 +199,11 @@ type WebhookDelivery struct {
 
 // HookEvent is an event as the feed writes it to the outbox.
 type HookEvent struct {
-	ID      string // unique per event: type and source row
-	Type    string
-	At      time.Time
-	Payload []byte
+	ID           string // unique per event: type and source row
+	Type         string
+	At           time.Time
+	Payload      []byte
+	SubscriberID int64 // whom it is about, 0 for nobody; erasure deletes it
 }
 
 // EnqueueWebhookEvents writes events to the outbox of every webhook among
@@ -234,9 +235,9 @@ func (s *Store) enqueueHooks(ctx context.Context, tx *sql.Tx, hooks []Webhook, e
 		if len(args) == 0 {
 			return nil
 		}
-		rows := len(args) / 8
-		q := "INSERT INTO webhook_deliveries (webhook_id, event_id, event, payload, status, next_attempt_at, created_at, updated_at) VALUES " +
-			strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?,?),", rows), ",") + " ON CONFLICT (webhook_id, event_id) DO NOTHING"
+		rows := len(args) / 9
+		q := "INSERT INTO webhook_deliveries (webhook_id, event_id, subscriber_id, event, payload, status, next_attempt_at, created_at, updated_at) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?,?,?),", rows), ",") + " ON CONFLICT (webhook_id, event_id) DO NOTHING"
 		res, err := tx.ExecContext(ctx, s.rebind(q), args...)
 		if err != nil {
 			return fmt.Errorf("models: enqueue webhook events: %w", err)
@@ -252,8 +253,8 @@ func (s *Store) enqueueHooks(ctx context.Context, tx *sql.Tx, hooks []Webhook, e
 			if !h.Enabled || (e.Type != HookTest && !h.Wants(e.Type)) {
 				continue
 			}
-			args = append(args, h.ID, e.ID, e.Type, string(e.Payload), HookPending, at, at, at)
-			if len(args)/8 == hookChunk {
+			args = append(args, h.ID, e.ID, nullID(e.SubscriberID), e.Type, string(e.Payload), HookPending, at, at, at)
+			if len(args)/9 == hookChunk {
 				if err := flush(); err != nil {
 					return 0, err
 				}

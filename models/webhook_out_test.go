@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,6 +226,61 @@ func TestWebhookFeedAndDelivery(t *testing.T) {
 		}
 		if _, err := s.Webhook(ctx, people.ID); err == nil {
 			t.Fatal("deleted webhook still there")
+		}
+	})
+}
+
+// Erasing a subscriber deletes the webhook events about them, sent or
+// waiting, with their log.
+func TestWebhookEventsErased(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		t0 := time.Now()
+		if _, err := s.FeedWebhooks(ctx, t0, 0, 100); err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.CreateWebhook(ctx, "https://a.example/hook", []string{models.HookSubscribed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &models.List{Name: "News", Optin: "single", Visibility: "private"}
+		if err := s.CreateList(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		var subs []int64
+		for _, e := range []string{"ann@example.com", "bob@example.com"} {
+			sub := &models.Subscriber{Email: e}
+			if err := s.CreateSubscriber(ctx, sub, map[int64]string{l.ID: "confirmed"}, models.Evidence{Source: models.SourceAdmin}); err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, sub.ID)
+		}
+		if st, err := s.FeedWebhooks(ctx, time.Now().Add(time.Minute), time.Second, 100); err != nil || st.Enqueued != 2 {
+			t.Fatalf("feed = %+v, %v; want both subscriptions", st, err)
+		}
+		due := claimAll(t, s, "n", time.Now().Add(time.Minute))
+		for _, d := range due {
+			if err := s.RecordWebhookAttempt(ctx, "n", models.WebhookAttempt{DeliveryID: d.ID, WebhookID: h.ID, Attempt: 1, At: time.Now(), Code: 500,
+				Error: "HTTP 500", Status: models.HookPending, Next: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.EraseSubscriber(ctx, subs[0], models.Evidence{Source: models.SourceAdmin, Actor: "admin"}); err != nil {
+			t.Fatal(err)
+		}
+		log, err := s.WebhookLog(ctx, h.ID, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(due) != 2 || len(log) != 1 {
+			t.Fatalf("log after erasure = %+v; want only bob's event", log)
+		}
+		var left []string
+		if err := s.DB().Raw("SELECT payload FROM webhook_deliveries").Scan(&left).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || strings.Contains(left[0], "ann@example.com") || !strings.Contains(left[0], "bob@example.com") {
+			t.Fatalf("payloads after erasing ann: %v", left)
 		}
 	})
 }

@@ -16,11 +16,13 @@ CREATE TABLE webhooks (
 -- The durable outbox: one row per (webhook, event), written by the feed
 -- job from the tables Herald records events in. event_id is the
 -- idempotency key receivers see; the unique index makes a repeated feed
--- harmless. A row is leased to one node while it is being posted.
+-- harmless. subscriber_id names whom the event is about, for erasure.
+-- A row is leased to one node while it is being posted.
 CREATE TABLE webhook_deliveries (
     id              BIGSERIAL PRIMARY KEY,
     webhook_id      BIGINT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
     event_id        TEXT NOT NULL,
+    subscriber_id   BIGINT,
     event           TEXT NOT NULL,
     payload         TEXT NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
@@ -35,6 +37,9 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE UNIQUE INDEX webhook_deliveries_event_idx ON webhook_deliveries(webhook_id, event_id);
 CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries(status, next_attempt_at);
+-- Erasure deletes the events about a subscriber (no foreign key: the
+-- event outlives a deleted subscriber until it is sent).
+CREATE INDEX webhook_deliveries_subscriber_idx ON webhook_deliveries(subscriber_id);
 
 -- Every POST made, for the delivery log in the dashboard.
 CREATE TABLE webhook_attempts (
