@@ -53,10 +53,35 @@ func (s *Store) AdoptSecret(ctx context.Context, secret string) (previous string
 			}
 			resealed++
 		}
-		return nil
+		return resealTOTP(tx, stored, secret)
 	})
 	if err != nil {
 		return "", 0, fmt.Errorf("models: re-seal DKIM keys: %w", err)
 	}
 	return stored, resealed, nil
+}
+
+// resealTOTP re-seals the TOTP secrets sealed under stored with secret.
+func resealTOTP(tx *gorm.DB, stored, secret string) error {
+	var users []User
+	if err := tx.Where("totp_secret <> ''").Find(&users).Error; err != nil {
+		return err
+	}
+	for _, u := range users {
+		if _, err := open(secret, u.TOTPSecret); err == nil {
+			continue
+		}
+		plain, err := open(stored, u.TOTPSecret)
+		if err != nil {
+			continue // under neither: the user's admin resets their 2FA
+		}
+		sealed, err := seal(secret, plain)
+		if err != nil {
+			return err
+		}
+		if err := tx.Exec("UPDATE users SET totp_secret = ? WHERE id = ?", sealed, u.ID).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }

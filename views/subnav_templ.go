@@ -33,11 +33,13 @@ var ComplianceTabs = []Tab{
 	{"audit", "Audit log", "/compliance/audit"},
 }
 
-// SettingsTabs are the pages of the Settings section; Users is for admins.
+// SettingsTabs are the pages of the Settings section; Users and Webhooks
+// are for admins.
 var SettingsTabs = []Tab{
 	{"org", "Organisation", "/settings"},
 	{"users", "Users", "/settings/users"},
 	{"tokens", "API tokens", "/settings/tokens"},
+	{"security", "Two-factor", "/settings/security"},
 	{"webhooks", "Webhooks", "/settings/webhooks"},
 }
 
@@ -63,7 +65,7 @@ func sectionTabs(p Page) (string, []Tab) {
 		if p.IsAdmin() {
 			return "Settings", SettingsTabs
 		}
-		return "Settings", []Tab{SettingsTabs[0], SettingsTabs[2]}
+		return "Settings", []Tab{SettingsTabs[0], SettingsTabs[2], SettingsTabs[3]}
 	}
 	return "", nil
 }
@@ -111,7 +113,7 @@ func SubNav(p Page) templ.Component {
 			var templ_7745c5c3_Var2 string
 			templ_7745c5c3_Var2, templ_7745c5c3_Err = templ.JoinStringErrs(label)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 79, Col: 25}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 81, Col: 25}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var2))
 			if templ_7745c5c3_Err != nil {
@@ -129,7 +131,7 @@ func SubNav(p Page) templ.Component {
 				var templ_7745c5c3_Var3 templ.SafeURL
 				templ_7745c5c3_Var3, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL(t.Href))
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 84, Col: 35}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 86, Col: 35}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var3))
 				if templ_7745c5c3_Err != nil {
@@ -152,7 +154,7 @@ func SubNav(p Page) templ.Component {
 				var templ_7745c5c3_Var4 string
 				templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(t.Label)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 88, Col: 16}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 90, Col: 16}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 				if templ_7745c5c3_Err != nil {

@@ -16,12 +16,15 @@ import (
 
 // notPages are GET routes of the dashboard that are not pages a person
 // navigates to: downloads, htmx fragments and the frame of a captured
-// message, each reached from a page the crawl does visit.
-var notPages = []string{".csv", ".json", "/progress", "/count", "/outbox/:id/html", "/metrics", "/login"}
+// message, each reached from a page the crawl does visit; and the
+// signed-out doors (sign-in, its second step, forgot password), which a
+// signed-in crawl cannot see.
+var notPages = []string{".csv", ".json", "/progress", "/count", "/outbox/:id/html", "/metrics", "/login", "/login/2fa", "/forgot"}
 
 // publicPrefixes are routes outside the dashboard (no session): public
 // pages, tracking, webhooks, the API, health checks and static files.
-var publicPrefixes = []string{"/api/", "/static/", "/subscribe/", "/confirm/", "/p/", "/t/", "/u/", "/webhooks/", "/healthz", "/readyz"}
+// Invitation and reset links arrive by email.
+var publicPrefixes = []string{"/api/", "/static/", "/subscribe/", "/confirm/", "/p/", "/t/", "/u/", "/webhooks/", "/healthz", "/readyz", "/invite/", "/reset/"}
 
 // seedEverything gives every kind of page something to show, so that a
 // link to it can appear: lists, subscribers, a finished and a draft

@@ -217,6 +217,7 @@ func (s *Server) routeTable() []route {
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
 		compliance  = &compliancePages{s.app}
+		accounts    = s.newAccountPages()
 	)
 	p, small := s.public, middleware.BodyLimit("64K")
 	const (
@@ -283,6 +284,17 @@ func (s *Server) routeTable() []route {
 		{POST, "/login", roleGuest, auth.login, nil, "rate-limited per IP and address"},
 		{POST, "/setup", roleGuest, auth.setup, nil, "only while there is no user"},
 		{POST, "/logout", roleGuest, auth.logout, nil, ""},
+		// Accounts' emailed links and the second factor (accounts.go,
+		// twofactor.go): the signed link, or the half-signed-in session,
+		// is the authority.
+		{GET, "/login/2fa", roleGuest, accounts.secondFactorPage, nil, "after the password, before the session"},
+		{POST, "/login/2fa", roleGuest, accounts.secondFactor, nil, "TOTP or recovery code; rate-limited like /login"},
+		{GET, "/forgot", roleGuest, accounts.forgotPage, nil, ""},
+		{POST, "/forgot", roleGuest, accounts.forgot, nil, "same answer for every address; rate-limited per IP and address"},
+		{GET, "/reset/:token", roleGuest, accounts.resetPage, nil, "signed, expiring, single-use"},
+		{POST, "/reset/:token", roleGuest, accounts.reset, nil, "ends the user's other sessions"},
+		{GET, "/invite/:token", roleGuest, accounts.invitePage, nil, "signed, expiring, single-use"},
+		{POST, "/invite/:token", roleGuest, accounts.acceptInvite, nil, "creates the account and signs it in"},
 
 		{GET, "/", roleViewer, reports.dashboard, nil, "home: recent campaigns, totals"},
 
@@ -359,6 +371,15 @@ func (s *Server) routeTable() []route {
 		{POST, "/settings/users", roleAdmin, settings.createUser, nil, ""},
 		{POST, "/settings/users/:id/role", roleAdmin, settings.setUserRole, nil, ""},
 		{POST, "/settings/users/:id/delete", roleAdmin, settings.deleteUser, nil, ""},
+		{POST, "/settings/users/:id/reset-2fa", roleAdmin, accounts.reset2FA, nil, "a lost authenticator"},
+		{POST, "/settings/users/2fa-policy", roleAdmin, accounts.save2FAPolicy, nil, "require two-factor for everyone"},
+		{POST, "/settings/invitations", roleAdmin, accounts.invite, nil, "emails a signed link"},
+		{POST, "/settings/invitations/:id/revoke", roleAdmin, accounts.revokeInvite, nil, ""},
+		{GET, "/settings/security", roleViewer, accounts.securityPage, nil, "one's own two-factor sign-in"},
+		{POST, "/settings/security/setup", roleViewer, accounts.setup2FA, nil, ""},
+		{POST, "/settings/security/confirm", roleViewer, accounts.confirm2FA, nil, "on only after a right code"},
+		{POST, "/settings/security/recovery-codes", roleViewer, accounts.newRecoveryCodes, nil, ""},
+		{POST, "/settings/security/disable", roleViewer, accounts.disable2FA, nil, "needs a current code"},
 		{GET, "/settings/tokens", roleViewer, settings.tokensPage, nil, "one's own tokens"},
 		{POST, "/settings/tokens", roleViewer, settings.createToken, nil, "a token has its owner's role"},
 		{POST, "/settings/tokens/:id/delete", roleViewer, settings.deleteToken, nil, ""},

@@ -216,6 +216,44 @@ func userCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// userReset2FA turns a user's two-factor sign-in off from the shell: the
+// way back in for the last admin who lost both their authenticator and
+// their recovery codes.
+func userReset2FA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var email string
+	_, store, err := open(ctx, "user reset-2fa", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "the user's email (required)")
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if strings.TrimSpace(email) == "" {
+		return errors.New("user reset-2fa needs the user's email: herald user reset-2fa --email you@example.com")
+	}
+	u, err := store.UserByEmail(ctx, email)
+	if errors.Is(err, models.ErrNotFound) {
+		return fmt.Errorf("no user has the email %s", email)
+	} else if err != nil {
+		return err
+	}
+	t, err := store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.End()
+	if err := store.DisableTOTP(t.Ctx(), u.ID); err != nil {
+		return err
+	}
+	err = t.Commit(models.AuditEntry{Action: "2fa.reset", ObjectType: "user", ObjectID: strconv.FormatInt(u.ID, 10),
+		Summary: "two-factor sign-in of " + u.Email + " reset from the shell", Actor: "herald user reset-2fa"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Two-factor sign-in of %s is off; they sign in with their password and can set it up again.\n", u.Email)
+	return nil
+}
+
 // tokenCreate prints a new API token for an existing user, for scripts and
 // deployments that drive Herald without the dashboard.
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -88,6 +88,9 @@ type Config struct {
 	// and due deliveries posted (a Go duration). WebhookBackoffText is the
 	// comma-separated waits before each retry of a failed delivery.
 	WebhookPollText, WebhookBackoffText string
+	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
+	// link and an invitation link work (Go durations).
+	ResetLinkTTLText, InviteLinkTTLText string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -103,6 +106,9 @@ type Config struct {
 	// WebhookBackoffText parsed.
 	WebhookPoll    time.Duration
 	WebhookBackoff []time.Duration
+	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
+	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
+	ResetLinkTTL, InviteLinkTTL time.Duration
 }
 
 // Var describes one setting for help and the README.
@@ -142,6 +148,8 @@ func (c *Config) Vars() []Var {
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
 		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
 		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
+		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
+		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
 }
 
@@ -171,6 +179,9 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 }
 
 func (c *Config) validate() error {
+	if err := c.linkTTLs(); err != nil {
+		return err
+	}
 	if err := c.leases(); err != nil {
 		return err
 	}
@@ -332,6 +343,25 @@ func (c *Config) RequireSecret() error {
 	if c.Secret == "" && c.Production() {
 		return fmt.Errorf("config: the root URL %s is https (a production installation), which needs a secret kept outside the database: "+
 			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
+	}
+	return nil
+}
+
+// linkTTLs parses the lifetimes of account links.
+func (c *Config) linkTTLs() error {
+	for _, l := range []struct {
+		text string
+		dst  *time.Duration
+		name string
+	}{{c.ResetLinkTTLText, &c.ResetLinkTTL, "reset link TTL"}, {c.InviteLinkTTLText, &c.InviteLinkTTL, "invite link TTL"}} {
+		if l.text == "" {
+			continue
+		}
+		d, err := time.ParseDuration(l.text)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("config: %s %q must be a duration of at least 1s, e.g. 1h", l.name, l.text)
+		}
+		*l.dst = d
 	}
 	return nil
 }
