@@ -88,7 +88,8 @@ func Client(allowPrivate bool, timeout time.Duration, r *net.Resolver) *http.Cli
 // time, and each delivery is leased to the node posting it.
 type Dispatcher struct {
 	Store *models.Store
-	Log   *slog.Logger
+	// Log receives a line per failed attempt. Nil: slog.Default().
+	Log *slog.Logger
 	// Owner names this node in delivery leases (models.NewLeaseOwner).
 	Owner string
 	// Backoff is the wait before each retry; a delivery is given up after
@@ -212,7 +213,11 @@ func (d *Dispatcher) post(ctx context.Context, client *http.Client, w models.Web
 		return a
 	}
 	a.Status, a.Next = models.HookPending, d.now().Add(backoff[a.Attempt-1])
-	d.Log.Info("webhook delivery failed; retrying", "webhook", w.WebhookID, "event", w.EventID, "attempt", a.Attempt, "err", a.Error, "next", a.Next)
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Info("webhook delivery failed; retrying", "webhook", w.WebhookID, "event", w.EventID, "attempt", a.Attempt, "err", a.Error, "next", a.Next)
 	return a
 }
 
