@@ -56,6 +56,8 @@ func seedEverything(t *testing.T, s *models.Store) {
 	must(s.CreateIPPool(ctx, pool))
 	must(s.AddSendingIP(ctx, &models.SendingIP{PoolID: pool.ID, Address: "127.0.0.1", HELO: "mail.example.com", Weight: 1, Active: true}))
 	must(s.AddSuppression(ctx, "gone@example.com", "manual", "asked by phone"))
+	_, err = s.CreateWebhook(ctx, "https://hooks.example.com/herald", []string{models.HookBounced})
+	must(err)
 	must(s.SaveOutbox(ctx, &models.OutboxMessage{MailFrom: "news@example.com", RcptTo: "m1@example.com", Subject: "Captured", HTML: "<p>x</p>", Text: "x", Raw: "Subject: Captured\r\n\r\nx"}))
 }
 

@@ -218,6 +218,7 @@ func (s *Server) routeTable() []route {
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
 		delivery    = &deliveryPages{s.app}
+		hooks       = &hookPages{s.app}
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
@@ -290,6 +291,12 @@ func (s *Server) routeTable() []route {
 		{POST, "/api/v1/data-requests/:id/erase", roleTokenAdmin, api.apiEraseRequest, nil, ""},
 		{POST, "/api/v1/data-requests/:id/close", roleTokenAdmin, api.apiCloseRequest, nil, "done or rejected, with the outcome"},
 		{GET, "/api/v1/openapi.json", rolePublic, serveOpenAPI, nil, "this API's OpenAPI 3 document (openapi.go)"},
+		{GET, "/api/v1/webhooks", roleTokenAdmin, hooks.apiWebhooks, nil, "outgoing webhooks (api_webhooks.go)"},
+		{POST, "/api/v1/webhooks", roleTokenAdmin, hooks.apiCreateWebhook, nil, "the secret is in this answer only"},
+		{GET, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiWebhook, nil, ""},
+		{PUT, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiUpdateWebhook, nil, ""},
+		{DELETE, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiDeleteWebhook, nil, ""},
+		{GET, "/api/v1/webhooks/:id/deliveries", roleTokenAdmin, hooks.apiWebhookDeliveries, nil, "the delivery log"},
 		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
 
 		// Subscribers' public pages (public.go): the signed token in the
@@ -425,6 +432,15 @@ func (s *Server) routeTable() []route {
 		{GET, "/settings/tokens", roleViewer, settings.tokensPage, nil, "one's own tokens"},
 		{POST, "/settings/tokens", roleViewer, settings.createToken, nil, "a token has its owner's role"},
 		{POST, "/settings/tokens/:id/delete", roleViewer, settings.deleteToken, nil, ""},
+
+		// Outgoing webhooks (hooks_out.go).
+		{GET, "/settings/webhooks", roleAdmin, hooks.list, nil, ""},
+		{POST, "/settings/webhooks", roleAdmin, hooks.create, nil, "the secret is shown once, in the answer"},
+		{POST, "/settings/webhooks/private", roleAdmin, hooks.setPrivate, nil, "allow loopback and private targets"},
+		{GET, "/settings/webhooks/:id", roleAdmin, hooks.show, nil, "settings and delivery log"},
+		{POST, "/settings/webhooks/:id", roleAdmin, hooks.update, nil, ""},
+		{POST, "/settings/webhooks/:id/test", roleAdmin, hooks.test, nil, "queues a test event"},
+		{POST, "/settings/webhooks/:id/delete", roleAdmin, hooks.delete, nil, ""},
 
 		// Deliverability: the outbox (outbox.go), bounces (reports.go).
 		{GET, "/deliverability", roleViewer, outbox.outboxPage, nil, "the outbox"},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/jobs"
+	"github.com/herald-mail/herald/internal/outhook"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
@@ -84,8 +85,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Background work any node may do: imports other nodes left behind,
 	// and the periodic jobs, each run taken by one node.
 	go srv.Imports().Run(engCtx, 5*time.Second)
-	sched := &jobs.Scheduler{Store: store, Log: log, Owner: models.NewLeaseOwner(cfg.NodeID), Jobs: jobs.Default(store, log)}
+	owner := models.NewLeaseOwner(cfg.NodeID)
+	sched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Jobs: jobs.Default(store, log)}
 	go sched.Run(engCtx)
+	// Outgoing webhooks look for work far more often than the daily and
+	// hourly jobs: a scheduler of their own.
+	hooks := &outhook.Dispatcher{Store: store, Log: log, Owner: owner, Backoff: cfg.WebhookBackoff}
+	hookSched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Look: cfg.WebhookPoll, Jobs: []jobs.Job{jobs.Webhooks(hooks, cfg.WebhookPoll)}}
+	go hookSched.Run(engCtx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)

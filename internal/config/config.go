@@ -84,6 +84,10 @@ type Config struct {
 	// over once it passed. LeaseHeartbeatText is how often a node renews
 	// what it holds; it must be under half the lease.
 	LeaseText, LeaseHeartbeatText string
+	// WebhookPollText is how often outgoing webhook events are collected
+	// and due deliveries posted (a Go duration). WebhookBackoffText is the
+	// comma-separated waits before each retry of a failed delivery.
+	WebhookPollText, WebhookBackoffText string
 	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
 	// link and an invitation link work (Go durations).
 	ResetLinkTTLText, InviteLinkTTLText string
@@ -98,6 +102,10 @@ type Config struct {
 	ImportMaxBytes int64
 	// Lease and LeaseHeartbeat are LeaseText and LeaseHeartbeatText parsed.
 	Lease, LeaseHeartbeat time.Duration
+	// WebhookPoll and WebhookBackoff are WebhookPollText and
+	// WebhookBackoffText parsed.
+	WebhookPoll    time.Duration
+	WebhookBackoff []time.Duration
 	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
 	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
 	ResetLinkTTL, InviteLinkTTL time.Duration
@@ -148,6 +156,8 @@ func (c *Config) Vars() []Var {
 		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
 		{"lease", "HERALD_LEASE", "10s", "how long a node's claim on a delivery holds without renewal; a surviving node takes a dead node's deliveries over after it", &c.LeaseText},
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
+		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
+		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
 		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
 		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
@@ -194,6 +204,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.leases(); err != nil {
+		return err
+	}
+	if err := c.webhooks(); err != nil {
 		return err
 	}
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
@@ -435,4 +448,20 @@ func redactURL(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+func (c *Config) webhooks() error {
+	var err error
+	if c.WebhookPoll, err = time.ParseDuration(c.WebhookPollText); err != nil || c.WebhookPoll < 100*time.Millisecond {
+		return fmt.Errorf("config: webhook poll %q must be a duration of at least 100ms, e.g. 5s", c.WebhookPollText)
+	}
+	c.WebhookBackoff = nil
+	for _, p := range strings.Split(c.WebhookBackoffText, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("config: webhook backoff %q must be comma-separated positive durations, e.g. 30s,2m,10m,1h", c.WebhookBackoffText)
+		}
+		c.WebhookBackoff = append(c.WebhookBackoff, d)
+	}
+	return nil
 }

@@ -87,8 +87,9 @@ const RetentionAction = "retention.enforce"
 
 // Default is Herald's periodic jobs: the daily retention run (compliance
 // settings), the hourly removal of expired sessions, the hourly
-// removal of import uploads never started within a day, and the sunset
-// policy's check for a round whose waiting period is over.
+// removal of import uploads never started within a day, the sunset
+// policy's check for a round whose waiting period is over, and the daily
+// removal of webhook deliveries finished over WebhookLogKept ago.
 func Default(store *models.Store, log *slog.Logger) []Job {
 	return []Job{
 		{Name: RetentionAction, Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
@@ -98,6 +99,13 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 			n, err := store.DeleteExpiredSessions(ctx)
 			if err == nil && n > 0 {
 				log.Info("expired sessions deleted", "count", n)
+			}
+			return err
+		}},
+		{Name: "webhooks.prune", Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			n, err := store.PruneWebhookDeliveries(ctx, now.Add(-WebhookLogKept))
+			if err == nil && n > 0 {
+				log.Info("old webhook deliveries deleted", "count", n)
 			}
 			return err
 		}},
@@ -113,6 +121,10 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 		}},
 	}
 }
+
+// WebhookLogKept is how long finished webhook deliveries stay in the
+// delivery log.
+const WebhookLogKept = 30 * 24 * time.Hour
 
 // Retention is the retention job's run: it removes what is too old at
 // now, logs the counts and writes them to the audit log.

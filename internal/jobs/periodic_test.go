@@ -82,7 +82,7 @@ func TestSchedulerRunsEachJobOnOneNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := len(Default(s, nil)); len(jobs) != want {
+		if want := len(Default(s, slog.New(slog.DiscardHandler))); len(jobs) != want {
 			t.Fatalf("jobs = %+v, want the %d default jobs", jobs, want)
 		}
 		for _, j := range jobs {
