@@ -29,7 +29,8 @@ var publicPrefixes = []string{"/api/", "/static/", "/subscribe/", "/confirm/", "
 // seedEverything gives every kind of page something to show, so that a
 // link to it can appear: lists, subscribers, a finished and a draft
 // campaign, a template, an import, a data request, a sending domain, a
-// rule, an IP pool with an address, a suppression, a captured message.
+// rule, an IP pool with an address, a suppression, a captured message,
+// a sunset rule.
 func seedEverything(t *testing.T, s *models.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -42,6 +43,8 @@ func seedEverything(t *testing.T, s *models.Store) {
 	testdb.ReportFixture(t, s)
 	listID := seedList(t, s, "Members", "m", 3)
 	must(s.SetSetting(ctx, models.SettingPostalAddress, "1 Main St, Springfield"))
+	rule := models.DefaultSunsetRule() // a saved rule links to its run page
+	must(s.SaveSunsetRule(ctx, &rule))
 	tpl := &models.Template{Kind: "campaign", Name: "Plain", Subject: "Hi",
 		HTML: `<p>Hi {{.Subscriber.Name}}</p><p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> {{.Org.PostalAddress}}</p>`,
 		Text: "Hi {{.UnsubscribeURL}} {{.Org.PostalAddress}}"}
