@@ -3,11 +3,14 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
 )
 
 // The OpenAPI 3.0 description of /api/v1, served at
@@ -32,6 +35,9 @@ func boolean() schema  { return schema{"type": "boolean"} }
 func array(items schema) schema {
 	return schema{"type": "array", "items": items}
 }
+
+// describe is s with a description.
+func describe(s schema, text string) schema { return with(s, schema{"description": text}) }
 
 // null makes s nullable (a Go pointer or a nil slice).
 func null(s schema) schema {
@@ -108,6 +114,38 @@ var (
 		"backoff_max_seconds": integer(), "position": integer(), "require_tls": boolean()}
 )
 
+// A campaign in answers, and what creating or changing one takes. An A/B
+// test (or any new field) is one more entry here, and in
+// campaignOptional when Go leaves it out when empty.
+var (
+	campaignProps = schema{"id": integer(), "name": str(), "template_id": null(integer()), "subject": str(),
+		"preheader": describe(str(), "The preview text inboxes show after the subject."),
+		"html":      describe(str(), "The body, HTML or Markdown (format); one campaign's answer only, not lists."),
+		"text":      describe(str(), "The text part as written; empty: derived from the HTML when sent."),
+		"text_derived": describe(boolean(), "No text part was written: Herald derives it from the HTML. "+
+			"In one campaign's answer only."),
+		"format":    strEnum(models.FormatHTML, models.FormatMarkdown),
+		"from_name": str(), "from_email": str(), "reply_to": str(), "status": str(), "track_opens": boolean(),
+		"track_clicks": boolean(), "scheduled_at": null(dateTime()), "started_at": null(dateTime()),
+		"finished_at": null(dateTime()), "lists": array(integer()), "counters": obj(counterProps),
+		"local_send_at": describe(str(), "HH:MM: each subscriber gets the message at that time in their own zone."),
+		"tz_attribute":  describe(str(), "The subscriber attribute holding their IANA time zone."),
+		"tz_default":    describe(str(), "The zone of subscribers without a valid one; empty: UTC."),
+		"tz_invalid":    describe(integer(), "Recipients whose zone attribute was not a zone Herald knows (they got tz_default)."),
+	}
+	campaignOptional    = []string{"lists", "html", "text", "text_derived", "local_send_at", "tz_attribute", "tz_default", "tz_invalid"}
+	campaignUpdateProps = schema{"name": str(), "subject": str(), "preheader": str(),
+		"html": describe(str(), "The body; left out on create: the template's."), "text": describe(str(), "Empty: derived from the HTML."),
+		"format": strEnum(models.FormatHTML, models.FormatMarkdown), "from_name": str(), "from_email": str(),
+		"reply_to": str(), "lists": array(integer()), "track_opens": boolean(), "track_clicks": boolean(), "utm": boolean()}
+	campaignInputProps = with(campaignUpdateProps, schema{"template_id": integer(), "transport": str(), "scheduled_at": dateTime(),
+		"local_send_at": describe(str(), "HH:MM, 24-hour clock: deliver at that local time in each subscriber's zone."),
+		"tz_attribute":  str(), "tz_default": describe(str(), "An IANA zone such as Europe/Paris.")})
+
+	webhookProps = schema{"id": integer(), "url": str(), "events": array(strEnum(models.WebhookEvents...)), "enabled": boolean(),
+		"disabled_reason": describe(str(), "Why Herald turned it off (the receiver answered 410 Gone)."), "created_at": dateTime()}
+)
+
 // apiSchemas are the document's named schemas.
 var apiSchemas = map[string]schema{
 	"Error": obj(schema{"error": obj(schema{
@@ -134,14 +172,10 @@ var apiSchemas = map[string]schema{
 	"TemplateInput": input(schema{"kind": strEnum("campaign", "transactional"), "name": str(), "subject": str(),
 		"html": str(), "text": str()}, "name"),
 
-	"Campaign": obj(schema{"id": integer(), "name": str(), "template_id": null(integer()), "subject": str(),
-		"from_name": str(), "from_email": str(), "reply_to": str(), "status": str(), "track_opens": boolean(),
-		"track_clicks": boolean(), "scheduled_at": null(dateTime()), "started_at": null(dateTime()),
-		"finished_at": null(dateTime()), "lists": array(integer()), "counters": obj(counterProps)}, "lists"),
-	"CampaignInput": input(schema{"name": str(), "template_id": integer(), "subject": str(), "from_name": str(),
-		"from_email": str(), "reply_to": str(), "lists": array(integer()), "track_opens": boolean(),
-		"track_clicks": boolean(), "utm": boolean(), "transport": str(), "scheduled_at": dateTime()},
-		"name", "template_id", "from_email", "lists"),
+	"Campaign":      obj(campaignProps, campaignOptional...),
+	"CampaignInput": input(campaignInputProps, "name", "template_id", "from_email", "lists"),
+	"CampaignUpdate": describe(input(campaignUpdateProps),
+		"The fields to change; those left out keep their value. Drafts and scheduled campaigns only."),
 	"DNSOverrideInput": input(schema{"reason": str()}, "reason"),
 
 	"TransactionalInput": input(schema{"template": str(), "template_id": integer(), "to": str(), "name": str(),
@@ -220,6 +254,20 @@ var apiSchemas = map[string]schema{
 			"deliveries": null(array(schema{"type": "object"})), "events": null(array(schema{"type": "object"})),
 			"bounces": null(array(schema{"type": "object"})), "suppression": schema{"type": "object"}},
 		"description": "Everything held on the person, as the compliance centre's export gives it."}}),
+
+	"Webhook": obj(webhookProps, "disabled_reason"),
+	"NewWebhook": obj(with(webhookProps, schema{"secret": describe(str(),
+		"The signing secret (whsec_…): in this answer only. See the README's Webhooks section for the check.")}), "disabled_reason"),
+	"WebhookInput": input(schema{"url": describe(str(), "http or https; loopback and private addresses only when an admin allows private targets."),
+		"events":  array(strEnum(models.WebhookEvents...)),
+		"enabled": describe(boolean(), "PUT only (POST creates it enabled); left out, it stays as it is.")}, "url", "events"),
+	"WebhookDelivery": obj(schema{"at": dateTime(), "event_id": str(), "event": strEnum(append(slices.Clone(models.WebhookEvents), models.HookTest)...),
+		"attempt":         describe(integer(), "1 for the first; 0 for a delivery not attempted yet."),
+		"status_code":     describe(integer(), "The receiver's HTTP status; absent when none came back."),
+		"error":           str(),
+		"state":           describe(strEnum(models.HookPending, models.HookDone, models.HookGivenUp), "The delivery's state now."),
+		"next_attempt_at": describe(dateTime(), "The next attempt, on the latest attempt of a pending delivery.")},
+		"status_code", "error", "next_attempt_at"),
 }
 
 // param is a parameter of an operation.
@@ -291,6 +339,7 @@ func apiOperations() []operation {
 		{method: "GET", path: "/campaigns", tag: "campaigns", summary: "Campaigns, newest first, 50 a page.", params: []param{pBefore}, ok: 200, answer: data(array(ref("Campaign")))},
 		{method: "POST", path: "/campaigns", tag: "campaigns", summary: "Create a campaign (scheduled when scheduled_at is given).", body: "CampaignInput", ok: 201, answer: data(ref("Campaign")), errors: []int{400, 422}},
 		{method: "GET", path: "/campaigns/{id}", tag: "campaigns", summary: "One campaign with its counters.", params: []param{id}, ok: 200, answer: data(ref("Campaign")), errors: []int{404}},
+		{method: "PUT", path: "/campaigns/{id}", tag: "campaigns", summary: "Change a draft or scheduled campaign: the fields sent, the others kept.", params: []param{id}, body: "CampaignUpdate", ok: 200, answer: data(ref("Campaign")), errors: []int{400, 404, 409, 422}},
 		{method: "POST", path: "/campaigns/{id}/{action}", tag: "campaigns", summary: "Start, pause, resume or cancel a campaign.", params: []param{id,
 			{name: "action", in: "path", schema: strEnum("start", "pause", "resume", "cancel"), required: true}}, ok: 200, answer: data(ref("Campaign")), errors: []int{404, 409, 422}},
 		{method: "POST", path: "/campaigns/{id}/dns-override", tag: "campaigns", summary: "Allow a start although the sending domain's DNS check fails (admins).", params: []param{id}, body: "DNSOverrideInput", ok: 200, answer: data(ref("Campaign")), errors: []int{404, 422}},
@@ -337,6 +386,13 @@ func apiOperations() []operation {
 		{method: "POST", path: "/data-requests/{id}/export", tag: "compliance", summary: "Answer an access or portability request: the person's data as JSON, and the request closed (admins).", params: []param{id}, ok: 200, answer: ref("SubjectExport"), errors: []int{404, 409}},
 		{method: "POST", path: "/data-requests/{id}/erase", tag: "compliance", summary: "Answer an erasure request: the subscriber erased and the request closed (admins).", params: []param{id}, ok: 200, answer: data(ref("DataRequest")), errors: []int{404, 409}},
 		{method: "POST", path: "/data-requests/{id}/close", tag: "compliance", summary: "Close a request as done or rejected, with the outcome (admins).", params: []param{id}, body: "DataRequestClose", ok: 200, answer: data(ref("DataRequest")), errors: []int{400, 404, 409, 422}},
+
+		{method: "GET", path: "/webhooks", tag: "webhooks", summary: "Outgoing webhooks (admins).", ok: 200, answer: data(array(ref("Webhook")))},
+		{method: "POST", path: "/webhooks", tag: "webhooks", summary: "Register a webhook; the answer carries its signing secret, once (admins).", body: "WebhookInput", ok: 201, answer: data(ref("NewWebhook")), errors: []int{400, 422}},
+		{method: "GET", path: "/webhooks/{id}", tag: "webhooks", summary: "One webhook, without its secret (admins).", params: []param{id}, ok: 200, answer: data(ref("Webhook")), errors: []int{404}},
+		{method: "PUT", path: "/webhooks/{id}", tag: "webhooks", summary: "Change a webhook's URL, events or enabled switch (admins).", params: []param{id}, body: "WebhookInput", ok: 200, answer: data(ref("Webhook")), errors: []int{400, 404, 422}},
+		{method: "DELETE", path: "/webhooks/{id}", tag: "webhooks", summary: "Delete a webhook and its delivery log (admins).", params: []param{id}, ok: 204, errors: []int{404}},
+		{method: "GET", path: "/webhooks/{id}/deliveries", tag: "webhooks", summary: "The delivery log: the latest attempts, newest first, then deliveries not attempted yet (admins).", params: []param{id}, ok: 200, answer: data(array(ref("WebhookDelivery"))), errors: []int{404}},
 	}
 }
 
@@ -386,7 +442,7 @@ func openAPIDocument() map[string]any {
 		"openapi": "3.0.3",
 		"info": schema{"title": "Herald API", "version": "1",
 			"description": "Herald's JSON API. Send an API token (Settings → API tokens) as `Authorization: Bearer hrld_…`. " +
-				"Reading needs a viewer's token, changes a marketer's, sending domains, rules and data-subject requests an admin's; " +
+				"Reading needs a viewer's token, changes a marketer's, sending domains, rules, data-subject requests and webhooks an admin's; " +
 				"the consent ledger and data-subject requests are read by viewers and admins, and by marketers when an admin allows it. " +
 				"Errors are `{\"error\": {\"code\", \"message\", \"request_id\", \"fields\"}}`. " +
 				"Lists page newest first: pass `next_before` back as `before`. The event feed pages oldest first: pass `cursor` back as `after`."},

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/e2e"
+	"github.com/herald-mail/herald/internal/outhook"
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/models"
 )
@@ -268,7 +272,34 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	}
 	w.call(M, "POST", "/campaigns/{id}/{action}", []any{cp.Data.ID, "pause"}, "", "", 409, nil)
 	w.call(V, "GET", "/campaigns", nil, "", "", 200, nil)
-	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Draft","template_id":%d,"from_email":"news@acme.test","lists":[%d]}`, tmpl.Data.ID, list.Data.ID), 201, &draft)
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Draft","template_id":%d,"from_email":"news@acme.test","lists":[%d],
+		"preheader":"What is new","local_send_at":"09:00","tz_attribute":"tz","tz_default":"Europe/Paris"}`, tmpl.Data.ID, list.Data.ID), 201, &draft)
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Late","template_id":%d,"from_email":"news@acme.test","lists":[%d],"local_send_at":"25:99"}`, tmpl.Data.ID, list.Data.ID), 422, nil)
+	// A partial update: the content changed, the rest kept.
+	type campaignJS struct {
+		Data struct {
+			Name, Subject, Preheader, HTML, Text, Format string
+			TextDerived                                  *bool  `json:"text_derived"`
+			LocalSendAt                                  string `json:"local_send_at"`
+			TZDefault                                    string `json:"tz_default"`
+		}
+	}
+	var edited campaignJS
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"subject":"December news","format":"markdown",
+		"html":"# Hello {{.Subscriber.Name}}\n\nOur December news.","text":"Hello {{.Subscriber.Name}}"}`, 200, &edited)
+	if e := edited.Data; e.Name != "Draft" || e.Subject != "December news" || e.Preheader != "What is new" || e.Format != models.FormatMarkdown ||
+		e.TextDerived == nil || *e.TextDerived || e.LocalSendAt != "09:00" || e.TZDefault != "Europe/Paris" {
+		t.Errorf("campaign after PUT = %+v", e)
+	}
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"text":""}`, 200, &edited)
+	if e := edited.Data; e.TextDerived == nil || !*e.TextDerived || e.Format != models.FormatMarkdown {
+		t.Errorf("campaign with its text part emptied = %+v, want it derived", e)
+	}
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"format":"rtf"}`, 422, nil)
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"template_id":1}`, 400, nil)
+	w.call(M, "PUT", "/campaigns/{id}", []any{cp.Data.ID}, "", `{"subject":"Too late"}`, 409, nil)
+	w.call(M, "PUT", "/campaigns/{id}", []any{999999}, "", `{"subject":"x"}`, 404, nil)
+	w.call(V, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"subject":"x"}`, 403, nil)
 	w.call(A, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"DNS moves tonight"}`, 200, nil)
 	w.call(M, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"x"}`, 403, nil)
 	w.call(M, "POST", "/tx", nil, "", `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","data":{"code":"42"}}`, 202, nil)
@@ -506,6 +537,8 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	w.call(A, "POST", "/data-requests/{id}/close", []any{rect.Data.ID}, "", `{"status":"rejected","outcome":"no data held"}`, 200, nil)
 	w.call(A, "POST", "/data-requests/{id}/close", []any{rect.Data.ID}, "", `{"status":"done","outcome":"again"}`, 409, nil)
 
+	walkWebhooks(t, w, A, M)
+
 	// Deletions last.
 	w.call(M, "DELETE", "/templates/{id}", []any{scratch.Data.ID}, "", "", 204, nil)
 	w.call(M, "DELETE", "/subscribers/{id}", []any{subs[3]}, "", "", 204, nil)
@@ -527,4 +560,130 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 		}
 		return
 	}())
+}
+
+// walkWebhooks registers a webhook for a local receiver (refused until an
+// admin allows private targets), has a test event posted to it by the
+// real dispatcher, failed once and then delivered, reads the delivery
+// log, changes the webhook and deletes it.
+func walkWebhooks(t *testing.T, w *apiWalker, A, M string) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var secret string
+	var posts, badSig int
+	recv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		posts++
+		if outhook.Verify(secret, r.Header.Get(outhook.SignatureHeader), body, time.Now(), time.Hour) != nil {
+			badSig++
+		}
+		if r.Header.Get("Herald-Attempt") == "1" {
+			rw.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	target := fmt.Sprintf(`{"url":%q,"events":["sent","clicked"]}`, recv.URL+"/hook")
+
+	w.call(A, "POST", "/webhooks", nil, "", target, 422, nil) // a loopback target
+	w.call(M, "GET", "/webhooks", nil, "", "", 403, nil)
+	w.app.store.SetSetting(ctx, models.SettingWebhookPrivate, "on")
+	defer w.app.store.SetSetting(ctx, models.SettingWebhookPrivate, "")
+	var hook struct {
+		Data struct {
+			ID     int64
+			Secret string
+			Events []string
+		}
+	}
+	w.call(A, "POST", "/webhooks", nil, "", target, 201, &hook)
+	if !strings.HasPrefix(hook.Data.Secret, "whsec_") || strings.Join(hook.Data.Events, ",") != "sent,clicked" {
+		t.Fatalf("created webhook = %+v", hook.Data)
+	}
+	mu.Lock()
+	secret = hook.Data.Secret
+	mu.Unlock()
+	w.call(A, "POST", "/webhooks", nil, "", `{"url":"https://example.com/hook","events":["sent","exploded"]}`, 422, nil)
+	w.call(A, "POST", "/webhooks", nil, "", `{"url":"https://example.com/hook"}`, 422, nil)
+	w.call(A, "POST", "/webhooks", nil, "", `{"url":"https://example.com/hook","events":"sent"}`, 400, nil)
+	listed := w.call(A, "GET", "/webhooks", nil, "", "", 200, nil)
+	if !strings.Contains(listed.Body, recv.URL) || strings.Contains(listed.Body, hook.Data.Secret) {
+		t.Errorf("webhooks = %s; want the webhook without its secret", listed.Body)
+	}
+	w.call(A, "GET", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 200, nil)
+	w.call(A, "GET", "/webhooks/{id}", []any{999999}, "", "", 404, nil)
+
+	// The dispatcher posts a test event (and whatever the feed finds):
+	// the first attempt answered 500 and retried, the second delivered.
+	h, err := w.app.store.Webhook(ctx, hook.Data.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	d := &outhook.Dispatcher{Store: w.app.store, Log: slog.New(slog.DiscardHandler), Owner: "walk",
+		Backoff: []time.Duration{time.Minute}, Now: func() time.Time { return clock }}
+	if _, err := w.app.store.EnqueueWebhookEvents(ctx, []models.Webhook{*h}, []models.HookEvent{models.TestHookEvent(clock)}, clock); err != nil {
+		t.Fatal(err)
+	}
+	type entry struct {
+		Event, State, Error string
+		Attempt             int
+		StatusCode          int        `json:"status_code"`
+		Next                *time.Time `json:"next_attempt_at"`
+	}
+	testEntries := func() []entry {
+		var log struct{ Data []entry }
+		w.call(A, "GET", "/webhooks/{id}/deliveries", []any{hook.Data.ID}, "", "", 200, &log)
+		var out []entry
+		for _, e := range log.Data {
+			if e.Event == models.HookTest {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	if got := testEntries(); len(got) != 1 || got[0].Attempt != 0 || got[0].State != models.HookPending || got[0].Next == nil {
+		t.Errorf("log before the dispatcher ran = %+v, want the test event waiting", got)
+	}
+	if err := d.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := testEntries(); len(got) != 1 || got[0].Attempt != 1 || got[0].StatusCode != 500 || got[0].State != models.HookPending ||
+		got[0].Error == "" || got[0].Next == nil {
+		t.Errorf("log after the failed attempt = %+v, want a 500 to be retried", got)
+	}
+	clock = clock.Add(2 * time.Minute)
+	if err := d.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := testEntries(); len(got) != 2 || got[0].Attempt != 2 || got[0].StatusCode != 204 || got[0].State != models.HookDone ||
+		got[0].Next != nil || got[1].Attempt != 1 {
+		t.Errorf("log after the retry = %+v, want the second attempt delivered", got)
+	}
+	mu.Lock()
+	if posts < 2 || badSig > 0 {
+		t.Errorf("the receiver got %d posts, %d with a bad signature", posts, badSig)
+	}
+	mu.Unlock()
+	w.call(A, "GET", "/webhooks/{id}/deliveries", []any{999999}, "", "", 404, nil)
+
+	var changed struct {
+		Data struct {
+			URL     string
+			Events  []string
+			Enabled bool
+		}
+	}
+	w.call(A, "PUT", "/webhooks/{id}", []any{hook.Data.ID}, "", fmt.Sprintf(`{"url":%q,"events":["opened","bounced"],"enabled":false}`, recv.URL+"/v2"), 200, &changed)
+	if c := changed.Data; c.Enabled || c.URL != recv.URL+"/v2" || strings.Join(c.Events, ",") != "bounced,opened" {
+		t.Errorf("webhook after PUT = %+v", c)
+	}
+	w.call(A, "PUT", "/webhooks/{id}", []any{hook.Data.ID}, "", `{"url":"gopher://example.com/","events":["sent"]}`, 422, nil)
+	w.call(M, "PUT", "/webhooks/{id}", []any{hook.Data.ID}, "", target, 403, nil)
+	w.call(A, "DELETE", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 204, nil)
+	w.call(A, "DELETE", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 404, nil)
+	w.call(A, "GET", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 404, nil)
 }
