@@ -46,6 +46,12 @@ type Campaign struct {
 	MaterializedAt    *time.Time
 
 	Counters `gorm:"embedded"`
+
+	// AB is the campaign's A/B test (abtest.go); Variants its versions,
+	// not loaded by Campaign (CampaignVariants) and written by Create- and
+	// UpdateCampaign when not nil (empty: no test).
+	AB       ABTest    `gorm:"embedded"`
+	Variants []Variant `gorm:"-"`
 }
 
 // Counters are a campaign's deliveries by status, kept exact by the store.
@@ -99,6 +105,7 @@ func (c *Campaign) Validate() map[string]string {
 	} else {
 		c.FromEmail = e
 	}
+	c.validateAB(errs)
 	return errs
 }
 
@@ -111,6 +118,9 @@ func (s *Store) CreateCampaign(ctx context.Context, c *Campaign, listIDs []int64
 		}
 		c.Counters = Counters{}
 		if err := tx.Create(c).Error; err != nil {
+			return err
+		}
+		if err := setCampaignVariants(tx, c.ID, c.Variants); err != nil {
 			return err
 		}
 		return setCampaignLists(tx, c.ID, listIDs)
@@ -151,6 +161,15 @@ func (s *Store) UpdateCampaign(ctx context.Context, c *Campaign, listIDs []int64
 		}).Error
 		if err != nil {
 			return err
+		}
+		if c.Variants != nil {
+			if err := tx.Model(&Campaign{}).Where("id = ?", c.ID).Updates(map[string]any{"ab_share": c.AB.Share,
+				"ab_metric": c.AB.Metric, "ab_wait_seconds": c.AB.WaitSeconds, "ab_manual": c.AB.Manual}).Error; err != nil {
+				return err
+			}
+			if err := setCampaignVariants(tx, c.ID, c.Variants); err != nil {
+				return err
+			}
 		}
 		return setCampaignLists(tx, c.ID, listIDs)
 	})
@@ -484,7 +503,11 @@ func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) 
 	}
 	c := &Campaign{Name: "Copy of " + src.Name, TemplateID: src.TemplateID, Subject: src.Subject,
 		FromName: src.FromName, FromEmail: src.FromEmail, ReplyTo: src.ReplyTo, SendingDomainID: src.SendingDomainID,
-		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM}
+		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM,
+		AB: ABTest{Share: src.AB.Share, Metric: src.AB.Metric, WaitSeconds: src.AB.WaitSeconds, Manual: src.AB.Manual}}
+	if c.Variants, err = s.CampaignVariants(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := s.CreateCampaign(ctx, c, lists); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,9 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		lo := c[0].MaterializeCursor
 		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
 			done = true
+			if err := startABTest(tx, id, dbNow()); err != nil {
+				return err
+			}
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
 		}
 		hi := lo + int64(batch)
@@ -85,6 +88,9 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 			return res.Error
 		}
 		inserted := res.RowsAffected
+		if err := holdABBatch(tx, id, lo, hi); err != nil {
+			return err
+		}
 		// The rows just written are checked against the suppression list.
 		// A young list has few suppressions or none: then reading them all
 		// is cheaper than looking every address up, and with none there is
