@@ -410,8 +410,9 @@ func (s *Store) DecideABTest(ctx context.Context, id int64, winner int, by strin
 		if res.RowsAffected == 0 {
 			return ErrABNotReady // another node or person decided meanwhile
 		}
+		// Due now by the database's clock, whatever at says.
 		return tx.Exec(`UPDATE deliveries SET variant = ?, next_attempt_at = ? WHERE campaign_id = ? AND status = 'queued' AND variant IS NULL`,
-			winner, dbTime(at), id).Error
+			winner, dbNow(), id).Error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("models: decide A/B test of campaign %d: %w", id, err)
