@@ -24,6 +24,11 @@ type CampaignReportData struct {
 	R       *models.CampaignReport
 	Bounces []BounceRow
 	Live    bool // the campaign is still sending: the page refreshes itself
+	// AB is the campaign's A/B test, nil when it runs none; CanPick lets
+	// the viewer pick its winner (with CSRF, the form's token).
+	AB      *models.ABReport
+	CanPick bool
+	CSRF    string
 }
 
 // DashboardData is what the home page shows.
@@ -319,4 +324,62 @@ func categoryLabel(c string) string {
 		return l
 	}
 	return c
+}
+
+func abWait(secs int64) string {
+	d := time.Duration(secs) * time.Second
+	switch {
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%d hours", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return d.String()
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func variantLabel(vs []models.Variant, idx int) string {
+	for _, v := range vs {
+		if v.Idx == idx {
+			return v.Label
+		}
+	}
+	return fmt.Sprint(idx)
+}
+
+// variantSummary says what a variant changes.
+func variantSummary(vs []models.Variant, idx int) string {
+	for _, v := range vs {
+		if v.Idx != idx {
+			continue
+		}
+		var parts []string
+		if v.Subject != "" {
+			parts = append(parts, "subject “"+v.Subject+"”")
+		}
+		if v.FromName != "" {
+			parts = append(parts, "from “"+v.FromName+"”")
+		}
+		if v.Preheader != "" {
+			parts = append(parts, "preheader “"+v.Preheader+"”")
+		}
+		if v.HTML != "" {
+			parts = append(parts, "its own content")
+		}
+		if len(parts) == 0 {
+			return "the campaign as it is"
+		}
+		return strings.Join(parts, ", ")
+	}
+	return ""
 }

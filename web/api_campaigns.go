@@ -26,6 +26,9 @@ type campaignInput struct {
 	UTM         bool       `json:"utm"`
 	Transport   string     `json:"transport"`
 	ScheduledAt *time.Time `json:"scheduled_at"`
+	// ABTest, when given, sets the campaign's A/B test (api_abtest.go);
+	// {"variants": []} removes it.
+	ABTest *apiABInput `json:"ab_test"`
 }
 
 type apiCampaignJS struct {
@@ -44,6 +47,7 @@ type apiCampaignJS struct {
 	FinishedAt  *time.Time  `json:"finished_at"`
 	Lists       []int64     `json:"lists,omitempty"`
 	Counters    apiCounters `json:"counters"`
+	ABTest      *apiABTest  `json:"ab_test,omitempty"`
 }
 
 type apiCounters struct {
@@ -96,7 +100,11 @@ func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) err
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, lists)})
+	out := toAPICampaign(cp, lists)
+	if out.ABTest, err = s.apiABOf(ctx, cp); err != nil {
+		return err
+	}
+	return c.JSON(status, map[string]any{"data": out})
 }
 
 func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
@@ -110,6 +118,7 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
 		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
 	}
+	in.ABTest.apply(cp)
 	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}

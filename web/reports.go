@@ -95,10 +95,15 @@ func (s *reportPages) campaignReport(c echo.Context) error {
 	}
 	d := views.CampaignReportData{R: r, Bounces: bounceRows(r.Bounces),
 		Live: r.Campaign.Status == models.CampaignRunning || r.Campaign.Status == models.CampaignPaused}
+	if d.AB, err = s.store.CampaignABReport(c.Request().Context(), id); err != nil {
+		return err
+	}
+	p := s.page(c, "Report: "+r.Campaign.Name, "campaigns")
+	d.CanPick, d.CSRF = p.CanEdit() && r.Campaign.Status != models.CampaignCancelled, p.CSRF
 	if isHTMX(c) {
 		return s.render(c, 200, views.CampaignReportBody(d))
 	}
-	return s.render(c, 200, views.CampaignReport(s.page(c, "Report: "+r.Campaign.Name, "campaigns"), d))
+	return s.render(c, 200, views.CampaignReport(p, d))
 }
 
 func (s *reportPages) campaignReportCSV(c echo.Context) error {
