@@ -98,12 +98,16 @@ func (s *reportPages) campaignReport(c echo.Context) error {
 	if d.AB, err = s.store.CampaignABReport(c.Request().Context(), id); err != nil {
 		return err
 	}
-	p := s.page(c, "Report: "+r.Campaign.Name, "campaigns")
-	d.CanPick, d.CSRF = p.CanEdit() && r.Campaign.Status != models.CampaignCancelled, p.CSRF
+	// Read here, not through s.page: an htmx refresh must not take the
+	// flash meant for the next full page.
+	d.CSRF, _ = c.Get(ctxCSRF).(string)
+	if u := currentUser(c); u != nil {
+		d.CanPick = (views.Page{UserRole: u.Role}).CanEdit() && r.Campaign.Status != models.CampaignCancelled
+	}
 	if isHTMX(c) {
 		return s.render(c, 200, views.CampaignReportBody(d))
 	}
-	return s.render(c, 200, views.CampaignReport(p, d))
+	return s.render(c, 200, views.CampaignReport(s.page(c, "Report: "+r.Campaign.Name, "campaigns"), d))
 }
 
 func (s *reportPages) campaignReportCSV(c echo.Context) error {
