@@ -115,7 +115,7 @@ func (c *Campaign) validateAB(errs map[string]string) {
 		errs["ab_metric"] = "Choose the winner metric: opens, clicks or cto (click-to-open)."
 	}
 	if w := c.AB.Wait(); w < MinABWait || w > MaxABWait {
-		errs["ab_wait"] = "Wait between 10 seconds and 30 days before choosing the winner."
+		errs["ab_wait"] = "Wait between 10 seconds and 30 days before choosing the winner: write it as 4h, 30m or 2d."
 	}
 	seen := map[string]int{}
 	for i := range c.Variants {

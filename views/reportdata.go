@@ -383,3 +383,45 @@ func variantSummary(vs []models.Variant, idx int) string {
 	}
 	return ""
 }
+
+func abErrors(errs map[string]string) bool {
+	for k := range errs {
+		if strings.HasPrefix(k, "ab_") || strings.HasPrefix(k, "variant") {
+			return true
+		}
+	}
+	return false
+}
+
+func variantAt(vs []models.Variant, i int) models.Variant {
+	if i-1 < len(vs) {
+		v := vs[i-1]
+		v.ID, v.CampaignID, v.Idx = 0, 0, 0
+		return v
+	}
+	return models.Variant{}
+}
+
+func abShare(c models.Campaign) string {
+	if c.AB.Share == 0 {
+		return "20"
+	}
+	return strconv.Itoa(c.AB.Share)
+}
+
+func abWaitValue(c models.Campaign) string {
+	switch s := c.AB.WaitSeconds; {
+	case s == 0:
+		return "4h"
+	case s < 0:
+		return ""
+	case s%86400 == 0:
+		return fmt.Sprintf("%dd", s/86400)
+	case s%3600 == 0:
+		return fmt.Sprintf("%dh", s/3600)
+	case s%60 == 0:
+		return fmt.Sprintf("%dm", s/60)
+	default:
+		return fmt.Sprintf("%ds", s)
+	}
+}

@@ -136,6 +136,7 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
 		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
 	}
+	abFromForm(c, &cp)
 	return cp, formLists(c)
 }
 
@@ -222,6 +223,9 @@ func (s *campaignPages) editCampaignPage(c echo.Context) error {
 	}
 	lists, err := s.store.CampaignLists(c.Request().Context(), cp.ID)
 	if err != nil {
+		return err
+	}
+	if cp.Variants, err = s.store.CampaignVariants(c.Request().Context(), cp.ID); err != nil {
 		return err
 	}
 	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)

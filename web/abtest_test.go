@@ -1,0 +1,100 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/models"
+)
+
+// The campaign form's A/B section: bad settings come back with messages
+// beside the fields; good ones are stored and shown again on edit. On the
+// report, a marketer picks the winner of a manual test (a viewer may
+// not), and the held deliveries get it.
+func TestABTestFormAndPick(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	list, tmpl := composeFixture(t, app.store, 12)
+	m := app.user(models.RoleMarketer)
+	form := func(over map[string]string) url.Values {
+		v := url.Values{"name": {"Spring"}, "template_id": {fmt.Sprint(tmpl)}, "from_email": {"news@acme.test"},
+			"lists": {fmt.Sprint(list)}, "track_opens": {"on"}, "track_clicks": {"on"}, "ab_on": {"on"}, "ab_share": {"50"},
+			"ab_metric": {"opens"}, "ab_wait": {"2h"}, "ab_mode": {"manual"},
+			"v1_subject": {"Spring is here"}, "v2_subject": {"Spring news inside"}, "v2_from_name": {"Ann at Acme"}}
+		for k, x := range over {
+			v.Set(k, x)
+		}
+		return v
+	}
+	p := m.postForm("/campaigns", form(map[string]string{"ab_wait": "soon", "v2_subject": "Spring is here", "v2_from_name": ""}))
+	if p.StatusCode != 422 {
+		t.Fatalf("bad A/B settings: %d", p.StatusCode)
+	}
+	for f, want := range map[string]string{"ab_wait": "4h, 30m or 2d", "variant_2": "the same as variant A"} {
+		if got := p.Doc.Find(`[data-testid="err-` + f + `"]`).Text(); !strings.Contains(got, want) {
+			t.Errorf("message for %s = %q, want %q", f, got, want)
+		}
+	}
+	if v, _ := p.Doc.Find(`input[name="ab_share"]`).Attr("value"); v != "50" {
+		t.Errorf("re-rendered share = %q, want what was typed", v)
+	}
+	p = m.postForm("/campaigns", form(map[string]string{"v3_subject": "Third try"}))
+	if p.StatusCode != 200 {
+		t.Fatalf("create: %d %s", p.StatusCode, p.Body)
+	}
+	var id int64
+	fmt.Sscanf(p.Request.URL.Path, "/campaigns/%d", &id)
+	cp, _ := app.store.Campaign(ctx, id)
+	vs, _ := app.store.CampaignVariants(ctx, id)
+	if cp.AB.Share != 50 || cp.AB.Metric != models.MetricOpens || cp.AB.WaitSeconds != 7200 || !cp.AB.Manual ||
+		len(vs) != 3 || vs[1].FromName != "Ann at Acme" || vs[2].Label != "C" || vs[2].Subject != "Third try" {
+		t.Fatalf("stored test = %+v, variants %+v", cp.AB, vs)
+	}
+	edit := m.get(fmt.Sprintf("/campaigns/%d/edit", id))
+	if v, _ := edit.Doc.Find(`input[name="v2_from_name"]`).Attr("value"); v != "Ann at Acme" {
+		t.Errorf("edit form variant B from name = %q", v)
+	}
+	if v, _ := edit.Doc.Find(`input[name="ab_wait"]`).Attr("value"); v != "2h" {
+		t.Errorf("edit form wait = %q", v)
+	}
+
+	// Sent: the test share goes out, the rest waits for a person.
+	if err := app.store.StartCampaign(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for done := false; !done; {
+		var err error
+		if done, err = app.store.MaterializeCampaign(ctx, id, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := m.get(fmt.Sprintf("/campaigns/%d/report", id))
+	if rep.Doc.Find(`[data-testid="ab-variants"] tbody tr`).Length() != 3 || rep.Doc.Find(`[data-testid="ab-pick-2"]`).Length() != 1 ||
+		!strings.Contains(rep.Doc.Find(`[data-testid="ab-held"]`).Text(), "6 held for the winner") {
+		t.Fatalf("report before the pick:\n%s", rep.Doc.Find(`[data-testid="ab-test"]`).Text())
+	}
+	viewer := app.user(models.RoleViewer)
+	if p := viewer.postForm(fmt.Sprintf("/campaigns/%d/winner", id), url.Values{"variant": {"2"}}); p.StatusCode != 403 {
+		t.Errorf("viewer's pick = %d, want 403", p.StatusCode)
+	}
+	if p := m.postForm(fmt.Sprintf("/campaigns/%d/winner", id), url.Values{"variant": {"9"}}); p.StatusCode != 404 {
+		t.Errorf("pick of no variant = %d, want 404", p.StatusCode)
+	}
+	p = m.postForm(fmt.Sprintf("/campaigns/%d/winner", id), url.Values{"variant": {"2"}})
+	if p.StatusCode != 200 || !strings.Contains(p.Doc.Find(`[data-testid="ab-released"]`).Text(), "not significant") {
+		t.Fatalf("after the pick: %d\n%s", p.StatusCode, p.Doc.Find(`[data-testid="ab-test"]`).Text())
+	}
+	var held, toB int64
+	app.store.DB().Raw("SELECT COUNT(*) FROM deliveries WHERE campaign_id = ? AND next_attempt_at > ?", id, time.Now().Add(time.Hour)).Scan(&held)
+	app.store.DB().Raw("SELECT COUNT(*) FROM deliveries WHERE campaign_id = ? AND variant = 2", id).Scan(&toB)
+	if held != 0 || toB != 2+6 {
+		t.Errorf("after the pick: %d still held, %d with variant B; want 0 and 8", held, toB)
+	}
+	if p := m.postForm(fmt.Sprintf("/campaigns/%d/winner", id), url.Values{"variant": {"1"}}); p.StatusCode != 409 {
+		t.Errorf("second pick = %d, want 409", p.StatusCode)
+	}
+}
