@@ -25,11 +25,17 @@ var (
 // A's messages, which must not count); after the wait the A/B job
 // picks B, sends it to the 100 held back, and nobody gets two messages.
 // The report shows both variants' figures and the significance verdict.
+// It runs on SQLite, and on PostgreSQL when HERALD_TEST_POSTGRES is set.
 func TestABTestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
-	h := e2e.Start(t, e2e.Options{})
+	t.Run("sqlite", func(t *testing.T) { abTestEndToEnd(t, "") })
+	t.Run("postgres", func(t *testing.T) { abTestEndToEnd(t, e2e.PostgresURL(t)) })
+}
+
+func abTestEndToEnd(t *testing.T, dbURL string) {
+	h := e2e.Start(t, e2e.Options{DatabaseURL: dbURL})
 	list := h.Audience(t, 200, "ab.test")
 	id := h.NewCampaign(t, e2e.Campaign{FromEmail: "hello@news.example", Lists: []int64{list}})
 	var got struct {
