@@ -39,6 +39,12 @@ func TestABTestFormAndPick(t *testing.T) {
 			t.Errorf("message for %s = %q, want %q", f, got, want)
 		}
 	}
+	p = m.postForm("/campaigns", form(map[string]string{"v2_html": "<p>Hello {{.Subscriber.Name}}</p>", "v3_subject": "Hi {{.Nope}}"}))
+	for f, want := range map[string]string{"variant_2": "no unsubscribe link", "variant_3": "Nope"} {
+		if got := p.Doc.Find(`[data-testid="err-` + f + `"]`).Text(); p.StatusCode != 422 || !strings.Contains(got, want) {
+			t.Errorf("%d: message for %s = %q, want %q", p.StatusCode, f, got, want)
+		}
+	}
 	if v, _ := p.Doc.Find(`input[name="ab_share"]`).Attr("value"); v != "50" {
 		t.Errorf("re-rendered share = %q, want what was typed", v)
 	}

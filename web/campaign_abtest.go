@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -52,4 +53,30 @@ func parseWait(s string) int64 {
 		return -1
 	}
 	return int64(d / time.Second)
+}
+
+// checkVariants checks each A/B variant's own subject and HTML as a
+// template is checked when saved (syntax, unknown fields, with their
+// line), and that own HTML keeps the unsubscribe link the campaign's
+// template must have.
+func checkVariants(cp *models.Campaign, errs map[string]string) {
+	for _, v := range cp.Variants {
+		key := fmt.Sprintf("variant_%d", v.Idx)
+		if errs[key] != "" || (v.Subject == "" && v.HTML == "" && v.Preheader == "") {
+			continue
+		}
+		subject, html := firstNonEmpty(v.Subject, "subject"), firstNonEmpty(v.HTML, "<p></p>")
+		if err := mailer.CheckTemplate(subject, html, ""); err != nil {
+			errs[key] = fmt.Sprintf("Variant %s: %v", v.Label, err)
+		} else if v.HTML != "" && !strings.Contains(v.HTML, ".UnsubscribeURL") {
+			errs[key] = fmt.Sprintf("Variant %s's HTML has no unsubscribe link: add <a href=\"{{.UnsubscribeURL}}\">Unsubscribe</a>.", v.Label)
+		}
+	}
+}
+
+func firstNonEmpty(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
 }

@@ -66,6 +66,7 @@ func (s *campaignPages) campaignsPage(c echo.Context) error {
 // store (the form and the API share it).
 func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
 	errs := cp.Validate()
+	checkVariants(cp, errs)
 	if errs["from_email"] == "" {
 		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
 			errs["from_email"] = err.Error()
