@@ -425,3 +425,15 @@ func abWaitValue(c models.Campaign) string {
 		return fmt.Sprintf("%ds", s)
 	}
 }
+
+// abTested says whether the best and the runner-up both have trials, so
+// their test means something.
+func abTested(a models.ABAnalysis) bool {
+	n := 0
+	for _, v := range a.Variants {
+		if (v.Idx == a.Best || v.Idx == a.RunnerUp) && v.Trials > 0 {
+			n++
+		}
+	}
+	return a.Best != 0 && a.RunnerUp != 0 && n == 2
+}
