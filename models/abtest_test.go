@@ -156,6 +156,16 @@ func TestABTestLifecycle(t *testing.T) {
 		if err != nil || rep.Held != 0 || rep.Test.Winner == nil || *rep.Test.Winner != 2 || rep.Analysis.Best != 2 || rep.Test.DecidedBy != "job" {
 			t.Fatalf("report after = %+v, %v", rep, err)
 		}
+		// A copy takes the test's settings and variants, not its outcome.
+		cl, err := s.CloneCampaign(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cvs, _ := s.CampaignVariants(ctx, cl.ID)
+		cl, _ = s.Campaign(ctx, cl.ID)
+		if len(cvs) != 2 || cvs[1].FromName != "Ann" || cl.AB.Share != 50 || cl.AB.Winner != nil || cl.AB.TestAt != nil {
+			t.Errorf("clone: %+v, variants %+v", cl.AB, cvs)
+		}
 	})
 }
 

@@ -55,18 +55,18 @@ func abTestEndToEnd(t *testing.T, dbURL string) {
 		"lists": []int64{list},
 		"ab_test": map[string]any{"share": 50, "metric": "clicks", "wait_seconds": wait, "variants": []map[string]any{
 			{"label": "Plain", "subject": "Our October news"},
-			{"label": "Question", "subject": "Did you see what is new?"},
+			{"label": "Question", "subject": "Did you see what is new?", "from_name": "Ann at Herald", "preheader": "Three things worth a look"},
 		}},
 	}, nil)
 	h.StartCampaign(t, id)
 
 	s := h.Store(t)
 	type captured struct {
-		RcptTo, Subject, HTML string
+		RcptTo, Subject, HTML, Headers string
 	}
 	outbox := func() []captured {
 		var rows []captured
-		if err := s.DB().Raw("SELECT rcpt_to, subject, html FROM outbox WHERE campaign_id = ? ORDER BY id", id).Scan(&rows).Error; err != nil {
+		if err := s.DB().Raw("SELECT rcpt_to, subject, html, headers FROM outbox WHERE campaign_id = ? ORDER BY id", id).Scan(&rows).Error; err != nil {
 			t.Fatal(err)
 		}
 		return rows
@@ -87,6 +87,14 @@ func abTestEndToEnd(t *testing.T, dbURL string) {
 	a, b := byVariant["Our October news"], byVariant["Did you see what is new?"]
 	if len(a) != 50 || len(b) != 50 {
 		t.Fatalf("test share by subject: %d and %d, want 50 each (%d subjects)", len(a), len(b), len(byVariant))
+	}
+
+	// B carries its from name and preheader; A the campaign's own.
+	if !strings.Contains(b[0].Headers, "Ann at Herald") || !strings.Contains(b[0].HTML, "Three things worth a look") {
+		t.Errorf("B's message lacks its from name or preheader:\n%s", b[0].Headers)
+	}
+	if strings.Contains(a[0].Headers, "Ann at Herald") || strings.Contains(a[0].HTML, "Three things worth a look") {
+		t.Errorf("A's message carries B's from name or preheader:\n%s", a[0].Headers)
 	}
 
 	hit := func(path, ua string) {
