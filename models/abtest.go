@@ -1,6 +1,7 @@
 package models
 
 import (
+	"container/heap"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -221,21 +222,47 @@ func startABTest(tx *gorm.DB, id int64, at time.Time) error {
 	if err != nil || share == 0 || released {
 		return err
 	}
-	var rows []struct{ ID, SubscriberID int64 }
-	if err := tx.Raw(`SELECT id, subscriber_id FROM deliveries WHERE campaign_id = ? AND status = 'queued' AND variant IS NULL`,
-		id).Scan(&rows).Error; err != nil {
+	const held = ` FROM deliveries WHERE campaign_id = ? AND status = 'queued' AND variant IS NULL`
+	var total int
+	if err := tx.Raw("SELECT COUNT(*)"+held, id).Scan(&total).Error; err != nil {
 		return err
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		return abOrder(id, rows[i].SubscriberID) < abOrder(id, rows[j].SubscriberID)
-	})
-	k := (len(rows)*share + 50) / 100
+	k := (total*share + 50) / 100
 	if k < n {
-		k = min(n, len(rows)) // every variant gets someone if it can
+		k = min(n, total) // every variant gets someone if it can
 	}
+	// The k first in the random order, kept in a heap as the rows stream
+	// by: memory grows with the test share, not the audience.
+	top := &drawHeap{}
+	rows, err := tx.Raw("SELECT id, subscriber_id"+held, id).Rows()
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var d drawn
+		var sub int64
+		if err := rows.Scan(&d.id, &sub); err != nil {
+			rows.Close()
+			return err
+		}
+		d.order = abOrder(id, sub)
+		switch {
+		case top.Len() < k:
+			heap.Push(top, d)
+		case k > 0 && d.order < (*top)[0].order:
+			(*top)[0] = d
+			heap.Fix(top, 0)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	picked := *top
+	sort.Slice(picked, func(i, j int) bool { return picked[i].order < picked[j].order })
 	byVariant := make([][]int64, n)
-	for i, r := range rows[:k] {
-		byVariant[i%n] = append(byVariant[i%n], r.ID)
+	for i, d := range picked {
+		byVariant[i%n] = append(byVariant[i%n], d.id)
 	}
 	for v, ids := range byVariant {
 		for len(ids) > 0 {
@@ -247,6 +274,26 @@ func startABTest(tx *gorm.DB, id int64, at time.Time) error {
 		}
 	}
 	return tx.Exec("UPDATE campaigns SET ab_test_at = ? WHERE id = ?", at, id).Error
+}
+
+// drawn is a held delivery and its place in the random order.
+type drawn struct {
+	id    int64
+	order uint64
+}
+
+// drawHeap is a max-heap on order: its top is the last of those kept.
+type drawHeap []drawn
+
+func (h drawHeap) Len() int           { return len(h) }
+func (h drawHeap) Less(i, j int) bool { return h[i].order > h[j].order }
+func (h drawHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *drawHeap) Push(x any)        { *h = append(*h, x.(drawn)) }
+func (h *drawHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // ABFigures counts each variant's sent messages and unique human opens and

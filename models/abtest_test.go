@@ -79,6 +79,18 @@ func TestABTestLifecycle(t *testing.T) {
 		if got := claim(); len(got) != 0 {
 			t.Fatalf("claimed %d held rows before the winner", len(got))
 		}
+		// At random, not the first or last to sign up.
+		var minSub int64
+		s.DB().Raw("SELECT MIN(subscriber_id) FROM deliveries WHERE campaign_id = ?", c.ID).Scan(&minSub)
+		early := 0
+		for _, d := range test {
+			if d.SubscriberID < minSub+100 {
+				early++
+			}
+		}
+		if early < 30 || early > 70 {
+			t.Errorf("%d of the test share among the first 100 subscribers, want about 50", early)
+		}
 		if ok, _ := s.FinishCampaignIfDone(ctx, c.ID); ok {
 			t.Fatal("campaign finished with its remainder held")
 		}
