@@ -187,17 +187,16 @@ func abState(tx *gorm.DB, id int64) (share, variants int, released bool, err err
 	return row[0].AbShare, row[0].N, row[0].AbTestAt != nil, nil
 }
 
-// holdABBatch holds the deliveries a materialisation batch just wrote for
-// an A/B tested campaign (subscriber ids in (lo, hi]): in the same
-// transaction, so no claim sees them due. abTestStart picks the test
-// share once the whole audience exists.
-func holdABBatch(tx *gorm.DB, id, lo, hi int64) error {
+// abDue is when the deliveries materialisation writes now for campaign
+// id may be claimed: at t, or never for an A/B tested campaign whose test
+// share is not drawn yet (startABTest draws it once the whole audience
+// exists, and the winner's release frees the rest).
+func abDue(tx *gorm.DB, id int64, t time.Time) (time.Time, error) {
 	share, _, released, err := abState(tx, id)
 	if err != nil || share == 0 || released {
-		return err
+		return t, err
 	}
-	return tx.Exec(`UPDATE deliveries SET next_attempt_at = ? WHERE campaign_id = ? AND subscriber_id > ? AND subscriber_id <= ?
-		AND status = 'queued' AND variant IS NULL`, heldUntil, id, lo, hi).Error
+	return heldUntil, nil
 }
 
 // abOrder is a subscriber's place in a campaign's random order: a hash of

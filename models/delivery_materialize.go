@@ -46,6 +46,11 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		}
 		hi := lo + int64(batch)
 		t := dbNow()
+		// due: when the new rows may be claimed (an A/B test holds them).
+		due, err := abDue(tx, id, t)
+		if err != nil {
+			return err
+		}
 		var lists []struct {
 			ListID int64
 			Optin  string
@@ -68,7 +73,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				SELECT ?, s.id, sp.list_id, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
 				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
 				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, lists[0].ListID, statuses, lo, hi)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, lists[0].ListID, statuses, lo, hi)
 		} else {
 			// Someone on several of the lists gets one delivery, attributed
 			// to the first list.
@@ -82,15 +87,12 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
 				  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
 				GROUP BY s.id, s.email
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
 		}
 		if res.Error != nil {
 			return res.Error
 		}
 		inserted := res.RowsAffected
-		if err := holdABBatch(tx, id, lo, hi); err != nil {
-			return err
-		}
 		// The rows just written are checked against the suppression list.
 		// A young list has few suppressions or none: then reading them all
 		// is cheaper than looking every address up, and with none there is
