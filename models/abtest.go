@@ -216,7 +216,7 @@ func abOrder(campaignID, subscriberID int64) uint64 {
 // deliveries in the random order, dealt to the variants in turn (so the
 // split is even, to one), due now. It runs in the transaction that marks
 // the campaign materialised, so a crash leaves either both or neither.
-func startABTest(tx *gorm.DB, id int64, at time.Time) error {
+func (s *Store) startABTest(tx *gorm.DB, id int64, at time.Time) error {
 	share, n, released, err := abState(tx, id)
 	if err != nil || share == 0 || released {
 		return err
@@ -263,10 +263,13 @@ func startABTest(tx *gorm.DB, id int64, at time.Time) error {
 	for i, d := range picked {
 		byVariant[i%n] = append(byVariant[i%n], d.id)
 	}
+	// The ids as one JSON argument: the SQLite driver's binding cost grows
+	// with the square of the parameters.
 	for v, ids := range byVariant {
 		for len(ids) > 0 {
-			m := min(len(ids), 500)
-			if err := tx.Exec("UPDATE deliveries SET variant = ?, next_attempt_at = ? WHERE id IN ?", v+1, at, ids[:m]).Error; err != nil {
+			m := min(len(ids), 5000)
+			if err := tx.Exec("UPDATE deliveries SET variant = ?, next_attempt_at = ? WHERE id IN "+s.jsonIntSet(), v+1, at,
+				jsonArray(ids[:m])).Error; err != nil {
 				return err
 			}
 			ids = ids[m:]

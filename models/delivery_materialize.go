@@ -39,7 +39,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		lo := c[0].MaterializeCursor
 		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
 			done = true
-			if err := startABTest(tx, id, dbNow()); err != nil {
+			if err := s.startABTest(tx, id, dbNow()); err != nil {
 				return err
 			}
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
