@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -102,5 +103,66 @@ func TestABTestFormAndPick(t *testing.T) {
 	}
 	if p := m.postForm(fmt.Sprintf("/campaigns/%d/winner", id), url.Values{"variant": {"1"}}); p.StatusCode != 409 {
 		t.Errorf("second pick = %d, want 409", p.StatusCode)
+	}
+}
+
+// The API takes and shows a campaign's A/B test, refuses a bad one with
+// the fields named, updates it, and refuses a winner before the test share
+// is out.
+func TestAPIABTest(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	list, tmpl := composeFixture(t, app.store, 4)
+	u, _ := app.store.CreateUser(ctx, "api@example.com", "", "correct horse battery", models.RoleMarketer)
+	tok, _, _ := app.store.CreateAPIToken(ctx, u.ID, "test")
+	body := func(ab string) string {
+		return fmt.Sprintf(`{"name":"Spring","template_id":%d,"from_email":"news@acme.test","lists":[%d],"ab_test":%s}`, tmpl, list, ab)
+	}
+	p := app.api("POST", "/api/v1/campaigns", tok, body(`{"share":0,"metric":"revenue","wait_seconds":3600,"variants":[{"subject":"a"}]}`))
+	if p.StatusCode != 422 {
+		t.Fatalf("bad test: %d %s", p.StatusCode, p.Body)
+	}
+	for _, f := range []string{"variants", "ab_share", "ab_metric"} {
+		if !strings.Contains(p.Body, `"`+f+`"`) {
+			t.Errorf("422 does not name %s: %s", f, p.Body)
+		}
+	}
+	p = app.api("POST", "/api/v1/campaigns", tok, body(`{"share":25,"metric":"cto","wait_seconds":600,"manual":true,
+		"variants":[{"subject":"a"},{"label":"Bold","subject":"b","preheader":"p"}]}`))
+	if p.StatusCode != 201 {
+		t.Fatalf("create: %d %s", p.StatusCode, p.Body)
+	}
+	var got struct {
+		Data struct {
+			ID     int64 `json:"id"`
+			ABTest struct {
+				Share    int    `json:"share"`
+				Metric   string `json:"metric"`
+				Manual   bool   `json:"manual"`
+				Variants []struct {
+					Idx   int    `json:"idx"`
+					Label string `json:"label"`
+				} `json:"variants"`
+			} `json:"ab_test"`
+		} `json:"data"`
+	}
+	json.Unmarshal([]byte(p.Body), &got)
+	ab := got.Data.ABTest
+	if ab.Share != 25 || ab.Metric != "cto" || !ab.Manual || len(ab.Variants) != 2 || ab.Variants[1].Label != "Bold" || ab.Variants[1].Idx != 2 {
+		t.Fatalf("created ab_test = %+v", ab)
+	}
+	id := got.Data.ID
+	if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/winner", id), tok, `{"variant":1}`); p.StatusCode != 409 {
+		t.Errorf("winner before the test: %d %s", p.StatusCode, p.Body)
+	}
+	// An update without ab_test keeps it; with {"variants":[]} removes it.
+	if p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, fmt.Sprintf(`{"name":"Spring 2","template_id":%d,"from_email":"news@acme.test","lists":[%d]}`, tmpl, list)); p.StatusCode != 200 || !strings.Contains(p.Body, `"Bold"`) {
+		t.Fatalf("update keeping the test: %d %s", p.StatusCode, p.Body)
+	}
+	if p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, body(`{"variants":[]}`)); p.StatusCode != 200 || strings.Contains(p.Body, `"ab_test"`) {
+		t.Fatalf("update removing the test: %d %s", p.StatusCode, p.Body)
+	}
+	if vs, _ := app.store.CampaignVariants(ctx, id); len(vs) != 0 {
+		t.Errorf("variants after removal: %+v", vs)
 	}
 }
