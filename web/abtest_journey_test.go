@@ -39,6 +39,9 @@ func TestJourneyABTest(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`input[name="ab_mode"][value="manual"]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name="v1_subject"]`), "Spring is here"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="v2_subject"]`), "Spring news inside"),
+	)
+	browsertest.Screenshot(t, ctx, shots, "ab-test-form")
+	step("save it",
 		chromedp.Click(chromedp.CSS(`[data-testid="save-campaign"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="campaign-status"]`)),
 	)
