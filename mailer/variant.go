@@ -3,8 +3,6 @@ package mailer
 import (
 	"context"
 	"fmt"
-	"html"
-	"regexp"
 	"strconv"
 
 	"github.com/herald-mail/herald/models"
@@ -25,29 +23,35 @@ func (c *campaignState) forVariant(v int) (*compiled, *msgParams) {
 	return c.comp, c.params
 }
 
-// prepareVariants compiles each A/B variant of a campaign: its subject,
-// from name, preheader and HTML where set, the campaign's (subject, html,
-// text as chosen for it) elsewhere. A variant with its own HTML gets its
-// text part derived from it, so the two parts say the same.
-func (e *Engine) prepareVariants(ctx context.Context, cs *campaignState, c *models.Campaign, sd *models.SendingDomain,
-	subject, htmlSrc, textSrc string, o compileOptions) error {
+// VariantContent is what variant v of campaign c sends: the campaign's
+// own content (ContentOf) with the variant's subject, preheader and HTML
+// where set. A variant's HTML is HTML whatever the campaign's format, and
+// its text part is derived from it, so the two parts say the same.
+func VariantContent(c *models.Campaign, v models.Variant) Content {
+	ct := ContentOf(c)
+	if v.Subject != "" {
+		ct.Subject = v.Subject
+	}
+	if v.Preheader != "" {
+		ct.Preheader = v.Preheader
+	}
+	if v.HTML != "" {
+		ct.Body, ct.Text, ct.Format = v.HTML, "", models.FormatHTML
+	}
+	return ct
+}
+
+// prepareVariants compiles each A/B variant of a campaign
+// (VariantContent), with the campaign's compile options o, and its sender
+// where the variant has its own from name.
+func (e *Engine) prepareVariants(ctx context.Context, cs *campaignState, c *models.Campaign, sd *models.SendingDomain, o compileOptions) error {
 	vs, err := e.store.CampaignVariants(ctx, c.ID)
 	if err != nil || len(vs) < models.MinVariants || c.AB.Share == 0 {
 		return err
 	}
 	cs.variants = make(map[int]variantMsg, len(vs))
 	for _, v := range vs {
-		s, h, t := subject, htmlSrc, textSrc
-		if v.Subject != "" {
-			s = v.Subject
-		}
-		if v.HTML != "" {
-			h, t = v.HTML, ""
-		}
-		if v.Preheader != "" {
-			h, t = withPreheader(h, v.Preheader), ""
-		}
-		comp, err := compileTemplate("campaign"+strconv.FormatInt(c.ID, 10)+"v"+strconv.Itoa(v.Idx), s, h, t, o)
+		comp, err := compileContent("campaign"+strconv.FormatInt(c.ID, 10)+"v"+strconv.Itoa(v.Idx), VariantContent(c, v), o)
 		if err != nil {
 			return fmt.Errorf("variant %s: %w", v.Label, err)
 		}
@@ -64,16 +68,4 @@ func (e *Engine) prepareVariants(ctx context.Context, cs *campaignState, c *mode
 		cs.variants[v.Idx] = variantMsg{comp, p}
 	}
 	return nil
-}
-
-var bodyOpenRE = regexp.MustCompile(`(?i)<body[^>]*>`)
-
-// withPreheader puts the preheader, the line inboxes show after the
-// subject, first in the body, hidden from the message's reader.
-func withPreheader(src, pre string) string {
-	div := `<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">` + html.EscapeString(pre) + `</div>`
-	if loc := bodyOpenRE.FindStringIndex(src); loc != nil {
-		return src[:loc[1]] + div + src[loc[1]:]
-	}
-	return div + src
 }

@@ -111,6 +111,9 @@ type ClaimRequest struct {
 	// not to be claimed now (their destination is suspended or its queue is
 	// full). Transactional deliveries are claimed regardless.
 	ExcludeDomains []string
+	// Now is the time rows must be due by (and leases are measured
+	// from); zero is the current time.
+	Now time.Time
 }
 
 // Reclaim is a claim's choice among rows whose lease expired. A running

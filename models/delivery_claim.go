@@ -20,6 +20,9 @@ func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed,
 	}
 	d := w.sql
 	t := dbNow()
+	if !req.Now.IsZero() {
+		t = dbTime(req.Now)
+	}
 	excl, exclArgs := "", []any(nil)
 	if len(req.ExcludeDomains) > 0 {
 		excl = " AND domain NOT IN (" + placeholders(len(req.ExcludeDomains)) + ")"

@@ -10,7 +10,8 @@ import (
 )
 
 // materialize is MaterializeCampaign.
-func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (done bool, err error) {
+// Its rows are due at, or at their local hour (releaseByZone).
+func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at time.Time) (done bool, err error) {
 	s := w.s
 	if batch <= 0 {
 		batch = 5000
@@ -39,14 +40,16 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		lo := c[0].MaterializeCursor
 		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
 			done = true
-			if err := s.startABTest(tx, id, dbNow()); err != nil {
+			if err := s.startABTest(tx, id, dbTime(at)); err != nil {
 				return err
 			}
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
 		}
 		hi := lo + int64(batch)
-		t := dbNow()
-		// due: when the new rows may be claimed (an A/B test holds them).
+		t := dbTime(at)
+		// due: when the new rows may be claimed. An A/B test holds them
+		// (startABTest releases its share, the winner the rest), and the
+		// send time's release step leaves held rows alone.
 		due, err := abDue(tx, id, t)
 		if err != nil {
 			return err
@@ -93,6 +96,11 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 			return res.Error
 		}
 		inserted := res.RowsAffected
+		if inserted > 0 && due.Equal(t) {
+			if err := w.releaseBatch(tx, id, lo, hi, t); err != nil {
+				return err
+			}
+		}
 		// The rows just written are checked against the suppression list.
 		// A young list has few suppressions or none: then reading them all
 		// is cheaper than looking every address up, and with none there is

@@ -68,6 +68,9 @@ func TestABTestFormAndPick(t *testing.T) {
 	if v, _ := edit.Doc.Find(`input[name="ab_wait"]`).Attr("value"); v != "2h" {
 		t.Errorf("edit form wait = %q", v)
 	}
+	if edit.Doc.Find(`form [data-testid="campaign-content"]`).Length() != 1 || edit.Doc.Find(`form [data-testid="ab-fields"]`).Length() != 1 {
+		t.Errorf("edit form lacks the message fieldset or the A/B section")
+	}
 
 	// Sent: the test share goes out, the rest waits for a person.
 	if err := app.store.StartCampaign(ctx, id); err != nil {
@@ -155,11 +158,14 @@ func TestAPIABTest(t *testing.T) {
 	if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/winner", id), tok, `{"variant":1}`); p.StatusCode != 409 {
 		t.Errorf("winner before the test: %d %s", p.StatusCode, p.Body)
 	}
-	// An update without ab_test keeps it; with {"variants":[]} removes it.
-	if p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, fmt.Sprintf(`{"name":"Spring 2","template_id":%d,"from_email":"news@acme.test","lists":[%d]}`, tmpl, list)); p.StatusCode != 200 || !strings.Contains(p.Body, `"Bold"`) {
+	// An update without ab_test keeps it; with {"variants":[]} it is
+	// removed.
+	put := func(body string) *page { return app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, body) }
+	if p := put(`{"name":"Spring 2","preheader":"Spring is here"}`); p.StatusCode != 200 || !strings.Contains(p.Body, `"Bold"`) ||
+		!strings.Contains(p.Body, `"name":"Spring 2"`) || !strings.Contains(p.Body, `"preheader":"Spring is here"`) {
 		t.Fatalf("update keeping the test: %d %s", p.StatusCode, p.Body)
 	}
-	if p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, body(`{"variants":[]}`)); p.StatusCode != 200 || strings.Contains(p.Body, `"ab_test"`) {
+	if p := put(`{"ab_test":{"variants":[]}}`); p.StatusCode != 200 || strings.Contains(p.Body, `"ab_test"`) {
 		t.Fatalf("update removing the test: %d %s", p.StatusCode, p.Body)
 	}
 	if vs, _ := app.store.CampaignVariants(ctx, id); len(vs) != 0 {

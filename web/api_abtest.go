@@ -61,49 +61,6 @@ func (s *apiHandlers) apiABOf(ctx context.Context, cp *models.Campaign) (*apiABT
 	return out, nil
 }
 
-// apiUpdateCampaign changes a draft or scheduled campaign: the fields of
-// a create, all of them (a missing one is emptied), ab_test left alone
-// when absent.
-func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
-	ctx := c.Request().Context()
-	id, err := idParam(c, "id")
-	if err != nil {
-		return err
-	}
-	cur, err := s.store.Campaign(ctx, id)
-	if err != nil {
-		return err
-	}
-	var in campaignInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	cp := &models.Campaign{ID: id, Name: in.Name, TemplateID: &in.TemplateID, Subject: in.Subject,
-		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
-		SendingDomainID: cur.SendingDomainID, IPPoolID: cur.IPPoolID,
-		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM}
-	in.ABTest.apply(cp)
-	if in.ABTest == nil {
-		// Validate checks the A/B settings it is given: give it the stored ones.
-		vs, err := s.store.CampaignVariants(ctx, id)
-		if err != nil {
-			return err
-		}
-		cp.AB, cp.Variants = cur.AB, vs
-	}
-	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
-		return unprocessable("The campaign is not valid.", errs)
-	}
-	if err := s.store.UpdateCampaign(s.audited(c, "campaign.update", "campaign", cp.Name+" (api)", &cp.ID), cp, in.Lists); err != nil {
-		var se *models.CampaignStateError
-		if errors.As(err, &se) {
-			return conflict("The campaign is " + se.Status + " and can no longer be edited.")
-		}
-		return err
-	}
-	return s.writeAPICampaign(c, http.StatusOK, id)
-}
-
 // apiPickABWinner sends a variant to the rest of an A/B tested campaign's
 // audience: {"variant": 2}, or 0 for the best by the test's metric.
 func (s *apiHandlers) apiPickABWinner(c echo.Context) error {

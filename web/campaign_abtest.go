@@ -73,10 +73,3 @@ func checkVariants(cp *models.Campaign, errs map[string]string) {
 		}
 	}
 }
-
-func firstNonEmpty(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
-}

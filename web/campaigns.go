@@ -66,15 +66,31 @@ func (s *campaignPages) campaignsPage(c echo.Context) error {
 // store (the form and the API share it).
 func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
 	errs := cp.Validate()
+	for k, v := range cp.SendTime.Validate() {
+		errs[k] = v
+	}
 	checkVariants(cp, errs)
 	if errs["from_email"] == "" {
 		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
 			errs["from_email"] = err.Error()
 		}
 	}
-	if cp.TemplateID != nil {
+	if cp.TemplateID != nil && cp.ID == 0 {
 		if _, err := s.store.Template(ctx, *cp.TemplateID); err != nil {
 			errs["template_id"] = "Choose an existing template."
+		}
+	}
+	if errs["html"] == "" && errs["format"] == "" && (strings.TrimSpace(cp.HTML) != "" || strings.TrimSpace(cp.Text) != "") {
+		// The content is checked as it will be sent, with its part and
+		// line when it does not compile.
+		if err := mailer.CheckContent(mailer.ContentOf(cp)); err != nil {
+			field := "html"
+			if strings.HasPrefix(err.Error(), "subject") {
+				field = "subject"
+			} else if strings.HasPrefix(err.Error(), "text body") {
+				field = "text"
+			}
+			errs[field] = "The message does not render: " + err.Error()
 		}
 	}
 	if cp.ReplyTo != "" {
@@ -136,6 +152,12 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 		ReplyTo: strings.TrimSpace(c.FormValue("reply_to")), SendingDomainID: optionalID(c.FormValue("sending_domain_id")),
 		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
 		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
+		Preheader: strings.TrimSpace(c.FormValue("preheader")), HTML: c.FormValue("html"), Text: c.FormValue("text"),
+		Format: c.FormValue("format"),
+	}
+	if c.FormValue("send_mode") == "local" {
+		cp.SendTime = models.SendTime{LocalSendAt: c.FormValue("local_send_at"), TZAttribute: c.FormValue("tz_attribute"),
+			TZDefault: c.FormValue("tz_default")}
 	}
 	abFromForm(c, &cp)
 	return cp, formLists(c)
@@ -194,7 +216,7 @@ func (s *campaignPages) createCampaign(c echo.Context) error {
 	if err := s.store.CreateCampaign(s.audited(c, "campaign.create", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
 		return err
 	}
-	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft. Send yourself a test, then send it or schedule it.", cp.Name))
+	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft with the template's message: write yours under Edit, send yourself a test, then send it or schedule it.", cp.Name))
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
 
@@ -239,12 +261,26 @@ func (s *campaignPages) updateCampaign(c echo.Context) error {
 		return err
 	}
 	cp, lists := campaignFromForm(c)
-	cp.ID, cp.Status, cp.Transport = cur.ID, cur.Status, cur.Transport
+	// The template stays what the content started from; the content is
+	// the form's.
+	cp.ID, cp.Status, cp.Transport, cp.TemplateID = cur.ID, cur.Status, cur.Transport, cur.TemplateID
 	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
 		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
 	}
-	if err := s.store.UpdateCampaign(s.audited(c, "campaign.update", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
+	// The settings and the send time change together, with the entry.
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.UpdateCampaign(chg.Ctx(), &cp, lists); err != nil {
 		return s.campaignStateError(err, "edited")
+	}
+	if err := s.store.SetCampaignSendTime(chg.Ctx(), cp.ID, cp.SendTime); err != nil {
+		return s.campaignStateError(err, "edited")
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.update", "campaign", itoa(cp.ID), cp.Name)); err != nil {
+		return err
 	}
 	s.flash(c, "Campaign saved.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
@@ -360,6 +396,17 @@ func (s *campaignPages) progressVM(ctx context.Context, id int64) (*views.Progre
 	now := time.Now()
 	if lp.Status == models.CampaignRunning {
 		vm.ETA = views.ETA(vm.Done, vm.Total, lp.StartedAt, now)
+	}
+	if lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused {
+		// Deliveries held for their local hour: say what they wait for,
+		// or the panel would look stuck.
+		if cp, err := s.store.Campaign(ctx, id); err == nil && cp.ByZone() {
+			w, err := s.store.CampaignZoneWait(ctx, id, now)
+			if err != nil {
+				return nil, err
+			}
+			vm.Waiting = views.ZoneWaitText(cp.LocalSendAt, *w)
+		}
 	}
 	for _, d := range lp.Destinations {
 		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
@@ -638,6 +685,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 	}
 	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
 		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+		SendTime: cp.SendTime,
 	}))
 }
 
@@ -645,7 +693,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 // whether that delivers for real.
 func (s *campaignPages) transportLabel(name string) string {
 	if name == "" {
-		name = s.cfg.Transport
+		name = s.delivery().Transport
 	}
 	if name == "" || name == "capture" {
 		return "capture: kept in the Outbox, nothing is delivered"

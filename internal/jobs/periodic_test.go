@@ -82,8 +82,8 @@ func TestSchedulerRunsEachJobOnOneNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(jobs) != 4 {
-			t.Fatalf("jobs = %+v, want the 4 default jobs", jobs)
+		if want := len(Default(s, slog.New(slog.DiscardHandler))); len(jobs) != want {
+			t.Fatalf("jobs = %+v, want the %d default jobs", jobs, want)
 		}
 		for _, j := range jobs {
 			if j.Name == "abtests.decide" { // due every 10 seconds
