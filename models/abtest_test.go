@@ -206,3 +206,78 @@ func TestABValidate(t *testing.T) {
 		}
 	}
 }
+
+// An A/B test and a local send time do not go together: Validate refuses
+// the pair, and a campaign given both through the store (SetCampaignSendTime
+// does not look at the test) still keeps its remainder held for the winner:
+// the time-zone release step leaves held rows alone, and the test share is
+// due when the draw is made.
+func TestABTestWithSendTime(t *testing.T) {
+	c := &models.Campaign{Name: "ab", HTML: "<p>x</p>", FromEmail: "a@b.test",
+		AB:       models.ABTest{Share: 50, Metric: models.MetricClicks, WaitSeconds: 60},
+		Variants: []models.Variant{{Subject: "Hello"}, {Subject: "Hi there"}},
+		SendTime: models.SendTime{LocalSendAt: "09:00", TZDefault: "Europe/Paris"}}
+	if errs := c.Validate(); errs["local_send_at"] == "" {
+		t.Errorf("Validate of an A/B test at a local time = %v, want local_send_at refused", errs)
+	}
+	t0 := time.Date(2026, 12, 5, 12, 0, 30, 0, time.UTC) // 13:00 in Paris: 09:00 is tomorrow
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := &models.List{Name: "AB", Optin: models.OptinSingle, Visibility: models.ListPublic}
+		if err := s.CreateList(ctx, list); err != nil {
+			t.Fatal(err)
+		}
+		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
+		for i := range 20 {
+			sub := &models.Subscriber{Email: fmt.Sprintf("z%02d@ab.test", i)}
+			if err := s.CreateSubscriber(ctx, sub, map[int64]string{list.ID: models.SubConfirmed}, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := &models.Campaign{Name: "ab", HTML: "<p>x</p>", FromEmail: "a@b.test",
+			AB:       models.ABTest{Share: 50, Metric: models.MetricClicks, WaitSeconds: 60},
+			Variants: []models.Variant{{Subject: "Hello"}, {Subject: "Hi there"}}}
+		if errs := c.Validate(); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		if err := s.CreateCampaign(ctx, c, []int64{list.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetCampaignSendTime(ctx, c.ID, models.SendTime{LocalSendAt: "09:00", TZDefault: "Europe/Paris"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartCampaign(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		for done := false; !done; {
+			var err error
+			if done, err = s.MaterializeCampaignAt(ctx, c.ID, 7, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var rows []struct {
+			Variant       *int
+			NextAttemptAt time.Time
+		}
+		if err := s.DB().Raw("SELECT variant, next_attempt_at FROM deliveries WHERE campaign_id = ?", c.ID).Scan(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		var test, held int
+		for _, r := range rows {
+			if r.Variant != nil {
+				test++
+				if d := r.NextAttemptAt.Sub(t0); d < -time.Second || d > time.Second {
+					t.Errorf("variant %d row due %s, want the draw's time %s", *r.Variant, r.NextAttemptAt.UTC(), t0)
+				}
+				continue
+			}
+			held++
+			if r.NextAttemptAt.Year() < 2200 {
+				t.Errorf("held row due %s: the release step freed a row held for the winner", r.NextAttemptAt.UTC())
+			}
+		}
+		if test != 10 || held != 10 {
+			t.Errorf("%d test rows and %d held, want 10 and 10", test, held)
+		}
+	})
+}

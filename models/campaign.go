@@ -144,6 +144,13 @@ func (c *Campaign) Validate() map[string]string {
 		c.FromEmail = e
 	}
 	c.validateAB(errs)
+	if len(c.Variants) > 0 && strings.TrimSpace(c.LocalSendAt) != "" {
+		// The test share must go out at once so the variants are compared
+		// over the same hours, and the held remainder must wait for the
+		// winner, not for each zone's hour.
+		errs["local_send_at"] = "An A/B test cannot be combined with delivery at a local time: " +
+			"choose \"Send when the campaign starts\" or remove the A/B test."
+	}
 	return errs
 }
 

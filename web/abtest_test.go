@@ -71,6 +71,23 @@ func TestABTestFormAndPick(t *testing.T) {
 	if edit.Doc.Find(`form [data-testid="campaign-content"]`).Length() != 1 || edit.Doc.Find(`form [data-testid="ab-fields"]`).Length() != 1 {
 		t.Errorf("edit form lacks the message fieldset or the A/B section")
 	}
+	// The form saves the campaign's own body and its test together; a
+	// local send time with a test is refused.
+	body := `<p>Spring is here.</p><a href="{{.UnsubscribeURL}}">Unsubscribe</a>`
+	edited := form(map[string]string{"subject": "Spring", "html": body, "format": "html", "v3_subject": "Third try"})
+	local := form(map[string]string{"subject": "Spring", "html": body, "format": "html", "send_mode": "local",
+		"local_send_at": "09:00", "tz_default": "Europe/Paris"})
+	if p := m.postForm(fmt.Sprintf("/campaigns/%d", id), local); p.StatusCode != 422 ||
+		!strings.Contains(p.Doc.Find(`[data-testid="err-local_send_at"]`).Text(), "A/B test") {
+		t.Errorf("A/B test at a local time: %d, message %q", p.StatusCode, p.Doc.Find(`[data-testid="err-local_send_at"]`).Text())
+	}
+	if p := m.postForm(fmt.Sprintf("/campaigns/%d", id), edited); p.StatusCode != 200 {
+		t.Fatalf("edit: %d %s", p.StatusCode, p.Doc.Find(`[aria-invalid="true"], small[data-testid^="err-"]`).Text())
+	}
+	cp, _ = app.store.Campaign(ctx, id)
+	if vs, _ = app.store.CampaignVariants(ctx, id); cp.HTML != body || cp.LocalSendAt != "" || len(vs) != 3 || vs[2].Subject != "Third try" {
+		t.Fatalf("after the edit: html %q, local %q, variants %+v", cp.HTML, cp.LocalSendAt, vs)
+	}
 
 	// Sent: the test share goes out, the rest waits for a person.
 	if err := app.store.StartCampaign(ctx, id); err != nil {
@@ -158,15 +175,25 @@ func TestAPIABTest(t *testing.T) {
 	if p := app.api("POST", fmt.Sprintf("/api/v1/campaigns/%d/winner", id), tok, `{"variant":1}`); p.StatusCode != 409 {
 		t.Errorf("winner before the test: %d %s", p.StatusCode, p.Body)
 	}
-	// An update without ab_test keeps it; with {"variants":[]} it is
-	// removed.
+	// An update without ab_test keeps it; a local send time with it is
+	// refused; with {"variants":[]} it is removed.
 	put := func(body string) *page { return app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, body) }
 	if p := put(`{"name":"Spring 2","preheader":"Spring is here"}`); p.StatusCode != 200 || !strings.Contains(p.Body, `"Bold"`) ||
 		!strings.Contains(p.Body, `"name":"Spring 2"`) || !strings.Contains(p.Body, `"preheader":"Spring is here"`) {
 		t.Fatalf("update keeping the test: %d %s", p.StatusCode, p.Body)
 	}
+	if p := put(`{"local_send_at":"09:00","tz_default":"Europe/Paris"}`); p.StatusCode != 422 || !strings.Contains(p.Body, `"local_send_at"`) ||
+		!strings.Contains(p.Body, "A/B test") {
+		t.Fatalf("local send time with the test: %d %s", p.StatusCode, p.Body)
+	}
+	if cp, _ := app.store.Campaign(ctx, id); cp.LocalSendAt != "" {
+		t.Errorf("refused send time saved: %q", cp.LocalSendAt)
+	}
 	if p := put(`{"ab_test":{"variants":[]}}`); p.StatusCode != 200 || strings.Contains(p.Body, `"ab_test"`) {
 		t.Fatalf("update removing the test: %d %s", p.StatusCode, p.Body)
+	}
+	if p := put(`{"local_send_at":"09:00","tz_default":"Europe/Paris"}`); p.StatusCode != 200 || !strings.Contains(p.Body, `"local_send_at":"09:00"`) {
+		t.Fatalf("local send time without a test: %d %s", p.StatusCode, p.Body)
 	}
 	if vs, _ := app.store.CampaignVariants(ctx, id); len(vs) != 0 {
 		t.Errorf("variants after removal: %+v", vs)
