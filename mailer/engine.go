@@ -663,6 +663,8 @@ type campaignState struct {
 	tname     string
 	transport Transport
 	matDone   atomic.Bool
+	// variants: an A/B test's versions by Variant.Idx (variant.go).
+	variants map[int]variantMsg
 }
 
 func (c *campaignState) running() bool { return c.status.Load() == models.CampaignRunning }
@@ -693,8 +695,8 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	if env := e.env.Load(); env != nil && env.trackingOff {
 		track = false
 	}
-	comp, err := compileContent("campaign"+strconv.FormatInt(id, 10), ContentOf(c),
-		compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name})
+	copts := compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name}
+	comp, err := compileContent("campaign"+strconv.FormatInt(id, 10), ContentOf(c), copts)
 	if err != nil {
 		return nil, fmt.Errorf("campaign %q: %w", c.Name, err)
 	}
@@ -714,6 +716,9 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	params.campaignID, params.campaignName, params.listHeaders = id, c.Name, true
 	cs := &campaignState{id: id, comp: comp, params: params, tname: c.Transport}
 	cs.status.Store(c.Status)
+	if err := e.prepareVariants(ctx, cs, c, sd, copts); err != nil {
+		return nil, err
+	}
 	var ok bool
 	if cs.transport, ok = e.transports()[c.Transport]; !ok {
 		return nil, fmt.Errorf("unknown transport %q", c.Transport)
@@ -901,7 +906,7 @@ func (e *Engine) render(j *job, now time.Time) (*rendered, error) {
 		p    *msgParams
 	)
 	if j.camp != nil {
-		comp, p = j.camp.comp, j.camp.params
+		comp, p = j.camp.forVariant(j.c.Variant)
 	} else {
 		comp, p = j.tx.comp, j.tx.params
 		rc.data, rc.attributes = j.tx.data, j.tx.data

@@ -66,6 +66,12 @@ type Campaign struct {
 	SendTime `gorm:"embedded"`
 
 	Counters `gorm:"embedded"`
+
+	// AB is the campaign's A/B test (abtest.go); Variants its versions,
+	// not loaded by Campaign (CampaignVariants) and written by Create- and
+	// UpdateCampaign when not nil (empty: no test).
+	AB       ABTest    `gorm:"embedded"`
+	Variants []Variant `gorm:"-"`
 }
 
 // Counters are a campaign's deliveries by status, kept exact by the store.
@@ -137,6 +143,14 @@ func (c *Campaign) Validate() map[string]string {
 	} else {
 		c.FromEmail = e
 	}
+	c.validateAB(errs)
+	if len(c.Variants) > 0 && strings.TrimSpace(c.LocalSendAt) != "" {
+		// The test share must go out at once so the variants are compared
+		// over the same hours, and the held remainder must wait for the
+		// winner, not for each zone's hour.
+		errs["local_send_at"] = "An A/B test cannot be combined with delivery at a local time: " +
+			"choose \"Send when the campaign starts\" or remove the A/B test."
+	}
 	return errs
 }
 
@@ -164,6 +178,9 @@ func (s *Store) CreateCampaign(ctx context.Context, c *Campaign, listIDs []int64
 		}
 		c.Counters = Counters{}
 		if err := tx.Create(c).Error; err != nil {
+			return err
+		}
+		if err := setCampaignVariants(tx, c.ID, c.Variants); err != nil {
 			return err
 		}
 		return setCampaignLists(tx, c.ID, listIDs)
@@ -206,6 +223,15 @@ func (s *Store) UpdateCampaign(ctx context.Context, c *Campaign, listIDs []int64
 		}).Error
 		if err != nil {
 			return err
+		}
+		if c.Variants != nil {
+			if err := tx.Model(&Campaign{}).Where("id = ?", c.ID).Updates(map[string]any{"ab_share": c.AB.Share,
+				"ab_metric": c.AB.Metric, "ab_wait_seconds": c.AB.WaitSeconds, "ab_manual": c.AB.Manual}).Error; err != nil {
+				return err
+			}
+			if err := setCampaignVariants(tx, c.ID, c.Variants); err != nil {
+				return err
+			}
 		}
 		return setCampaignLists(tx, c.ID, listIDs)
 	})
@@ -544,8 +570,12 @@ func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) 
 	c := &Campaign{Name: "Copy of " + src.Name, TemplateID: src.TemplateID, Subject: src.Subject,
 		Preheader: src.Preheader, HTML: src.HTML, Text: src.Text, Format: src.Format,
 		FromName: src.FromName, FromEmail: src.FromEmail, ReplyTo: src.ReplyTo, SendingDomainID: src.SendingDomainID,
-		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM}
+		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM,
+		AB: ABTest{Share: src.AB.Share, Metric: src.AB.Metric, WaitSeconds: src.AB.WaitSeconds, Manual: src.AB.Manual}}
 	c.SendTime = SendTime{LocalSendAt: src.LocalSendAt, TZAttribute: src.TZAttribute, TZDefault: src.TZDefault}
+	if c.Variants, err = s.CampaignVariants(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := s.CreateCampaign(ctx, c, lists); err != nil {
 		return nil, err
 	}

@@ -40,10 +40,20 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		lo := c[0].MaterializeCursor
 		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
 			done = true
+			if err := s.startABTest(tx, id, dbTime(at)); err != nil {
+				return err
+			}
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
 		}
 		hi := lo + int64(batch)
 		t := dbTime(at)
+		// due: when the new rows may be claimed. An A/B test holds them
+		// (startABTest releases its share, the winner the rest), and the
+		// send time's release step leaves held rows alone.
+		due, err := abDue(tx, id, t)
+		if err != nil {
+			return err
+		}
 		var lists []struct {
 			ListID int64
 			Optin  string
@@ -66,7 +76,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 				SELECT ?, s.id, sp.list_id, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
 				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
 				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, lists[0].ListID, statuses, lo, hi)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, lists[0].ListID, statuses, lo, hi)
 		} else {
 			// Someone on several of the lists gets one delivery, attributed
 			// to the first list.
@@ -80,13 +90,13 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
 				  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
 				GROUP BY s.id, s.email
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
 		}
 		if res.Error != nil {
 			return res.Error
 		}
 		inserted := res.RowsAffected
-		if inserted > 0 {
+		if inserted > 0 && due.Equal(t) {
 			if err := w.releaseBatch(tx, id, lo, hi, t); err != nil {
 				return err
 			}

@@ -32,6 +32,9 @@ type campaignInput struct {
 	UTM         bool       `json:"utm"`
 	Transport   string     `json:"transport"`
 	ScheduledAt *time.Time `json:"scheduled_at"`
+	// ABTest, when given, sets the campaign's A/B test (api_abtest.go);
+	// {"variants": []} removes it.
+	ABTest *apiABInput `json:"ab_test"`
 	// LocalSendAt "HH:MM" delivers at that local time in each
 	// subscriber's zone (attribute TZAttribute, else TZDefault).
 	LocalSendAt string `json:"local_send_at"`
@@ -64,6 +67,7 @@ type apiCampaignJS struct {
 	TZDefault   string      `json:"tz_default,omitempty"`
 	TZInvalid   int64       `json:"tz_invalid,omitempty"`
 	Counters    apiCounters `json:"counters"`
+	ABTest      *apiABTest  `json:"ab_test,omitempty"`
 }
 
 type apiCounters struct {
@@ -127,10 +131,16 @@ func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) err
 	return c.JSON(status, map[string]any{"data": out})
 }
 
-// campaignWithLists is a campaign as the API shows it, with its lists.
+// campaignWithLists is a campaign as the API shows it, with its lists and
+// its A/B test.
 func (s *apiHandlers) campaignWithLists(ctx context.Context, cp *models.Campaign) (apiCampaignJS, error) {
 	lists, err := s.store.CampaignLists(ctx, cp.ID)
-	return toAPICampaign(cp, lists), err
+	if err != nil {
+		return apiCampaignJS{}, err
+	}
+	out := toAPICampaign(cp, lists)
+	out.ABTest, err = s.apiABOf(ctx, cp)
+	return out, err
 }
 
 func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
@@ -146,6 +156,7 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
 		SendTime: models.SendTime{LocalSendAt: in.LocalSendAt, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault},
 	}
+	in.ABTest.apply(cp)
 	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
@@ -194,11 +205,18 @@ type campaignPatch struct {
 	TrackOpens  *bool    `json:"track_opens"`
 	TrackClicks *bool    `json:"track_clicks"`
 	UTM         *bool    `json:"utm"`
+	// The send-time option: local_send_at "" sends at once.
+	LocalSendAt *string `json:"local_send_at"`
+	TZAttribute *string `json:"tz_attribute"`
+	TZDefault   *string `json:"tz_default"`
+	// ABTest, when sent, replaces the A/B test; {"variants": []} removes it.
+	ABTest *apiABInput `json:"ab_test"`
 }
 
 // apiUpdateCampaign changes a draft or scheduled campaign: its content
-// (subject, preheader, body, text part, format), sender, lists and
-// tracking. Only this campaign changes, never its template.
+// (subject, preheader, body, text part, format), sender, lists, tracking,
+// send time and A/B test, the fields sent only. Only this campaign
+// changes, never its template.
 func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
 	id, err := idParam(c, "id")
@@ -231,6 +249,9 @@ func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
 	set(&cp.FromName, in.FromName)
 	set(&cp.FromEmail, in.FromEmail)
 	set(&cp.ReplyTo, in.ReplyTo)
+	set(&cp.LocalSendAt, in.LocalSendAt)
+	set(&cp.TZAttribute, in.TZAttribute)
+	set(&cp.TZDefault, in.TZDefault)
 	for dst, v := range map[*bool]*bool{&cp.TrackOpens: in.TrackOpens, &cp.TrackClicks: in.TrackClicks, &cp.UTM: in.UTM} {
 		if v != nil {
 			*dst = *v
@@ -239,15 +260,29 @@ func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
 	if in.Lists != nil {
 		lists = *in.Lists
 	}
+	if in.ABTest != nil {
+		in.ABTest.apply(cp)
+	} else if cp.Variants, err = s.store.CampaignVariants(ctx, id); err != nil {
+		// Validate checks the test it is given: the stored one.
+		return err
+	}
 	if errs := s.validateCampaign(ctx, cp, lists); len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
+	if in.ABTest == nil {
+		cp.Variants = nil // UpdateCampaign leaves the test alone
+	}
+	// The settings, the send time and the entry change together.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer chg.End()
-	if err := s.store.UpdateCampaign(chg.Ctx(), cp, lists); err != nil {
+	err = s.store.UpdateCampaign(chg.Ctx(), cp, lists)
+	if err == nil {
+		err = s.store.SetCampaignSendTime(chg.Ctx(), id, cp.SendTime)
+	}
+	if err != nil {
 		var se *models.CampaignStateError
 		if errors.As(err, &se) {
 			return conflict(fmt.Sprintf("The campaign is %s and can no longer be edited; clone it to send it again.", se.Status))

@@ -69,6 +69,7 @@ func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists [
 	for k, v := range cp.SendTime.Validate() {
 		errs[k] = v
 	}
+	checkVariants(cp, errs)
 	if errs["from_email"] == "" {
 		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
 			errs["from_email"] = err.Error()
@@ -158,6 +159,7 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 		cp.SendTime = models.SendTime{LocalSendAt: c.FormValue("local_send_at"), TZAttribute: c.FormValue("tz_attribute"),
 			TZDefault: c.FormValue("tz_default")}
 	}
+	abFromForm(c, &cp)
 	return cp, formLists(c)
 }
 
@@ -244,6 +246,9 @@ func (s *campaignPages) editCampaignPage(c echo.Context) error {
 	}
 	lists, err := s.store.CampaignLists(c.Request().Context(), cp.ID)
 	if err != nil {
+		return err
+	}
+	if cp.Variants, err = s.store.CampaignVariants(c.Request().Context(), cp.ID); err != nil {
 		return err
 	}
 	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)

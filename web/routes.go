@@ -257,7 +257,8 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
 		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
 		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
-		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only; content, sender, lists"},
+		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only: content, sender, lists, send time, ab_test"},
+		{POST, "/api/v1/campaigns/:id/winner", roleTokenMarketer, api.apiPickABWinner, nil, "A/B test: send a variant to the rest"},
 		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
 		{GET, "/api/v1/campaigns/:id/report", roleTokenViewer, api.apiCampaignReport, nil, "the report page's figures (api_reports.go)"},
@@ -406,6 +407,7 @@ func (s *Server) routeTable() []route {
 		{POST, "/campaigns/:id/clone", roleMarketer, campaigns.cloneCampaign, nil, ""},
 		{POST, "/campaigns/:id/dns-override", roleAdmin, campaigns.overrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
 		{GET, "/campaigns/:id/report", roleViewer, reports.campaignReport, nil, ""},
+		{POST, "/campaigns/:id/winner", roleMarketer, reports.pickABWinner, nil, "A/B test: send a variant to the rest"},
 		{GET, "/campaigns/:id/report.csv", roleViewer, reports.campaignReportCSV, nil, ""},
 
 		// Settings, users and API tokens (settings.go).

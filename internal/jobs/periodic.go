@@ -31,7 +31,8 @@ type Scheduler struct {
 	// Owner names this node in the jobs table (models.NewLeaseOwner).
 	Owner string
 	Jobs  []Job
-	// Look is how often the node checks for due jobs. Zero: a minute.
+	// Look is how often the node checks for due jobs. Zero: a minute, or
+	// the shortest job's period when that is shorter.
 	Look time.Duration
 }
 
@@ -41,6 +42,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 	look := s.Look
 	if look <= 0 {
 		look = time.Minute
+		for _, j := range s.Jobs {
+			if j.Every > 0 && j.Every < look {
+				look = j.Every
+			}
+		}
 	}
 	t := time.NewTicker(look)
 	defer t.Stop()
@@ -88,10 +94,15 @@ const RetentionAction = "retention.enforce"
 // Default is Herald's periodic jobs: the daily retention run (compliance
 // settings), the hourly removal of expired sessions, the hourly
 // removal of import uploads never started within a day, the sunset
-// policy's check for a round whose waiting period is over, and the daily
-// removal of webhook deliveries finished over WebhookLogKept ago.
+// policy's check for a round whose waiting period is over, the daily
+// removal of webhook deliveries finished over WebhookLogKept ago, and the
+// A/B tests' winners, looked for every 10 seconds (a test's wait may be
+// short).
 func Default(store *models.Store, log *slog.Logger) []Job {
 	return []Job{
+		{Name: "abtests.decide", Every: 10 * time.Second, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return ABTests(ctx, store, log, now)
+		}},
 		{Name: RetentionAction, Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			return Retention(ctx, store, log, now)
 		}},
