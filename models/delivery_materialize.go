@@ -16,6 +16,22 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		batch = 5000
 	}
 	domainExpr := w.sql.emailDomain("s.email")
+	// The audience and its rule are read before the transaction: they
+	// compile against the lists, segments and domain rules. A running
+	// campaign's audience no longer changes (SetCampaignAudience).
+	aud, err := s.CampaignAudience(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+	}
+	var (
+		where string
+		wargs []any
+	)
+	if !aud.listsOnly() {
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now()); err != nil {
+			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+		}
+	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		var c []struct {
 			Status            string
@@ -52,7 +68,29 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 			return err
 		}
 		var res *gorm.DB
-		if len(lists) == 1 {
+		switch {
+		case !aud.listsOnly():
+			// Segments or exclusions: the audience rule over the batch's
+			// subscribers. Each is attributed to the first of the
+			// campaign's lists they are eligible on, else to the first
+			// list they are eligible on at all (its unsubscribe link).
+			listExpr := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND " + eligibleSub + ")"
+			var args []any
+			if len(aud.Lists) > 0 {
+				listExpr = "COALESCE((SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND sp.list_id IN ? AND " +
+					eligibleSub + "), " + listExpr + ")"
+				args = append(args, aud.Lists)
+			}
+			args = append([]any{id}, args...)
+			args = append(args, t, t, lo, hi)
+			args = append(args, wargs...)
+			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+					created_at, subscriber_updated_at)
+				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM subscribers s
+				WHERE s.id > ? AND s.id <= ? AND `+where+`
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
+		case len(lists) == 1:
 			// One list, the usual case: each subscriber is on it once, so
 			// no grouping (SQLite sorted every batch into a temporary
 			// index for it) and no join to the list for its opt-in.
@@ -66,7 +104,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
 				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, lists[0].ListID, statuses, lo, hi)
-		} else {
+		default:
 			// Someone on several of the lists gets one delivery, attributed
 			// to the first list.
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
