@@ -1,7 +1,5 @@
 package models
 
-
-
 // SQLite: json_type tells booleans (which json_extract gives as 1 and 0)
 // and numbers from strings.
 
@@ -47,4 +45,3 @@ func (postgresSQL) isDate(expr string) string {
 }
 
 func (postgresSQL) numParam() string { return "CAST(? AS numeric)" }
-
