@@ -28,7 +28,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		wargs []any
 	)
 	if !aud.listsOnly() {
-		if where, wargs, err = s.audiencePredicate(ctx, aud, now()); err != nil {
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), true); err != nil {
 			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 		}
 	}

@@ -317,13 +317,22 @@ type segmentSQL struct {
 	now   time.Time
 	args  []any
 	rules []DomainRule // loaded for the first provider condition
+	// perRow writes conditions as tests of one subscriber at a time, for
+	// materialisation's spans of subscribers; otherwise sets the planner
+	// may start from (counts and previews over everyone). The two forms
+	// select the same people.
+	perRow bool
 }
 
 func (s *Store) compileConditions(ctx context.Context, c Conditions, now time.Time) (string, []any, error) {
+	return s.compile(ctx, c, now, false)
+}
+
+func (s *Store) compile(ctx context.Context, c Conditions, now time.Time, perRow bool) (string, []any, error) {
 	if err := c.Validate(); err != nil {
 		return "", nil, err
 	}
-	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now}
+	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now, perRow: perRow}
 	sql, err := q.conditions(c)
 	return sql, q.args, err
 }
@@ -335,7 +344,23 @@ func (q *segmentSQL) conditions(c Conditions) (string, error) {
 	parts := make([]string, 0, len(c.Groups))
 	for gi, g := range c.Groups {
 		cs := make([]string, 0, len(g.Conditions))
+		// Conditions read through an index come before attribute tests,
+		// which parse each row's JSON: in an AND group the later terms
+		// are then evaluated for fewer rows. (The order of terms changes
+		// no result.) Their parameters follow the same order.
+		order := make([]int, 0, len(g.Conditions))
 		for ci, x := range g.Conditions {
+			if x.Field != FieldAttribute {
+				order = append(order, ci)
+			}
+		}
+		for ci, x := range g.Conditions {
+			if x.Field == FieldAttribute {
+				order = append(order, ci)
+			}
+		}
+		for _, ci := range order {
+			x := g.Conditions[ci]
 			sql, err := q.condition(x)
 			if err != nil {
 				var ve *ValidationError
@@ -456,7 +481,18 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 		if c.Field == FieldClicked {
 			kind = "click"
 		}
-		ev := "EXISTS (SELECT 1 FROM events e WHERE e.subscriber_id = s.id AND e.kind = '" + kind + "' AND NOT e.machine"
+		// People's events of the kind (machine opens and scanner clicks
+		// left out), through events_engagement_idx. As an IN over s.id the
+		// planner may start from them when they are few.
+		ev := "s.id IN (SELECT e.subscriber_id FROM events e WHERE e.kind = '" + kind + "' AND e.machine = FALSE"
+		if q.perRow {
+			// Materialisation tests a span of subscribers at a time: a
+			// probe per subscriber, rather than the IN's whole set per span.
+			// (kind || '' keeps the planner on the subscriber's index: on
+			// events_engagement_idx it would read everyone's recent
+			// events for each subscriber.)
+			ev = "EXISTS (SELECT 1 FROM events e WHERE e.subscriber_id = s.id AND e.kind || '' = '" + kind + "' AND NOT e.machine"
+		}
 		switch c.Op {
 		case "in_last_days":
 			return q.arg(ev+" AND e.created_at >= ?)", q.since(c.Days)), nil

@@ -93,6 +93,7 @@ func seedSegmentFixture(t *testing.T, s *models.Store) segmentFixture {
 	}
 	evs := []models.Event{
 		{DeliveryID: 1, CampaignID: c.ID, SubscriberID: f.ids["paris"], Kind: "open", CreatedAt: now.Add(-48 * time.Hour)},
+		{DeliveryID: 2, CampaignID: c.ID, SubscriberID: f.ids["paris"], Kind: "open", CreatedAt: now.Add(-24 * time.Hour)},
 		{DeliveryID: 1, CampaignID: c.ID, SubscriberID: f.ids["paris"], Kind: "click", Machine: true, CreatedAt: now},
 		{DeliveryID: 4, CampaignID: c.ID, SubscriberID: f.ids["lyon"], Kind: "click", CreatedAt: now.Add(-40 * 24 * time.Hour)},
 		{DeliveryID: 4, CampaignID: c.ID, SubscriberID: f.ids["lyon"], Kind: "open", CreatedAt: now.Add(-40 * 24 * time.Hour)},
@@ -129,6 +130,9 @@ func segmentNames(t *testing.T, s *models.Store, f segmentFixture, c models.Cond
 	}
 	if n != int64(len(subs)) {
 		t.Errorf("count %d, preview %d people", n, len(subs))
+	}
+	if pr, err := s.CountSegmentPerRow(ctx, c); err != nil || pr != n {
+		t.Errorf("per-subscriber form counts %d (%v), the set form %d", pr, err, n)
 	}
 	var out []string
 	for _, sub := range subs {

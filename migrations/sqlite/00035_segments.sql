@@ -24,7 +24,12 @@ CREATE TABLE campaign_exclusions (
 CREATE UNIQUE INDEX campaign_exclusions_list_idx ON campaign_exclusions(campaign_id, list_id) WHERE list_id IS NOT NULL;
 CREATE UNIQUE INDEX campaign_exclusions_segment_idx ON campaign_exclusions(campaign_id, segment_id) WHERE segment_id IS NOT NULL;
 
+-- Engagement conditions (opened or clicked by a person, in the last N
+-- days) read people's events of a kind by time, subscriber included.
+CREATE INDEX events_engagement_idx ON events(kind, machine, created_at, subscriber_id);
+
 -- +goose Down
+DROP INDEX events_engagement_idx;
 DROP TABLE campaign_exclusions;
 DROP TABLE campaign_segments;
 DROP TABLE segments;
