@@ -431,6 +431,13 @@ func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) 
 	if err := s.CreateCampaign(ctx, c, lists); err != nil {
 		return nil, err
 	}
+	a, err := s.CampaignAudience(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetCampaignAudience(ctx, c.ID, a); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

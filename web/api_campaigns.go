@@ -14,36 +14,42 @@ import (
 )
 
 type campaignInput struct {
-	Name        string     `json:"name"`
-	TemplateID  int64      `json:"template_id"`
-	Subject     string     `json:"subject"`
-	FromName    string     `json:"from_name"`
-	FromEmail   string     `json:"from_email"`
-	ReplyTo     string     `json:"reply_to"`
-	Lists       []int64    `json:"lists"`
-	TrackOpens  *bool      `json:"track_opens"`
-	TrackClicks *bool      `json:"track_clicks"`
-	UTM         bool       `json:"utm"`
-	Transport   string     `json:"transport"`
-	ScheduledAt *time.Time `json:"scheduled_at"`
+	Name            string     `json:"name"`
+	TemplateID      int64      `json:"template_id"`
+	Subject         string     `json:"subject"`
+	FromName        string     `json:"from_name"`
+	FromEmail       string     `json:"from_email"`
+	ReplyTo         string     `json:"reply_to"`
+	Lists           []int64    `json:"lists"`
+	Segments        []int64    `json:"segments"`
+	ExcludeLists    []int64    `json:"exclude_lists"`
+	ExcludeSegments []int64    `json:"exclude_segments"`
+	TrackOpens      *bool      `json:"track_opens"`
+	TrackClicks     *bool      `json:"track_clicks"`
+	UTM             bool       `json:"utm"`
+	Transport       string     `json:"transport"`
+	ScheduledAt     *time.Time `json:"scheduled_at"`
 }
 
 type apiCampaignJS struct {
-	ID          int64       `json:"id"`
-	Name        string      `json:"name"`
-	TemplateID  *int64      `json:"template_id"`
-	Subject     string      `json:"subject"`
-	FromName    string      `json:"from_name"`
-	FromEmail   string      `json:"from_email"`
-	ReplyTo     string      `json:"reply_to"`
-	Status      string      `json:"status"`
-	TrackOpens  bool        `json:"track_opens"`
-	TrackClicks bool        `json:"track_clicks"`
-	ScheduledAt *time.Time  `json:"scheduled_at"`
-	StartedAt   *time.Time  `json:"started_at"`
-	FinishedAt  *time.Time  `json:"finished_at"`
-	Lists       []int64     `json:"lists,omitempty"`
-	Counters    apiCounters `json:"counters"`
+	ID              int64       `json:"id"`
+	Name            string      `json:"name"`
+	TemplateID      *int64      `json:"template_id"`
+	Subject         string      `json:"subject"`
+	FromName        string      `json:"from_name"`
+	FromEmail       string      `json:"from_email"`
+	ReplyTo         string      `json:"reply_to"`
+	Status          string      `json:"status"`
+	TrackOpens      bool        `json:"track_opens"`
+	TrackClicks     bool        `json:"track_clicks"`
+	ScheduledAt     *time.Time  `json:"scheduled_at"`
+	StartedAt       *time.Time  `json:"started_at"`
+	FinishedAt      *time.Time  `json:"finished_at"`
+	Lists           []int64     `json:"lists,omitempty"`
+	Segments        []int64     `json:"segments,omitempty"`
+	ExcludeLists    []int64     `json:"exclude_lists,omitempty"`
+	ExcludeSegments []int64     `json:"exclude_segments,omitempty"`
+	Counters        apiCounters `json:"counters"`
 }
 
 type apiCounters struct {
@@ -56,10 +62,11 @@ type apiCounters struct {
 	Suppressed int64 `json:"suppressed"`
 }
 
-func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
+func toAPICampaign(c *models.Campaign, a models.Audience) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
-		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists}
+		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: a.Lists,
+		Segments: a.Segments, ExcludeLists: a.ExcludeLists, ExcludeSegments: a.ExcludeSegments}
 	k := c.Counters
 	out.Counters = apiCounters{k.Queued, k.Sending, k.Sent, k.Deferred, k.Bounced, k.Failed, k.Suppressed}
 	return out
@@ -73,7 +80,7 @@ func (s *apiHandlers) apiCampaigns(c echo.Context) error {
 	}
 	out := make([]apiCampaignJS, len(cs))
 	for i := range cs {
-		out[i] = toAPICampaign(&cs[i], nil)
+		out[i] = toAPICampaign(&cs[i], models.Audience{})
 	}
 	return c.JSON(200, map[string]any{"data": out})
 }
@@ -92,11 +99,11 @@ func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) err
 	if err != nil {
 		return err
 	}
-	lists, err := s.store.CampaignLists(ctx, id)
+	a, err := s.store.CampaignAudience(ctx, id)
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, lists)})
+	return c.JSON(status, map[string]any{"data": toAPICampaign(cp, a)})
 }
 
 func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
@@ -110,7 +117,10 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		FromName: in.FromName, FromEmail: in.FromEmail, ReplyTo: in.ReplyTo, Transport: in.Transport,
 		TrackOpens: in.TrackOpens == nil || *in.TrackOpens, TrackClicks: in.TrackClicks == nil || *in.TrackClicks, UTM: in.UTM,
 	}
-	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
+	a := models.Audience{Lists: in.Lists, Segments: in.Segments, ExcludeLists: in.ExcludeLists, ExcludeSegments: in.ExcludeSegments}
+	if errs, err := s.validateCampaign(ctx, cp, a); err != nil {
+		return err
+	} else if len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
 	chg, err := s.store.Begin(c.Request().Context())
@@ -119,6 +129,9 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 	}
 	defer chg.End()
 	if err := s.store.CreateCampaign(chg.Ctx(), cp, in.Lists); err != nil {
+		return err
+	}
+	if err := s.store.SetCampaignAudience(chg.Ctx(), cp.ID, a); err != nil {
 		return err
 	}
 	created := s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
