@@ -147,7 +147,7 @@ func segmentSeed(ctx context.Context, store *models.Store, n int) (int64, error)
 	now := time.Now().UTC()
 	const chunk = 100_000
 	for lo := 0; lo < n; lo += chunk {
-		err := db.Exec(`WITH RECURSIVE g(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM g WHERE i < ?)
+		err := db.Exec(`WITH RECURSIVE g(i) AS (SELECT CAST(? AS integer) UNION ALL SELECT i + 1 FROM g WHERE i < CAST(? AS integer))
 			INSERT INTO subscribers (email, name, attributes, status, created_at, updated_at)
 			SELECT 'user' || i || '@example' || (i % 50) || '.com', 'User ' || i,
 				'{"city":"' || (CASE i % 10 WHEN 0 THEN 'Paris' WHEN 1 THEN 'Lyon' WHEN 2 THEN 'Berlin' WHEN 3 THEN 'Oslo' WHEN 4 THEN 'Madrid'
