@@ -51,10 +51,7 @@ func eligibleOn(in bool) string {
 // segments and is eligible on some list; and who is neither a live
 // member of an excluded list nor matched by an excluded segment.
 // Suppressed addresses are taken out afterwards by both.
-//
-// perRow picks the form of segment conditions: per subscriber for
-// materialisation's spans, as sets for counts over everyone.
-func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, perRow bool) (string, []any, error) {
+func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time) (string, []any, error) {
 	var (
 		incl []string
 		args []any
@@ -71,7 +68,7 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time,
 			if err != nil {
 				return "", nil, err
 			}
-			where, sargs, err := s.compile(ctx, seg.Conditions, at, perRow)
+			where, sargs, err := s.compileConditions(ctx, seg.Conditions, at)
 			if err != nil {
 				return "", nil, fmt.Errorf("segment %q: %w", seg.Name, err)
 			}
@@ -94,7 +91,7 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time,
 		if err != nil {
 			return "", nil, err
 		}
-		w, sargs, err := s.compile(ctx, seg.Conditions, at, perRow)
+		w, sargs, err := s.compileConditions(ctx, seg.Conditions, at)
 		if err != nil {
 			return "", nil, fmt.Errorf("segment %q: %w", seg.Name, err)
 		}
@@ -220,7 +217,7 @@ func (s *Store) CountAudience(ctx context.Context, a Audience) (int64, error) {
 	if a.Empty() {
 		return 0, nil
 	}
-	where, args, err := s.audiencePredicate(ctx, a, now(), false)
+	where, args, err := s.audiencePredicate(ctx, a, now())
 	if err != nil {
 		return 0, fmt.Errorf("models: count recipients: %w", err)
 	}

@@ -28,7 +28,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		wargs []any
 	)
 	if !aud.listsOnly() {
-		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), true); err != nil {
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now()); err != nil {
 			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 		}
 	}
@@ -70,25 +70,38 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		var res *gorm.DB
 		switch {
 		case !aud.listsOnly():
-			// Segments or exclusions: the audience rule over the batch's
-			// subscribers. Each is attributed to the first of the
-			// campaign's lists they are eligible on, else to the first
-			// list they are eligible on at all (its unsubscribe link).
+			// Segments or exclusions: the next batch of people the
+			// audience rule selects after the cursor (a segment's
+			// conditions read through their indexes when they are
+			// few), then their deliveries. Each is attributed to the
+			// first of the campaign's lists they are eligible on, else to
+			// the first list they are eligible on at all (its unsubscribe
+			// link); the rule guarantees one.
+			var ids []int64
+			if err := tx.Raw("SELECT s.id FROM subscribers s WHERE s.id > ? AND "+where+" ORDER BY s.id LIMIT ?",
+				append(append([]any{lo}, wargs...), batch)...).Scan(&ids).Error; err != nil {
+				return err
+			}
+			if len(ids) < batch {
+				hi = *maxID[0]
+			} else {
+				hi = ids[len(ids)-1]
+			}
+			if len(ids) == 0 {
+				break // res stays nil: nothing inserted
+			}
 			listExpr := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND " + eligibleSub + ")"
-			var args []any
+			args := []any{id}
 			if len(aud.Lists) > 0 {
 				listExpr = "COALESCE((SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND sp.list_id IN ? AND " +
 					eligibleSub + "), " + listExpr + ")"
 				args = append(args, aud.Lists)
 			}
-			args = append([]any{id}, args...)
-			args = append(args, t, t, lo, hi)
-			args = append(args, wargs...)
+			args = append(args, t, t, w.sql.idArray(ids))
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
 					created_at, subscriber_updated_at)
 				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM subscribers s
-				WHERE s.id > ? AND s.id <= ? AND `+where+`
+				FROM `+w.sql.idRows()+` CROSS JOIN subscribers s WHERE s.id = j.value
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
 		case len(lists) == 1:
 			// One list, the usual case: each subscriber is on it once, so
@@ -119,10 +132,13 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				GROUP BY s.id, s.email
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
 		}
-		if res.Error != nil {
-			return res.Error
+		var inserted int64
+		if res != nil {
+			if res.Error != nil {
+				return res.Error
+			}
+			inserted = res.RowsAffected
 		}
-		inserted := res.RowsAffected
 		// The rows just written are checked against the suppression list.
 		// A young list has few suppressions or none: then reading them all
 		// is cheaper than looking every address up, and with none there is

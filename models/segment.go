@@ -317,22 +317,13 @@ type segmentSQL struct {
 	now   time.Time
 	args  []any
 	rules []DomainRule // loaded for the first provider condition
-	// perRow writes conditions as tests of one subscriber at a time, for
-	// materialisation's spans of subscribers; otherwise sets the planner
-	// may start from (counts and previews over everyone). The two forms
-	// select the same people.
-	perRow bool
 }
 
 func (s *Store) compileConditions(ctx context.Context, c Conditions, now time.Time) (string, []any, error) {
-	return s.compile(ctx, c, now, false)
-}
-
-func (s *Store) compile(ctx context.Context, c Conditions, now time.Time, perRow bool) (string, []any, error) {
 	if err := c.Validate(); err != nil {
 		return "", nil, err
 	}
-	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now, perRow: perRow}
+	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now}
 	sql, err := q.conditions(c)
 	return sql, q.args, err
 }
@@ -410,7 +401,10 @@ func day(v string) time.Time {
 // notFalse is expr with NULL read as false, so that NOT of it is sound.
 func notFalse(expr string) string { return "COALESCE(" + expr + ", FALSE)" }
 
-const liveStatus = "m.status IN ('unconfirmed', 'confirmed')"
+// liveStatus is a subscription m that is not unsubscribed. (m.status || ''
+// keeps SQLite on the primary key, one probe, rather than two probes of
+// subscriptions_list_idx, one per status.)
+const liveStatus = "m.status || '' IN ('unconfirmed', 'confirmed')"
 
 func (q *segmentSQL) condition(c Condition) (string, error) {
 	switch c.Field {
@@ -485,14 +479,6 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 		// left out), through events_engagement_idx. As an IN over s.id the
 		// planner may start from them when they are few.
 		ev := "s.id IN (SELECT e.subscriber_id FROM events e WHERE e.kind = '" + kind + "' AND e.machine = FALSE"
-		if q.perRow {
-			// Materialisation tests a span of subscribers at a time: a
-			// probe per subscriber, rather than the IN's whole set per span.
-			// (kind || '' keeps the planner on the subscriber's index: on
-			// events_engagement_idx it would read everyone's recent
-			// events for each subscriber.)
-			ev = "EXISTS (SELECT 1 FROM events e WHERE e.subscriber_id = s.id AND e.kind || '' = '" + kind + "' AND NOT e.machine"
-		}
 		switch c.Op {
 		case "in_last_days":
 			return q.arg(ev+" AND e.created_at >= ?)", q.since(c.Days)), nil

@@ -24,6 +24,7 @@ func runBenchSegment(args []string, stdout io.Writer) error {
 	n := fs.Int("n", 1_000_000, "subscribers to generate")
 	database := fs.String("database-url", "", "postgres:// URL to run on (default: a new SQLite file in a temporary folder)")
 	runs := fs.Int("runs", 10, "times the count is run")
+	keep := fs.String("keep", "", "write the SQLite database to this file and keep it (to study it afterwards)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,6 +38,9 @@ func runBenchSegment(args []string, stdout io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	dsn := filepath.Join(dir, "bench.db")
+	if *keep != "" {
+		dsn = *keep
+	}
 	if *database != "" {
 		var drop func()
 		if dsn, drop, err = benchSchema(ctx, *database); err != nil {
