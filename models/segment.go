@@ -401,7 +401,7 @@ func day(v string) time.Time {
 // notFalse is expr with NULL read as false, so that NOT of it is sound.
 func notFalse(expr string) string { return "COALESCE(" + expr + ", FALSE)" }
 
-// liveStatus is a subscription m that is not unsubscribed. (m.status || ''
+// liveStatus is a subscription m that is not unsubscribed. (m.status || ”
 // keeps SQLite on the primary key, one probe, rather than two probes of
 // subscriptions_list_idx, one per status.)
 const liveStatus = "m.status || '' IN ('unconfirmed', 'confirmed')"
