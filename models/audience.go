@@ -51,7 +51,10 @@ func eligibleOn(in bool) string {
 // segments and is eligible on some list; and who is neither a live
 // member of an excluded list nor matched by an excluded segment.
 // Suppressed addresses are taken out afterwards by both.
-func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time) (string, []any, error) {
+//
+// after limits the rule to subscribers above that id (materialisation's
+// cursor), which lets segment conditions cut their sets; 0 is everyone.
+func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64) (string, []any, error) {
 	var (
 		incl []string
 		args []any
@@ -68,7 +71,7 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time)
 			if err != nil {
 				return "", nil, err
 			}
-			where, sargs, err := s.compileConditions(ctx, seg.Conditions, at)
+			where, sargs, err := s.compileAfter(ctx, seg.Conditions, at, after)
 			if err != nil {
 				return "", nil, fmt.Errorf("segment %q: %w", seg.Name, err)
 			}
@@ -91,7 +94,7 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time)
 		if err != nil {
 			return "", nil, err
 		}
-		w, sargs, err := s.compileConditions(ctx, seg.Conditions, at)
+		w, sargs, err := s.compileAfter(ctx, seg.Conditions, at, after)
 		if err != nil {
 			return "", nil, fmt.Errorf("segment %q: %w", seg.Name, err)
 		}
@@ -217,7 +220,7 @@ func (s *Store) CountAudience(ctx context.Context, a Audience) (int64, error) {
 	if a.Empty() {
 		return 0, nil
 	}
-	where, args, err := s.audiencePredicate(ctx, a, now())
+	where, args, err := s.audiencePredicate(ctx, a, now(), 0)
 	if err != nil {
 		return 0, fmt.Errorf("models: count recipients: %w", err)
 	}

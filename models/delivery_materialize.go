@@ -28,7 +28,17 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		wargs []any
 	)
 	if !aud.listsOnly() {
-		if where, wargs, err = s.audiencePredicate(ctx, aud, now()); err != nil {
+		// Cut at the cursor as it is now: it only grows, so the batch's
+		// own cursor, read in the transaction, is never below it.
+		var cursor []int64
+		if err := s.conn(ctx).Raw("SELECT materialize_cursor FROM campaigns WHERE id = ?", id).Scan(&cursor).Error; err != nil {
+			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+		}
+		after := int64(0)
+		if len(cursor) > 0 {
+			after = cursor[0]
+		}
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after); err != nil {
 			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 		}
 	}

@@ -317,13 +317,21 @@ type segmentSQL struct {
 	now   time.Time
 	args  []any
 	rules []DomainRule // loaded for the first provider condition
+	after int64        // only subscribers above this id are asked about
 }
 
 func (s *Store) compileConditions(ctx context.Context, c Conditions, now time.Time) (string, []any, error) {
+	return s.compileAfter(ctx, c, now, 0)
+}
+
+// compileAfter is compileConditions for subscribers whose id is above
+// after only (materialisation's cursor; 0: everyone): the sets of events
+// are cut there too, before any subscriber is looked up.
+func (s *Store) compileAfter(ctx context.Context, c Conditions, now time.Time, after int64) (string, []any, error) {
 	if err := c.Validate(); err != nil {
 		return "", nil, err
 	}
-	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now}
+	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now, after: after}
 	sql, err := q.conditions(c)
 	return sql, q.args, err
 }
@@ -479,6 +487,9 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 		// left out), through events_engagement_idx. As an IN over s.id the
 		// planner may start from them when they are few.
 		ev := "s.id IN (SELECT e.subscriber_id FROM events e WHERE e.kind = '" + kind + "' AND e.machine = FALSE"
+		if q.after > 0 {
+			ev = q.arg(ev+" AND e.subscriber_id > ?", q.after)
+		}
 		switch c.Op {
 		case "in_last_days":
 			return q.arg(ev+" AND e.created_at >= ?)", q.since(c.Days)), nil
