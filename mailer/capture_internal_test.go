@@ -21,6 +21,7 @@ func TestCaptureIsNotThrottled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &Engine{o: Options{Transport: tc.transport, DestinationQueue: 1}, dests: map[string]*destination{}, sources: map[string]*sourceIP{}}
+			e.deflt.Store(&defaultRoute{t: tc.transport})
 			d := e.destination(&job{c: models.Claimed{Domain: "example.com"}}, &routeInfo{key: "rule:default", rule: &rule{DomainRule: slow}})
 			check := func(when string) {
 				r := d.rule

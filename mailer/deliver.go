@@ -45,6 +45,9 @@ type destination struct {
 	transport Transport
 	strategy  string
 	capture   bool // the transport keeps messages in the outbox: no rule's rates apply
+	// defaultGen is the generation of the default transport this
+	// destination carries (ReloadTransport); -1 for a named transport.
+	defaultGen int64
 
 	high, normal chan *job
 	lanes        []*lane
@@ -60,6 +63,13 @@ type destination struct {
 }
 
 func (d *destination) queued() int { return len(d.high) + len(d.normal) }
+
+// retired reports whether the default transport this destination carries
+// was replaced: what it still holds goes back to be claimed again and
+// routed to the new one.
+func (d *destination) retired() bool {
+	return d.defaultGen >= 0 && d.defaultGen != d.e.deflt.Load().gen
+}
 
 // maxConns is the node's part of the rule's connection cap (see
 // cluster.go); without a cap, 20 a node.
@@ -239,7 +249,7 @@ func (d *destination) worker(l *lane) {
 		// so a message begun after another connection's "slow down" was
 		// seen is never sent.
 		for j != nil {
-			if !j.live() {
+			if !j.live() || d.retired() {
 				e.release(j, time.Now())
 				j = nil
 				break

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/models"
 )
@@ -39,6 +40,12 @@ type Options struct {
 	// Transports are named transports a campaign may choose (its transport
 	// column). Zero: none besides Transport.
 	Transports map[string]Transport
+	// Rebuild builds the default transport again from the settings as
+	// they are now (FromConfig: the environment over Settings → Delivery).
+	// ReloadTransport calls it, and so does the engine when the stored
+	// settings' stamp changed (another node saved them). Zero: Transport
+	// stays as given.
+	Rebuild func(ctx context.Context) (DefaultTransport, error)
 	// RootURL is the public base of tracking, unsubscribe and preference
 	// URLs. Zero: the root_url setting, else http://localhost:8080.
 	RootURL string
@@ -152,7 +159,9 @@ type Engine struct {
 
 	env       atomic.Pointer[renderEnv]
 	secret    string
-	routers   map[string]*router
+	routers   map[string]*router // the named transports' (Options.Transports)
+	deflt     atomic.Pointer[defaultRoute]
+	reloadMu  sync.Mutex // one ReloadTransport at a time
 	out       *outcomes
 	resultsWG sync.WaitGroup
 	steady    dbLink // since when the database has answered without error
@@ -198,14 +207,106 @@ func New(opts Options, store Store) *Engine {
 		defer e.mu.Unlock()
 		return float64(len(e.inflight))
 	}
-	for name, t := range e.transports() {
-		var res *Resolver
-		if mt, ok := t.(mxTransport); ok && mt.UsesMX() {
-			res = mt.Resolver()
+	for name, t := range e.o.Transports {
+		if name != "" {
+			e.routers[name] = newRouter(routeResolver(t))
 		}
-		e.routers[name] = newRouter(res)
 	}
+	e.deflt.Store(&defaultRoute{t: o.Transport, rt: newRouter(routeResolver(o.Transport))})
 	return e
+}
+
+// routeResolver is the resolver the engine routes a transport's mail
+// with: a direct transport's (MX routing), else nil (by domain only).
+func routeResolver(t Transport) *Resolver {
+	if mt, ok := t.(mxTransport); ok && mt.UsesMX() {
+		return mt.Resolver()
+	}
+	return nil
+}
+
+// DefaultTransport is a default transport as Options.Rebuild makes it.
+type DefaultTransport struct {
+	// Transport carries the mail; nil means capture into the outbox.
+	Transport Transport
+	// Config holds the settings in effect it was built from (the
+	// environment's over the dashboard's), for Delivery.
+	Config *config.Config
+	// Stamp is the stored settings' version it was built from
+	// (models.SettingDeliveryStamp).
+	Stamp string
+}
+
+// defaultRoute is the default transport and the router of its mail;
+// ReloadTransport replaces it whole. Destinations of the default
+// transport are keyed by gen, so mail routed after a reload goes through
+// the new transport while what the old one's connections hold drains.
+type defaultRoute struct {
+	t     Transport
+	rt    *router
+	gen   int64
+	conf  *config.Config
+	stamp string
+}
+
+// defaultTransport is the transport of campaigns without one and of
+// transactional mail, as it is now.
+func (e *Engine) defaultTransport() Transport { return e.deflt.Load().t }
+
+// router is the router of transport name's mail ("" the default's).
+func (e *Engine) router(name string) *router {
+	if name == "" {
+		return e.deflt.Load().rt
+	}
+	return e.routers[name]
+}
+
+// Delivery returns the delivery settings in effect (transport, relay,
+// bounce mailbox: the environment's over Settings → Delivery) as of the
+// last (re)build, or nil for an engine not built by FromConfig.
+func (e *Engine) Delivery() *config.Config { return e.deflt.Load().conf }
+
+// ReloadTransport builds the default transport again (Options.Rebuild)
+// and puts it in place: mail routed from now on goes through it, and
+// connections the old one has open close once idle. It returns the
+// build's error and keeps the old transport then.
+func (e *Engine) ReloadTransport(ctx context.Context) error {
+	if e.o.Rebuild == nil {
+		return nil
+	}
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	dt, err := e.o.Rebuild(ctx)
+	if err != nil {
+		return err
+	}
+	rules, err := e.store.DomainRules(ctx)
+	if err != nil {
+		return fmt.Errorf("mailer: %w", err)
+	}
+	e.installDefault(dt, rules)
+	if dt.Config != nil {
+		e.log.Info("default transport rebuilt from the delivery settings", "transport", dt.Config.Transport)
+	}
+	e.kick()
+	return nil
+}
+
+// installDefault makes dt the default transport, its router knowing rules.
+func (e *Engine) installDefault(dt DefaultTransport, rules []models.DomainRule) {
+	t := dt.Transport
+	if t == nil {
+		t = NewCapture(e.store)
+	}
+	rt := newRouter(routeResolver(t))
+	if rules != nil {
+		rt.setRules(rules)
+	}
+	if sh, ok := t.(clusterShared); ok {
+		sh.ShareAmong(e.nodes())
+	}
+	old := e.deflt.Load()
+	e.deflt.Store(&defaultRoute{t: t, rt: rt, gen: old.gen + 1, conf: dt.Config, stamp: dt.Stamp})
 }
 
 // mxTransport is a transport that delivers to MX hosts (Direct, and the
@@ -218,7 +319,7 @@ type mxTransport interface {
 }
 
 func (e *Engine) transports() map[string]Transport {
-	m := map[string]Transport{"": e.o.Transport}
+	m := map[string]Transport{"": e.defaultTransport()}
 	for k, v := range e.o.Transports {
 		if k != "" {
 			m[k] = v
@@ -322,6 +423,12 @@ func (e *Engine) refreshOrg(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mailer: %w", err)
 	}
+	if st := settings[models.SettingDeliveryStamp]; e.o.Rebuild != nil && st != e.deflt.Load().stamp {
+		// Another node saved Settings → Delivery.
+		if err := e.ReloadTransport(ctx); err != nil {
+			e.log.Error("the delivery settings changed, and the transport cannot be built from them; keeping the old one", "err", err)
+		}
+	}
 	org := OrgData{Name: settings[models.SettingOrgName], PostalAddress: settings[models.SettingPostalAddress]}
 	off := settings[models.SettingTrackingMode] == models.TrackingOff
 	if org != env.org || off != env.trackingOff {
@@ -340,6 +447,7 @@ func (e *Engine) loadRules(ctx context.Context) error {
 	for _, rt := range e.routers {
 		rt.setRules(rules)
 	}
+	e.router("").setRules(rules)
 	byName := map[string]models.DomainRule{}
 	for _, r := range rules {
 		byName[r.Name] = r
@@ -555,6 +663,8 @@ type campaignState struct {
 	tname     string
 	transport Transport
 	matDone   atomic.Bool
+	// variants: an A/B test's versions by Variant.Idx (variant.go).
+	variants map[int]variantMsg
 }
 
 func (c *campaignState) running() bool { return c.status.Load() == models.CampaignRunning }
@@ -572,23 +682,12 @@ type txTemplate struct {
 	loaded  time.Time
 }
 
-// prepareCampaign compiles a campaign's template and loads its sender,
+// prepareCampaign compiles a campaign's content and loads its sender,
 // keys and pool.
 func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState, error) {
 	c, err := e.store.Campaign(ctx, id)
 	if err != nil {
 		return nil, err
-	}
-	if c.TemplateID == nil {
-		return nil, errors.New("the campaign has no template")
-	}
-	t, err := e.store.Template(ctx, *c.TemplateID)
-	if err != nil {
-		return nil, err
-	}
-	subject := t.Subject
-	if c.Subject != "" {
-		subject = c.Subject
 	}
 	// With tracking off for the whole organisation, messages carry no
 	// pixel and their links go straight to their targets.
@@ -596,10 +695,10 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	if env := e.env.Load(); env != nil && env.trackingOff {
 		track = false
 	}
-	comp, err := compileTemplate("campaign"+strconv.FormatInt(id, 10), subject, t.HTML, t.Text,
-		compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name})
+	copts := compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name}
+	comp, err := compileContent("campaign"+strconv.FormatInt(id, 10), ContentOf(c), copts)
 	if err != nil {
-		return nil, fmt.Errorf("template %q: %w", t.Name, err)
+		return nil, fmt.Errorf("campaign %q: %w", c.Name, err)
 	}
 	if comp.linkIDs, err = e.store.EnsureLinks(ctx, id, comp.links); err != nil {
 		return nil, err
@@ -617,6 +716,9 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	params.campaignID, params.campaignName, params.listHeaders = id, c.Name, true
 	cs := &campaignState{id: id, comp: comp, params: params, tname: c.Transport}
 	cs.status.Store(c.Status)
+	if err := e.prepareVariants(ctx, cs, c, sd, copts); err != nil {
+		return nil, err
+	}
 	var ok bool
 	if cs.transport, ok = e.transports()[c.Transport]; !ok {
 		return nil, fmt.Errorf("unknown transport %q", c.Transport)
@@ -769,6 +871,18 @@ func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error)
 		p = &tp
 	}
 	comp := tt.comp
+	if d.Test && d.TestOf != 0 {
+		// A campaign's test send shows the campaign's own content, as
+		// saved now.
+		cp, err := e.store.Campaign(ctx, d.TestOf)
+		if err != nil {
+			return nil, err
+		}
+		if comp, err = compileContent("test"+strconv.FormatInt(cp.ID, 10), ContentOf(cp), compileOptions{}); err != nil {
+			return nil, fmt.Errorf("campaign %q: %w", cp.Name, err)
+		}
+		return &txState{comp: comp, params: p, data: d.Data}, nil
+	}
 	if d.Subject != "" {
 		// A campaign's test send: its own subject over the template's.
 		sub, err := compileSubject("tx", d.Subject)
@@ -792,7 +906,7 @@ func (e *Engine) render(j *job, now time.Time) (*rendered, error) {
 		p    *msgParams
 	)
 	if j.camp != nil {
-		comp, p = j.camp.comp, j.camp.params
+		comp, p = j.camp.forVariant(j.c.Variant)
 	} else {
 		comp, p = j.tx.comp, j.tx.params
 		rc.data, rc.attributes = j.tx.data, j.tx.data

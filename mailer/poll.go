@@ -128,29 +128,11 @@ func (p *Poller) Run(ctx context.Context) error {
 // Poll handles up to BatchSize messages of the mailbox once and returns how
 // many it handled (and moved or deleted).
 func (p *Poller) Poll(ctx context.Context) (int, error) {
-	opts := &imapclient.Options{TLSConfig: p.o.TLSConfig, Dialer: &net.Dialer{Timeout: p.o.Timeout}}
-	var (
-		c   *imapclient.Client
-		err error
-	)
-	if p.implicitTLS {
-		c, err = imapclient.DialTLS(p.addr, opts)
-	} else {
-		c, err = imapclient.DialStartTLS(p.addr, opts)
-	}
+	c, _, closeConn, err := p.open(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("mailer: poll %s: connect: %w", p.addr, err)
+		return 0, err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-
-	if err := c.Login(p.user, p.pass).Wait(); err != nil {
-		return 0, fmt.Errorf("mailer: poll %s: login as %s: %w", p.addr, p.user, err)
-	}
-	if _, err := c.Select(p.folder, nil).Wait(); err != nil {
-		return 0, fmt.Errorf("mailer: poll %s: select %s: %w", p.addr, p.folder, err)
-	}
+	defer closeConn()
 	found, err := c.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
 	if err != nil {
 		return 0, fmt.Errorf("mailer: poll %s: search: %w", p.addr, err)
@@ -194,6 +176,55 @@ func (p *Poller) Poll(ctx context.Context) (int, error) {
 		n += int(r.Stop-r.Start) + 1
 	}
 	return n, failed
+}
+
+// open connects, logs in and selects the folder; done closes the
+// connection.
+func (p *Poller) open(ctx context.Context) (c *imapclient.Client, sel *imap.SelectData, done func(), err error) {
+	opts := &imapclient.Options{TLSConfig: p.o.TLSConfig, Dialer: &net.Dialer{Timeout: p.o.Timeout}}
+	if p.implicitTLS {
+		c, err = imapclient.DialTLS(p.addr, opts)
+	} else {
+		c, err = imapclient.DialStartTLS(p.addr, opts)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("mailer: poll %s: connect: %w", p.addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	done = func() { stop(); c.Close() }
+	if err := c.Login(p.user, p.pass).Wait(); err != nil {
+		done()
+		return nil, nil, nil, &MailboxError{Stage: "login", Err: fmt.Errorf("mailer: poll %s: login as %s: %w", p.addr, p.user, err)}
+	}
+	if sel, err = c.Select(p.folder, nil).Wait(); err != nil {
+		done()
+		return nil, nil, nil, &MailboxError{Stage: "select", Err: fmt.Errorf("mailer: poll %s: select %s: %w", p.addr, p.folder, err)}
+	}
+	return c, sel, done, nil
+}
+
+// MailboxError is a mailbox's refusal after the connection: of the login
+// (Stage "login") or of the folder ("select").
+type MailboxError struct {
+	Stage string
+	Err   error
+}
+
+func (e *MailboxError) Error() string { return e.Err.Error() }
+func (e *MailboxError) Unwrap() error { return e.Err }
+
+// Check connects to the mailbox, logs in and opens the folder as a poll
+// does, handles nothing, and returns how many messages the folder holds.
+func (p *Poller) Check(ctx context.Context) (uint32, error) {
+	c, sel, done, err := p.open(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if err := c.Logout().Wait(); err != nil {
+		p.log.Warn("bounce mailbox logout", "err", err)
+	}
+	return sel.NumMessages, nil
 }
 
 // remove moves handled messages to MoveTo, or deletes them.

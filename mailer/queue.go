@@ -3,6 +3,7 @@ package mailer
 import (
 	"context"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -136,7 +137,7 @@ func (e *Engine) intake(ctx context.Context, c *models.Claimed) {
 		}
 		j.tx = tx
 	}
-	rt := e.routers[j.tn]
+	rt := e.router(j.tn)
 	if ri := rt.cachedRoute(c.Domain); ri != nil || rt.resolver == nil {
 		if ri == nil {
 			ri = rt.route(ctx, c.Domain)
@@ -189,11 +190,22 @@ func (e *Engine) dispatch(j *job, ri *routeInfo) {
 // destination returns (creating it on first use) the destination for a
 // route, pool and transport.
 func (e *Engine) destination(j *job, ri *routeInfo) *destination {
-	pool, strategy, poolKey, transport := e.defaultPool(), models.PoolRoundRobin, "default", e.o.Transport
+	dr := e.deflt.Load()
+	pool, strategy, poolKey, transport := e.defaultPool(), models.PoolRoundRobin, "default", dr.t
 	if j.camp != nil {
-		pool, strategy, poolKey, transport = j.camp.pool, j.camp.strategy, j.camp.poolKey, j.camp.transport
+		pool, strategy, poolKey = j.camp.pool, j.camp.strategy, j.camp.poolKey
+		if j.tn != "" {
+			transport = j.camp.transport
+		}
 	}
-	key := ri.key + "|" + poolKey + "|" + j.tn
+	key, gen := ri.key+"|"+poolKey+"|"+j.tn, int64(-1)
+	if j.tn == "" {
+		// The default transport's generation: after ReloadTransport, new
+		// destinations use the new transport (and the old ones hand back
+		// what they hold, destination.retired).
+		gen = dr.gen
+		key += "|" + strconv.FormatInt(gen, 10)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if d, ok := e.dests[key]; ok {
@@ -201,7 +213,7 @@ func (e *Engine) destination(j *job, ri *routeInfo) *destination {
 	}
 	d := &destination{
 		e: e, key: key, routeKey: ri.key, poolKey: poolKey, mx: ri.mx, domain: j.c.Domain, transport: transport, strategy: strategy,
-		rule: ri.rule, domains: map[string]struct{}{}, capture: isCapture(transport),
+		defaultGen: gen, rule: ri.rule, domains: map[string]struct{}{}, capture: isCapture(transport),
 		high: make(chan *job, e.o.DestinationQueue), normal: make(chan *job, e.o.DestinationQueue),
 	}
 	if d.capture {

@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer/defaults"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -50,9 +51,10 @@ func (e *Engine) blockingRule(ctx context.Context, id int64) (*Check, error) {
 	if !ok {
 		return nil, nil
 	}
-	_, captures := e.o.Transport.(*Capture)
-	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(e.o.Transport), RootURL: e.o.RootURL,
-		RelaySigns: RelaySigning(e.o.Transport)}).CampaignChecks(ctx, id)
+	t := e.defaultTransport()
+	_, captures := t.(*Capture)
+	checks, err := (&Readiness{Store: rs, DefaultCaptures: captures, DirectTransport: isDirect(t), RootURL: e.o.RootURL,
+		RelaySigns: RelaySigning(t)}).CampaignChecks(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +139,8 @@ type footer struct {
 	subject     string
 	body        string // the HTML part, or the text part of a text-only template
 	text        string
-	hasText     bool
+	hasText     bool // the text part is written, not derived
+	placeholder bool // the default template's stand-in text is still there
 	unsubscribe bool
 	address     bool
 }
@@ -145,10 +148,12 @@ type footer struct {
 // probeTemplate renders a template for a made-up recipient and looks for
 // the unsubscribe link and the postal address (the real one when set, so
 // an address typed into the template counts too).
-func probeTemplate(t *models.Template, subject string, org OrgData) footer {
-	if subject == "" {
-		subject = t.Subject
-	}
+func probeTemplate(t *models.Template, org OrgData) footer {
+	return probeContent(Content{Subject: t.Subject, Body: t.HTML, Text: t.Text}, org)
+}
+
+// probeContent is probeTemplate for a campaign's own content.
+func probeContent(ct Content, org OrgData) footer {
 	addr := org.PostalAddress
 	if strings.TrimSpace(addr) == "" {
 		org.PostalAddress = probeAddress
@@ -156,17 +161,18 @@ func probeTemplate(t *models.Template, subject string, org OrgData) footer {
 	}
 	d := SampleData()
 	d.UnsubscribeURL, d.PreferencesURL, d.Org = probeUnsubscribe, probePreferences, org
-	p, err := RenderPreview(subject, t.HTML, t.Text, d)
+	p, err := RenderContent(ct, d, false)
 	if err != nil {
 		return footer{err: err}
 	}
-	f := footer{subject: p.Subject, body: p.HTML, text: p.Text, hasText: strings.TrimSpace(t.Text) != ""}
+	f := footer{subject: p.Subject, body: p.HTML, text: p.Text, hasText: !ct.TextDerived()}
 	if f.body == "" {
 		f.body = p.Text
 	}
 	squash := func(s string) string { return strings.Join(strings.Fields(s), " ") }
 	f.unsubscribe = strings.Contains(f.body, probeUnsubscribe)
 	f.address = strings.Contains(squash(html.UnescapeString(f.body)), squash(addr))
+	f.placeholder = strings.Contains(squash(html.UnescapeString(f.body)), defaults.Placeholder) || strings.Contains(squash(f.text), defaults.Placeholder)
 	return f
 }
 
@@ -194,7 +200,7 @@ func (r *Readiness) OrgChecks(ctx context.Context) ([]Check, error) {
 	c = Check{ID: "org.template_footers", Title: "Every campaign template has an unsubscribe link and the postal address", Blocking: true, OK: true}
 	var bad []string
 	for i := range tmpls {
-		f := probeTemplate(&tmpls[i], "", org)
+		f := probeTemplate(&tmpls[i], org)
 		if missing := f.missing(); missing != "" {
 			bad = append(bad, fmt.Sprintf("“%s” (%s)", tmpls[i].Name, missing))
 		}
@@ -421,41 +427,45 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	captured := r.DefaultCaptures && cp.Transport == ""
 	var out []Check
 
-	var t *models.Template
-	if cp.TemplateID != nil {
-		if t, err = r.Store.Template(ctx, *cp.TemplateID); err != nil && !isNotFound(err) {
-			return nil, err
-		}
-	}
-	tc := Check{ID: "campaign.template", Title: "The template renders", Blocking: true}
-	var f footer
-	if t == nil {
-		tc.Detail, tc.FixHint = "No template chosen.", "Choose a template for the campaign."
-	} else {
-		f = probeTemplate(t, cp.Subject, org)
-		tc.OK = f.err == nil
-		if tc.OK {
-			tc.Detail = "Template “" + t.Name + "”."
-		} else {
-			tc.Detail, tc.FixHint = f.err.Error(), "Fix the template “"+t.Name+"”."
-		}
+	ct := ContentOf(cp)
+	f := probeContent(ct, org)
+	tc := Check{ID: "campaign.template", Title: "The message renders", Blocking: true, OK: f.err == nil}
+	switch {
+	case strings.TrimSpace(ct.Body) == "" && strings.TrimSpace(ct.Text) == "":
+		tc.OK, tc.Detail, tc.FixHint = false, "The campaign has no body.", "Edit the campaign and write its message."
+	case tc.OK && ct.Format == models.FormatMarkdown:
+		tc.Detail = "Markdown in the standard layout."
+	case tc.OK:
+		tc.Detail = "The campaign's own HTML."
+	default:
+		tc.Detail, tc.FixHint = f.err.Error(), "Edit the campaign's content and fix this."
 	}
 	out = append(out, tc)
+	ok := tc.OK
 
-	c := Check{ID: "campaign.unsubscribe", Title: "The message has an unsubscribe link", Blocking: true, OK: t != nil && f.unsubscribe}
+	pc := Check{ID: "campaign.placeholder", Title: "The message is written, not the template's placeholder", Blocking: true, OK: !f.placeholder}
+	if pc.OK {
+		pc.Detail = "No placeholder text left."
+	} else {
+		pc.Detail = "The message still holds the default template's stand-in text “" + defaults.Placeholder + "”."
+		pc.FixHint = "Edit the campaign and replace the placeholder paragraph with your message."
+	}
+	out = append(out, pc)
+
+	c := Check{ID: "campaign.unsubscribe", Title: "The message has an unsubscribe link", Blocking: true, OK: ok && f.unsubscribe}
 	if !c.OK {
-		c.Detail, c.FixHint = "No link to {{.UnsubscribeURL}} in the message.", `Add <a href="{{.UnsubscribeURL}}">Unsubscribe</a> to the template's footer.`
+		c.Detail, c.FixHint = "No link to {{.UnsubscribeURL}} in the message.", `Add <a href="{{.UnsubscribeURL}}">Unsubscribe</a> to the campaign's footer.`
 	} else {
 		c.Detail = "Every recipient gets a personal one-click unsubscribe link."
 	}
 	out = append(out, c)
 
-	c = Check{ID: "campaign.postal_address", Title: "The message shows the postal address", Blocking: true, OK: org.PostalAddress != "" && t != nil && f.address}
+	c = Check{ID: "campaign.postal_address", Title: "The message shows the postal address", Blocking: true, OK: org.PostalAddress != "" && ok && f.address}
 	switch {
 	case org.PostalAddress == "":
 		c.Detail, c.FixHint = "The organisation has no postal address.", "Set the postal address under Settings."
 	case !c.OK:
-		c.Detail, c.FixHint = "The postal address does not appear in the message.", "Add {{.Org.PostalAddress}} to the template's footer."
+		c.Detail, c.FixHint = "The postal address does not appear in the message.", "Add {{.Org.PostalAddress}} to the campaign's footer."
 	default:
 		c.Detail = org.PostalAddress
 	}
@@ -464,11 +474,11 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	out = append(out, r.dkimCheck(ctx, cp, captured))
 	out = append(out, r.dnsGate(ctx, cp))
 
-	c = Check{ID: "campaign.subject", Title: "The subject is not empty", Blocking: true, OK: t != nil && strings.TrimSpace(f.subject) != ""}
+	c = Check{ID: "campaign.subject", Title: "The subject is not empty", Blocking: true, OK: ok && strings.TrimSpace(f.subject) != ""}
 	if c.OK {
 		c.Detail = f.subject
 	} else {
-		c.Detail, c.FixHint = "The subject is empty.", "Write a subject in the campaign or its template."
+		c.Detail, c.FixHint = "The subject is empty.", "Write the campaign's subject."
 	}
 	out = append(out, c)
 
@@ -486,8 +496,8 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	}
 	out = append(out, c)
 
-	if t != nil && f.err == nil {
-		out = append(out, contentWarnings(t, f)...)
+	if ok {
+		out = append(out, contentWarnings(ct, f)...)
 	}
 	return out, nil
 }
@@ -532,7 +542,7 @@ func (r *Readiness) dkimCheck(ctx context.Context, cp *models.Campaign, captured
 }
 
 // contentWarnings are the non-blocking rules on the message's content.
-func contentWarnings(t *models.Template, f footer) []Check {
+func contentWarnings(ct Content, f footer) []Check {
 	var out []Check
 	upper, lower := 0, 0
 	for _, r := range f.subject {
@@ -550,7 +560,7 @@ func contentWarnings(t *models.Template, f footer) []Check {
 	out = append(out, c)
 
 	c = Check{ID: "campaign.image_only", Title: "The message has text, not just images", OK: true}
-	if strings.TrimSpace(t.HTML) != "" {
+	if strings.TrimSpace(ct.Body) != "" {
 		imgs := strings.Count(strings.ToLower(f.body), "<img")
 		words := len(strings.Fields(urlRE.ReplaceAllString(htmlToText(f.body), "")))
 		if imgs > 0 && words < 40 {
@@ -562,7 +572,7 @@ func contentWarnings(t *models.Template, f footer) []Check {
 	out = append(out, c)
 
 	var short []string
-	for _, u := range urlRE.FindAllString(t.HTML+" "+t.Text, -1) {
+	for _, u := range urlRE.FindAllString(ct.Body+" "+ct.Text, -1) {
 		if pu, err := url.Parse(u); err == nil && shorteners[strings.ToLower(strings.TrimPrefix(pu.Hostname(), "www."))] {
 			short = append(short, pu.Hostname())
 		}
@@ -573,10 +583,16 @@ func contentWarnings(t *models.Template, f footer) []Check {
 	}
 	out = append(out, c)
 
-	c = Check{ID: "campaign.text_part", Title: "The template has its own text part", OK: f.hasText || strings.TrimSpace(t.HTML) == ""}
-	if !c.OK {
-		c.Detail = "Herald derives the text part from the HTML."
-		c.FixHint = "Write a text version in the template for people and filters who read plain text."
+	// Informational: says which text part goes out, derived or written.
+	c = Check{ID: "campaign.text_part", Title: "The text part", OK: true}
+	switch {
+	case strings.TrimSpace(ct.Body) == "":
+		c.Detail = "Text only: the message is its own text part."
+	case f.hasText:
+		c.Detail = "Written by you: people reading plain text get your text part."
+	default:
+		c.Detail = "Derived from the HTML: its words, headings and lists, with links as numbered footnotes."
+		c.FixHint = "Write your own text part in the campaign's content if the derived one reads badly."
 	}
 	out = append(out, c)
 	return out

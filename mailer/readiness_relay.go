@@ -95,4 +95,4 @@ func (r *Readiness) relaySignsFor(cp *models.Campaign) bool {
 
 // RelaySigning is how the default transport's relays sign, if they do
 // (for Readiness.RelaySigns).
-func (e *Engine) RelaySigning() *RelayDKIM { return RelaySigning(e.o.Transport) }
+func (e *Engine) RelaySigning() *RelayDKIM { return RelaySigning(e.defaultTransport()) }

@@ -92,6 +92,9 @@ type compileOptions struct {
 	TrackOpens   bool
 	UTM          bool   // add utm_source/utm_medium/utm_campaign to tracked links
 	CampaignName string // utm_campaign
+	// Preheader is hidden preview text put first in the HTML body (not in
+	// the text part); "" for none.
+	Preheader string
 }
 
 var hrefRE = regexp.MustCompile(`(?is)(<a\s[^>]*?\bhref\s*=\s*)("[^"]*"|'[^']*')`)
@@ -179,6 +182,7 @@ func compileTemplate(name, subject, htmlSrc, textSrc string, o compileOptions) (
 		if strings.TrimSpace(textSrc) == "" {
 			textSrc = htmlToText(src)
 		}
+		src = withPreheader(src, o.Preheader)
 		if o.TrackOpens {
 			if i := strings.LastIndex(strings.ToLower(src), "</body>"); i >= 0 {
 				src = src[:i] + pixelTag + src[i:]
@@ -233,84 +237,6 @@ func addUTM(raw, campaign string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// htmlToText derives a text template from an HTML template source: text
-// nodes (template actions included) with whitespace collapsed, line breaks
-// for blocks, "- " for list items and "text (url)" for links.
-func htmlToText(src string) string {
-	z := html.NewTokenizer(strings.NewReader(src))
-	var b strings.Builder
-	skip := 0
-	var href string
-	nl := func(n int) {
-		s := b.String()
-		have := len(s) - len(strings.TrimRight(s, "\n"))
-		if len(strings.TrimSpace(s)) == 0 {
-			return
-		}
-		for ; have < n; have++ {
-			b.WriteByte('\n')
-		}
-	}
-	for {
-		tt := z.Next()
-		switch tt {
-		case html.ErrorToken:
-			return strings.TrimSpace(b.String()) + "\n"
-		case html.TextToken:
-			if skip > 0 {
-				continue
-			}
-			t := strings.Join(strings.Fields(string(z.Text())), " ")
-			if t == "" {
-				continue
-			}
-			s := b.String()
-			if len(s) > 0 && !strings.HasSuffix(s, "\n") && !strings.HasSuffix(s, " ") {
-				b.WriteByte(' ')
-			}
-			b.WriteString(t)
-		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken:
-			name, hasAttr := z.TagName()
-			tag := string(name)
-			switch tag {
-			case "head", "style", "script", "title":
-				if tt == html.StartTagToken {
-					skip++
-				} else if tt == html.EndTagToken && skip > 0 {
-					skip--
-				}
-			case "br":
-				b.WriteByte('\n')
-			case "p", "div", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "hr":
-				if tag == "p" || tag[0] == 'h' || tag == "table" {
-					nl(2)
-				} else {
-					nl(1)
-				}
-			case "li":
-				if tt == html.StartTagToken {
-					nl(1)
-					b.WriteString("- ")
-				}
-			case "a":
-				if tt == html.StartTagToken {
-					href = ""
-					for hasAttr {
-						var k, v []byte
-						k, v, hasAttr = z.TagAttr()
-						if string(k) == "href" {
-							href = string(v)
-						}
-					}
-				} else if tt == html.EndTagToken && href != "" && !strings.HasPrefix(href, "#") {
-					b.WriteString(" (" + href + ")")
-					href = ""
-				}
-			}
-		}
-	}
 }
 
 // org and root settings the renderer needs, read once per campaign.

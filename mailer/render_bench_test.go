@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer/defaults"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -18,11 +19,17 @@ const benchHTML = `<!doctype html><html><head><title>News</title></head><body>
 </body></html>`
 
 // benchRender renders one campaign message per iteration for a recipient
-// named name with the subject subject: the renderer's hot path.
+// named name with the subject subject: the renderer's hot path. The
+// content is compiled as the engine compiles a campaign's (compileContent),
+// text part derived, once.
 func benchRender(b *testing.B, subject, name string) {
+	benchContent(b, Content{Subject: subject, Body: benchHTML}, name)
+}
+
+func benchContent(b *testing.B, ct Content, name string) {
 	env := &renderEnv{root: "https://h.example.com", org: OrgData{Name: "Example", PostalAddress: "1 Main St"},
 		keys: token.NewKeyring("bench key"), feedbackID: "herald"}
-	comp, err := compileTemplate("bench", subject, benchHTML, "", compileOptions{TrackClicks: true, TrackOpens: true})
+	comp, err := compileContent("bench", ct, compileOptions{TrackClicks: true, TrackOpens: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,6 +63,15 @@ func BenchmarkRender(b *testing.B) {
 	benchRender(b, "News for {{.Subscriber.Name}}", "Ann Smith")
 }
 
+// BenchmarkRenderMarkdown is a Markdown body with a preheader, in the
+// standard layout: rendered to HTML once, so per message it costs what an
+// HTML body of the same size does.
+func BenchmarkRenderMarkdown(b *testing.B) {
+	benchContent(b, Content{Subject: "News for {{.Subscriber.Name}}", Preheader: "This week in {{.Subscriber.Attributes.city}}", Format: models.FormatMarkdown,
+		Body: "# Hello {{.Subscriber.Name}}\n\nNews for {{.Subscriber.Attributes.city}} from {{.Org.Name}}.\n\n" +
+			"[One](https://example.com/one) and [Two](https://example.com/two?a=1&b=2).\n"}, "Ann Smith")
+}
+
 // BenchmarkRenderLongUnicode has a long accented subject and a CJK name,
 // both of which need encoded words and folding.
 func BenchmarkRenderLongUnicode(b *testing.B) {
@@ -87,4 +103,11 @@ func BenchmarkSignHeaders(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRenderDefaultTemplate is a campaign started from the default
+// template: its text part derived from the HTML (footnotes), its <title>
+// holding the subject.
+func BenchmarkRenderDefaultTemplate(b *testing.B) {
+	benchContent(b, Content{Subject: defaults.NewsletterSubject, Body: defaults.NewsletterHTML}, "Ann Smith")
 }

@@ -44,6 +44,7 @@ type escaper func(string) string
 var straightEscapers = map[string]escaper{
 	"_html_template_htmlescaper":   escapeHTML,
 	"_html_template_attrescaper":   escapeHTML,
+	"_html_template_rcdataescaper": escapeHTML, // <title>, <textarea>: the same table for plain strings
 	"_html_template_urlfilter":     filterURL,
 	"_html_template_urlnormalizer": func(s string) string { return processURL(s, true) },
 	"_html_template_urlescaper":    func(s string) string { return processURL(s, false) },

@@ -15,6 +15,7 @@ var straightHTMLCases = []string{
 	`<a href="{{.UnsubscribeURL}}">u</a> <a href='{{.PreferencesURL}}'>p</a> <img src="{{.Subscriber.Attributes.avatar}}">`,
 	`<a href="https://shop.example/{{.Subscriber.Attributes.city}}?who={{.Subscriber.Email}}&amp;n={{.Subscriber.Attributes.points}}#{{.Subscriber.Name}}">x</a>`,
 	`<!doctype html><html><head><title>Digest</title><style>a{color:red}</style></head><body><h1>{{.Campaign.Subject}}</h1><!-- note -->{{.Data.order.id}} {{.Campaign.Name}}</body></html>`,
+	`<!doctype html><html><head><title>{{.Campaign.Subject}} · {{.Subscriber.Name}}</title></head><body><textarea>{{.Subscriber.Attributes.city}}</textarea></body></html>`,
 }
 
 // notStraight are templates that must be executed by the library, as
@@ -35,7 +36,6 @@ var notStraightHTML = []string{
 	`<style>p { color: {{.Subscriber.Attributes.color}} }</style>`,
 	`<a href={{.UnsubscribeURL}}>unquoted</a>`,
 	`<p onclick="f('{{.Subscriber.Name}}')">x</p>`,
-	`<title>{{.Subscriber.Name}}</title>`,
 }
 
 // straightAlphabet mixes what each escaper treats specially with text it

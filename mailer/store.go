@@ -33,6 +33,7 @@ type CampaignStore interface {
 	FinishCampaignIfDone(ctx context.Context, id int64) (bool, error)
 	CampaignProgress(ctx context.Context, id int64) (*models.CampaignProgress, error)
 	EnsureLinks(ctx context.Context, campaignID int64, urls []string) ([]int64, error)
+	CampaignVariants(ctx context.Context, id int64) ([]models.Variant, error)
 }
 
 // ConfigStore is where the engine reads templates, keys, rules and settings.

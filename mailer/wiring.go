@@ -1,12 +1,14 @@
 package mailer
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/models"
 )
 
 // ServeStore is what the engine `herald serve` runs needs of the database:
@@ -14,10 +16,51 @@ import (
 type ServeStore interface {
 	Store
 	StagingStore
+	DeliveryStore
+}
+
+// DeliveryStore reads the delivery settings saved on Settings → Delivery;
+// *models.Store implements it.
+type DeliveryStore interface {
+	DeliverySettings(ctx context.Context, secrets []string) (models.DeliverySettings, error)
+}
+
+// Effective returns cfg with the delivery settings saved in the dashboard
+// (d) in place of those neither a flag nor an environment variable set:
+// the environment wins (cfg.Source names it).
+func Effective(cfg *config.Config, d models.DeliverySettings) *config.Config {
+	c := *cfg
+	for _, f := range []struct {
+		flag string
+		dst  *string
+		v    string
+	}{
+		{"transport", &c.Transport, d.Transport},
+		{"relay", &c.Relay, d.Relay},
+		{"bounce-imap", &c.BounceIMAP, d.BounceMailbox},
+		{"bounce-imap-interval", &c.BounceIMAPInterval, d.BounceInterval},
+		{"bounce-imap-move", &c.BounceIMAPMove, d.BounceMove},
+	} {
+		if f.v != "" && cfg.Source(f.flag) == "" {
+			*f.dst = f.v
+		}
+	}
+	return &c
+}
+
+// LoadEffective reads the saved delivery settings and applies them to
+// cfg (Effective); the stamp is the saved version's.
+func LoadEffective(ctx context.Context, cfg *config.Config, store DeliveryStore) (*config.Config, string, error) {
+	d, err := store.DeliverySettings(ctx, cfg.Secrets())
+	if err != nil {
+		return nil, "", err
+	}
+	return Effective(cfg, d), d.Stamp, nil
 }
 
 // FromConfig builds the engine `herald serve` runs: the transport cfg names
-// (TransportFromConfig), wrapped by Staging so that only allow-listed
+// (TransportFromConfig; the settings saved on Settings → Delivery fill
+// in what neither the environment nor a flag set, see Effective), wrapped by Staging so that only allow-listed
 // recipients get real mail while the staging switch is on, and the engine
 // options cfg sets. It is the one wiring: the binary runs it, and tests
 // that mean "as deployed" call it (or start the binary) instead of
@@ -31,19 +74,36 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 	if log == nil {
 		log = slog.Default()
 	}
-	t, err := TransportFromConfig(cfg, log)
+	// The one build of the default transport: at start here, and again
+	// when the settings change (Engine.ReloadTransport).
+	build := func(ctx context.Context) (DefaultTransport, error) {
+		eff, stamp, err := LoadEffective(ctx, cfg, store)
+		if err != nil {
+			return DefaultTransport{}, err
+		}
+		t, err := TransportFromConfig(eff, log)
+		if err != nil {
+			return DefaultTransport{}, err
+		}
+		if t != nil {
+			t = Staging(t, NewCapture(store), StagingPolicy(store, 5*time.Second))
+		}
+		return DefaultTransport{Transport: t, Config: eff, Stamp: stamp}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dt, err := build(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if t != nil {
-		t = Staging(t, NewCapture(store), StagingPolicy(store, 5*time.Second))
-	}
-	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: t, FeedbackSender: cfg.FeedbackAddress,
-		Lease: cfg.Lease, Heartbeat: cfg.LeaseHeartbeat}
+	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: dt.Transport, Rebuild: build,
+		FeedbackSender: cfg.FeedbackAddress, Lease: cfg.Lease, Heartbeat: cfg.LeaseHeartbeat}
 	if cfg.Secret != "" {
 		o.Secrets = cfg.Secrets()
 	}
-	return New(o, store), nil
+	e := New(o, store)
+	e.installDefault(dt, nil)
+	return e, nil
 }
 
 // TransportFromConfig returns the transport cfg.Transport names: Direct

@@ -20,12 +20,30 @@ const (
 	CampaignCancelled = "cancelled"
 )
 
-// Campaign is one mailing to the subscribers of some lists.
+// Campaign body formats.
+const (
+	FormatHTML     = "html"     // HTML is the HTML body as written
+	FormatMarkdown = "markdown" // HTML holds Markdown, rendered into the built-in layout
+)
+
+// Campaign is one mailing to the subscribers of some lists. It carries its
+// own content (subject, preheader, body, text part), copied from the
+// template it started from when it is created: editing it changes no
+// template and no other campaign.
 type Campaign struct {
-	ID              int64
-	Name            string
-	TemplateID      *int64
-	Subject         string // overrides the template's subject when set
+	ID         int64
+	Name       string
+	TemplateID *int64 // the template the content started from (nil once deleted)
+	Subject    string
+	// Preheader is the preview text shown after the subject in inboxes,
+	// hidden at the top of the HTML part; "" for none.
+	Preheader string
+	// HTML is the body: HTML (html/template), or Markdown when Format is
+	// FormatMarkdown. Text is the text part (text/template); "" means
+	// derived from the HTML when sent.
+	HTML            string `gorm:"column:html"`
+	Text            string
+	Format          string // FormatHTML ("" reads as it) or FormatMarkdown
 	FromName        string
 	FromEmail       string
 	ReplyTo         string
@@ -45,7 +63,15 @@ type Campaign struct {
 	MaterializeCursor int64
 	MaterializedAt    *time.Time
 
+	SendTime `gorm:"embedded"`
+
 	Counters `gorm:"embedded"`
+
+	// AB is the campaign's A/B test (abtest.go); Variants its versions,
+	// not loaded by Campaign (CampaignVariants) and written by Create- and
+	// UpdateCampaign when not nil (empty: no test).
+	AB       ABTest    `gorm:"embedded"`
+	Variants []Variant `gorm:"-"`
 }
 
 // Counters are a campaign's deliveries by status, kept exact by the store.
@@ -91,26 +117,70 @@ func (c *Campaign) Validate() map[string]string {
 	if utf8.RuneCountInString(c.Subject) > MaxSubjectLength {
 		errs["subject"] = fmt.Sprintf("Keep the subject under %d characters.", MaxSubjectLength)
 	}
-	if c.TemplateID == nil {
-		errs["template_id"] = "Choose a template."
+	if c.Format == "" {
+		c.Format = FormatHTML
+	}
+	if c.Format != FormatHTML && c.Format != FormatMarkdown {
+		errs["format"] = "Choose HTML or Markdown."
+	}
+	if c.ID == 0 && c.TemplateID == nil && strings.TrimSpace(c.HTML) == "" && strings.TrimSpace(c.Text) == "" {
+		errs["template_id"] = "Choose a template to start from, or write a body."
+	}
+	if c.ID != 0 && strings.TrimSpace(c.HTML) == "" && strings.TrimSpace(c.Text) == "" {
+		errs["html"] = "Write the message: a body, or at least a text part."
+	}
+	if utf8.RuneCountInString(c.Preheader) > MaxSubjectLength {
+		errs["preheader"] = fmt.Sprintf("Keep the preheader under %d characters.", MaxSubjectLength)
+	}
+	if len(c.HTML) > MaxTemplateBytes {
+		errs["html"] = fmt.Sprintf("Keep the body under %d KB.", MaxTemplateBytes/1024)
+	}
+	if len(c.Text) > MaxTemplateBytes {
+		errs["text"] = fmt.Sprintf("Keep the text part under %d KB.", MaxTemplateBytes/1024)
 	}
 	if e, err := NormalizeEmail(c.FromEmail); err != nil {
 		errs["from_email"] = err.Error()
 	} else {
 		c.FromEmail = e
 	}
+	c.validateAB(errs)
+	if len(c.Variants) > 0 && strings.TrimSpace(c.LocalSendAt) != "" {
+		// The test share must go out at once so the variants are compared
+		// over the same hours, and the held remainder must wait for the
+		// winner, not for each zone's hour.
+		errs["local_send_at"] = "An A/B test cannot be combined with delivery at a local time: " +
+			"choose \"Send when the campaign starts\" or remove the A/B test."
+	}
 	return errs
 }
 
-// CreateCampaign stores a draft campaign sent to the given lists.
+// CreateCampaign stores a draft campaign sent to the given lists. A
+// campaign given no body starts from its template: the template's subject
+// (unless the campaign has one), HTML and text part are copied into it.
 func (s *Store) CreateCampaign(ctx context.Context, c *Campaign, listIDs []int64) error {
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		c.CreatedAt, c.UpdatedAt = dbNow(), dbNow()
 		if c.Status == "" {
 			c.Status = CampaignDraft
 		}
+		if c.Format == "" {
+			c.Format = FormatHTML
+		}
+		if c.TemplateID != nil && strings.TrimSpace(c.HTML) == "" && strings.TrimSpace(c.Text) == "" {
+			var t Template
+			if err := tx.First(&t, *c.TemplateID).Error; err != nil {
+				return notFound(err)
+			}
+			c.HTML, c.Text, c.Format = t.HTML, t.Text, FormatHTML
+			if strings.TrimSpace(c.Subject) == "" {
+				c.Subject = t.Subject
+			}
+		}
 		c.Counters = Counters{}
 		if err := tx.Create(c).Error; err != nil {
+			return err
+		}
+		if err := setCampaignVariants(tx, c.ID, c.Variants); err != nil {
 			return err
 		}
 		return setCampaignLists(tx, c.ID, listIDs)
@@ -133,7 +203,8 @@ func setCampaignLists(tx *gorm.DB, id int64, listIDs []int64) error {
 	return nil
 }
 
-// UpdateCampaign saves a draft or scheduled campaign's settings and lists.
+// UpdateCampaign saves a draft or scheduled campaign's settings, content
+// and lists. Only this campaign's row changes: never its template.
 func (s *Store) UpdateCampaign(ctx context.Context, c *Campaign, listIDs []int64) error {
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var cur Campaign
@@ -144,13 +215,23 @@ func (s *Store) UpdateCampaign(ctx context.Context, c *Campaign, listIDs []int64
 			return &CampaignStateError{c.ID, cur.Status, "be edited"}
 		}
 		err := tx.Model(&Campaign{}).Where("id = ?", c.ID).Updates(map[string]any{
-			"name": c.Name, "template_id": c.TemplateID, "subject": c.Subject, "from_name": c.FromName,
+			"name": c.Name, "template_id": c.TemplateID, "subject": c.Subject, "preheader": c.Preheader,
+			"html": c.HTML, "text": c.Text, "format": c.Format, "from_name": c.FromName,
 			"from_email": c.FromEmail, "reply_to": c.ReplyTo, "sending_domain_id": c.SendingDomainID,
 			"ip_pool_id": c.IPPoolID, "transport": c.Transport, "track_opens": c.TrackOpens,
 			"track_clicks": c.TrackClicks, "utm": c.UTM, "updated_at": dbNow(),
 		}).Error
 		if err != nil {
 			return err
+		}
+		if c.Variants != nil {
+			if err := tx.Model(&Campaign{}).Where("id = ?", c.ID).Updates(map[string]any{"ab_share": c.AB.Share,
+				"ab_metric": c.AB.Metric, "ab_wait_seconds": c.AB.WaitSeconds, "ab_manual": c.AB.Manual}).Error; err != nil {
+				return err
+			}
+			if err := setCampaignVariants(tx, c.ID, c.Variants); err != nil {
+				return err
+			}
 		}
 		return setCampaignLists(tx, c.ID, listIDs)
 	})
@@ -169,10 +250,14 @@ func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
 	return &c, nil
 }
 
+// listOmit leaves a campaign's bodies (up to MaxTemplateBytes each) out
+// of lists of campaigns, which show neither.
+var listOmit = []string{"html", "text"}
+
 // Campaigns returns campaigns newest first, before the cursor id (0: from
-// the newest).
+// the newest), without their bodies (HTML and Text are empty).
 func (s *Store) Campaigns(ctx context.Context, before int64, limit int) ([]Campaign, error) {
-	q := s.conn(ctx).Order("id DESC").Limit(limit)
+	q := s.conn(ctx).Omit(listOmit...).Order("id DESC").Limit(limit)
 	if before > 0 {
 		q = q.Where("id < ?", before)
 	}
@@ -393,10 +478,10 @@ func (s *Store) CountEligibleRecipients(ctx context.Context, listIDs []int64) (i
 }
 
 // CampaignsByStatus returns the campaigns in any of the statuses, newest
-// first.
+// first, without their bodies.
 func (s *Store) CampaignsByStatus(ctx context.Context, statuses ...string) ([]Campaign, error) {
 	var out []Campaign
-	if err := s.conn(ctx).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
+	if err := s.conn(ctx).Omit(listOmit...).Where("status IN ?", statuses).Order("id DESC").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("models: campaigns by status: %w", err)
 	}
 	return out, nil
@@ -426,8 +511,14 @@ func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) 
 		return nil, err
 	}
 	c := &Campaign{Name: "Copy of " + src.Name, TemplateID: src.TemplateID, Subject: src.Subject,
+		Preheader: src.Preheader, HTML: src.HTML, Text: src.Text, Format: src.Format,
 		FromName: src.FromName, FromEmail: src.FromEmail, ReplyTo: src.ReplyTo, SendingDomainID: src.SendingDomainID,
-		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM}
+		IPPoolID: src.IPPoolID, Transport: src.Transport, TrackOpens: src.TrackOpens, TrackClicks: src.TrackClicks, UTM: src.UTM,
+		AB: ABTest{Share: src.AB.Share, Metric: src.AB.Metric, WaitSeconds: src.AB.WaitSeconds, Manual: src.AB.Manual}}
+	c.SendTime = SendTime{LocalSendAt: src.LocalSendAt, TZAttribute: src.TZAttribute, TZDefault: src.TZDefault}
+	if c.Variants, err = s.CampaignVariants(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := s.CreateCampaign(ctx, c, lists); err != nil {
 		return nil, err
 	}

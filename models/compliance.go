@@ -159,6 +159,7 @@ func (s *Store) ConsentCoverage(ctx context.Context) ([]ListCoverage, error) {
 	err := s.conn(ctx).Raw(`SELECT l.id AS list_id, l.name, l.optin, count(m.subscriber_id) AS live,
 		COALESCE(sum(CASE WHEN ` + basisCond + ` THEN 1 ELSE 0 END), 0) AS covered
 		FROM lists l LEFT JOIN subscriptions m ON m.list_id = l.id AND m.status <> 'unsubscribed'
+		WHERE l.kind = 'list'
 		GROUP BY l.id, l.name, l.optin ORDER BY lower(l.name), l.id`).Scan(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: consent coverage: %w", err)

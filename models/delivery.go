@@ -56,6 +56,9 @@ type Delivery struct {
 	// OverrideSuppression: a transactional message sent to the address even
 	// when it is suppressed, because its sender said so.
 	OverrideSuppression bool
+	// Variant is the A/B test variant the message carries
+	// (Variant.Idx); 0 for none.
+	Variant int
 }
 
 // Delivery returns one delivery.
@@ -108,6 +111,9 @@ type ClaimRequest struct {
 	// not to be claimed now (their destination is suspended or its queue is
 	// full). Transactional deliveries are claimed regardless.
 	ExcludeDomains []string
+	// Now is the time rows must be due by (and leases are measured
+	// from); zero is the current time.
+	Now time.Time
 }
 
 // Reclaim is a claim's choice among rows whose lease expired. A running
@@ -165,6 +171,9 @@ type Claimed struct {
 	// OverrideSuppression: a transactional message whose sender chose to
 	// reach the address even if it is suppressed.
 	OverrideSuppression bool
+	// Variant is the A/B test variant the message carries
+	// (Variant.Idx); 0 for none.
+	Variant int
 
 	// fullCheck: look this row's address up against every suppression, not
 	// only those added since materialisation (the subscriber was edited

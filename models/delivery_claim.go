@@ -20,6 +20,9 @@ func (w deliveryWriter) claim(ctx context.Context, req ClaimRequest) ([]Claimed,
 	}
 	d := w.sql
 	t := dbNow()
+	if !req.Now.IsZero() {
+		t = dbTime(req.Now)
+	}
 	excl, exclArgs := "", []any(nil)
 	if len(req.ExcludeDomains) > 0 {
 		excl = " AND domain NOT IN (" + placeholders(len(req.ExcludeDomains)) + ")"
@@ -165,7 +168,8 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 'unsubscribed'
 			     ELSE '' END,
 			CASE WHEN d.override_suppression AND d.campaign_id IS NULL THEN 2 ELSE 0 END +
-			CASE WHEN d.subscriber_updated_at IS NULL OR s.updated_at <> d.subscriber_updated_at THEN 1 ELSE 0 END
+			CASE WHEN d.subscriber_updated_at IS NULL OR s.updated_at <> d.subscriber_updated_at THEN 1 ELSE 0 END,
+			COALESCE(d.variant, 0)
 			FROM `+from+` CROSS JOIN deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id = j.value`), set)
 		if err != nil {
 			return nil, err
@@ -178,7 +182,7 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 				created aggTime
 			)
 			if err := rows.Scan(&c.ID, &c.CampaignID, &c.SubscriberID, &c.ListID, &c.TemplateID, &c.Email, &c.Name, &c.Data,
-				&c.Domain, &c.Priority, &c.Attempts, &created, &attrs, &c.Ineligible, &flags); err != nil {
+				&c.Domain, &c.Priority, &c.Attempts, &created, &attrs, &c.Ineligible, &flags, &c.Variant); err != nil {
 				rows.Close()
 				return nil, err
 			}

@@ -10,7 +10,8 @@ import (
 )
 
 // materialize is MaterializeCampaign.
-func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (done bool, err error) {
+// Its rows are due at, or at their local hour (releaseByZone).
+func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at time.Time) (done bool, err error) {
 	s := w.s
 	if batch <= 0 {
 		batch = 5000
@@ -65,10 +66,20 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 		lo := c[0].MaterializeCursor
 		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
 			done = true
+			if err := s.startABTest(tx, id, dbTime(at)); err != nil {
+				return err
+			}
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
 		}
 		hi := lo + int64(batch)
-		t := dbNow()
+		t := dbTime(at)
+		// due: when the new rows may be claimed. An A/B test holds them
+		// (startABTest releases its share, the winner the rest), and the
+		// send time's release step leaves held rows alone.
+		due, err := abDue(tx, id, t)
+		if err != nil {
+			return err
+		}
 		var lists []struct {
 			ListID int64
 			Optin  string
@@ -107,7 +118,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 					eligibleSub + "), " + listExpr + ")"
 				args = append(args, aud.Lists)
 			}
-			args = append(args, t, t, w.sql.idArray(ids))
+			args = append(args, due, t, w.sql.idArray(ids))
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
 					created_at, subscriber_updated_at)
 				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
@@ -126,7 +137,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				SELECT ?, s.id, sp.list_id, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
 				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
 				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, lists[0].ListID, statuses, lo, hi)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, lists[0].ListID, statuses, lo, hi)
 		default:
 			// Someone on several of the lists gets one delivery, attributed
 			// to the first list.
@@ -140,7 +151,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
 				  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
 				GROUP BY s.id, s.email
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, t, t, id, lo, hi)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
 		}
 		var inserted int64
 		if res != nil {
@@ -148,6 +159,11 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int) (d
 				return res.Error
 			}
 			inserted = res.RowsAffected
+		}
+		if inserted > 0 && due.Equal(t) {
+			if err := w.releaseBatch(tx, id, lo, hi, t); err != nil {
+				return err
+			}
 		}
 		// The rows just written are checked against the suppression list.
 		// A young list has few suppressions or none: then reading them all

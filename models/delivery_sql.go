@@ -25,6 +25,9 @@ type dialectSQL interface {
 	idRows() string
 	// idArray writes ids as the parameter of idSet and idRows.
 	idArray(ids []int64) string
+	// attrText is the text of the attribute of the JSON column col named
+	// by its one parameter (NULL when absent).
+	attrText(col string) string
 	// timeText selects a time column for aggTime.
 	timeText(col string) string
 	// leaseRows is a FROM item v(id, gen) of leases, and its parameter
@@ -44,11 +47,11 @@ type dialectSQL interface {
 
 	// The segment conditions' reading of subscriber attributes (a JSON
 	// object in a text column), in segment_sql.go. Every placeholder of
-	// attrText and attrNumber takes attrPath(key).
+	// attrValueText and attrNumber takes attrPath(key).
 	attrPath(key string) any
-	// attrText is the attribute as text (true and false for booleans),
+	// attrValueText is the attribute as text (true and false for booleans),
 	// NULL when absent or null.
-	attrText(col string) string
+	attrValueText(col string) string
 	// attrNumber is the attribute as a number: a JSON number, or a string
 	// of the form -?[0-9]+(.[0-9]+)?; else NULL.
 	attrNumber(col string) string
@@ -75,6 +78,9 @@ func (sqliteSQL) update() string     { return "UPDATE OR FAIL" }
 func (sqliteSQL) lockClause() string { return "" }
 func (sqliteSQL) emailDomain(col string) string {
 	return "lower(substr(" + col + ", instr(" + col + ", '@') + 1))"
+}
+func (sqliteSQL) attrText(col string) string {
+	return "CAST(json_extract(" + col + ", '$.' || json_quote(?)) AS TEXT)"
 }
 func (sqliteSQL) idSet() string              { return "(SELECT value FROM json_each(?))" }
 func (sqliteSQL) idRows() string             { return "json_each(?) AS j" }
@@ -137,6 +143,7 @@ func (postgresSQL) update() string { return "UPDATE" }
 // lockClause: concurrent claimers skip each other's rows.
 func (postgresSQL) lockClause() string            { return " FOR UPDATE SKIP LOCKED" }
 func (postgresSQL) emailDomain(col string) string { return "lower(split_part(" + col + ", '@', 2))" }
+func (postgresSQL) attrText(col string) string    { return "((" + col + "::jsonb) ->> ?)" }
 func (postgresSQL) idSet() string                 { return "(SELECT unnest(CAST(? AS bigint[])))" }
 func (postgresSQL) idRows() string                { return "unnest(CAST(? AS bigint[])) AS j(value)" }
 func (postgresSQL) idArray(ids []int64) string    { return intList("{", ids, "}") }

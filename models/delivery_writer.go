@@ -30,7 +30,14 @@ func (s *Store) deliveries() deliveryWriter {
 // reports done once the whole subscriber id range has been covered; call it
 // again until then. Memory is bounded by the batch, never the list.
 func (s *Store) MaterializeCampaign(ctx context.Context, id int64, batch int) (done bool, err error) {
-	return s.deliveries().materialize(ctx, id, batch)
+	return s.deliveries().materialize(ctx, id, batch, now())
+}
+
+// MaterializeCampaignAt is MaterializeCampaign with the clock passed in:
+// the rows are due at at, or at the local hour their time zone reaches
+// next after at (SendTime).
+func (s *Store) MaterializeCampaignAt(ctx context.Context, id int64, batch int, at time.Time) (done bool, err error) {
+	return s.deliveries().materialize(ctx, id, batch, at)
 }
 
 // ClaimDeliveries leases due deliveries to req.Node: queued and deferred

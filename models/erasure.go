@@ -86,6 +86,9 @@ func (s *Store) eraseTx(tx *gorm.DB, id int64, ev Evidence) error {
 		{`UPDATE events SET ip = '', user_agent = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
 		{`UPDATE bounces SET diagnostic = '', remote_mta = '', subscriber_id = NULL WHERE subscriber_id = ?`, []any{id}},
 		{`DELETE FROM outbox WHERE lower(rcpt_to) IN ?`, []any{addresses}},
+		// Outgoing webhook events about them, sent or not.
+		{`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE subscriber_id = ?)`, []any{id}},
+		{`DELETE FROM webhook_deliveries WHERE subscriber_id = ?`, []any{id}},
 		{`DELETE FROM import_errors WHERE lower(email) IN ?`, []any{addresses}},
 		// Suppressions under the plain address become hash-only.
 		{`UPDATE suppressions SET value = '', note = '' WHERE value_hash IN ?`, []any{hashes}},

@@ -17,6 +17,9 @@ const (
 
 	ListPublic  = "public"
 	ListPrivate = "private"
+
+	ListKindList     = "list"     // a list people join
+	ListKindSnapshot = "snapshot" // filled by Herald with an audience at one moment (CreateSnapshotCampaign)
 )
 
 // List is a mailing list.
@@ -26,8 +29,11 @@ type List struct {
 	Description string
 	Optin       string
 	Visibility  string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Kind is ListKindList, or ListKindSnapshot for a list Herald filled
+	// itself: no one opted into it, so it has no consent rows of its own.
+	Kind      string `gorm:"default:list"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
 
 	// Counts by subscription status, filled by the queries that list lists.
 	Unconfirmed  int64 `gorm:"->;-:migration"`
@@ -81,7 +87,7 @@ func (s *Store) Lists(ctx context.Context) ([]List, error) {
 // PublicLists returns the lists a subscriber may join on their own.
 func (s *Store) PublicLists(ctx context.Context) ([]List, error) {
 	var out []List
-	err := s.conn(ctx).Where("visibility = ?", ListPublic).Order("lower(name), id").Find(&out).Error
+	err := s.conn(ctx).Where("visibility = ? AND kind = ?", ListPublic, ListKindList).Order("lower(name), id").Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("models: public lists: %w", err)
 	}

@@ -43,3 +43,33 @@ func TestAdoptSecret(t *testing.T) {
 		}
 	})
 }
+
+// TOTP secrets sealed under the generated secret are re-sealed too, so
+// two-factor sign-in survives the move to an outside secret.
+func TestAdoptSecretReSealsTOTP(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		stored, err := s.EnsureSecret(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := s.CreateUser(ctx, "otp@example.com", "", "a long enough password", models.RoleViewer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetPendingTOTP(ctx, u.ID, "JBSWY3DPEHPK3PXP", stored); err != nil {
+			t.Fatal(err)
+		}
+		outside := strings.Repeat("o", 40)
+		if _, _, err := s.AdoptSecret(ctx, outside); err != nil {
+			t.Fatal(err)
+		}
+		u, _ = s.User(ctx, u.ID)
+		if got, err := s.TOTPSecret(u, outside); err != nil || got != "JBSWY3DPEHPK3PXP" {
+			t.Errorf("TOTPSecret(outside) = %q, %v; want the secret", got, err)
+		}
+		if _, err := s.TOTPSecret(u, stored); err == nil {
+			t.Error("the stored secret still opens the re-sealed TOTP secret")
+		}
+	})
+}

@@ -529,10 +529,10 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 }
 
 func (q *segmentSQL) attribute(c Condition) string {
-	text := func() string { return q.attr(q.d.attrText("s.attributes"), c.Key) }
+	text := func() string { return q.attr(q.d.attrValueText("s.attributes"), c.Key) }
 	num := func() string { return q.attr(q.d.attrNumber("s.attributes"), c.Key) }
 	date := func() string {
-		t := q.d.attrText("s.attributes")
+		t := q.d.attrValueText("s.attributes")
 		// The date part of a text value starting with YYYY-MM-DD.
 		return q.attr("CASE WHEN "+q.d.isDate(t)+" THEN substr("+t+", 1, 10) END", c.Key)
 	}

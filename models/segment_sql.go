@@ -5,7 +5,7 @@ package models
 
 func (sqliteSQL) attrPath(key string) any { return `$."` + key + `"` }
 
-func (sqliteSQL) attrText(col string) string {
+func (sqliteSQL) attrValueText(col string) string {
 	return "(CASE json_type(" + col + ", ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN NULL ELSE CAST(json_extract(" + col + ", ?) AS TEXT) END)"
 }
 
@@ -29,7 +29,7 @@ func (sqliteSQL) numParam() string { return "?" }
 
 func (postgresSQL) attrPath(key string) any { return key }
 
-func (postgresSQL) attrText(col string) string {
+func (postgresSQL) attrValueText(col string) string {
 	return "(CAST(" + col + " AS jsonb) ->> CAST(? AS text))"
 }
 

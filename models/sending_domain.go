@@ -662,3 +662,12 @@ func (r DNSRecord) ZoneLine() string {
 	}
 	return r.Name + ". 3600 IN " + r.Type + " " + v
 }
+
+// KeyNames names the domain's DKIM keys: "RSA-2048", or "RSA-2048 and
+// Ed25519".
+func (d *SendingDomain) KeyNames() string {
+	if d.Ed25519Public != "" {
+		return "RSA-2048 and Ed25519"
+	}
+	return "RSA-2048"
+}

@@ -246,6 +246,7 @@ type Subscription struct {
 	UpdatedAt    time.Time
 	ListName     string `gorm:"->;-:migration"`
 	ListOptin    string `gorm:"->;-:migration"`
+	ListKind     string `gorm:"->;-:migration"`
 }
 
 // Subscriber returns one subscriber.
@@ -270,7 +271,7 @@ func (s *Store) SubscriberByEmail(ctx context.Context, email string) (*Subscribe
 func (s *Store) SubscriptionsOf(ctx context.Context, subscriberID int64) ([]Subscription, error) {
 	var out []Subscription
 	err := s.conn(ctx).Table("subscriptions").
-		Select("subscriptions.*, lists.name AS list_name, lists.optin AS list_optin").
+		Select("subscriptions.*, lists.name AS list_name, lists.optin AS list_optin, lists.kind AS list_kind").
 		Joins("JOIN lists ON lists.id = subscriptions.list_id").
 		Where("subscriptions.subscriber_id = ?", subscriberID).Order("lower(lists.name)").Scan(&out).Error
 	if err != nil {

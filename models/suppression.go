@@ -354,3 +354,13 @@ func (s *Store) IsSuppressed(ctx context.Context, email string) (bool, error) {
 	}
 	return false, nil
 }
+
+// SuppressionByValue returns the entry an address or "@domain" is
+// suppressed under (erased entries match by hash and show no value).
+func (s *Store) SuppressionByValue(ctx context.Context, value string) (*Suppression, error) {
+	var x Suppression
+	if err := s.conn(ctx).Where("value_hash = ?", SuppressionHash(value)).First(&x).Error; err != nil {
+		return nil, fmt.Errorf("models: suppression of %q: %w", value, notFound(err))
+	}
+	return &x, nil
+}

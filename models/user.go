@@ -41,7 +41,18 @@ type User struct {
 	Role         string
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// TOTPSecret is the sealed TOTP secret ("" when none); it is in force
+	// once TOTPEnabledAt is set (see EnableTOTP).
+	TOTPSecret    string     `gorm:"column:totp_secret"`
+	TOTPEnabledAt *time.Time `gorm:"column:totp_enabled_at"`
+	TOTPLastStep  int64      `gorm:"column:totp_last_step"`
+	// SessionGen is kept in each session at sign-in; raising it ends every
+	// session of the user.
+	SessionGen int64
 }
+
+// TwoFactor reports whether the user signs in with a second factor.
+func (u *User) TwoFactor() bool { return u.TOTPEnabledAt != nil }
 
 // ErrBadCredentials is returned for an unknown email or a wrong password,
 // deliberately without saying which.
@@ -213,8 +224,11 @@ func (s *Store) DeleteUser(ctx context.Context, id int64) error {
 		if err := lastAdminGuard(tx, id); err != nil {
 			return err
 		}
-		if err := tx.Exec("DELETE FROM api_tokens WHERE user_id = ?", id).Error; err != nil {
-			return err
+		for _, q := range []string{"DELETE FROM api_tokens WHERE user_id = ?", "DELETE FROM recovery_codes WHERE user_id = ?",
+			"DELETE FROM password_resets WHERE user_id = ?"} {
+			if err := tx.Exec(q, id).Error; err != nil {
+				return err
+			}
 		}
 		res := tx.Exec("DELETE FROM users WHERE id = ?", id)
 		if res.Error != nil {

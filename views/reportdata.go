@@ -24,6 +24,11 @@ type CampaignReportData struct {
 	R       *models.CampaignReport
 	Bounces []BounceRow
 	Live    bool // the campaign is still sending: the page refreshes itself
+	// AB is the campaign's A/B test, nil when it runs none; CanPick lets
+	// the viewer pick its winner (with CSRF, the form's token).
+	AB      *models.ABReport
+	CanPick bool
+	CSRF    string
 }
 
 // DashboardData is what the home page shows.
@@ -319,4 +324,116 @@ func categoryLabel(c string) string {
 		return l
 	}
 	return c
+}
+
+func abWait(secs int64) string {
+	d := time.Duration(secs) * time.Second
+	switch {
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%d hours", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return d.String()
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func variantLabel(vs []models.Variant, idx int) string {
+	for _, v := range vs {
+		if v.Idx == idx {
+			return v.Label
+		}
+	}
+	return fmt.Sprint(idx)
+}
+
+// variantSummary says what a variant changes.
+func variantSummary(vs []models.Variant, idx int) string {
+	for _, v := range vs {
+		if v.Idx != idx {
+			continue
+		}
+		var parts []string
+		if v.Subject != "" {
+			parts = append(parts, "subject “"+v.Subject+"”")
+		}
+		if v.FromName != "" {
+			parts = append(parts, "from “"+v.FromName+"”")
+		}
+		if v.Preheader != "" {
+			parts = append(parts, "preheader “"+v.Preheader+"”")
+		}
+		if v.HTML != "" {
+			parts = append(parts, "its own content")
+		}
+		if len(parts) == 0 {
+			return "the campaign as it is"
+		}
+		return strings.Join(parts, ", ")
+	}
+	return ""
+}
+
+func abErrors(errs map[string]string) bool {
+	for k := range errs {
+		if strings.HasPrefix(k, "ab_") || strings.HasPrefix(k, "variant") {
+			return true
+		}
+	}
+	return false
+}
+
+func variantAt(vs []models.Variant, i int) models.Variant {
+	if i-1 < len(vs) {
+		v := vs[i-1]
+		v.ID, v.CampaignID, v.Idx = 0, 0, 0
+		return v
+	}
+	return models.Variant{}
+}
+
+func abShare(c models.Campaign) string {
+	if c.AB.Share == 0 {
+		return "20"
+	}
+	return strconv.Itoa(c.AB.Share)
+}
+
+func abWaitValue(c models.Campaign) string {
+	switch s := c.AB.WaitSeconds; {
+	case s == 0:
+		return "4h"
+	case s < 0:
+		return ""
+	case s%86400 == 0:
+		return fmt.Sprintf("%dd", s/86400)
+	case s%3600 == 0:
+		return fmt.Sprintf("%dh", s/3600)
+	case s%60 == 0:
+		return fmt.Sprintf("%dm", s/60)
+	default:
+		return fmt.Sprintf("%ds", s)
+	}
+}
+
+// abTested says whether the best and the runner-up both have trials, so
+// their test means something.
+func abTested(a models.ABAnalysis) bool {
+	n := 0
+	for _, v := range a.Variants {
+		if (v.Idx == a.Best || v.Idx == a.RunnerUp) && v.Trials > 0 {
+			n++
+		}
+	}
+	return a.Best != 0 && a.RunnerUp != 0 && n == 2
 }

@@ -33,11 +33,15 @@ var ComplianceTabs = []Tab{
 	{"audit", "Audit log", "/compliance/audit"},
 }
 
-// SettingsTabs are the pages of the Settings section; Users is for admins.
+// SettingsTabs are the pages of the Settings section; Users, Delivery
+// and Webhooks are for admins.
 var SettingsTabs = []Tab{
 	{"org", "Organisation", "/settings"},
 	{"users", "Users", "/settings/users"},
 	{"tokens", "API tokens", "/settings/tokens"},
+	{"security", "Two-factor", "/settings/security"},
+	{"delivery", "Delivery", "/settings/delivery"},
+	{"webhooks", "Webhooks", "/settings/webhooks"},
 }
 
 // AudienceTabs are the pages about the people Herald mails.
@@ -45,6 +49,7 @@ var AudienceTabs = []Tab{
 	{"subscribers", "Subscribers", "/subscribers"},
 	{"segments", "Segments", "/segments"},
 	{"import", "Import", "/imports/new"},
+	{"sunset", "Sunset policy", "/subscribers/sunset"},
 }
 
 // sectionTabs are the tabs of the section p is in, for the user's role.
@@ -63,7 +68,7 @@ func sectionTabs(p Page) (string, []Tab) {
 		if p.IsAdmin() {
 			return "Settings", SettingsTabs
 		}
-		return "Settings", []Tab{SettingsTabs[0], SettingsTabs[2]}
+		return "Settings", []Tab{SettingsTabs[0], SettingsTabs[2], SettingsTabs[3]}
 	}
 	return "", nil
 }
@@ -111,7 +116,7 @@ func SubNav(p Page) templ.Component {
 			var templ_7745c5c3_Var2 string
 			templ_7745c5c3_Var2, templ_7745c5c3_Err = templ.JoinStringErrs(label)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 79, Col: 25}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 84, Col: 25}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var2))
 			if templ_7745c5c3_Err != nil {
@@ -129,7 +134,7 @@ func SubNav(p Page) templ.Component {
 				var templ_7745c5c3_Var3 templ.SafeURL
 				templ_7745c5c3_Var3, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL(t.Href))
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 84, Col: 35}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 89, Col: 35}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var3))
 				if templ_7745c5c3_Err != nil {
@@ -152,7 +157,7 @@ func SubNav(p Page) templ.Component {
 				var templ_7745c5c3_Var4 string
 				templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(t.Label)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 88, Col: 16}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `subnav.templ`, Line: 93, Col: 16}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 				if templ_7745c5c3_Err != nil {

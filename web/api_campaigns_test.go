@@ -146,3 +146,70 @@ func TestAPICampaignLandsInCaptureOutbox(t *testing.T) {
 		t.Errorf("viewer pauses: %d", p.StatusCode)
 	}
 }
+
+// The API creates a campaign with its own message (Markdown, preheader)
+// and changes only the fields a PUT sends; bad content is refused with
+// what to fix, and a campaign that went out can no longer be edited.
+func TestAPICampaignContent(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	u, _ := app.store.CreateUser(ctx, "api@example.com", "", "correct horse battery", models.RoleMarketer)
+	tok, _, _ := app.store.CreateAPIToken(ctx, u.ID, "test")
+	list, tmpl := composeFixture(t, app.store, 2)
+	type campaignJS struct {
+		Data struct {
+			ID                                           int64
+			Subject, Preheader, HTML, Text, Format, Name string
+			TextDerived                                  bool `json:"text_derived"`
+		}
+	}
+	call := func(method, path, body string, status int) campaignJS {
+		t.Helper()
+		p := app.api(method, path, tok, body)
+		if p.StatusCode != status {
+			t.Fatalf("%s %s = %d %s, want %d", method, path, p.StatusCode, p.Body, status)
+		}
+		var out campaignJS
+		json.Unmarshal([]byte(p.Body), &out)
+		return out
+	}
+	c := call("POST", "/api/v1/campaigns", fmt.Sprintf(`{"name":"Md","template_id":%d,"from_email":"news@acme.test","lists":[%d],
+		"subject":"Hi {{.Subscriber.Name}}","preheader":"Short","format":"markdown","html":"# Hello\n\n{{.Org.PostalAddress}} [Unsubscribe]({{.UnsubscribeURL}})"}`, tmpl, list), 201)
+	if c.Data.Format != "markdown" || c.Data.Preheader != "Short" || !strings.HasPrefix(c.Data.HTML, "# Hello") || !c.Data.TextDerived {
+		t.Errorf("created = %+v", c.Data)
+	}
+	id := c.Data.ID
+	u2 := call("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), `{"text":"Hello in plain text. {{.UnsubscribeURL}} {{.Org.PostalAddress}}"}`, 200)
+	if u2.Data.Text == "" || u2.Data.TextDerived || u2.Data.Format != "markdown" || u2.Data.Preheader != "Short" || u2.Data.Name != "Md" {
+		t.Errorf("after PUT of the text = %+v", u2.Data)
+	}
+	tpl, _ := app.store.Template(ctx, tmpl)
+	if tpl.HTML != goodHTML || tpl.Text != "" {
+		t.Errorf("the template changed: %+v", tpl)
+	}
+	for body, field := range map[string]string{
+		`{"format":"word"}`: "format",
+		`{"html":"<p>{{.Subscriber.Nmae}}</p>","format":"html"}`: "html",
+		`{"html":"","text":""}`:                                  "html",
+		`{"subject":"{{if}}"}`:                                   "subject",
+	} {
+		p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, body)
+		var e struct {
+			Error struct {
+				Message string
+				Fields  map[string]string
+			}
+		}
+		json.Unmarshal([]byte(p.Body), &e)
+		if p.StatusCode != 422 || e.Error.Fields[field] == "" {
+			t.Errorf("PUT %s = %d %s, want 422 on %s", body, p.StatusCode, p.Body, field)
+		}
+	}
+	if p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, `{"colour":"red"}`); p.StatusCode != 400 {
+		t.Errorf("unknown field = %d, want 400", p.StatusCode)
+	}
+	app.store.DB().Exec("UPDATE campaigns SET status = 'finished' WHERE id = ?", id)
+	if p := app.api("PUT", fmt.Sprintf("/api/v1/campaigns/%d", id), tok, `{"subject":"Again"}`); p.StatusCode != 409 {
+		t.Errorf("PUT on a finished campaign = %d %s, want 409", p.StatusCode, p.Body)
+	}
+}

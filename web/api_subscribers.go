@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -54,11 +53,11 @@ func (s *apiHandlers) writeAPISubscriber(c echo.Context, status int, id int64) e
 
 func (s *apiHandlers) apiSubscribers(c echo.Context) error {
 	_, q := subscriberQuery(c)
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			return badRequest("limit must be a number from 1 to 500.")
-		}
+	n, err := apiLimit(c, 500)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
 		q.Limit = n
 	}
 	page, err := s.store.SearchSubscribers(c.Request().Context(), q)
@@ -69,12 +68,7 @@ func (s *apiHandlers) apiSubscribers(c echo.Context) error {
 	for i, r := range page.Rows {
 		out[i] = apiSubscriber{ID: r.ID, Email: r.Email, Name: r.Name, Status: r.Status, CreatedAt: r.CreatedAt}
 	}
-	resp := map[string]any{"data": out}
-	if page.Next != 0 {
-		resp["next"] = fmt.Sprintf("%s?%s", c.Path(), nextQuery(c, page.Next))
-		resp["next_before"] = page.Next
-	}
-	return c.JSON(200, resp)
+	return apiPage(c, out, page.Next)
 }
 
 type subscriberInput struct {

@@ -32,7 +32,7 @@ func (s *authPages) loginPage(c echo.Context) error {
 	if n == 0 {
 		return s.render(c, 200, views.Setup(csrfToken(c), views.LoginForm{}))
 	}
-	return s.render(c, 200, views.Login(csrfToken(c), views.LoginForm{}))
+	return s.render(c, 200, views.Login(csrfToken(c), views.LoginForm{Notice: s.sessions.PopString(c.Request().Context(), "flash")}))
 }
 
 func (s *authPages) setup(c echo.Context) error {
@@ -58,21 +58,11 @@ func (s *authPages) setup(c echo.Context) error {
 	if err := chg.Commit(s.auditEntry(c, "user.setup", "user", itoa(u.ID), "first admin "+u.Email)); err != nil {
 		return err
 	}
-	if err := s.signIn(c, u); err != nil {
+	if err := signIn(s.app, c, u); err != nil {
 		return err
 	}
 	s.flash(c, "Welcome! Start by creating a list, then add or import subscribers.")
 	return c.Redirect(http.StatusSeeOther, "/")
-}
-
-func (s *authPages) signIn(c echo.Context, u *models.User) error {
-	ctx := c.Request().Context()
-	if err := s.sessions.RenewToken(ctx); err != nil {
-		return err
-	}
-	s.sessions.Put(ctx, "user_id", u.ID)
-	c.Set(ctxUser, u)
-	return nil
 }
 
 func (s *authPages) login(c echo.Context) error {
@@ -93,7 +83,12 @@ func (s *authPages) login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.signIn(c, u); err != nil {
+	if u.TwoFactor() {
+		// The password was right; the session stays signed out until the
+		// second factor is (secondFactor).
+		return startSecondFactor(s.app, c, u)
+	}
+	if err := signIn(s.app, c, u); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")

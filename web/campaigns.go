@@ -67,14 +67,31 @@ func (s *campaignPages) campaignsPage(c echo.Context) error {
 // store (the form and the API share it).
 func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, a models.Audience) (map[string]string, error) {
 	errs := cp.Validate()
+	for k, v := range cp.SendTime.Validate() {
+		errs[k] = v
+	}
+	checkVariants(cp, errs)
 	if errs["from_email"] == "" {
 		if _, err := mailer.HeaderAddress(cp.FromEmail); err != nil {
 			errs["from_email"] = err.Error()
 		}
 	}
-	if cp.TemplateID != nil {
+	if cp.TemplateID != nil && cp.ID == 0 {
 		if _, err := s.store.Template(ctx, *cp.TemplateID); err != nil {
 			errs["template_id"] = "Choose an existing template."
+		}
+	}
+	if errs["html"] == "" && errs["format"] == "" && (strings.TrimSpace(cp.HTML) != "" || strings.TrimSpace(cp.Text) != "") {
+		// The content is checked as it will be sent, with its part and
+		// line when it does not compile.
+		if err := mailer.CheckContent(mailer.ContentOf(cp)); err != nil {
+			field := "html"
+			if strings.HasPrefix(err.Error(), "subject") {
+				field = "subject"
+			} else if strings.HasPrefix(err.Error(), "text body") {
+				field = "text"
+			}
+			errs[field] = "The message does not render: " + err.Error()
 		}
 	}
 	if cp.ReplyTo != "" {
@@ -159,7 +176,14 @@ func campaignFromForm(c echo.Context) (models.Campaign, models.Audience) {
 		ReplyTo: strings.TrimSpace(c.FormValue("reply_to")), SendingDomainID: optionalID(c.FormValue("sending_domain_id")),
 		IPPoolID: optionalID(c.FormValue("ip_pool_id")), TrackOpens: c.FormValue("track_opens") == "on",
 		TrackClicks: c.FormValue("track_clicks") == "on", UTM: c.FormValue("utm") == "on",
+		Preheader: strings.TrimSpace(c.FormValue("preheader")), HTML: c.FormValue("html"), Text: c.FormValue("text"),
+		Format: c.FormValue("format"),
 	}
+	if c.FormValue("send_mode") == "local" {
+		cp.SendTime = models.SendTime{LocalSendAt: c.FormValue("local_send_at"), TZAttribute: c.FormValue("tz_attribute"),
+			TZDefault: c.FormValue("tz_default")}
+	}
+	abFromForm(c, &cp)
 	return cp, formAudience(c)
 }
 
@@ -235,7 +259,7 @@ func (s *campaignPages) createCampaign(c echo.Context) error {
 	if err := chg.Commit(s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name)); err != nil {
 		return err
 	}
-	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft. Send yourself a test, then send it or schedule it.", cp.Name))
+	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft with the template's message: write yours under Edit, send yourself a test, then send it or schedule it.", cp.Name))
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 }
 
@@ -267,6 +291,9 @@ func (s *campaignPages) editCampaignPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if cp.Variants, err = s.store.CampaignVariants(c.Request().Context(), cp.ID); err != nil {
+		return err
+	}
 	return s.campaignForm(c, 200, "Edit campaign", *cp, a, nil)
 }
 
@@ -277,12 +304,16 @@ func (s *campaignPages) updateCampaign(c echo.Context) error {
 		return err
 	}
 	cp, a := campaignFromForm(c)
-	cp.ID, cp.Status, cp.Transport = cur.ID, cur.Status, cur.Transport
+	// The template stays what the content started from; the content is
+	// the form's.
+	cp.ID, cp.Status, cp.Transport, cp.TemplateID = cur.ID, cur.Status, cur.Transport, cur.TemplateID
 	if errs, err := s.validateCampaign(ctx, &cp, a); err != nil {
 		return err
 	} else if len(errs) > 0 {
 		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, a, errs)
 	}
+	// The settings, the audience and the send time change together, with
+	// the entry.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
 		return err
@@ -292,6 +323,9 @@ func (s *campaignPages) updateCampaign(c echo.Context) error {
 		return s.campaignStateError(err, "edited")
 	}
 	if err := s.store.SetCampaignAudience(chg.Ctx(), cp.ID, a); err != nil {
+		return s.campaignStateError(err, "edited")
+	}
+	if err := s.store.SetCampaignSendTime(chg.Ctx(), cp.ID, cp.SendTime); err != nil {
 		return s.campaignStateError(err, "edited")
 	}
 	if err := chg.Commit(s.auditEntry(c, "campaign.update", "campaign", itoa(cp.ID), cp.Name)); err != nil {
@@ -424,6 +458,17 @@ func (s *campaignPages) progressVM(ctx context.Context, id int64) (*views.Progre
 	now := time.Now()
 	if lp.Status == models.CampaignRunning {
 		vm.ETA = views.ETA(vm.Done, vm.Total, lp.StartedAt, now)
+	}
+	if lp.Status == models.CampaignRunning || lp.Status == models.CampaignPaused {
+		// Deliveries held for their local hour: say what they wait for,
+		// or the panel would look stuck.
+		if cp, err := s.store.Campaign(ctx, id); err == nil && cp.ByZone() {
+			w, err := s.store.CampaignZoneWait(ctx, id, now)
+			if err != nil {
+				return nil, err
+			}
+			vm.Waiting = views.ZoneWaitText(cp.LocalSendAt, *w)
+		}
 	}
 	for _, d := range lp.Destinations {
 		vm.Destinations = append(vm.Destinations, views.DestinationVM{Key: d.Key, Rate: d.Rate, Queued: d.Queued,
@@ -698,6 +743,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 	}
 	return s.render(c, 200, views.StartConfirm(s.page(c, "Send “"+cp.Name+"”?", "campaigns"), views.StartConfirmation{
 		CampaignID: cp.ID, Name: cp.Name, Recipients: n, From: from, Subject: subject, Transport: s.transportLabel(cp.Transport),
+		SendTime: cp.SendTime,
 	}))
 }
 
@@ -705,7 +751,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 // whether that delivers for real.
 func (s *campaignPages) transportLabel(name string) string {
 	if name == "" {
-		name = s.cfg.Transport
+		name = s.delivery().Transport
 	}
 	if name == "" || name == "capture" {
 		return "capture: kept in the Outbox, nothing is delivered"

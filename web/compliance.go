@@ -259,6 +259,12 @@ type consentJSON struct {
 	Hash         string    `json:"hash"`
 }
 
+// toConsentJSON is a ledger row as the JSON export and the API show it.
+func toConsentJSON(e *models.ConsentEntry) consentJSON {
+	return consentJSON{e.ID, e.CreatedAt.UTC(), e.SubscriberID, e.Email, e.ListID, e.ListName, e.Action,
+		e.LawfulBasis, e.Source, e.IP, e.UserAgent, e.Page, e.TextHash, e.Actor, e.Note, e.PrevHash, e.Hash}
+}
+
 func (s *compliancePages) exportConsentsJSON(c echo.Context) error {
 	q, v, err := exportQuery(c)
 	if err != nil {
@@ -276,8 +282,7 @@ func (s *compliancePages) exportConsentsJSON(c echo.Context) error {
 	}
 	first := true
 	err = s.store.EachConsent(c.Request().Context(), q, func(e *models.ConsentEntry) error {
-		b, err := json.Marshal(consentJSON{e.ID, e.CreatedAt.UTC(), e.SubscriberID, e.Email, e.ListID, e.ListName, e.Action,
-			e.LawfulBasis, e.Source, e.IP, e.UserAgent, e.Page, e.TextHash, e.Actor, e.Note, e.PrevHash, e.Hash})
+		b, err := json.Marshal(toConsentJSON(e))
 		if err != nil {
 			return err
 		}
@@ -554,13 +559,26 @@ func (s *compliancePages) subjectExport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, err := s.store.SubjectExport(c.Request().Context(), sub.ID)
+	body, err := s.exportSubject(c, sub, req)
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="subscriber-%d-data.json"`, sub.ID))
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, "application/json", body)
+}
+
+// exportSubject gathers everything held on sub as indented JSON, closes
+// req (or logs a request that is done) and writes the audit entry; for the
+// dashboard and the API.
+func (s *compliancePages) exportSubject(c echo.Context, sub *models.Subscriber, req *models.DSRRequest) ([]byte, error) {
+	data, err := s.store.SubjectExport(c.Request().Context(), sub.ID)
+	if err != nil {
+		return nil, err
+	}
 	body, err := json.MarshalIndent(data, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	kind := models.DSRAccess
 	if req != nil {
@@ -568,19 +586,17 @@ func (s *compliancePages) subjectExport(c echo.Context) error {
 	}
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer chg.End()
 	rid, err := s.recordRequest(chg.Ctx(), c, req, kind, sub, "all data exported as JSON")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := chg.Commit(s.auditEntry(c, "dsr.export", "subscriber", itoa(sub.ID), fmt.Sprintf("request #%d: %s export of subscriber %d (JSON)", rid, kind, sub.ID))); err != nil {
-		return err
+		return nil, err
 	}
-	c.Response().Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="subscriber-%d-data.json"`, sub.ID))
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Blob(http.StatusOK, "application/json", append(body, '\n'))
+	return append(body, '\n'), nil
 }
 
 func rectifyForm(sub *models.Subscriber) views.RectifyForm {
@@ -721,39 +737,48 @@ func (s *compliancePages) createRequest(c echo.Context) error {
 	f := views.DSRForm{Kind: c.FormValue("kind"), Email: strings.TrimSpace(c.FormValue("email")),
 		ReceivedAt: c.FormValue("received_at"), Note: strings.TrimSpace(c.FormValue("note"))}
 	r := &models.DSRRequest{Kind: f.Kind, SubjectEmail: f.Email, Note: f.Note}
-	if u := currentUser(c); u != nil {
-		r.CreatedBy = u.Email
-	}
-	var dateErr string
-	if t, err := time.Parse("2006-01-02", f.ReceivedAt); err == nil {
-		r.ReceivedAt = t
-	} else if f.ReceivedAt != "" {
-		dateErr = "Enter the date as YYYY-MM-DD, e.g. 2024-05-31."
-	}
-	f.Errors = r.Validate()
-	if dateErr != "" {
-		f.Errors["received_at"] = dateErr
-	}
-	if len(f.Errors) > 0 {
+	var err error
+	if f.Errors, err = s.logRequest(c, r, f.ReceivedAt); len(f.Errors) > 0 {
 		d, err := s.requestsData(c, f)
 		if err != nil {
 			return err
 		}
 		return s.render(c, http.StatusUnprocessableEntity, views.RequestsPage(s.page(c, "Data requests", "compliance"), d))
 	}
-	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
-		return err
-	}
-	defer chg.End()
-	if err := s.store.CreateDSR(chg.Ctx(), r); err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "dsr.create", "dsr_request", itoa(r.ID), fmt.Sprintf("%s request from %s received %s", r.Kind, r.SubjectEmail, f.ReceivedAt))); err != nil {
 		return err
 	}
 	s.flash(c, fmt.Sprintf("Request #%d logged.", r.ID))
 	return seeOther(c, fmt.Sprintf("/compliance/requests/%d", r.ID))
+}
+
+// logRequest validates and logs a data-subject request received on the
+// date received (YYYY-MM-DD; "" for today) with its audit entry, for the
+// dashboard and the API; errs says what is wrong by field.
+func (s *compliancePages) logRequest(c echo.Context, r *models.DSRRequest, received string) (errs map[string]string, err error) {
+	r.CreatedBy = s.actor(c)
+	var dateErr string
+	if t, err := time.Parse("2006-01-02", received); err == nil {
+		r.ReceivedAt = t
+	} else if received != "" {
+		dateErr = "Enter the date as YYYY-MM-DD, e.g. 2024-05-31."
+	}
+	errs = r.Validate()
+	if dateErr != "" {
+		errs["received_at"] = dateErr
+	}
+	if len(errs) > 0 {
+		return errs, nil
+	}
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	defer chg.End()
+	if err := s.store.CreateDSR(chg.Ctx(), r); err != nil {
+		return nil, err
+	}
+	return nil, chg.Commit(s.auditEntry(c, "dsr.create", "dsr_request", itoa(r.ID), fmt.Sprintf("%s request from %s received %s", r.Kind, r.SubjectEmail, r.ReceivedAt.Format("2006-01-02"))))
 }
 
 func (s *compliancePages) requestPage(c echo.Context) error {
@@ -780,30 +805,36 @@ func (s *compliancePages) closeRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status, outcome := c.FormValue("status"), strings.TrimSpace(c.FormValue("outcome"))
+	status := c.FormValue("status")
+	if err := s.closeDSR(c, id, status, c.FormValue("outcome")); err != nil {
+		return err
+	}
+	s.flash(c, fmt.Sprintf("Request #%d closed as %s.", id, status))
+	return seeOther(c, "/compliance/requests")
+}
+
+// closeDSR closes a request as done or rejected with what was decided,
+// and its audit entry; for the dashboard and the API.
+func (s *compliancePages) closeDSR(c echo.Context, id int64, status, outcome string) error {
+	outcome = strings.TrimSpace(outcome)
 	if status != models.DSRDone && status != models.DSRRejected {
 		return unprocessable("Choose whether the request is done or rejected.", map[string]string{"status": "Choose done or rejected."})
 	}
 	if outcome == "" {
 		return unprocessable("Say what was decided and why before closing the request; go back and fill in the outcome.", map[string]string{"outcome": "Required."})
 	}
-	actor := currentUser(c).Email
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return err
 	}
 	defer chg.End()
-	if err := s.store.CloseDSR(chg.Ctx(), id, status, actor, outcome, 0); err != nil {
+	if err := s.store.CloseDSR(chg.Ctx(), id, status, s.actor(c), outcome, 0); err != nil {
 		if errors.Is(err, models.ErrDSRClosed) {
 			return conflict(fmt.Sprintf("Request #%d is already closed.", id))
 		}
 		return err
 	}
-	if err := chg.Commit(s.auditEntry(c, "dsr.close", "dsr_request", itoa(id), status+": "+outcome)); err != nil {
-		return err
-	}
-	s.flash(c, fmt.Sprintf("Request #%d closed as %s.", id, status))
-	return seeOther(c, "/compliance/requests")
+	return chg.Commit(s.auditEntry(c, "dsr.close", "dsr_request", itoa(id), status+": "+outcome))
 }
 
 func retentionValues(p models.RetentionPolicy) map[string]string {

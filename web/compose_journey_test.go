@@ -112,6 +112,39 @@ func TestJourneyFirstCampaign(t *testing.T) {
 	if got := text(`[data-testid="check-campaign.recipients"]`); !strings.Contains(got, "200 recipients") {
 		t.Errorf("checklist recipients = %q", got)
 	}
+	// The campaign holds the default template's placeholder: the checklist
+	// blocks it until the marketer writes the message, here in Markdown.
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="check-campaign.placeholder"]').dataset.state`)); err != nil || got != "bad" {
+		t.Errorf("placeholder check = %q (%v), want bad", got, err)
+	}
+	step("edit the campaign's message",
+		chromedp.Click(chromedp.CSS(`[data-testid="edit-campaign"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="campaign-content"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="format-markdown"]`)),
+	)
+	markdown := "# November at {{.Org.Name}}\n\nHello {{.Subscriber.Name}}, the *winter market* opens on Friday.\n\n" +
+		"- Mulled wine\n- Lanterns\n\nSee [the programme](https://acme.test/programme).\n\n" +
+		"[Unsubscribe]({{.UnsubscribeURL}}) · {{.Org.PostalAddress}}\n"
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const b = document.querySelector('[data-testid="campaign-body"]');
+		b.value = %q; document.querySelector('input[name="preheader"]').value = "Mulled wine and lanterns"; return true; })()`, markdown))); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Screenshot(t, ctx, shots, "campaign-markdown")
+	step("save the message",
+		chromedp.Click(chromedp.CSS(`[data-testid="save-campaign"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="campaign-status"]`)),
+	)
+	for id, want := range map[string]string{"campaign.placeholder": "ok", "campaign.template": "ok", "campaign.unsubscribe": "ok"} {
+		if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="check-`+id+`"]').dataset.state`)); err != nil || got != want {
+			t.Errorf("check %s = %q (%v), want %s", id, got, err, want)
+		}
+	}
+	if got := text(`[data-testid="check-campaign.text_part"]`); !strings.Contains(got, "Derived from the HTML") {
+		t.Errorf("text part check = %q", got)
+	}
+	if tpls, _ := app.store.Templates(bg, models.TemplateCampaign); len(tpls) != 1 || !strings.Contains(tpls[0].HTML, "Write your message here") || strings.Contains(tpls[0].HTML, "winter market") {
+		t.Error("editing the campaign changed its template")
+	}
 	step("send a test",
 		chromedp.SendKeys(chromedp.CSS(`textarea[name="emails"]`), "me@acme.test"),
 		chromedp.Click(chromedp.CSS(`[data-testid="send-test"]`)),
@@ -172,6 +205,27 @@ func TestJourneyFirstCampaign(t *testing.T) {
 
 	var campaignID int64
 	app.store.DB().Raw("SELECT id FROM campaigns WHERE name = 'November'").Scan(&campaignID)
+	sent, err := app.store.Outbox(bg, models.OutboxQuery{CampaignID: campaignID})
+	if err != nil || len(sent) == 0 {
+		t.Fatalf("outbox of the campaign: %d, %v", len(sent), err)
+	}
+	msg, err := app.store.OutboxMessage(bg, sent[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part, wants := range map[string][]string{
+		msg.HTML: {"<h1>November at Acme</h1>", "<em>winter market</em>", "<li>Mulled wine</li>", "Mulled wine and lanterns", "1 Herald Way"},
+		msg.Text: {"November at Acme\r\n====", "the winter market opens on Friday.", "- Mulled wine", "the programme [1]", "[1] http"},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(part, want) {
+				t.Errorf("message lacks %q:\n%s", want, part)
+			}
+		}
+	}
+	if strings.Contains(msg.Text+msg.HTML, "Write your message here") {
+		t.Error("the placeholder went out")
+	}
 	step("open the report from the campaign page",
 		chromedp.Navigate(fmt.Sprintf("%s/campaigns/%d", base, campaignID)),
 		chromedp.Click(chromedp.CSS(`[data-testid="report-link"]`)),

@@ -324,8 +324,13 @@ func TestCampaignLifecycle(t *testing.T) {
 	if p := m.postForm(base+"/unschedule", nil); p.StatusCode != 200 || p.Doc.Find(`[data-testid="campaign-status"]`).Text() != "draft" {
 		t.Errorf("unschedule: %d", p.StatusCode)
 	}
-	// Edit keeps working on drafts.
+	// Edit keeps working on drafts; the edit form carries the message.
 	good.Set("name", "November news")
+	good.Set("html", cp.HTML)
+	good.Set("format", "html")
+	if p := m.get(base + "/edit"); p.Doc.Find(`textarea[name="html"]`).Text() != cp.HTML || p.Doc.Find(`select[name="template_id"]`).Length() != 0 {
+		t.Errorf("edit form: body %q, template chooser %d", p.Doc.Find(`textarea[name="html"]`).Text(), p.Doc.Find(`select[name="template_id"]`).Length())
+	}
 	if p := m.postForm(base, good); p.StatusCode != 200 {
 		t.Errorf("update: %d", p.StatusCode)
 	}
@@ -514,8 +519,8 @@ func TestReadinessDomainsAndComplaints(t *testing.T) {
 	if c := find(cs, "campaign.caps"); c.OK || c.Blocking {
 		t.Errorf("caps subject = %+v", c)
 	}
-	if c := find(cs, "campaign.text_part"); c.OK {
-		t.Errorf("missing text part not flagged: %+v", c)
+	if c := find(cs, "campaign.text_part"); !c.OK || c.Blocking || !strings.HasPrefix(c.Detail, "Derived from the HTML") {
+		t.Errorf("derived text part not said: %+v", c)
 	}
 	captured := &mailer.Readiness{Store: s, DefaultCaptures: true}
 	cs2, _ := captured.CampaignChecks(ctx, id)
@@ -586,7 +591,7 @@ func TestReadinessDomainsAndComplaints(t *testing.T) {
 	if c := find(cs, "campaign.shorteners"); c.OK || !strings.Contains(c.Detail, "bit.ly") {
 		t.Errorf("shorteners = %+v", c)
 	}
-	if c := find(cs, "campaign.text_part"); !c.OK {
+	if c := find(cs, "campaign.text_part"); !c.OK || !strings.HasPrefix(c.Detail, "Written by you") {
 		t.Errorf("text part present = %+v", c)
 	}
 }
@@ -652,9 +657,8 @@ func TestScheduledCampaignSurvivesRestart(t *testing.T) {
 }
 
 // TestScheduledCampaignRecheckedAtItsTime: rules are checked again when the
-// engine starts a scheduled campaign, so a template that lost its
-// unsubscribe link after scheduling holds the campaign (paused) instead of
-// sending it.
+// engine starts a scheduled campaign, so a campaign whose message lost its
+// unsubscribe link after scheduling is held (paused) instead of sent.
 func TestScheduledCampaignRecheckedAtItsTime(t *testing.T) {
 	ctx := context.Background()
 	s := testdb.SQLite(t)
@@ -663,12 +667,12 @@ func TestScheduledCampaignRecheckedAtItsTime(t *testing.T) {
 	if err := s.ScheduleCampaign(ctx, id, time.Now().Add(300*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	tpl, err := s.Template(ctx, tmpl)
+	cp, err := s.Campaign(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tpl.HTML = "<p>Hello {{.Subscriber.Name}}</p><p>{{.Org.PostalAddress}}</p>"
-	if err := s.UpdateTemplate(ctx, tpl); err != nil {
+	cp.HTML = "<p>Hello {{.Subscriber.Name}}</p><p>{{.Org.PostalAddress}}</p>"
+	if err := s.UpdateCampaign(ctx, cp, []int64{list}); err != nil {
 		t.Fatal(err)
 	}
 	e := mailer.New(mailer.Options{NodeID: "n1", RootURL: "http://herald.test", Secrets: []string{strings.Repeat("s", 32)}}, s)
@@ -680,7 +684,7 @@ func TestScheduledCampaignRecheckedAtItsTime(t *testing.T) {
 		cp, _ := s.Campaign(ctx, id)
 		return cp.Status != models.CampaignScheduled
 	})
-	cp, _ := s.Campaign(ctx, id)
+	cp, _ = s.Campaign(ctx, id)
 	msgs, _ := s.Outbox(ctx, models.OutboxQuery{CampaignID: id})
 	if cp.Status != models.CampaignPaused || len(msgs) != 0 {
 		t.Errorf("status = %s with %d messages sent; want paused with none", cp.Status, len(msgs))

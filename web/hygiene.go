@@ -33,36 +33,46 @@ func (s *hygienePages) suppressionsPage(c echo.Context) error {
 
 func (s *hygienePages) addSuppression(c echo.Context) error {
 	form := views.SuppressionForm{Value: strings.TrimSpace(c.FormValue("value")), Kind: c.FormValue("kind"), Note: strings.TrimSpace(c.FormValue("note"))}
-	raw := form.Value
-	if form.Kind == "domain" && !strings.HasPrefix(raw, "@") {
+	v, errs, err := s.suppress(c, form.Value, form.Kind, form.Note)
+	if len(errs) > 0 {
+		form.Errors = errs
+		return s.suppressionsView(c, http.StatusUnprocessableEntity, form, nil)
+	}
+	if err != nil {
+		return err
+	}
+	s.flash(c, v+" is suppressed.")
+	return seeOther(c, "/deliverability/suppressions")
+}
+
+// suppress puts an address, or with kind "domain" a whole domain, on the
+// suppression list with its audit entry, for the dashboard and the API. It
+// returns the value as stored, or what is wrong with the input by field.
+func (s *app) suppress(c echo.Context, value, kind, note string) (string, map[string]string, error) {
+	raw := strings.TrimSpace(value)
+	if kind == "domain" && !strings.HasPrefix(raw, "@") {
 		raw = "@" + strings.TrimPrefix(raw, "*.")
 	}
-	if form.Kind != "domain" && raw != "" && !strings.Contains(raw, "@") {
-		form.Errors = map[string]string{"value": "An address needs an @. To block a whole domain, choose “A whole domain”."}
-		return s.suppressionsView(c, http.StatusUnprocessableEntity, form, nil)
+	if kind != "domain" && raw != "" && !strings.Contains(raw, "@") {
+		return "", map[string]string{"value": "An address needs an @. To block a whole domain, choose “A whole domain”."}, nil
 	}
 	v, err := models.SuppressionValue(raw)
 	if err != nil {
-		form.Errors = map[string]string{"value": err.Error()}
-		return s.suppressionsView(c, http.StatusUnprocessableEntity, form, nil)
+		return "", map[string]string{"value": err.Error()}, nil
 	}
-	note := form.Note
+	note = strings.TrimSpace(note)
 	if note == "" {
 		note = "added by " + currentUser(c).Email
 	}
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	defer chg.End()
 	if err := s.store.AddSuppression(chg.Ctx(), v, models.SuppressManual, note); err != nil {
-		return err
+		return "", nil, err
 	}
-	if err := chg.Commit(s.auditEntry(c, "suppression.add", "suppression", v, note)); err != nil {
-		return err
-	}
-	s.flash(c, v+" is suppressed.")
-	return seeOther(c, "/deliverability/suppressions")
+	return v, nil, chg.Commit(s.auditEntry(c, "suppression.add", "suppression", v, note))
 }
 
 // uploadSuppressions reads the uploaded CSV as it arrives (see
@@ -123,23 +133,30 @@ func (s *hygienePages) removeSuppression(c echo.Context) error {
 		return s.render(c, http.StatusUnprocessableEntity, views.RemoveSuppressionPage(s.page(c, "Remove suppression", "deliverability"), *x, "",
 			map[string]string{"reason": "Say why this address may be mailed again (e.g. “the person asked to be re-subscribed”)."}))
 	}
-	chg, err := s.store.Begin(c.Request().Context())
+	x, err := s.unsuppress(c, id, reason)
 	if err != nil {
-		return err
-	}
-	defer chg.End()
-	x, err := s.store.RemoveSuppression(chg.Ctx(), id)
-	if errors.Is(err, models.ErrErasedSuppression) {
-		return conflict("This entry stands for a person whose data was erased at their request; it cannot be removed.")
-	}
-	if err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "suppression.remove", "suppression", x.Display(), x.Reason+" → removed: "+reason)); err != nil {
 		return err
 	}
 	s.flash(c, x.Display()+" was removed from the suppression list.")
 	return seeOther(c, "/deliverability/suppressions")
+}
+
+// unsuppress takes an entry off the suppression list with its audit entry,
+// for the dashboard and the API; reason says why it may be mailed again.
+func (s *app) unsuppress(c echo.Context, id int64, reason string) (*models.Suppression, error) {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	defer chg.End()
+	x, err := s.store.RemoveSuppression(chg.Ctx(), id)
+	if errors.Is(err, models.ErrErasedSuppression) {
+		return nil, conflict("This entry stands for a person whose data was erased at their request; it cannot be removed.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return x, chg.Commit(s.auditEntry(c, "suppression.remove", "suppression", x.Display(), x.Reason+" → removed: "+reason))
 }
 
 func (s *hygienePages) exportSuppressions(c echo.Context) error {

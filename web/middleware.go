@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -32,6 +33,9 @@ func (s *app) loadUser(next echo.HandlerFunc) echo.HandlerFunc {
 		if id := s.sessions.GetInt64(ctx, "user_id"); id != 0 {
 			u, err := s.store.User(ctx, id)
 			switch {
+			case err == nil && u.SessionGen != s.sessions.GetInt64(ctx, "session_gen"):
+				// The password was reset since this session began.
+				_ = s.sessions.Destroy(ctx)
 			case err == nil:
 				c.Set(ctxUser, u)
 			case errors.Is(err, models.ErrNotFound):
@@ -60,6 +64,14 @@ func (s *app) requireRole(min string) echo.MiddlewareFunc {
 			}
 			if !models.RoleAtLeast(u.Role, min) {
 				return forbidden("Your role (" + u.Role + ") cannot do this; ask an admin.")
+			}
+			if must, err := s.require2FA(c, u); err != nil {
+				return err
+			} else if must {
+				if c.Request().Method == http.MethodGet {
+					return c.Redirect(http.StatusSeeOther, "/settings/security")
+				}
+				return forbidden("An admin requires two-factor sign-in: set it up under Settings → Two-factor first.")
 			}
 			return next(c)
 		}
@@ -107,6 +119,18 @@ func (s *app) page(c echo.Context, title, active string) views.Page {
 	}
 	p.Flash = s.sessions.PopString(c.Request().Context(), "flash")
 	return p
+}
+
+// delivery is the delivery configuration in effect: the engine's, built
+// from the environment over Settings → Delivery, or the server's own
+// configuration when no engine says.
+func (s *app) delivery() *config.Config {
+	if s.mailer != nil {
+		if d := s.mailer.Delivery(); d != nil {
+			return d
+		}
+	}
+	return s.cfg
 }
 
 // flash shows msg on the next page the user sees.

@@ -16,17 +16,21 @@ import (
 
 // notPages are GET routes of the dashboard that are not pages a person
 // navigates to: downloads, htmx fragments and the frame of a captured
-// message, each reached from a page the crawl does visit.
-var notPages = []string{".csv", ".json", "/progress", "/count", "/outbox/:id/html", "/metrics", "/login"}
+// message, each reached from a page the crawl does visit; and the
+// signed-out doors (sign-in, its second step, forgot password), which a
+// signed-in crawl cannot see.
+var notPages = []string{".csv", ".json", "/progress", "/count", "/outbox/:id/html", "/metrics", "/login", "/login/2fa", "/forgot"}
 
 // publicPrefixes are routes outside the dashboard (no session): public
 // pages, tracking, webhooks, the API, health checks and static files.
-var publicPrefixes = []string{"/api/", "/static/", "/subscribe/", "/confirm/", "/p/", "/t/", "/u/", "/webhooks/", "/healthz", "/readyz"}
+// Invitation and reset links arrive by email.
+var publicPrefixes = []string{"/api/", "/static/", "/subscribe/", "/confirm/", "/p/", "/t/", "/u/", "/webhooks/", "/healthz", "/readyz", "/invite/", "/reset/"}
 
 // seedEverything gives every kind of page something to show, so that a
 // link to it can appear: lists, subscribers, a finished and a draft
 // campaign, a template, an import, a data request, a sending domain, a
-// rule, an IP pool with an address, a suppression, a captured message.
+// rule, an IP pool with an address, a suppression, a captured message,
+// a sunset rule.
 func seedEverything(t *testing.T, s *models.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -39,6 +43,8 @@ func seedEverything(t *testing.T, s *models.Store) {
 	testdb.ReportFixture(t, s)
 	listID := seedList(t, s, "Members", "m", 3)
 	must(s.SetSetting(ctx, models.SettingPostalAddress, "1 Main St, Springfield"))
+	rule := models.DefaultSunsetRule() // a saved rule links to its run page
+	must(s.SaveSunsetRule(ctx, &rule))
 	tpl := &models.Template{Kind: "campaign", Name: "Plain", Subject: "Hi",
 		HTML: `<p>Hi {{.Subscriber.Name}}</p><p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> {{.Org.PostalAddress}}</p>`,
 		Text: "Hi {{.UnsubscribeURL}} {{.Org.PostalAddress}}"}
@@ -53,6 +59,8 @@ func seedEverything(t *testing.T, s *models.Store) {
 	must(s.CreateIPPool(ctx, pool))
 	must(s.AddSendingIP(ctx, &models.SendingIP{PoolID: pool.ID, Address: "127.0.0.1", HELO: "mail.example.com", Weight: 1, Active: true}))
 	must(s.AddSuppression(ctx, "gone@example.com", "manual", "asked by phone"))
+	_, err = s.CreateWebhook(ctx, "https://hooks.example.com/herald", []string{models.HookBounced})
+	must(err)
 	must(s.SaveOutbox(ctx, &models.OutboxMessage{MailFrom: "news@example.com", RcptTo: "m1@example.com", Subject: "Captured", HTML: "<p>x</p>", Text: "x", Raw: "Subject: Captured\r\n\r\nx"}))
 }
 

@@ -26,7 +26,7 @@ func (s *outboxPages) outboxPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, 200, views.OutboxPage(s.page(c, "Outbox", "deliverability"), msgs, labels, next, s.cfg.Transport))
+	return s.render(c, 200, views.OutboxPage(s.page(c, "Outbox", "deliverability"), msgs, labels, next, s.delivery().Transport))
 }
 
 func (s *outboxPages) outboxMessage(c echo.Context) (*models.OutboxMessage, error) {

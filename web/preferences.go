@@ -62,7 +62,9 @@ func (p *publicPages) prefLists(c echo.Context, sub *models.Subscriber) ([]views
 			On: live(l.ID), Pending: status[l.ID] == models.SubUnconfirmed})
 	}
 	for _, s := range subs {
-		if !isPublic[s.ListID] && live(s.ListID) {
+		// A snapshot list is Herald's record of who a system campaign
+		// went to, not something they joined: not theirs to manage.
+		if !isPublic[s.ListID] && live(s.ListID) && s.ListKind != models.ListKindSnapshot {
 			out = append(out, views.PrefList{ID: s.ListID, Name: s.ListName, On: true, LeaveOnly: true})
 		}
 	}

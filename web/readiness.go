@@ -13,8 +13,9 @@ import (
 // readiness is the one implementation of the sending rules, as this
 // server's configuration sees them.
 func (s *app) readiness() *mailer.Readiness {
-	r := &mailer.Readiness{Store: s.store, DefaultCaptures: s.cfg.Transport == "capture" || s.cfg.Transport == "", RootURL: s.cfg.RootURL}
-	if s.cfg.Transport == "direct" {
+	tr := s.delivery().Transport
+	r := &mailer.Readiness{Store: s.store, DefaultCaptures: tr == "capture" || tr == "", RootURL: s.cfg.RootURL}
+	if tr == "direct" {
 		// How direct delivery introduces itself: its EHLO name and the
 		// reverse DNS of its addresses.
 		r.DirectTransport, r.Hostname, r.Resolver = true, s.cfg.Hostname, mailer.NewResolver(s.cfg.DNSServer)

@@ -95,6 +95,15 @@ func (s *reportPages) campaignReport(c echo.Context) error {
 	}
 	d := views.CampaignReportData{R: r, Bounces: bounceRows(r.Bounces),
 		Live: r.Campaign.Status == models.CampaignRunning || r.Campaign.Status == models.CampaignPaused}
+	if d.AB, err = s.store.CampaignABReport(c.Request().Context(), id); err != nil {
+		return err
+	}
+	// Read here, not through s.page: an htmx refresh must not take the
+	// flash meant for the next full page.
+	d.CSRF, _ = c.Get(ctxCSRF).(string)
+	if u := currentUser(c); u != nil {
+		d.CanPick = (views.Page{UserRole: u.Role}).CanEdit() && r.Campaign.Status != models.CampaignCancelled
+	}
 	if isHTMX(c) {
 		return s.render(c, 200, views.CampaignReportBody(d))
 	}

@@ -30,7 +30,10 @@ const (
 	roleTokenViewer   // an API token of a viewer or more
 	roleTokenMarketer // an API token of a marketer or more
 	roleTokenAdmin    // an API token of an admin
-	roleNone          // nobody: the API's catch-all answers 404
+	// An API token of a viewer or admin; of a marketer when an admin lets
+	// marketers read the compliance centre.
+	roleTokenComplianceReader
+	roleNone // nobody: the API's catch-all answers 404
 
 	// The dashboard: session cookies, CSRF on every state change.
 	roleGuest            // signed out too: login, first-run setup, logout
@@ -42,7 +45,7 @@ const (
 
 var roleNames = map[role]string{
 	rolePublic: "public", roleSignedLink: "signed link", roleProvider: "provider",
-	roleTokenViewer: "token viewer", roleTokenMarketer: "token marketer", roleTokenAdmin: "token admin", roleNone: "none",
+	roleTokenViewer: "token viewer", roleTokenMarketer: "token marketer", roleTokenAdmin: "token admin", roleTokenComplianceReader: "token compliance reader", roleNone: "none",
 	roleGuest: "guest", roleViewer: "viewer", roleMarketer: "marketer", roleAdmin: "admin",
 	roleComplianceReader: "compliance reader",
 }
@@ -65,7 +68,7 @@ const (
 
 func (r role) stack() stack {
 	switch r {
-	case roleTokenViewer, roleTokenMarketer, roleTokenAdmin, roleNone:
+	case roleTokenViewer, roleTokenMarketer, roleTokenAdmin, roleTokenComplianceReader, roleNone:
 		return stackAPI
 	case roleGuest, roleViewer, roleMarketer, roleAdmin, roleComplianceReader:
 		return stackDashboard
@@ -83,6 +86,8 @@ func (s *Server) guard(r role) []echo.MiddlewareFunc {
 		return []echo.MiddlewareFunc{s.requireToken(models.RoleMarketer)}
 	case roleTokenAdmin:
 		return []echo.MiddlewareFunc{s.requireToken(models.RoleAdmin)}
+	case roleTokenComplianceReader:
+		return []echo.MiddlewareFunc{s.requireToken(models.RoleViewer), s.complianceReader}
 	case roleViewer:
 		return []echo.MiddlewareFunc{s.requireRole(models.RoleViewer)}
 	case roleMarketer:
@@ -213,10 +218,14 @@ func (s *Server) routeTable() []route {
 		segments    = &segmentPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
+		delivery    = &deliveryPages{s.app}
+		hooks       = &hookPages{s.app}
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
+		sunset      = &sunsetPages{s.app}
 		compliance  = &compliancePages{s.app}
+		accounts    = s.newAccountPages()
 	)
 	p, small := s.public, middleware.BodyLimit("64K")
 	const (
@@ -227,8 +236,8 @@ func (s *Server) routeTable() []route {
 		{GET, "/healthz", rolePublic, func(c echo.Context) error { return c.String(200, "ok") }, nil, "liveness: the process answers"},
 		{GET, "/readyz", rolePublic, s.readyz, nil, "readiness: the database answers"},
 
-		// The JSON API (api_*.go). GET needs a viewer's token,
-		// any change a marketer's.
+		// The JSON API (api_*.go), described by openapi.go. GET needs a
+		// viewer's token, any change a marketer's.
 		{GET, "/api/v1/lists", roleTokenViewer, api.apiLists, nil, ""},
 		{POST, "/api/v1/lists", roleTokenMarketer, api.apiCreateList, nil, ""},
 		{GET, "/api/v1/lists/:id", roleTokenViewer, api.apiList, nil, ""},
@@ -256,10 +265,47 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
 		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
 		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
+		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only: content, sender, lists, send time, ab_test"},
+		{POST, "/api/v1/campaigns/:id/winner", roleTokenMarketer, api.apiPickABWinner, nil, "A/B test: send a variant to the rest"},
 		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
+		{GET, "/api/v1/campaigns/:id/report", roleTokenViewer, api.apiCampaignReport, nil, "the report page's figures (api_reports.go)"},
 		{POST, "/api/v1/tx", roleTokenMarketer, api.apiTransactional, nil, "one transactional message"},
 		{GET, "/api/v1/outbox", roleTokenViewer, api.apiOutbox, nil, ""},
+		// Deliverability (api_deliverability.go, api_sending.go): sending
+		// domains and rules change only with an admin's token.
+		{GET, "/api/v1/suppressions", roleTokenViewer, api.apiSuppressions, nil, ""},
+		{POST, "/api/v1/suppressions", roleTokenMarketer, api.apiAddSuppression, nil, ""},
+		{DELETE, "/api/v1/suppressions/:id", roleTokenMarketer, api.apiRemoveSuppression, nil, "?reason= is required"},
+		{GET, "/api/v1/bounces", roleTokenViewer, api.apiBounces, nil, ""},
+		{GET, "/api/v1/events", roleTokenViewer, api.apiEvents, nil, "the activity feed, by cursor"},
+		{GET, "/api/v1/sending-domains", roleTokenViewer, api.apiDomains, nil, ""},
+		{POST, "/api/v1/sending-domains", roleTokenAdmin, api.apiCreateDomain, nil, ""},
+		{GET, "/api/v1/sending-domains/:id", roleTokenViewer, api.apiDomain, nil, "with the DNS records to publish"},
+		{POST, "/api/v1/sending-domains/:id/check", roleTokenAdmin, api.apiCheckDomain, nil, ""},
+		{GET, "/api/v1/domain-rules", roleTokenViewer, api.apiRules, nil, ""},
+		{POST, "/api/v1/domain-rules", roleTokenAdmin, api.apiSaveRule, nil, ""},
+		{GET, "/api/v1/domain-rules/:id", roleTokenViewer, api.apiRule, nil, ""},
+		{PUT, "/api/v1/domain-rules/:id", roleTokenAdmin, api.apiSaveRule, nil, ""},
+		{DELETE, "/api/v1/domain-rules/:id", roleTokenAdmin, api.apiDeleteRule, nil, ""},
+		// Compliance (api_compliance.go): read as the compliance centre
+		// is (viewers and admins, marketers when allowed); changed by
+		// admins.
+		{GET, "/api/v1/consents", roleTokenComplianceReader, api.apiConsents, nil, "the consent ledger"},
+		{GET, "/api/v1/subscribers/:id/consents", roleTokenComplianceReader, api.apiConsents, nil, ""},
+		{GET, "/api/v1/data-requests", roleTokenComplianceReader, api.apiRequests, nil, ""},
+		{POST, "/api/v1/data-requests", roleTokenAdmin, api.apiCreateRequest, nil, ""},
+		{GET, "/api/v1/data-requests/:id", roleTokenComplianceReader, api.apiRequest, nil, ""},
+		{POST, "/api/v1/data-requests/:id/export", roleTokenAdmin, api.apiExportRequest, nil, "the person's data, and the request closed"},
+		{POST, "/api/v1/data-requests/:id/erase", roleTokenAdmin, api.apiEraseRequest, nil, ""},
+		{POST, "/api/v1/data-requests/:id/close", roleTokenAdmin, api.apiCloseRequest, nil, "done or rejected, with the outcome"},
+		{GET, "/api/v1/openapi.json", rolePublic, serveOpenAPI, nil, "this API's OpenAPI 3 document (openapi.go)"},
+		{GET, "/api/v1/webhooks", roleTokenAdmin, hooks.apiWebhooks, nil, "outgoing webhooks (api_webhooks.go)"},
+		{POST, "/api/v1/webhooks", roleTokenAdmin, hooks.apiCreateWebhook, nil, "the secret is in this answer only"},
+		{GET, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiWebhook, nil, ""},
+		{PUT, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiUpdateWebhook, nil, ""},
+		{DELETE, "/api/v1/webhooks/:id", roleTokenAdmin, hooks.apiDeleteWebhook, nil, ""},
+		{GET, "/api/v1/webhooks/:id/deliveries", roleTokenAdmin, hooks.apiWebhookDeliveries, nil, "the delivery log"},
 		{anyMethod, "/api/v1/*", roleNone, notFound, nil, "unknown API paths: 404 in every method"},
 
 		// Subscribers' public pages (public.go): the signed token in the
@@ -284,6 +330,17 @@ func (s *Server) routeTable() []route {
 		{POST, "/login", roleGuest, auth.login, nil, "rate-limited per IP and address"},
 		{POST, "/setup", roleGuest, auth.setup, nil, "only while there is no user"},
 		{POST, "/logout", roleGuest, auth.logout, nil, ""},
+		// Accounts' emailed links and the second factor (accounts.go,
+		// twofactor.go): the signed link, or the half-signed-in session,
+		// is the authority.
+		{GET, "/login/2fa", roleGuest, accounts.secondFactorPage, nil, "after the password, before the session"},
+		{POST, "/login/2fa", roleGuest, accounts.secondFactor, nil, "TOTP or recovery code; rate-limited like /login"},
+		{GET, "/forgot", roleGuest, accounts.forgotPage, nil, ""},
+		{POST, "/forgot", roleGuest, accounts.forgot, nil, "same answer for every address; rate-limited per IP and address"},
+		{GET, "/reset/:token", roleGuest, accounts.resetPage, nil, "signed, expiring, single-use"},
+		{POST, "/reset/:token", roleGuest, accounts.reset, nil, "ends the user's other sessions"},
+		{GET, "/invite/:token", roleGuest, accounts.invitePage, nil, "signed, expiring, single-use"},
+		{POST, "/invite/:token", roleGuest, accounts.acceptInvite, nil, "creates the account and signs it in"},
 
 		{GET, "/", roleViewer, reports.dashboard, nil, "home: recent campaigns, totals"},
 
@@ -302,6 +359,13 @@ func (s *Server) routeTable() []route {
 		{GET, "/subscribers/export.csv", roleViewer, imp.exportSearch, nil, "a search's matches"},
 		{GET, "/subscribers/count", roleViewer, subscribers.subscriberCount, nil, "a search's match count, fetched after its results"},
 		{POST, "/subscribers/bulk", roleMarketer, subscribers.bulkSubscribers, nil, "on a selection or on all matches"},
+		// The sunset policy (sunset.go).
+		{GET, "/subscribers/sunset", roleMarketer, sunset.sunsetPage, nil, ""},
+		{POST, "/subscribers/sunset", roleMarketer, sunset.saveSunset, nil, "action and automatic switch: admins only"},
+		{POST, "/subscribers/sunset/preview", roleMarketer, sunset.previewSunset, nil, "htmx: the typed rule's count and preview"},
+		{POST, "/subscribers/sunset/round", roleMarketer, sunset.startRound, nil, "snapshot list and draft re-engagement campaign"},
+		{GET, "/subscribers/sunset/run", roleAdmin, sunset.confirmRun, nil, "asks first, with the dry-run count"},
+		{POST, "/subscribers/sunset/run", roleAdmin, sunset.runSunset, nil, ""},
 		{GET, "/subscribers/new", roleMarketer, subscribers.newSubscriberPage, nil, ""},
 		{POST, "/subscribers", roleMarketer, subscribers.createSubscriber, nil, ""},
 		{GET, "/subscribers/:id", roleViewer, subscribers.subscriberPage, nil, ""},
@@ -361,18 +425,42 @@ func (s *Server) routeTable() []route {
 		{POST, "/campaigns/:id/clone", roleMarketer, campaigns.cloneCampaign, nil, ""},
 		{POST, "/campaigns/:id/dns-override", roleAdmin, campaigns.overrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
 		{GET, "/campaigns/:id/report", roleViewer, reports.campaignReport, nil, ""},
+		{POST, "/campaigns/:id/winner", roleMarketer, reports.pickABWinner, nil, "A/B test: send a variant to the rest"},
 		{GET, "/campaigns/:id/report.csv", roleViewer, reports.campaignReportCSV, nil, ""},
 
 		// Settings, users and API tokens (settings.go).
 		{GET, "/settings", roleViewer, settings.settingsPage, nil, ""},
 		{POST, "/settings", roleAdmin, settings.saveSettings, nil, ""},
+		// Settings → Delivery (settings_delivery.go): transport, relay, bounce mailbox.
+		{GET, "/settings/delivery", roleAdmin, delivery.page, nil, "holds the relay and mailbox (passwords masked)"},
+		{POST, "/settings/delivery", roleAdmin, delivery.save, nil, ""},
+		{POST, "/settings/delivery/test-relay", roleAdmin, delivery.testRelay, nil, "connects to the relay, sends nothing"},
+		{POST, "/settings/delivery/test-mailbox", roleAdmin, delivery.testMailbox, nil, "logs in to the mailbox, changes nothing"},
 		{GET, "/settings/users", roleAdmin, settings.usersPage, nil, ""},
 		{POST, "/settings/users", roleAdmin, settings.createUser, nil, ""},
 		{POST, "/settings/users/:id/role", roleAdmin, settings.setUserRole, nil, ""},
 		{POST, "/settings/users/:id/delete", roleAdmin, settings.deleteUser, nil, ""},
+		{POST, "/settings/users/:id/reset-2fa", roleAdmin, accounts.reset2FA, nil, "a lost authenticator"},
+		{POST, "/settings/users/2fa-policy", roleAdmin, accounts.save2FAPolicy, nil, "require two-factor for everyone"},
+		{POST, "/settings/invitations", roleAdmin, accounts.invite, nil, "emails a signed link"},
+		{POST, "/settings/invitations/:id/revoke", roleAdmin, accounts.revokeInvite, nil, ""},
+		{GET, "/settings/security", roleViewer, accounts.securityPage, nil, "one's own two-factor sign-in"},
+		{POST, "/settings/security/setup", roleViewer, accounts.setup2FA, nil, ""},
+		{POST, "/settings/security/confirm", roleViewer, accounts.confirm2FA, nil, "on only after a right code"},
+		{POST, "/settings/security/recovery-codes", roleViewer, accounts.newRecoveryCodes, nil, ""},
+		{POST, "/settings/security/disable", roleViewer, accounts.disable2FA, nil, "needs a current code"},
 		{GET, "/settings/tokens", roleViewer, settings.tokensPage, nil, "one's own tokens"},
 		{POST, "/settings/tokens", roleViewer, settings.createToken, nil, "a token has its owner's role"},
 		{POST, "/settings/tokens/:id/delete", roleViewer, settings.deleteToken, nil, ""},
+
+		// Outgoing webhooks (hooks_out.go).
+		{GET, "/settings/webhooks", roleAdmin, hooks.list, nil, ""},
+		{POST, "/settings/webhooks", roleAdmin, hooks.create, nil, "the secret is shown once, in the answer"},
+		{POST, "/settings/webhooks/private", roleAdmin, hooks.setPrivate, nil, "allow loopback and private targets"},
+		{GET, "/settings/webhooks/:id", roleAdmin, hooks.show, nil, "settings and delivery log"},
+		{POST, "/settings/webhooks/:id", roleAdmin, hooks.update, nil, ""},
+		{POST, "/settings/webhooks/:id/test", roleAdmin, hooks.test, nil, "queues a test event"},
+		{POST, "/settings/webhooks/:id/delete", roleAdmin, hooks.delete, nil, ""},
 
 		// Deliverability: the outbox (outbox.go), bounces (reports.go).
 		{GET, "/deliverability", roleViewer, outbox.outboxPage, nil, "the outbox"},
@@ -439,7 +527,11 @@ func (s *Server) routeTable() []route {
 		{GET, "/compliance/consents.json", roleComplianceReader, compliance.exportConsentsJSON, nil, ""},
 		{GET, "/compliance/readiness", roleViewer, compliance.readinessPage, nil, "sending readiness (readiness.go)"},
 		{GET, "/compliance/coverage", roleComplianceReader, compliance.coveragePage, nil, ""},
+		{GET, "/compliance/coverage/repermission", roleAdmin, sunset.confirmRepermission, nil, "asks first (sunset.go)"},
+		{POST, "/compliance/coverage/repermission", roleAdmin, sunset.createRepermission, nil, "snapshot list and draft campaign"},
 		{GET, "/compliance/coverage/:list", roleComplianceReader, compliance.lackingPage, nil, ""},
+		{GET, "/compliance/coverage/:list/repermission", roleAdmin, sunset.confirmRepermission, nil, "asks first"},
+		{POST, "/compliance/coverage/:list/repermission", roleAdmin, sunset.createRepermission, nil, "snapshot list and draft campaign"},
 		{GET, "/compliance/coverage/:list/lacking.csv", roleComplianceReader, compliance.exportLacking, nil, ""},
 		{GET, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.confirmUnsubscribeLacking, nil, "asks first"},
 		{POST, "/compliance/coverage/:list/unsubscribe", roleAdmin, compliance.unsubscribeLacking, nil, ""},

@@ -93,13 +93,14 @@ func TestEveryRoleIsEnforced(t *testing.T) {
 	anon.get("/login") // for a CSRF token: the refusal must be the role's, not CSRF's
 
 	below := map[role][]string{
-		roleViewer:           nil,
-		roleMarketer:         {models.RoleViewer},
-		roleAdmin:            {models.RoleViewer, models.RoleMarketer},
-		roleComplianceReader: {models.RoleMarketer}, // until an admin allows marketers
-		roleTokenViewer:      nil,
-		roleTokenMarketer:    {models.RoleViewer},
-		roleTokenAdmin:       {models.RoleViewer, models.RoleMarketer},
+		roleViewer:                nil,
+		roleMarketer:              {models.RoleViewer},
+		roleAdmin:                 {models.RoleViewer, models.RoleMarketer},
+		roleComplianceReader:      {models.RoleMarketer}, // until an admin allows marketers
+		roleTokenViewer:           nil,
+		roleTokenMarketer:         {models.RoleViewer},
+		roleTokenAdmin:            {models.RoleViewer, models.RoleMarketer},
+		roleTokenComplianceReader: {models.RoleMarketer}, // until an admin allows marketers
 	}
 	param := regexp.MustCompile(`:[a-z_]+`)
 	checked := 0

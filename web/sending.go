@@ -47,31 +47,39 @@ func (s *sendingPages) createDomain(c echo.Context) error {
 		ReturnPathDomain: c.FormValue("return_path_domain"), SPFIncludes: c.FormValue("spf_includes"),
 	}}
 	typed := f
-	if errs := f.Validate(); len(errs) > 0 {
+	d, errs, err := s.createSendingDomain(c, f)
+	if len(errs) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), typed, errs))
+	}
+	if err != nil {
+		return err
+	}
+	keys := d.KeyNames()
+	s.flash(c, fmt.Sprintf("%s added with a new %s DKIM key. Publish the records below, then check the DNS.", d.Domain, keys))
+	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, d.ID))
+}
+
+// createSendingDomain adds a sending domain with new DKIM keys and its
+// audit entry, for the dashboard and the API; errs says what is wrong
+// with the input by field.
+func (s *app) createSendingDomain(c echo.Context, f models.SendingDomainForm) (d *models.SendingDomain, errs map[string]string, err error) {
+	if errs := f.Validate(); len(errs) > 0 {
+		return nil, errs, nil
 	}
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer chg.End()
-	d, err := s.store.CreateSendingDomain(chg.Ctx(), f.Domain, s.cfg.Secret, f.SendingDomainOptions)
+	d, err = s.store.CreateSendingDomain(chg.Ctx(), f.Domain, s.cfg.Secret, f.SendingDomainOptions)
 	if errors.Is(err, models.ErrConflict) {
-		return s.render(c, http.StatusUnprocessableEntity, views.DomainForm(s.page(c, "Add a sending domain", "deliverability"), typed,
-			map[string]string{"domain": f.Domain + " is already a sending domain; open it from the list."}))
+		return nil, map[string]string{"domain": f.Domain + " is already a sending domain; open it from the list."}, nil
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	keys := "RSA-2048"
-	if d.Ed25519Public != "" {
-		keys += " and Ed25519"
-	}
-	if err := chg.Commit(s.auditEntry(c, "sending_domain.create", "sending_domain", itoa(d.ID), fmt.Sprintf("%s (selector %s, %s, return path %s)", d.Domain, d.Selector, keys, d.ReturnPathDomain))); err != nil {
-		return err
-	}
-	s.flash(c, fmt.Sprintf("%s added with a new %s DKIM key. Publish the records below, then check the DNS.", d.Domain, keys))
-	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, d.ID))
+	return d, nil, chg.Commit(s.auditEntry(c, "sending_domain.create", "sending_domain", itoa(d.ID),
+		fmt.Sprintf("%s (selector %s, %s, return path %s)", d.Domain, d.Selector, d.KeyNames(), d.ReturnPathDomain)))
 }
 
 // domainView loads a domain and what its page shows, and the options its
@@ -85,7 +93,7 @@ func (s *sendingPages) domainView(ctx context.Context, id int64) (*views.DomainV
 	if err != nil {
 		return nil, opts, err
 	}
-	if s.cfg.Transport == "relay" && opts.SourcesUnknown != "" && d.SPFIncludes != "" {
+	if s.delivery().Transport == "relay" && opts.SourcesUnknown != "" && d.SPFIncludes != "" {
 		opts.SourcesUnknown = "" // the domain names its relay's include itself
 	}
 	if c := d.LastCheck(); c != nil {
@@ -102,10 +110,10 @@ func (s *sendingPages) dnsOptions(ctx context.Context) (models.DNSRecordOptions,
 		return models.DNSRecordOptions{}, err
 	}
 	o := models.DNSRecordOptions{SendingIPs: ips}
-	switch s.cfg.Transport {
+	switch dc := s.delivery(); dc.Transport {
 	case "relay":
 		// Every relay sends for the domain (failover ones too).
-		for _, r := range s.cfg.RelayURLs() {
+		for _, r := range dc.RelayURLs() {
 			u, err := url.Parse(r)
 			if err != nil {
 				continue
@@ -174,23 +182,38 @@ func (s *sendingPages) checkDomain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	v, summary, err := s.runDNSCheck(c, id)
+	if err != nil {
+		return err
+	}
+	if isHTMX(c) {
+		return s.render(c, 200, views.DomainRecords(s.page(c, v.Domain.Domain, "deliverability"), *v))
+	}
+	s.flash(c, "DNS checked: "+summary+".")
+	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
+}
+
+// runDNSCheck checks a domain's DNS, stores the result with its audit
+// entry and returns the domain as it stands after, and a summary; for the
+// dashboard and the API.
+func (s *sendingPages) runDNSCheck(c echo.Context, id int64) (*views.DomainView, string, error) {
 	ctx := c.Request().Context()
 	v, opts, err := s.domainView(ctx, id)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	// A fresh resolver each time: a record published a minute ago must
 	// not hide behind a cached "missing".
 	chk := mailer.CheckDomain(cctx, mailer.NewResolver(s.cfg.DNSServer), v.Domain, opts)
-	chg, err := s.store.Begin(c.Request().Context())
+	chg, err := s.store.Begin(ctx)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	defer chg.End()
 	if err := s.store.SaveDNSCheck(chg.Ctx(), id, chk.OK, chk.JSON()); err != nil {
-		return err
+		return nil, "", err
 	}
 	bad := 0
 	for _, r := range chk.Records {
@@ -203,16 +226,10 @@ func (s *sendingPages) checkDomain(c echo.Context) error {
 		summary = fmt.Sprintf("%s: %d of %d records missing or wrong", v.Domain.Domain, bad, len(chk.Records))
 	}
 	if err := chg.Commit(s.auditEntry(c, "sending_domain.check", "sending_domain", itoa(id), summary)); err != nil {
-		return err
+		return nil, "", err
 	}
-	if v, _, err = s.domainView(ctx, id); err != nil {
-		return err
-	}
-	if isHTMX(c) {
-		return s.render(c, 200, views.DomainRecords(s.page(c, v.Domain.Domain, "deliverability"), *v))
-	}
-	s.flash(c, "DNS checked: "+summary+".")
-	return seeOther(c, fmt.Sprintf("%s/%d", domainsPath, id))
+	v, _, err = s.domainView(ctx, id)
+	return v, summary, err
 }
 
 func (s *sendingPages) rotateDomainPage(c echo.Context) error {
@@ -354,25 +371,74 @@ func (s *sendingPages) createRule(c echo.Context) error {
 	if v.Errors = f.Rule(&r); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "New domain rule", "deliverability"), v))
 	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	err = s.store.CreateDomainRule(chg.Ctx(), &r)
-	if errors.Is(err, models.ErrConflict) {
-		v.Errors = map[string]string{"name": "A rule named " + r.Name + " exists; choose another name or edit that rule."}
+	var err error
+	if v.Errors, err = s.saveRule(c, &r, nil); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "New domain rule", "deliverability"), v))
 	}
 	if err != nil {
 		return err
 	}
-	if err := chg.Commit(s.auditEntry(c, "domain_rule.create", "domain_rule", itoa(r.ID), ruleSummary(&r))); err != nil {
-		return err
-	}
-	s.applyRules(c)
 	s.flash(c, "Rule “"+r.Name+"” added. This server applies it now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
+}
+
+// saveRule creates r, or updates it when before (the rule as it was) is
+// not nil, with its audit entry, and has this server apply the rules; for
+// the dashboard and the API. errs names a clash of names.
+func (s *sendingPages) saveRule(c echo.Context, r, before *models.DomainRule) (errs map[string]string, err error) {
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	defer chg.End()
+	entry := s.auditEntry(c, "domain_rule.create", "domain_rule", "", ruleSummary(r))
+	if before == nil {
+		err = s.store.CreateDomainRule(chg.Ctx(), r)
+	} else {
+		err = s.store.UpdateDomainRule(chg.Ctx(), r)
+		entry.Action, entry.Summary = "domain_rule.update", ruleSummary(before)+" → "+ruleSummary(r)
+	}
+	if errors.Is(err, models.ErrConflict) && before == nil {
+		return map[string]string{"name": "A rule named " + r.Name + " exists; choose another name or edit that rule."}, nil
+	}
+	if errors.Is(err, models.ErrConflict) {
+		return map[string]string{"name": "Another rule is named " + r.Name + "; choose another name."}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	entry.ObjectID = itoa(r.ID)
+	if err := chg.Commit(entry); err != nil {
+		return nil, err
+	}
+	s.applyRules(c)
+	return nil, nil
+}
+
+// deleteRuleOf deletes a rule other than the default with its audit
+// entry, and has this server apply the rules; for the dashboard and the
+// API. It returns the rule as it was.
+func (s *sendingPages) deleteRuleOf(c echo.Context, id int64) (*models.DomainRule, error) {
+	r, err := s.store.DomainRule(c.Request().Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if r.IsDefault {
+		return nil, conflict("The default rule cannot be deleted; edit its limits instead.")
+	}
+	chg, err := s.store.Begin(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	defer chg.End()
+	if err := s.store.DeleteDomainRule(chg.Ctx(), id); err != nil {
+		return nil, err
+	}
+	if err := chg.Commit(s.auditEntry(c, "domain_rule.delete", "domain_rule", itoa(id), ruleSummary(r))); err != nil {
+		return nil, err
+	}
+	s.applyRules(c)
+	return r, nil
 }
 
 func ruleSummary(r *models.DomainRule) string {
@@ -416,23 +482,12 @@ func (s *sendingPages) updateRule(c echo.Context) error {
 	if v.Errors = f.Rule(&r); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), v))
 	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	err = s.store.UpdateDomainRule(chg.Ctx(), &r)
-	if errors.Is(err, models.ErrConflict) {
-		v.Errors = map[string]string{"name": "Another rule is named " + r.Name + "; choose another name."}
+	if v.Errors, err = s.saveRule(c, &r, before); len(v.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.RuleForm(s.page(c, "Edit domain rule", "deliverability"), v))
 	}
 	if err != nil {
 		return err
 	}
-	if err := chg.Commit(s.auditEntry(c, "domain_rule.update", "domain_rule", itoa(id), ruleSummary(before)+" → "+ruleSummary(&r))); err != nil {
-		return err
-	}
-	s.applyRules(c)
 	s.flash(c, "Rule “"+r.Name+"” saved. This server applies it now, other nodes within 30 seconds.")
 	return seeOther(c, rulesPath)
 }
@@ -459,26 +514,10 @@ func (s *sendingPages) deleteRule(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	r, err := s.store.DomainRule(ctx, id)
+	r, err := s.deleteRuleOf(c, id)
 	if err != nil {
 		return err
 	}
-	if r.IsDefault {
-		return conflict("The default rule cannot be deleted; edit its limits instead.")
-	}
-	chg, err := s.store.Begin(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	defer chg.End()
-	if err := s.store.DeleteDomainRule(chg.Ctx(), id); err != nil {
-		return err
-	}
-	if err := chg.Commit(s.auditEntry(c, "domain_rule.delete", "domain_rule", itoa(id), ruleSummary(r))); err != nil {
-		return err
-	}
-	s.applyRules(c)
 	s.flash(c, "Rule “"+r.Name+"” deleted.")
 	return seeOther(c, rulesPath)
 }

@@ -28,6 +28,7 @@ type app struct {
 	sessions *scs.SessionManager
 	log      *slog.Logger
 	limiter  *loginLimiter
+	resets   *loginLimiter // password reset requests
 	imports  *jobs.Imports
 	mailer   *mailer.Engine
 	tracking *Tracking
@@ -58,6 +59,7 @@ func New(cfg *config.Config, store *models.Store, eng *mailer.Engine, log *slog.
 		sessions: sm,
 		log:      log,
 		limiter:  newLoginLimiter(),
+		resets:   newResetLimiter(),
 		imports:  jobs.NewImports(store, cfg.NodeID, log),
 		mailer:   eng,
 		tracking: NewTracking(store, token.NewKeyring(cfg.Secrets()...), log, TrackingOptions{}),

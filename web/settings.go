@@ -100,11 +100,7 @@ func (s *settingsPages) saveSettings(c echo.Context) error {
 }
 
 func (s *settingsPages) usersPage(c echo.Context) error {
-	users, err := s.store.Users(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	return s.render(c, 200, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, nil, "", models.RoleMarketer))
+	return s.renderUsers(c, 200, nil, "", models.RoleMarketer, nil)
 }
 
 func (s *settingsPages) createUser(c echo.Context) error {
@@ -131,11 +127,7 @@ func (s *settingsPages) createUser(c echo.Context) error {
 			return seeOther(c, "/settings/users")
 		}
 	}
-	users, err := s.store.Users(ctx)
-	if err != nil {
-		return err
-	}
-	return s.render(c, http.StatusUnprocessableEntity, views.UsersPage(s.page(c, "Users", "settings"), users, currentUser(c).ID, errs, email, role))
+	return s.renderUsers(c, http.StatusUnprocessableEntity, errs, email, role, nil)
 }
 
 func (s *settingsPages) setUserRole(c echo.Context) error {

@@ -42,7 +42,7 @@ func (s *templatePages) templateForm(c echo.Context, status int, title string, t
 }
 
 func (s *templatePages) newTemplatePage(c echo.Context) error {
-	t := models.Template{Kind: models.TemplateCampaign, Subject: defaults.NewsletterSubject, HTML: defaults.NewsletterHTML, Text: defaults.NewsletterText}
+	t := models.Template{Kind: models.TemplateCampaign, Subject: defaults.NewsletterSubject, HTML: defaults.NewsletterHTML}
 	if ts, err := s.store.Templates(c.Request().Context(), ""); err == nil && len(ts) == 0 {
 		t.Name = "Newsletter"
 	}

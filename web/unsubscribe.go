@@ -62,9 +62,19 @@ func (t *Tracking) unsubTarget(ctx context.Context, tok string) (*unsubTarget, e
 	if err != nil {
 		return nil, err
 	}
+	// A campaign to a snapshot list (re-engagement, re-permission) was
+	// sent for the lists its people are on: its link leaves all of them.
+	everywhere := false
+	for _, s := range subs {
+		everywhere = everywhere || (s.ListKind == models.ListKindSnapshot && slices.Contains(lists, s.ListID))
+	}
 	u := &unsubTarget{ref: *ref, subscriber: sub}
 	for _, s := range subs {
-		if !slices.Contains(lists, s.ListID) {
+		covered := slices.Contains(lists, s.ListID)
+		if everywhere {
+			covered = s.ListKind == models.ListKindList
+		}
+		if !covered {
 			continue
 		}
 		u.names = append(u.names, s.ListName)

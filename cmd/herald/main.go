@@ -28,6 +28,8 @@ Usage:
   herald migrate [flags]           apply database migrations and exit
   herald user create --email E --role admin|marketer|viewer [--password P] [flags]
                                    create a user (a password is generated when omitted)
+  herald user reset-2fa --email E [flags]
+                                   turn off a user's two-factor sign-in (lost authenticator and codes)
   herald token create --email E [--name N] [flags]
                                    print a new API token for that user (for scripts)
   herald consent verify [flags]    check the consent ledger's hash chain
@@ -57,10 +59,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "migrate":
 		return migrate(ctx, args, stdout, stderr)
 	case "user":
-		if s, rest := sub(); s == "create" {
+		switch s, rest := sub(); s {
+		case "create":
 			return userCreate(ctx, rest, stdout, stderr)
+		case "reset-2fa":
+			return userReset2FA(ctx, rest, stdout, stderr)
 		}
-		return fmt.Errorf("unknown user command; try: herald user create --email you@example.com --role admin")
+		return fmt.Errorf("unknown user command; try: herald user create --email you@example.com --role admin, or herald user reset-2fa --email you@example.com")
 	case "token":
 		if s, rest := sub(); s == "create" {
 			return tokenCreate(ctx, rest, stdout, stderr)

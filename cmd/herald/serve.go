@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/jobs"
+	"github.com/herald-mail/herald/internal/outhook"
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
@@ -84,8 +85,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Background work any node may do: imports other nodes left behind,
 	// and the periodic jobs, each run taken by one node.
 	go srv.Imports().Run(engCtx, 5*time.Second)
-	sched := &jobs.Scheduler{Store: store, Log: log, Owner: models.NewLeaseOwner(cfg.NodeID), Jobs: jobs.Default(store, log)}
+	owner := models.NewLeaseOwner(cfg.NodeID)
+	sched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Jobs: jobs.Default(store, log)}
 	go sched.Run(engCtx)
+	// Outgoing webhooks look for work far more often than the daily and
+	// hourly jobs: a scheduler of their own.
+	hooks := &outhook.Dispatcher{Store: store, Log: log, Owner: owner, Backoff: cfg.WebhookBackoff}
+	hookSched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Look: cfg.WebhookPoll, Jobs: []jobs.Job{jobs.Webhooks(hooks, cfg.WebhookPoll)}}
+	go hookSched.Run(engCtx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)
@@ -112,10 +119,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		go func() { errc <- in.ListenAndServe(ctx) }()
 		log.Info("inbound SMTP listening", "addr", cfg.InboundListen)
 	}
-	if cfg.BounceIMAP != "" {
-		if err := startPoller(ctx, cfg, store, log); err != nil {
-			return err
-		}
+	if err := startPoller(ctx, cfg, store, log); err != nil {
+		return err
 	}
 
 	n, _ := store.UserCount(ctx)
@@ -125,7 +130,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "Herald is running. Sign in at %s\n", where)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect(), "transport", cfg.Transport)
+	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "database", store.Dialect(), "transport", eng.Delivery().Transport)
 
 	select {
 	case err := <-errc:
@@ -209,6 +214,44 @@ func userCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// userReset2FA turns a user's two-factor sign-in off from the shell: the
+// way back in for the last admin who lost both their authenticator and
+// their recovery codes.
+func userReset2FA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var email string
+	_, store, err := open(ctx, "user reset-2fa", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "the user's email (required)")
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if strings.TrimSpace(email) == "" {
+		return errors.New("user reset-2fa needs the user's email: herald user reset-2fa --email you@example.com")
+	}
+	u, err := store.UserByEmail(ctx, email)
+	if errors.Is(err, models.ErrNotFound) {
+		return fmt.Errorf("no user has the email %s", email)
+	} else if err != nil {
+		return err
+	}
+	t, err := store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.End()
+	if err := store.DisableTOTP(t.Ctx(), u.ID); err != nil {
+		return err
+	}
+	err = t.Commit(models.AuditEntry{Action: "2fa.reset", ObjectType: "user", ObjectID: strconv.FormatInt(u.ID, 10),
+		Summary: "two-factor sign-in of " + u.Email + " reset from the shell", Actor: "herald user reset-2fa"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Two-factor sign-in of %s is off; they sign in with their password and can set it up again.\n", u.Email)
+	return nil
+}
+
 // tokenCreate prints a new API token for an existing user, for scripts and
 // deployments that drive Herald without the dashboard.
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -268,19 +311,20 @@ func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return nil
 }
 
-// startPoller polls the configured bounce mailbox until ctx ends.
+// startPoller polls the bounce mailbox of the settings in effect
+// (HERALD_BOUNCE_IMAP, else Settings → Delivery) until ctx ends, following
+// changes saved in the dashboard.
 func startPoller(ctx context.Context, cfg *config.Config, store *models.Store, log *slog.Logger) error {
 	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secrets()...),
 		FeedbackAddress: cfg.FeedbackAddress, Logger: log})
 	if err != nil {
 		return err
 	}
-	every, _ := time.ParseDuration(cfg.BounceIMAPInterval) // validated by config
-	p, err := mailer.NewPoller(rec, mailer.PollOptions{URL: cfg.BounceIMAP, Interval: every, MoveTo: cfg.BounceIMAPMove, Logger: log})
-	if err != nil {
-		return err
+	if cfg.BounceIMAP != "" { // a mistake in the environment stops the start, as before
+		if _, err := mailer.NewPoller(rec, mailer.PollOptions{URL: cfg.BounceIMAP}); err != nil {
+			return err
+		}
 	}
-	go p.Run(ctx)
-	log.Info("polling the bounce mailbox", "every", every)
+	go mailer.RunBounceMailbox(ctx, cfg, store, rec, log, 5*time.Second)
 	return nil
 }

@@ -63,3 +63,42 @@ func TestTokenCreate(t *testing.T) {
 		}
 	}
 }
+
+// TestUserReset2FA: herald user reset-2fa turns a user's two-factor
+// sign-in off and records it in the audit log.
+func TestUserReset2FA(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "herald.db")
+	secret := strings.Repeat("k", 32)
+	flags := []string{"-db", db, "-secret", secret}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, append([]string{"user", "create", "--email", "boss@example.com", "--password", "correct horse battery"}, flags...), &out, &errOut); err != nil {
+		t.Fatalf("user create: %v (%s)", err, errOut.String())
+	}
+	s, err := models.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u, _ := s.UserByEmail(ctx, "boss@example.com")
+	if err := s.SetPendingTOTP(ctx, u.ID, "JBSWY3DPEHPK3PXP", secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnableTOTP(ctx, u.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, append([]string{"user", "reset-2fa", "--email", "Boss@example.com"}, flags...), &out, &errOut); err != nil {
+		t.Fatalf("user reset-2fa: %v (%s)", err, errOut.String())
+	}
+	if u, _ = s.User(ctx, u.ID); u.TwoFactor() || u.TOTPSecret != "" {
+		t.Errorf("after reset-2fa: 2FA %v, secret %q; want both gone", u.TwoFactor(), u.TOTPSecret)
+	}
+	var actions []string
+	s.DB().Raw("SELECT action FROM audit_log").Scan(&actions)
+	if strings.Join(actions, " ") != "2fa.reset" {
+		t.Errorf("audit log = %v, want one 2fa.reset", actions)
+	}
+	if err := run(ctx, append([]string{"user", "reset-2fa", "--email", "nobody@example.com"}, flags...), &out, &errOut); err == nil || !strings.Contains(err.Error(), "no user has the email") {
+		t.Errorf("unknown user: %v", err)
+	}
+}

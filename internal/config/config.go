@@ -84,6 +84,13 @@ type Config struct {
 	// over once it passed. LeaseHeartbeatText is how often a node renews
 	// what it holds; it must be under half the lease.
 	LeaseText, LeaseHeartbeatText string
+	// WebhookPollText is how often outgoing webhook events are collected
+	// and due deliveries posted (a Go duration). WebhookBackoffText is the
+	// comma-separated waits before each retry of a failed delivery.
+	WebhookPollText, WebhookBackoffText string
+	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
+	// link and an invitation link work (Go durations).
+	ResetLinkTTLText, InviteLinkTTLText string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -95,7 +102,24 @@ type Config struct {
 	ImportMaxBytes int64
 	// Lease and LeaseHeartbeat are LeaseText and LeaseHeartbeatText parsed.
 	Lease, LeaseHeartbeat time.Duration
+	// WebhookPoll and WebhookBackoff are WebhookPollText and
+	// WebhookBackoffText parsed.
+	WebhookPoll    time.Duration
+	WebhookBackoff []time.Duration
+	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
+	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
+	ResetLinkTTL, InviteLinkTTL time.Duration
+	// SetBy says, for each setting given from outside (by its flag name,
+	// e.g. "relay"), where it came from: "the -relay flag" or "HERALD_RELAY
+	// in the environment". Settings the dashboard can also change (the
+	// transport, relay and bounce mailbox) keep these values then: the
+	// environment and flags win over the database.
+	SetBy map[string]string
 }
+
+// Source returns where the setting named by its flag came from ("" when
+// it has its default): see SetBy.
+func (c *Config) Source(flag string) string { return c.SetBy[flag] }
 
 // Var describes one setting for help and the README.
 type Var struct {
@@ -132,6 +156,10 @@ func (c *Config) Vars() []Var {
 		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
 		{"lease", "HERALD_LEASE", "10s", "how long a node's claim on a delivery holds without renewal; a surviving node takes a dead node's deliveries over after it", &c.LeaseText},
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
+		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
+		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
+		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
+		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
 }
 
@@ -154,6 +182,17 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	c.SetBy = map[string]string{}
+	for _, v := range c.Vars() {
+		if getenv(v.Env) != "" {
+			c.SetBy[v.Flag] = v.Env + " in the environment"
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if isVar(c, f.Name) {
+			c.SetBy[f.Name] = "the -" + f.Name + " flag"
+		}
+	})
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -161,7 +200,13 @@ func Parse(name string, args []string, getenv func(string) string, out io.Writer
 }
 
 func (c *Config) validate() error {
+	if err := c.linkTTLs(); err != nil {
+		return err
+	}
 	if err := c.leases(); err != nil {
+		return err
+	}
+	if err := c.webhooks(); err != nil {
 		return err
 	}
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
@@ -288,6 +333,15 @@ func (c *Config) hostname(rootHost string) error {
 	return nil
 }
 
+func isVar(c *Config, name string) bool {
+	for _, v := range c.Vars() {
+		if v.Flag == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Help writes the configuration table.
 func Help(w io.Writer) {
 	var c Config
@@ -319,6 +373,25 @@ func (c *Config) RequireSecret() error {
 	if c.Secret == "" && c.Production() {
 		return fmt.Errorf("config: the root URL %s is https (a production installation), which needs a secret kept outside the database: "+
 			"set HERALD_SECRET (or -secret-file) to at least 32 random characters, e.g. the output of `openssl rand -hex 32`", c.RootURL)
+	}
+	return nil
+}
+
+// linkTTLs parses the lifetimes of account links.
+func (c *Config) linkTTLs() error {
+	for _, l := range []struct {
+		text string
+		dst  *time.Duration
+		name string
+	}{{c.ResetLinkTTLText, &c.ResetLinkTTL, "reset link TTL"}, {c.InviteLinkTTLText, &c.InviteLinkTTL, "invite link TTL"}} {
+		if l.text == "" {
+			continue
+		}
+		d, err := time.ParseDuration(l.text)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("config: %s %q must be a duration of at least 1s, e.g. 1h", l.name, l.text)
+		}
+		*l.dst = d
 	}
 	return nil
 }
@@ -375,4 +448,20 @@ func redactURL(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+func (c *Config) webhooks() error {
+	var err error
+	if c.WebhookPoll, err = time.ParseDuration(c.WebhookPollText); err != nil || c.WebhookPoll < 100*time.Millisecond {
+		return fmt.Errorf("config: webhook poll %q must be a duration of at least 100ms, e.g. 5s", c.WebhookPollText)
+	}
+	c.WebhookBackoff = nil
+	for _, p := range strings.Split(c.WebhookBackoffText, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("config: webhook backoff %q must be comma-separated positive durations, e.g. 30s,2m,10m,1h", c.WebhookBackoffText)
+		}
+		c.WebhookBackoff = append(c.WebhookBackoff, d)
+	}
+	return nil
 }

@@ -121,3 +121,46 @@ func TestLeaseSettings(t *testing.T) {
 		t.Errorf("heartbeat over half the lease: %v", err)
 	}
 }
+
+// The lifetimes of account links: defaults, the environment, and a value
+// that is no duration refused with an example.
+func TestLinkTTLs(t *testing.T) {
+	c, err := parse(t)
+	if err != nil || c.ResetLinkTTL != time.Hour || c.InviteLinkTTL != 168*time.Hour {
+		t.Fatalf("defaults: reset %v, invite %v, %v; want 1h, 168h", c.ResetLinkTTL, c.InviteLinkTTL, err)
+	}
+	env := map[string]string{"HERALD_RESET_LINK_TTL": "15m", "HERALD_INVITE_LINK_TTL": "48h"}
+	c, err = Parse("serve", nil, func(k string) string { return env[k] }, io.Discard, nil)
+	if err != nil || c.ResetLinkTTL != 15*time.Minute || c.InviteLinkTTL != 48*time.Hour {
+		t.Fatalf("environment: reset %v, invite %v, %v; want 15m, 48h", c.ResetLinkTTL, c.InviteLinkTTL, err)
+	}
+	for _, bad := range [][]string{{"-reset-link-ttl", "soon"}, {"-invite-link-ttl", "0s"}} {
+		if _, err := parse(t, bad...); err == nil || !strings.Contains(err.Error(), "link TTL") {
+			t.Errorf("Parse(%v) = %v; want an error about the link TTL", bad, err)
+		}
+	}
+}
+
+// TestSetBy: Source names the environment variable or the flag that set
+// a setting, and nothing for one left at its default.
+func TestSetBy(t *testing.T) {
+	env := map[string]string{"HERALD_RELAY": "smtp://r.test:587", "HERALD_TRANSPORT": "relay"}
+	c, err := Parse("serve", []string{"-transport", "direct", "-bounce-imap-move", "Done"}, func(k string) string { return env[k] }, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{
+		"relay":                "HERALD_RELAY in the environment",
+		"transport":            "the -transport flag",
+		"bounce-imap-move":     "the -bounce-imap-move flag",
+		"bounce-imap":          "",
+		"bounce-imap-interval": "",
+	} {
+		if got := c.Source(flag); got != want {
+			t.Errorf("Source(%s) = %q, want %q", flag, got, want)
+		}
+	}
+	if c.Transport != "direct" {
+		t.Errorf("transport %q: the flag wins over the environment", c.Transport)
+	}
+}

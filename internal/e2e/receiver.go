@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -45,6 +46,10 @@ type ReceiverOptions struct {
 	TLS *tls.Config
 	// Domain is the greeting's host name; "" means mx.test.
 	Domain string
+	// Users, when set, makes the receiver a relay that wants AUTH: it
+	// offers AUTH PLAIN, signs in these user → password pairs, answers
+	// 535 to others and 530 to MAIL FROM before signing in.
+	Users map[string]string
 }
 
 // Receiver is a go-smtp server standing in for a provider's MX host.
@@ -152,16 +157,37 @@ func (l *countingListener) Accept() (net.Conn, error) {
 }
 
 type session struct {
-	r    *Receiver
-	conn *smtp.Conn
-	from string
-	to   []string
+	r      *Receiver
+	conn   *smtp.Conn
+	from   string
+	to     []string
+	authed bool
+}
+
+func (s *session) AuthMechanisms() []string {
+	if len(s.r.o.Users) == 0 {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if pw, ok := s.r.o.Users[username]; !ok || pw != password || (identity != "" && identity != username) {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+		}
+		s.authed = true
+		return nil
+	}), nil
 }
 
 func (s *session) Reset()        { s.from, s.to = "", nil }
 func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if len(s.r.o.Users) > 0 && !s.authed {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
 	s.from = from
 	return nil
 }

@@ -31,7 +31,8 @@ type Scheduler struct {
 	// Owner names this node in the jobs table (models.NewLeaseOwner).
 	Owner string
 	Jobs  []Job
-	// Look is how often the node checks for due jobs. Zero: a minute.
+	// Look is how often the node checks for due jobs. Zero: a minute, or
+	// the shortest job's period when that is shorter.
 	Look time.Duration
 }
 
@@ -41,6 +42,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 	look := s.Look
 	if look <= 0 {
 		look = time.Minute
+		for _, j := range s.Jobs {
+			if j.Every > 0 && j.Every < look {
+				look = j.Every
+			}
+		}
 	}
 	t := time.NewTicker(look)
 	defer t.Stop()
@@ -86,10 +92,17 @@ func (s *Scheduler) runOnce(ctx context.Context, j Job) {
 const RetentionAction = "retention.enforce"
 
 // Default is Herald's periodic jobs: the daily retention run (compliance
-// settings), the hourly removal of expired sessions, and the hourly
-// removal of import uploads never started within a day.
+// settings), the hourly removal of expired sessions, the hourly
+// removal of import uploads never started within a day, the sunset
+// policy's check for a round whose waiting period is over, the daily
+// removal of webhook deliveries finished over WebhookLogKept ago, and the
+// A/B tests' winners, looked for every 10 seconds (a test's wait may be
+// short).
 func Default(store *models.Store, log *slog.Logger) []Job {
 	return []Job{
+		{Name: "abtests.decide", Every: 10 * time.Second, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return ABTests(ctx, store, log, now)
+		}},
 		{Name: RetentionAction, Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			return Retention(ctx, store, log, now)
 		}},
@@ -100,6 +113,13 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 			}
 			return err
 		}},
+		{Name: "webhooks.prune", Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			n, err := store.PruneWebhookDeliveries(ctx, now.Add(-WebhookLogKept))
+			if err == nil && n > 0 {
+				log.Info("old webhook deliveries deleted", "count", n)
+			}
+			return err
+		}},
 		{Name: "imports.abandoned", Every: time.Hour, Lease: 5 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			n, err := store.DeleteAbandonedImports(ctx, now.Add(-24*time.Hour))
 			if err == nil && n > 0 {
@@ -107,8 +127,15 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 			}
 			return err
 		}},
+		{Name: SunsetAction, Every: time.Hour, Lease: 30 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return Sunset(ctx, store, log, now)
+		}},
 	}
 }
+
+// WebhookLogKept is how long finished webhook deliveries stay in the
+// delivery log.
+const WebhookLogKept = 30 * 24 * time.Hour
 
 // Retention is the retention job's run: it removes what is too old at
 // now, logs the counts and writes them to the audit log.
@@ -124,4 +151,19 @@ func Retention(ctx context.Context, store *models.Store, log *slog.Logger, now t
 		log.Error("audit failed", "err", err, "action", RetentionAction)
 	}
 	return nil
+}
+
+// SunsetAction is the job name of the sunset policy's runs.
+const SunsetAction = "sunset.run"
+
+// Sunset is the sunset job's run: once the round's re-engagement campaign
+// was sent the rule's waiting period ago, the people still inactive at
+// now are unsubscribed or suppressed (models.RunSunsetIfDue), with their
+// ledger rows and audit entries.
+func Sunset(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time) error {
+	n, ran, err := store.RunSunsetIfDue(ctx, now, "sunset job")
+	if ran {
+		log.Info("sunset policy applied", "by", "sunset job", "people", n)
+	}
+	return err
 }

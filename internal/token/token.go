@@ -44,6 +44,8 @@ const (
 	Bounce        Kind = 'b' // ids: delivery (VERP return path)
 	MessageID     Kind = 'm' // ids: delivery (stable Message-ID local part)
 	Confirm       Kind = 'd' // ids: subscriber, list (double opt-in confirmation)
+	Invite        Kind = 'i' // ids: invitation, nonce (a dashboard invitation)
+	Reset         Kind = 'r' // ids: password reset, nonce (a password reset link)
 )
 
 const tagLen = 12

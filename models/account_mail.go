@@ -1,0 +1,83 @@
+package models
+
+import (
+	"context"
+	"fmt"
+)
+
+// The built-in transactional templates of account mail. EnsureAccountTemplate
+// creates one on first use; an admin may edit it like any other template.
+const (
+	// InvitationTemplate sees .Data.invite_url, .Data.role,
+	// .Data.invited_by and .Data.expires (a date and time, UTC).
+	InvitationTemplate = "user-invitation"
+	// PasswordResetTemplate sees .Data.reset_url, .Data.expires and
+	// .Data.forgot_url (to ask for a new link).
+	PasswordResetTemplate = "password-reset"
+)
+
+type builtinTemplate struct{ subject, html, text string }
+
+var accountTemplates = map[string]builtinTemplate{
+	InvitationTemplate: {
+		subject: `You are invited to Herald{{with .Org.Name}} at {{.}}{{end}}`,
+		html: `<!DOCTYPE html>
+<html><body style="font-family:sans-serif;line-height:1.5">
+<p>Hello,</p>
+<p>{{.Data.invited_by}} invited you ({{.Subscriber.Email}}) to Herald{{with .Org.Name}} at {{.}}{{end}}, as {{.Data.role}}.</p>
+<p><a href="{{.Data.invite_url}}" style="display:inline-block;padding:.6em 1.2em;background:#4f46e5;color:#fff;text-decoration:none;border-radius:.3em">Accept the invitation</a></p>
+<p>The link works once, until {{.Data.expires}}. If you did not expect it, ignore this message.</p>
+</body></html>`,
+		text: `Hello,
+
+{{.Data.invited_by}} invited you ({{.Subscriber.Email}}) to Herald{{with .Org.Name}} at {{.}}{{end}}, as {{.Data.role}}.
+
+To accept, open this link, choose your name and password:
+
+{{.Data.invite_url}}
+
+The link works once, until {{.Data.expires}}. If you did not expect it, ignore this message.
+`,
+	},
+	PasswordResetTemplate: {
+		subject: `Reset your Herald password`,
+		html: `<!DOCTYPE html>
+<html><body style="font-family:sans-serif;line-height:1.5">
+<p>Hello,</p>
+<p>Someone, we hope you, asked to reset the password of the Herald account {{.Subscriber.Email}}.</p>
+<p><a href="{{.Data.reset_url}}" style="display:inline-block;padding:.6em 1.2em;background:#4f46e5;color:#fff;text-decoration:none;border-radius:.3em">Choose a new password</a></p>
+<p>The link works once, until {{.Data.expires}}. If it has expired, ask for a new one: {{.Data.forgot_url}}</p>
+<p>If you did not ask for this, ignore this message: your password stays as it is.</p>
+</body></html>`,
+		text: `Hello,
+
+Someone, we hope you, asked to reset the password of the Herald account {{.Subscriber.Email}}.
+
+To choose a new password, open this link:
+
+{{.Data.reset_url}}
+
+The link works once, until {{.Data.expires}}. If it has expired, ask for a new one: {{.Data.forgot_url}}
+
+If you did not ask for this, ignore this message: your password stays as it is.
+`,
+	},
+}
+
+// EnsureAccountTemplate returns the built-in account template name
+// (InvitationTemplate or PasswordResetTemplate), creating it when it does
+// not exist yet. Concurrent first uses agree on one row.
+func (s *Store) EnsureAccountTemplate(ctx context.Context, name string) (*Template, error) {
+	b, ok := accountTemplates[name]
+	if !ok {
+		return nil, fmt.Errorf("models: no built-in template %q: %w", name, ErrNotFound)
+	}
+	t := dbNow()
+	err := s.conn(ctx).Exec(`INSERT INTO templates (kind, name, subject, html, text, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO NOTHING`,
+		TemplateTransactional, name, b.subject, b.html, b.text, t, t).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: ensure template %s: %w", name, err)
+	}
+	return s.TemplateByName(ctx, TemplateTransactional, name)
+}
