@@ -650,8 +650,16 @@ func (s *Store) ValidateSegment(ctx context.Context, seg *Segment) error {
 	} else if utf8.RuneCountInString(seg.Name) > MaxNameLength {
 		errs["name"] = fmt.Sprintf("Keep the name under %d characters.", MaxNameLength)
 	}
+	// Validate first on the segment's own conditions: it fills in the
+	// default matches, which are stored and answered as "all", not "".
 	if seg.Conditions.Count() == 0 {
 		errs["conditions"] = "Add at least one condition."
+	} else if err := seg.Conditions.Validate(); err != nil {
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			return err
+		}
+		errs["conditions"] = ve.Fields["conditions"]
 	} else if _, _, err := s.compileConditions(ctx, seg.Conditions, now()); err != nil {
 		var ve *ValidationError
 		if !errors.As(err, &ve) {
@@ -692,9 +700,15 @@ func (s *Store) UpdateSegment(ctx context.Context, seg *Segment) error {
 		return fmt.Errorf("models: update segment %d: %w", seg.ID, err)
 	}
 	seg.UpdatedAt = dbNow()
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		return tx.Model(&Segment{}).Where("id = ?", seg.ID).Updates(map[string]any{
-			"name": seg.Name, "conditions": seg.Conditions, "updated_at": seg.UpdatedAt}).Error
+	// The column as the serializer writes it: a map given to Updates
+	// skips the field's serializer.
+	conds, err := json.Marshal(seg.Conditions)
+	if err != nil {
+		return fmt.Errorf("models: update segment %d: %w", seg.ID, err)
+	}
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		return tx.Exec("UPDATE segments SET name = ?, conditions = ?, updated_at = ? WHERE id = ?",
+			seg.Name, string(conds), seg.UpdatedAt, seg.ID).Error
 	})
 	if err != nil {
 		return fmt.Errorf("models: update segment %d: %w", seg.ID, err)

@@ -370,3 +370,36 @@ func TestCampaignAudience(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdateSegmentSavesConditions: an update writes the new conditions
+// (a map given to GORM's Updates skipped the JSON serializer and failed),
+// and the matches left out read back as "all", on create and on update.
+func TestUpdateSegmentSavesConditions(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		g := &models.Segment{Name: "Domain", Conditions: models.Conditions{Groups: []models.ConditionGroup{
+			{Conditions: []models.Condition{{Field: models.FieldEmailDomain, Op: "equals", Value: "example.org"}}}}}}
+		if err := s.CreateSegment(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Segment(ctx, g.ID)
+		if err != nil || got.Conditions.Match != "all" || got.Conditions.Groups[0].Match != "all" {
+			t.Fatalf("created = %+v, %v; want the matches \"all\"", got, err)
+		}
+		up := &models.Segment{ID: g.ID, Name: "Lyon", Conditions: models.Conditions{Groups: []models.ConditionGroup{
+			{Match: "any", Conditions: []models.Condition{{Field: models.FieldAttribute, Key: "city", Op: "equals", Value: "Lyon"},
+				{Field: models.FieldAttribute, Key: "town", Op: "equals", Value: "Lyon"}}},
+			{Conditions: []models.Condition{{Field: models.FieldOpened, Op: "never"}}}}}}
+		if err := s.UpdateSegment(ctx, up); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.Segment(ctx, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got.Conditions; got.Name != "Lyon" || c.Match != "all" || len(c.Groups) != 2 || c.Groups[0].Match != "any" ||
+			c.Groups[1].Match != "all" || c.Count() != 3 || c.Groups[1].Conditions[0].Field != models.FieldOpened {
+			t.Fatalf("updated = %+v", got)
+		}
+	})
+}
