@@ -265,7 +265,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
 		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
 		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
-		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only: content, sender, lists, send time, ab_test"},
+		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only: content, sender, audience, send time, ab_test"},
 		{POST, "/api/v1/campaigns/:id/winner", roleTokenMarketer, api.apiPickABWinner, nil, "A/B test: send a variant to the rest"},
 		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
