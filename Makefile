@@ -54,6 +54,9 @@ bench: build-bench
 	./$(BENCH_BIN) search -n 1000000
 	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) search -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
 	else echo "HERALD_TEST_POSTGRES not set: search benchmark on PostgreSQL skipped"; fi
+	./$(BENCH_BIN) segment -n 1000000
+	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) segment -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
+	else echo "HERALD_TEST_POSTGRES not set: segment benchmark on PostgreSQL skipped"; fi
 	./$(BENCH_BIN) send -n 10000
 	./$(BENCH_BIN) send -n 10000 -dkim=false
 	./$(BENCH_BIN) send -n 20000 -dkim=false

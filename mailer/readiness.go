@@ -71,6 +71,7 @@ type ReadinessStore interface {
 	CampaignLists(ctx context.Context, id int64) ([]int64, error)
 	CampaignsByStatus(ctx context.Context, statuses ...string) ([]models.Campaign, error)
 	CountEligibleRecipients(ctx context.Context, listIDs []int64) (int64, error)
+	CountCampaignAudience(ctx context.Context, id int64) (int64, error)
 	SendingDomains(ctx context.Context) ([]models.SendingDomain, error)
 	SendingDomain(ctx context.Context, id int64) (*models.SendingDomain, error)
 	ComplaintStats(ctx context.Context, since time.Time) (sent, complaints int64, err error)
@@ -481,18 +482,14 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 	}
 	out = append(out, c)
 
-	lists, err := r.Store.CampaignLists(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	n, err := r.Store.CountEligibleRecipients(ctx, lists)
+	n, err := r.Store.CountCampaignAudience(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	c = Check{ID: "campaign.recipients", Title: "There is someone to send to", Blocking: true, OK: n > 0,
 		Detail: fmt.Sprintf("%d recipients (each address once, suppressed ones left out).", n)}
 	if !c.OK {
-		c.FixHint = "Choose lists with confirmed subscribers."
+		c.FixHint = "Choose lists with confirmed subscribers, or segments that match people."
 	}
 	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
 		c.OK, c.Detail = true, "Recipients were chosen when the campaign started."

@@ -471,67 +471,10 @@ func (s *Store) Link(ctx context.Context, id int64) (*Link, error) {
 	return &l, nil
 }
 
-// eligibleFrom is the eligibility rule materialisation applies
-// (MaterializeCampaign), as a FROM/WHERE over subscriptions sp, lists l and
-// subscribers s for the lists bound to the first placeholder: confirmed, or
-// unconfirmed on a single opt-in list; the subscriber active.
-const eligibleFrom = ` FROM subscriptions sp
-	JOIN lists l ON l.id = sp.list_id
-	JOIN subscribers s ON s.id = sp.subscriber_id
-	WHERE sp.list_id IN ? AND s.status = 'active'
-	  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))`
-
 // CountEligibleRecipients counts the people a campaign to listIDs would be
-// sent to right now: each address once however many of the lists it is on,
-// by the rule MaterializeCampaign applies, minus suppressed addresses and
-// domains. (Suppressions of erased people keep only a hash, but an erased
-// person is no active subscriber, so they are never counted either way.)
+// sent to right now (CountAudience of those lists).
 func (s *Store) CountEligibleRecipients(ctx context.Context, listIDs []int64) (int64, error) {
-	if len(listIDs) == 0 {
-		return 0, nil
-	}
-	db := s.conn(ctx)
-	var total int64
-	if err := db.Raw("SELECT COUNT(DISTINCT sp.subscriber_id)"+eligibleFrom, listIDs).Scan(&total).Error; err != nil {
-		return 0, fmt.Errorf("models: count recipients: %w", err)
-	}
-	if total == 0 {
-		return 0, nil
-	}
-	var supp []struct{ Kind, Value string }
-	if err := db.Raw("SELECT kind, lower(value) AS value FROM suppressions WHERE value <> ''").Scan(&supp).Error; err != nil {
-		return 0, fmt.Errorf("models: count recipients: %w", err)
-	}
-	var addrs, domains []string
-	for _, x := range supp {
-		if x.Kind == "domain" {
-			domains = append(domains, strings.TrimPrefix(x.Value, "@"))
-		} else {
-			addrs = append(addrs, x.Value)
-		}
-	}
-	domainExpr := "lower(substr(s.email, instr(s.email, '@') + 1))"
-	if s.dialect == Postgres {
-		domainExpr = "lower(split_part(s.email, '@', 2))"
-	}
-	hit := map[int64]bool{}
-	for _, q := range []struct {
-		expr   string
-		values []string
-	}{{"lower(s.email)", addrs}, {domainExpr, domains}} {
-		for v := q.values; len(v) > 0; {
-			n := min(len(v), 500)
-			var ids []int64
-			if err := db.Raw("SELECT DISTINCT s.id"+eligibleFrom+" AND "+q.expr+" IN ?", listIDs, v[:n]).Scan(&ids).Error; err != nil {
-				return 0, fmt.Errorf("models: count recipients: %w", err)
-			}
-			for _, id := range ids {
-				hit[id] = true
-			}
-			v = v[n:]
-		}
-	}
-	return total - int64(len(hit)), nil
+	return s.CountAudience(ctx, Audience{Lists: listIDs})
 }
 
 // CampaignsByStatus returns the campaigns in any of the statuses, newest
@@ -577,6 +520,13 @@ func (s *Store) CloneCampaign(ctx context.Context, id int64) (*Campaign, error) 
 		return nil, err
 	}
 	if err := s.CreateCampaign(ctx, c, lists); err != nil {
+		return nil, err
+	}
+	a, err := s.CampaignAudience(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetCampaignAudience(ctx, c.ID, a); err != nil {
 		return nil, err
 	}
 	return c, nil

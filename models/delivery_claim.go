@@ -162,7 +162,9 @@ func (s *Store) claimedDetails(ctx context.Context, ids []int64) ([]Claimed, err
 			CASE WHEN d.campaign_id IS NULL THEN ''
 			     WHEN s.id IS NULL THEN 'subscriber deleted'
 			     WHEN s.status <> 'active' THEN 'subscriber ' || s.status
-			     WHEN NOT EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
+			     WHEN NOT EXISTS (SELECT 1 FROM subscriptions sp WHERE sp.subscriber_id = d.subscriber_id AND sp.list_id = d.list_id
+			                  AND sp.status <> 'unsubscribed')
+			      AND NOT EXISTS (SELECT 1 FROM subscriptions sp JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = d.campaign_id
 			                  WHERE sp.subscriber_id = d.subscriber_id AND sp.status <> 'unsubscribed') THEN 'unsubscribed'
 			     ELSE '' END,
 			CASE WHEN d.override_suppression AND d.campaign_id IS NULL THEN 2 ELSE 0 END +

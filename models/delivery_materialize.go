@@ -17,6 +17,32 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		batch = 5000
 	}
 	domainExpr := w.sql.emailDomain("s.email")
+	// The audience and its rule are read before the transaction: they
+	// compile against the lists, segments and domain rules. A running
+	// campaign's audience no longer changes (SetCampaignAudience).
+	aud, err := s.CampaignAudience(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+	}
+	var (
+		where string
+		wargs []any
+	)
+	if !aud.listsOnly() {
+		// Cut at the cursor as it is now: it only grows, so the batch's
+		// own cursor, read in the transaction, is never below it.
+		var cursor []int64
+		if err := s.conn(ctx).Raw("SELECT materialize_cursor FROM campaigns WHERE id = ?", id).Scan(&cursor).Error; err != nil {
+			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+		}
+		after := int64(0)
+		if len(cursor) > 0 {
+			after = cursor[0]
+		}
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after); err != nil {
+			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+		}
+	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		var c []struct {
 			Status            string
@@ -63,7 +89,42 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			return err
 		}
 		var res *gorm.DB
-		if len(lists) == 1 {
+		switch {
+		case !aud.listsOnly():
+			// Segments or exclusions: the next batch of people the
+			// audience rule selects after the cursor (a segment's
+			// conditions read through their indexes when they are
+			// few), then their deliveries. Each is attributed to the
+			// first of the campaign's lists they are eligible on, else to
+			// the first list they are eligible on at all (its unsubscribe
+			// link); the rule guarantees one.
+			var ids []int64
+			if err := tx.Raw("SELECT s.id FROM subscribers s WHERE s.id > ? AND "+where+" ORDER BY s.id LIMIT ?",
+				append(append([]any{lo}, wargs...), batch)...).Scan(&ids).Error; err != nil {
+				return err
+			}
+			if len(ids) < batch {
+				hi = *maxID[0]
+			} else {
+				hi = ids[len(ids)-1]
+			}
+			if len(ids) == 0 {
+				break // res stays nil: nothing inserted
+			}
+			listExpr := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND " + eligibleSub + ")"
+			args := []any{id}
+			if len(aud.Lists) > 0 {
+				listExpr = "COALESCE((SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND sp.list_id IN ? AND " +
+					eligibleSub + "), " + listExpr + ")"
+				args = append(args, aud.Lists)
+			}
+			args = append(args, due, t, w.sql.idArray(ids))
+			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+					created_at, subscriber_updated_at)
+				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM `+w.sql.idRows()+` CROSS JOIN subscribers s WHERE s.id = j.value
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
+		case len(lists) == 1:
 			// One list, the usual case: each subscriber is on it once, so
 			// no grouping (SQLite sorted every batch into a temporary
 			// index for it) and no join to the list for its opt-in.
@@ -77,7 +138,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
 				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, lists[0].ListID, statuses, lo, hi)
-		} else {
+		default:
 			// Someone on several of the lists gets one delivery, attributed
 			// to the first list.
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
@@ -92,10 +153,13 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 				GROUP BY s.id, s.email
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
 		}
-		if res.Error != nil {
-			return res.Error
+		var inserted int64
+		if res != nil {
+			if res.Error != nil {
+				return res.Error
+			}
+			inserted = res.RowsAffected
 		}
-		inserted := res.RowsAffected
 		if inserted > 0 && due.Equal(t) {
 			if err := w.releaseBatch(tx, id, lo, hi, t); err != nil {
 				return err

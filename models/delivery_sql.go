@@ -44,6 +44,21 @@ type dialectSQL interface {
 	// books each changed row with count, and returns the outcomes left for
 	// the row-by-row path and the bounces of the rows it changed.
 	recordBatch(ctx context.Context, tx *sql.Tx, outs []Outcome, count func(int64, string, int)) ([]Outcome, []BounceNotice, error)
+
+	// The segment conditions' reading of subscriber attributes (a JSON
+	// object in a text column), in segment_sql.go. Every placeholder of
+	// attrValueText and attrNumber takes attrPath(key).
+	attrPath(key string) any
+	// attrValueText is the attribute as text (true and false for booleans),
+	// NULL when absent or null.
+	attrValueText(col string) string
+	// attrNumber is the attribute as a number: a JSON number, or a string
+	// of the form -?[0-9]+(.[0-9]+)?; else NULL.
+	attrNumber(col string) string
+	// isDate is true when the text expr begins with YYYY-MM-DD.
+	isDate(expr string) string
+	// numParam is a placeholder compared with attrNumber.
+	numParam() string
 }
 
 func (s *Store) sqlDialect() dialectSQL {

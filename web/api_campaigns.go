@@ -16,22 +16,26 @@ import (
 )
 
 type campaignInput struct {
-	Name        string     `json:"name"`
-	TemplateID  int64      `json:"template_id"`
-	Subject     string     `json:"subject"`
-	Preheader   string     `json:"preheader"`
-	HTML        string     `json:"html"`   // the body; empty: the template's content
-	Text        string     `json:"text"`   // the text part; empty: derived from the HTML
-	Format      string     `json:"format"` // html (default) or markdown
-	FromName    string     `json:"from_name"`
-	FromEmail   string     `json:"from_email"`
-	ReplyTo     string     `json:"reply_to"`
-	Lists       []int64    `json:"lists"`
-	TrackOpens  *bool      `json:"track_opens"`
-	TrackClicks *bool      `json:"track_clicks"`
-	UTM         bool       `json:"utm"`
-	Transport   string     `json:"transport"`
-	ScheduledAt *time.Time `json:"scheduled_at"`
+	Name       string  `json:"name"`
+	TemplateID int64   `json:"template_id"`
+	Subject    string  `json:"subject"`
+	Preheader  string  `json:"preheader"`
+	HTML       string  `json:"html"`   // the body; empty: the template's content
+	Text       string  `json:"text"`   // the text part; empty: derived from the HTML
+	Format     string  `json:"format"` // html (default) or markdown
+	FromName   string  `json:"from_name"`
+	FromEmail  string  `json:"from_email"`
+	ReplyTo    string  `json:"reply_to"`
+	Lists      []int64 `json:"lists"`
+	// The audience beyond lists (models.Audience).
+	Segments        []int64    `json:"segments"`
+	ExcludeLists    []int64    `json:"exclude_lists"`
+	ExcludeSegments []int64    `json:"exclude_segments"`
+	TrackOpens      *bool      `json:"track_opens"`
+	TrackClicks     *bool      `json:"track_clicks"`
+	UTM             bool       `json:"utm"`
+	Transport       string     `json:"transport"`
+	ScheduledAt     *time.Time `json:"scheduled_at"`
 	// ABTest, when given, sets the campaign's A/B test (api_abtest.go);
 	// {"variants": []} removes it.
 	ABTest *apiABInput `json:"ab_test"`
@@ -43,31 +47,34 @@ type campaignInput struct {
 }
 
 type apiCampaignJS struct {
-	ID          int64       `json:"id"`
-	Name        string      `json:"name"`
-	TemplateID  *int64      `json:"template_id"`
-	Subject     string      `json:"subject"`
-	Preheader   string      `json:"preheader"`
-	HTML        string      `json:"html,omitempty"` // one campaign's answer only, not lists
-	Text        string      `json:"text,omitempty"`
-	TextDerived *bool       `json:"text_derived,omitempty"` // no text part written: derived from the HTML when sent
-	Format      string      `json:"format"`
-	FromName    string      `json:"from_name"`
-	FromEmail   string      `json:"from_email"`
-	ReplyTo     string      `json:"reply_to"`
-	Status      string      `json:"status"`
-	TrackOpens  bool        `json:"track_opens"`
-	TrackClicks bool        `json:"track_clicks"`
-	ScheduledAt *time.Time  `json:"scheduled_at"`
-	StartedAt   *time.Time  `json:"started_at"`
-	FinishedAt  *time.Time  `json:"finished_at"`
-	Lists       []int64     `json:"lists,omitempty"`
-	LocalSendAt string      `json:"local_send_at,omitempty"`
-	TZAttribute string      `json:"tz_attribute,omitempty"`
-	TZDefault   string      `json:"tz_default,omitempty"`
-	TZInvalid   int64       `json:"tz_invalid,omitempty"`
-	Counters    apiCounters `json:"counters"`
-	ABTest      *apiABTest  `json:"ab_test,omitempty"`
+	ID              int64       `json:"id"`
+	Name            string      `json:"name"`
+	TemplateID      *int64      `json:"template_id"`
+	Subject         string      `json:"subject"`
+	Preheader       string      `json:"preheader"`
+	HTML            string      `json:"html,omitempty"` // one campaign's answer only, not lists
+	Text            string      `json:"text,omitempty"`
+	TextDerived     *bool       `json:"text_derived,omitempty"` // no text part written: derived from the HTML when sent
+	Format          string      `json:"format"`
+	FromName        string      `json:"from_name"`
+	FromEmail       string      `json:"from_email"`
+	ReplyTo         string      `json:"reply_to"`
+	Status          string      `json:"status"`
+	TrackOpens      bool        `json:"track_opens"`
+	TrackClicks     bool        `json:"track_clicks"`
+	ScheduledAt     *time.Time  `json:"scheduled_at"`
+	StartedAt       *time.Time  `json:"started_at"`
+	FinishedAt      *time.Time  `json:"finished_at"`
+	Lists           []int64     `json:"lists,omitempty"`
+	Segments        []int64     `json:"segments,omitempty"`
+	ExcludeLists    []int64     `json:"exclude_lists,omitempty"`
+	ExcludeSegments []int64     `json:"exclude_segments,omitempty"`
+	LocalSendAt     string      `json:"local_send_at,omitempty"`
+	TZAttribute     string      `json:"tz_attribute,omitempty"`
+	TZDefault       string      `json:"tz_default,omitempty"`
+	TZInvalid       int64       `json:"tz_invalid,omitempty"`
+	Counters        apiCounters `json:"counters"`
+	ABTest          *apiABTest  `json:"ab_test,omitempty"`
 }
 
 type apiCounters struct {
@@ -80,11 +87,12 @@ type apiCounters struct {
 	Suppressed int64 `json:"suppressed"`
 }
 
-func toAPICampaign(c *models.Campaign, lists []int64) apiCampaignJS {
+func toAPICampaign(c *models.Campaign, a models.Audience) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, Preheader: c.Preheader,
 		HTML: c.HTML, Text: c.Text, Format: c.Format, FromName: c.FromName,
 		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
-		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: lists,
+		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: a.Lists,
+		Segments: a.Segments, ExcludeLists: a.ExcludeLists, ExcludeSegments: a.ExcludeSegments,
 		LocalSendAt: c.LocalSendAt, TZAttribute: c.TZAttribute, TZDefault: c.TZDefault, TZInvalid: c.TZInvalid}
 	if c.HTML != "" || c.Text != "" { // a list leaves the bodies out
 		derived := mailer.ContentOf(c).TextDerived()
@@ -106,7 +114,7 @@ func (s *apiHandlers) apiCampaigns(c echo.Context) error {
 	}
 	out := make([]apiCampaignJS, len(cs))
 	for i := range cs {
-		out[i] = toAPICampaign(&cs[i], nil)
+		out[i] = toAPICampaign(&cs[i], models.Audience{})
 	}
 	return c.JSON(200, map[string]any{"data": out})
 }
@@ -131,14 +139,14 @@ func (s *apiHandlers) writeAPICampaign(c echo.Context, status int, id int64) err
 	return c.JSON(status, map[string]any{"data": out})
 }
 
-// campaignWithLists is a campaign as the API shows it, with its lists and
-// its A/B test.
+// campaignWithLists is a campaign as the API shows it, with its audience
+// (lists, segments, exclusions) and its A/B test.
 func (s *apiHandlers) campaignWithLists(ctx context.Context, cp *models.Campaign) (apiCampaignJS, error) {
-	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	a, err := s.store.CampaignAudience(ctx, cp.ID)
 	if err != nil {
 		return apiCampaignJS{}, err
 	}
-	out := toAPICampaign(cp, lists)
+	out := toAPICampaign(cp, a)
 	out.ABTest, err = s.apiABOf(ctx, cp)
 	return out, err
 }
@@ -157,7 +165,10 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 		SendTime: models.SendTime{LocalSendAt: in.LocalSendAt, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault},
 	}
 	in.ABTest.apply(cp)
-	if errs := s.validateCampaign(ctx, cp, in.Lists); len(errs) > 0 {
+	a := models.Audience{Lists: in.Lists, Segments: in.Segments, ExcludeLists: in.ExcludeLists, ExcludeSegments: in.ExcludeSegments}
+	if errs, err := s.validateCampaign(ctx, cp, a); err != nil {
+		return err
+	} else if len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
 	chg, err := s.store.Begin(c.Request().Context())
@@ -166,6 +177,9 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 	}
 	defer chg.End()
 	if err := s.store.CreateCampaign(chg.Ctx(), cp, in.Lists); err != nil {
+		return err
+	}
+	if err := s.store.SetCampaignAudience(chg.Ctx(), cp.ID, a); err != nil {
 		return err
 	}
 	created := s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name+" (api)")
@@ -192,19 +206,23 @@ func (s *apiHandlers) apiCreateCampaign(c echo.Context) error {
 // campaignPatch is an update through the API: the fields sent replace the
 // campaign's, the others stay.
 type campaignPatch struct {
-	Name        *string  `json:"name"`
-	Subject     *string  `json:"subject"`
-	Preheader   *string  `json:"preheader"`
-	HTML        *string  `json:"html"`
-	Text        *string  `json:"text"`
-	Format      *string  `json:"format"`
-	FromName    *string  `json:"from_name"`
-	FromEmail   *string  `json:"from_email"`
-	ReplyTo     *string  `json:"reply_to"`
-	Lists       *[]int64 `json:"lists"`
-	TrackOpens  *bool    `json:"track_opens"`
-	TrackClicks *bool    `json:"track_clicks"`
-	UTM         *bool    `json:"utm"`
+	Name      *string  `json:"name"`
+	Subject   *string  `json:"subject"`
+	Preheader *string  `json:"preheader"`
+	HTML      *string  `json:"html"`
+	Text      *string  `json:"text"`
+	Format    *string  `json:"format"`
+	FromName  *string  `json:"from_name"`
+	FromEmail *string  `json:"from_email"`
+	ReplyTo   *string  `json:"reply_to"`
+	Lists     *[]int64 `json:"lists"`
+	// The audience beyond lists; each sent replaces the campaign's.
+	Segments        *[]int64 `json:"segments"`
+	ExcludeLists    *[]int64 `json:"exclude_lists"`
+	ExcludeSegments *[]int64 `json:"exclude_segments"`
+	TrackOpens      *bool    `json:"track_opens"`
+	TrackClicks     *bool    `json:"track_clicks"`
+	UTM             *bool    `json:"utm"`
 	// The send-time option: local_send_at "" sends at once.
 	LocalSendAt *string `json:"local_send_at"`
 	TZAttribute *string `json:"tz_attribute"`
@@ -214,7 +232,8 @@ type campaignPatch struct {
 }
 
 // apiUpdateCampaign changes a draft or scheduled campaign: its content
-// (subject, preheader, body, text part, format), sender, lists, tracking,
+// (subject, preheader, body, text part, format), sender, audience (lists,
+// segments, exclusions), tracking,
 // send time and A/B test, the fields sent only. Only this campaign
 // changes, never its template.
 func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
@@ -231,7 +250,7 @@ func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	lists, err := s.store.CampaignLists(ctx, id)
+	a, err := s.store.CampaignAudience(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -257,8 +276,11 @@ func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
 			*dst = *v
 		}
 	}
-	if in.Lists != nil {
-		lists = *in.Lists
+	for dst, v := range map[*[]int64]*[]int64{&a.Lists: in.Lists, &a.Segments: in.Segments,
+		&a.ExcludeLists: in.ExcludeLists, &a.ExcludeSegments: in.ExcludeSegments} {
+		if v != nil {
+			*dst = *v
+		}
 	}
 	if in.ABTest != nil {
 		in.ABTest.apply(cp)
@@ -266,19 +288,25 @@ func (s *apiHandlers) apiUpdateCampaign(c echo.Context) error {
 		// Validate checks the test it is given: the stored one.
 		return err
 	}
-	if errs := s.validateCampaign(ctx, cp, lists); len(errs) > 0 {
+	if errs, err := s.validateCampaign(ctx, cp, a); err != nil {
+		return err
+	} else if len(errs) > 0 {
 		return unprocessable("The campaign is not valid.", errs)
 	}
 	if in.ABTest == nil {
 		cp.Variants = nil // UpdateCampaign leaves the test alone
 	}
-	// The settings, the send time and the entry change together.
+	// The settings, the audience, the send time and the entry change
+	// together.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer chg.End()
-	err = s.store.UpdateCampaign(chg.Ctx(), cp, lists)
+	err = s.store.UpdateCampaign(chg.Ctx(), cp, a.Lists)
+	if err == nil {
+		err = s.store.SetCampaignAudience(chg.Ctx(), id, a)
+	}
 	if err == nil {
 		err = s.store.SetCampaignSendTime(chg.Ctx(), id, cp.SendTime)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +65,7 @@ func (s *campaignPages) campaignsPage(c echo.Context) error {
 
 // validateCampaign checks a campaign's settings and lists against the
 // store (the form and the API share it).
-func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists []int64) map[string]string {
+func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, a models.Audience) (map[string]string, error) {
 	errs := cp.Validate()
 	for k, v := range cp.SendTime.Validate() {
 		errs[k] = v
@@ -102,13 +103,12 @@ func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists [
 			cp.ReplyTo = e
 		}
 	}
-	if len(lists) == 0 {
-		errs["lists"] = "Choose at least one list."
+	aerrs, err := s.store.ValidateAudience(ctx, a)
+	if err != nil {
+		return nil, err
 	}
-	for _, l := range lists {
-		if _, err := s.store.List(ctx, l); err != nil {
-			errs["lists"] = fmt.Sprintf("List %d does not exist.", l)
-		}
+	for k, v := range aerrs {
+		errs[k] = v
 	}
 	if cp.SendingDomainID != nil {
 		if _, err := s.store.SendingDomain(ctx, *cp.SendingDomainID); err != nil {
@@ -123,7 +123,7 @@ func (s *app) validateCampaign(ctx context.Context, cp *models.Campaign, lists [
 	if s.mailer != nil && !s.mailer.HasTransport(cp.Transport) {
 		errs["transport"] = fmt.Sprintf("Transport %q is not configured; leave it empty for the default, or use one of %q.", cp.Transport, s.mailer.TransportNames())
 	}
-	return errs
+	return errs, nil
 }
 
 func optionalID(v string) *int64 {
@@ -132,6 +132,13 @@ func optionalID(v string) *int64 {
 		return nil
 	}
 	return &id
+}
+
+// isInvalid reports a validation error (a segment whose conditions no
+// longer compile, say): the live count then shows 0 rather than failing.
+func isInvalid(err error) bool {
+	var ve *models.ValidationError
+	return errors.As(err, &ve)
 }
 
 func formLists(c echo.Context) []int64 {
@@ -145,7 +152,24 @@ func formLists(c echo.Context) []int64 {
 	return ids
 }
 
-func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
+func formIDs(c echo.Context, name string) []int64 {
+	form, _ := c.FormParams()
+	var ids []int64
+	for _, v := range form[name] {
+		if id, err := strconv.ParseInt(v, 10, 64); err == nil && id > 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// formAudience reads the campaign form's lists, segments and exclusions.
+func formAudience(c echo.Context) models.Audience {
+	return models.Audience{Lists: formLists(c), Segments: formIDs(c, "segments"),
+		ExcludeLists: formIDs(c, "exclude_lists"), ExcludeSegments: formIDs(c, "exclude_segments")}
+}
+
+func campaignFromForm(c echo.Context) (models.Campaign, models.Audience) {
 	cp := models.Campaign{
 		Name: c.FormValue("name"), TemplateID: optionalID(c.FormValue("template_id")), Subject: strings.TrimSpace(c.FormValue("subject")),
 		FromName: strings.TrimSpace(c.FormValue("from_name")), FromEmail: strings.TrimSpace(c.FormValue("from_email")),
@@ -160,15 +184,18 @@ func campaignFromForm(c echo.Context) (models.Campaign, []int64) {
 			TZDefault: c.FormValue("tz_default")}
 	}
 	abFromForm(c, &cp)
-	return cp, formLists(c)
+	return cp, formAudience(c)
 }
 
 // campaignForm renders the campaign form with its choices.
-func (s *campaignPages) campaignForm(c echo.Context, status int, title string, cp models.Campaign, lists []int64, errs map[string]string) error {
+func (s *campaignPages) campaignForm(c echo.Context, status int, title string, cp models.Campaign, a models.Audience, errs map[string]string) error {
 	ctx := c.Request().Context()
-	vm := views.CampaignFormVM{Campaign: cp, Selected: map[int64]bool{}, Errs: errs}
+	vm := views.CampaignFormVM{Campaign: cp, Selected: map[int64]bool{}, Audience: a, Errs: errs}
 	var err error
 	if vm.Lists, err = s.store.Lists(ctx); err != nil {
+		return err
+	}
+	if vm.Segments, err = s.store.Segments(ctx); err != nil {
 		return err
 	}
 	if vm.Templates, err = s.store.Templates(ctx, models.TemplateCampaign); err != nil {
@@ -180,10 +207,10 @@ func (s *campaignPages) campaignForm(c echo.Context, status int, title string, c
 	if vm.Pools, err = s.store.IPPools(ctx); err != nil {
 		return err
 	}
-	for _, l := range lists {
+	for _, l := range a.Lists {
 		vm.Selected[l] = true
 	}
-	if vm.Recipients, err = s.store.CountEligibleRecipients(ctx, lists); err != nil {
+	if vm.Recipients, err = s.store.CountAudience(ctx, a); err != nil && !isInvalid(err) {
 		return err
 	}
 	return s.render(c, status, views.CampaignForm(s.page(c, title, "campaigns"), vm))
@@ -195,25 +222,41 @@ func (s *campaignPages) newCampaignPage(c echo.Context) error {
 	if name, err := s.store.Setting(ctx, models.SettingOrgName); err == nil {
 		cp.FromName = name
 	}
-	var lists []int64
+	var a models.Audience
 	if ls, err := s.store.Lists(ctx); err == nil && len(ls) == 1 {
-		lists = []int64{ls[0].ID}
+		a.Lists = []int64{ls[0].ID}
+	}
+	if id := optionalID(c.QueryParam("segment")); id != nil {
+		a.Segments = []int64{*id}
 	}
 	if cp.TemplateID == nil {
 		if ts, err := s.store.Templates(ctx, models.TemplateCampaign); err == nil && len(ts) == 1 {
 			cp.TemplateID = &ts[0].ID
 		}
 	}
-	return s.campaignForm(c, 200, "New campaign", cp, lists, nil)
+	return s.campaignForm(c, 200, "New campaign", cp, a, nil)
 }
 
 func (s *campaignPages) createCampaign(c echo.Context) error {
 	ctx := c.Request().Context()
-	cp, lists := campaignFromForm(c)
-	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
-		return s.campaignForm(c, http.StatusUnprocessableEntity, "New campaign", cp, lists, errs)
+	cp, a := campaignFromForm(c)
+	if errs, err := s.validateCampaign(ctx, &cp, a); err != nil {
+		return err
+	} else if len(errs) > 0 {
+		return s.campaignForm(c, http.StatusUnprocessableEntity, "New campaign", cp, a, errs)
 	}
-	if err := s.store.CreateCampaign(s.audited(c, "campaign.create", "campaign", cp.Name, &cp.ID), &cp, lists); err != nil {
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.CreateCampaign(chg.Ctx(), &cp, a.Lists); err != nil {
+		return err
+	}
+	if err := s.store.SetCampaignAudience(chg.Ctx(), cp.ID, a); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.create", "campaign", itoa(cp.ID), cp.Name)); err != nil {
 		return err
 	}
 	s.flash(c, fmt.Sprintf("Campaign “%s” saved as a draft with the template's message: write yours under Edit, send yourself a test, then send it or schedule it.", cp.Name))
@@ -221,8 +264,8 @@ func (s *campaignPages) createCampaign(c echo.Context) error {
 }
 
 func (s *campaignPages) recipientCount(c echo.Context) error {
-	n, err := s.store.CountEligibleRecipients(c.Request().Context(), formLists(c))
-	if err != nil {
+	n, err := s.store.CountAudience(c.Request().Context(), formAudience(c))
+	if err != nil && !isInvalid(err) {
 		return err
 	}
 	return s.render(c, 200, views.RecipientCount(n))
@@ -244,14 +287,14 @@ func (s *campaignPages) editCampaignPage(c echo.Context) error {
 	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
 		return conflict(fmt.Sprintf("The campaign is %s and can no longer be edited; clone it to send it again.", cp.Status))
 	}
-	lists, err := s.store.CampaignLists(c.Request().Context(), cp.ID)
+	a, err := s.store.CampaignAudience(c.Request().Context(), cp.ID)
 	if err != nil {
 		return err
 	}
 	if cp.Variants, err = s.store.CampaignVariants(c.Request().Context(), cp.ID); err != nil {
 		return err
 	}
-	return s.campaignForm(c, 200, "Edit campaign", *cp, lists, nil)
+	return s.campaignForm(c, 200, "Edit campaign", *cp, a, nil)
 }
 
 func (s *campaignPages) updateCampaign(c echo.Context) error {
@@ -260,20 +303,26 @@ func (s *campaignPages) updateCampaign(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, lists := campaignFromForm(c)
+	cp, a := campaignFromForm(c)
 	// The template stays what the content started from; the content is
 	// the form's.
 	cp.ID, cp.Status, cp.Transport, cp.TemplateID = cur.ID, cur.Status, cur.Transport, cur.TemplateID
-	if errs := s.validateCampaign(ctx, &cp, lists); len(errs) > 0 {
-		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, lists, errs)
+	if errs, err := s.validateCampaign(ctx, &cp, a); err != nil {
+		return err
+	} else if len(errs) > 0 {
+		return s.campaignForm(c, http.StatusUnprocessableEntity, "Edit campaign", cp, a, errs)
 	}
-	// The settings and the send time change together, with the entry.
+	// The settings, the audience and the send time change together, with
+	// the entry.
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer chg.End()
-	if err := s.store.UpdateCampaign(chg.Ctx(), &cp, lists); err != nil {
+	if err := s.store.UpdateCampaign(chg.Ctx(), &cp, a.Lists); err != nil {
+		return s.campaignStateError(err, "edited")
+	}
+	if err := s.store.SetCampaignAudience(chg.Ctx(), cp.ID, a); err != nil {
 		return s.campaignStateError(err, "edited")
 	}
 	if err := s.store.SetCampaignSendTime(chg.Ctx(), cp.ID, cp.SendTime); err != nil {
@@ -316,7 +365,7 @@ func (s *campaignPages) campaignPageVM(ctx context.Context, cp *models.Campaign)
 	if vm.TemplateName == "" {
 		vm.TemplateName = "none"
 	}
-	lists, err := s.store.CampaignLists(ctx, cp.ID)
+	a, err := s.store.CampaignAudience(ctx, cp.ID)
 	if err != nil {
 		return vm, err
 	}
@@ -324,11 +373,24 @@ func (s *campaignPages) campaignPageVM(ctx context.Context, cp *models.Campaign)
 	if err != nil {
 		return vm, err
 	}
+	segs, err := s.store.Segments(ctx)
+	if err != nil {
+		return vm, err
+	}
 	for _, l := range all {
-		for _, id := range lists {
-			if l.ID == id {
-				vm.ListNames = append(vm.ListNames, l.Name)
-			}
+		if slices.Contains(a.Lists, l.ID) {
+			vm.ListNames = append(vm.ListNames, l.Name)
+		}
+		if slices.Contains(a.ExcludeLists, l.ID) {
+			vm.ExcludeNames = append(vm.ExcludeNames, "list "+l.Name)
+		}
+	}
+	for _, g := range segs {
+		if slices.Contains(a.Segments, g.ID) {
+			vm.SegmentNames = append(vm.SegmentNames, g.Name)
+		}
+		if slices.Contains(a.ExcludeSegments, g.ID) {
+			vm.ExcludeNames = append(vm.ExcludeNames, "segment "+g.Name)
 		}
 	}
 	checks, err := s.readiness().CampaignChecks(ctx, cp.ID)
@@ -665,11 +727,7 @@ func (s *campaignPages) confirmStartPage(c echo.Context) error {
 	if cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled {
 		return conflict(fmt.Sprintf("The campaign is %s and cannot be started.", cp.Status))
 	}
-	lists, err := s.store.CampaignLists(ctx, cp.ID)
-	if err != nil {
-		return err
-	}
-	n, err := s.store.CountEligibleRecipients(ctx, lists)
+	n, err := s.store.CountCampaignAudience(ctx, cp.ID)
 	if err != nil {
 		return err
 	}

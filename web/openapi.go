@@ -128,19 +128,39 @@ var (
 		"from_name": str(), "from_email": str(), "reply_to": str(), "status": str(), "track_opens": boolean(),
 		"track_clicks": boolean(), "scheduled_at": null(dateTime()), "started_at": null(dateTime()),
 		"finished_at": null(dateTime()), "lists": array(integer()), "counters": obj(counterProps),
-		"local_send_at": describe(str(), "HH:MM: each subscriber gets the message at that time in their own zone."),
-		"tz_attribute":  describe(str(), "The subscriber attribute holding their IANA time zone."),
-		"tz_default":    describe(str(), "The zone of subscribers without a valid one; empty: UTC."),
-		"tz_invalid":    describe(integer(), "Recipients whose zone attribute was not a zone Herald knows (they got tz_default)."),
+		"segments":         describe(array(integer()), "Segments sent to, besides the lists."),
+		"exclude_lists":    describe(array(integer()), "Lists whose live members are left out."),
+		"exclude_segments": describe(array(integer()), "Segments whose people are left out."),
+		"ab_test":          ref("ABTest"),
+		"local_send_at":    describe(str(), "HH:MM: each subscriber gets the message at that time in their own zone."),
+		"tz_attribute":     describe(str(), "The subscriber attribute holding their IANA time zone."),
+		"tz_default":       describe(str(), "The zone of subscribers without a valid one; empty: UTC."),
+		"tz_invalid":       describe(integer(), "Recipients whose zone attribute was not a zone Herald knows (they got tz_default)."),
 	}
-	campaignOptional    = []string{"lists", "html", "text", "text_derived", "local_send_at", "tz_attribute", "tz_default", "tz_invalid"}
+	campaignOptional = []string{"lists", "segments", "exclude_lists", "exclude_segments", "html", "text", "text_derived",
+		"local_send_at", "tz_attribute", "tz_default", "tz_invalid", "ab_test"}
 	campaignUpdateProps = schema{"name": str(), "subject": str(), "preheader": str(),
 		"html": describe(str(), "The body; left out on create: the template's."), "text": describe(str(), "Empty: derived from the HTML."),
 		"format": strEnum(models.FormatHTML, models.FormatMarkdown), "from_name": str(), "from_email": str(),
-		"reply_to": str(), "lists": array(integer()), "track_opens": boolean(), "track_clicks": boolean(), "utm": boolean()}
+		"reply_to": str(), "lists": array(integer()), "track_opens": boolean(), "track_clicks": boolean(), "utm": boolean(),
+		"segments":         describe(array(integer()), "Segments to send to, besides (or instead of) lists: the audience is lists and/or segments."),
+		"exclude_lists":    describe(array(integer()), "Leave out the live members of these lists."),
+		"exclude_segments": describe(array(integer()), "Leave out the people of these segments."),
+		"ab_test":          describe(ref("ABTestInput"), `The A/B test; {"variants": []} removes it, an update without it leaves it alone.`)}
 	campaignInputProps = with(campaignUpdateProps, schema{"template_id": integer(), "transport": str(), "scheduled_at": dateTime(),
 		"local_send_at": describe(str(), "HH:MM, 24-hour clock: deliver at that local time in each subscriber's zone."),
 		"tz_attribute":  str(), "tz_default": describe(str(), "An IANA zone such as Europe/Paris.")})
+
+	// An A/B test's variants and settings (api_abtest.go).
+	abVariantProps = schema{"idx": integer(), "label": str(), "subject": str(), "from_name": str(), "preheader": str(), "html": str()}
+	abInputProps   = schema{"share": describe(integer(), "Percent of the audience in the test."), "metric": strEnum("opens", "clicks", "cto"),
+		"wait_seconds": integer(), "manual": describe(boolean(), "The marketer picks the winner (POST /campaigns/{id}/winner).")}
+
+	// A segment's conditions (models.Conditions): groups combined by
+	// match, each of conditions combined by its match.
+	segmentConditionProps = schema{"field": segmentFieldEnum(), "op": segmentOpEnum(), "key": str(), "value": str(), "value2": str(),
+		"list_id": integer(), "status": str(), "days": integer(), "count": integer()}
+	segmentConditionOptional = []string{"key", "value", "value2", "list_id", "status", "days", "count"}
 
 	webhookProps = schema{"id": integer(), "url": str(), "events": array(strEnum(models.WebhookEvents...)), "enabled": boolean(),
 		"disabled_reason": describe(str(), "Why Herald turned it off (the receiver answered 410 Gone)."), "created_at": dateTime()}
@@ -172,11 +192,30 @@ var apiSchemas = map[string]schema{
 	"TemplateInput": input(schema{"kind": strEnum("campaign", "transactional"), "name": str(), "subject": str(),
 		"html": str(), "text": str()}, "name"),
 
-	"Campaign":      obj(campaignProps, campaignOptional...),
-	"CampaignInput": input(campaignInputProps, "name", "template_id", "from_email", "lists"),
+	"Campaign": obj(campaignProps, campaignOptional...),
+	"CampaignInput": describe(input(campaignInputProps, "name", "template_id", "from_email"),
+		"The audience is lists and/or segments, minus exclude_lists and exclude_segments: at least one list or segment."),
 	"CampaignUpdate": describe(input(campaignUpdateProps),
 		"The fields to change; those left out keep their value. Drafts and scheduled campaigns only."),
 	"DNSOverrideInput": input(schema{"reason": str()}, "reason"),
+
+	"ABTestInput": input(with(abInputProps, schema{"variants": describe(array(input(abVariantProps)),
+		"Two to five variants; a field left empty is the campaign's own.")})),
+	"ABTest": obj(with(abInputProps, schema{"variants": array(obj(abVariantProps)), "test_sent_at": null(dateTime()), "decide_at": dateTime(),
+		"winner": null(integer()), "decided_at": null(dateTime()), "decided_by": str(), "held": integer(),
+		"analysis": obj(schema{"metric": str(), "best": integer(), "runner_up": integer(), "z": number(), "p": number(), "significant": boolean(), "verdict": str(),
+			"variants": array(obj(schema{"idx": integer(), "label": str(), "sent": integer(), "opens": integer(), "clicks": integer(),
+				"trials": integer(), "successes": integer(), "rate": number(), "low": number(), "high": number()}))})}),
+		"decide_at", "decided_by", "analysis"),
+	"ABWinnerInput": input(schema{"variant": describe(integer(), "The variant's idx; 0: the best by the test's metric.")}),
+
+	"Segment": obj(schema{"id": integer(), "name": str(), "conditions": ref("SegmentConditions"), "created_at": dateTime(), "updated_at": dateTime()}),
+	"SegmentConditions": obj(schema{"match": strEnum("all", "any"), "groups": null(array(obj(schema{"match": strEnum("all", "any"),
+		"conditions": null(array(obj(segmentConditionProps, segmentConditionOptional...)))})))}),
+	"SegmentInput": input(schema{"name": str(), "conditions": describe(input(schema{"match": strEnum("all", "any"),
+		"groups": array(input(schema{"match": strEnum("all", "any"), "conditions": array(input(segmentConditionProps, "field", "op"))}))}),
+		"match all (AND) or any (OR) of the groups, each all or any of its conditions; see the README's Segments section.")}, "name", "conditions"),
+	"SegmentCount": obj(schema{"count": describe(integer(), "Active subscribers the segment matches now.")}),
 
 	"TransactionalInput": input(schema{"template": str(), "template_id": integer(), "to": str(), "name": str(),
 		"from": str(), "from_name": str(), "reply_to": str(), "data": schema{"type": "object"},
@@ -336,10 +375,20 @@ func apiOperations() []operation {
 		{method: "PUT", path: "/templates/{id}", tag: "templates", summary: "Replace a template.", params: []param{id}, body: "TemplateInput", ok: 200, answer: data(ref("Template")), errors: []int{400, 404, 409, 422}},
 		{method: "DELETE", path: "/templates/{id}", tag: "templates", summary: "Delete a template.", params: []param{id}, ok: 204, errors: []int{404, 409}},
 
+		{method: "GET", path: "/segments", tag: "segments", summary: "Every segment.", ok: 200, answer: data(array(ref("Segment")))},
+		{method: "POST", path: "/segments", tag: "segments", summary: "Save a segment; a wrong condition is refused with its group and line.", body: "SegmentInput", ok: 201, answer: data(ref("Segment")), errors: []int{400, 422}},
+		{method: "GET", path: "/segments/{id}", tag: "segments", summary: "One segment.", params: []param{id}, ok: 200, answer: data(ref("Segment")), errors: []int{404}},
+		{method: "PUT", path: "/segments/{id}", tag: "segments", summary: "Replace a segment's name and conditions.", params: []param{id}, body: "SegmentInput", ok: 200, answer: data(ref("Segment")), errors: []int{400, 404, 422}},
+		{method: "DELETE", path: "/segments/{id}", tag: "segments", summary: "Delete a segment no unfinished campaign uses.", params: []param{id}, ok: 204, errors: []int{404, 409}},
+		{method: "GET", path: "/segments/{id}/count", tag: "segments", summary: "How many active subscribers the segment matches now.", params: []param{id}, ok: 200, answer: data(ref("SegmentCount")), errors: []int{404, 422}},
+		{method: "GET", path: "/segments/{id}/preview", tag: "segments", summary: "The first matching subscribers.", params: []param{id,
+			query("limit", "How many, 1 to 100 (default 20).", integer())}, ok: 200, answer: data(array(ref("Subscriber"))), errors: []int{404, 422}},
+
 		{method: "GET", path: "/campaigns", tag: "campaigns", summary: "Campaigns, newest first, 50 a page.", params: []param{pBefore}, ok: 200, answer: data(array(ref("Campaign")))},
 		{method: "POST", path: "/campaigns", tag: "campaigns", summary: "Create a campaign (scheduled when scheduled_at is given).", body: "CampaignInput", ok: 201, answer: data(ref("Campaign")), errors: []int{400, 422}},
 		{method: "GET", path: "/campaigns/{id}", tag: "campaigns", summary: "One campaign with its counters.", params: []param{id}, ok: 200, answer: data(ref("Campaign")), errors: []int{404}},
 		{method: "PUT", path: "/campaigns/{id}", tag: "campaigns", summary: "Change a draft or scheduled campaign: the fields sent, the others kept.", params: []param{id}, body: "CampaignUpdate", ok: 200, answer: data(ref("Campaign")), errors: []int{400, 404, 409, 422}},
+		{method: "POST", path: "/campaigns/{id}/winner", tag: "campaigns", summary: "A/B test: send a variant to the rest of the audience.", params: []param{id}, body: "ABWinnerInput", ok: 200, answer: data(ref("Campaign")), errors: []int{400, 404, 409}},
 		{method: "POST", path: "/campaigns/{id}/{action}", tag: "campaigns", summary: "Start, pause, resume or cancel a campaign.", params: []param{id,
 			{name: "action", in: "path", schema: strEnum("start", "pause", "resume", "cancel"), required: true}}, ok: 200, answer: data(ref("Campaign")), errors: []int{404, 409, 422}},
 		{method: "POST", path: "/campaigns/{id}/dns-override", tag: "campaigns", summary: "Allow a start although the sending domain's DNS check fails (admins).", params: []param{id}, body: "DNSOverrideInput", ok: 200, answer: data(ref("Campaign")), errors: []int{404, 422}},
@@ -467,4 +516,26 @@ var openAPIJSON = sync.OnceValue(func() []byte {
 func serveOpenAPI(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.Blob(http.StatusOK, "application/json", openAPIJSON())
+}
+
+// segmentFieldEnum and segmentOpEnum are the condition fields and
+// operators models.SegmentFields knows.
+func segmentFieldEnum() schema {
+	var fs []string
+	for _, f := range models.SegmentFields {
+		fs = append(fs, f.Field)
+	}
+	return strEnum(fs...)
+}
+
+func segmentOpEnum() schema {
+	var ops []string
+	for _, f := range models.SegmentFields {
+		for _, op := range f.Ops {
+			if !contains(ops, op) {
+				ops = append(ops, op)
+			}
+		}
+	}
+	return strEnum(ops...)
 }

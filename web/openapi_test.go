@@ -300,6 +300,8 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	w.call(M, "PUT", "/campaigns/{id}", []any{cp.Data.ID}, "", `{"subject":"Too late"}`, 409, nil)
 	w.call(M, "PUT", "/campaigns/{id}", []any{999999}, "", `{"subject":"x"}`, 404, nil)
 	w.call(V, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"subject":"x"}`, 403, nil)
+	segs := walkSegments(t, w, V, M, list.Data.ID, other.Data.ID, tmpl.Data.ID, draft.Data.ID)
+	walkABTest(t, w, V, M, list.Data.ID, tmpl.Data.ID)
 	w.call(A, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"DNS moves tonight"}`, 200, nil)
 	w.call(M, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"x"}`, 403, nil)
 	w.call(M, "POST", "/tx", nil, "", `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","data":{"code":"42"}}`, 202, nil)
@@ -539,7 +541,13 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 
 	walkWebhooks(t, w, A, M)
 
-	// Deletions last.
+	// Deletions last: a segment a draft uses is kept until it is taken out.
+	// (segs[1] is the draft's exclusion only.)
+	w.call(M, "DELETE", "/segments/{id}", []any{segs[1]}, "", "", 409, nil)
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"exclude_segments":[]}`, 200, nil)
+	w.call(M, "DELETE", "/segments/{id}", []any{segs[1]}, "", "", 204, nil)
+	w.call(M, "DELETE", "/segments/{id}", []any{segs[1]}, "", "", 404, nil)
+	w.call(V, "GET", "/segments/{id}", []any{segs[1]}, "", "", 404, nil)
 	w.call(M, "DELETE", "/templates/{id}", []any{scratch.Data.ID}, "", "", 204, nil)
 	w.call(M, "DELETE", "/subscribers/{id}", []any{subs[3]}, "", "", 204, nil)
 	w.call(M, "DELETE", "/lists/{id}", []any{other.Data.ID}, "", "", 204, nil)
@@ -686,4 +694,146 @@ func walkWebhooks(t *testing.T, w *apiWalker, A, M string) {
 	w.call(A, "DELETE", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 204, nil)
 	w.call(A, "DELETE", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 404, nil)
 	w.call(A, "GET", "/webhooks/{id}", []any{hook.Data.ID}, "", "", 404, nil)
+}
+
+// walkSegments saves segments (an attribute and an engagement condition),
+// counts and previews them, refuses wrong conditions, and gives the draft
+// an audience of lists, segments and exclusions through the partial PUT.
+// It answers the segments the draft still uses.
+func walkSegments(t *testing.T, w *apiWalker, V, M string, list, other, tmpl, draft int64) []int64 {
+	type segJS struct {
+		Data struct {
+			ID         int64
+			Name       string
+			Conditions models.Conditions
+		}
+	}
+	var lyon, excl segJS
+	w.call(M, "POST", "/segments", nil, "", `{"name":"Lyon, never opened","conditions":{"match":"all","groups":[
+		{"match":"any","conditions":[{"field":"attribute","key":"city","op":"equals","value":"Lyon"}]},
+		{"conditions":[{"field":"opened","op":"never"}]}]}}`, 201, &lyon)
+	if lyon.Data.Name != "Lyon, never opened" || lyon.Data.Conditions.Count() != 2 {
+		t.Errorf("created segment = %+v", lyon.Data)
+	}
+	w.call(M, "POST", "/segments", nil, "", `{"name":"Bad","conditions":{"groups":[{"conditions":[{"field":"attribute","key":"age","op":"greater_than","value":"ten"}]}]}}`, 422, nil)
+	w.call(M, "POST", "/segments", nil, "", `{"name":"Bad","conditions":{"groups":[{"conditions":[{"field":"mood","op":"equals","value":"x"}]}]}}`, 422, nil)
+	w.call(M, "POST", "/segments", nil, "", `{"name":"Bad","conditions":`, 400, nil)
+	w.call(V, "POST", "/segments", nil, "", `{"name":"x","conditions":{"groups":[]}}`, 403, nil)
+	w.call(M, "POST", "/segments", nil, "", `{"name":"Reader 1","conditions":{"groups":[{"conditions":[{"field":"email_domain","op":"equals","value":"example.org"},
+		{"field":"list","op":"in","list_id":`+itoa(list)+`}]}]}}`, 201, &excl)
+	w.call(V, "GET", "/segments", nil, "", "", 200, nil)
+	w.call(V, "GET", "/segments/{id}", []any{lyon.Data.ID}, "", "", 200, nil)
+	w.call(V, "GET", "/segments/{id}", []any{999999}, "", "", 404, nil)
+	var n struct{ Data struct{ Count int64 } }
+	w.call(V, "GET", "/segments/{id}/count", []any{lyon.Data.ID}, "", "", 200, &n)
+	// Reader 0's PUT above replaced their attributes: three in Lyon.
+	if n.Data.Count != 3 {
+		t.Errorf("segment count = %d, want the 3 readers still in Lyon", n.Data.Count)
+	}
+	w.call(V, "GET", "/segments/{id}/count", []any{999999}, "", "", 404, nil)
+	var pv struct{ Data []struct{ Email string } }
+	w.call(V, "GET", "/segments/{id}/preview", []any{lyon.Data.ID}, "limit=2", "", 200, &pv)
+	if len(pv.Data) != 2 {
+		t.Errorf("preview = %+v, want 2 people", pv.Data)
+	}
+	w.call(V, "GET", "/segments/{id}/preview", []any{lyon.Data.ID}, "limit=0", "", 422, nil)
+	w.call(V, "GET", "/segments/{id}/preview", []any{999999}, "", "", 404, nil)
+	// Narrowed to one reader, then counted again: the count follows.
+	w.call(M, "PUT", "/segments/{id}", []any{excl.Data.ID}, "", `{"name":"Reader 1","conditions":{"groups":[{"conditions":[{"field":"attribute","key":"city","op":"equals","value":"Lyon"},
+		{"field":"attribute","key":"missing","op":"not_set"}]},{"conditions":[{"field":"signup_date","op":"in_last_days","days":1}]}],"match":"all"}}`, 200, nil)
+	w.call(M, "PUT", "/segments/{id}", []any{excl.Data.ID}, "", `{"name":"","conditions":{"groups":[]}}`, 422, nil)
+	w.call(M, "PUT", "/segments/{id}", []any{999999}, "", `{"name":"x","conditions":{"groups":[{"conditions":[{"field":"opened","op":"ever"}]}]}}`, 404, nil)
+	var scratch segJS
+	w.call(M, "POST", "/segments", nil, "", `{"name":"Scratch","conditions":{"groups":[{"conditions":[{"field":"received","op":"at_least","count":8}]}]}}`, 201, &scratch)
+	w.call(M, "DELETE", "/segments/{id}", []any{scratch.Data.ID}, "", "", 204, nil)
+
+	// A campaign's audience: lists and/or segments minus exclusions, on
+	// create and through the partial PUT, the other fields kept.
+	type audJS struct {
+		Data struct {
+			Subject         string
+			Lists           []int64
+			Segments        []int64
+			ExcludeLists    []int64 `json:"exclude_lists"`
+			ExcludeSegments []int64 `json:"exclude_segments"`
+		}
+	}
+	var seg audJS
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Segmented","template_id":%d,"from_email":"news@acme.test","segments":[%d],"exclude_lists":[%d]}`,
+		tmpl, lyon.Data.ID, other), 201, &seg)
+	if d := seg.Data; len(d.Lists) != 0 || fmt.Sprint(d.Segments) != fmt.Sprint([]int64{lyon.Data.ID}) || fmt.Sprint(d.ExcludeLists) != fmt.Sprint([]int64{other}) {
+		t.Errorf("campaign to a segment = %+v", d)
+	}
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Nobody","template_id":%d,"from_email":"news@acme.test","exclude_lists":[%d]}`, tmpl, list), 422, nil)
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Ghost","template_id":%d,"from_email":"news@acme.test","segments":[999999]}`, tmpl), 422, nil)
+	var aud audJS
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft}, "", fmt.Sprintf(`{"segments":[%d],"exclude_segments":[%d]}`, lyon.Data.ID, excl.Data.ID), 200, &aud)
+	if d := aud.Data; d.Subject != "December news" || fmt.Sprint(d.Lists) != fmt.Sprint([]int64{list}) ||
+		fmt.Sprint(d.Segments) != fmt.Sprint([]int64{lyon.Data.ID}) || fmt.Sprint(d.ExcludeSegments) != fmt.Sprint([]int64{excl.Data.ID}) {
+		t.Errorf("draft after the audience PUT = %+v", d)
+	}
+	w.call(M, "PUT", "/campaigns/{id}", []any{draft}, "", `{"exclude_lists":[999999]}`, 422, nil)
+	return []int64{lyon.Data.ID, excl.Data.ID}
+}
+
+// walkABTest sends an A/B tested campaign: the test share goes out, the
+// marketer picks variant B for the rest, once.
+func walkABTest(t *testing.T, w *apiWalker, V, M string, list, tmpl int64) {
+	type abJS struct {
+		Data struct {
+			ID     int64
+			Status string
+			ABTest *struct {
+				TestSentAt *time.Time `json:"test_sent_at"`
+				Winner     *int
+				Held       int64
+				Variants   []struct{ Idx int }
+			} `json:"ab_test"`
+		}
+	}
+	var ab abJS
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"Subject test","template_id":%d,"from_email":"news@acme.test","lists":[%d],
+		"ab_test":{"variants":[{},{"subject":"B"}],"share":50,"metric":"opens","wait_seconds":3600,"manual":true}}`, tmpl, list), 201, &ab)
+	if ab.Data.ABTest == nil || len(ab.Data.ABTest.Variants) != 2 {
+		t.Fatalf("A/B campaign = %+v", ab.Data)
+	}
+	w.call(M, "POST", "/campaigns", nil, "", fmt.Sprintf(`{"name":"One variant","template_id":%d,"from_email":"news@acme.test","lists":[%d],
+		"ab_test":{"variants":[{}],"share":50,"metric":"opens","wait_seconds":3600}}`, tmpl, list), 422, nil)
+	w.call(M, "POST", "/campaigns/{id}/winner", []any{ab.Data.ID}, "", `{"variant":2}`, 409, nil) // a draft: no test sent yet
+	w.call(M, "POST", "/campaigns/{id}/{action}", []any{ab.Data.ID, "start"}, "", "", 200, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var c abJS
+		w.call(V, "GET", "/campaigns/{id}", []any{ab.Data.ID}, "", "", 200, &c)
+		if c.Data.ABTest != nil && c.Data.ABTest.TestSentAt != nil {
+			if c.Data.ABTest.Held != 2 {
+				t.Errorf("held back = %d, want half of the 4 readers", c.Data.ABTest.Held)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the A/B test share was not sent: %+v", c.Data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.call(M, "POST", "/campaigns/{id}/winner", []any{ab.Data.ID}, "", `{"variant":`, 400, nil)
+	w.call(V, "POST", "/campaigns/{id}/winner", []any{ab.Data.ID}, "", `{"variant":2}`, 403, nil)
+	w.call(M, "POST", "/campaigns/{id}/winner", []any{999999}, "", `{"variant":2}`, 404, nil)
+	var won abJS
+	w.call(M, "POST", "/campaigns/{id}/winner", []any{ab.Data.ID}, "", `{"variant":2}`, 200, &won)
+	if won.Data.ABTest == nil || won.Data.ABTest.Winner == nil || *won.Data.ABTest.Winner != 2 {
+		t.Errorf("after the pick = %+v, want variant 2 the winner", won.Data.ABTest)
+	}
+	w.call(M, "POST", "/campaigns/{id}/winner", []any{ab.Data.ID}, "", `{"variant":1}`, 409, nil)
+	for {
+		var c abJS
+		w.call(V, "GET", "/campaigns/{id}", []any{ab.Data.ID}, "", "", 200, &c)
+		if c.Data.Status == models.CampaignFinished {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A/B campaign not finished: %s", c.Data.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -215,6 +215,7 @@ func (s *Server) routeTable() []route {
 		imp         = &importPages{s.app}
 		templates   = &templatePages{s.app}
 		campaigns   = &campaignPages{s.app}
+		segments    = &segmentPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
 		delivery    = &deliveryPages{s.app}
@@ -254,10 +255,17 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/templates/:id", roleTokenViewer, api.apiTemplate, nil, ""},
 		{PUT, "/api/v1/templates/:id", roleTokenMarketer, api.apiUpdateTemplate, nil, ""},
 		{DELETE, "/api/v1/templates/:id", roleTokenMarketer, api.apiDeleteTemplate, nil, ""},
+		{GET, "/api/v1/segments", roleTokenViewer, api.apiSegments, nil, ""},
+		{POST, "/api/v1/segments", roleTokenMarketer, api.apiCreateSegment, nil, ""},
+		{GET, "/api/v1/segments/:id", roleTokenViewer, api.apiSegment, nil, ""},
+		{PUT, "/api/v1/segments/:id", roleTokenMarketer, api.apiUpdateSegment, nil, ""},
+		{DELETE, "/api/v1/segments/:id", roleTokenMarketer, api.apiDeleteSegment, nil, ""},
+		{GET, "/api/v1/segments/:id/count", roleTokenViewer, api.apiSegmentCount, nil, "matching people now"},
+		{GET, "/api/v1/segments/:id/preview", roleTokenViewer, api.apiSegmentPreview, nil, "the first matching people"},
 		{GET, "/api/v1/campaigns", roleTokenViewer, api.apiCampaigns, nil, ""},
 		{POST, "/api/v1/campaigns", roleTokenMarketer, api.apiCreateCampaign, nil, ""},
 		{GET, "/api/v1/campaigns/:id", roleTokenViewer, api.apiCampaign, nil, ""},
-		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only: content, sender, lists, send time, ab_test"},
+		{PUT, "/api/v1/campaigns/:id", roleTokenMarketer, api.apiUpdateCampaign, nil, "changed fields only: content, sender, audience, send time, ab_test"},
 		{POST, "/api/v1/campaigns/:id/winner", roleTokenMarketer, api.apiPickABWinner, nil, "A/B test: send a variant to the rest"},
 		{POST, "/api/v1/campaigns/:id/:action", roleTokenMarketer, api.apiCampaignAction, nil, "start, pause, resume, cancel"},
 		{POST, "/api/v1/campaigns/:id/dns-override", roleTokenAdmin, api.apiOverrideCampaignDNS, nil, "send despite direct delivery's DNS rule"},
@@ -385,6 +393,16 @@ func (s *Server) routeTable() []route {
 		{POST, "/templates/:id", roleMarketer, templates.updateTemplate, nil, ""},
 		{GET, "/templates/:id/delete", roleMarketer, templates.deleteTemplatePage, nil, "asks first"},
 		{POST, "/templates/:id/delete", roleMarketer, templates.deleteTemplate, nil, ""},
+
+		// Segments (segments.go).
+		{GET, "/segments", roleViewer, segments.segmentsPage, nil, ""},
+		{GET, "/segments/new", roleMarketer, segments.newSegmentPage, nil, "the builder"},
+		{POST, "/segments", roleMarketer, segments.createSegment, nil, ""},
+		{POST, "/segments/builder", roleMarketer, segments.segmentBuilder, nil, "htmx: add, remove or change a condition"},
+		{POST, "/segments/count", roleViewer, segments.segmentCount, nil, "htmx: the live count and preview"},
+		{GET, "/segments/:id", roleViewer, segments.segmentPage, nil, ""},
+		{POST, "/segments/:id", roleMarketer, segments.updateSegment, nil, ""},
+		{POST, "/segments/:id/delete", roleMarketer, segments.deleteSegment, nil, ""},
 
 		// Campaigns (campaigns.go) and their reports (reports.go).
 		{GET, "/campaigns", roleViewer, campaigns.campaignsPage, nil, ""},

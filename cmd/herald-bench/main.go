@@ -26,6 +26,9 @@ Usage:
                                       (on PostgreSQL: in a new schema, dropped afterwards)
   herald-bench search [-n N] [-database-url postgres://…]
                                       contains-searches and result counts on N imported subscribers
+  herald-bench segment [-n N] [-database-url postgres://…]
+                                      a segment's live count (3 conditions, one on engagement) and
+                                      materialising a campaign from a segment and from a list
   herald-bench send [-n N] [-dkim=false]
                                       send a campaign to N recipients through the whole pipeline
                                       to an SMTP sink in a child process
@@ -59,6 +62,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return runBenchImport(rest, stdout)
 	case "search":
 		return runBenchSearch(rest, stdout)
+	case "segment":
+		return runBenchSegment(rest, stdout)
 	case "send":
 		return runBenchSend(rest, stdout)
 	case "track":
