@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gorm.io/gorm"
 )
@@ -240,7 +241,46 @@ func (s *Store) Begin(ctx context.Context) (*Tx, error) {
 	}
 	t := &Tx{db: db}
 	t.ctx = context.WithValue(ctx, txCtxKey{}, t)
+	if h, ok := ctx.Value(changesKey{}).(*changes); ok {
+		h.mu.Lock()
+		h.open = append(h.open, t)
+		h.mu.Unlock()
+	}
 	return t, nil
+}
+
+type changesKey struct{}
+
+// changes are the changes begun under one request (WithChanges).
+type changes struct {
+	mu   sync.Mutex
+	open []*Tx
+}
+
+// WithChanges returns a context under which Begin notes every change it
+// starts, so that EndChanges can end those still open. A request's
+// handler runs under one: before anything is written to the client, its
+// changes must be over, because writing the response also saves the
+// session, which on SQLite waits for the write lock an open change holds
+// (until busy_timeout, and then the request fails).
+func WithChanges(ctx context.Context) context.Context {
+	return context.WithValue(ctx, changesKey{}, &changes{})
+}
+
+// EndChanges ends (rolls back) every change begun under ctx that is still
+// open: committed ones are left as they are.
+func EndChanges(ctx context.Context) {
+	h, ok := ctx.Value(changesKey{}).(*changes)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	open := h.open
+	h.open = nil
+	h.mu.Unlock()
+	for _, t := range open {
+		t.End()
+	}
 }
 
 // Ctx is the context whose store calls join the change.

@@ -6,6 +6,8 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
+
+	"github.com/herald-mail/herald/models"
 )
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -19,6 +21,10 @@ func (s *app) render(c echo.Context, status int, comp templ.Component) error {
 	if err := comp.Render(c.Request().Context(), buf); err != nil {
 		return err
 	}
+	// A change still open here is one the handler gave up (a refused
+	// input re-shows its form): it ends before the answer is written,
+	// which saves the session and needs the write lock on SQLite.
+	models.EndChanges(c.Request().Context())
 	c.Response().Header().Set("Vary", "HX-Request")
 	return c.HTMLBlob(status, buf.Bytes())
 }
@@ -35,4 +41,14 @@ func seeOther(c echo.Context, to string) error {
 		return c.NoContent(200)
 	}
 	return c.Redirect(303, to)
+}
+
+// trackChanges runs each request under models.WithChanges, so that render
+// can end a change its handler left open before writing the answer.
+func trackChanges(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		c.SetRequest(r.WithContext(models.WithChanges(r.Context())))
+		return next(c)
+	}
 }

@@ -122,6 +122,7 @@ func (s *Server) routes() *echo.Echo {
 	// configured trusted proxies (clientIP).
 	e.IPExtractor = clientIP(s.cfg.Proxies)
 	e.Use(middleware.RequestID())
+	e.Use(trackChanges)
 	e.Use(middleware.Recover())
 	e.Use(securityHeaders)
 	e.Use(s.limitBodies)
