@@ -121,12 +121,7 @@ func (s *apiHandlers) apiDeleteSegment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.store.DeleteSegment(s.audited(c, "segment.delete", "segment", "(api)", &id), id)
-	var inUse *models.SegmentInUseError
-	if errors.As(err, &inUse) {
-		return conflict("The segment is used by the campaign(s) " + joinQuoted(inUse.Campaigns) + ": take it out of their audience first.")
-	}
-	if err != nil {
+	if err := s.removeSegment(c, id, "(api)"); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -53,18 +53,29 @@ func (s *hookPages) apiWebhook(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"data": toAPIWebhook(h)})
 }
 
-func (s *hookPages) apiCreateWebhook(c echo.Context) error {
+// apiWebhookInput reads and checks a webhook's JSON for create and update:
+// the input with its URL trimmed, and its events; a 422 naming the fields
+// that are not valid.
+func (s *hookPages) apiWebhookInput(c echo.Context) (webhookInput, []string, error) {
 	var in webhookInput
 	if err := decodeJSON(c, &in); err != nil {
-		return err
+		return in, nil, err
 	}
 	in.URL = strings.TrimSpace(in.URL)
 	events, errs, err := s.check(c, in.URL, in.Events)
 	if err != nil {
-		return err
+		return in, nil, err
 	}
 	if len(errs) > 0 {
-		return unprocessable("The webhook is not valid.", errs)
+		return in, nil, unprocessable("The webhook is not valid.", errs)
+	}
+	return in, events, nil
+}
+
+func (s *hookPages) apiCreateWebhook(c echo.Context) error {
+	in, events, err := s.apiWebhookInput(c)
+	if err != nil {
+		return err
 	}
 	h, err := s.store.CreateWebhook(c.Request().Context(), in.URL, events)
 	if err != nil {
@@ -81,17 +92,9 @@ func (s *hookPages) apiUpdateWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in webhookInput
-	if err := decodeJSON(c, &in); err != nil {
-		return err
-	}
-	in.URL = strings.TrimSpace(in.URL)
-	events, errs, err := s.check(c, in.URL, in.Events)
+	in, events, err := s.apiWebhookInput(c)
 	if err != nil {
 		return err
-	}
-	if len(errs) > 0 {
-		return unprocessable("The webhook is not valid.", errs)
 	}
 	enabled := h.Enabled
 	if in.Enabled != nil {

@@ -255,14 +255,21 @@ func (s *segmentPages) deleteSegment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.store.DeleteSegment(s.audited(c, "segment.delete", "segment", "", &id), id)
-	var inUse *models.SegmentInUseError
-	if errors.As(err, &inUse) {
-		return conflict("The segment is used by the campaign(s) " + joinQuoted(inUse.Campaigns) + ": take it out of their audience first.")
-	}
-	if err != nil {
+	if err := s.removeSegment(c, id, ""); err != nil {
 		return err
 	}
 	s.flash(c, "Segment deleted.")
 	return seeOther(c, "/segments")
+}
+
+// removeSegment deletes segment id with its audit entry (summary says
+// where from); a segment some campaign's audience uses is a conflict that
+// names those campaigns.
+func (s *app) removeSegment(c echo.Context, id int64, summary string) error {
+	err := s.store.DeleteSegment(s.audited(c, "segment.delete", "segment", summary, &id), id)
+	var inUse *models.SegmentInUseError
+	if errors.As(err, &inUse) {
+		return conflict("The segment is used by the campaign(s) " + joinQuoted(inUse.Campaigns) + ": take it out of their audience first.")
+	}
+	return err
 }
