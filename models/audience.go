@@ -54,7 +54,15 @@ func eligibleOn(in bool) string {
 //
 // after limits the rule to subscribers above that id (materialisation's
 // cursor), which lets segment conditions cut their sets; 0 is everyone.
-func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64) (string, []any, error) {
+//
+// Eligibility on some list is a factor of the rule (eligible on one of
+// the lists implies eligible on some list), so it is written first:
+// active AND eligible somewhere AND (on the lists OR in a segment). With
+// joined, the caller supplies that factor itself by joining each
+// subscriber's eligible subscriptions (sp, its list l), as
+// materialisation does to attribute each delivery to a list in the same
+// pass; the predicate then leaves it out.
+func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64, joined bool) (string, []any, error) {
 	var (
 		incl []string
 		args []any
@@ -78,13 +86,18 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time,
 			segs = append(segs, "("+where+")")
 			segArgs = append(segArgs, sargs...)
 		}
-		incl = append(incl, "("+eligibleOn(false)+" AND ("+strings.Join(segs, " OR ")+"))")
+		incl = append(incl, segs...)
 		args = append(args, segArgs...)
 	}
 	if len(incl) == 0 {
 		return "1 = 0", nil, nil
 	}
 	where := "s.status = 'active' AND (" + strings.Join(incl, " OR ") + ")"
+	if len(a.Segments) > 0 && !joined {
+		// Only a segment's people need the factor: the lists' term
+		// already is eligibility on them.
+		where = "s.status = 'active' AND " + eligibleOn(false) + " AND (" + strings.Join(incl, " OR ") + ")"
+	}
 	if len(a.ExcludeLists) > 0 {
 		where += " AND NOT EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id IN ? AND x.status IN ('unconfirmed', 'confirmed'))"
 		args = append(args, a.ExcludeLists)
@@ -220,7 +233,7 @@ func (s *Store) CountAudience(ctx context.Context, a Audience) (int64, error) {
 	if a.Empty() {
 		return 0, nil
 	}
-	where, args, err := s.audiencePredicate(ctx, a, now(), 0)
+	where, args, err := s.audiencePredicate(ctx, a, now(), 0, false)
 	if err != nil {
 		return 0, fmt.Errorf("models: count recipients: %w", err)
 	}

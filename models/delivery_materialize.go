@@ -39,7 +39,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		if len(cursor) > 0 {
 			after = cursor[0]
 		}
-		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after); err != nil {
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after, true); err != nil {
 			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 		}
 	}
@@ -92,38 +92,39 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		switch {
 		case !aud.listsOnly():
 			// Segments or exclusions: the next batch of people the
-			// audience rule selects after the cursor (a segment's
-			// conditions read through their indexes when they are
-			// few), then their deliveries. Each is attributed to the
-			// first of the campaign's lists they are eligible on, else to
-			// the first list they are eligible on at all (its unsubscribe
-			// link); the rule guarantees one.
-			var ids []int64
-			if err := tx.Raw("SELECT s.id FROM subscribers s WHERE s.id > ? AND "+where+" ORDER BY s.id LIMIT ?",
-				append(append([]any{lo}, wargs...), batch)...).Scan(&ids).Error; err != nil {
-				return err
-			}
-			if len(ids) < batch {
-				hi = *maxID[0]
-			} else {
-				hi = ids[len(ids)-1]
-			}
-			if len(ids) == 0 {
-				break // res stays nil: nothing inserted
-			}
-			listExpr := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND " + eligibleSub + ")"
+			// audience rule selects after the cursor, in one statement
+			// like a list's. The join to each person's eligible
+			// subscriptions is both the rule's "eligible on some list"
+			// and the delivery's list: the first of the campaign's lists
+			// they are eligible on, else the first list they are
+			// eligible on at all (its unsubscribe link). A segment's
+			// conditions read through their indexes when they are few.
+			listExpr := "MIN(sp.list_id)"
 			args := []any{id}
 			if len(aud.Lists) > 0 {
-				listExpr = "COALESCE((SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND sp.list_id IN ? AND " +
-					eligibleSub + "), " + listExpr + ")"
+				listExpr = "COALESCE(MIN(CASE WHEN sp.list_id IN ? THEN sp.list_id END), MIN(sp.list_id))"
 				args = append(args, aud.Lists)
 			}
-			args = append(args, due, t, w.sql.idArray(ids))
+			args = append(append(append(args, due, t, lo), wargs...), batch)
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
 					created_at, subscriber_updated_at)
 				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM `+w.sql.idRows()+` CROSS JOIN subscribers s WHERE s.id = j.value
+				FROM subscribers s JOIN subscriptions sp ON sp.subscriber_id = s.id JOIN lists l ON l.id = sp.list_id
+				WHERE sp.subscriber_id > ? AND `+eligibleSub+` AND `+where+`
+				GROUP BY `+w.sql.bySubscriber()+` ORDER BY sp.subscriber_id LIMIT ?
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
+			if res.Error != nil {
+				return res.Error
+			}
+			// The cursor moves to the last person written, or to the end
+			// when the batch was not full. (Rows above the cursor are
+			// never there before: they are written with it, in one
+			// transaction, so every selected person was inserted.)
+			if res.RowsAffected < int64(batch) {
+				hi = *maxID[0]
+			} else if err := tx.Raw("SELECT MAX(subscriber_id) FROM deliveries WHERE campaign_id = ? AND subscriber_id > ?", id, lo).Scan(&hi).Error; err != nil {
+				return err
+			}
 		case len(lists) == 1:
 			// One list, the usual case: each subscriber is on it once, so
 			// no grouping (SQLite sorted every batch into a temporary

@@ -30,6 +30,12 @@ type dialectSQL interface {
 	attrText(col string) string
 	// timeText selects a time column for aggTime.
 	timeText(col string) string
+	// bySubscriber groups a join of subscribers s and their
+	// subscriptions sp per person, in the order of sp's primary key
+	// (subscriber_id first), so that SQLite streams the groups instead of
+	// sorting what is left after the cursor on every batch; PostgreSQL
+	// needs s.id among the keys to select s's columns.
+	bySubscriber() string
 	// leaseRows is a FROM item v(id, gen) of leases, and its parameter
 	// (or parameters), which follow the renewal's two (renewLeases).
 	leaseRows(leases []Lease) (string, any)
@@ -89,6 +95,7 @@ func (sqliteSQL) idArray(ids []int64) string { return intList("[", ids, "]") }
 // timeText: as its text, which the driver would otherwise try to read as
 // t.String()'s format first and fail at, for every row.
 func (sqliteSQL) timeText(col string) string { return "CAST(" + col + " AS TEXT)" }
+func (sqliteSQL) bySubscriber() string       { return "sp.subscriber_id" }
 
 func (sqliteSQL) leaseRows(leases []Lease) (string, any) {
 	b := make([]byte, 0, 24*len(leases)+2)
@@ -148,6 +155,7 @@ func (postgresSQL) idSet() string                 { return "(SELECT unnest(CAST(
 func (postgresSQL) idRows() string                { return "unnest(CAST(? AS bigint[])) AS j(value)" }
 func (postgresSQL) idArray(ids []int64) string    { return intList("{", ids, "}") }
 func (postgresSQL) timeText(col string) string    { return col }
+func (postgresSQL) bySubscriber() string          { return "sp.subscriber_id, s.id" }
 
 func (postgresSQL) leaseRows(leases []Lease) (string, any) {
 	ids, gens := make([]int64, len(leases)), make([]int64, len(leases))
