@@ -37,13 +37,19 @@ import (
 // 6), saves it, and makes a campaign to it minus the Staff list (p2 and p4
 // among the openers, and a Lyonnais): the count falls to 4. They send it,
 // watch it finish and open the report. The receivers got the second
-// campaign at exactly p1, p3, p5 and p6, once each.
+// campaign at exactly p1, p3, p5 and p6, once each. It runs on SQLite, and
+// on PostgreSQL when HERALD_TEST_POSTGRES is set.
 func TestSegmentCampaignJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the built binary and a browser")
 	}
+	t.Run("sqlite", func(t *testing.T) { segmentCampaignJourney(t, "") })
+	t.Run("postgres", func(t *testing.T) { segmentCampaignJourney(t, e2e.PostgresURL(t)) })
+}
+
+func segmentCampaignJourney(t *testing.T, dbURL string) {
 	ctx := browsertest.New(t, 3*time.Minute)
-	shots := filepath.Join(os.TempDir(), "herald-screenshots", "segment-journey-e2e")
+	shots := filepath.Join(os.TempDir(), "herald-screenshots", "segment-journey-e2e", filepath.Base(t.Name()))
 
 	dns := e2e.StartDNS(t)
 	port := e2e.FreePort(t)
@@ -51,7 +57,7 @@ func TestSegmentCampaignJourney(t *testing.T) {
 	beta := e2e.StartReceiver(t, "127.0.0.3", port, e2e.ReceiverOptions{})
 	dns.Provider(t, "mx.alpha.test", "127.0.0.2", "alpha.test")
 	dns.Provider(t, "mx.beta.test", "127.0.0.3", "beta.test")
-	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port})
+	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port, DatabaseURL: dbURL})
 	h.SendingDomain(t, dns, "news.example")
 
 	// The readers: p1…p12 in Paris, l1…l12 in Lyon, on both providers.
