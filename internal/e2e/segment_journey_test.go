@@ -22,6 +22,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/browsertest"
 	"github.com/herald-mail/herald/internal/e2e"
+	"github.com/herald-mail/herald/models"
 )
 
 // TestSegmentCampaignJourney is issue 20's segment journey on the built
@@ -32,7 +33,7 @@ import (
 // the binary's real tracking endpoint, six Parisians and two Lyonnais open
 // it in a mail client; two more Parisians' copies are fetched by machines
 // (an HTTP library, Apple's privacy proxy), which must not count. In
-// Chromium the admin signs in, builds a segment "city equals paris" (the
+// Chromium a marketer (made with `herald user create`) signs in, builds a segment "city equals paris" (the
 // count reads 12), adds "opened in the last 30 days" (the count falls to
 // 6), saves it, and makes a campaign to it minus the Staff list (p2 and p4
 // among the openers, and a Lyonnais): the count falls to 4. They send it,
@@ -160,10 +161,14 @@ func segmentCampaignJourney(t *testing.T, dbURL string) {
 	shows := func(testid, n string) chromedp.Action[chromedp.Void] {
 		return chromedp.WaitVisible(chromedp.Search(`//strong[@data-testid="` + testid + `" and text()="` + n + `"]`))
 	}
+	// A marketer's account, made as an operator makes one.
+	if out, err := h.Run("user", "create", "--email", "marketer@herald.test", "--role", "marketer", "--password", "a long enough password"); err != nil {
+		t.Fatalf("herald user create: %v\n%s", err, out)
+	}
 	step("sign in",
 		chromedp.Navigate(h.URL+"/login"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), h.Admin),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), h.Password),
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), "marketer@herald.test"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "a long enough password"),
 		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`.shell`)),
 	)
@@ -197,13 +202,17 @@ func segmentCampaignJourney(t *testing.T, dbURL string) {
 	)
 	var segs struct {
 		Data []struct {
-			ID   int64  `json:"id"`
-			Name string `json:"name"`
+			ID         int64             `json:"id"`
+			Name       string            `json:"name"`
+			Conditions models.Conditions `json:"conditions"`
 		} `json:"data"`
 	}
 	h.MustAPI(t, http.StatusOK, "GET", "/segments", nil, &segs)
-	if len(segs.Data) != 1 || segs.Data[0].Name != "Paris readers" {
+	if len(segs.Data) != 1 || segs.Data[0].Name != "Paris readers" || segs.Data[0].Conditions.Count() != 2 {
 		t.Fatalf("segments through the API: %+v", segs.Data)
+	}
+	if g := segs.Data[0].Conditions.Groups; len(g) != 1 || g[0].Conditions[1].Field != "opened" || g[0].Conditions[1].Days != 30 {
+		t.Errorf("saved conditions: %+v", segs.Data[0].Conditions)
 	}
 	var wc struct {
 		Data struct {
