@@ -167,7 +167,10 @@ func (p Protection) Judge(sigs []Signal) *Trip {
 // rule, and what to check before resuming.
 func (t Trip) Reason() string {
 	to := "sent by this campaign"
-	if t.Scope != "" {
+	switch {
+	case strings.HasPrefix(t.Scope, SourceScope):
+		to = "sent from the sending IP " + strings.TrimPrefix(t.Scope, SourceScope) + " by all campaigns in the last 24 hours"
+	case t.Scope != "":
 		to = "sent by this campaign to " + providerLabel(t.Scope)
 	}
 	var what, check string
@@ -190,7 +193,7 @@ func (t Trip) Reason() string {
 			"check the sending IPs and domain against blocklists and the DNS checks, and lower that provider's rate in Rules before resuming."
 	}
 	return fmt.Sprintf("Paused automatically: %s. Rates are judged only once at least %s messages have been sent (attempted, for deferrals) "+
-		"to a provider or by the campaign, so a single complaint in a few sends does not pause. %s", what, thousands(t.Sample), check)
+		"to a provider, by the campaign or from a sending IP, so a single complaint in a few sends does not pause. %s", what, thousands(t.Sample), check)
 }
 
 func providerLabel(p string) string {
@@ -298,4 +301,75 @@ func (s *Store) PauseCampaignFor(ctx context.Context, id int64, reason string) e
 		return fmt.Errorf("models: pause campaign %d: %w", id, err)
 	}
 	return nil
+}
+
+// SourceScope prefixes the Scope of a sending IP's signal: "ip:192.0.2.7".
+const SourceScope = "ip:"
+
+// SourceWindow is how far back a sending IP's complaints and hard bounces
+// are counted: the day the mailbox providers' own rates cover.
+const SourceWindow = 24 * time.Hour
+
+// SourceSignals returns one signal per sending IP, over every campaign
+// and transactional message: messages sent since since (and their
+// complaints and hard bounces), attempts and deferrals since deferSince.
+// Mail handed to a relay has no source IP and is left out.
+func (s *Store) SourceSignals(ctx context.Context, since, deferSince time.Time) ([]Signal, error) {
+	var rows []struct {
+		Scope                     string
+		Sent, Attempted, Deferred int64
+		Complaints, HardBounces   int64
+	}
+	a, b := dbTime(since), dbTime(deferSince)
+	err := s.conn(ctx).Raw(`SELECT d.source_ip AS scope,
+			SUM(CASE WHEN d.status IN ('sent', 'bounced') AND COALESCE(d.sent_at, d.last_attempt_at) >= ? THEN 1 ELSE 0 END) AS sent,
+			SUM(CASE WHEN d.last_attempt_at >= ? THEN 1 ELSE 0 END) AS attempted,
+			SUM(CASE WHEN d.status = 'deferred' AND d.last_attempt_at >= ? THEN 1 ELSE 0 END) AS deferred,
+			0 AS complaints, 0 AS hard_bounces
+		FROM deliveries d WHERE d.source_ip <> '' AND (COALESCE(d.sent_at, d.last_attempt_at) >= ? OR d.last_attempt_at >= ?)
+		GROUP BY d.source_ip
+		UNION ALL
+		SELECT d.source_ip, 0, 0, 0,
+			SUM(CASE WHEN b.kind = 'complaint' THEN 1 ELSE 0 END),
+			SUM(CASE WHEN b.kind = 'hard' THEN 1 ELSE 0 END)
+		FROM bounces b JOIN deliveries d ON d.id = b.delivery_id
+		WHERE d.source_ip <> '' AND COALESCE(d.sent_at, d.last_attempt_at) >= ? AND b.kind IN ('complaint', 'hard')
+		GROUP BY d.source_ip`, a, b, b, a, b, a).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: source signals: %w", err)
+	}
+	by := map[string]*Signal{}
+	var names []string
+	for _, r := range rows {
+		sg := by[r.Scope]
+		if sg == nil {
+			sg = &Signal{Scope: SourceScope + r.Scope}
+			by[r.Scope] = sg
+			names = append(names, r.Scope)
+		}
+		sg.Sent += r.Sent
+		sg.Attempted += r.Attempted
+		sg.Deferred += r.Deferred
+		sg.Complaints += r.Complaints
+		sg.HardBounces += r.HardBounces
+	}
+	sort.Strings(names)
+	out := make([]Signal, 0, len(names))
+	for _, n := range names {
+		out = append(out, *by[n])
+	}
+	return out, nil
+}
+
+// RunningCampaignsFromSource returns the running campaigns that sent or
+// tried to send from the IP since t.
+func (s *Store) RunningCampaignsFromSource(ctx context.Context, ip string, since time.Time) ([]int64, error) {
+	var ids []int64
+	err := s.conn(ctx).Raw(`SELECT c.id FROM campaigns c WHERE c.status = ? AND EXISTS (SELECT 1 FROM deliveries d
+		WHERE d.campaign_id = c.id AND d.source_ip = ? AND COALESCE(d.sent_at, d.last_attempt_at) >= ?) ORDER BY c.id`,
+		CampaignRunning, ip, dbTime(since)).Scan(&ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: running campaigns from %s: %w", ip, err)
+	}
+	return ids, nil
 }

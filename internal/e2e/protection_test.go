@@ -110,6 +110,15 @@ func TestComplaintsPauseCampaign(t *testing.T) {
 	if st.Status != "paused" {
 		t.Fatalf("campaign %s with %v; want paused by the complaints", st.Status, st.Counters)
 	}
+	var api struct {
+		Data struct {
+			PauseReason string `json:"pause_reason"`
+		} `json:"data"`
+	}
+	h.MustAPI(t, 200, "GET", fmt.Sprintf("/campaigns/%d", id), nil, &api)
+	if !strings.Contains(api.Data.PauseReason, "3 spam complaints for") {
+		t.Errorf("API pause_reason = %q, want the reason", api.Data.PauseReason)
+	}
 	time.Sleep(3 * time.Second) // messages already handed to a connection finish
 	got := rcv.Count()
 	if got >= total {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -45,24 +46,72 @@ func Protect(ctx context.Context, store *models.Store, log *slog.Logger, now tim
 			errs = append(errs, err)
 			continue
 		}
-		trip := p.Judge(sigs)
+		if trip := p.Judge(sigs); trip != nil {
+			if err := pauseFor(ctx, store, log, c.ID, trip); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pauseFor pauses a campaign for trip, with its audit entry; a campaign
+// no longer running is left alone.
+func pauseFor(ctx context.Context, store *models.Store, log *slog.Logger, id int64, trip *models.Trip) error {
+	reason := trip.Reason()
+	actx := models.WithAudit(ctx, models.AuditEntry{Actor: ProtectionActor, Action: ProtectionAction, ObjectType: "campaign",
+		ObjectID: strconv.FormatInt(id, 10), Summary: reason}, nil)
+	err := store.PauseCampaignFor(actx, id, reason)
+	var se *models.CampaignStateError
+	if errors.As(err, &se) {
+		return nil // paused, cancelled or finished meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	log.Warn("campaign paused by automatic protection", "campaign", id, "rule", trip.Rule, "scope", trip.Scope,
+		"count", trip.Count, "of", trip.Of, "pct", trip.Pct, "limit", trip.Limit)
+	return nil
+}
+
+// ProtectSourcesAction is the jobs-table name of the sending IPs' check.
+const ProtectSourcesAction = "protection.sources"
+
+// ProtectSourcesEvery is how often the sending IPs are judged: their
+// window is a day, over every campaign, so a minute's lag costs little
+// and the scan runs less often than the campaigns'.
+const ProtectSourcesEvery = time.Minute
+
+// ProtectSources is the sending IPs' check: an IP whose complaint or
+// hard-bounce rate over the last day (models.SourceWindow), or deferral
+// rate over the window, crosses a threshold pauses every running
+// campaign that sent from it in that day.
+func ProtectSources(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time) error {
+	p, err := store.Protection(ctx)
+	if err != nil || !p.Enabled {
+		return err
+	}
+	since := now.Add(-models.SourceWindow)
+	sigs, err := store.SourceSignals(ctx, since, now.Add(-time.Duration(p.DeferralWindowMinutes)*time.Minute))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, sg := range sigs {
+		trip := p.Judge([]models.Signal{sg})
 		if trip == nil {
 			continue
 		}
-		reason := trip.Reason()
-		actx := models.WithAudit(ctx, models.AuditEntry{Actor: ProtectionActor, Action: ProtectionAction, ObjectType: "campaign",
-			ObjectID: strconv.FormatInt(c.ID, 10), Summary: reason}, nil)
-		err = store.PauseCampaignFor(actx, c.ID, reason)
-		var se *models.CampaignStateError
-		if errors.As(err, &se) {
-			continue // paused, cancelled or finished meanwhile
-		}
+		ids, err := store.RunningCampaignsFromSource(ctx, strings.TrimPrefix(sg.Scope, models.SourceScope), since)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		log.Warn("campaign paused by automatic protection", "campaign", c.ID, "rule", trip.Rule, "provider", trip.Scope,
-			"count", trip.Count, "of", trip.Of, "pct", trip.Pct, "limit", trip.Limit)
+		for _, id := range ids {
+			if err := pauseFor(ctx, store, log, id, trip); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -206,3 +206,62 @@ func TestProtectComplaintsPerProvider(t *testing.T) {
 		}
 	})
 }
+
+// TestProtectSources: a sending IP is judged over every campaign that
+// sent from it in the last day. Two running campaigns of 300 messages
+// each from 192.0.2.7, one with 2 complaints, are each under the
+// 500-message sample, but the IP's 2 in 600 (0.33%) crosses 0.3%: both
+// pause, with the IP in the reason; a campaign from another IP runs on.
+func TestProtectSources(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		log := slog.New(slog.DiscardHandler)
+		at := time.Now().Add(-3 * time.Hour)
+		fromIP := func(ip string) (int64, []int64) {
+			id, ids := runningCampaign(t, s, 300, models.DeliverySent, at)
+			if err := s.DB().Exec("UPDATE deliveries SET source_ip = ?, sent_at = ? WHERE campaign_id = ?", ip, at, id).Error; err != nil {
+				t.Fatal(err)
+			}
+			return id, ids
+		}
+		a, aIDs := fromIP("192.0.2.7")
+		b, _ := fromIP("192.0.2.7")
+		other, oIDs := fromIP("192.0.2.8")
+		for _, d := range []int64{aIDs[0], aIDs[1], oIDs[0]} {
+			if _, err := s.RecordComplaint(ctx, models.BounceNotice{DeliveryID: d, Category: "abuse"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := Protect(ctx, s, log, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := campaignState(t, s, a); st != models.CampaignRunning {
+			t.Fatalf("campaign check alone: %s, want running (300 sends are under the sample)", st)
+		}
+		if err := ProtectSources(ctx, s, log, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{a, b} {
+			st, reason := campaignState(t, s, id)
+			if st != models.CampaignPaused {
+				t.Errorf("campaign %d from 192.0.2.7: %s, want paused", id, st)
+			}
+			if want := "2 spam complaints for 600 messages sent from the sending IP 192.0.2.7 by all campaigns in the last 24 hours (0.33%)"; !strings.Contains(reason, want) {
+				t.Errorf("reason %q lacks %q", reason, want)
+			}
+		}
+		if st, _ := campaignState(t, s, other); st != models.CampaignRunning {
+			t.Errorf("campaign from 192.0.2.8 (1 in 300): %s, want running", st)
+		}
+		// A day later the IP's messages are out of the window.
+		if err := s.ResumeCampaign(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := ProtectSources(ctx, s, log, time.Now().Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := campaignState(t, s, a); st != models.CampaignRunning {
+			t.Errorf("a day later: %s, want running", st)
+		}
+	})
+}
