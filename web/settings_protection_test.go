@@ -123,3 +123,36 @@ func TestCampaignPauseReasonBanner(t *testing.T) {
 		t.Error("a resumed campaign still shows the pause reason")
 	}
 }
+
+// TestCampaignComplaintWarning: a running campaign whose complaint rate is
+// over the warning threshold (0.1%) but under the pause threshold shows
+// the warning; under the minimum sample it shows none.
+func TestCampaignComplaintWarning(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	admin := app.user("admin")
+	for _, tc := range []struct {
+		sent, complaints int64
+		want             string
+	}{
+		{1000, 2, "Complaint rate 0.20% (2 complaints for 1000 messages sent)"},
+		{400, 2, ""}, // under the 500-message sample
+		{1000, 0, ""},
+	} {
+		c := &models.Campaign{Name: "Watched", FromEmail: "news@example.com"}
+		if err := app.store.CreateCampaign(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.store.StartCampaign(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.store.DB().Exec("UPDATE campaigns SET sent = ?, complaints = ? WHERE id = ?", tc.sent, tc.complaints, c.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+		p := admin.get("/campaigns/" + itoa(c.ID))
+		got := strings.Join(strings.Fields(p.Doc.Find(`[data-testid="complaint-warning"]`).Text()), " ")
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%d complaints in %d: warning %q, want %q", tc.complaints, tc.sent, got, tc.want)
+		}
+	}
+}
