@@ -265,3 +265,62 @@ func TestProtectSources(t *testing.T) {
 		}
 	})
 }
+
+// TestProtectDeferralsThroughOutcomes takes the pipeline's own path: a
+// campaign to 100 readers is materialised and claimed, and the mailer's
+// outcomes are recorded, 60 accepted and 40 answered 421 (deferred). With
+// a minimum sample of 50, 40% deferred in the window pauses it.
+func TestProtectDeferralsThroughOutcomes(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		p := models.DefaultProtection
+		p.MinSent = 50
+		if err := s.SaveProtection(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		list := testdb.Readers(t, s, "Readers", 100, func(k int) testdb.Reader {
+			return testdb.Reader{Email: fmt.Sprintf("d%d@yahoo.com", k), Attributes: "{}"}
+		})
+		c := &models.Campaign{Name: "Deferred", FromEmail: "news@example.com"}
+		if err := s.CreateCampaign(ctx, c, []int64{list}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartCampaign(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		for done := false; !done; {
+			var err error
+			if done, err = s.MaterializeCampaign(ctx, c.ID, 500); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cl, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "t", Lease: time.Minute, Limit: 200, CampaignIDs: []int64{c.ID}})
+		if err != nil || len(cl) != 100 {
+			t.Fatalf("ClaimDeliveries() = %d rows, %v; want 100", len(cl), err)
+		}
+		now := time.Now()
+		outs := make([]models.Outcome, len(cl))
+		for i, d := range cl {
+			outs[i] = models.Outcome{ID: d.ID, LeaseGen: d.LeaseGen, CampaignID: c.ID, Status: models.DeliverySent, Attempted: true,
+				Code: 250, MessageID: fmt.Sprintf("<d%d@example.com>", d.ID), MXHost: "mta5.am0.yahoodns.net", At: now}
+			if i < 40 {
+				outs[i].Status, outs[i].Code, outs[i].Text, outs[i].MessageID = models.DeliveryDeferred, 421,
+					"4.7.0 [TSS04] Messages temporarily deferred due to unexpected volume", ""
+				outs[i].NextAttempt = now.Add(10 * time.Minute)
+			}
+		}
+		if _, err := s.RecordOutcomes(ctx, outs); err != nil {
+			t.Fatal(err)
+		}
+		if err := Protect(ctx, s, slog.New(slog.DiscardHandler), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		st, reason := campaignState(t, s, c.ID)
+		if st != models.CampaignPaused {
+			t.Fatalf("40 of 100 attempts deferred: %s, want paused", st)
+		}
+		if want := "40 of the 100 messages sent by this campaign attempted in the last 60 minutes were deferred (40%)"; !strings.Contains(reason, want) {
+			t.Errorf("reason %q lacks %q", reason, want)
+		}
+	})
+}
