@@ -41,6 +41,9 @@ func Protect(ctx context.Context, store *models.Store, log *slog.Logger, now tim
 	}
 	var errs []error
 	for _, c := range running {
+		if c.Sent+c.Bounced+c.Deferred+c.Failed < p.MinSent {
+			continue // no rate of it has the sample yet: spare the scan
+		}
 		sigs, err := store.ProtectionSignals(ctx, c.ID, now.Add(-time.Duration(p.DeferralWindowMinutes)*time.Minute))
 		if err != nil {
 			errs = append(errs, err)
