@@ -54,11 +54,14 @@ type Campaign struct {
 	TrackClicks     bool
 	UTM             bool `gorm:"column:utm"`
 	Status          string
-	ScheduledAt     *time.Time
-	StartedAt       *time.Time
-	FinishedAt      *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// PauseReason says why Herald paused the campaign by itself
+	// (PauseCampaignFor); "" when a person paused it or it is not paused.
+	PauseReason string
+	ScheduledAt *time.Time
+	StartedAt   *time.Time
+	FinishedAt  *time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	MaterializeCursor int64
 	MaterializedAt    *time.Time
@@ -350,7 +353,8 @@ func (s *Store) ScheduleCampaign(ctx context.Context, id int64, at time.Time) er
 
 // PauseCampaign stops a running or scheduled campaign from being sent.
 func (s *Store) PauseCampaign(ctx context.Context, id int64) error {
-	if err := s.transition(ctx, id, "pause", []string{CampaignRunning, CampaignScheduled}, CampaignPaused, nil); err != nil {
+	if err := s.transition(ctx, id, "pause", []string{CampaignRunning, CampaignScheduled}, CampaignPaused,
+		map[string]any{"pause_reason": ""}); err != nil {
 		return fmt.Errorf("models: pause campaign %d: %w", id, err)
 	}
 	return nil
@@ -359,7 +363,7 @@ func (s *Store) PauseCampaign(ctx context.Context, id int64) error {
 // ResumeCampaign lets a paused campaign be sent again.
 func (s *Store) ResumeCampaign(ctx context.Context, id int64) error {
 	if err := s.transition(ctx, id, "resume", []string{CampaignPaused}, CampaignRunning,
-		map[string]any{"started_at": gorm.Expr("COALESCE(started_at, ?)", dbNow())}); err != nil {
+		map[string]any{"started_at": gorm.Expr("COALESCE(started_at, ?)", dbNow()), "pause_reason": ""}); err != nil {
 		return fmt.Errorf("models: resume campaign %d: %w", id, err)
 	}
 	return nil

@@ -60,6 +60,7 @@ type apiCampaignJS struct {
 	FromEmail       string      `json:"from_email"`
 	ReplyTo         string      `json:"reply_to"`
 	Status          string      `json:"status"`
+	PauseReason     string      `json:"pause_reason,omitempty"`
 	TrackOpens      bool        `json:"track_opens"`
 	TrackClicks     bool        `json:"track_clicks"`
 	ScheduledAt     *time.Time  `json:"scheduled_at"`
@@ -90,7 +91,7 @@ type apiCounters struct {
 func toAPICampaign(c *models.Campaign, a models.Audience) apiCampaignJS {
 	out := apiCampaignJS{ID: c.ID, Name: c.Name, TemplateID: c.TemplateID, Subject: c.Subject, Preheader: c.Preheader,
 		HTML: c.HTML, Text: c.Text, Format: c.Format, FromName: c.FromName,
-		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
+		FromEmail: c.FromEmail, ReplyTo: c.ReplyTo, Status: c.Status, PauseReason: c.PauseReason, TrackOpens: c.TrackOpens, TrackClicks: c.TrackClicks,
 		ScheduledAt: c.ScheduledAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Lists: a.Lists,
 		Segments: a.Segments, ExcludeLists: a.ExcludeLists, ExcludeSegments: a.ExcludeSegments,
 		LocalSendAt: c.LocalSendAt, TZAttribute: c.TZAttribute, TZDefault: c.TZDefault, TZInvalid: c.TZInvalid}

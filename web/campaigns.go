@@ -406,7 +406,36 @@ func (s *campaignPages) campaignPageVM(ctx context.Context, cp *models.Campaign)
 		return vm, err
 	}
 	vm.Progress = *pr
+	if cp.Status == models.CampaignRunning || cp.Status == models.CampaignPaused || cp.Status == models.CampaignFinished {
+		if vm.ComplaintWarning, err = s.complaintWarning(ctx, cp); err != nil {
+			return vm, err
+		}
+	}
 	return vm, nil
+}
+
+// complaintWarning says when a campaign's complaint rate is at or above
+// automatic protection's warning threshold, over the minimum sample.
+func (s *campaignPages) complaintWarning(ctx context.Context, cp *models.Campaign) (string, error) {
+	p, err := s.store.Protection(ctx)
+	if err != nil {
+		return "", err
+	}
+	st, err := s.store.CampaignBounceStats(ctx, cp.ID)
+	if err != nil {
+		return "", err
+	}
+	sent := cp.Sent + cp.Bounced
+	if sent < p.MinSent || st.Complaints == 0 {
+		return "", nil
+	}
+	pct := models.Percent(st.Complaints, sent)
+	if pct < p.ComplaintWarnPct {
+		return "", nil
+	}
+	return fmt.Sprintf("Complaint rate %.2f%% (%d complaints for %d messages sent) is at or above the %g%% that Gmail and Yahoo ask senders to stay under; "+
+		"automatic protection pauses at %g%%. Check that these recipients asked for this mail and that unsubscribing is easy.",
+		pct, st.Complaints, sent, p.ComplaintWarnPct, p.ComplaintPausePct), nil
 }
 
 func (s *campaignPages) campaignPage(c echo.Context) error {

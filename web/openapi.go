@@ -136,8 +136,10 @@ var (
 		"tz_attribute":     describe(str(), "The subscriber attribute holding their IANA time zone."),
 		"tz_default":       describe(str(), "The zone of subscribers without a valid one; empty: UTC."),
 		"tz_invalid":       describe(integer(), "Recipients whose zone attribute was not a zone Herald knows (they got tz_default)."),
+		"pause_reason": describe(str(), "Why automatic protection paused the campaign (complaint, hard-bounce or deferral rate), "+
+			"with what to check; absent when a person paused it or it is not paused."),
 	}
-	campaignOptional = []string{"lists", "segments", "exclude_lists", "exclude_segments", "html", "text", "text_derived",
+	campaignOptional = []string{"pause_reason", "lists", "segments", "exclude_lists", "exclude_segments", "html", "text", "text_derived",
 		"local_send_at", "tz_attribute", "tz_default", "tz_invalid", "ab_test"}
 	campaignUpdateProps = schema{"name": str(), "subject": str(), "preheader": str(),
 		"html": describe(str(), "The body; left out on create: the template's."), "text": describe(str(), "Empty: derived from the HTML."),

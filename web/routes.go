@@ -219,6 +219,7 @@ func (s *Server) routeTable() []route {
 		segments    = &segmentPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
+		protection  = &protectionPages{s.app}
 		delivery    = &deliveryPages{s.app}
 		hooks       = &hookPages{s.app}
 		outbox      = &outboxPages{s.app}
@@ -437,6 +438,9 @@ func (s *Server) routeTable() []route {
 		{POST, "/settings/delivery", roleAdmin, delivery.save, nil, ""},
 		{POST, "/settings/delivery/test-relay", roleAdmin, delivery.testRelay, nil, "connects to the relay, sends nothing"},
 		{POST, "/settings/delivery/test-mailbox", roleAdmin, delivery.testMailbox, nil, "logs in to the mailbox, changes nothing"},
+		// Settings → Protection (settings_protection.go): when a campaign pauses by itself.
+		{GET, "/settings/protection", roleAdmin, protection.page, nil, ""},
+		{POST, "/settings/protection", roleAdmin, protection.save, nil, ""},
 		{GET, "/settings/users", roleAdmin, settings.usersPage, nil, ""},
 		{POST, "/settings/users", roleAdmin, settings.createUser, nil, ""},
 		{POST, "/settings/users/:id/role", roleAdmin, settings.setUserRole, nil, ""},

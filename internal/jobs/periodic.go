@@ -97,11 +97,19 @@ const RetentionAction = "retention.enforce"
 // policy's check for a round whose waiting period is over, the daily
 // removal of webhook deliveries finished over WebhookLogKept ago, and the
 // A/B tests' winners, looked for every 10 seconds (a test's wait may be
-// short).
+// short), and automatic protection's check of the running campaigns'
+// complaint, bounce and deferral rates every ProtectionEvery, and the
+// sending IPs' every ProtectSourcesEvery.
 func Default(store *models.Store, log *slog.Logger) []Job {
 	return []Job{
 		{Name: "abtests.decide", Every: 10 * time.Second, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			return ABTests(ctx, store, log, now)
+		}},
+		{Name: ProtectionAction, Every: ProtectionEvery, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return Protect(ctx, store, log, now)
+		}},
+		{Name: ProtectSourcesAction, Every: ProtectSourcesEvery, Lease: 5 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return ProtectSources(ctx, store, log, now)
 		}},
 		{Name: RetentionAction, Every: 24 * time.Hour, Lease: 15 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			return Retention(ctx, store, log, now)
