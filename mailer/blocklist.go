@@ -82,3 +82,50 @@ func (r *Resolver) CheckBlocklist(ctx context.Context, bl models.Blocklist, targ
 	l.Status, l.Meaning = models.ListingListed, strings.Join(listed, "; ")
 	return l
 }
+
+// blocklistStore reads the blocklist results; *models.Store implements it.
+type blocklistStore interface {
+	CurrentBlocklistResults(ctx context.Context) ([]models.BlocklistResult, error)
+}
+
+var _ blocklistStore = (*models.Store)(nil)
+
+// blocklistCheck is the readiness rule on blocklists: no sending address
+// or domain is listed at the last check. ok is false when the store
+// keeps no results (one made for tests of the rules alone).
+func (r *Readiness) blocklistCheck(ctx context.Context) (Check, bool) {
+	bs, ok := r.Store.(blocklistStore)
+	if !ok {
+		return Check{}, false
+	}
+	c := Check{ID: "org.blocklists", Title: "No sending address or domain is on a DNS blocklist", OK: true}
+	res, err := bs.CurrentBlocklistResults(ctx)
+	if err != nil {
+		c.OK, c.Detail = false, "The blocklist results could not be read."
+		return c, true
+	}
+	var listed []string
+	unavailable := 0
+	for _, x := range res {
+		switch x.Status {
+		case models.ListingListed:
+			listed = append(listed, x.Target+" on "+x.Zone)
+		case models.ListingUnavailable, models.ListingError:
+			unavailable++
+		}
+	}
+	switch {
+	case len(res) == 0:
+		c.Detail = "No blocklist check has run yet."
+	case len(listed) > 0:
+		c.OK = false
+		c.Detail = "Listed: " + strings.Join(listed, ", ") + "."
+		c.FixHint = "Receivers that use these lists refuse or junk the mail: find the cause, then ask for removal through each list's page (Deliverability → Reputation)."
+	default:
+		c.Detail = fmt.Sprintf("%d checks, none listed.", len(res))
+	}
+	if unavailable > 0 {
+		c.Detail += fmt.Sprintf(" %d checks were not possible (the list refused the resolver or the lookup failed): use your own resolver or a DQS key.", unavailable)
+	}
+	return c, true
+}
