@@ -107,9 +107,14 @@ func (b *Blocklists) Targets(ctx context.Context, res *mailer.Resolver) ([]Block
 		}
 	}
 	if b.Direct != nil && b.Direct() && b.DirectHost != "" {
-		if addrs, err := res.LookupHost(ctx, b.DirectHost); err == nil {
+		// An address literal ([192.0.2.1], the default when the root URL
+		// is an address) is checked as it is, unless it is private.
+		host := strings.TrimSuffix(strings.TrimPrefix(b.DirectHost, "["), "]")
+		if addrs, err := res.LookupHost(ctx, host); err == nil {
 			for _, a := range addrs {
-				add(a.String(), models.BlocklistIP, "direct delivery ("+b.DirectHost+")", 0)
+				if !a.IsLoopback() && !a.IsPrivate() {
+					add(a.String(), models.BlocklistIP, "direct delivery ("+b.DirectHost+")", 0)
+				}
 			}
 		} else {
 			b.Log.Warn("blocklists: the address of direct delivery is unknown", "hostname", b.DirectHost, "err", err)

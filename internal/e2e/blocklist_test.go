@@ -1,0 +1,182 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"github.com/herald-mail/herald/internal/e2e"
+	"github.com/herald-mail/herald/models"
+)
+
+// With the binary delivering directly and a local DNS server standing in
+// for the blocklists: a pool's address listed on Spamhaus ZEN (127.0.0.2,
+// a list whose pause rule an admin turned on) and refused by a second
+// Spamhaus list (127.255.255.254, a public resolver) shows one listing
+// and one "check not possible" on the Reputation page; one email reaches
+// the admin (through the transactional path, at the admin domain's MX);
+// the pool sends nothing while listed, measured at the recipients' MX,
+// and everything once the listing is gone.
+func TestBlocklistListingPausesPool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	dns := e2e.StartDNS(t)
+	port := e2e.FreePort(t)
+	readers := e2e.StartReceiver(t, "127.0.0.5", port, e2e.ReceiverOptions{})
+	admins := e2e.StartReceiver(t, "127.0.0.6", port, e2e.ReceiverOptions{})
+	dns.Provider(t, "mx.rbl.test", "127.0.0.5", "rbl.test")
+	dns.Provider(t, "mx.herald.test", "127.0.0.6", "herald.test")
+
+	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port})
+	d := h.Dashboard(t)
+	ctx := context.Background()
+	s := h.Store(t)
+
+	// The admin adds a second Spamhaus list and turns ZEN's pause rule on,
+	// through the list settings.
+	if code, body := d.Post(t, "/deliverability/reputation/lists", url.Values{"name": {"Spamhaus SBL"}, "zone": {"sbl.spamhaus.org"},
+		"kind": {"ip"}, "codes": {"127.0.0.2 SBL listing"}, "delist_url": {"https://check.spamhaus.org/"}, "enabled": {"1"}}); code != http.StatusSeeOther {
+		t.Fatalf("add list = %d: %s", code, body)
+	}
+	lists, err := s.Blocklists(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zen models.Blocklist
+	for _, b := range lists {
+		if b.Zone == "zen.spamhaus.org" {
+			zen = b
+		}
+	}
+	if zen.ID == 0 {
+		t.Fatalf("no default ZEN list among %d lists", len(lists))
+	}
+	if code, body := d.Post(t, fmt.Sprintf("/deliverability/reputation/lists/%d", zen.ID), url.Values{"name": {zen.Name}, "zone": {zen.Zone},
+		"kind": {zen.Kind}, "codes": {zen.Codes}, "delist_url": {zen.DelistURL}, "enabled": {"1"}, "pause_pool": {"1"}}); code != http.StatusSeeOther {
+		t.Fatalf("edit ZEN = %d: %s", code, body)
+	}
+	if code, _ := d.Post(t, "/deliverability/reputation/lists", url.Values{"name": {"Bad"}, "zone": {"not a zone"}, "kind": {"ip"}}); code != http.StatusUnprocessableEntity {
+		t.Errorf("a list with a bad zone = %d, want 422", code)
+	}
+
+	// The pool and its address, and a campaign sending from it.
+	pool := &models.IPPool{Name: "listed"}
+	if err := s.CreateIPPool(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSendingIP(ctx, &models.SendingIP{PoolID: pool.ID, Address: "127.0.0.3", HELO: "out.news.example", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.SendingDomain(t, dns, "news.example")
+	list := h.List(t, "Readers", addresses(20, "rbl.test")...)
+	id := h.NewCampaign(t, e2e.Campaign{FromEmail: "hello@news.example", Lists: []int64{list}})
+	if err := s.DB().Exec("UPDATE campaigns SET ip_pool_id = ? WHERE id = ?", pool.ID, id).Error; err != nil {
+		t.Fatal(err)
+	}
+
+	// The blocklists' answers, as their DNS servers give them.
+	dns.Add(t, "3.0.0.127.zen.spamhaus.org. 300 IN A 127.0.0.2")
+	dns.Add(t, "3.0.0.127.sbl.spamhaus.org. 300 IN A 127.255.255.254")
+	for range 2 { // a second check of the same listing mails nobody again
+		if code, body := d.Post(t, "/deliverability/reputation/check", nil); code != http.StatusSeeOther {
+			t.Fatalf("check now = %d: %s", code, body)
+		}
+	}
+
+	code, body := d.Get(t, "/deliverability/reputation")
+	if code != http.StatusOK {
+		t.Fatalf("reputation page = %d", code)
+	}
+	doc, err := goquery.NewDocumentFromReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := doc.Find(`[data-testid="current"] tr[data-status="listed"]`)
+	notPossible := doc.Find(`[data-testid="current"] tr[data-status="unavailable"], [data-testid="current"] tr[data-status="error"]`)
+	clean := doc.Find(`[data-testid="current"] tr[data-status="clean"]`)
+	t.Logf("reputation page: %d listed, %d check not possible, %d not listed", listed.Length(), notPossible.Length(), clean.Length())
+	if listed.Length() != 1 || notPossible.Length() != 1 {
+		t.Fatalf("rows listed = %d, not possible = %d, want 1 and 1:\n%s", listed.Length(), notPossible.Length(), doc.Find(`[data-testid="current"]`).Text())
+	}
+	row := doc.Find(`[data-testid="result-127.0.0.3-zen.spamhaus.org"]`)
+	if row.AttrOr("data-status", "") != "listed" || !strings.Contains(row.Text(), "SBL") || row.Find(`[data-testid="delist"]`).AttrOr("href", "") != "https://check.spamhaus.org/" {
+		t.Errorf("ZEN row = %q (status %q), want listed with the SBL meaning and the delisting link", strings.Join(strings.Fields(row.Text()), " "), row.AttrOr("data-status", ""))
+	}
+	row = doc.Find(`[data-testid="result-127.0.0.3-sbl.spamhaus.org"]`)
+	if row.AttrOr("data-status", "") != "unavailable" || !strings.Contains(row.Text(), "check not possible") ||
+		!strings.Contains(row.Text(), "own resolver or a DQS key") {
+		t.Errorf("SBL row = %q (status %q), want check not possible with the advice", strings.Join(strings.Fields(row.Text()), " "), row.AttrOr("data-status", ""))
+	}
+	if doc.Find(`[data-testid="paused-pool-listed"]`).Length() != 1 {
+		t.Errorf("the page does not show pool listed as paused")
+	}
+	if _, home := d.Get(t, "/"); !strings.Contains(home, "127.0.0.3 (pool listed) is listed on the blocklist zen.spamhaus.org") {
+		t.Errorf("the dashboard does not warn of the listing")
+	}
+	if _, ready := d.Get(t, "/compliance/readiness"); !strings.Contains(ready, "Listed: 127.0.0.3 on zen.spamhaus.org") {
+		t.Errorf("the readiness panel does not show the listing")
+	}
+
+	// One email to the admin about the new listing.
+	e2e.Eventually(t, 20*time.Second, "the admin's notice", func() bool { return admins.Count() >= 1 })
+	time.Sleep(time.Second)
+	notices := admins.Messages()
+	t.Logf("admin notices received: %d", len(notices))
+	if len(notices) != 1 {
+		t.Errorf("admin notices = %d, want 1 (two checks, one new listing)", len(notices))
+	}
+	if len(notices) > 0 {
+		m := notices[0]
+		if len(m.To) != 1 || m.To[0] != h.Admin || !strings.Contains(string(m.Data), "Subject: Blocklisted: 127.0.0.3 on Spamhaus ZEN") ||
+			!strings.Contains(string(m.Data), "pool listed is paused") {
+			t.Errorf("notice to %v:\n%s", m.To, m.Data)
+		}
+	}
+
+	// The paused pool sends nothing although its campaign runs.
+	h.StartCampaign(t, id)
+	time.Sleep(5 * time.Second)
+	if n := readers.Count(); n != 0 {
+		t.Fatalf("the paused pool delivered %d messages, want 0", n)
+	}
+	var st e2e.CampaignState
+	var got struct {
+		Data e2e.CampaignState `json:"data"`
+	}
+	h.MustAPI(t, http.StatusOK, "GET", fmt.Sprintf("/campaigns/%d", id), nil, &got)
+	st = got.Data
+	t.Logf("after 5s with the pool paused: campaign %s, 0 messages at the receiver", st.Status)
+	if st.Status != models.CampaignRunning {
+		t.Errorf("campaign status = %q, want running (held by its pool, not paused itself)", st.Status)
+	}
+
+	// Delisted: the next check frees the pool and the campaign is sent,
+	// from the pool's address.
+	dns.Remove("3.0.0.127.zen.spamhaus.org", "A")
+	if code, body := d.Post(t, "/deliverability/reputation/check", nil); code != http.StatusSeeOther {
+		t.Fatalf("check now = %d: %s", code, body)
+	}
+	h.WaitCampaign(t, id, 60*time.Second, models.CampaignFinished)
+	delivered := readers.Messages()
+	t.Logf("after the delisting: %d messages at the receiver", len(delivered))
+	if len(delivered) != 20 {
+		t.Errorf("received %d, want 20", len(delivered))
+	}
+	for _, m := range delivered {
+		if ip, _, _ := net.SplitHostPort(m.Remote); ip != "127.0.0.3" {
+			t.Errorf("message from %s, want the pool's address 127.0.0.3", m.Remote)
+			break
+		}
+	}
+	if !strings.Contains(h.Logs(), "IP pool paused by the blocklist rule") || !strings.Contains(h.Logs(), "IP pool freed by the blocklist rule") {
+		t.Errorf("the log does not tell of the pause and its end")
+	}
+}
