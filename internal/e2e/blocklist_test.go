@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/emersion/go-smtp"
 
 	"github.com/herald-mail/herald/internal/e2e"
 	"github.com/herald-mail/herald/models"
@@ -22,20 +23,29 @@ import (
 // Spamhaus list (127.255.255.254, a public resolver) shows one listing
 // and one "check not possible" on the Reputation page; one email reaches
 // the admin (through the transactional path, at the admin domain's MX);
-// the pool sends nothing while listed, measured at the recipients' MX,
-// and everything once the listing is gone.
+// the pool's running campaign sends nothing while listed, measured at
+// the recipients' MX; it sends once the listing is gone, stops again when
+// the address is listed again mid-send, and delivers every message once,
+// from the pool's address, in the end.
 func TestBlocklistListingPausesPool(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
 	dns := e2e.StartDNS(t)
 	port := e2e.FreePort(t)
-	readers := e2e.StartReceiver(t, "127.0.0.5", port, e2e.ReceiverOptions{})
+	// One message at a time, a quarter of a second each: the campaign is
+	// still sending when the listing comes back.
+	readers := e2e.StartReceiver(t, "127.0.0.5", port, e2e.ReceiverOptions{Data: func(string, int) *smtp.SMTPError {
+		time.Sleep(250 * time.Millisecond)
+		return nil
+	}})
 	admins := e2e.StartReceiver(t, "127.0.0.6", port, e2e.ReceiverOptions{})
 	dns.Provider(t, "mx.rbl.test", "127.0.0.5", "rbl.test")
 	dns.Provider(t, "mx.herald.test", "127.0.0.6", "herald.test")
 
 	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port})
+	rule(t, h, url.Values{"name": {"one at a time"}, "domains": {"rbl.test"}, "max_connections": {"1"},
+		"backoff_min_seconds": {"2"}, "backoff_max_seconds": {"16"}, "position": {"50"}})
 	d := h.Dashboard(t)
 	ctx := context.Background()
 	s := h.Store(t)
@@ -158,17 +168,42 @@ func TestBlocklistListingPausesPool(t *testing.T) {
 		t.Errorf("campaign status = %q, want running (held by its pool, not paused itself)", st.Status)
 	}
 
-	// Delisted: the next check frees the pool and the campaign is sent,
-	// from the pool's address.
-	dns.Remove("3.0.0.127.zen.spamhaus.org", "A")
-	if code, body := d.Post(t, "/deliverability/reputation/check", nil); code != http.StatusSeeOther {
-		t.Fatalf("check now = %d: %s", code, body)
+	// Delisted: the next check frees the pool and the campaign sends.
+	check := func() {
+		t.Helper()
+		if code, body := d.Post(t, "/deliverability/reputation/check", nil); code != http.StatusSeeOther {
+			t.Fatalf("check now = %d: %s", code, body)
+		}
 	}
+	dns.Remove("3.0.0.127.zen.spamhaus.org", "A")
+	check()
+	e2e.Eventually(t, 30*time.Second, "the first messages once freed", func() bool { return readers.Count() >= 4 })
+
+	// Listed again while sending: the pool stops (at most the message on
+	// the wire still arrives).
+	dns.Add(t, "3.0.0.127.zen.spamhaus.org. 300 IN A 127.0.0.2")
+	check()
+	atPause := readers.Count()
+	time.Sleep(time.Second) // the engine reads pool states every quarter second
+	settled := readers.Count()
+	time.Sleep(3 * time.Second)
+	afterPause := readers.Count()
+	t.Logf("listed again mid-send: %d messages at the check, %d a second later, %d three seconds after that", atPause, settled, afterPause)
+	if settled-atPause > 2 || afterPause != settled || afterPause >= 20 {
+		t.Errorf("after the pause mid-send: %d then %d more messages, want at most the ones on the wire then none", settled-atPause, afterPause-settled)
+	}
+
+	dns.Remove("3.0.0.127.zen.spamhaus.org", "A")
+	check()
 	h.WaitCampaign(t, id, 60*time.Second, models.CampaignFinished)
 	delivered := readers.Messages()
 	t.Logf("after the delisting: %d messages at the receiver", len(delivered))
-	if len(delivered) != 20 {
-		t.Errorf("received %d, want 20", len(delivered))
+	seen := map[string]int{}
+	for _, m := range delivered {
+		seen[strings.Join(m.To, ",")]++
+	}
+	if len(delivered) != 20 || len(seen) != 20 {
+		t.Errorf("received %d messages for %d recipients, want 20 for 20", len(delivered), len(seen))
 	}
 	for _, m := range delivered {
 		if ip, _, _ := net.SplitHostPort(m.Remote); ip != "127.0.0.3" {
