@@ -215,3 +215,70 @@ func TestBlocklistListingPausesPool(t *testing.T) {
 		t.Errorf("the log does not tell of the pause and its end")
 	}
 }
+
+// Two nodes on one PostgreSQL database with a 2-second check interval:
+// the job runs by itself, each period on one node only (about one run per
+// period in both logs together, not two), and the listing it finds is
+// mailed to the admin once (captured in the outbox), however many runs
+// and nodes see it.
+func TestBlocklistJobOneNodePerPeriod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	dbURL := e2e.PostgresURL(t)
+	dns := e2e.StartDNS(t)
+	dns.Add(t, "3.0.0.127.zen.spamhaus.org. 300 IN A 127.0.0.2")
+	a := e2e.Start(t, e2e.Options{DNS: dns, DatabaseURL: dbURL, Env: []string{"HERALD_BLOCKLIST_INTERVAL=2s"}})
+	ctx := context.Background()
+	s := a.Store(t)
+	pool := &models.IPPool{Name: "listed"}
+	if err := s.CreateIPPool(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSendingIP(ctx, &models.SendingIP{PoolID: pool.ID, Address: "127.0.0.3", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	b := a.Node(t)
+	start := time.Now()
+	runs := func() (int, int) {
+		return strings.Count(a.Logs(), `msg="blocklists checked"`), strings.Count(b.Logs(), `msg="blocklists checked"`)
+	}
+	ra0, rb0 := runs()
+	time.Sleep(10 * time.Second)
+	ra, rb := runs()
+	ra, rb = ra-ra0, rb-rb0
+	elapsed := time.Since(start)
+	t.Logf("in %v with a 2s interval: %d runs on node a, %d on node b", elapsed.Round(time.Second), ra, rb)
+	// A node looks for due jobs every interval, so a run may come up to
+	// one interval late: between one run per two periods and one per
+	// period; both nodes running each period would make twice as many.
+	if periods := int(elapsed / (2 * time.Second)); ra+rb < 2 || ra+rb > periods+1 {
+		t.Errorf("runs = %d in %d periods, want 2 to %d: the job runs by itself, on one node each time", ra+rb, periods, periods+1)
+	}
+	cur, err := s.CurrentBlocklistResults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := 0
+	for _, r := range cur {
+		if r.Status == models.ListingListed {
+			listed++
+		}
+	}
+	if listed != 1 {
+		t.Errorf("current listings = %d, want 1 (127.0.0.3 on ZEN)", listed)
+	}
+	e2e.Eventually(t, 20*time.Second, "the notice in the outbox", func() bool {
+		msgs, err := s.Outbox(ctx, models.OutboxQuery{})
+		return err == nil && len(msgs) > 0
+	})
+	time.Sleep(time.Second)
+	msgs, err := s.Outbox(ctx, models.OutboxQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("outbox: %d messages", len(msgs))
+	if len(msgs) != 1 || msgs[0].Subject != "Blocklisted: 127.0.0.3 on Spamhaus ZEN" || msgs[0].RcptTo != a.Admin {
+		t.Errorf("outbox = %+v, want the one notice to %s", msgs, a.Admin)
+	}
+}
