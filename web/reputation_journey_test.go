@@ -75,6 +75,15 @@ func TestJourneyReputation(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="paused-pool-listed"]`)),
 	)
 	browsertest.Widths(t, ctx, "reputation-paused")
+	step("the pool shows it on Rules & IPs",
+		chromedp.Navigate(base+"/deliverability/rules"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="pool-listed"] [data-testid="pool-paused"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="pool-listed"] a[href^="/deliverability/pools/"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-testid="pool-paused"]`)),
+	)
+	if got := text(`li[data-testid="pool-paused"]`); !strings.Contains(got, "127.0.0.3 is listed on Spamhaus ZEN") {
+		t.Errorf("pool page's notice = %q", got)
+	}
 
 	e2e.Eventually(t, 20*time.Second, "the notice in the outbox", func() bool {
 		msgs, err := s.Outbox(bg, models.OutboxQuery{})
