@@ -28,8 +28,9 @@ type job struct {
 // messages, and rows taken over from a dead node (they were due first).
 func (j *job) priority() bool { return j.c.Priority > 0 || j.c.Reclaimed }
 
-// live reports whether the job may still be sent (its campaign runs).
-func (j *job) live() bool { return j.camp == nil || j.camp.running() }
+// live reports whether the job may still be sent (its campaign runs and
+// its pool is not held by the blocklist rule).
+func (j *job) live() bool { return j.camp == nil || j.camp.sending() }
 
 // destination is one receiving side (a rule's provider, an MX host or a
 // domain) seen through one IP pool and transport. It owns its ready queues,

@@ -663,11 +663,19 @@ type campaignState struct {
 	tname     string
 	transport Transport
 	matDone   atomic.Bool
+	// poolHeld is set while the campaign's IP pool is paused by the
+	// blocklist rule (models.IPPool.PausedReason): nothing of the
+	// campaign is claimed or sent then.
+	poolHeld atomic.Bool
 	// variants: an A/B test's versions by Variant.Idx (variant.go).
 	variants map[int]variantMsg
 }
 
 func (c *campaignState) running() bool { return c.status.Load() == models.CampaignRunning }
+
+// sending reports whether the campaign's mail may go out now: it runs
+// and its pool is not held.
+func (c *campaignState) sending() bool { return c.running() && !c.poolHeld.Load() }
 
 // txState is a transactional job's template and sender.
 type txState struct {

@@ -51,7 +51,7 @@ func (e *Engine) claimOnce(ctx context.Context, woken bool) (int, bool) {
 	}
 	var ids []int64
 	for id, cs := range e.campaigns {
-		if cs.running() {
+		if cs.sending() {
 			ids = append(ids, id)
 		}
 	}
@@ -473,6 +473,14 @@ func (e *Engine) refreshCampaigns(ctx context.Context) {
 		e.mu.Lock()
 		cs := e.campaigns[st.ID]
 		e.mu.Unlock()
+		if cs != nil && cs.poolHeld.Swap(st.PoolPaused != "") != (st.PoolPaused != "") {
+			if st.PoolPaused != "" {
+				e.log.Warn("campaign held: its IP pool is paused", "campaign", st.ID, "reason", st.PoolPaused)
+			} else {
+				e.log.Info("campaign's IP pool sends again", "campaign", st.ID)
+				e.kick()
+			}
+		}
 		switch {
 		case cs != nil:
 			if cs.status.Load() != st.Status {
@@ -499,6 +507,7 @@ func (e *Engine) refreshCampaigns(ctx context.Context) {
 				}
 				continue
 			}
+			cs.poolHeld.Store(st.PoolPaused != "")
 			e.mu.Lock()
 			e.campaigns[st.ID] = cs
 			e.mu.Unlock()

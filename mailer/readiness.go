@@ -242,6 +242,9 @@ func (r *Readiness) OrgChecks(ctx context.Context) ([]Check, error) {
 	out = append(out, r.senderCheck(ctx, domains))
 	out = append(out, r.dnsChecks(domains)...)
 	out = append(out, r.hostChecks(ctx)...)
+	if c, ok := r.blocklistCheck(ctx); ok {
+		out = append(out, c)
+	}
 
 	sent, complaints, err := r.Store.ComplaintStats(ctx, r.now().Add(-30*24*time.Hour))
 	if err != nil {

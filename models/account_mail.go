@@ -14,11 +14,37 @@ const (
 	// PasswordResetTemplate sees .Data.reset_url, .Data.expires and
 	// .Data.forgot_url (to ask for a new link).
 	PasswordResetTemplate = "password-reset"
+	// BlocklistTemplate tells an admin of a new blocklist listing; it sees
+	// .Data.target, .Data.source (what Herald uses it for), .Data.list,
+	// .Data.zone, .Data.meaning, .Data.delist_url, .Data.page_url and
+	// .Data.paused (the pool the rule paused, "" when none).
+	BlocklistTemplate = "blocklist-listing"
 )
 
 type builtinTemplate struct{ subject, html, text string }
 
 var accountTemplates = map[string]builtinTemplate{
+	BlocklistTemplate: {
+		subject: `Blocklisted: {{.Data.target}} on {{.Data.list}}`,
+		html: `<!DOCTYPE html>
+<html><body style="font-family:sans-serif;line-height:1.5">
+<p>Hello,</p>
+<p>{{.Data.target}} ({{.Data.source}}) is now listed on {{.Data.list}} ({{.Data.zone}}): {{.Data.meaning}}.</p>
+{{with .Data.paused}}<p>The IP pool {{.}} is paused: it sends nothing until the listing is gone.</p>{{end}}
+<p>Find the cause (a compromised form, a bought list, a sudden volume) before asking for removal{{with .Data.delist_url}}: <a href="{{.}}">{{.}}</a>{{end}}.</p>
+<p><a href="{{.Data.page_url}}">Open Deliverability → Reputation</a></p>
+</body></html>`,
+		text: `Hello,
+
+{{.Data.target}} ({{.Data.source}}) is now listed on {{.Data.list}} ({{.Data.zone}}): {{.Data.meaning}}.
+{{with .Data.paused}}
+The IP pool {{.}} is paused: it sends nothing until the listing is gone.
+{{end}}
+Find the cause (a compromised form, a bought list, a sudden volume) before asking for removal{{with .Data.delist_url}}: {{.}}{{end}}.
+
+Deliverability → Reputation: {{.Data.page_url}}
+`,
+	},
 	InvitationTemplate: {
 		subject: `You are invited to Herald{{with .Org.Name}} at {{.}}{{end}}`,
 		html: `<!DOCTYPE html>
@@ -65,7 +91,7 @@ If you did not ask for this, ignore this message: your password stays as it is.
 }
 
 // EnsureAccountTemplate returns the built-in account template name
-// (InvitationTemplate or PasswordResetTemplate), creating it when it does
+// (InvitationTemplate, PasswordResetTemplate or BlocklistTemplate), creating it when it does
 // not exist yet. Concurrent first uses agree on one row.
 func (s *Store) EnsureAccountTemplate(ctx context.Context, name string) (*Template, error) {
 	b, ok := accountTemplates[name]

@@ -396,6 +396,9 @@ type CampaignStatus struct {
 	ID           int64
 	Status       string
 	Materialized bool
+	// PoolPaused is the campaign's IP pool's PausedReason: while it is
+	// set, the engine sends none of the campaign's mail.
+	PoolPaused string
 }
 
 // CampaignStatuses returns the status of every running or paused campaign
@@ -405,11 +408,13 @@ func (s *Store) CampaignStatuses(ctx context.Context, ids []int64) ([]CampaignSt
 		ID             int64
 		Status         string
 		MaterializedAt *time.Time
+		PausedReason   *string
 	}
-	q := "SELECT id, status, materialized_at FROM campaigns WHERE status IN (?, ?)"
+	q := `SELECT c.id, c.status, c.materialized_at, p.paused_reason FROM campaigns c
+		LEFT JOIN ip_pools p ON p.id = c.ip_pool_id WHERE c.status IN (?, ?)`
 	args := []any{CampaignRunning, CampaignPaused}
 	if len(ids) > 0 {
-		q += " OR id IN ?"
+		q += " OR c.id IN ?"
 		args = append(args, ids)
 	}
 	if err := s.conn(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
@@ -417,7 +422,10 @@ func (s *Store) CampaignStatuses(ctx context.Context, ids []int64) ([]CampaignSt
 	}
 	out := make([]CampaignStatus, len(rows))
 	for i, r := range rows {
-		out[i] = CampaignStatus{r.ID, r.Status, r.MaterializedAt != nil}
+		out[i] = CampaignStatus{ID: r.ID, Status: r.Status, Materialized: r.MaterializedAt != nil}
+		if r.PausedReason != nil {
+			out[i].PoolPaused = *r.PausedReason
+		}
 	}
 	return out, nil
 }

@@ -23,6 +23,11 @@ type IPPool struct {
 	Name      string
 	Strategy  string
 	CreatedAt time.Time
+	// PausedReason is set while the blocklist rule holds the pool (one of
+	// its addresses is listed on a list whose pause rule is on): the
+	// engine sends nothing through it. "" means it sends.
+	PausedReason string
+	PausedAt     *time.Time
 }
 
 // Validate normalises the pool and returns a field→message map, empty

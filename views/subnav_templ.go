@@ -21,6 +21,7 @@ var DeliverabilityTabs = []Tab{
 	{"suppressions", "Suppressions", "/deliverability/suppressions"},
 	{"hygiene", "Hygiene", "/deliverability/hygiene"},
 	{"bounces", "Bounces & complaints", "/deliverability/bounces"},
+	{"reputation", "Reputation", "/deliverability/reputation"},
 }
 
 // ComplianceTabs are the pages of the Compliance section.

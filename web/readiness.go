@@ -49,6 +49,8 @@ func fixLink(id string, cp *models.Campaign) (href, label string) {
 		return "/templates", "Open Templates"
 	case id == "org.complaints":
 		return "/deliverability/bounces", "Open Bounces & complaints"
+	case id == "org.blocklists":
+		return "/deliverability/reputation", "Open Reputation"
 	case id == "org.unsubscribe_honoured":
 		return "/deliverability/suppressions", "Open Suppressions"
 	case cp == nil:

@@ -60,6 +60,9 @@ func (s *reportPages) dashboardData(ctx context.Context, d *views.DashboardData)
 	if d.Warnings, err = s.domainWarnings(ctx, d.Warnings); err != nil {
 		return err
 	}
+	if d.Warnings, err = s.blocklistWarnings(ctx, d.Warnings); err != nil {
+		return err
+	}
 	d.Growth, err = s.store.SubscriptionGrowth(ctx, reportWindow)
 	return err
 }

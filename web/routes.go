@@ -225,6 +225,7 @@ func (s *Server) routeTable() []route {
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
+		reputation  = &reputationPages{s.app}
 		sunset      = &sunsetPages{s.app}
 		compliance  = &compliancePages{s.app}
 		accounts    = s.newAccountPages()
@@ -522,6 +523,14 @@ func (s *Server) routeTable() []route {
 		{POST, "/deliverability/hygiene/allow", roleAdmin, hygiene.addAllowEntry, nil, ""},
 		{POST, "/deliverability/hygiene/allow/:id/delete", roleAdmin, hygiene.removeAllowEntry, nil, ""},
 		{POST, "/deliverability/hygiene/staging", roleAdmin, hygiene.setStaging, nil, ""},
+
+		// Blocklist monitoring (reputation.go).
+		{GET, "/deliverability/reputation", roleViewer, reputation.reputationPage, nil, ""},
+		{POST, "/deliverability/reputation/check", roleAdmin, reputation.checkNow, nil, "asks the blocklists at once"},
+		{GET, "/deliverability/reputation/lists/new", roleAdmin, reputation.newListPage, nil, ""},
+		{POST, "/deliverability/reputation/lists", roleAdmin, reputation.saveList, nil, ""},
+		{GET, "/deliverability/reputation/lists/:id/edit", roleAdmin, reputation.editListPage, nil, ""},
+		{POST, "/deliverability/reputation/lists/:id", roleAdmin, reputation.saveList, nil, ""},
 
 		// The compliance centre (compliance.go): admins and viewers read
 		// it, marketers only when an admin allows it; only admins change

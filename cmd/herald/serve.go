@@ -86,7 +86,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// and the periodic jobs, each run taken by one node.
 	go srv.Imports().Run(engCtx, 5*time.Second)
 	owner := models.NewLeaseOwner(cfg.NodeID)
-	sched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Jobs: jobs.Default(store, log)}
+	sched := &jobs.Scheduler{Store: store, Log: log, Owner: owner,
+		Jobs: append(jobs.Default(store, log), jobs.NewBlocklists(cfg, store, eng, log).Job(cfg.BlocklistInterval))}
 	go sched.Run(engCtx)
 	// Outgoing webhooks look for work far more often than the daily and
 	// hourly jobs: a scheduler of their own.

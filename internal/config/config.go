@@ -88,6 +88,9 @@ type Config struct {
 	// and due deliveries posted (a Go duration). WebhookBackoffText is the
 	// comma-separated waits before each retry of a failed delivery.
 	WebhookPollText, WebhookBackoffText string
+	// BlocklistIntervalText is how often the sending addresses and
+	// domains are checked against the DNS blocklists (a Go duration).
+	BlocklistIntervalText string
 	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
 	// link and an invitation link work (Go durations).
 	ResetLinkTTLText, InviteLinkTTLText string
@@ -106,6 +109,8 @@ type Config struct {
 	// WebhookBackoffText parsed.
 	WebhookPoll    time.Duration
 	WebhookBackoff []time.Duration
+	// BlocklistInterval is BlocklistIntervalText parsed.
+	BlocklistInterval time.Duration
 	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
 	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
 	ResetLinkTTL, InviteLinkTTL time.Duration
@@ -158,6 +163,7 @@ func (c *Config) Vars() []Var {
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
 		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
 		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
+		{"blocklist-interval", "HERALD_BLOCKLIST_INTERVAL", "1h", "how often sending addresses and domains are checked against DNS blocklists (each run taken by one node, with jitter)", &c.BlocklistIntervalText},
 		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
 		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
@@ -208,6 +214,11 @@ func (c *Config) validate() error {
 	}
 	if err := c.webhooks(); err != nil {
 		return err
+	}
+	if d, err := time.ParseDuration(c.BlocklistIntervalText); err != nil || d < time.Second {
+		return fmt.Errorf("config: blocklist interval %q must be a duration of at least 1s, e.g. 1h", c.BlocklistIntervalText)
+	} else {
+		c.BlocklistInterval = d
 	}
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
 		return fmt.Errorf("config: bounce mailbox poll interval %q must be a duration of at least 1s, e.g. 1m", c.BounceIMAPInterval)

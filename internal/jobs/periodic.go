@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -18,6 +19,10 @@ type Job struct {
 	// Lease is how long a run may take before another node may take the
 	// job up again (a node that died running it gives it up this way).
 	Lease time.Duration
+	// Jitter, when set, adds a random wait of up to Jitter to each next
+	// due time, so that many installations (or a restarted cluster) do
+	// not all ask an outside service at the same moment.
+	Jitter time.Duration
 	// Run does the work once. An error leaves the job due again once the
 	// lease is over.
 	Run func(ctx context.Context, now time.Time) error
@@ -83,7 +88,11 @@ func (s *Scheduler) runOnce(ctx context.Context, j Job) {
 		}
 		return
 	}
-	if err := s.Store.JobDone(ctx, j.Name, s.Owner, now.Add(j.Every)); err != nil && ctx.Err() == nil {
+	next := now.Add(j.Every)
+	if j.Jitter > 0 {
+		next = next.Add(rand.N(j.Jitter))
+	}
+	if err := s.Store.JobDone(ctx, j.Name, s.Owner, next); err != nil && ctx.Err() == nil {
 		s.Log.Error("job done", "job", j.Name, "err", err)
 	}
 }
