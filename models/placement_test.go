@@ -119,3 +119,92 @@ func TestSeedFormValidate(t *testing.T) {
 		}
 	}
 }
+
+// A gate waits for its test: at the threshold the paused campaign
+// resumes, below it stays paused with the reason; 0 removes the gate.
+func TestPlacementGateSettles(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		tpl := &models.Template{Kind: "campaign", Name: "T", Subject: "S", HTML: "<p>x</p>", Text: "x"}
+		if err := s.CreateTemplate(ctx, tpl); err != nil {
+			t.Fatal(err)
+		}
+		seedID, err := s.CreateSeedMailbox(ctx, "k", models.SeedForm{Address: "s@a.example", Provider: "A", IMAPURL: "imaps://u:p@h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed2, err := s.CreateSeedMailbox(ctx, "k", models.SeedForm{Address: "s@b.example", Provider: "B", IMAPURL: "imaps://u:p@h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds := []models.SeedMailbox{{ID: seedID, Address: "s@a.example", Provider: "A"}, {ID: seed2, Address: "s@b.example", Provider: "B"}}
+		run := func(name string, min int) (*models.PlacementGate, string) {
+			cp := &models.Campaign{Name: name, FromEmail: "n@example.com", Subject: "S", TemplateID: &tpl.ID}
+			if err := s.CreateCampaign(ctx, cp, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetPlacementGate(ctx, cp.ID, 10); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetPlacementGate(ctx, cp.ID, min); err != nil { // an update
+				t.Fatal(err)
+			}
+			g, err := s.ArmedPlacementGate(ctx, cp.ID)
+			if err != nil || g == nil || g.MinInbox != min {
+				t.Fatalf("armed gate = %+v, %v", g, err)
+			}
+			if err := s.StartCampaign(ctx, cp.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PauseCampaign(ctx, cp.ID); err != nil {
+				t.Fatal(err)
+			}
+			pt, err := s.StartPlacementTest(ctx, cp.ID, seeds, time.Now().Add(time.Minute), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.GateTesting(ctx, cp.ID, pt.ID); err != nil {
+				t.Fatal(err)
+			}
+			if g, _ := s.ArmedPlacementGate(ctx, cp.ID); g != nil {
+				t.Errorf("gate still armed while testing: %+v", g)
+			}
+			got, _ := s.PlacementTest(ctx, pt.ID)
+			r := got.Results[0]
+			r.Placement = models.PlacementInbox
+			if err := s.RecordPlacement(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.FinishPlacementTest(ctx, pt.ID); err != nil {
+				t.Fatal(err)
+			}
+			done, _ := s.PlacementTest(ctx, pt.ID)
+			g, err = s.SettlePlacementGate(ctx, done)
+			if err != nil || g == nil {
+				t.Fatalf("settle = %+v, %v", g, err)
+			}
+			after, err := s.Campaign(ctx, cp.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return g, after.Status
+		}
+		if g, status := run("Pass", 50); g.State != models.GatePassed || status != models.CampaignRunning {
+			t.Errorf("50%% of 50%%: gate %+v, campaign %s; want passed and running", g, status)
+		}
+		g, status := run("Fail", 51)
+		if g.State != models.GateFailed || status != models.CampaignPaused || !strings.Contains(g.Reason, "50% of the seeds") {
+			t.Errorf("50%% of 51%%: gate %+v, campaign %s; want failed and paused", g, status)
+		}
+		gates, err := s.PlacementGates(ctx)
+		if err != nil || len(gates) != 2 {
+			t.Fatalf("gates = %+v, %v", gates, err)
+		}
+		if err := s.SetPlacementGate(ctx, g.CampaignID, 0); err != nil {
+			t.Fatal(err)
+		}
+		if gates, _ := s.PlacementGates(ctx); len(gates) != 1 {
+			t.Errorf("after removing one, gates = %+v", gates)
+		}
+	})
+}

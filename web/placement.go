@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -98,13 +99,21 @@ func (s *placementPages) renderTests(c echo.Context, code int, f views.Placement
 	if err != nil {
 		return err
 	}
-	var choices []views.CampaignChoice
+	var choices, drafts []views.CampaignChoice
 	for _, cp := range cps {
-		if cp.TemplateID != nil {
-			choices = append(choices, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
+		if cp.TemplateID == nil {
+			continue
+		}
+		choices = append(choices, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
+		if cp.Status == models.CampaignDraft || cp.Status == models.CampaignScheduled {
+			drafts = append(drafts, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
 		}
 	}
-	return s.render(c, code, views.PlacementPage(s.page(c, "Inbox placement", "deliverability"), tests, len(seeds), choices, f))
+	gates, err := s.store.PlacementGates(ctx)
+	if err != nil {
+		return err
+	}
+	return s.render(c, code, views.PlacementPage(s.page(c, "Inbox placement", "deliverability"), tests, len(seeds), choices, f, drafts, gates))
 }
 
 func (s *placementPages) testsPage(c echo.Context) error {
@@ -141,28 +150,45 @@ func (s *placementPages) startTest(c echo.Context) error {
 
 var errNoSeeds = errors.New("web: no seed mailboxes")
 
-// startPlacement sends cp's message as a test send to every seed, each
-// copy carrying the new test's token, together with the test's rows and
-// its audit entry: all or none.
+// startPlacement starts a placement test of cp in a change of its own
+// with its audit entry.
 func (s *placementPages) startPlacement(c echo.Context, cp *models.Campaign, gate bool) (*models.PlacementTest, error) {
-	seeds, _, err := s.seeds(c.Request().Context())
-	if err != nil {
-		return nil, err
-	}
-	if len(seeds) == 0 {
-		return nil, errNoSeeds
-	}
 	chg, err := s.store.Begin(c.Request().Context())
 	if err != nil {
 		return nil, err
 	}
 	defer chg.End()
-	t, err := s.store.StartPlacementTest(chg.Ctx(), cp.ID, seeds, time.Now().Add(placementWait), gate)
+	t, err := s.sendPlacement(chg.Ctx(), cp, gate)
+	if err != nil {
+		return nil, err
+	}
+	if err := chg.Commit(s.auditEntry(c, "placement.start", "campaign", itoa(cp.ID), fmt.Sprintf("test %d to %d seeds", t.ID, len(t.Results)))); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// sendPlacement creates a placement test of cp and sends cp's message as
+// a test send to every seed, each copy carrying the test's token, in the
+// change on ctx: all or none. The returned test's Results hold one entry
+// per seed.
+func (s *app) sendPlacement(ctx context.Context, cp *models.Campaign, gate bool) (*models.PlacementTest, error) {
+	seeds, err := s.store.SeedMailboxes(ctx, s.cfg.Secrets())
+	if err != nil && !errors.Is(err, models.ErrSettingSealed) {
+		return nil, err
+	}
+	if len(seeds) == 0 {
+		return nil, errNoSeeds
+	}
+	if cp.TemplateID == nil {
+		return nil, unprocessable("The campaign has no template: edit it and choose one first.", nil)
+	}
+	t, err := s.store.StartPlacementTest(ctx, cp.ID, seeds, time.Now().Add(placementWait), gate)
 	if err != nil {
 		return nil, err
 	}
 	for _, sd := range seeds {
-		_, err := s.mailer.SendTransactional(chg.Ctx(), mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: sd.Address,
+		_, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: sd.Address,
 			Subject: cp.Subject, From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true},
 			Test: true, TestOf: cp.ID, Placement: t.Token, OverrideSuppression: true})
 		if errors.Is(err, mailer.ErrInvalidRequest) {
@@ -171,11 +197,75 @@ func (s *placementPages) startPlacement(c echo.Context, cp *models.Campaign, gat
 		if err != nil {
 			return nil, err
 		}
-	}
-	if err := chg.Commit(s.auditEntry(c, "placement.start", "campaign", itoa(cp.ID), fmt.Sprintf("test %d to %d seeds", t.ID, len(seeds)))); err != nil {
-		return nil, err
+		t.Results = append(t.Results, models.PlacementResult{SeedID: sd.ID, Address: sd.Address, Provider: sd.Provider, Placement: models.PlacementPending})
 	}
 	return t, nil
+}
+
+// startOrGate starts cp in the change on ctx. With an armed placement
+// gate the campaign is held paused at once and a placement test goes to
+// the seeds; the placement job resumes it when enough copies reach the
+// inbox (it returns that test, nil without a gate).
+func (s *app) startOrGate(ctx context.Context, cp *models.Campaign) (*models.PlacementTest, error) {
+	if err := s.mailer.StartCampaign(ctx, cp.ID); err != nil {
+		return nil, err
+	}
+	g, err := s.store.ArmedPlacementGate(ctx, cp.ID)
+	if err != nil || g == nil {
+		return nil, err
+	}
+	if err := s.mailer.Pause(ctx, cp.ID); err != nil {
+		return nil, err
+	}
+	t, err := s.sendPlacement(ctx, cp, true)
+	if errors.Is(err, errNoSeeds) {
+		return nil, unprocessable("The campaign has a placement gate but there are no seed mailboxes: add seeds, or remove the gate on Deliverability → Placement.", nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, s.store.GateTesting(ctx, cp.ID, t.ID)
+}
+
+// saveGate arms or removes a campaign's placement gate.
+func (s *placementPages) saveGate(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, _ := strconv.ParseInt(c.FormValue("campaign_id"), 10, 64)
+	minText := strings.TrimSpace(c.FormValue("min_inbox"))
+	f := views.PlacementStartForm{GateCampaignID: id, MinInbox: minText, Errors: map[string]string{}}
+	cp, err := s.store.Campaign(ctx, id)
+	switch {
+	case errors.Is(err, models.ErrNotFound) || id <= 0:
+		f.Errors["gate_campaign_id"] = "Choose a campaign."
+	case err != nil:
+		return err
+	case cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled:
+		f.Errors["gate_campaign_id"] = "Only a draft or scheduled campaign can get a gate: this one is " + cp.Status + "."
+	}
+	min, err := strconv.Atoi(minText)
+	if err != nil || min < 0 || min > 100 {
+		f.Errors["min_inbox"] = "Enter a percentage from 1 to 100, or 0 to remove the gate."
+	}
+	if len(f.Errors) > 0 {
+		return s.renderTests(c, http.StatusUnprocessableEntity, f)
+	}
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	if err := s.store.SetPlacementGate(chg.Ctx(), cp.ID, min); err != nil {
+		return err
+	}
+	if err := chg.Commit(s.auditEntry(c, "campaign.gate", "campaign", itoa(cp.ID), fmt.Sprintf("min inbox %d%%", min))); err != nil {
+		return err
+	}
+	if min == 0 {
+		s.flash(c, "Placement gate of "+cp.Name+" removed.")
+	} else {
+		s.flash(c, fmt.Sprintf("Placement gate set: starting %s sends a placement test first and pauses the campaign unless %d%% of the seeds get it in the inbox.", cp.Name, min))
+	}
+	return seeOther(c, "/deliverability/placement")
 }
 
 func (s *placementPages) test(c echo.Context) (*models.PlacementTest, error) {

@@ -509,6 +509,7 @@ func (s *Server) routeTable() []route {
 		// Inbox placement (placement.go): seed mailboxes and tests.
 		{GET, "/deliverability/placement", roleViewer, placement.testsPage, nil, ""},
 		{POST, "/deliverability/placement", roleMarketer, placement.startTest, nil, "sends to every seed"},
+		{POST, "/deliverability/placement/gates", roleMarketer, placement.saveGate, nil, "arms or removes a campaign's gate"},
 		{GET, "/deliverability/placement/seeds", roleViewer, placement.seedsPage, nil, ""},
 		{POST, "/deliverability/placement/seeds", roleAdmin, placement.createSeed, nil, ""},
 		{POST, "/deliverability/placement/seeds/:id/delete", roleAdmin, placement.deleteSeed, nil, ""},

@@ -59,6 +59,9 @@ func (p *placementMTA) deliver(m e2e.Message) {
 		dmarc = authres.ResultPass
 	}
 	for _, to := range m.To {
+		if p.users[to] == "" {
+			continue // a subscriber of the test's list, not a seed
+		}
 		spf, folder, host := authres.ResultValue(authres.ResultPass), "INBOX", "mx.inbox.test"
 		if strings.HasSuffix(to, "@junk.test") {
 			spf, folder, host = authres.ResultSoftFail, "Spam", "mx.junk.test"
@@ -175,5 +178,87 @@ func TestPlacementInboxAndSpam(t *testing.T) {
 	}
 	if s := doc.Find(`[data-testid="placement-summary"]`).Text(); !strings.Contains(s, "50%") {
 		t.Errorf("summary = %q, want 50%% in the inbox", s)
+	}
+}
+
+// TestPlacementGate runs the built binary: two campaigns with a placement
+// gate start through the dashboard; each is held paused while its test
+// goes to the seeds. With one seed of two in Spam, the campaign wanting
+// 100% stays paused with the reason and its subscriber never gets it;
+// the one wanting 50% resumes by itself and finishes.
+func TestPlacementGate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	imap := e2e.StartDovecot(t, map[string]string{"inboxseed": "pw-inbox", "junkseed": "pw-junk"})
+	dns := e2e.StartDNS(t)
+	port := e2e.FreePort(t)
+	mta := &placementMTA{t: t, dns: dns, imap: imap, written: map[string]string{},
+		users: map[string]string{"seed@inbox.test": "inboxseed", "seed@junk.test": "junkseed"}}
+	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{Deliver: mta.deliver})
+	dns.Provider(t, "mx.seeds.test", "127.0.0.2", "inbox.test", "junk.test", "rcpt.test")
+	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port,
+		Env: []string{"SSL_CERT_FILE=" + imap.CAFile, "HERALD_PLACEMENT_POLL=300ms"}})
+	h.SendingDomain(t, dns, "sender.example")
+	d := h.Dashboard(t)
+	for _, s := range []struct{ addr, user, pass string }{{"seed@inbox.test", "inboxseed", "pw-inbox"}, {"seed@junk.test", "junkseed", "pw-junk"}} {
+		if code, body := d.Post(t, "/deliverability/placement/seeds", url.Values{"address": {s.addr}, "provider": {"P"},
+			"imap_url": {"imap://" + s.user + ":" + s.pass + "@" + imap.Addr}}); code != http.StatusSeeOther {
+			t.Fatalf("add seed %s = %d: %.400s", s.addr, code, body)
+		}
+	}
+	strict := h.NewCampaign(t, e2e.Campaign{Name: "Strict", FromEmail: "news@sender.example", Lists: []int64{h.List(t, "Strict readers", "strict@rcpt.test")}})
+	lenient := h.NewCampaign(t, e2e.Campaign{Name: "Lenient", FromEmail: "news@sender.example", Lists: []int64{h.List(t, "Lenient readers", "lenient@rcpt.test")}})
+	if code, _ := d.Post(t, "/deliverability/placement/gates", url.Values{"campaign_id": {fmt.Sprint(strict)}, "min_inbox": {"101"}}); code != http.StatusUnprocessableEntity {
+		t.Errorf("gate of 101%% = %d, want 422", code)
+	}
+	for id, min := range map[int64]string{strict: "100", lenient: "50"} {
+		if code, body := d.Post(t, "/deliverability/placement/gates", url.Values{"campaign_id": {fmt.Sprint(id)}, "min_inbox": {min}}); code != http.StatusSeeOther {
+			t.Fatalf("set gate = %d: %.400s", code, body)
+		}
+		if code, body := d.Post(t, fmt.Sprintf("/campaigns/%d/start", id), url.Values{"confirm": {"yes"}}); code != http.StatusSeeOther {
+			t.Fatalf("start campaign %d = %d: %.400s", id, code, body)
+		}
+	}
+	gateState := func(id int64) (string, string) {
+		_, body := d.Get(t, "/deliverability/placement")
+		doc, _ := goquery.NewDocumentFromReader(strings.NewReader(body))
+		row := doc.Find(fmt.Sprintf(`tr[data-testid="gate-%d"]`, id))
+		return row.AttrOr("data-state", ""), strings.TrimSpace(row.Find(`[data-testid="gate-reason"]`).Text())
+	}
+	e2e.Eventually(t, 60*time.Second, "both gates decided", func() bool {
+		a, _ := gateState(strict)
+		b, _ := gateState(lenient)
+		return a != "testing" && a != "armed" && b != "testing" && b != "armed"
+	})
+	st := h.WaitCampaign(t, lenient, 60*time.Second, "finished")
+	t.Logf("lenient: %+v", st)
+	if state, _ := gateState(lenient); state != "passed" {
+		t.Errorf("lenient gate = %q, want passed", state)
+	}
+	state, reason := gateState(strict)
+	if state != "failed" || !strings.Contains(reason, "50% of the seeds") || !strings.Contains(reason, "100% required") {
+		t.Errorf("strict gate = %q %q, want failed with the figures", state, reason)
+	}
+	// Give the strict campaign the time the lenient one took: it must
+	// still be paused, its subscriber never contacted.
+	time.Sleep(2 * time.Second)
+	if st := h.WaitCampaign(t, strict, 5*time.Second, "paused"); st.Counters["sent"] != 0 {
+		t.Errorf("strict campaign counters = %v, want nothing sent", st.Counters)
+	}
+	if rcv.Contacted("strict@rcpt.test") {
+		t.Error("the strict campaign's subscriber got it although the gate failed")
+	}
+	if !rcv.Contacted("lenient@rcpt.test") {
+		t.Error("the lenient campaign's subscriber did not get it")
+	}
+	seeds := 0
+	for _, m := range rcv.Messages() {
+		if strings.HasSuffix(m.To[0], ".test") && bytes.Contains(m.Data, []byte("\r\nX-Herald-Placement: ")) {
+			seeds++
+		}
+	}
+	if seeds != 4 {
+		t.Errorf("%d placement copies at the receiver, want 2 per campaign", seeds)
 	}
 }

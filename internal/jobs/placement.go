@@ -83,6 +83,20 @@ func (p *PlacementPoller) Run(ctx context.Context, now time.Time) error {
 				return err
 			}
 			p.Log.Info("placement test finished", "test", t.ID, "campaign", t.CampaignID)
+			if !t.Gate {
+				continue
+			}
+			done, err := p.Store.PlacementTest(ctx, t.ID)
+			if err != nil {
+				return err
+			}
+			g, err := p.Store.SettlePlacementGate(ctx, done)
+			if err != nil {
+				return err
+			}
+			if g != nil {
+				p.Log.Info("placement gate decided", "campaign", g.CampaignID, "state", g.State, "inbox_percent", done.InboxPercent(), "min_inbox", g.MinInbox)
+			}
 		}
 	}
 	return nil

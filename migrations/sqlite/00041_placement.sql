@@ -46,7 +46,21 @@ CREATE TABLE placement_results (
 );
 CREATE INDEX placement_tests_status ON placement_tests (status);
 
+-- A campaign's pre-send gate: starting it sends a placement test first
+-- and holds the campaign paused until the test ends; it resumes when at
+-- least min_inbox percent of the seeds got it in the inbox, and stays
+-- paused with the reason otherwise.
+CREATE TABLE placement_gates (
+    campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    min_inbox   INTEGER NOT NULL CHECK (min_inbox BETWEEN 1 AND 100),
+    state       TEXT NOT NULL CHECK (state IN ('armed', 'testing', 'passed', 'failed')),
+    test_id     INTEGER,
+    reason      TEXT NOT NULL DEFAULT '',
+    updated_at  DATETIME NOT NULL
+);
+
 -- +goose Down
+DROP TABLE placement_gates;
 DROP TABLE placement_results;
 DROP TABLE placement_tests;
 DROP TABLE seed_mailboxes;
