@@ -14,7 +14,8 @@ import (
 // An admin adds two seed mailboxes in the browser (a wrong URL first,
 // refused beside its field), starts a placement test of a campaign, and
 // watches its page fill in: the copy for one seed in the inbox, for the
-// other in Spam, with the receiver's verdicts. The seeds live on a real
+// other in Spam, with the receiver's verdicts; then sets a placement gate
+// on the campaign (the server's refusal of 101% is TestPlacementGate's). The seeds live on a real
 // Dovecot; the built binary sends by the direct transport to a receiver
 // that files mail for junk.test into Spam.
 func TestJourneyPlacementTest(t *testing.T) {
@@ -99,6 +100,15 @@ func TestJourneyPlacementTest(t *testing.T) {
 	)
 	if got := text(`[data-testid="placement-tests"]`); !strings.Contains(got, "Autumn news") || !strings.Contains(got, "done") {
 		t.Errorf("tests table = %q", got)
+	}
+	step("set a placement gate",
+		chromedp.SetValue(chromedp.CSS(`[data-testid="gate-min"]`), "80"),
+		chromedp.Click(chromedp.CSS(`[data-testid="gate-submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="flash"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="placement-gates"]`)),
+	)
+	if got := text(`[data-testid="placement-gates"]`); !strings.Contains(got, "Autumn news") || !strings.Contains(got, "80%") || !strings.Contains(got, "armed") {
+		t.Errorf("gates table = %q", got)
 	}
 	browsertest.Widths(t, ctx, "placement-tests")
 }
