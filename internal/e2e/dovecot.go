@@ -151,6 +151,13 @@ service anvil {
   chroot =
 }
 `, dir, loginUser, internalUser, port)
+	if os.Getuid() != 0 {
+		// Unprivileged, every process runs as this user: the sockets
+		// Dovecot hands to its own group cannot change group.
+		for _, l := range [][2]string{{"stats", "stats-writer"}, {"imap-hibernate", "imap-hibernate"}, {"dict", "dict"}, {"dict-async", "dict-async"}} {
+			conf += fmt.Sprintf("service %s {\n  unix_listener %s {\n    group =\n    mode = 0600\n  }\n}\n", l[0], l[1])
+		}
+	}
 	write("dovecot.conf", []byte(conf), 0o644)
 	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
 	var out syncBuffer
