@@ -105,7 +105,7 @@ func (s *placementPages) renderTests(c echo.Context, code int, f views.Placement
 			continue
 		}
 		choices = append(choices, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
-		if cp.Status == models.CampaignDraft || cp.Status == models.CampaignScheduled {
+		if cp.Status == models.CampaignDraft {
 			drafts = append(drafts, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
 		}
 	}
@@ -239,8 +239,9 @@ func (s *placementPages) saveGate(c echo.Context) error {
 		f.Errors["gate_campaign_id"] = "Choose a campaign."
 	case err != nil:
 		return err
-	case cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled:
-		f.Errors["gate_campaign_id"] = "Only a draft or scheduled campaign can get a gate: this one is " + cp.Status + "."
+	case cp.Status != models.CampaignDraft:
+		// A scheduled start does not pass the gate (the engine starts it).
+		f.Errors["gate_campaign_id"] = "Only a draft campaign can get a gate, started with Send now: this one is " + cp.Status + "."
 	}
 	min, err := strconv.Atoi(minText)
 	if err != nil || min < 0 || min > 100 {
