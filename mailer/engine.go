@@ -582,6 +582,9 @@ type TransactionalRequest struct {
 	// block, an erasure): for mail the recipient asked for, such as a
 	// password reset or a receipt. The choice is recorded on the delivery.
 	OverrideSuppression bool
+	// Placement is a placement test's token, sent as the X-Herald-Placement
+	// header so the copy can be found in the seed mailbox. "" for none.
+	Placement string
 }
 
 // ErrInvalidRequest wraps what is wrong with a transactional request.
@@ -628,7 +631,7 @@ func (e *Engine) SendTransactional(ctx context.Context, r TransactionalRequest) 
 			return 0, err
 		}
 	}
-	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: replyTo, Data: r.Data, Test: r.Test, TestOf: r.TestOf})
+	data, err := json.Marshal(txData{Subject: r.Subject, From: from, FromName: r.FromName, ReplyTo: replyTo, Data: r.Data, Test: r.Test, TestOf: r.TestOf, Placement: r.Placement})
 	if err != nil {
 		return 0, fmt.Errorf("%w: data: %v", ErrInvalidRequest, err)
 	}
@@ -649,6 +652,8 @@ type txData struct {
 	Data     map[string]any `json:"data,omitempty"`
 	TestOf   int64          `json:"test_of,omitempty"` // see TransactionalRequest.TestOf
 	Test     bool           `json:"test,omitempty"`    // a campaign's test send
+	// Placement is a placement test's token (TransactionalRequest.Placement).
+	Placement string `json:"placement,omitempty"`
 }
 
 // campaignState is what the engine keeps of a running campaign.
@@ -873,9 +878,10 @@ func (e *Engine) txFor(ctx context.Context, c *models.Claimed) (*txState, error)
 	if err != nil {
 		return nil, err
 	}
-	if d.Test {
+	if d.Test || d.Placement != "" {
 		tp := *p
-		tp.testLinks = true
+		tp.testLinks = d.Test
+		tp.placement = d.Placement
 		p = &tp
 	}
 	comp := tt.comp

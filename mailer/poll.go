@@ -181,6 +181,18 @@ func (p *Poller) Poll(ctx context.Context) (int, error) {
 // open connects, logs in and selects the folder; done closes the
 // connection.
 func (p *Poller) open(ctx context.Context) (c *imapclient.Client, sel *imap.SelectData, done func(), err error) {
+	if c, done, err = p.login(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	if sel, err = c.Select(p.folder, nil).Wait(); err != nil {
+		done()
+		return nil, nil, nil, &MailboxError{Stage: "select", Err: fmt.Errorf("mailer: poll %s: select %s: %w", p.addr, p.folder, err)}
+	}
+	return c, sel, done, nil
+}
+
+// login connects and logs in; done closes the connection.
+func (p *Poller) login(ctx context.Context) (c *imapclient.Client, done func(), err error) {
 	opts := &imapclient.Options{TLSConfig: p.o.TLSConfig, Dialer: &net.Dialer{Timeout: p.o.Timeout}}
 	if p.implicitTLS {
 		c, err = imapclient.DialTLS(p.addr, opts)
@@ -188,19 +200,15 @@ func (p *Poller) open(ctx context.Context) (c *imapclient.Client, sel *imap.Sele
 		c, err = imapclient.DialStartTLS(p.addr, opts)
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("mailer: poll %s: connect: %w", p.addr, err)
+		return nil, nil, fmt.Errorf("mailer: poll %s: connect: %w", p.addr, err)
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	done = func() { stop(); c.Close() }
 	if err := c.Login(p.user, p.pass).Wait(); err != nil {
 		done()
-		return nil, nil, nil, &MailboxError{Stage: "login", Err: fmt.Errorf("mailer: poll %s: login as %s: %w", p.addr, p.user, err)}
+		return nil, nil, &MailboxError{Stage: "login", Err: fmt.Errorf("mailer: poll %s: login as %s: %w", p.addr, p.user, err)}
 	}
-	if sel, err = c.Select(p.folder, nil).Wait(); err != nil {
-		done()
-		return nil, nil, nil, &MailboxError{Stage: "select", Err: fmt.Errorf("mailer: poll %s: select %s: %w", p.addr, p.folder, err)}
-	}
-	return c, sel, done, nil
+	return c, done, nil
 }
 
 // MailboxError is a mailbox's refusal after the connection: of the login

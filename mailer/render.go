@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/models"
 )
 
 // TemplateData is what campaign and transactional templates see. The
@@ -259,6 +260,7 @@ type msgParams struct {
 	returnPath   string // VERP domain
 	listHeaders  bool   // List-Unsubscribe & co (campaigns)
 	testLinks    bool   // a campaign's test send: unsubscribe and preference links to TestLinkToken
+	placement    string // a placement test's token (X-Herald-Placement), "" for none
 	signer       *dkimSigner
 }
 
@@ -367,6 +369,9 @@ func (env *renderEnv) render(c *compiled, p *msgParams, rc *recipient, now time.
 		list := strconv.FormatInt(rc.listID, 10)
 		h.fieldOf("List-Id", "<", list, ".list-id.", p.domain, ">")
 		h.fieldOf("Feedback-ID", strconv.FormatInt(p.campaignID, 10), ":", list, ":", env.feedbackID)
+	}
+	if p.placement != "" {
+		h.field(models.PlacementHeader, p.placement)
 	}
 	h.field("MIME-Version", "1.0")
 	out.utf8 = h.utf8

@@ -356,7 +356,8 @@ func (s *apiHandlers) apiCampaignAction(c echo.Context) error {
 			if bad != nil {
 				return unprocessable(blockedMessage(bad), map[string]string{bad.ID: bad.Detail})
 			}
-			return s.mailer.StartCampaign(ctx, id)
+			_, err = s.startOrGate(ctx, cp)
+			return err
 		},
 		"pause":  func() error { return s.mailer.Pause(ctx, id) },
 		"resume": func() error { return s.mailer.Resume(ctx, id) },

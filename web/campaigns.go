@@ -648,11 +648,16 @@ func (s *campaignPages) startCampaign(c echo.Context) error {
 		return err
 	}
 	defer chg.End()
-	if err := s.mailer.StartCampaign(chg.Ctx(), cp.ID); err != nil {
+	gate, err := s.startOrGate(chg.Ctx(), cp)
+	if err != nil {
 		return s.campaignStateError(err, "started")
 	}
 	if err := chg.Commit(s.auditEntry(c, "campaign.start", "campaign", itoa(cp.ID), cp.Name)); err != nil {
 		return err
+	}
+	if gate != nil {
+		s.flash(c, fmt.Sprintf("Placement gate: the campaign is paused while a placement test goes to %d seed(s); it resumes by itself if enough reach the inbox (Deliverability → Placement).", len(gate.Results)))
+		return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))
 	}
 	s.flash(c, "Sending started.")
 	return seeOther(c, fmt.Sprintf("/campaigns/%d", cp.ID))

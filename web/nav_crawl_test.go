@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
@@ -49,10 +50,15 @@ func seedEverything(t *testing.T, s *models.Store) {
 		HTML: `<p>Hi {{.Subscriber.Name}}</p><p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> {{.Org.PostalAddress}}</p>`,
 		Text: "Hi {{.UnsubscribeURL}} {{.Org.PostalAddress}}"}
 	must(s.CreateTemplate(ctx, tpl))
-	must(s.CreateCampaign(ctx, &models.Campaign{Name: "Draft news", FromEmail: "news@example.com", Subject: "News", TemplateID: &tpl.ID}, []int64{listID}))
+	draft := &models.Campaign{Name: "Draft news", FromEmail: "news@example.com", Subject: "News", TemplateID: &tpl.ID}
+	must(s.CreateCampaign(ctx, draft, []int64{listID}))
+	seedID, err := s.CreateSeedMailbox(ctx, "crawl secret", models.SeedForm{Address: "seed@gmail.example", Provider: "Gmail", IMAPURL: "imaps://u:p@imap.example:993"})
+	must(err)
+	_, err = s.StartPlacementTest(ctx, draft.ID, []models.SeedMailbox{{ID: seedID, Address: "seed@gmail.example", Provider: "Gmail"}}, time.Now().Add(time.Minute), false)
+	must(err)
 	must(s.CreateImport(ctx, &models.Import{Filename: "people.csv", ListID: listID, Mode: models.ImportUpdate, LawfulBasis: models.BasisConsent, Source: "test"}))
 	must(s.CreateDSR(ctx, &models.DSRRequest{Kind: models.DSRAccess, SubjectEmail: "m1@example.com", CreatedBy: "admin@example.com"}))
-	_, err := s.CreateSendingDomain(ctx, "example.com", strings.Repeat("s", 32), models.SendingDomainOptions{})
+	_, err = s.CreateSendingDomain(ctx, "example.com", strings.Repeat("s", 32), models.SendingDomainOptions{})
 	must(err)
 	must(s.CreateDomainRule(ctx, &models.DomainRule{Name: "Slow", Domains: "slow.example", PerSecond: 1}))
 	pool := &models.IPPool{Name: "Main"}

@@ -222,6 +222,7 @@ func (s *Server) routeTable() []route {
 		protection  = &protectionPages{s.app}
 		delivery    = &deliveryPages{s.app}
 		hooks       = &hookPages{s.app}
+		placement   = &placementPages{s.app}
 		outbox      = &outboxPages{s.app}
 		sending     = &sendingPages{s.app}
 		hygiene     = &hygienePages{s.app}
@@ -510,6 +511,15 @@ func (s *Server) routeTable() []route {
 		{POST, "/deliverability/pools/:id/ips/:ip/delete", roleAdmin, sending.deleteIP, nil, ""},
 
 		// Suppressions, the allow list, staging and hygiene (hygiene.go).
+		// Inbox placement (placement.go): seed mailboxes and tests.
+		{GET, "/deliverability/placement", roleViewer, placement.testsPage, nil, ""},
+		{POST, "/deliverability/placement", roleMarketer, placement.startTest, nil, "sends to every seed"},
+		{POST, "/deliverability/placement/gates", roleMarketer, placement.saveGate, nil, "arms or removes a campaign's gate"},
+		{GET, "/deliverability/placement/seeds", roleViewer, placement.seedsPage, nil, ""},
+		{POST, "/deliverability/placement/seeds", roleAdmin, placement.createSeed, nil, ""},
+		{POST, "/deliverability/placement/seeds/:id/delete", roleAdmin, placement.deleteSeed, nil, ""},
+		{GET, "/deliverability/placement/:id", roleViewer, placement.testPage, nil, ""},
+		{GET, "/deliverability/placement/:id/progress", roleViewer, placement.testResults, nil, "htmx poll"},
 		{GET, "/deliverability/suppressions", roleViewer, hygiene.suppressionsPage, nil, ""},
 		{GET, "/deliverability/suppressions/export.csv", roleViewer, hygiene.exportSuppressions, nil, ""},
 		{POST, "/deliverability/suppressions", roleMarketer, hygiene.addSuppression, nil, ""},

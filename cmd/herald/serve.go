@@ -94,6 +94,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	hooks := &outhook.Dispatcher{Store: store, Log: log, Owner: owner, Backoff: cfg.WebhookBackoff}
 	hookSched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Look: cfg.WebhookPoll, Jobs: []jobs.Job{jobs.Webhooks(hooks, cfg.WebhookPoll)}}
 	go hookSched.Run(engCtx)
+	// Placement tests search their seed mailboxes every few seconds while
+	// one runs: a scheduler of their own too.
+	seeds := &jobs.PlacementPoller{Store: store, Secrets: cfg.Secrets(), Log: log}
+	seedSched := &jobs.Scheduler{Store: store, Log: log, Owner: owner, Look: cfg.PlacementPoll, Jobs: []jobs.Job{jobs.Placement(seeds, cfg.PlacementPoll)}}
+	go seedSched.Run(engCtx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another Herald running? set HERALD_LISTEN to another port)", cfg.Listen, err)

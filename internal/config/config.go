@@ -91,6 +91,9 @@ type Config struct {
 	// BlocklistIntervalText is how often the sending addresses and
 	// domains are checked against the DNS blocklists (a Go duration).
 	BlocklistIntervalText string
+	// PlacementPollText is how often the seed mailboxes of running
+	// placement tests are searched (a Go duration).
+	PlacementPollText string
 	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
 	// link and an invitation link work (Go durations).
 	ResetLinkTTLText, InviteLinkTTLText string
@@ -111,6 +114,8 @@ type Config struct {
 	WebhookBackoff []time.Duration
 	// BlocklistInterval is BlocklistIntervalText parsed.
 	BlocklistInterval time.Duration
+	// PlacementPoll is PlacementPollText parsed.
+	PlacementPoll time.Duration
 	// ResetLinkTTL and InviteLinkTTL are ResetLinkTTLText and
 	// InviteLinkTTLText parsed; zero means the default (1h and 7 days).
 	ResetLinkTTL, InviteLinkTTL time.Duration
@@ -161,6 +166,7 @@ func (c *Config) Vars() []Var {
 		{"import-max-mb", "HERALD_IMPORT_MAX_MB", "1024", "largest subscriber import upload, in MB", &c.ImportMaxMB},
 		{"lease", "HERALD_LEASE", "10s", "how long a node's claim on a delivery holds without renewal; a surviving node takes a dead node's deliveries over after it", &c.LeaseText},
 		{"lease-heartbeat", "HERALD_LEASE_HEARTBEAT", "2s", "how often a node renews its claims (under half of -lease)", &c.LeaseHeartbeatText},
+		{"placement-poll", "HERALD_PLACEMENT_POLL", "15s", "how often the seed mailboxes of running placement tests are searched", &c.PlacementPollText},
 		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
 		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
 		{"blocklist-interval", "HERALD_BLOCKLIST_INTERVAL", "1h", "how often sending addresses and domains are checked against DNS blocklists (each run taken by one node, with jitter)", &c.BlocklistIntervalText},
@@ -463,6 +469,9 @@ func redactURL(s string) string {
 
 func (c *Config) webhooks() error {
 	var err error
+	if c.PlacementPoll, err = time.ParseDuration(c.PlacementPollText); err != nil || c.PlacementPoll < 100*time.Millisecond {
+		return fmt.Errorf("config: placement poll %q must be a duration of at least 100ms, e.g. 15s", c.PlacementPollText)
+	}
 	if c.WebhookPoll, err = time.ParseDuration(c.WebhookPollText); err != nil || c.WebhookPoll < 100*time.Millisecond {
 		return fmt.Errorf("config: webhook poll %q must be a duration of at least 100ms, e.g. 5s", c.WebhookPollText)
 	}

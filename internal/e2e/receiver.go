@@ -50,6 +50,10 @@ type ReceiverOptions struct {
 	// offers AUTH PLAIN, signs in these user → password pairs, answers
 	// 535 to others and 530 to MAIL FROM before signing in.
 	Users map[string]string
+	// Deliver, when set, is handed each accepted message (with only the
+	// recipients accepted), as a receiving MTA hands mail to local
+	// delivery.
+	Deliver func(m Message)
 }
 
 // Receiver is a go-smtp server standing in for a provider's MX host.
@@ -231,9 +235,13 @@ func (s *session) Data(rd io.Reader) error {
 	}
 	_, tlsOn := s.conn.TLSConnectionState()
 	r.mu.Lock()
-	r.msgs = append(r.msgs, Message{From: s.from, To: accepted, Data: data, At: time.Now(),
-		Remote: s.conn.Conn().RemoteAddr().String(), HELO: s.conn.Hostname(), TLS: tlsOn})
+	m := Message{From: s.from, To: accepted, Data: data, At: time.Now(),
+		Remote: s.conn.Conn().RemoteAddr().String(), HELO: s.conn.Hostname(), TLS: tlsOn}
+	r.msgs = append(r.msgs, m)
 	r.mu.Unlock()
+	if r.o.Deliver != nil {
+		r.o.Deliver(m)
+	}
 	return nil
 }
 
