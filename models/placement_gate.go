@@ -108,6 +108,12 @@ func (s *Store) SettlePlacementGate(ctx context.Context, t *PlacementTest) (*Pla
 	} else {
 		g.State = GateFailed
 		g.Reason = fmt.Sprintf("Paused by the placement gate: %d%% of the seeds received the message in the inbox, below the %d%% required. Look at the test's SPF, DKIM and DMARC results and the content, then resume or test again.", pct, g.MinInbox)
+		// The campaign's page shows why it is paused (its banner reads
+		// pause_reason, as for the automatic protection).
+		if err := s.conn(tx.Ctx()).Exec("UPDATE campaigns SET pause_reason = ? WHERE id = ? AND status = ?",
+			g.Reason, g.CampaignID, CampaignPaused).Error; err != nil {
+			return nil, fmt.Errorf("models: settle placement gate of campaign %d: %w", g.CampaignID, err)
+		}
 	}
 	if err := s.conn(tx.Ctx()).Exec("UPDATE placement_gates SET state = ?, reason = ?, updated_at = ? WHERE campaign_id = ?",
 		g.State, g.Reason, dbNow(), g.CampaignID).Error; err != nil {

@@ -187,6 +187,9 @@ func TestPlacementGateSettles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if after.Status == models.CampaignPaused && after.PauseReason != g.Reason {
+				t.Errorf("campaign's pause_reason = %q, want the gate's %q", after.PauseReason, g.Reason)
+			}
 			return g, after.Status
 		}
 		if g, status := run("Pass", 50); g.State != models.GatePassed || status != models.CampaignRunning {

@@ -246,6 +246,15 @@ func TestPlacementGate(t *testing.T) {
 	if st := h.WaitCampaign(t, strict, 5*time.Second, "paused"); st.Counters["sent"] != 0 {
 		t.Errorf("strict campaign counters = %v, want nothing sent", st.Counters)
 	}
+	var api struct {
+		Data struct {
+			PauseReason string `json:"pause_reason"`
+		} `json:"data"`
+	}
+	h.MustAPI(t, http.StatusOK, "GET", fmt.Sprintf("/campaigns/%d", strict), nil, &api)
+	if !strings.Contains(api.Data.PauseReason, "placement gate") || !strings.Contains(api.Data.PauseReason, "100% required") {
+		t.Errorf("strict campaign's pause_reason = %q, want the gate's reason (its page's banner)", api.Data.PauseReason)
+	}
 	if rcv.Contacted("strict@rcpt.test") {
 		t.Error("the strict campaign's subscriber got it although the gate failed")
 	}
