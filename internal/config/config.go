@@ -91,6 +91,9 @@ type Config struct {
 	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
 	// link and an invitation link work (Go durations).
 	ResetLinkTTLText, InviteLinkTTLText string
+	// Spamd is the host:port of SpamAssassin's spamd, which scores each
+	// campaign's message in the pre-send checklist. Empty: no scoring.
+	Spamd string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -159,6 +162,7 @@ func (c *Config) Vars() []Var {
 		{"webhook-poll", "HERALD_WEBHOOK_POLL", "5s", "how often outgoing webhook events are collected and due deliveries posted", &c.WebhookPollText},
 		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
 		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
+		{"spamd", "HERALD_SPAMD", "", "host:port of SpamAssassin's spamd: the pre-send checklist shows each campaign's spam score (empty: off)", &c.Spamd},
 		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
 }
