@@ -506,7 +506,8 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 
 	if ok {
 		out = append(out, contentWarnings(ct, f)...)
-		if r.Spam != nil {
+		// Scored while it can still change: spamd takes a second or two.
+		if r.Spam != nil && (cp.Status == models.CampaignDraft || cp.Status == models.CampaignScheduled || cp.Status == models.CampaignPaused) {
 			out = append(out, r.spamCheck(ctx, id, settings))
 		}
 	}

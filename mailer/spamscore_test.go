@@ -53,7 +53,10 @@ func TestDefaultTemplateSpamScore(t *testing.T) {
 	e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{secret}, RootURL: "https://news.books.example",
 		Spamd: &spamc.Client{Addr: addr}}, s)
 	runEngine(t, e)
-	waitFor(t, 10e9, "engine setup", func() bool { _, err := e.SampleMessage(ctx, 0); return !strings.Contains(fmt.Sprint(err), "not started") })
+	waitFor(t, 10e9, "engine setup", func() bool {
+		_, err := e.SampleMessage(ctx, 0)
+		return !strings.Contains(fmt.Sprint(err), "not started")
+	})
 
 	scores := map[bool]float64{}
 	for _, tracked := range []bool{true, false} {
@@ -110,7 +113,10 @@ func TestShortMailSpamScore(t *testing.T) {
 	e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{secret}, RootURL: "https://news.books.example",
 		Spamd: &spamc.Client{Addr: addr}}, s)
 	runEngine(t, e)
-	waitFor(t, 10e9, "engine setup", func() bool { _, err := e.SampleMessage(ctx, 0); return !strings.Contains(fmt.Sprint(err), "not started") })
+	waitFor(t, 10e9, "engine setup", func() bool {
+		_, err := e.SampleMessage(ctx, 0)
+		return !strings.Contains(fmt.Sprint(err), "not started")
+	})
 
 	const short = `<html><body><p>Hello {{.Subscriber.Name}}, our shop opens on Monday at nine. See <a href="https://books.example/hours">the opening hours</a>.</p>%s
 <p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> · {{.Org.Name}} · {{.Org.PostalAddress}}</p></body></html>`

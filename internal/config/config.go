@@ -216,6 +216,9 @@ func (c *Config) validate() error {
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
 		return fmt.Errorf("config: bounce mailbox poll interval %q must be a duration of at least 1s, e.g. 1m", c.BounceIMAPInterval)
 	}
+	if h, p, err := net.SplitHostPort(c.Spamd); c.Spamd != "" && (err != nil || h == "" || p == "") {
+		return fmt.Errorf("config: spamd address %q must be host:port, e.g. 127.0.0.1:783", c.Spamd)
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("config: listen address %q must be host:port, e.g. 127.0.0.1:8080", c.Listen)
 	}
