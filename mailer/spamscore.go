@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/mailer/spamc"
+	"github.com/herald-mail/herald/models"
 )
 
 // Content scoring: before a campaign starts, its message, rendered and
@@ -87,13 +88,20 @@ var sampleRecipient = recipient{deliveryID: 1<<53 - 1, email: "ada@example.com",
 // sending domain's key, by the code that renders and signs every delivery.
 // Only the recipient is made up. It writes nothing to the store.
 func (e *Engine) SampleMessage(ctx context.Context, id int64) ([]byte, error) {
-	env := e.env.Load()
-	if env == nil {
-		return nil, errors.New("mailer: the mailer has not started yet")
-	}
 	c, err := e.store.Campaign(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	return e.SampleMessageOf(ctx, c)
+}
+
+// SampleMessageOf is SampleMessage for a campaign that need not be
+// stored: a template's preview scores the template as a campaign from a
+// given sender would send it (c.ID 0).
+func (e *Engine) SampleMessageOf(ctx context.Context, c *models.Campaign) ([]byte, error) {
+	env := e.env.Load()
+	if env == nil {
+		return nil, errors.New("mailer: the mailer has not started yet")
 	}
 	comp, p, _, _, err := e.campaignMessage(ctx, c)
 	if err != nil {
@@ -108,8 +116,8 @@ func (e *Engine) SampleMessage(ctx context.Context, id int64) ([]byte, error) {
 	rc.listID = 1
 	if ls, ok := e.store.(interface {
 		CampaignLists(ctx context.Context, id int64) ([]int64, error)
-	}); ok {
-		if ids, err := ls.CampaignLists(ctx, id); err == nil && len(ids) > 0 {
+	}); ok && c.ID != 0 {
+		if ids, err := ls.CampaignLists(ctx, c.ID); err == nil && len(ids) > 0 {
 			rc.listID = ids[0]
 		}
 	}
@@ -122,6 +130,17 @@ func (e *Engine) SampleMessage(ctx context.Context, id int64) ([]byte, error) {
 		return nil, err
 	}
 	return append(append([]byte(nil), msg.sig...), msg.buf.Bytes()...), nil
+}
+
+// ScoreRules turns spamd's rules into ScoredRules with our hints, the
+// costliest first.
+func ScoreRules(rules []spamc.Rule) []ScoredRule {
+	out := make([]ScoredRule, 0, len(rules))
+	for _, rule := range rules {
+		out = append(out, ScoredRule{Name: rule.Name, Score: rule.Score, Description: rule.Description, Hint: RuleHint(rule.Name)})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Score > out[j].Score })
+	return out
 }
 
 // ScoredRule is one SpamAssassin rule that hit, with what it means for
@@ -154,11 +173,7 @@ func (r *Readiness) spamCheck(ctx context.Context, id int64, settings map[string
 	}
 	c.Score = &rep.Score
 	c.OK = rep.Score < limit
-	for _, rule := range rep.Rules {
-		c.Rules = append(c.Rules, ScoredRule{Name: rule.Name, Score: rule.Score, Description: rule.Description, Hint: RuleHint(rule.Name)})
-	}
-	// The rules that cost most first; the informational zeros last.
-	sort.SliceStable(c.Rules, func(i, j int) bool { return c.Rules[i].Score > c.Rules[j].Score })
+	c.Rules = ScoreRules(rep.Rules)
 	c.Detail = fmt.Sprintf("Score %s (SpamAssassin treats %s or more as spam; your limit is %s), %d rules hit.",
 		fmtScore(rep.Score), fmtScore(rep.Threshold), fmtScore(limit), len(rep.Rules))
 	if !c.OK {

@@ -34,10 +34,10 @@ func TestJourneySpamScore(t *testing.T) {
 	h := e2e.Start(t, e2e.Options{DNS: dns, Env: []string{"HERALD_SPAMD=" + spamd}})
 	h.SendingDomain(t, dns, "books.example")
 	list := h.List(t, "Readers", "ada@example.org")
+	newsHTML := strings.Replace(defaults.NewsletterHTML, defaults.Placeholder,
+		"Our autumn reading list is out, with twelve new novels and a talk by their translators on the first Friday of October.", 1)
 	news := h.NewCampaign(t, e2e.Campaign{Name: "Autumn news", Subject: defaults.NewsletterSubject, FromEmail: "news@books.example",
-		HTML: strings.Replace(defaults.NewsletterHTML, defaults.Placeholder,
-			"Our autumn reading list is out, with twelve new novels and a talk by their translators on the first Friday of October.", 1),
-		Lists: []int64{list}})
+		HTML: newsHTML, Lists: []int64{list}})
 	picture := h.NewCampaign(t, e2e.Campaign{Name: "Picture only", Subject: "Look", FromEmail: "news@books.example",
 		HTML: `<html><body><p><a href="https://books.example/sale"><img src="https://books.example/sale.jpg" width="600" height="800" alt=""></a></p>
 <p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> · {{.Org.PostalAddress}}</p></body></html>`, Lists: []int64{list}})
@@ -68,6 +68,25 @@ func TestJourneySpamScore(t *testing.T) {
 		t.Errorf("the score check is not met: %q", got)
 	}
 	browsertest.Widths(t, ctx, "spam-score-ok")
+
+	step("a template is scored from its editor",
+		chromedp.Navigate(h.URL+"/templates/new"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="score-template"]`)),
+		chromedp.SetValue(chromedp.CSS(`[data-testid="template-form"] input[name="name"]`), "Autumn"),
+		chromedp.SetValue(chromedp.CSS(`[data-testid="subject"]`), "Autumn news"),
+		chromedp.SetValue(chromedp.CSS(`[data-testid="template-form"] textarea[name="html"]`), newsHTML),
+		chromedp.Click(chromedp.CSS(`[data-testid="score-template"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="template-score"] [data-testid="spam-score-value"]`)),
+	)
+	tscore, err := strconv.ParseFloat(strings.TrimPrefix(text(`[data-testid="template-score"] [data-testid="spam-score-value"]`), "Score "), 64)
+	if err != nil || tscore >= 1.0 {
+		t.Errorf("the template preview's score = %v (%v), want under 1.0", tscore, err)
+	}
+	if got := text(`[data-testid="score-detail"]`); !strings.Contains(got, "news@books.example") {
+		t.Errorf("the template score says %q, want the sender it was scored as", got)
+	}
+	t.Logf("template preview: %s", text(`[data-testid="template-score"]`))
+	browsertest.Widths(t, ctx, "spam-score-template")
 
 	step("the admin makes a score of 0.5 block sending",
 		chromedp.Navigate(h.URL+"/settings"),
