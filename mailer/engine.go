@@ -21,6 +21,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/config"
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer/spamc"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -91,6 +92,9 @@ type Options struct {
 	MaterializeBatch int
 	// RuleRefresh is how often domain rules are reloaded. Zero: 30s.
 	RuleRefresh time.Duration
+	// Spamd scores each campaign's message before it starts
+	// (SpamScoring; HERALD_SPAMD). Zero: no content scoring.
+	Spamd *spamc.Client
 }
 
 func (o Options) withDefaults() Options {
@@ -702,31 +706,13 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	if err != nil {
 		return nil, err
 	}
-	// With tracking off for the whole organisation, messages carry no
-	// pixel and their links go straight to their targets.
-	track := true
-	if env := e.env.Load(); env != nil && env.trackingOff {
-		track = false
-	}
-	copts := compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name}
-	comp, err := compileContent("campaign"+strconv.FormatInt(id, 10), ContentOf(c), copts)
+	comp, params, sd, copts, err := e.campaignMessage(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("campaign %q: %w", c.Name, err)
+		return nil, err
 	}
 	if comp.linkIDs, err = e.store.EnsureLinks(ctx, id, comp.links); err != nil {
 		return nil, err
 	}
-	var sd *models.SendingDomain
-	if c.SendingDomainID != nil {
-		if sd, err = e.store.SendingDomain(ctx, *c.SendingDomainID); err != nil {
-			return nil, err
-		}
-	}
-	params, err := e.senderParams(ctx, c.FromEmail, c.FromName, c.ReplyTo, sd)
-	if err != nil {
-		return nil, err
-	}
-	params.campaignID, params.campaignName, params.listHeaders = id, c.Name, true
 	cs := &campaignState{id: id, comp: comp, params: params, tname: c.Transport}
 	cs.status.Store(c.Status)
 	if err := e.prepareVariants(ctx, cs, c, sd, copts); err != nil {
@@ -742,6 +728,36 @@ func (e *Engine) prepareCampaign(ctx context.Context, id int64) (*campaignState,
 	}
 	cs.matDone.Store(c.MaterializedAt != nil)
 	return cs, nil
+}
+
+// campaignMessage is what every message of campaign c shares: its content
+// compiled with the tracking it sends with, and its sender and DKIM key.
+// Sending (prepareCampaign) and the checklist's sample message
+// (SampleMessage) both start here. The tracked links have no ids yet.
+func (e *Engine) campaignMessage(ctx context.Context, c *models.Campaign) (*compiled, *msgParams, *models.SendingDomain, compileOptions, error) {
+	// With tracking off for the whole organisation, messages carry no
+	// pixel and their links go straight to their targets.
+	track := true
+	if env := e.env.Load(); env != nil && env.trackingOff {
+		track = false
+	}
+	copts := compileOptions{TrackClicks: track && c.TrackClicks, TrackOpens: track && c.TrackOpens, UTM: c.UTM, CampaignName: c.Name}
+	comp, err := compileContent("campaign"+strconv.FormatInt(c.ID, 10), ContentOf(c), copts)
+	if err != nil {
+		return nil, nil, nil, copts, fmt.Errorf("campaign %q: %w", c.Name, err)
+	}
+	var sd *models.SendingDomain
+	if c.SendingDomainID != nil {
+		if sd, err = e.store.SendingDomain(ctx, *c.SendingDomainID); err != nil {
+			return nil, nil, nil, copts, err
+		}
+	}
+	params, err := e.senderParams(ctx, c.FromEmail, c.FromName, c.ReplyTo, sd)
+	if err != nil {
+		return nil, nil, nil, copts, err
+	}
+	params.campaignID, params.campaignName, params.listHeaders = c.ID, c.Name, true
+	return comp, params, sd, copts, nil
 }
 
 // senderParams builds the per-sender message parameters. The key that

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/herald-mail/herald/internal/token"
 	"github.com/herald-mail/herald/mailer/defaults"
@@ -30,6 +31,10 @@ type Check struct {
 	Blocking bool   // a failing blocking check stops a campaign from starting
 	Detail   string // what was found
 	FixHint  string // what to do when it fails; "" when OK
+	// Score and Rules are SpamAssassin's verdict (campaign.spam_score
+	// only): nil and none for every other check.
+	Score *float64
+	Rules []ScoredRule
 }
 
 // Failed returns the first failing blocking check, nil when none fails.
@@ -108,6 +113,9 @@ type Readiness struct {
 	// then needs the From domain's DKIM record in DNS, and the rule only
 	// warns. Nil: a key in Herald is required.
 	RelaySigns *RelayDKIM
+	// Spam scores the campaign's message with SpamAssassin (HERALD_SPAMD).
+	// Nil: the checklist has no content score.
+	Spam *SpamScoring
 }
 
 // ComplaintLimit is the complaint rate above which mailbox providers
@@ -501,6 +509,10 @@ func (r *Readiness) CampaignChecks(ctx context.Context, id int64) ([]Check, erro
 
 	if ok {
 		out = append(out, contentWarnings(ct, f)...)
+		// Scored while it can still change: spamd takes a second or two.
+		if r.Spam != nil && (cp.Status == models.CampaignDraft || cp.Status == models.CampaignScheduled || cp.Status == models.CampaignPaused) {
+			out = append(out, r.spamCheck(ctx, id, settings))
+		}
 	}
 	return out, nil
 }
@@ -566,10 +578,18 @@ func contentWarnings(ct Content, f footer) []Check {
 	if strings.TrimSpace(ct.Body) != "" {
 		imgs := strings.Count(strings.ToLower(f.body), "<img")
 		words := len(strings.Fields(urlRE.ReplaceAllString(htmlToText(f.body), "")))
-		if imgs > 0 && words < 40 {
+		size := utf8.RuneCountInString(f.body) - strings.Count(f.body, "\r\n")
+		switch {
+		case imgs > 0 && words < 40:
 			c.OK = false
 			c.Detail = fmt.Sprintf("%d images and only %d words.", imgs, words)
 			c.FixHint = "Put the message in words too: image-only mail is often filtered, and unreadable with images off."
+		case imgs > 0 && size <= imageOnlyBytes:
+			// SpamAssassin's HTML_IMAGE_ONLY_* rules measure the HTML,
+			// markup included (the open pixel is exempt: padForPixel).
+			c.OK = false
+			c.Detail = fmt.Sprintf("%d images in only %d characters of HTML: SpamAssassin scores an image in HTML under %d characters as image-only mail (HTML_IMAGE_ONLY).", imgs, size, imageOnlyBytes)
+			c.FixHint = "Add text to the message, or leave the image out of a short one."
 		}
 	}
 	out = append(out, c)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-mail/herald/internal/config"
+	"github.com/herald-mail/herald/mailer/spamc"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -98,6 +99,11 @@ func FromConfig(cfg *config.Config, store ServeStore, log *slog.Logger) (*Engine
 	}
 	o := Options{NodeID: cfg.NodeID, Logger: log, RootURL: cfg.RootURL, Transport: dt.Transport, Rebuild: build,
 		FeedbackSender: cfg.FeedbackAddress, Lease: cfg.Lease, Heartbeat: cfg.LeaseHeartbeat}
+	if cfg.Spamd != "" {
+		// The checklist waits for it: a spamd that hangs must not hang
+		// the campaign page for long.
+		o.Spamd = &spamc.Client{Addr: cfg.Spamd, Timeout: 15 * time.Second}
+	}
 	if cfg.Secret != "" {
 		o.Secrets = cfg.Secrets()
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -772,6 +773,9 @@ func TestSettingsLogoAndTrackingMode(t *testing.T) {
 		{"logo_url", `https://cdn.example/" onerror="x`, "not a valid"},
 		{"tracking_mode", "spy", "Choose full"},
 		{"optin_from", "nobody", "not a valid email"},
+		{"spam_limit", "high", "between 0.1 and 100"},
+		{"spam_limit", "0", "between 0.1 and 100"},
+		{"spam_action", "drop", "Choose warn or block"},
 	} {
 		resp := admin.postForm("/settings", with(c.field, c.value))
 		if resp.StatusCode != 422 || !strings.Contains(resp.Doc.Find(`[data-testid="err-`+c.field+`"]`).Text(), c.want) {
@@ -785,11 +789,14 @@ func TestSettingsLogoAndTrackingMode(t *testing.T) {
 	ok := with("logo_url", "https://cdn.example/logo.png")
 	ok.Set("tracking_mode", models.TrackingAggregate)
 	ok.Set("optin_from", "Hello@Acme.example")
+	ok.Set("spam_limit", " 4.5 ")
+	ok.Set("spam_action", mailer.SpamActionBlock)
 	if resp := admin.postForm("/settings", ok); resp.StatusCode != 200 || resp.Doc.Find(`[data-testid="flash"]`).Length() != 1 {
 		t.Fatalf("save = %d", resp.StatusCode)
 	}
 	for k, want := range map[string]string{models.SettingLogoURL: "https://cdn.example/logo.png",
-		models.SettingTrackingMode: models.TrackingAggregate, models.SettingOptinFrom: "Hello@acme.example"} {
+		models.SettingTrackingMode: models.TrackingAggregate, models.SettingOptinFrom: "Hello@acme.example",
+		mailer.SettingSpamLimit: "4.5", mailer.SettingSpamAction: mailer.SpamActionBlock} {
 		if v, _ := f.store.Setting(ctx, k); v != want {
 			t.Errorf("setting %s = %q, want %q", k, v, want)
 		}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/herald-mail/herald/mailer"
@@ -22,6 +23,7 @@ func (s *app) readiness() *mailer.Readiness {
 	}
 	if s.mailer != nil {
 		r.RelaySigns = s.mailer.RelaySigning()
+		r.Spam = s.mailer.SpamScoring()
 	}
 	return r
 }
@@ -32,6 +34,13 @@ func toViewChecks(cs []mailer.Check, cp *models.Campaign) []views.Check {
 	out := make([]views.Check, len(cs))
 	for i, c := range cs {
 		out[i] = views.Check{ID: c.ID, Title: c.Title, OK: c.OK, Blocking: c.Blocking, Detail: c.Detail, FixHint: c.FixHint}
+		if c.Score != nil {
+			out[i].Score = strconv.FormatFloat(*c.Score, 'f', 1, 64)
+			for _, r := range c.Rules {
+				out[i].Rules = append(out[i].Rules, views.SpamRule{Name: r.Name, Points: strconv.FormatFloat(r.Score, 'f', 1, 64),
+					Description: r.Description, Hint: r.Hint})
+			}
+		}
 		out[i].FixHref, out[i].FixLabel = fixLink(c.ID, cp)
 	}
 	return out
@@ -61,7 +70,7 @@ func fixLink(id string, cp *models.Campaign) (href, label string) {
 			return fmt.Sprintf("/templates/%d/edit", *cp.TemplateID), "Edit the template"
 		}
 		return fmt.Sprintf("/campaigns/%d/edit", cp.ID), "Choose a template"
-	case id == "campaign.subject" || id == "campaign.recipients" || id == "campaign.caps":
+	case id == "campaign.subject" || id == "campaign.recipients" || id == "campaign.caps" || id == "campaign.spam_score":
 		return fmt.Sprintf("/campaigns/%d/edit", cp.ID), "Edit the campaign"
 	}
 	return "", ""

@@ -393,6 +393,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/templates/new", roleMarketer, templates.newTemplatePage, nil, ""},
 		{POST, "/templates", roleMarketer, templates.createTemplate, nil, ""},
 		{POST, "/templates/preview", roleMarketer, templates.previewTemplate, nil, "htmx"},
+		{POST, "/templates/score", roleMarketer, templates.scoreTemplate, nil, "htmx: the template's SpamAssassin score"},
 		{GET, "/templates/:id/edit", roleMarketer, templates.editTemplatePage, nil, ""},
 		{POST, "/templates/:id", roleMarketer, templates.updateTemplate, nil, ""},
 		{GET, "/templates/:id/delete", roleMarketer, templates.deleteTemplatePage, nil, "asks first"},

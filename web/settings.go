@@ -4,10 +4,12 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-mail/herald/mailer"
 	"github.com/herald-mail/herald/models"
 	"github.com/herald-mail/herald/views"
 )
@@ -24,10 +26,13 @@ func (s *settingsPages) settingsPage(c echo.Context) error {
 		OrgName: all[models.SettingOrgName], PostalAddress: all[models.SettingPostalAddress],
 		LogoURL: all[models.SettingLogoURL], TrackingMode: all[models.SettingTrackingMode],
 		OptinFrom: all[models.SettingOptinFrom], OptinDefault: defaultOptinSender(s.cfg.RootURL),
+		Spamd: s.cfg.Spamd,
 	}
 	if f.TrackingMode == "" {
 		f.TrackingMode = models.TrackingFull
 	}
+	limit, action := mailer.SpamLimit(all)
+	f.SpamLimit, f.SpamAction = strconv.FormatFloat(limit, 'f', -1, 64), action
 	return s.render(c, 200, views.SettingsPage(s.page(c, "Settings", "settings"), f))
 }
 
@@ -40,6 +45,9 @@ func (s *settingsPages) saveSettings(c echo.Context) error {
 		TrackingMode:  c.FormValue("tracking_mode"),
 		OptinFrom:     strings.TrimSpace(c.FormValue("optin_from")),
 		OptinDefault:  defaultOptinSender(s.cfg.RootURL),
+		SpamLimit:     strings.TrimSpace(c.FormValue("spam_limit")),
+		SpamAction:    c.FormValue("spam_action"),
+		Spamd:         s.cfg.Spamd,
 		Errors:        map[string]string{},
 	}
 	if len(f.OrgName) > 200 {
@@ -67,6 +75,21 @@ func (s *settingsPages) saveSettings(c echo.Context) error {
 			f.OptinFrom = e
 		}
 	}
+	if f.SpamLimit == "" {
+		f.SpamLimit = strconv.FormatFloat(mailer.DefaultSpamLimit, 'f', -1, 64)
+	}
+	if v, err := mailer.ParseSpamLimit(f.SpamLimit); err != nil {
+		f.Errors["spam_limit"] = "Enter a score between 0.1 and 100, e.g. 3 or 5."
+	} else {
+		f.SpamLimit = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	if f.SpamAction == "" {
+		f.SpamAction = mailer.SpamActionWarn
+	}
+	if f.SpamAction != mailer.SpamActionWarn && f.SpamAction != mailer.SpamActionBlock {
+		f.Errors["spam_action"] = "Choose warn or block."
+		f.SpamAction = mailer.SpamActionWarn
+	}
 	if len(f.Errors) > 0 {
 		return s.render(c, http.StatusUnprocessableEntity, views.SettingsPage(s.page(c, "Settings", "settings"), f))
 	}
@@ -83,9 +106,14 @@ func (s *settingsPages) saveSettings(c echo.Context) error {
 	for k, v := range map[string]string{
 		models.SettingOrgName: f.OrgName, models.SettingPostalAddress: f.PostalAddress, models.SettingLogoURL: f.LogoURL,
 		models.SettingTrackingMode: f.TrackingMode, models.SettingOptinFrom: f.OptinFrom,
+		mailer.SettingSpamLimit: f.SpamLimit, mailer.SettingSpamAction: f.SpamAction,
 	} {
 		if before[k] == v {
 			continue
+		}
+		if before[k] == "" && ((k == mailer.SettingSpamLimit && f.SpamLimit == strconv.FormatFloat(mailer.DefaultSpamLimit, 'f', -1, 64)) ||
+			(k == mailer.SettingSpamAction && v == mailer.SpamActionWarn)) {
+			continue // the defaults, unchanged: nothing to store or audit
 		}
 		if err := s.store.SetSetting(t.Ctx(), k, v); err != nil {
 			return err

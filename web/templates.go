@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -38,6 +39,7 @@ func (in templateInput) model() models.Template {
 // templateForm renders the template form with its preview.
 func (s *templatePages) templateForm(c echo.Context, status int, title string, t models.Template, errs map[string]string) error {
 	pv := s.preview(c.Request().Context(), t.Subject, t.HTML, t.Text, "")
+	pv.Scoring = s.mailer != nil && s.mailer.SpamScoring() != nil
 	return s.render(c, status, views.TemplateForm(s.page(c, title, "templates"), t, errs, pv))
 }
 
@@ -238,4 +240,56 @@ func fieldLabelOf(f string) string {
 func (s *templatePages) previewTemplate(c echo.Context) error {
 	pv := s.preview(c.Request().Context(), c.FormValue("subject"), c.FormValue("html"), c.FormValue("text"), c.FormValue("preview_email"))
 	return s.render(c, 200, templ.Join(views.TemplatePreviewPane(pv), views.TemplateProblemsOOB(pv.Problem)))
+}
+
+// scoreTemplate shows the template, as typed, to spamd: rendered and
+// signed as a campaign from the first sending domain would send it, with
+// open and click tracking as the organisation has them.
+func (s *templatePages) scoreTemplate(c echo.Context) error {
+	ctx := c.Request().Context()
+	var sc views.TemplateScore
+	var sp *mailer.SpamScoring
+	if s.mailer != nil {
+		sp = s.mailer.SpamScoring()
+	}
+	if sp == nil {
+		sc.Error = "Content scoring is off: start Herald with HERALD_SPAMD=host:port of SpamAssassin's spamd."
+		return s.render(c, 200, views.TemplateScorePane(sc))
+	}
+	settings, err := s.store.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	domains, err := s.store.SendingDomains(ctx)
+	if err != nil {
+		return err
+	}
+	from := "news@example.com"
+	if len(domains) > 0 {
+		from = "news@" + domains[0].Domain
+	}
+	cp := &models.Campaign{Name: "Template preview", Subject: c.FormValue("subject"), HTML: c.FormValue("html"), Text: c.FormValue("text"),
+		FromName: settings[models.SettingOrgName], FromEmail: from, TrackOpens: true, TrackClicks: true}
+	msg, err := s.mailer.SampleMessageOf(ctx, cp)
+	if err != nil {
+		pb := mailer.ExplainTemplateError(err, cp.Subject, cp.HTML, cp.Text)
+		sc.Error = "The template does not render: " + fieldLabelOf(pb.Field) + ": " + pb.Message
+		return s.render(c, 200, views.TemplateScorePane(sc))
+	}
+	rep, err := sp.Client.Report(ctx, msg)
+	if err != nil {
+		sc.Error = "spamd at " + sp.Client.Addr + " did not answer: " + err.Error()
+		return s.render(c, 200, views.TemplateScorePane(sc))
+	}
+	limit, action := mailer.SpamLimit(settings)
+	score := strconv.FormatFloat(rep.Score, 'f', 1, 64)
+	sc.Check = views.Check{ID: "template.spam_score", OK: rep.Score < limit, Blocking: action == mailer.SpamActionBlock, Score: score,
+		Detail: "Scored as a campaign from " + from + " sends it (signed when that domain has a key, tracked): " + score +
+			" points; SpamAssassin treats " + strconv.FormatFloat(rep.Threshold, 'f', 1, 64) + " or more as spam, your limit is " +
+			strconv.FormatFloat(limit, 'f', 1, 64) + "."}
+	for _, r := range mailer.ScoreRules(rep.Rules) {
+		sc.Check.Rules = append(sc.Check.Rules, views.SpamRule{Name: r.Name, Points: strconv.FormatFloat(r.Score, 'f', 1, 64),
+			Description: r.Description, Hint: r.Hint})
+	}
+	return s.render(c, 200, views.TemplateScorePane(sc))
 }

@@ -97,6 +97,9 @@ type Config struct {
 	// ResetLinkTTLText and InviteLinkTTLText are how long a password reset
 	// link and an invitation link work (Go durations).
 	ResetLinkTTLText, InviteLinkTTLText string
+	// Spamd is the host:port of SpamAssassin's spamd, which scores each
+	// campaign's message in the pre-send checklist. Empty: no scoring.
+	Spamd string
 
 	// PreviousSecrets are older secrets whose links (in mail already
 	// sent) are still accepted; serve fills it with the database's stored
@@ -171,6 +174,7 @@ func (c *Config) Vars() []Var {
 		{"webhook-backoff", "HERALD_WEBHOOK_BACKOFF", "30s,2m,10m,1h,4h,16h", "waits before each retry of a failed outgoing webhook delivery; it is given up after the last", &c.WebhookBackoffText},
 		{"blocklist-interval", "HERALD_BLOCKLIST_INTERVAL", "1h", "how often sending addresses and domains are checked against DNS blocklists (each run taken by one node, with jitter)", &c.BlocklistIntervalText},
 		{"reset-link-ttl", "HERALD_RESET_LINK_TTL", "1h", "how long a password reset link works", &c.ResetLinkTTLText},
+		{"spamd", "HERALD_SPAMD", "", "host:port of SpamAssassin's spamd: the pre-send checklist shows each campaign's spam score (empty: off)", &c.Spamd},
 		{"invite-link-ttl", "HERALD_INVITE_LINK_TTL", "168h", "how long an invitation link works", &c.InviteLinkTTLText},
 	}
 }
@@ -228,6 +232,9 @@ func (c *Config) validate() error {
 	}
 	if d, err := time.ParseDuration(c.BounceIMAPInterval); c.BounceIMAPInterval != "" && (err != nil || d < time.Second) {
 		return fmt.Errorf("config: bounce mailbox poll interval %q must be a duration of at least 1s, e.g. 1m", c.BounceIMAPInterval)
+	}
+	if h, p, err := net.SplitHostPort(c.Spamd); c.Spamd != "" && (err != nil || h == "" || p == "") {
+		return fmt.Errorf("config: spamd address %q must be host:port, e.g. 127.0.0.1:783", c.Spamd)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("config: listen address %q must be host:port, e.g. 127.0.0.1:8080", c.Listen)

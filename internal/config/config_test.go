@@ -164,3 +164,23 @@ func TestSetBy(t *testing.T) {
 		t.Errorf("transport %q: the flag wins over the environment", c.Transport)
 	}
 }
+
+// TestSpamd: HERALD_SPAMD is read as host:port, and anything else is
+// refused with a message naming the setting.
+func TestSpamd(t *testing.T) {
+	for _, tc := range []struct{ v, err string }{
+		{"", ""}, {"127.0.0.1:783", ""}, {"spamd.internal:783", ""},
+		{"127.0.0.1", "spamd address"}, {":783", "spamd address"},
+	} {
+		env := map[string]string{"HERALD_SPAMD": tc.v}
+		c, err := Parse("serve", nil, func(k string) string { return env[k] }, io.Discard, nil)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("HERALD_SPAMD=%q: %v", tc.v, err)
+		case tc.err == "" && c.Spamd != tc.v:
+			t.Errorf("HERALD_SPAMD=%q: Spamd = %q", tc.v, c.Spamd)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("HERALD_SPAMD=%q: err = %v, want %q", tc.v, err, tc.err)
+		}
+	}
+}
