@@ -71,6 +71,7 @@ func TestParseDMARCRefuses(t *testing.T) {
 		{"zip bomb", string(reporttest.ZipBomb(bomb, 100<<20, false)), "declares 100 MB"},
 		{"zip bomb lying about its size", string(reporttest.ZipBomb(bomb, 100<<20, true)), "more than it declares"},
 		{"gzip bomb", string(reporttest.GzipBomb(bomb, 100<<20)), "more than 20000 records"},
+		{"one huge element", "<feedback><report_metadata><org_name>" + strings.Repeat("x", 70<<10) + "</org_name></report_metadata></feedback>", "more than 64 KB"},
 		{"zip of many files", string(manyFiles(10)), "holds 10 files"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +103,7 @@ func TestHostileReportMemory(t *testing.T) {
 		{"zip bomb 100 MB", reporttest.ZipBomb(bomb, 100<<20, false)},
 		{"zip bomb 100 MB, size lied", reporttest.ZipBomb(bomb, 100<<20, true)},
 		{"gzip bomb 100 MB", reporttest.GzipBomb(bomb, 100<<20)},
+		{"gzip bomb, one 100 MB element", reporttest.Gzip([]byte("<feedback><report_metadata><org_name>" + strings.Repeat("x", 100<<20) + "</org_name></report_metadata></feedback>"))},
 		{"billion laughs", reporttest.BillionLaughs()},
 		{"external entity", reporttest.ExternalEntity()},
 	} {

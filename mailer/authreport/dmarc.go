@@ -115,8 +115,32 @@ func ParseDMARC(data []byte, l Limits) (*DMARCReport, error) {
 // norm lower-cases and trims a token of the report.
 func norm(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
+// maxRun is the longest stretch of XML without a '<' or '>': no name,
+// attribute or text of a report comes near it, and encoding/xml holds a
+// whole token in memory, so a 20 MB text node would cost several times
+// that.
+const maxRun = 64 << 10
+
+// runGuard fails a read once a stretch without '<' or '>' passes maxRun.
+type runGuard struct {
+	r   io.Reader
+	run int
+}
+
+func (g *runGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '<' || c == '>' {
+			g.run = 0
+		} else if g.run++; g.run > maxRun {
+			return 0, refused("a tag or text of more than %d KB", maxRun>>10)
+		}
+	}
+	return n, err
+}
+
 func decodeDMARC(r io.Reader, l Limits) (*DMARCReport, error) {
-	d := xml.NewDecoder(r)
+	d := xml.NewDecoder(&runGuard{r: r})
 	d.Strict = true
 	var (
 		rep    DMARCReport
