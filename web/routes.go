@@ -476,6 +476,7 @@ func (s *Server) routeTable() []route {
 		{GET, "/deliverability/domains/new", roleAdmin, sending.newDomainPage, nil, ""},
 		{POST, "/deliverability/domains", roleAdmin, sending.createDomain, nil, ""},
 		{GET, "/deliverability/domains/:id", roleViewer, sending.domainPage, nil, ""},
+		{GET, "/deliverability/domains/:id/reports", roleViewer, sending.domainReportsPage, nil, "DMARC aggregate and TLS reports (authreports.go)"},
 		{POST, "/deliverability/domains/:id/check", roleAdmin, sending.checkDomain, nil, ""},
 		{GET, "/deliverability/domains/:id/rotate", roleAdmin, sending.rotateDomainPage, nil, ""},
 		{POST, "/deliverability/domains/:id/rotate", roleAdmin, sending.rotateDomain, nil, ""},
