@@ -18,7 +18,7 @@ type Limits struct {
 	// a mailbox provider is a few hundred kilobytes of XML).
 	MaxBytes int64
 	// MaxRecords is the most rows of a DMARC report (or policies of a TLS
-	// report, or failure details of one policy). Zero: 20000.
+	// report, or failure details of one policy). Zero: 10000.
 	MaxRecords int
 	// MaxZipEntries is the most files a zip attachment may hold. Zero: 4
 	// (a report zip holds one XML file).
@@ -33,7 +33,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxBytes = 20 << 20
 	}
 	if l.MaxRecords <= 0 {
-		l.MaxRecords = 20000
+		l.MaxRecords = 10000
 	}
 	if l.MaxZipEntries <= 0 {
 		l.MaxZipEntries = 4
