@@ -79,3 +79,11 @@ func percent(part, whole int64) string {
 }
 
 func count(n int64) string { return strconv.FormatInt(n, 10) }
+
+// sources counts sources in words: "1 source is", "2 sources are".
+func sources(n int) string {
+	if n == 1 {
+		return "1 source is"
+	}
+	return strconv.Itoa(n) + " sources are"
+}
