@@ -494,7 +494,7 @@ type DNSRecord struct {
 	Type    string // TXT, MX or CNAME
 	Name    string // fully qualified, no trailing dot
 	Value   string // TXT text, "preference host" for MX, target for CNAME
-	Purpose string // dkim, dkim-ed25519, spf, dmarc, return-path
+	Purpose string // dkim, dkim-ed25519, spf, dmarc, return-path, tlsrpt (optional)
 	// Incomplete says Herald cannot name every source the record must
 	// allow (Note says why); Value then holds what it knows, or nothing.
 	Incomplete bool `json:",omitempty"`
