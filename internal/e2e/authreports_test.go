@@ -168,7 +168,9 @@ func TestDMARCAndTLSReports(t *testing.T) {
 			t.Errorf("no row for source %s", ip)
 			continue
 		}
-		cell := func(id string) string { return strings.TrimSpace(row.Find(`[data-testid="` + id + `"]`).First().Text()) }
+		cell := func(id string) string {
+			return strings.TrimSpace(row.Find(`[data-testid="` + id + `"]`).First().Text())
+		}
 		if got := cell("messages"); got != want.messages {
 			t.Errorf("%s messages = %q, want %s", ip, got, want.messages)
 		}
