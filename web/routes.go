@@ -284,6 +284,7 @@ func (s *Server) routeTable() []route {
 		{POST, "/api/v1/sending-domains", roleTokenAdmin, api.apiCreateDomain, nil, ""},
 		{GET, "/api/v1/sending-domains/:id", roleTokenViewer, api.apiDomain, nil, "with the DNS records to publish"},
 		{POST, "/api/v1/sending-domains/:id/check", roleTokenAdmin, api.apiCheckDomain, nil, ""},
+		{GET, "/api/v1/sending-domains/:id/reports", roleTokenViewer, api.apiDomainReports, nil, "DMARC and TLS reports (authreports.go)"},
 		{GET, "/api/v1/domain-rules", roleTokenViewer, api.apiRules, nil, ""},
 		{POST, "/api/v1/domain-rules", roleTokenAdmin, api.apiSaveRule, nil, ""},
 		{GET, "/api/v1/domain-rules/:id", roleTokenViewer, api.apiRule, nil, ""},

@@ -197,7 +197,23 @@ func TestDMARCAndTLSReports(t *testing.T) {
 		!strings.Contains(text(`[data-testid="failure-detail"]`), "certificate-expired 198.51.100.2 mx.news.example 4") {
 		t.Errorf("TLS summary: %q succeeded, %q failed, detail %q", text(`[data-testid="tls-success"]`), text(`[data-testid="tls-failure"]`), text(`[data-testid="failure-detail"]`))
 	}
-	// A shorter period leaves the three-day-old report out.
+	// The same through the API.
+	var api struct {
+		Data struct {
+			Messages   int64 `json:"messages"`
+			TLSFailure int64 `json:"tls_failure"`
+			Sources    []struct {
+				IP     string `json:"ip"`
+				Herald bool   `json:"herald"`
+				Flag   string `json:"flag"`
+			} `json:"sources"`
+		} `json:"data"`
+	}
+	h.MustAPI(t, 200, "GET", fmt.Sprintf("/sending-domains/%d/reports?days=30", id), nil, &api)
+	if api.Data.Messages != 85 || api.Data.TLSFailure != 4 || len(api.Data.Sources) != 3 || !api.Data.Sources[0].Herald || api.Data.Sources[0].IP != "192.0.2.10" {
+		t.Errorf("API reports = %+v", api.Data)
+	}
+	// A 7-day period still holds all three (the oldest began three days ago).
 	_, body = d.Get(t, fmt.Sprintf("/deliverability/domains/%d/reports?%s", id, url.Values{"days": {"7"}}.Encode()))
 	if !strings.Contains(body, `data-testid="total-messages">85<`) {
 		t.Errorf("7-day period does not show the 85 messages")
