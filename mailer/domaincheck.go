@@ -56,12 +56,17 @@ func CheckDomain(ctx context.Context, res *Resolver, d *models.SendingDomain, o 
 			judgeSPF(ctx, res, &rc, o)
 		case rec.Purpose == "dmarc":
 			judgeDMARC(&rc, d.Domain, own, org)
+			noteRUA(&rc, own, org)
+		case rec.Purpose == "tlsrpt":
+			judgeTLSRPT(&rc)
 		default:
 			rc.State, rc.Problem = judge(rec, rc.Found)
 		}
 		rc.OK = rc.State == models.RecordOK
 		rc.Fix = fixHint(rc)
-		out.OK = out.OK && rc.OK
+		if rec.Purpose != "tlsrpt" { // optional: a wrong one is no fault of the domain's mail
+			out.OK = out.OK && rc.OK
+		}
 		out.Records = append(out.Records, rc)
 	}
 	if pol := applied(own, org); pol != nil {
@@ -257,6 +262,8 @@ func fixHint(rc RecordCheck) string {
 			return "Edit the SPF record of " + rc.Name + " so that it is valid and names every server your mail leaves from."
 		}
 		return "Edit the SPF record of " + rc.Name + " to the value shown (keep one SPF record per name: merge any other include: terms into it)."
+	case "tlsrpt":
+		return "Replace the TXT records at " + rc.Name + " with the one value shown."
 	case "dmarc":
 		return "Replace the TXT record at " + rc.Name + " with the value shown (one record starting v=DMARC1, with p=, and report addresses written mailto:…)."
 	case "dkim", "dkim-ed25519":
@@ -302,4 +309,52 @@ func judge(rec models.DNSRecord, found []string) (string, string) {
 		return wrong, "the " + rec.Type + " record of " + rec.Name + " points to " + strings.Join(found, ", ")
 	}
 	return wrong, "unknown record"
+}
+
+// noteRUA says, beside a DMARC record that is right, whether its reports
+// reach Herald: the advised rua address must be among the record's.
+func noteRUA(rc *RecordCheck, own, org *DMARCPolicy) {
+	pol := own
+	if pol == nil || pol.Domain == "" {
+		pol = org
+	}
+	if pol == nil || pol.Record == nil {
+		return
+	}
+	_, want, _ := strings.Cut(rc.Value, "rua=")
+	want, _, _ = strings.Cut(want, ";")
+	want = strings.ToLower(strings.TrimSpace(want))
+	for _, u := range pol.Record.RUA {
+		if strings.EqualFold(strings.TrimSpace(u), want) || strings.HasPrefix(strings.ToLower(u), want+"!") {
+			rc.Notes = append(rc.Notes, "Aggregate reports come to Herald ("+strings.TrimPrefix(want, "mailto:")+"): see the domain's Reports page.")
+			return
+		}
+	}
+	rc.Notes = append(rc.Notes, "Aggregate reports do not come to Herald: add "+want+" to the record's rua= to see who sends as the domain on its Reports page.")
+}
+
+// judgeTLSRPT checks an optional TLS-RPT record: one v=TLSRPTv1 record
+// whose rua names the advised address.
+func judgeTLSRPT(rc *RecordCheck) {
+	_, want, _ := strings.Cut(rc.Value, "rua=")
+	want = strings.ToLower(strings.TrimSpace(want))
+	var recs []string
+	for _, f := range rc.Found {
+		if strings.HasPrefix(strings.ReplaceAll(f, " ", ""), "v=TLSRPTv1;") {
+			recs = append(recs, f)
+		}
+	}
+	switch {
+	case len(recs) == 0:
+		// Optional: not publishing it is no fault, only a missed view.
+		rc.State = models.RecordOK
+		rc.Notes = append(rc.Notes, "Not published (optional): publish it to receive TLS reports about Herald's inbound server.")
+	case len(recs) > 1:
+		rc.State, rc.Problem = models.RecordWrong, "more than one TLS-RPT record is published at "+rc.Name+": receivers ignore them all"
+	case !strings.Contains(strings.ToLower(recs[0]), want):
+		rc.State = models.RecordOK
+		rc.Notes = append(rc.Notes, "TLS reports go elsewhere: add "+want+" to the record's rua= to see them in Herald.")
+	default:
+		rc.State = models.RecordOK
+	}
 }

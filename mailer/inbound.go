@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer/authreport"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -90,6 +91,12 @@ type InboundOptions struct {
 	// RecordTimeout bounds the database work for one message; when it
 	// fails the sender gets a temporary error and retries. Zero: 30s.
 	RecordTimeout time.Duration
+	// Resolver looks up the reverse names of the sources in DMARC
+	// reports. Zero: none are looked up.
+	Resolver *Resolver
+	// ReportLimits bound the reading of DMARC and TLS reports. Zero: the
+	// authreport defaults.
+	ReportLimits authreport.Limits
 	// Logger receives one line per message and per refused connection.
 	// Zero: slog.Default().
 	Logger *slog.Logger
@@ -147,7 +154,9 @@ func (o InboundOptions) withDefaults() InboundOptions {
 // InboundServer is Herald's inbound SMTP server. It accepts mail only for
 // the addresses Herald itself hands out: VERP return paths
 // (b-TOKEN@bounce-domain), the mailto unsubscribe addresses of
-// List-Unsubscribe (u-TOKEN@bounce-domain) and the feedback-loop address.
+// List-Unsubscribe (u-TOKEN@bounce-domain), the feedback-loop address and
+// the DMARC and TLS report addresses (dmarc@ and tlsrpt@ a sending domain
+// or its return-path domain).
 // Everything else is refused at RCPT, so it is no relay and sends no
 // backscatter. Bounces suppress addresses, complaints unsubscribe and
 // suppress, and unsubscribe mail unsubscribes.
@@ -269,7 +278,9 @@ func (ss *inboundSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	r, err := ss.srv.rec.classify(to)
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.opts.RecordTimeout)
+	defer cancel()
+	r, err := ss.srv.rec.classify(ctx, to)
 	if err != nil {
 		ss.srv.log.Info("inbound rcpt refused", "rcpt", to, "from", ss.from, "ip", ss.ip, "helo", ss.helo, "reason", err.(*smtp.SMTPError).Message)
 		return err

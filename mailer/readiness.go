@@ -394,7 +394,7 @@ func (r *Readiness) dnsChecks(domains []models.SendingDomain) []Check {
 			if purpose == "spf" || purpose == "dkim" || purpose == "dmarc" {
 				seen[purpose] = true
 			}
-			if !rc.OK {
+			if !rc.OK && rc.Purpose != "tlsrpt" { // optional: no fault of the domain's mail
 				problems = append(problems, fmt.Sprintf("%s %s: %s", strings.ToUpper(rc.Purpose), rc.Name, rc.Problem))
 			}
 		}

@@ -9,8 +9,10 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-smtp"
 
 	"github.com/herald-mail/herald/internal/token"
+	"github.com/herald-mail/herald/mailer/authreport"
 	"github.com/herald-mail/herald/mailer/bounce"
 	"github.com/herald-mail/herald/models"
 )
@@ -25,10 +27,15 @@ type Recorder struct {
 	log      *slog.Logger
 	domains  map[string]bool
 	feedback string
+	reports  ReportStore // nil: the store keeps no reports
+	resolver *Resolver   // reverse names of report sources; nil: none
+	limits   authreport.Limits
 }
 
 // NewRecorder returns a recorder into store. Of o it uses Keys (required),
-// BounceDomains, FeedbackAddress and Logger.
+// BounceDomains, FeedbackAddress, Resolver, ReportLimits and Logger. When
+// store is also a ReportStore, DMARC aggregate and TLS reports are
+// accepted and stored.
 func NewRecorder(store InboundStore, o InboundOptions) (*Recorder, error) {
 	if o.Keys == nil {
 		return nil, errors.New("mailer: inbound: Keys are required to verify VERP addresses")
@@ -37,7 +44,8 @@ func NewRecorder(store InboundStore, o InboundOptions) (*Recorder, error) {
 		o.Logger = slog.Default()
 	}
 	r := &Recorder{store: store, keys: o.Keys, log: o.Logger, domains: map[string]bool{},
-		feedback: strings.ToLower(strings.TrimSpace(o.FeedbackAddress))}
+		feedback: strings.ToLower(strings.TrimSpace(o.FeedbackAddress)), resolver: o.Resolver, limits: o.ReportLimits}
+	r.reports, _ = store.(ReportStore)
 	for _, d := range o.BounceDomains {
 		r.domains[strings.ToLower(strings.TrimSpace(d))] = true
 	}
@@ -71,6 +79,8 @@ const (
 	rcptBounce      rcptKind = iota + 1 // VERP return path of one delivery
 	rcptUnsubscribe                     // mailto one-click unsubscribe of one delivery
 	rcptFeedback                        // the feedback-loop address, or a report to match by content
+	rcptDMARC                           // the rua address of the advised DMARC record
+	rcptTLS                             // the rua address of the advised TLS-RPT record
 )
 
 type inboundRcpt struct {
@@ -80,10 +90,17 @@ type inboundRcpt struct {
 }
 
 // classify decides whether addr is one of ours; the error is the RCPT reply.
-func (r *Recorder) classify(addr string) (inboundRcpt, error) {
+func (r *Recorder) classify(ctx context.Context, addr string) (inboundRcpt, error) {
 	lower := strings.ToLower(addr)
 	if r.feedback != "" && lower == r.feedback {
 		return inboundRcpt{kind: rcptFeedback, addr: addr}, nil
+	}
+	switch kind, err := r.reportAddress(ctx, addr); {
+	case err != nil:
+		r.log.Error("inbound report address not checked", "rcpt", addr, "err", err)
+		return inboundRcpt{}, errTryLater
+	case kind != 0:
+		return inboundRcpt{kind: kind, addr: addr}, nil
 	}
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 {
@@ -125,14 +142,18 @@ func (r *Recorder) Process(ctx context.Context, m InboundMessage) error {
 			continue
 		}
 		seen[strings.ToLower(a)] = true
-		if rc, err := r.classify(a); err == nil {
+		if rc, err := r.classify(ctx, a); err == nil {
 			rcpts = append(rcpts, rc)
 		}
 	}
 	if len(rcpts) == 0 {
 		rcpts = []inboundRcpt{{kind: rcptFeedback, addr: strings.Join(m.Rcpts, ",")}}
 	}
-	return r.process(ctx, m.Raw, rcpts, m.Source)
+	err := r.process(ctx, m.Raw, rcpts, m.Source)
+	if se := (*smtp.SMTPError)(nil); errors.As(err, &se) && se.Code >= 500 {
+		return nil // a refused report, logged: fetching it again changes nothing
+	}
+	return err
 }
 
 // process applies a message to each of its accepted recipients.
@@ -146,6 +167,23 @@ func (r *Recorder) process(ctx context.Context, raw []byte, rcpts []inboundRcpt,
 		}
 	}()
 	var rep *bounce.Report
+	for _, rc := range rcpts {
+		if rc.kind == rcptDMARC || rc.kind == rcptTLS {
+			// Every report address gets the same message: store it once.
+			return r.handleReport(ctx, raw, src)
+		}
+	}
+	if r.reports != nil && rcpts[0].kind == rcptFeedback {
+		// A mailbox collects bounces and reports alike: a message with a
+		// report attached is one, whatever address it came to.
+		found, err := r.storeReports(ctx, raw, src)
+		if found {
+			if authreport.IsRefused(err) {
+				return nil // logged; polling it again would not help
+			}
+			return err
+		}
+	}
 	for _, rc := range rcpts {
 		if rc.kind != rcptUnsubscribe && rep == nil {
 			if rep, err = bounce.Parse(bytes.NewReader(raw)); err != nil {

@@ -494,7 +494,7 @@ type DNSRecord struct {
 	Type    string // TXT, MX or CNAME
 	Name    string // fully qualified, no trailing dot
 	Value   string // TXT text, "preference host" for MX, target for CNAME
-	Purpose string // dkim, dkim-ed25519, spf, dmarc, return-path
+	Purpose string // dkim, dkim-ed25519, spf, dmarc, return-path, tlsrpt (optional)
 	// Incomplete says Herald cannot name every source the record must
 	// allow (Note says why); Value then holds what it knows, or nothing.
 	Incomplete bool `json:",omitempty"`
@@ -519,7 +519,9 @@ type DNSRecordOptions struct {
 	// return-path domain instead of its MX and SPF (a hosted bounce
 	// domain that carries both).
 	ReturnPathCNAME string
-	// DMARCReports is the rua mailbox; "" means "dmarc@" + the domain.
+	// DMARCReports is the rua mailbox; "" means dmarc@ the return-path
+	// domain, whose MX is Herald's inbound server (dmarc@ the domain when
+	// ReturnPathCNAME hands the return path to another host).
 	DMARCReports string
 	// SourcesUnknown, when set, says why Herald cannot list every server
 	// the mail leaves from (direct delivery without configured sending
@@ -617,7 +619,7 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 	}
 	rua := o.DMARCReports
 	if rua == "" {
-		rua = "dmarc@" + d.Domain
+		rua = d.ReportAddress("dmarc", o.ReturnPathCNAME != "")
 	}
 	dmarc := DNSRecord{Type: "TXT", Name: "_dmarc." + d.Domain,
 		Value: "v=DMARC1; p=none; rua=mailto:" + rua + "; adkim=r; aspf=r", Purpose: "dmarc"}
@@ -629,7 +631,26 @@ func (d *SendingDomain) DNSRecords(o DNSRecordOptions) []DNSRecord {
 			" for subdomains). Publish this record only to receive reports here; a weaker policy at this name would override " + org.Domain + "'s."
 	}
 	recs = append(recs, dmarc)
+	if o.ReturnPathCNAME == "" {
+		// TLS reports about mail to the return-path domain, whose MX is
+		// Herald's inbound server: they say whether reporters reach it
+		// over TLS. Optional: nothing depends on it.
+		tlsrpt := d.ReportAddress("tlsrpt", false)
+		recs = append(recs, DNSRecord{Type: "TXT", Name: "_smtp._tls." + d.ReturnPathDomain, Value: "v=TLSRPTv1; rua=mailto:" + tlsrpt, Purpose: "tlsrpt",
+			Note: "Optional: receivers send daily TLS reports about their connections to Herald's inbound server to " + tlsrpt + "; Herald shows them on the domain's Reports page."})
+	}
 	return recs
+}
+
+// ReportAddress is the address Herald advises for the domain's reports
+// and accepts at its inbound server: local ("dmarc" or "tlsrpt") at the
+// return-path domain, whose MX is Herald, or at the domain itself when
+// own says the return path is handled elsewhere.
+func (d *SendingDomain) ReportAddress(local string, own bool) string {
+	if own || d.ReturnPathDomain == "" {
+		return local + "@" + d.Domain
+	}
+	return local + "@" + d.ReturnPathDomain
 }
 
 // CampaignsUsingSendingDomain counts the campaigns not yet finished or

@@ -60,6 +60,10 @@ func seedEverything(t *testing.T, s *models.Store) {
 	must(s.CreateDSR(ctx, &models.DSRRequest{Kind: models.DSRAccess, SubjectEmail: "m1@example.com", CreatedBy: "admin@example.com"}))
 	_, err = s.CreateSendingDomain(ctx, "example.com", strings.Repeat("s", 32), models.SendingDomainOptions{})
 	must(err)
+	_, err = s.SaveDMARCReport(ctx, &models.DMARCReport{Domain: "example.com", OrgName: "receiver.example", ReportID: "1", Policy: "p=none",
+		DateBegin: time.Now().UTC().Add(-24 * time.Hour), DateEnd: time.Now().UTC(), Via: "smtp",
+		Records: []models.DMARCRecord{{SourceIP: "127.0.0.1", Count: 5, DKIM: "pass", SPF: "pass", HeaderFrom: "example.com"}}})
+	must(err)
 	must(s.CreateDomainRule(ctx, &models.DomainRule{Name: "Slow", Domains: "slow.example", PerSecond: 1}))
 	pool := &models.IPPool{Name: "Main"}
 	must(s.CreateIPPool(ctx, pool))

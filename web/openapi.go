@@ -269,6 +269,14 @@ var apiSchemas = map[string]schema{
 		"records": array(obj(dnsRecordProps)),
 		"check": array(obj(with(dnsRecordProps, schema{"state": strEnum("ok", "missing", "wrong", "error"), "ok": boolean(),
 			"found": array(str()), "problem": str(), "fix": str()})))})),
+	"DomainReports": obj(schema{"domain": str(), "days": integer(), "dmarc_address": str(), "tls_address": str(),
+		"messages": integer(), "dmarc_pass": integer(), "reports": integer(),
+		"sources": array(obj(schema{"ip": str(), "reverse_name": str(), "messages": integer(), "dmarc_pass": integer(),
+			"dkim_aligned_pass": integer(), "spf_aligned_pass": integer(), "quarantined": integer(), "rejected": integer(),
+			"herald": boolean(), "flag": str(), "reporters": array(str())})),
+		"tls_success": integer(), "tls_failure": integer(),
+		"tls": array(obj(schema{"reporter": str(), "begin": dateTime(), "policy_type": str(), "policy_domain": str(),
+			"success": integer(), "failure": integer(), "failures": array(str())}))}),
 	"SendingDomainInput": input(schema{"domain": str(), "selector": str(), "ed25519": boolean(),
 		"return_path_domain": str(), "spf_includes": str()}, "domain"),
 
@@ -417,6 +425,8 @@ func apiOperations() []operation {
 		{method: "POST", path: "/sending-domains", tag: "sending domains", summary: "Add a sending domain with new DKIM keys (admins).", body: "SendingDomainInput", ok: 201, answer: data(ref("SendingDomain")), errors: []int{400, 422}},
 		{method: "GET", path: "/sending-domains/{id}", tag: "sending domains", summary: "A sending domain with the DNS records to publish and the last check.", params: []param{id}, ok: 200, answer: data(ref("SendingDomain")), errors: []int{404}},
 		{method: "POST", path: "/sending-domains/{id}/check", tag: "sending domains", summary: "Check the domain's DNS now (admins).", params: []param{id}, ok: 200, answer: data(ref("SendingDomain")), errors: []int{404}},
+		{method: "GET", path: "/sending-domains/{id}/reports", tag: "sending domains", summary: "What DMARC aggregate and TLS reports say about the domain over a period: the sources sending as it (Herald's marked, unknown ones and Herald's failing mail flagged) and the TLS results.",
+			params: []param{id, query("days", "The period in days: 7, 30 (the default), 90 or 365.", integer())}, ok: 200, answer: data(ref("DomainReports")), errors: []int{404}},
 
 		{method: "GET", path: "/domain-rules", tag: "domain rules", summary: "Per-destination sending rules, in the order they are tried.", ok: 200, answer: data(array(ref("DomainRule")))},
 		{method: "POST", path: "/domain-rules", tag: "domain rules", summary: "Add a rule (admins).", body: "DomainRuleInput", ok: 201, answer: data(ref("DomainRule")), errors: []int{400, 422}},

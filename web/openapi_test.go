@@ -455,6 +455,7 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	w.call(M, "POST", "/sending-domains", nil, "", `{"domain":"other.test"}`, 403, nil)
 	w.call(V, "GET", "/sending-domains", nil, "", "", 200, nil)
 	w.call(V, "GET", "/sending-domains/{id}", []any{dom.Data.ID}, "", "", 200, nil)
+	w.call(V, "GET", "/sending-domains/{id}/reports", []any{dom.Data.ID}, "days=7", "", 200, nil)
 	for _, r := range dom.Data.Records {
 		if r.Purpose == "dkim" {
 			ns.Records(t, r)

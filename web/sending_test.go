@@ -114,7 +114,8 @@ func TestSendingDomainsRolesValidationAndAudit(t *testing.T) {
 		"dkim-ed25519": "v=DKIM1; k=ed25519; p=" + sd.Ed25519Public,
 		"spf":          "v=spf1 include:_spf.relay.example ~all",
 		"return-path":  "10 herald.test",
-		"dmarc":        "v=DMARC1; p=none; rua=mailto:dmarc@news.example.com; adkim=r; aspf=r",
+		"dmarc":        "v=DMARC1; p=none; rua=mailto:dmarc@bounces.news.example.com; adkim=r; aspf=r",
+		"tlsrpt":       "v=TLSRPTv1; rua=mailto:tlsrpt@bounces.news.example.com",
 	}
 	for purpose, want := range wants {
 		row := p.Doc.Find(`[data-testid="record-` + purpose + `"]`)
@@ -213,8 +214,8 @@ func TestCheckDNSButton(t *testing.T) {
 			recs[purpose] = models.DNSRecord{Purpose: purpose, Type: strings.TrimSpace(row.Find("td").Eq(1).Text()),
 				Name: row.Find(`[data-testid="name"]`).Text(), Value: row.Find(`[data-testid="value"]`).Text()}
 		})
-		if len(recs) != 4 || !strings.Contains(recs["spf"].Value, "ip4:192.0.2.10") {
-			t.Fatalf("records on the page = %+v; want dkim, spf (with the pool's address), dmarc, return-path", recs)
+		if len(recs) != 5 || !strings.Contains(recs["spf"].Value, "ip4:192.0.2.10") || recs["tlsrpt"].Name != "_smtp._tls.bounces.brand.example" {
+			t.Fatalf("records on the page = %+v; want dkim, spf (with the pool's address), dmarc, return-path, tlsrpt", recs)
 		}
 		// Publish DKIM as shown, an SPF record without our address, nothing
 		// for DMARC, and the return-path MX pointing elsewhere.
@@ -258,8 +259,9 @@ func TestCheckDNSButton(t *testing.T) {
 		if p.StatusCode != 200 || p.Request.URL.Path != path || !strings.Contains(p.Doc.Find(`[data-testid="flash"]`).Text(), "all records right") {
 			t.Fatalf("plain check: status %d at %s, flash %q", p.StatusCode, p.Request.URL.Path, p.Doc.Find(`[data-testid="flash"]`).Text())
 		}
-		if n := p.Doc.Find(`[data-testid="state-badge"]`).FilterFunction(func(_ int, s *goquery.Selection) bool { return strings.TrimSpace(s.Text()) == "ok" }).Length(); n != 4 {
-			t.Errorf("%d records shown ok after fixing, want 4", n)
+		// Five: the optional TLS-RPT record, not published, counts as ok.
+		if n := p.Doc.Find(`[data-testid="state-badge"]`).FilterFunction(func(_ int, s *goquery.Selection) bool { return strings.TrimSpace(s.Text()) == "ok" }).Length(); n != 5 {
+			t.Errorf("%d records shown ok after fixing, want 5", n)
 		}
 		st = statusOf(t, s, sd.ID)
 		if !st.OK || !st.DKIM || !st.SPF || !st.DMARC || !st.ReturnPath || time.Since(*st.CheckedAt) > time.Minute {

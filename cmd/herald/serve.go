@@ -117,7 +117,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.InboundListen != "" {
 		in, err := mailer.NewInboundServer(store, mailer.InboundOptions{
 			Addr: cfg.InboundListen, Keys: token.NewKeyring(cfg.Secrets()...),
-			FeedbackAddress: cfg.FeedbackAddress, Logger: log,
+			FeedbackAddress: cfg.FeedbackAddress, Resolver: mailer.NewResolver(cfg.DNSServer), Logger: log,
 		})
 		if err != nil {
 			return err
@@ -322,7 +322,7 @@ func consentVerify(ctx context.Context, args []string, stdout, stderr io.Writer)
 // changes saved in the dashboard.
 func startPoller(ctx context.Context, cfg *config.Config, store *models.Store, log *slog.Logger) error {
 	rec, err := mailer.NewRecorder(store, mailer.InboundOptions{Keys: token.NewKeyring(cfg.Secrets()...),
-		FeedbackAddress: cfg.FeedbackAddress, Logger: log})
+		FeedbackAddress: cfg.FeedbackAddress, Resolver: mailer.NewResolver(cfg.DNSServer), Logger: log})
 	if err != nil {
 		return err
 	}

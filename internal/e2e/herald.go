@@ -265,6 +265,9 @@ func (h *Herald) signal(sig syscall.Signal, wait time.Duration) {
 	h.cmd = nil
 }
 
+// PID is the running process's id (for reading its memory in /proc).
+func (h *Herald) PID() int { return h.cmd.Process.Pid }
+
 // Logs returns everything the process wrote so far.
 func (h *Herald) Logs() string { return h.logs.String() }
 
