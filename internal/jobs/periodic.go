@@ -127,7 +127,7 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 			}
 			return err
 		}},
-		{Name: AutomationsAction, Every: AutomationsEvery, Lease: 10 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
+		{Name: AutomationsAction, Every: AutomationsEvery, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			return Automations(ctx, store, log, now)
 		}},
 		{Name: SunsetAction, Every: time.Hour, Lease: 30 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
