@@ -219,7 +219,7 @@ var apiSchemas = map[string]schema{
 	"ABWinnerInput": input(schema{"variant": describe(integer(), "The variant's idx; 0: the best by the test's metric.")}),
 
 	"Automation": obj(with(automationProps, schema{"id": integer(), "status": strEnum("draft", "active", "paused"),
-		"version": describe(integer(), "Counts the edits of the steps made once people had entered."),
+		"version":      describe(integer(), "Counts the edits of the steps made once people had entered."),
 		"activated_at": null(dateTime()), "created_at": dateTime(), "updated_at": dateTime(),
 		"steps": array(obj(with(stepProps, schema{"position": integer(), "campaign_id": null(integer())})))})),
 	"AutomationInput": describe(input(with(automationProps, schema{
