@@ -64,6 +64,7 @@ type Automation struct {
 	FromEmail       string
 	Version         int
 	TestWaitSeconds int // every wait of a test run lasts this long
+	EnteredThrough  *time.Time // when the trigger last looked for newcomers
 	ActivatedAt     *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
@@ -357,6 +358,7 @@ func (s *Store) UpdateAutomation(ctx context.Context, a *Automation, steps []Aut
 			return notFound(err)
 		}
 		a.Status, a.Version, a.ActivatedAt, a.CreatedAt, a.UpdatedAt = cur.Status, cur.Version, cur.ActivatedAt, cur.CreatedAt, dbNow()
+		a.EnteredThrough = cur.EnteredThrough
 		if err := tx.Select("*").Save(a).Error; err != nil {
 			return err
 		}

@@ -67,9 +67,10 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 	}); err != nil {
 		return err
 	}
+	// The versions are read from the steps (a few rows), not the runs.
 	var versions []int
-	if err := s.conn(ctx).Raw("SELECT DISTINCT version FROM automation_runs WHERE automation_id = ? AND state = 'active' AND due_at <= ?",
-		id, t).Scan(&versions).Error; err != nil {
+	if err := s.conn(ctx).Raw("SELECT DISTINCT version FROM automation_steps WHERE automation_id = ? ORDER BY version",
+		id).Scan(&versions).Error; err != nil {
 		return err
 	}
 	for _, v := range versions {
@@ -89,6 +90,7 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 					n, err = s.runStep(tx, a, st, len(steps), t, rep)
 					return err
 				})
+
 				if err != nil {
 					return fmt.Errorf("step %d: %w", st.Position, err)
 				}
@@ -99,18 +101,31 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 				break
 			}
 		}
+		// Runs past the last step of their version are done.
+		if err := s.conn(ctx).Exec(`UPDATE automation_runs SET state = 'done', updated_at = ? WHERE automation_id = ? AND state = 'active'
+			AND version = ? AND step > ?`, t, id, v, len(steps)).Error; err != nil {
+			return err
+		}
 	}
-	// Runs past the last step of their version are done.
-	return s.conn(ctx).Exec(`UPDATE automation_runs SET state = 'done', updated_at = ? WHERE automation_id = ? AND state = 'active'
-		AND step > (SELECT MAX(st.position) FROM automation_steps st WHERE st.automation_id = automation_runs.automation_id
-		AND st.version = automation_runs.version)`, t, id).Error
+	return nil
 }
 
 // enterByTrigger creates the runs of the people the trigger has taken in
-// since the automation was activated, due at once.
+// since it last looked (since the automation was activated, the first
+// time), due at once. It looks back a minute over its last look: a
+// subscription written in a transaction that began before the look and
+// committed after it carries a time before it.
 func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 	if a.ListID == nil || a.ActivatedAt == nil {
 		return 0, nil
+	}
+	since := dbTime(*a.ActivatedAt)
+	if a.EnteredThrough != nil && a.EnteredThrough.Add(-time.Minute).After(since) {
+		since = dbTime(a.EnteredThrough.Add(-time.Minute))
+	}
+	wall := dbNow() // subscriptions carry the wall clock's time
+	if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", wall, a.ID).Error; err != nil {
+		return 0, err
 	}
 	var cond string
 	switch a.TriggerKind {
@@ -118,7 +133,7 @@ func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 		// Confirmed, or joined a single opt-in list (nothing to confirm).
 		cond = "(sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single')) AND sp.updated_at >= ?"
 	case TriggerListSubscribed:
-		cond = "sp.status <> 'unsubscribed' AND sp.created_at >= ?"
+		cond = "sp.status <> 'unsubscribed' AND sp.updated_at >= ? AND sp.created_at >= ?"
 	default:
 		return 0, nil
 	}
@@ -127,17 +142,25 @@ func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 		FROM subscriptions sp JOIN lists l ON l.id = sp.list_id JOIN subscribers s ON s.id = sp.subscriber_id
 		WHERE sp.list_id = ? AND s.status = 'active' AND `+cond+`
 		ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
-		a.ID, a.Version, t, false, t, t, *a.ListID, dbTime(*a.ActivatedAt))
+		append([]any{a.ID, a.Version, t, false, t, t, *a.ListID, since}, condArgs(a)...)...)
 	return res.RowsAffected, res.Error
 }
 
-// exitSweep ends the runs of people who may no longer be mailed or who
-// met the exit criterion, before any step moves.
+func condArgs(a *Automation) []any {
+	if a.TriggerKind == TriggerListSubscribed {
+		return []any{dbTime(*a.ActivatedAt)}
+	}
+	return nil
+}
+
+// exitSweep ends the due runs of people who may no longer be mailed or
+// who met the exit criterion, before any step moves: a run waiting is
+// checked when its wait is over, right before its next step.
 func (s *Store) exitSweep(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 	var total int64
 	upd := func(reason, cond string, args ...any) error {
 		res := tx.Exec(`UPDATE automation_runs SET state = 'exited', exit_reason = ?, updated_at = ?
-			WHERE automation_id = ? AND state = 'active' AND `+cond, append([]any{reason, t, a.ID}, args...)...)
+			WHERE automation_id = ? AND state = 'active' AND due_at <= ? AND `+cond, append([]any{reason, t, a.ID, t}, args...)...)
 		total += res.RowsAffected
 		return res.Error
 	}

@@ -20,6 +20,7 @@ CREATE TABLE automations (
     from_email        TEXT NOT NULL DEFAULT '',
     version           INTEGER NOT NULL DEFAULT 1,
     test_wait_seconds INTEGER NOT NULL DEFAULT 5,
+    entered_through   TIMESTAMPTZ,
     activated_at      TIMESTAMPTZ,
     created_at        TIMESTAMPTZ NOT NULL,
     updated_at        TIMESTAMPTZ NOT NULL
@@ -75,12 +76,17 @@ CREATE TABLE automation_passes (
 );
 CREATE INDEX automation_passes_subscriber_idx ON automation_passes(subscriber_id);
 
+-- The triggers read the people who joined a list since their last look,
+-- by this index, not the whole list every few seconds.
+CREATE INDEX subscriptions_list_updated_idx ON subscriptions(list_id, updated_at);
+
 -- A send step's campaign belongs to its automation: hidden from the
 -- campaign list, running while the automation is active, never finished.
 ALTER TABLE campaigns ADD COLUMN automation_id BIGINT REFERENCES automations(id) ON DELETE SET NULL;
 
 -- +goose Down
 ALTER TABLE campaigns DROP COLUMN automation_id;
+DROP INDEX subscriptions_list_updated_idx;
 DROP TABLE automation_passes;
 DROP TABLE automation_runs;
 DROP TABLE automation_steps;
