@@ -242,10 +242,10 @@ func (s *Store) CreateAutomation(ctx context.Context, a *Automation, steps []Aut
 // the old step's at the same position (old, by position) keeps its
 // campaign; any other gets a new one.
 func writeSteps(tx *gorm.DB, a *Automation, steps []AutomationStep, old map[int]AutomationStep) error {
-	status := CampaignPaused
-	if a.Status == AutomationActive {
-		status = CampaignRunning
-	}
+	// The step's campaign runs from the start: the automation decides who
+	// gets a delivery row (pausing it stops people moving), and test runs
+	// of a draft send through it too.
+	status := CampaignRunning
 	for i := range steps {
 		st := &steps[i]
 		st.ID, st.AutomationID, st.Version, st.Position = 0, a.ID, a.Version, i+1
@@ -411,9 +411,9 @@ func (s *Store) UpdateAutomation(ctx context.Context, a *Automation, steps []Aut
 	return nil
 }
 
-// SetAutomationStatus activates or pauses an automation; its campaigns run
-// or pause with it. Activating starts the trigger's clock: people who join
-// the list from then on enter.
+// SetAutomationStatus activates or pauses an automation. Pausing stops
+// people moving (messages already queued still go out); activating starts
+// the trigger's clock: people who join the list from then on enter.
 func (s *Store) SetAutomationStatus(ctx context.Context, id int64, status string) error {
 	if status != AutomationActive && status != AutomationPaused {
 		return invalid(map[string]string{"status": "Choose active or paused."})
@@ -427,14 +427,7 @@ func (s *Store) SetAutomationStatus(ctx context.Context, id int64, status string
 		if status == AutomationActive && a.ActivatedAt == nil {
 			a.ActivatedAt = &t
 		}
-		if err := tx.Exec("UPDATE automations SET status = ?, activated_at = ?, updated_at = ? WHERE id = ?", status, a.ActivatedAt, t, id).Error; err != nil {
-			return err
-		}
-		cs := CampaignPaused
-		if status == AutomationActive {
-			cs = CampaignRunning
-		}
-		return tx.Exec("UPDATE campaigns SET status = ?, updated_at = ? WHERE automation_id = ?", cs, t, id).Error
+		return tx.Exec("UPDATE automations SET status = ?, activated_at = ?, updated_at = ? WHERE id = ?", status, a.ActivatedAt, t, id).Error
 	})
 	if err != nil {
 		return fmt.Errorf("models: automation %d status: %w", id, err)

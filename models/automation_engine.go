@@ -48,17 +48,41 @@ func (s *Store) AdvanceAutomations(ctx context.Context, now time.Time) (AdvanceR
 	return rep, errors.Join(errs...)
 }
 
+// AdvanceAutomation moves the due runs of one automation on at now, its
+// test runs included whatever its status (the test mode's "move it on
+// now"); an active one's trigger takes in newcomers first.
+func (s *Store) AdvanceAutomation(ctx context.Context, id int64, now time.Time) (AdvanceReport, error) {
+	var rep AdvanceReport
+	if err := s.advanceAutomation(ctx, id, dbTime(now), &rep); err != nil {
+		return rep, fmt.Errorf("models: advance automation %d: %w", id, err)
+	}
+	return rep, nil
+}
+
 func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, rep *AdvanceReport) error {
 	a, err := s.Automation(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := s.tx(ctx, func(tx *gorm.DB) error {
-		n, err := enterByTrigger(tx, a, t)
-		rep.Entered += n
-		return err
-	}); err != nil {
-		return err
+	if a.Status != AutomationActive {
+		// Only test runs move in a draft or paused automation.
+		var n int64
+		if err := s.conn(ctx).Raw("SELECT COUNT(*) FROM automation_runs WHERE automation_id = ? AND state = 'active' AND test = ?",
+			id, false).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	if a.Status == AutomationActive {
+		if err := s.tx(ctx, func(tx *gorm.DB) error {
+			n, err := enterByTrigger(tx, a, t)
+			rep.Entered += n
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	if err := s.tx(ctx, func(tx *gorm.DB) error {
 		n, err := s.exitSweep(tx, a, t)
@@ -515,6 +539,17 @@ func (s *Store) AutomationFigures(ctx context.Context, id int64, v int) ([]StepF
 			}
 		}
 		out[i] = f
+	}
+	return out, nil
+}
+
+// AutomationPath returns the positions of the steps subscriber passed in
+// automation id (their run's path, for the test mode).
+func (s *Store) AutomationPath(ctx context.Context, id, subscriberID int64) ([]int, error) {
+	var out []int
+	if err := s.conn(ctx).Raw(`SELECT st.position FROM automation_passes p JOIN automation_steps st ON st.id = p.step_id
+		WHERE p.automation_id = ? AND p.subscriber_id = ? ORDER BY st.position`, id, subscriberID).Scan(&out).Error; err != nil {
+		return nil, fmt.Errorf("models: automation path: %w", err)
 	}
 	return out, nil
 }

@@ -217,6 +217,7 @@ func (s *Server) routeTable() []route {
 		templates   = &templatePages{s.app}
 		campaigns   = &campaignPages{s.app}
 		segments    = &segmentPages{s.app}
+		automations = &automationPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
 		delivery    = &deliveryPages{s.app}
@@ -402,6 +403,15 @@ func (s *Server) routeTable() []route {
 		{GET, "/templates/:id/delete", roleMarketer, templates.deleteTemplatePage, nil, "asks first"},
 		{POST, "/templates/:id/delete", roleMarketer, templates.deleteTemplate, nil, ""},
 
+		// Automations (automations.go).
+		{GET, "/automations", roleViewer, automations.automationsPage, nil, ""},
+		{GET, "/automations/new", roleMarketer, automations.newAutomationPage, nil, "the builder"},
+		{POST, "/automations", roleMarketer, automations.createAutomation, nil, "or: one more step (add)"},
+		{GET, "/automations/:id", roleViewer, automations.automationPage, nil, "steps, per-step figures, test mode"},
+		{GET, "/automations/:id/edit", roleMarketer, automations.editAutomationPage, nil, ""},
+		{POST, "/automations/:id", roleMarketer, automations.updateAutomation, nil, "a new version once people entered"},
+		{POST, "/automations/:id/status", roleMarketer, automations.setStatus, nil, "activate or pause"},
+		{POST, "/automations/:id/test", roleMarketer, automations.testRun, nil, "start or move on a test run"},
 		// Segments (segments.go).
 		{GET, "/segments", roleViewer, segments.segmentsPage, nil, ""},
 		{GET, "/segments/new", roleMarketer, segments.newSegmentPage, nil, "the builder"},
