@@ -260,9 +260,70 @@ func TestAutomationBranchAndEdit(t *testing.T) {
 		if r.State != "done" || r.ExitReason != "branch to the end" {
 			t.Errorf("clicker's run: %s %q, want done by the branch", r.State, r.ExitReason)
 		}
+		// Erasure takes the person's place and path with them.
+		if err := s.EraseSubscriber(ctx, ids[1], ev); err != nil {
+			t.Fatal(err)
+		}
+		var left int64
+		if err := s.DB().Raw(`SELECT (SELECT COUNT(*) FROM automation_runs WHERE subscriber_id = ?) +
+			(SELECT COUNT(*) FROM automation_passes WHERE subscriber_id = ?)`, ids[1], ids[1]).Scan(&left).Error; err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Errorf("%d automation rows of an erased subscriber left, want none", left)
+		}
 		var bad *models.ValidationError
 		if err := s.UpdateAutomation(ctx, a2, []models.AutomationStep{{Kind: "teleport"}}, models.EditContinue); !errors.As(err, &bad) {
 			t.Errorf("unknown step kind: err = %v, want a validation error", err)
+		}
+	})
+}
+
+// A suppression added while someone waits stops their next message: the
+// automation's delivery is checked against every suppression when the
+// mailer claims it.
+func TestAutomationSuppressedAtClaim(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		a := &models.Automation{Name: "Drip", TriggerKind: models.TriggerAPI, ListID: &list, FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, []models.AutomationStep{{Kind: models.StepSend, Subject: "One", HTML: "<p>1</p>"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		ev := models.Evidence{Source: models.SourceForm, IP: "192.0.2.1", UserAgent: "ua", ConsentText: "yes"}
+		var ids []int64
+		for _, e := range []string{"kept@example.com", "gone@example.com"} {
+			r, err := s.SignupFromForm(ctx, e, "", list, ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, r.SubscriberID)
+		}
+		t0 := time.Now()
+		if _, err := s.EnterAutomation(ctx, a.ID, ids, false, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddSuppression(ctx, "gone@example.com", "manual", "asked by phone"); err != nil {
+			t.Fatal(err)
+		}
+		steps, _ := s.AutomationSteps(ctx, a.ID, 0)
+		got, err := s.ClaimDeliveries(ctx, models.ClaimRequest{Node: "n1", Lease: time.Minute, Limit: 10,
+			CampaignIDs: []int64{*steps[0].CampaignID}, Now: t0.Add(time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		why := map[string]string{}
+		for _, c := range got {
+			why[c.Email] = c.Ineligible
+		}
+		if len(got) != 2 || why["kept@example.com"] != "" || why["gone@example.com"] != "suppressed" {
+			t.Errorf("claimed %v, want kept@ eligible and gone@ suppressed", why)
 		}
 	})
 }
