@@ -63,7 +63,7 @@ type Automation struct {
 	FromName        string
 	FromEmail       string
 	Version         int
-	TestWaitSeconds int // every wait of a test run lasts this long
+	TestWaitSeconds int        // every wait of a test run lasts this long
 	EnteredThrough  *time.Time // when the trigger last looked for newcomers
 	ActivatedAt     *time.Time
 	CreatedAt       time.Time
