@@ -130,6 +130,13 @@ func TestJourneyAutomationWelcomeSeries(t *testing.T) {
 		}
 	}
 	browsertest.Screenshot(t, ctx, shots, "automation-figures")
+	step("open the welcome's report, shared with campaigns",
+		chromedp.Click(chromedp.CSS(`[data-testid="figures-1"] [data-testid="step-report"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`h1`)),
+	)
+	if got := text(`h1`); !strings.Contains(got, "Welcome series: step 1") {
+		t.Errorf("report heading %q, want the step's campaign", got)
+	}
 	msgs, err := app.store.Outbox(bg, models.OutboxQuery{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
