@@ -66,6 +66,10 @@ type Campaign struct {
 	MaterializeCursor int64
 	MaterializedAt    *time.Time
 
+	// AutomationID is the automation whose send step this campaign is
+	// (automation.go): hidden from the campaign list, never finished.
+	AutomationID *int64
+
 	SendTime `gorm:"embedded"`
 
 	Counters `gorm:"embedded"`
@@ -258,9 +262,10 @@ func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
 var listOmit = []string{"html", "text"}
 
 // Campaigns returns campaigns newest first, before the cursor id (0: from
-// the newest), without their bodies (HTML and Text are empty).
+// the newest), without their bodies (HTML and Text are empty). An
+// automation's campaigns are shown with their automation, not here.
 func (s *Store) Campaigns(ctx context.Context, before int64, limit int) ([]Campaign, error) {
-	q := s.conn(ctx).Omit(listOmit...).Order("id DESC").Limit(limit)
+	q := s.conn(ctx).Omit(listOmit...).Where("automation_id IS NULL").Order("id DESC").Limit(limit)
 	if before > 0 {
 		q = q.Where("id < ?", before)
 	}
@@ -435,7 +440,7 @@ func (s *Store) CampaignStatuses(ctx context.Context, ids []int64) ([]CampaignSt
 // it did.
 func (s *Store) FinishCampaignIfDone(ctx context.Context, id int64) (bool, error) {
 	res := s.conn(ctx).Exec(`UPDATE campaigns SET status = ?, finished_at = ?, updated_at = ?
-		WHERE id = ? AND status = ? AND materialized_at IS NOT NULL
+		WHERE id = ? AND status = ? AND materialized_at IS NOT NULL AND automation_id IS NULL
 		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'queued')
 		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'deferred')
 		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = ? AND status = 'sending')`,

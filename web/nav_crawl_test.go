@@ -31,7 +31,7 @@ var publicPrefixes = []string{"/api/", "/static/", "/subscribe/", "/confirm/", "
 // link to it can appear: lists, subscribers, a finished and a draft
 // campaign, a template, an import, a data request, a sending domain, a
 // rule, an IP pool with an address, a suppression, a captured message,
-// a sunset rule.
+// a sunset rule, an automation.
 func seedEverything(t *testing.T, s *models.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -56,6 +56,8 @@ func seedEverything(t *testing.T, s *models.Store) {
 	must(err)
 	_, err = s.StartPlacementTest(ctx, draft.ID, []models.SeedMailbox{{ID: seedID, Address: "seed@gmail.example", Provider: "Gmail"}}, time.Now().Add(time.Minute), false)
 	must(err)
+	must(s.CreateAutomation(ctx, &models.Automation{Name: "Welcome", TriggerKind: models.TriggerListConfirmed, ListID: &listID,
+		FromEmail: "news@example.com"}, []models.AutomationStep{{Kind: models.StepSend, Subject: "Welcome", HTML: "<p>Hi</p>"}}))
 	must(s.CreateImport(ctx, &models.Import{Filename: "people.csv", ListID: listID, Mode: models.ImportUpdate, LawfulBasis: models.BasisConsent, Source: "test"}))
 	must(s.CreateDSR(ctx, &models.DSRRequest{Kind: models.DSRAccess, SubjectEmail: "m1@example.com", CreatedBy: "admin@example.com"}))
 	_, err = s.CreateSendingDomain(ctx, "example.com", strings.Repeat("s", 32), models.SendingDomainOptions{})

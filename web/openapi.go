@@ -158,6 +158,15 @@ var (
 	abInputProps   = schema{"share": describe(integer(), "Percent of the audience in the test."), "metric": strEnum("opens", "clicks", "cto"),
 		"wait_seconds": integer(), "manual": describe(boolean(), "The marketer picks the winner (POST /campaigns/{id}/winner).")}
 
+	automationProps = schema{"name": str(), "trigger": strEnum("list_confirmed", "list_subscribed", "api"), "list_id": null(integer()),
+		"exit_attribute": str(), "exit_value": describe(str(), "Leave once exit_attribute reads this value (checked before every step)."),
+		"tz_attribute": describe(str(), "Attribute holding the IANA time zone waits count in."), "tz_default": str(),
+		"from_name": str(), "from_email": str(), "test_wait_seconds": integer()}
+	stepProps = schema{"kind": strEnum("send", "wait", "branch", "exit"), "subject": str(), "html": str(), "text": str(),
+		"wait_days": integer(), "wait_seconds": integer(), "wait_until": describe(str(), "HH:MM on the subscriber's clock."), "wait_weekday": integer(),
+		"cond": strEnum("", "clicked", "opened", "attribute"), "cond_step": integer(), "cond_key": str(), "cond_value": str(),
+		"then_step": describe(integer(), "0 the next step, -1 the end, else a position."), "else_step": integer()}
+
 	// A segment's conditions (models.Conditions): groups combined by
 	// match, each of conditions combined by its match.
 	segmentConditionProps = schema{"field": segmentFieldEnum(), "op": segmentOpEnum(), "key": str(), "value": str(), "value2": str(),
@@ -210,6 +219,23 @@ var apiSchemas = map[string]schema{
 				"trials": integer(), "successes": integer(), "rate": number(), "low": number(), "high": number()}))})}),
 		"decide_at", "decided_by", "analysis"),
 	"ABWinnerInput": input(schema{"variant": describe(integer(), "The variant's idx; 0: the best by the test's metric.")}),
+
+	"Automation": obj(with(automationProps, schema{"id": integer(), "status": strEnum("draft", "active", "paused"),
+		"version":      describe(integer(), "Counts the edits of the steps made once people had entered."),
+		"activated_at": null(dateTime()), "created_at": dateTime(), "updated_at": dateTime(),
+		"steps": array(obj(with(stepProps, schema{"position": integer(), "campaign_id": null(integer())})))})),
+	"AutomationInput": describe(input(with(automationProps, schema{
+		"steps":   array(input(with(stepProps, schema{"wait_weekday": describe(integer(), "0 (Sunday) to 6; left out: any day.")}), "kind")),
+		"status":  strEnum("active", "paused"),
+		"on_edit": describe(strEnum("continue", "finish"), "When the steps change after people entered: they continue on the new version from their current step (the default), or finish the version they are on.")}),
+		"name", "trigger", "from_email"),
+		"A trigger and ordered steps (at least one on create); see the README's Automations section. PUT without steps keeps them."),
+	"AutomationEnter": input(schema{"subscriber_ids": array(integer()), "emails": array(str()),
+		"test": describe(boolean(), "A test run: every wait lasts the automation's test_wait_seconds.")}),
+	"AutomationEntered": obj(schema{"entered": describe(integer(), "People who entered; those inside already, or who were, stay as they are."),
+		"unknown": describe(array(str()), "Addresses that are no subscriber.")}),
+	"AutomationStepFigures": obj(schema{"position": integer(), "kind": str(), "waiting": integer(), "passed": integer(), "queued": integer(),
+		"sent": integer(), "failed": integer(), "suppressed": integer(), "opened": integer(), "clicked": integer(), "unsubscribed": integer()}),
 
 	"Segment": obj(schema{"id": integer(), "name": str(), "conditions": ref("SegmentConditions"), "created_at": dateTime(), "updated_at": dateTime()}),
 	"SegmentConditions": obj(schema{"match": strEnum("all", "any"), "groups": null(array(obj(schema{"match": strEnum("all", "any"),
@@ -385,6 +411,13 @@ func apiOperations() []operation {
 		{method: "PUT", path: "/templates/{id}", tag: "templates", summary: "Replace a template.", params: []param{id}, body: "TemplateInput", ok: 200, answer: data(ref("Template")), errors: []int{400, 404, 409, 422}},
 		{method: "DELETE", path: "/templates/{id}", tag: "templates", summary: "Delete a template.", params: []param{id}, ok: 204, errors: []int{404, 409}},
 
+		{method: "GET", path: "/automations", tag: "automations", summary: "Every automation with its current steps.", ok: 200, answer: data(array(ref("Automation")))},
+		{method: "POST", path: "/automations", tag: "automations", summary: "Create an automation (a draft unless status is active).", body: "AutomationInput", ok: 201, answer: data(ref("Automation")), errors: []int{400, 422}},
+		{method: "GET", path: "/automations/{id}", tag: "automations", summary: "One automation.", params: []param{id}, ok: 200, answer: data(ref("Automation")), errors: []int{404}},
+		{method: "PUT", path: "/automations/{id}", tag: "automations", summary: "Change an automation; new steps become a new version once people entered.", params: []param{id}, body: "AutomationInput", ok: 200, answer: data(ref("Automation")), errors: []int{400, 404, 422}},
+		{method: "DELETE", path: "/automations/{id}", tag: "automations", summary: "Delete an automation and the runs inside it; its messages stay in the reports.", params: []param{id}, ok: 204, errors: []int{404}},
+		{method: "POST", path: "/automations/{id}/enter", tag: "automations", summary: "Put people into the automation at its first step (the API trigger, or a test run).", params: []param{id}, body: "AutomationEnter", ok: 200, answer: data(ref("AutomationEntered")), errors: []int{400, 404, 422}},
+		{method: "GET", path: "/automations/{id}/figures", tag: "automations", summary: "Per step: people waiting there, people who passed it, and a send step's deliveries, opens, clicks and unsubscribes.", params: []param{id}, ok: 200, answer: data(array(ref("AutomationStepFigures"))), errors: []int{404}},
 		{method: "GET", path: "/segments", tag: "segments", summary: "Every segment.", ok: 200, answer: data(array(ref("Segment")))},
 		{method: "POST", path: "/segments", tag: "segments", summary: "Save a segment; a wrong condition is refused with its group and line.", body: "SegmentInput", ok: 201, answer: data(ref("Segment")), errors: []int{400, 422}},
 		{method: "GET", path: "/segments/{id}", tag: "segments", summary: "One segment.", params: []param{id}, ok: 200, answer: data(ref("Segment")), errors: []int{404}},

@@ -302,6 +302,7 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	w.call(V, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"subject":"x"}`, 403, nil)
 	segs := walkSegments(t, w, V, M, list.Data.ID, other.Data.ID, tmpl.Data.ID, draft.Data.ID)
 	walkABTest(t, w, V, M, list.Data.ID, tmpl.Data.ID)
+	walkAutomations(t, w, V, M, list.Data.ID, subs[0])
 	w.call(A, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"DNS moves tonight"}`, 200, nil)
 	w.call(M, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"x"}`, 403, nil)
 	w.call(M, "POST", "/tx", nil, "", `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","data":{"code":"42"}}`, 202, nil)
@@ -837,4 +838,78 @@ func walkABTest(t *testing.T, w *apiWalker, V, M string, list, tmpl int64) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// walkAutomations creates a welcome series, activates it, enters a
+// subscriber by id and by address, edits its steps into a new version,
+// reads the figures and deletes it.
+func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub int64) {
+	t.Helper()
+	body := fmt.Sprintf(`{"name":"Welcome","trigger":"api","list_id":%d,"from_email":"hello@example.com","tz_attribute":"tz",
+		"exit_attribute":"bought","exit_value":"yes","steps":[
+		{"kind":"send","subject":"Welcome","html":"<p>Hi</p>"},
+		{"kind":"wait","wait_days":2},
+		{"kind":"branch","cond":"clicked","cond_step":1,"then_step":-1},
+		{"kind":"send","subject":"Reminder","html":"<p>Again</p>"}]}`, list)
+	var a struct {
+		Data struct {
+			ID      int64
+			Status  string
+			Version int
+			Steps   []struct {
+				Kind        string
+				CampaignID  *int64 `json:"campaign_id"`
+				WaitWeekday int    `json:"wait_weekday"`
+			}
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", body, 201, &a)
+	if a.Data.Status != "draft" || len(a.Data.Steps) != 4 || a.Data.Steps[0].CampaignID == nil || a.Data.Steps[1].WaitWeekday != -1 {
+		t.Errorf("created automation: %+v, want a draft of 4 steps, the send step with its campaign, the wait on any weekday", a.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"teleport"}]}`, 422, nil)
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"list_confirmed","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
+	w.call(M, "POST", "/automations", nil, "", `{"name":`, 400, nil)
+	w.call(V, "POST", "/automations", nil, "", body, 403, nil)
+	w.call(V, "GET", "/automations", nil, "", "", 200, nil)
+	w.call(V, "GET", "/automations/{id}", []any{a.Data.ID}, "", "", 200, nil)
+	w.call(V, "GET", "/automations/{id}", []any{999999}, "", "", 404, nil)
+	w.call(M, "POST", "/automations/{id}/enter", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d]}`, sub), 422, nil)
+	w.call(M, "PUT", "/automations/{id}", []any{a.Data.ID}, "", fmt.Sprintf(`{"name":"Welcome","trigger":"api","list_id":%d,"from_email":"hello@example.com","status":"active"}`, list), 200, &a)
+	if a.Data.Status != "active" || len(a.Data.Steps) != 4 {
+		t.Errorf("activated automation: %+v, want active with its 4 steps kept", a.Data)
+	}
+	var entered struct {
+		Data struct {
+			Entered int64
+			Unknown []string
+		}
+	}
+	w.call(M, "POST", "/automations/{id}/enter", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d],"emails":["nobody@example.net"]}`, sub), 200, &entered)
+	if entered.Data.Entered != 1 || len(entered.Data.Unknown) != 1 {
+		t.Errorf("enter: %+v, want 1 entered and the unknown address named", entered.Data)
+	}
+	w.call(M, "POST", "/automations/{id}/enter", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d]}`, sub), 200, &entered)
+	if entered.Data.Entered != 0 {
+		t.Errorf("entering again: %d entered, want 0 (already inside)", entered.Data.Entered)
+	}
+	w.call(M, "POST", "/automations/{id}/enter", []any{a.Data.ID}, "", `{}`, 422, nil)
+	w.call(M, "POST", "/automations/{id}/enter", []any{999999}, "", `{"subscriber_ids":[1]}`, 404, nil)
+	w.call(V, "POST", "/automations/{id}/enter", []any{a.Data.ID}, "", `{"subscriber_ids":[1]}`, 403, nil)
+	edited := strings.Replace(body, `"Reminder"`, `"Reminder, reworded"`, 1)
+	edited = strings.Replace(edited, `"trigger":"api"`, `"trigger":"api","on_edit":"finish"`, 1)
+	w.call(M, "PUT", "/automations/{id}", []any{a.Data.ID}, "", edited, 200, &a)
+	if a.Data.Version != 2 {
+		t.Errorf("edited steps after someone entered: version %d, want 2", a.Data.Version)
+	}
+	w.call(M, "PUT", "/automations/{id}", []any{a.Data.ID}, "", `{"name":""}`, 422, nil)
+	var figs struct{ Data []struct{ Kind string } }
+	w.call(V, "GET", "/automations/{id}/figures", []any{a.Data.ID}, "", "", 200, &figs)
+	if len(figs.Data) != 4 || figs.Data[2].Kind != "branch" {
+		t.Errorf("figures: %+v, want the 4 steps", figs.Data)
+	}
+	w.call(V, "GET", "/automations/{id}/figures", []any{999999}, "", "", 404, nil)
+	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
+	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 204, nil)
+	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 404, nil)
 }

@@ -217,6 +217,7 @@ func (s *Server) routeTable() []route {
 		templates   = &templatePages{s.app}
 		campaigns   = &campaignPages{s.app}
 		segments    = &segmentPages{s.app}
+		automations = &automationPages{s.app}
 		reports     = &reportPages{s.app}
 		settings    = &settingsPages{s.app}
 		protection  = &protectionPages{s.app}
@@ -259,6 +260,13 @@ func (s *Server) routeTable() []route {
 		{GET, "/api/v1/templates/:id", roleTokenViewer, api.apiTemplate, nil, ""},
 		{PUT, "/api/v1/templates/:id", roleTokenMarketer, api.apiUpdateTemplate, nil, ""},
 		{DELETE, "/api/v1/templates/:id", roleTokenMarketer, api.apiDeleteTemplate, nil, ""},
+		{GET, "/api/v1/automations", roleTokenViewer, api.apiAutomations, nil, ""},
+		{POST, "/api/v1/automations", roleTokenMarketer, api.apiCreateAutomation, nil, ""},
+		{GET, "/api/v1/automations/:id", roleTokenViewer, api.apiAutomation, nil, ""},
+		{PUT, "/api/v1/automations/:id", roleTokenMarketer, api.apiUpdateAutomation, nil, ""},
+		{DELETE, "/api/v1/automations/:id", roleTokenMarketer, api.apiDeleteAutomation, nil, ""},
+		{POST, "/api/v1/automations/:id/enter", roleTokenMarketer, api.apiEnterAutomation, nil, "into the first step"},
+		{GET, "/api/v1/automations/:id/figures", roleTokenViewer, api.apiAutomationFigures, nil, "per step"},
 		{GET, "/api/v1/segments", roleTokenViewer, api.apiSegments, nil, ""},
 		{POST, "/api/v1/segments", roleTokenMarketer, api.apiCreateSegment, nil, ""},
 		{GET, "/api/v1/segments/:id", roleTokenViewer, api.apiSegment, nil, ""},
@@ -400,6 +408,15 @@ func (s *Server) routeTable() []route {
 		{GET, "/templates/:id/delete", roleMarketer, templates.deleteTemplatePage, nil, "asks first"},
 		{POST, "/templates/:id/delete", roleMarketer, templates.deleteTemplate, nil, ""},
 
+		// Automations (automations.go).
+		{GET, "/automations", roleViewer, automations.automationsPage, nil, ""},
+		{GET, "/automations/new", roleMarketer, automations.newAutomationPage, nil, "the builder"},
+		{POST, "/automations", roleMarketer, automations.createAutomation, nil, "or: one more step (add)"},
+		{GET, "/automations/:id", roleViewer, automations.automationPage, nil, "steps, per-step figures, test mode"},
+		{GET, "/automations/:id/edit", roleMarketer, automations.editAutomationPage, nil, ""},
+		{POST, "/automations/:id", roleMarketer, automations.updateAutomation, nil, "a new version once people entered"},
+		{POST, "/automations/:id/status", roleMarketer, automations.setStatus, nil, "activate or pause"},
+		{POST, "/automations/:id/test", roleMarketer, automations.testRun, nil, "start or move on a test run"},
 		// Segments (segments.go).
 		{GET, "/segments", roleViewer, segments.segmentsPage, nil, ""},
 		{GET, "/segments/new", roleMarketer, segments.newSegmentPage, nil, "the builder"},

@@ -29,6 +29,9 @@ Usage:
   herald-bench segment [-n N] [-database-url postgres://…]
                                       a segment's live count (3 conditions, one on engagement) and
                                       materialising a campaign from a segment and from a list
+  herald-bench automation [-n N] [-database-url postgres://…]
+                                      N people entering a welcome series at once: entry and the
+                                      first message queued by one advance of the automations job
   herald-bench send [-n N] [-dkim=false]
                                       send a campaign to N recipients through the whole pipeline
                                       to an SMTP sink in a child process
@@ -64,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return runBenchSearch(rest, stdout)
 	case "segment":
 		return runBenchSegment(rest, stdout)
+	case "automation":
+		return runBenchAutomation(rest, stdout)
 	case "send":
 		return runBenchSend(rest, stdout)
 	case "track":

@@ -104,11 +104,12 @@ const RetentionAction = "retention.enforce"
 // settings), the hourly removal of expired sessions, the hourly
 // removal of import uploads never started within a day, the sunset
 // policy's check for a round whose waiting period is over, the daily
-// removal of webhook deliveries finished over WebhookLogKept ago, and the
+// removal of webhook deliveries finished over WebhookLogKept ago, the
 // A/B tests' winners, looked for every 10 seconds (a test's wait may be
-// short), and automatic protection's check of the running campaigns'
-// complaint, bounce and deferral rates every ProtectionEvery, and the
-// sending IPs' every ProtectSourcesEvery.
+// short), automatic protection's check of the running campaigns'
+// complaint, bounce and deferral rates every ProtectionEvery, the
+// sending IPs' every ProtectSourcesEvery, and the automations' steps,
+// moved on every AutomationsEvery.
 func Default(store *models.Store, log *slog.Logger) []Job {
 	return []Job{
 		{Name: "abtests.decide", Every: 10 * time.Second, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
@@ -143,6 +144,9 @@ func Default(store *models.Store, log *slog.Logger) []Job {
 				log.Info("import uploads never started deleted", "count", n)
 			}
 			return err
+		}},
+		{Name: AutomationsAction, Every: AutomationsEvery, Lease: time.Minute, Run: func(ctx context.Context, now time.Time) error {
+			return Automations(ctx, store, log, now)
 		}},
 		{Name: SunsetAction, Every: time.Hour, Lease: 30 * time.Minute, Run: func(ctx context.Context, now time.Time) error {
 			return Sunset(ctx, store, log, now)
@@ -181,6 +185,25 @@ func Sunset(ctx context.Context, store *models.Store, log *slog.Logger, now time
 	n, ran, err := store.RunSunsetIfDue(ctx, now, "sunset job")
 	if ran {
 		log.Info("sunset policy applied", "by", "sunset job", "people", n)
+	}
+	return err
+}
+
+// AutomationsAction is the job name of the automations' runs.
+const AutomationsAction = "automations.advance"
+
+// AutomationsEvery is how often the automations' triggers are read and
+// their due steps moved on: a step is at most this late.
+const AutomationsEvery = 5 * time.Second
+
+// Automations is the automations job's run: the triggers of the active
+// automations take in the people who qualified, and every due run moves
+// on at now (models.AdvanceAutomations), set-based. A send step's mail is
+// queued as deliveries of its campaign, which the mailer then sends.
+func Automations(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time) error {
+	rep, err := store.AdvanceAutomations(ctx, now)
+	if rep != (models.AdvanceReport{}) {
+		log.Info("automations advanced", "entered", rep.Entered, "exited", rep.Exited, "queued", rep.Queued, "moved", rep.Moved)
 	}
 	return err
 }

@@ -86,7 +86,7 @@ func TestSchedulerRunsEachJobOnOneNode(t *testing.T) {
 			t.Fatalf("jobs = %+v, want the %d default jobs", jobs, want)
 		}
 		for _, j := range jobs {
-			if j.Name == "abtests.decide" || j.Name == ProtectionAction || j.Name == ProtectSourcesAction { // due every few seconds
+			if j.Name == "abtests.decide" || j.Name == ProtectionAction || j.Name == ProtectSourcesAction || j.Name == AutomationsAction { // due every few seconds
 				if j.Owner != "node-a" && j.Owner != "node-b" {
 					t.Errorf("job %+v: want a node as owner", j)
 				}
