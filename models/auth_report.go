@@ -66,20 +66,7 @@ func (s *Store) SaveDMARCReport(ctx context.Context, r *DMARCReport) (stored boo
 	if r.ReceivedAt.IsZero() {
 		r.ReceivedAt = time.Now().UTC()
 	}
-	err = s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(r)
-		if res.Error != nil || res.RowsAffected == 0 {
-			return res.Error
-		}
-		stored = true
-		for i := range recs {
-			recs[i].ReportID = r.ID
-		}
-		if len(recs) == 0 {
-			return nil
-		}
-		return tx.CreateInBatches(recs, 500).Error
-	})
+	stored, err = saveOnce(s, ctx, r, &r.ID, recs, func(c *DMARCRecord) *int64 { return &c.ReportID })
 	if err != nil {
 		return false, fmt.Errorf("models: save DMARC report %s/%s: %w", r.OrgName, r.ReportID, err)
 	}
@@ -125,24 +112,32 @@ func (s *Store) SaveTLSReport(ctx context.Context, r *TLSReport) (stored bool, e
 	if r.ReceivedAt.IsZero() {
 		r.ReceivedAt = time.Now().UTC()
 	}
-	err = s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(r)
-		if res.Error != nil || res.RowsAffected == 0 {
-			return res.Error
-		}
-		stored = true
-		for i := range pols {
-			pols[i].ReportID = r.ID
-		}
-		if len(pols) == 0 {
-			return nil
-		}
-		return tx.CreateInBatches(pols, 500).Error
-	})
+	stored, err = saveOnce(s, ctx, r, &r.ID, pols, func(c *TLSReportPolicy) *int64 { return &c.ReportID })
 	if err != nil {
 		return false, fmt.Errorf("models: save TLS report %s/%s: %w", r.OrgName, r.ReportID, err)
 	}
 	return stored, nil
+}
+
+// saveOnce inserts report unless its unique key is already stored, then
+// its children, each given the report's id (*id once inserted) through
+// parent, in one transaction. stored is false for a resend.
+func saveOnce[C any](s *Store, ctx context.Context, report any, id *int64, children []C, parent func(*C) *int64) (stored bool, err error) {
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(report)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		stored = true
+		for i := range children {
+			*parent(&children[i]) = *id
+		}
+		if len(children) == 0 {
+			return nil
+		}
+		return tx.CreateInBatches(children, 500).Error
+	})
+	return stored, err
 }
 
 // IsReportDomain reports whether domain is a sending domain or a sending
