@@ -31,11 +31,11 @@ func spamCheck(t *testing.T, s *models.Store, e *mailer.Engine, id int64) mailer
 	return mailer.Check{}
 }
 
-// TestDefaultTemplateSpamScore shows the default newsletter, signed and
-// tracked as a subscriber gets it, to a real spamd: with tracking on it
-// must score under 1.0 (the open pixel in short mail once drew
-// SpamAssassin's image-only rules), and the checklist lists the rules.
-func TestDefaultTemplateSpamScore(t *testing.T) {
+// spamEngine is a running engine that scores with a spamd of its own, on
+// a new database with an organisation, a signing domain and a list of
+// one subscriber.
+func spamEngine(t *testing.T) (*models.Store, *mailer.Engine, int64, *models.SendingDomain) {
+	t.Helper()
 	ctx := context.Background()
 	addr := spamdtest.Start(t)
 	s := testdb.SQLite(t)
@@ -57,6 +57,16 @@ func TestDefaultTemplateSpamScore(t *testing.T) {
 		_, err := e.SampleMessage(ctx, 0)
 		return !strings.Contains(fmt.Sprint(err), "not started")
 	})
+	return s, e, list, sd
+}
+
+// TestDefaultTemplateSpamScore shows the default newsletter, signed and
+// tracked as a subscriber gets it, to a real spamd: with tracking on it
+// must score under 1.0 (the open pixel in short mail once drew
+// SpamAssassin's image-only rules), and the checklist lists the rules.
+func TestDefaultTemplateSpamScore(t *testing.T) {
+	ctx := context.Background()
+	s, e, list, sd := spamEngine(t)
 
 	scores := map[bool]float64{}
 	for _, tracked := range []bool{true, false} {
@@ -97,26 +107,7 @@ func TestDefaultTemplateSpamScore(t *testing.T) {
 // still scored as one, and Herald's own check says so first.
 func TestShortMailSpamScore(t *testing.T) {
 	ctx := context.Background()
-	addr := spamdtest.Start(t)
-	s := testdb.SQLite(t)
-	for k, v := range map[string]string{models.SettingOrgName: "Example Books", models.SettingPostalAddress: "1 Example Street, London"} {
-		if err := s.SetSetting(ctx, k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	secret := "spam-score-test-secret"
-	sd, err := s.CreateSendingDomain(ctx, "books.example", secret, models.SendingDomainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	list := seed(t, s, 1, []string{"example.org"})
-	e := mailer.New(mailer.Options{Logger: testLogger(t), Secrets: []string{secret}, RootURL: "https://news.books.example",
-		Spamd: &spamc.Client{Addr: addr}}, s)
-	runEngine(t, e)
-	waitFor(t, 10e9, "engine setup", func() bool {
-		_, err := e.SampleMessage(ctx, 0)
-		return !strings.Contains(fmt.Sprint(err), "not started")
-	})
+	s, e, list, sd := spamEngine(t)
 
 	const short = `<html><body><p>Hello {{.Subscriber.Name}}, our shop opens on Monday at nine. See <a href="https://books.example/hours">the opening hours</a>.</p>%s
 <p><a href="{{.UnsubscribeURL}}">Unsubscribe</a> · {{.Org.Name}} · {{.Org.PostalAddress}}</p></body></html>`
