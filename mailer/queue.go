@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"time"
@@ -409,7 +410,14 @@ func (e *Engine) controlLoop(ctx context.Context) {
 						}
 						continue
 					}
-					if err := e.store.StartCampaign(ctx, id); err == nil {
+					// The same start as Send now's: through the
+					// campaign's placement gate when it has one.
+					var se *models.CampaignStateError
+					if err := e.startScheduled(ctx, id); errors.As(err, &se) {
+						continue // started, paused or cancelled meanwhile (another node)
+					} else if err != nil {
+						e.log.Error("start a scheduled campaign; trying again", "campaign", id, "err", err)
+					} else {
 						e.log.Info("scheduled campaign started", "campaign", id)
 					}
 				}
