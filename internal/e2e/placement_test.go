@@ -280,10 +280,16 @@ func TestPlacementGate(t *testing.T) {
 // paused while its test goes to the seeds. With one seed of two in
 // Spam, the one wanting 100% stays paused with the reason and its
 // subscriber is never contacted; the one wanting 50% finishes.
+// On both databases: the engine's scheduled start is one change.
 func TestPlacementGateScheduled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
+	t.Run("sqlite", func(t *testing.T) { placementGateScheduled(t, "") })
+	t.Run("postgres", func(t *testing.T) { placementGateScheduled(t, e2e.PostgresURL(t)) })
+}
+
+func placementGateScheduled(t *testing.T, dbURL string) {
 	imap := e2e.StartDovecot(t, map[string]string{"inboxseed": "pw-inbox", "junkseed": "pw-junk"})
 	dns := e2e.StartDNS(t)
 	port := e2e.FreePort(t)
@@ -291,7 +297,7 @@ func TestPlacementGateScheduled(t *testing.T) {
 		users: map[string]string{"seed@inbox.test": "inboxseed", "seed@junk.test": "junkseed"}}
 	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{Deliver: mta.deliver})
 	dns.Provider(t, "mx.seeds.test", "127.0.0.2", "inbox.test", "junk.test", "rcpt.test")
-	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port,
+	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port, DatabaseURL: dbURL,
 		Env: []string{"SSL_CERT_FILE=" + imap.CAFile, "HERALD_PLACEMENT_POLL=300ms"}})
 	h.SendingDomain(t, dns, "sender.example")
 	d := h.Dashboard(t)
