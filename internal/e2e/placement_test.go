@@ -400,3 +400,37 @@ func placementGateScheduled(t *testing.T, dbURL string) {
 		t.Errorf("gate on a finished campaign = %d, want 422", code)
 	}
 }
+
+// TestPlacementGateScheduledNoSeeds runs the built binary: a scheduled
+// campaign whose gate cannot send its test when its time comes (there
+// are no seed mailboxes) is held paused with the reason, never sent
+// ungated.
+func TestPlacementGateScheduledNoSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	h := e2e.Start(t, e2e.Options{})
+	d := h.Dashboard(t)
+	id := h.NewCampaign(t, e2e.Campaign{Name: "Gated, no seeds", FromEmail: "hello@news.example", Lists: []int64{h.List(t, "Readers", "reader@example.org")}})
+	if err := h.Store(t).ScheduleCampaign(context.Background(), id, time.Now().Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := d.Post(t, "/deliverability/placement/gates", url.Values{"campaign_id": {fmt.Sprint(id)}, "min_inbox": {"80"}}); code != http.StatusSeeOther {
+		t.Fatalf("set gate = %d: %.400s", code, body)
+	}
+	h.WaitCampaign(t, id, 30*time.Second, "paused", "running", "finished")
+	time.Sleep(2 * time.Second) // a start would have sent by now (capture)
+	st := h.WaitCampaign(t, id, 5*time.Second, "paused")
+	if st.Counters["sent"] != 0 {
+		t.Errorf("counters = %v, want nothing sent", st.Counters)
+	}
+	var api struct {
+		Data struct {
+			PauseReason string `json:"pause_reason"`
+		} `json:"data"`
+	}
+	h.MustAPI(t, http.StatusOK, "GET", fmt.Sprintf("/campaigns/%d", id), nil, &api)
+	if !strings.Contains(api.Data.PauseReason, "no seed mailboxes") {
+		t.Errorf("pause_reason = %q, want the gate's missing seeds", api.Data.PauseReason)
+	}
+}
