@@ -113,7 +113,11 @@ var _ changeStore = (*models.Store)(nil)
 func (e *Engine) startScheduled(ctx context.Context, id int64) error {
 	cs, ok := e.store.(changeStore)
 	if !ok {
-		return e.store.StartCampaign(ctx, id)
+		if err := e.store.StartCampaign(ctx, id); err != nil {
+			return err
+		}
+		e.log.Info("scheduled campaign started", "campaign", id)
+		return nil
 	}
 	cp, err := e.store.Campaign(ctx, id)
 	if err != nil {
@@ -157,7 +161,9 @@ func (e *Engine) startScheduled(ctx context.Context, id int64) error {
 		return err
 	}
 	if t != nil {
-		e.log.Info("scheduled campaign held by its placement gate", "campaign", id, "test", t.ID, "seeds", len(t.Results))
+		e.log.Info("scheduled campaign started, held paused by its placement gate", "campaign", id, "test", t.ID, "seeds", len(t.Results))
+	} else {
+		e.log.Info("scheduled campaign started", "campaign", id)
 	}
 	return nil
 }

@@ -412,13 +412,11 @@ func (e *Engine) controlLoop(ctx context.Context) {
 					}
 					// The same start as Send now's: through the
 					// campaign's placement gate when it has one.
+					// A state error: another node started it, or it was
+					// paused or cancelled meanwhile.
 					var se *models.CampaignStateError
-					if err := e.startScheduled(ctx, id); errors.As(err, &se) {
-						continue // started, paused or cancelled meanwhile (another node)
-					} else if err != nil {
+					if err := e.startScheduled(ctx, id); err != nil && !errors.As(err, &se) {
 						e.log.Error("start a scheduled campaign; trying again", "campaign", id, "err", err)
-					} else {
-						e.log.Info("scheduled campaign started", "campaign", id)
 					}
 				}
 			}
