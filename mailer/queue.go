@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"time"
@@ -409,8 +410,13 @@ func (e *Engine) controlLoop(ctx context.Context) {
 						}
 						continue
 					}
-					if err := e.store.StartCampaign(ctx, id); err == nil {
-						e.log.Info("scheduled campaign started", "campaign", id)
+					// The same start as Send now's: through the
+					// campaign's placement gate when it has one.
+					// A state error: another node started it, or it was
+					// paused or cancelled meanwhile.
+					var se *models.CampaignStateError
+					if err := e.startScheduled(ctx, id); err != nil && !errors.As(err, &se) {
+						e.log.Error("start a scheduled campaign; trying again", "campaign", id, "err", err)
 					}
 				}
 			}

@@ -72,9 +72,9 @@ func verdict(v string) string {
 }
 
 // PlacementPage lists the placement tests and starts a new one.
-// drafts are the campaigns a gate can be set on (drafts: a scheduled
-// start does not pass the gate); gates the gates set.
-func PlacementPage(p Page, tests []models.PlacementTest, seeds int, campaigns []CampaignChoice, f PlacementStartForm, drafts []CampaignChoice, gates []models.PlacementGate) templ.Component {
+// gateable are the campaigns a gate can be set on (drafts and scheduled
+// ones, not yet started); gates the gates set.
+func PlacementPage(p Page, tests []models.PlacementTest, seeds int, campaigns []CampaignChoice, f PlacementStartForm, gateable []CampaignChoice, gates []models.PlacementGate) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -221,7 +221,7 @@ func PlacementPage(p Page, tests []models.PlacementTest, seeds int, campaigns []
 					}
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, " <h2>Placement gates</h2><p>A draft campaign with a gate sends a placement test first when you start it with Send now, and waits paused for the result: it resumes by itself when at least the percentage you set reached the inbox, and stays paused with the reason otherwise. Scheduling a campaign for later skips its gate.</p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, " <h2>Placement gates</h2><p>A draft or scheduled campaign with a gate sends a placement test first when it starts, with Send now, through the API or at its scheduled time, and waits paused for the result: it resumes by itself when at least the percentage you set reached the inbox, and stays paused with the reason otherwise.</p>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -369,7 +369,7 @@ func PlacementPage(p Page, tests []models.PlacementTest, seeds int, campaigns []
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			if p.CanEdit() && len(drafts) > 0 {
+			if p.CanEdit() && len(gateable) > 0 {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 33, "<form method=\"post\" action=\"/deliverability/placement/gates\" data-testid=\"gate-form\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
@@ -395,7 +395,7 @@ func PlacementPage(p Page, tests []models.PlacementTest, seeds int, campaigns []
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				for _, c := range drafts {
+				for _, c := range gateable {
 					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 36, "<option value=\"")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -19,10 +18,6 @@ import (
 // placementPages serves Deliverability → Placement: the seed mailboxes
 // and the placement tests (the polling is internal/jobs' placement job).
 type placementPages struct{ *app }
-
-// placementWait is how long a test looks for its copies before the ones
-// not found count as missing.
-const placementWait = 10 * time.Minute
 
 func (s *placementPages) seeds(ctx context.Context) ([]models.SeedMailbox, bool, error) {
 	seeds, err := s.store.SeedMailboxes(ctx, s.cfg.Secrets())
@@ -99,21 +94,21 @@ func (s *placementPages) renderTests(c echo.Context, code int, f views.Placement
 	if err != nil {
 		return err
 	}
-	var choices, drafts []views.CampaignChoice
+	var choices, gateable []views.CampaignChoice
 	for _, cp := range cps {
 		if cp.TemplateID == nil {
 			continue
 		}
 		choices = append(choices, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
-		if cp.Status == models.CampaignDraft {
-			drafts = append(drafts, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
+		if cp.Status == models.CampaignDraft || cp.Status == models.CampaignScheduled {
+			gateable = append(gateable, views.CampaignChoice{ID: cp.ID, Name: cp.Name})
 		}
 	}
 	gates, err := s.store.PlacementGates(ctx)
 	if err != nil {
 		return err
 	}
-	return s.render(c, code, views.PlacementPage(s.page(c, "Inbox placement", "deliverability"), tests, len(seeds), choices, f, drafts, gates))
+	return s.render(c, code, views.PlacementPage(s.page(c, "Inbox placement", "deliverability"), tests, len(seeds), choices, f, gateable, gates))
 }
 
 func (s *placementPages) testsPage(c echo.Context) error {
@@ -137,7 +132,7 @@ func (s *placementPages) startTest(c echo.Context) error {
 		return s.renderTests(c, http.StatusUnprocessableEntity, f)
 	}
 	t, err := s.startPlacement(c, cp, false)
-	if errors.Is(err, errNoSeeds) {
+	if errors.Is(err, mailer.ErrNoSeeds) {
 		f.Errors["campaign_id"] = "There are no seed mailboxes to send to: an admin adds them first."
 		return s.renderTests(c, http.StatusUnprocessableEntity, f)
 	}
@@ -147,8 +142,6 @@ func (s *placementPages) startTest(c echo.Context) error {
 	s.flash(c, "Placement test started: the message is on its way to the seeds.")
 	return seeOther(c, fmt.Sprintf("/deliverability/placement/%d", t.ID))
 }
-
-var errNoSeeds = errors.New("web: no seed mailboxes")
 
 // startPlacement starts a placement test of cp in a change of its own
 // with its audit entry.
@@ -168,63 +161,35 @@ func (s *placementPages) startPlacement(c echo.Context, cp *models.Campaign, gat
 	return t, nil
 }
 
-// sendPlacement creates a placement test of cp and sends cp's message as
-// a test send to every seed, each copy carrying the test's token, in the
-// change on ctx: all or none. The returned test's Results hold one entry
-// per seed.
+// sendPlacement sends a placement test of cp in the change on ctx (the
+// engine's SendPlacement), with the engine's errors told to the user.
 func (s *app) sendPlacement(ctx context.Context, cp *models.Campaign, gate bool) (*models.PlacementTest, error) {
-	seeds, err := s.store.SeedMailboxes(ctx, s.cfg.Secrets())
-	if err != nil && !errors.Is(err, models.ErrSettingSealed) {
-		return nil, err
-	}
-	if len(seeds) == 0 {
-		return nil, errNoSeeds
-	}
-	if cp.TemplateID == nil {
-		return nil, unprocessable("The campaign has no template: edit it and choose one first.", nil)
-	}
-	t, err := s.store.StartPlacementTest(ctx, cp.ID, seeds, time.Now().Add(placementWait), gate)
-	if err != nil {
-		return nil, err
-	}
-	for _, sd := range seeds {
-		_, err := s.mailer.SendTransactional(ctx, mailer.TransactionalRequest{TemplateID: *cp.TemplateID, To: sd.Address,
-			Subject: cp.Subject, From: cp.FromEmail, FromName: cp.FromName, ReplyTo: cp.ReplyTo, Data: map[string]any{"test": true},
-			Test: true, TestOf: cp.ID, Placement: t.Token, OverrideSuppression: true})
-		if errors.Is(err, mailer.ErrInvalidRequest) {
-			return nil, unprocessable("The campaign's message cannot be sent: "+err.Error(), nil)
-		}
-		if err != nil {
-			return nil, err
-		}
-		t.Results = append(t.Results, models.PlacementResult{SeedID: sd.ID, Address: sd.Address, Provider: sd.Provider, Placement: models.PlacementPending})
-	}
-	return t, nil
+	t, err := s.mailer.SendPlacement(ctx, cp, gate)
+	return t, placementError(err)
 }
 
-// startOrGate starts cp in the change on ctx. With an armed placement
-// gate the campaign is held paused at once and a placement test goes to
-// the seeds; the placement job resumes it when enough copies reach the
-// inbox (it returns that test, nil without a gate).
+// startOrGate starts cp in the change on ctx through its placement gate
+// if it has one: the engine's StartOrGate, the same start a scheduled
+// campaign gets when its time comes. It returns the gate's test, nil
+// without a gate.
 func (s *app) startOrGate(ctx context.Context, cp *models.Campaign) (*models.PlacementTest, error) {
-	if err := s.mailer.StartCampaign(ctx, cp.ID); err != nil {
-		return nil, err
-	}
-	g, err := s.store.ArmedPlacementGate(ctx, cp.ID)
-	if err != nil || g == nil {
-		return nil, err
-	}
-	if err := s.mailer.Pause(ctx, cp.ID); err != nil {
-		return nil, err
-	}
-	t, err := s.sendPlacement(ctx, cp, true)
-	if errors.Is(err, errNoSeeds) {
+	t, err := s.mailer.StartOrGate(ctx, cp)
+	if errors.Is(err, mailer.ErrNoSeeds) {
 		return nil, unprocessable("The campaign has a placement gate but there are no seed mailboxes: add seeds, or remove the gate on Deliverability → Placement.", nil)
 	}
-	if err != nil {
-		return nil, err
+	return t, placementError(err)
+}
+
+// placementError turns the engine's refusals of a placement test into
+// messages for the user; ErrNoSeeds stays for the caller to word.
+func placementError(err error) error {
+	switch {
+	case errors.Is(err, mailer.ErrNoTemplate):
+		return unprocessable("The campaign has no template: edit it and choose one first.", nil)
+	case errors.Is(err, mailer.ErrInvalidRequest):
+		return unprocessable("The campaign's message cannot be sent: "+err.Error(), nil)
 	}
-	return t, s.store.GateTesting(ctx, cp.ID, t.ID)
+	return err
 }
 
 // saveGate arms or removes a campaign's placement gate.
@@ -239,9 +204,10 @@ func (s *placementPages) saveGate(c echo.Context) error {
 		f.Errors["gate_campaign_id"] = "Choose a campaign."
 	case err != nil:
 		return err
-	case cp.Status != models.CampaignDraft:
-		// A scheduled start does not pass the gate (the engine starts it).
-		f.Errors["gate_campaign_id"] = "Only a draft campaign can get a gate, started with Send now: this one is " + cp.Status + "."
+	case cp.Status != models.CampaignDraft && cp.Status != models.CampaignScheduled:
+		// Send now, the API and the scheduled start all pass the gate
+		// (mailer's StartOrGate); a started campaign is past it.
+		f.Errors["gate_campaign_id"] = "Only a draft or scheduled campaign can get a gate: this one is " + cp.Status + "."
 	}
 	min, err := strconv.Atoi(minText)
 	if err != nil || min < 0 || min > 100 {

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/herald-mail/herald/internal/e2e"
+	"github.com/herald-mail/herald/models"
 )
 
 // placementMTA is the receiving side of two providers in front of one
@@ -269,5 +270,167 @@ func TestPlacementGate(t *testing.T) {
 	}
 	if seeds != 4 {
 		t.Errorf("%d placement copies at the receiver, want 2 per campaign", seeds)
+	}
+}
+
+// TestPlacementGateScheduled runs the built binary: two campaigns are
+// scheduled a few seconds ahead, then get a placement gate through the
+// dashboard's form (scheduled campaigns take one). When their time comes
+// the engine starts them through the same gate as Send now: each is held
+// paused while its test goes to the seeds. With one seed of two in
+// Spam, the one wanting 100% stays paused with the reason and its
+// subscriber is never contacted; the one wanting 50% finishes.
+// On both databases: the engine's scheduled start is one change.
+func TestPlacementGateScheduled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	t.Run("sqlite", func(t *testing.T) { placementGateScheduled(t, "") })
+	t.Run("postgres", func(t *testing.T) { placementGateScheduled(t, e2e.PostgresURL(t)) })
+}
+
+func placementGateScheduled(t *testing.T, dbURL string) {
+	imap := e2e.StartDovecot(t, map[string]string{"inboxseed": "pw-inbox", "junkseed": "pw-junk"})
+	dns := e2e.StartDNS(t)
+	port := e2e.FreePort(t)
+	mta := &placementMTA{t: t, dns: dns, imap: imap, written: map[string]string{},
+		users: map[string]string{"seed@inbox.test": "inboxseed", "seed@junk.test": "junkseed"}}
+	rcv := e2e.StartReceiver(t, "127.0.0.2", port, e2e.ReceiverOptions{Deliver: mta.deliver})
+	dns.Provider(t, "mx.seeds.test", "127.0.0.2", "inbox.test", "junk.test", "rcpt.test")
+	h := e2e.Start(t, e2e.Options{Transport: "direct", DNS: dns, MXPort: port, DatabaseURL: dbURL,
+		Env: []string{"SSL_CERT_FILE=" + imap.CAFile, "HERALD_PLACEMENT_POLL=300ms"}})
+	h.SendingDomain(t, dns, "sender.example")
+	d := h.Dashboard(t)
+	for _, s := range []struct{ addr, user, pass string }{{"seed@inbox.test", "inboxseed", "pw-inbox"}, {"seed@junk.test", "junkseed", "pw-junk"}} {
+		if code, body := d.Post(t, "/deliverability/placement/seeds", url.Values{"address": {s.addr}, "provider": {"P"},
+			"imap_url": {"imap://" + s.user + ":" + s.pass + "@" + imap.Addr}}); code != http.StatusSeeOther {
+			t.Fatalf("add seed %s = %d: %.400s", s.addr, code, body)
+		}
+	}
+	strict := h.NewCampaign(t, e2e.Campaign{Name: "Strict later", FromEmail: "news@sender.example", Lists: []int64{h.List(t, "Strict readers", "strict@rcpt.test")}})
+	lenient := h.NewCampaign(t, e2e.Campaign{Name: "Lenient later", FromEmail: "news@sender.example", Lists: []int64{h.List(t, "Lenient readers", "lenient@rcpt.test")}})
+	// The dashboard's schedule form has minute resolution: the store's
+	// ScheduleCampaign (what the form and the API call) sets a time a few
+	// seconds ahead.
+	at := time.Now().Add(12 * time.Second)
+	for _, id := range []int64{strict, lenient} {
+		if err := h.Store(t).ScheduleCampaign(context.Background(), id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, min := range map[int64]string{strict: "100", lenient: "50"} {
+		if code, body := d.Post(t, "/deliverability/placement/gates", url.Values{"campaign_id": {fmt.Sprint(id)}, "min_inbox": {min}}); code != http.StatusSeeOther {
+			t.Fatalf("set gate on scheduled campaign %d = %d: %.400s", id, code, body)
+		}
+	}
+	gateState := func(id int64) (string, string) {
+		_, body := d.Get(t, "/deliverability/placement")
+		doc, _ := goquery.NewDocumentFromReader(strings.NewReader(body))
+		row := doc.Find(fmt.Sprintf(`tr[data-testid="gate-%d"]`, id))
+		return row.AttrOr("data-state", ""), strings.TrimSpace(row.Find(`[data-testid="gate-reason"]`).Text())
+	}
+	if time.Now().Before(at) {
+		if a, b := h.WaitCampaign(t, strict, time.Second, "scheduled"), h.WaitCampaign(t, lenient, time.Second, "scheduled"); a.Status != "scheduled" || b.Status != "scheduled" {
+			t.Fatalf("before their time: %q %q, want scheduled", a.Status, b.Status)
+		}
+		if a, _ := gateState(strict); a != "armed" {
+			t.Errorf("strict gate before its time = %q, want armed", a)
+		}
+	}
+	e2e.Eventually(t, 90*time.Second, "both gates decided", func() bool {
+		a, _ := gateState(strict)
+		b, _ := gateState(lenient)
+		return a != "testing" && a != "armed" && b != "testing" && b != "armed"
+	})
+	st := h.WaitCampaign(t, lenient, 60*time.Second, "finished")
+	t.Logf("lenient: %+v", st)
+	if state, _ := gateState(lenient); state != "passed" {
+		t.Errorf("lenient gate = %q, want passed", state)
+	}
+	state, reason := gateState(strict)
+	if state != "failed" || !strings.Contains(reason, "50% of the seeds") || !strings.Contains(reason, "100% required") {
+		t.Errorf("strict gate = %q %q, want failed with the figures", state, reason)
+	}
+	// Give the strict campaign more time: it must still be paused, its
+	// subscriber never contacted.
+	time.Sleep(2 * time.Second)
+	if st := h.WaitCampaign(t, strict, 5*time.Second, "paused"); st.Counters["sent"] != 0 {
+		t.Errorf("strict campaign counters = %v, want nothing sent", st.Counters)
+	}
+	var api struct {
+		Data struct {
+			PauseReason string `json:"pause_reason"`
+		} `json:"data"`
+	}
+	h.MustAPI(t, http.StatusOK, "GET", fmt.Sprintf("/campaigns/%d", strict), nil, &api)
+	if !strings.Contains(api.Data.PauseReason, "placement gate") || !strings.Contains(api.Data.PauseReason, "100% required") {
+		t.Errorf("strict campaign's pause_reason = %q, want the gate's reason", api.Data.PauseReason)
+	}
+	if rcv.Contacted("strict@rcpt.test") {
+		t.Error("the strict campaign's subscriber got it although the gate failed")
+	}
+	if !rcv.Contacted("lenient@rcpt.test") {
+		t.Error("the lenient campaign's subscriber did not get it")
+	}
+	seeds := 0
+	for _, m := range rcv.Messages() {
+		if strings.HasSuffix(m.To[0], ".test") && bytes.Contains(m.Data, []byte("\r\nX-Herald-Placement: ")) {
+			seeds++
+		}
+	}
+	if seeds != 4 {
+		t.Errorf("%d placement copies at the receiver, want 2 per campaign", seeds)
+	}
+	// The scheduled starts are audited as the scheduler's, held by the gate.
+	entries, _, err := h.Store(t).AuditPage(context.Background(), models.AuditQuery{Actor: "scheduler", ActionPrefix: "campaign.start"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for _, e := range entries {
+		if e.Actor == "scheduler" && strings.Contains(e.Summary, "held by the placement gate") {
+			held++
+		}
+	}
+	if held != 2 {
+		t.Errorf("%d scheduled starts audited as held by the gate, want 2", held)
+	}
+	// A started campaign is past its gate: the form refuses it.
+	if code, _ := d.Post(t, "/deliverability/placement/gates", url.Values{"campaign_id": {fmt.Sprint(lenient)}, "min_inbox": {"50"}}); code != http.StatusUnprocessableEntity {
+		t.Errorf("gate on a finished campaign = %d, want 422", code)
+	}
+}
+
+// TestPlacementGateScheduledNoSeeds runs the built binary: a scheduled
+// campaign whose gate cannot send its test when its time comes (there
+// are no seed mailboxes) is held paused with the reason, never sent
+// ungated.
+func TestPlacementGateScheduledNoSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the built binary")
+	}
+	h := e2e.Start(t, e2e.Options{})
+	d := h.Dashboard(t)
+	id := h.NewCampaign(t, e2e.Campaign{Name: "Gated, no seeds", FromEmail: "hello@news.example", Lists: []int64{h.List(t, "Readers", "reader@example.org")}})
+	if err := h.Store(t).ScheduleCampaign(context.Background(), id, time.Now().Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := d.Post(t, "/deliverability/placement/gates", url.Values{"campaign_id": {fmt.Sprint(id)}, "min_inbox": {"80"}}); code != http.StatusSeeOther {
+		t.Fatalf("set gate = %d: %.400s", code, body)
+	}
+	h.WaitCampaign(t, id, 30*time.Second, "paused", "running", "finished")
+	time.Sleep(2 * time.Second) // a start would have sent by now (capture)
+	st := h.WaitCampaign(t, id, 5*time.Second, "paused")
+	if st.Counters["sent"] != 0 {
+		t.Errorf("counters = %v, want nothing sent", st.Counters)
+	}
+	var api struct {
+		Data struct {
+			PauseReason string `json:"pause_reason"`
+		} `json:"data"`
+	}
+	h.MustAPI(t, http.StatusOK, "GET", fmt.Sprintf("/campaigns/%d", id), nil, &api)
+	if !strings.Contains(api.Data.PauseReason, "no seed mailboxes") {
+		t.Errorf("pause_reason = %q, want the gate's missing seeds", api.Data.PauseReason)
 	}
 }
