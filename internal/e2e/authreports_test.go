@@ -30,6 +30,7 @@ import (
 // bombs) are refused with 550, and the server's peak resident memory
 // grows by less than 50 MB while it refuses them.
 func TestDMARCAndTLSReports(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

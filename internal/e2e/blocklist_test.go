@@ -28,6 +28,7 @@ import (
 // the address is listed again mid-send, and delivers every message once,
 // from the pool's address, in the end.
 func TestBlocklistListingPausesPool(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

@@ -27,6 +27,7 @@ import (
 // Then `herald bounce parse --explain` on the same notices, and on a
 // truncated file, from the same binary.
 func TestBounceReasons(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

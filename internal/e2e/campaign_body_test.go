@@ -23,6 +23,7 @@ import (
 // its links as numbered footnotes that are the tracked URLs leading to the
 // links' targets, and no placeholder text.
 func TestCampaignBodyOfItsOwn(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

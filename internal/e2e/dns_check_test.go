@@ -18,6 +18,7 @@ import (
 // wrong with its own reason; a campaign From that domain cannot start
 // while the check fails.
 func TestCheckDNSWrongRecords(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

@@ -14,6 +14,7 @@ import (
 // direct delivery: MX lookups in the local DNS, two providers on
 // 127.0.0.2 and 127.0.0.3, a sending domain set up through the dashboard.
 func TestDirectCampaign(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

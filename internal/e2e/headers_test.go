@@ -28,6 +28,7 @@ var oversigned = []string{"From", "To", "Cc", "Subject", "Date", "Message-ID", "
 // delivered within the line limits and decodes back (Go and Python) to the
 // same text.
 func TestSubdomainSignedLongSubject(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
@@ -142,6 +143,7 @@ print(json.dumps(out))
 // the transactional API and the campaign API alike; a good request then
 // reaches the receiver with its one Reply-To and no Bcc field.
 func TestReplyToInjectionRefused(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

@@ -31,6 +31,7 @@ import (
 // certificate is for another name, with a reason that says so; that
 // receiver gets nothing, in plain text or otherwise.
 func TestMTASTSEnforce(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

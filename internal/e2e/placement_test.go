@@ -85,6 +85,7 @@ func (p *placementMTA) deliver(m e2e.Message) {
 // reports inbox for one and spam for the other, with each receiver's
 // SPF, DKIM and DMARC verdicts.
 func TestPlacementInboxAndSpam(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
@@ -188,6 +189,7 @@ func TestPlacementInboxAndSpam(t *testing.T) {
 // 100% stays paused with the reason and its subscriber never gets it;
 // the one wanting 50% resumes by itself and finishes.
 func TestPlacementGate(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
@@ -282,6 +284,7 @@ func TestPlacementGate(t *testing.T) {
 // subscriber is never contacted; the one wanting 50% finishes.
 // On both databases: the engine's scheduled start is one change.
 func TestPlacementGateScheduled(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
@@ -406,6 +409,7 @@ func placementGateScheduled(t *testing.T, dbURL string) {
 // are no seed mailboxes) is held paused with the reason, never sent
 // ungated.
 func TestPlacementGateScheduledNoSeeds(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

@@ -24,6 +24,7 @@ import (
 // address. Without dkim=relay, and with direct delivery, the same
 // campaign is still refused.
 func TestRelaySignsCampaignWithoutKey(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

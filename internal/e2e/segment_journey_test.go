@@ -41,6 +41,7 @@ import (
 // campaign at exactly p1, p3, p5 and p6, once each. It runs on SQLite, and
 // on PostgreSQL when HERALD_TEST_POSTGRES is set.
 func TestSegmentCampaignJourney(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary and a browser")
 	}

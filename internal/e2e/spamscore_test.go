@@ -24,6 +24,7 @@ var scoreRE = regexp.MustCompile(`data-testid="spam-score-value">Score (-?[0-9.]
 // capture, and the message actually sent (pixel, tracked links, DKIM)
 // scores the same at spamd, so the checklist measured what recipients get.
 func TestSpamScoreThroughTheBinary(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary and spamd")
 	}

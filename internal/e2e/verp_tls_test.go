@@ -28,6 +28,7 @@ import (
 // uppercased and in mixed case, suppress exactly those two recipients;
 // the campaign report shows all delivered mail over TLS, none verified.
 func TestRecasedVERPAndTLSReport(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}

@@ -19,6 +19,7 @@ import (
 // delivered event, once each, fed from the deliveries the engine
 // recorded (the send path itself writes nothing for webhooks).
 func TestWebhookSentEvents(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	h := Start(t, Options{Env: []string{"HERALD_WEBHOOK_POLL=200ms"}})
 	var mu sync.Mutex
 	secret := ""

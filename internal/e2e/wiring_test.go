@@ -19,6 +19,7 @@ import (
 // report's counters and words say so, and a second campaign to the same
 // list does not offer them to the receiver again.
 func TestRefusalsAreBounces(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
@@ -115,6 +116,7 @@ func TestRefusalsAreBounces(t *testing.T) {
 // first attempt (and are suppressed), while mail to a working domain goes
 // out.
 func TestDialFailuresAsServed(t *testing.T) {
+	t.Parallel() // functional: no rate or clock is measured, so it may share the machine
 	if testing.Short() {
 		t.Skip("starts the built binary")
 	}
