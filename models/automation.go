@@ -30,6 +30,13 @@ const (
 	StepWait   = "wait"
 	StepBranch = "branch"
 	StepExit   = "exit"
+	// StepListAdd puts the people on TargetListID (confirmed, a consent
+	// row with basis legitimate interest and source automation) unless
+	// they have a row there already: one who unsubscribed from it stays
+	// unsubscribed. StepListRemove unsubscribes them from it.
+	StepListAdd    = "list_add"
+	StepListRemove = "list_remove"
+	StepSetAttr    = "set_attribute" // AttrKey := AttrValue (text)
 )
 
 // Branch conditions.
@@ -37,6 +44,7 @@ const (
 	CondClicked   = "clicked"   // clicked a link in the message of step CondStep
 	CondOpened    = "opened"    // opened the message of step CondStep
 	CondAttribute = "attribute" // attribute CondKey reads CondValue
+	CondSegment   = "segment"   // in segment SegmentID now
 )
 
 // Edit modes: what happens to the people inside when the steps change.
@@ -94,7 +102,17 @@ type AutomationStep struct {
 	CondValue string
 	ThenStep  int
 	ElseStep  int
+	SegmentID *int64 // branch on segment membership
 
+	// List steps: the list; set_attribute: the attribute and its value.
+	TargetListID *int64
+	AttrKey      string
+	AttrValue    string
+
+	// A segment branch's compiled condition on subscribers s, compiled
+	// by the engine before the step's transaction.
+	segSQL  string `gorm:"-"`
+	segArgs []any  `gorm:"-"`
 	// Content of a send step, read from and written to its campaign.
 	Subject string `gorm:"-"`
 	HTML    string `gorm:"-"`
@@ -200,14 +218,32 @@ func ValidateSteps(steps []AutomationStep) map[string]string {
 				if strings.TrimSpace(st.CondKey) == "" {
 					errs[key+"cond_key"] = "Name the attribute."
 				}
+			case CondSegment:
+				if st.SegmentID == nil || *st.SegmentID <= 0 {
+					errs[key+"segment_id"] = "Choose the segment."
+				}
 			default:
-				errs[key+"cond"] = "Choose a condition: clicked, opened or attribute."
+				errs[key+"cond"] = "Choose a condition: clicked, opened, attribute or segment."
 			}
 			target("then_step", st.ThenStep)
 			target("else_step", st.ElseStep)
+		case StepListAdd, StepListRemove:
+			if st.TargetListID == nil || *st.TargetListID <= 0 {
+				errs[key+"target_list_id"] = "Choose the list."
+			}
+		case StepSetAttr:
+			st.AttrKey = strings.TrimSpace(st.AttrKey)
+			if st.AttrKey == "" {
+				errs[key+"attr_key"] = "Name the attribute."
+			} else if utf8.RuneCountInString(st.AttrKey) > 100 {
+				errs[key+"attr_key"] = "Keep the attribute name under 100 characters."
+			}
+			if len(st.AttrValue) > 1000 {
+				errs[key+"attr_value"] = "Keep the value under 1000 characters."
+			}
 		case StepExit:
 		default:
-			errs[key+"kind"] = "Choose a step: send, wait, branch or exit."
+			errs[key+"kind"] = "Choose a step: send, wait, branch, add to a list, remove from a list, set an attribute or exit."
 		}
 	}
 	return errs
@@ -246,6 +282,9 @@ func writeSteps(tx *gorm.DB, a *Automation, steps []AutomationStep, old map[int]
 	// gets a delivery row (pausing it stops people moving), and test runs
 	// of a draft send through it too.
 	status := CampaignRunning
+	if err := checkStepRefs(tx, steps); err != nil {
+		return err
+	}
 	for i := range steps {
 		st := &steps[i]
 		st.ID, st.AutomationID, st.Version, st.Position = 0, a.ID, a.Version, i+1
@@ -276,6 +315,33 @@ func writeSteps(tx *gorm.DB, a *Automation, steps []AutomationStep, old map[int]
 		}
 	}
 	return nil
+}
+
+// checkStepRefs checks that the lists and segments the steps name exist.
+func checkStepRefs(tx *gorm.DB, steps []AutomationStep) error {
+	errs := map[string]string{}
+	for i, st := range steps {
+		key := fmt.Sprintf("steps.%d.", i+1)
+		if (st.Kind == StepListAdd || st.Kind == StepListRemove) && st.TargetListID != nil {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM lists WHERE id = ?", *st.TargetListID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				errs[key+"target_list_id"] = fmt.Sprintf("There is no list %d.", *st.TargetListID)
+			}
+		}
+		if st.Kind == StepBranch && st.Cond == CondSegment && st.SegmentID != nil {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM segments WHERE id = ?", *st.SegmentID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				errs[key+"segment_id"] = fmt.Sprintf("There is no segment %d.", *st.SegmentID)
+			}
+		}
+	}
+	return invalid(errs)
 }
 
 // Automation returns one automation.

@@ -102,6 +102,11 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 		if err != nil {
 			return err
 		}
+		for i := range steps {
+			if err := s.compileSegmentBranch(ctx, &steps[i], t); err != nil {
+				return fmt.Errorf("step %d: %w", steps[i].Position, err)
+			}
+		}
 		// Rounds until nothing moves: a send step's people go on to the
 		// wait behind it at once; a loop back ends at a wait or a send
 		// already written.
@@ -247,6 +252,15 @@ func (s *Store) runStep(tx *gorm.DB, a *Automation, st AutomationStep, last int,
 			return 0, err
 		}
 		return n, goTo(tx, st, st.ElseStep, t, "")
+	case StepListAdd, StepListRemove:
+		if err := s.listStep(tx, a, st, t); err != nil {
+			return 0, err
+		}
+	case StepSetAttr:
+		if err := tx.Exec("UPDATE subscribers SET attributes = "+s.sqlDialect().attrSet("attributes")+", updated_at = ? WHERE id IN (SELECT subscriber_id FROM automation_runs WHERE "+runDue+")",
+			append([]any{st.AttrKey, st.AttrValue, dbNow()}, due...)...).Error; err != nil {
+			return 0, err
+		}
 	case StepExit:
 		return n, tx.Exec("UPDATE automation_runs SET state = 'done', exit_reason = 'exit step', updated_at = ? WHERE "+runDue,
 			append([]any{t}, due...)...).Error
@@ -274,9 +288,87 @@ func goTo(tx *gorm.DB, st AutomationStep, target int, t time.Time, extra string,
 		append(append([]any{target, t, t}, due...), args...)...).Error
 }
 
+// compileSegmentBranch compiles the segment of a segment branch at t; a
+// deleted segment (SegmentID nil) matches no one.
+func (s *Store) compileSegmentBranch(ctx context.Context, st *AutomationStep, t time.Time) error {
+	if st.Kind != StepBranch || st.Cond != CondSegment {
+		return nil
+	}
+	if st.SegmentID == nil {
+		st.segSQL = "1 = 0"
+		return nil
+	}
+	seg, err := s.Segment(ctx, *st.SegmentID)
+	if errors.Is(err, ErrNotFound) {
+		st.segSQL = "1 = 0"
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st.segSQL, st.segArgs, err = s.compileConditions(ctx, seg.Conditions, t)
+	return err
+}
+
+// listStep puts the due runs of st on its list (those without a row
+// there: one who unsubscribed stays so) or takes them off it, with their
+// consent-ledger rows (source automation). The ledger is a hash chain,
+// so its rows are written in Go, one batch per step move.
+func (s *Store) listStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.Time) error {
+	if st.TargetListID == nil {
+		return nil // the list was deleted: nothing to do
+	}
+	due := []any{a.ID, st.Version, st.Position, t}
+	var people []struct {
+		ID    int64
+		Email string
+	}
+	cond := "NOT EXISTS (SELECT 1 FROM subscriptions sp WHERE sp.subscriber_id = s.id AND sp.list_id = ?)"
+	if st.Kind == StepListRemove {
+		cond = "EXISTS (SELECT 1 FROM subscriptions sp WHERE sp.subscriber_id = s.id AND sp.list_id = ? AND sp.status <> 'unsubscribed')"
+	}
+	if err := tx.Raw(`SELECT s.id, s.email FROM subscribers s WHERE s.status = 'active' AND `+cond+`
+		AND s.id IN (SELECT subscriber_id FROM automation_runs WHERE `+runDue+`) ORDER BY s.id`,
+		append([]any{*st.TargetListID}, due...)...).Scan(&people).Error; err != nil {
+		return err
+	}
+	if len(people) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(people))
+	for i, p := range people {
+		ids[i] = p.ID
+	}
+	wall := dbNow()
+	ev := Evidence{Source: SourceAutomation, LawfulBasis: BasisLegitimate, Actor: fmt.Sprintf("automation %d", a.ID),
+		Note: fmt.Sprintf("automation %q, step %d", a.Name, st.Position)}
+	action := ConsentGranted
+	d := s.sqlDialect()
+	if st.Kind == StepListAdd {
+		if err := tx.Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+			SELECT s.id, ?, 'confirmed', ?, ? FROM subscribers s WHERE s.id IN `+d.idSet()+`
+			ON CONFLICT (subscriber_id, list_id) DO NOTHING`, *st.TargetListID, wall, wall, d.idArray(ids)).Error; err != nil {
+			return err
+		}
+	} else {
+		action = ConsentWithdrawn
+		if err := tx.Exec(`UPDATE subscriptions SET status = 'unsubscribed', updated_at = ? WHERE list_id = ? AND subscriber_id IN `+d.idSet(),
+			wall, *st.TargetListID, d.idArray(ids)).Error; err != nil {
+			return err
+		}
+	}
+	rows := make([]Consent, len(people))
+	for i, p := range people {
+		rows[i] = ev.row(action, p.ID, *st.TargetListID, p.Email)
+	}
+	return s.appendConsents(tx, rows)
+}
+
 // branchCond is the SQL condition on automation_runs of a branch step.
 func branchCond(d dialectSQL, st AutomationStep) (string, []any) {
 	switch st.Cond {
+	case CondSegment:
+		return `EXISTS (SELECT 1 FROM subscribers s WHERE s.id = automation_runs.subscriber_id AND (` + st.segSQL + `))`, st.segArgs
 	case CondClicked, CondOpened:
 		kind := "click"
 		if st.Cond == CondOpened {

@@ -1,0 +1,149 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/models"
+)
+
+// subStatus is subscriber id's status on list ("" no row).
+func subStatus(t *testing.T, s *models.Store, id, list int64) string {
+	t.Helper()
+	var st []string
+	if err := s.DB().Raw("SELECT status FROM subscriptions WHERE subscriber_id = ? AND list_id = ?", id, list).Scan(&st).Error; err != nil {
+		t.Fatal(err)
+	}
+	if len(st) == 0 {
+		return ""
+	}
+	return st[0]
+}
+
+// The list and attribute steps and a branch on segment membership, with
+// a clock passed in: everyone entered is put on "Members" (but the one
+// who once unsubscribed from it stays unsubscribed), gets stage =
+// onboarded and is taken off "Trial", each change in the consent ledger
+// once; the branch on the Paris segment sends the Parisian on to a
+// second attribute and the other to the end. Advancing again changes
+// nothing.
+func TestAutomationListAttributeSegmentSteps(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		news := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		members := mkList(t, s, "Members", models.OptinSingle, models.ListPrivate)
+		trial := mkList(t, s, "Trial", models.OptinSingle, models.ListPrivate)
+		paris := &models.Segment{Name: "Paris", Conditions: models.Conditions{Match: "all", Groups: []models.ConditionGroup{{Match: "all",
+			Conditions: []models.Condition{{Field: "attribute", Key: "city", Op: "equals", Value: "Paris"}}}}}}
+		if err := s.CreateSegment(ctx, paris); err != nil {
+			t.Fatal(err)
+		}
+		a := &models.Automation{Name: "Onboarding", TriggerKind: models.TriggerAPI, FromEmail: "hello@example.com"}
+		steps := []models.AutomationStep{
+			{Kind: models.StepListAdd, TargetListID: &members},
+			{Kind: models.StepSetAttr, AttrKey: "stage", AttrValue: "onboarded"},
+			{Kind: models.StepListRemove, TargetListID: &trial},
+			{Kind: models.StepBranch, Cond: models.CondSegment, SegmentID: &paris.ID, ThenStep: 0, ElseStep: -1},
+			{Kind: models.StepSetAttr, AttrKey: "parisian", AttrValue: "yes"},
+		}
+		if err := s.CreateAutomation(ctx, a, steps); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
+		people := map[string]int64{}
+		for _, p := range []struct{ email, city string }{{"ann@example.com", "Paris"}, {"bob@example.com", "Rome"}, {"cat@example.com", "Paris"}} {
+			sub := &models.Subscriber{Email: p.email, Attributes: models.Attributes{"city": p.city}}
+			lists := map[int64]string{news: models.SubConfirmed, trial: models.SubConfirmed}
+			if p.email == "cat@example.com" {
+				lists[members] = models.SubConfirmed
+			}
+			if err := s.CreateSubscriber(ctx, sub, lists, ev); err != nil {
+				t.Fatal(err)
+			}
+			if p.email == "cat@example.com" {
+				if err := s.SetSubscriptions(ctx, sub.ID, map[int64]string{members: models.SubUnsubscribed}, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			people[p.email[:3]] = sub.ID
+		}
+		ledger := func() int64 {
+			var n int64
+			if err := s.DB().Raw("SELECT COUNT(*) FROM consents WHERE source = ?", models.SourceAutomation).Scan(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+		ids := []int64{people["ann"], people["bob"], people["cat"]}
+		if n, err := s.EnterAutomation(ctx, a.ID, ids, false, t0); err != nil || n != 3 {
+			t.Fatalf("enter: %d, %v; want 3", n, err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0); err != nil {
+			t.Fatal(err)
+		}
+		for who, want := range map[string]string{"ann": "confirmed", "bob": "confirmed", "cat": "unsubscribed"} {
+			if got := subStatus(t, s, people[who], members); got != want {
+				t.Errorf("%s on Members: %q, want %q", who, got, want)
+			}
+			if got := subStatus(t, s, people[who], trial); got != "unsubscribed" {
+				t.Errorf("%s on Trial: %q, want unsubscribed", who, got)
+			}
+			if got := subStatus(t, s, people[who], news); got != "confirmed" {
+				t.Errorf("%s on News: %q, want confirmed (untouched)", who, got)
+			}
+			sub, err := s.Subscriber(ctx, people[who])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sub.Attributes["stage"] != "onboarded" || sub.Attributes["city"] == nil {
+				t.Errorf("%s's attributes: %v, want stage onboarded and city kept", who, sub.Attributes)
+			}
+			wantParis := who != "bob"
+			if (sub.Attributes["parisian"] == "yes") != wantParis {
+				t.Errorf("%s's attributes: %v, want parisian set %v (the segment branch)", who, sub.Attributes, wantParis)
+			}
+			r, err := s.AutomationRunOf(ctx, a.ID, people[who])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.State != "done" {
+				t.Errorf("%s's run: %s %q, want done", who, r.State, r.ExitReason)
+			}
+		}
+		// Two joined Members, three left Trial: five ledger rows.
+		if n := ledger(); n != 5 {
+			t.Errorf("%d consent rows from the automation, want 5", n)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if n := ledger(); n != 5 {
+			t.Errorf("after a second advance: %d consent rows from the automation, want still 5", n)
+		}
+		if brk, _, err := s.VerifyConsents(ctx); err != nil || brk != nil {
+			t.Errorf("consent chain after the list steps: %+v, %v", brk, err)
+		}
+
+		// Bad references are a clear validation error, not a failure.
+		var bad *models.ValidationError
+		missing := int64(999999)
+		for want, st := range map[string]models.AutomationStep{
+			"steps.1.target_list_id": {Kind: models.StepListAdd, TargetListID: &missing},
+			"steps.1.attr_key":       {Kind: models.StepSetAttr, AttrValue: "x"},
+			"steps.1.segment_id":     {Kind: models.StepBranch, Cond: models.CondSegment, SegmentID: &missing},
+		} {
+			err := s.CreateAutomation(ctx, &models.Automation{Name: "Bad", TriggerKind: models.TriggerAPI, FromEmail: "hello@example.com"},
+				[]models.AutomationStep{st})
+			if !errors.As(err, &bad) || bad.Fields[want] == "" {
+				t.Errorf("%+v: %v, want a validation error on %s", st, err, want)
+			}
+		}
+	})
+}
