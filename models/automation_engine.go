@@ -532,6 +532,45 @@ func (s *Store) EnterAutomation(ctx context.Context, id int64, subscriberIDs []i
 	return n, nil
 }
 
+// ExitAutomation ends the active runs of subscriberIDs in automation id
+// at now ("stop when they buy" told by an API call): they get no further
+// step. A step's move already committed stays (its message may be on
+// its way). It returns how many left.
+func (s *Store) ExitAutomation(ctx context.Context, id int64, subscriberIDs []int64, reason string, now time.Time) (int64, error) {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		reason = "exit by API"
+	}
+	if len(reason) > 200 {
+		return 0, invalid(map[string]string{"reason": "Keep the reason under 200 characters."})
+	}
+	var n int64
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var found int64
+		if err := tx.Raw("SELECT COUNT(*) FROM automations WHERE id = ?", id).Scan(&found).Error; err != nil {
+			return err
+		}
+		if found == 0 {
+			return fmt.Errorf("automation %d: %w", id, ErrNotFound)
+		}
+		d := s.sqlDialect()
+		for i := 0; i < len(subscriberIDs); i += 5000 {
+			ids := subscriberIDs[i:min(i+5000, len(subscriberIDs))]
+			res := tx.Exec(`UPDATE automation_runs SET state = 'exited', exit_reason = ?, updated_at = ?
+				WHERE automation_id = ? AND state = 'active' AND subscriber_id IN `+d.idSet(), reason, dbTime(now), id, d.idArray(ids))
+			if res.Error != nil {
+				return res.Error
+			}
+			n += res.RowsAffected
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("models: exit automation %d: %w", id, err)
+	}
+	return n, nil
+}
+
 // RestartTestRun deletes the run of a test subscriber (and what it
 // passed) so the test address can walk the automation again.
 func (s *Store) RestartTestRun(ctx context.Context, id, subscriberID int64) error {

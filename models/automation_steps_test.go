@@ -147,3 +147,64 @@ func TestAutomationListAttributeSegmentSteps(t *testing.T) {
 		}
 	})
 }
+
+// An API call takes people out: the one told to leave gets no further
+// message after the wait, the other does; telling again or naming someone
+// not inside changes nothing; an unknown automation is not found.
+func TestAutomationExitByCall(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		a := &models.Automation{Name: "Trial", TriggerKind: models.TriggerAPI, ListID: &list, FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, welcomeSteps()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		ev := models.Evidence{Source: models.SourceForm, IP: "192.0.2.1", UserAgent: "ua", ConsentText: "yes"}
+		var ids []int64
+		for _, e := range []string{"buyer@example.com", "browser@example.com", "outsider@example.com"} {
+			r, err := s.SignupFromForm(ctx, e, "", list, ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, r.SubscriberID)
+		}
+		t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+		if _, err := s.EnterAutomation(ctx, a.ID, ids[:2], false, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.ExitAutomation(ctx, a.ID, []int64{ids[0], ids[2]}, "bought", t0.Add(time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("exit: %d, %v; want 1 (the outsider was never inside)", n, err)
+		}
+		if n, err := s.ExitAutomation(ctx, a.ID, []int64{ids[0]}, "", t0.Add(2*time.Hour)); err != nil || n != 0 {
+			t.Errorf("exit again: %d, %v; want 0", n, err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0.Add(72*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		steps, err := s.AutomationSteps(ctx, a.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := stepDeliveries(t, s, steps, 3)
+		if _, ok := second[ids[0]]; ok {
+			t.Error("the buyer, told to leave, got the second message")
+		}
+		if _, ok := second[ids[1]]; !ok {
+			t.Error("the browser did not get the second message")
+		}
+		r, _ := s.AutomationRunOf(ctx, a.ID, ids[0])
+		if r.State != "exited" || r.ExitReason != "bought" {
+			t.Errorf("buyer's run: %s %q, want exited, bought", r.State, r.ExitReason)
+		}
+		if _, err := s.ExitAutomation(ctx, 999999, ids, "", t0); !errors.Is(err, models.ErrNotFound) {
+			t.Errorf("exit from an unknown automation: %v, want not found", err)
+		}
+	})
+}
