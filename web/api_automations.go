@@ -28,6 +28,10 @@ type apiStepJS struct {
 	CondValue   string `json:"cond_value"`
 	ThenStep    int    `json:"then_step"`
 	ElseStep    int    `json:"else_step"`
+	SegmentID   *int64 `json:"segment_id"`
+	TargetList  *int64 `json:"target_list_id"`
+	AttrKey     string `json:"attr_key"`
+	AttrValue   string `json:"attr_value"`
 }
 
 type apiAutomationJS struct {
@@ -55,7 +59,8 @@ func toAPIAutomation(a *models.Automation, steps []models.AutomationStep) apiAut
 		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps))}
 	for i, st := range steps {
 		out.Steps[i] = apiStepJS{st.Position, st.Kind, st.CampaignID, st.Subject, st.HTML, st.Text, st.WaitDays, st.WaitSeconds,
-			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep}
+			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep,
+			st.SegmentID, st.TargetListID, st.AttrKey, st.AttrValue}
 	}
 	return out
 }
@@ -75,6 +80,10 @@ type stepInput struct {
 	CondValue   string `json:"cond_value"`
 	ThenStep    int    `json:"then_step"`
 	ElseStep    int    `json:"else_step"`
+	SegmentID   *int64 `json:"segment_id"`
+	TargetList  *int64 `json:"target_list_id"`
+	AttrKey     string `json:"attr_key"`
+	AttrValue   string `json:"attr_value"`
 }
 
 type automationInput struct {
@@ -113,7 +122,8 @@ func (in automationInput) automation(id int64) (*models.Automation, []models.Aut
 		}
 		steps[i] = models.AutomationStep{Kind: st.Kind, Subject: st.Subject, HTML: st.HTML, Text: st.Text, WaitDays: st.WaitDays,
 			WaitSeconds: st.WaitSeconds, WaitUntil: st.WaitUntil, WaitWeekday: wd, Cond: st.Cond, CondStep: st.CondStep,
-			CondKey: st.CondKey, CondValue: st.CondValue, ThenStep: st.ThenStep, ElseStep: st.ElseStep}
+			CondKey: st.CondKey, CondValue: st.CondValue, ThenStep: st.ThenStep, ElseStep: st.ElseStep, SegmentID: st.SegmentID,
+			TargetListID: st.TargetList, AttrKey: st.AttrKey, AttrValue: st.AttrValue}
 	}
 	return a, steps
 }
@@ -310,6 +320,65 @@ func (s *apiHandlers) apiEnterAutomation(c echo.Context) error {
 		unknown = []string{}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"entered": n, "unknown": unknown}})
+}
+
+type exitInput struct {
+	SubscriberIDs []int64  `json:"subscriber_ids"`
+	Emails        []string `json:"emails"`
+	Reason        string   `json:"reason"`
+}
+
+// apiExitAutomation takes people, by id or address, out of an automation
+// ("stop when they buy"): they get no further step.
+func (s *apiHandlers) apiExitAutomation(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	var in exitInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if len(in.SubscriberIDs)+len(in.Emails) == 0 {
+		return unprocessable("Name the people to take out: subscriber_ids or emails.", map[string]string{"subscriber_ids": "Name at least one subscriber."})
+	}
+	if len(in.SubscriberIDs)+len(in.Emails) > 10000 {
+		return unprocessable("Take out at most 10,000 people per call.", map[string]string{"subscriber_ids": "At most 10,000 per call."})
+	}
+	ctx := c.Request().Context()
+	if _, err := s.store.Automation(ctx, id); err != nil {
+		return err
+	}
+	ids := append([]int64(nil), in.SubscriberIDs...)
+	unknown := []string{}
+	for _, e := range in.Emails {
+		sub, err := s.store.SubscriberByEmail(ctx, e)
+		if errors.Is(err, models.ErrNotFound) {
+			unknown = append(unknown, e)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ids = append(ids, sub.ID)
+	}
+	reason := in.Reason
+	if reason == "" {
+		reason = "exit by API"
+	}
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	n, err := s.store.ExitAutomation(chg.Ctx(), id, ids, reason, time.Now())
+	if err != nil {
+		return automationInvalid(err)
+	}
+	if err := chg.Commit(s.auditEntry(c, "automation.exit", "automation", itoa(id), fmt.Sprintf("%d left: %s (api)", n, reason))); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"exited": n, "unknown": unknown}})
 }
 
 type apiStepFiguresJS struct {

@@ -909,6 +909,43 @@ func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub int64) {
 		t.Errorf("figures: %+v, want the 4 steps", figs.Data)
 	}
 	w.call(V, "GET", "/automations/{id}/figures", []any{999999}, "", "", 404, nil)
+	var exited struct {
+		Data struct {
+			Exited  int64
+			Unknown []string
+		}
+	}
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d],"emails":["nobody@example.net"],"reason":"bought"}`, sub), 200, &exited)
+	if exited.Data.Exited != 1 || len(exited.Data.Unknown) != 1 {
+		t.Errorf("exit: %+v, want 1 taken out and the unknown address named", exited.Data)
+	}
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d]}`, sub), 200, &exited)
+	if exited.Data.Exited != 0 {
+		t.Errorf("exit again: %d taken out, want 0 (already out)", exited.Data.Exited)
+	}
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", `{}`, 422, nil)
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", `{"subscriber_ids":`, 400, nil)
+	w.call(M, "POST", "/automations/{id}/exit", []any{999999}, "", `{"subscriber_ids":[1]}`, 404, nil)
+	w.call(V, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", `{"subscriber_ids":[1]}`, 403, nil)
+	// The list, attribute and segment steps.
+	var more struct {
+		Data struct {
+			Steps []struct {
+				Kind       string
+				TargetList *int64 `json:"target_list_id"`
+				AttrKey    string `json:"attr_key"`
+				AttrValue  string `json:"attr_value"`
+			}
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", fmt.Sprintf(`{"name":"Onboard","trigger":"api","from_email":"hello@example.com","steps":[
+		{"kind":"list_add","target_list_id":%d},{"kind":"set_attribute","attr_key":"stage","attr_value":"onboarded"},
+		{"kind":"list_remove","target_list_id":%d}]}`, list, list), 201, &more)
+	if len(more.Data.Steps) != 3 || more.Data.Steps[0].TargetList == nil || *more.Data.Steps[0].TargetList != list || more.Data.Steps[1].AttrKey != "stage" || more.Data.Steps[1].AttrValue != "onboarded" {
+		t.Errorf("list and attribute steps: %+v", more.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"list_add","target_list_id":999999}]}`, 422, nil)
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"branch","cond":"segment","segment_id":999999}]}`, 422, nil)
 	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
 	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 204, nil)
 	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 404, nil)
