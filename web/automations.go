@@ -34,6 +34,9 @@ func (s *automationPages) form(c echo.Context, status int, vm views.AutomationFo
 		return err
 	}
 	vm.Lists = lists
+	if vm.Segments, err = s.store.Segments(c.Request().Context()); err != nil {
+		return err
+	}
 	title := "New automation"
 	if vm.A.ID != 0 {
 		title = "Edit " + vm.A.Name
@@ -131,6 +134,21 @@ func fromForm(c echo.Context, id int64) (models.Automation, []models.AutomationS
 		num(key+"cond_step", at("step_cond_step", i), &st.CondStep)
 		num(key+"then_step", at("step_then", i), &st.ThenStep)
 		num(key+"else_step", at("step_else", i), &st.ElseStep)
+		ref := func(field, v string) *int64 {
+			v = strings.TrimSpace(v)
+			if v == "" {
+				return nil
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs[key+field] = fmt.Sprintf("%q is not a whole number.", v)
+				return nil
+			}
+			return &n
+		}
+		st.SegmentID = ref("segment_id", at("step_segment_id", i))
+		st.TargetListID = ref("target_list_id", at("step_target_list_id", i))
+		st.AttrKey, st.AttrValue = strings.TrimSpace(at("step_attr_key", i)), at("step_attr_value", i)
 		steps = append(steps, st)
 	}
 	if add := c.FormValue("add"); add != "" {
