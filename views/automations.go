@@ -8,12 +8,12 @@ import (
 
 // AutomationFormVM is what the automation builder shows.
 type AutomationFormVM struct {
-	A     models.Automation
-	Steps []models.AutomationStep
+	A        models.Automation
+	Steps    []models.AutomationStep
 	Lists    []models.List
 	Segments []models.Segment
 	Live     bool // people entered: saving makes a new version
-	Errs  map[string]string
+	Errs     map[string]string
 }
 
 // AutomationVM is an automation's page: its steps with their figures and
