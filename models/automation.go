@@ -22,6 +22,23 @@ const (
 	TriggerListConfirmed  = "list_confirmed"  // confirmed on the list (or joined a single opt-in list)
 	TriggerListSubscribed = "list_subscribed" // joined the list, confirmed or not yet
 	TriggerAPI            = "api"             // entered by EnterAutomation (POST /api/v1/automations/{id}/enter)
+	// TriggerSegment: entered segment TriggerSegmentID. The people in it
+	// when the trigger first looks (after activation) are recorded as
+	// done runs and never enter; from then on whoever is found in it
+	// enters, once.
+	TriggerSegment = "segment"
+	// TriggerCampaignEvent: an event on campaign TriggerCampaignID,
+	// TriggerEvent: opened it, clicked (TriggerURL, or any link when
+	// empty), or did not open nor click it within TriggerDays days of
+	// its sending. Events by machines do not count.
+	TriggerCampaignEvent = "campaign_event"
+)
+
+// Campaign events of TriggerCampaignEvent.
+const (
+	OnOpened    = "opened"
+	OnClicked   = "clicked"
+	OnNotOpened = "not_opened"
 )
 
 // Step kinds.
@@ -73,6 +90,13 @@ type Automation struct {
 	Version         int
 	TestWaitSeconds int        // every wait of a test run lasts this long
 	EnteredThrough  *time.Time // when the trigger last looked for newcomers
+	// The segment and campaign-event triggers' settings (see the
+	// trigger constants).
+	TriggerSegmentID  *int64
+	TriggerCampaignID *int64
+	TriggerEvent      string
+	TriggerURL        string `gorm:"column:trigger_url"`
+	TriggerDays       int
 	ActivatedAt     *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
@@ -138,8 +162,30 @@ func (a *Automation) Validate() map[string]string {
 			errs["list_id"] = "Choose the list whose new subscribers enter."
 		}
 	case TriggerAPI:
+	case TriggerSegment:
+		if a.TriggerSegmentID == nil || *a.TriggerSegmentID <= 0 {
+			errs["trigger_segment_id"] = "Choose the segment whose newcomers enter."
+		}
+	case TriggerCampaignEvent:
+		if a.TriggerCampaignID == nil || *a.TriggerCampaignID <= 0 {
+			errs["trigger_campaign_id"] = "Choose the campaign whose events let people in."
+		}
+		a.TriggerURL = strings.TrimSpace(a.TriggerURL)
+		switch a.TriggerEvent {
+		case OnOpened:
+		case OnClicked:
+			if len(a.TriggerURL) > 2000 {
+				errs["trigger_url"] = "Keep the link under 2000 characters."
+			}
+		case OnNotOpened:
+			if a.TriggerDays < 1 || a.TriggerDays > 365 {
+				errs["trigger_days"] = "Give the days to wait for an open: 1 to 365."
+			}
+		default:
+			errs["trigger_event"] = "Choose the event: opened, clicked or did not open."
+		}
 	default:
-		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, or the API."
+		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, the API, a segment or a campaign event."
 	}
 	if e, err := NormalizeEmail(a.FromEmail); err != nil {
 		errs["from_email"] = err.Error()
@@ -263,6 +309,9 @@ func (s *Store) CreateAutomation(ctx context.Context, a *Automation, steps []Aut
 		a.ID = 0
 		a.Status, a.Version, a.ActivatedAt = AutomationDraft, 1, nil
 		a.CreatedAt, a.UpdatedAt = dbNow(), dbNow()
+		if err := checkTriggerRefs(tx, a); err != nil {
+			return err
+		}
 		if err := tx.Create(a).Error; err != nil {
 			return err
 		}
@@ -312,6 +361,30 @@ func writeSteps(tx *gorm.DB, a *Automation, steps []AutomationStep, old map[int]
 		}
 		if err := tx.Create(st).Error; err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// checkTriggerRefs checks that the segment or campaign the trigger
+// names exists (and that the campaign is no automation's own).
+func checkTriggerRefs(tx *gorm.DB, a *Automation) error {
+	if a.TriggerKind == TriggerSegment && a.TriggerSegmentID != nil {
+		var n int64
+		if err := tx.Raw("SELECT COUNT(*) FROM segments WHERE id = ?", *a.TriggerSegmentID).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return invalid(map[string]string{"trigger_segment_id": fmt.Sprintf("There is no segment %d.", *a.TriggerSegmentID)})
+		}
+	}
+	if a.TriggerKind == TriggerCampaignEvent && a.TriggerCampaignID != nil {
+		var n int64
+		if err := tx.Raw("SELECT COUNT(*) FROM campaigns WHERE id = ? AND automation_id IS NULL", *a.TriggerCampaignID).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return invalid(map[string]string{"trigger_campaign_id": fmt.Sprintf("There is no campaign %d.", *a.TriggerCampaignID)})
 		}
 	}
 	return nil
@@ -425,6 +498,9 @@ func (s *Store) UpdateAutomation(ctx context.Context, a *Automation, steps []Aut
 		}
 		a.Status, a.Version, a.ActivatedAt, a.CreatedAt, a.UpdatedAt = cur.Status, cur.Version, cur.ActivatedAt, cur.CreatedAt, dbNow()
 		a.EnteredThrough = cur.EnteredThrough
+		if err := checkTriggerRefs(tx, a); err != nil {
+			return err
+		}
 		if err := tx.Select("*").Save(a).Error; err != nil {
 			return err
 		}

@@ -76,7 +76,20 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 		}
 	}
 	if a.Status == AutomationActive {
+		var seg *AutomationStep
+		if a.TriggerKind == TriggerSegment {
+			// Compiled outside the transaction, like a segment branch.
+			seg = &AutomationStep{Kind: StepBranch, Cond: CondSegment, SegmentID: a.TriggerSegmentID}
+			if err := s.compileSegmentBranch(ctx, seg, t); err != nil {
+				return err
+			}
+		}
 		if err := s.tx(ctx, func(tx *gorm.DB) error {
+			if a.TriggerKind == TriggerSegment || a.TriggerKind == TriggerCampaignEvent {
+				n, err := s.enterByEvent(tx, a, seg, t)
+				rep.Entered += n
+				return err
+			}
 			n, err := enterByTrigger(tx, a, t)
 			rep.Entered += n
 			return err
@@ -173,6 +186,57 @@ func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 		ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
 		append([]any{a.ID, a.Version, t, false, t, t, *a.ListID, since}, condArgs(a)...)...)
 	return res.RowsAffected, res.Error
+}
+
+// enterByEvent creates the runs of the segment and campaign-event
+// triggers, set-based: one INSERT … SELECT of the people the trigger
+// finds, due at t; a person enters once (the run is unique per
+// automation and subscriber). The segment trigger's first look records
+// the people already in the segment as done runs, so that only those who
+// enter it afterwards go through.
+func (s *Store) enterByEvent(tx *gorm.DB, a *Automation, seg *AutomationStep, t time.Time) (int64, error) {
+	if a.ActivatedAt == nil {
+		return 0, nil
+	}
+	insert := func(state, reason, who string, args ...any) (int64, error) {
+		res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, exit_reason, due_at, test, entered_at, updated_at)
+			SELECT ?, s.id, ?, 1, ?, ?, ?, ?, ?, ? FROM subscribers s WHERE s.status = 'active' AND s.id IN (`+who+`)
+			ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+			append([]any{a.ID, a.Version, state, reason, t, false, t, t}, args...)...)
+		return res.RowsAffected, res.Error
+	}
+	switch a.TriggerKind {
+	case TriggerSegment:
+		who := "SELECT s.id FROM subscribers s WHERE " + seg.segSQL
+		if a.EnteredThrough == nil {
+			if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", dbNow(), a.ID).Error; err != nil {
+				return 0, err
+			}
+			_, err := insert("done", "in the segment at activation", who, seg.segArgs...)
+			return 0, err
+		}
+		return insert("active", "", who, seg.segArgs...)
+	case TriggerCampaignEvent:
+		if a.TriggerCampaignID == nil {
+			return 0, nil // the campaign was deleted
+		}
+		c := *a.TriggerCampaignID
+		switch a.TriggerEvent {
+		case OnOpened:
+			return insert("active", "", "SELECT e.subscriber_id FROM events e WHERE e.campaign_id = ? AND e.kind = 'open' AND NOT e.machine", c)
+		case OnClicked:
+			if a.TriggerURL == "" {
+				return insert("active", "", "SELECT e.subscriber_id FROM events e WHERE e.campaign_id = ? AND e.kind = 'click' AND NOT e.machine", c)
+			}
+			return insert("active", "", `SELECT e.subscriber_id FROM events e JOIN links l ON l.id = e.link_id
+				WHERE e.campaign_id = ? AND e.kind = 'click' AND NOT e.machine AND l.url = ?`, c, a.TriggerURL)
+		case OnNotOpened:
+			return insert("active", "", `SELECT d.subscriber_id FROM deliveries d WHERE d.campaign_id = ? AND d.status = 'sent' AND d.sent_at <= ?
+				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.campaign_id = d.campaign_id AND e.subscriber_id = d.subscriber_id
+					AND e.kind IN ('open', 'click') AND NOT e.machine)`, c, dbTime(t.AddDate(0, 0, -a.TriggerDays)))
+		}
+	}
+	return 0, nil
 }
 
 func condArgs(a *Automation) []any {

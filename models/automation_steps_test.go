@@ -208,3 +208,183 @@ func TestAutomationExitByCall(t *testing.T) {
 		}
 	})
 }
+
+// The segment trigger, with a clock passed in: the people in the
+// segment when the automation is activated never enter; one who enters
+// the segment afterwards goes through, once, even after leaving and
+// coming back; the people are chosen by one INSERT … SELECT.
+func TestAutomationSegmentTrigger(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		vip := &models.Segment{Name: "VIP", Conditions: models.Conditions{Match: "all", Groups: []models.ConditionGroup{{Match: "all",
+			Conditions: []models.Condition{{Field: "attribute", Key: "tier", Op: "equals", Value: "vip"}}}}}}
+		if err := s.CreateSegment(ctx, vip); err != nil {
+			t.Fatal(err)
+		}
+		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
+		ids := map[string]int64{}
+		for _, p := range []struct{ email, tier string }{{"old@example.com", "vip"}, {"new@example.com", "basic"}, {"never@example.com", "basic"}} {
+			sub := &models.Subscriber{Email: p.email, Attributes: models.Attributes{"tier": p.tier}}
+			if err := s.CreateSubscriber(ctx, sub, map[int64]string{list: models.SubConfirmed}, ev); err != nil {
+				t.Fatal(err)
+			}
+			ids[p.email[:3]] = sub.ID
+		}
+		a := &models.Automation{Name: "VIP welcome", TriggerKind: models.TriggerSegment, TriggerSegmentID: &vip.ID, ListID: &list,
+			FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, []models.AutomationStep{{Kind: models.StepSend, Subject: "You are VIP", HTML: "<p>VIP</p>"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		steps, _ := s.AutomationSteps(ctx, a.ID, 0)
+		t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+		rep, err := s.AdvanceAutomations(ctx, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Entered != 0 || rep.Queued != 0 {
+			t.Errorf("first look: %+v, want nobody entered (old was in the segment already)", rep)
+		}
+		setTier := func(who, tier string) {
+			sub, err := s.Subscriber(ctx, ids[who])
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub.Attributes["tier"] = tier
+			if err := s.UpdateSubscriber(ctx, sub); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setTier("new", "vip")
+		rep, err = s.AdvanceAutomations(ctx, t0.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Entered != 1 || rep.Queued != 1 {
+			t.Errorf("after new became vip: %+v, want 1 entered and 1 queued", rep)
+		}
+		got := stepDeliveries(t, s, steps, 1)
+		if _, ok := got[ids["new"]]; !ok || len(got) != 1 {
+			t.Errorf("VIP welcome went to %v, want only new (%d)", got, ids["new"])
+		}
+		setTier("new", "basic")
+		if _, err := s.AdvanceAutomations(ctx, t0.Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		setTier("new", "vip")
+		if rep, err = s.AdvanceAutomations(ctx, t0.Add(3*time.Minute)); err != nil || rep.Entered != 0 {
+			t.Errorf("coming back into the segment: %+v, %v; want nobody entered again", rep, err)
+		}
+		if got := stepDeliveries(t, s, steps, 1); len(got) != 1 {
+			t.Errorf("%d welcomes, want still 1", len(got))
+		}
+		var bad *models.ValidationError
+		missing := int64(999999)
+		err = s.CreateAutomation(ctx, &models.Automation{Name: "Bad", TriggerKind: models.TriggerSegment, TriggerSegmentID: &missing, FromEmail: "hello@example.com"},
+			[]models.AutomationStep{{Kind: models.StepExit}})
+		if !errors.As(err, &bad) || bad.Fields["trigger_segment_id"] == "" {
+			t.Errorf("unknown segment: %v, want a validation error on trigger_segment_id", err)
+		}
+	})
+}
+
+// The campaign-event triggers, with a clock passed in: opened; clicked a
+// given link (another link or a scanner's click does not count); did not
+// open within 3 days of the sending (not before the 3 days are over).
+func TestAutomationCampaignEventTrigger(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		c := &models.Campaign{Name: "Launch", Subject: "Launch", HTML: "<p>x</p>", FromEmail: "hello@example.com"}
+		if err := s.CreateCampaign(ctx, c, []int64{list}); err != nil {
+			t.Fatal(err)
+		}
+		links, err := s.EnsureLinks(ctx, c.ID, []string{"https://example.com/buy", "https://example.com/about"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
+		ids := map[string]int64{}
+		deliveries := map[string]int64{}
+		for _, who := range []string{"opener", "buyer", "reader", "scanned", "silent"} {
+			sub := &models.Subscriber{Email: who + "@example.com"}
+			if err := s.CreateSubscriber(ctx, sub, map[int64]string{list: models.SubConfirmed}, ev); err != nil {
+				t.Fatal(err)
+			}
+			ids[who] = sub.ID
+			var id int64
+			if err := s.DB().Raw(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, attempts, next_attempt_at, sent_at, created_at)
+				VALUES (?, ?, ?, 'example.com', 'sent', 1, ?, ?, ?) RETURNING id`, c.ID, sub.ID, list, sent, sent, sent).Scan(&id).Error; err != nil {
+				t.Fatal(err)
+			}
+			deliveries[who] = id
+		}
+		event := func(who, kind string, link int64, machine bool) models.Event {
+			return models.Event{DeliveryID: deliveries[who], CampaignID: c.ID, SubscriberID: ids[who], LinkID: link, Kind: kind,
+				Machine: machine, CreatedAt: sent.Add(time.Hour)}
+		}
+		if err := s.InsertEvents(ctx, []models.Event{event("opener", models.EventOpen, 0, false), event("buyer", models.EventClick, links[0], false),
+			event("reader", models.EventClick, links[1], false), event("scanned", models.EventClick, links[0], true)}); err != nil {
+			t.Fatal(err)
+		}
+		mk := func(name, on, url string, days int) *models.Automation {
+			a := &models.Automation{Name: name, TriggerKind: models.TriggerCampaignEvent, TriggerCampaignID: &c.ID, TriggerEvent: on,
+				TriggerURL: url, TriggerDays: days, FromEmail: "hello@example.com"}
+			if err := s.CreateAutomation(ctx, a, []models.AutomationStep{{Kind: models.StepSetAttr, AttrKey: "got", AttrValue: name}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		opened := mk("opened", models.OnOpened, "", 0)
+		clicked := mk("clicked", models.OnClicked, "https://example.com/buy", 0)
+		silent := mk("silent", models.OnNotOpened, "", 3)
+		inside := func(a *models.Automation) map[int64]bool {
+			var got []int64
+			if err := s.DB().Raw("SELECT subscriber_id FROM automation_runs WHERE automation_id = ?", a.ID).Scan(&got).Error; err != nil {
+				t.Fatal(err)
+			}
+			out := map[int64]bool{}
+			for _, id := range got {
+				out[id] = true
+			}
+			return out
+		}
+		if _, err := s.AdvanceAutomations(ctx, sent.Add(48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if got := inside(opened); len(got) != 1 || !got[ids["opener"]] {
+			t.Errorf("opened: %v, want only the opener (%d)", got, ids["opener"])
+		}
+		if got := inside(clicked); len(got) != 1 || !got[ids["buyer"]] {
+			t.Errorf("clicked the buy link: %v, want only the buyer (%d)", got, ids["buyer"])
+		}
+		if got := inside(silent); len(got) != 0 {
+			t.Errorf("did not open within 3 days, 2 days in: %v, want nobody yet", got)
+		}
+		if _, err := s.AdvanceAutomations(ctx, sent.Add(72*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		// The scanner's click is not the person's: scanned and silent did
+		// not open.
+		if got := inside(silent); len(got) != 2 || !got[ids["silent"]] || !got[ids["scanned"]] {
+			t.Errorf("did not open within 3 days: %v, want silent and scanned", got)
+		}
+		sub, _ := s.Subscriber(ctx, ids["silent"])
+		if sub.Attributes["got"] != "silent" {
+			t.Errorf("silent's attributes: %v, want the step run", sub.Attributes)
+		}
+		var bad *models.ValidationError
+		err = s.CreateAutomation(ctx, &models.Automation{Name: "Bad", TriggerKind: models.TriggerCampaignEvent, TriggerCampaignID: &c.ID,
+			TriggerEvent: models.OnNotOpened, FromEmail: "hello@example.com"}, []models.AutomationStep{{Kind: models.StepExit}})
+		if !errors.As(err, &bad) || bad.Fields["trigger_days"] == "" {
+			t.Errorf("not opened without days: %v, want a validation error on trigger_days", err)
+		}
+	})
+}
