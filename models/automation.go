@@ -97,9 +97,9 @@ type Automation struct {
 	TriggerEvent      string
 	TriggerURL        string `gorm:"column:trigger_url"`
 	TriggerDays       int
-	ActivatedAt     *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	ActivatedAt       *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // AutomationStep is one step of one version of an automation.
