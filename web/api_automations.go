@@ -52,11 +52,17 @@ type apiAutomationJS struct {
 	CreatedAt       time.Time   `json:"created_at"`
 	UpdatedAt       time.Time   `json:"updated_at"`
 	Steps           []apiStepJS `json:"steps"`
+	TriggerSegment  *int64      `json:"trigger_segment_id"`
+	TriggerCampaign *int64      `json:"trigger_campaign_id"`
+	TriggerEvent    string      `json:"trigger_event"`
+	TriggerURL      string      `json:"trigger_url"`
+	TriggerDays     int         `json:"trigger_days"`
 }
 
 func toAPIAutomation(a *models.Automation, steps []models.AutomationStep) apiAutomationJS {
 	out := apiAutomationJS{a.ID, a.Name, a.Status, a.TriggerKind, a.ListID, a.ExitAttribute, a.ExitValue, a.TZAttribute, a.TZDefault,
-		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps))}
+		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps)),
+		a.TriggerSegmentID, a.TriggerCampaignID, a.TriggerEvent, a.TriggerURL, a.TriggerDays}
 	for i, st := range steps {
 		out.Steps[i] = apiStepJS{st.Position, st.Kind, st.CampaignID, st.Subject, st.HTML, st.Text, st.WaitDays, st.WaitSeconds,
 			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep,
@@ -98,6 +104,11 @@ type automationInput struct {
 	FromEmail       string      `json:"from_email"`
 	TestWaitSeconds *int        `json:"test_wait_seconds"`
 	Steps           []stepInput `json:"steps"`
+	TriggerSegment  *int64      `json:"trigger_segment_id"`
+	TriggerCampaign *int64      `json:"trigger_campaign_id"`
+	TriggerEvent    string      `json:"trigger_event"`
+	TriggerURL      string      `json:"trigger_url"`
+	TriggerDays     int         `json:"trigger_days"`
 	// Status, when set, activates or pauses; OnEdit says what happens to
 	// the people inside when the steps change (PUT).
 	Status string `json:"status"`
@@ -107,7 +118,8 @@ type automationInput struct {
 func (in automationInput) automation(id int64) (*models.Automation, []models.AutomationStep) {
 	a := &models.Automation{ID: id, Name: in.Name, TriggerKind: in.Trigger, ListID: in.ListID, ExitAttribute: in.ExitAttribute,
 		ExitValue: in.ExitValue, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault, FromName: in.FromName, FromEmail: in.FromEmail,
-		TestWaitSeconds: 5}
+		TestWaitSeconds: 5, TriggerSegmentID: in.TriggerSegment, TriggerCampaignID: in.TriggerCampaign, TriggerEvent: in.TriggerEvent,
+		TriggerURL: in.TriggerURL, TriggerDays: in.TriggerDays}
 	if in.TestWaitSeconds != nil {
 		a.TestWaitSeconds = *in.TestWaitSeconds
 	}

@@ -302,7 +302,7 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	w.call(V, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"subject":"x"}`, 403, nil)
 	segs := walkSegments(t, w, V, M, list.Data.ID, other.Data.ID, tmpl.Data.ID, draft.Data.ID)
 	walkABTest(t, w, V, M, list.Data.ID, tmpl.Data.ID)
-	walkAutomations(t, w, V, M, list.Data.ID, subs[0])
+	walkAutomations(t, w, V, M, list.Data.ID, subs[0], cp.Data.ID)
 	w.call(A, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"DNS moves tonight"}`, 200, nil)
 	w.call(M, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"x"}`, 403, nil)
 	w.call(M, "POST", "/tx", nil, "", `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","data":{"code":"42"}}`, 202, nil)
@@ -843,7 +843,7 @@ func walkABTest(t *testing.T, w *apiWalker, V, M string, list, tmpl int64) {
 // walkAutomations creates a welcome series, activates it, enters a
 // subscriber by id and by address, edits its steps into a new version,
 // reads the figures and deletes it.
-func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub int64) {
+func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub, camp int64) {
 	t.Helper()
 	body := fmt.Sprintf(`{"name":"Welcome","trigger":"api","list_id":%d,"from_email":"hello@example.com","tz_attribute":"tz",
 		"exit_attribute":"bought","exit_value":"yes","steps":[
@@ -945,6 +945,20 @@ func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub int64) {
 		t.Errorf("list and attribute steps: %+v", more.Data)
 	}
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"list_add","target_list_id":999999}]}`, 422, nil)
+	var trig struct {
+		Data struct {
+			Trigger      string
+			TriggerEvent string `json:"trigger_event"`
+			TriggerDays  int    `json:"trigger_days"`
+			TriggerCamp  *int64 `json:"trigger_campaign_id"`
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", fmt.Sprintf(`{"name":"Nudge","trigger":"campaign_event","trigger_campaign_id":%d,"trigger_event":"not_opened","trigger_days":3,
+		"from_email":"hello@example.com","steps":[{"kind":"set_attribute","attr_key":"nudged","attr_value":"yes"}]}`, camp), 201, &trig)
+	if trig.Data.Trigger != "campaign_event" || trig.Data.TriggerEvent != "not_opened" || trig.Data.TriggerDays != 3 || trig.Data.TriggerCamp == nil {
+		t.Errorf("campaign-event trigger: %+v", trig.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"segment","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"branch","cond":"segment","segment_id":999999}]}`, 422, nil)
 	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
 	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 204, nil)
