@@ -11,7 +11,8 @@ type AutomationFormVM struct {
 	A        models.Automation
 	Steps    []models.AutomationStep
 	Lists    []models.List
-	Segments []models.Segment
+	Segments  []models.Segment
+	Campaigns []models.Campaign // the latest, for the campaign-event trigger
 	Live     bool // people entered: saving makes a new version
 	Errs     map[string]string
 }

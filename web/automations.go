@@ -37,6 +37,9 @@ func (s *automationPages) form(c echo.Context, status int, vm views.AutomationFo
 	if vm.Segments, err = s.store.Segments(c.Request().Context()); err != nil {
 		return err
 	}
+	if vm.Campaigns, err = s.store.Campaigns(c.Request().Context(), 0, 200); err != nil {
+		return err
+	}
 	title := "New automation"
 	if vm.A.ID != 0 {
 		title = "Edit " + vm.A.Name
@@ -110,6 +113,18 @@ func fromForm(c echo.Context, id int64) (models.Automation, []models.AutomationS
 		*dst = n
 	}
 	num("test_wait_seconds", c.FormValue("test_wait_seconds"), &a.TestWaitSeconds)
+	for field, dst := range map[string]**int64{"trigger_segment_id": &a.TriggerSegmentID, "trigger_campaign_id": &a.TriggerCampaignID} {
+		if v := strings.TrimSpace(c.FormValue(field)); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs[field] = fmt.Sprintf("%q is not a whole number.", v)
+				continue
+			}
+			*dst = &n
+		}
+	}
+	a.TriggerEvent, a.TriggerURL = c.FormValue("trigger_event"), strings.TrimSpace(c.FormValue("trigger_url"))
+	num("trigger_days", c.FormValue("trigger_days"), &a.TriggerDays)
 	f, _ := c.FormParams()
 	kinds := f["step_kind"]
 	at := func(name string, i int) string {

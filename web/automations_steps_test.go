@@ -83,6 +83,58 @@ func TestAutomationBuilderMoreSteps(t *testing.T) {
 	}
 }
 
+// The builder's trigger settings: entered a segment, and an event on a
+// campaign; a missing choice is the field's message.
+func TestAutomationBuilderTriggers(t *testing.T) {
+	app := newTestApp(t, nil)
+	ctx := context.Background()
+	list := &models.List{Name: "News", Optin: models.OptinSingle, Visibility: models.ListPublic}
+	if err := app.store.CreateList(ctx, list); err != nil {
+		t.Fatal(err)
+	}
+	seg := &models.Segment{Name: "VIP", Conditions: models.Conditions{Match: "all", Groups: []models.ConditionGroup{{Match: "all",
+		Conditions: []models.Condition{{Field: "attribute", Key: "tier", Op: "equals", Value: "vip"}}}}}}
+	if err := app.store.CreateSegment(ctx, seg); err != nil {
+		t.Fatal(err)
+	}
+	camp := &models.Campaign{Name: "Launch", Subject: "Launch", HTML: "<p>x</p>", FromEmail: "hello@example.com"}
+	if err := app.store.CreateCampaign(ctx, camp, []int64{list.ID}); err != nil {
+		t.Fatal(err)
+	}
+	m := app.user(models.RoleMarketer)
+	if p := m.get("/automations/new"); p.Doc.Find(`select[name="trigger_campaign_id"] option[value="`+fmt.Sprint(camp.ID)+`"]`).Length() != 1 ||
+		p.Doc.Find(`select[name="trigger_segment_id"] option[value="`+fmt.Sprint(seg.ID)+`"]`).Length() != 1 {
+		t.Fatal("the builder offers no campaign or segment to trigger on")
+	}
+	steps := url.Values{"step_kind": {"set_attribute"}, "step_attr_key": {"nudged"}, "step_attr_value": {"yes"}}
+	base := url.Values{"name": {"Nudge"}, "trigger_kind": {models.TriggerCampaignEvent}, "from_email": {"hello@example.com"},
+		"trigger_campaign_id": {fmt.Sprint(camp.ID)}, "trigger_event": {models.OnNotOpened}, "trigger_days": {""}}
+	p := m.postForm("/automations", withValues(base, steps))
+	if p.StatusCode != 422 || !strings.Contains(p.Body, "Give the days to wait for an open") {
+		t.Fatalf("not opened without days: status %d, want 422 with the field's message", p.StatusCode)
+	}
+	base.Set("trigger_days", "3")
+	if p := m.postForm("/automations", withValues(base, steps)); p.StatusCode != 200 || !strings.Contains(p.Request.URL.Path, "/automations/") {
+		t.Fatalf("save the campaign-event automation: status %d at %s", p.StatusCode, p.Request.URL)
+	}
+	base = url.Values{"name": {"VIP"}, "trigger_kind": {models.TriggerSegment}, "from_email": {"hello@example.com"}, "trigger_segment_id": {fmt.Sprint(seg.ID)}}
+	if p := m.postForm("/automations", withValues(base, steps)); p.StatusCode != 200 {
+		t.Fatalf("save the segment automation: status %d", p.StatusCode)
+	}
+	all, err := app.store.Automations(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("automations: %d, %v", len(all), err)
+	}
+	vip, nudge := all[0], all[1]
+	if vip.TriggerKind != models.TriggerSegment || vip.TriggerSegmentID == nil || *vip.TriggerSegmentID != seg.ID {
+		t.Errorf("segment automation: %+v", vip)
+	}
+	if nudge.TriggerKind != models.TriggerCampaignEvent || nudge.TriggerCampaignID == nil || *nudge.TriggerCampaignID != camp.ID ||
+		nudge.TriggerEvent != models.OnNotOpened || nudge.TriggerDays != 3 {
+		t.Errorf("campaign-event automation: %+v", nudge)
+	}
+}
+
 func withValues(a, b url.Values) url.Values {
 	out := url.Values{}
 	for k, v := range a {
