@@ -8,13 +8,13 @@ import (
 
 // AutomationFormVM is what the automation builder shows.
 type AutomationFormVM struct {
-	A        models.Automation
-	Steps    []models.AutomationStep
-	Lists    []models.List
+	A         models.Automation
+	Steps     []models.AutomationStep
+	Lists     []models.List
 	Segments  []models.Segment
 	Campaigns []models.Campaign // the latest, for the campaign-event trigger
-	Live     bool // people entered: saving makes a new version
-	Errs     map[string]string
+	Live      bool              // people entered: saving makes a new version
+	Errs      map[string]string
 }
 
 // AutomationVM is an automation's page: its steps with their figures and
