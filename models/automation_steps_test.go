@@ -388,3 +388,67 @@ func TestAutomationCampaignEventTrigger(t *testing.T) {
 		}
 	})
 }
+
+// Editing a live automation with "finish their version": the person
+// inside goes on with the steps they entered on (the old message), the
+// one who enters after the edit gets the new version's.
+func TestAutomationEditFinishVersion(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		a := &models.Automation{Name: "Drip", TriggerKind: models.TriggerAPI, ListID: &list, FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, welcomeSteps()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		ev := models.Evidence{Source: models.SourceForm, IP: "192.0.2.1", UserAgent: "ua", ConsentText: "yes"}
+		var ids []int64
+		for _, e := range []string{"early@example.com", "late@example.com"} {
+			r, err := s.SignupFromForm(ctx, e, "", list, ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, r.SubscriberID)
+		}
+		t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+		if _, err := s.EnterAutomation(ctx, a.ID, ids[:1], false, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0); err != nil {
+			t.Fatal(err)
+		}
+		v1, _ := s.AutomationSteps(ctx, a.ID, 0)
+		edited := append([]models.AutomationStep(nil), v1...)
+		edited[2].Subject = "Day two, rewritten"
+		cur, _ := s.Automation(ctx, a.ID)
+		if err := s.UpdateAutomation(ctx, cur, edited, models.EditFinish); err != nil {
+			t.Fatal(err)
+		}
+		v2, _ := s.AutomationSteps(ctx, a.ID, 0)
+		if v2[0].Version != 2 {
+			t.Fatalf("after the edit: version %d, want 2", v2[0].Version)
+		}
+		if _, err := s.EnterAutomation(ctx, a.ID, ids[1:], false, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, t0.Add(72*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		old, nw := stepDeliveries(t, s, v1, 3), stepDeliveries(t, s, v2, 3)
+		if _, ok := old[ids[0]]; !ok || len(old) != 1 {
+			t.Errorf("old version's day two went to %v, want only early (%d), who finishes their version", old, ids[0])
+		}
+		if _, ok := nw[ids[1]]; !ok || len(nw) != 1 {
+			t.Errorf("new version's day two went to %v, want only late (%d)", nw, ids[1])
+		}
+		r, _ := s.AutomationRunOf(ctx, a.ID, ids[0])
+		if r.Version != 1 || r.State != "done" {
+			t.Errorf("early's run: version %d %s, want version 1 done", r.Version, r.State)
+		}
+	})
+}
