@@ -54,6 +54,10 @@ const (
 	StepListAdd    = "list_add"
 	StepListRemove = "list_remove"
 	StepSetAttr    = "set_attribute" // AttrKey := AttrValue (text)
+	// StepWebhook writes an "automation.step" event per person to the
+	// outbox of outgoing webhook WebhookID (whatever events it wants):
+	// the webhook dispatcher signs, posts and retries it.
+	StepWebhook = "webhook"
 )
 
 // Branch conditions.
@@ -132,6 +136,7 @@ type AutomationStep struct {
 	TargetListID *int64
 	AttrKey      string
 	AttrValue    string
+	WebhookID    *int64 // notify a webhook
 
 	// A segment branch's compiled condition on subscribers s, compiled
 	// by the engine before the step's transaction.
@@ -287,9 +292,13 @@ func ValidateSteps(steps []AutomationStep) map[string]string {
 			if len(st.AttrValue) > 1000 {
 				errs[key+"attr_value"] = "Keep the value under 1000 characters."
 			}
+		case StepWebhook:
+			if st.WebhookID == nil || *st.WebhookID <= 0 {
+				errs[key+"webhook_id"] = "Choose the webhook to notify."
+			}
 		case StepExit:
 		default:
-			errs[key+"kind"] = "Choose a step: send, wait, branch, add to a list, remove from a list, set an attribute or exit."
+			errs[key+"kind"] = "Choose a step: send, wait, branch, add to a list, remove from a list, set an attribute, notify a webhook or exit."
 		}
 	}
 	return errs
@@ -402,6 +411,15 @@ func checkStepRefs(tx *gorm.DB, steps []AutomationStep) error {
 			}
 			if n == 0 {
 				errs[key+"target_list_id"] = fmt.Sprintf("There is no list %d.", *st.TargetListID)
+			}
+		}
+		if st.Kind == StepWebhook && st.WebhookID != nil {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM webhooks WHERE id = ?", *st.WebhookID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				errs[key+"webhook_id"] = fmt.Sprintf("There is no webhook %d.", *st.WebhookID)
 			}
 		}
 		if st.Kind == StepBranch && st.Cond == CondSegment && st.SegmentID != nil {

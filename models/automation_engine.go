@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -320,6 +321,10 @@ func (s *Store) runStep(tx *gorm.DB, a *Automation, st AutomationStep, last int,
 		if err := s.listStep(tx, a, st, t); err != nil {
 			return 0, err
 		}
+	case StepWebhook:
+		if err := s.webhookStep(tx, a, st, t); err != nil {
+			return 0, err
+		}
 	case StepSetAttr:
 		if err := tx.Exec("UPDATE subscribers SET attributes = "+s.sqlDialect().attrSet("attributes")+", updated_at = ? WHERE id IN (SELECT subscriber_id FROM automation_runs WHERE "+runDue+")",
 			append([]any{st.AttrKey, st.AttrValue, dbNow()}, due...)...).Error; err != nil {
@@ -426,6 +431,51 @@ func (s *Store) listStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.T
 		rows[i] = ev.row(action, p.ID, *st.TargetListID, p.Email)
 	}
 	return s.appendConsents(tx, rows)
+}
+
+// HookAutomationStep is the outgoing-webhook event of a webhook step.
+const HookAutomationStep = "automation.step"
+
+// webhookStep writes one HookAutomationStep event per due run of st to
+// the outbox of the step's webhook; the event id (automation, step,
+// subscriber) is unique per webhook, so a repeated move adds nothing.
+// Payloads are JSON written in Go, one batch per step move.
+func (s *Store) webhookStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.Time) error {
+	if st.WebhookID == nil {
+		return nil // the webhook was deleted
+	}
+	var people []struct {
+		ID    int64
+		Email string
+		Test  bool
+	}
+	if err := tx.Raw(`SELECT s.id, s.email, r.test FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
+		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ? ORDER BY s.id`,
+		a.ID, st.Version, st.Position, t).Scan(&people).Error; err != nil {
+		return err
+	}
+	at := dbTime(t)
+	wall := dbNow()
+	for i := 0; i < len(people); i += hookChunk {
+		chunk := people[i:min(i+hookChunk, len(people))]
+		var args []any
+		for _, p := range chunk {
+			id := fmt.Sprintf("%s_%d_%d_%d", HookAutomationStep, a.ID, st.ID, p.ID)
+			body, err := json.Marshal(hookPayload{ID: id, Type: HookAutomationStep, CreatedAt: at.UTC(), Data: map[string]any{
+				"automation_id": a.ID, "automation": a.Name, "version": st.Version, "step": st.Position,
+				"subscriber_id": p.ID, "email": p.Email, "test": p.Test}})
+			if err != nil {
+				return err
+			}
+			args = append(args, *st.WebhookID, id, p.ID, HookAutomationStep, string(body), HookPending, wall, wall, wall)
+		}
+		if err := tx.Exec(`INSERT INTO webhook_deliveries (webhook_id, event_id, subscriber_id, event, payload, status, next_attempt_at, created_at, updated_at)
+			VALUES `+strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?,?,?),", len(chunk)), ",")+` ON CONFLICT (webhook_id, event_id) DO NOTHING`,
+			args...).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // branchCond is the SQL condition on automation_runs of a branch step.

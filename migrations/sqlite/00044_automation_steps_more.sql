@@ -3,8 +3,8 @@
 -- event on a campaign: trigger_campaign_id, trigger_event, trigger_url,
 -- trigger_days) and steps (put on or take off a list: target_list_id; set
 -- an attribute: attr_key, attr_value; a branch on segment membership:
--- segment_id). SQLite cannot change a CHECK, so the four automation
--- tables are rebuilt. Dropping them would cascade (runs, passes) and null
+-- segment_id; notify a webhook: webhook_id). SQLite cannot change a
+-- CHECK, so the four automation tables are rebuilt. Dropping them would cascade (runs, passes) and null
 -- campaigns.automation_id under foreign_keys, so every row is kept aside
 -- first and put back, children dropped before their parents.
 CREATE TABLE keep_automations AS SELECT * FROM automations;
@@ -45,7 +45,7 @@ CREATE TABLE automation_steps (
     automation_id INTEGER NOT NULL REFERENCES automations(id) ON DELETE CASCADE,
     version       INTEGER NOT NULL,
     position      INTEGER NOT NULL,
-    kind          TEXT NOT NULL CHECK (kind IN ('send', 'wait', 'branch', 'exit', 'list_add', 'list_remove', 'set_attribute')),
+    kind          TEXT NOT NULL CHECK (kind IN ('send', 'wait', 'branch', 'exit', 'list_add', 'list_remove', 'set_attribute', 'webhook')),
     campaign_id   INTEGER REFERENCES campaigns(id) ON DELETE SET NULL,
     wait_days     INTEGER NOT NULL DEFAULT 0,
     wait_seconds  INTEGER NOT NULL DEFAULT 0,
@@ -61,6 +61,7 @@ CREATE TABLE automation_steps (
     attr_key       TEXT NOT NULL DEFAULT '',
     attr_value     TEXT NOT NULL DEFAULT '',
     segment_id     INTEGER REFERENCES segments(id) ON DELETE SET NULL,
+    webhook_id     INTEGER REFERENCES webhooks(id) ON DELETE SET NULL,
     UNIQUE (automation_id, version, position)
 );
 CREATE TABLE automation_runs (
