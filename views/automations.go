@@ -13,6 +13,7 @@ type AutomationFormVM struct {
 	Lists     []models.List
 	Segments  []models.Segment
 	Campaigns []models.Campaign // the latest, for the campaign-event trigger
+	Webhooks  []models.Webhook
 	Live      bool              // people entered: saving makes a new version
 	Errs      map[string]string
 }
@@ -82,6 +83,11 @@ func StepSummary(st models.AutomationStep) string {
 		return "Unsubscribe them from " + list
 	case models.StepSetAttr:
 		return fmt.Sprintf("Set attribute %s to %q", st.AttrKey, st.AttrValue)
+	case models.StepWebhook:
+		if st.WebhookID == nil {
+			return "Notify a deleted webhook (nothing is sent)"
+		}
+		return fmt.Sprintf("Notify webhook %d", *st.WebhookID)
 	case models.StepExit:
 		return "Exit"
 	}

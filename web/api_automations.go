@@ -32,6 +32,7 @@ type apiStepJS struct {
 	TargetList  *int64 `json:"target_list_id"`
 	AttrKey     string `json:"attr_key"`
 	AttrValue   string `json:"attr_value"`
+	WebhookID   *int64 `json:"webhook_id"`
 }
 
 type apiAutomationJS struct {
@@ -66,7 +67,7 @@ func toAPIAutomation(a *models.Automation, steps []models.AutomationStep) apiAut
 	for i, st := range steps {
 		out.Steps[i] = apiStepJS{st.Position, st.Kind, st.CampaignID, st.Subject, st.HTML, st.Text, st.WaitDays, st.WaitSeconds,
 			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep,
-			st.SegmentID, st.TargetListID, st.AttrKey, st.AttrValue}
+			st.SegmentID, st.TargetListID, st.AttrKey, st.AttrValue, st.WebhookID}
 	}
 	return out
 }
@@ -90,6 +91,7 @@ type stepInput struct {
 	TargetList  *int64 `json:"target_list_id"`
 	AttrKey     string `json:"attr_key"`
 	AttrValue   string `json:"attr_value"`
+	WebhookID   *int64 `json:"webhook_id"`
 }
 
 type automationInput struct {
@@ -135,7 +137,7 @@ func (in automationInput) automation(id int64) (*models.Automation, []models.Aut
 		steps[i] = models.AutomationStep{Kind: st.Kind, Subject: st.Subject, HTML: st.HTML, Text: st.Text, WaitDays: st.WaitDays,
 			WaitSeconds: st.WaitSeconds, WaitUntil: st.WaitUntil, WaitWeekday: wd, Cond: st.Cond, CondStep: st.CondStep,
 			CondKey: st.CondKey, CondValue: st.CondValue, ThenStep: st.ThenStep, ElseStep: st.ElseStep, SegmentID: st.SegmentID,
-			TargetListID: st.TargetList, AttrKey: st.AttrKey, AttrValue: st.AttrValue}
+			TargetListID: st.TargetList, AttrKey: st.AttrKey, AttrValue: st.AttrValue, WebhookID: st.WebhookID}
 	}
 	return a, steps
 }

@@ -40,6 +40,9 @@ func (s *automationPages) form(c echo.Context, status int, vm views.AutomationFo
 	if vm.Campaigns, err = s.store.Campaigns(c.Request().Context(), 0, 200); err != nil {
 		return err
 	}
+	if vm.Webhooks, err = s.store.Webhooks(c.Request().Context()); err != nil {
+		return err
+	}
 	title := "New automation"
 	if vm.A.ID != 0 {
 		title = "Edit " + vm.A.Name
@@ -163,6 +166,7 @@ func fromForm(c echo.Context, id int64) (models.Automation, []models.AutomationS
 		}
 		st.SegmentID = ref("segment_id", at("step_segment_id", i))
 		st.TargetListID = ref("target_list_id", at("step_target_list_id", i))
+		st.WebhookID = ref("webhook_id", at("step_webhook_id", i))
 		st.AttrKey, st.AttrValue = strings.TrimSpace(at("step_attr_key", i)), at("step_attr_value", i)
 		steps = append(steps, st)
 	}

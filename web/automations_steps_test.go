@@ -125,6 +125,19 @@ func TestAutomationBuilderTriggers(t *testing.T) {
 	if err != nil || len(all) != 2 {
 		t.Fatalf("automations: %d, %v", len(all), err)
 	}
+	// A webhook step: the form offers the webhooks, the choice is kept.
+	hook, err := app.store.CreateWebhook(ctx, "https://crm.example.com/hook", []string{models.HookOpened})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := url.Values{"name": {"CRM"}, "trigger_kind": {models.TriggerAPI}, "from_email": {"hello@example.com"}}
+	if p := m.postForm("/automations", withValues(api, url.Values{"add": {"webhook"}})); p.Doc.Find(`select[name="step_webhook_id"] option[value="`+fmt.Sprint(hook.ID)+`"]`).Length() != 1 {
+		t.Errorf("add a webhook step: status %d, want the form offering the webhook", p.StatusCode)
+	}
+	if p := m.postForm("/automations", withValues(api, url.Values{"step_kind": {"webhook"}, "step_webhook_id": {fmt.Sprint(hook.ID)}})); p.StatusCode != 200 ||
+		!strings.Contains(p.Body, fmt.Sprintf("Notify webhook %d", hook.ID)) {
+		t.Errorf("save a webhook step: status %d, want the page naming the webhook", p.StatusCode)
+	}
 	vip, nudge := all[0], all[1]
 	if vip.TriggerKind != models.TriggerSegment || vip.TriggerSegmentID == nil || *vip.TriggerSegmentID != seg.ID {
 		t.Errorf("segment automation: %+v", vip)

@@ -166,13 +166,14 @@ var (
 		"exit_attribute": str(), "exit_value": describe(str(), "Leave once exit_attribute reads this value (checked before every step)."),
 		"tz_attribute": describe(str(), "Attribute holding the IANA time zone waits count in."), "tz_default": str(),
 		"from_name": str(), "from_email": str(), "test_wait_seconds": integer()}
-	stepProps = schema{"kind": strEnum("send", "wait", "branch", "exit", "list_add", "list_remove", "set_attribute"), "subject": str(), "html": str(), "text": str(),
+	stepProps = schema{"kind": strEnum("send", "wait", "branch", "exit", "list_add", "list_remove", "set_attribute", "webhook"), "subject": str(), "html": str(), "text": str(),
 		"wait_days": integer(), "wait_seconds": integer(), "wait_until": describe(str(), "HH:MM on the subscriber's clock."), "wait_weekday": integer(),
 		"cond": strEnum("", "clicked", "opened", "attribute", "segment"), "cond_step": integer(), "cond_key": str(), "cond_value": str(),
 		"then_step": describe(integer(), "0 the next step, -1 the end, else a position."), "else_step": integer(),
 		"segment_id":     describe(null(integer()), "A segment branch: true for the people in the segment when they reach the step."),
 		"target_list_id": describe(null(integer()), "list_add: put them on this list (confirmed; one who unsubscribed from it stays so); list_remove: unsubscribe them from it. Both are written to the consent ledger."),
-		"attr_key":       describe(str(), "set_attribute: the attribute to set."), "attr_value": describe(str(), "set_attribute: its value (text).")}
+		"attr_key":       describe(str(), "set_attribute: the attribute to set."), "attr_value": describe(str(), "set_attribute: its value (text)."),
+		"webhook_id":     describe(null(integer()), "webhook: the outgoing webhook sent one signed automation.step event per person (data: automation_id, automation, version, step, subscriber_id, email, test).")}
 
 	// A segment's conditions (models.Conditions): groups combined by
 	// match, each of conditions combined by its match.

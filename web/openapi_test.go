@@ -959,6 +959,7 @@ func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub, camp in
 		t.Errorf("campaign-event trigger: %+v", trig.Data)
 	}
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"segment","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"webhook","webhook_id":999999}]}`, 422, nil)
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"branch","cond":"segment","segment_id":999999}]}`, 422, nil)
 	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
 	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 204, nil)

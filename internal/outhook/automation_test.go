@@ -3,8 +3,8 @@ package outhook_test
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
