@@ -14,7 +14,7 @@ type AutomationFormVM struct {
 	Segments  []models.Segment
 	Campaigns []models.Campaign // the latest, for the campaign-event trigger
 	Webhooks  []models.Webhook
-	Live      bool              // people entered: saving makes a new version
+	Live      bool // people entered: saving makes a new version
 	Errs      map[string]string
 }
 

@@ -173,7 +173,7 @@ var (
 		"segment_id":     describe(null(integer()), "A segment branch: true for the people in the segment when they reach the step."),
 		"target_list_id": describe(null(integer()), "list_add: put them on this list (confirmed; one who unsubscribed from it stays so); list_remove: unsubscribe them from it. Both are written to the consent ledger."),
 		"attr_key":       describe(str(), "set_attribute: the attribute to set."), "attr_value": describe(str(), "set_attribute: its value (text)."),
-		"webhook_id":     describe(null(integer()), "webhook: the outgoing webhook sent one signed automation.step event per person (data: automation_id, automation, version, step, subscriber_id, email, test).")}
+		"webhook_id": describe(null(integer()), "webhook: the outgoing webhook sent one signed automation.step event per person (data: automation_id, automation, version, step, subscriber_id, email, test).")}
 
 	// A segment's conditions (models.Conditions): groups combined by
 	// match, each of conditions combined by its match.
