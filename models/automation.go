@@ -32,6 +32,11 @@ const (
 	// empty), or did not open nor click it within TriggerDays days of
 	// its sending. Events by machines do not count.
 	TriggerCampaignEvent = "campaign_event"
+	// TriggerAttributeChanged: attribute TriggerAttribute changed (to
+	// *TriggerValue when set). The first look after activation reads
+	// everyone's value; each look then lets in the people whose value
+	// differs from the last reading (a newcomer: has the attribute), once.
+	TriggerAttributeChanged = "attribute_changed"
 )
 
 // Campaign events of TriggerCampaignEvent.
@@ -101,6 +106,8 @@ type Automation struct {
 	TriggerEvent      string
 	TriggerURL        string `gorm:"column:trigger_url"`
 	TriggerDays       int
+	TriggerAttribute  string
+	TriggerValue      *string
 	ActivatedAt       *time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
@@ -189,8 +196,18 @@ func (a *Automation) Validate() map[string]string {
 		default:
 			errs["trigger_event"] = "Choose the event: opened, clicked or did not open."
 		}
+	case TriggerAttributeChanged:
+		a.TriggerAttribute = strings.TrimSpace(a.TriggerAttribute)
+		if a.TriggerAttribute == "" {
+			errs["trigger_attribute"] = "Name the attribute whose change lets people in."
+		} else if utf8.RuneCountInString(a.TriggerAttribute) > 100 {
+			errs["trigger_attribute"] = "Keep the attribute name under 100 characters."
+		}
+		if a.TriggerValue != nil && len(*a.TriggerValue) > 1000 {
+			errs["trigger_value"] = "Keep the value under 1000 characters."
+		}
 	default:
-		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, the API, a segment or a campaign event."
+		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, the API, a segment, a campaign event or an attribute change."
 	}
 	if e, err := NormalizeEmail(a.FromEmail); err != nil {
 		errs["from_email"] = err.Error()

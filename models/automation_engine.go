@@ -86,6 +86,11 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 			}
 		}
 		if err := s.tx(ctx, func(tx *gorm.DB) error {
+			if a.TriggerKind == TriggerAttributeChanged {
+				n, err := s.enterByAttribute(tx, a, t)
+				rep.Entered += n
+				return err
+			}
 			if a.TriggerKind == TriggerSegment || a.TriggerKind == TriggerCampaignEvent {
 				n, err := s.enterByEvent(tx, a, seg, t)
 				rep.Entered += n
@@ -238,6 +243,56 @@ func (s *Store) enterByEvent(tx *gorm.DB, a *Automation, seg *AutomationStep, t 
 		}
 	}
 	return 0, nil
+}
+
+// attrAbsent stands for an absent attribute in the attribute-changed
+// trigger's comparisons (NULL would compare as unknown).
+const attrAbsent = "\u0001absent"
+
+// enterByAttribute runs the attribute-changed trigger, set-based: the
+// people updated since its last look (a minute of lookback, as for the
+// list triggers) whose value differs from the last reading enter, then
+// the readings are brought up to date. The first look only reads.
+func (s *Store) enterByAttribute(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
+	if a.ActivatedAt == nil {
+		return 0, nil
+	}
+	cur := s.sqlDialect().attrText("s.attributes")
+	wall := dbNow()
+	first := a.EnteredThrough == nil
+	if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", wall, a.ID).Error; err != nil {
+		return 0, err
+	}
+	recent, recentArgs := "", []any(nil)
+	if !first {
+		recent, recentArgs = " AND s.updated_at >= ?", []any{dbTime(a.EnteredThrough.Add(-time.Minute))}
+	}
+	// changed: the subscriber's value differs from the last reading (no
+	// reading: they have the attribute).
+	changed := `COALESCE(` + cur + `, ?) <> COALESCE((SELECT v.value FROM automation_attr_seen v
+		WHERE v.automation_id = ? AND v.subscriber_id = s.id), ?)`
+	changedArgs := []any{a.TriggerAttribute, attrAbsent, a.ID, attrAbsent}
+	var n int64
+	if !first {
+		cond, args := changed, append([]any{}, changedArgs...)
+		if a.TriggerValue != nil {
+			cond += " AND " + cur + " = ?"
+			args = append(args, a.TriggerAttribute, *a.TriggerValue)
+		}
+		res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, due_at, test, entered_at, updated_at)
+			SELECT ?, s.id, ?, 1, 'active', ?, ?, ?, ? FROM subscribers s WHERE s.status = 'active'`+recent+` AND `+cond+`
+			ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+			append(append([]any{a.ID, a.Version, t, false, t, t}, recentArgs...), args...)...)
+		if res.Error != nil {
+			return 0, res.Error
+		}
+		n = res.RowsAffected
+	}
+	res := tx.Exec(`INSERT INTO automation_attr_seen (automation_id, subscriber_id, value)
+		SELECT ?, s.id, `+cur+` FROM subscribers s WHERE 1 = 1`+recent+` AND `+changed+`
+		ON CONFLICT (automation_id, subscriber_id) DO UPDATE SET value = excluded.value`,
+		append(append([]any{a.ID, a.TriggerAttribute}, recentArgs...), changedArgs...)...)
+	return n, res.Error
 }
 
 func condArgs(a *Automation) []any {

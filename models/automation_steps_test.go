@@ -452,3 +452,84 @@ func TestAutomationEditFinishVersion(t *testing.T) {
 		}
 	})
 }
+
+// The attribute-changed trigger, with a clock passed in: nobody enters
+// at the first look; a change to the value asked for lets the person in
+// (once), a change to another value does not, and a subscriber created
+// afterwards with the value enters too.
+func TestAutomationAttributeChangedTrigger(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
+		ids := map[string]int64{}
+		mkSub := func(who, plan string) {
+			sub := &models.Subscriber{Email: who + "@example.com", Attributes: models.Attributes{}}
+			if plan != "" {
+				sub.Attributes["plan"] = plan
+			}
+			if err := s.CreateSubscriber(ctx, sub, map[int64]string{list: models.SubConfirmed}, ev); err != nil {
+				t.Fatal(err)
+			}
+			ids[who] = sub.ID
+		}
+		mkSub("upgrader", "free")
+		mkSub("sidegrader", "free")
+		mkSub("pro", "pro")
+		pro := "pro"
+		a := &models.Automation{Name: "Upgraded", TriggerKind: models.TriggerAttributeChanged, TriggerAttribute: "plan", TriggerValue: &pro,
+			ListID: &list, FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, []models.AutomationStep{{Kind: models.StepSetAttr, AttrKey: "thanked", AttrValue: "yes"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+		if rep, err := s.AdvanceAutomations(ctx, t0); err != nil || rep.Entered != 0 {
+			t.Fatalf("first look: %+v, %v; want nobody (pro was pro before)", rep, err)
+		}
+		set := func(who, plan string) {
+			sub, err := s.Subscriber(ctx, ids[who])
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub.Attributes["plan"] = plan
+			if err := s.UpdateSubscriber(ctx, sub); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set("upgrader", "pro")
+		set("sidegrader", "team")
+		mkSub("newpro", "pro")
+		rep, err := s.AdvanceAutomations(ctx, t0.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Entered != 2 {
+			t.Errorf("after the changes: %+v, want 2 entered (upgrader, newpro)", rep)
+		}
+		for who, want := range map[string]bool{"upgrader": true, "newpro": true, "sidegrader": false, "pro": false} {
+			sub, _ := s.Subscriber(ctx, ids[who])
+			if (sub.Attributes["thanked"] == "yes") != want {
+				t.Errorf("%s thanked: %v, want %v", who, sub.Attributes["thanked"], want)
+			}
+		}
+		// Down and up again: they were inside already.
+		set("upgrader", "free")
+		if _, err := s.AdvanceAutomations(ctx, t0.Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		set("upgrader", "pro")
+		set("sidegrader", "pro")
+		if rep, err = s.AdvanceAutomations(ctx, t0.Add(3*time.Minute)); err != nil || rep.Entered != 1 {
+			t.Errorf("second round: %+v, %v; want 1 entered (sidegrader now pro; upgrader once only)", rep, err)
+		}
+		var bad *models.ValidationError
+		err = s.CreateAutomation(ctx, &models.Automation{Name: "Bad", TriggerKind: models.TriggerAttributeChanged, FromEmail: "hello@example.com"},
+			[]models.AutomationStep{{Kind: models.StepExit}})
+		if !errors.As(err, &bad) || bad.Fields["trigger_attribute"] == "" {
+			t.Errorf("no attribute: %v, want a validation error on trigger_attribute", err)
+		}
+	})
+}

@@ -1,10 +1,12 @@
 -- +goose Up
 -- More automation triggers (entered a segment: trigger_segment_id; an
 -- event on a campaign: trigger_campaign_id, trigger_event, trigger_url,
--- trigger_days) and steps (put on or take off a list: target_list_id; set
--- an attribute: attr_key, attr_value; a branch on segment membership:
--- segment_id; notify a webhook: webhook_id). SQLite cannot change a
--- CHECK, so the four automation tables are rebuilt. Dropping them would cascade (runs, passes) and null
+-- trigger_days; an attribute changed: trigger_attribute, trigger_value,
+-- automation_attr_seen) and steps (put on or take off a list:
+-- target_list_id; set an attribute: attr_key, attr_value; a branch on
+-- segment membership: segment_id; notify a webhook: webhook_id). SQLite
+-- cannot change a CHECK, so the four automation tables are rebuilt.
+-- Dropping them would cascade (runs, passes) and null
 -- campaigns.automation_id under foreign_keys, so every row is kept aside
 -- first and put back, children dropped before their parents.
 CREATE TABLE keep_automations AS SELECT * FROM automations;
@@ -20,7 +22,7 @@ CREATE TABLE automations (
     id                INTEGER PRIMARY KEY,
     name              TEXT NOT NULL,
     status            TEXT NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'active', 'paused')),
-    trigger_kind      TEXT NOT NULL CHECK (trigger_kind IN ('list_confirmed', 'list_subscribed', 'api', 'segment', 'campaign_event')),
+    trigger_kind      TEXT NOT NULL CHECK (trigger_kind IN ('list_confirmed', 'list_subscribed', 'api', 'segment', 'campaign_event', 'attribute_changed')),
     list_id           INTEGER REFERENCES lists(id) ON DELETE SET NULL,
     exit_attribute    TEXT NOT NULL DEFAULT '',
     exit_value        TEXT NOT NULL DEFAULT '',
@@ -37,6 +39,8 @@ CREATE TABLE automations (
     trigger_event       TEXT NOT NULL DEFAULT '',
     trigger_url         TEXT NOT NULL DEFAULT '',
     trigger_days        INTEGER NOT NULL DEFAULT 0,
+    trigger_attribute   TEXT NOT NULL DEFAULT '',
+    trigger_value       TEXT,
     created_at        DATETIME NOT NULL,
     updated_at        DATETIME NOT NULL
 );
@@ -100,7 +104,17 @@ DROP TABLE keep_runs;
 DROP TABLE keep_passes;
 DROP TABLE keep_campaigns;
 
+-- The attribute-changed trigger's last reading of each person's
+-- attribute (NULL: absent), so a look finds who changed since.
+CREATE TABLE automation_attr_seen (
+    automation_id INTEGER NOT NULL REFERENCES automations(id) ON DELETE CASCADE,
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+    value         TEXT,
+    PRIMARY KEY (automation_id, subscriber_id)
+);
+
 -- +goose Down
+DROP TABLE automation_attr_seen;
 CREATE TABLE keep_automations AS SELECT * FROM automations WHERE trigger_kind IN ('list_confirmed', 'list_subscribed', 'api');
 CREATE TABLE keep_steps AS SELECT * FROM automation_steps WHERE kind IN ('send', 'wait', 'branch', 'exit');
 CREATE TABLE keep_runs AS SELECT * FROM automation_runs;
