@@ -94,6 +94,13 @@ func StepSummary(st models.AutomationStep) string {
 	return st.Kind
 }
 
+func triggerValue(a models.Automation) string {
+	if a.TriggerValue == nil {
+		return ""
+	}
+	return *a.TriggerValue
+}
+
 func stepHours(st models.AutomationStep) string {
 	if st.WaitSeconds == 0 {
 		return ""

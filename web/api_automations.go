@@ -58,12 +58,14 @@ type apiAutomationJS struct {
 	TriggerEvent    string      `json:"trigger_event"`
 	TriggerURL      string      `json:"trigger_url"`
 	TriggerDays     int         `json:"trigger_days"`
+	TriggerAttr     string      `json:"trigger_attribute"`
+	TriggerValue    *string     `json:"trigger_value"`
 }
 
 func toAPIAutomation(a *models.Automation, steps []models.AutomationStep) apiAutomationJS {
 	out := apiAutomationJS{a.ID, a.Name, a.Status, a.TriggerKind, a.ListID, a.ExitAttribute, a.ExitValue, a.TZAttribute, a.TZDefault,
 		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps)),
-		a.TriggerSegmentID, a.TriggerCampaignID, a.TriggerEvent, a.TriggerURL, a.TriggerDays}
+		a.TriggerSegmentID, a.TriggerCampaignID, a.TriggerEvent, a.TriggerURL, a.TriggerDays, a.TriggerAttribute, a.TriggerValue}
 	for i, st := range steps {
 		out.Steps[i] = apiStepJS{st.Position, st.Kind, st.CampaignID, st.Subject, st.HTML, st.Text, st.WaitDays, st.WaitSeconds,
 			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep,
@@ -111,6 +113,8 @@ type automationInput struct {
 	TriggerEvent    string      `json:"trigger_event"`
 	TriggerURL      string      `json:"trigger_url"`
 	TriggerDays     int         `json:"trigger_days"`
+	TriggerAttr     string      `json:"trigger_attribute"`
+	TriggerValue    *string     `json:"trigger_value"`
 	// Status, when set, activates or pauses; OnEdit says what happens to
 	// the people inside when the steps change (PUT).
 	Status string `json:"status"`
@@ -121,7 +125,7 @@ func (in automationInput) automation(id int64) (*models.Automation, []models.Aut
 	a := &models.Automation{ID: id, Name: in.Name, TriggerKind: in.Trigger, ListID: in.ListID, ExitAttribute: in.ExitAttribute,
 		ExitValue: in.ExitValue, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault, FromName: in.FromName, FromEmail: in.FromEmail,
 		TestWaitSeconds: 5, TriggerSegmentID: in.TriggerSegment, TriggerCampaignID: in.TriggerCampaign, TriggerEvent: in.TriggerEvent,
-		TriggerURL: in.TriggerURL, TriggerDays: in.TriggerDays}
+		TriggerURL: in.TriggerURL, TriggerDays: in.TriggerDays, TriggerAttribute: in.TriggerAttr, TriggerValue: in.TriggerValue}
 	if in.TestWaitSeconds != nil {
 		a.TestWaitSeconds = *in.TestWaitSeconds
 	}

@@ -138,6 +138,14 @@ func TestAutomationBuilderTriggers(t *testing.T) {
 		!strings.Contains(p.Body, fmt.Sprintf("Notify webhook %d", hook.ID)) {
 		t.Errorf("save a webhook step: status %d, want the page naming the webhook", p.StatusCode)
 	}
+	up := url.Values{"name": {"Upgraded"}, "trigger_kind": {models.TriggerAttributeChanged}, "from_email": {"hello@example.com"},
+		"trigger_attribute": {"plan"}, "trigger_value_set": {"1"}, "trigger_value": {"pro"}}
+	if p := m.postForm("/automations", withValues(up, steps)); p.StatusCode != 200 {
+		t.Errorf("save the attribute-changed automation: status %d", p.StatusCode)
+	}
+	if up, err := app.store.Automations(ctx); err != nil || up[0].TriggerAttribute != "plan" || up[0].TriggerValue == nil || *up[0].TriggerValue != "pro" {
+		t.Errorf("attribute-changed automation: %+v, %v", up[0], err)
+	}
 	vip, nudge := all[0], all[1]
 	if vip.TriggerKind != models.TriggerSegment || vip.TriggerSegmentID == nil || *vip.TriggerSegmentID != seg.ID {
 		t.Errorf("segment automation: %+v", vip)

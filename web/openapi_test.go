@@ -959,6 +959,19 @@ func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub, camp in
 		t.Errorf("campaign-event trigger: %+v", trig.Data)
 	}
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"segment","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
+	var upg struct {
+		Data struct {
+			Trigger string
+			Attr    string  `json:"trigger_attribute"`
+			Value   *string `json:"trigger_value"`
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Upgraded","trigger":"attribute_changed","trigger_attribute":"plan","trigger_value":"pro",
+		"from_email":"hello@example.com","steps":[{"kind":"set_attribute","attr_key":"thanked","attr_value":"yes"}]}`, 201, &upg)
+	if upg.Data.Trigger != "attribute_changed" || upg.Data.Attr != "plan" || upg.Data.Value == nil || *upg.Data.Value != "pro" {
+		t.Errorf("attribute-changed trigger: %+v", upg.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"attribute_changed","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"webhook","webhook_id":999999}]}`, 422, nil)
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"branch","cond":"segment","segment_id":999999}]}`, 422, nil)
 	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
