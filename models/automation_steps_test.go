@@ -281,6 +281,10 @@ func TestAutomationSegmentTrigger(t *testing.T) {
 		if got := stepDeliveries(t, s, steps, 1); len(got) != 1 {
 			t.Errorf("%d welcomes, want still 1", len(got))
 		}
+		var inUse *models.SegmentInUseError
+		if err := s.DeleteSegment(ctx, vip.ID); !errors.As(err, &inUse) || len(inUse.Automations) != 1 || inUse.Automations[0] != "VIP welcome" {
+			t.Errorf("deleting the trigger's segment: %v, want in use by the automation", err)
+		}
 		var bad *models.ValidationError
 		missing := int64(999999)
 		err = s.CreateAutomation(ctx, &models.Automation{Name: "Bad", TriggerKind: models.TriggerSegment, TriggerSegmentID: &missing, FromEmail: "hello@example.com"},
