@@ -22,6 +22,28 @@ const (
 	TriggerListConfirmed  = "list_confirmed"  // confirmed on the list (or joined a single opt-in list)
 	TriggerListSubscribed = "list_subscribed" // joined the list, confirmed or not yet
 	TriggerAPI            = "api"             // entered by EnterAutomation (POST /api/v1/automations/{id}/enter)
+	// TriggerSegment: entered segment TriggerSegmentID. The people in it
+	// when the trigger first looks (after activation) are recorded as
+	// done runs and never enter; from then on whoever is found in it
+	// enters, once.
+	TriggerSegment = "segment"
+	// TriggerCampaignEvent: an event on campaign TriggerCampaignID,
+	// TriggerEvent: opened it, clicked (TriggerURL, or any link when
+	// empty), or did not open nor click it within TriggerDays days of
+	// its sending. Events by machines do not count.
+	TriggerCampaignEvent = "campaign_event"
+	// TriggerAttributeChanged: attribute TriggerAttribute changed (to
+	// *TriggerValue when set). The first look after activation reads
+	// everyone's value; each look then lets in the people whose value
+	// differs from the last reading (a newcomer: has the attribute), once.
+	TriggerAttributeChanged = "attribute_changed"
+)
+
+// Campaign events of TriggerCampaignEvent.
+const (
+	OnOpened    = "opened"
+	OnClicked   = "clicked"
+	OnNotOpened = "not_opened"
 )
 
 // Step kinds.
@@ -30,6 +52,17 @@ const (
 	StepWait   = "wait"
 	StepBranch = "branch"
 	StepExit   = "exit"
+	// StepListAdd puts the people on TargetListID (confirmed, a consent
+	// row with basis legitimate interest and source automation) unless
+	// they have a row there already: one who unsubscribed from it stays
+	// unsubscribed. StepListRemove unsubscribes them from it.
+	StepListAdd    = "list_add"
+	StepListRemove = "list_remove"
+	StepSetAttr    = "set_attribute" // AttrKey := AttrValue (text)
+	// StepWebhook writes an "automation.step" event per person to the
+	// outbox of outgoing webhook WebhookID (whatever events it wants):
+	// the webhook dispatcher signs, posts and retries it.
+	StepWebhook = "webhook"
 )
 
 // Branch conditions.
@@ -37,6 +70,7 @@ const (
 	CondClicked   = "clicked"   // clicked a link in the message of step CondStep
 	CondOpened    = "opened"    // opened the message of step CondStep
 	CondAttribute = "attribute" // attribute CondKey reads CondValue
+	CondSegment   = "segment"   // in segment SegmentID now
 )
 
 // Edit modes: what happens to the people inside when the steps change.
@@ -65,9 +99,18 @@ type Automation struct {
 	Version         int
 	TestWaitSeconds int        // every wait of a test run lasts this long
 	EnteredThrough  *time.Time // when the trigger last looked for newcomers
-	ActivatedAt     *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// The segment and campaign-event triggers' settings (see the
+	// trigger constants).
+	TriggerSegmentID  *int64
+	TriggerCampaignID *int64
+	TriggerEvent      string
+	TriggerURL        string `gorm:"column:trigger_url"`
+	TriggerDays       int
+	TriggerAttribute  string
+	TriggerValue      *string
+	ActivatedAt       *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // AutomationStep is one step of one version of an automation.
@@ -94,7 +137,18 @@ type AutomationStep struct {
 	CondValue string
 	ThenStep  int
 	ElseStep  int
+	SegmentID *int64 // branch on segment membership
 
+	// List steps: the list; set_attribute: the attribute and its value.
+	TargetListID *int64
+	AttrKey      string
+	AttrValue    string
+	WebhookID    *int64 // notify a webhook
+
+	// A segment branch's compiled condition on subscribers s, compiled
+	// by the engine before the step's transaction.
+	segSQL  string `gorm:"-"`
+	segArgs []any  `gorm:"-"`
 	// Content of a send step, read from and written to its campaign.
 	Subject string `gorm:"-"`
 	HTML    string `gorm:"-"`
@@ -120,8 +174,40 @@ func (a *Automation) Validate() map[string]string {
 			errs["list_id"] = "Choose the list whose new subscribers enter."
 		}
 	case TriggerAPI:
+	case TriggerSegment:
+		if a.TriggerSegmentID == nil || *a.TriggerSegmentID <= 0 {
+			errs["trigger_segment_id"] = "Choose the segment whose newcomers enter."
+		}
+	case TriggerCampaignEvent:
+		if a.TriggerCampaignID == nil || *a.TriggerCampaignID <= 0 {
+			errs["trigger_campaign_id"] = "Choose the campaign whose events let people in."
+		}
+		a.TriggerURL = strings.TrimSpace(a.TriggerURL)
+		switch a.TriggerEvent {
+		case OnOpened:
+		case OnClicked:
+			if len(a.TriggerURL) > 2000 {
+				errs["trigger_url"] = "Keep the link under 2000 characters."
+			}
+		case OnNotOpened:
+			if a.TriggerDays < 1 || a.TriggerDays > 365 {
+				errs["trigger_days"] = "Give the days to wait for an open: 1 to 365."
+			}
+		default:
+			errs["trigger_event"] = "Choose the event: opened, clicked or did not open."
+		}
+	case TriggerAttributeChanged:
+		a.TriggerAttribute = strings.TrimSpace(a.TriggerAttribute)
+		if a.TriggerAttribute == "" {
+			errs["trigger_attribute"] = "Name the attribute whose change lets people in."
+		} else if utf8.RuneCountInString(a.TriggerAttribute) > 100 {
+			errs["trigger_attribute"] = "Keep the attribute name under 100 characters."
+		}
+		if a.TriggerValue != nil && len(*a.TriggerValue) > 1000 {
+			errs["trigger_value"] = "Keep the value under 1000 characters."
+		}
 	default:
-		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, or the API."
+		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, the API, a segment, a campaign event or an attribute change."
 	}
 	if e, err := NormalizeEmail(a.FromEmail); err != nil {
 		errs["from_email"] = err.Error()
@@ -200,14 +286,36 @@ func ValidateSteps(steps []AutomationStep) map[string]string {
 				if strings.TrimSpace(st.CondKey) == "" {
 					errs[key+"cond_key"] = "Name the attribute."
 				}
+			case CondSegment:
+				if st.SegmentID == nil || *st.SegmentID <= 0 {
+					errs[key+"segment_id"] = "Choose the segment."
+				}
 			default:
-				errs[key+"cond"] = "Choose a condition: clicked, opened or attribute."
+				errs[key+"cond"] = "Choose a condition: clicked, opened, attribute or segment."
 			}
 			target("then_step", st.ThenStep)
 			target("else_step", st.ElseStep)
+		case StepListAdd, StepListRemove:
+			if st.TargetListID == nil || *st.TargetListID <= 0 {
+				errs[key+"target_list_id"] = "Choose the list."
+			}
+		case StepSetAttr:
+			st.AttrKey = strings.TrimSpace(st.AttrKey)
+			if st.AttrKey == "" {
+				errs[key+"attr_key"] = "Name the attribute."
+			} else if utf8.RuneCountInString(st.AttrKey) > 100 {
+				errs[key+"attr_key"] = "Keep the attribute name under 100 characters."
+			}
+			if len(st.AttrValue) > 1000 {
+				errs[key+"attr_value"] = "Keep the value under 1000 characters."
+			}
+		case StepWebhook:
+			if st.WebhookID == nil || *st.WebhookID <= 0 {
+				errs[key+"webhook_id"] = "Choose the webhook to notify."
+			}
 		case StepExit:
 		default:
-			errs[key+"kind"] = "Choose a step: send, wait, branch or exit."
+			errs[key+"kind"] = "Choose a step: send, wait, branch, add to a list, remove from a list, set an attribute, notify a webhook or exit."
 		}
 	}
 	return errs
@@ -227,6 +335,9 @@ func (s *Store) CreateAutomation(ctx context.Context, a *Automation, steps []Aut
 		a.ID = 0
 		a.Status, a.Version, a.ActivatedAt = AutomationDraft, 1, nil
 		a.CreatedAt, a.UpdatedAt = dbNow(), dbNow()
+		if err := checkTriggerRefs(tx, a); err != nil {
+			return err
+		}
 		if err := tx.Create(a).Error; err != nil {
 			return err
 		}
@@ -246,6 +357,9 @@ func writeSteps(tx *gorm.DB, a *Automation, steps []AutomationStep, old map[int]
 	// gets a delivery row (pausing it stops people moving), and test runs
 	// of a draft send through it too.
 	status := CampaignRunning
+	if err := checkStepRefs(tx, steps); err != nil {
+		return err
+	}
 	for i := range steps {
 		st := &steps[i]
 		st.ID, st.AutomationID, st.Version, st.Position = 0, a.ID, a.Version, i+1
@@ -276,6 +390,66 @@ func writeSteps(tx *gorm.DB, a *Automation, steps []AutomationStep, old map[int]
 		}
 	}
 	return nil
+}
+
+// checkTriggerRefs checks that the segment or campaign the trigger
+// names exists (and that the campaign is no automation's own).
+func checkTriggerRefs(tx *gorm.DB, a *Automation) error {
+	if a.TriggerKind == TriggerSegment && a.TriggerSegmentID != nil {
+		var n int64
+		if err := tx.Raw("SELECT COUNT(*) FROM segments WHERE id = ?", *a.TriggerSegmentID).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return invalid(map[string]string{"trigger_segment_id": fmt.Sprintf("There is no segment %d.", *a.TriggerSegmentID)})
+		}
+	}
+	if a.TriggerKind == TriggerCampaignEvent && a.TriggerCampaignID != nil {
+		var n int64
+		if err := tx.Raw("SELECT COUNT(*) FROM campaigns WHERE id = ? AND automation_id IS NULL", *a.TriggerCampaignID).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return invalid(map[string]string{"trigger_campaign_id": fmt.Sprintf("There is no campaign %d.", *a.TriggerCampaignID)})
+		}
+	}
+	return nil
+}
+
+// checkStepRefs checks that the lists and segments the steps name exist.
+func checkStepRefs(tx *gorm.DB, steps []AutomationStep) error {
+	errs := map[string]string{}
+	for i, st := range steps {
+		key := fmt.Sprintf("steps.%d.", i+1)
+		if (st.Kind == StepListAdd || st.Kind == StepListRemove) && st.TargetListID != nil {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM lists WHERE id = ?", *st.TargetListID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				errs[key+"target_list_id"] = fmt.Sprintf("There is no list %d.", *st.TargetListID)
+			}
+		}
+		if st.Kind == StepWebhook && st.WebhookID != nil {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM webhooks WHERE id = ?", *st.WebhookID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				errs[key+"webhook_id"] = fmt.Sprintf("There is no webhook %d.", *st.WebhookID)
+			}
+		}
+		if st.Kind == StepBranch && st.Cond == CondSegment && st.SegmentID != nil {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM segments WHERE id = ?", *st.SegmentID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				errs[key+"segment_id"] = fmt.Sprintf("There is no segment %d.", *st.SegmentID)
+			}
+		}
+	}
+	return invalid(errs)
 }
 
 // Automation returns one automation.
@@ -359,6 +533,9 @@ func (s *Store) UpdateAutomation(ctx context.Context, a *Automation, steps []Aut
 		}
 		a.Status, a.Version, a.ActivatedAt, a.CreatedAt, a.UpdatedAt = cur.Status, cur.Version, cur.ActivatedAt, cur.CreatedAt, dbNow()
 		a.EnteredThrough = cur.EnteredThrough
+		if err := checkTriggerRefs(tx, a); err != nil {
+			return err
+		}
 		if err := tx.Select("*").Save(a).Error; err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -76,7 +77,25 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 		}
 	}
 	if a.Status == AutomationActive {
+		var seg *AutomationStep
+		if a.TriggerKind == TriggerSegment {
+			// Compiled outside the transaction, like a segment branch.
+			seg = &AutomationStep{Kind: StepBranch, Cond: CondSegment, SegmentID: a.TriggerSegmentID}
+			if err := s.compileSegmentBranch(ctx, seg, t); err != nil {
+				return err
+			}
+		}
 		if err := s.tx(ctx, func(tx *gorm.DB) error {
+			if a.TriggerKind == TriggerAttributeChanged {
+				n, err := s.enterByAttribute(tx, a, t)
+				rep.Entered += n
+				return err
+			}
+			if a.TriggerKind == TriggerSegment || a.TriggerKind == TriggerCampaignEvent {
+				n, err := s.enterByEvent(tx, a, seg, t)
+				rep.Entered += n
+				return err
+			}
 			n, err := enterByTrigger(tx, a, t)
 			rep.Entered += n
 			return err
@@ -101,6 +120,11 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 		steps, err := stepsOf(s.conn(ctx), id, v)
 		if err != nil {
 			return err
+		}
+		for i := range steps {
+			if err := s.compileSegmentBranch(ctx, &steps[i], t); err != nil {
+				return fmt.Errorf("step %d: %w", steps[i].Position, err)
+			}
 		}
 		// Rounds until nothing moves: a send step's people go on to the
 		// wait behind it at once; a loop back ends at a wait or a send
@@ -168,6 +192,107 @@ func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 		ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
 		append([]any{a.ID, a.Version, t, false, t, t, *a.ListID, since}, condArgs(a)...)...)
 	return res.RowsAffected, res.Error
+}
+
+// enterByEvent creates the runs of the segment and campaign-event
+// triggers, set-based: one INSERT … SELECT of the people the trigger
+// finds, due at t; a person enters once (the run is unique per
+// automation and subscriber). The segment trigger's first look records
+// the people already in the segment as done runs, so that only those who
+// enter it afterwards go through.
+func (s *Store) enterByEvent(tx *gorm.DB, a *Automation, seg *AutomationStep, t time.Time) (int64, error) {
+	if a.ActivatedAt == nil {
+		return 0, nil
+	}
+	insert := func(state, reason, who string, args ...any) (int64, error) {
+		res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, exit_reason, due_at, test, entered_at, updated_at)
+			SELECT ?, s.id, ?, 1, ?, ?, ?, ?, ?, ? FROM subscribers s WHERE s.status = 'active' AND s.id IN (`+who+`)
+			ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+			append([]any{a.ID, a.Version, state, reason, t, false, t, t}, args...)...)
+		return res.RowsAffected, res.Error
+	}
+	switch a.TriggerKind {
+	case TriggerSegment:
+		who := "SELECT s.id FROM subscribers s WHERE " + seg.segSQL
+		if a.EnteredThrough == nil {
+			if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", dbNow(), a.ID).Error; err != nil {
+				return 0, err
+			}
+			_, err := insert("done", "in the segment at activation", who, seg.segArgs...)
+			return 0, err
+		}
+		return insert("active", "", who, seg.segArgs...)
+	case TriggerCampaignEvent:
+		if a.TriggerCampaignID == nil {
+			return 0, nil // the campaign was deleted
+		}
+		c := *a.TriggerCampaignID
+		switch a.TriggerEvent {
+		case OnOpened:
+			return insert("active", "", "SELECT e.subscriber_id FROM events e WHERE e.campaign_id = ? AND e.kind = 'open' AND NOT e.machine", c)
+		case OnClicked:
+			if a.TriggerURL == "" {
+				return insert("active", "", "SELECT e.subscriber_id FROM events e WHERE e.campaign_id = ? AND e.kind = 'click' AND NOT e.machine", c)
+			}
+			return insert("active", "", `SELECT e.subscriber_id FROM events e JOIN links l ON l.id = e.link_id
+				WHERE e.campaign_id = ? AND e.kind = 'click' AND NOT e.machine AND l.url = ?`, c, a.TriggerURL)
+		case OnNotOpened:
+			return insert("active", "", `SELECT d.subscriber_id FROM deliveries d WHERE d.campaign_id = ? AND d.status = 'sent' AND d.sent_at <= ?
+				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.campaign_id = d.campaign_id AND e.subscriber_id = d.subscriber_id
+					AND e.kind IN ('open', 'click') AND NOT e.machine)`, c, dbTime(t.AddDate(0, 0, -a.TriggerDays)))
+		}
+	}
+	return 0, nil
+}
+
+// attrAbsent stands for an absent attribute in the attribute-changed
+// trigger's comparisons (NULL would compare as unknown).
+const attrAbsent = "\u0001absent"
+
+// enterByAttribute runs the attribute-changed trigger, set-based: the
+// people updated since its last look (a minute of lookback, as for the
+// list triggers) whose value differs from the last reading enter, then
+// the readings are brought up to date. The first look only reads.
+func (s *Store) enterByAttribute(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
+	if a.ActivatedAt == nil {
+		return 0, nil
+	}
+	cur := s.sqlDialect().attrText("s.attributes")
+	wall := dbNow()
+	first := a.EnteredThrough == nil
+	if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", wall, a.ID).Error; err != nil {
+		return 0, err
+	}
+	recent, recentArgs := "", []any(nil)
+	if !first {
+		recent, recentArgs = " AND s.updated_at >= ?", []any{dbTime(a.EnteredThrough.Add(-time.Minute))}
+	}
+	// changed: the subscriber's value differs from the last reading (no
+	// reading: they have the attribute).
+	changed := `COALESCE(` + cur + `, ?) <> COALESCE((SELECT v.value FROM automation_attr_seen v
+		WHERE v.automation_id = ? AND v.subscriber_id = s.id), ?)`
+	changedArgs := []any{a.TriggerAttribute, attrAbsent, a.ID, attrAbsent}
+	var n int64
+	if !first {
+		cond, args := changed, append([]any{}, changedArgs...)
+		if a.TriggerValue != nil {
+			cond += " AND " + cur + " = ?"
+			args = append(args, a.TriggerAttribute, *a.TriggerValue)
+		}
+		res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, due_at, test, entered_at, updated_at)
+			SELECT ?, s.id, ?, 1, 'active', ?, ?, ?, ? FROM subscribers s WHERE s.status = 'active'`+recent+` AND `+cond+`
+			ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+			append(append([]any{a.ID, a.Version, t, false, t, t}, recentArgs...), args...)...)
+		if res.Error != nil {
+			return 0, res.Error
+		}
+		n = res.RowsAffected
+	}
+	res := tx.Exec(`INSERT INTO automation_attr_seen (automation_id, subscriber_id, value)
+		SELECT ?, s.id, `+cur+` FROM subscribers s WHERE 1 = 1`+recent+` AND `+changed+`
+		ON CONFLICT (automation_id, subscriber_id) DO UPDATE SET value = excluded.value`,
+		append(append([]any{a.ID, a.TriggerAttribute}, recentArgs...), changedArgs...)...)
+	return n, res.Error
 }
 
 func condArgs(a *Automation) []any {
@@ -247,6 +372,19 @@ func (s *Store) runStep(tx *gorm.DB, a *Automation, st AutomationStep, last int,
 			return 0, err
 		}
 		return n, goTo(tx, st, st.ElseStep, t, "")
+	case StepListAdd, StepListRemove:
+		if err := s.listStep(tx, a, st, t); err != nil {
+			return 0, err
+		}
+	case StepWebhook:
+		if err := s.webhookStep(tx, a, st, t); err != nil {
+			return 0, err
+		}
+	case StepSetAttr:
+		if err := tx.Exec("UPDATE subscribers SET attributes = "+s.sqlDialect().attrSet("attributes")+", updated_at = ? WHERE id IN (SELECT subscriber_id FROM automation_runs WHERE "+runDue+")",
+			append([]any{st.AttrKey, st.AttrValue, dbNow()}, due...)...).Error; err != nil {
+			return 0, err
+		}
 	case StepExit:
 		return n, tx.Exec("UPDATE automation_runs SET state = 'done', exit_reason = 'exit step', updated_at = ? WHERE "+runDue,
 			append([]any{t}, due...)...).Error
@@ -274,9 +412,132 @@ func goTo(tx *gorm.DB, st AutomationStep, target int, t time.Time, extra string,
 		append(append([]any{target, t, t}, due...), args...)...).Error
 }
 
+// compileSegmentBranch compiles the segment of a segment branch at t; a
+// deleted segment (SegmentID nil) matches no one.
+func (s *Store) compileSegmentBranch(ctx context.Context, st *AutomationStep, t time.Time) error {
+	if st.Kind != StepBranch || st.Cond != CondSegment {
+		return nil
+	}
+	if st.SegmentID == nil {
+		st.segSQL = "1 = 0"
+		return nil
+	}
+	seg, err := s.Segment(ctx, *st.SegmentID)
+	if errors.Is(err, ErrNotFound) {
+		st.segSQL = "1 = 0"
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st.segSQL, st.segArgs, err = s.compileConditions(ctx, seg.Conditions, t)
+	return err
+}
+
+// listStep puts the due runs of st on its list (those without a row
+// there: one who unsubscribed stays so) or takes them off it, with their
+// consent-ledger rows (source automation). The ledger is a hash chain,
+// so its rows are written in Go, one batch per step move.
+func (s *Store) listStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.Time) error {
+	if st.TargetListID == nil {
+		return nil // the list was deleted: nothing to do
+	}
+	due := []any{a.ID, st.Version, st.Position, t}
+	var people []struct {
+		ID    int64
+		Email string
+	}
+	cond := "NOT EXISTS (SELECT 1 FROM subscriptions sp WHERE sp.subscriber_id = s.id AND sp.list_id = ?)"
+	if st.Kind == StepListRemove {
+		cond = "EXISTS (SELECT 1 FROM subscriptions sp WHERE sp.subscriber_id = s.id AND sp.list_id = ? AND sp.status <> 'unsubscribed')"
+	}
+	if err := tx.Raw(`SELECT s.id, s.email FROM subscribers s WHERE s.status = 'active' AND `+cond+`
+		AND s.id IN (SELECT subscriber_id FROM automation_runs WHERE `+runDue+`) ORDER BY s.id`,
+		append([]any{*st.TargetListID}, due...)...).Scan(&people).Error; err != nil {
+		return err
+	}
+	if len(people) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(people))
+	for i, p := range people {
+		ids[i] = p.ID
+	}
+	wall := dbNow()
+	ev := Evidence{Source: SourceAutomation, LawfulBasis: BasisLegitimate, Actor: fmt.Sprintf("automation %d", a.ID),
+		Note: fmt.Sprintf("automation %q, step %d", a.Name, st.Position)}
+	action := ConsentGranted
+	d := s.sqlDialect()
+	if st.Kind == StepListAdd {
+		if err := tx.Exec(`INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at)
+			SELECT s.id, ?, 'confirmed', ?, ? FROM subscribers s WHERE s.id IN `+d.idSet()+`
+			ON CONFLICT (subscriber_id, list_id) DO NOTHING`, *st.TargetListID, wall, wall, d.idArray(ids)).Error; err != nil {
+			return err
+		}
+	} else {
+		action = ConsentWithdrawn
+		if err := tx.Exec(`UPDATE subscriptions SET status = 'unsubscribed', updated_at = ? WHERE list_id = ? AND subscriber_id IN `+d.idSet(),
+			wall, *st.TargetListID, d.idArray(ids)).Error; err != nil {
+			return err
+		}
+	}
+	rows := make([]Consent, len(people))
+	for i, p := range people {
+		rows[i] = ev.row(action, p.ID, *st.TargetListID, p.Email)
+	}
+	return s.appendConsents(tx, rows)
+}
+
+// HookAutomationStep is the outgoing-webhook event of a webhook step.
+const HookAutomationStep = "automation.step"
+
+// webhookStep writes one HookAutomationStep event per due run of st to
+// the outbox of the step's webhook; the event id (automation, step,
+// subscriber) is unique per webhook, so a repeated move adds nothing.
+// Payloads are JSON written in Go, one batch per step move.
+func (s *Store) webhookStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.Time) error {
+	if st.WebhookID == nil {
+		return nil // the webhook was deleted
+	}
+	var people []struct {
+		ID    int64
+		Email string
+		Test  bool
+	}
+	if err := tx.Raw(`SELECT s.id, s.email, r.test FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
+		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ? ORDER BY s.id`,
+		a.ID, st.Version, st.Position, t).Scan(&people).Error; err != nil {
+		return err
+	}
+	at := dbTime(t)
+	wall := dbNow()
+	for i := 0; i < len(people); i += hookChunk {
+		chunk := people[i:min(i+hookChunk, len(people))]
+		var args []any
+		for _, p := range chunk {
+			id := fmt.Sprintf("%s_%d_%d_%d", HookAutomationStep, a.ID, st.ID, p.ID)
+			body, err := json.Marshal(hookPayload{ID: id, Type: HookAutomationStep, CreatedAt: at.UTC(), Data: map[string]any{
+				"automation_id": a.ID, "automation": a.Name, "version": st.Version, "step": st.Position,
+				"subscriber_id": p.ID, "email": p.Email, "test": p.Test}})
+			if err != nil {
+				return err
+			}
+			args = append(args, *st.WebhookID, id, p.ID, HookAutomationStep, string(body), HookPending, wall, wall, wall)
+		}
+		if err := tx.Exec(`INSERT INTO webhook_deliveries (webhook_id, event_id, subscriber_id, event, payload, status, next_attempt_at, created_at, updated_at)
+			VALUES `+strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?,?,?),", len(chunk)), ",")+` ON CONFLICT (webhook_id, event_id) DO NOTHING`,
+			args...).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // branchCond is the SQL condition on automation_runs of a branch step.
 func branchCond(d dialectSQL, st AutomationStep) (string, []any) {
 	switch st.Cond {
+	case CondSegment:
+		return `EXISTS (SELECT 1 FROM subscribers s WHERE s.id = automation_runs.subscriber_id AND (` + st.segSQL + `))`, st.segArgs
 	case CondClicked, CondOpened:
 		kind := "click"
 		if st.Cond == CondOpened {
@@ -436,6 +697,45 @@ func (s *Store) EnterAutomation(ctx context.Context, id int64, subscriberIDs []i
 	})
 	if err != nil {
 		return 0, fmt.Errorf("models: enter automation %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// ExitAutomation ends the active runs of subscriberIDs in automation id
+// at now ("stop when they buy" told by an API call): they get no further
+// step. A step's move already committed stays (its message may be on
+// its way). It returns how many left.
+func (s *Store) ExitAutomation(ctx context.Context, id int64, subscriberIDs []int64, reason string, now time.Time) (int64, error) {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		reason = "exit by API"
+	}
+	if len(reason) > 200 {
+		return 0, invalid(map[string]string{"reason": "Keep the reason under 200 characters."})
+	}
+	var n int64
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var found int64
+		if err := tx.Raw("SELECT COUNT(*) FROM automations WHERE id = ?", id).Scan(&found).Error; err != nil {
+			return err
+		}
+		if found == 0 {
+			return fmt.Errorf("automation %d: %w", id, ErrNotFound)
+		}
+		d := s.sqlDialect()
+		for i := 0; i < len(subscriberIDs); i += 5000 {
+			ids := subscriberIDs[i:min(i+5000, len(subscriberIDs))]
+			res := tx.Exec(`UPDATE automation_runs SET state = 'exited', exit_reason = ?, updated_at = ?
+				WHERE automation_id = ? AND state = 'active' AND subscriber_id IN `+d.idSet(), reason, dbTime(now), id, d.idArray(ids))
+			if res.Error != nil {
+				return res.Error
+			}
+			n += res.RowsAffected
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("models: exit automation %d: %w", id, err)
 	}
 	return n, nil
 }

@@ -35,6 +35,7 @@ const (
 	SourceOneClick   = "one_click"
 	SourceComplaint  = "complaint"
 	SourceBounce     = "bounce"
+	SourceAutomation = "automation" // a list step of an automation
 )
 
 // LawfulBases lists the bases a person may declare for an import or an edit.

@@ -28,6 +28,9 @@ type dialectSQL interface {
 	// attrText is the text of the attribute of the JSON column col named
 	// by its one parameter (NULL when absent).
 	attrText(col string) string
+	// attrSet is the JSON column col with the attribute named by its
+	// first parameter set to the text of its second.
+	attrSet(col string) string
 	// timeText selects a time column for aggTime.
 	timeText(col string) string
 	// bySubscriber groups a join of subscribers s and their
@@ -87,6 +90,9 @@ func (sqliteSQL) emailDomain(col string) string {
 }
 func (sqliteSQL) attrText(col string) string {
 	return "CAST(json_extract(" + col + ", '$.' || json_quote(?)) AS TEXT)"
+}
+func (sqliteSQL) attrSet(col string) string {
+	return "json_set(COALESCE(NULLIF(" + col + ", ''), '{}'), '$.' || json_quote(?), ?)"
 }
 func (sqliteSQL) idSet() string              { return "(SELECT value FROM json_each(?))" }
 func (sqliteSQL) idRows() string             { return "json_each(?) AS j" }
@@ -151,11 +157,14 @@ func (postgresSQL) update() string { return "UPDATE" }
 func (postgresSQL) lockClause() string            { return " FOR UPDATE SKIP LOCKED" }
 func (postgresSQL) emailDomain(col string) string { return "lower(split_part(" + col + ", '@', 2))" }
 func (postgresSQL) attrText(col string) string    { return "((" + col + "::jsonb) ->> ?)" }
-func (postgresSQL) idSet() string                 { return "(SELECT unnest(CAST(? AS bigint[])))" }
-func (postgresSQL) idRows() string                { return "unnest(CAST(? AS bigint[])) AS j(value)" }
-func (postgresSQL) idArray(ids []int64) string    { return intList("{", ids, "}") }
-func (postgresSQL) timeText(col string) string    { return col }
-func (postgresSQL) bySubscriber() string          { return "sp.subscriber_id, s.id" }
+func (postgresSQL) attrSet(col string) string {
+	return "(jsonb_set(COALESCE(NULLIF(" + col + ", ''), '{}')::jsonb, ARRAY[CAST(? AS text)], to_jsonb(CAST(? AS text))))::text"
+}
+func (postgresSQL) idSet() string              { return "(SELECT unnest(CAST(? AS bigint[])))" }
+func (postgresSQL) idRows() string             { return "unnest(CAST(? AS bigint[])) AS j(value)" }
+func (postgresSQL) idArray(ids []int64) string { return intList("{", ids, "}") }
+func (postgresSQL) timeText(col string) string { return col }
+func (postgresSQL) bySubscriber() string       { return "sp.subscriber_id, s.id" }
 
 func (postgresSQL) leaseRows(leases []Lease) (string, any) {
 	ids, gens := make([]int64, len(leases)), make([]int64, len(leases))

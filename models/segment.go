@@ -718,10 +718,20 @@ func (s *Store) UpdateSegment(ctx context.Context, seg *Segment) error {
 
 // SegmentInUseError is returned when a segment to delete is the audience
 // or an exclusion of a campaign not yet finished.
-type SegmentInUseError struct{ Campaigns []string }
+type SegmentInUseError struct {
+	Campaigns   []string
+	Automations []string // whose trigger or a branch of the current version reads it
+}
 
 func (e *SegmentInUseError) Error() string {
-	return "the segment is used by the campaign(s) " + strings.Join(e.Campaigns, ", ") + ": remove it from them first"
+	var by []string
+	if len(e.Campaigns) > 0 {
+		by = append(by, "the campaign(s) "+strings.Join(e.Campaigns, ", "))
+	}
+	if len(e.Automations) > 0 {
+		by = append(by, "the automation(s) "+strings.Join(e.Automations, ", "))
+	}
+	return "the segment is used by " + strings.Join(by, " and ") + ": remove it from them first"
 }
 
 // Unwrap lets errors.Is(err, ErrConflict) hold.
@@ -737,8 +747,14 @@ func (s *Store) DeleteSegment(ctx context.Context, id int64) error {
 			  OR EXISTS (SELECT 1 FROM campaign_exclusions x WHERE x.campaign_id = c.id AND x.segment_id = ?)) ORDER BY c.id`, id, id).Scan(&names).Error; err != nil {
 			return err
 		}
-		if len(names) > 0 {
-			return &SegmentInUseError{names}
+		var autos []string
+		if err := tx.Raw(`SELECT a.name FROM automations a WHERE a.trigger_segment_id = ?
+			OR EXISTS (SELECT 1 FROM automation_steps st WHERE st.automation_id = a.id AND st.version = a.version AND st.segment_id = ?)
+			ORDER BY a.id`, id, id).Scan(&autos).Error; err != nil {
+			return err
+		}
+		if len(names) > 0 || len(autos) > 0 {
+			return &SegmentInUseError{Campaigns: names, Automations: autos}
 		}
 		for _, q := range []string{"DELETE FROM campaign_segments WHERE segment_id = ?", "DELETE FROM campaign_exclusions WHERE segment_id = ?"} {
 			if err := tx.Exec(q, id).Error; err != nil {

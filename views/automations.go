@@ -8,11 +8,14 @@ import (
 
 // AutomationFormVM is what the automation builder shows.
 type AutomationFormVM struct {
-	A     models.Automation
-	Steps []models.AutomationStep
-	Lists []models.List
-	Live  bool // people entered: saving makes a new version
-	Errs  map[string]string
+	A         models.Automation
+	Steps     []models.AutomationStep
+	Lists     []models.List
+	Segments  []models.Segment
+	Campaigns []models.Campaign // the latest, for the campaign-event trigger
+	Webhooks  []models.Webhook
+	Live      bool // people entered: saving makes a new version
+	Errs      map[string]string
 }
 
 // AutomationVM is an automation's page: its steps with their figures and
@@ -60,14 +63,42 @@ func StepSummary(st models.AutomationStep) string {
 			cond = fmt.Sprintf("clicked the message of step %d", st.CondStep)
 		case models.CondOpened:
 			cond = fmt.Sprintf("opened the message of step %d", st.CondStep)
+		case models.CondSegment:
+			cond = "in the segment"
+			if st.SegmentID != nil {
+				cond = fmt.Sprintf("in segment %d", *st.SegmentID)
+			}
 		default:
 			cond = fmt.Sprintf("attribute %s is %q", st.CondKey, st.CondValue)
 		}
 		return fmt.Sprintf("If %s: go to %s; else %s", cond, target(st.ThenStep), target(st.ElseStep))
+	case models.StepListAdd, models.StepListRemove:
+		list := "a deleted list"
+		if st.TargetListID != nil {
+			list = fmt.Sprintf("list %d", *st.TargetListID)
+		}
+		if st.Kind == models.StepListAdd {
+			return "Put them on " + list
+		}
+		return "Unsubscribe them from " + list
+	case models.StepSetAttr:
+		return fmt.Sprintf("Set attribute %s to %q", st.AttrKey, st.AttrValue)
+	case models.StepWebhook:
+		if st.WebhookID == nil {
+			return "Notify a deleted webhook (nothing is sent)"
+		}
+		return fmt.Sprintf("Notify webhook %d", *st.WebhookID)
 	case models.StepExit:
 		return "Exit"
 	}
 	return st.Kind
+}
+
+func triggerValue(a models.Automation) string {
+	if a.TriggerValue == nil {
+		return ""
+	}
+	return *a.TriggerValue
 }
 
 func stepHours(st models.AutomationStep) string {

@@ -28,6 +28,11 @@ type apiStepJS struct {
 	CondValue   string `json:"cond_value"`
 	ThenStep    int    `json:"then_step"`
 	ElseStep    int    `json:"else_step"`
+	SegmentID   *int64 `json:"segment_id"`
+	TargetList  *int64 `json:"target_list_id"`
+	AttrKey     string `json:"attr_key"`
+	AttrValue   string `json:"attr_value"`
+	WebhookID   *int64 `json:"webhook_id"`
 }
 
 type apiAutomationJS struct {
@@ -48,14 +53,23 @@ type apiAutomationJS struct {
 	CreatedAt       time.Time   `json:"created_at"`
 	UpdatedAt       time.Time   `json:"updated_at"`
 	Steps           []apiStepJS `json:"steps"`
+	TriggerSegment  *int64      `json:"trigger_segment_id"`
+	TriggerCampaign *int64      `json:"trigger_campaign_id"`
+	TriggerEvent    string      `json:"trigger_event"`
+	TriggerURL      string      `json:"trigger_url"`
+	TriggerDays     int         `json:"trigger_days"`
+	TriggerAttr     string      `json:"trigger_attribute"`
+	TriggerValue    *string     `json:"trigger_value"`
 }
 
 func toAPIAutomation(a *models.Automation, steps []models.AutomationStep) apiAutomationJS {
 	out := apiAutomationJS{a.ID, a.Name, a.Status, a.TriggerKind, a.ListID, a.ExitAttribute, a.ExitValue, a.TZAttribute, a.TZDefault,
-		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps))}
+		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps)),
+		a.TriggerSegmentID, a.TriggerCampaignID, a.TriggerEvent, a.TriggerURL, a.TriggerDays, a.TriggerAttribute, a.TriggerValue}
 	for i, st := range steps {
 		out.Steps[i] = apiStepJS{st.Position, st.Kind, st.CampaignID, st.Subject, st.HTML, st.Text, st.WaitDays, st.WaitSeconds,
-			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep}
+			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep,
+			st.SegmentID, st.TargetListID, st.AttrKey, st.AttrValue, st.WebhookID}
 	}
 	return out
 }
@@ -75,6 +89,11 @@ type stepInput struct {
 	CondValue   string `json:"cond_value"`
 	ThenStep    int    `json:"then_step"`
 	ElseStep    int    `json:"else_step"`
+	SegmentID   *int64 `json:"segment_id"`
+	TargetList  *int64 `json:"target_list_id"`
+	AttrKey     string `json:"attr_key"`
+	AttrValue   string `json:"attr_value"`
+	WebhookID   *int64 `json:"webhook_id"`
 }
 
 type automationInput struct {
@@ -89,6 +108,13 @@ type automationInput struct {
 	FromEmail       string      `json:"from_email"`
 	TestWaitSeconds *int        `json:"test_wait_seconds"`
 	Steps           []stepInput `json:"steps"`
+	TriggerSegment  *int64      `json:"trigger_segment_id"`
+	TriggerCampaign *int64      `json:"trigger_campaign_id"`
+	TriggerEvent    string      `json:"trigger_event"`
+	TriggerURL      string      `json:"trigger_url"`
+	TriggerDays     int         `json:"trigger_days"`
+	TriggerAttr     string      `json:"trigger_attribute"`
+	TriggerValue    *string     `json:"trigger_value"`
 	// Status, when set, activates or pauses; OnEdit says what happens to
 	// the people inside when the steps change (PUT).
 	Status string `json:"status"`
@@ -98,7 +124,8 @@ type automationInput struct {
 func (in automationInput) automation(id int64) (*models.Automation, []models.AutomationStep) {
 	a := &models.Automation{ID: id, Name: in.Name, TriggerKind: in.Trigger, ListID: in.ListID, ExitAttribute: in.ExitAttribute,
 		ExitValue: in.ExitValue, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault, FromName: in.FromName, FromEmail: in.FromEmail,
-		TestWaitSeconds: 5}
+		TestWaitSeconds: 5, TriggerSegmentID: in.TriggerSegment, TriggerCampaignID: in.TriggerCampaign, TriggerEvent: in.TriggerEvent,
+		TriggerURL: in.TriggerURL, TriggerDays: in.TriggerDays, TriggerAttribute: in.TriggerAttr, TriggerValue: in.TriggerValue}
 	if in.TestWaitSeconds != nil {
 		a.TestWaitSeconds = *in.TestWaitSeconds
 	}
@@ -113,7 +140,8 @@ func (in automationInput) automation(id int64) (*models.Automation, []models.Aut
 		}
 		steps[i] = models.AutomationStep{Kind: st.Kind, Subject: st.Subject, HTML: st.HTML, Text: st.Text, WaitDays: st.WaitDays,
 			WaitSeconds: st.WaitSeconds, WaitUntil: st.WaitUntil, WaitWeekday: wd, Cond: st.Cond, CondStep: st.CondStep,
-			CondKey: st.CondKey, CondValue: st.CondValue, ThenStep: st.ThenStep, ElseStep: st.ElseStep}
+			CondKey: st.CondKey, CondValue: st.CondValue, ThenStep: st.ThenStep, ElseStep: st.ElseStep, SegmentID: st.SegmentID,
+			TargetListID: st.TargetList, AttrKey: st.AttrKey, AttrValue: st.AttrValue, WebhookID: st.WebhookID}
 	}
 	return a, steps
 }
@@ -310,6 +338,65 @@ func (s *apiHandlers) apiEnterAutomation(c echo.Context) error {
 		unknown = []string{}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"entered": n, "unknown": unknown}})
+}
+
+type exitInput struct {
+	SubscriberIDs []int64  `json:"subscriber_ids"`
+	Emails        []string `json:"emails"`
+	Reason        string   `json:"reason"`
+}
+
+// apiExitAutomation takes people, by id or address, out of an automation
+// ("stop when they buy"): they get no further step.
+func (s *apiHandlers) apiExitAutomation(c echo.Context) error {
+	id, err := idParam(c, "id")
+	if err != nil {
+		return err
+	}
+	var in exitInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if len(in.SubscriberIDs)+len(in.Emails) == 0 {
+		return unprocessable("Name the people to take out: subscriber_ids or emails.", map[string]string{"subscriber_ids": "Name at least one subscriber."})
+	}
+	if len(in.SubscriberIDs)+len(in.Emails) > 10000 {
+		return unprocessable("Take out at most 10,000 people per call.", map[string]string{"subscriber_ids": "At most 10,000 per call."})
+	}
+	ctx := c.Request().Context()
+	if _, err := s.store.Automation(ctx, id); err != nil {
+		return err
+	}
+	ids := append([]int64(nil), in.SubscriberIDs...)
+	unknown := []string{}
+	for _, e := range in.Emails {
+		sub, err := s.store.SubscriberByEmail(ctx, e)
+		if errors.Is(err, models.ErrNotFound) {
+			unknown = append(unknown, e)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ids = append(ids, sub.ID)
+	}
+	reason := in.Reason
+	if reason == "" {
+		reason = "exit by API"
+	}
+	chg, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer chg.End()
+	n, err := s.store.ExitAutomation(chg.Ctx(), id, ids, reason, time.Now())
+	if err != nil {
+		return automationInvalid(err)
+	}
+	if err := chg.Commit(s.auditEntry(c, "automation.exit", "automation", itoa(id), fmt.Sprintf("%d left: %s (api)", n, reason))); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"exited": n, "unknown": unknown}})
 }
 
 type apiStepFiguresJS struct {

@@ -34,6 +34,15 @@ func (s *automationPages) form(c echo.Context, status int, vm views.AutomationFo
 		return err
 	}
 	vm.Lists = lists
+	if vm.Segments, err = s.store.Segments(c.Request().Context()); err != nil {
+		return err
+	}
+	if vm.Campaigns, err = s.store.Campaigns(c.Request().Context(), 0, 200); err != nil {
+		return err
+	}
+	if vm.Webhooks, err = s.store.Webhooks(c.Request().Context()); err != nil {
+		return err
+	}
 	title := "New automation"
 	if vm.A.ID != 0 {
 		title = "Edit " + vm.A.Name
@@ -107,6 +116,23 @@ func fromForm(c echo.Context, id int64) (models.Automation, []models.AutomationS
 		*dst = n
 	}
 	num("test_wait_seconds", c.FormValue("test_wait_seconds"), &a.TestWaitSeconds)
+	for field, dst := range map[string]**int64{"trigger_segment_id": &a.TriggerSegmentID, "trigger_campaign_id": &a.TriggerCampaignID} {
+		if v := strings.TrimSpace(c.FormValue(field)); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs[field] = fmt.Sprintf("%q is not a whole number.", v)
+				continue
+			}
+			*dst = &n
+		}
+	}
+	a.TriggerEvent, a.TriggerURL = c.FormValue("trigger_event"), strings.TrimSpace(c.FormValue("trigger_url"))
+	num("trigger_days", c.FormValue("trigger_days"), &a.TriggerDays)
+	a.TriggerAttribute = strings.TrimSpace(c.FormValue("trigger_attribute"))
+	if c.FormValue("trigger_value_set") != "" {
+		v := c.FormValue("trigger_value")
+		a.TriggerValue = &v
+	}
 	f, _ := c.FormParams()
 	kinds := f["step_kind"]
 	at := func(name string, i int) string {
@@ -131,6 +157,22 @@ func fromForm(c echo.Context, id int64) (models.Automation, []models.AutomationS
 		num(key+"cond_step", at("step_cond_step", i), &st.CondStep)
 		num(key+"then_step", at("step_then", i), &st.ThenStep)
 		num(key+"else_step", at("step_else", i), &st.ElseStep)
+		ref := func(field, v string) *int64 {
+			v = strings.TrimSpace(v)
+			if v == "" {
+				return nil
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs[key+field] = fmt.Sprintf("%q is not a whole number.", v)
+				return nil
+			}
+			return &n
+		}
+		st.SegmentID = ref("segment_id", at("step_segment_id", i))
+		st.TargetListID = ref("target_list_id", at("step_target_list_id", i))
+		st.WebhookID = ref("webhook_id", at("step_webhook_id", i))
+		st.AttrKey, st.AttrValue = strings.TrimSpace(at("step_attr_key", i)), at("step_attr_value", i)
 		steps = append(steps, st)
 	}
 	if add := c.FormValue("add"); add != "" {

@@ -158,14 +158,24 @@ var (
 	abInputProps   = schema{"share": describe(integer(), "Percent of the audience in the test."), "metric": strEnum("opens", "clicks", "cto"),
 		"wait_seconds": integer(), "manual": describe(boolean(), "The marketer picks the winner (POST /campaigns/{id}/winner).")}
 
-	automationProps = schema{"name": str(), "trigger": strEnum("list_confirmed", "list_subscribed", "api"), "list_id": null(integer()),
-		"exit_attribute": str(), "exit_value": describe(str(), "Leave once exit_attribute reads this value (checked before every step)."),
+	automationProps = schema{"name": str(), "trigger": strEnum("list_confirmed", "list_subscribed", "api", "segment", "campaign_event", "attribute_changed"), "list_id": null(integer()),
+		"trigger_segment_id":  describe(null(integer()), "segment: people who enter this segment after activation enter (those in it at activation never do)."),
+		"trigger_campaign_id": describe(null(integer()), "campaign_event: the campaign whose events let people in."),
+		"trigger_event":       describe(strEnum("", "opened", "clicked", "not_opened"), "campaign_event: opened it, clicked (trigger_url or any link), or did not open nor click within trigger_days of its sending."),
+		"trigger_url":         str(), "trigger_days": integer(),
+		"trigger_attribute": describe(str(), "attribute_changed: the attribute; people whose value changes after activation enter (once)."),
+		"trigger_value":     describe(null(str()), "attribute_changed: only a change to this value lets people in (null: any change)."),
+		"exit_attribute":    str(), "exit_value": describe(str(), "Leave once exit_attribute reads this value (checked before every step)."),
 		"tz_attribute": describe(str(), "Attribute holding the IANA time zone waits count in."), "tz_default": str(),
 		"from_name": str(), "from_email": str(), "test_wait_seconds": integer()}
-	stepProps = schema{"kind": strEnum("send", "wait", "branch", "exit"), "subject": str(), "html": str(), "text": str(),
+	stepProps = schema{"kind": strEnum("send", "wait", "branch", "exit", "list_add", "list_remove", "set_attribute", "webhook"), "subject": str(), "html": str(), "text": str(),
 		"wait_days": integer(), "wait_seconds": integer(), "wait_until": describe(str(), "HH:MM on the subscriber's clock."), "wait_weekday": integer(),
-		"cond": strEnum("", "clicked", "opened", "attribute"), "cond_step": integer(), "cond_key": str(), "cond_value": str(),
-		"then_step": describe(integer(), "0 the next step, -1 the end, else a position."), "else_step": integer()}
+		"cond": strEnum("", "clicked", "opened", "attribute", "segment"), "cond_step": integer(), "cond_key": str(), "cond_value": str(),
+		"then_step": describe(integer(), "0 the next step, -1 the end, else a position."), "else_step": integer(),
+		"segment_id":     describe(null(integer()), "A segment branch: true for the people in the segment when they reach the step."),
+		"target_list_id": describe(null(integer()), "list_add: put them on this list (confirmed; one who unsubscribed from it stays so); list_remove: unsubscribe them from it. Both are written to the consent ledger."),
+		"attr_key":       describe(str(), "set_attribute: the attribute to set."), "attr_value": describe(str(), "set_attribute: its value (text)."),
+		"webhook_id": describe(null(integer()), "webhook: the outgoing webhook sent one signed automation.step event per person (data: automation_id, automation, version, step, subscriber_id, email, test).")}
 
 	// A segment's conditions (models.Conditions): groups combined by
 	// match, each of conditions combined by its match.
@@ -232,6 +242,10 @@ var apiSchemas = map[string]schema{
 		"A trigger and ordered steps (at least one on create); see the README's Automations section. PUT without steps keeps them."),
 	"AutomationEnter": input(schema{"subscriber_ids": array(integer()), "emails": array(str()),
 		"test": describe(boolean(), "A test run: every wait lasts the automation's test_wait_seconds.")}),
+	"AutomationExit": input(schema{"subscriber_ids": array(integer()), "emails": array(str()),
+		"reason": describe(str(), "Recorded as the run's exit reason; default \"exit by API\".")}),
+	"AutomationExited": obj(schema{"exited": describe(integer(), "People taken out; those not inside (or no longer) are not counted."),
+		"unknown": describe(array(str()), "Addresses that are no subscriber.")}),
 	"AutomationEntered": obj(schema{"entered": describe(integer(), "People who entered; those inside already, or who were, stay as they are."),
 		"unknown": describe(array(str()), "Addresses that are no subscriber.")}),
 	"AutomationStepFigures": obj(schema{"position": integer(), "kind": str(), "waiting": integer(), "passed": integer(), "queued": integer(),
@@ -417,6 +431,7 @@ func apiOperations() []operation {
 		{method: "PUT", path: "/automations/{id}", tag: "automations", summary: "Change an automation; new steps become a new version once people entered.", params: []param{id}, body: "AutomationInput", ok: 200, answer: data(ref("Automation")), errors: []int{400, 404, 422}},
 		{method: "DELETE", path: "/automations/{id}", tag: "automations", summary: "Delete an automation and the runs inside it; its messages stay in the reports.", params: []param{id}, ok: 204, errors: []int{404}},
 		{method: "POST", path: "/automations/{id}/enter", tag: "automations", summary: "Put people into the automation at its first step (the API trigger, or a test run).", params: []param{id}, body: "AutomationEnter", ok: 200, answer: data(ref("AutomationEntered")), errors: []int{400, 404, 422}},
+		{method: "POST", path: "/automations/{id}/exit", tag: "automations", summary: "Take people out of the automation (\"stop when they buy\"): they get no further step.", params: []param{id}, body: "AutomationExit", ok: 200, answer: data(ref("AutomationExited")), errors: []int{400, 404, 422}},
 		{method: "GET", path: "/automations/{id}/figures", tag: "automations", summary: "Per step: people waiting there, people who passed it, and a send step's deliveries, opens, clicks and unsubscribes.", params: []param{id}, ok: 200, answer: data(array(ref("AutomationStepFigures"))), errors: []int{404}},
 		{method: "GET", path: "/segments", tag: "segments", summary: "Every segment.", ok: 200, answer: data(array(ref("Segment")))},
 		{method: "POST", path: "/segments", tag: "segments", summary: "Save a segment; a wrong condition is refused with its group and line.", body: "SegmentInput", ok: 201, answer: data(ref("Segment")), errors: []int{400, 422}},

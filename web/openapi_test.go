@@ -302,7 +302,7 @@ func walkAPI(t *testing.T, app *testApp, ns *e2e.DNS) {
 	w.call(V, "PUT", "/campaigns/{id}", []any{draft.Data.ID}, "", `{"subject":"x"}`, 403, nil)
 	segs := walkSegments(t, w, V, M, list.Data.ID, other.Data.ID, tmpl.Data.ID, draft.Data.ID)
 	walkABTest(t, w, V, M, list.Data.ID, tmpl.Data.ID)
-	walkAutomations(t, w, V, M, list.Data.ID, subs[0])
+	walkAutomations(t, w, V, M, list.Data.ID, subs[0], cp.Data.ID)
 	w.call(A, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"DNS moves tonight"}`, 200, nil)
 	w.call(M, "POST", "/campaigns/{id}/dns-override", []any{draft.Data.ID}, "", `{"reason":"x"}`, 403, nil)
 	w.call(M, "POST", "/tx", nil, "", `{"template":"reset","to":"solo@example.net","from":"no-reply@acme.test","data":{"code":"42"}}`, 202, nil)
@@ -843,7 +843,7 @@ func walkABTest(t *testing.T, w *apiWalker, V, M string, list, tmpl int64) {
 // walkAutomations creates a welcome series, activates it, enters a
 // subscriber by id and by address, edits its steps into a new version,
 // reads the figures and deletes it.
-func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub int64) {
+func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub, camp int64) {
 	t.Helper()
 	body := fmt.Sprintf(`{"name":"Welcome","trigger":"api","list_id":%d,"from_email":"hello@example.com","tz_attribute":"tz",
 		"exit_attribute":"bought","exit_value":"yes","steps":[
@@ -909,6 +909,71 @@ func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub int64) {
 		t.Errorf("figures: %+v, want the 4 steps", figs.Data)
 	}
 	w.call(V, "GET", "/automations/{id}/figures", []any{999999}, "", "", 404, nil)
+	var exited struct {
+		Data struct {
+			Exited  int64
+			Unknown []string
+		}
+	}
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d],"emails":["nobody@example.net"],"reason":"bought"}`, sub), 200, &exited)
+	if exited.Data.Exited != 1 || len(exited.Data.Unknown) != 1 {
+		t.Errorf("exit: %+v, want 1 taken out and the unknown address named", exited.Data)
+	}
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", fmt.Sprintf(`{"subscriber_ids":[%d]}`, sub), 200, &exited)
+	if exited.Data.Exited != 0 {
+		t.Errorf("exit again: %d taken out, want 0 (already out)", exited.Data.Exited)
+	}
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", `{}`, 422, nil)
+	w.call(M, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", `{"subscriber_ids":`, 400, nil)
+	w.call(M, "POST", "/automations/{id}/exit", []any{999999}, "", `{"subscriber_ids":[1]}`, 404, nil)
+	w.call(V, "POST", "/automations/{id}/exit", []any{a.Data.ID}, "", `{"subscriber_ids":[1]}`, 403, nil)
+	// The list, attribute and segment steps.
+	var more struct {
+		Data struct {
+			Steps []struct {
+				Kind       string
+				TargetList *int64 `json:"target_list_id"`
+				AttrKey    string `json:"attr_key"`
+				AttrValue  string `json:"attr_value"`
+			}
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", fmt.Sprintf(`{"name":"Onboard","trigger":"api","from_email":"hello@example.com","steps":[
+		{"kind":"list_add","target_list_id":%d},{"kind":"set_attribute","attr_key":"stage","attr_value":"onboarded"},
+		{"kind":"list_remove","target_list_id":%d}]}`, list, list), 201, &more)
+	if len(more.Data.Steps) != 3 || more.Data.Steps[0].TargetList == nil || *more.Data.Steps[0].TargetList != list || more.Data.Steps[1].AttrKey != "stage" || more.Data.Steps[1].AttrValue != "onboarded" {
+		t.Errorf("list and attribute steps: %+v", more.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"list_add","target_list_id":999999}]}`, 422, nil)
+	var trig struct {
+		Data struct {
+			Trigger      string
+			TriggerEvent string `json:"trigger_event"`
+			TriggerDays  int    `json:"trigger_days"`
+			TriggerCamp  *int64 `json:"trigger_campaign_id"`
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", fmt.Sprintf(`{"name":"Nudge","trigger":"campaign_event","trigger_campaign_id":%d,"trigger_event":"not_opened","trigger_days":3,
+		"from_email":"hello@example.com","steps":[{"kind":"set_attribute","attr_key":"nudged","attr_value":"yes"}]}`, camp), 201, &trig)
+	if trig.Data.Trigger != "campaign_event" || trig.Data.TriggerEvent != "not_opened" || trig.Data.TriggerDays != 3 || trig.Data.TriggerCamp == nil {
+		t.Errorf("campaign-event trigger: %+v", trig.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"segment","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
+	var upg struct {
+		Data struct {
+			Trigger string
+			Attr    string  `json:"trigger_attribute"`
+			Value   *string `json:"trigger_value"`
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Upgraded","trigger":"attribute_changed","trigger_attribute":"plan","trigger_value":"pro",
+		"from_email":"hello@example.com","steps":[{"kind":"set_attribute","attr_key":"thanked","attr_value":"yes"}]}`, 201, &upg)
+	if upg.Data.Trigger != "attribute_changed" || upg.Data.Attr != "plan" || upg.Data.Value == nil || *upg.Data.Value != "pro" {
+		t.Errorf("attribute-changed trigger: %+v", upg.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"attribute_changed","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"webhook","webhook_id":999999}]}`, 422, nil)
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"branch","cond":"segment","segment_id":999999}]}`, 422, nil)
 	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
 	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 204, nil)
 	w.call(M, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 404, nil)

@@ -266,6 +266,7 @@ func (s *Server) routeTable() []route {
 		{PUT, "/api/v1/automations/:id", roleTokenMarketer, api.apiUpdateAutomation, nil, ""},
 		{DELETE, "/api/v1/automations/:id", roleTokenMarketer, api.apiDeleteAutomation, nil, ""},
 		{POST, "/api/v1/automations/:id/enter", roleTokenMarketer, api.apiEnterAutomation, nil, "into the first step"},
+		{POST, "/api/v1/automations/:id/exit", roleTokenMarketer, api.apiExitAutomation, nil, "stop when they buy"},
 		{GET, "/api/v1/automations/:id/figures", roleTokenViewer, api.apiAutomationFigures, nil, "per step"},
 		{GET, "/api/v1/segments", roleTokenViewer, api.apiSegments, nil, ""},
 		{POST, "/api/v1/segments", roleTokenMarketer, api.apiCreateSegment, nil, ""},

@@ -269,6 +269,9 @@ func (s *app) removeSegment(c echo.Context, id int64, summary string) error {
 	err := s.store.DeleteSegment(s.audited(c, "segment.delete", "segment", summary, &id), id)
 	var inUse *models.SegmentInUseError
 	if errors.As(err, &inUse) {
+		if len(inUse.Campaigns) == 0 {
+			return conflict("The segment is used by the automation(s) " + joinQuoted(inUse.Automations) + ": take it out of their trigger and branches first.")
+		}
 		return conflict("The segment is used by the campaign(s) " + joinQuoted(inUse.Campaigns) + ": take it out of their audience first.")
 	}
 	return err
