@@ -68,8 +68,13 @@ func TestJourneyPlacementTest(t *testing.T) {
 	if got := text(`[data-testid="seed-form"]`); !strings.Contains(got, "needs the mailbox's user and password") {
 		t.Errorf("refusal = %q", got)
 	}
-	step("add the inbox seed", append(addSeed("seed@inbox.test", "Inbox Mail", "imap://a:pw-a@"+imap.Addr), chromedp.WaitVisible(chromedp.CSS(`[data-testid="flash"]`)))...)
-	step("add the junk seed", append(addSeed("seed@junk.test", "Junk Mail", "imap://b:pw-b@"+imap.Addr), chromedp.WaitVisible(chromedp.CSS(`[data-testid="flash"]`)))...)
+	// Each step waits for its own row: the previous page's flash is still
+	// visible until the new page has loaded.
+	seedRow := func(addr string) chromedp.Action[chromedp.Void] {
+		return chromedp.WaitVisible(chromedp.Search(`//*[@data-testid="seeds"]//*[contains(text(), "` + addr + `")]`))
+	}
+	step("add the inbox seed", append(addSeed("seed@inbox.test", "Inbox Mail", "imap://a:pw-a@"+imap.Addr), seedRow("seed@inbox.test"))...)
+	step("add the junk seed", append(addSeed("seed@junk.test", "Junk Mail", "imap://b:pw-b@"+imap.Addr), seedRow("seed@junk.test"))...)
 	seeds := text(`[data-testid="seeds"]`)
 	if !strings.Contains(seeds, "seed@junk.test") || !strings.Contains(seeds, "imap://a:xxxxx@") || strings.Contains(seeds, "pw-a") {
 		t.Errorf("seeds table = %q, want both seeds with their passwords hidden", seeds)
