@@ -170,6 +170,8 @@ func (t Trip) Reason() string {
 	switch {
 	case strings.HasPrefix(t.Scope, SourceScope):
 		to = "sent from the sending IP " + strings.TrimPrefix(t.Scope, SourceScope) + " by all campaigns in the last 24 hours"
+	case strings.HasPrefix(t.Scope, DomainScope):
+		to = "sent from the sending domain " + strings.TrimPrefix(t.Scope, DomainScope) + " by all campaigns in the last 24 hours"
 	case t.Scope != "":
 		to = "sent by this campaign to " + providerLabel(t.Scope)
 	}
@@ -193,7 +195,7 @@ func (t Trip) Reason() string {
 			"check the sending IPs and domain against blocklists and the DNS checks, and lower that provider's rate in Rules before resuming."
 	}
 	return fmt.Sprintf("Paused automatically: %s. Rates are judged only once at least %s messages have been sent (attempted, for deferrals) "+
-		"to a provider, by the campaign or from a sending IP, so a single complaint in a few sends does not pause. %s", what, thousands(t.Sample), check)
+		"to a provider, by the campaign or from a sending IP or domain, so a single complaint in a few sends does not pause. %s", what, thousands(t.Sample), check)
 }
 
 func providerLabel(p string) string {
@@ -303,47 +305,80 @@ func (s *Store) PauseCampaignFor(ctx context.Context, id int64, reason string) e
 	return nil
 }
 
-// SourceScope prefixes the Scope of a sending IP's signal: "ip:192.0.2.7".
-const SourceScope = "ip:"
+// SourceScope and DomainScope prefix the Scope of a sending IP's and a
+// sending domain's signal: "ip:192.0.2.7", "domain:news.example".
+const (
+	SourceScope = "ip:"
+	DomainScope = "domain:"
+)
 
-// SourceWindow is how far back a sending IP's complaints and hard bounces
-// are counted: the day the mailbox providers' own rates cover.
+// SourceWindow is how far back a sending IP's or domain's complaints and
+// hard bounces are counted: the day the mailbox providers' own rates
+// cover.
 const SourceWindow = 24 * time.Hour
 
-// SourceSignals returns one signal per sending IP, over every campaign
-// and transactional message: messages sent since since (and their
-// complaints and hard bounces), attempts and deferrals since deferSince.
-// Mail handed to a relay has no source IP and is left out.
+// senderKind is one way of grouping deliveries by who sent them: key is
+// the sender's expression over deliveries d, join what it needs beside
+// them (their campaign c) and has the condition for a row to have a
+// sender of the kind.
+type senderKind struct{ prefix, key, join, has string }
+
+func (s *Store) senderKinds() []senderKind {
+	return []senderKind{
+		// Mail handed to a relay has no source IP.
+		{SourceScope, "d.source_ip", "", "d.source_ip <> ''"},
+		// The From domain receivers judge (and DMARC aligns with);
+		// campaign mail only.
+		{DomainScope, s.sqlDialect().emailDomain("c.from_email"), " JOIN campaigns c ON c.id = d.campaign_id", "c.from_email <> ''"},
+	}
+}
+
+// SourceSignals returns one signal per sending IP and per sending domain,
+// over every campaign (and, for IPs, transactional message): messages
+// sent since since (and their complaints and hard bounces), attempts and
+// deferrals since deferSince.
 func (s *Store) SourceSignals(ctx context.Context, since, deferSince time.Time) ([]Signal, error) {
+	var out []Signal
+	for _, k := range s.senderKinds() {
+		sigs, err := s.senderSignals(ctx, k, since, deferSince)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sigs...)
+	}
+	return out, nil
+}
+
+func (s *Store) senderSignals(ctx context.Context, k senderKind, since, deferSince time.Time) ([]Signal, error) {
 	var rows []struct {
 		Scope                     string
 		Sent, Attempted, Deferred int64
 		Complaints, HardBounces   int64
 	}
 	a, b := dbTime(since), dbTime(deferSince)
-	err := s.conn(ctx).Raw(`SELECT d.source_ip AS scope,
+	err := s.conn(ctx).Raw(`SELECT `+k.key+` AS scope,
 			SUM(CASE WHEN d.status IN ('sent', 'bounced') AND COALESCE(d.sent_at, d.last_attempt_at) >= ? THEN 1 ELSE 0 END) AS sent,
 			SUM(CASE WHEN d.last_attempt_at >= ? THEN 1 ELSE 0 END) AS attempted,
 			SUM(CASE WHEN d.status = 'deferred' AND d.last_attempt_at >= ? THEN 1 ELSE 0 END) AS deferred,
 			0 AS complaints, 0 AS hard_bounces
-		FROM deliveries d WHERE d.source_ip <> '' AND (COALESCE(d.sent_at, d.last_attempt_at) >= ? OR d.last_attempt_at >= ?)
-		GROUP BY d.source_ip
+		FROM deliveries d`+k.join+` WHERE `+k.has+` AND (COALESCE(d.sent_at, d.last_attempt_at) >= ? OR d.last_attempt_at >= ?)
+		GROUP BY `+k.key+`
 		UNION ALL
-		SELECT d.source_ip, 0, 0, 0,
+		SELECT `+k.key+`, 0, 0, 0,
 			SUM(CASE WHEN b.kind = 'complaint' THEN 1 ELSE 0 END),
 			SUM(CASE WHEN b.kind = 'hard' THEN 1 ELSE 0 END)
-		FROM bounces b JOIN deliveries d ON d.id = b.delivery_id
-		WHERE d.source_ip <> '' AND COALESCE(d.sent_at, d.last_attempt_at) >= ? AND b.kind IN ('complaint', 'hard')
-		GROUP BY d.source_ip`, a, b, b, a, b, a).Scan(&rows).Error
+		FROM bounces b JOIN deliveries d ON d.id = b.delivery_id`+k.join+`
+		WHERE `+k.has+` AND COALESCE(d.sent_at, d.last_attempt_at) >= ? AND b.kind IN ('complaint', 'hard')
+		GROUP BY `+k.key, a, b, b, a, b, a).Scan(&rows).Error
 	if err != nil {
-		return nil, fmt.Errorf("models: source signals: %w", err)
+		return nil, fmt.Errorf("models: sender signals: %w", err)
 	}
 	by := map[string]*Signal{}
 	var names []string
 	for _, r := range rows {
 		sg := by[r.Scope]
 		if sg == nil {
-			sg = &Signal{Scope: SourceScope + r.Scope}
+			sg = &Signal{Scope: k.prefix + r.Scope}
 			by[r.Scope] = sg
 			names = append(names, r.Scope)
 		}
@@ -362,14 +397,22 @@ func (s *Store) SourceSignals(ctx context.Context, since, deferSince time.Time) 
 }
 
 // RunningCampaignsFromSource returns the running campaigns that sent or
-// tried to send from the IP since t.
-func (s *Store) RunningCampaignsFromSource(ctx context.Context, ip string, since time.Time) ([]int64, error) {
-	var ids []int64
-	err := s.conn(ctx).Raw(`SELECT c.id FROM campaigns c WHERE c.status = ? AND EXISTS (SELECT 1 FROM deliveries d
-		WHERE d.campaign_id = c.id AND d.source_ip = ? AND COALESCE(d.sent_at, d.last_attempt_at) >= ?) ORDER BY c.id`,
-		CampaignRunning, ip, dbTime(since)).Scan(&ids).Error
-	if err != nil {
-		return nil, fmt.Errorf("models: running campaigns from %s: %w", ip, err)
+// tried to send from the sender of scope (a SourceSignals scope: a
+// sending IP or domain) since t.
+func (s *Store) RunningCampaignsFromSource(ctx context.Context, scope string, since time.Time) ([]int64, error) {
+	for _, k := range s.senderKinds() {
+		sender, ok := strings.CutPrefix(scope, k.prefix)
+		if !ok {
+			continue
+		}
+		var ids []int64
+		err := s.conn(ctx).Raw(`SELECT cc.id FROM campaigns cc WHERE cc.status = ? AND EXISTS (SELECT 1 FROM deliveries d`+k.join+`
+			WHERE d.campaign_id = cc.id AND `+k.key+` = ? AND COALESCE(d.sent_at, d.last_attempt_at) >= ?) ORDER BY cc.id`,
+			CampaignRunning, sender, dbTime(since)).Scan(&ids).Error
+		if err != nil {
+			return nil, fmt.Errorf("models: running campaigns from %s: %w", scope, err)
+		}
+		return ids, nil
 	}
-	return ids, nil
+	return nil, fmt.Errorf("models: running campaigns from %q: not a sender scope", scope)
 }

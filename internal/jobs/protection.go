@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/herald-mail/herald/models"
@@ -85,10 +84,10 @@ const ProtectSourcesAction = "protection.sources"
 // and the scan runs less often than the campaigns'.
 const ProtectSourcesEvery = time.Minute
 
-// ProtectSources is the sending IPs' check: an IP whose complaint or
-// hard-bounce rate over the last day (models.SourceWindow), or deferral
-// rate over the window, crosses a threshold pauses every running
-// campaign that sent from it in that day.
+// ProtectSources is the senders' check: a sending IP or From domain whose
+// complaint or hard-bounce rate over the last day (models.SourceWindow),
+// or deferral rate over the window, crosses a threshold pauses every
+// running campaign that sent from it in that day.
 func ProtectSources(ctx context.Context, store *models.Store, log *slog.Logger, now time.Time) error {
 	p, err := store.Protection(ctx)
 	if err != nil || !p.Enabled {
@@ -105,7 +104,7 @@ func ProtectSources(ctx context.Context, store *models.Store, log *slog.Logger, 
 		if trip == nil {
 			continue
 		}
-		ids, err := store.RunningCampaignsFromSource(ctx, strings.TrimPrefix(sg.Scope, models.SourceScope), since)
+		ids, err := store.RunningCampaignsFromSource(ctx, sg.Scope, since)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -234,16 +234,21 @@ func TestProtectSources(t *testing.T) {
 		ctx := context.Background()
 		log := slog.New(slog.DiscardHandler)
 		at := time.Now().Add(-3 * time.Hour)
-		fromIP := func(ip string) (int64, []int64) {
+		// Each campaign has a From domain of its own here, so that only
+		// the IPs' sums reach the sample (TestProtectSendingDomains).
+		fromIP := func(ip, domain string) (int64, []int64) {
 			id, ids := runningCampaign(t, s, 300, models.DeliverySent, at)
 			if err := s.DB().Exec("UPDATE deliveries SET source_ip = ?, sent_at = ? WHERE campaign_id = ?", ip, at, id).Error; err != nil {
 				t.Fatal(err)
 			}
+			if err := s.DB().Exec("UPDATE campaigns SET from_email = ? WHERE id = ?", "news@"+domain, id).Error; err != nil {
+				t.Fatal(err)
+			}
 			return id, ids
 		}
-		a, aIDs := fromIP("192.0.2.7")
-		b, _ := fromIP("192.0.2.7")
-		other, oIDs := fromIP("192.0.2.8")
+		a, aIDs := fromIP("192.0.2.7", "a.example")
+		b, _ := fromIP("192.0.2.7", "b.example")
+		other, oIDs := fromIP("192.0.2.8", "c.example")
 		for _, d := range []int64{aIDs[0], aIDs[1], oIDs[0]} {
 			if _, err := s.RecordComplaint(ctx, models.BounceNotice{DeliveryID: d, Category: "abuse"}); err != nil {
 				t.Fatal(err)
@@ -282,6 +287,52 @@ func TestProtectSources(t *testing.T) {
 		}
 		if st, _ := campaignState(t, s, a); st != models.CampaignRunning {
 			t.Errorf("a day later: %s, want running", st)
+		}
+	})
+}
+
+// TestProtectSendingDomains: a sending domain is judged over every
+// campaign sent from it in the last day, also for mail handed to a relay
+// (no source IP): two campaigns from one domain, each under the sample
+// alone, pause together; a campaign from another domain goes on.
+func TestProtectSendingDomains(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		log := slog.New(slog.DiscardHandler)
+		at := time.Now().Add(-3 * time.Hour)
+		from := func(domain string) (int64, []int64) {
+			id, ids := runningCampaign(t, s, 300, models.DeliverySent, at)
+			if err := s.DB().Exec("UPDATE deliveries SET source_ip = '', sent_at = ? WHERE campaign_id = ?", at, id).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DB().Exec("UPDATE campaigns SET from_email = ? WHERE id = ?", "News@"+domain, id).Error; err != nil {
+				t.Fatal(err)
+			}
+			return id, ids
+		}
+		a, aIDs := from("Shop.example")
+		b, _ := from("shop.example")
+		other, oIDs := from("blog.example")
+		for _, d := range []int64{aIDs[0], aIDs[1], oIDs[0]} {
+			if _, err := s.RecordComplaint(ctx, models.BounceNotice{DeliveryID: d, Category: "abuse"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		recount(t, s)
+		if err := ProtectSources(ctx, s, log, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{a, b} {
+			st, reason := campaignState(t, s, id)
+			if st != models.CampaignPaused {
+				t.Errorf("campaign %d from shop.example: %s, want paused", id, st)
+			}
+			if want := "2 spam complaints for 600 messages sent from the sending domain shop.example by all campaigns in the last 24 hours (0.33%)"; !strings.Contains(reason, want) {
+				t.Errorf("reason %q lacks %q", reason, want)
+			}
+		}
+		if st, _ := campaignState(t, s, other); st != models.CampaignRunning {
+			t.Errorf("campaign from blog.example (1 in 300): %s, want running", st)
 		}
 	})
 }
