@@ -327,3 +327,44 @@ func TestAutomationSuppressedAtClaim(t *testing.T) {
 		}
 	})
 }
+
+// The dashboard's running campaigns leave out the automations' send
+// steps, whose campaigns run for as long as the automation does; reports
+// still list them.
+func TestRatesListLeavesOutAutomations(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		a := &models.Automation{Name: "Drip", TriggerKind: models.TriggerAPI, ListID: &list, FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, []models.AutomationStep{{Kind: models.StepSend, Subject: "One", HTML: "<p>1</p>"}}); err != nil {
+			t.Fatal(err)
+		}
+		c := &models.Campaign{Name: "Monthly", FromEmail: "news@example.com"}
+		if err := s.CreateCampaign(ctx, c, []int64{list}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartCampaign(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB().Exec("UPDATE campaigns SET status = ?, started_at = ? WHERE automation_id = ?", models.CampaignRunning, time.Now(), a.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+		running := func(no bool) []string {
+			rs, err := s.CampaignRatesList(ctx, models.CampaignRatesQuery{Statuses: []string{models.CampaignRunning}, NoAutomations: no})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range rs {
+				names = append(names, r.Name)
+			}
+			return names
+		}
+		if got := running(true); len(got) != 1 || got[0] != "Monthly" {
+			t.Errorf("running campaigns without automations = %q, want [Monthly]", got)
+		}
+		if got := running(false); len(got) != 2 {
+			t.Errorf("running campaigns with automations = %q, want the step's too", got)
+		}
+	})
+}

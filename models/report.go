@@ -178,6 +178,10 @@ type CampaignRatesQuery struct {
 	// Engagement also counts unique opens and clicks (one pass over the
 	// campaigns' events); without it those stay 0.
 	Engagement bool
+	// NoAutomations leaves out the automations' send steps, whose
+	// campaigns run as long as their automation exists (the dashboard's
+	// list of running campaigns).
+	NoAutomations bool
 }
 
 // CampaignRatesList returns the headline figures of campaigns, newest
@@ -196,6 +200,9 @@ func (s *Store) CampaignRatesList(ctx context.Context, q CampaignRatesQuery) ([]
 	}
 	if !q.Since.IsZero() {
 		where, args = append(where, "started_at >= ?"), append(args, dbTime(q.Since))
+	}
+	if q.NoAutomations {
+		where = append(where, "automation_id IS NULL")
 	}
 	if q.Before > 0 {
 		where, args = append(where, "id < ?"), append(args, q.Before)

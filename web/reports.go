@@ -47,7 +47,7 @@ func (s *reportPages) dashboardData(ctx context.Context, d *views.DashboardData)
 	var err error
 	if d.HasCampaigns {
 		if d.Running, err = s.store.CampaignRatesList(ctx, models.CampaignRatesQuery{
-			Statuses: []string{models.CampaignRunning, models.CampaignPaused}, Limit: 10}); err != nil {
+			Statuses: []string{models.CampaignRunning, models.CampaignPaused}, NoAutomations: true, Limit: 10}); err != nil {
 			return err
 		}
 		if d.Recent, err = s.store.CampaignRatesList(ctx, models.CampaignRatesQuery{Limit: 5, Engagement: true}); err != nil {
