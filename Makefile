@@ -36,8 +36,11 @@ tidy-check:
 ## One package at a time (-p 1): the mailer's rate tests measure messages per
 ## second, and a browser journey in another package on the same two cores
 ## would turn them into measurements of the machine.
+## -parallel 4 concerns the end-to-end tests that call t.Parallel (no other
+## package does): the two PostgreSQL outages, which mostly wait, beside two
+## functional tests at a time.
 test: vet
-	$(GO) test -p 1 -count=1 -timeout 20m ./...
+	$(GO) test -p 1 -parallel 4 -count=1 -timeout 20m ./...
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -38,9 +38,21 @@ func TestPostgresStopStart(t *testing.T) {
 	}
 }
 
-func TestPostgresOutage60s(t *testing.T) { testPostgresOutage(t, 60*time.Second) }
+// The outages run beside each other and the functional tests: each has
+// a PostgreSQL server, binary and receiver of its own, and what they
+// check (nobody missing or served twice, nothing deferred, the answers
+// during the outage) does not depend on the machine's speed. They spend
+// most of their time waiting for the outage to end.
 
-func TestPostgresOutage5m(t *testing.T) { testPostgresOutage(t, 5*time.Minute) }
+func TestPostgresOutage60s(t *testing.T) {
+	t.Parallel()
+	testPostgresOutage(t, 60*time.Second)
+}
+
+func TestPostgresOutage5m(t *testing.T) {
+	t.Parallel()
+	testPostgresOutage(t, 5*time.Minute)
+}
 
 // testPostgresOutage stops Herald's PostgreSQL server for outage in the
 // middle of a campaign (direct delivery to a receiver on 127.0.0.2, 40
