@@ -35,7 +35,9 @@ func TestDeliverySettingsSealed(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range []string{models.SettingRelay, models.SettingBounceMailbox} {
-			if strings.Contains(all[k], "pw") || !strings.HasPrefix(all[k], "v1:") {
+			// The passwords themselves, not a fragment: two letters such
+			// as "pw" turn up in the sealed text's base64 by chance.
+			if strings.Contains(all[k], "s3cret-pw") || strings.Contains(all[k], "mbox-pw") || !strings.HasPrefix(all[k], "v1:") {
 				t.Errorf("stored %s = %q, want it sealed", k, all[k])
 			}
 		}
