@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -299,28 +300,10 @@ func (s *apiHandlers) apiEnterAutomation(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if len(in.SubscriberIDs)+len(in.Emails) == 0 {
-		return unprocessable("Name the people to enter: subscriber_ids or emails.", map[string]string{"subscriber_ids": "Name at least one subscriber."})
-	}
-	if len(in.SubscriberIDs)+len(in.Emails) > 10000 {
-		return unprocessable("Enter at most 10,000 people per call.", map[string]string{"subscriber_ids": "At most 10,000 per call."})
-	}
 	ctx := c.Request().Context()
-	if _, err := s.store.Automation(ctx, id); err != nil {
+	ids, unknown, err := s.automationPeople(ctx, id, in.SubscriberIDs, in.Emails, "enter", "Enter")
+	if err != nil {
 		return err
-	}
-	ids := append([]int64(nil), in.SubscriberIDs...)
-	var unknown []string
-	for _, e := range in.Emails {
-		sub, err := s.store.SubscriberByEmail(ctx, e)
-		if errors.Is(err, models.ErrNotFound) {
-			unknown = append(unknown, e)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		ids = append(ids, sub.ID)
 	}
 	chg, err := s.store.Begin(ctx)
 	if err != nil {
@@ -334,10 +317,36 @@ func (s *apiHandlers) apiEnterAutomation(c echo.Context) error {
 	if err := chg.Commit(s.auditEntry(c, "automation.enter", "automation", itoa(id), fmt.Sprintf("%d entered (api)", n))); err != nil {
 		return err
 	}
-	if unknown == nil {
-		unknown = []string{}
-	}
 	return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"entered": n, "unknown": unknown}})
+}
+
+// automationPeople checks the people an enter or exit call names (at
+// least one, at most 10,000) and the automation, and returns their ids
+// with the addresses no subscriber has.
+func (s *apiHandlers) automationPeople(ctx context.Context, id int64, subIDs []int64, emails []string, verb, Verb string) ([]int64, []string, error) {
+	if len(subIDs)+len(emails) == 0 {
+		return nil, nil, unprocessable("Name the people to "+verb+": subscriber_ids or emails.", map[string]string{"subscriber_ids": "Name at least one subscriber."})
+	}
+	if len(subIDs)+len(emails) > 10000 {
+		return nil, nil, unprocessable(Verb+" at most 10,000 people per call.", map[string]string{"subscriber_ids": "At most 10,000 per call."})
+	}
+	if _, err := s.store.Automation(ctx, id); err != nil {
+		return nil, nil, err
+	}
+	ids := append([]int64(nil), subIDs...)
+	unknown := []string{}
+	for _, e := range emails {
+		sub, err := s.store.SubscriberByEmail(ctx, e)
+		if errors.Is(err, models.ErrNotFound) {
+			unknown = append(unknown, e)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		ids = append(ids, sub.ID)
+	}
+	return ids, unknown, nil
 }
 
 type exitInput struct {
@@ -357,28 +366,10 @@ func (s *apiHandlers) apiExitAutomation(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if len(in.SubscriberIDs)+len(in.Emails) == 0 {
-		return unprocessable("Name the people to take out: subscriber_ids or emails.", map[string]string{"subscriber_ids": "Name at least one subscriber."})
-	}
-	if len(in.SubscriberIDs)+len(in.Emails) > 10000 {
-		return unprocessable("Take out at most 10,000 people per call.", map[string]string{"subscriber_ids": "At most 10,000 per call."})
-	}
 	ctx := c.Request().Context()
-	if _, err := s.store.Automation(ctx, id); err != nil {
+	ids, unknown, err := s.automationPeople(ctx, id, in.SubscriberIDs, in.Emails, "take out", "Take out")
+	if err != nil {
 		return err
-	}
-	ids := append([]int64(nil), in.SubscriberIDs...)
-	unknown := []string{}
-	for _, e := range in.Emails {
-		sub, err := s.store.SubscriberByEmail(ctx, e)
-		if errors.Is(err, models.ErrNotFound) {
-			unknown = append(unknown, e)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		ids = append(ids, sub.ID)
 	}
 	reason := in.Reason
 	if reason == "" {
