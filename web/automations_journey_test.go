@@ -88,7 +88,7 @@ func TestJourneyAutomationWelcomeSeries(t *testing.T) {
 	}
 	step("start a test run",
 		chromedp.SendKeys(chromedp.CSS(`[data-testid="test-form"] input[name="email"]`), "me@example.com"),
-		chromedp.Click(chromedp.CSS(`[data-testid="test-start"]`)),
+		browsertest.ClickLoad(`[data-testid="test-start"]`),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="test-run"]`)),
 	)
 	if got := text(`[data-testid="test-state"]`); got != "active" {
@@ -106,7 +106,7 @@ func TestJourneyAutomationWelcomeSeries(t *testing.T) {
 	}
 	time.Sleep(1200 * time.Millisecond) // the shortened wait
 	step("move it on after the shortened wait",
-		chromedp.Click(chromedp.CSS(`[data-testid="test-advance"]`)),
+		browsertest.ClickLoad(`[data-testid="test-advance"]`),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="test-run"]`)),
 	)
 	if got := text(`[data-testid="test-state"]`); got != "done" || !passed(3) {

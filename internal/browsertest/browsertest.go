@@ -141,3 +141,29 @@ func Widths(t *testing.T, ctx context.Context, name string) {
 		Screenshot(t, ctx, ShotDir(), fmt.Sprintf("%s-%d", name, w))
 	}
 }
+
+// ClickLoad clicks the element sel matches and waits until the page the
+// click leads to (a form post, a link) has loaded. WaitVisible alone is not
+// enough when the next page shows the same element as the one being left:
+// it passes on the old page, and reading it then fails with "Cannot find
+// context" as the browser swaps the document.
+func ClickLoad(sel string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, _ *chromedp.Target) (chromedp.Void, error) {
+		if err := chromedp.Do(ctx,
+			chromedp.Evaluate[chromedp.Void](`window.heraldLeaving = true`),
+			chromedp.Click(chromedp.CSS(sel))); err != nil {
+			return chromedp.Void{}, err
+		}
+		// While the document is swapped, evaluating fails ("navigated or
+		// closed", "Cannot find context"): those mean "not yet".
+		var err error
+		for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			var loaded bool
+			loaded, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`!window.heraldLeaving && document.readyState === "complete"`))
+			if err == nil && loaded {
+				return chromedp.Void{}, nil
+			}
+		}
+		return chromedp.Void{}, fmt.Errorf("the page after clicking %s did not load: %v", sel, err)
+	}
+}

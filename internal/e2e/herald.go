@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -399,16 +400,45 @@ func (d *Dashboard) Post(t testing.TB, path string, form url.Values) (int, strin
 	return resp.StatusCode, string(b)
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 (and, in practice, on the
-// other loopback addresses) at the time of the call.
+// FreePort returns a TCP port free on every loopback address a test uses
+// (127.0.0.1 to 127.0.0.9) at the time of the call. Ports come from below
+// the kernel's ephemeral range (32768 and up on Linux): a port taken from
+// that range can meanwhile become the source port of one of Herald's own
+// connections leaving from 127.0.0.2, and the receiver that then listens
+// there fails with "address already in use". A counter, started at a
+// place that differs per process, keeps the tests of one package (which
+// run in parallel) from being handed the same port.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 2000 {
+		p := int(nextPort.Add(1))%(32000-20000) + 20000
+		if portFree(p) {
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("e2e: no free port between 20000 and 32000")
+	return 0
+}
+
+var nextPort atomic.Int64
+
+func init() { nextPort.Store(int64(os.Getpid()) * 97) }
+
+func portFree(p int) bool {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := 1; i <= 9; i++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:%d", i, p))
+		if err != nil {
+			return false
+		}
+		ls = append(ls, l)
+	}
+	return true
 }
 
 // Eventually polls cond every 50 ms until it holds, failing the test with
