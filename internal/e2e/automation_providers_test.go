@@ -114,5 +114,18 @@ func TestAutomationSendsInProviderReports(t *testing.T) {
 					path, prov, total, delivered, bounced, w[0], w[1], w[2])
 			}
 		}
+		if path != "/deliverability/bounces" {
+			continue
+		}
+		// The page's other tables name the step too: its campaign's rates
+		// and the two refused addresses.
+		if got := strings.TrimSpace(doc.Find(fmt.Sprintf(`[data-testid="campaign-rates"] tr[data-campaign="%d"] [data-col="bounced"]`, step)).Text()); got != "2 (40.0%)" {
+			t.Errorf("%s: the step's campaign row shows %q bounced, want 2 (40.0%%)", path, got)
+		}
+		for _, who := range []string{"b1@beta.test", "b2@beta.test"} {
+			if doc.Find(fmt.Sprintf(`[data-testid="recent-bounces"] tr[data-email="%s"]`, who)).Length() != 1 {
+				t.Errorf("%s: %s is not among the recent bounces", path, who)
+			}
+		}
 	}
 }
