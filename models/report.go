@@ -286,8 +286,29 @@ var providerOrder = map[string]int{"google": 0, "yahoo": 1, "microsoft": 2, "app
 // The database groups by domain and MX host, so only a few rows per domain
 // reach Go however large the campaigns are.
 func (s *Store) ProviderStatsOf(ctx context.Context, campaignIDs []int64) ([]ProviderStats, error) {
+	return s.providerStats(ctx, campaignIDs, nil, time.Time{})
+}
+
+// WindowProviderStats returns the deliveries by mailbox provider of the
+// deliverability report's window w: those of campaignIDs (the campaigns
+// started in it), and those written in it by the automations' send
+// steps whose campaigns started before it. A step's campaign starts
+// with its automation and sends as long as the automation lives, so its
+// start says nothing of when it sent.
+func (s *Store) WindowProviderStats(ctx context.Context, w Window, campaignIDs []int64) ([]ProviderStats, error) {
+	var steps []int64
+	if err := s.conn(ctx).Raw("SELECT id FROM campaigns WHERE automation_id IS NOT NULL AND started_at < ? ORDER BY id",
+		dbTime(w.From)).Scan(&steps).Error; err != nil {
+		return nil, fmt.Errorf("models: provider stats: %w", err)
+	}
+	return s.providerStats(ctx, campaignIDs, steps, w.From)
+}
+
+// providerStats adds up every delivery of campaignIDs, and those of
+// stepIDs written since from.
+func (s *Store) providerStats(ctx context.Context, campaignIDs, stepIDs []int64, from time.Time) ([]ProviderStats, error) {
 	wrap := func(err error) error { return fmt.Errorf("models: provider stats: %w", err) }
-	if len(campaignIDs) == 0 {
+	if len(campaignIDs) == 0 && len(stepIDs) == 0 {
 		return nil, nil
 	}
 	rules, err := s.DomainRules(ctx)
@@ -310,28 +331,44 @@ func (s *Store) ProviderStatsOf(ctx context.Context, campaignIDs []int64) ([]Pro
 	// has no such index (migration 16: it cost more on every send than it
 	// saved on every report) and sorts each campaign's rows.
 	for _, id := range campaignIDs {
-		if err := s.providerDeliveries(ctx, id, get); err != nil {
+		if err := s.providerDeliveries(ctx, providerDeliveriesSQL, get, id); err != nil {
 			return nil, wrap(err)
 		}
 	}
-	cond, set := s.idSet(campaignIDs)
-	rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.domain, d.mx_host, COUNT(*) FROM bounces b
-		JOIN deliveries d ON d.id = b.delivery_id WHERE b.kind = ? AND b.campaign_id IN `+cond+`
-		GROUP BY d.domain, d.mx_host`), BounceComplaint, set)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var domain, mx string
-		var n int64
-		if err := rows.Scan(&domain, &mx, &n); err != nil {
+	for _, id := range stepIDs {
+		if err := s.providerDeliveries(ctx, providerDeliveriesSinceSQL, get, id, dbTime(from)); err != nil {
 			return nil, wrap(err)
 		}
-		get(domain, mx).Complaints += n
 	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(err)
+	complaints := func(q string, args ...any) error {
+		rows, err := s.sql.QueryContext(ctx, s.rebind(`SELECT d.domain, d.mx_host, COUNT(*) FROM bounces b
+			JOIN deliveries d ON d.id = b.delivery_id WHERE b.kind = ? AND `+q+` GROUP BY d.domain, d.mx_host`),
+			append([]any{BounceComplaint}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var domain, mx string
+			var n int64
+			if err := rows.Scan(&domain, &mx, &n); err != nil {
+				return err
+			}
+			get(domain, mx).Complaints += n
+		}
+		return rows.Err()
+	}
+	if len(campaignIDs) > 0 {
+		cond, set := s.idSet(campaignIDs)
+		if err := complaints("b.campaign_id IN "+cond, set); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if len(stepIDs) > 0 {
+		cond, set := s.idSet(stepIDs)
+		if err := complaints("b.campaign_id IN "+cond+" AND d.created_at >= ?", set, dbTime(from)); err != nil {
+			return nil, wrap(err)
+		}
 	}
 	out := make([]ProviderStats, 0, len(by)+4)
 	for _, name := range []string{"google", "yahoo", "microsoft", "apple"} {
@@ -361,18 +398,23 @@ func (s *Store) ProviderStatsOf(ctx context.Context, campaignIDs []int64) ([]Pro
 
 // providerDeliveriesSQL groups a campaign's deliveries by domain, MX host
 // and status, with how many were retried and their TLS states (see
-// TLSCode).
-var providerDeliveriesSQL = `SELECT domain, mx_host, status, COUNT(*),
+// TLSCode); providerDeliveriesSinceSQL those written since a time.
+var (
+	providerDeliveriesCols = `SELECT domain, mx_host, status, COUNT(*),
 	SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END),
 	SUM(CASE WHEN tls > ` + strconv.Itoa(int(TLSUnknown)) + ` THEN 1 ELSE 0 END),
 	SUM(CASE WHEN tls >= ` + strconv.Itoa(int(TLSOver)) + ` THEN 1 ELSE 0 END),
 	SUM(CASE WHEN tls >= ` + strconv.Itoa(int(TLSOver+TLSVerified)) + ` THEN 1 ELSE 0 END)
-	FROM deliveries WHERE campaign_id = ? GROUP BY domain, mx_host, status`
+	FROM deliveries WHERE campaign_id = ?`
+	providerDeliveriesSQL      = providerDeliveriesCols + ` GROUP BY domain, mx_host, status`
+	providerDeliveriesSinceSQL = providerDeliveriesCols + ` AND created_at >= ? GROUP BY domain, mx_host, status`
+)
 
 // providerDeliveries adds one campaign's deliveries, grouped by domain, MX
-// host and status, to the provider each group rolls up to.
-func (s *Store) providerDeliveries(ctx context.Context, campaignID int64, get func(domain, mx string) *ProviderStats) error {
-	rows, err := s.sql.QueryContext(ctx, s.rebind(providerDeliveriesSQL), campaignID)
+// host and status by query (providerDeliveriesSQL or …SinceSQL), to the
+// provider each group rolls up to.
+func (s *Store) providerDeliveries(ctx context.Context, query string, get func(domain, mx string) *ProviderStats, args ...any) error {
+	rows, err := s.sql.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return err
 	}

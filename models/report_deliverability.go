@@ -14,21 +14,32 @@ type Window struct {
 	Days int
 	From time.Time // midnight UTC opening the first day
 	// FirstDelivery is the first delivery of the oldest campaign started in
-	// the window. Campaign deliveries are written when their campaign
-	// starts, so scans of deliveries begin here instead of at the start of
-	// history; a campaign started before the window and still retrying in
-	// it is left out.
+	// the window, or an earlier one an automation's send step wrote in it.
+	// Campaign deliveries are written when their campaign starts, so scans
+	// of deliveries begin here instead of at the start of history; a
+	// campaign started before the window and still retrying in it is left
+	// out. A step's campaign starts with its automation and writes
+	// deliveries whenever people reach the step, so its start says nothing
+	// of its deliveries: its first delivery written in the window counts.
 	FirstDelivery int64
 }
 
 // ReportWindow returns the window of the last days UTC days.
 func (s *Store) ReportWindow(ctx context.Context, days int) (Window, error) {
 	w := Window{Days: days, From: now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -(days - 1))}
-	var first sql.NullInt64
+	var first, step sql.NullInt64
 	err := s.sql.QueryRowContext(ctx, s.rebind(`SELECT MIN(id) FROM deliveries WHERE campaign_id =
-		(SELECT id FROM campaigns WHERE started_at >= ? ORDER BY started_at, id LIMIT 1)`), dbTime(w.From)).Scan(&first)
+		(SELECT id FROM campaigns WHERE started_at >= ? AND automation_id IS NULL ORDER BY started_at, id LIMIT 1)`),
+		dbTime(w.From)).Scan(&first)
 	if err != nil {
 		return w, fmt.Errorf("models: report window: %w", err)
+	}
+	if err := s.sql.QueryRowContext(ctx, s.rebind(`SELECT MIN(d.id) FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id
+		WHERE c.automation_id IS NOT NULL AND d.created_at >= ?`), dbTime(w.From)).Scan(&step); err != nil {
+		return w, fmt.Errorf("models: report window: %w", err)
+	}
+	if step.Valid && (!first.Valid || step.Int64 < first.Int64) {
+		first = step
 	}
 	if first.Valid {
 		w.FirstDelivery = first.Int64

@@ -322,3 +322,103 @@ func TestSubscriptionGrowth(t *testing.T) {
 		}
 	})
 }
+
+// An automation's send step writes deliveries whenever people reach it,
+// though its campaign started with the automation. The deliverability
+// window takes its deliveries written in the window, whenever the
+// automation was made, and an automation nobody reached yet hides
+// nothing.
+func TestDeliverabilityWindowAutomations(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		step := func(name string, started time.Time) int64 {
+			t.Helper()
+			a := &models.Automation{Name: name, TriggerKind: models.TriggerAPI, FromEmail: "hello@example.com"}
+			steps := []models.AutomationStep{{Kind: models.StepSend, Subject: "Welcome", HTML: "<p>Hello</p>"}}
+			if err := s.CreateAutomation(ctx, a, steps); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DB().Exec("UPDATE campaigns SET started_at = ? WHERE id = ?", started, *steps[0].CampaignID).Error; err != nil {
+				t.Fatal(err)
+			}
+			return *steps[0].CampaignID
+		}
+		now := time.Now().UTC()
+		// Made 40 days ago; today, before the campaign below, it sent one
+		// message and had one refused.
+		old := step("Old welcome", now.AddDate(0, 0, -40))
+		var oldFirst int64
+		for i, status := range []string{models.DeliverySent, models.DeliveryBounced} {
+			at := now.Add(-6 * time.Hour)
+			if err := s.DB().Exec(`INSERT INTO deliveries (campaign_id, email, domain, status, attempts, next_attempt_at, mx_host,
+				last_attempt_at, created_at) VALUES (?, ?, 'example.org', ?, 1, ?, 'mx.example.org', ?, ?)`,
+				old, fmt.Sprintf("w%d@example.org", i), status, at, at, at).Error; err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				if err := s.DB().Raw("SELECT MAX(id) FROM deliveries").Scan(&oldFirst).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Made today, reached by nobody: the oldest campaign started in
+		// the window, with no delivery.
+		idle := step("Idle welcome", now.Add(-10*time.Hour))
+		fx := testdb.ReportFixture(t, s)
+
+		w, err := s.ReportWindow(ctx, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.FirstDelivery != oldFirst {
+			t.Errorf("window starts at delivery %d, want the old step's first of today, %d (the fixture's g1 is %d)",
+				w.FirstDelivery, oldFirst, fx.Deliveries["g1"])
+		}
+		days, err := s.DailyRates(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var att, b int64
+		for _, d := range days {
+			att, b = att+d.Attempted, b+d.Bounced
+		}
+		if att != 18+2 || b != 2+1 {
+			t.Errorf("daily rates: %d attempted, %d bounced; want 20 and 3 (the fixture's and the step's)", att, b)
+		}
+		provs, err := s.WindowProviderStats(ctx, w, []int64{idle, fx.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total, sent, bounced int64
+		for _, p := range provs {
+			total, sent, bounced = total+p.Total, sent+p.Sent, bounced+p.Bounced
+		}
+		alone, err := s.ProviderStatsOf(ctx, []int64{fx.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fxTotal, fxSent, fxBounced int64
+		for _, p := range alone {
+			fxTotal, fxSent, fxBounced = fxTotal+p.Total, fxSent+p.Sent, fxBounced+p.Bounced
+		}
+		if total != fxTotal+2 || sent != fxSent+1 || bounced != fxBounced+1 {
+			t.Errorf("window providers: %d deliveries, %d sent, %d bounced; want the fixture's %d, %d, %d and the step's 2, 1, 1",
+				total, sent, bounced, fxTotal, fxSent, fxBounced)
+		}
+		// A month later the step's deliveries of today are out of the
+		// window: moved back 40 days, they no longer count.
+		if err := s.DB().Exec("UPDATE deliveries SET created_at = ? WHERE campaign_id = ?", now.AddDate(0, 0, -40), old).Error; err != nil {
+			t.Fatal(err)
+		}
+		if provs, err = s.WindowProviderStats(ctx, w, []int64{idle, fx.ID}); err != nil {
+			t.Fatal(err)
+		}
+		total = 0
+		for _, p := range provs {
+			total += p.Total
+		}
+		if total != fxTotal {
+			t.Errorf("window providers with the step's deliveries 40 days old: %d deliveries, want the fixture's %d", total, fxTotal)
+		}
+	})
+}

@@ -123,3 +123,13 @@ func passedStep(path []int, pos int) bool {
 	}
 	return false
 }
+
+// runEnd says how a run that is no longer active ended: its exit reason
+// (a branch to the end, an exit step, an unsubscribe…), or the end of
+// the steps.
+func runEnd(reason string) string {
+	if reason == "" {
+		return "after the last step"
+	}
+	return reason
+}

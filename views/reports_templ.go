@@ -2185,7 +2185,7 @@ func BouncesReport(p Page, d BouncesData) templ.Component {
 						return templ_7745c5c3_Err
 					}
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 183, " <h2>By provider</h2><p class=\"muted\"><small>Campaigns started in the last 30 days.</small></p>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 183, " <h2>By provider</h2><p class=\"muted\"><small>Campaigns started in the last 30 days, and the automations' messages of the last 30 days.</small></p>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

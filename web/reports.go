@@ -163,7 +163,7 @@ func (s *reportPages) bouncesReport(c echo.Context) error {
 	if d.Warnings, err = s.domainWarnings(ctx, d.Warnings); err != nil {
 		return err
 	}
-	if d.Providers, err = s.store.ProviderStatsOf(ctx, ids); err != nil {
+	if d.Providers, err = s.store.WindowProviderStats(ctx, w, ids); err != nil {
 		return err
 	}
 	if d.Days, err = s.store.DailyRates(ctx, w); err != nil {
