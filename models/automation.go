@@ -44,8 +44,9 @@ const (
 	// in other years. It lets the same person in every year: each year
 	// is a run of its own (AutomationRun.Occurrence, the anniversary's
 	// year), so one still inside last year's run starts this year's
-	// beside it. The trigger looks back over its last look, at most two
-	// days: anniversaries missed by a longer outage are not sent late.
+	// beside it. The trigger looks back to its last look, at most two
+	// days: anniversaries missed by a longer outage or pause are not
+	// sent late.
 	// Only people on the automation's list (any list when none) enter.
 	TriggerAnniversary = "anniversary"
 )

@@ -16,7 +16,7 @@ import (
 const anniversaryCatchUp = 48 * time.Hour
 
 // enterByAnniversary runs the anniversary trigger at t, set-based. Its
-// window is (last look less a minute, t], at most anniversaryCatchUp
+// window is (last look, t], at most anniversaryCatchUp
 // long and never before activation. Zones are few: their values are
 // read once (only when the window holds a quarter hour, the only moments
 // at which any zone's clock can read the trigger's hour), and for each
@@ -34,9 +34,11 @@ func (s *Store) enterByAnniversary(tx *gorm.DB, a *Automation, t time.Time) (int
 	if !ok {
 		hh, mm, _ = parseHHMM(DefaultTriggerTime)
 	}
+	// The window follows the engine's clock, not rows' times: it needs no
+	// lookback (a repeat would only find the runs already there).
 	since := dbTime(*a.ActivatedAt)
-	if a.EnteredThrough != nil && a.EnteredThrough.Add(-time.Minute).After(since) {
-		since = dbTime(a.EnteredThrough.Add(-time.Minute))
+	if a.EnteredThrough != nil && a.EnteredThrough.After(since) {
+		since = dbTime(*a.EnteredThrough)
 	}
 	if c := t.Add(-anniversaryCatchUp); c.After(since) {
 		since = c

@@ -2,12 +2,16 @@ package models_test
 
 import (
 	"context"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pressly/goose/v3"
+
 	"github.com/herald-mail/herald/internal/testdb"
+	"github.com/herald-mail/herald/migrations"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -293,4 +297,79 @@ func TestAutomationAnniversaryValidate(t *testing.T) {
 	if errs := ok.Validate(); len(errs) != 0 {
 		t.Errorf("Validate() = %v, want none", errs)
 	}
+}
+
+// Migration 45 keeps every automation row: down to 44 and up again,
+// the runs, passes, attribute readings and step campaigns are all there
+// (SQLite rebuilds the tables on the way).
+func TestMigration45KeepsAutomations(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		list := mkList(t, s, "News", models.OptinSingle, models.ListPublic)
+		a := &models.Automation{Name: "Welcome", TriggerKind: models.TriggerAttributeChanged, TriggerAttribute: "plan", ListID: &list, FromEmail: "hello@example.com"}
+		if err := s.CreateAutomation(ctx, a, welcomeSteps()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
+			t.Fatal(err)
+		}
+		sub := &models.Subscriber{Email: "ann@example.com", Attributes: models.Attributes{"plan": "free"}}
+		if err := s.CreateSubscriber(ctx, sub, map[int64]string{list: models.SubConfirmed}, models.Evidence{Source: models.SourceAdmin, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if _, err := s.AdvanceAutomations(ctx, now); err != nil { // reads the attribute
+			t.Fatal(err)
+		}
+		if _, err := s.EnterAutomation(ctx, a.ID, []int64{sub.ID}, false, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AdvanceAutomations(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		count := func() [5]int64 {
+			var n [5]int64
+			for i, q := range []string{"SELECT COUNT(*) FROM automation_runs", "SELECT COUNT(*) FROM automation_passes",
+				"SELECT COUNT(*) FROM automation_attr_seen", "SELECT COUNT(*) FROM campaigns WHERE automation_id IS NOT NULL",
+				"SELECT COUNT(*) FROM automation_steps"} {
+				if err := s.DB().Raw(q).Scan(&n[i]).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			return n
+		}
+		before := count()
+		if before[0] != 1 || before[1] == 0 || before[2] != 1 || before[3] != 2 {
+			t.Fatalf("set-up: runs, passes, readings, step campaigns, steps = %v", before)
+		}
+		sqlDB, err := s.DB().DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialect, gd := "sqlite", goose.DialectSQLite3
+		if s.Dialect() == models.Postgres {
+			dialect, gd = "postgres", goose.DialectPostgres
+		}
+		dir, _ := fs.Sub(migrations.FS, dialect)
+		p, err := goose.NewProvider(gd, sqlDB, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.DownTo(ctx, 44); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != before {
+			t.Errorf("at 44: %v, want %v", got, before)
+		}
+		if _, err := p.Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != before {
+			t.Errorf("back at 45: %v, want %v", got, before)
+		}
+		r, err := s.AutomationRunOf(ctx, a.ID, sub.ID)
+		if err != nil || r.Occurrence != 0 || r.Step != 3 || r.State != "active" {
+			t.Errorf("ann's run after the round trip: %+v, %v; want occurrence 0, active, due at step 3 after the wait", r, err)
+		}
+	})
 }

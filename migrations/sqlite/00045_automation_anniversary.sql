@@ -124,9 +124,9 @@ ALTER TABLE campaigns ADD COLUMN occurrence INTEGER NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX campaigns_occurrence_idx ON campaigns(occurrence_of, occurrence);
 
 -- +goose Down
--- campaigns.occurrence_of and occurrence stay: SQLite cannot drop a
--- column with a foreign key, and nothing reads them below 45.
 DROP INDEX campaigns_occurrence_idx;
+ALTER TABLE campaigns DROP COLUMN occurrence;
+ALTER TABLE campaigns DROP COLUMN occurrence_of;
 CREATE TABLE keep_automations AS SELECT * FROM automations WHERE trigger_kind <> 'anniversary';
 CREATE TABLE keep_steps AS SELECT * FROM automation_steps;
 CREATE TABLE keep_runs AS SELECT * FROM automation_runs WHERE occurrence = 0;
