@@ -219,8 +219,11 @@ func TestAutomationAnniversaryTrigger(t *testing.T) {
 }
 
 // A renewal reminder seven days before, at 10:00 in Paris: a renewal on
-// 3 January 2027 is announced on 27 December 2026 (its occurrence is
-// 2027), and a branch on a click in the message reads that year's copy.
+// 3 January is announced on 27 December (its occurrence is the next
+// year). A day later a branch on a click in the message reads that
+// year's message only: the click on the 2027 reminder ends the 2027 run,
+// and the 2028 run, with no click on its own message, goes on to set the
+// attribute.
 func TestAutomationAnniversaryDaysBefore(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, s *models.Store) {
 		ctx := context.Background()
@@ -229,6 +232,7 @@ func TestAutomationAnniversaryDaysBefore(t *testing.T) {
 			TriggerDays: 7, TriggerTime: "10:00", ListID: &list, FromEmail: "hello@example.com", TZDefault: "Europe/Paris"}
 		steps := []models.AutomationStep{
 			{Kind: models.StepSend, Subject: "Renew soon", HTML: "<p>Renew</p>"},
+			{Kind: models.StepWait, WaitDays: 1, WaitWeekday: -1},
 			{Kind: models.StepBranch, Cond: models.CondClicked, CondStep: 1, ThenStep: -1, ElseStep: 0},
 			{Kind: models.StepSetAttr, AttrKey: "reminded", AttrValue: "no click"},
 		}
@@ -238,38 +242,67 @@ func TestAutomationAnniversaryDaysBefore(t *testing.T) {
 		if err := s.SetAutomationStatus(ctx, a.ID, models.AutomationActive); err != nil {
 			t.Fatal(err)
 		}
+		got, err := s.AutomationSteps(ctx, a.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := *got[0].CampaignID
 		ev := models.Evidence{Source: models.SourceAdmin, Actor: "test"}
 		sub := &models.Subscriber{Email: "ann@example.com", Attributes: models.Attributes{"renewal": "2025-01-03"}}
 		if err := s.CreateSubscriber(ctx, sub, map[int64]string{list: models.SubConfirmed}, ev); err != nil {
 			t.Fatal(err)
 		}
-		at := time.Date(2026, 12, 27, 9, 0, 0, 0, time.UTC) // 10:00 in Paris
-		if _, err := s.AdvanceAutomations(ctx, at.Add(-time.Second)); err != nil {
-			t.Fatal(err)
+		reminded := func() any {
+			got, err := s.Subscriber(ctx, sub.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got.Attributes["reminded"]
 		}
-		if _, err := s.AutomationRunOf(ctx, a.ID, sub.ID); err == nil {
-			t.Error("ann entered before 10:00 in Paris")
-		}
-		rep, err := s.AdvanceAutomations(ctx, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep.Entered != 1 || rep.Queued != 1 {
-			t.Errorf("advance at 10:00 in Paris: %+v, want 1 entered, 1 queued", rep)
-		}
-		r, err := s.AutomationRunOf(ctx, a.ID, sub.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Occurrence != 2027 || r.State != "done" {
-			t.Errorf("ann's run: occurrence %d, %s; want 2027 (the renewal's year), done", r.Occurrence, r.State)
-		}
-		got, err := s.Subscriber(ctx, sub.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Attributes["reminded"] != "no click" {
-			t.Errorf("ann's attributes %v: want reminded set (no click in the 2027 message)", got.Attributes)
+		for _, y := range []int{2026, 2027} {
+			occ := y + 1
+			at := time.Date(y, 12, 27, 9, 0, 0, 0, time.UTC) // 10:00 in Paris
+			if _, err := s.AdvanceAutomations(ctx, at.Add(-time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(occurrenceDeliveries(t, s, step, occ)); n != 0 {
+				t.Errorf("%d: %d reminders before 10:00 in Paris, want none", occ, n)
+			}
+			rep, err := s.AdvanceAutomations(ctx, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Entered != 1 || rep.Queued != 1 {
+				t.Errorf("%d: advance at 10:00 in Paris: %+v, want 1 entered, 1 queued", occ, rep)
+			}
+			if _, ok := occurrenceDeliveries(t, s, step, occ)[sub.ID]; !ok {
+				t.Fatalf("%d: no reminder for ann", occ)
+			}
+			if occ == 2027 {
+				var d struct{ ID, CampaignID int64 }
+				if err := s.DB().Raw(`SELECT d.id, d.campaign_id FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+					WHERE c.occurrence_of = ? AND c.occurrence = ?`, step, occ).Scan(&d).Error; err != nil {
+					t.Fatal(err)
+				}
+				if err := s.DB().Exec(`INSERT INTO events (delivery_id, campaign_id, subscriber_id, kind, machine, created_at) VALUES (?, ?, ?, 'click', ?, ?)`,
+					d.ID, d.CampaignID, sub.ID, false, at.Add(time.Hour)).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.AdvanceAutomations(ctx, at.AddDate(0, 0, 1)); err != nil {
+				t.Fatal(err)
+			}
+			var r models.AutomationRun
+			if err := s.DB().Where("automation_id = ? AND subscriber_id = ? AND occurrence = ?", a.ID, sub.ID, occ).First(&r).Error; err != nil {
+				t.Fatalf("%d: ann's run: %v", occ, err)
+			}
+			wantReason, wantAttr := "branch to the end", any(nil)
+			if occ == 2028 {
+				wantReason, wantAttr = "", "no click"
+			}
+			if r.State != "done" || r.ExitReason != wantReason || reminded() != wantAttr {
+				t.Errorf("%d: ann's run %s (%q), reminded %v; want done (%q), reminded %v", occ, r.State, r.ExitReason, reminded(), wantReason, wantAttr)
+			}
 		}
 	})
 }
