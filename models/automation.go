@@ -37,7 +37,22 @@ const (
 	// everyone's value; each look then lets in the people whose value
 	// differs from the last reading (a newcomer: has the attribute), once.
 	TriggerAttributeChanged = "attribute_changed"
+	// TriggerAnniversary: the anniversary of date attribute
+	// TriggerAttribute ("1990-07-14" or "07-14"), TriggerDays days
+	// before it, at TriggerTime ("HH:MM", "" 09:00) on the subscriber's
+	// clock (TZAttribute, TZDefault). A 29 February falls on 28 February
+	// in other years. It lets the same person in every year: each year
+	// is a run of its own (AutomationRun.Occurrence, the anniversary's
+	// year), so one still inside last year's run starts this year's
+	// beside it. The trigger looks back to its last look, at most two
+	// days: anniversaries missed by a longer outage or pause are not
+	// sent late.
+	// Only people on the automation's list (any list when none) enter.
+	TriggerAnniversary = "anniversary"
 )
+
+// DefaultTriggerTime is the anniversary trigger's hour when none is set.
+const DefaultTriggerTime = "09:00"
 
 // Campaign events of TriggerCampaignEvent.
 const (
@@ -108,6 +123,7 @@ type Automation struct {
 	TriggerDays       int
 	TriggerAttribute  string
 	TriggerValue      *string
+	TriggerTime       string // the anniversary trigger's hour, "HH:MM"
 	ActivatedAt       *time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
@@ -206,8 +222,24 @@ func (a *Automation) Validate() map[string]string {
 		if a.TriggerValue != nil && len(*a.TriggerValue) > 1000 {
 			errs["trigger_value"] = "Keep the value under 1000 characters."
 		}
+	case TriggerAnniversary:
+		a.TriggerAttribute = strings.TrimSpace(a.TriggerAttribute)
+		if a.TriggerAttribute == "" {
+			errs["trigger_attribute"] = "Name the date attribute whose anniversary lets people in (such as birthday)."
+		} else if utf8.RuneCountInString(a.TriggerAttribute) > 100 {
+			errs["trigger_attribute"] = "Keep the attribute name under 100 characters."
+		}
+		a.TriggerTime = strings.TrimSpace(a.TriggerTime)
+		if a.TriggerTime == "" {
+			a.TriggerTime = DefaultTriggerTime
+		} else if _, _, ok := parseHHMM(a.TriggerTime); !ok {
+			errs["trigger_time"] = "Give the hour as HH:MM, such as 09:00."
+		}
+		if a.TriggerDays < 0 || a.TriggerDays > 365 {
+			errs["trigger_days"] = "Give the days before the anniversary: 0 (on the day) to 365."
+		}
 	default:
-		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, the API, a segment, a campaign event or an attribute change."
+		errs["trigger_kind"] = "Choose a trigger: confirmed on a list, subscribed to a list, the API, a segment, a campaign event, an attribute change or an anniversary."
 	}
 	if e, err := NormalizeEmail(a.FromEmail); err != nil {
 		errs["from_email"] = err.Error()

@@ -86,6 +86,11 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 			}
 		}
 		if err := s.tx(ctx, func(tx *gorm.DB) error {
+			if a.TriggerKind == TriggerAnniversary {
+				n, err := s.enterByAnniversary(tx, a, t)
+				rep.Entered += n
+				return err
+			}
 			if a.TriggerKind == TriggerAttributeChanged {
 				n, err := s.enterByAttribute(tx, a, t)
 				rep.Entered += n
@@ -189,7 +194,7 @@ func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 		SELECT ?, sp.subscriber_id, ?, 1, 'active', ?, ?, ?, ?
 		FROM subscriptions sp JOIN lists l ON l.id = sp.list_id JOIN subscribers s ON s.id = sp.subscriber_id
 		WHERE sp.list_id = ? AND s.status = 'active' AND `+cond+`
-		ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+		ON CONFLICT (automation_id, subscriber_id, occurrence) DO NOTHING`,
 		append([]any{a.ID, a.Version, t, false, t, t, *a.ListID, since}, condArgs(a)...)...)
 	return res.RowsAffected, res.Error
 }
@@ -207,7 +212,7 @@ func (s *Store) enterByEvent(tx *gorm.DB, a *Automation, seg *AutomationStep, t 
 	insert := func(state, reason, who string, args ...any) (int64, error) {
 		res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, exit_reason, due_at, test, entered_at, updated_at)
 			SELECT ?, s.id, ?, 1, ?, ?, ?, ?, ?, ? FROM subscribers s WHERE s.status = 'active' AND s.id IN (`+who+`)
-			ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+			ON CONFLICT (automation_id, subscriber_id, occurrence) DO NOTHING`,
 			append([]any{a.ID, a.Version, state, reason, t, false, t, t}, args...)...)
 		return res.RowsAffected, res.Error
 	}
@@ -281,7 +286,7 @@ func (s *Store) enterByAttribute(tx *gorm.DB, a *Automation, t time.Time) (int64
 		}
 		res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, due_at, test, entered_at, updated_at)
 			SELECT ?, s.id, ?, 1, 'active', ?, ?, ?, ? FROM subscribers s WHERE s.status = 'active'`+recent+` AND `+cond+`
-			ON CONFLICT (automation_id, subscriber_id) DO NOTHING`,
+			ON CONFLICT (automation_id, subscriber_id, occurrence) DO NOTHING`,
 			append(append([]any{a.ID, a.Version, t, false, t, t}, recentArgs...), args...)...)
 		if res.Error != nil {
 			return 0, res.Error
@@ -500,11 +505,12 @@ func (s *Store) webhookStep(tx *gorm.DB, a *Automation, st AutomationStep, t tim
 		return nil // the webhook was deleted
 	}
 	var people []struct {
-		ID    int64
-		Email string
-		Test  bool
+		ID         int64
+		Email      string
+		Test       bool
+		Occurrence int
 	}
-	if err := tx.Raw(`SELECT s.id, s.email, r.test FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
+	if err := tx.Raw(`SELECT s.id, s.email, r.test, r.occurrence FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
 		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ? ORDER BY s.id`,
 		a.ID, st.Version, st.Position, t).Scan(&people).Error; err != nil {
 		return err
@@ -516,9 +522,12 @@ func (s *Store) webhookStep(tx *gorm.DB, a *Automation, st AutomationStep, t tim
 		var args []any
 		for _, p := range chunk {
 			id := fmt.Sprintf("%s_%d_%d_%d", HookAutomationStep, a.ID, st.ID, p.ID)
+			if p.Occurrence != 0 {
+				id += fmt.Sprintf("_%d", p.Occurrence) // each year's pass is an event of its own
+			}
 			body, err := json.Marshal(hookPayload{ID: id, Type: HookAutomationStep, CreatedAt: at.UTC(), Data: map[string]any{
 				"automation_id": a.ID, "automation": a.Name, "version": st.Version, "step": st.Position,
-				"subscriber_id": p.ID, "email": p.Email, "test": p.Test}})
+				"subscriber_id": p.ID, "email": p.Email, "test": p.Test, "occurrence": p.Occurrence}})
 			if err != nil {
 				return err
 			}
@@ -543,8 +552,11 @@ func branchCond(d dialectSQL, st AutomationStep) (string, []any) {
 		if st.Cond == CondOpened {
 			kind = "open"
 		}
-		// The campaign of the send step named, in the run's version.
-		return `EXISTS (SELECT 1 FROM automation_steps cs JOIN events e ON e.campaign_id = cs.campaign_id
+		// The campaign of the send step named, in the run's version, and
+		// of the run's occurrence (a later one has its own copy).
+		return `EXISTS (SELECT 1 FROM automation_steps cs JOIN campaigns c ON (c.id = cs.campaign_id AND automation_runs.occurrence = 0)
+				OR (c.occurrence_of = cs.campaign_id AND c.occurrence = automation_runs.occurrence)
+			JOIN events e ON e.campaign_id = c.id
 			WHERE cs.automation_id = automation_runs.automation_id AND cs.version = automation_runs.version AND cs.position = ?
 			AND e.subscriber_id = automation_runs.subscriber_id AND e.kind = ? AND NOT e.machine)`, []any{st.CondStep, kind}
 	case CondAttribute:
@@ -559,31 +571,60 @@ func branchCond(d dialectSQL, st AutomationStep) (string, []any) {
 // else to their first list. subscriber_updated_at is left empty so the
 // claim checks each address against every suppression (the unsubscribe
 // check it makes anyway), which is how a suppression added during a wait
-// stops the next message.
+// stops the next message. The runs of occurrence 0 get the step's
+// campaign; those of a later occurrence (an anniversary's year) that
+// occurrence's copy of it, so each year's message is a delivery of its
+// own while a repeated move still writes none twice.
 func (s *Store) queueStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.Time) (int64, error) {
 	if st.CampaignID == nil {
 		return 0, nil // its campaign was deleted: the step sends nothing
 	}
+	var occs []int
+	if err := tx.Raw("SELECT DISTINCT occurrence FROM automation_runs WHERE "+runDue+" ORDER BY occurrence",
+		a.ID, st.Version, st.Position, t).Scan(&occs).Error; err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, occ := range occs {
+		cid := *st.CampaignID
+		if occ != 0 {
+			var err error
+			if cid, err = occurrenceCampaign(tx, cid, occ); err != nil {
+				return total, err
+			}
+		}
+		n, err := s.queueOccurrence(tx, a, st, cid, occ, t)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// queueOccurrence writes the deliveries of campaign cid for the due runs
+// of send step st whose occurrence is occ.
+func (s *Store) queueOccurrence(tx *gorm.DB, a *Automation, st AutomationStep, cid int64, occ int, t time.Time) (int64, error) {
 	d := s.sqlDialect()
 	listExpr := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND " + eligibleSub + ")"
-	args := []any{*st.CampaignID}
+	args := []any{cid}
 	if a.ListID != nil {
 		listExpr = "COALESCE((SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND sp.list_id = ? AND " +
 			eligibleSub + "), " + listExpr + ")"
 		args = append(args, *a.ListID)
 	}
-	args = append(args, t, t, a.ID, st.Version, st.Position, t)
+	args = append(args, t, t, a.ID, st.Version, st.Position, t, occ)
 	res := tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at, created_at)
 		SELECT ?, s.id, `+listExpr+`, `+d.emailDomain("s.email")+`, 'queued', 0, 0, ?, ?
 		FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
-		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ? AND s.status = 'active'
+		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ? AND r.occurrence = ? AND s.status = 'active'
 		AND EXISTS (SELECT 1 FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND `+eligibleSub+`)
 		ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
 	if res.Error != nil {
 		return 0, res.Error
 	}
 	if res.RowsAffected > 0 {
-		if err := tx.Exec("UPDATE campaigns SET queued = queued + ?, updated_at = ? WHERE id = ?", res.RowsAffected, dbNow(), *st.CampaignID).Error; err != nil {
+		if err := tx.Exec("UPDATE campaigns SET queued = queued + ?, updated_at = ? WHERE id = ?", res.RowsAffected, dbNow(), cid).Error; err != nil {
 			return 0, err
 		}
 	}
@@ -601,32 +642,17 @@ func (s *Store) waitStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.T
 		append(append([]any{next, dbTime(t.Add(time.Duration(a.TestWaitSeconds) * time.Second)), t}, due...), true)...).Error; err != nil {
 		return err
 	}
-	zone := "''"
-	var keyArg []any
-	if a.TZAttribute != "" {
-		zone = "COALESCE(" + s.sqlDialect().attrText("s.attributes") + ", '')"
-		keyArg = []any{a.TZAttribute}
-	}
+	zone, keyArg := zoneColumn(s.sqlDialect(), a.TZAttribute)
 	var zones []string
 	if err := tx.Raw(`SELECT DISTINCT `+zone+` FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
 		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ?`,
 		append(keyArg, due...)...).Scan(&zones).Error; err != nil {
 		return err
 	}
-	def := time.UTC
-	if a.TZDefault != "" {
-		if l, err := loadZone(a.TZDefault); err == nil {
-			def = l
-		}
-	}
+	def := defaultZone(a.TZDefault)
 	byAt := map[time.Time][]string{}
 	for _, z := range zones {
-		loc := def
-		if z = strings.TrimSpace(z); z != "" {
-			if l, err := loadZone(z); err == nil {
-				loc = l
-			}
-		}
+		loc, _ := zoneOrDefault(z, def)
 		at := dbTime(st.WaitEnd(t, loc))
 		byAt[at] = append(byAt[at], z)
 	}
@@ -687,7 +713,7 @@ func (s *Store) EnterAutomation(ctx context.Context, id int64, subscriberIDs []i
 			ids := subscriberIDs[i:min(i+5000, len(subscriberIDs))]
 			res := tx.Exec(`INSERT INTO automation_runs (automation_id, subscriber_id, version, step, state, due_at, test, entered_at, updated_at)
 				SELECT ?, s.id, ?, 1, 'active', ?, ?, ?, ? FROM `+d.idRows()+` CROSS JOIN subscribers s WHERE s.id = j.value AND s.status = 'active'
-				ON CONFLICT (automation_id, subscriber_id) DO NOTHING`, a.ID, a.Version, t, test, t, t, d.idArray(ids))
+				ON CONFLICT (automation_id, subscriber_id, occurrence) DO NOTHING`, a.ID, a.Version, t, test, t, t, d.idArray(ids))
 			if res.Error != nil {
 				return res.Error
 			}
@@ -768,12 +794,16 @@ type AutomationRun struct {
 	Test         bool
 	EnteredAt    time.Time
 	UpdatedAt    time.Time
+	// Occurrence is the anniversary's year of an anniversary trigger's
+	// run (one run per person and year); 0 for the other triggers.
+	Occurrence int
 }
 
-// AutomationRunOf returns subscriber's run in automation id.
+// AutomationRunOf returns subscriber's run in automation id (their
+// latest occurrence's).
 func (s *Store) AutomationRunOf(ctx context.Context, id, subscriberID int64) (*AutomationRun, error) {
 	var r AutomationRun
-	if err := s.conn(ctx).Where("automation_id = ? AND subscriber_id = ?", id, subscriberID).First(&r).Error; err != nil {
+	if err := s.conn(ctx).Where("automation_id = ? AND subscriber_id = ?", id, subscriberID).Order("occurrence DESC").First(&r).Error; err != nil {
 		return nil, fmt.Errorf("models: automation run: %w", notFound(err))
 	}
 	return &r, nil
@@ -811,8 +841,11 @@ func (s *Store) AutomationFigures(ctx context.Context, id int64, v int) ([]StepF
 			return nil, fmt.Errorf("models: automation figures: %w", err)
 		}
 		if st.CampaignID != nil {
+			// The step's campaign and its copies for later occurrences.
 			var c []Counters
-			if err := db.Raw("SELECT queued, sending, sent, deferred, bounced, failed, suppressed FROM campaigns WHERE id = ?", *st.CampaignID).
+			if err := db.Raw(`SELECT COALESCE(SUM(queued), 0) AS queued, COALESCE(SUM(sending), 0) AS sending, COALESCE(SUM(sent), 0) AS sent,
+				COALESCE(SUM(deferred), 0) AS deferred, COALESCE(SUM(bounced), 0) AS bounced, COALESCE(SUM(failed), 0) AS failed,
+				COALESCE(SUM(suppressed), 0) AS suppressed FROM campaigns WHERE id = ? OR occurrence_of = ?`, *st.CampaignID, *st.CampaignID).
 				Scan(&c).Error; err != nil {
 				return nil, fmt.Errorf("models: automation figures: %w", err)
 			}
@@ -823,8 +856,9 @@ func (s *Store) AutomationFigures(ctx context.Context, id int64, v int) ([]StepF
 				Kind string
 				N    int64
 			}
-			if err := db.Raw(`SELECT kind, COUNT(DISTINCT subscriber_id) AS n FROM events WHERE campaign_id = ? AND NOT machine GROUP BY kind`,
-				*st.CampaignID).Scan(&ev).Error; err != nil {
+			if err := db.Raw(`SELECT kind, COUNT(DISTINCT subscriber_id) AS n FROM events
+				WHERE campaign_id IN (SELECT id FROM campaigns WHERE id = ? OR occurrence_of = ?) AND NOT machine GROUP BY kind`,
+				*st.CampaignID, *st.CampaignID).Scan(&ev).Error; err != nil {
 				return nil, fmt.Errorf("models: automation figures: %w", err)
 			}
 			for _, e := range ev {

@@ -69,6 +69,11 @@ type Campaign struct {
 	// AutomationID is the automation whose send step this campaign is
 	// (automation.go): hidden from the campaign list, never finished.
 	AutomationID *int64
+	// OccurrenceOf is the send step's campaign this one repeats for the
+	// runs of occurrence Occurrence (an anniversary's year): each year's
+	// message is a delivery of its own (automation_engine.go).
+	OccurrenceOf *int64
+	Occurrence   int
 
 	SendTime `gorm:"embedded"`
 

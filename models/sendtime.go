@@ -72,6 +72,38 @@ func loadZone(name string) (*time.Location, error) {
 	return time.LoadLocation(name)
 }
 
+// zoneColumn is the SQL expression of the zone attribute attr of
+// subscriber s ("" when attr is ""), with its arguments.
+func zoneColumn(d dialectSQL, attr string) (string, []any) {
+	if attr == "" {
+		return "''", nil
+	}
+	return "COALESCE(" + d.attrText("s.attributes") + ", '')", []any{attr}
+}
+
+// zoneOrDefault is the zone an attribute value names; def when it is
+// empty or names no zone (ok false: it held something else).
+func zoneOrDefault(v string, def *time.Location) (loc *time.Location, ok bool) {
+	z := strings.TrimSpace(v)
+	if z == "" {
+		return def, true
+	}
+	if l, err := loadZone(z); err == nil {
+		return l, true
+	}
+	return def, false
+}
+
+// defaultZone is the zone named name, UTC when it is "" or no zone.
+func defaultZone(name string) *time.Location {
+	if name != "" {
+		if l, err := loadZone(name); err == nil {
+			return l
+		}
+	}
+	return time.UTC
+}
+
 // NextLocalTime is when the wall clock of loc next reads hh:mm, from now:
 // within the current minute counts as now (the result is then up to a
 // minute in the past, which releases at once); a time already passed today
@@ -109,13 +141,9 @@ func (t SendTime) releasePlan(now time.Time, values []string) (plan []ZoneReleas
 	byAt := map[time.Time][]string{}
 	invalid = map[string]bool{}
 	for _, v := range values {
-		loc := def
-		if z := strings.TrimSpace(v); z != "" {
-			if l, err := loadZone(z); err == nil {
-				loc = l
-			} else {
-				invalid[v] = true
-			}
+		loc, ok := zoneOrDefault(v, def)
+		if !ok {
+			invalid[v] = true
 		}
 		at := dbTime(NextLocalTime(now, hh, mm, loc))
 		byAt[at] = append(byAt[at], v)
@@ -135,12 +163,7 @@ func (t SendTime) releasePlan(now time.Time, values []string) (plan []ZoneReleas
 // per release time, set-based. It returns how many rows had an invalid
 // zone.
 func (w deliveryWriter) releaseByZone(tx *gorm.DB, id, lo, hi int64, st SendTime, now time.Time) (int64, error) {
-	zone := "''"
-	var keyArg []any
-	if st.TZAttribute != "" {
-		zone = "COALESCE(" + w.sql.attrText("s.attributes") + ", '')"
-		keyArg = []any{st.TZAttribute}
-	}
+	zone, keyArg := zoneColumn(w.sql, st.TZAttribute)
 	var groups []struct {
 		Zone string
 		N    int64

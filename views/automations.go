@@ -94,6 +94,23 @@ func StepSummary(st models.AutomationStep) string {
 	return st.Kind
 }
 
+// TriggerSummary names an automation's trigger, with an anniversary's
+// settings.
+func TriggerSummary(a models.Automation) string {
+	if a.TriggerKind != models.TriggerAnniversary {
+		return a.TriggerKind
+	}
+	at := a.TriggerTime
+	if at == "" {
+		at = models.DefaultTriggerTime
+	}
+	when := "on the day"
+	if a.TriggerDays > 0 {
+		when = fmt.Sprintf("%d days before", a.TriggerDays)
+	}
+	return fmt.Sprintf("the anniversary of %s, %s, at %s on each subscriber's clock", a.TriggerAttribute, when, at)
+}
+
 func triggerValue(a models.Automation) string {
 	if a.TriggerValue == nil {
 		return ""

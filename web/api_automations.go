@@ -61,12 +61,13 @@ type apiAutomationJS struct {
 	TriggerDays     int         `json:"trigger_days"`
 	TriggerAttr     string      `json:"trigger_attribute"`
 	TriggerValue    *string     `json:"trigger_value"`
+	TriggerTime     string      `json:"trigger_time"`
 }
 
 func toAPIAutomation(a *models.Automation, steps []models.AutomationStep) apiAutomationJS {
 	out := apiAutomationJS{a.ID, a.Name, a.Status, a.TriggerKind, a.ListID, a.ExitAttribute, a.ExitValue, a.TZAttribute, a.TZDefault,
 		a.FromName, a.FromEmail, a.Version, a.TestWaitSeconds, a.ActivatedAt, a.CreatedAt, a.UpdatedAt, make([]apiStepJS, len(steps)),
-		a.TriggerSegmentID, a.TriggerCampaignID, a.TriggerEvent, a.TriggerURL, a.TriggerDays, a.TriggerAttribute, a.TriggerValue}
+		a.TriggerSegmentID, a.TriggerCampaignID, a.TriggerEvent, a.TriggerURL, a.TriggerDays, a.TriggerAttribute, a.TriggerValue, a.TriggerTime}
 	for i, st := range steps {
 		out.Steps[i] = apiStepJS{st.Position, st.Kind, st.CampaignID, st.Subject, st.HTML, st.Text, st.WaitDays, st.WaitSeconds,
 			st.WaitUntil, st.WaitWeekday, st.Cond, st.CondStep, st.CondKey, st.CondValue, st.ThenStep, st.ElseStep,
@@ -116,6 +117,7 @@ type automationInput struct {
 	TriggerDays     int         `json:"trigger_days"`
 	TriggerAttr     string      `json:"trigger_attribute"`
 	TriggerValue    *string     `json:"trigger_value"`
+	TriggerTime     string      `json:"trigger_time"`
 	// Status, when set, activates or pauses; OnEdit says what happens to
 	// the people inside when the steps change (PUT).
 	Status string `json:"status"`
@@ -126,7 +128,8 @@ func (in automationInput) automation(id int64) (*models.Automation, []models.Aut
 	a := &models.Automation{ID: id, Name: in.Name, TriggerKind: in.Trigger, ListID: in.ListID, ExitAttribute: in.ExitAttribute,
 		ExitValue: in.ExitValue, TZAttribute: in.TZAttribute, TZDefault: in.TZDefault, FromName: in.FromName, FromEmail: in.FromEmail,
 		TestWaitSeconds: 5, TriggerSegmentID: in.TriggerSegment, TriggerCampaignID: in.TriggerCampaign, TriggerEvent: in.TriggerEvent,
-		TriggerURL: in.TriggerURL, TriggerDays: in.TriggerDays, TriggerAttribute: in.TriggerAttr, TriggerValue: in.TriggerValue}
+		TriggerURL: in.TriggerURL, TriggerDays: in.TriggerDays, TriggerAttribute: in.TriggerAttr, TriggerValue: in.TriggerValue,
+		TriggerTime: in.TriggerTime}
 	if in.TestWaitSeconds != nil {
 		a.TestWaitSeconds = *in.TestWaitSeconds
 	}

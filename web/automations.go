@@ -129,6 +129,7 @@ func fromForm(c echo.Context, id int64) (models.Automation, []models.AutomationS
 	a.TriggerEvent, a.TriggerURL = c.FormValue("trigger_event"), strings.TrimSpace(c.FormValue("trigger_url"))
 	num("trigger_days", c.FormValue("trigger_days"), &a.TriggerDays)
 	a.TriggerAttribute = strings.TrimSpace(c.FormValue("trigger_attribute"))
+	a.TriggerTime = strings.TrimSpace(c.FormValue("trigger_time"))
 	if c.FormValue("trigger_value_set") != "" {
 		v := c.FormValue("trigger_value")
 		a.TriggerValue = &v

@@ -146,6 +146,23 @@ func TestAutomationBuilderTriggers(t *testing.T) {
 	if up, err := app.store.Automations(ctx); err != nil || up[0].TriggerAttribute != "plan" || up[0].TriggerValue == nil || *up[0].TriggerValue != "pro" {
 		t.Errorf("attribute-changed automation: %+v, %v", up[0], err)
 	}
+	// An anniversary: a bad hour is answered beside the field, the
+	// settings are kept and the page describes them.
+	bday := url.Values{"name": {"Renewal"}, "trigger_kind": {models.TriggerAnniversary}, "from_email": {"hello@example.com"},
+		"trigger_attribute": {"renewal"}, "trigger_days": {"7"}, "trigger_time": {"25:00"}}
+	if p := m.postForm("/automations", withValues(bday, steps)); p.StatusCode != 422 || !strings.Contains(p.Body, "Give the hour as HH:MM") ||
+		p.Doc.Find(`input[name="trigger_time"][value="25:00"]`).Length() != 1 {
+		t.Errorf("anniversary with a bad hour: status %d, want 422 with the message and the value typed", p.StatusCode)
+	}
+	bday.Set("trigger_time", "10:30")
+	p = m.postForm("/automations", withValues(bday, steps))
+	if p.StatusCode != 200 || !strings.Contains(p.Doc.Find(`[data-testid="automation-status"]`).Text(), "the anniversary of renewal, 7 days before, at 10:30") {
+		t.Errorf("save the anniversary automation: status %d, status line %q", p.StatusCode, p.Doc.Find(`[data-testid="automation-status"]`).Text())
+	}
+	if got, err := app.store.Automations(ctx); err != nil || got[0].TriggerKind != models.TriggerAnniversary || got[0].TriggerTime != "10:30" ||
+		got[0].TriggerDays != 7 || got[0].TriggerAttribute != "renewal" {
+		t.Errorf("anniversary automation: %+v, %v", got[0], err)
+	}
 	vip, nudge := all[0], all[1]
 	if vip.TriggerKind != models.TriggerSegment || vip.TriggerSegmentID == nil || *vip.TriggerSegmentID != seg.ID {
 		t.Errorf("segment automation: %+v", vip)

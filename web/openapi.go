@@ -158,14 +158,16 @@ var (
 	abInputProps   = schema{"share": describe(integer(), "Percent of the audience in the test."), "metric": strEnum("opens", "clicks", "cto"),
 		"wait_seconds": integer(), "manual": describe(boolean(), "The marketer picks the winner (POST /campaigns/{id}/winner).")}
 
-	automationProps = schema{"name": str(), "trigger": strEnum("list_confirmed", "list_subscribed", "api", "segment", "campaign_event", "attribute_changed"), "list_id": null(integer()),
+	automationProps = schema{"name": str(), "trigger": strEnum("list_confirmed", "list_subscribed", "api", "segment", "campaign_event", "attribute_changed", "anniversary"), "list_id": null(integer()),
 		"trigger_segment_id":  describe(null(integer()), "segment: people who enter this segment after activation enter (those in it at activation never do)."),
 		"trigger_campaign_id": describe(null(integer()), "campaign_event: the campaign whose events let people in."),
 		"trigger_event":       describe(strEnum("", "opened", "clicked", "not_opened"), "campaign_event: opened it, clicked (trigger_url or any link), or did not open nor click within trigger_days of its sending."),
-		"trigger_url":         str(), "trigger_days": integer(),
-		"trigger_attribute": describe(str(), "attribute_changed: the attribute; people whose value changes after activation enter (once)."),
-		"trigger_value":     describe(null(str()), "attribute_changed: only a change to this value lets people in (null: any change)."),
-		"exit_attribute":    str(), "exit_value": describe(str(), "Leave once exit_attribute reads this value (checked before every step)."),
+		"trigger_url":         str(),
+		"trigger_days":        describe(integer(), "campaign_event not_opened: the days to open it; anniversary: the days before the anniversary (0 on the day)."),
+		"trigger_attribute":   describe(str(), "attribute_changed: the attribute; people whose value changes after activation enter (once). anniversary: the date attribute (1990-07-14 or 07-14); people enter every year, a run per year, 29 February on 28 February in other years, on the automation's list (any list when none)."),
+		"trigger_time":        describe(str(), "anniversary: HH:MM on the subscriber's clock (tz_attribute, tz_default); empty is 09:00."),
+		"trigger_value":       describe(null(str()), "attribute_changed: only a change to this value lets people in (null: any change)."),
+		"exit_attribute":      str(), "exit_value": describe(str(), "Leave once exit_attribute reads this value (checked before every step)."),
 		"tz_attribute": describe(str(), "Attribute holding the IANA time zone waits count in."), "tz_default": str(),
 		"from_name": str(), "from_email": str(), "test_wait_seconds": integer()}
 	stepProps = schema{"kind": strEnum("send", "wait", "branch", "exit", "list_add", "list_remove", "set_attribute", "webhook"), "subject": str(), "html": str(), "text": str(),

@@ -972,6 +972,27 @@ func walkAutomations(t *testing.T, w *apiWalker, V, M string, list, sub, camp in
 		t.Errorf("attribute-changed trigger: %+v", upg.Data)
 	}
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"attribute_changed","from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
+	var bday struct {
+		Data struct {
+			ID      int64
+			Trigger string
+			Attr    string `json:"trigger_attribute"`
+			Days    int    `json:"trigger_days"`
+			Time    string `json:"trigger_time"`
+		}
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Birthday","trigger":"anniversary","trigger_attribute":"birthday",
+		"from_email":"hello@example.com","steps":[{"kind":"send","subject":"Happy birthday","html":"<p>Cheers</p>"}]}`, 201, &bday)
+	if bday.Data.Trigger != "anniversary" || bday.Data.Attr != "birthday" || bday.Data.Time != "09:00" || bday.Data.Days != 0 {
+		t.Errorf("anniversary trigger: %+v, want birthday at the default 09:00", bday.Data)
+	}
+	w.call(M, "PUT", "/automations/{id}", []any{bday.Data.ID}, "", `{"name":"Renewal","trigger":"anniversary","trigger_attribute":"renewal",
+		"trigger_days":7,"trigger_time":"10:30","from_email":"hello@example.com"}`, 200, &bday)
+	if bday.Data.Attr != "renewal" || bday.Data.Time != "10:30" || bday.Data.Days != 7 {
+		t.Errorf("anniversary trigger updated: %+v, want renewal, 7 days before at 10:30", bday.Data)
+	}
+	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"anniversary","trigger_attribute":"birthday","trigger_time":"9h",
+		"from_email":"hello@example.com","steps":[{"kind":"exit"}]}`, 422, nil)
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"webhook","webhook_id":999999}]}`, 422, nil)
 	w.call(M, "POST", "/automations", nil, "", `{"name":"Bad","trigger":"api","from_email":"hello@example.com","steps":[{"kind":"branch","cond":"segment","segment_id":999999}]}`, 422, nil)
 	w.call(V, "DELETE", "/automations/{id}", []any{a.Data.ID}, "", "", 403, nil)
