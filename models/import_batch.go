@@ -298,9 +298,16 @@ func (w *batchWriter) dropSuppressed(cand []*importRow) ([]*importRow, error) {
 	// import's time).
 	q := `SELECT s.value_hash, s.reason FROM ` + w.s.jsonTextRows() + ` CROSS JOIN suppressions s WHERE s.value_hash = j.value`
 	if w.s.dialect == Postgres {
-		q = `SELECT value_hash, reason FROM suppressions WHERE ` + w.s.inJSONText("value_hash")
+		q = `SELECT value_hash, reason FROM suppressions WHERE value_hash = ANY(?)`
 	}
-	rows, err := w.tx.QueryContext(w.ctx, w.s.rebind(q), jsonArray(hashes))
+	var arg any = jsonArray(hashes)
+	if w.s.dialect == Postgres {
+		// A text array, which pgx sends in binary: a third less server time
+		// than parsing the same list as jsonb (which the planner also did
+		// once more while planning each batch's statement).
+		arg = hashes
+	}
+	rows, err := w.tx.QueryContext(w.ctx, w.s.rebind(q), arg)
 	if err != nil {
 		return nil, err
 	}

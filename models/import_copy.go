@@ -3,19 +3,23 @@ package models
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // On PostgreSQL an import batch reaches the database through COPY, its
 // bulk-load protocol: rows travel as binary tuples with no statement to
-// parse per row and no JSON to unpack on the server. Rows that go straight
-// into their table (memberships, consent rows) are copied there; rows
-// whose insert must skip duplicates or return ids (new subscribers, the
-// error report) are copied into a temporary staging table first and
-// merged with one INSERT … SELECT. The decisions about each row stay in
+// parse per row and no JSON to unpack on the server. New subscribers (with
+// ids taken from the sequence beforehand), memberships and consent rows
+// are copied straight into their tables; rows whose insert must skip
+// duplicates (the error report, and new subscribers when the unique index
+// refuses one) are copied into a temporary staging table first and merged
+// with one INSERT … SELECT. The decisions about each row stay in
 // Go (batchWriter.write), so both databases report the same errors.
 
 // stageSchema creates the staging tables on the import's connection. They
@@ -53,8 +57,79 @@ func (r *importRun) copyRows(ctx context.Context, table string, columns []string
 	return n, nil
 }
 
-// insertSubscribersCopy is insertSubscribers on PostgreSQL.
+// insertSubscribersCopy is insertSubscribers on PostgreSQL. The batch is
+// copied straight into subscribers with ids taken from its sequence: a
+// plain COPY writes the table in whole pages and skips the staging table
+// and the speculative insertion ON CONFLICT needs for every row (together
+// a fifth of the server's time per row). The lookup before it (existing)
+// found none of these addresses, so the copy fails only when the unique
+// index sees one the lookup did not (letters the two lower()s fold
+// differently, or an address added meanwhile): then it is undone to its
+// savepoint and the batch goes through insertSubscribersStaged, which
+// leaves such rows out.
 func (w *batchWriter) insertSubscribersCopy(fresh []*importRow) (map[string]int64, error) {
+	ids, err := w.reserveSubscriberIDs(len(fresh))
+	if err != nil {
+		return nil, err
+	}
+	rows := make([][]any, len(fresh))
+	for i, row := range fresh {
+		rows[i] = []any{ids[i], row.email, row.name, row.attrJSON, SubscriberActive, w.now, w.now}
+	}
+	if _, err := w.tx.ExecContext(w.ctx, "SAVEPOINT import_subscribers"); err != nil {
+		return nil, err
+	}
+	_, err = w.run.copyRows(w.ctx, "subscribers", []string{"id", "email", "name", "attributes", "status", "created_at", "updated_at"}, rows)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		out := make(map[string]int64, len(fresh))
+		for i, row := range fresh {
+			out[row.email] = ids[i]
+		}
+		return out, nil
+	case errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation:
+		if _, err := w.tx.ExecContext(w.ctx, "ROLLBACK TO SAVEPOINT import_subscribers"); err != nil {
+			return nil, err
+		}
+		return w.insertSubscribersStaged(fresh)
+	}
+	return nil, err
+}
+
+// pgUniqueViolation is PostgreSQL's SQLSTATE for a unique index's refusal.
+const pgUniqueViolation = "23505"
+
+// reserveSubscriberIDs takes n ids from the subscribers' sequence, in
+// ascending order, so the batch (sorted by address) appends to the
+// primary key's last page.
+func (w *batchWriter) reserveSubscriberIDs(n int) ([]int64, error) {
+	rs, err := w.tx.QueryContext(w.ctx, `SELECT nextval('subscribers_id_seq') FROM generate_series(1, $1)`, n)
+	if err != nil {
+		return nil, fmt.Errorf("reserve subscriber ids: %w", err)
+	}
+	defer rs.Close()
+	ids := make([]int64, 0, n)
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("reserve subscriber ids: got %d of %d", len(ids), n)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// insertSubscribersStaged inserts the batch through the staging table,
+// skipping the addresses the unique index refuses.
+func (w *batchWriter) insertSubscribersStaged(fresh []*importRow) (map[string]int64, error) {
 	rows := make([][]any, len(fresh))
 	for i, row := range fresh {
 		rows[i] = []any{row.email, row.name, row.attrJSON}

@@ -389,3 +389,57 @@ func TestImportOptionsValidate(t *testing.T) {
 		t.Errorf("Validate() = %v, want none", errs)
 	}
 }
+
+// On PostgreSQL new subscribers are copied straight into their table. An
+// address the lookup before the copy did not find but the unique index
+// refuses (as one added by someone else meanwhile would be: here a trigger
+// turns it into a taken one) fails the copy; the batch is then merged
+// through the staging table, which leaves that row out and reports it,
+// and the rest of the batch is imported.
+func TestImportCopyFallsBackOnTakenAddress(t *testing.T) {
+	s := testdb.Postgres(t)
+	ctx := context.Background()
+	l := newList(t, s, "News")
+	if err := s.CreateSubscriber(ctx, &models.Subscriber{Email: "taken@example.com"}, nil, models.Evidence{Source: models.SourceAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.DB().Exec(`CREATE FUNCTION import_race() RETURNS trigger AS $$
+		BEGIN
+			IF NEW.email = 'race@example.com' THEN NEW.email := 'taken@example.com'; END IF;
+			RETURN NEW;
+		END $$ LANGUAGE plpgsql`).Error
+	if err == nil {
+		err = s.DB().Exec(`CREATE TRIGGER import_race BEFORE INSERT ON subscribers FOR EACH ROW EXECUTE FUNCTION import_race()`).Error
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := "email,name,city\na@example.com,A,Lyon\nrace@example.com,R,Lyon\nc@example.com,C,Lyon\n"
+	im, err := runImport(t, s, data, importOpts(l.ID, models.ImportUpdate))
+	if err != nil {
+		t.Fatalf("RunImport() = %v", err)
+	}
+	if got, want := counts(im), [5]int64{3, 2, 0, 0, 1}; got != want || im.Status != models.ImportFinished {
+		t.Fatalf("import %s, counts (read, inserted, updated, skipped, failed) = %v, want finished, %v", im.Status, got, want)
+	}
+	rep := errorReport(t, s, im.ID)
+	if len(rep) != 1 || strings.Join(rep[0], ",") != "3,race@example.com,An existing subscriber has this address (written with different letter case)." {
+		t.Errorf("error report = %q", rep)
+	}
+	for _, e := range []string{"a@example.com", "c@example.com"} {
+		sub, err := s.SubscriberByEmail(ctx, e)
+		if err != nil {
+			t.Fatalf("%s lost with the failed copy: %v", e, err)
+		}
+		if sub.Name == "" || sub.Attributes["city"] != "Lyon" {
+			t.Errorf("%s imported as %+v, want its name and city", e, sub)
+		}
+	}
+	var members int64
+	if err := s.DB().Raw(`SELECT count(*) FROM subscriptions WHERE list_id = ?`, l.ID).Scan(&members).Error; err != nil || members != 2 {
+		t.Errorf("list members = %d (%v), want 2", members, err)
+	}
+	if brk, _, err := s.VerifyConsents(ctx); brk != nil || err != nil {
+		t.Errorf("VerifyConsents() = %+v, %v", brk, err)
+	}
+}
