@@ -263,6 +263,9 @@ func (s *automationPages) view(c echo.Context, status int, id int64, testEmail s
 	if vm.Figures, err = s.store.AutomationFigures(ctx, id, a.Version); err != nil {
 		return err
 	}
+	if isHTMX(c) && status == http.StatusOK {
+		return s.render(c, status, views.AutomationFigures(vm))
+	}
 	if testEmail != "" && len(errs) == 0 {
 		if sub, err := s.store.SubscriberByEmail(ctx, testEmail); err == nil {
 			if r, err := s.store.AutomationRunOf(ctx, id, sub.ID); err == nil {
