@@ -213,22 +213,12 @@ func (a *Automation) Validate() map[string]string {
 			errs["trigger_event"] = "Choose the event: opened, clicked or did not open."
 		}
 	case TriggerAttributeChanged:
-		a.TriggerAttribute = strings.TrimSpace(a.TriggerAttribute)
-		if a.TriggerAttribute == "" {
-			errs["trigger_attribute"] = "Name the attribute whose change lets people in."
-		} else if utf8.RuneCountInString(a.TriggerAttribute) > 100 {
-			errs["trigger_attribute"] = "Keep the attribute name under 100 characters."
-		}
+		triggerAttribute(a, errs, "Name the attribute whose change lets people in.")
 		if a.TriggerValue != nil && len(*a.TriggerValue) > 1000 {
 			errs["trigger_value"] = "Keep the value under 1000 characters."
 		}
 	case TriggerAnniversary:
-		a.TriggerAttribute = strings.TrimSpace(a.TriggerAttribute)
-		if a.TriggerAttribute == "" {
-			errs["trigger_attribute"] = "Name the date attribute whose anniversary lets people in (such as birthday)."
-		} else if utf8.RuneCountInString(a.TriggerAttribute) > 100 {
-			errs["trigger_attribute"] = "Keep the attribute name under 100 characters."
-		}
+		triggerAttribute(a, errs, "Name the date attribute whose anniversary lets people in (such as birthday).")
 		a.TriggerTime = strings.TrimSpace(a.TriggerTime)
 		if a.TriggerTime == "" {
 			a.TriggerTime = DefaultTriggerTime
@@ -662,4 +652,15 @@ func (s *Store) DeleteAutomation(ctx context.Context, id int64) error {
 		return fmt.Errorf("models: delete automation %d: %w", id, err)
 	}
 	return nil
+}
+
+// triggerAttribute trims the trigger's attribute name and checks it, with
+// missing as the message when there is none.
+func triggerAttribute(a *Automation, errs map[string]string, missing string) {
+	a.TriggerAttribute = strings.TrimSpace(a.TriggerAttribute)
+	if a.TriggerAttribute == "" {
+		errs["trigger_attribute"] = missing
+	} else if utf8.RuneCountInString(a.TriggerAttribute) > 100 {
+		errs["trigger_attribute"] = "Keep the attribute name under 100 characters."
+	}
 }

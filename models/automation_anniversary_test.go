@@ -2,16 +2,13 @@ package models_test
 
 import (
 	"context"
-	"io/fs"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
 
 	"github.com/herald-mail/herald/internal/testdb"
-	"github.com/herald-mail/herald/migrations"
 	"github.com/herald-mail/herald/models"
 )
 
@@ -375,19 +372,7 @@ func TestMigration45KeepsAutomations(t *testing.T) {
 		if before[0] != 1 || before[1] == 0 || before[2] != 1 || before[3] != 2 {
 			t.Fatalf("set-up: runs, passes, readings, step campaigns, steps = %v", before)
 		}
-		sqlDB, err := s.DB().DB()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dialect, gd := "sqlite", goose.DialectSQLite3
-		if s.Dialect() == models.Postgres {
-			dialect, gd = "postgres", goose.DialectPostgres
-		}
-		dir, _ := fs.Sub(migrations.FS, dialect)
-		p, err := goose.NewProvider(gd, sqlDB, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := migrator(t, s)
 		if _, err := p.DownTo(ctx, 44); err != nil {
 			t.Fatal(err)
 		}

@@ -96,19 +96,7 @@ func TestMigrationCopiesTemplateContent(t *testing.T) {
 		if err := s.CreateTemplate(ctx, tpl); err != nil {
 			t.Fatal(err)
 		}
-		sqlDB, err := s.DB().DB()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dialect, gd := "sqlite", goose.DialectSQLite3
-		if s.Dialect() == models.Postgres {
-			dialect, gd = "postgres", goose.DialectPostgres
-		}
-		sub, _ := fs.Sub(migrations.FS, dialect)
-		p, err := goose.NewProvider(gd, sqlDB, sub)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := migrator(t, s)
 		if _, err := p.DownTo(ctx, 35); err != nil {
 			t.Fatal(err)
 		}
@@ -140,4 +128,24 @@ func TestMigrationCopiesTemplateContent(t *testing.T) {
 			}
 		}
 	})
+}
+
+// migrator returns a goose provider over s's database and its dialect's
+// migrations, for tests that go down and up again.
+func migrator(t *testing.T, s *models.Store) *goose.Provider {
+	t.Helper()
+	sqlDB, err := s.DB().DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialect, gd := "sqlite", goose.DialectSQLite3
+	if s.Dialect() == models.Postgres {
+		dialect, gd = "postgres", goose.DialectPostgres
+	}
+	dir, _ := fs.Sub(migrations.FS, dialect)
+	p, err := goose.NewProvider(gd, sqlDB, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
