@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/herald-mail/herald/internal/testdb"
 	"github.com/herald-mail/herald/models"
 )
