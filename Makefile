@@ -54,8 +54,8 @@ bench: build-bench
 	./$(BENCH_BIN) import -n 1000000
 	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) import -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
 	else echo "HERALD_TEST_POSTGRES not set: import benchmark on PostgreSQL skipped"; fi
-	./$(BENCH_BIN) automation -n 100000
-	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) automation -n 100000 -database-url "$$HERALD_TEST_POSTGRES"; \
+	./$(BENCH_BIN) automation -n 100000 -send
+	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) automation -n 100000 -send -database-url "$$HERALD_TEST_POSTGRES"; \
 	else echo "HERALD_TEST_POSTGRES not set: automation benchmark on PostgreSQL skipped"; fi
 	./$(BENCH_BIN) search -n 1000000
 	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) search -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \

@@ -126,20 +126,8 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	signBefore := sendBenchSignRate(2 * time.Second)
 	runtime.GC()
 
-	// Herald logs its per-attempt line as in production, into a JSON
-	// handler, but discards the bytes.
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	e := mailer.New(mailer.Options{
-		NodeID: "bench", Logger: logger, Secrets: []string{secret}, RootURL: "https://news.bench.test",
-		Transport:   mailer.NewDirect(mailer.DirectOptions{MXOverride: sinkAddr, HELO: "out.bench.test"}),
-		MaxInFlight: 4000, DestinationQueue: 2000, PollInterval: 50 * time.Millisecond,
-	}, s)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.Run(runCtx) }()
-	// On a server the engine is running when a campaign starts: its own
-	// start (settings, rules, expired leases) is not sending time.
-	time.Sleep(200 * time.Millisecond)
+	e, stop := sendBenchEngine(s, secret, sinkAddr)
+	cancel := func() { stop() }
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -159,13 +147,12 @@ func runBenchSend(args []string, stdout io.Writer) error {
 		cancel()
 		return err
 	}
-	p, elapsed, cpu, err := sendBenchWait(ctx, s, cid, *n, cpu0, start)
+	p, elapsed, cpu, err := sendBenchWait(ctx, s, cid, *n, cpu0, start, true)
 	if err != nil {
 		cancel()
 		return err
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
 	sinkCPU, sinkMsgs, err := stopSendBenchSink(sink)
@@ -192,10 +179,12 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// sendBenchWait waits until the campaign is finished and returns its
-// progress, the time from start to the last outcome written and the CPU
-// used meanwhile (from cpu0); a CPU profile running stops with the clock.
-func sendBenchWait(ctx context.Context, s *models.Store, cid int64, n int, cpu0 time.Duration, start time.Time) (*models.CampaignProgress, time.Duration, time.Duration, error) {
+// sendBenchWait waits until the campaign is finished (or, unless
+// finish, until n outcomes are written: an automation's step campaign
+// never finishes) and returns its progress, the time from start to the
+// last outcome written and the CPU used meanwhile (from cpu0); a CPU
+// profile running stops with the clock.
+func sendBenchWait(ctx context.Context, s *models.Store, cid int64, n int, cpu0 time.Duration, start time.Time, finish bool) (*models.CampaignProgress, time.Duration, time.Duration, error) {
 	// The clock stops when the last outcome is in the database (first
 	// message to last, state written); the engine notices that the
 	// campaign is done on its next once-a-second check, which is not
@@ -220,7 +209,7 @@ func sendBenchWait(ctx context.Context, s *models.Store, cid int64, n int, cpu0 
 			elapsed, cpu = time.Since(start), sendBenchCPU()-cpu0
 			pprof.StopCPUProfile()
 		}
-		if p.Status == models.CampaignFinished {
+		if p.Status == models.CampaignFinished || !finish && elapsed > 0 {
 			break
 		}
 		if time.Since(start) > time.Hour {
@@ -259,23 +248,8 @@ func sendBenchSetup(ctx context.Context, s *models.Store, n int, useDKIM bool, c
 		SELECT id, ?, 'confirmed', ?, ? FROM subscribers`, l.ID, now, now).Error; err != nil {
 		return 0, "", err
 	}
-	rules, err := s.DomainRules(ctx)
-	if err != nil {
+	if err := sendBenchOpen(ctx, s, conns); err != nil {
 		return 0, "", err
-	}
-	for _, r := range rules {
-		if r.IsDefault {
-			r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection = 0, 0, 0, conns, 0
-			if err := s.UpdateDomainRule(ctx, &r); err != nil {
-				return 0, "", err
-			}
-		}
-	}
-	for _, k := range []string{models.SettingOrgName, models.SettingPostalAddress} {
-		if err := s.SetSetting(ctx, k, map[string]string{models.SettingOrgName: "Bench Ltd",
-			models.SettingPostalAddress: "1 Bench Street, Lyon"}[k]); err != nil {
-			return 0, "", err
-		}
 	}
 	secret := "bench-secret"
 	var sdID *int64
@@ -296,6 +270,52 @@ func sendBenchSetup(ctx context.Context, s *models.Store, n int, useDKIM bool, c
 		return 0, "", err
 	}
 	return c.ID, secret, nil
+}
+
+// sendBenchOpen lifts the default domain rule's limits (the sink is one
+// local destination), leaving conns connections, and fills in the
+// organisation a campaign's footer needs.
+func sendBenchOpen(ctx context.Context, s *models.Store, conns int) error {
+	rules, err := s.DomainRules(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if r.IsDefault {
+			r.PerSecond, r.PerMinute, r.PerHour, r.MaxConnections, r.MaxPerConnection = 0, 0, 0, conns, 0
+			if err := s.UpdateDomainRule(ctx, &r); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range []string{models.SettingOrgName, models.SettingPostalAddress} {
+		if err := s.SetSetting(ctx, k, map[string]string{models.SettingOrgName: "Bench Ltd",
+			models.SettingPostalAddress: "1 Bench Street, Lyon"}[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendBenchEngine starts the engine serve runs, with the send benchmark's
+// options, delivering to the sink at sinkAddr; stop cancels it and
+// returns what Run returned.
+func sendBenchEngine(s *models.Store, secret, sinkAddr string) (e *mailer.Engine, stop func() error) {
+	// Herald logs its per-attempt line as in production, into a JSON
+	// handler, but discards the bytes.
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	e = mailer.New(mailer.Options{
+		NodeID: "bench", Logger: logger, Secrets: []string{secret}, RootURL: "https://news.bench.test",
+		Transport:   mailer.NewDirect(mailer.DirectOptions{MXOverride: sinkAddr, HELO: "out.bench.test"}),
+		MaxInFlight: 4000, DestinationQueue: 2000, PollInterval: 50 * time.Millisecond,
+	}, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	// On a server the engine is running when a campaign starts: its own
+	// start (settings, rules, expired leases) is not sending time.
+	time.Sleep(200 * time.Millisecond)
+	return e, func() error { cancel(); return <-done }
 }
 
 // sendBenchHTML is a realistic newsletter: about 5 KB, personalised, with

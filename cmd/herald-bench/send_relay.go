@@ -118,7 +118,7 @@ func sendBenchRelayRun(n, domains int, useDKIM bool, conns int, certFile, keyFil
 	if err := e.StartCampaign(ctx, cid); err != nil {
 		return 0, err
 	}
-	p, elapsed, cpu, err := sendBenchWait(ctx, s, cid, n, cpu0, start)
+	p, elapsed, cpu, err := sendBenchWait(ctx, s, cid, n, cpu0, start, true)
 	if err != nil {
 		return 0, err
 	}
