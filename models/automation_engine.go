@@ -78,7 +78,11 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 	}
 	if a.Status == AutomationActive {
 		var seg *AutomationStep
-		if a.TriggerKind == TriggerSegment {
+		// A segment trigger looks once every segmentLookEvery; between
+		// looks nobody enters, but runs still move below.
+		lookSegment := a.TriggerKind == TriggerSegment &&
+			(a.EnteredThrough == nil || !t.Before(a.EnteredThrough.Add(segmentLookEvery)))
+		if lookSegment {
 			// Compiled outside the transaction, like a segment branch.
 			seg = &AutomationStep{Kind: StepBranch, Cond: CondSegment, SegmentID: a.TriggerSegmentID}
 			if err := s.compileSegmentBranch(ctx, seg, t); err != nil {
@@ -86,6 +90,9 @@ func (s *Store) advanceAutomation(ctx context.Context, id int64, t time.Time, re
 			}
 		}
 		if err := s.tx(ctx, func(tx *gorm.DB) error {
+			if a.TriggerKind == TriggerSegment && !lookSegment {
+				return nil
+			}
 			if a.TriggerKind == TriggerAnniversary {
 				n, err := s.enterByAnniversary(tx, a, t)
 				rep.Entered += n
@@ -205,6 +212,13 @@ func enterByTrigger(tx *gorm.DB, a *Automation, t time.Time) (int64, error) {
 // automation and subscriber). The segment trigger's first look records
 // the people already in the segment as done runs, so that only those who
 // enter it afterwards go through.
+// segmentLookEvery is how often a segment trigger looks for newcomers.
+// A look evaluates the whole segment and checks every member against the
+// runs, inside a write transaction: on a million subscribers that is
+// most of a second, too much for every 5-second round of the job, and a
+// minute's delay is nothing to a welcome.
+const segmentLookEvery = time.Minute
+
 func (s *Store) enterByEvent(tx *gorm.DB, a *Automation, seg *AutomationStep, t time.Time) (int64, error) {
 	if a.ActivatedAt == nil {
 		return 0, nil
@@ -219,10 +233,10 @@ func (s *Store) enterByEvent(tx *gorm.DB, a *Automation, seg *AutomationStep, t 
 	switch a.TriggerKind {
 	case TriggerSegment:
 		who := "SELECT s.id FROM subscribers s WHERE " + seg.segSQL
+		if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", t, a.ID).Error; err != nil {
+			return 0, err
+		}
 		if a.EnteredThrough == nil {
-			if err := tx.Exec("UPDATE automations SET entered_through = ? WHERE id = ?", dbNow(), a.ID).Error; err != nil {
-				return 0, err
-			}
 			_, err := insert("done", "in the segment at activation", who, seg.segArgs...)
 			return 0, err
 		}

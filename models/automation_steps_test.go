@@ -259,6 +259,11 @@ func TestAutomationSegmentTrigger(t *testing.T) {
 			}
 		}
 		setTier("new", "vip")
+		// The trigger looks once a minute: half a minute after the
+		// first look, nobody enters yet.
+		if rep, err = s.AdvanceAutomations(ctx, t0.Add(30*time.Second)); err != nil || rep.Entered != 0 {
+			t.Errorf("half a minute after the first look: %+v, %v; want nobody entered yet", rep, err)
+		}
 		rep, err = s.AdvanceAutomations(ctx, t0.Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
