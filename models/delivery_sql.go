@@ -68,6 +68,15 @@ type dialectSQL interface {
 	isDate(expr string) string
 	// numParam is a placeholder compared with attrNumber.
 	numParam() string
+	// attrColumn is the attributes as attrValueText and attrNumber read
+	// them inside attrScope.
+	attrColumn() string
+	// attrScope is the predicate conds over attrColumn as a predicate
+	// over subscribers s.
+	attrScope(conds string) string
+	// liveStatus is true when the subscription status in col is
+	// unconfirmed or confirmed.
+	liveStatus(col string) string
 }
 
 func (s *Store) sqlDialect() dialectSQL {
