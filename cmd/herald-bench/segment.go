@@ -156,7 +156,18 @@ func runBenchSegment(args []string, stdout io.Writer) error {
 			if m.n = p.Total(); m.n > 0 {
 				m.cpu = append(m.cpu, float64(cpu.Nanoseconds())/float64(m.n)/1000)
 			}
-			if err := store.DB().WithContext(ctx).Exec("DELETE FROM deliveries WHERE campaign_id = ?", c.ID).Error; err != nil {
+			// Empty the table, and leave none of the cleaning up to the
+			// next run: SQLite checkpoints its log at a commit, and
+			// PostgreSQL's scans prune dead rows.
+			db := store.DB().WithContext(ctx)
+			if err := db.Exec("DELETE FROM deliveries WHERE campaign_id = ?", c.ID).Error; err != nil {
+				return err
+			}
+			clean := "PRAGMA wal_checkpoint(TRUNCATE)"
+			if store.Dialect() == models.Postgres {
+				clean = "VACUUM deliveries"
+			}
+			if err := db.Exec(clean).Error; err != nil {
 				return err
 			}
 		}
