@@ -60,8 +60,8 @@ bench: build-bench
 	./$(BENCH_BIN) search -n 1000000
 	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) search -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
 	else echo "HERALD_TEST_POSTGRES not set: search benchmark on PostgreSQL skipped"; fi
-	./$(BENCH_BIN) segment -n 1000000
-	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) segment -n 1000000 -database-url "$$HERALD_TEST_POSTGRES"; \
+	./$(BENCH_BIN) segment -n 1000000 -rounds 2
+	@if [ -n "$$HERALD_TEST_POSTGRES" ]; then ./$(BENCH_BIN) segment -n 1000000 -rounds 2 -database-url "$$HERALD_TEST_POSTGRES"; \
 	else echo "HERALD_TEST_POSTGRES not set: segment benchmark on PostgreSQL skipped"; fi
 	./$(BENCH_BIN) send -n 10000
 	./$(BENCH_BIN) send -n 10000 -dkim=false

@@ -57,12 +57,8 @@ func eligibleOn(in bool) string {
 //
 // Eligibility on some list is a factor of the rule (eligible on one of
 // the lists implies eligible on some list), so it is written first:
-// active AND eligible somewhere AND (on the lists OR in a segment). With
-// joined, the caller supplies that factor itself by joining each
-// subscriber's eligible subscriptions (sp, its list l), as
-// materialisation does to attribute each delivery to a list in the same
-// pass; the predicate then leaves it out.
-func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64, joined bool) (string, []any, error) {
+// active AND eligible somewhere AND (on the lists OR in a segment).
+func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64) (string, []any, error) {
 	var (
 		incl []string
 		args []any
@@ -93,7 +89,7 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time,
 		return "1 = 0", nil, nil
 	}
 	where := "s.status = 'active' AND (" + strings.Join(incl, " OR ") + ")"
-	if len(a.Segments) > 0 && !joined {
+	if len(a.Segments) > 0 {
 		// Only a segment's people need the factor: the lists' term
 		// already is eligibility on them.
 		where = "s.status = 'active' AND " + eligibleOn(false) + " AND (" + strings.Join(incl, " OR ") + ")"
@@ -233,7 +229,7 @@ func (s *Store) CountAudience(ctx context.Context, a Audience) (int64, error) {
 	if a.Empty() {
 		return 0, nil
 	}
-	where, args, err := s.audiencePredicate(ctx, a, now(), 0, false)
+	where, args, err := s.audiencePredicate(ctx, a, now(), 0)
 	if err != nil {
 		return 0, fmt.Errorf("models: count recipients: %w", err)
 	}

@@ -39,7 +39,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		if len(cursor) > 0 {
 			after = cursor[0]
 		}
-		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after, true); err != nil {
+		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after); err != nil {
 			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 		}
 	}
@@ -91,14 +91,18 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		var res *gorm.DB
 		switch {
 		case !aud.listsOnly():
-			// Segments or exclusions: the next batch of people the
-			// audience rule selects after the cursor, in one statement
-			// like a list's. The join to each person's eligible
-			// subscriptions is both the rule's "eligible on some list"
-			// and the delivery's list: the first of the campaign's lists
-			// they are eligible on, else the first list they are
-			// eligible on at all (its unsubscribe link). A segment's
-			// conditions read through their indexes when they are few.
+			// Segments or exclusions: the batch's people are the next
+			// ones after the cursor whom the audience rule selects, read
+			// as the live count reads them and in id order, so that the
+			// subquery stops at the batch's last person. (One join that
+			// also grouped each person's subscriptions sorted everyone
+			// the rule left after the cursor on every batch once a
+			// segment's conditions drove the plan: a sparse segment of
+			// a million people paid for its batches over and over.) Each
+			// is then attributed to the first of the campaign's lists
+			// they are eligible on, else the first list they are eligible
+			// on at all (its unsubscribe link): the rule made sure there
+			// is one.
 			listExpr := "MIN(sp.list_id)"
 			args := []any{id}
 			if len(aud.Lists) > 0 {
@@ -109,9 +113,10 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
 					created_at, subscriber_updated_at)
 				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM subscribers s JOIN subscriptions sp ON sp.subscriber_id = s.id JOIN lists l ON l.id = sp.list_id
-				WHERE sp.subscriber_id > ? AND `+eligibleSub+` AND `+where+`
-				GROUP BY `+w.sql.bySubscriber()+` ORDER BY sp.subscriber_id LIMIT ?
+				FROM (SELECT s.id FROM subscribers s WHERE s.id > ? AND `+where+` ORDER BY s.id LIMIT ?) b
+				CROSS JOIN subscribers s JOIN subscriptions sp ON sp.subscriber_id = s.id JOIN lists l ON l.id = sp.list_id
+				WHERE s.id = b.id AND `+eligibleSub+`
+				GROUP BY `+w.sql.bySubscriber()+`
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
 			if res.Error != nil {
 				return res.Error

@@ -35,9 +35,8 @@ type dialectSQL interface {
 	timeText(col string) string
 	// bySubscriber groups a join of subscribers s and their
 	// subscriptions sp per person, in the order of sp's primary key
-	// (subscriber_id first), so that SQLite streams the groups instead of
-	// sorting what is left after the cursor on every batch; PostgreSQL
-	// needs s.id among the keys to select s's columns.
+	// (subscriber_id first), so that SQLite can stream the groups;
+	// PostgreSQL needs s.id among the keys to select s's columns.
 	bySubscriber() string
 	// leaseRows is a FROM item v(id, gen) of leases, and its parameter
 	// (or parameters), which follow the renewal's two (renewLeases).
@@ -68,6 +67,15 @@ type dialectSQL interface {
 	isDate(expr string) string
 	// numParam is a placeholder compared with attrNumber.
 	numParam() string
+	// attrColumn is the attributes as attrValueText and attrNumber read
+	// them inside attrScope.
+	attrColumn() string
+	// attrScope is the predicate conds over attrColumn as a predicate
+	// over subscribers s.
+	attrScope(conds string) string
+	// liveStatus is true when the subscription status in col is
+	// unconfirmed or confirmed.
+	liveStatus(col string) string
 }
 
 func (s *Store) sqlDialect() dialectSQL {

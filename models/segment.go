@@ -358,6 +358,7 @@ func (q *segmentSQL) conditions(c Conditions) (string, error) {
 				order = append(order, ci)
 			}
 		}
+		var attrs []string
 		for _, ci := range order {
 			x := g.Conditions[ci]
 			sql, err := q.condition(x)
@@ -368,7 +369,17 @@ func (q *segmentSQL) conditions(c Conditions) (string, error) {
 				}
 				return "", err
 			}
-			cs = append(cs, "("+sql+")")
+			if x.Field == FieldAttribute {
+				attrs = append(attrs, "("+sql+")")
+			} else {
+				cs = append(cs, "("+sql+")")
+			}
+		}
+		// The group's attribute tests read the attributes parsed once
+		// (attrScope). They are never NULL (notFalse), so that taking
+		// them together changes no result.
+		if len(attrs) > 0 {
+			cs = append(cs, "("+q.d.attrScope(strings.Join(attrs, joiner(g.Match)))+")")
 		}
 		parts = append(parts, "("+strings.Join(cs, joiner(g.Match))+")")
 	}
@@ -409,10 +420,9 @@ func day(v string) time.Time {
 // notFalse is expr with NULL read as false, so that NOT of it is sound.
 func notFalse(expr string) string { return "COALESCE(" + expr + ", FALSE)" }
 
-// liveStatus is a subscription m that is not unsubscribed. (m.status || ”
-// keeps SQLite on the primary key, one probe, rather than two probes of
-// subscriptions_list_idx, one per status.)
-const liveStatus = "m.status || '' IN ('unconfirmed', 'confirmed')"
+// liveStatus is a subscription m that is not unsubscribed
+// (dialectSQL.liveStatus).
+func (q *segmentSQL) liveStatus() string { return q.d.liveStatus("m.status") }
 
 func (q *segmentSQL) condition(c Condition) (string, error) {
 	switch c.Field {
@@ -428,7 +438,7 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 		if c.Status != "" {
 			in += q.arg("m.status = ?)", c.Status)
 		} else {
-			in += liveStatus + ")"
+			in += q.liveStatus() + ")"
 		}
 		if c.Op == "not_in" {
 			return "NOT " + in, nil
@@ -471,11 +481,11 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 			}
 			return ""
 		}
-		lacks := "EXISTS (SELECT 1 FROM subscriptions m WHERE m.subscriber_id = s.id AND " + liveStatus + onList() + " AND NOT " + basisCond + ")"
+		lacks := "EXISTS (SELECT 1 FROM subscriptions m WHERE m.subscriber_id = s.id AND " + q.liveStatus() + onList() + " AND NOT " + basisCond + ")"
 		if c.Op == "lacks" {
 			return lacks, nil
 		}
-		live := "EXISTS (SELECT 1 FROM subscriptions m WHERE m.subscriber_id = s.id AND " + liveStatus + onList() + ")"
+		live := "EXISTS (SELECT 1 FROM subscriptions m WHERE m.subscriber_id = s.id AND " + q.liveStatus() + onList() + ")"
 		// Both placeholders (when on a list) take the same list id.
 		return live + " AND NOT " + lacks, nil
 	case FieldOpened, FieldClicked:
@@ -529,10 +539,11 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 }
 
 func (q *segmentSQL) attribute(c Condition) string {
-	text := func() string { return q.attr(q.d.attrValueText("s.attributes"), c.Key) }
-	num := func() string { return q.attr(q.d.attrNumber("s.attributes"), c.Key) }
+	col := q.d.attrColumn()
+	text := func() string { return q.attr(q.d.attrValueText(col), c.Key) }
+	num := func() string { return q.attr(q.d.attrNumber(col), c.Key) }
 	date := func() string {
-		t := q.d.attrValueText("s.attributes")
+		t := q.d.attrValueText(col)
 		// The date part of a text value starting with YYYY-MM-DD.
 		return q.attr("CASE WHEN "+q.d.isDate(t)+" THEN substr("+t+", 1, 10) END", c.Key)
 	}

@@ -208,6 +208,12 @@ func TestSegmentConditions(t *testing.T) {
 				attr("city", "equals", "paris", ""), {Field: "list", Op: "in", ListID: f.listA}}}}}, "paris"},
 			{"OR in a group", models.Conditions{Groups: []models.ConditionGroup{{Match: "any", Conditions: []models.Condition{
 				attr("city", "equals", "berlin", ""), {Field: "received", Op: "at_least", Count: 3}}}}}, "berlin paris"},
+			// Attribute tests are read together, apart from the others
+			// (attrScope): negated ones and numbers among them.
+			{"OR of attributes and others", models.Conditions{Groups: []models.ConditionGroup{{Match: "any", Conditions: []models.Condition{
+				attr("vip", "not_set", "", ""), {Field: "bounced", Op: "ever", Value: "soft"}, attr("city", "equals", "berlin", "")}}}}, "berlin gone lyon paris2"},
+			{"AND of attributes and others", models.Conditions{Groups: []models.ConditionGroup{{Match: "all", Conditions: []models.Condition{
+				attr("age", "greater_than", "18", ""), {Field: "list", Op: "in", ListID: f.listA}, attr("city", "not_equals", "paris", "")}}}}, "lyon"},
 			{"groups ANDed", models.Conditions{Match: "all", Groups: []models.ConditionGroup{
 				{Match: "any", Conditions: []models.Condition{attr("city", "equals", "paris", ""), attr("city", "equals", "lyon", "")}},
 				{Conditions: []models.Condition{{Field: "opened", Op: "ever"}}}}}, "lyon paris"},
