@@ -150,12 +150,7 @@ func automationBenchSend(ctx context.Context, s *models.Store, a *models.Automat
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if sink.ProcessState == nil {
-			sink.Process.Kill()
-			sink.Wait()
-		}
-	}()
+	defer killSendBenchSink(sink)
 	e, stop := sendBenchEngine(s, "bench-secret", sinkAddr)
 	cpu0, start := sendBenchCPU(), time.Now()
 	_, stepTook, stepCPU, err := sendBenchWait(ctx, s, stepCampaign.ID, n, cpu0, start, false)

@@ -86,12 +86,7 @@ func runBenchSend(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if sink.ProcessState == nil {
-			sink.Process.Kill()
-			sink.Wait()
-		}
-	}()
+	defer killSendBenchSink(sink)
 
 	s, err := models.Open(ctx, path)
 	if err != nil {
@@ -379,6 +374,15 @@ type sinkIO struct {
 }
 
 var sendBenchSinkIO = map[*exec.Cmd]sinkIO{}
+
+// killSendBenchSink kills the sink unless stopSendBenchSink has ended
+// it: deferred, it cleans up after a benchmark that failed midway.
+func killSendBenchSink(cmd *exec.Cmd) {
+	if cmd.ProcessState == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+}
 
 // stopSendBenchSink closes the sink's stdin, reads how many messages it
 // received (and the other figures it prints on that line, into more) and

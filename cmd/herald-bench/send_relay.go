@@ -76,12 +76,7 @@ func sendBenchRelayRun(n, domains int, useDKIM bool, conns int, certFile, keyFil
 	if err != nil {
 		return 0, err
 	}
-	defer func() {
-		if sink.ProcessState == nil {
-			sink.Process.Kill()
-			sink.Wait()
-		}
-	}()
+	defer killSendBenchSink(sink)
 	s, err := models.Open(ctx, dbPath)
 	if err != nil {
 		return 0, err
