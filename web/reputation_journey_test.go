@@ -44,7 +44,7 @@ func TestJourneyReputation(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="lists"]`)),
 	)
 	step("check now",
-		chromedp.Click(chromedp.CSS(`[data-testid="check-now"]`)),
+		browsertest.ClickLoad(`[data-testid="check-now"]`),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="current"]`)),
 	)
 	if got := text(`[data-testid="result-127.0.0.3-zen.spamhaus.org"] [data-testid="status"]`); got != "listed" {
@@ -64,14 +64,14 @@ func TestJourneyReputation(t *testing.T) {
 	)
 	browsertest.Widths(t, ctx, "blocklist-form")
 	step("save",
-		chromedp.Click(chromedp.CSS(`[data-testid="save-list"]`)),
+		browsertest.ClickLoad(`[data-testid="save-list"]`),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="lists"]`)),
 	)
 	if got := text(`[data-testid="list-zen.spamhaus.org"] [data-testid="pause"]`); got != "yes" {
 		t.Errorf("ZEN pauses = %q, want yes", got)
 	}
 	step("check again",
-		chromedp.Click(chromedp.CSS(`[data-testid="check-now"]`)),
+		browsertest.ClickLoad(`[data-testid="check-now"]`),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="paused-pool-listed"]`)),
 	)
 	browsertest.Widths(t, ctx, "reputation-paused")
