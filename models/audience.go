@@ -44,55 +44,150 @@ func eligibleOn(in bool) string {
 	return q + " AND " + eligibleSub + ")"
 }
 
-// audiencePredicate is THE audience rule, a condition over subscribers s
-// with its parameters, which the live count (CountAudience) and
-// materialisation (MaterializeCampaign) both apply: an active subscriber
-// who is eligible on one of the lists, or who matches one of the
-// segments and is eligible on some list; and who is neither a live
+// attribution is the list a delivery to s is attributed to (the list its
+// unsubscribe link leaves): the first of lists s is eligible on, else the
+// first list s is eligible on at all; with its parameters.
+func attribution(lists []int64) (string, []any) {
+	first := func(in bool) string {
+		q := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id"
+		if in {
+			q += " AND sp.list_id IN ?"
+		}
+		return q + " AND " + eligibleSub + ")"
+	}
+	if len(lists) == 0 {
+		return first(false), nil
+	}
+	return "COALESCE(" + first(true) + ", " + first(false) + ")", []any{lists}
+}
+
+// eligibleStatuses are the statuses of an eligible subscription on a
+// list with the opt-in.
+func eligibleStatuses(optin string) []string {
+	if optin == OptinSingle {
+		return []string{SubConfirmed, SubUnconfirmed}
+	}
+	return []string{SubConfirmed}
+}
+
+// liveStatuses are the statuses of a subscription that is not ended.
+var liveStatuses = []string{SubUnconfirmed, SubConfirmed}
+
+// audienceRule is THE audience rule, which the live count (CountAudience)
+// and materialisation (MaterializeCampaign) both apply: an active
+// subscriber who is eligible on one of the lists, or who matches one of
+// the segments and is eligible on some list; and who is neither a live
 // member of an excluded list nor matched by an excluded segment.
 // Suppressed addresses are taken out afterwards by both.
+type audienceRule struct {
+	// where is the rule as a condition over subscribers s, with its
+	// parameters.
+	where string
+	args  []any
+	// driver, when not 0, is a list on which everyone the rule admits
+	// has a live subscription (the audience's list, or one every
+	// included segment requires: Conditions.requiredLists). where is
+	// then a condition over s beside its subscription sp on the driver,
+	// whose status is one of driverStatuses, and materialisation walks
+	// the driver's members through the lists' index, as for a list,
+	// rather than every subscriber.
+	driver         int64
+	driverStatuses []string
+	// attr is the list each person's delivery is attributed to
+	// (attribution), an expression over s, and sp when driven.
+	attr     string
+	attrArgs []any
+}
+
+// audiencePredicate is the audience rule over subscribers s, undriven
+// (audienceRule).
+func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64) (string, []any, error) {
+	r, err := s.audienceRule(ctx, a, at, after, 0, false)
+	return r.where, r.args, err
+}
+
+// audienceRule compiles the rule of audience a at time at.
 //
-// after limits the rule to subscribers above that id (materialisation's
-// cursor), which lets segment conditions cut their sets; 0 is everyone.
+// after and upto limit the rule to subscribers above after, and up to
+// upto when it is not 0 (a materialisation batch), which lets segment
+// conditions cut their sets; 0 and 0 is everyone. driven lets the rule
+// be evaluated beside a driver list's subscription when the audience has
+// one.
 //
 // Eligibility on some list is a factor of the rule (eligible on one of
 // the lists implies eligible on some list), so it is written first:
 // active AND eligible somewhere AND (on the lists OR in a segment).
-func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time, after int64) (string, []any, error) {
-	var (
-		incl []string
-		args []any
-	)
-	if len(a.Lists) > 0 {
-		incl = append(incl, eligibleOn(true))
-		args = append(args, a.Lists)
-	}
-	if len(a.Segments) > 0 {
-		var segs []string
-		var segArgs []any
-		for _, id := range a.Segments {
-			seg, err := s.Segment(ctx, id)
-			if err != nil {
-				return "", nil, err
-			}
-			where, sargs, err := s.compileAfter(ctx, seg.Conditions, at, after)
-			if err != nil {
-				return "", nil, fmt.Errorf("segment %q: %w", seg.Name, err)
-			}
-			segs = append(segs, "("+where+")")
-			segArgs = append(segArgs, sargs...)
+func (s *Store) audienceRule(ctx context.Context, a Audience, at time.Time, after, upto int64, driven bool) (audienceRule, error) {
+	var r audienceRule
+	segs := make([]*Segment, len(a.Segments))
+	for i, id := range a.Segments {
+		seg, err := s.Segment(ctx, id)
+		if err != nil {
+			return r, err
 		}
-		incl = append(incl, segs...)
-		args = append(args, segArgs...)
+		segs[i] = seg
 	}
-	if len(incl) == 0 {
-		return "1 = 0", nil, nil
+	var elig []string
+	if driven {
+		if r.driver = audienceDriver(a, segs); r.driver != 0 {
+			var optin []string
+			if err := s.conn(ctx).Raw("SELECT optin FROM lists WHERE id = ?", r.driver).Scan(&optin).Error; err != nil {
+				return r, err
+			}
+			if len(optin) == 0 {
+				r.driver = 0 // deleted meanwhile: the undriven rule says so
+			} else {
+				elig = eligibleStatuses(optin[0])
+			}
+		}
 	}
-	where := "s.status = 'active' AND (" + strings.Join(incl, " OR ") + ")"
-	if len(a.Segments) > 0 {
-		// Only a segment's people need the factor: the lists' term
-		// already is eligibility on them.
-		where = "s.status = 'active' AND " + eligibleOn(false) + " AND (" + strings.Join(incl, " OR ") + ")"
+	var (
+		where = "s.status = 'active'"
+		args  []any
+		incl  []string
+		iargs []any
+	)
+	switch {
+	case r.driver != 0 && len(segs) == 0:
+		// The audience is the list: its eligible members, walked.
+		r.driverStatuses, r.attr = elig, "sp.list_id"
+	case r.driver != 0:
+		// sp is live on the driver; eligible on it, it is the list.
+		r.driverStatuses = liveStatuses
+		where += " AND (sp.status IN ? OR " + eligibleOn(false) + ")"
+		args = append(args, elig)
+		if len(a.Lists) > 0 {
+			incl = append(incl, "sp.status IN ?")
+			iargs = append(iargs, elig)
+		}
+		fallback, fargs := attribution(nil)
+		r.attr, r.attrArgs = "CASE WHEN sp.status IN ? THEN sp.list_id ELSE "+fallback+" END", append([]any{elig}, fargs...)
+	default:
+		if len(segs) > 0 {
+			// Only a segment's people need the factor: the lists' term
+			// already is eligibility on them.
+			where += " AND " + eligibleOn(false)
+		}
+		if len(a.Lists) > 0 {
+			incl = append(incl, eligibleOn(true))
+			iargs = append(iargs, a.Lists)
+		}
+		r.attr, r.attrArgs = attribution(a.Lists)
+	}
+	for _, seg := range segs {
+		w, sargs, err := s.compileDriven(ctx, seg.Conditions, at, after, upto, r.driver)
+		if err != nil {
+			return r, fmt.Errorf("segment %q: %w", seg.Name, err)
+		}
+		incl = append(incl, "("+w+")")
+		iargs = append(iargs, sargs...)
+	}
+	switch {
+	case len(incl) > 0:
+		where += " AND (" + strings.Join(incl, " OR ") + ")"
+		args = append(args, iargs...)
+	case r.driver == 0 && a.Empty():
+		where, args = "1 = 0", nil
 	}
 	if len(a.ExcludeLists) > 0 {
 		where += " AND NOT EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id IN ? AND x.status IN ('unconfirmed', 'confirmed'))"
@@ -101,16 +196,34 @@ func (s *Store) audiencePredicate(ctx context.Context, a Audience, at time.Time,
 	for _, id := range a.ExcludeSegments {
 		seg, err := s.Segment(ctx, id)
 		if err != nil {
-			return "", nil, err
+			return r, err
 		}
-		w, sargs, err := s.compileAfter(ctx, seg.Conditions, at, after)
+		// Undriven: its tests are negated.
+		w, sargs, err := s.compileDriven(ctx, seg.Conditions, at, after, upto, 0)
 		if err != nil {
-			return "", nil, fmt.Errorf("segment %q: %w", seg.Name, err)
+			return r, fmt.Errorf("segment %q: %w", seg.Name, err)
 		}
 		where += " AND NOT (" + w + ")"
 		args = append(args, sargs...)
 	}
-	return where, args, nil
+	r.where, r.args = where, args
+	return r, nil
+}
+
+// audienceDriver returns a list on which everyone the audience includes
+// has a live subscription (audienceRule.driver), or 0.
+func audienceDriver(a Audience, segs []*Segment) int64 {
+	if len(a.Lists) > 1 || a.Empty() {
+		return 0
+	}
+	cand := slices.Clone(a.Lists)
+	for i, seg := range segs {
+		cand = combineRequired(cand, seg.Conditions.requiredLists(), "any", i == 0 && len(a.Lists) == 0)
+	}
+	if len(cand) == 0 {
+		return 0
+	}
+	return cand[0]
 }
 
 // CampaignAudience returns the lists, segments and exclusions of a campaign.

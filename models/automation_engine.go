@@ -620,19 +620,17 @@ func (s *Store) queueStep(tx *gorm.DB, a *Automation, st AutomationStep, t time.
 // of send step st whose occurrence is occ.
 func (s *Store) queueOccurrence(tx *gorm.DB, a *Automation, st AutomationStep, cid int64, occ int, t time.Time) (int64, error) {
 	d := s.sqlDialect()
-	listExpr := "(SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND " + eligibleSub + ")"
-	args := []any{cid}
+	var lists []int64
 	if a.ListID != nil {
-		listExpr = "COALESCE((SELECT MIN(sp.list_id) FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND sp.list_id = ? AND " +
-			eligibleSub + "), " + listExpr + ")"
-		args = append(args, *a.ListID)
+		lists = []int64{*a.ListID}
 	}
-	args = append(args, t, t, a.ID, st.Version, st.Position, t, occ)
+	listExpr, largs := attribution(lists)
+	args := append(append([]any{cid}, largs...), t, t, a.ID, st.Version, st.Position, t, occ)
 	res := tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at, created_at)
 		SELECT ?, s.id, `+listExpr+`, `+d.emailDomain("s.email")+`, 'queued', 0, 0, ?, ?
 		FROM automation_runs r JOIN subscribers s ON s.id = r.subscriber_id
 		WHERE r.automation_id = ? AND r.version = ? AND r.step = ? AND r.state = 'active' AND r.due_at <= ? AND r.occurrence = ? AND s.status = 'active'
-		AND EXISTS (SELECT 1 FROM subscriptions sp JOIN lists l ON l.id = sp.list_id WHERE sp.subscriber_id = s.id AND `+eligibleSub+`)
+		AND `+eligibleOn(false)+`
 		ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
 	if res.Error != nil {
 		return 0, res.Error

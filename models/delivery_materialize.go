@@ -18,30 +18,27 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 	}
 	domainExpr := w.sql.emailDomain("s.email")
 	// The audience and its rule are read before the transaction: they
-	// compile against the lists, segments and domain rules. A running
-	// campaign's audience no longer changes (SetCampaignAudience).
+	// compile against the lists, segments and domain rules, and against
+	// the cursor as it is now. A running campaign's audience no longer
+	// changes (SetCampaignAudience); should another node move the cursor
+	// meanwhile, the transaction sees it and writes nothing.
 	aud, err := s.CampaignAudience(ctx, id)
 	if err != nil {
 		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 	}
-	var (
-		where string
-		wargs []any
-	)
-	if !aud.listsOnly() {
-		// Cut at the cursor as it is now: it only grows, so the batch's
-		// own cursor, read in the transaction, is never below it.
-		var cursor []int64
-		if err := s.conn(ctx).Raw("SELECT materialize_cursor FROM campaigns WHERE id = ?", id).Scan(&cursor).Error; err != nil {
-			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
-		}
-		after := int64(0)
-		if len(cursor) > 0 {
-			after = cursor[0]
-		}
-		if where, wargs, err = s.audiencePredicate(ctx, aud, now(), after); err != nil {
-			return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
-		}
+	var cursor []int64
+	if err := s.conn(ctx).Raw("SELECT materialize_cursor FROM campaigns WHERE id = ?", id).Scan(&cursor).Error; err != nil {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
+	}
+	if len(cursor) == 0 {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, ErrNotFound)
+	}
+	lo := cursor[0]
+	// A driven audience is read in ranges of batch ids, as a list is;
+	// any other, batch people at a time (the LIMIT below).
+	r, err := s.audienceRule(ctx, aud, now(), lo, lo+int64(batch), true)
+	if err != nil {
+		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		var c []struct {
@@ -49,7 +46,9 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			MaterializeCursor int64
 			MaterializedAt    *time.Time
 		}
-		if err := tx.Raw("SELECT status, materialize_cursor, materialized_at FROM campaigns WHERE id = ?", id).Scan(&c).Error; err != nil {
+		// Locked: two nodes' batches of one campaign take turns, each
+		// from the cursor the other left.
+		if err := tx.Raw("SELECT status, materialize_cursor, materialized_at FROM campaigns WHERE id = ?"+w.sql.rowLock(), id).Scan(&c).Error; err != nil {
 			return err
 		}
 		if len(c) == 0 {
@@ -59,11 +58,13 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			done = true
 			return nil
 		}
+		if c[0].MaterializeCursor != lo {
+			return nil // moved by another node: compile again
+		}
 		var maxID []*int64
 		if err := tx.Raw("SELECT MAX(id) FROM subscribers").Scan(&maxID).Error; err != nil {
 			return err
 		}
-		lo := c[0].MaterializeCursor
 		if len(maxID) == 0 || maxID[0] == nil || lo >= *maxID[0] {
 			done = true
 			if err := s.startABTest(tx, id, dbTime(at)); err != nil {
@@ -80,44 +81,46 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		if err != nil {
 			return err
 		}
-		var lists []struct {
-			ListID int64
-			Optin  string
-		}
-		if err := tx.Raw(`SELECT cl.list_id, l.optin FROM campaign_lists cl JOIN lists l ON l.id = cl.list_id
-			WHERE cl.campaign_id = ?`, id).Scan(&lists).Error; err != nil {
-			return err
-		}
+		head := []any{id}
+		head = append(append(head, r.attrArgs...), due, t)
+		insert := `INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
+				created_at, subscriber_updated_at)
+			SELECT ?, s.id, ` + r.attr + `, ` + domainExpr + `, 'queued', 0, 0, ?, ?, s.updated_at `
 		var res *gorm.DB
 		switch {
-		case !aud.listsOnly():
-			// Segments or exclusions: the batch's people are the next
-			// ones after the cursor whom the audience rule selects, read
-			// as the live count reads them and in id order, so that the
-			// subquery stops at the batch's last person. (One join that
-			// also grouped each person's subscriptions sorted everyone
-			// the rule left after the cursor on every batch once a
-			// segment's conditions drove the plan: a sparse segment of
-			// a million people paid for its batches over and over.) Each
-			// is then attributed to the first of the campaign's lists
-			// they are eligible on, else the first list they are eligible
-			// on at all (its unsubscribe link): the rule made sure there
-			// is one.
-			listExpr := "MIN(sp.list_id)"
-			args := []any{id}
-			if len(aud.Lists) > 0 {
-				listExpr = "COALESCE(MIN(CASE WHEN sp.list_id IN ? THEN sp.list_id END), MIN(sp.list_id))"
-				args = append(args, aud.Lists)
-			}
-			args = append(append(append(args, due, t, lo), wargs...), batch)
+		case r.driver != 0:
+			// A list, or segments that all require one: the list's
+			// members in the batch's range of ids, through its index,
+			// each beside their subscription to it (so no grouping:
+			// SQLite sorted every batch into a temporary index for one),
+			// and the rule over them. A segment's people therefore cost
+			// what a list's do, plus their own conditions.
+			res = tx.Exec(insert+`FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND `+r.where+`
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`,
+				append(append(head, r.driver, r.driverStatuses, lo, hi), r.args...)...)
+		case aud.listsOnly():
+			// Several lists: someone on more than one gets one delivery,
+			// attributed to the first list.
 			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
 					created_at, subscriber_updated_at)
-				SELECT ?, s.id, `+listExpr+`, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM (SELECT s.id FROM subscribers s WHERE s.id > ? AND `+where+` ORDER BY s.id LIMIT ?) b
-				CROSS JOIN subscribers s JOIN subscriptions sp ON sp.subscriber_id = s.id JOIN lists l ON l.id = sp.list_id
-				WHERE s.id = b.id AND `+eligibleSub+`
-				GROUP BY `+w.sql.bySubscriber()+`
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, args...)
+				SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
+				FROM subscriptions sp
+				JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
+				JOIN lists l ON l.id = sp.list_id
+				JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
+				  AND `+eligibleSub+`
+				GROUP BY s.id, s.email
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
+		default:
+			// Segments with no list in common, or lists with exclusions:
+			// the next batch people after the cursor whom the rule
+			// selects, in id order, so that the scan stops at the batch's
+			// last person (a sparse segment is not read in ranges that
+			// hold nobody).
+			res = tx.Exec(insert+`FROM subscribers s WHERE s.id > ? AND `+r.where+` ORDER BY s.id LIMIT ?
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, append(append(append(head, lo), r.args...), batch)...)
 			if res.Error != nil {
 				return res.Error
 			}
@@ -130,34 +133,6 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			} else if err := tx.Raw("SELECT MAX(subscriber_id) FROM deliveries WHERE campaign_id = ? AND subscriber_id > ?", id, lo).Scan(&hi).Error; err != nil {
 				return err
 			}
-		case len(lists) == 1:
-			// One list, the usual case: each subscriber is on it once, so
-			// no grouping (SQLite sorted every batch into a temporary
-			// index for it) and no join to the list for its opt-in.
-			statuses := []string{SubConfirmed}
-			if lists[0].Optin == OptinSingle {
-				statuses = append(statuses, SubUnconfirmed)
-			}
-			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
-					created_at, subscriber_updated_at)
-				SELECT ?, s.id, sp.list_id, `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
-				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, lists[0].ListID, statuses, lo, hi)
-		default:
-			// Someone on several of the lists gets one delivery, attributed
-			// to the first list.
-			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
-					created_at, subscriber_updated_at)
-				SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM subscriptions sp
-				JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
-				JOIN lists l ON l.id = sp.list_id
-				JOIN subscribers s ON s.id = sp.subscriber_id
-				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-				  AND (sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND l.optin = 'single'))
-				GROUP BY s.id, s.email
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
 		}
 		var inserted int64
 		if res != nil {

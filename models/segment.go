@@ -318,6 +318,11 @@ type segmentSQL struct {
 	args  []any
 	rules []DomainRule // loaded for the first provider condition
 	after int64        // only subscribers above this id are asked about
+	upto  int64        // and, when not 0, up to this one
+	// driver is the list whose subscription sp of the subscriber the
+	// predicate is evaluated beside (materialisation's driven path), 0
+	// when there is none: then "on the list" conditions read sp.
+	driver int64
 }
 
 func (s *Store) compileConditions(ctx context.Context, c Conditions, now time.Time) (string, []any, error) {
@@ -328,10 +333,22 @@ func (s *Store) compileConditions(ctx context.Context, c Conditions, now time.Ti
 // after only (materialisation's cursor; 0: everyone): the sets of events
 // are cut there too, before any subscriber is looked up.
 func (s *Store) compileAfter(ctx context.Context, c Conditions, now time.Time, after int64) (string, []any, error) {
+	return s.compileDriven(ctx, c, now, after, 0, 0)
+}
+
+// compileDriven is compileAfter evaluated beside a live subscription sp
+// of the subscriber on list driver (0: none). The conditions' "on the
+// list" tests for that list then read sp instead of looking it up again:
+// sound only where the tests are positive (an included segment, never an
+// excluded one) and the person has a single such sp, so that "some row
+// of the person passes" and "the person passes" are the same.
+//
+// upto, when not 0, cuts the sets of events above it as after does below.
+func (s *Store) compileDriven(ctx context.Context, c Conditions, now time.Time, after, upto, driver int64) (string, []any, error) {
 	if err := c.Validate(); err != nil {
 		return "", nil, err
 	}
-	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now, after: after}
+	q := &segmentSQL{s: s, ctx: ctx, d: s.sqlDialect(), now: now, after: after, upto: upto, driver: driver}
 	sql, err := q.conditions(c)
 	return sql, q.args, err
 }
@@ -386,6 +403,57 @@ func (q *segmentSQL) conditions(c Conditions) (string, error) {
 	return strings.Join(parts, joiner(c.Match)), nil
 }
 
+// requiresLive reports whether a list condition holds only for people
+// with a live subscription on its list.
+func requiresLive(c Condition) bool {
+	return c.Field == FieldList && c.Op == "in" && (c.Status == "" || c.Status == SubConfirmed || c.Status == SubUnconfirmed)
+}
+
+// requiredLists returns lists on each of which everyone the conditions
+// match has a live subscription: the lists of an all-of group's "on the
+// list" conditions, and of an any-of group those all of its members
+// require. Materialisation can walk the people of one of them, through
+// the lists' index, rather than every subscriber.
+func (c Conditions) requiredLists() []int64 {
+	if len(c.Groups) == 0 {
+		return nil
+	}
+	group := func(g ConditionGroup) []int64 {
+		var out []int64
+		for i, x := range g.Conditions {
+			var mine []int64
+			if requiresLive(x) {
+				mine = []int64{x.ListID}
+			}
+			out = combineRequired(out, mine, g.Match, i == 0)
+		}
+		return out
+	}
+	var out []int64
+	for i, g := range c.Groups {
+		out = combineRequired(out, group(g), c.Match, i == 0)
+	}
+	return out
+}
+
+// combineRequired adds one term's required lists to those of the terms
+// before it: all of the terms require each list any of them requires;
+// any of them, only the lists every one requires.
+func combineRequired(acc, term []int64, match string, first bool) []int64 {
+	if first {
+		return slices.Clone(term)
+	}
+	if match != "any" {
+		for _, l := range term {
+			if !slices.Contains(acc, l) {
+				acc = append(acc, l)
+			}
+		}
+		return acc
+	}
+	return slices.DeleteFunc(acc, func(l int64) bool { return !slices.Contains(term, l) })
+}
+
 func joiner(match string) string {
 	if match == "any" {
 		return " OR "
@@ -433,6 +501,13 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 		}
 		if len(l) == 0 {
 			return "", invalid(map[string]string{"conditions": fmt.Sprintf("list %d does not exist: choose another", c.ListID)})
+		}
+		if c.Op == "in" && c.ListID == q.driver && requiresLive(c) {
+			// The driver's sp is this subscription, and it is live.
+			if c.Status != "" {
+				return q.arg("sp.status = ?", c.Status), nil
+			}
+			return "1 = 1", nil
 		}
 		in := q.arg("EXISTS (SELECT 1 FROM subscriptions m WHERE m.subscriber_id = s.id AND m.list_id = ?", c.ListID) + " AND "
 		if c.Status != "" {
@@ -496,9 +571,19 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 		// People's events of the kind (machine opens and scanner clicks
 		// left out), through events_engagement_idx. As an IN over s.id the
 		// planner may start from them when they are few.
-		ev := "s.id IN (SELECT e.subscriber_id FROM events e WHERE e.kind = '" + kind + "' AND e.machine = FALSE"
+		// Driven, the IN is over sp's key: the planner can then walk the
+		// events' people and look each one's subscription up by its
+		// primary key, rather than every member of the list.
+		who := "s.id"
+		if q.driver != 0 {
+			who = "sp.subscriber_id"
+		}
+		ev := who + " IN (SELECT e.subscriber_id FROM events e WHERE e.kind = '" + kind + "' AND e.machine = FALSE"
 		if q.after > 0 {
 			ev = q.arg(ev+" AND e.subscriber_id > ?", q.after)
+		}
+		if q.upto > 0 {
+			ev = q.arg(ev+" AND e.subscriber_id <= ?", q.upto)
 		}
 		switch c.Op {
 		case "in_last_days":
