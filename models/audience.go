@@ -93,6 +93,10 @@ type audienceRule struct {
 	// rather than every subscriber.
 	driver         int64
 	driverStatuses []string
+	// grouped, when driven but with no driver, has where evaluated
+	// beside each eligible subscription sp (on list l) of s, and attr
+	// aggregate them: a person passes when one of their rows does.
+	grouped bool
 	// attr is the list each person's delivery is attributed to
 	// (attribution), an expression over s, and sp when driven.
 	attr     string
@@ -148,9 +152,14 @@ func (s *Store) audienceRule(ctx context.Context, a Audience, at time.Time, afte
 		iargs []any
 	)
 	switch {
-	case r.driver != 0 && len(segs) == 0:
-		// The audience is the list: its eligible members, walked.
+	case r.driver != 0 && (len(segs) == 0 || len(elig) == len(liveStatuses)):
+		// The audience is the list (its eligible members, walked), or
+		// every live member of the list is eligible on it (single
+		// opt-in): then the driver's sp is eligibility and attribution.
 		r.driverStatuses, r.attr = elig, "sp.list_id"
+		if len(a.Lists) > 0 && len(segs) > 0 {
+			incl = append(incl, "1 = 1")
+		}
 	case r.driver != 0:
 		// sp is live on the driver; eligible on it, it is the list.
 		r.driverStatuses = liveStatuses
@@ -162,6 +171,18 @@ func (s *Store) audienceRule(ctx context.Context, a Audience, at time.Time, afte
 		}
 		fallback, fargs := attribution(nil)
 		r.attr, r.attrArgs = "CASE WHEN sp.status IN ? THEN sp.list_id ELSE "+fallback+" END", append([]any{elig}, fargs...)
+	case driven:
+		// Beside each of the person's eligible subscriptions sp (and its
+		// list l), grouped per person: eligibility is the row's, and a
+		// person is in when one of their rows passes.
+		r.grouped = true
+		if len(a.Lists) > 0 {
+			incl = append(incl, "sp.list_id IN ?")
+			iargs = append(iargs, a.Lists)
+			r.attr, r.attrArgs = "COALESCE(MIN(CASE WHEN sp.list_id IN ? THEN sp.list_id END), MIN(sp.list_id))", []any{a.Lists}
+		} else {
+			r.attr = "MIN(sp.list_id)"
+		}
 	default:
 		if len(segs) > 0 {
 			// Only a segment's people need the factor: the lists' term

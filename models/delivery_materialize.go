@@ -26,17 +26,15 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 	if err != nil {
 		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 	}
-	var cursor []int64
-	if err := s.conn(ctx).Raw("SELECT materialize_cursor FROM campaigns WHERE id = ?", id).Scan(&cursor).Error; err != nil {
+	var cur []struct{ MaterializeCursor, MaterializeSpan int64 }
+	if err := s.conn(ctx).Raw("SELECT materialize_cursor, materialize_span FROM campaigns WHERE id = ?", id).Scan(&cur).Error; err != nil {
 		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 	}
-	if len(cursor) == 0 {
+	if len(cur) == 0 {
 		return false, fmt.Errorf("models: materialize campaign %d: %w", id, ErrNotFound)
 	}
-	lo := cursor[0]
-	// A driven audience is read in ranges of batch ids, as a list is;
-	// any other, batch people at a time (the LIMIT below).
-	r, err := s.audienceRule(ctx, aud, now(), lo, lo+int64(batch), true)
+	lo, span := cur[0].MaterializeCursor, max(cur[0].MaterializeSpan, int64(batch))
+	r, err := s.audienceRule(ctx, aud, now(), lo, lo+span, true)
 	if err != nil {
 		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 	}
@@ -44,11 +42,12 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 		var c []struct {
 			Status            string
 			MaterializeCursor int64
+			MaterializeSpan   int64
 			MaterializedAt    *time.Time
 		}
 		// Locked: two nodes' batches of one campaign take turns, each
 		// from the cursor the other left.
-		if err := tx.Raw("SELECT status, materialize_cursor, materialized_at FROM campaigns WHERE id = ?"+w.sql.rowLock(), id).Scan(&c).Error; err != nil {
+		if err := tx.Raw("SELECT status, materialize_cursor, materialize_span, materialized_at FROM campaigns WHERE id = ?"+w.sql.rowLock(), id).Scan(&c).Error; err != nil {
 			return err
 		}
 		if len(c) == 0 {
@@ -58,7 +57,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			done = true
 			return nil
 		}
-		if c[0].MaterializeCursor != lo {
+		if c[0].MaterializeCursor != lo || max(c[0].MaterializeSpan, int64(batch)) != span {
 			return nil // moved by another node: compile again
 		}
 		var maxID []*int64
@@ -72,7 +71,7 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			}
 			return tx.Exec("UPDATE campaigns SET materialized_at = ?, updated_at = ? WHERE id = ?", dbNow(), dbNow(), id).Error
 		}
-		hi := lo + int64(batch)
+		hi := lo + span
 		t := dbTime(at)
 		// due: when the new rows may be claimed. An A/B test holds them
 		// (startABTest releases its share, the winner the rest), and the
@@ -99,40 +98,16 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 				WHERE sp.list_id = ? AND sp.status IN ? AND sp.subscriber_id > ? AND sp.subscriber_id <= ? AND `+r.where+`
 				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`,
 				append(append(head, r.driver, r.driverStatuses, lo, hi), r.args...)...)
-		case aud.listsOnly():
-			// Several lists: someone on more than one gets one delivery,
-			// attributed to the first list.
-			res = tx.Exec(`INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain, status, priority, attempts, next_attempt_at,
-					created_at, subscriber_updated_at)
-				SELECT ?, s.id, MIN(sp.list_id), `+domainExpr+`, 'queued', 0, 0, ?, ?, s.updated_at
-				FROM subscriptions sp
-				JOIN campaign_lists cl ON cl.list_id = sp.list_id AND cl.campaign_id = ?
-				JOIN lists l ON l.id = sp.list_id
-				JOIN subscribers s ON s.id = sp.subscriber_id
-				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND s.status = 'active'
-				  AND `+eligibleSub+`
-				GROUP BY s.id, s.email
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, id, due, t, id, lo, hi)
 		default:
-			// Segments with no list in common, or lists with exclusions:
-			// the next batch people after the cursor whom the rule
-			// selects, in id order, so that the scan stops at the batch's
-			// last person (a sparse segment is not read in ranges that
-			// hold nobody).
-			res = tx.Exec(insert+`FROM subscribers s WHERE s.id > ? AND `+r.where+` ORDER BY s.id LIMIT ?
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, append(append(append(head, lo), r.args...), batch)...)
-			if res.Error != nil {
-				return res.Error
-			}
-			// The cursor moves to the last person written, or to the end
-			// when the batch was not full. (Rows above the cursor are
-			// never there before: they are written with it, in one
-			// transaction, so every selected person was inserted.)
-			if res.RowsAffected < int64(batch) {
-				hi = *maxID[0]
-			} else if err := tx.Raw("SELECT MAX(subscriber_id) FROM deliveries WHERE campaign_id = ? AND subscriber_id > ?", id, lo).Scan(&hi).Error; err != nil {
-				return err
-			}
+			// Lists, several, and segments with no list in common: every
+			// eligible subscription in the batch's range of ids, in the
+			// order of their primary key, grouped per person (someone on
+			// more than one list gets one delivery, attributed as the
+			// rule says).
+			res = tx.Exec(insert+`FROM subscriptions sp JOIN lists l ON l.id = sp.list_id JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND `+eligibleSub+` AND `+r.where+`
+				GROUP BY `+w.sql.bySubscriber()+`
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, append(append(head, lo, hi), r.args...)...)
 		}
 		var inserted int64
 		if res != nil {
@@ -201,13 +176,31 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			}
 			suppressed = suppressed[n:]
 		}
-		return tx.Exec(`UPDATE campaigns SET materialize_cursor = ?, queued = queued + ?, suppressed = suppressed + ?, updated_at = ? WHERE id = ?`,
-			hi, inserted-nsupp, nsupp, dbNow(), id).Error
+		return tx.Exec(`UPDATE campaigns SET materialize_cursor = ?, materialize_span = ?, queued = queued + ?, suppressed = suppressed + ?, updated_at = ? WHERE id = ?`,
+			hi, nextSpan(span, inserted, batch), inserted-nsupp, nsupp, dbNow(), id).Error
 	})
 	if err != nil {
 		return false, fmt.Errorf("models: materialize campaign %d: %w", id, err)
 	}
 	return done, nil
+}
+
+// maxSpan bounds the range of ids a batch reads, in batches: a batch
+// writes at most this many times the batch size when the audience's share
+// of the ids jumps from sparse to whole (SQLite holds its write lock for
+// the batch: about a fifth of a second at 5,000 × 8 rows).
+const maxSpan = 8
+
+// nextSpan is the width of the batch after one of span ids that wrote n
+// rows: span scaled to write batch rows, growing at most fourfold a batch
+// and within [batch, maxSpan × batch].
+func nextSpan(span, n int64, batch int) int64 {
+	b := int64(batch)
+	next := span * 4
+	if n > 0 {
+		next = min(next, span*b/n)
+	}
+	return min(max(next, b), maxSpan*b)
 }
 
 // suppressionsUpTo returns the hash of every suppression when there are
