@@ -25,7 +25,7 @@ func TestRunBenchSegmentSmall(t *testing.T) {
 		if !strings.Contains(out.String(), "(100 people)") {
 			t.Errorf("count: want 100 people:\n%s", out.String())
 		}
-		for _, re := range []string{`the list:\s+2000 recipients`, `segment of the list.*:\s+2000 recipients`, `segment of everyone.*:\s+2000 recipients`, `3-condition segment:\s+100 recipients`, `per recipient against the list`} {
+		for _, re := range []string{`the list:\s+2000 recipients`, `segment of the list.*:\s+2000 recipients`, `segment of everyone.*:\s+2000 recipients`, `3-condition segment:\s+100 recipients`, `list of its twentieth:\s+100 recipients`, `per recipient against a list of the same people`} {
 			if !regexp.MustCompile(re).MatchString(out.String()) {
 				t.Errorf("output lacks %s:\n%s", re, out.String())
 			}
