@@ -93,10 +93,13 @@ type audienceRule struct {
 	// rather than every subscriber.
 	driver         int64
 	driverStatuses []string
-	// grouped, when driven but with no driver, has where evaluated
-	// beside each eligible subscription sp (on list l) of s, and attr
-	// aggregate them: a person passes when one of their rows does.
-	grouped bool
+	// Driven but with no driver, where is evaluated beside each eligible
+	// subscription sp of s (eligible: its condition, with its parameters,
+	// written out for the lists there are, so that no row looks its list
+	// up), and attr aggregates them: a person passes when one of their
+	// rows does.
+	eligible     string
+	eligibleArgs []any
 	// attr is the list each person's delivery is attributed to
 	// (attribution), an expression over s, and sp when driven.
 	attr     string
@@ -175,7 +178,15 @@ func (s *Store) audienceRule(ctx context.Context, a Audience, at time.Time, afte
 		// Beside each of the person's eligible subscriptions sp (and its
 		// list l), grouped per person: eligibility is the row's, and a
 		// person is in when one of their rows passes.
-		r.grouped = true
+		var single []int64
+		if err := s.conn(ctx).Raw("SELECT id FROM lists WHERE optin = ?", OptinSingle).Scan(&single).Error; err != nil {
+			return r, err
+		}
+		r.eligible = "sp.status = 'confirmed'"
+		if len(single) > 0 {
+			r.eligible = "(sp.status = 'confirmed' OR (sp.status = 'unconfirmed' AND sp.list_id IN ?))"
+			r.eligibleArgs = []any{single}
+		}
 		if len(a.Lists) > 0 {
 			incl = append(incl, "sp.list_id IN ?")
 			iargs = append(iargs, a.Lists)

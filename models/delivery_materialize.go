@@ -104,18 +104,15 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			// order of their primary key, grouped per person (someone on
 			// more than one list gets one delivery, attributed as the
 			// rule says).
-			res = tx.Exec(insert+`FROM subscriptions sp JOIN lists l ON l.id = sp.list_id JOIN subscribers s ON s.id = sp.subscriber_id
-				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND `+eligibleSub+` AND `+r.where+`
+			res = tx.Exec(insert+`FROM subscriptions sp JOIN subscribers s ON s.id = sp.subscriber_id
+				WHERE sp.subscriber_id > ? AND sp.subscriber_id <= ? AND `+r.eligible+` AND `+r.where+`
 				GROUP BY `+w.sql.bySubscriber()+`
-				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, append(append(head, lo, hi), r.args...)...)
+				ON CONFLICT (campaign_id, subscriber_id) DO NOTHING`, append(append(append(head, lo, hi), r.eligibleArgs...), r.args...)...)
 		}
-		var inserted int64
-		if res != nil {
-			if res.Error != nil {
-				return res.Error
-			}
-			inserted = res.RowsAffected
+		if res.Error != nil {
+			return res.Error
 		}
+		inserted := res.RowsAffected
 		if inserted > 0 && due.Equal(t) {
 			if err := w.releaseBatch(tx, id, lo, hi, t); err != nil {
 				return err
