@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -84,25 +83,12 @@ func TestMaterializeDrivenAudiences(t *testing.T) {
 			{"segments of two lists", models.Audience{Segments: []int64{onB, onC}}, "p2:A p4:B p5:A p6:A p7:C"},
 			{"a list and a segment of another", models.Audience{Lists: []int64{C}, Segments: []int64{onAParis}}, "p2:A p6:C p7:C"},
 		} {
-			c := &models.Campaign{Name: tc.name, FromEmail: "news@example.com"}
-			if err := s.CreateCampaign(ctx, c, nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetCampaignAudience(ctx, c.ID, tc.a); err != nil {
-				t.Fatal(err)
-			}
+			c := audienceCampaign(t, s, &models.Campaign{Name: tc.name, FromEmail: "news@example.com"}, tc.a)
 			n, err := s.CountCampaignAudience(ctx, c.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.StartCampaign(ctx, c.ID); err != nil {
-				t.Fatal(err)
-			}
-			for done := false; !done; {
-				if done, err = s.MaterializeCampaign(ctx, c.ID, 2); err != nil { // tiny batches
-					t.Fatal(err)
-				}
-			}
+			startAndMaterialize(t, s, c.ID, 2) // tiny batches
 			var rows []struct {
 				Email  string
 				ListID int64
@@ -132,28 +118,7 @@ func TestMaterializeDrivenAudiences(t *testing.T) {
 // first's rows already written, took it for the end of the audience and
 // moved the cursor past everyone left.
 func TestMaterializeTwoNodes(t *testing.T) {
-	open := func(t *testing.T, dsn string) *models.Store {
-		s, err := models.Open(context.Background(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		if _, err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "herald.db")
-		materializeTwoNodes(t, open(t, path), open(t, path))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		if testdb.PostgresDSN() == "" {
-			t.Skip("HERALD_TEST_POSTGRES not set")
-		}
-		dsn := testdb.PostgresSchema(t, testdb.PostgresDSN())
-		materializeTwoNodes(t, open(t, dsn), open(t, dsn))
-	})
+	eachTwoStores(t, materializeTwoNodes)
 }
 
 func materializeTwoNodes(t *testing.T, a, b *models.Store) {
@@ -180,13 +145,7 @@ func materializeTwoNodes(t *testing.T, a, b *models.Store) {
 		t.Fatal(err)
 	}
 	for _, aud := range []models.Audience{{Segments: []int64{odd.ID}}, {Lists: []int64{list.ID}}} {
-		c := &models.Campaign{Name: fmt.Sprint(aud), FromEmail: "news@example.com"}
-		if err := a.CreateCampaign(ctx, c, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.SetCampaignAudience(ctx, c.ID, aud); err != nil {
-			t.Fatal(err)
-		}
+		c := audienceCampaign(t, a, &models.Campaign{Name: fmt.Sprint(aud), FromEmail: "news@example.com"}, aud)
 		if err := a.StartCampaign(ctx, c.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -215,6 +174,35 @@ func materializeTwoNodes(t *testing.T, a, b *models.Store) {
 		}
 		if got[0] != n || p.Total() != n {
 			t.Errorf("%v: %d deliveries, progress total %d, want %d", aud, got[0], p.Total(), n)
+		}
+	}
+}
+
+// audienceCampaign creates the draft c with the audience a.
+func audienceCampaign(t *testing.T, s *models.Store, c *models.Campaign, a models.Audience) *models.Campaign {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.CreateCampaign(ctx, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCampaignAudience(ctx, c.ID, a); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startAndMaterialize starts campaign id and writes its deliveries, batch
+// rows at a time.
+func startAndMaterialize(t *testing.T, s *models.Store, id int64, batch int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.StartCampaign(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for done := false; !done; {
+		var err error
+		if done, err = s.MaterializeCampaign(ctx, id, batch); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

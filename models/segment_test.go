@@ -306,13 +306,7 @@ func TestCampaignAudience(t *testing.T) {
 			{"two segments, one list, deduplicated", models.Audience{Lists: []int64{f.listA}, Segments: []int64{paris.ID, openers.ID}}, "berlin paris", "lyon"},
 			{"segment minus segment", models.Audience{Segments: []int64{openers.ID}, ExcludeSegments: []int64{paris.ID}}, "", "lyon"},
 		} {
-			c := &models.Campaign{Name: tc.name, TemplateID: &tpl.ID, FromEmail: "a@b.test"}
-			if err := s.CreateCampaign(ctx, c, nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetCampaignAudience(ctx, c.ID, tc.a); err != nil {
-				t.Fatal(err)
-			}
+			c := audienceCampaign(t, s, &models.Campaign{Name: tc.name, TemplateID: &tpl.ID, FromEmail: "a@b.test"}, tc.a)
 			got, err := s.CampaignAudience(ctx, c.ID)
 			if err != nil {
 				t.Fatal(err)
@@ -325,14 +319,7 @@ func TestCampaignAudience(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.StartCampaign(ctx, c.ID); err != nil {
-				t.Fatal(err)
-			}
-			for done := false; !done; {
-				if done, err = s.MaterializeCampaign(ctx, c.ID, 2); err != nil {
-					t.Fatal(err)
-				}
-			}
+			startAndMaterialize(t, s, c.ID, 2)
 			var rows []struct {
 				Email  string
 				Status string
