@@ -45,9 +45,16 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 			MaterializeSpan   int64
 			MaterializedAt    *time.Time
 		}
-		// Locked: two nodes' batches of one campaign take turns, each
-		// from the cursor the other left.
-		if err := tx.Raw("SELECT status, materialize_cursor, materialize_span, materialized_at FROM campaigns WHERE id = ?"+w.sql.rowLock(), id).Scan(&c).Error; err != nil {
+		// Two nodes' batches of one campaign take turns, each from the
+		// cursor the other left. (An advisory lock rather than the
+		// campaign's row: recording outcomes updates the row's counters
+		// all along, and would wait for every batch.)
+		if q := w.sql.serialize(); q != "" {
+			if err := tx.Exec(q, materializeLockKey|id).Error; err != nil {
+				return err
+			}
+		}
+		if err := tx.Raw("SELECT status, materialize_cursor, materialize_span, materialized_at FROM campaigns WHERE id = ?", id).Scan(&c).Error; err != nil {
 			return err
 		}
 		if len(c) == 0 {
@@ -181,6 +188,10 @@ func (w deliveryWriter) materialize(ctx context.Context, id int64, batch int, at
 	}
 	return done, nil
 }
+
+// materializeLockKey, with a campaign's id in its low 48 bits, is the
+// key of the lock two nodes' batches of the campaign take turns on.
+const materializeLockKey = int64(0x4D41) << 48 // "MA"
 
 // maxSpan bounds the range of ids a batch reads, in batches: a batch
 // writes at most this many times the batch size when the audience's share

@@ -17,10 +17,10 @@ type dialectSQL interface {
 	update() string
 	// lockClause ends the claim's row selection.
 	lockClause() string
-	// rowLock ends a SELECT of rows the transaction then updates, so
-	// that a concurrent transaction on another node waits for them and
-	// reads them as committed (SQLite: nothing, its writers are serial).
-	rowLock() string
+	// serialize is a statement taking one key that makes the rest of the
+	// transaction wait for any other that ran it with the key, until
+	// that one ends: "" where writers are serial already (SQLite).
+	serialize() string
 	// emailDomain is the lower-cased domain of the address in col.
 	emailDomain(col string) string
 	// idSet is a subquery of the ids in one parameter (idArray).
@@ -97,7 +97,7 @@ func (sqliteSQL) rebind(q string) string { return q }
 // whole transaction back anyway.
 func (sqliteSQL) update() string     { return "UPDATE OR FAIL" }
 func (sqliteSQL) lockClause() string { return "" }
-func (sqliteSQL) rowLock() string    { return "" }
+func (sqliteSQL) serialize() string  { return "" }
 func (sqliteSQL) emailDomain(col string) string {
 	return "lower(substr(" + col + ", instr(" + col + ", '@') + 1))"
 }
@@ -168,7 +168,7 @@ func (postgresSQL) update() string { return "UPDATE" }
 
 // lockClause: concurrent claimers skip each other's rows.
 func (postgresSQL) lockClause() string            { return " FOR UPDATE SKIP LOCKED" }
-func (postgresSQL) rowLock() string               { return " FOR UPDATE" }
+func (postgresSQL) serialize() string             { return "SELECT pg_advisory_xact_lock(?)" }
 func (postgresSQL) emailDomain(col string) string { return "lower(split_part(" + col + ", '@', 2))" }
 func (postgresSQL) attrText(col string) string    { return "((" + col + "::jsonb) ->> ?)" }
 func (postgresSQL) attrSet(col string) string {
