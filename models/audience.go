@@ -175,9 +175,9 @@ func (s *Store) audienceRule(ctx context.Context, a Audience, at time.Time, afte
 		fallback, fargs := attribution(nil)
 		r.attr, r.attrArgs = "CASE WHEN sp.status IN ? THEN sp.list_id ELSE "+fallback+" END", append([]any{elig}, fargs...)
 	case driven:
-		// Beside each of the person's eligible subscriptions sp (and its
-		// list l), grouped per person: eligibility is the row's, and a
-		// person is in when one of their rows passes.
+		// Beside each of the person's eligible subscriptions sp, grouped
+		// per person: eligibility is the row's, and a person is in when
+		// one of their rows passes.
 		var single []int64
 		if err := s.conn(ctx).Raw("SELECT id FROM lists WHERE optin = ?", OptinSingle).Scan(&single).Error; err != nil {
 			return r, err

@@ -569,11 +569,11 @@ func (q *segmentSQL) condition(c Condition) (string, error) {
 			kind = "click"
 		}
 		// People's events of the kind (machine opens and scanner clicks
-		// left out), through events_engagement_idx. As an IN over s.id the
-		// planner may start from them when they are few.
-		// Driven, the IN is over sp's key: the planner can then walk the
-		// events' people and look each one's subscription up by its
-		// primary key, rather than every member of the list.
+		// left out), through events_engagement_idx, or events_people_idx
+		// when cut to a batch's ids. As an IN over s.id the planner may
+		// start from them when they are few; driven, the IN is over sp's
+		// subscriber, so that it can start from them and look each one's
+		// subscription to the driver up, rather than walk the list.
 		who := "s.id"
 		if q.driver != 0 {
 			who = "sp.subscriber_id"
