@@ -96,10 +96,13 @@ type audienceRule struct {
 	// Driven but with no driver, where is evaluated beside each eligible
 	// subscription sp of s (eligible: its condition, with its parameters,
 	// written out for the lists there are, so that no row looks its list
-	// up), and attr aggregates them: a person passes when one of their
-	// rows does.
+	// up): a person passes when one of their rows does. When grouped,
+	// attr aggregates their rows; otherwise the person's first passing
+	// row, in the order of (subscriber_id, list_id), is the attributed
+	// one, and the rows after it are left out.
 	eligible     string
 	eligibleArgs []any
+	grouped      bool
 	// attr is the list each person's delivery is attributed to
 	// (attribution), an expression over s, and sp when driven.
 	attr     string
@@ -190,9 +193,13 @@ func (s *Store) audienceRule(ctx context.Context, a Audience, at time.Time, afte
 		if len(a.Lists) > 0 {
 			incl = append(incl, "sp.list_id IN ?")
 			iargs = append(iargs, a.Lists)
+		}
+		// The attributed list is the lowest passing one, except that
+		// lists and segments together prefer the lists' rows: only then
+		// is it not the first passing row, and the rows are grouped.
+		r.attr = "sp.list_id"
+		if r.grouped = len(a.Lists) > 0 && len(segs) > 0; r.grouped {
 			r.attr, r.attrArgs = "COALESCE(MIN(CASE WHEN sp.list_id IN ? THEN sp.list_id END), MIN(sp.list_id))", []any{a.Lists}
-		} else {
-			r.attr = "MIN(sp.list_id)"
 		}
 	default:
 		if len(segs) > 0 {

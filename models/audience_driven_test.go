@@ -82,6 +82,7 @@ func TestMaterializeDrivenAudiences(t *testing.T) {
 			{"two segments of one list", models.Audience{Segments: []int64{onA, onAParis}}, "p1:A p2:A p5:A p6:A"},
 			{"segments of two lists", models.Audience{Segments: []int64{onB, onC}}, "p2:A p4:B p5:A p6:A p7:C"},
 			{"a list and a segment of another", models.Audience{Lists: []int64{C}, Segments: []int64{onAParis}}, "p2:A p6:C p7:C"},
+			{"two lists minus a segment", models.Audience{Lists: []int64{A, C}, ExcludeSegments: []int64{onB}}, "p1:A p6:A p7:C"},
 		} {
 			c := audienceCampaign(t, s, &models.Campaign{Name: tc.name, FromEmail: "news@example.com"}, tc.a)
 			n, err := s.CountCampaignAudience(ctx, c.ID)
