@@ -36,11 +36,20 @@ tidy-check:
 ## One package at a time (-p 1): the mailer's rate tests measure messages per
 ## second, and a browser journey in another package on the same two cores
 ## would turn them into measurements of the machine.
-## -parallel 4 concerns the end-to-end tests that call t.Parallel (no other
-## package does): the two PostgreSQL outages, which mostly wait, beside two
-## functional tests at a time.
+## -parallel 2 concerns the end-to-end tests that call t.Parallel (no other
+## package does): functional tests, two at a time.
+## The two PostgreSQL outages (one of five minutes) mostly wait, and what they
+## check does not depend on the machine's speed: they run last, beside the web
+## package, rather than after every other end-to-end test (which cost CI about
+## four minutes). Their output follows the web package's.
+OUTAGES := ^TestPostgresOutage
 test: vet
-	$(GO) test -p 1 -parallel 4 -count=1 -timeout 20m ./...
+	$(GO) test -p 1 -parallel 2 -count=1 -timeout 20m -skip '$(OUTAGES)' $$($(GO) list ./... | grep -v '/web$$')
+	@$(GO) test -count=1 -timeout 20m -run '$(OUTAGES)' ./internal/e2e/ > .outages.log 2>&1 & outages=$$!; \
+	echo "$(GO) test -count=1 -timeout 20m ./web/   (beside: $(GO) test -run '$(OUTAGES)' ./internal/e2e/)"; \
+	$(GO) test -count=1 -timeout 20m ./web/; web=$$?; \
+	wait $$outages; o=$$?; cat .outages.log; rm -f .outages.log; \
+	test $$web -eq 0 -a $$o -eq 0
 
 test-short:
 	$(GO) test -short -count=1 ./...

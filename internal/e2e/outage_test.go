@@ -38,11 +38,12 @@ func TestPostgresStopStart(t *testing.T) {
 	}
 }
 
-// The outages run beside each other and the functional tests: each has
-// a PostgreSQL server, binary and receiver of its own, and what they
-// check (nobody missing or served twice, nothing deferred, the answers
-// during the outage) does not depend on the machine's speed. They spend
-// most of their time waiting for the outage to end.
+// The outages run beside each other and beside other tests (make test
+// runs them beside the web package): each has a PostgreSQL server,
+// binary and receiver of its own, and what they check (nobody missing or
+// served twice, nothing deferred, the answers during the outage) does not
+// depend on the machine's speed. They spend most of their time waiting
+// for the outage to end.
 
 func TestPostgresOutage60s(t *testing.T) {
 	t.Parallel()
